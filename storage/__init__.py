@@ -1,0 +1,7 @@
+"""The versioned store: Delta tables, immutable audio and numbered releases."""
+
+from convoice.storage.pull import PullResult
+from convoice.storage.releases import Release, UnknownReleaseError
+from convoice.storage.store import Store
+
+__all__ = ["PullResult", "Release", "Store", "UnknownReleaseError"]
