@@ -1,0 +1,161 @@
+"""Who is who inside one recording: cluster the segmentation model's local speakers.
+
+Nodes are (chunk, local speaker) pairs. Each has one embedding (the mean of
+its clips' unit embeddings, or of its speech when it has no clip) and a
+weight (seconds of speech). Two local speakers of the same chunk are
+different people by construction: a cannot-link constraint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class NodeClustering:
+    labels: IntArray  # shape: (num_nodes,), cluster index per node, -1 when unassigned
+    centroids: FloatArray  # shape: (num_clusters, dim), unit norm
+
+    @property
+    def num_clusters(self) -> int:
+        return int(self.centroids.shape[0])
+
+
+def normalize(x: FloatArray) -> FloatArray:
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, 1e-8)).astype(np.float32)
+
+
+def centroids_of(
+    embeddings: FloatArray, weights: npt.NDArray[np.float64], labels: IntArray
+) -> FloatArray:
+    """Weighted, normalised mean embedding of every cluster ``0..max(labels)``."""
+    k = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
+    out = np.zeros((k, embeddings.shape[1]), dtype=np.float32)
+    for c in range(k):
+        members = labels == c
+        out[c] = (embeddings[members] * weights[members, None]).sum(axis=0)
+    return normalize(out)
+
+
+def cluster_nodes(
+    embeddings: FloatArray,
+    weights: npt.NDArray[np.float64],
+    groups: IntArray,
+    threshold: float,
+    max_clusters: int = 12,
+    min_weight: float = 0.0,
+) -> NodeClustering:
+    """Average-linkage clustering on cosine similarity with cannot-link groups.
+
+    ``groups[i]`` is node i's chunk: nodes of one chunk never share a cluster,
+    so no merge that would join them is ever made. Clusters stop merging below
+    ``threshold`` cosine similarity (or merge on down to ``max_clusters``). Clusters
+    with less than ``min_weight`` seconds of speech are merged into their
+    closest larger cluster that no cannot-link forbids (pyannote's
+    ``min_cluster_size`` idea: a handful of short turns is rarely a new person).
+    """
+    n = embeddings.shape[0]
+    if n == 0:
+        return NodeClustering(
+            np.zeros(0, dtype=np.int64), np.zeros((0, embeddings.shape[1]), np.float32)
+        )
+    if n == 1:
+        return NodeClustering(np.zeros(1, dtype=np.int64), normalize(embeddings[:1]))
+    labels = _constrained_average_linkage(embeddings, groups, threshold, max_clusters)
+    labels = _absorb_small(embeddings, weights, groups, labels, min_weight)
+    labels = _relabel_by_weight(labels, weights)
+    return NodeClustering(labels, centroids_of(embeddings, weights, labels))
+
+
+def _absorb_small(
+    embeddings: FloatArray,
+    weights: npt.NDArray[np.float64],
+    groups: IntArray,
+    labels: IntArray,
+    min_weight: float,
+) -> IntArray:
+    labels = labels.copy()
+    totals = {int(c): float(weights[labels == c].sum()) for c in np.unique(labels)}
+    large = [c for c, w in totals.items() if w >= min_weight]
+    if not large or len(large) == len(totals):
+        return labels
+    centroids = centroids_of(embeddings, weights, labels)
+    for small in sorted(set(totals) - set(large), key=lambda c: totals[c]):
+        members = labels == small
+        forbidden = {int(c) for c in labels[np.isin(groups, groups[members])]}
+        candidates = [c for c in large if c not in forbidden]
+        if candidates:
+            sims = centroids[candidates] @ centroids[small]
+            labels[members] = candidates[int(np.argmax(sims))]
+    return labels
+
+
+def _constrained_average_linkage(
+    embeddings: FloatArray, groups: IntArray, threshold: float, max_clusters: int
+) -> IntArray:
+    """Merge the most similar allowed pair until none reaches ``threshold``.
+
+    Average linkage via the Lance-Williams update; cost O(n^2) memory and
+    O(n^3) time in the number of nodes of ONE recording (a few hundred per hour).
+    """
+    n = embeddings.shape[0]
+    sims = (embeddings @ embeddings.T).astype(np.float64)  # shape: (n, n)
+    forbid = groups[:, None] == groups[None, :]  # cannot-link between nodes of one chunk
+    np.fill_diagonal(forbid, True)
+    sizes = np.ones(n)
+    alive = np.ones(n, dtype=bool)
+    labels = np.arange(n, dtype=np.int64)
+    clusters = n
+    while clusters > 1:
+        masked = np.where(forbid | ~alive[None, :] | ~alive[:, None], -np.inf, sims)
+        flat = int(np.argmax(masked))
+        a, b = divmod(flat, n)
+        best = masked[a, b]
+        if not np.isfinite(best) or (best < threshold and clusters <= max_clusters):
+            break
+        sims[a] = (sizes[a] * sims[a] + sizes[b] * sims[b]) / (sizes[a] + sizes[b])
+        sims[:, a] = sims[a]
+        forbid[a] |= forbid[b]
+        forbid[:, a] = forbid[a]
+        sizes[a] += sizes[b]
+        alive[b] = False
+        labels[labels == b] = a
+        clusters -= 1
+    _, dense = np.unique(labels, return_inverse=True)
+    return dense.astype(np.int64)
+
+
+def _relabel_by_weight(labels: IntArray, weights: npt.NDArray[np.float64]) -> IntArray:
+    """Number clusters 0, 1, ... by decreasing speech time; drop empty ids."""
+    ids = [c for c in np.unique(labels) if c >= 0]
+    order = sorted(ids, key=lambda c: -float(weights[labels == c].sum()))
+    mapping = {old: new for new, old in enumerate(order)}
+    return np.array([mapping.get(int(c), -1) for c in labels], dtype=np.int64)
+
+
+def b_cubed(truth: list[str], predicted: list[str]) -> tuple[float, float, float]:
+    """B-cubed precision, recall and F1 of a clustering against reference labels."""
+    if len(truth) != len(predicted):
+        raise ValueError("truth and predicted must have the same length")
+    if not truth:
+        return 1.0, 1.0, 1.0
+    t = np.array(truth)
+    p = np.array(predicted)
+    precision = recall = 0.0
+    for i in range(len(t)):
+        same_p = p == p[i]
+        same_t = t == t[i]
+        both = float(np.sum(same_p & same_t))
+        precision += both / float(np.sum(same_p))
+        recall += both / float(np.sum(same_t))
+    precision /= len(t)
+    recall /= len(t)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1

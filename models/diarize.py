@@ -1,0 +1,153 @@
+"""Speaker segmentation of one recording: speech, chunks, local turns, clip regions.
+
+Steps (each cheap on a CPU):
+
+1. speech regions from Silero VAD (ships with faster-whisper);
+2. chunks of at most 10 s cut in pauses (:func:`plan_chunks`);
+3. pyannote segmentation-3.0 once per chunk, batched: per frame, which of up
+   to three local speakers talk (overlap included);
+4. local turns (one speaker alone), overlaps, and clip regions cut in pauses.
+
+Who the local speakers are across chunks is decided later by clustering
+their clip embeddings (:mod:`convoice.models.clustering`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from convoice.config import ClipSettings, DiarizationSettings
+from convoice.models.records import Region
+from convoice.models.segmentation import (
+    Chunk,
+    ChunkSegmentation,
+    LocalTurn,
+    cut_clips,
+    local_turns,
+    overlap_regions,
+    plan_chunks,
+    rms_envelope,
+)
+
+if TYPE_CHECKING:
+    from pyannote.audio import Model
+
+FloatArray = npt.NDArray[np.float32]
+SAMPLE_RATE = 16000
+CHUNK_S = 10.0
+
+
+@dataclass(frozen=True)
+class ClipRegion:
+    """Where a clip will be cut, and which local turn it came from."""
+
+    turn: int  # index into Segmentation.turns
+    region: Region
+    overlap_nearby: bool
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    speech: list[Region]
+    chunks: list[Chunk]
+    chunk_segmentations: list[ChunkSegmentation]
+    turns: list[LocalTurn]
+    overlaps: list[Region]
+    clips: list[ClipRegion]
+
+    @property
+    def speech_duration(self) -> float:
+        return sum(r.duration for r in self.speech)
+
+
+def detect_speech(samples: FloatArray, min_silence_ms: int = 150) -> list[Region]:
+    """Speech regions found by Silero VAD (the copy that ships with faster-whisper)."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    options = VadOptions(
+        threshold=0.5,
+        min_speech_duration_ms=150,
+        min_silence_duration_ms=min_silence_ms,
+        speech_pad_ms=60,
+    )
+    stamps = get_speech_timestamps(samples, options)
+    return [Region(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
+
+
+def segment_chunks(
+    model: Model, samples: FloatArray, chunks: list[Chunk], batch_size: int
+) -> list[ChunkSegmentation]:
+    """Run the segmentation model once per chunk (zero-padded to 10 s), batched."""
+    import torch
+
+    window = int(CHUNK_S * SAMPLE_RATE)
+    field = model.receptive_field
+    frame_start, frame_step = float(field[0].middle), float(field.step)
+    specs = model.specifications
+    if isinstance(specs, tuple):
+        raise ValueError("a multi-task segmentation model is not supported")
+    powerset = None
+    if specs.powerset and specs.classes and specs.powerset_max_classes:
+        from pyannote.audio.utils.powerset import Powerset
+
+        powerset = Powerset(len(specs.classes), specs.powerset_max_classes)
+    out: list[ChunkSegmentation] = []
+    for b in range(0, len(chunks), batch_size):
+        batch_chunks = chunks[b : b + batch_size]
+        batch = np.zeros((len(batch_chunks), 1, window), dtype=np.float32)
+        for i, chunk in enumerate(batch_chunks):
+            piece = samples[int(chunk.start * SAMPLE_RATE) : int(chunk.end * SAMPLE_RATE)][:window]
+            batch[i, 0, : len(piece)] = piece
+        with torch.inference_mode():
+            scores = model(torch.from_numpy(batch))  # shape: (batch, frames, classes)
+            if powerset is not None:
+                active = powerset.to_multilabel(scores).numpy() > 0.5  # shape: (batch, frames, 3)
+            else:
+                active = scores.numpy() > 0.5
+        for i, chunk in enumerate(batch_chunks):
+            n = int(
+                np.searchsorted(
+                    frame_start + frame_step * np.arange(active.shape[1]), chunk.duration
+                )
+            )
+            out.append(ChunkSegmentation(chunk, active[i, :n], frame_start, frame_step))
+    return out
+
+
+def segment_recording(
+    model: Model,
+    samples: FloatArray,
+    diarization: DiarizationSettings,
+    clip_settings: ClipSettings,
+) -> Segmentation:
+    """Speech, chunks, local turns, overlaps and clip regions of one recording."""
+    duration = len(samples) / SAMPLE_RATE
+    speech = detect_speech(samples)
+    chunks = plan_chunks(speech, duration, rms_envelope(samples, SAMPLE_RATE), max_s=CHUNK_S)
+    segs = segment_chunks(model, samples, chunks, diarization.batch_size)
+    turns: list[LocalTurn] = []
+    overlaps: list[Region] = []
+    for seg in segs:
+        turns.extend(t for t in local_turns(seg) if t.speech >= diarization.min_turn_s)
+        overlaps.extend(overlap_regions(seg))
+    turns.sort(key=lambda t: t.start)
+    clips: list[ClipRegion] = []
+    for index, turn in enumerate(turns):
+        for region in cut_clips(
+            turn,
+            clip_settings.min_s,
+            clip_settings.max_s,
+            clip_settings.min_pause_s,
+            clip_settings.pad_s,
+        ):
+            near = any(
+                o.end > region.start - clip_settings.overlap_guard_s
+                and o.start < region.end + clip_settings.overlap_guard_s
+                for o in overlaps
+            )
+            clips.append(ClipRegion(index, region, near))
+    return Segmentation(speech, chunks, segs, turns, overlaps, clips)

@@ -1,0 +1,208 @@
+"""Turn a recording's segmentation, embeddings and transcripts into labelled clips.
+
+Pure computation: no model loading, no file access. The flow calls these in
+order: :func:`speakers_of_recording` (cluster local speakers),
+:func:`identify` (match them to the registry), then :func:`build_clips`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from convoice.config import RegistrySettings, RoutingSettings
+from convoice.models.clustering import NodeClustering, cluster_nodes, normalize
+from convoice.models.diarize import Segmentation
+from convoice.models.records import Clip, Region, Speaker, Transcript, stable_id
+from convoice.models.registry import MatchDecision, SpeakerMatch, match_speakers
+from convoice.models.routing import Reason, SpeakerEvidence, route
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class RecordingSpeakers:
+    """The speakers of one recording, from clustering its local speakers."""
+
+    nodes: list[tuple[int, int]]  # (chunk, local speaker) per node
+    node_labels: npt.NDArray[np.int64]  # recording speaker per node, -1 when unknown
+    clustering: NodeClustering
+    speech: npt.NDArray[np.float64]  # seconds of speech per recording speaker
+
+    def label_of(self, node: tuple[int, int]) -> int:
+        try:
+            return int(self.node_labels[self.nodes.index(node)])
+        except ValueError:
+            return -1
+
+
+def node_regions(seg: Segmentation) -> tuple[list[tuple[int, int]], list[list[Region]]]:
+    """Every (chunk, local speaker) node and its speech pieces."""
+    pieces: dict[tuple[int, int], list[Region]] = {}
+    for turn in seg.turns:
+        pieces.setdefault(turn.node, []).extend(turn.pieces)
+    nodes = sorted(pieces)
+    return nodes, [pieces[n] for n in nodes]
+
+
+def speakers_of_recording(
+    seg: Segmentation,
+    clip_embeddings: FloatArray,
+    node_embeddings: FloatArray,
+    threshold: float,
+    max_speakers: int,
+    min_speaker_s: float = 0.0,
+) -> RecordingSpeakers:
+    """Cluster local speakers into recording speakers.
+
+    A node's embedding is the mean of its clips' embeddings, or, for a node
+    without clips, ``node_embeddings`` (its speech embedded whole). Nodes whose
+    speech was too short to embed stay unassigned (-1).
+    """
+    nodes, pieces = node_regions(seg)
+    index = {n: i for i, n in enumerate(nodes)}
+    sums = node_embeddings.astype(np.float32).copy()
+    has_clip = np.zeros(len(nodes), dtype=bool)
+    for clip, emb in zip(seg.clips, clip_embeddings, strict=True):
+        i = index[seg.turns[clip.turn].node]
+        if not has_clip[i]:
+            sums[i] = 0.0
+            has_clip[i] = True
+        sums[i] += emb * clip.region.duration
+    weights = np.array([sum(p.duration for p in ps) for ps in pieces], dtype=np.float64)
+    usable = np.linalg.norm(sums, axis=1) > 0
+    emb = normalize(sums[usable])
+    groups = np.array([n[0] for n in nodes], dtype=np.int64)[usable]
+    clustering = cluster_nodes(emb, weights[usable], groups, threshold, max_speakers, min_speaker_s)
+    labels = np.full(len(nodes), -1, dtype=np.int64)
+    labels[usable] = clustering.labels
+    speech = np.array(
+        [weights[labels == c].sum() for c in range(clustering.num_clusters)], dtype=np.float64
+    )
+    return RecordingSpeakers(nodes, labels, clustering, speech)
+
+
+def identify(
+    recording_id: str,
+    speakers: RecordingSpeakers,
+    registry_ids: list[str],
+    registry_centroids: FloatArray,
+    cfg: RegistrySettings,
+) -> list[SpeakerMatch]:
+    """Match the recording's speakers to the registry (one-to-one)."""
+    return match_speakers(
+        recording_id,
+        speakers.clustering.centroids,
+        registry_ids,
+        registry_centroids,
+        cfg.match_threshold,
+        cfg.new_threshold,
+        cfg.margin,
+    )
+
+
+def build_clips(
+    recording_id: str,
+    seg: Segmentation,
+    speakers: RecordingSpeakers,
+    matches: list[SpeakerMatch],
+    clip_embeddings: FloatArray,
+    transcripts: list[Transcript | None],
+    routing: RoutingSettings,
+) -> list[Clip]:
+    """Labelled, scored and routed clips of one recording."""
+    centroids = speakers.clustering.centroids
+    by_speaker = {m.recording_speaker: m for m in matches}
+    clips: list[Clip] = []
+    for region, emb, transcript in zip(seg.clips, clip_embeddings, transcripts, strict=True):
+        label = speakers.label_of(seg.turns[region.turn].node)
+        if label < 0 or not np.any(emb):
+            continue
+        sims = centroids @ emb
+        own = float(sims[label])
+        other = float(np.delete(sims, label).max()) if len(sims) > 1 else -1.0
+        match = by_speaker[label]
+        evidence = SpeakerEvidence(own, other, match.confidence)
+        decision = route(
+            evidence, transcript, region.region.duration, region.overlap_nearby, routing
+        )
+        start, end = round(region.region.start, 3), round(region.region.end, 3)
+        clips.append(
+            Clip(
+                clip_id=stable_id("clip", recording_id, f"{start:.3f}", f"{end:.3f}"),
+                recording_id=recording_id,
+                start=start,
+                end=end,
+                recording_speaker=f"S{label}",
+                embedding=emb.astype(np.float32),
+                speaker_id=match.speaker_id,
+                speaker_confidence=decision.speaker_confidence,
+                overlap_nearby=region.overlap_nearby,
+                transcript=transcript,
+                transcript_confidence=decision.transcript_confidence,
+                status=decision.status,
+                review_reasons=decision.reasons,
+                extra={
+                    "own_similarity": round(own, 4),
+                    "other_similarity": round(other, 4),
+                    "identity_similarity": round(match.similarity, 4),
+                },
+            )
+        )
+    return clips
+
+
+def update_registry(
+    recording_id: str,
+    clips: list[Clip],
+    matches: list[SpeakerMatch],
+    known: dict[str, Speaker],
+    at: str,
+) -> list[Speaker]:
+    """The registry speakers this recording touched, with its clips absorbed.
+
+    Clips unsure of their speaker are left out, and an uncertain match to a
+    known speaker changes nothing until a person confirms it.
+    """
+    touched: list[Speaker] = []
+    for match in matches:
+        speaker = known.get(match.speaker_id)
+        if speaker is not None and match.decision == MatchDecision.UNCERTAIN:
+            continue  # an unsure match must not pull a known speaker's centroid
+        mine = [c for c in clips if c.speaker_id == match.speaker_id]
+        sure = [c for c in mine if Reason.UNCERTAIN_SPEAKER not in c.review_reasons]
+        mine = sure or mine
+        if not mine:
+            continue
+        emb = np.stack([c.embedding for c in mine]).astype(np.float32)
+        if speaker is None:
+            speaker = Speaker(
+                speaker_id=match.speaker_id,
+                vector_sum=np.zeros(emb.shape[1], dtype=np.float32),
+                n_clips=0,
+                total_duration=0.0,
+                n_recordings=0,
+                first_seen=at,
+                updated_at=at,
+            )
+        speaker.absorb(recording_id, emb, sum(c.duration for c in mine), at)
+        touched.append(speaker)
+    return touched
+
+
+def diarization_output(
+    seg: Segmentation, speakers: RecordingSpeakers
+) -> list[tuple[float, float, str]]:
+    """(start, end, speaker) for every stretch of speech, overlap included, for DER."""
+    from convoice.models.segmentation import speaker_regions
+
+    out: list[tuple[float, float, str]] = []
+    for chunk_seg in seg.chunk_segmentations:
+        for local in range(chunk_seg.activity.shape[1]):
+            label = speakers.label_of((chunk_seg.chunk.index, local))
+            if label < 0:
+                continue
+            out.extend((r.start, r.end, f"S{label}") for r in speaker_regions(chunk_seg, local))
+    return sorted(out)

@@ -1,0 +1,264 @@
+"""From speech activity to chunks, local speaker turns and clips (pure computation).
+
+The engine does not slide the segmentation model over the whole file with a
+1 s step (pyannote's default: every second of audio is processed ten times).
+It plans chunks of at most 10 s whose boundaries fall in pauses that a voice
+activity detector found, runs the model once per chunk, and so:
+
+- processes each second of speech once and silence not at all;
+- never splits a turn at a chunk boundary, so every clip boundary is a pause;
+- keeps the model's local speaker labels consistent inside each chunk, which
+  becomes a cannot-link constraint when local speakers are clustered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from convoice.models.records import Region
+
+BoolArray = npt.NDArray[np.bool_]
+FloatArray = npt.NDArray[np.float32]
+
+ENVELOPE_HOP_S = 0.01  # the RMS envelope used to find quiet points has a 10 ms hop
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A window of audio given to the segmentation model as one example."""
+
+    index: int
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class LocalTurn:
+    """Speech of one local speaker of one chunk, with no other speaker active.
+
+    ``pieces`` are the stretches of speech inside the turn; the gaps between
+    them are pauses where nobody speaks, the only places a clip may be cut.
+    """
+
+    chunk: int
+    local: int
+    pieces: tuple[Region, ...]
+    room_before: float = 0.0  # silence before the turn (until other speech or the chunk edge)
+    room_after: float = 0.0
+
+    @property
+    def start(self) -> float:
+        return self.pieces[0].start
+
+    @property
+    def end(self) -> float:
+        return self.pieces[-1].end
+
+    @property
+    def speech(self) -> float:
+        return sum(p.duration for p in self.pieces)
+
+    @property
+    def node(self) -> tuple[int, int]:
+        return (self.chunk, self.local)
+
+
+@dataclass(frozen=True)
+class ChunkSegmentation:
+    """The model's hard multilabel output for one chunk."""
+
+    chunk: Chunk
+    activity: BoolArray  # shape: (num_frames, num_local_speakers)
+    frame_start: float  # time of frame 0's centre, relative to the chunk start
+    frame_step: float
+
+    def frame_times(self) -> npt.NDArray[np.float64]:
+        n = self.activity.shape[0]
+        offsets = self.frame_step * np.arange(n, dtype=np.float64)
+        return np.asarray(self.chunk.start + self.frame_start + offsets, dtype=np.float64)
+
+
+def rms_envelope(samples: FloatArray, sample_rate: int) -> FloatArray:
+    """RMS energy per 10 ms frame, smoothed over 50 ms."""
+    hop = int(sample_rate * ENVELOPE_HOP_S)
+    n = len(samples) // hop
+    if n == 0:
+        return np.zeros(0, dtype=np.float32)
+    frames = samples[: n * hop].reshape(n, hop).astype(np.float32)
+    rms = np.sqrt(np.mean(frames**2, axis=1))
+    kernel = np.ones(5, dtype=np.float32) / 5
+    return np.convolve(rms, kernel, mode="same").astype(np.float32)
+
+
+def _quietest(envelope: FloatArray, start: float, end: float) -> float:
+    lo, hi = int(start / ENVELOPE_HOP_S), int(end / ENVELOPE_HOP_S)
+    if hi <= lo or lo >= len(envelope):
+        return (start + end) / 2
+    window = envelope[lo : min(hi, len(envelope))]
+    return (lo + int(np.argmin(window))) * ENVELOPE_HOP_S
+
+
+def _split_long(region: Region, max_s: float, envelope: FloatArray) -> list[Region]:
+    """Split speech longer than ``max_s`` at its quietest points."""
+    pieces: list[Region] = []
+    start = region.start
+    while region.end - start > max_s:
+        cut = _quietest(envelope, start + 0.6 * max_s, start + max_s - 0.05)
+        pieces.append(Region(start, cut))
+        start = cut
+    pieces.append(Region(start, region.end))
+    return pieces
+
+
+def plan_chunks(
+    speech: list[Region],
+    duration: float,
+    envelope: FloatArray,
+    max_s: float = 10.0,
+    max_gap_s: float = 3.0,
+    margin_s: float = 0.25,
+) -> list[Chunk]:
+    """Group speech regions into chunks of at most ``max_s`` seconds, cut in pauses.
+
+    Consecutive regions share a chunk while it stays under ``max_s`` and the
+    silence between them is under ``max_gap_s``. Each chunk gets up to
+    ``margin_s`` of context on both sides, never past the middle of the pause
+    it shares with its neighbours.
+    """
+    pieces = [
+        p
+        for r in sorted(speech, key=lambda r: r.start)
+        for p in _split_long(r, max_s - 2 * margin_s, envelope)
+    ]
+    groups: list[list[float]] = []
+    for piece in pieces:
+        if (
+            groups
+            and piece.end - groups[-1][0] <= max_s - 2 * margin_s
+            and piece.start - groups[-1][1] <= max_gap_s
+        ):
+            groups[-1][1] = piece.end
+        else:
+            groups.append([piece.start, piece.end])
+    chunks: list[Chunk] = []
+    for i, (start, end) in enumerate(groups):
+        left = groups[i - 1][1] if i > 0 else 0.0
+        right = groups[i + 1][0] if i + 1 < len(groups) else duration
+        lo = max(start - margin_s, (left + start) / 2, 0.0)
+        hi = min(end + margin_s, (end + right) / 2, duration)
+        chunks.append(Chunk(i, lo, hi))
+    return chunks
+
+
+def _runs(mask: BoolArray) -> list[tuple[int, int]]:
+    """Half-open index ranges where ``mask`` is true."""
+    if not mask.any():
+        return []
+    padded = np.concatenate([[False], mask, [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def local_turns(seg: ChunkSegmentation, min_piece_s: float = 0.1) -> list[LocalTurn]:
+    """Turns of each local speaker: exclusive speech, split where someone else talks."""
+    act = seg.activity
+    times = seg.frame_times()
+    half = seg.frame_step / 2
+    active = act.sum(axis=1)
+    turns: list[LocalTurn] = []
+    for k in range(act.shape[1]):
+        exclusive = act[:, k] & (active == 1)
+        others: BoolArray = np.asarray(np.delete(act, k, axis=1).any(axis=1), dtype=bool)
+        groups: list[list[tuple[int, int]]] = []
+        for a, b in _runs(exclusive):
+            if (b - a) * seg.frame_step < min_piece_s:
+                continue
+            if groups and not others[groups[-1][-1][1] : a].any():
+                groups[-1].append((a, b))  # only silence since the last piece: same turn
+            else:
+                groups.append([(a, b)])
+        for runs in groups:
+            first, last = runs[0][0], runs[-1][1]
+            prev = np.flatnonzero(others[:first])
+            nxt = np.flatnonzero(others[last:])
+            before = times[prev[-1]] + half if len(prev) else seg.chunk.start
+            after = times[last + nxt[0]] - half if len(nxt) else seg.chunk.end
+            pieces = tuple(
+                Region(float(times[a] - half), float(times[b - 1] + half)) for a, b in runs
+            )
+            turns.append(
+                LocalTurn(
+                    seg.chunk.index,
+                    k,
+                    pieces,
+                    room_before=max(0.0, pieces[0].start - float(before)),
+                    room_after=max(0.0, float(after) - pieces[-1].end),
+                )
+            )
+    return sorted(turns, key=lambda t: t.start)
+
+
+def overlap_regions(seg: ChunkSegmentation) -> list[Region]:
+    """Stretches where two or more local speakers talk at once."""
+    times = seg.frame_times()
+    half = seg.frame_step / 2
+    multi = seg.activity.sum(axis=1) >= 2
+    return [Region(float(times[a] - half), float(times[b - 1] + half)) for a, b in _runs(multi)]
+
+
+def speaker_regions(seg: ChunkSegmentation, local: int) -> list[Region]:
+    """All speech of one local speaker, overlap included (for diarization output)."""
+    times = seg.frame_times()
+    half = seg.frame_step / 2
+    runs = _runs(seg.activity[:, local])
+    return [Region(float(times[a] - half), float(times[b - 1] + half)) for a, b in runs]
+
+
+def cut_clips(
+    turn: LocalTurn,
+    min_s: float,
+    max_s: float,
+    min_pause_s: float,
+    pad_s: float,
+) -> list[Region]:
+    """Cut a turn into clips of ``min_s``..``max_s`` seconds, only at pauses.
+
+    Pieces separated by a pause of at least ``min_pause_s`` may be cut apart;
+    shorter gaps are kept inside a clip. A stretch longer than ``max_s`` with
+    no pause at all is dropped rather than cut through a word. Each clip is
+    padded by up to ``pad_s`` of the silence around it.
+    """
+    # Merge pieces whose gap is too short to cut in.
+    spans: list[Region] = []
+    for piece in turn.pieces:
+        if spans and piece.start - spans[-1].end < min_pause_s:
+            spans[-1] = Region(spans[-1].start, piece.end)
+        else:
+            spans.append(piece)
+    clips: list[Region] = []
+    current: Region | None = None
+    for span in spans:
+        if current is not None and span.end - current.start <= max_s:
+            current = Region(current.start, span.end)
+            continue
+        if current is not None and current.duration >= min_s:
+            clips.append(current)
+        current = span if span.duration <= max_s else None
+    if current is not None and current.duration >= min_s:
+        clips.append(current)
+    return [_pad(c, turn, pad_s) for c in clips]
+
+
+def _pad(clip: Region, turn: LocalTurn, pad_s: float) -> Region:
+    before = [p.end for p in turn.pieces if p.end <= clip.start]
+    after = [p.start for p in turn.pieces if p.start >= clip.end]
+    lo_room = (clip.start - before[-1]) / 2 if before else turn.room_before / 2
+    hi_room = (after[0] - clip.end) / 2 if after else turn.room_after / 2
+    return Region(max(0.0, clip.start - min(pad_s, lo_room)), clip.end + min(pad_s, hi_room))

