@@ -2,6 +2,6 @@
 
 from convoice.storage.pull import PullResult
 from convoice.storage.releases import Release, UnknownReleaseError
-from convoice.storage.store import Store
+from convoice.storage.store import ConcurrentCommitError, Store
 
-__all__ = ["PullResult", "Release", "Store", "UnknownReleaseError"]
+__all__ = ["ConcurrentCommitError", "PullResult", "Release", "Store", "UnknownReleaseError"]

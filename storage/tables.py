@@ -1,0 +1,172 @@
+"""The Delta tables of a store: reading (also at a past version) and the three writes.
+
+Every write is one Delta commit: an append, a replace of the rows matching a
+predicate (``replaceWhere``), or an upsert by key (``MERGE``). deltalake is
+imported inside the functions: it is slow to import and a CLI that never
+touches a table should not pay for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from convoice.storage.location import Location
+from convoice.storage.schema import conform
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+    from deltalake import DeltaTable
+
+TABLES = ("recordings", "clips", "speakers", "skipped", "labels")
+
+PARTITIONS: dict[str, list[str]] = {
+    # One recording's clips are written, and replaced, together: with a
+    # partition per recording, replacing them rewrites no other recording's files.
+    "clips": ["recording_id"],
+    # A MERGE rewrites every file holding a matched row; hash buckets bound
+    # that to a 64th of the registry instead of all of it.
+    "speakers": ["bucket"],
+}
+
+
+def sql_string(value: str) -> str:
+    """``value`` as a SQL string literal for a Delta predicate."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+class Tables:
+    """The store's Delta tables under ``<root>/tables/<name>``."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+
+    def uri(self, name: str) -> str:
+        if name not in TABLES:
+            raise ValueError(f"unknown table {name!r}; tables: {', '.join(TABLES)}")
+        return self.location.uri(f"tables/{name}")
+
+    def _options(self) -> dict[str, str] | None:
+        return self.location.storage_options or None
+
+    def open(self, name: str, version: int | None = None) -> DeltaTable | None:
+        """The Delta table ``name`` (at ``version``), or None when nothing was written yet."""
+        from deltalake import DeltaTable
+
+        uri = self.uri(name)
+        if not DeltaTable.is_deltatable(uri, storage_options=self._options()):
+            if version is not None:
+                raise ValueError(f"table {name} has no version {version}: it does not exist yet")
+            return None
+        return DeltaTable(uri, version=version, storage_options=self._options())
+
+    def version(self, name: str) -> int | None:
+        """The latest version of table ``name``; None when it does not exist."""
+        table = self.open(name)
+        return None if table is None else int(table.version())
+
+    def _filesystem(self, name: str) -> pafs.FileSystem | None:
+        """A native Arrow filesystem rooted at the table, when one is known to work.
+
+        deltalake's default is a Python-implemented filesystem whose reader
+        threads can abort the interpreter at exit; local tables, and remote ones
+        reached with the environment's credentials, use Arrow's own instead.
+        """
+        import pyarrow.fs as pafs
+
+        if self.location.is_local:
+            return pafs.SubTreeFileSystem(self.uri(name), pafs.LocalFileSystem())
+        if self.location.storage_options:
+            return None
+        filesystem, path = pafs.FileSystem.from_uri(self.uri(name))
+        return pafs.SubTreeFileSystem(path, filesystem)
+
+    def read(
+        self,
+        name: str,
+        schema: pa.Schema,
+        version: int | None = None,
+        columns: list[str] | None = None,
+        where: tuple[str, str] | None = None,
+    ) -> pa.Table:
+        """Table ``name`` (at ``version``) as Arrow with ``schema``; empty when absent.
+
+        ``where=(column, value)`` keeps the rows whose ``column`` equals
+        ``value``, and skips the files whose statistics rule it out.
+        """
+        wanted = schema if columns is None else pa.schema([schema.field(c) for c in columns])
+        delta = self.open(name, version)
+        if delta is None:
+            return wanted.empty_table()
+        present = set(delta.schema().to_arrow().names)
+        dataset = delta.to_pyarrow_dataset(
+            filesystem=self._filesystem(name),
+            file_pruning_predicate=None
+            if where is None
+            else f"{where[0]} = {sql_string(where[1])}",
+        )
+        row_filter = None if where is None else pc.field(where[0]) == where[1]
+        read_columns = [c for c in wanted.names if c in present]
+        return conform(dataset.to_table(columns=read_columns, filter=row_filter), wanted)
+
+    def append(self, name: str, data: pa.Table) -> None:
+        """Add ``data``'s rows to table ``name`` (created on first write)."""
+        from deltalake import write_deltalake
+
+        write_deltalake(
+            self.uri(name),
+            data,
+            mode="append",
+            partition_by=PARTITIONS.get(name),
+            schema_mode="merge",
+            storage_options=self._options(),
+        )
+
+    def replace_where(self, name: str, data: pa.Table, predicate: str) -> None:
+        """Replace the rows matching ``predicate`` by ``data``, in one commit.
+
+        Every row of ``data`` must match ``predicate``.
+        """
+        from deltalake import write_deltalake
+
+        write_deltalake(
+            self.uri(name),
+            data,
+            mode="overwrite",
+            predicate=predicate,
+            partition_by=PARTITIONS.get(name),
+            schema_mode="merge",
+            storage_options=self._options(),
+        )
+
+    def delete(self, name: str, predicate: str) -> None:
+        """Delete the rows matching ``predicate`` (nothing when the table does not exist)."""
+        table = self.open(name)
+        if table is not None:
+            table.delete(predicate)
+
+    def upsert(self, name: str, data: pa.Table, key: str) -> None:
+        """Update the rows whose ``key`` is in ``data`` (all columns), insert the others.
+
+        Keys must be unique in ``data``; partition columns join the match so
+        that only the partitions of ``data`` are touched.
+        """
+        table = self.open(name)
+        if table is None:
+            self.append(name, data)
+            return
+        on = [key, *PARTITIONS.get(name, [])]
+        (
+            table.merge(
+                source=data,
+                predicate=" AND ".join(f"target.{c} = source.{c}" for c in on),
+                source_alias="source",
+                target_alias="target",
+                merge_schema=True,
+            )
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
