@@ -51,6 +51,7 @@ class DiarizationSettings:
     pipeline: str = "pyannote/speaker-diarization-community-1"
     cluster_threshold: float = 0.80  # cosine similarity to merge two local speakers
     max_speakers: int = 12
+    min_speaker_s: float = 3.0  # a "speaker" with less speech joins its closest neighbour
 
 
 @dataclass(frozen=True)

@@ -88,20 +88,21 @@ def transcribe_clips(
     words_by_clip: list[list[Word]] = [[] for _ in clips]
     stats_by_clip: list[list[tuple[float, float, float]]] = [[] for _ in clips]
     starts = np.array(packing.offsets)
+    # Each clip owns half of the silence on either side: Whisper's word times
+    # drift by a few tens of ms, and a clip's first word must not be lost.
+    bounds = starts - GAP_S / 2
     for seg in segments:
         for w in seg.words or []:
-            mid = (w.start + w.end) / 2
-            i = int(np.searchsorted(starts, mid, side="right")) - 1
-            if i < 0 or mid > starts[i] + clips[i].duration + GAP_S / 2:
-                continue  # a word in the silence between clips
-            words_by_clip[i].append(
-                Word(
-                    w.word,
-                    round(w.start - starts[i], 3),
-                    round(w.end - starts[i], 3),
-                    round(w.probability, 4),
-                )
+            i = int(np.searchsorted(bounds, (w.start + w.end) / 2, side="right")) - 1
+            if i < 0:
+                continue
+            word = Word(
+                w.word,
+                round(w.start - starts[i], 3),
+                round(w.end - starts[i], 3),
+                round(w.probability, 4),
             )
+            words_by_clip[i].append(word)
             stats_by_clip[i].append((seg.avg_logprob, seg.compression_ratio, seg.no_speech_prob))
     out: list[Transcript | None] = []
     for words, stats in zip(words_by_clip, stats_by_clip, strict=True):

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 REASON_CODES = frozenset(
     {"not_creative_commons", "unsupported_url", "unreachable", "download_failed",
-     "corrupt_media", "too_long", "no_audio"}
+     "corrupt_media", "too_long", "no_audio", "no_speech", "labelling_failed"}
 )  # fmt: skip
 SAMPLE_RATE = 16_000
 _MAX_DEPTH = 3  # channel -> tab -> playlist -> video

@@ -1,0 +1,190 @@
+"""The ``convoice`` command line: ingest, demo, datasets, benchmark.
+
+Heavy libraries (torch, pyannote, Prefect) are imported inside the commands,
+so ``convoice --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from convoice.flows.report import IngestReport
+    from convoice.storage import Store
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Con Voice: Creative Commons video in, versioned self-labelled speaker datasets out.",
+)
+dataset_app = typer.Typer(no_args_is_help=True, help="Release, list and pull dataset versions.")
+app.add_typer(dataset_app, name="dataset")
+console = Console()
+
+HomeOption = Annotated[
+    str | None,
+    typer.Option("--home", help="Store root (default: $CONVOICE_HOME or ~/.convoice)."),
+]
+
+
+def _prefect_defaults() -> None:
+    """Settings that make Prefect's temporary local server behave on small machines."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+def _store(home: str | None) -> Store:
+    from convoice.config import load_settings
+    from convoice.storage import Store
+
+    return Store.open(load_settings(home=home) if home else load_settings())
+
+
+def print_report(report: IngestReport) -> None:
+    table = Table(title=f"ingest run {report.run_id}")
+    for col in ("recording", "audio s", "clips", "kept s", "speakers", "new", "to review"):
+        table.add_column(col)
+    for r in report.recordings:
+        table.add_row(r.title[:40], f"{r.duration:.1f}", str(r.clips), f"{r.kept_seconds:.1f}",
+                      str(r.speakers), str(r.new_speakers), str(r.review_clips))  # fmt: skip
+    console.print(table)
+    for s in report.skipped:
+        console.print(f"[yellow]skipped[/] {s.url or s.source_url}: {s.reason_code}: {s.reason}")
+    console.print(report.summary())
+
+
+@app.command()
+def ingest(
+    urls: Annotated[
+        list[str] | None, typer.Argument(help="Video, playlist, channel or search URLs.")
+    ] = None,
+    sources: Annotated[
+        Path | None, typer.Option("--sources", help="CSV with columns url,license[,note].")
+    ] = None,
+    home: HomeOption = None,
+    config: Annotated[Path | None, typer.Option(help="TOML settings file.")] = None,
+) -> None:
+    """Ingest and label every Creative Commons item behind URLS and/or a sources file."""
+    if not urls and sources is None:
+        raise typer.BadParameter("give at least one URL or --sources FILE")
+    if sources is not None and not sources.is_file():
+        raise typer.BadParameter(f"no such sources file: {sources}")
+    _prefect_defaults()
+    from convoice.flows.ingest import ingest_flow
+
+    report = ingest_flow(
+        urls=list(urls or []),
+        sources_file=str(sources) if sources else None,
+        home=home,
+        config=str(config) if config else None,
+    )
+    print_report(report)
+
+
+@app.command()
+def demo(
+    home: HomeOption = None,
+    workdir: Annotated[Path | None, typer.Option(help="Where to make the sample videos.")] = None,
+) -> None:
+    """Make sample videos, serve them on 127.0.0.1, ingest them by URL and release a version."""
+    _prefect_defaults()
+    from convoice.flows.demo import demo_flow
+
+    result = demo_flow(home=home, workdir=str(workdir) if workdir else None)
+    report = result.report
+    print_report(report)
+    rel = result.release
+    console.print(
+        f"[bold]demo done[/]: {len(report.recordings)} recordings, {report.clips} clips, "
+        f"{report.audio_seconds / 3600:.3f} h raw, {report.kept_seconds / 3600:.3f} h kept, "
+        f"{result.speakers} speakers in the registry, {report.review_clips} clips sent to review, "
+        f"{len(report.skipped)} items skipped; dataset version {rel.name} "
+        f"({rel.n_clips} clips, {rel.hours:.3f} h) in {rel.path}"
+    )
+    console.print(f"load it: convoice dataset pull {rel.name} --to ./my-dataset")
+
+
+@dataset_app.command("release")
+def dataset_release(
+    tag: Annotated[str | None, typer.Option(help="A name for this version (unique).")] = None,
+    note: Annotated[str, typer.Option(help="A note stored in the manifest.")] = "",
+    home: HomeOption = None,
+) -> None:
+    """Publish the current labels as the next immutable version."""
+    rel = _store(home).release(tag=tag, note=note)
+    console.print(
+        f"released {rel.name}{f' ({rel.tag})' if rel.tag else ''}: {rel.n_clips} clips, "
+        f"{rel.n_recordings} recordings, {rel.n_speakers} speakers, {rel.hours:.3f} h, "
+        f"by status {rel.clips_by_status}"
+    )
+
+
+@dataset_app.command("list")
+def dataset_list(home: HomeOption = None) -> None:
+    """Every released version, oldest first."""
+    releases = _store(home).releases()
+    if not releases:
+        console.print("no release yet: run `convoice dataset release`")
+        return
+    table = Table()
+    for col in ("version", "tag", "created", "clips", "recordings", "speakers", "hours", "note"):
+        table.add_column(col)
+    for r in releases:
+        table.add_row(r.name, r.tag or "", r.created_at, str(r.n_clips), str(r.n_recordings),
+                      str(r.n_speakers), f"{r.hours:.3f}", r.note)  # fmt: skip
+    console.print(table)
+
+
+@dataset_app.command("pull")
+def dataset_pull(
+    version: Annotated[str, typer.Argument(help="v3, 3 or a tag.")],
+    to: Annotated[Path, typer.Option("--to", help="Destination folder.")],
+    home: HomeOption = None,
+) -> None:
+    """Write a release's Parquet tables and clip audio into a folder, ready for training."""
+    from convoice.storage import UnknownReleaseError
+
+    try:
+        result = _store(home).pull(version, to)
+    except UnknownReleaseError as err:
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(2) from err
+    console.print(
+        f"pulled {result.release.name} into {result.path}: {result.n_clips} clips, "
+        f"{result.copied} files copied, {result.skipped} already there"
+    )
+    console.print(f"pandas: pd.read_parquet('{result.path}/clips.parquet')")
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option(help="A smaller corpus (for CI).")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+) -> None:
+    """Measure quality and speed against baselines in the same run (see README)."""
+    _prefect_defaults()
+    from convoice.flows.benchmark import run_benchmark
+
+    result = run_benchmark(quick=quick)
+    console.print(result.render())
+    if out:
+        out.write_text(result.to_json())
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

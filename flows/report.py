@@ -1,0 +1,123 @@
+"""What a flow run did, in figures: per recording, per stage, per skip reason."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from convoice.models.records import Clip, ClipStatus, MediaItem, SkippedItem
+from convoice.models.registry import MatchDecision, SpeakerMatch
+
+
+class StageClock:
+    """Wall time per named stage, summed over recordings."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class RecordingOutcome:
+    recording_id: str
+    title: str
+    duration: float
+    clips: int
+    kept_seconds: float
+    review_clips: int
+    review_seconds: float
+    speakers: int
+    new_speakers: int
+    uncertain_speakers: int
+
+    @classmethod
+    def of(
+        cls, item: MediaItem, duration: float, clips: list[Clip], matches: list[SpeakerMatch]
+    ) -> RecordingOutcome:
+        review = [c for c in clips if c.status == ClipStatus.REVIEW]
+        used = {c.speaker_id for c in clips}
+        used_matches = [m for m in matches if m.speaker_id in used]
+        return cls(
+            recording_id=item.recording_id,
+            title=item.title,
+            duration=duration,
+            clips=len(clips),
+            kept_seconds=sum(c.duration for c in clips),
+            review_clips=len(review),
+            review_seconds=sum(c.duration for c in review),
+            speakers=len(used_matches),
+            new_speakers=sum(m.decision == MatchDecision.NEW for m in used_matches),
+            uncertain_speakers=sum(m.decision == MatchDecision.UNCERTAIN for m in used_matches),
+        )
+
+    def summary(self) -> str:
+        return (
+            f"{self.title}: {self.duration:.0f} s, {self.clips} clips ({self.kept_seconds:.0f} s), "
+            f"{self.speakers} speakers ({self.new_speakers} new), {self.review_clips} to review"
+        )
+
+
+@dataclass
+class IngestReport:
+    run_id: str
+    home: str
+    recordings: list[RecordingOutcome] = field(default_factory=list)
+    skipped: list[SkippedItem] = field(default_factory=list)
+    already_done: int = 0
+    wall_seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, outcome: RecordingOutcome) -> None:
+        self.recordings.append(outcome)
+
+    def skip(self, item: SkippedItem) -> None:
+        self.skipped.append(item)
+
+    def finish(self, wall: float, clock: StageClock) -> None:
+        self.wall_seconds = wall
+        self.stage_seconds = {k: round(v, 3) for k, v in clock.seconds.items()}
+
+    @property
+    def audio_seconds(self) -> float:
+        return sum(r.duration for r in self.recordings)
+
+    @property
+    def kept_seconds(self) -> float:
+        return sum(r.kept_seconds for r in self.recordings)
+
+    @property
+    def review_seconds(self) -> float:
+        return sum(r.review_seconds for r in self.recordings)
+
+    @property
+    def clips(self) -> int:
+        return sum(r.clips for r in self.recordings)
+
+    @property
+    def review_clips(self) -> int:
+        return sum(r.review_clips for r in self.recordings)
+
+    @property
+    def skip_reasons(self) -> dict[str, int]:
+        return dict(Counter(s.reason_code for s in self.skipped))
+
+    def summary(self) -> str:
+        rtf = self.wall_seconds / self.audio_seconds if self.audio_seconds else 0.0
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in self.stage_seconds.items())
+        return (
+            f"{len(self.recordings)} recordings labelled ({self.audio_seconds / 3600:.3f} h), "
+            f"{self.already_done} already done, {len(self.skipped)} skipped {self.skip_reasons}; "
+            f"{self.clips} clips ({self.kept_seconds / 3600:.3f} h kept), "
+            f"{self.review_clips} to review; wall {self.wall_seconds:.1f} s (RTF {rtf:.3f}); "
+            f"{stages}"
+        )

@@ -1,0 +1,89 @@
+"""Quality measures against reference labels: WER, speaker accuracy, DER."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+_SPELLING = {"neighbours": "neighbors", "neighbour": "neighbor", "colour": "color",
+             "colours": "colors", "favourite": "favorite", "harbour": "harbor",
+             "grey": "gray", "theatre": "theater", "centre": "center", "travelled": "traveled",
+             "humour": "humor", "flavour": "flavor", "organised": "organized"}  # fmt: skip
+
+
+def normalize_words(text: str) -> list[str]:
+    """Lower case, no punctuation, American spelling: what WER is computed on."""
+    words = re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
+    return [_SPELLING.get(w.strip("'"), w.strip("'")) for w in words if w.strip("'")]
+
+
+def edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
+    """Levenshtein distance between two word sequences."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+@dataclass(frozen=True)
+class WerCount:
+    errors: int
+    words: int
+
+    @property
+    def wer(self) -> float:
+        return self.errors / self.words if self.words else 0.0
+
+    def __add__(self, other: WerCount) -> WerCount:
+        return WerCount(self.errors + other.errors, self.words + other.words)
+
+
+def wer_count(reference: str, hypothesis: str) -> WerCount:
+    ref, hyp = normalize_words(reference), normalize_words(hypothesis)
+    return WerCount(edit_distance(ref, hyp), len(ref))
+
+
+def one_to_one_mapping(overlap: dict[tuple[str, str], float]) -> dict[str, str]:
+    """Predicted label -> reference label maximising total overlap, one to one."""
+    from scipy.optimize import linear_sum_assignment
+
+    preds = sorted({p for p, _ in overlap})
+    refs = sorted({r for _, r in overlap})
+    if not preds or not refs:
+        return {}
+    matrix = np.zeros((len(preds), len(refs)))
+    for (p, r), value in overlap.items():
+        matrix[preds.index(p), refs.index(r)] = value
+    rows, cols = linear_sum_assignment(-matrix)
+    return {preds[i]: refs[j] for i, j in zip(rows, cols, strict=True) if matrix[i, j] > 0}
+
+
+def diarization_error_rate(
+    reference: list[tuple[float, float, str]], hypothesis: list[tuple[float, float, str]]
+) -> float:
+    """DER (collar 0, overlap scored) with pyannote.metrics."""
+    from pyannote.core import Annotation, Segment
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    ref, hyp = Annotation(), Annotation()
+    for i, (s, e, label) in enumerate(reference):
+        ref[Segment(s, e), i] = label
+    for i, (s, e, label) in enumerate(hypothesis):
+        hyp[Segment(s, e), i] = label
+    return float(DiarizationErrorRate()(ref, hyp))
+
+
+def read_rttm(path: str) -> list[tuple[float, float, str]]:
+    out = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            f = line.split()
+            if len(f) >= 8 and f[0] == "SPEAKER":
+                out.append((float(f[3]), float(f[3]) + float(f[4]), f[7]))
+    return out

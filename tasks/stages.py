@@ -1,0 +1,131 @@
+"""The labelling stages as Prefect tasks: each one does its I/O or runs its model.
+
+Tasks keep no cache (their inputs are audio arrays: hashing them would cost
+more than the work) and persist no results; a killed run resumes from the
+store instead, which knows which recordings are done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from convoice.config import Settings
+from convoice.models import asr, diarize, embed, labelling
+from convoice.models.diarize import Segmentation
+from convoice.models.labelling import RecordingSpeakers
+from convoice.models.records import MediaItem, Region, SkippedItem, Source, Transcript
+from convoice.models.registry import SpeakerMatch
+from convoice.tasks import download, loaders
+from convoice.tasks.audio import Audio, decode
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def now() -> str:
+    """UTC time as ISO 8601, the format of every timestamp in the store."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, download.IngestError) and exc.reason_code == "unreachable"
+
+
+@task(name="expand-source", cache_policy=NO_CACHE)
+def expand(source: Source, settings: Settings, run_id: str) -> list[MediaItem | SkippedItem]:
+    """Every media item behind a source URL, licence-gated (skips carry their reason)."""
+    return list(download.expand_source(source, settings.ingest, run_id=run_id))
+
+
+@task(
+    name="download",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=lambda task, run, state: _is_transient(_exception(state)),
+)
+def fetch(item: MediaItem, workdir: Path, settings: Settings) -> Path:
+    return download.download_audio(item, workdir, settings.ingest, archive=workdir / "archive.txt")
+
+
+def _exception(state: object) -> BaseException:
+    try:
+        state.result()  # type: ignore[attr-defined]
+    except BaseException as exc:  # the state's own exception, re-raised to inspect it
+        return exc
+    return RuntimeError("no exception")
+
+
+@task(name="decode", cache_policy=NO_CACHE)
+def load_audio(path: Path) -> Audio:
+    return decode(path)
+
+
+@task(name="segment", cache_policy=NO_CACHE)
+def segment(audio: Audio, settings: Settings) -> Segmentation:
+    """VAD, pause-aligned chunks, pyannote segmentation, local turns, clip regions."""
+    model = loaders.segmentation_model(settings.diarization.segmentation_model)
+    seg = diarize.segment_recording(model, audio.samples, settings.diarization, settings.clips)
+    if not seg.speech or not seg.turns:
+        raise download.IngestError("no_speech", "no speech found (silence, music or noise only)")
+    return seg
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    clips: FloatArray  # shape: (num_clips, 256)
+    nodes: FloatArray  # shape: (num_nodes, 256); zero rows for nodes that have clips
+
+
+@task(name="embed", cache_policy=NO_CACHE)
+def embed_speakers(audio: Audio, seg: Segmentation) -> Embeddings:
+    """One resemblyzer embedding per clip, plus one per local speaker without clips."""
+    encoder = loaders.voice_encoder()
+    nodes, pieces = labelling.node_regions(seg)
+    with_clips = {seg.turns[c.turn].node for c in seg.clips}
+    regions: list[Region | list[Region]] = [c.region for c in seg.clips]
+    missing = [i for i, n in enumerate(nodes) if n not in with_clips]
+    regions += [pieces[i] for i in missing]
+    vectors = embed.embed_regions(encoder, audio.samples, regions)
+    node_vectors = np.zeros((len(nodes), vectors.shape[1]), dtype=np.float32)
+    node_vectors[missing] = vectors[len(seg.clips) :]
+    return Embeddings(vectors[: len(seg.clips)], node_vectors)
+
+
+@task(name="identify", cache_policy=NO_CACHE)
+def identify(
+    recording_id: str,
+    seg: Segmentation,
+    vectors: Embeddings,
+    registry_ids: list[str],
+    registry_centroids: FloatArray,
+    settings: Settings,
+) -> tuple[RecordingSpeakers, list[SpeakerMatch]]:
+    """Cluster local speakers into the recording's speakers; match them to the registry."""
+    cfg = settings.diarization
+    speakers = labelling.speakers_of_recording(
+        seg,
+        vectors.clips,
+        vectors.nodes,
+        cfg.cluster_threshold,
+        cfg.max_speakers,
+        cfg.min_speaker_s,
+    )
+    matches = labelling.identify(
+        recording_id, speakers, registry_ids, registry_centroids, settings.registry
+    )
+    return speakers, matches
+
+
+@task(name="transcribe", cache_policy=NO_CACHE)
+def transcribe(audio: Audio, seg: Segmentation, settings: Settings) -> list[Transcript | None]:
+    cfg = settings.asr
+    model = loaders.whisper_model(cfg.model, cfg.compute_type, cfg.cpu_threads)
+    options = asr.AsrOptions(cfg.batch_size, cfg.beam_size, cfg.language)
+    return asr.transcribe_clips(model, audio.samples, [c.region for c in seg.clips], options)
