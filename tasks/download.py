@@ -16,7 +16,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -313,16 +313,22 @@ def download_audio(
             dest.unlink(missing_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{item.recording_id}.", suffix=".part", dir=dest_dir))
     try:
-        wav = _fetch(item, tmp, settings, archive)
-        check_audio(wav, settings, item.duration)
+        wav, declared = _fetch(item, tmp, settings, archive)
+        check_audio(wav, settings, item.duration or declared)
         os.replace(wav, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
-def _fetch(item: MediaItem, tmp: Path, settings: IngestSettings, archive: Path | None) -> Path:
-    """Run yt-dlp into ``tmp``; the WAV it made."""
+def _fetch(
+    item: MediaItem, tmp: Path, settings: IngestSettings, archive: Path | None
+) -> tuple[Path, float | None]:
+    """Run yt-dlp into ``tmp``; the WAV it made and the duration its container declared.
+
+    The original media is kept next to the WAV (``keepvideo``) so that a truncated
+    file, which ffmpeg decodes only in part, is caught by comparing the two.
+    """
     from yt_dlp import YoutubeDL
 
     opts = _options(
@@ -330,6 +336,7 @@ def _fetch(item: MediaItem, tmp: Path, settings: IngestSettings, archive: Path |
         noplaylist=True,
         postprocessors=[{"key": "FFmpegExtractAudio", "preferredcodec": "wav"}],
         postprocessor_args={"extractaudio": ["-ar", str(SAMPLE_RATE), "-ac", "1"]},
+        keepvideo=True,
     )
     opts.update(outtmpl={"default": str(tmp / "audio.%(ext)s")}, paths={})  # ours, always
     wav = tmp / "audio.wav"
@@ -347,9 +354,15 @@ def _fetch(item: MediaItem, tmp: Path, settings: IngestSettings, archive: Path |
                 code, reason = _diagnose(tmp, reason)
             raise IngestError(code, f"{item.url}: {reason}") from err
         if wav.exists():
-            return wav
+            return wav, _container_duration(p for p in tmp.iterdir() if p != wav)
         # the archive lists it but the file is gone: the caller still needs the audio
     raise IngestError("download_failed", f"{item.url}: yt-dlp produced no audio file")
+
+
+def _container_duration(paths: Iterable[Path]) -> float | None:
+    """The longest duration any of the original media files declares in its header."""
+    durations = [float((_ffprobe(p) or {}).get("format", {}).get("duration") or 0.0) for p in paths]
+    return max(durations, default=0.0) or None
 
 
 def _diagnose(tmp: Path, reason: str) -> tuple[str, str]:

@@ -1,0 +1,57 @@
+"""Shared fixtures: an isolated Prefect, a small generated corpus served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Before Prefect is imported anywhere: its own home, no analytics, a patient server start.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="convoice-test-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "90"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """A temporary Prefect API for the flows under test (flows run as real flow runs)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tts_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tts-cache")
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path):  # type: ignore[no-untyped-def]
+    """Three short two-speaker episodes; every voice talks in two of them."""
+    from convoice.tasks.samples import make_corpus
+
+    out = tmp_path_factory.mktemp("small-corpus")
+    return make_corpus(
+        out,
+        n_episodes=3,
+        speakers_per_episode=(2, 2),
+        turns_per_episode=6,
+        seed=11,
+        voices=["rms", "slt", "ked"],
+        cache_dir=tts_cache,
+    )
+
+
+@pytest.fixture(scope="session")
+def served_corpus(small_corpus) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The small corpus on a real HTTP server on 127.0.0.1; yields the base URL."""
+    from convoice.tasks.samples import serve_directory
+
+    with serve_directory(small_corpus.root) as base_url:
+        yield base_url

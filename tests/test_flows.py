@@ -1,0 +1,186 @@
+"""The ingest flow as a real Prefect flow run: real yt-dlp, models, Delta tables, ffmpeg."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from convoice.flows.ingest import ingest_flow
+from convoice.models.clustering import b_cubed
+from convoice.models.evaluation import clip_truth
+from convoice.storage import Store
+from convoice.tasks import samples
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def _sources(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["url", "license"])
+        writer.writerows(rows)
+    return path
+
+
+def _corpus_sources(corpus: samples.Corpus, base_url: str, path: Path) -> Path:
+    return samples.write_sources_csv(corpus, base_url, path)
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory: pytest.TempPathFactory, small_corpus, served_corpus):  # type: ignore[no-untyped-def]
+    """The small corpus ingested once into a fresh store."""
+    home = tmp_path_factory.mktemp("home")
+    sources = _corpus_sources(small_corpus, served_corpus, home / "sources.csv")
+    report = ingest_flow(sources_file=str(sources), home=str(home))
+    return home, report
+
+
+def test_flow_labels_every_episode_with_identities_across_them(labelled, small_corpus) -> None:  # type: ignore[no-untyped-def]
+    home, report = labelled
+    store = Store(str(home))
+    assert len(report.recordings) == 3 and not report.skipped
+    clips = store.clips().to_pylist()
+    assert len(clips) >= 12
+    by_url = {r["recording_id"]: r for r in store.recordings().to_pylist()}
+    episodes = {ep.media_path.name: ep for ep in small_corpus.episodes}
+    truth, predicted = [], []
+    for clip in clips:
+        episode = episodes[by_url[clip["recording_id"]]["url"].rsplit("/", 1)[-1]]
+        speaker, purity = clip_truth(clip, episode.turns)  # type: ignore[arg-type]
+        assert purity > 0.8, clip  # single-speaker clips
+        truth.append(speaker)
+        predicted.append(clip["speaker_id"])
+        assert 1.0 <= clip["duration"] <= 8.2
+        assert (
+            clip["speaker_label_source"] == "machine" and clip["models"] and clip["settings_hash"]
+        )
+        assert clip["status"] in {"accepted", "review"}
+        assert clip["status"] == "accepted" or clip["review_reasons"]
+        assert Path(store.audio_path(clip["audio_uri"])).is_file()
+    _, _, f1 = b_cubed(truth, predicted)
+    assert f1 >= 0.9, f"cross-episode speaker clustering B-cubed F1 {f1:.3f}"
+    assert len(store.speakers()) == 3
+    for rec in by_url.values():  # CC-BY requires attribution: every recording keeps it
+        assert rec["license"] == "CC-BY-4.0" and "CC BY 4.0" in rec["attribution"]
+
+
+def test_second_run_downloads_and_writes_nothing(labelled, small_corpus, served_corpus) -> None:  # type: ignore[no-untyped-def]
+    home, _ = labelled
+    before = Store(str(home)).clips().num_rows
+    sources = _corpus_sources(small_corpus, served_corpus, home / "again.csv")
+    report = ingest_flow(sources_file=str(sources), home=str(home))
+    assert report.already_done == 3 and not report.recordings
+    assert Store(str(home)).clips().num_rows == before
+
+
+def test_every_bad_item_fails_alone_with_a_reason(
+    tmp_path: Path, small_corpus, served_corpus
+) -> None:  # type: ignore[no-untyped-def]
+    media = small_corpus.root
+    samples.make_truncated(small_corpus.episodes[1].media_path, media / "truncated.mp4")
+    samples.make_silence(media / "silence.mp4", 6.0)
+    samples.make_music(media / "music.mp4", 8.0)
+    good = served_corpus + small_corpus.episodes[0].media_path.name
+    sources = _sources(
+        tmp_path / "bad.csv",
+        [
+            (served_corpus + "truncated.mp4", "CC-BY-4.0"),
+            (served_corpus + "silence.mp4", "CC-BY-4.0"),
+            (served_corpus + "music.mp4", "CC0-1.0"),
+            (good.replace(".mp4", "-missing.mp4"), "CC-BY-4.0"),
+            ("http://127.0.0.1:9/nothing-listens-here.mp4", "CC-BY-4.0"),
+            ("notaurl://x", "CC-BY-4.0"),
+            (served_corpus + small_corpus.episodes[2].media_path.name, ""),  # no licence
+            (good, "CC-BY-4.0"),
+        ],
+    )
+    report = ingest_flow(sources_file=str(sources), home=str(tmp_path / "home"))
+    assert [r.title for r in report.recordings] == [small_corpus.episodes[0].media_path.stem]
+    reasons = {s.url.rsplit("/", 1)[-1] or s.source_url: s.reason_code for s in report.skipped}
+    assert reasons["truncated.mp4"] == "corrupt_media"
+    assert reasons["silence.mp4"] == "no_speech"
+    assert reasons["music.mp4"] in {"no_speech"}
+    assert reasons[small_corpus.episodes[2].media_path.name] == "not_creative_commons"
+    assert sorted(reasons.values()).count("unreachable") == 2
+    assert "unsupported_url" in reasons.values()
+    store = Store(str(tmp_path / "home"))
+    assert store.done_recording_ids() == {report.recordings[0].recording_id}
+    assert set(store.clips()["recording_id"].to_pylist()) == {report.recordings[0].recording_id}
+    assert len(store.skipped()) == 7  # every skip is recorded with its reason
+
+
+def test_killed_run_resumes_without_duplicates(
+    tmp_path: Path, labelled, small_corpus, served_corpus
+) -> None:  # type: ignore[no-untyped-def]
+    sources = _corpus_sources(small_corpus, served_corpus, tmp_path / "sources.csv")
+    home = tmp_path / "home"
+    cmd = [
+        sys.executable,
+        "-m",
+        "convoice.cli",
+        "ingest",
+        "--sources",
+        str(sources),
+        "--home",
+        str(home),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    store = Store(str(home))
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (home / "tables" / "recordings").exists() and len(store.done_recording_ids()) >= 1:
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-run: at least one recording done, others not
+    proc.wait()
+    done_before = len(store.done_recording_ids())
+    assert 1 <= done_before < 3, "the run was not killed mid-way"
+    report = ingest_flow(sources_file=str(sources), home=str(home))
+    assert report.already_done == done_before
+    clips = store.clips()
+    ids = clips["clip_id"].to_pylist()
+    assert len(ids) == len(set(ids)), "duplicate clips after resuming"
+    reference = Store(str(labelled[0])).clips()
+    assert sorted(ids) == sorted(reference["clip_id"].to_pylist())  # same as a clean run
+    assert len(store.speakers()) == 3
+
+
+def test_release_pull_and_load_like_a_trainer(labelled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from convoice.cli import app
+
+    home, _ = labelled
+    runner = CliRunner()
+    out = runner.invoke(app, ["dataset", "release", "--tag", "first", "--home", str(home)])
+    assert out.exit_code == 0, out.output
+    listing = runner.invoke(app, ["dataset", "list", "--home", str(home)])
+    assert "first" in listing.output and "v1" in listing.output
+    dest = tmp_path / "ds"
+    pulled = runner.invoke(
+        app, ["dataset", "pull", "first", "--to", str(dest), "--home", str(home)]
+    )
+    assert pulled.exit_code == 0, pulled.output
+    for name in ("clips.parquet", "speakers.parquet", "recordings.parquet", "ATTRIBUTION.md"):
+        assert (dest / name).is_file()
+    import datasets
+    import pandas as pd
+
+    df = pd.read_parquet(dest / "clips.parquet")
+    assert len(df) == Store(str(home)).clips().num_rows
+    assert all((dest / p).is_file() for p in df["audio_path"])
+    assert pq.read_table(dest / "speakers.parquet").num_rows == 3
+    ds = datasets.load_dataset("parquet", data_files=str(dest / "clips.parquet"), split="train")
+    assert ds.num_rows == len(df) and "embedding" in ds.column_names
+    missing = runner.invoke(app, ["dataset", "pull", "v9", "--to", str(dest), "--home", str(home)])
+    assert missing.exit_code == 2 and "v1" in missing.output

@@ -1,0 +1,162 @@
+"""The pure computations: chunk planning, turns, clip cutting, clustering, matching, routing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convoice.config import RoutingSettings
+from convoice.models.clustering import b_cubed, cluster_nodes, normalize
+from convoice.models.records import ClipStatus, Region, Speaker, Transcript, Word
+from convoice.models.registry import MatchDecision, match_speakers
+from convoice.models.routing import Reason, SpeakerEvidence, max_ngram_repeats, route
+from convoice.models.segmentation import (
+    Chunk,
+    ChunkSegmentation,
+    LocalTurn,
+    cut_clips,
+    local_turns,
+    overlap_regions,
+    plan_chunks,
+)
+
+STEP = 0.02
+
+
+def _segmentation(
+    rows: list[tuple[float, float, int]], duration: float = 10.0
+) -> ChunkSegmentation:
+    n = int(duration / STEP)
+    act = np.zeros((n, 3), dtype=bool)
+    for start, end, k in rows:
+        act[int(start / STEP) : int(end / STEP), k] = True
+    return ChunkSegmentation(Chunk(0, 0.0, duration), act, STEP / 2, STEP)
+
+
+def test_chunks_are_short_cut_in_pauses_and_cover_all_speech() -> None:
+    speech = [Region(0.5, 4.0), Region(4.3, 9.0), Region(9.4, 12.0), Region(20.0, 33.0)]
+    envelope = np.ones(4000, dtype=np.float32)
+    envelope[2700:2710] = 0.0  # a quiet spot at 27.0-27.1 s inside the long region
+    chunks = plan_chunks(speech, 40.0, envelope)
+    assert all(c.duration <= 10.0 + 1e-9 for c in chunks)
+    for region in speech:  # every second of speech is inside some chunk
+        for t in np.arange(region.start, region.end, 0.05):
+            assert any(c.start <= t <= c.end for c in chunks), t
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        assert a.end <= b.start + 1e-9
+    boundaries = [c.end for c in chunks[:-1]]
+    assert any(abs(b - 27.0) < 0.2 for b in boundaries)  # the long region split where it is quiet
+    for b in boundaries:  # otherwise boundaries fall in silence
+        inside = [r for r in speech if r.start + 0.01 < b < r.end - 0.01]
+        assert not inside or abs(b - 27.0) < 0.2
+
+
+def test_local_turns_split_at_other_speakers_and_keep_pauses_inside() -> None:
+    seg = _segmentation([(0.0, 2.0, 0), (2.3, 4.0, 0), (4.0, 6.0, 1), (6.5, 8.0, 0), (7.5, 8.5, 1)])
+    turns = local_turns(seg)
+    a = [t for t in turns if t.local == 0]
+    assert len(a) == 2  # speaker 1 talked in between
+    assert len(a[0].pieces) == 2  # the 0.3 s silence stays inside the turn as a pause
+    assert a[0].room_after == pytest.approx(0.0, abs=0.05)  # speaker 1 starts right away
+    assert all(p.end <= 7.5 + STEP for t in a for p in t.pieces)  # no overlap in a turn
+    overlaps = overlap_regions(seg)
+    assert len(overlaps) == 1 and overlaps[0].start == pytest.approx(7.5, abs=0.03)
+
+
+def test_clips_are_cut_only_in_pauses_and_respect_limits() -> None:
+    pieces = tuple(Region(s, s + 1.5) for s in np.arange(0.0, 20.0, 1.8))  # 0.3 s pauses
+    turn = LocalTurn(0, 0, pieces, room_before=1.0, room_after=1.0)
+    clips = cut_clips(turn, min_s=1.0, max_s=8.0, min_pause_s=0.2, pad_s=0.05)
+    assert clips
+    for clip in clips:
+        assert 1.0 <= clip.duration <= 8.0 + 0.1
+        for p in pieces:  # a clip never cuts through a piece of speech
+            assert not (p.start < clip.start < p.end) and not (p.start < clip.end < p.end)
+
+
+def test_speech_longer_than_max_without_a_pause_is_dropped_not_cut() -> None:
+    turn = LocalTurn(0, 0, (Region(0.0, 9.5),))
+    assert cut_clips(turn, 1.0, 8.0, 0.2, 0.05) == []
+
+
+def test_clustering_never_joins_speakers_of_one_chunk() -> None:
+    rng = np.random.default_rng(0)
+    voice = normalize(rng.normal(size=(1, 256)).astype(np.float32))
+    # two nodes of one chunk with near-identical voices: cannot-link must keep them apart
+    emb = normalize(voice.repeat(3, axis=0) + 0.01 * rng.normal(size=(3, 256)).astype(np.float32))
+    result = cluster_nodes(emb, np.ones(3), np.array([0, 0, 1]), threshold=0.5)
+    assert result.labels[0] != result.labels[1]
+    assert result.num_clusters == 2
+
+
+def test_clustering_groups_the_same_voice_across_chunks() -> None:
+    rng = np.random.default_rng(1)
+    voices = normalize(rng.normal(size=(3, 256)).astype(np.float32))
+    truth = [0, 1, 0, 2, 1, 0, 2]
+    noisy = normalize(voices[truth] + 0.02 * rng.normal(size=(7, 256)).astype(np.float32))
+    result = cluster_nodes(noisy, np.ones(7) * 5, np.arange(7), threshold=0.7)
+    _, _, f1 = b_cubed([str(t) for t in truth], [str(x) for x in result.labels])
+    assert f1 == pytest.approx(1.0)
+
+
+def test_b_cubed_of_a_split_cluster() -> None:
+    p, r, f1 = b_cubed(["a", "a", "b", "b"], ["x", "y", "z", "z"])
+    assert p == 1.0 and r == pytest.approx(0.75) and 0.8 < f1 < 0.9
+
+
+def test_matching_is_one_to_one_and_says_new_or_uncertain() -> None:
+    rng = np.random.default_rng(2)
+    known = normalize(rng.normal(size=(2, 256)).astype(np.float32))
+    stranger = normalize(rng.normal(size=(1, 256)).astype(np.float32))
+    mine = np.concatenate([known[[1]], known[[1]] * 0.99 + 0.01, stranger])
+    matches = match_speakers("rec", normalize(mine), ["spk_a", "spk_b"], known, 0.8, 0.7, 0.05)
+    assert matches[0].speaker_id == "spk_b" and matches[0].decision == MatchDecision.MATCHED
+    assert matches[1].speaker_id != "spk_b"  # one-to-one: a second copy cannot take spk_b
+    assert matches[2].decision == MatchDecision.NEW
+    again = match_speakers("rec", normalize(mine), ["spk_a", "spk_b"], known, 0.8, 0.7, 0.05)
+    assert [m.speaker_id for m in again] == [m.speaker_id for m in matches]  # deterministic ids
+
+
+def test_speaker_absorb_is_idempotent_per_recording() -> None:
+    s = Speaker("spk", np.zeros(4, np.float32), 0, 0.0, 0, "t", "t")
+    e = np.eye(4, dtype=np.float32)[:2]
+    s.absorb("rec1", e, 3.0, "t1")
+    s.absorb("rec1", e, 3.0, "t2")  # a resumed run absorbs the same recording again
+    assert s.n_clips == 2 and s.n_recordings == 1 and s.total_duration == 3.0
+    s.absorb("rec2", e[:1], 1.0, "t3")
+    assert s.n_clips == 3 and s.n_recordings == 2
+
+
+def _transcript(text: str, probs: list[float]) -> Transcript:
+    words = tuple(
+        Word(f" {w}", i * 0.3, i * 0.3 + 0.25, p)
+        for i, (w, p) in enumerate(zip(text.split(), probs, strict=True))
+    )
+    return Transcript(text, "en", 0.99, words, -0.2, 1.2, 0.01)
+
+
+def test_routing_accepts_a_clean_clip_and_explains_a_doubtful_one() -> None:
+    cfg = RoutingSettings()
+    sure = SpeakerEvidence(0.9, 0.5, 1.0)
+    good = _transcript("the cat sat on the mat today", [0.95] * 7)
+    assert route(sure, good, 3.0, False, cfg).status == ClipStatus.ACCEPTED
+    shaky = _transcript("the cat sat on the mat today", [0.95, 0.2, 0.9, 0.9, 0.9, 0.9, 0.9])
+    decision = route(SpeakerEvidence(0.7, 0.68, 1.0), shaky, 3.0, True, cfg)
+    assert decision.status == ClipStatus.REVIEW
+    assert {Reason.UNCERTAIN_SPEAKER, Reason.OVERLAP_NEARBY, Reason.LOW_WORD_PROBABILITY} <= set(
+        decision.reasons
+    )
+
+
+def test_confident_repetition_loop_is_flagged_as_hallucination() -> None:
+    loop = "thank you for watching " * 6
+    t = _transcript(loop.strip(), [0.97] * 24)
+    assert max_ngram_repeats(loop.split()) == 6
+    decision = route(SpeakerEvidence(0.9, -1.0, 1.0), t, 8.0, False, RoutingSettings())
+    assert Reason.LIKELY_HALLUCINATION in decision.reasons
+
+
+def test_words_that_cannot_fit_the_clip_are_flagged() -> None:
+    t = _transcript("one two three four five six seven eight nine ten", [0.9] * 10)
+    decision = route(SpeakerEvidence(0.9, -1.0, 1.0), t, 1.0, False, RoutingSettings())
+    assert Reason.SPEAKING_RATE in decision.reasons
