@@ -28,8 +28,13 @@ class RecordingSpeakers:
 
     nodes: list[tuple[int, int]]  # (chunk, local speaker) per node
     node_labels: npt.NDArray[np.int64]  # recording speaker per node, -1 when unknown
-    clustering: NodeClustering
+    clip_labels: npt.NDArray[np.int64]  # recording speaker per clip, after refinement
+    centroids: FloatArray  # shape: (num_speakers, dim), unit norm, from the clips
     speech: npt.NDArray[np.float64]  # seconds of speech per recording speaker
+
+    @property
+    def num_speakers(self) -> int:
+        return int(self.centroids.shape[0])
 
     def label_of(self, node: tuple[int, int]) -> int:
         try:
@@ -81,7 +86,48 @@ def speakers_of_recording(
     speech = np.array(
         [weights[labels == c].sum() for c in range(clustering.num_clusters)], dtype=np.float64
     )
-    return RecordingSpeakers(nodes, labels, clustering, speech)
+    clip_nodes = np.array([index[seg.turns[c.turn].node] for c in seg.clips], dtype=np.int64)
+    clip_labels, centroids = refine_clip_labels(
+        clip_embeddings,
+        labels[clip_nodes] if len(clip_nodes) else np.zeros(0, np.int64),
+        clustering,
+    )
+    return RecordingSpeakers(nodes, labels, clip_labels, centroids, speech)
+
+
+def refine_clip_labels(
+    embeddings: FloatArray,
+    labels: npt.NDArray[np.int64],
+    clustering: NodeClustering,
+    margin: float = 0.10,
+    rounds: int = 2,
+) -> tuple[npt.NDArray[np.int64], FloatArray]:
+    """Move a clip to another speaker when it is clearly closer to it.
+
+    The segmentation model sometimes gives two similar voices one local label
+    inside a chunk; the clips of such a node then disagree with each other.
+    Each round recomputes the centroids from the clips and moves the clips
+    that are closer to another speaker by more than ``margin``.
+    """
+    labels = labels.copy()
+    centroids = clustering.centroids
+    for _ in range(rounds):
+        valid = labels >= 0
+        if not valid.any():
+            break
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, labels[valid], embeddings[valid])
+        centroids = np.where(
+            np.linalg.norm(sums, axis=1, keepdims=True) > 0, normalize(sums), centroids
+        )
+        sims = embeddings @ centroids.T  # shape: (num_clips, num_speakers)
+        best = sims.argmax(axis=1)
+        current = np.where(valid, sims[np.arange(len(labels)), np.maximum(labels, 0)], -np.inf)
+        move = valid & (best != labels) & (sims[np.arange(len(labels)), best] - current > margin)
+        if not move.any():
+            break
+        labels[move] = best[move]
+    return labels, centroids.astype(np.float32)
 
 
 def identify(
@@ -94,7 +140,7 @@ def identify(
     """Match the recording's speakers to the registry (one-to-one)."""
     return match_speakers(
         recording_id,
-        speakers.clustering.centroids,
+        speakers.centroids,
         registry_ids,
         registry_centroids,
         cfg.match_threshold,
@@ -113,11 +159,12 @@ def build_clips(
     routing: RoutingSettings,
 ) -> list[Clip]:
     """Labelled, scored and routed clips of one recording."""
-    centroids = speakers.clustering.centroids
+    centroids = speakers.centroids
     by_speaker = {m.recording_speaker: m for m in matches}
     clips: list[Clip] = []
-    for region, emb, transcript in zip(seg.clips, clip_embeddings, transcripts, strict=True):
-        label = speakers.label_of(seg.turns[region.turn].node)
+    for region, emb, transcript, label in zip(
+        seg.clips, clip_embeddings, transcripts, speakers.clip_labels.tolist(), strict=True
+    ):
         if label < 0 or not np.any(emb):
             continue
         sims = centroids @ emb

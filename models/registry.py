@@ -57,54 +57,53 @@ def match_speakers(
     ``known_centroids`` has one unit row per known speaker (shape (K, dim)).
     A speaker whose best one-to-one match reaches ``match_threshold`` and beats
     its runner-up by ``margin`` reuses that identity; one below
-    ``new_threshold`` for everybody becomes a new speaker; anything between is
-    assigned its best candidate but marked uncertain (the review queue decides).
+    ``new_threshold`` for everybody becomes a new speaker. Anything between is
+    marked uncertain and goes to review: it keeps the best candidate's identity
+    when the similarity is above the middle of the two thresholds, and becomes
+    a new speaker (which a person may later merge) below it.
     """
     r = centroids.shape[0]
     if known_centroids.shape[0] == 0 or r == 0:
-        return [_new(recording_id, i, -1.0, new_threshold, margin) for i in range(r)]
+        return [_new(recording_id, i, -1.0) for i in range(r)]
     sims = (centroids @ known_centroids.T).astype(np.float64)  # shape: (r, K)
     from scipy.optimize import linear_sum_assignment
 
     rows, cols = linear_sum_assignment(-sims)
     assigned = dict(zip(rows.tolist(), cols.tolist(), strict=True))
     matches: list[SpeakerMatch] = []
+    middle = (match_threshold + new_threshold) / 2
     for i in range(r):
         best_any = float(sims[i].max())
         if i not in assigned or sims[i, assigned[i]] < new_threshold:
-            matches.append(_new(recording_id, i, best_any, new_threshold, margin))
+            matches.append(_new(recording_id, i, best_any))
             continue
         j = assigned[i]
         sim = float(sims[i, j])
         others = np.delete(sims[i], j)
         runner = float(others.max()) if others.size else -1.0
-        confident = sim >= match_threshold and sim - runner >= margin
-        confidence = min(
-            _ramp(sim, new_threshold, match_threshold), _ramp(sim - runner, 0.0, margin)
-        )
-        matches.append(
-            SpeakerMatch(
-                recording_speaker=i,
-                speaker_id=known_ids[j],
-                decision=MatchDecision.MATCHED if confident else MatchDecision.UNCERTAIN,
-                similarity=sim,
-                runner_up=runner,
-                confidence=1.0 if confident else min(confidence, 0.69),
+        if sim >= match_threshold and sim - runner >= margin:
+            decision, speaker_id, confidence = MatchDecision.MATCHED, known_ids[j], 1.0
+        else:  # unsure: the likelier side wins for now, and a person is asked
+            closeness = min(
+                _ramp(sim, new_threshold, match_threshold), _ramp(sim - runner, 0.0, margin)
             )
-        )
+            decision, confidence = MatchDecision.UNCERTAIN, min(closeness, 0.69)
+            speaker_id = known_ids[j] if sim >= middle else new_speaker_id(recording_id, i)
+        matches.append(SpeakerMatch(i, speaker_id, decision, sim, runner, confidence))
     return matches
 
 
-def _new(
-    recording_id: str, index: int, best_known: float, new_threshold: float, margin: float
-) -> SpeakerMatch:
-    """A new identity; unsure when somebody known comes within ``margin`` of the threshold."""
-    confidence = _ramp(new_threshold - best_known, 0.0, margin)
+def new_speaker_id(recording_id: str, index: int) -> str:
+    """The id a recording's speaker gets when it is nobody known (same inputs, same id)."""
+    return stable_id("spk", recording_id, index, length=12)
+
+
+def _new(recording_id: str, index: int, best_known: float) -> SpeakerMatch:
     return SpeakerMatch(
         recording_speaker=index,
-        speaker_id=stable_id("spk", recording_id, index, length=12),
-        decision=MatchDecision.NEW if confidence >= 1.0 else MatchDecision.UNCERTAIN,
+        speaker_id=new_speaker_id(recording_id, index),
+        decision=MatchDecision.NEW,
         similarity=float("nan"),
         runner_up=best_known,
-        confidence=confidence if confidence >= 1.0 else min(confidence, 0.69),
+        confidence=1.0,
     )
