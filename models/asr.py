@@ -96,12 +96,10 @@ def transcribe_clips(
             i = int(np.searchsorted(bounds, (w.start + w.end) / 2, side="right")) - 1
             if i < 0:
                 continue
-            word = Word(
-                w.word,
-                round(w.start - starts[i], 3),
-                round(w.end - starts[i], 3),
-                round(w.probability, 4),
-            )
+            limit = clips[i].duration
+            start = min(max(w.start - starts[i], 0.0), limit)
+            end = min(max(w.end - starts[i], start), limit)
+            word = Word(w.word, round(start, 3), round(end, 3), round(w.probability, 4))
             words_by_clip[i].append(word)
             stats_by_clip[i].append((seg.avg_logprob, seg.compression_ratio, seg.no_speech_prob))
     out: list[Transcript | None] = []

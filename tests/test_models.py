@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -42,7 +44,7 @@ def test_chunks_are_short_cut_in_pauses_and_cover_all_speech() -> None:
     for region in speech:  # every second of speech is inside some chunk
         for t in np.arange(region.start, region.end, 0.05):
             assert any(c.start <= t <= c.end for c in chunks), t
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert a.end <= b.start + 1e-9
     boundaries = [c.end for c in chunks[:-1]]
     assert any(abs(b - 27.0) < 0.2 for b in boundaries)  # the long region split where it is quiet

@@ -1,0 +1,77 @@
+"""The real models on real recordings: diarization, embeddings, transcription."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convoice.config import load_settings
+from convoice.models import asr, embed, labelling
+from convoice.models.metrics import WerCount, diarization_error_rate, read_rttm, wer_count
+from convoice.models.records import Region
+from convoice.tasks import loaders, samples, stages
+from convoice.tasks.audio import decode
+
+
+@pytest.fixture(scope="module")
+def settings():  # type: ignore[no-untyped-def]
+    return load_settings(environ={})
+
+
+def test_diarization_of_the_real_two_speaker_recording(settings) -> None:  # type: ignore[no-untyped-def]
+    """pyannote's own sample (30 s, two people on the phone, overlaps): DER <= 10 %."""
+    wav, rttm = samples.pyannote_sample()
+    audio = decode(wav)
+    seg = stages.segment.fn(audio, settings)
+    assert all(c.duration <= 10.0 + 1e-6 for c in seg.chunks)
+    vectors = stages.embed_speakers.fn(audio, seg)
+    empty = np.zeros((0, 256), dtype=np.float32)
+    speakers, matches = stages.identify.fn("sample", seg, vectors, [], empty, settings)
+    assert speakers.num_speakers == 2 and len(matches) == 2
+    der = diarization_error_rate(read_rttm(str(rttm)), labelling.diarization_output(seg, speakers))
+    assert der <= 0.10, f"DER {der:.3f}"
+
+
+def test_embeddings_tell_voices_apart_and_hold_a_voice_together(tts_cache) -> None:  # type: ignore[no-untyped-def]
+    from convoice.tasks.tts import synthesize
+
+    texts = ["The river carried small boats past the bridge.", "She painted the kitchen green."]
+    clips = [synthesize(v, t, tts_cache) for v in ("rms", "slt") for t in texts]
+    audio = np.concatenate(clips)
+    regions, start = [], 0.0
+    for c in clips:
+        regions.append(Region(start, start + len(c) / 16000))
+        start += len(c) / 16000
+    vectors = embed.embed_regions(loaders.voice_encoder(), audio, regions)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    same = min(float(vectors[0] @ vectors[1]), float(vectors[2] @ vectors[3]))
+    different = max(float(vectors[i] @ vectors[j]) for i in (0, 1) for j in (2, 3))
+    assert same > 0.8 and different < same - 0.1
+
+
+def test_packed_transcription_of_real_read_speech(settings) -> None:  # type: ignore[no-untyped-def]
+    """LibriVox recordings (Debian pocketsphinx-testdata), packed into one window."""
+    items = samples.librivox_samples()
+    pieces = [decode(path).samples for path, _ in items]
+    audio = np.concatenate(pieces)
+    regions, start = [], 0.0
+    for p in pieces:
+        regions.append(Region(start, start + len(p) / 16000))
+        start += len(p) / 16000
+    model = loaders.whisper_model()
+    out = asr.transcribe_clips(model, audio, regions, asr.AsrOptions(8, settings.asr.beam_size, ""))
+    assert len(out) == len(items) and all(t is not None for t in out)
+    total = WerCount(0, 0)
+    for (_, text), t, region in zip(items, out, regions, strict=True):
+        assert t is not None and t.language == "en"
+        assert all(0.0 <= w.start <= w.end <= region.duration for w in t.words)  # clip time
+        assert [w.start for w in t.words] == sorted(w.start for w in t.words)
+        total += wer_count(text, t.text)
+    assert total.wer < 0.25, f"WER {total.wer:.3f} on LibriVox"
+
+
+def test_empty_input_gives_no_transcripts() -> None:
+    assert (
+        asr.transcribe_clips(loaders.whisper_model(), np.zeros(0, np.float32), [], asr.AsrOptions())
+        == []
+    )
