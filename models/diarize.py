@@ -129,12 +129,50 @@ def segment_recording(
     speech = detect_speech(samples)
     chunks = plan_chunks(speech, duration, rms_envelope(samples, SAMPLE_RATE), max_s=CHUNK_S)
     segs = segment_chunks(model, samples, chunks, diarization.batch_size)
+    return assemble(speech, segs, diarization, clip_settings)
+
+
+def segmentation_from_turns(
+    turns: list[tuple[float, float, str]],
+    duration: float,
+    diarization: DiarizationSettings,
+    clip_settings: ClipSettings,
+    frame_step: float = 0.01,
+) -> Segmentation:
+    """Wrap a full diarization pipeline's output (speaker turns) as one whole-file chunk.
+
+    Its speakers become the local speakers of that single chunk, so the
+    clustering that follows keeps them apart (they are different people).
+    """
+    labels = sorted({label for _, _, label in turns})
+    n = int(np.ceil(duration / frame_step))
+    activity = np.zeros((n, max(1, len(labels))), dtype=bool)
+    for start, end, label in turns:
+        activity[int(start / frame_step) : int(np.ceil(end / frame_step)), labels.index(label)] = (
+            True
+        )
+    chunk = Chunk(0, 0.0, duration)
+    seg = ChunkSegmentation(chunk, activity, frame_step / 2, frame_step)
+    speech = [Region(s, e) for s, e, _ in sorted(turns)]
+    return assemble(speech, [seg], diarization, clip_settings)
+
+
+def assemble(
+    speech: list[Region],
+    segs: list[ChunkSegmentation],
+    diarization: DiarizationSettings,
+    clip_settings: ClipSettings,
+) -> Segmentation:
+    """Local turns, overlaps and clip regions from the per-chunk speaker activity."""
     turns: list[LocalTurn] = []
     overlaps: list[Region] = []
     for seg in segs:
         turns.extend(t for t in local_turns(seg) if t.speech >= diarization.min_turn_s)
         overlaps.extend(overlap_regions(seg))
     turns.sort(key=lambda t: t.start)
+    overlaps.sort(key=lambda r: r.start)
+    overlap_starts = np.array([o.start for o in overlaps])
+    guard = clip_settings.overlap_guard_s
     clips: list[ClipRegion] = []
     for index, turn in enumerate(turns):
         for region in cut_clips(
@@ -144,10 +182,9 @@ def segment_recording(
             clip_settings.min_pause_s,
             clip_settings.pad_s,
         ):
-            near = any(
-                o.end > region.start - clip_settings.overlap_guard_s
-                and o.start < region.end + clip_settings.overlap_guard_s
-                for o in overlaps
-            )
+            # overlaps are disjoint and sorted: only the last one starting before the
+            # clip's end (+ guard) can reach back to its start (- guard)
+            upto = int(np.searchsorted(overlap_starts, region.end + guard, side="right"))
+            near = upto > 0 and overlaps[upto - 1].end > region.start - guard
             clips.append(ClipRegion(index, region, near))
-    return Segmentation(speech, chunks, segs, turns, overlaps, clips)
+    return Segmentation(speech, [s.chunk for s in segs], segs, turns, overlaps, clips)

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# pyannote.audio 4 reports usage to its servers unless told not to; the engine runs
+# offline and sends nothing anywhere. Set before pyannote is first imported.
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+
 SEGMENTATION_NAME = "pyannote/segmentation-3.0"
 WHISPER_NAME = "whisper-base (CTranslate2)"
 EMBEDDING_NAME = "resemblyzer-0.1.4/GE2E-256"

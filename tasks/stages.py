@@ -7,16 +7,18 @@ store instead, which knows which recordings are done.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from convoice.config import Settings
+from convoice.config import ConfigError, Settings
 from convoice.models import asr, diarize, embed, labelling
 from convoice.models.diarize import Segmentation
 from convoice.models.labelling import RecordingSpeakers
@@ -67,11 +69,34 @@ def load_audio(path: Path) -> Audio:
     return decode(path)
 
 
+@functools.cache
+def _pipeline(name_or_dir: str) -> Any:
+    from convoice.tasks.pipelines import load_pipeline
+
+    return load_pipeline(name_or_dir)
+
+
 @task(name="segment", cache_policy=NO_CACHE)
 def segment(audio: Audio, settings: Settings) -> Segmentation:
-    """VAD, pause-aligned chunks, pyannote segmentation, local turns, clip regions."""
-    model = loaders.segmentation_model(settings.diarization.segmentation_model)
-    seg = diarize.segment_recording(model, audio.samples, settings.diarization, settings.clips)
+    """Speaker segmentation: local turns, overlaps and clip regions.
+
+    ``segmentation`` backend: VAD, pause-aligned chunks, pyannote segmentation
+    once per chunk. ``pipeline`` backend: a full pyannote pipeline (a hub name
+    such as community-1, or a local directory) on the whole file.
+    """
+    cfg = settings.diarization
+    if cfg.backend == "segmentation":
+        model = loaders.segmentation_model(cfg.segmentation_model)
+        seg = diarize.segment_recording(model, audio.samples, cfg, settings.clips)
+    elif cfg.backend == "pipeline":
+        from convoice.tasks.pipelines import diarize_whole
+
+        turns = diarize_whole(_pipeline(cfg.pipeline), audio.samples)
+        seg = diarize.segmentation_from_turns(turns, audio.duration, cfg, settings.clips)
+    else:
+        raise ConfigError(
+            f"diarization.backend must be 'segmentation' or 'pipeline', not {cfg.backend!r}"
+        )
     if not seg.speech or not seg.turns:
         raise download.IngestError("no_speech", "no speech found (silence, music or noise only)")
     return seg

@@ -75,3 +75,33 @@ def test_empty_input_gives_no_transcripts() -> None:
         asr.transcribe_clips(loaders.whisper_model(), np.zeros(0, np.float32), [], asr.AsrOptions())
         == []
     )
+
+
+def test_the_full_pyannote_pipeline_backend_from_a_local_directory(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """backend="pipeline": what an operator with community-1 on disk would configure."""
+    from dataclasses import replace
+
+    from convoice.tasks.pipelines import write_pipeline_config
+
+    write_pipeline_config(tmp_path / "pipeline")
+    cfg = replace(settings.diarization, backend="pipeline", pipeline=str(tmp_path / "pipeline"))
+    wav, rttm = samples.pyannote_sample()
+    audio = decode(wav)
+    seg = stages.segment.fn(audio, replace(settings, diarization=cfg))
+    assert len(seg.chunks) == 1 and seg.clips
+    vectors = stages.embed_speakers.fn(audio, seg)
+    empty = np.zeros((0, 256), dtype=np.float32)
+    speakers, _ = stages.identify.fn("sample", seg, vectors, [], empty, settings)
+    der = diarization_error_rate(read_rttm(str(rttm)), labelling.diarization_output(seg, speakers))
+    assert der <= 0.15, f"DER {der:.3f}"
+
+
+def test_an_unknown_backend_is_a_clear_error(settings) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from convoice.config import ConfigError
+
+    bad = replace(settings, diarization=replace(settings.diarization, backend="magic"))
+    wav, _ = samples.pyannote_sample()
+    with pytest.raises(ConfigError, match="segmentation' or 'pipeline"):
+        stages.segment.fn(decode(wav), bad)
