@@ -38,6 +38,7 @@ class BenchmarkResult:
     flow_s: float = 0.0
     flow_stages: dict[str, float] = field(default_factory=dict)
     quality: dict[str, float] = field(default_factory=dict)
+    registry_match_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def ratio_to_whisper(self) -> float:
@@ -71,6 +72,10 @@ class BenchmarkResult:
             "quality:",
         ]
         lines += [f"  {k}: {v:.4f}" for k, v in self.quality.items()]
+        lines.append(
+            "identity matching of one 3-speaker recording against a registry of N speakers: "
+            + ", ".join(f"N={k}: {v:.1f} ms" for k, v in self.registry_match_ms.items())
+        )
         return "\n".join(lines)
 
 
@@ -120,6 +125,25 @@ def time_naive(wavs: list[Path]) -> tuple[float, dict[str, float]]:
     return total, steps
 
 
+def time_registry_matching(sizes: tuple[int, ...] = (1_000, 10_000, 100_000)) -> dict[str, float]:
+    """Matching cost grows with the number of known speakers, never with past clips."""
+    from convoice.models.clustering import normalize
+    from convoice.models.registry import match_speakers
+
+    rng = np.random.default_rng(0)
+    out: dict[str, float] = {}
+    for n in sizes:
+        known = normalize(rng.normal(size=(n, 256)).astype(np.float32))
+        ids = [f"spk_{i}" for i in range(n)]
+        mine = normalize(rng.normal(size=(3, 256)).astype(np.float32))
+        match_speakers("warm-up", mine, ids, known, 0.8, 0.72, 0.05)
+        start = time.perf_counter()
+        for _ in range(5):
+            match_speakers("rec", mine, ids, known, 0.8, 0.72, 0.05)
+        out[str(n)] = round((time.perf_counter() - start) / 5 * 1000, 2)
+    return out
+
+
 def run_benchmark(
     quick: bool = False, naive: bool = True, workdir: str | None = None
 ) -> BenchmarkResult:
@@ -151,6 +175,7 @@ def run_benchmark(
     result.quality["der_pyannote_sample_engine"] = engine_der(load_settings(home=home))
     if naive:
         result.quality["der_pyannote_sample_naive"] = naive_der()
+    result.registry_match_ms = time_registry_matching()
     return result
 
 
