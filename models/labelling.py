@@ -7,6 +7,7 @@ order: :func:`speakers_of_recording` (cluster local speakers),
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,10 +38,13 @@ class RecordingSpeakers:
         return int(self.centroids.shape[0])
 
     def label_of(self, node: tuple[int, int]) -> int:
-        try:
-            return int(self.node_labels[self.nodes.index(node)])
-        except ValueError:
-            return -1
+        """The recording speaker of a (chunk, local speaker) node; -1 when unknown."""
+        index = self._node_index.get(node)
+        return -1 if index is None else int(self.node_labels[index])
+
+    @functools.cached_property
+    def _node_index(self) -> dict[tuple[int, int], int]:
+        return {node: i for i, node in enumerate(self.nodes)}
 
 
 def node_regions(seg: Segmentation) -> tuple[list[tuple[int, int]], list[list[Region]]]:
