@@ -89,7 +89,6 @@ class RoutingSettings:
     min_speaker_confidence: float = 0.70
     min_transcript_confidence: float = 0.80  # geometric mean of the word probabilities
     min_word_probability: float = 0.20  # any word below this is a reason for review
-    max_low_words_share: float = 0.0
     max_compression_ratio: float = 2.4
     max_words_per_second: float = 5.0
     min_words_per_second: float = 0.5

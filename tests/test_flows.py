@@ -155,7 +155,7 @@ def test_killed_run_resumes_without_duplicates(
     assert len(store.speakers()) == 3
 
 
-def test_release_pull_and_load_like_a_trainer(labelled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_release_pull_and_load_like_a_trainer(labelled, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
 
     from convoice.cli import app
@@ -182,5 +182,9 @@ def test_release_pull_and_load_like_a_trainer(labelled, tmp_path: Path) -> None:
     assert pq.read_table(dest / "speakers.parquet").num_rows == 3
     ds = datasets.load_dataset("parquet", data_files=str(dest / "clips.parquet"), split="train")
     assert ds.num_rows == len(df) and "embedding" in ds.column_names
+    monkeypatch.chdir(dest)  # audio paths are relative to the release folder
+    audio = ds.cast_column("audio_path", datasets.Audio(sampling_rate=16000))[0]["audio_path"]
+    assert audio["sampling_rate"] == 16000
+    assert len(audio["array"]) == pytest.approx(df["duration"][0] * 16000, abs=800)
     missing = runner.invoke(app, ["dataset", "pull", "v9", "--to", str(dest), "--home", str(home)])
     assert missing.exit_code == 2 and "v1" in missing.output
