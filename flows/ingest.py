@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
@@ -193,6 +194,9 @@ def ingest_flow(
             logger.info(outcome.summary())
     report.finish(time.perf_counter() - started, clock)
     logger.info(report.summary())
+    create_markdown_artifact(
+        report.markdown(), key="ingest-report", description="Ingest run summary"
+    )
     return report
 
 

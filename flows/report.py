@@ -121,3 +121,23 @@ class IngestReport:
             f"{self.review_clips} to review; wall {self.wall_seconds:.1f} s (RTF {rtf:.3f}); "
             f"{stages}"
         )
+
+    def markdown(self) -> str:
+        """The run as a Prefect artifact: what went in, what came out, what it cost."""
+        rows = "\n".join(
+            f"| {r.title[:50]} | {r.duration:.0f} | {r.clips} | {r.kept_seconds:.0f} | "
+            f"{r.speakers} | {r.new_speakers} | {r.review_clips} |"
+            for r in self.recordings
+        )
+        skips = "\n".join(
+            f"| {s.url or s.source_url} | {s.reason_code} | {s.reason[:120]} |"
+            for s in self.skipped
+        )
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in self.stage_seconds.items())
+        return (
+            f"# Ingest run {self.run_id}\n\n{self.summary()}\n\n"
+            "| recording | audio s | clips | kept s | speakers | new | to review |\n"
+            f"|---|---|---|---|---|---|---|\n{rows}\n\n"
+            f"## Skipped\n\n| item | reason | detail |\n|---|---|---|\n{skips}\n\n"
+            f"## Time per stage\n\n{stages}\n"
+        )

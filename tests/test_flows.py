@@ -72,6 +72,18 @@ def test_flow_labels_every_episode_with_identities_across_them(labelled, small_c
         assert rec["license"] == "CC-BY-4.0" and "CC BY 4.0" in rec["attribution"]
 
 
+def test_the_run_leaves_a_summary_artifact_for_operators(labelled) -> None:  # type: ignore[no-untyped-def]
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    _, report = labelled
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ingest-report"]))
+        )
+    assert any(report.run_id in str(a.data) and "Time per stage" in str(a.data) for a in found)
+
+
 def test_second_run_downloads_and_writes_nothing(labelled, small_corpus, served_corpus) -> None:  # type: ignore[no-untyped-def]
     home, _ = labelled
     before = Store(str(home)).clips().num_rows

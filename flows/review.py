@@ -1,0 +1,149 @@
+"""The review flows: clips that need a person out to Label Studio, their decisions back.
+
+They only compose: Label Studio calls and audio in :mod:`convoice.tasks.review`,
+decisions and registry arithmetic in :mod:`convoice.models.review` and
+:mod:`convoice.models.review_registry`, writes in :mod:`convoice.storage`.
+Both are safe to run again at any time (an operator can schedule them): a
+push never creates a task twice, and a pull applies each annotation once.
+When Label Studio fails, the flow fails with :class:`ReviewIncomplete`, whose
+report says what was done; nothing is lost, the next run does the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from convoice.config import Settings, load_settings
+from convoice.models.records import Speaker
+from convoice.models.review import PullReport, PushReport, label_config, review_queue
+from convoice.models.review_registry import plan_pull
+from convoice.storage import Store
+from convoice.storage import review as review_store
+from convoice.storage.labels import now_iso
+from convoice.tasks import review
+from convoice.tasks.review import ReviewClient, ReviewServerError
+
+BATCH = 50
+
+
+class ReviewIncomplete(RuntimeError):
+    """Label Studio failed part-way; ``report`` says what was done before."""
+
+    def __init__(self, report: PushReport | PullReport) -> None:
+        super().__init__(report.error)
+        self.report = report
+
+
+def _settings(home: str | None, config: str | None) -> Settings:
+    return load_settings(config, home=home) if home else load_settings(config)
+
+
+def _client(settings: Settings, store: Store) -> ReviewClient:
+    cfg = settings.review
+    return ReviewClient(review.connection(settings, store), cfg.timeout_s, cfg.retries)
+
+
+@flow(name="convoice-review-push", log_prints=True)
+def review_push_flow(
+    home: str | None = None, config: str | None = None, limit: int | None = None
+) -> PushReport:
+    """Send the clips that need review to Label Studio, most uncertain first, each once."""
+    logger = get_run_logger()
+    settings = _settings(home, config)
+    store = Store.open(settings)
+    report = PushReport(url=settings.review.url or f"local:{settings.review.port}")
+    queue = review_queue(store.materialized_clips().to_pylist())
+    report.needing_review = report.remaining = len(queue)
+    try:
+        client = _client(settings, store)
+        report.url = client.url
+        project_id = client.ensure_project(settings.review.project_title, label_config())
+        report.project_id = project_id
+        client.ensure_local_storage(project_id, review.ensure_audio_folder(settings, store))
+        present = client.existing_clip_ids(project_id)
+        todo = [row for row in queue if row["clip_id"] not in present]
+        report.already_in_project = len(queue) - len(todo)
+        report.remaining = len(todo)
+        todo = todo[: limit if limit is not None else settings.review.max_tasks_per_push]
+        recordings = {r["recording_id"]: r for r in store.recordings().to_pylist()}
+        versions: list[str] = []
+        for first in range(0, len(todo), BATCH):
+            tasks = review.build_tasks(
+                store, todo[first : first + BATCH], recordings, settings.review.context_s
+            )
+            ids = review.import_batch(client, project_id, tasks)
+            report.pushed += len(ids)
+            report.remaining -= len(ids)
+            report.task_ids += ids
+            versions += [t["data"]["model_version"] for t in tasks]
+            logger.info("pushed %d tasks (%d to go)", report.pushed, report.remaining)
+        if versions:
+            client.set_model_version(project_id, max(set(versions), key=versions.count))
+    except ReviewServerError as err:
+        report.error = str(err)
+        logger.error("review push stopped: %s", report.summary())
+        raise ReviewIncomplete(report) from err
+    logger.info(report.summary())
+    return report
+
+
+def _machine_rows(store: Store) -> dict[str, dict[str, Any]]:
+    columns = ["clip_id", "speaker_id", "review_reasons", "duration", "embedding"]
+    return {row["clip_id"]: row for row in store.clips().select(columns).to_pylist()}
+
+
+@flow(name="convoice-review-pull", log_prints=True)
+def review_pull_flow(home: str | None = None, config: str | None = None) -> PullReport:
+    """Apply completed annotations: labels, merges, new speakers, registry updates."""
+    logger = get_run_logger()
+    settings = _settings(home, config)
+    store = Store.open(settings)
+    report = PullReport(url=settings.review.url or f"local:{settings.review.port}")
+    try:
+        client = _client(settings, store)
+        report.url = client.url
+        project_id = client.find_project(settings.review.project_title)
+        if project_id is None:
+            logger.info("no review project %r yet: push first", settings.review.project_title)
+            return report
+        report.project_id = project_id
+        tasks = client.annotated_tasks(project_id)
+        users = client.users()
+    except ReviewServerError as err:
+        report.error = str(err)
+        logger.error("review pull stopped: %s", report.summary())
+        raise ReviewIncomplete(report) from err
+    at = now_iso()
+    registry: dict[str, Speaker] = {s.speaker_id: s for s in store.speakers()}
+    plan = plan_pull(
+        tasks,
+        users,
+        _machine_rows(store),
+        store.labels().to_pylist(),
+        registry,
+        review_store.merges(store),
+        review_store.applied_annotations(store),
+        review_store.contributions(store),
+        at,
+    )
+    # Order matters for a run killed half-way: see storage/review.py.
+    report.labels_applied = store.add_labels(plan.labels)
+    review_store.add_merges(store, plan.merges)
+    review_store.save_contributions(store, plan.contributions)
+    removed = [registry[s] for s in plan.removed_speakers if s in registry]
+    review_store.save_speakers(store, plan.speakers, removed)
+    review_store.log_decisions(store, plan.decisions, client.url, project_id, at)
+    report.tasks_read = len(tasks)
+    report.annotations_read = sum(len(t.get("annotations") or []) for t in tasks)
+    report.annotations_applied = len(plan.decisions)
+    report.already_applied = plan.already_applied
+    report.skipped = plan.skipped
+    report.merges = [(m.merged, m.kept) for m in plan.merges]
+    report.new_speakers = plan.new_speakers
+    report.speakers_updated = len(plan.speakers)
+    for task_id, annotation_id, reason in plan.skipped:
+        logger.warning("skipped task %s (annotation %s): %s", task_id, annotation_id, reason)
+    logger.info(report.summary())
+    return report
