@@ -151,7 +151,7 @@ def segmentation_from_turns(
         activity[int(start / frame_step) : int(np.ceil(end / frame_step)), labels.index(label)] = (
             True
         )
-    chunk = Chunk(0, 0.0, duration)
+    chunk = Chunk(0.0, duration, index=0)
     seg = ChunkSegmentation(chunk, activity, frame_step / 2, frame_step)
     speech = [Region(s, e) for s, e, _ in sorted(turns)]
     return assemble(speech, [seg], diarization, clip_settings)

@@ -113,19 +113,6 @@ class SkippedItem:
 
 
 @dataclass(frozen=True)
-class Turn:
-    """Speech of one local speaker of a recording, without overlap, from diarization."""
-
-    start: float
-    end: float
-    local_speaker: str  # recording-local label, e.g. "chunk12:1" before clustering
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
-
-
-@dataclass(frozen=True)
 class Region:
     """A plain time interval (speech, overlap)."""
 

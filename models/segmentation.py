@@ -27,16 +27,10 @@ ENVELOPE_HOP_S = 0.01  # the RMS envelope used to find quiet points has a 10 ms 
 
 
 @dataclass(frozen=True)
-class Chunk:
+class Chunk(Region):
     """A window of audio given to the segmentation model as one example."""
 
-    index: int
-    start: float
-    end: float
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
+    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,7 +147,7 @@ def plan_chunks(
         right = groups[i + 1][0] if i + 1 < len(groups) else duration
         lo = max(start - margin_s, (left + start) / 2, 0.0)
         hi = min(end + margin_s, (end + right) / 2, duration)
-        chunks.append(Chunk(i, lo, hi))
+        chunks.append(Chunk(lo, hi, index=i))
     return chunks
 
 

@@ -32,7 +32,7 @@ def _segmentation(
     act = np.zeros((n, 3), dtype=bool)
     for start, end, k in rows:
         act[int(start / STEP) : int(end / STEP), k] = True
-    return ChunkSegmentation(Chunk(0, 0.0, duration), act, STEP / 2, STEP)
+    return ChunkSegmentation(Chunk(0.0, duration, index=0), act, STEP / 2, STEP)
 
 
 def test_chunks_are_short_cut_in_pauses_and_cover_all_speech() -> None:
