@@ -142,7 +142,7 @@ def test_routing_accepts_a_clean_clip_and_explains_a_doubtful_one() -> None:
     sure = SpeakerEvidence(0.9, 0.5, 1.0)
     good = _transcript("the cat sat on the mat today", [0.95] * 7)
     assert route(sure, good, 3.0, False, cfg).status == ClipStatus.ACCEPTED
-    shaky = _transcript("the cat sat on the mat today", [0.95, 0.2, 0.9, 0.9, 0.9, 0.9, 0.9])
+    shaky = _transcript("the cat sat on the mat today", [0.95, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9])
     decision = route(SpeakerEvidence(0.7, 0.68, 1.0), shaky, 3.0, True, cfg)
     assert decision.status == ClipStatus.REVIEW
     assert {Reason.UNCERTAIN_SPEAKER, Reason.OVERLAP_NEARBY, Reason.LOW_WORD_PROBABILITY} <= set(
