@@ -116,6 +116,20 @@ class ReviewSettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """Where an object-store root (``home = "s3://bucket/prefix"``) is reached.
+
+    Empty means the AWS defaults. Credentials never go here: they come from the
+    standard AWS environment variables (``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``).
+    """
+
+    endpoint_url: str = ""  # an S3-compatible service (MinIO, Ceph, ...); "" = AWS
+    region: str = ""  # "" = $AWS_REGION / $AWS_DEFAULT_REGION
+    allow_http: bool = False  # plain http to the endpoint (local test servers only)
+
+
+@dataclass(frozen=True)
 class Settings:
     home: str = ""  # the store root; "" = $CONVOICE_HOME or ~/.convoice
     ingest: IngestSettings = field(default_factory=IngestSettings)
@@ -125,6 +139,7 @@ class Settings:
     asr: AsrSettings = field(default_factory=AsrSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     review: ReviewSettings = field(default_factory=ReviewSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,6 +150,7 @@ class Settings:
         data.pop("home")
         data.pop("ingest")
         data.pop("review")  # where people review clips does not shape labels (and has a token)
+        data.pop("store")  # nor where the store lives
         return data
 
 

@@ -20,9 +20,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import pyarrow.fs as pafs
 
+    from convoice.config import StoreSettings
+
 CHUNK = 1 << 20
+_AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+# deltalake (object_store) option names, lower case and without "aws_", and the
+# S3FileSystem argument each one becomes.
+_S3_KEYS = {
+    "access_key_id": "access_key",
+    "secret_access_key": "secret_key",
+    "session_token": "session_token",
+    "token": "session_token",
+    "region": "region",
+    "default_region": "region",
+    "endpoint_url": "endpoint",
+    "endpoint": "endpoint",
+    "allow_http": "allow_http",
+}
 
 
 def clean_key(key: str) -> str:
@@ -36,6 +54,84 @@ def clean_key(key: str) -> str:
 def is_local_root(root: str) -> bool:
     """Whether ``root`` is a plain local path (not a URI)."""
     return "://" not in root
+
+
+def storage_options(
+    root: str, settings: StoreSettings, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """deltalake ``storage_options`` for ``root`` from the settings and the AWS environment.
+
+    Empty for local roots, and for S3 roots when no setting is made: then
+    deltalake and pyarrow each use the AWS defaults (environment, profile, the
+    bucket's own region). Credentials come from the standard variables
+    (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``).
+    """
+    if is_local_root(root) or not root.startswith("s3://"):
+        return {}
+    if not (settings.endpoint_url or settings.region or settings.allow_http):
+        return {}
+    env = os.environ if environ is None else environ
+    options = {name: env[name] for name in _AWS_ENV if env.get(name)}
+    if settings.endpoint_url:
+        options["AWS_ENDPOINT_URL"] = settings.endpoint_url
+    if settings.region:
+        options["AWS_REGION"] = settings.region
+    if settings.allow_http:
+        options["AWS_ALLOW_HTTP"] = "true"
+    return options
+
+
+def s3_filesystem(storage_options: Mapping[str, str]) -> pafs.S3FileSystem:
+    """A pyarrow S3 filesystem configured like deltalake from the same ``storage_options``.
+
+    Understands the object_store names deltalake takes (``AWS_ENDPOINT_URL``,
+    ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
+    ``AWS_REGION``, ``AWS_ALLOW_HTTP``; any case, ``aws_`` optional); others are ignored.
+    """
+    import pyarrow.fs as pafs
+
+    found: dict[str, str] = {}
+    for name, value in storage_options.items():
+        key = name.lower().removeprefix("aws_")
+        if key in _S3_KEYS and value:
+            found[_S3_KEYS[key]] = value
+    kwargs: dict[str, str] = {}
+    if "access_key" in found and "secret_key" in found:
+        kwargs["access_key"] = found["access_key"]
+        kwargs["secret_key"] = found["secret_key"]
+        if "session_token" in found:
+            kwargs["session_token"] = found["session_token"]
+    if "region" in found:
+        kwargs["region"] = found["region"]
+    endpoint = found.get("endpoint", "")
+    if endpoint:
+        scheme, _, host = endpoint.rpartition("://")
+        if scheme == "http" and found.get("allow_http", "").lower() not in ("1", "true", "yes"):
+            raise ValueError(
+                f"the store endpoint {endpoint} is plain http: set AWS_ALLOW_HTTP=true"
+                " (store.allow_http = true) to allow it"
+            )
+        kwargs["endpoint_override"] = host.rstrip("/")
+        kwargs["scheme"] = scheme or "https"
+    return pafs.S3FileSystem(**kwargs)
+
+
+def arrow_filesystem(
+    root: str, storage_options: Mapping[str, str] | None = None
+) -> tuple[pafs.FileSystem, str] | None:
+    """A native pyarrow filesystem for the remote ``root`` and the path of the root in it.
+
+    ``storage_options`` are honoured for ``s3://`` roots; for other schemes
+    with options there is no native equivalent and this returns None.
+    """
+    import pyarrow.fs as pafs
+
+    if storage_options:
+        if not root.startswith("s3://"):
+            return None
+        return s3_filesystem(storage_options), root.removeprefix("s3://").rstrip("/")
+    filesystem, path = pafs.FileSystem.from_uri(root)
+    return filesystem, path.rstrip("/")
 
 
 def sha256_file(path: Path) -> str:
@@ -79,7 +175,11 @@ class Location:
         if self._fs is None:
             import pyarrow.fs as pafs
 
-            self._fs, self._base = pafs.FileSystem.from_uri(self.root)
+            found = arrow_filesystem(self.root, self.storage_options)
+            if found is None:  # not S3: pyarrow's defaults (the tables still get the options)
+                filesystem, path = pafs.FileSystem.from_uri(self.root)
+                found = filesystem, path.rstrip("/")
+            self._fs, self._base = found
         return self._fs, f"{self._base}/{clean_key(key)}" if key else self._base
 
     def exists(self, key: str) -> bool:

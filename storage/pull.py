@@ -113,7 +113,8 @@ licence and attribution columns of recordings.parquet.
 {note}
 - `clips.parquet`: one row per clip: speaker_id, text, words, status
   ("accepted", "review", "rejected"), who labelled it (machine or human),
-  provenance, and `audio_path`, the clip's FLAC relative to this folder.
+  provenance, `audio_path`, the clip's FLAC relative to this folder, and
+  `split`: "heldout" for clips a person reviewed (evaluate on them), else "train".
 - `speakers.parquet`, `recordings.parquet`, `skipped.parquet`, and
   `manifest.json` (counts, and the sha256 of every Parquet file).
 

@@ -141,7 +141,18 @@ def release_clips(clips: pa.Table) -> pa.Table:
             clips["recording_id"].to_pylist(), clips["clip_id"].to_pylist(), strict=True
         )
     ]
-    return clips.append_column("audio_path", pa.array(paths, pa.string()))
+    clips = clips.append_column("audio_path", pa.array(paths, pa.string()))
+    return clips.append_column("split", heldout_split(clips))
+
+
+HELDOUT, TRAIN = "heldout", "train"
+
+
+def heldout_split(clips: pa.Table) -> pa.ChunkedArray:
+    """``heldout`` for clips a person labelled (kept apart to evaluate models), else ``train``."""
+    human = pc.not_equal(pc.fill_null(clips["labelled_by"], ""), "")
+    split: pa.ChunkedArray = pc.if_else(human, pa.scalar(HELDOUT), pa.scalar(TRAIN))
+    return split
 
 
 def release_speakers(clips: pa.Table, registry: pa.Table) -> pa.Table:

@@ -26,6 +26,7 @@ from convoice.config import default_home
 from convoice.models.records import Clip, FloatArray, Provenance, Recording, SkippedItem, Speaker
 from convoice.storage.labels import apply_labels, labels_to_table, now_iso
 from convoice.storage.location import Location, clean_key
+from convoice.storage.location import storage_options as location_storage_options
 from convoice.storage.pull import PullResult, pull_release
 from convoice.storage.releases import (
     Release,
@@ -79,8 +80,16 @@ class Store:
 
     @classmethod
     def open(cls, settings: Settings, storage_options: dict[str, str] | None = None) -> Store:
-        """The store at ``settings.home`` (``$CONVOICE_HOME`` or ``~/.convoice`` when empty)."""
-        return cls(settings.home or default_home(), storage_options)
+        """The store at ``settings.home`` (``$CONVOICE_HOME`` or ``~/.convoice`` when empty).
+
+        An ``s3://`` home is reached with ``settings.store`` (endpoint, region,
+        plain http) and the AWS credentials in the environment, unless
+        ``storage_options`` are given.
+        """
+        root = settings.home or default_home()
+        if storage_options is None:
+            storage_options = location_storage_options(root, settings.store)
+        return cls(root, storage_options)
 
     @property
     def root(self) -> str:

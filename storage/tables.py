@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from convoice.storage.location import Location
+from convoice.storage.location import Location, arrow_filesystem
 from convoice.storage.schema import conform
 
 if TYPE_CHECKING:
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from deltalake import DeltaTable
 
 TABLES = ("recordings", "clips", "speakers", "skipped", "labels")
+REVIEW_TABLES = ("speaker_merges", "review_contributions", "review_log")
+"""Written by review pulls only (see :mod:`convoice.storage.review`)."""
 
 PARTITIONS: dict[str, list[str]] = {
     # One recording's clips are written, and replaced, together: with a
@@ -44,8 +46,8 @@ class Tables:
         self.location = location
 
     def uri(self, name: str) -> str:
-        if name not in TABLES:
-            raise ValueError(f"unknown table {name!r}; tables: {', '.join(TABLES)}")
+        if name not in TABLES and name not in REVIEW_TABLES:
+            raise ValueError(f"unknown table {name!r}; tables: {', '.join(TABLES + REVIEW_TABLES)}")
         return self.location.uri(f"tables/{name}")
 
     def _options(self) -> dict[str, str] | None:
@@ -71,17 +73,15 @@ class Tables:
         """A native Arrow filesystem rooted at the table, when one is known to work.
 
         deltalake's default is a Python-implemented filesystem whose reader
-        threads can abort the interpreter at exit; local tables, and remote ones
-        reached with the environment's credentials, use Arrow's own instead.
+        threads can abort the interpreter at exit; local tables, and S3 ones
+        (configured from the same storage options), use Arrow's own instead.
         """
         import pyarrow.fs as pafs
 
         if self.location.is_local:
             return pafs.SubTreeFileSystem(self.uri(name), pafs.LocalFileSystem())
-        if self.location.storage_options:
-            return None
-        filesystem, path = pafs.FileSystem.from_uri(self.uri(name))
-        return pafs.SubTreeFileSystem(path, filesystem)
+        found = arrow_filesystem(self.uri(name), self.location.storage_options)
+        return None if found is None else pafs.SubTreeFileSystem(found[1], found[0])
 
     def read(
         self,
