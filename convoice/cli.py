@@ -15,6 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from convoice.cli_ops import deploy_command, report_command
+from convoice.cli_review import review_app
+
 if TYPE_CHECKING:
     from convoice.flows.report import IngestReport
     from convoice.storage import Store
@@ -26,6 +29,9 @@ app = typer.Typer(
 )
 dataset_app = typer.Typer(no_args_is_help=True, help="Release, list and pull dataset versions.")
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(review_app, name="review")
+app.command("deploy")(deploy_command)
+dataset_app.command("report")(report_command)
 console = Console()
 
 HomeOption = Annotated[
@@ -55,7 +61,8 @@ def print_report(report: IngestReport) -> None:
     for r in report.recordings:
         table.add_row(r.title[:40], f"{r.duration:.1f}", str(r.clips), f"{r.kept_seconds:.1f}",
                       str(r.speakers), str(r.new_speakers), str(r.review_clips))  # fmt: skip
-    console.print(table)
+    if report.recordings:
+        console.print(table)
     for s in report.skipped:
         console.print(f"[yellow]skipped[/] {s.url or s.source_url}: {s.reason_code}: {s.reason}")
     console.print(report.summary())
@@ -166,14 +173,17 @@ def dataset_pull(
 
 @app.command()
 def bench(
-    quick: Annotated[bool, typer.Option(help="A smaller corpus (for CI).")] = False,
+    quick: Annotated[bool, typer.Option(help="A 4-minute corpus instead of 20 minutes.")] = False,
+    naive: Annotated[
+        bool, typer.Option(help="Also time the naive baseline (slower than real time).")
+    ] = True,
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
 ) -> None:
     """Measure quality and speed against baselines in the same run (see README)."""
     _prefect_defaults()
     from convoice.flows.benchmark import run_benchmark
 
-    result = run_benchmark(quick=quick)
+    result = run_benchmark(quick=quick, naive=naive)
     console.print(result.render())
     if out:
         out.write_text(result.to_json())
