@@ -78,7 +78,7 @@ def commit(
             int(clip.start * audio.sample_rate) : int(clip.end * audio.sample_rate)
         ]
         clip.audio_uri = store.write_flac(
-            f"audio/clips/{rid}/{clip.clip_id}.flac", piece, audio.sample_rate
+            store.clip_audio_key(rid, clip.clip_id), piece, audio.sample_rate
         )
     recording = Recording(
         recording_id=rid,
@@ -95,7 +95,7 @@ def commit(
         duration=round(audio.duration, 3),
         sample_rate=audio.sample_rate,
         audio_uri=store.write_flac(
-            f"audio/recordings/{rid}.flac", audio.samples, audio.sample_rate
+            store.recording_audio_key(rid), audio.samples, audio.sample_rate
         ),
         run_id=run_id,
         ingested_at=stages.now(),

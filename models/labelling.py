@@ -7,6 +7,7 @@ order: :func:`speakers_of_recording` (cluster local speakers),
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass
 
@@ -212,14 +213,14 @@ def update_registry(
     known: dict[str, Speaker],
     at: str,
 ) -> list[Speaker]:
-    """The registry speakers this recording touched, with its clips absorbed.
+    """Copies of the registry speakers this recording touched, with its clips absorbed.
 
     Clips unsure of their speaker are left out, and an uncertain match to a
     known speaker changes nothing until a person confirms it.
     """
     touched: list[Speaker] = []
     for match in matches:
-        speaker = known.get(match.speaker_id)
+        speaker = copy.deepcopy(known.get(match.speaker_id))  # the caller's stay as they were
         if speaker is not None and match.decision == MatchDecision.UNCERTAIN:
             continue  # an unsure match must not pull a known speaker's centroid
         mine = [c for c in clips if c.speaker_id == match.speaker_id]
