@@ -61,9 +61,13 @@ class BenchmarkResult:
             "speed (wall s, real-time factor on this machine):",
             f"  faster-whisper alone, batched, fastest: {self.whisper_fastest_s:8.1f} s  "
             f"RTF {self.whisper_fastest_s / a:.3f}",
-            f"  naive pieces one after another:        {self.naive_s:8.1f} s  "
-            f"RTF {self.naive_s / a:.3f}  "
-            + " ".join(f"{k} {v:.1f}" for k, v in self.naive_steps.items()),
+            (
+                f"  naive pieces one after another:        {self.naive_s:8.1f} s  "
+                f"RTF {self.naive_s / a:.3f}  "
+                + " ".join(f"{k} {v:.1f}" for k, v in self.naive_steps.items())
+                if self.naive_s
+                else "  naive pieces one after another:        not run (--no-naive)"
+            ),
             f"  convoice ingest flow (everything):      {self.flow_s:8.1f} s  "
             f"RTF {self.flow_s / a:.3f}",
             f"  flow / whisper alone = {self.ratio_to_whisper:.2f} (bar <= 1.5); "
