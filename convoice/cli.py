@@ -126,7 +126,11 @@ def dataset_release(
     home: HomeOption = None,
 ) -> None:
     """Publish the current labels as the next immutable version."""
-    rel = _store(home).release(tag=tag, note=note)
+    try:
+        rel = _store(home).release(tag=tag, note=note)
+    except ValueError as err:  # a tag already used or malformed, or nothing to release
+        console.print(f"[red]{err}[/]")
+        raise typer.Exit(2) from err
     console.print(
         f"released {rel.name}{f' ({rel.tag})' if rel.tag else ''}: {rel.n_clips} clips, "
         f"{rel.n_recordings} recordings, {rel.n_speakers} speakers, {rel.hours:.3f} h, "

@@ -176,6 +176,8 @@ def test_release_pull_and_load_like_a_trainer(labelled, tmp_path: Path, monkeypa
     runner = CliRunner()
     out = runner.invoke(app, ["dataset", "release", "--tag", "first", "--home", str(home)])
     assert out.exit_code == 0, out.output
+    again = runner.invoke(app, ["dataset", "release", "--tag", "first", "--home", str(home)])
+    assert again.exit_code == 2 and "first" in again.output  # a used tag: a message, no traceback
     listing = runner.invoke(app, ["dataset", "list", "--home", str(home)])
     assert "first" in listing.output and "v1" in listing.output
     dest = tmp_path / "ds"
