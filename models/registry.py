@@ -36,7 +36,7 @@ class SpeakerMatch:
     confidence: float  # 0..1
 
 
-def _ramp(x: float, lo: float, hi: float) -> float:
+def ramp(x: float, lo: float, hi: float) -> float:
     """0 at ``lo``, 1 at ``hi``, linear between."""
     if hi <= lo:
         return 1.0 if x >= hi else 0.0
@@ -85,7 +85,7 @@ def match_speakers(
             decision, speaker_id, confidence = MatchDecision.MATCHED, known_ids[j], 1.0
         else:  # unsure: the likelier side wins for now, and a person is asked
             closeness = min(
-                _ramp(sim, new_threshold, match_threshold), _ramp(sim - runner, 0.0, margin)
+                ramp(sim, new_threshold, match_threshold), ramp(sim - runner, 0.0, margin)
             )
             decision, confidence = MatchDecision.UNCERTAIN, min(closeness, 0.69)
             speaker_id = known_ids[j] if sim >= middle else new_speaker_id(recording_id, i)

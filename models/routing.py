@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from convoice.config import RoutingSettings
 from convoice.models.records import ClipStatus, Transcript
+from convoice.models.registry import ramp
 
 
 class Reason:
@@ -47,16 +48,12 @@ class Routing:
     reasons: tuple[str, ...]
 
 
-def _ramp(x: float, lo: float, hi: float) -> float:
-    return min(1.0, max(0.0, (x - lo) / (hi - lo)))
-
-
 def clip_fit(ev: SpeakerEvidence) -> float:
     """0..1: how well the clip fits its own speaker, and beats the runner-up."""
-    fit = _ramp(ev.own_similarity, 0.55, 0.80)
+    fit = ramp(ev.own_similarity, 0.55, 0.80)
     if ev.other_similarity < 0:
         return fit
-    return min(fit, _ramp(ev.own_similarity - ev.other_similarity, 0.0, 0.15))
+    return min(fit, ramp(ev.own_similarity - ev.other_similarity, 0.0, 0.15))
 
 
 def speaker_confidence(ev: SpeakerEvidence) -> float:
