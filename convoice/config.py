@@ -130,6 +130,59 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class RunnerSettings:
+    """Where per-recording work runs (Prefect task runner).
+
+    ``kind``: ``"threads"`` (one process, a thread pool of ``workers``),
+    ``"dask-local"`` (a Dask ``LocalCluster`` of ``workers`` processes started
+    for the run) or ``"dask"`` (an existing Dask scheduler at ``address``).
+    """
+
+    kind: str = "threads"
+    workers: int = 1
+    threads_per_worker: int = 1
+    address: str = ""  # tcp://host:8786 when kind = "dask"
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """Fine-tuning the speaker encoder (``convoice retrain encoder``)."""
+
+    min_confidence: float = 0.85  # machine-accepted clips below this are not trained on
+    min_clips_per_speaker: int = 4  # speakers with fewer training clips are left out
+    speakers_per_batch: int = 8  # GE2E batch: speakers x utterances (capped by the data)
+    utterances_per_speaker: int = 6
+    steps: int = 120
+    learning_rate: float = 1e-5
+    checkpoint_every: int = 20  # steps between resumable checkpoints
+    seed: int = 0
+    min_gain: float = 0.0  # promote only when the candidate beats the current by more
+
+
+@dataclass(frozen=True)
+class TtsSettings:
+    """Fine-tuning the voice-cloning TTS (``convoice export tts``, ``convoice retrain tts``).
+
+    ``checkpoint`` (with its ``config``) is the operator's pretrained multi-speaker
+    model to start from; empty trains the tiny configuration from scratch.
+    """
+
+    checkpoint: str = ""
+    config: str = ""
+    sample_rate: int = 22050
+    steps: int = 10
+    batch_size: int = 4
+    checkpoint_every: int = 5
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """Experiment tracking of training runs (offline): TensorBoard event files."""
+
+    dir: str = ""  # "" = <home>/runs (local homes) or ~/.convoice-runs (remote homes)
+
+
+@dataclass(frozen=True)
 class Settings:
     home: str = ""  # the store root; "" = $CONVOICE_HOME or ~/.convoice
     ingest: IngestSettings = field(default_factory=IngestSettings)
@@ -140,6 +193,10 @@ class Settings:
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     review: ReviewSettings = field(default_factory=ReviewSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    runner: RunnerSettings = field(default_factory=RunnerSettings)
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    tts: TtsSettings = field(default_factory=TtsSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,6 +208,8 @@ class Settings:
         data.pop("ingest")
         data.pop("review")  # where people review clips does not shape labels (and has a token)
         data.pop("store")  # nor where the store lives
+        for section in ("runner", "encoder", "tts", "tracking"):  # how and where work runs
+            data.pop(section)
         return data
 
 
