@@ -6,6 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := ffmpeg flite festival festvox-kallpc16k festvox-kdlpc16k espeak-ng sox \
 	pocketsphinx-testdata git make curl ca-certificates chromium
+# PostgreSQL: tests/test_ops.py runs a Prefect server on it, as deployments/compose.yaml
+# does. The engine image leaves it out (`make system APT_TEST_PACKAGES=`).
+APT_TEST_PACKAGES ?= postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system demo test lint typecheck bench clean labelstudio
@@ -13,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 setup: system $(BIN)/.installed labelstudio
 
 system:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(APT_PACKAGES) $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages: $$missing"; \
 		$(SUDO) apt-get update -qq && \
