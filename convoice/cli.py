@@ -17,6 +17,7 @@ from rich.table import Table
 
 from convoice.cli_ops import deploy_command, report_command
 from convoice.cli_review import review_app
+from convoice.cli_train import encoder_app, export_app, retrain_app
 
 if TYPE_CHECKING:
     from convoice.flows.report import IngestReport
@@ -30,6 +31,9 @@ app = typer.Typer(
 dataset_app = typer.Typer(no_args_is_help=True, help="Release, list and pull dataset versions.")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(review_app, name="review")
+app.add_typer(retrain_app, name="retrain")
+app.add_typer(encoder_app, name="encoder")
+app.add_typer(export_app, name="export")
 app.command("deploy")(deploy_command)
 dataset_app.command("report")(report_command)
 console = Console()

@@ -82,6 +82,16 @@ def read_manifest(location: Location, version: int) -> dict[str, Any]:
     return manifest
 
 
+def read_release_table(
+    location: Location, version: int, name: str, columns: list[str] | None = None
+) -> pa.Table:
+    """One Parquet file of release ``version`` (``"clips"``, ``"recordings"``, ...)."""
+    import pyarrow.parquet as pq
+
+    data = location.read_bytes(f"{release_key(version)}/{name}.parquet")
+    return pq.read_table(pa.BufferReader(data), columns=columns)
+
+
 def list_releases(location: Location) -> list[Release]:
     """Every complete release, oldest first."""
     found = []

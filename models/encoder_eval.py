@@ -1,0 +1,119 @@
+"""Is a speaker encoder better than another? Scores on the people-labelled held-out clips.
+
+Three figures, all computed the same way for the current and the candidate
+encoder in one run:
+
+- equal error rate of speaker verification over every pair of held-out clips;
+- B-cubed F1 of the identities the engine would give the held-out clips
+  (a replay of the labelling with that encoder, :mod:`convoice.models.relabel`)
+  against the identities people gave them;
+- the share of all clips (and of their speech) the replay would send to review.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from convoice.models.clustering import b_cubed
+from convoice.models.ge2e import FloatArray, all_pairs, equal_error_rate
+
+TIE = 1e-9
+
+
+@dataclass(frozen=True)
+class EncoderMetrics:
+    eer: float
+    bcubed_f1: float
+    review_share: float  # of all clips
+    review_speech_share: float  # of all clip seconds
+    n_eval_clips: int
+    n_eval_speakers: int
+    n_target_trials: int
+    n_nontarget_trials: int
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+    def line(self) -> str:
+        return (
+            f"EER {self.eer:.4f}, B-cubed F1 {self.bcubed_f1:.4f}, review {self.review_share:.3f} "
+            f"of clips ({self.review_speech_share:.3f} of speech) on {self.n_eval_clips} held-out "
+            f"clips of {self.n_eval_speakers} speakers"
+        )
+
+
+def score(
+    eval_embeddings: FloatArray,
+    eval_truth: Sequence[str],
+    eval_predicted: Sequence[str],
+    review: tuple[float, float],
+) -> EncoderMetrics:
+    """Metrics of one encoder: held-out embeddings and labels, and its replay's review shares."""
+    trials = all_pairs(eval_embeddings, eval_truth)
+    _, _, f1 = b_cubed(list(eval_truth), list(eval_predicted))
+    return EncoderMetrics(
+        eer=equal_error_rate(trials),
+        bcubed_f1=f1,
+        review_share=review[0],
+        review_speech_share=review[1],
+        n_eval_clips=len(eval_truth),
+        n_eval_speakers=len(set(eval_truth)),
+        n_target_trials=trials.n_target,
+        n_nontarget_trials=trials.n_nontarget,
+    )
+
+
+def is_better(
+    candidate: EncoderMetrics, current: EncoderMetrics, min_gain: float = 0.0
+) -> tuple[bool, str]:
+    """Promote the candidate? Lower EER first, then higher B-cubed F1, then less review.
+
+    A candidate whose EER is lower by more than ``min_gain`` wins unless its
+    B-cubed F1 drops by more than 0.01; on equal EER, the next figure decides.
+    """
+    d_eer = current.eer - candidate.eer
+    d_f1 = candidate.bcubed_f1 - current.bcubed_f1
+    d_review = current.review_share - candidate.review_share
+    if d_eer > min_gain + TIE:
+        if d_f1 < -0.01:
+            return False, f"EER better by {d_eer:.4f} but B-cubed F1 worse by {-d_f1:.4f}"
+        return True, f"EER better by {d_eer:.4f}"
+    if abs(d_eer) <= max(min_gain, TIE):
+        if d_f1 > TIE:
+            return True, f"same EER, B-cubed F1 better by {d_f1:.4f}"
+        if abs(d_f1) <= TIE and d_review > TIE:
+            return True, f"same EER and F1, review share lower by {d_review:.4f}"
+        return False, "no figure better than the current encoder's"
+    return False, f"EER worse by {-d_eer:.4f}"
+
+
+def training_rows(
+    rows: Sequence[dict[str, object]], min_confidence: float, min_clips: int
+) -> list[int]:
+    """Indices of release rows to train on: the ``train`` split, accepted, sure enough.
+
+    The ``heldout`` split (clips people labelled) is never trained on. Speakers
+    with fewer than ``min_clips`` such clips are left out.
+    """
+    chosen = [
+        i
+        for i, r in enumerate(rows)
+        if r.get("split") == "train"
+        and r.get("status") == "accepted"
+        and r.get("speaker_id")
+        and float(r.get("speaker_confidence") or 0.0) >= min_confidence  # type: ignore[arg-type]
+    ]
+    counts: dict[object, int] = {}
+    for i in chosen:
+        counts[rows[i]["speaker_id"]] = counts.get(rows[i]["speaker_id"], 0) + 1
+    return [i for i in chosen if counts[rows[i]["speaker_id"]] >= min_clips]
+
+
+def evaluation_rows(rows: Sequence[dict[str, object]]) -> list[int]:
+    """Indices of the held-out rows to evaluate on (people's labels, not rejected)."""
+    return [
+        i
+        for i, r in enumerate(rows)
+        if r.get("split") == "heldout" and r.get("status") != "rejected" and r.get("speaker_id")
+    ]

@@ -1,0 +1,240 @@
+"""Re-label the store with another speaker encoder: identities, confidences, routing.
+
+After a new encoder is promoted, every clip gets a new embedding, and the
+cross-recording identities are worked out again the way ingestion works them
+out: recordings in the order they were ingested, each recording's speakers
+matched one-to-one to the registry built from the recordings before it
+(:func:`convoice.models.registry.match_speakers`), the sure clips absorbed.
+People's labels are inputs, never outputs: a clip a person labelled feeds the
+registry under the person's speaker and keeps the person's label (the release
+overlays it); speaker merges people made map machine ids onto the kept ones.
+
+What is not redone: the diarization inside a recording (which clip belongs to
+which local speaker, ``recording_speaker``) and the transcripts; reasons for
+review that come from the transcript are kept as they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from convoice.config import RegistrySettings, RoutingSettings
+from convoice.models.records import LabelSource, Speaker
+from convoice.models.registry import MatchDecision, match_speakers, new_speaker_id
+from convoice.models.routing import Reason, SpeakerEvidence, clip_fit, speaker_confidence
+
+FloatArray = npt.NDArray[np.float32]
+
+SPEAKER_REASONS = (Reason.UNCERTAIN_SPEAKER, Reason.UNCERTAIN_IDENTITY)
+
+
+@dataclass(frozen=True)
+class ClipFacts:
+    """What the replay needs of one clip (from the store's clip rows and people's labels)."""
+
+    clip_id: str
+    recording_id: str
+    recording_speaker: str  # "S0", "S1", ...: the local speaker inside its recording
+    duration: float
+    machine_reasons: tuple[str, ...]  # the machine's review reasons when it was labelled
+    human_speaker: str = ""  # a person's speaker label, "" when none
+    human_status: str = ""  # a person's status ("accepted" / "rejected"), "" when none
+
+
+@dataclass(frozen=True)
+class ClipLabel:
+    """The machine's new label of one clip."""
+
+    clip_id: str
+    speaker_id: str
+    speaker_confidence: float
+    status: str  # "accepted" or "review"
+    review_reasons: tuple[str, ...]
+    own_similarity: float
+    other_similarity: float
+    identity_similarity: float
+
+
+@dataclass
+class Replay:
+    """New machine labels of every clip and the registry they add up to."""
+
+    labels: dict[str, ClipLabel] = field(default_factory=dict)
+    speakers: dict[str, Speaker] = field(default_factory=dict)
+
+
+@dataclass
+class _Sum:
+    vector: FloatArray
+    n: int = 0
+    duration: float = 0.0
+    recordings: set[str] = field(default_factory=set)
+
+
+def _unit(x: FloatArray) -> FloatArray:
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.where(norm > 0, x / np.maximum(norm, 1e-12), 0.0).astype(np.float32)
+
+
+def resolve_merges(speaker_id: str, merged_into: Mapping[str, str]) -> str:
+    """Follow people's merges (``merged -> kept``) to the id that lives on."""
+    seen: set[str] = set()
+    while speaker_id in merged_into and speaker_id not in seen:
+        seen.add(speaker_id)
+        speaker_id = merged_into[speaker_id]
+    return speaker_id
+
+
+def replay(
+    recordings: Sequence[str],
+    clips: Sequence[ClipFacts],
+    embeddings: FloatArray,
+    merged_into: Mapping[str, str],
+    registry_cfg: RegistrySettings,
+    routing_cfg: RoutingSettings,
+    previous: Mapping[str, Speaker] | None = None,
+    at: str = "",
+) -> Replay:
+    """Label ``clips`` (rows of unit ``embeddings``) recording by recording, in ingest order.
+
+    ``previous`` (the registry being replaced) lends its speakers' names,
+    label sources and first-seen times to the rebuilt ones.
+    """
+    if embeddings.shape[0] != len(clips):
+        raise ValueError(f"{len(clips)} clips but {embeddings.shape[0]} embeddings")
+    order = {rid: i for i, rid in enumerate(recordings)}
+    missing = {c.recording_id for c in clips} - set(order)
+    if missing:
+        raise ValueError(f"clips of unknown recordings: {sorted(missing)[:3]}")
+    by_recording: dict[str, list[int]] = {}
+    for i, clip in enumerate(clips):
+        by_recording.setdefault(clip.recording_id, []).append(i)
+    out = Replay()
+    sums: dict[str, _Sum] = {}
+    dim = embeddings.shape[1]
+    for rid in sorted(by_recording, key=order.__getitem__):
+        rows = by_recording[rid]
+        known_ids = sorted(s for s, v in sums.items() if v.n > 0)
+        known = (
+            _unit(np.stack([sums[s].vector for s in known_ids]))
+            if known_ids
+            else np.zeros((0, dim), dtype=np.float32)
+        )
+        labels = _label_recording(
+            rid, [clips[i] for i in rows], embeddings[rows], known_ids, known, merged_into,
+            registry_cfg, routing_cfg,
+        )  # fmt: skip
+        for i, (label, absorb) in zip(rows, labels, strict=True):
+            out.labels[clips[i].clip_id] = label
+            clip = clips[i]
+            owner = resolve_merges(clip.human_speaker, merged_into) if clip.human_speaker else ""
+            if clip.human_status == "rejected":
+                continue
+            if owner or absorb:
+                s = sums.setdefault(owner or label.speaker_id, _Sum(np.zeros(dim, np.float32)))
+                s.vector = s.vector + embeddings[i]
+                s.n += 1
+                s.duration += clip.duration
+                s.recordings.add(rid)
+    out.speakers = _speakers(sums, previous or {}, at)
+    return out
+
+
+def _label_recording(
+    rid: str,
+    clips: list[ClipFacts],
+    emb: FloatArray,
+    known_ids: list[str],
+    known: FloatArray,
+    merged_into: Mapping[str, str],
+    registry_cfg: RegistrySettings,
+    routing_cfg: RoutingSettings,
+) -> list[tuple[ClipLabel, bool]]:
+    """New labels of one recording's clips, and whether each one counts for the registry."""
+    locals_ = sorted({c.recording_speaker for c in clips}, key=_local_index)
+    index = {name: k for k, name in enumerate(locals_)}
+    member = np.array([index[c.recording_speaker] for c in clips])
+    sums = np.zeros((len(locals_), emb.shape[1]), dtype=np.float32)
+    np.add.at(sums, member, emb)
+    centroids = _unit(sums)
+    matches = match_speakers(
+        rid, centroids, known_ids, known,
+        registry_cfg.match_threshold, registry_cfg.new_threshold, registry_cfg.margin,
+    )  # fmt: skip
+    ids: list[str] = []
+    for k, match in enumerate(matches):
+        speaker = match.speaker_id
+        if speaker == new_speaker_id(rid, k):  # new speakers keep the id ingestion gave them
+            speaker = new_speaker_id(rid, _local_index(locals_[k]))
+        ids.append(resolve_merges(speaker, merged_into))
+    sims = emb @ centroids.T  # shape: (clips, local speakers)
+    out: list[tuple[ClipLabel, bool]] = []
+    for i, clip in enumerate(clips):
+        k = int(member[i])
+        match = matches[k]
+        own = float(sims[i, k])
+        other = float(np.delete(sims[i], k).max()) if len(locals_) > 1 else -1.0
+        evidence = SpeakerEvidence(own, other, match.confidence)
+        reasons = [r for r in clip.machine_reasons if r not in SPEAKER_REASONS]
+        conf = speaker_confidence(evidence)
+        if conf < routing_cfg.min_speaker_confidence:
+            if clip_fit(evidence) < routing_cfg.min_speaker_confidence:
+                reasons.insert(0, Reason.UNCERTAIN_SPEAKER)
+            if match.confidence < routing_cfg.min_speaker_confidence:
+                reasons.insert(0, Reason.UNCERTAIN_IDENTITY)
+        label = ClipLabel(
+            clip_id=clip.clip_id,
+            speaker_id=ids[k],
+            speaker_confidence=conf,
+            status="accepted" if not reasons else "review",
+            review_reasons=tuple(dict.fromkeys(reasons)),
+            own_similarity=round(own, 4),
+            other_similarity=round(other, 4),
+            identity_similarity=round(match.similarity, 4),
+        )
+        sure_match = match.decision != MatchDecision.UNCERTAIN
+        absorb = sure_match and Reason.UNCERTAIN_SPEAKER not in label.review_reasons
+        out.append((label, absorb))
+    return out
+
+
+def _local_index(name: str) -> int:
+    """``"S3"`` -> 3 (the local speaker's index in its recording)."""
+    digits = name.lstrip("S")
+    if not digits.isdigit():
+        raise ValueError(f"unexpected recording speaker label {name!r}")
+    return int(digits)
+
+
+def _speakers(
+    sums: dict[str, _Sum], previous: Mapping[str, Speaker], at: str
+) -> dict[str, Speaker]:
+    out: dict[str, Speaker] = {}
+    for speaker_id, s in sorted(sums.items()):
+        old = previous.get(speaker_id)
+        out[speaker_id] = Speaker(
+            speaker_id=speaker_id,
+            vector_sum=s.vector.astype(np.float32),
+            n_clips=s.n,
+            total_duration=round(s.duration, 3),
+            n_recordings=len(s.recordings),
+            first_seen=old.first_seen if old else at,
+            updated_at=at,
+            label_source=old.label_source if old else LabelSource.MACHINE,
+            name=old.name if old else "",
+        )
+    return out
+
+
+def review_share(statuses: Sequence[str], durations: Sequence[float]) -> tuple[float, float]:
+    """Share of clips, and of their seconds, with status ``review``."""
+    if not statuses:
+        return 0.0, 0.0
+    review = np.array([s == "review" for s in statuses])
+    seconds = np.asarray(durations, dtype=np.float64)
+    total = float(seconds.sum())
+    return float(review.mean()), float(seconds[review].sum() / total) if total else 0.0

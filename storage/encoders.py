@@ -1,0 +1,140 @@
+"""The encoder registry: every trained speaker encoder, which one is in use, and its past.
+
+Kept in the store, so every worker labels with the same encoder::
+
+    encoders/<encoder id>/weights.pt   resemblyzer format ({"model_state": ...})
+    encoders/<encoder id>/card.json    metrics, dataset version, settings, run id, parent
+    encoders/current.json              {"current": id, "history": [ids promoted before]}
+
+The pretrained resemblyzer weights are the encoder ``pretrained`` (never
+stored: they ship in the wheel). Promoting pushes the current encoder onto the
+history; rolling back pops it. Nothing is ever deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from convoice.storage.labels import now_iso
+from convoice.storage.location import Location
+
+PRETRAINED = "pretrained"
+ROOT = "encoders"
+CURRENT = f"{ROOT}/current.json"
+
+
+class UnknownEncoderError(LookupError):
+    """No encoder with that id is registered."""
+
+
+@dataclass
+class EncoderCard:
+    """What is known about one trained encoder."""
+
+    encoder_id: str
+    parent: str  # the encoder it was fine-tuned from
+    dataset: str  # the release it was trained on ("v3")
+    run_id: str  # the tracked training run
+    created_at: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # of this encoder, held-out set
+    baseline_metrics: dict[str, float] = field(default_factory=dict)  # of the parent, same run
+    decision: str = ""  # "promoted: ..." / "kept the current: ..."
+    n_train_clips: int = 0
+    n_train_speakers: int = 0
+
+
+class EncoderRegistry:
+    """Registered encoders of one store (local or remote)."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+
+    # -- reading -------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        if not self.location.exists(CURRENT):
+            return {"current": PRETRAINED, "history": []}
+        return dict(json.loads(self.location.read_bytes(CURRENT)))
+
+    def current(self) -> str:
+        """The id of the encoder that labels now (``pretrained`` until a promotion)."""
+        return str(self._state()["current"])
+
+    def history(self) -> list[str]:
+        """Encoders promoted before the current one, oldest first."""
+        return [str(e) for e in self._state()["history"]]
+
+    def card(self, encoder_id: str) -> EncoderCard:
+        key = f"{ROOT}/{encoder_id}/card.json"
+        if encoder_id == PRETRAINED or not self.location.exists(key):
+            raise UnknownEncoderError(
+                f"no encoder {encoder_id!r}; registered: {', '.join(self.ids()) or 'none'}"
+            )
+        return EncoderCard(**json.loads(self.location.read_bytes(key)))
+
+    def ids(self) -> list[str]:
+        """Every registered encoder id (oldest first; ids sort by time)."""
+        return sorted(d for d in self.location.list_dirs(ROOT) if not d.startswith("."))
+
+    def cards(self) -> list[EncoderCard]:
+        return [self.card(i) for i in self.ids() if self.location.exists(f"{ROOT}/{i}/card.json")]
+
+    def weights(self, encoder_id: str, cache: Path) -> str:
+        """A local path of the encoder's weights ("" for the pretrained ones)."""
+        if encoder_id == PRETRAINED:
+            return ""
+        key = f"{ROOT}/{encoder_id}/weights.pt"
+        if not self.location.exists(key):
+            raise UnknownEncoderError(f"encoder {encoder_id!r} has no weights in {self.location}")
+        if self.location.is_local:
+            return str(self.location.path(key))
+        local = cache / encoder_id / "weights.pt"
+        if not local.is_file():
+            self.location.download(key, local)
+        return str(local)
+
+    # -- writing -------------------------------------------------------------
+
+    def register(self, card: EncoderCard, weights: Path) -> None:
+        """Store a trained encoder (weights first, the card last: a card means complete)."""
+        if self.location.exists(f"{ROOT}/{card.encoder_id}/card.json"):
+            raise FileExistsError(f"encoder {card.encoder_id} is registered already")
+        with tempfile.TemporaryDirectory(prefix="convoice-encoder-") as tmp:
+            copy = Path(tmp, "weights.pt")
+            shutil.copyfile(weights, copy)
+            self.location.put_file(copy, f"{ROOT}/{card.encoder_id}/weights.pt")
+        self.save_card(card)
+
+    def save_card(self, card: EncoderCard) -> None:
+        data = json.dumps(asdict(card), indent=2, sort_keys=True).encode()
+        self.location.write_bytes(f"{ROOT}/{card.encoder_id}/card.json", data)
+
+    def promote(self, encoder_id: str) -> str:
+        """Make ``encoder_id`` the current encoder; returns the one it replaced."""
+        if encoder_id != PRETRAINED:
+            self.card(encoder_id)  # raises when unknown
+        state = self._state()
+        before = str(state["current"])
+        if before == encoder_id:
+            return before
+        state["history"] = [*state["history"], before]
+        state["current"] = encoder_id
+        state["updated_at"] = now_iso()
+        self.location.write_bytes(CURRENT, json.dumps(state, indent=2).encode())
+        return before
+
+    def rollback(self) -> str:
+        """Return to the encoder used before the current one; returns its id."""
+        state = self._state()
+        if not state["history"]:
+            raise UnknownEncoderError("nothing to roll back to: no encoder was promoted before")
+        state["current"] = state["history"].pop()
+        state["updated_at"] = now_iso()
+        self.location.write_bytes(CURRENT, json.dumps(state, indent=2).encode())
+        return str(state["current"])

@@ -1,0 +1,62 @@
+"""Writing a re-labelling: the machine fields of every clip, and the rebuilt registry.
+
+Only the machine's columns of the ``clips`` table change (embedding, speaker,
+confidence, status, reasons, measurements, models); people's labels live in
+the ``labels`` table and are applied over them as before, so a person's label
+is never overwritten. The registry is replaced in one commit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from convoice.models.ge2e import FloatArray
+from convoice.models.records import Speaker
+from convoice.models.relabel import ClipLabel
+from convoice.storage.review import save_speakers
+from convoice.storage.schema import CLIP_SCHEMA, conform
+
+if TYPE_CHECKING:
+    from convoice.storage.store import Store
+
+
+def relabelled_rows(
+    clips: pa.Table,
+    labels: Mapping[str, ClipLabel],
+    embeddings: Mapping[str, FloatArray],
+    encoder_name: str,
+) -> pa.Table:
+    """``clips`` (machine rows) with the new machine labels and embeddings put in."""
+    rows = clips.to_pylist()
+    for row in rows:
+        label = labels[row["clip_id"]]
+        row["embedding"] = np.asarray(embeddings[row["clip_id"]], dtype=np.float32).tolist()
+        row["speaker_id"] = label.speaker_id
+        row["speaker_confidence"] = label.speaker_confidence
+        row["status"] = label.status
+        row["review_reasons"] = list(label.review_reasons)
+        extra = json.loads(row.get("extra") or "{}")
+        extra.update(
+            own_similarity=label.own_similarity,
+            other_similarity=label.other_similarity,
+            identity_similarity=label.identity_similarity,
+        )
+        row["extra"] = json.dumps(extra, sort_keys=True)
+        models = json.loads(row.get("models") or "{}")
+        models["embedding"] = encoder_name
+        row["models"] = json.dumps(models, sort_keys=True)
+    return conform(pa.Table.from_pylist(rows, schema=clips.schema), CLIP_SCHEMA)
+
+
+def write_relabel(store: Store, rows: pa.Table, speakers: Mapping[str, Speaker]) -> None:
+    """Upsert the re-labelled clip rows, then replace the registry (two commits)."""
+    if rows.num_rows:
+        store.tables.upsert("clips", rows, "clip_id")
+    old = {s.speaker_id: s for s in store.speakers()}
+    removed = [s for sid, s in old.items() if sid not in speakers]
+    save_speakers(store, list(speakers.values()), removed)

@@ -1,0 +1,201 @@
+"""Speaker-encoder I/O: clip audio in, mel spectrograms, embeddings, GE2E fine-tuning.
+
+Training is resumable: every ``checkpoint_every`` steps the model, the GE2E
+scale and offset, the optimiser and the random generators go to
+``checkpoint.pt`` in the tracked run's folder (written atomically), and a run
+started again with the same run id continues from there.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from convoice.config import EncoderSettings
+from convoice.models.embed import SAMPLE_RATE, embed_regions
+from convoice.models.ge2e import FloatArray, ge2e_loss, plan_batch, random_crop
+from convoice.models.records import Region
+from convoice.tasks import loaders
+
+if TYPE_CHECKING:
+    from resemblyzer import VoiceEncoder
+
+    from convoice.storage import Store
+    from convoice.tasks.tracking import TrainingRun
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+WEIGHTS = "weights.pt"
+
+
+def read_waves(store: Store, audio_uris: Sequence[str]) -> list[FloatArray]:
+    """Each clip's audio as float32 mono at 16 kHz (the store writes clips that way)."""
+    import soundfile as sf
+
+    waves: list[FloatArray] = []
+    for uri in audio_uris:
+        data, rate = sf.read(io.BytesIO(store.read_audio(uri)), dtype="float32", always_2d=True)
+        if rate != SAMPLE_RATE:
+            raise ValueError(f"{uri}: {rate} Hz audio, the encoder needs {SAMPLE_RATE} Hz")
+        waves.append(data.mean(axis=1).astype(np.float32))
+    return waves
+
+
+def mel_spectrograms(waves: Sequence[FloatArray]) -> list[FloatArray]:
+    """The encoder's input features (40 mel bands, 10 ms frames) of each wave."""
+    from resemblyzer import audio as rz_audio
+
+    out = []
+    for wav in waves:
+        wav = rz_audio.normalize_volume(wav, -30, increase_only=True)
+        out.append(rz_audio.wav_to_mel_spectrogram(wav).astype(np.float32))
+    return out
+
+
+def new_encoder(weights: str = "") -> VoiceEncoder:
+    """A fresh encoder instance (not the cached one inference uses): safe to train."""
+    from resemblyzer import VoiceEncoder
+
+    loaders.set_torch_threads()
+    kwargs: dict[str, Any] = {"device": "cpu", "verbose": False}
+    if weights:
+        kwargs["weights_fpath"] = Path(weights)
+    return VoiceEncoder(**kwargs)
+
+
+def embed_waves(encoder: VoiceEncoder, waves: Sequence[FloatArray]) -> FloatArray:
+    """One unit embedding per wave, all partial windows batched (as ingestion embeds clips)."""
+    if not waves:
+        return np.zeros((0, 256), dtype=np.float32)
+    offsets = np.cumsum([0, *(len(w) for w in waves)])
+    regions = [
+        Region(offsets[i] / SAMPLE_RATE, offsets[i + 1] / SAMPLE_RATE) for i in range(len(waves))
+    ]
+    encoder.eval()
+    return embed_regions(encoder, np.concatenate(waves).astype(np.float32), regions)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    weights: Path  # resemblyzer-format weights of the trained encoder
+    steps: int
+    resumed_from: int  # the step a resumed run continued after (0: from the start)
+    first_loss: float
+    last_loss: float  # mean of the last 10 steps
+    seconds: float
+
+
+def train_ge2e(
+    base_weights: str,
+    mels: Sequence[FloatArray],
+    speakers: Sequence[str],
+    cfg: EncoderSettings,
+    run: TrainingRun,
+    steps: int | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> TrainResult:
+    """Fine-tune the encoder (from ``base_weights``, "" = pretrained) with the GE2E loss.
+
+    Resumes from ``run.dir / checkpoint.pt`` when a killed run left one.
+    """
+    import torch
+
+    total = steps if steps is not None else cfg.steps
+    if total < 1:
+        raise ValueError(f"steps must be at least 1, got {total}")
+    by_speaker: dict[str, list[int]] = {}
+    for i, speaker in enumerate(speakers):
+        by_speaker.setdefault(speaker, []).append(i)
+    torch.manual_seed(cfg.seed)
+    model = new_encoder(base_weights)
+    model.train()
+    weight = torch.nn.Parameter(torch.tensor(10.0))
+    bias = torch.nn.Parameter(torch.tensor(-5.0))
+    optim = torch.optim.Adam(
+        [{"params": model.parameters()}, {"params": [weight, bias]}], lr=cfg.learning_rate
+    )
+    rng = np.random.default_rng(cfg.seed)
+    start, first_loss = 0, float("nan")
+    ckpt = run.dir / CHECKPOINT
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model_state"])
+        weight.data.fill_(state["weight"])
+        bias.data.fill_(state["bias"])
+        optim.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        start, first_loss = int(state["step"]), float(state["first_loss"])
+        log.info("resuming encoder training %s after step %d", run.run_id, start)
+    losses: list[float] = []
+    began = time.perf_counter()
+    for step in range(start + 1, total + 1):
+        plan = plan_batch(by_speaker, cfg.speakers_per_batch, cfg.utterances_per_speaker, rng)
+        crops = np.stack([random_crop(mels[int(i)], rng) for i in plan.utterances.reshape(-1)])
+        embeds = model(torch.from_numpy(crops)).reshape(*plan.utterances.shape, -1)
+        loss = ge2e_loss(embeds, weight, bias)
+        if not isinstance(loss, torch.Tensor):
+            raise TypeError("the GE2E loss must be a tensor")
+        optim.zero_grad()
+        loss.backward()
+        for p in (weight, bias):  # the scale and offset learn slower, as in GE2E
+            if p.grad is not None:
+                p.grad *= 0.01
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
+        optim.step()
+        value = float(loss.item())
+        losses.append(value)
+        if step == 1:
+            first_loss = value
+        run.log_scalar("encoder/ge2e_loss", value, step)
+        if progress:
+            progress(step, total, value)
+        if step % cfg.checkpoint_every == 0 or step == total:
+            _checkpoint(ckpt, model, weight, bias, optim, rng, step, first_loss)
+    weights = run.dir / WEIGHTS
+    tmp = weights.with_suffix(".tmp")
+    torch.save({"model_state": model.state_dict(), "step": total}, tmp)
+    tmp.replace(weights)
+    return TrainResult(
+        weights=weights,
+        steps=total,
+        resumed_from=start,
+        first_loss=first_loss,
+        last_loss=float(np.mean(losses[-10:])) if losses else float("nan"),
+        seconds=time.perf_counter() - began,
+    )
+
+
+def _checkpoint(
+    path: Path,
+    model: VoiceEncoder,
+    weight: Any,
+    bias: Any,
+    optim: Any,
+    rng: np.random.Generator,
+    step: int,
+    first_loss: float,
+) -> None:
+    import torch
+
+    state = {
+        "model_state": model.state_dict(),
+        "weight": float(weight.item()),
+        "bias": float(bias.item()),
+        "optimizer": optim.state_dict(),
+        "rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "step": step,
+        "first_loss": first_loss,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)

@@ -1,0 +1,273 @@
+"""Speaker-encoder retraining: GE2E, EER, the replay, the registry, one real round."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from truth import annotate_review_queue, voice_of_clips
+
+from convoice.config import RegistrySettings, RoutingSettings
+from convoice.models.encoder_eval import EncoderMetrics, is_better
+from convoice.models.ge2e import (
+    NotEnoughData,
+    Trials,
+    all_pairs,
+    equal_error_rate,
+    ge2e_loss,
+    plan_batch,
+)
+from convoice.models.relabel import ClipFacts, replay
+from convoice.storage import Store
+from convoice.tasks import samples
+
+# -- pure ----------------------------------------------------------------------
+
+
+def test_equal_error_rate_on_known_cases() -> None:
+    perfect = Trials(np.array([0.9, 0.8, 0.2, 0.1]), np.array([True, True, False, False]))
+    assert equal_error_rate(perfect) == 0.0
+    reversed_ = Trials(np.array([0.9, 0.8, 0.2, 0.1]), np.array([False, False, True, True]))
+    assert equal_error_rate(reversed_) == 1.0
+    # One impostor above one of two targets: FA 1/2 when FR reaches 0; EER 0.5 by symmetry.
+    half = Trials(np.array([0.9, 0.8, 0.7, 0.1]), np.array([True, False, True, False]))
+    assert equal_error_rate(half) == pytest.approx(0.5)
+    with pytest.raises(NotEnoughData):
+        equal_error_rate(Trials(np.array([0.5]), np.array([True])))
+
+
+def test_trials_pair_every_clip_once() -> None:
+    emb = np.eye(3, dtype=np.float32)
+    trials = all_pairs(emb, ["a", "a", "b"])
+    assert (trials.n_target, trials.n_nontarget) == (1, 2)
+
+
+def test_ge2e_loss_prefers_separated_speakers() -> None:
+    import torch
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 1, 16))
+    tight = centres + 0.05 * rng.normal(size=(4, 5, 16))
+    loose = centres + 3.0 * rng.normal(size=(4, 5, 16))
+
+    def loss(x: np.ndarray) -> float:
+        e = torch.nn.functional.normalize(torch.tensor(x, dtype=torch.float32), dim=2)
+        return float(ge2e_loss(e, torch.tensor(10.0), torch.tensor(-5.0)))  # type: ignore[arg-type]
+
+    assert loss(tight) < 0.1 < loss(loose)
+
+
+def test_batches_draw_distinct_speakers_and_refuse_one_speaker() -> None:
+    rng = np.random.default_rng(1)
+    plan = plan_batch({"a": [0, 1], "b": [2], "c": [3, 4, 5]}, 8, 4, rng)
+    assert sorted(plan.speakers) == ["a", "b", "c"] and plan.utterances.shape == (3, 4)
+    owners = {0: "a", 1: "a", 2: "b", 3: "c", 4: "c", 5: "c"}
+    for name, row in zip(plan.speakers, plan.utterances, strict=True):
+        assert {owners[int(i)] for i in row} == {name}
+    with pytest.raises(NotEnoughData):
+        plan_batch({"a": [0, 1]}, 8, 4, rng)
+
+
+def _metrics(eer: float, f1: float, review: float) -> EncoderMetrics:
+    return EncoderMetrics(eer, f1, review, review, 10, 3, 5, 40)
+
+
+def test_promotion_rule() -> None:
+    current = _metrics(0.10, 0.95, 0.20)
+    assert is_better(_metrics(0.05, 0.95, 0.30), current)[0]  # lower EER wins
+    assert not is_better(_metrics(0.05, 0.90, 0.10), current)[0]  # ... unless F1 drops
+    assert is_better(_metrics(0.10, 0.97, 0.30), current)[0]  # same EER, better F1
+    assert is_better(_metrics(0.10, 0.95, 0.10), current)[0]  # same EER and F1, less review
+    assert not is_better(_metrics(0.10, 0.95, 0.20), current)[0]  # equal: keep the current
+    assert not is_better(_metrics(0.12, 0.99, 0.00), current)[0]  # worse EER
+    assert not is_better(_metrics(0.08, 0.95, 0.20), current, min_gain=0.05)[0]
+
+
+def _unit(v: list[float]) -> np.ndarray:
+    a = np.array(v, dtype=np.float32)
+    return a / np.linalg.norm(a)
+
+
+def test_replay_keeps_identities_follows_merges_and_people() -> None:
+    a, b = _unit([1, 0.05, 0]), _unit([0, 1, 0.05])
+    clips = [
+        ClipFacts("c1", "r1", "S0", 2.0, ()),
+        ClipFacts("c2", "r1", "S0", 2.0, ()),
+        ClipFacts("c3", "r1", "S1", 2.0, ("low_word_probability",)),
+        ClipFacts("c4", "r2", "S0", 2.0, ("uncertain_speaker",)),  # b again, in r2
+        ClipFacts("c5", "r2", "S0", 2.0, ()),
+        ClipFacts("c6", "r2", "S1", 2.0, (), human_speaker="spk_person", human_status="accepted"),
+    ]
+    emb = np.stack([a, a, b, b, b, _unit([0, 0, 1])])
+    out = replay(["r1", "r2"], clips, emb, {}, RegistrySettings(), RoutingSettings())
+    ids = {c: out.labels[c].speaker_id for c in ("c1", "c3", "c4", "c6")}
+    assert ids["c4"] == ids["c3"] != ids["c1"]  # b is known across recordings
+    assert out.labels["c1"].status == "accepted"
+    # The transcript's reason stays; the stale speaker reason of c4 goes (it fits now).
+    assert out.labels["c3"].review_reasons == ("low_word_probability",)
+    assert out.labels["c4"].status == "accepted"
+    assert "spk_person" in out.speakers  # a person's label feeds the registry
+    assert out.speakers[ids["c3"]].n_clips == 3 and out.speakers[ids["c3"]].n_recordings == 2
+    merged = replay(
+        ["r1", "r2"], clips, emb, {ids["c1"]: "spk_kept"}, RegistrySettings(), RoutingSettings()
+    )
+    assert merged.labels["c1"].speaker_id == "spk_kept" and ids["c1"] not in merged.speakers
+    with pytest.raises(ValueError, match="unknown recordings"):
+        replay(["r1"], clips, emb, {}, RegistrySettings(), RoutingSettings())
+
+
+# -- a real round ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reviewed_store(
+    tmp_path_factory: pytest.TempPathFactory, prefect_harness, small_corpus, served_corpus
+):  # type: ignore[no-untyped-def]
+    """The small corpus ingested, its review queue and a 30 % audit sample labelled, released."""
+    from convoice.flows.ingest import ingest_flow
+
+    home = tmp_path_factory.mktemp("encoder-home")
+    sources = samples.write_sources_csv(small_corpus, served_corpus, home / "sources.csv")
+    ingest_flow(sources_file=str(sources), home=str(home))
+    store = Store(str(home))
+    decisions = annotate_review_queue(store, small_corpus, "ann@test", audit_share=0.3)
+    assert sum(decisions.values()) >= 6
+    store.release(tag="reviewed")
+    return home, store
+
+
+def test_replay_with_the_ingest_encoder_reproduces_the_ingest(reviewed_store) -> None:  # type: ignore[no-untyped-def]
+    from convoice.flows.retrain import _facts
+
+    _, store = reviewed_store
+    machine = store.clips().to_pylist()
+    order = [
+        r["recording_id"]
+        for r in sorted(store.recordings().to_pylist(), key=lambda r: r["ingested_at"])
+    ]
+    # People's labels left out: the replay of the machine's own inputs is the ingest.
+    facts = [
+        ClipFacts(f.clip_id, f.recording_id, f.recording_speaker, f.duration, f.machine_reasons)
+        for f in _facts(machine)
+    ]
+    emb = np.stack([np.asarray(r["embedding"], dtype=np.float32) for r in machine])
+    out = replay(order, facts, emb, {}, RegistrySettings(), RoutingSettings())
+    for row in machine:
+        label = out.labels[row["clip_id"]]
+        assert label.speaker_id == row["speaker_id"]
+        assert label.status == row["status"]
+        assert label.speaker_confidence == pytest.approx(row["speaker_confidence"], abs=1e-3)
+    registry = {s.speaker_id: s for s in store.speakers()}
+    assert set(out.speakers) == set(registry)
+    for sid, speaker in out.speakers.items():
+        assert speaker.n_clips == registry[sid].n_clips
+        np.testing.assert_allclose(speaker.vector_sum, registry[sid].vector_sum, atol=1e-4)
+
+
+def test_a_round_trains_judges_registers_and_relabels_without_touching_people(
+    reviewed_store, small_corpus, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from convoice.cli import app
+    from convoice.flows.retrain import retrain_encoder_flow
+    from convoice.storage.encoders import PRETRAINED, EncoderRegistry
+    from convoice.tasks.tracking import tracking_dir
+
+    home, store = reviewed_store
+    people_before = _people_fields(store)
+    config = tmp_path / "config.toml"
+    config.write_text(  # a small corpus: train on every accepted clip
+        "[encoder]\nsteps = 4\ncheckpoint_every = 2\nspeakers_per_batch = 3\n"
+        "min_confidence = 0.0\nmin_clips_per_speaker = 2\n"
+    )
+
+    round_ = retrain_encoder_flow(home=str(home), config=str(config))
+    assert not round_.skipped, round_.skipped
+    assert round_.steps == 4 and np.isfinite(round_.last_loss)
+    assert round_.current is not None and round_.candidate is not None
+    assert round_.current.n_eval_speakers >= 2 and round_.current.n_target_trials > 0
+    registry = EncoderRegistry(store.location)
+    card = registry.card(round_.encoder_id)
+    assert card.dataset == "v1" and card.parent == PRETRAINED
+    assert card.metrics["eer"] == round_.candidate.eer
+    assert card.baseline_metrics["eer"] == round_.current.eer
+    assert registry.current() == (round_.encoder_id if round_.promoted else PRETRAINED)
+
+    # Tracked: dataset, settings, the loss at every step, both encoders' figures.
+    from convoice.config import load_settings
+
+    run_dir = tracking_dir(load_settings(home=str(home))) / "encoder" / round_.run_id
+    params = json.loads((run_dir / "params.json").read_text())
+    assert params["dataset"] == "v1" and params["settings"]["steps"] == 4
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {"current/eer", "candidate/eer", "candidate/bcubed_f1"} <= set(metrics)
+    assert list(run_dir.glob("events.out.tfevents.*"))
+
+    # The same release again: nothing to do.
+    assert "trained on already" in retrain_encoder_flow(home=str(home), config=str(config)).skipped
+
+    # By hand: promote the candidate (re-labels), roll back to the pretrained one.
+    runner = CliRunner()
+    result = runner.invoke(app, ["encoder", "promote", round_.encoder_id, "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert "re-labelled" in result.output and registry.current() == round_.encoder_id
+    models = {json.loads(r["models"])["embedding"] for r in store.clips().to_pylist()}
+    assert models == {round_.encoder_id}
+    assert _people_fields(store) == people_before  # a person's label is never overwritten
+    result = runner.invoke(app, ["encoder", "list", "--home", str(home)])
+    assert round_.encoder_id in result.output
+    result = runner.invoke(app, ["encoder", "rollback", "--home", str(home)])
+    assert result.exit_code == 0 and registry.current() == PRETRAINED
+    result = runner.invoke(app, ["encoder", "rollback", "--home", str(home)])
+    assert result.exit_code == 2 and "nothing to roll back" in result.output
+    result = runner.invoke(app, ["encoder", "promote", "enc-nope", "--home", str(home)])
+    assert result.exit_code == 2 and "no encoder" in result.output
+    assert _people_fields(store) == people_before
+    # Back on the pretrained encoder, the machine's speakers are right again on every voice.
+    voices = voice_of_clips(store, small_corpus)
+    by_voice: dict[str, set[str]] = {}
+    for row in store.materialized_clips().to_pylist():
+        if row["status"] == "accepted" and voices.get(row["clip_id"]):
+            by_voice.setdefault(voices[row["clip_id"]], set()).add(row["speaker_id"])
+    assert all(len(ids) == 1 for ids in by_voice.values()), by_voice
+
+
+def test_a_killed_training_run_resumes_from_its_checkpoint(reviewed_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from convoice.config import EncoderSettings, load_settings
+    from convoice.tasks import encoder as enc
+    from convoice.tasks.tracking import open_run
+
+    _, store = reviewed_store
+    rows = [r for r in store.materialized_clips().to_pylist() if r["status"] == "accepted"]
+    waves = enc.read_waves(store, [r["audio_uri"] for r in rows])
+    mels = enc.mel_spectrograms(waves)
+    speakers = [r["speaker_id"] for r in rows]
+    cfg = EncoderSettings(steps=4, checkpoint_every=2, speakers_per_batch=3)
+    settings = load_settings(home=str(tmp_path / "h"))
+    with open_run(settings, "encoder", "enc-resume") as run:
+        first = enc.train_ge2e("", mels, speakers, cfg, run, steps=2)  # "killed" after step 2
+    assert first.resumed_from == 0 and (run.dir / enc.CHECKPOINT).is_file()
+    with open_run(settings, "encoder", "enc-resume") as run:
+        resumed = enc.train_ge2e("", mels, speakers, cfg, run)
+    assert resumed.resumed_from == 2 and resumed.steps == 4
+    with open_run(settings, "encoder", "enc-straight") as run:
+        straight = enc.train_ge2e("", mels, speakers, cfg, run)
+    # Resuming continues the same run: the weights equal those of an uninterrupted run.
+    import torch
+
+    a = torch.load(resumed.weights, weights_only=False)["model_state"]
+    b = torch.load(straight.weights, weights_only=False)["model_state"]
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+
+
+def _people_fields(store: Store) -> dict[str, tuple[str, str, str]]:
+    rows = store.materialized_clips().to_pylist()
+    return {
+        r["clip_id"]: (r["speaker_id"], r["status"], r["labelled_by"])
+        for r in rows
+        if r["labelled_by"]
+    }
