@@ -113,6 +113,7 @@ class ReviewSettings:
     document_root: str = ""  # the store root as the server sees it; "" = the store root
     timeout_s: float = 30.0  # per request
     retries: int = 4  # after the first attempt, with exponential backoff
+    audit_share: float = 0.10  # of machine-accepted clips, also sent to people (see review_queue)
 
 
 @dataclass(frozen=True)

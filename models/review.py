@@ -147,17 +147,40 @@ def model_version(pipeline_version: str | None, models_json: str | None) -> str:
     return f"{pipeline_version or 'unknown'}+{digest}"
 
 
+def in_audit_sample(clip_id: str, share: float) -> bool:
+    """Whether an accepted clip belongs to the audit sample (a stable ``share`` of clip ids)."""
+    if share <= 0:
+        return False
+    bucket = int(hashlib.sha1(f"audit\x1f{clip_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return bucket < share
+
+
 def review_queue(
-    rows: Sequence[Mapping[str, Any]], exclude: set[str] | frozenset[str] = frozenset()
+    rows: Sequence[Mapping[str, Any]],
+    exclude: set[str] | frozenset[str] = frozenset(),
+    audit_share: float = 0.0,
 ) -> list[Mapping[str, Any]]:
     """Clip rows that need a person and are not in ``exclude``, most uncertain first.
 
     Ties go to the clip with more reasons, then to the clip id (a stable order).
+    After them come the audit sample: a stable random ``audit_share`` of the
+    clips the machine accepted and no person has looked at. People's verdicts
+    on those measure how right the accepted labels are, without the bias of
+    the review queue (which holds only the hard clips), and join the held-out
+    evaluation set.
     """
     wanted = [
         r
         for r in rows
         if r.get("status") == ClipStatus.REVIEW.value and r["clip_id"] not in exclude
+    ]
+    audit = [
+        r
+        for r in rows
+        if r.get("status") == ClipStatus.ACCEPTED.value
+        and not r.get("labelled_by")
+        and r["clip_id"] not in exclude
+        and in_audit_sample(r["clip_id"], audit_share)
     ]
     return sorted(
         wanted,
@@ -166,7 +189,7 @@ def review_queue(
             -len(r.get("review_reasons") or ()),
             r["clip_id"],
         ),
-    )
+    ) + sorted(audit, key=lambda r: r["clip_id"])
 
 
 def context_window(

@@ -51,7 +51,10 @@ from convoice.tasks import review_server
 pytestmark = pytest.mark.slow
 
 TITLE = "Con Voice review (tests)"
-ROUTING = "[routing]\nmin_speaker_confidence = 0.99\nmin_transcript_confidence = 0.93\n"
+ROUTING = (
+    "[routing]\nmin_speaker_confidence = 0.99\nmin_transcript_confidence = 0.93\n"
+    "[review]\naudit_share = 0.0\n"  # the review queue only (the audit sample has its own test)
+)
 
 
 # -- pure: no server ---------------------------------------------------------
@@ -103,6 +106,20 @@ def test_queue_puts_the_most_uncertain_first_and_skips_pushed_clips() -> None:
     ]
     assert [r["clip_id"] for r in review_queue(rows)] == ["b", "d", "a"]
     assert [r["clip_id"] for r in review_queue(rows, exclude={"b"})] == ["d", "a"]
+
+
+def test_audit_sample_is_a_stable_share_of_unreviewed_accepted_clips() -> None:
+    rows = [{"clip_id": f"c{i}", "status": "accepted"} for i in range(2000)]
+    rows += [{"clip_id": "r", "status": "review", "speaker_confidence": 0.1}]
+    rows += [{"clip_id": f"h{i}", "status": "accepted", "labelled_by": "ann"} for i in range(500)]
+    queue = [r["clip_id"] for r in review_queue(rows, audit_share=0.1)]
+    assert queue[0] == "r"  # clips needing review come first
+    audited = queue[1:]
+    assert 150 <= len(audited) <= 250  # about 10 % of 2000
+    assert not [c for c in audited if c.startswith("h")]  # a person looked at those already
+    again = [r["clip_id"] for r in review_queue(list(reversed(rows)), audit_share=0.1)]
+    assert again == queue  # the same clips, whatever the order of the rows
+    assert [r["clip_id"] for r in review_queue(rows)] == ["r"]  # no audit by default
     assert uncertainty_score(0.5, 0.5) == pytest.approx(0.25)
 
 
