@@ -174,6 +174,8 @@ class TtsSettings:
     steps: int = 10
     batch_size: int = 4
     checkpoint_every: int = 5
+    text_cleaner: str = "english_cleaners"  # coqui-tts cleaner of the tiny model's characters
+    eval_clips: int = 16  # heldout clips synthesized and scored after training (at most)
 
 
 @dataclass(frozen=True)
