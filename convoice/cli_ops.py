@@ -1,7 +1,8 @@
 """Running Con Voice as a service: ``convoice deploy`` and ``convoice dataset report``.
 
 ``deploy`` registers the Prefect deployments of ``deployments/prefect.yaml``
-(nightly ingest, weekly release) against the server at ``$PREFECT_API_URL``,
+(nightly ingest, review sync every 5 minutes, weekly release, weekly
+retraining loop) against the server at ``$PREFECT_API_URL``,
 after making the ``convoice`` process work pool, its ``convoice-store`` queue
 and the ``convoice-store`` global concurrency limit when they are missing.
 Heavy libraries (Prefect, matplotlib) are imported inside the commands.
@@ -47,7 +48,7 @@ class DeployTarget:
     api_url: str
     repo: Path  # the checkout holding deployments/prefect.yaml and flows/
     home: str  # the store the deployments' runs use
-    sources: str  # the CSV the nightly ingest reads
+    sources: str  # the CSV the nightly ingest and the loop read
 
 
 def default_repo() -> Path:
@@ -182,14 +183,14 @@ def deploy_command(
         typer.Option(
             "--sources",
             envvar="CONVOICE_SOURCES",
-            help="CSV (url,license[,note]) the nightly ingest reads (default: HOME/sources.csv).",
+            help="CSV (url,license[,note]) the ingest and loop read (default: HOME/sources.csv).",
         ),
     ] = None,
     repo: Annotated[
         Path | None, typer.Option(help="Checkout holding deployments/prefect.yaml.")
     ] = None,
 ) -> None:
-    """Register the nightly ingest and weekly release deployments on a Prefect server."""
+    """Register the engine's deployments (deployments/prefect.yaml) on a Prefect server."""
     try:
         url = resolve_api_url(api_url)
         check_server(url)

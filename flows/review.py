@@ -11,6 +11,8 @@ report says what was done; nothing is lost, the next run does the rest.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -140,5 +142,95 @@ def review_pull_flow(home: str | None = None, config: str | None = None) -> Pull
     report.speakers_updated = len(plan.speakers)
     for task_id, annotation_id, reason in plan.skipped:
         logger.warning("skipped task %s (annotation %s): %s", task_id, annotation_id, reason)
+    logger.info(report.summary())
+    return report
+
+
+# -- review sync: the scheduled pair -------------------------------------------
+
+
+@dataclass
+class SyncReport:
+    """What one review sync did: a pull, then a push (None when skipped)."""
+
+    pull: PullReport | None = None
+    push: PushReport | None = None
+    skipped: str = ""  # why nothing was done (a later scheduled sync does the same work)
+
+    def summary(self) -> str:
+        if self.skipped:
+            return f"review sync skipped: {self.skipped}"
+        parts = [f"pull: {self.pull.summary()}" if self.pull else "pull: not run"]
+        parts.append(f"push: {self.push.summary()}" if self.push else "push: not run")
+        return "; ".join(parts)
+
+
+def superseded(
+    expected_start: datetime | None,
+    auto_scheduled: bool,
+    now: datetime,
+    max_lateness_s: float | None,
+) -> bool:
+    """Whether a scheduled sync started so late that the next scheduled one does its work.
+
+    A sync queued behind a long ingest (the ``convoice-store`` queue runs one
+    flow at a time) would otherwise run once per missed interval, back to back.
+    Runs started by hand (``auto_scheduled`` False) always run.
+    """
+    if max_lateness_s is None or not auto_scheduled or expected_start is None:
+        return False
+    return (now - expected_start).total_seconds() > max_lateness_s
+
+
+@flow(name="convoice-review-sync", log_prints=True)
+def review_sync_flow(
+    home: str | None = None,
+    config: str | None = None,
+    limit: int | None = None,
+    max_lateness_s: float | None = None,
+) -> SyncReport:
+    """Pull completed annotations, then push the clips that (still) need review.
+
+    Pull first, so clips people just decided do not go out again. Both halves
+    are safe to repeat. A Label Studio that is down fails the run with
+    :class:`ReviewIncomplete` (its report says what was done); nothing is lost,
+    the next run does the rest. The pull writes labels and the speaker registry,
+    so it holds the ``convoice-store`` global concurrency limit (the release
+    flow holds it too; a missing limit only warns). ``max_lateness_s``: a
+    scheduled run that starts later than this after its time does nothing (see
+    :func:`superseded`); the deployment sets it to its interval.
+    """
+    from prefect.concurrency.sync import concurrency
+    from prefect.context import FlowRunContext
+
+    from convoice.flows.release import STORE_LIMIT
+
+    logger = get_run_logger()
+    report = SyncReport()
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    expected = run.expected_start_time if run is not None else None
+    if run is not None and superseded(
+        expected, run.auto_scheduled, datetime.now(UTC), max_lateness_s
+    ):
+        report.skipped = (
+            f"started more than {max_lateness_s} s after its scheduled time {expected};"
+            " a later scheduled sync does the same work"
+        )
+        logger.info(report.summary())
+        return report
+    stage = "pull"
+    try:
+        with concurrency(STORE_LIMIT, occupy=1):
+            report.pull = review_pull_flow(home=home, config=config)
+        stage = "push"
+        report.push = review_push_flow(home=home, config=config, limit=limit)
+    except ReviewIncomplete as err:
+        logger.error(
+            "review sync stopped at the %s (nothing is lost; the next run does the rest): %s",
+            stage,
+            err.report.summary(),
+        )
+        raise
     logger.info(report.summary())
     return report
