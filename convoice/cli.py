@@ -17,7 +17,7 @@ from rich.table import Table
 
 from convoice.cli_ops import deploy_command, report_command
 from convoice.cli_review import review_app
-from convoice.cli_train import encoder_app, export_app, retrain_app
+from convoice.cli_train import encoder_app, export_app, loop_command, retrain_app
 
 if TYPE_CHECKING:
     from convoice.flows.report import IngestReport
@@ -34,6 +34,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(retrain_app, name="retrain")
 app.add_typer(encoder_app, name="encoder")
 app.add_typer(export_app, name="export")
+app.command("loop")(loop_command)
 app.command("deploy")(deploy_command)
 dataset_app.command("report")(report_command)
 console = Console()

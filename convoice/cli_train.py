@@ -154,3 +154,32 @@ def _relabel(home: str | None, encoder_id: str) -> None:
     store = Store.open(settings)
     weights = EncoderRegistry(store.location).weights(encoder_id, loaders.cache_dir() / "encoders")
     console.print(relabel_store(store, settings, encoder_id, weights).line())
+
+
+def loop_command(
+    sources: Annotated[
+        str | None, typer.Option("--sources", help="Sources file (CSV/TXT) to ingest first.")
+    ] = None,
+    tts: Annotated[bool, typer.Option("--tts", help="Also fine-tune the TTS.")] = False,
+    encoder_steps: Annotated[
+        int | None, typer.Option("--encoder-steps", help="Encoder training steps.")
+    ] = None,
+    home: HomeOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """One turn of the loop: ingest, pull reviews, release, retrain, re-label, push reviews."""
+    from convoice.cli import _prefect_defaults
+    from convoice.flows.loop import FAILED, loop_flow
+
+    _prefect_defaults()
+    report = loop_flow(
+        home=home, sources_file=sources, config=config, tts=tts, encoder_steps=encoder_steps
+    )
+    table = Table(title="loop")
+    for col in ("step", "outcome", "what happened"):
+        table.add_column(col)
+    for step in report.steps:
+        table.add_row(step.name, step.outcome, step.detail)
+    console.print(table)
+    if any(s.outcome == FAILED for s in report.steps):
+        raise typer.Exit(1)

@@ -210,9 +210,12 @@ def retrain_encoder_flow(
     release = _release(store, dataset)
     base = registry.current()
     report = EncoderRound(dataset=release.name, run_id=resume or "", base_encoder=base)
-    done = [c.encoder_id for c in registry.cards() if c.dataset == release.name]
-    if done and not force and resume is None:
-        report.skipped = f"{release.name} was trained on already (encoder {done[-1]}); use force"
+    seen = _trained_on(store, registry, release)
+    if seen and not force and resume is None:
+        report.skipped = (
+            f"{release.name} has no recordings or people's labels that {seen} did not have, "
+            "and an encoder was trained on that already; use force to train anyway"
+        )
         logger.info(report.summary())
         return report
     rows = read_release_table(store.location, release.version, "clips", RELEASE_COLUMNS)
@@ -292,12 +295,17 @@ def retrain_encoder_flow(
         report.promoted = True
         logger.info("promoted encoder %s (%s)", report.encoder_id, report.reason)
         if relabel:
+            from prefect.concurrency.sync import concurrency
+
+            from convoice.flows.release import STORE_LIMIT
+
             known = dict(zip([r["clip_id"] for r in rows_list], candidate_emb, strict=True))
-            report.relabel = relabel_store(
-                store, settings, report.encoder_id, str(result.weights), known
-            )
+            with concurrency(STORE_LIMIT, occupy=1):  # no ingest or pull writes meanwhile
+                report.relabel = relabel_store(
+                    store, settings, report.encoder_id, str(result.weights), known
+                )
+                released = store.release(note=f"re-labelled with encoder {report.encoder_id}")
             logger.info(report.relabel.line())
-            released = store.release(note=f"re-labelled with encoder {report.encoder_id}")
             report.release = released.name
     else:
         logger.info("kept encoder %s: %s", base, report.reason)
@@ -365,6 +373,22 @@ def relabel_store(
     report.queue_after = sum(1 for r in after if r["status"] == "review")
     report.speakers_before, report.speakers_after = len(old_speakers), len(result.speakers)
     return report
+
+
+def _trained_on(store: Store, registry: EncoderRegistry, release: Release) -> str:
+    """A release trained on before with the same recordings and people's labels ("" if none).
+
+    A re-labelling release changes only the machine's labels: training on it
+    again would learn from the encoder's own output, so it does not count as new.
+    """
+    trained = {c.dataset for c in registry.cards()}
+    wanted = {k: release.table_versions.get(k) for k in ("recordings", "labels")}
+    for earlier in store.releases():
+        if earlier.name in trained and all(
+            earlier.table_versions.get(k) == v for k, v in wanted.items()
+        ):
+            return earlier.name
+    return ""
 
 
 def _recording_order(store: Store, release: Release) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,7 @@ def reviewed_store(
     decisions = annotate_review_queue(store, small_corpus, "ann@test", audit_share=0.3)
     assert sum(decisions.values()) >= 6
     store.release(tag="reviewed")
+    shutil.copytree(home, home.parent / "loop-home")  # for the loop test, before any round
     return home, store
 
 
@@ -207,7 +209,8 @@ def test_a_round_trains_judges_registers_and_relabels_without_touching_people(
     assert list(run_dir.glob("events.out.tfevents.*"))
 
     # The same release again: nothing to do.
-    assert "trained on already" in retrain_encoder_flow(home=str(home), config=str(config)).skipped
+    again = retrain_encoder_flow(home=str(home), config=str(config)).skipped
+    assert "no recordings or people's labels that v1 did not have" in again
 
     # By hand: promote the candidate (re-labels), roll back to the pretrained one.
     runner = CliRunner()
@@ -271,3 +274,32 @@ def _people_fields(store: Store) -> dict[str, tuple[str, str, str]]:
         for r in rows
         if r["labelled_by"]
     }
+
+
+def test_the_loop_runs_every_step_or_says_why_not(
+    reviewed_store, small_corpus, served_corpus
+) -> None:  # type: ignore[no-untyped-def]
+    from convoice.flows.loop import RAN, SKIPPED, loop_flow
+
+    home = reviewed_store[0].parent / "loop-home"
+    sources = samples.write_sources_csv(small_corpus, served_corpus, home / "sources.csv")
+    config = home / "config.toml"
+    config.write_text(
+        "[encoder]\nsteps = 3\nspeakers_per_batch = 3\nmin_confidence = 0.0\n"
+        "min_clips_per_speaker = 2\n"
+    )
+    first = loop_flow(home=str(home), sources_file=str(sources), config=str(config))
+    outcomes = {s.name: s.outcome for s in first.steps}
+    assert outcomes == {
+        "ingest": RAN,  # every recording already done: nothing re-labelled
+        "pull": SKIPPED,  # no Label Studio for this store
+        "release": SKIPPED,  # nothing changed since v1
+        "encoder": RAN,
+        "tts": SKIPPED,
+        "push": SKIPPED,
+    }, first.summary()
+    assert "3 already done" in first.steps[0].detail
+    assert "convoice review serve" in first.steps[1].detail
+    second = loop_flow(home=str(home), config=str(config))
+    assert {s.name: s.outcome for s in second.steps}["encoder"] == SKIPPED
+    assert "no recordings or people's labels" in second.steps[3].detail

@@ -1,0 +1,157 @@
+"""The whole loop as one run: ingest, people's decisions in, release, retrain, re-label, out again.
+
+``convoice loop`` (and the ``loop`` deployment) runs, in order:
+
+1. ``ingest``   label new items of the sources (done recordings are skipped);
+2. ``pull``     apply the decisions people made in Label Studio since the last run;
+3. ``release``  publish a version when any table changed;
+4. ``encoder``  retrain the speaker encoder on the latest release, promote it
+   when the held-out set says it is better, then re-label and release again;
+5. ``tts``      (opt-in) fine-tune the voice-cloning TTS on the latest release;
+6. ``push``     send the clips that now need a person to Label Studio.
+
+Every step skips, with its reason, when it has nothing to do (no sources, no
+Label Studio, nothing changed, a release trained on already), and a step that
+fails is reported without stopping the steps after it that do not need it, so
+an operator can schedule the loop and walk away. It only composes flows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+RAN, SKIPPED, FAILED = "ran", "skipped", "failed"
+
+
+@dataclass
+class Step:
+    name: str
+    outcome: str  # ran / skipped / failed
+    detail: str
+
+
+@dataclass
+class LoopReport:
+    steps: list[Step] = field(default_factory=list)
+
+    def add(self, name: str, outcome: str, detail: str) -> None:
+        self.steps.append(Step(name, outcome, detail.strip()))
+
+    def outcome(self, name: str) -> str:
+        return next((s.outcome for s in self.steps if s.name == name), "")
+
+    def summary(self) -> str:
+        return "\n".join(f"{s.name:8} {s.outcome:8} {s.detail}" for s in self.steps)
+
+    def markdown(self) -> str:
+        rows = "\n".join(
+            f"| {s.name} | {s.outcome} | {s.detail.replace('|', '/').replace(chr(10), '<br>')} |"
+            for s in self.steps
+        )
+        return f"# Loop run\n\n| step | outcome | what happened |\n|---|---|---|\n{rows}\n"
+
+
+def _step(report: LoopReport, name: str, work: Callable[[], tuple[str, str]]) -> None:
+    """Run one step; an exception is the step's failure, not the loop's."""
+    logger = get_run_logger()
+    try:
+        outcome, detail = work()
+    except Exception as err:  # one failing step never loses the others' work
+        outcome, detail = FAILED, f"{type(err).__name__}: {err}"
+        logger.error("loop step %s failed: %s", name, detail)
+    else:
+        logger.info("loop step %s %s: %s", name, outcome, detail)
+    report.add(name, outcome, detail)
+
+
+@flow(name="convoice-loop", log_prints=True)
+def loop_flow(
+    home: str | None = None,
+    sources_file: str | None = None,
+    config: str | None = None,
+    tts: bool = False,
+    encoder_steps: int | None = None,
+) -> LoopReport:
+    """One turn of the loop (see the module docs); ``tts`` adds the TTS fine-tune."""
+    from convoice.flows.ingest import ingest_flow
+    from convoice.flows.release import release_flow
+    from convoice.flows.retrain import retrain_encoder_flow
+    from convoice.flows.review import ReviewIncomplete, review_pull_flow, review_push_flow
+
+    report = LoopReport()
+
+    def ingest() -> tuple[str, str]:
+        if not sources_file:
+            return SKIPPED, "no sources file given"
+        result = ingest_flow(sources_file=sources_file, home=home, config=config)
+        return RAN, result.summary()
+
+    def reachable() -> str:
+        """Why no Label Studio can be asked ("" when one is configured)."""
+        from convoice.config import load_settings
+        from convoice.storage import Store
+        from convoice.tasks.review import ReviewServerError, connection
+
+        settings = load_settings(config, home=home) if home else load_settings(config)
+        try:
+            connection(settings, Store.open(settings))
+        except ReviewServerError as err:
+            return str(err)
+        return ""
+
+    def pull() -> tuple[str, str]:
+        if why := reachable():
+            return SKIPPED, why
+        try:
+            return RAN, review_pull_flow(home=home, config=config).summary()
+        except ReviewIncomplete as err:
+            return SKIPPED, f"Label Studio not reachable, nothing lost: {err}"
+
+    def release() -> tuple[str, str]:
+        made = release_flow(home=home, note="loop")
+        if made is None:
+            return SKIPPED, "nothing changed since the latest release (or no clips yet)"
+        return RAN, f"released {made.name}: {made.n_clips} clips, {made.n_speakers} speakers"
+
+    def encoder() -> tuple[str, str]:
+        from convoice.models.ge2e import NotEnoughData
+
+        try:
+            result = retrain_encoder_flow(home=home, config=config, steps=encoder_steps)
+        except NotEnoughData as err:
+            return SKIPPED, str(err)
+        return (SKIPPED if result.skipped else RAN), result.summary()
+
+    def retrain_tts() -> tuple[str, str]:
+        if not tts:
+            return SKIPPED, "not asked for (tts=True / --tts)"
+        from convoice.flows.tts import retrain_tts_flow
+
+        result: Any = retrain_tts_flow(home=home)
+        return RAN, result.summary()
+
+    def push() -> tuple[str, str]:
+        if why := reachable():
+            return SKIPPED, why
+        try:
+            return RAN, review_push_flow(home=home, config=config).summary()
+        except ReviewIncomplete as err:
+            return SKIPPED, f"Label Studio not reachable, nothing lost: {err}"
+
+    for name, work in (
+        ("ingest", ingest),
+        ("pull", pull),
+        ("release", release),
+        ("encoder", encoder),
+        ("tts", retrain_tts),
+        ("push", push),
+    ):
+        _step(report, name, work)
+    get_run_logger().info("loop done:\n%s", report.summary())
+    create_markdown_artifact(report.markdown(), key="loop", description="Loop run summary")
+    return report
