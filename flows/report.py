@@ -11,12 +11,33 @@ from dataclasses import dataclass, field
 from convoice.models.records import Clip, ClipStatus, MediaItem, SkippedItem
 from convoice.models.registry import MatchDecision, SpeakerMatch
 
+STAGE_ORDER = (
+    "expand", "download", "decode", "segment", "embed", "identify", "transcribe", "route", "commit",
+)  # fmt: skip
+"""The order stages are reported in (others follow, in the order they were first timed)."""
+
 
 class StageClock:
-    """Wall time per named stage, summed over recordings."""
+    """Time per named stage, summed over recordings.
+
+    Stages that ran on workers in parallel are added with :meth:`add`, so with
+    several workers the sum of the stages can exceed the run's wall time.
+    """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        """Count ``seconds`` spent in stage ``name`` elsewhere (on a worker, say)."""
+        if seconds < 0:
+            raise ValueError(f"a stage cannot take negative time: {name} {seconds}")
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def ordered(self) -> dict[str, float]:
+        """The stages in :data:`STAGE_ORDER`, then any others."""
+        known = [k for k in STAGE_ORDER if k in self.seconds]
+        rest = [k for k in self.seconds if k not in STAGE_ORDER]
+        return {k: self.seconds[k] for k in known + rest}
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -76,16 +97,22 @@ class IngestReport:
     already_done: int = 0
     wall_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    workers: list[str] = field(default_factory=list)  # processes that prepared recordings
 
     def add(self, outcome: RecordingOutcome) -> None:
         self.recordings.append(outcome)
+
+    def worked_on(self, worker: str) -> None:
+        """Note that the process ``worker`` (host:pid) prepared a recording."""
+        if worker not in self.workers:
+            self.workers.append(worker)
 
     def skip(self, item: SkippedItem) -> None:
         self.skipped.append(item)
 
     def finish(self, wall: float, clock: StageClock) -> None:
         self.wall_seconds = wall
-        self.stage_seconds = {k: round(v, 3) for k, v in clock.seconds.items()}
+        self.stage_seconds = {k: round(v, 3) for k, v in clock.ordered().items()}
 
     @property
     def audio_seconds(self) -> float:
@@ -139,5 +166,6 @@ class IngestReport:
             "| recording | audio s | clips | kept s | speakers | new | to review |\n"
             f"|---|---|---|---|---|---|---|\n{rows}\n\n"
             f"## Skipped\n\n| item | reason | detail |\n|---|---|---|\n{skips}\n\n"
-            f"## Time per stage\n\n{stages}\n"
+            f"## Time per stage\n\n{stages}\n\n"
+            f"Prepared by {len(self.workers)} worker process(es): {', '.join(self.workers)}\n"
         )
