@@ -1,23 +1,39 @@
 """The labelling flow: sources in, labelled clips in the store out.
 
-It only composes: the stages live in :mod:`convoice.tasks.stages`, the
-computations in :mod:`convoice.models`, the writes in :mod:`convoice.storage`.
-Each item succeeds or fails on its own; a recording is committed in one
-idempotent step, so a killed run started again finishes without duplicates.
+It only composes: the stages live in :mod:`convoice.tasks.stages` (and, as one
+task per recording, :mod:`convoice.tasks.prepare`), the computations in
+:mod:`convoice.models`, the writes in :mod:`convoice.storage`.
+
+The registry-independent work on each recording (download, decode, segment,
+embed, its own speakers, transcribe, its audio files) runs in parallel on the
+task runner the ``[runner]`` settings name (threads, a local Dask cluster or a
+Dask scheduler). Matching speakers against the registry, routing and the
+commit of the rows then run here, one recording at a time in item order,
+holding the ``convoice-store`` concurrency limit and reading the registry
+afresh: so the dataset is the same whatever the runner, and two ingests see
+each other's new speakers. Each item succeeds or fails on its own; a
+recording is committed in one idempotent step, so a killed run started again
+finishes without duplicates.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import logging
 import time
+from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 
-from convoice.config import PIPELINE_VERSION, Settings, load_settings
+from convoice.config import PIPELINE_VERSION, RunnerSettings, Settings, load_settings
+from convoice.flows.release import STORE_LIMIT
 from convoice.flows.report import IngestReport, RecordingOutcome, StageClock
 from convoice.models import labelling
 from convoice.models.licence import attribution_line
@@ -31,16 +47,17 @@ from convoice.models.records import (
     Speaker,
 )
 from convoice.storage import Store
-from convoice.tasks import loaders, stages
-from convoice.tasks.audio import Audio
+from convoice.tasks import loaders, logs, runner, stages
 from convoice.tasks.download import IngestError, read_sources
+from convoice.tasks.prepare import WORKER_STAGES, Prepared, prepare_recording
 
 
 @dataclass
 class Registry:
-    """The speaker registry as this run sees it (updated after every recording)."""
+    """The speaker registry as this run sees it (read again when the table changed)."""
 
     speakers: dict[str, Speaker]
+    version: int | None = None
 
     def matrix(self) -> tuple[list[str], stages.FloatArray]:
         import numpy as np
@@ -49,6 +66,13 @@ class Registry:
         if not ids:
             return [], np.zeros((0, 256), dtype=np.float32)
         return ids, np.stack([self.speakers[i].centroid for i in ids]).astype(np.float32)
+
+    def refresh(self, store: Store) -> None:
+        """Read the registry again if another run (or this one) committed since."""
+        version = store.tables.version("speakers")
+        if version != self.version or version is None:
+            self.speakers = {s.speaker_id: s for s in store.speakers()}
+            self.version = version
 
 
 def provenance(settings: Settings) -> Provenance:
@@ -65,21 +89,22 @@ def provenance(settings: Settings) -> Provenance:
 def commit(
     store: Store,
     item: MediaItem,
-    audio: Audio,
+    prepared: Prepared,
     clips: list[Clip],
     speakers: list[Speaker],
     settings: Settings,
     run_id: str,
-) -> Recording:
-    """Write the recording's and clips' audio, then its rows (the done marker last)."""
+) -> bool:
+    """Write the recording's rows (the done marker last); its audio is in the store already.
+
+    Returns False when another run committed the recording first.
+    """
     rid = item.recording_id
     for clip in clips:
-        piece = audio.samples[
-            int(clip.start * audio.sample_rate) : int(clip.end * audio.sample_rate)
-        ]
-        clip.audio_uri = store.write_flac(
-            store.clip_audio_key(rid, clip.clip_id), piece, audio.sample_rate
-        )
+        uri = prepared.clip_audio.get(clip.clip_id)
+        if uri is None:
+            raise RuntimeError(f"no audio was written for clip {clip.clip_id} of {rid}")
+        clip.audio_uri = uri
     recording = Recording(
         recording_id=rid,
         url=item.url,
@@ -92,52 +117,64 @@ def commit(
         license_raw=item.license_raw,
         license_origin=item.license_origin,
         attribution=attribution_line(item.title, item.uploader, item.url, item.license),
-        duration=round(audio.duration, 3),
-        sample_rate=audio.sample_rate,
-        audio_uri=store.write_flac(
-            store.recording_audio_key(rid), audio.samples, audio.sample_rate
-        ),
+        duration=round(prepared.duration, 3),
+        sample_rate=prepared.sample_rate,
+        audio_uri=prepared.audio_uri,
         run_id=run_id,
         ingested_at=stages.now(),
     )
-    store.commit_recording(recording, clips, speakers, provenance(settings), run_id)
-    return recording
+    return store.commit_recording(recording, clips, speakers, provenance(settings), run_id)
 
 
-def label_item(
+def label_prepared(
     item: MediaItem,
+    prepared: Prepared,
     store: Store,
     registry: Registry,
     settings: Settings,
-    workdir: Path,
     run_id: str,
     clock: StageClock,
-) -> RecordingOutcome:
-    """Download, segment, embed, identify, transcribe, route and commit one item."""
+    locked: bool = True,
+) -> RecordingOutcome | None:
+    """Identify, route and commit one prepared recording; None when another run did it.
+
+    With ``locked``, holds the ``convoice-store`` concurrency limit and reads the
+    registry inside it, so concurrent ingests match against each other's speakers.
+    """
+    from prefect.concurrency.sync import concurrency
+
     rid = item.recording_id
-    with clock.stage("download"):
-        path = stages.fetch(item, workdir, settings)
-    with clock.stage("decode"):
-        audio = stages.load_audio(path)
-    with clock.stage("segment"):
-        seg = stages.segment(audio, settings)
-    with clock.stage("embed"):
-        vectors = stages.embed_speakers(audio, seg)
-    with clock.stage("identify"):
-        ids, centroids = registry.matrix()
-        speakers, matches = stages.identify(rid, seg, vectors, ids, centroids, settings)
-    with clock.stage("transcribe"):
-        transcripts = stages.transcribe(audio, seg, settings)
-    with clock.stage("route"):
-        clips = labelling.build_clips(
-            rid, seg, speakers, matches, vectors.clips, transcripts, settings.routing
-        )
-        touched = labelling.update_registry(rid, clips, matches, registry.speakers, stages.now())
-    with clock.stage("commit"):
-        commit(store, item, audio, clips, touched, settings, run_id)
-    path.unlink(missing_ok=True)  # the store keeps the recording as FLAC now
-    registry.speakers.update({s.speaker_id: s for s in touched})
-    return RecordingOutcome.of(item, audio.duration, clips, matches)
+    with concurrency(STORE_LIMIT, occupy=1) if locked else contextlib.nullcontext():
+        with clock.stage("identify"):
+            registry.refresh(store)
+            ids, centroids = registry.matrix()
+            matches = labelling.identify(rid, prepared.speakers, ids, centroids, settings.registry)
+        with clock.stage("route"):
+            clips = labelling.build_clips(
+                rid, prepared.seg, prepared.speakers, matches, prepared.vectors.clips,
+                prepared.transcripts, settings.routing,
+            )  # fmt: skip
+            touched = labelling.update_registry(
+                rid, clips, matches, registry.speakers, stages.now()
+            )
+        with clock.stage("commit"):
+            written = commit(store, item, prepared, clips, touched, settings, run_id)
+        if not written:
+            return None
+        registry.speakers.update({s.speaker_id: s for s in touched})
+    logger = get_run_logger()
+    if logger.isEnabledFor(logging.DEBUG):
+        for clip in clips:
+            logger.debug(
+                "clip %s: %s, %s %s",
+                clip.clip_id,
+                clip.speaker_id,
+                clip.status,
+                ",".join(str(r) for r in clip.review_reasons),
+                extra={"recording_id": rid, "clip_id": clip.clip_id},
+            )
+    prepared.download_path.unlink(missing_ok=True)  # the store keeps the recording as FLAC now
+    return RecordingOutcome.of(item, prepared.duration, clips, matches)
 
 
 def _sources(urls: list[str], sources_file: str | None) -> list[Source]:
@@ -149,25 +186,19 @@ def _sources(urls: list[str], sources_file: str | None) -> list[Source]:
     return sources
 
 
-@flow(name="convoice-ingest", log_prints=True)
-def ingest_flow(
-    urls: list[str] | None = None,
-    sources_file: str | None = None,
-    home: str | None = None,
-    config: str | None = None,
-) -> IngestReport:
-    """Ingest and label every Creative Commons item behind ``urls`` and ``sources_file``."""
+def _plan(
+    sources: list[Source],
+    store: Store,
+    settings: Settings,
+    run_id: str,
+    report: IngestReport,
+    clock: StageClock,
+) -> list[MediaItem]:
+    """Expand every source; record skips; the items still to label, in order, once each."""
     logger = get_run_logger()
-    settings = load_settings(config, home=home) if home else load_settings(config)
-    store = Store.open(settings)
-    run_id = str(flow_run.get_id() or stages.now())
-    workdir = loaders.cache_dir() / "downloads"
-    report = IngestReport(run_id=run_id, home=store.root)
-    clock = StageClock()
-    started = time.perf_counter()
     done = store.done_recording_ids()
-    registry = Registry({s.speaker_id: s for s in store.speakers()})
-    for source in _sources(urls or [], sources_file):
+    todo: dict[str, MediaItem] = {}
+    for source in sources:
         with clock.stage("expand"):
             found = stages.expand(source, settings, run_id)
         for entry in found:
@@ -176,28 +207,171 @@ def ingest_flow(
                 report.skip(entry)
                 logger.info("skipped %s: %s", entry.url or entry.source_url, entry.reason)
                 continue
-            if entry.recording_id in done:
+            rid = entry.recording_id
+            if rid in done or rid in todo:
                 report.already_done += 1
-                logger.info("already labelled: %s (%s)", entry.title, entry.recording_id)
+                logger.info(
+                    "already labelled: %s (%s)", entry.title, rid, extra={"recording_id": rid}
+                )
                 continue
-            logger.info("labelling %s (%s)", entry.title, entry.url)
-            try:
-                outcome = label_item(entry, store, registry, settings, workdir, run_id, clock)
-            except Exception as err:  # one bad item never stops the batch
-                skipped = _as_skipped(entry, err, run_id)
-                store.record_skipped([skipped])
-                report.skip(skipped)
-                logger.warning("skipped %s: %s", entry.url, skipped.reason)
-                continue
-            done.add(entry.recording_id)
-            report.add(outcome)
-            logger.info(outcome.summary())
+            todo[rid] = entry
+    return list(todo.values())
+
+
+def store_limit_exists() -> bool:
+    """Whether the Prefect server has the ``convoice-store`` limit; warns once when not."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(STORE_LIMIT)
+        except ObjectNotFound:
+            get_run_logger().warning(
+                "no %r concurrency limit on the Prefect server: commits are not kept apart "
+                "from other ingests and releases (`convoice deploy` creates it)",
+                STORE_LIMIT,
+            )
+            return False
+    return True
+
+
+def _watch_dask(task_runner: Any, progress: logs.Progress) -> None:
+    """Forward the stage events Dask workers publish to ``progress``."""
+    client = getattr(task_runner, "client", None)
+    if client is None or not hasattr(client, "subscribe_topic"):
+        return
+
+    def handler(event: tuple[float, dict[str, str]]) -> None:
+        msg = event[1]
+        progress.event(msg["recording_id"], msg["stage"], msg["what"])
+
+    client.subscribe_topic(logs.DASK_TOPIC, handler)
+
+
+@flow(name="convoice-ingest", log_prints=True)
+def ingest_flow(
+    urls: list[str] | None = None,
+    sources_file: str | None = None,
+    home: str | None = None,
+    config: str | None = None,
+    runner_settings: RunnerSettings | None = None,
+    log_format: str | None = None,
+) -> IngestReport:
+    """Ingest and label every Creative Commons item behind ``urls`` and ``sources_file``.
+
+    ``runner_settings`` replaces the ``[runner]`` settings (where per-recording
+    work runs); ``log_format`` (``text`` or ``json``) the ``$CONVOICE_LOG_FORMAT``.
+    """
+    fmt = logs.configure_logging(log_format)
+    logger = get_run_logger()
+    settings = load_settings(config, home=home) if home else load_settings(config)
+    if runner_settings is not None:
+        settings = dataclasses.replace(settings, runner=runner_settings)
+    runner.check(settings.runner)
+    store = Store.open(settings)
+    run_id = str(flow_run.get_id() or stages.now())
+    report = IngestReport(run_id=run_id, home=store.root)
+    clock = StageClock()
+    started = time.perf_counter()
+    with logs.log_context(flow_run_id=run_id):
+        items = _plan(_sources(urls or [], sources_file), store, settings, run_id, report, clock)
+        if items:
+            _label_all(items, store, settings, run_id, fmt, report, clock)
     report.finish(time.perf_counter() - started, clock)
     logger.info(report.summary())
     create_markdown_artifact(
         report.markdown(), key="ingest-report", description="Ingest run summary"
     )
     return report
+
+
+def _label_all(
+    items: list[MediaItem],
+    store: Store,
+    settings: Settings,
+    run_id: str,
+    log_format: str,
+    report: IngestReport,
+    clock: StageClock,
+) -> None:
+    """Prepare up to a few recordings ahead on the runner; finish them here, in order."""
+    logger = get_run_logger()
+    registry = Registry({})
+    locked = store_limit_exists()
+    workdir = loaders.cache_dir() / "downloads"
+    queue = iter(items)
+    pending: deque[tuple[MediaItem, PrefectFuture[Prepared]]] = deque()
+    with logs.Progress(logger) as progress, runner.task_runner(settings.runner) as task_runner:
+        progress.plan([(i.recording_id, i.title) for i in items], WORKER_STAGES)
+        logs.add_stage_listener(progress.event)
+        _watch_dask(task_runner, progress)
+        logger.info(
+            "labelling %d recordings on %s (%d workers)",
+            len(items), settings.runner.kind, settings.runner.workers,
+        )  # fmt: skip
+
+        def submit_next() -> bool:
+            item = next(queue, None)
+            if item is None:
+                return False
+            parameters = {
+                "item": item, "settings": settings, "workdir": workdir, "run_id": run_id,
+                "log_format": log_format,
+            }  # fmt: skip
+            with logs.log_context(recording_id=item.recording_id):
+                pending.append((item, task_runner.submit(prepare_recording, parameters)))
+            return True
+
+        try:
+            while len(pending) < runner.in_flight(settings.runner) and submit_next():
+                pass
+            while pending:
+                item, future = pending.popleft()
+                with logs.log_context(recording_id=item.recording_id):
+                    _finish_one(
+                        item, future, store, registry, settings, run_id, report, clock, locked
+                    )
+                    progress.finish(item.recording_id, "done")
+                del future  # the worker may drop the recording's results now
+                submit_next()
+        finally:
+            logs.remove_stage_listener(progress.event)
+
+
+def _finish_one(
+    item: MediaItem,
+    future: PrefectFuture[Prepared],
+    store: Store,
+    registry: Registry,
+    settings: Settings,
+    run_id: str,
+    report: IngestReport,
+    clock: StageClock,
+    locked: bool,
+) -> None:
+    """Wait for ``item``'s worker result, then identify, route and commit it (or skip it)."""
+    logger = get_run_logger()
+    rid = item.recording_id
+    extra = {"recording_id": rid}
+    try:
+        prepared = future.result()
+        report.worked_on(prepared.worker)
+        for name, seconds in prepared.stage_seconds.items():
+            clock.add(name, seconds)
+        outcome = label_prepared(item, prepared, store, registry, settings, run_id, clock, locked)
+    except Exception as err:  # one bad item never stops the batch
+        skipped = _as_skipped(item, err, run_id)
+        store.record_skipped([skipped])
+        report.skip(skipped)
+        logger.warning("skipped %s: %s", item.url, skipped.reason, extra=extra)
+        return
+    if outcome is None:
+        report.already_done += 1
+        logger.info("already labelled by another run: %s (%s)", item.title, rid, extra=extra)
+        return
+    report.add(outcome)
+    logger.info("%s", outcome.summary(), extra=extra)
 
 
 def _as_skipped(item: MediaItem, err: Exception, run_id: str) -> SkippedItem:

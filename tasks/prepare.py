@@ -1,0 +1,126 @@
+"""The registry-independent work on one recording, as one task a worker runs.
+
+Download, decode, segment, embed, cluster the recording's own speakers,
+transcribe, and write its audio (the recording and its clips) into the
+store. What it hands back is small (no samples), so a Dask worker sends
+little to the flow, which then matches speakers against the registry and
+commits the rows one recording at a time, in order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from convoice.config import Settings
+from convoice.models import labelling
+from convoice.models.diarize import Segmentation
+from convoice.models.labelling import RecordingSpeakers
+from convoice.models.records import MediaItem, Transcript, stable_id
+from convoice.storage import Store
+from convoice.tasks import logs, stages
+from convoice.tasks.audio import Audio
+
+WORKER_STAGES = ["download", "decode", "segment", "embed", "identify", "transcribe", "commit"]
+"""Stage names a worker reports (``identify``: the recording's own speakers;
+``commit``: its audio files), the names :class:`~convoice.flows.report.StageClock` uses."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One recording, labelled as far as it goes without the speaker registry."""
+
+    download_path: Path
+    duration: float
+    sample_rate: int
+    audio_uri: str  # the recording's FLAC in the store
+    seg: Segmentation
+    vectors: stages.Embeddings
+    speakers: RecordingSpeakers
+    transcripts: list[Transcript | None]
+    clip_audio: dict[str, str]  # clip id -> its FLAC in the store
+    stage_seconds: dict[str, float]
+    worker: str  # host:pid of the process that did the work
+
+
+def clip_id(recording_id: str, start: float, end: float) -> str:
+    """The id :func:`convoice.models.labelling.build_clips` gives the clip at start-end."""
+    return stable_id("clip", recording_id, f"{round(start, 3):.3f}", f"{round(end, 3):.3f}")
+
+
+def _with_worker_threads(settings: Settings) -> Settings:
+    """Give CTranslate2 the threads this worker process was given (``CONVOICE_TORCH_THREADS``)."""
+    threads = int(os.environ.get("CONVOICE_TORCH_THREADS", "0"))
+    if settings.asr.cpu_threads or not threads:
+        return settings
+    return dataclasses.replace(settings, asr=dataclasses.replace(settings.asr, cpu_threads=threads))
+
+
+def write_audio(
+    store: Store, recording_id: str, audio: Audio, seg: Segmentation, speakers: RecordingSpeakers,
+    vectors: stages.Embeddings,
+) -> tuple[str, dict[str, str]]:  # fmt: skip
+    """Write the recording's FLAC and one FLAC per clip that will be kept."""
+    rate = audio.sample_rate
+    clip_audio: dict[str, str] = {}
+    for region, emb, label in zip(
+        seg.clips, vectors.clips, speakers.clip_labels.tolist(), strict=True
+    ):
+        if label < 0 or not np.any(emb):  # build_clips leaves these out
+            continue
+        start, end = region.region.start, region.region.end
+        cid = clip_id(recording_id, start, end)
+        piece = audio.samples[int(round(start, 3) * rate) : int(round(end, 3) * rate)]
+        clip_audio[cid] = store.write_flac(store.clip_audio_key(recording_id, cid), piece, rate)
+    uri = store.write_flac(store.recording_audio_key(recording_id), audio.samples, rate)
+    return uri, clip_audio
+
+
+@task(name="prepare-recording", cache_policy=NO_CACHE)
+def prepare_recording(
+    item: MediaItem, settings: Settings, workdir: Path, run_id: str, log_format: str = "text"
+) -> Prepared:
+    """Everything about ``item`` that does not need the registry; audio goes to the store."""
+    logs.configure_logging(log_format)  # a Dask worker process starts with Prefect's
+    rid = item.recording_id
+    settings = _with_worker_threads(settings)
+    seconds: dict[str, float] = {}
+    with logs.log_context(flow_run_id=run_id, recording_id=rid):
+        with logs.stage(rid, "download", seconds):
+            path = stages.fetch(item, workdir, settings)
+        with logs.stage(rid, "decode", seconds):
+            audio = stages.load_audio(path)
+        with logs.stage(rid, "segment", seconds):
+            seg = stages.segment(audio, settings)
+        with logs.stage(rid, "embed", seconds):
+            vectors = stages.embed_speakers(audio, seg)
+        with logs.stage(rid, "identify", seconds):  # the recording's own speakers
+            cfg = settings.diarization
+            speakers = labelling.speakers_of_recording(
+                seg, vectors.clips, vectors.nodes, cfg.cluster_threshold, cfg.max_speakers,
+                cfg.min_speaker_s,
+            )  # fmt: skip
+        with logs.stage(rid, "transcribe", seconds):
+            transcripts = stages.transcribe(audio, seg, settings)
+        with logs.stage(rid, "commit", seconds):  # the audio files; rows come later, in order
+            uri, clip_audio = write_audio(Store.open(settings), rid, audio, seg, speakers, vectors)
+    return Prepared(
+        download_path=path,
+        duration=audio.duration,
+        sample_rate=audio.sample_rate,
+        audio_uri=uri,
+        seg=seg,
+        vectors=vectors,
+        speakers=speakers,
+        transcripts=transcripts,
+        clip_audio=clip_audio,
+        stage_seconds=seconds,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+    )
