@@ -7,15 +7,28 @@ one after another on whole files (pyannote's pipeline at its defaults, then
 faster-whisper, then resemblyzer per turn). Quality is measured on a corpus
 generated from distinct voices, where one speaker talks in several episodes,
 and on the real two-speaker recording that ships with pyannote.audio.
+
+``convoice bench --scale`` measures how the engine scales instead: the ingest
+flow's throughput on the quick corpus with one thread-pool worker, then a
+local Dask cluster of one and two worker processes (ratios to the first, in
+the same run; the datasets must come out the same), and the wall time and
+peak memory of matching a recording's speakers against N known speakers and
+of a release from a clips table of N synthetic rows, each in a fresh process.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +39,9 @@ from convoice.models.metrics import diarization_error_rate, read_rttm
 from convoice.storage import Store
 from convoice.tasks import loaders, samples, stages
 from convoice.tasks.audio import decode
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass
@@ -215,3 +231,229 @@ def naive_der() -> float:
     wav, rttm = samples.pyannote_sample()
     turns = diarize_whole(offline_pipeline(), decode(wav).samples)
     return diarization_error_rate(read_rttm(str(rttm)), turns)
+
+
+# -- scale: throughput with workers, cost of matching and release with size -------------
+
+SCALE_RUNNERS: tuple[tuple[str, str, int], ...] = (
+    ("threads, 1 worker", "threads", 1),
+    ("dask-local, 1 worker", "dask-local", 1),
+    ("dask-local, 2 workers", "dask-local", 2),
+)
+
+
+@dataclass(frozen=True)
+class CostCase:
+    """One measured operation at one size, run in a fresh process."""
+
+    what: str  # "match" or "release"
+    n: int
+    seconds: float
+    peak_mb: float  # the process's peak resident memory (ru_maxrss)
+    base_mb: float  # its resident memory before the operation (imports, inputs)
+    note: str = ""
+
+
+@dataclass
+class ScaleResult:
+    corpus: str
+    audio_seconds: float
+    cores: int
+    runs: dict[str, float] = field(default_factory=dict)  # runner label -> wall seconds
+    workers_used: dict[str, int] = field(default_factory=dict)
+    costs: list[CostCase] = field(default_factory=list)
+
+    def throughput(self, label: str) -> float:
+        """Audio seconds labelled per wall second."""
+        return self.audio_seconds / self.runs[label]
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["throughput"] = {k: self.throughput(k) for k in self.runs}
+        return json.dumps(data, indent=2)
+
+    def render(self) -> str:
+        lines = [
+            f"scale: {self.corpus}, {self.audio_seconds:.1f} s of audio, {self.cores} cores",
+            "ingest throughput (audio s per wall s; ratio to the first run):",
+        ]
+        base = next(iter(self.runs), None)
+        for label, wall in self.runs.items():
+            ratio = self.throughput(label) / self.throughput(base) if base else float("nan")
+            lines.append(
+                f"  {label:<24} wall {wall:7.1f} s  throughput {self.throughput(label):6.2f}  "
+                f"x{ratio:.2f}  ({self.workers_used.get(label, 0)} worker processes used)"
+            )
+        lines.append("cost with size (each case in a fresh process):")
+        for c in self.costs:
+            lines.append(
+                f"  {c.what:<8} N={c.n:>9,}  {c.seconds:9.3f} s  peak {c.peak_mb:8.0f} MB "
+                f"(before {c.base_mb:6.0f} MB)  {c.note}"
+            )
+        return "\n".join(lines)
+
+
+def time_runners(
+    sources: Path, homes: Path, runners: tuple[tuple[str, str, int], ...] = SCALE_RUNNERS
+) -> tuple[dict[str, float], dict[str, int], dict[str, list[tuple[str, str, str]]]]:
+    """Wall time of the ingest flow on each runner; the datasets must be the same."""
+    from convoice.config import RunnerSettings
+
+    walls: dict[str, float] = {}
+    used: dict[str, int] = {}
+    datasets: dict[str, list[tuple[str, str, str]]] = {}
+    for i, (label, kind, workers) in enumerate(runners):
+        home = homes / f"run{i}"
+        start = time.perf_counter()
+        report = ingest_flow(
+            sources_file=str(sources),
+            home=str(home),
+            runner_settings=RunnerSettings(kind=kind, workers=workers),
+        )
+        walls[label] = time.perf_counter() - start
+        used[label] = len(report.workers)
+        clips = Store(str(home)).clips().sort_by("clip_id")
+        datasets[label] = list(
+            zip(
+                clips["clip_id"].to_pylist(),
+                clips["speaker_id"].to_pylist(),
+                clips["text"].to_pylist(),
+                strict=True,
+            )
+        )
+    return walls, used, datasets
+
+
+def synthetic_clips(
+    n: int, start: int = 0, speakers: int = 500, per_recording: int = 500, seed: int = 0
+) -> pa.Table:
+    """``n`` clip rows (numbered from ``start``) with random unit 256-d embeddings."""
+    import pyarrow as pa
+
+    from convoice.storage.schema import CLIP_SCHEMA, EMBEDDING_DIM
+
+    rng = np.random.default_rng(seed + start)
+    index = np.arange(start, start + n)
+    emb = rng.standard_normal((n, EMBEDDING_DIM), dtype=np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    rec = index // per_recording
+    begin = (index % per_recording) * 10.0
+    uris = [f"audio/clips/rec_{r:09d}/clip_{i:012d}.flac" for r, i in zip(rec, index, strict=True)]
+    columns: dict[str, pa.Array] = {
+        "clip_id": pa.array([f"clip_{i:012d}" for i in index]),
+        "recording_id": pa.array([f"rec_{r:09d}" for r in rec]),
+        "start": pa.array(begin),
+        "end": pa.array(begin + 5.0),
+        "duration": pa.array(np.full(n, 5.0)),
+        "speaker_id": pa.array([f"spk_{i % speakers:08d}" for i in index]),
+        "recording_speaker": pa.array(["S0"] * n),
+        "speaker_confidence": pa.array(np.full(n, 0.9)),
+        "overlap_nearby": pa.array(np.zeros(n, dtype=bool)),
+        "text": pa.array(["a synthetic clip of speech for the scale benchmark"] * n),
+        "status": pa.array(["accepted"] * n),
+        "review_reasons": pa.array([[] for _ in range(n)], pa.list_(pa.string())),
+        "speaker_label_source": pa.array(["machine"] * n),
+        "transcript_label_source": pa.array(["machine"] * n),
+        "embedding": pa.FixedSizeListArray.from_arrays(emb.reshape(-1), EMBEDDING_DIM).cast(
+            CLIP_SCHEMA.field("embedding").type
+        ),
+        "audio_uri": pa.array(uris),
+    }
+    arrays = [columns[f.name] if f.name in columns else pa.nulls(n, f.type) for f in CLIP_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=CLIP_SCHEMA)
+
+
+def write_synthetic_store(root: Path, n: int, batch: int = 100_000) -> None:
+    """A store whose clips table holds ``n`` synthetic rows, appended in batches."""
+    store = Store(str(root))
+    speakers = max(1, n // 200)
+    for start in range(0, n, batch):
+        rows = synthetic_clips(min(batch, n - start), start=start, speakers=speakers)
+        store.tables.append("clips", rows)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        pages = int(handle.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cost_case(what: str, n: int, root: str) -> CostCase:
+    """Measure one case in this process (meant to run in a fresh one: see :func:`measure`)."""
+    if what == "match":
+        from convoice.models.clustering import normalize
+        from convoice.models.registry import match_speakers
+
+        rng = np.random.default_rng(0)
+        known = normalize(rng.standard_normal((n, 256), dtype=np.float32))
+        ids = [f"spk_{i}" for i in range(n)]
+        mine = normalize(rng.standard_normal((3, 256), dtype=np.float32))
+        base = _rss_mb()
+        start = time.perf_counter()
+        for _ in range(3):
+            match_speakers("rec", mine, ids, known, 0.8, 0.72, 0.05)
+        seconds = (time.perf_counter() - start) / 3
+        note = f"3 recording speakers vs N known, {known.nbytes / 2**20:.0f} MB of centroids"
+    elif what == "release":
+        store = Store(root)
+        base = _rss_mb()
+        start = time.perf_counter()
+        release = store.release(note=f"scale benchmark, {n} clips")
+        seconds = time.perf_counter() - start
+        if release.n_clips != n:
+            raise RuntimeError(f"the release has {release.n_clips} clips, not {n}")
+        size = sum(p.stat().st_size for p in Path(release.path).glob("*.parquet"))
+        note = f"{release.n_speakers} speakers, {size / 2**20:.0f} MB of Parquet"
+    else:
+        raise ValueError(f"unknown case {what!r}: 'match' or 'release'")
+    return CostCase(what, n, round(seconds, 4), round(_peak_mb(), 1), round(base, 1), note)
+
+
+def measure(what: str, n: int, root: Path) -> CostCase:
+    """Run :func:`cost_case` in a fresh Python process (so its peak memory is its own)."""
+    code = (
+        "import json, dataclasses, sys; from convoice.flows.benchmark import cost_case; "
+        f"print(json.dumps(dataclasses.asdict(cost_case({what!r}, {n}, {str(root)!r}))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} N={n} failed: {proc.stderr[-2000:]}")
+    return CostCase(**json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+def run_scale_benchmark(
+    sizes: tuple[int, ...] = (100_000, 1_000_000),
+    workdir: str | None = None,
+    ingest: bool = True,
+) -> ScaleResult:
+    """Ingest throughput per runner on the quick corpus; matching and release cost by size."""
+    root = Path(workdir) if workdir else loaders.cache_dir() / "bench-quick"
+    corpus = samples.make_corpus(root / "corpus", n_episodes=4, turns_per_episode=10, seed=3)
+    audio_s = sum(ep.duration for ep in corpus.episodes)
+    desc = f"{len(corpus.episodes)} episodes, {len(corpus.speakers)} voices"
+    result = ScaleResult(corpus=desc, audio_seconds=audio_s, cores=os.cpu_count() or 1)
+    scratch = Path(tempfile.mkdtemp(prefix="convoice-bench-scale-"))
+    try:
+        if ingest:
+            _warm_up()
+            with samples.serve_directory(corpus.root) as base_url:
+                sources = samples.write_sources_csv(corpus, base_url, scratch / "sources.csv")
+                result.runs, result.workers_used, datasets = time_runners(sources, scratch)
+            first = next(iter(datasets.values()))
+            for label, rows in datasets.items():
+                if rows != first:
+                    raise RuntimeError(f"the {label} run labelled differently from the first")
+        for n in sizes:
+            result.costs.append(measure("match", n, scratch))
+        for n in sizes:
+            store_root = scratch / f"store-{n}"
+            write_synthetic_store(store_root, n)
+            result.costs.append(measure("release", n, store_root))
+            shutil.rmtree(store_root, ignore_errors=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return result
