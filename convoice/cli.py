@@ -83,20 +83,60 @@ def ingest(
     ] = None,
     home: HomeOption = None,
     config: Annotated[Path | None, typer.Option(help="TOML settings file.")] = None,
+    runner: Annotated[
+        str | None,
+        typer.Option(help="Where recordings are prepared: threads, dask-local, dask."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Threads or Dask worker processes (runner.workers).")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Dask scheduler address for --runner dask.")
+    ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option("--log-format", help="text, or json: one object per line (or env)."),
+    ] = None,
 ) -> None:
     """Ingest and label every Creative Commons item behind URLS and/or a sources file."""
     if not urls and sources is None:
         raise typer.BadParameter("give at least one URL or --sources FILE")
     if sources is not None and not sources.is_file():
         raise typer.BadParameter(f"no such sources file: {sources}")
+    if log_format is not None and log_format not in ("text", "json"):
+        raise typer.BadParameter(f"--log-format must be text or json, not {log_format!r}")
     _prefect_defaults()
-    from convoice.flows.ingest import ingest_flow
+    from dataclasses import replace
 
+    from convoice.config import ConfigError, load_settings
+    from convoice.flows.ingest import ingest_flow
+    from convoice.tasks.runner import check
+
+    runner_settings = None
+    if runner is not None or workers is not None or address is not None:
+        cfg = load_settings(config, home=home) if home else load_settings(config)
+        runner_settings = replace(
+            cfg.runner,
+            kind=cfg.runner.kind if runner is None else runner,
+            workers=cfg.runner.workers if workers is None else workers,
+            address=cfg.runner.address if address is None else address,
+        )
+        try:
+            check(runner_settings)
+        except ConfigError as err:
+            raise typer.BadParameter(str(err)) from err
+    if log_format:
+        from convoice.tasks.logs import configure_logging
+
+        os.environ["CONVOICE_LOG_FORMAT"] = log_format  # Dask workers inherit it
+        configure_logging(log_format)  # Prefect's own lines about the run, too
     report = ingest_flow(
         urls=list(urls or []),
         sources_file=str(sources) if sources else None,
         home=home,
         config=str(config) if config else None,
+        runner_settings=runner_settings,
+        log_format=log_format,
     )
     print_report(report)
 
@@ -186,10 +226,32 @@ def bench(
     naive: Annotated[
         bool, typer.Option(help="Also time the naive baseline (slower than real time).")
     ] = True,
+    scale: Annotated[
+        bool,
+        typer.Option(
+            help="Instead: ingest throughput per runner (threads, 1 and 2 Dask workers) on the "
+            "quick corpus, and matching and release cost at --sizes."
+        ),
+    ] = False,
+    sizes: Annotated[
+        str, typer.Option(help="With --scale: comma-separated numbers of speakers / clips.")
+    ] = "100000,1000000",
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
 ) -> None:
     """Measure quality and speed against baselines in the same run (see README)."""
     _prefect_defaults()
+    if scale:
+        from convoice.flows.benchmark import run_scale_benchmark
+
+        try:
+            numbers = tuple(int(x) for x in sizes.split(",") if x.strip())
+        except ValueError as err:
+            raise typer.BadParameter(f"--sizes: {err}") from err
+        scaled = run_scale_benchmark(sizes=numbers)
+        console.print(scaled.render(), soft_wrap=True)
+        if out:
+            out.write_text(scaled.to_json())
+        return
     from convoice.flows.benchmark import run_benchmark
 
     result = run_benchmark(quick=quick, naive=naive)
