@@ -61,7 +61,11 @@ def export_tts_command(
 def retrain_tts_command(
     dataset: Annotated[
         str | None,
-        typer.Option("--dataset", help="Release to train on: v3, 3 or a tag (or the run's)."),
+        typer.Option(
+            "--dataset",
+            help="Release: v3, 3 or a tag (default: the resumed run's, else the latest release,"
+            " continuing its latest run).",
+        ),
     ] = None,
     home: HomeOption = None,
     steps: Annotated[
@@ -75,9 +79,6 @@ def retrain_tts_command(
     ] = True,
 ) -> None:
     """Fine-tune the multi-speaker VITS on a release's speaker embeddings, then score it."""
-    if not dataset and not resume:
-        console.print("[red]give --dataset VERSION (or --resume RUN_ID)[/]")
-        raise typer.Exit(2)
     _prefect_defaults()
     from convoice.config import load_settings
     from convoice.flows.tts import retrain_tts_flow, run_dataset
@@ -88,9 +89,13 @@ def retrain_tts_command(
 
     try:  # the operator's mistakes are a message, not a failed flow run
         settings = load_settings(home=home) if home else load_settings()
+        store = Store.open(settings)
         if resume:
             dataset = run_dataset(settings, resume, dataset)
-        Store.open(settings).resolve(dataset or "")
+        if dataset:
+            store.resolve(dataset)
+        elif not store.releases():
+            raise TtsTrainingError(f"the store {store.root} has no release yet: make one first")
         report = retrain_tts_flow(
             dataset=dataset, home=home, steps=steps, resume=resume, evaluate=evaluate
         )

@@ -44,6 +44,7 @@ class TtsRetrainReport:
     export: TtsExport
     training: TrainResult
     evaluation: TtsEvaluation | None
+    note: str = ""  # why the run was picked, why nothing was scored
 
     def summary(self) -> str:
         train = self.training
@@ -52,11 +53,13 @@ class TtsRetrainReport:
             f"{k} {v:.3f}" for k, v in train.last_losses().items() if k in ("loss_0", "loss_1")
         )
         lines = [
+            *([self.note] if self.note else []),
             self.export.summary(),
             f"trained run {self.run_id} ({how}) to step {train.steps_done} in {train.seconds:.1f} s"
             f"; last losses: {losses or 'none (no step run)'}; checkpoint {train.checkpoint}",
             self.evaluation.summary() if self.evaluation
-            else "evaluation: no heldout clip of a speaker with training clips; nothing scored",
+            else "evaluation: none this time (no new step, not asked for, or no heldout clip of"
+                 " a speaker with training clips)",
         ]  # fmt: skip
         return "\n".join(lines)
 
@@ -77,6 +80,15 @@ def export_tts_flow(dataset: str, fmt: str, to: str, home: str | None = None) ->
     result = export_task(store, release, fmt, Path(to), settings.tts.sample_rate)
     get_run_logger().info(result.summary())
     return result
+
+
+def runs_of(settings: Settings, dataset: str) -> list[str]:
+    """Ids of the TTS runs that trained on release ``dataset`` (``"v3"``), oldest first."""
+    found = []
+    for params in sorted((tracking_dir(settings) / KIND).glob("*/params.json")):
+        if json.loads(params.read_text()).get("dataset") == dataset:
+            found.append(params.parent.name)
+    return found
 
 
 def run_dataset(settings: Settings, run_id: str, dataset: str | None) -> str:
@@ -101,15 +113,26 @@ def retrain_tts_flow(
     """Fine-tune the d-vector VITS on release ``dataset`` and score it (see the module).
 
     ``steps`` is the total for the run (default ``[tts] steps``); ``resume`` is a
-    run id to continue (its dataset is used when ``dataset`` is None).
+    run id to continue (its dataset is used when ``dataset`` is None). With
+    neither, the latest release is trained on, continuing its latest run when
+    there is one (so a scheduled loop adds steps instead of starting over, and
+    does nothing when the run has its steps already). The heldout clips are
+    scored whenever steps were run (or never were scored).
     """
     logger = get_run_logger()
     settings = _settings(home)
+    store = Store.open(settings)
+    note = ""
     if resume:
         dataset = run_dataset(settings, resume, dataset)
     if not dataset:
-        raise TtsTrainingError("name the dataset version to train on (--dataset v3)")
-    store = Store.open(settings)
+        releases = store.releases()
+        if not releases:
+            raise TtsTrainingError("the store has no release yet: make one first")
+        dataset = releases[-1].name
+        earlier = runs_of(settings, dataset)
+        resume = earlier[-1] if earlier else None
+        note = f"latest release {dataset}" + (f", continuing run {resume}" if resume else "")
     release = store.resolve(dataset)
     total = steps if steps is not None else settings.tts.steps
     run = open_run(settings, KIND, resume)
@@ -130,7 +153,8 @@ def retrain_tts_flow(
             training.last_losses(),
         )  # fmt: skip
         evaluation = None
-        if evaluate:
+        stale = training.steps_done > training.start_step
+        if evaluate and (stale or not (run.dir / "evaluation.json").is_file()):
             evaluation = evaluate_task(settings, training.checkpoint, data)
         if evaluation is not None:
             run.log_metrics(evaluation.metrics(), step=training.steps_done)
@@ -139,7 +163,7 @@ def retrain_tts_flow(
             )
     finally:
         run.close()
-    report = TtsRetrainReport(release.name, run.run_id, run.dir, export, training, evaluation)
+    report = TtsRetrainReport(release.name, run.run_id, run.dir, export, training, evaluation, note)
     logger.info(report.summary())
     return report
 

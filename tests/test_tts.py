@@ -245,8 +245,8 @@ def test_export_refuses_bad_input_with_a_message(home: Path, tmp_path: Path) -> 
     done = runner.invoke(cli, [*base, "--dataset", "v9", "--format", "coqui"])
     assert done.exit_code == 2 and "no release 'v9'" in _flat(done.output)
     assert "v1 (tag: voices)" in _flat(done.output)
-    done = runner.invoke(cli, ["retrain", "--home", str(home)])
-    assert done.exit_code == 2 and "give --dataset VERSION" in _flat(done.output)
+    done = runner.invoke(cli, ["retrain", "--home", str(tmp_path / "empty")])
+    assert done.exit_code == 2 and "has no release yet" in _flat(done.output)
     done = runner.invoke(cli, ["retrain", "--home", str(home), "--resume", "tts-nope"])
     assert done.exit_code == 2 and "no TTS training run 'tts-nope'" in _flat(done.output)
     done = runner.invoke(cli, ["retrain", "--home", str(home), "--dataset", "v7"])
@@ -313,8 +313,11 @@ def test_killed_training_resumes_from_its_checkpoint_and_is_scored(
         cli, ["retrain", "--resume", run_dir.name, "--steps", "4", "--home", str(home)]
     )
     assert done.exit_code == 0, done.output
-    report = retrain_tts_flow(resume=run_dir.name, home=str(home), steps=4, evaluate=False)
-    assert report.training.start_step == 4 and report.training.steps_done == 4  # nothing to do
+    # What the loop calls: the latest release's latest run, which has its 4 steps: nothing to do.
+    report = retrain_tts_flow(home=str(home), steps=4)
+    assert (report.run_id, report.dataset) == (run_dir.name, "v1")
+    assert report.training.start_step == report.training.steps_done == 4
+    assert report.evaluation is None and f"continuing run {run_dir.name}" in report.summary()
 
     # The resumed run went on from step 2 in the killed run's folder, with its optimizer state.
     (trainer_dir,) = list((run_dir / "coqui").iterdir())
