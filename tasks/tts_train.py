@@ -171,7 +171,7 @@ def build_config(tts: TtsSettings, data: Path, output: Path) -> VitsConfig:
     config.test_delay_epochs = 10**9  # no test sentences during training
     config.test_sentences = []
     config.epochs = 10**9  # :func:`train` stops after the steps asked for
-    config.print_step = 1
+    config.print_step = 10  # the console; every step goes to TensorBoard (plot_step)
     config.plot_step = 1
     config.save_step = 10**9  # :func:`train` writes the checkpoints
     config.save_n_checkpoints = 2
