@@ -54,6 +54,7 @@ class TtsClip:
     embedding: FloatArray  # 256 floats, unit norm
     audio_uri: str  # the clip's audio in the store
     duration: float
+    language: str = ""  # as the ASR detected it (or a person set it); "" = unknown
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ def select_clips(rows: list[dict[str, Any]]) -> Selection:
             embedding=embedding,
             audio_uri=str(row["audio_uri"]),
             duration=float(row.get("duration") or 0.0),
+            language=str(row.get("language") or ""),
         )
         (heldout if split == HELDOUT else train).append(clip)
     return Selection(train, heldout, dict(skipped))
@@ -209,6 +211,16 @@ def metadata_lines(clips: list[TtsClip], fmt: str) -> list[str]:
     if fmt == "coqui":
         return [COQUI_HEADER] + [f"{audio_relpath(c, fmt)}|{c.text}|{c.speaker}" for c in clips]
     return []
+
+
+EVAL_HEADER = "file|speaker|text|language"
+
+
+def eval_lines(clips: list[TtsClip], fmt: str) -> list[str]:
+    """``eval.csv``: a header, then ``file|speaker|text|language`` per heldout clip."""
+    return [EVAL_HEADER] + [
+        f"{export_relpath(c, fmt)}|{c.speaker}|{c.text}|{c.language}" for c in clips
+    ]
 
 
 def d_vector_key(clip: TtsClip, fmt: str, dataset_name: str = DATASET_NAME) -> str:

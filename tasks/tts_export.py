@@ -14,7 +14,7 @@ and writes, in the export folder:
   ``wavs/<speaker>/``);
 - ``d_vectors.json``: coqui's ``d_vector_file`` (every clip's 256-d embedding);
 - ``speakers.json``: one mean embedding per speaker (training clips);
-- ``eval.csv``: the heldout clips (``file|speaker|text``) kept for evaluation;
+- ``eval.csv``: the heldout clips (``file|speaker|text|language``) kept for evaluation;
 - ``recordings.parquet`` and ``ATTRIBUTION.md`` of the recordings the clips
   come from (the same text ``convoice dataset pull`` writes), a ``README.md``,
   and ``export.json`` (release, format, rate, counts), written last.
@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 
 EXPORT_MANIFEST = "export.json"
 AUDIO_WORKERS = 4
-CLIP_COLUMNS = ["clip_id", "recording_id", "speaker_id", "text", "status", "split", "duration",
+CLIP_COLUMNS = ["clip_id", "recording_id", "speaker_id", "text", "language", "status", "split",
+                "duration",
                 "embedding", "audio_uri"]  # fmt: skip
 
 
@@ -220,13 +221,7 @@ def export_release(
         _write_text(
             out / "metadata_eval.csv", _lines(tts_data.metadata_lines(selection.heldout, fmt))
         )
-    _write_text(
-        out / "eval.csv",
-        _lines(
-            ["file|speaker|text"]
-            + [f"{tts_data.export_relpath(c, fmt)}|{c.speaker}|{c.text}" for c in selection.heldout]
-        ),
-    )
+    _write_text(out / "eval.csv", _lines(tts_data.eval_lines(selection.heldout, fmt)))
     _write_json(out / "d_vectors.json", tts_data.d_vector_map(selection.clips, fmt))
     _write_json(out / "speakers.json", tts_data.speakers_file(selection))
     import pyarrow as pa

@@ -392,15 +392,31 @@ class TtsEvaluation:
 
 
 def read_eval_list(data: Path) -> list[dict[str, str]]:
-    """The export's ``eval.csv`` rows: file, speaker, text."""
+    """The export's ``eval.csv`` rows: file, speaker, text, language."""
     with (data / "eval.csv").open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle, delimiter="|", quoting=csv.QUOTE_NONE))
 
 
+def asr_language(settings: Settings, rows: list[dict[str, str]]) -> str:
+    """The language Whisper is told: ``[asr] language``, else the clips' one language, else ""."""
+    languages = {row.get("language") or "" for row in rows}
+    if settings.asr.language:
+        return settings.asr.language
+    return languages.pop() if len(languages) == 1 else ""
+
+
 def _scores(
-    settings: Settings, audios: list[np.ndarray], refs: list[np.ndarray], texts: list[str]
+    settings: Settings,
+    audios: list[np.ndarray],
+    refs: list[np.ndarray],
+    texts: list[str],
+    language: str,
 ) -> tuple[list[float], list[str], list[WerCount]]:
-    """Cosine to each reference embedding, Whisper's transcript and its word errors."""
+    """Cosine to each reference embedding, Whisper's transcript and its word errors.
+
+    Whisper is told the ``language`` (as zero-shot TTS papers score intelligibility),
+    so that noise is not taken for another language.
+    """
     gap = np.zeros(ENCODER_RATE // 2, dtype=np.float32)
     regions, pieces, cursor = [], [], 0.0
     for audio in audios:
@@ -412,7 +428,7 @@ def _scores(
     similarities = [tts_data.cosine(e, r) for e, r in zip(embeddings, refs, strict=True)]
     asr = settings.asr
     whisper = loaders.whisper_model(asr.model, asr.compute_type, asr.cpu_threads)
-    options = AsrOptions(asr.batch_size, asr.beam_size, asr.language)
+    options = AsrOptions(asr.batch_size, asr.beam_size, language)
     transcripts = transcribe_clips(whisper, samples, regions, options)
     heard = [t.text if t is not None else "" for t in transcripts]
     counts = [wer_count(text, hyp) for text, hyp in zip(texts, heard, strict=True)]
@@ -445,8 +461,9 @@ def evaluate(settings: Settings, checkpoint: Path, data: Path) -> TtsEvaluation 
     for row in usable:
         audio, real_rate = soundfile.read(data / row["file"], dtype="float32")
         real.append(resample(audio, real_rate, ENCODER_RATE))
-    sim_s, heard_s, wer_s = _scores(settings, synth, refs, texts)
-    sim_r, heard_r, wer_r = _scores(settings, real, refs, texts)
+    language = asr_language(settings, usable)
+    sim_s, heard_s, wer_s = _scores(settings, synth, refs, texts, language)
+    sim_r, heard_r, wer_r = _scores(settings, real, refs, texts, language)
     items = [
         EvalItem(
             row["file"],

@@ -121,7 +121,7 @@ def test_rows_become_lines_and_d_vectors() -> None:
     vector[3] = 2.0
     row = {"clip_id": "clip/1", "speaker_id": "spk a", "text": " Hello |\n world ",
            "status": "accepted", "split": "train", "embedding": vector.tolist(),
-           "audio_uri": "audio/clips/r/clip_1.flac", "duration": 2.0}  # fmt: skip
+           "audio_uri": "audio/clips/r/clip_1.flac", "duration": 2.0, "language": "en"}  # fmt: skip
     changes: list[dict[str, Any]] = [
         {"clip_id": "c2", "split": "heldout"},
         {"clip_id": "c3", "text": ""},
@@ -147,6 +147,10 @@ def test_rows_become_lines_and_d_vectors() -> None:
     assert list(dvec) == ["convoice#wav48/spk_a/clip_1"]
     assert dvec["convoice#wav48/spk_a/clip_1"]["embedding"][3] == 1.0  # unit norm
     assert tts_data.export_relpath(selection.heldout[0], "vctk") == "eval/wav48/spk_a/c2.wav"
+    assert tts_data.eval_lines(selection.heldout, "coqui") == [
+        "file|speaker|text|language",
+        "wavs/spk_a/c2.wav|spk_a|Hello , world|en",
+    ]
     with pytest.raises(tts_data.TtsDataError, match="unknown TTS export format"):
         tts_data.check_format("wav")
     with pytest.raises(tts_data.TtsDataError, match="share a file name"):
@@ -233,6 +237,8 @@ def test_export_three_layouts_with_embeddings_and_attribution(home: Path, tmp_pa
         for rec in EPISODES:
             assert f"\u201cTalk {rec}\u201d by Ada, CC BY 4.0" in attribution
         eval_rows = (tmp_path / fmt / "eval.csv").read_text().splitlines()
+        assert eval_rows[0] == "file|speaker|text|language"
+        assert all(row.endswith("|en") for row in eval_rows[1:])
         assert len(eval_rows) == 4 and all((tmp_path / fmt / r.split("|")[0]).is_file()
                                            for r in eval_rows[1:])  # fmt: skip
 
