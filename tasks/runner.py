@@ -60,14 +60,18 @@ def task_runner(cfg: RunnerSettings) -> TaskRunner[Any]:
 
     if cfg.kind == "dask":
         return DaskTaskRunner(address=cfg.address)
-    threads = str(model_threads(cfg))
     return DaskTaskRunner(
-        cluster_class="distributed.LocalCluster",
-        cluster_kwargs={
-            "n_workers": cfg.workers,
-            "threads_per_worker": cfg.threads_per_worker,
-            "processes": True,
-            "dashboard_address": None,  # no web server; machines are shared
-            "env": {"CONVOICE_TORCH_THREADS": threads, "OMP_NUM_THREADS": threads},
-        },
+        cluster_class="distributed.LocalCluster", cluster_kwargs=local_cluster_kwargs(cfg)
     )
+
+
+def local_cluster_kwargs(cfg: RunnerSettings) -> dict[str, Any]:
+    """Arguments of the ``distributed.LocalCluster`` a ``dask-local`` runner starts."""
+    threads = str(model_threads(cfg))
+    return {
+        "n_workers": cfg.workers,
+        "threads_per_worker": cfg.threads_per_worker,
+        "processes": True,
+        "dashboard_address": None,  # no web server; machines are shared
+        "env": {"CONVOICE_TORCH_THREADS": threads, "OMP_NUM_THREADS": threads},
+    }

@@ -167,3 +167,26 @@ def test_a_missing_store_limit_warns_once_and_a_real_one_is_released(runs: Runs)
     ]
     assert len(warnings) == 1 and warnings[0]["flow_run_id"] == runs.single.run_id
     assert runs.active_slots_after == 0
+
+
+def test_runner_settings_choose_the_task_runner_and_bad_ones_are_refused() -> None:
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    from convoice.config import ConfigError
+    from convoice.tasks import runner
+
+    assert isinstance(runner.task_runner(RunnerSettings(workers=3)), ThreadPoolTaskRunner)
+    remote = runner.task_runner(RunnerSettings(kind="dask", address="tcp://10.0.0.5:8786"))
+    assert isinstance(remote, DaskTaskRunner) and remote.address == "tcp://10.0.0.5:8786"
+    local = runner.task_runner(RunnerSettings(kind="dask-local", workers=2))
+    assert isinstance(local, DaskTaskRunner) and local.cluster_kwargs["n_workers"] == 2
+    assert runner.model_threads(RunnerSettings(kind="dask-local", workers=2), cores=8) == 4
+    assert runner.model_threads(RunnerSettings(kind="dask-local", workers=1), cores=8) == 8
+    for bad in (
+        RunnerSettings(kind="spark"),
+        RunnerSettings(kind="dask"),  # no address
+        RunnerSettings(kind="dask-local", workers=0),
+    ):
+        with pytest.raises(ConfigError):
+            runner.task_runner(bad)
