@@ -4,24 +4,34 @@ Docker cannot run on these machines, so these tests read ``deployments/``:
 every ``CONVOICE_*`` variable the compose file sets is a real setting, the
 worker serves the pool the deployments use, the images carry the pins and the
 Debian packages the Makefile installs, and every service the others wait for
-has a health check. The services themselves run directly in tests/test_ops.py
-(a Prefect server on PostgreSQL, ``convoice deploy``, a process worker).
+has a health check. Services run directly where that can be done here: Label
+Studio on PostgreSQL with the compose file's environment (below, slow), and a
+Prefect server on PostgreSQL with ``convoice deploy`` and a process worker
+(tests/test_ops.py).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import subprocess
+import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import httpx
+import numpy as np
 import pytest
 import yaml
+from test_ops import _free_port, postgres_cluster
+from test_storage import SAMPLE_RATE, ingest
 
 from convoice.cli_ops import POOL, STORE_LIMIT
 from convoice.config import ConfigError, load_settings
+from convoice.storage import Store
 from convoice.tasks.review_server import LABEL_STUDIO_REQUIREMENT
 
 REPO = Path(__file__).resolve().parent.parent
@@ -251,3 +261,125 @@ def test_files_the_compose_file_names_exist(compose: dict[str, Any]) -> None:
                 assert volume["bind"]["create_host_path"] is False
                 assert volume["source"] == "./sources.csv"
     assert "deployments/.env" in (DOCKER / "Dockerfile.dockerignore").read_text()
+
+
+def _dockerfile_cmd(dockerfile: Path) -> list[str]:
+    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
+    (line,) = [line for line in text.splitlines() if line.startswith("CMD ")]
+    command: list[str] = json.loads(line[4:])
+    return command
+
+
+@pytest.mark.slow
+def test_label_studio_runs_on_postgresql_as_the_compose_file_configures_it(
+    compose: dict[str, Any],
+    tmp_path: Path,
+    prefect_harness: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pinned Label Studio, the image's command and the compose environment, on PostgreSQL.
+
+    The database is set up as the postgres image does it (POSTGRES_USER with its
+    password, POSTGRES_DB) plus docker/postgres-init.sql; only the host and port
+    change (127.0.0.1 instead of the compose network). The engine's review sync
+    then runs against it twice with the token the compose file gives the worker.
+    About 3 minutes: the first start creates Label Studio's tables.
+    """
+    from convoice.flows.review import review_sync_flow
+    from convoice.tasks import review_server
+
+    services = compose["services"]
+    postgres = _service_env(services["postgres"])
+    env = _service_env(services["label-studio"])
+    user, password = postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"]
+    setup = [
+        f"CREATE USER {user} PASSWORD '{password}'",
+        f"CREATE DATABASE {postgres['POSTGRES_DB']} OWNER {user}",
+        (DOCKER / "postgres-init.sql").read_text(),
+    ]
+    command = _dockerfile_cmd(DOCKER / "Dockerfile.labelstudio")
+    assert command[:2] == ["label-studio", "start"]
+    port = _free_port()
+    command[command.index("--port") + 1] = str(port)
+    command[command.index("--internal-host") + 1] = "127.0.0.1"  # the container's 0.0.0.0
+    program = review_server.ensure_venv()  # the same pin, installed once
+    data = tmp_path / "label-studio"
+    data.mkdir()
+    with postgres_cluster(setup) as pg_port:
+        env.update(
+            POSTGRE_HOST="127.0.0.1",
+            POSTGRE_PORT=str(pg_port),
+            LABEL_STUDIO_BASE_DATA_DIR=str(data),
+            LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=str(data),
+            LABEL_STUDIO_HOST=f"http://127.0.0.1:{port}",
+            LATEST_VERSION_CHECK="false",
+            COLLECT_ANALYTICS="false",
+        )
+        base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+        with (data / "server.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [str(program), *command[1:]],
+                env=base | env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=data,
+            )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 900
+            while not review_server.healthy(url):
+                assert proc.poll() is None, review_server.tail(data / "server.log", 30)
+                assert time.monotonic() < deadline, review_server.tail(data / "server.log", 30)
+                time.sleep(2)
+            token = env["LABEL_STUDIO_USER_TOKEN"]
+            projects = httpx.get(f"{url}/api/projects", headers={"Authorization": f"Token {token}"})
+            assert projects.status_code == 200, projects.text[:500]
+            wrong = httpx.get(f"{url}/api/projects", headers={"Authorization": "Token " + "0" * 40})
+            assert wrong.status_code == 401
+            _sync_twice(compose, url, data / "store", monkeypatch, review_sync_flow)
+        finally:
+            review_server.stop_process(proc.pid)
+        # Its tables went to PostgreSQL, not to a SQLite file in the data folder.
+        tables = subprocess.run(
+            [
+                "psql",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(pg_port),
+                "-U",
+                user,
+                "-d",
+                env["POSTGRE_NAME"],
+                "-Atc",
+                "SELECT email FROM htx_user",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        assert tables.stdout.split() == [env["LABEL_STUDIO_USERNAME"]]
+    assert not list(data.glob("*.sqlite3"))
+
+
+def _sync_twice(
+    compose: dict[str, Any], url: str, home: Path, monkeypatch: pytest.MonkeyPatch, sync: Any
+) -> None:
+    """review_sync_flow with the worker's review settings: a push, then nothing new."""
+    store = Store(home)  # under Label Studio's local-files document root
+    ingest(store, "rec_a", ["spk_1", "spk_2"], np.random.default_rng(3))  # one clip to review
+    silence = np.zeros(60 * SAMPLE_RATE, dtype=np.float32)
+    store.write_flac(Store.recording_audio_key("rec_a"), silence, SAMPLE_RATE)
+    worker = _service_env(compose["services"]["worker"])
+    monkeypatch.setenv("CONVOICE_REVIEW__URL", url)  # the compose value names its network
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", worker["LABEL_STUDIO_API_KEY"])
+    first = sync(home=str(home))
+    assert first.pull is not None and first.pull.project_id is None  # nothing pushed yet
+    assert first.push is not None and (first.push.pushed, first.push.remaining) == (1, 0)
+    versions = store.table_versions()
+    again = sync(home=str(home))
+    assert again.push.pushed == 0 and again.push.already_in_project == 1
+    assert again.pull.tasks_read == 0 and store.table_versions() == versions

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,15 +55,12 @@ def _env(prefect_home: Path, api_url: str | None) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def postgres_cluster(wanted: bool) -> Iterator[str]:
-    """A throw-away PostgreSQL on 127.0.0.1 with a ``prefect`` database; yields its URL.
+def postgres_cluster(sql: Sequence[str] = ()) -> Iterator[int]:
+    """A throw-away PostgreSQL on 127.0.0.1 (trust auth); runs ``sql``, yields its port.
 
-    Yields "" when not ``wanted``; skips when Debian's ``postgresql`` is missing.
-    As root the server runs as the ``postgres`` user (it refuses to run as root).
+    Skips when Debian's ``postgresql`` is missing. As root the server runs as
+    the ``postgres`` user (it refuses to run as root).
     """
-    if not wanted:
-        yield ""
-        return
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not found:
         pytest.skip("PostgreSQL is not installed (Debian package postgresql: make system)")
@@ -74,30 +71,32 @@ def postgres_cluster(wanted: bool) -> Iterator[str]:
         shutil.chown(data, "postgres", "postgres")
     port = _free_port()
 
-    def run(*command: str) -> None:
-        subprocess.run([*as_user, *command], check=True, capture_output=True, timeout=120)
+    def run(program: str, *args: str) -> None:
+        command = [*as_user, str(bin_dir / program), *args]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
 
     try:
-        run(str(bin_dir / "initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust")
+        run("initdb", "-D", str(data / "db"), "-U", "postgres", "--auth=trust")
         options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
-        log = str(data / "postgres.log")
-        run(
-            str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-o", options, "-l", log, "-w", "start"
-        )
+        run("pg_ctl", "-D", str(data / "db"), "-o", options, "-l", str(data / "log"), "-w", "start")
         try:
-            run(
-                str(bin_dir / "createdb"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "postgres",
-                "prefect",
-            )
-            yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/prefect"
+            for statement in sql:
+                run(
+                    "psql",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "postgres",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-c",
+                    statement,
+                )
+            yield port
         finally:
-            run(str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "-w", "stop")
+            run("pg_ctl", "-D", str(data / "db"), "-m", "fast", "-w", "stop")
     finally:
         shutil.rmtree(data, ignore_errors=True)
 
@@ -114,9 +113,12 @@ def prefect_server(
         "PREFECT_UI_ENABLED": "false",
         "PREFECT_API_SERVICES_SCHEDULER_ENABLED": "false",  # no run but the tests' own
     }
-    with postgres_cluster(request.param == "postgresql") as database_url:
-        if database_url:
-            env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
+    if request.param == "sqlite":
+        yield from _serve(url, base, env)
+        return
+    with postgres_cluster(["CREATE DATABASE prefect"]) as pg_port:
+        database = f"postgresql+asyncpg://postgres@127.0.0.1:{pg_port}/prefect"
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database
         yield from _serve(url, base, env)
 
 
@@ -308,5 +310,6 @@ def _check_registered(api_url: str, home: str) -> None:
         assert options is not None
         assert options.collision_strategy == spec["concurrency_limit"]["collision_strategy"]
     sync = registered["review-sync"]
-    assert sync.schedules[0].schedule.interval <= timedelta(minutes=10)
-    assert sync.parameters["max_lateness_s"] == 300
+    interval = sync.schedules[0].schedule.interval
+    assert interval <= timedelta(minutes=10)  # "every few minutes"
+    assert sync.parameters["max_lateness_s"] == interval.total_seconds()  # late by one: skip
