@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 TRAINER_DIR = "coqui"  # the trainer's folders, under the tracked run
 RUN_NAME = "convoice-vits"
 MAX_INFERENCE_FRAMES = 1000  # about 11.6 s at 22050 Hz: an untrained model's durations are wild
+KEEP = 2  # complete checkpoints kept per run (older ones are deleted)
 _CHECKPOINT = re.compile(r"checkpoint_(\d+)\.pth$")
 
 
@@ -174,7 +175,7 @@ def build_config(tts: TtsSettings, data: Path, output: Path) -> VitsConfig:
     config.print_step = 10  # the console; every step goes to TensorBoard (plot_step)
     config.plot_step = 1
     config.save_step = 10**9  # :func:`train` writes the checkpoints
-    config.save_n_checkpoints = 2
+    config.save_n_checkpoints = 10**9  # :func:`train` prunes, only complete ones (KEEP)
     config.save_best_after = 10**9
     config.save_on_interrupt = False
     config.mixed_precision = False
@@ -203,6 +204,22 @@ def latest_checkpoint(root: Path) -> tuple[Path, int] | None:
 
 def _marker(checkpoint: Path) -> Path:
     return checkpoint.with_suffix(".saved")
+
+
+def prune(folder: Path, keep: int = KEEP) -> None:
+    """Delete all but the newest ``keep`` complete checkpoints in ``folder`` (and markers).
+
+    Done here, after the newest one's marker is written, so that a kill at any
+    moment leaves at least one complete checkpoint.
+    """
+    complete = sorted(
+        (int(match.group(1)), path)
+        for path in folder.glob("checkpoint_*.pth")
+        if (match := _CHECKPOINT.search(path.name)) and _marker(path).is_file()
+    )
+    for _, path in complete[:-keep]:
+        _marker(path).unlink()
+        path.unlink()
 
 
 def drop_incomplete(folder: Path) -> list[Path]:
@@ -284,6 +301,7 @@ def train(
             if done % checkpoint_every == 0 or done >= steps:
                 trainer.save_checkpoint()
                 _marker(trainer.output_path / f"checkpoint_{done}.pth").touch()
+                prune(trainer.output_path)
             if done >= steps:
                 break
             tick = time.time()

@@ -157,6 +157,22 @@ def test_rows_become_lines_and_d_vectors() -> None:
         tts_data.select_clips([row, {**row, "clip_id": "clip 1"}])
 
 
+def test_only_complete_checkpoints_count_and_survive_pruning(tmp_path: Path) -> None:
+    from convoice.tasks.tts_train import drop_incomplete, latest_checkpoint, prune
+
+    folder = tmp_path / "coqui" / "convoice-vits-x"
+    folder.mkdir(parents=True)
+    assert latest_checkpoint(tmp_path) is None
+    for step in (2, 4, 6):
+        (folder / f"checkpoint_{step}.pth").write_bytes(b"weights")
+    for step in (2, 4):  # 6 was being written when the run was killed
+        (folder / f"checkpoint_{step}.saved").touch()
+    assert latest_checkpoint(tmp_path) == (folder / "checkpoint_4.pth", 4)
+    assert drop_incomplete(folder) == [folder / "checkpoint_6.pth"]
+    prune(folder, keep=1)
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint_4.pth", "checkpoint_4.saved"]
+
+
 def _check_dvectors(out: Path, items: list[dict[str, Any]], released: dict[str, Any]) -> None:
     """Every sample coqui loads has its clip's embedding under coqui's own sample name."""
     from TTS.tts.datasets import add_extra_keys
@@ -332,6 +348,8 @@ def test_killed_training_resumes_from_its_checkpoint_and_is_scored(
     for optimizer in last["optimizer"]:  # AdamW counts its own steps: 4, not 2 from a restart
         assert {int(s["step"]) for s in optimizer["state"].values()} == {4}
     assert "Continuing from checkpoint_2.pth" in (trainer_dir / "trainer_0_log.txt").read_text()
+    kept = sorted(p.name for p in trainer_dir.glob("checkpoint_*"))
+    assert kept == [f"checkpoint_{n}.{ext}" for n in (2, 4) for ext in ("pth", "saved")]
     assert "resumed at step 2" in _flat(done.output) and "to step 4" in _flat(done.output)
 
     # Losses and parameters in the tracked run; evaluation metrics too.
