@@ -218,6 +218,7 @@ def review_sync_flow(
             " a later scheduled sync does the same work"
         )
         logger.info(report.summary())
+        _sync_artifact(report)
         return report
     stage = "pull"
     try:
@@ -233,4 +234,18 @@ def review_sync_flow(
         )
         raise
     logger.info(report.summary())
+    _sync_artifact(report)
     return report
+
+
+def _sync_artifact(report: SyncReport) -> None:
+    """What the run did, on the flow run's page (a failed run says it in its state)."""
+    from prefect.artifacts import create_markdown_artifact
+
+    if report.skipped:
+        body = report.summary()
+    else:
+        pull = report.pull.summary() if report.pull else "not run"
+        push = report.push.summary() if report.push else "not run"
+        body = f"- **pull**: {pull}\n- **push**: {push}"
+    create_markdown_artifact(f"# Review sync\n\n{body}\n", key="review-sync")

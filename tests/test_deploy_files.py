@@ -383,3 +383,13 @@ def _sync_twice(
     again = sync(home=str(home))
     assert again.push.pushed == 0 and again.push.already_in_project == 1
     assert again.pull.tasks_read == 0 and store.table_versions() == versions
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["review-sync"]))
+        )
+    assert len(artifacts) == 2  # one per run, each saying what the halves did
+    assert all("**push**: " in str(a.data) and "tasks pushed" in str(a.data) for a in artifacts)
