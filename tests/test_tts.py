@@ -373,3 +373,29 @@ def test_killed_training_resumes_from_its_checkpoint_and_is_scored(
     for item in evaluation["items"]:
         assert item["speaker"] in {"spk_rms", "spk_slt", "spk_awb"} and item["transcript_real"]
         assert item["file"].split("/")[-1].removesuffix(".wav") in HELDOUT
+
+
+def test_fine_tuning_starts_from_the_operators_checkpoint(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new run from a configured checkpoint (here: one trained above) restores its weights."""
+    import torch
+
+    (previous,) = list((home / "runs" / "tts").glob("*/coqui/*/checkpoint_4.pth"))
+    monkeypatch.setenv("CONVOICE_TTS__CHECKPOINT", str(previous))
+    monkeypatch.setenv("CONVOICE_TTS__CONFIG", str(previous.parent / "config.json"))
+    report = retrain_tts_flow(dataset="v1", home=str(home), steps=1, evaluate=False)
+    assert report.run_id != previous.parent.parent.parent.name  # a run of its own
+    assert (report.training.start_step, report.training.steps_done) == (0, 1)
+    log = (report.training.trainer_dir / "trainer_0_log.txt").read_text()
+    assert "Restoring from checkpoint_4.pth" in log and "Model restored from step 4" in log
+    params = json.loads((report.run_dir / "params.json").read_text())
+    assert params["start"] == str(previous)
+    before = torch.load(previous, map_location="cpu", weights_only=False)["model"]
+    after = torch.load(report.training.checkpoint, map_location="cpu", weights_only=False)["model"]
+    assert before.keys() == after.keys()
+    # One step from the checkpoint moves the weights a little, not from a fresh start.
+    moved = [
+        float((after[k] - before[k]).abs().max()) for k in before if before[k].is_floating_point()
+    ]
+    assert 0 < max(moved) < 0.05
