@@ -69,7 +69,10 @@ def retrain_tts_command(
     ] = None,
     home: HomeOption = None,
     steps: Annotated[
-        int | None, typer.Option("--steps", min=1, help="Total steps of the run ([tts] steps).")
+        int | None,
+        typer.Option(
+            "--steps", min=1, help="Total steps of the run (default: the setting tts.steps)."
+        ),
     ] = None,
     resume: Annotated[
         str | None, typer.Option("--resume", help="Continue this run id from its last checkpoint.")
