@@ -51,7 +51,8 @@ def review_push_flow(
     settings = _settings(home, config)
     store = Store.open(settings)
     report = PushReport(url=settings.review.url or f"local:{settings.review.port}")
-    queue = review_queue(store.materialized_clips().to_pylist())
+    clips = store.materialized_clips().to_pylist()
+    queue = review_queue(clips, audit_share=settings.review.audit_share)
     report.needing_review = report.remaining = len(queue)
     try:
         client = review.client_for(settings, store)
