@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 FORMATS = ("ljspeech", "vctk", "coqui")
@@ -39,7 +40,9 @@ def export_tts_command(
 ) -> None:
     """Write a release as a TTS training set: WAVs, metadata, d-vectors, attribution."""
     if fmt not in FORMATS:
-        console.print(f"[red]unknown format {fmt!r}: use one of {', '.join(FORMATS)}[/]")
+        console.print(
+            f"[red]unknown format {escape(repr(fmt))}: use one of {', '.join(FORMATS)}[/]"
+        )
         raise typer.Exit(2)
     _prefect_defaults()
     from convoice.config import load_settings
@@ -53,9 +56,9 @@ def export_tts_command(
         check_folder(to, store.resolve(dataset).name, fmt)
         result = export_tts_flow(dataset=dataset, fmt=fmt, to=str(to), home=home)
     except (UnknownReleaseError, TtsDataError, ExportError) as err:
-        console.print(f"[red]{err}[/]")
+        console.print(f"[red]{escape(str(err))}[/]")
         raise typer.Exit(2) from err
-    console.print(result.summary())
+    console.print(result.summary(), markup=False)
 
 
 def retrain_tts_command(
@@ -88,10 +91,11 @@ def retrain_tts_command(
     from convoice.models.tts_data import TtsDataError
     from convoice.storage import Store, UnknownReleaseError
     from convoice.tasks.tts_export import ExportError
-    from convoice.tasks.tts_train import TtsTrainingError
+    from convoice.tasks.tts_train import TtsTrainingError, check_settings
 
     try:  # the operator's mistakes are a message, not a failed flow run
         settings = load_settings(home=home) if home else load_settings()
+        check_settings(settings.tts)
         store = Store.open(settings)
         if resume:
             dataset = run_dataset(settings, resume, dataset)
@@ -103,10 +107,11 @@ def retrain_tts_command(
             dataset=dataset, home=home, steps=steps, resume=resume, evaluate=evaluate
         )
     except (UnknownReleaseError, TtsDataError, ExportError, TtsTrainingError) as err:
-        console.print(f"[red]{err}[/]")
+        console.print(f"[red]{escape(str(err))}[/]")
         raise typer.Exit(2) from err
-    console.print(report.summary())
+    console.print(report.summary(), markup=False)
     console.print(
         f"run {report.run_id} in {report.run_dir}; resume it: convoice retrain tts"
-        f" --resume {report.run_id} --steps N; watch it: tensorboard --logdir {report.run_dir}"
+        f" --resume {report.run_id} --steps N; watch it: tensorboard --logdir {report.run_dir}",
+        markup=False,
     )

@@ -134,6 +134,7 @@ def retrain_tts_flow(
         resume = earlier[-1] if earlier else None
         note = f"latest release {dataset}" + (f", continuing run {resume}" if resume else "")
     release = store.resolve(dataset)
+    tts_train.check_settings(settings.tts)
     total = steps if steps is not None else settings.tts.steps
     run = open_run(settings, KIND, resume)
     try:

@@ -125,8 +125,6 @@ def build_config(tts: TtsSettings, data: Path, output: Path) -> VitsConfig:
 
     d_vectors = data / "d_vectors.json"
     if tts.config:
-        if not Path(tts.config).is_file():
-            raise TtsTrainingError(f"[tts] config {tts.config} is not a file")
         config = VitsConfig()
         config.load_json(tts.config)
         config.model_args.use_speaker_embedding = False
@@ -183,6 +181,19 @@ def build_config(tts: TtsSettings, data: Path, output: Path) -> VitsConfig:
     config.max_audio_len = tts.sample_rate * 30
     config.dashboard_logger = "tensorboard"
     return config
+
+
+def check_settings(tts: TtsSettings) -> None:
+    """TtsTrainingError when the ``[tts]`` settings cannot start a training run."""
+    if tts.checkpoint and not tts.config:
+        raise TtsTrainingError("[tts] checkpoint needs its [tts] config (the model's config.json)")
+    for name, path in (("checkpoint", tts.checkpoint), ("config", tts.config)):
+        if path and not Path(path).is_file():
+            raise TtsTrainingError(f"[tts] {name} {path} is not a file")
+    if tts.steps < 1 or tts.checkpoint_every < 1 or tts.batch_size < 1:
+        raise TtsTrainingError("[tts] steps, checkpoint_every and batch_size must be at least 1")
+    if tts.sample_rate < 8000:
+        raise TtsTrainingError(f"[tts] sample_rate {tts.sample_rate} is below 8000 Hz")
 
 
 def latest_checkpoint(root: Path) -> tuple[Path, int] | None:
@@ -252,10 +263,7 @@ def train(
     if steps < 1 or checkpoint_every < 1:
         raise TtsTrainingError(f"steps ({steps}) and checkpoint_every ({checkpoint_every}) >= 1")
     tts = settings.tts
-    if tts.checkpoint and not tts.config:
-        raise TtsTrainingError("[tts] checkpoint needs its [tts] config (the model's config.json)")
-    if tts.checkpoint and not Path(tts.checkpoint).is_file():
-        raise TtsTrainingError(f"[tts] checkpoint {tts.checkpoint} is not a file")
+    check_settings(tts)
     loaders.set_torch_threads()
     config = build_config(tts, data, run.dir / TRAINER_DIR)
     samples = load_samples(config)

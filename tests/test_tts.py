@@ -271,6 +271,10 @@ def test_export_refuses_bad_input_with_a_message(home: Path, tmp_path: Path) -> 
     assert done.exit_code == 2 and "has no release yet" in _flat(done.output)
     done = runner.invoke(cli, ["retrain", "--home", str(home), "--resume", "tts-nope"])
     assert done.exit_code == 2 and "no TTS training run 'tts-nope'" in _flat(done.output)
+    with_checkpoint = {"CONVOICE_TTS__CHECKPOINT": str(tmp_path / "model.pth")}
+    done = runner.invoke(cli, ["retrain", "--home", str(home)], env=with_checkpoint)
+    assert done.exit_code == 2
+    assert "[tts] checkpoint needs its [tts] config" in _flat(done.output)
     done = runner.invoke(cli, ["retrain", "--home", str(home), "--dataset", "v7"])
     assert done.exit_code == 2 and "no release 'v7'" in _flat(done.output)
     (tmp_path / "busy").mkdir()
