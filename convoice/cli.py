@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from convoice.cli_ops import deploy_command, report_command
@@ -174,7 +175,7 @@ def dataset_release(
     try:
         rel = _store(home).release(tag=tag, note=note)
     except ValueError as err:  # a tag already used or malformed, or nothing to release
-        console.print(f"[red]{err}[/]")
+        console.print(f"[red]{escape(str(err))}[/]")
         raise typer.Exit(2) from err
     console.print(
         f"released {rel.name}{f' ({rel.tag})' if rel.tag else ''}: {rel.n_clips} clips, "
@@ -211,7 +212,7 @@ def dataset_pull(
     try:
         result = _store(home).pull(version, to)
     except UnknownReleaseError as err:
-        console.print(f"[red]{err}[/]")
+        console.print(f"[red]{escape(str(err))}[/]")
         raise typer.Exit(2) from err
     console.print(
         f"pulled {result.release.name} into {result.path}: {result.n_clips} clips, "

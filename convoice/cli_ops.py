@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 ops_app = typer.Typer(
     no_args_is_help=True,
@@ -199,7 +200,7 @@ def deploy_command(
             console.print(f"created {what}")
         run_deploy(target)
     except DeployError as err:
-        console.print(f"[red]{err}[/]")
+        console.print(f"[red]{escape(str(err))}[/]")
         raise typer.Exit(1) from err
     console.print(
         f"[bold]deployed[/] to {url} for the store {target.home}; start a worker where the code"
@@ -225,7 +226,7 @@ def report_command(
     try:
         release = store.resolve(version)
     except UnknownReleaseError as err:
-        console.print(f"[red]{err}[/]")
+        console.print(f"[red]{escape(str(err))}[/]")
         raise typer.Exit(2) from err
     path = write_report(store, release, out or Path(f"report-{release.name}.html"), samples)
     console.print(f"report of {release.name} ({release.n_clips} clips) written to {path}")

@@ -11,13 +11,18 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from convoice.cli_tts import export_tts_command, retrain_tts_command
 
 console = Console()
 
 retrain_app = typer.Typer(no_args_is_help=True, help="Retrain models on a released dataset.")
 encoder_app = typer.Typer(no_args_is_help=True, help="The speaker-encoder registry.")
 export_app = typer.Typer(no_args_is_help=True, help="Export a release as a training set.")
+export_app.command("tts")(export_tts_command)
+retrain_app.command("tts")(retrain_tts_command)
 
 HomeOption = Annotated[
     str | None,
@@ -73,9 +78,9 @@ def retrain_encoder(
             force=force,
         )
     except (NotEnoughData, UnknownReleaseError, ValueError) as err:
-        console.print(f"[red]cannot retrain:[/red] {err}")
+        console.print(f"[red]cannot retrain:[/red] {escape(str(err))}")
         raise typer.Exit(2) from err
-    console.print(report.summary())
+    console.print(escape(report.summary()))
     if report.run_id:
         console.print(f"training run: {report.run_id} (resume with --resume {report.run_id})")
 
@@ -117,7 +122,7 @@ def encoder_promote(
     try:
         before = registry.promote(encoder_id)
     except UnknownEncoderError as err:
-        console.print(f"[red]{err}[/red]")
+        console.print(f"[red]{escape(str(err))}[/red]")
         raise typer.Exit(2) from err
     console.print(f"current encoder: {encoder_id} (was {before})")
     if relabel:
@@ -136,7 +141,7 @@ def encoder_rollback(
     try:
         now = registry.rollback()
     except UnknownEncoderError as err:
-        console.print(f"[red]{err}[/red]")
+        console.print(f"[red]{escape(str(err))}[/red]")
         raise typer.Exit(2) from err
     console.print(f"current encoder: {now}")
     if relabel:
@@ -153,7 +158,7 @@ def _relabel(home: str | None, encoder_id: str) -> None:
     settings = load_settings(home=home) if home else load_settings()
     store = Store.open(settings)
     weights = EncoderRegistry(store.location).weights(encoder_id, loaders.cache_dir() / "encoders")
-    console.print(relabel_store(store, settings, encoder_id, weights).line())
+    console.print(escape(relabel_store(store, settings, encoder_id, weights).line()))
 
 
 def loop_command(
@@ -179,7 +184,7 @@ def loop_command(
     for col in ("step", "outcome", "what happened"):
         table.add_column(col)
     for step in report.steps:
-        table.add_row(step.name, step.outcome, step.detail)
+        table.add_row(step.name, step.outcome, escape(step.detail))
     console.print(table)
     if any(s.outcome == FAILED for s in report.steps):
         raise typer.Exit(1)

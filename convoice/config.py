@@ -147,8 +147,9 @@ class RunnerSettings:
 
 @dataclass(frozen=True)
 class EncoderSettings:
-    """Fine-tuning the speaker encoder (``convoice retrain encoder``)."""
+    """The speaker encoder: which one labels, and how ``convoice retrain encoder`` tunes it."""
 
+    use: str = ""  # the encoder that labels: "" = the store's current one; an encoder id pins one
     min_confidence: float = 0.85  # machine-accepted clips below this are not trained on
     min_clips_per_speaker: int = 4  # speakers with fewer training clips are left out
     speakers_per_batch: int = 8  # GE2E batch: speakers x utterances (capped by the data)

@@ -47,7 +47,7 @@ from convoice.models.records import (
     Speaker,
 )
 from convoice.storage import Store
-from convoice.tasks import loaders, logs, runner, stages
+from convoice.tasks import encoder, loaders, logs, runner, stages
 from convoice.tasks.download import IngestError, read_sources
 from convoice.tasks.prepare import WORKER_STAGES, Prepared, prepare_recording
 
@@ -78,7 +78,7 @@ class Registry:
 def provenance(settings: Settings) -> Provenance:
     models = {
         "segmentation": settings.diarization.segmentation_model or loaders.SEGMENTATION_NAME,
-        "embedding": loaders.EMBEDDING_NAME,
+        "embedding": encoder.encoder_name(settings.encoder.use),
         "asr": settings.asr.model or loaders.WHISPER_NAME,
         "vad": "silero-vad (faster-whisper 1.2.1)",
     }
@@ -270,6 +270,7 @@ def ingest_flow(
         settings = dataclasses.replace(settings, runner=runner_settings)
     runner.check(settings.runner)
     store = Store.open(settings)
+    settings = encoder.pin_encoder(settings, store)  # one encoder for the whole run
     run_id = str(flow_run.get_id() or stages.now())
     report = IngestReport(run_id=run_id, home=store.root)
     clock = StageClock()

@@ -350,9 +350,8 @@ def relabel_store(
     merged = {m.merged: m.kept for m in merges(store)}
     old_speakers = {s.speaker_id: s for s in store.speakers()}
     result = _replay(settings, order, rows, embeddings, merged, old_speakers)
-    write_relabel(
-        store, relabelled_rows(machine, result.labels, known, encoder_name), result.speakers
-    )
+    rows_out = relabelled_rows(machine, result.labels, known, enc.encoder_name(encoder_name))
+    write_relabel(store, rows_out, result.speakers)
     after = store.materialized_clips().to_pylist()
     report.clips = len(rows)
     old_by_id = {r["clip_id"]: r for r in rows}

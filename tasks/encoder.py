@@ -12,13 +12,13 @@ import io
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from convoice.config import EncoderSettings
+from convoice.config import EncoderSettings, Settings
 from convoice.models.embed import SAMPLE_RATE, embed_regions
 from convoice.models.ge2e import FloatArray, ge2e_loss, plan_batch, random_crop
 from convoice.models.records import Region
@@ -34,6 +34,36 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "weights.pt"
+
+
+def encoder_name(encoder_id: str) -> str:
+    """How clip rows name the encoder (``models["embedding"]``)."""
+    from convoice.storage.encoders import PRETRAINED
+
+    return loaders.EMBEDDING_NAME if encoder_id in ("", PRETRAINED) else encoder_id
+
+
+def pin_encoder(settings: Settings, store: Store) -> Settings:
+    """``settings`` with ``[encoder] use`` set to an existing encoder id (the current one if "").
+
+    A run pins its encoder once at the start, so a promotion during a run
+    never mixes two embedding spaces in one run.
+    """
+    from convoice.storage.encoders import PRETRAINED, EncoderRegistry
+
+    registry = EncoderRegistry(store.location)
+    chosen = settings.encoder.use or registry.current()
+    if chosen != PRETRAINED:
+        registry.card(chosen)  # UnknownEncoderError names the registered ones
+    return replace(settings, encoder=replace(settings.encoder, use=chosen))
+
+
+def encoder_weights(settings: Settings, store: Store) -> str:
+    """A local path of the weights of the pinned encoder ("" = resemblyzer's pretrained)."""
+    from convoice.storage.encoders import PRETRAINED, EncoderRegistry
+
+    chosen = settings.encoder.use or PRETRAINED
+    return EncoderRegistry(store.location).weights(chosen, loaders.cache_dir() / "encoders")
 
 
 def read_waves(store: Store, audio_uris: Sequence[str]) -> list[FloatArray]:

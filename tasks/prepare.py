@@ -25,7 +25,7 @@ from convoice.models.diarize import Segmentation
 from convoice.models.labelling import RecordingSpeakers
 from convoice.models.records import MediaItem, Transcript, stable_id
 from convoice.storage import Store
-from convoice.tasks import logs, stages
+from convoice.tasks import encoder, logs, stages
 from convoice.tasks.audio import Audio
 
 WORKER_STAGES = ["download", "decode", "segment", "embed", "identify", "transcribe", "commit"]
@@ -100,7 +100,8 @@ def prepare_recording(
         with logs.stage(rid, "segment", seconds):
             seg = stages.segment(audio, settings)
         with logs.stage(rid, "embed", seconds):
-            vectors = stages.embed_speakers(audio, seg)
+            weights = encoder.encoder_weights(settings, Store.open(settings))
+            vectors = stages.embed_speakers(audio, seg, weights)
         with logs.stage(rid, "identify", seconds):  # the recording's own speakers
             cfg = settings.diarization
             speakers = labelling.speakers_of_recording(

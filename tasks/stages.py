@@ -109,9 +109,12 @@ class Embeddings:
 
 
 @task(name="embed", cache_policy=NO_CACHE)
-def embed_speakers(audio: Audio, seg: Segmentation) -> Embeddings:
-    """One resemblyzer embedding per clip, plus one per local speaker without clips."""
-    encoder = loaders.voice_encoder()
+def embed_speakers(audio: Audio, seg: Segmentation, weights: str = "") -> Embeddings:
+    """One embedding per clip, plus one per local speaker without clips.
+
+    ``weights``: a fine-tuned encoder's file ("" = resemblyzer's pretrained one).
+    """
+    encoder = loaders.voice_encoder(weights)
     nodes, pieces = labelling.node_regions(seg)
     with_clips = {seg.turns[c.turn].node for c in seg.clips}
     regions: list[Region | list[Region]] = [c.region for c in seg.clips]

@@ -303,3 +303,50 @@ def test_the_loop_runs_every_step_or_says_why_not(
     second = loop_flow(home=str(home), config=str(config))
     assert {s.name: s.outcome for s in second.steps}["encoder"] == SKIPPED
     assert "no recordings or people's labels" in second.steps[3].detail
+
+
+def test_ingest_labels_with_the_current_encoder(
+    reviewed_store, small_corpus, served_corpus, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from convoice.flows.ingest import ingest_flow
+    from convoice.storage.encoders import EncoderRegistry, UnknownEncoderError
+    from convoice.tasks import loaders
+
+    home = reviewed_store[0].parent / "loop-home"  # the loop test trains an encoder here
+    registry = EncoderRegistry(Store(str(home)).location)
+    if not registry.ids():  # this test run alone
+        from convoice.flows.retrain import retrain_encoder_flow
+
+        config = tmp_path / "tiny.toml"
+        config.write_text(
+            "[encoder]\nsteps = 2\nspeakers_per_batch = 3\nmin_confidence = 0.0\n"
+            "min_clips_per_speaker = 2\n"
+        )
+        retrain_encoder_flow(home=str(home), config=str(config), relabel=False)
+    trained = registry.ids()[-1]
+    registry.promote(trained)
+    fresh = tmp_path / "fresh"
+    shutil.copytree(home, fresh, ignore=shutil.ignore_patterns("tables", "audio", "releases"))
+    sources = samples.write_sources_csv(small_corpus, served_corpus, tmp_path / "one.csv")
+    lines = sources.read_text().splitlines()
+    sources.write_text("\n".join(lines[:2]) + "\n")  # one episode
+    ingest_flow(sources_file=str(sources), home=str(fresh))
+    rows = Store(str(fresh)).clips().to_pylist()
+    assert rows and {json.loads(r["models"])["embedding"] for r in rows} == {trained}
+    # The embeddings are the trained encoder's, not the pretrained one's.
+    from convoice.tasks import encoder as enc
+
+    waves = enc.read_waves(Store(str(fresh)), [r["audio_uri"] for r in rows[:3]])
+    weights = registry.weights(trained, loaders.cache_dir() / "encoders")
+    ours = enc.embed_waves(enc.new_encoder(weights), waves)
+    stored = np.stack([np.asarray(r["embedding"], dtype=np.float32) for r in rows[:3]])
+    assert np.allclose(ours, stored, atol=2e-3)
+    # An encoder pinned by id that is not registered is a clear error.
+    with pytest.raises(UnknownEncoderError, match="no encoder"):
+        ingest_flow(sources_file=str(sources), home=str(fresh), config=str(_pin(tmp_path)))
+
+
+def _pin(tmp_path: Path) -> Path:
+    config = tmp_path / "pin.toml"
+    config.write_text('[encoder]\nuse = "encoder-nope"\n')
+    return config
