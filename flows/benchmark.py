@@ -18,6 +18,7 @@ of a release from a clips table of N synthetic rows, each in a fresh process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -239,7 +241,13 @@ SCALE_RUNNERS: tuple[tuple[str, str, int], ...] = (
     ("threads, 1 worker", "threads", 1),
     ("dask-local, 1 worker", "dask-local", 1),
     ("dask-local, 2 workers", "dask-local", 2),
+    ("warm Dask, 1 worker", "dask", 1),
+    ("warm Dask, 2 workers", "dask", 2),
 )
+"""(label, runner kind, workers): ``dask-local`` runs start their cluster and load the
+models inside the timed run, as an operator's run does; ``dask`` runs use a local
+cluster started and warmed (models loaded) before the clock starts: the steady state
+a long run reaches. The threads run uses the models :func:`_warm_up` loaded."""
 
 
 @dataclass(frozen=True)
@@ -249,7 +257,7 @@ class CostCase:
     what: str  # "match" or "release"
     n: int
     seconds: float
-    peak_mb: float  # the process's peak resident memory (ru_maxrss)
+    peak_mb: float  # the process's peak resident memory during the operation (VmHWM)
     base_mb: float  # its resident memory before the operation (imports, inputs)
     note: str = ""
 
@@ -261,6 +269,7 @@ class ScaleResult:
     cores: int
     runs: dict[str, float] = field(default_factory=dict)  # runner label -> wall seconds
     workers_used: dict[str, int] = field(default_factory=dict)
+    startup_s: dict[str, float] = field(default_factory=dict)  # warm clusters: start + load
     costs: list[CostCase] = field(default_factory=list)
 
     def throughput(self, label: str) -> float:
@@ -275,14 +284,19 @@ class ScaleResult:
     def render(self) -> str:
         lines = [
             f"scale: {self.corpus}, {self.audio_seconds:.1f} s of audio, {self.cores} cores",
-            "ingest throughput (audio s per wall s; ratio to the first run):",
+            "ingest throughput (audio s per wall s; ratio to the first run; same dataset each):",
         ]
         base = next(iter(self.runs), None)
         for label, wall in self.runs.items():
             ratio = self.throughput(label) / self.throughput(base) if base else float("nan")
+            warm = (
+                f", cluster start + model load before: {self.startup_s[label]:.1f} s"
+                if label in self.startup_s
+                else ""
+            )
             lines.append(
-                f"  {label:<24} wall {wall:7.1f} s  throughput {self.throughput(label):6.2f}  "
-                f"x{ratio:.2f}  ({self.workers_used.get(label, 0)} worker processes used)"
+                f"  {label:<22} wall {wall:7.1f} s  throughput {self.throughput(label):5.2f}  "
+                f"x{ratio:.2f}  ({self.workers_used.get(label, 0)} processes{warm})"
             )
         lines.append("cost with size (each case in a fresh process):")
         for c in self.costs:
@@ -293,25 +307,51 @@ class ScaleResult:
         return "\n".join(lines)
 
 
+def _load_models(model: str, compute_type: str) -> None:
+    """Load every model in this (Dask worker) process, as its tasks will."""
+    threads = int(os.environ.get("CONVOICE_TORCH_THREADS", "0"))
+    loaders.segmentation_model()
+    loaders.voice_encoder()
+    loaders.whisper_model(model, compute_type, threads)
+
+
+@contextlib.contextmanager
+def warm_cluster(workers: int) -> Iterator[tuple[str, float]]:
+    """A local Dask cluster with the models loaded in every worker; (address, seconds)."""
+    from distributed import Client, LocalCluster
+
+    from convoice.config import RunnerSettings
+    from convoice.tasks.runner import local_cluster_kwargs
+
+    asr = load_settings().asr
+    start = time.perf_counter()
+    kwargs = local_cluster_kwargs(RunnerSettings(kind="dask-local", workers=workers))
+    with LocalCluster(**kwargs) as cluster, Client(cluster, set_as_default=False) as client:
+        client.run(_load_models, asr.model, asr.compute_type)
+        yield cluster.scheduler_address, time.perf_counter() - start
+
+
 def time_runners(
     sources: Path, homes: Path, runners: tuple[tuple[str, str, int], ...] = SCALE_RUNNERS
-) -> tuple[dict[str, float], dict[str, int], dict[str, list[tuple[str, str, str]]]]:
-    """Wall time of the ingest flow on each runner; the datasets must be the same."""
+) -> tuple[ScaleResult, dict[str, list[tuple[str, str, str]]]]:
+    """Wall time of the ingest flow on each runner, and each run's (clip, speaker, text)."""
     from convoice.config import RunnerSettings
 
-    walls: dict[str, float] = {}
-    used: dict[str, int] = {}
+    out = ScaleResult(corpus="", audio_seconds=0.0, cores=os.cpu_count() or 1)
     datasets: dict[str, list[tuple[str, str, str]]] = {}
     for i, (label, kind, workers) in enumerate(runners):
         home = homes / f"run{i}"
-        start = time.perf_counter()
-        report = ingest_flow(
-            sources_file=str(sources),
-            home=str(home),
-            runner_settings=RunnerSettings(kind=kind, workers=workers),
-        )
-        walls[label] = time.perf_counter() - start
-        used[label] = len(report.workers)
+        with contextlib.ExitStack() as stack:
+            address = ""
+            if kind == "dask":
+                address, out.startup_s[label] = stack.enter_context(warm_cluster(workers))
+            settings = RunnerSettings(kind=kind, workers=workers, address=address)
+            start = time.perf_counter()
+            report = ingest_flow(
+                sources_file=str(sources), home=str(home), runner_settings=settings
+            )
+            out.runs[label] = time.perf_counter() - start
+        out.workers_used[label] = len(report.workers)
         clips = Store(str(home)).clips().sort_by("clip_id")
         datasets[label] = list(
             zip(
@@ -321,7 +361,7 @@ def time_runners(
                 strict=True,
             )
         )
-    return walls, used, datasets
+    return out, datasets
 
 
 def synthetic_clips(
@@ -378,7 +418,25 @@ def _rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _reset_peak() -> None:
+    """Start the peak (``VmHWM``) afresh, so it measures the operation, not its set-up."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:  # not Linux, or not allowed: the peak then includes the set-up
+        pass
+
+
 def _peak_mb() -> float:
+    """This process's peak resident memory since it started (``VmHWM``).
+
+    Not ``ru_maxrss``: Linux carries the parent's high-water mark over a
+    fork/vfork and exec, so a small child reports its large parent's peak.
+    """
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -393,6 +451,7 @@ def cost_case(what: str, n: int, root: str) -> CostCase:
         ids = [f"spk_{i}" for i in range(n)]
         mine = normalize(rng.standard_normal((3, 256), dtype=np.float32))
         base = _rss_mb()
+        _reset_peak()
         start = time.perf_counter()
         for _ in range(3):
             match_speakers("rec", mine, ids, known, 0.8, 0.72, 0.05)
@@ -401,6 +460,7 @@ def cost_case(what: str, n: int, root: str) -> CostCase:
     elif what == "release":
         store = Store(root)
         base = _rss_mb()
+        _reset_peak()
         start = time.perf_counter()
         release = store.release(note=f"scale benchmark, {n} clips")
         seconds = time.perf_counter() - start
@@ -442,7 +502,9 @@ def run_scale_benchmark(
             _warm_up()
             with samples.serve_directory(corpus.root) as base_url:
                 sources = samples.write_sources_csv(corpus, base_url, scratch / "sources.csv")
-                result.runs, result.workers_used, datasets = time_runners(sources, scratch)
+                timed, datasets = time_runners(sources, scratch)
+            result.runs, result.workers_used = timed.runs, timed.workers_used
+            result.startup_s = timed.startup_s
             first = next(iter(datasets.values()))
             for label, rows in datasets.items():
                 if rows != first:
