@@ -215,17 +215,21 @@ def update_registry(
 ) -> list[Speaker]:
     """Copies of the registry speakers this recording touched, with its clips absorbed.
 
-    Clips unsure of their speaker are left out, and an uncertain match to a
-    known speaker changes nothing until a person confirms it.
+    Clips unsure of their speaker are left out, and an uncertain match (to a
+    known speaker, or an uncertain new one) changes nothing until a person
+    confirms it: then the review pull adds the clip (see
+    :func:`convoice.models.review_registry.machine_absorbed`, which counts on this).
     """
     touched: list[Speaker] = []
     for match in matches:
+        if match.decision == MatchDecision.UNCERTAIN:
+            continue  # an unsure match must not pull (or make) a centroid
         speaker = copy.deepcopy(known.get(match.speaker_id))  # the caller's stay as they were
-        if speaker is not None and match.decision == MatchDecision.UNCERTAIN:
-            continue  # an unsure match must not pull a known speaker's centroid
-        mine = [c for c in clips if c.speaker_id == match.speaker_id]
-        sure = [c for c in mine if Reason.UNCERTAIN_SPEAKER not in c.review_reasons]
-        mine = sure or mine
+        mine = [
+            c
+            for c in clips
+            if c.speaker_id == match.speaker_id and Reason.UNCERTAIN_SPEAKER not in c.review_reasons
+        ]
         if not mine:
             continue
         emb = np.stack([c.embedding for c in mine]).astype(np.float32)
