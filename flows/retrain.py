@@ -36,11 +36,13 @@ from convoice.models.encoder_eval import (
 )
 from convoice.models.ge2e import FloatArray, NotEnoughData
 from convoice.models.relabel import ClipFacts, Replay, replay, resolve_merges, review_share
+from convoice.models.review_registry import Contribution, desired_contributions, latest_values
 from convoice.storage import Release, Store
 from convoice.storage.encoders import EncoderCard, EncoderRegistry
 from convoice.storage.labels import now_iso
 from convoice.storage.relabel import relabelled_rows, write_relabel
 from convoice.storage.releases import read_release_table
+from convoice.storage.review import contributions as review_contributions
 from convoice.storage.review import merges
 from convoice.tasks import encoder as enc
 from convoice.tasks import loaders
@@ -135,8 +137,23 @@ def _release(store: Store, dataset: str | None) -> Release:
     return releases[-1]
 
 
-def _facts(rows: list[dict[str, Any]]) -> list[ClipFacts]:
-    """The replay's view of clip rows (people's speaker labels where a person gave one)."""
+def _facts(
+    rows: list[dict[str, Any]], latest: dict[tuple[str, str], dict[str, str]] | None = None
+) -> list[ClipFacts]:
+    """The replay's view of clip rows and of people's labels.
+
+    ``latest``: the latest label per (clip id, field) from the ``labels`` table;
+    without it (a release), the materialised rows say what people labelled.
+    """
+
+    def human(r: dict[str, Any], name: str) -> str:
+        if latest is not None:
+            return latest.get((r["clip_id"], name), {}).get("value", "")
+        if name == "speaker_id":
+            return str(r["speaker_id"]) if r["speaker_label_source"] == "human" else ""
+        decided = r["labelled_by"] and r["status"] in ("accepted", "rejected")
+        return str(r["status"]) if decided else ""
+
     return [
         ClipFacts(
             clip_id=r["clip_id"],
@@ -144,8 +161,8 @@ def _facts(rows: list[dict[str, Any]]) -> list[ClipFacts]:
             recording_speaker=r["recording_speaker"],
             duration=float(r["duration"]),
             machine_reasons=tuple(r["review_reasons"] or ()),
-            human_speaker=r["speaker_id"] if r["speaker_label_source"] == "human" else "",
-            human_status=r["status"] if r["labelled_by"] else "",
+            human_speaker=human(r, "speaker_id"),
+            human_status=human(r, "status"),
         )
         for r in rows
     ]
@@ -158,9 +175,10 @@ def _replay(
     embeddings: FloatArray,
     merged: dict[str, str],
     previous: dict[str, Any] | None = None,
+    latest: dict[tuple[str, str], dict[str, str]] | None = None,
 ) -> Replay:
     return replay(
-        order, _facts(rows), embeddings, merged, settings.registry, settings.routing,
+        order, _facts(rows, latest), embeddings, merged, settings.registry, settings.routing,
         previous=previous, at=now_iso(),
     )  # fmt: skip
 
@@ -333,8 +351,8 @@ def relabel_store(
     machine = store.clips()
     if machine.num_rows == 0:
         return report
-    before = store.materialized_clips()
-    rows = before.to_pylist()
+    rows = machine.to_pylist()  # the machine's rows; people's labels come from `latest`
+    latest = latest_values(store.labels().to_pylist())
     order = [
         r["recording_id"]
         for r in sorted(
@@ -349,12 +367,17 @@ def relabel_store(
     embeddings = np.stack([known[r["clip_id"]] for r in rows]).astype(np.float32)
     merged = {m.merged: m.kept for m in merges(store)}
     old_speakers = {s.speaker_id: s for s in store.speakers()}
-    result = _replay(settings, order, rows, embeddings, merged, old_speakers)
+    before = store.materialized_clips().to_pylist()
+    result = _replay(settings, order, rows, embeddings, merged, old_speakers, latest)
     rows_out = relabelled_rows(machine, result.labels, known, enc.encoder_name(encoder_name))
-    write_relabel(store, rows_out, result.speakers)
+    # What people's decisions add to the machine's registry, against the new machine rows.
+    desired = desired_contributions({r["clip_id"]: r for r in rows_out.to_pylist()}, latest, merged)
+    stale = set(review_contributions(store)) - set(desired)
+    contributions = [*desired.values(), *(Contribution(c) for c in sorted(stale))]
+    write_relabel(store, rows_out, result.speakers, contributions)
     after = store.materialized_clips().to_pylist()
     report.clips = len(rows)
-    old_by_id = {r["clip_id"]: r for r in rows}
+    old_by_id = {r["clip_id"]: r for r in before}
     machine_rows = [r for r in after if r["speaker_label_source"] != "human"]
     report.machine_labelled = len(machine_rows)
     report.speaker_changed = sum(
@@ -368,7 +391,7 @@ def relabel_store(
         [result.labels[c].status for c in machine["clip_id"].to_pylist()],
         machine["duration"].to_pylist(),
     )
-    report.queue_before = sum(1 for r in rows if r["status"] == "review")
+    report.queue_before = sum(1 for r in before if r["status"] == "review")
     report.queue_after = sum(1 for r in after if r["status"] == "review")
     report.speakers_before, report.speakers_after = len(old_speakers), len(result.speakers)
     return report

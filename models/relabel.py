@@ -42,7 +42,7 @@ class ClipFacts:
     duration: float
     machine_reasons: tuple[str, ...]  # the machine's review reasons when it was labelled
     human_speaker: str = ""  # a person's speaker label, "" when none
-    human_status: str = ""  # a person's status ("accepted" / "rejected"), "" when none
+    human_status: str = ""  # a person's status label ("accepted" / "rejected"), "" when none
 
 
 @dataclass(frozen=True)
@@ -131,11 +131,18 @@ def replay(
         for i, (label, absorb) in zip(rows, labels, strict=True):
             out.labels[clips[i].clip_id] = label
             clip = clips[i]
-            owner = resolve_merges(clip.human_speaker, merged_into) if clip.human_speaker else ""
+            # As the review pull counts clips (review_registry.desired_contributions): a
+            # person's accept counts the clip under the person's speaker, a reject not at all.
             if clip.human_status == "rejected":
                 continue
-            if owner or absorb:
-                s = sums.setdefault(owner or label.speaker_id, _Sum(np.zeros(dim, np.float32)))
+            if clip.human_status == "accepted":
+                owner = resolve_merges(clip.human_speaker or label.speaker_id, merged_into)
+            elif absorb:
+                owner = label.speaker_id
+            else:
+                continue
+            if owner:
+                s = sums.setdefault(owner, _Sum(np.zeros(dim, np.float32)))
                 s.vector = s.vector + embeddings[i]
                 s.n += 1
                 s.duration += clip.duration

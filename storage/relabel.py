@@ -9,7 +9,7 @@ is never overwritten. The registry is replaced in one commit.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,7 +18,8 @@ import pyarrow as pa
 from convoice.models.ge2e import FloatArray
 from convoice.models.records import Speaker
 from convoice.models.relabel import ClipLabel
-from convoice.storage.review import save_speakers
+from convoice.models.review_registry import Contribution
+from convoice.storage.review import save_contributions, save_speakers
 from convoice.storage.schema import CLIP_SCHEMA, conform
 
 if TYPE_CHECKING:
@@ -53,10 +54,22 @@ def relabelled_rows(
     return conform(pa.Table.from_pylist(rows, schema=clips.schema), CLIP_SCHEMA)
 
 
-def write_relabel(store: Store, rows: pa.Table, speakers: Mapping[str, Speaker]) -> None:
-    """Upsert the re-labelled clip rows, then replace the registry (two commits)."""
+def write_relabel(
+    store: Store,
+    rows: pa.Table,
+    speakers: Mapping[str, Speaker],
+    contributions: Sequence[Contribution] = (),
+) -> None:
+    """Upsert the re-labelled clip rows, the review contributions, then replace the registry.
+
+    ``contributions`` are what people's decisions add to the machine's sums
+    given the new machine rows (an empty one clears a stale one), so that a
+    later review pull, which keeps the registry equal to machine sums plus
+    contributions, finds nothing to correct.
+    """
     if rows.num_rows:
         store.tables.upsert("clips", rows, "clip_id")
+    save_contributions(store, list(contributions))
     old = {s.speaker_id: s for s in store.speakers()}
     removed = [s for sid, s in old.items() if sid not in speakers]
     save_speakers(store, list(speakers.values()), removed)

@@ -220,6 +220,7 @@ def test_a_round_trains_judges_registers_and_relabels_without_touching_people(
     models = {json.loads(r["models"])["embedding"] for r in store.clips().to_pylist()}
     assert models == {round_.encoder_id}
     assert _people_fields(store) == people_before  # a person's label is never overwritten
+    _check_registry_is_machine_plus_people(store)
     result = runner.invoke(app, ["encoder", "list", "--home", str(home)])
     assert round_.encoder_id in result.output
     result = runner.invoke(app, ["encoder", "rollback", "--home", str(home)])
@@ -350,3 +351,29 @@ def _pin(tmp_path: Path) -> Path:
     config = tmp_path / "pin.toml"
     config.write_text('[encoder]\nuse = "encoder-nope"\n')
     return config
+
+
+def _check_registry_is_machine_plus_people(store: Store) -> None:
+    """Registry sums = sure machine clips + what people add (the sums a review pull keeps)."""
+    from convoice.models.review_registry import machine_absorbed
+    from convoice.storage import review as review_store
+
+    rows = {r["clip_id"]: r for r in store.clips().to_pylist()}
+    expected: dict[str, np.ndarray] = {}
+
+    def add(speaker: str, sign: int, clip_id: str) -> None:
+        emb = np.asarray(rows[clip_id]["embedding"], dtype=np.float64)
+        expected[speaker] = expected.get(speaker, np.zeros_like(emb)) + sign * emb
+
+    for clip_id, row in rows.items():
+        if machine_absorbed(row):
+            add(row["speaker_id"], 1, clip_id)
+    for c in review_store.contributions(store).values():
+        if c.plus:
+            add(c.plus, 1, c.clip_id)
+        if c.minus:
+            add(c.minus, -1, c.clip_id)
+    registry = {s.speaker_id: s.vector_sum for s in store.speakers()}
+    assert set(registry) == {s for s, v in expected.items() if np.abs(v).max() > 1e-6}
+    for speaker, vector in registry.items():
+        np.testing.assert_allclose(vector, expected[speaker], atol=1e-3)
