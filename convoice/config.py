@@ -102,6 +102,15 @@ class ReviewSettings:
     ``url=""`` means the local server that ``convoice review serve`` starts on
     127.0.0.1:``port``; any other URL is a Label Studio reached with ``token``
     (else ``$LABEL_STUDIO_API_KEY``). The token is never printed or logged.
+
+    Review audio of an ``s3://`` store (without ``document_root``) reaches
+    Label Studio through an S3 storage of the project, with the engine's AWS
+    credentials: ``s3_endpoint`` is the S3 endpoint as Label Studio reaches it
+    (``""`` = ``[store] endpoint_url``; ``"env"`` = none given: Label Studio's
+    own ``$S3_ENDPOINT``, which its SSRF protection trusts, so use it for an
+    endpoint on a private network). ``s3_presign`` False: Label Studio streams
+    the audio to the browser; True: the browser gets a presigned URL on that
+    endpoint, which it must then reach too.
     """
 
     url: str = ""  # "" = the local server on 127.0.0.1:port
@@ -114,6 +123,8 @@ class ReviewSettings:
     timeout_s: float = 30.0  # per request
     retries: int = 4  # after the first attempt, with exponential backoff
     audit_share: float = 0.10  # of machine-accepted clips, also sent to people (see review_queue)
+    s3_endpoint: str = ""  # s3:// stores: as Label Studio reaches it; "" = store's; "env" = its own
+    s3_presign: bool = False  # s3:// stores: browsers fetch presigned URLs (else LS streams)
 
 
 @dataclass(frozen=True)

@@ -54,13 +54,16 @@ def review_push_flow(
     clips = store.materialized_clips().to_pylist()
     queue = review_queue(clips, audit_share=settings.review.audit_share)
     report.needing_review = report.remaining = len(queue)
+    s3 = review.s3_audio(settings, store) is not None  # else local files
     try:
         client = review.client_for(settings, store)
         report.url = client.url
         project_id = client.ensure_project(settings.review.project_title, label_config())
         report.project_id = project_id
-        client.ensure_local_storage(project_id, review.ensure_audio_folder(settings, store))
         present = client.existing_clip_ids(project_id)
+        connected = bool(present)  # their audio is in the store: (re)connect it now
+        if connected:
+            review.connect_audio(client, project_id, settings, store)
         todo = [row for row in queue if row["clip_id"] not in present]
         report.already_in_project = len(queue) - len(todo)
         report.remaining = len(todo)
@@ -69,8 +72,11 @@ def review_push_flow(
         versions: list[str] = []
         for first in range(0, len(todo), BATCH):
             tasks = review.build_tasks(
-                store, todo[first : first + BATCH], recordings, settings.review.context_s
+                store, todo[first : first + BATCH], recordings, settings.review.context_s, s3
             )
+            if not connected:  # once the first audio is written (an S3 storage checks for it)
+                review.connect_audio(client, project_id, settings, store)
+                connected = True
             ids = review.import_batch(client, project_id, tasks)
             report.pushed += len(ids)
             report.remaining -= len(ids)

@@ -1,5 +1,9 @@
 """Label Studio I/O: the client with retries, review audio with context, and task building.
 
+Label Studio reads the review audio (``audio/review/<clip_id>.flac`` in the
+store) through a storage of the project: local files for a local store (or a
+copy under ``review.document_root``), an S3 storage for an ``s3://`` store.
+
 Every call goes through :meth:`ReviewClient.call`: connection failures,
 timeouts, 429 and 5xx answers are retried with exponential backoff; anything
 else, or a server that stays down, becomes a :class:`ReviewServerError` whose
@@ -29,6 +33,13 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 REVIEW_AUDIO = "audio/review"
 PAGE_SIZE = 500
+STORAGE_TITLE = "Con Voice review audio"
+ENDPOINT_OF_LABEL_STUDIO = "env"  # review.s3_endpoint: none given, Label Studio's $S3_ENDPOINT
+_AWS_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "aws_access_key_id",
+    "AWS_SECRET_ACCESS_KEY": "aws_secret_access_key",
+    "AWS_SESSION_TOKEN": "aws_session_token",
+}
 
 
 class ReviewServerError(RuntimeError):
@@ -74,11 +85,122 @@ def connection(settings: Settings, store: Store) -> Connection:
     return Connection(server.url, token, local=True)
 
 
+@dataclass(frozen=True)
+class S3Audio:
+    """The S3 storage through which Label Studio serves the review audio of an s3:// store.
+
+    Tasks name their audio ``s3://<bucket>/<prefix>/<file>``; Label Studio
+    resolves it through this storage: it streams the object itself
+    (``presign`` False) or redirects the browser to a presigned URL on
+    ``endpoint``. Never synced: Con Voice makes the tasks itself.
+    """
+
+    bucket: str
+    prefix: str  # of the review audio in the bucket, without a slash at either end
+    endpoint: str  # as Label Studio reaches it; "" = Label Studio's own $S3_ENDPOINT (or AWS)
+    region: str  # "" = Label Studio's default
+    presign: bool
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)  # SDK field names
+
+    def fields(self) -> dict[str, Any]:
+        """The storage fields Con Voice sets, credentials apart (SDK argument names)."""
+        return {
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "s3endpoint": self.endpoint,
+            "region_name": self.region,
+            "presign": self.presign,
+            "use_blob_urls": True,
+        }
+
+    def differs(self, storage: Any) -> bool:
+        """Whether the storage ``storage`` (as Label Studio lists it) needs an update."""
+        return any(
+            (getattr(storage, name, None) or type(value)()) != value
+            for name, value in self.fields().items()
+        )
+
+
+def aws_credentials(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The engine's AWS credentials as storage fields (empty: Label Studio uses its own)."""
+    env = os.environ if environ is None else environ
+    return {name: env[var] for var, name in _AWS_CREDENTIALS.items() if env.get(var)}
+
+
+def s3_audio(
+    settings: Settings, store: Store, environ: Mapping[str, str] | None = None
+) -> S3Audio | None:
+    """The S3 storage of the review audio; None when Label Studio reads it as local files.
+
+    Local files: a local store, or any store with ``review.document_root`` (where
+    Label Studio sees the store, or a copy of it, on its own disk).
+    """
+    from convoice.config import ConfigError
+
+    if store.location.is_local or settings.review.document_root:
+        return None
+    if not store.root.startswith("s3://"):
+        raise ConfigError(
+            f"review audio of the store {store.root}: Label Studio reads s3:// stores or local"
+            " files; set review.document_root to where Label Studio sees a copy of the store"
+        )
+    env = os.environ if environ is None else environ
+    bucket, _, prefix = store.root.removeprefix("s3://").partition("/")
+    cfg = settings.review
+    endpoint = cfg.s3_endpoint or settings.store.endpoint_url
+    if cfg.s3_endpoint == ENDPOINT_OF_LABEL_STUDIO:
+        endpoint = ""
+    region = settings.store.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION", "")
+    return S3Audio(
+        bucket=bucket,
+        prefix="/".join(part for part in (prefix.strip("/"), REVIEW_AUDIO) if part),
+        endpoint=endpoint,
+        region=region,
+        presign=cfg.s3_presign,
+        credentials=aws_credentials(env),
+    )
+
+
+def audio_url(store: Store, key: str, s3: bool) -> str:
+    """The task's audio for the store key ``key``: what the project's storage resolves."""
+    return store.location.uri(key) if s3 else f"/data/local-files/?d={quote(key)}"
+
+
+def connect_audio(client: ReviewClient, project_id: int, settings: Settings, store: Store) -> None:
+    """Let the project's Label Studio serve the review audio (call once some audio exists).
+
+    An S3 storage is checked against its prefix when made, so it needs a file
+    there; local files need the folder, made here for a local store.
+    """
+    target = s3_audio(settings, store)
+    if target is None:
+        client.ensure_local_storage(project_id, ensure_audio_folder(settings, store))
+    else:
+        client.ensure_s3_storage(project_id, target)
+
+
 def ensure_audio_folder(settings: Settings, store: Store) -> str:
     """The review audio folder as the server sees it (made when the store is local)."""
     if store.location.is_local:
         store.location.path(REVIEW_AUDIO).mkdir(parents=True, exist_ok=True)
     return str(Path(settings.review.document_root or store.root) / REVIEW_AUDIO)
+
+
+def _redact(message: str, target: S3Audio) -> str:
+    """``message`` without the credentials of ``target``."""
+    for secret in target.credentials.values():
+        message = message.replace(secret, "***")
+    return message
+
+
+def _s3_hint(message: str, target: S3Audio) -> str:
+    """``message`` and what Label Studio needs to read the review audio."""
+    where = target.endpoint or "its own $S3_ENDPOINT (or AWS)"
+    return (
+        f"{message} (Label Studio reads the review audio from S3 at {where} with the engine's"
+        " AWS credentials; an endpoint on a private network is refused by its SSRF protection:"
+        ' give Label Studio S3_ENDPOINT in its environment and set review.s3_endpoint = "env")'
+    )
 
 
 def _describe(err: Exception) -> tuple[bool, str]:
@@ -187,8 +309,48 @@ class ReviewClient:
             project=project_id,
             path=path,
             use_blob_urls=False,
-            title="Con Voice review audio",
+            title=STORAGE_TITLE,
         )
+
+    def ensure_s3_storage(self, project_id: int, target: S3Audio) -> int:
+        """The id of the project's S3 storage of ``target``: made once, then kept up to date.
+
+        Never synced (Con Voice makes the tasks). Label Studio does not show the
+        credentials it holds, so the engine's (when it has any) are sent on
+        every call: rotated keys reach it, and keys it cannot use fail the push
+        (Label Studio checks the bucket with them) instead of the audio.
+        """
+        storages = self.call(
+            "list S3 storages", self.sdk.import_storage.s3.list, project=project_id
+        )
+        mine = [
+            s
+            for s in storages
+            if s.bucket == target.bucket and (s.prefix or "").strip("/") == target.prefix
+        ]
+        wanted: dict[str, Any] = {**target.fields(), **target.credentials}
+        try:
+            if not mine:
+                made: Any = self.call(
+                    f"connect the review audio s3://{target.bucket}/{target.prefix}",
+                    self.sdk.import_storage.s3.create,
+                    project=project_id,
+                    title=STORAGE_TITLE,
+                    retries=0,  # a lost answer retried could make a second storage
+                    **wanted,
+                )
+                return int(made.id)
+            current = mine[0]
+            if target.credentials or target.differs(current):
+                self.call(
+                    f"update the review audio storage {current.id}",
+                    self.sdk.import_storage.s3.update,
+                    current.id,
+                    **wanted,
+                )
+            return int(current.id)
+        except ReviewServerError as err:
+            raise ReviewServerError(_s3_hint(_redact(str(err), target), target)) from None
 
     def existing_clip_ids(self, project_id: int) -> dict[str, int]:
         """clip_id -> task id of every task in the project."""
@@ -336,8 +498,13 @@ def build_tasks(
     rows: Sequence[Mapping[str, Any]],
     recordings: Mapping[str, Mapping[str, Any]],
     context_s: float,
+    s3: bool = False,
 ) -> list[dict[str, Any]]:
-    """The Label Studio tasks of ``rows`` (their context audio written first)."""
+    """The Label Studio tasks of ``rows`` (their context audio written first).
+
+    ``s3``: the audio is named by its ``s3://`` URI (for the project's S3
+    storage), else by its local-files URL.
+    """
     speakers = store.speakers()
     ids = [s.speaker_id for s in speakers]
     centroids = (
@@ -355,7 +522,7 @@ def build_tasks(
         options = speaker_options(
             embedding, str(row.get("speaker_id") or ""), ids, centroids, names, counts
         )
-        url = f"/data/local-files/?d={quote(key)}"
+        url = audio_url(store, key, s3)
         tasks.append(
             task_payload(row, options, url, context_start, str(recording.get("title", "")))
         )
