@@ -215,35 +215,37 @@ def update_registry(
 ) -> list[Speaker]:
     """Copies of the registry speakers this recording touched, with its clips absorbed.
 
-    Clips unsure of their speaker are left out, and an uncertain match (to a
-    known speaker, or an uncertain new one) changes nothing until a person
-    confirms it: then the review pull adds the clip (see
-    :func:`convoice.models.review_registry.machine_absorbed`, which counts on this).
+    Clips unsure of their speaker are left out, and an uncertain match changes
+    no centroid until a person confirms it: then the review pull adds the clip
+    (see :func:`convoice.models.review_registry.machine_absorbed`, which counts
+    on this). A new identity is registered even when none of its clips is sure
+    yet (with an empty sum), so that people can confirm clips as that speaker.
     """
     touched: list[Speaker] = []
     for match in matches:
-        if match.decision == MatchDecision.UNCERTAIN:
-            continue  # an unsure match must not pull (or make) a centroid
         speaker = copy.deepcopy(known.get(match.speaker_id))  # the caller's stay as they were
-        mine = [
-            c
-            for c in clips
-            if c.speaker_id == match.speaker_id and Reason.UNCERTAIN_SPEAKER not in c.review_reasons
-        ]
-        if not mine:
+        if speaker is not None and match.decision == MatchDecision.UNCERTAIN:
+            continue  # an unsure match must not pull a known speaker's centroid
+        labelled = [c for c in clips if c.speaker_id == match.speaker_id]
+        if not labelled:
             continue
-        emb = np.stack([c.embedding for c in mine]).astype(np.float32)
+        sure = match.decision != MatchDecision.UNCERTAIN
+        mine = [c for c in labelled if sure and Reason.UNCERTAIN_SPEAKER not in c.review_reasons]
         if speaker is None:
             speaker = Speaker(
                 speaker_id=match.speaker_id,
-                vector_sum=np.zeros(emb.shape[1], dtype=np.float32),
+                vector_sum=np.zeros(labelled[0].embedding.shape[0], dtype=np.float32),
                 n_clips=0,
                 total_duration=0.0,
                 n_recordings=0,
                 first_seen=at,
                 updated_at=at,
             )
-        speaker.absorb(recording_id, emb, sum(c.duration for c in mine), at)
+        elif not mine:
+            continue
+        if mine:
+            emb = np.stack([c.embedding for c in mine]).astype(np.float32)
+            speaker.absorb(recording_id, emb, sum(c.duration for c in mine), at)
         touched.append(speaker)
     return touched
 

@@ -118,7 +118,7 @@ def replay(
     dim = embeddings.shape[1]
     for rid in sorted(by_recording, key=order.__getitem__):
         rows = by_recording[rid]
-        known_ids = sorted(s for s, v in sums.items() if v.n > 0)
+        known_ids = sorted(sums)  # as ingestion sees them: empty ones (zero rows) never match
         known = (
             _unit(np.stack([sums[s].vector for s in known_ids]))
             if known_ids
@@ -130,6 +130,8 @@ def replay(
         )  # fmt: skip
         for i, (label, absorb) in zip(rows, labels, strict=True):
             out.labels[clips[i].clip_id] = label
+            # Every identity the machine gives is registered, even before a sure clip.
+            sums.setdefault(label.speaker_id, _Sum(np.zeros(dim, np.float32)))
             clip = clips[i]
             # As the review pull counts clips (review_registry.desired_contributions): a
             # person's accept counts the clip under the person's speaker, a reject not at all.

@@ -374,6 +374,6 @@ def _check_registry_is_machine_plus_people(store: Store) -> None:
         if c.minus:
             add(c.minus, -1, c.clip_id)
     registry = {s.speaker_id: s.vector_sum for s in store.speakers()}
-    assert set(registry) == {s for s, v in expected.items() if np.abs(v).max() > 1e-6}
-    for speaker, vector in registry.items():
-        np.testing.assert_allclose(vector, expected[speaker], atol=1e-3)
+    assert {s for s, v in expected.items() if np.abs(v).max() > 1e-6} <= set(registry)
+    for speaker, vector in registry.items():  # identities without a sure clip have empty sums
+        np.testing.assert_allclose(vector, expected.get(speaker, 0 * vector), atol=1e-3)
