@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from convoice.cli_common import HomeOption, prefect_defaults
 from convoice.cli_ops import deploy_command, report_command
 from convoice.cli_review import review_app
 from convoice.cli_train import encoder_app, export_app, loop_command, retrain_app
@@ -39,18 +40,6 @@ app.command("loop")(loop_command)
 app.command("deploy")(deploy_command)
 dataset_app.command("report")(report_command)
 console = Console()
-
-HomeOption = Annotated[
-    str | None,
-    typer.Option("--home", help="Store root (default: $CONVOICE_HOME or ~/.convoice)."),
-]
-
-
-def _prefect_defaults() -> None:
-    """Settings that make Prefect's temporary local server behave on small machines."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 
 
 def _store(home: str | None) -> Store:
@@ -106,7 +95,7 @@ def ingest(
         raise typer.BadParameter(f"no such sources file: {sources}")
     if log_format is not None and log_format not in ("text", "json"):
         raise typer.BadParameter(f"--log-format must be text or json, not {log_format!r}")
-    _prefect_defaults()
+    prefect_defaults()
     from dataclasses import replace
 
     from convoice.config import ConfigError, load_settings
@@ -148,7 +137,7 @@ def demo(
     workdir: Annotated[Path | None, typer.Option(help="Where to make the sample videos.")] = None,
 ) -> None:
     """Make sample videos, serve them on 127.0.0.1, ingest them by URL and release a version."""
-    _prefect_defaults()
+    prefect_defaults()
     from convoice.flows.demo import demo_flow
 
     result = demo_flow(home=home, workdir=str(workdir) if workdir else None)
@@ -240,7 +229,7 @@ def bench(
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
 ) -> None:
     """Measure quality and speed against baselines in the same run (see README)."""
-    _prefect_defaults()
+    prefect_defaults()
     if scale:
         from convoice.flows.benchmark import run_scale_benchmark
 

@@ -21,6 +21,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from convoice.cli_common import HomeOption
+
 ops_app = typer.Typer(
     no_args_is_help=True,
     help="Run Con Voice as a service: Prefect deployments, release reports.",
@@ -31,11 +33,6 @@ POOL = "convoice"
 STORE_LIMIT = "convoice-store"  # the queue and the global concurrency limit share the name
 PREFECT_FILE = Path("deployments", "prefect.yaml")
 HEALTH_TIMEOUT_S = 10.0
-
-HomeOption = Annotated[
-    str | None,
-    typer.Option("--home", help="Store root (default: $CONVOICE_HOME or ~/.convoice)."),
-]
 
 
 class DeployError(RuntimeError):

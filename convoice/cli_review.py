@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from convoice.cli_common import HomeOption, prefect_defaults
+
 if TYPE_CHECKING:
     from convoice.models.review import PullReport, PushReport
     from convoice.tasks.review_server import LocalServer
@@ -23,17 +25,7 @@ review_app = typer.Typer(
 )
 console = Console()
 
-HomeOption = Annotated[
-    str | None,
-    typer.Option("--home", help="Store root (default: $CONVOICE_HOME or ~/.convoice)."),
-]
 ConfigOption = Annotated[str | None, typer.Option("--config", help="TOML settings file.")]
-
-
-def _prefect_defaults() -> None:
-    from convoice.cli import _prefect_defaults as defaults
-
-    defaults()
 
 
 def _local(home: str | None, port: int | None) -> LocalServer:
@@ -127,7 +119,7 @@ def push(
     limit: Annotated[int | None, typer.Option(help="At most this many new tasks.")] = None,
 ) -> None:
     """Send the clips that need review to Label Studio (most uncertain first, never twice)."""
-    _prefect_defaults()
+    prefect_defaults()
     from convoice.flows.review import ReviewIncomplete, review_push_flow
 
     try:
@@ -152,7 +144,7 @@ def pull(
     ] = None,
 ) -> None:
     """Apply the completed annotations (labels, merges, new speakers); safe to repeat."""
-    _prefect_defaults()
+    prefect_defaults()
     from convoice.flows.review import ReviewIncomplete, review_pull_flow
 
     def once() -> bool:

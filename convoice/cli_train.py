@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from convoice.cli_common import HomeOption, prefect_defaults
 from convoice.cli_tts import export_tts_command, retrain_tts_command
 
 console = Console()
@@ -24,10 +25,6 @@ export_app = typer.Typer(no_args_is_help=True, help="Export a release as a train
 export_app.command("tts")(export_tts_command)
 retrain_app.command("tts")(retrain_tts_command)
 
-HomeOption = Annotated[
-    str | None,
-    typer.Option("--home", help="Store root (default: $CONVOICE_HOME or ~/.convoice)."),
-]
 ConfigOption = Annotated[str | None, typer.Option("--config", help="A config.toml to use.")]
 
 
@@ -61,12 +58,11 @@ def retrain_encoder(
     config: ConfigOption = None,
 ) -> None:
     """Fine-tune the speaker encoder on a release; promote it if the held-out set says better."""
-    from convoice.cli import _prefect_defaults
     from convoice.flows.retrain import retrain_encoder_flow
     from convoice.models.ge2e import NotEnoughData
     from convoice.storage.releases import UnknownReleaseError
 
-    _prefect_defaults()
+    prefect_defaults()
     try:
         report = retrain_encoder_flow(
             dataset=dataset,
@@ -173,10 +169,9 @@ def loop_command(
     config: ConfigOption = None,
 ) -> None:
     """One turn of the loop: ingest, pull reviews, release, retrain, re-label, push reviews."""
-    from convoice.cli import _prefect_defaults
     from convoice.flows.loop import FAILED, loop_flow
 
-    _prefect_defaults()
+    prefect_defaults()
     report = loop_flow(
         home=home, sources_file=sources, config=config, tts=tts, encoder_steps=encoder_steps
     )

@@ -6,7 +6,6 @@ Typer command functions, registered by :mod:`convoice.cli`. Heavy libraries
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -14,20 +13,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from convoice.cli_common import HomeOption, prefect_defaults
+
 console = Console()
 FORMATS = ("ljspeech", "vctk", "coqui")
-
-HomeOption = Annotated[
-    str | None,
-    typer.Option("--home", help="Store root (default: $CONVOICE_HOME or ~/.convoice)."),
-]
-
-
-def _prefect_defaults() -> None:
-    """Settings that make Prefect's temporary local server behave on small machines."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 
 
 def export_tts_command(
@@ -44,7 +33,7 @@ def export_tts_command(
             f"[red]unknown format {escape(repr(fmt))}: use one of {', '.join(FORMATS)}[/]"
         )
         raise typer.Exit(2)
-    _prefect_defaults()
+    prefect_defaults()
     from convoice.config import load_settings
     from convoice.flows.tts import export_tts_flow
     from convoice.models.tts_data import TtsDataError
@@ -85,7 +74,7 @@ def retrain_tts_command(
     ] = True,
 ) -> None:
     """Fine-tune the multi-speaker VITS on a release's speaker embeddings, then score it."""
-    _prefect_defaults()
+    prefect_defaults()
     from convoice.config import load_settings
     from convoice.flows.tts import retrain_tts_flow, run_dataset
     from convoice.models.tts_data import TtsDataError

@@ -25,6 +25,7 @@ import numpy.typing as npt
 from convoice.config import RegistrySettings, RoutingSettings
 from convoice.models.records import LabelSource, Speaker
 from convoice.models.registry import MatchDecision, match_speakers, new_speaker_id
+from convoice.models.review_registry import canonical as resolve_merges
 from convoice.models.routing import Reason, SpeakerEvidence, clip_fit, speaker_confidence
 
 FloatArray = npt.NDArray[np.float32]
@@ -78,15 +79,6 @@ class _Sum:
 def _unit(x: FloatArray) -> FloatArray:
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
     return np.where(norm > 0, x / np.maximum(norm, 1e-12), 0.0).astype(np.float32)
-
-
-def resolve_merges(speaker_id: str, merged_into: Mapping[str, str]) -> str:
-    """Follow people's merges (``merged -> kept``) to the id that lives on."""
-    seen: set[str] = set()
-    while speaker_id in merged_into and speaker_id not in seen:
-        seen.add(speaker_id)
-        speaker_id = merged_into[speaker_id]
-    return speaker_id
 
 
 def replay(
