@@ -162,6 +162,8 @@ def label_prepared(
         if not written:
             return None
         registry.speakers.update({s.speaker_id: s for s in touched})
+        if locked:  # nobody else wrote the registry since we read it: no need to read it again
+            registry.version = store.tables.version("speakers")
     logger = get_run_logger()
     if logger.isEnabledFor(logging.DEBUG):
         for clip in clips:
