@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -206,6 +207,22 @@ def build_clips(
     return clips
 
 
+def absorbed_clips(
+    decision: MatchDecision, known: bool, clip_reasons: Sequence[Sequence[str]]
+) -> list[bool]:
+    """Which of a recording speaker's clips count in its identity's registry sum.
+
+    An uncertain match to a known speaker counts none (it must not pull that
+    centroid before a person confirms it); otherwise the clips sure of their
+    speaker count, or all of them when none is. ``clip_reasons``: the review
+    reasons of the speaker's clips.
+    """
+    if known and decision == MatchDecision.UNCERTAIN:
+        return [False] * len(clip_reasons)
+    sure = [Reason.UNCERTAIN_SPEAKER not in reasons for reasons in clip_reasons]
+    return sure if any(sure) else [True] * len(clip_reasons)
+
+
 def update_registry(
     recording_id: str,
     clips: list[Clip],
@@ -215,37 +232,34 @@ def update_registry(
 ) -> list[Speaker]:
     """Copies of the registry speakers this recording touched, with its clips absorbed.
 
-    Clips unsure of their speaker are left out, and an uncertain match changes
-    no centroid until a person confirms it: then the review pull adds the clip
-    (see :func:`convoice.models.review_registry.machine_absorbed`, which counts
-    on this). A new identity is registered even when none of its clips is sure
-    yet (with an empty sum), so that people can confirm clips as that speaker.
+    Which clips count is :func:`absorbed_clips`; each clip records it in
+    ``extra["absorbed"]`` (the review pull's accounting reads it, see
+    :func:`convoice.models.review_registry.machine_absorbed`).
     """
     touched: list[Speaker] = []
     for match in matches:
+        mine = [c for c in clips if c.speaker_id == match.speaker_id]
         speaker = copy.deepcopy(known.get(match.speaker_id))  # the caller's stay as they were
-        if speaker is not None and match.decision == MatchDecision.UNCERTAIN:
-            continue  # an unsure match must not pull a known speaker's centroid
-        labelled = [c for c in clips if c.speaker_id == match.speaker_id]
-        if not labelled:
+        flags = absorbed_clips(
+            match.decision, speaker is not None, [c.review_reasons for c in mine]
+        )
+        for clip, flag in zip(mine, flags, strict=True):
+            clip.extra["absorbed"] = flag
+        counted = [c for c, flag in zip(mine, flags, strict=True) if flag]
+        if not counted:
             continue
-        sure = match.decision != MatchDecision.UNCERTAIN
-        mine = [c for c in labelled if sure and Reason.UNCERTAIN_SPEAKER not in c.review_reasons]
+        emb = np.stack([c.embedding for c in counted]).astype(np.float32)
         if speaker is None:
             speaker = Speaker(
                 speaker_id=match.speaker_id,
-                vector_sum=np.zeros(labelled[0].embedding.shape[0], dtype=np.float32),
+                vector_sum=np.zeros(emb.shape[1], dtype=np.float32),
                 n_clips=0,
                 total_duration=0.0,
                 n_recordings=0,
                 first_seen=at,
                 updated_at=at,
             )
-        elif not mine:
-            continue
-        if mine:
-            emb = np.stack([c.embedding for c in mine]).astype(np.float32)
-            speaker.absorb(recording_id, emb, sum(c.duration for c in mine), at)
+        speaker.absorb(recording_id, emb, sum(c.duration for c in counted), at)
         touched.append(speaker)
     return touched
 

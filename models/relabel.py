@@ -23,8 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from convoice.config import RegistrySettings, RoutingSettings
+from convoice.models.labelling import absorbed_clips
 from convoice.models.records import LabelSource, Speaker
-from convoice.models.registry import MatchDecision, match_speakers, new_speaker_id
+from convoice.models.registry import match_speakers, new_speaker_id
 from convoice.models.review_registry import canonical as resolve_merges
 from convoice.models.routing import Reason, SpeakerEvidence, clip_fit, speaker_confidence
 
@@ -58,6 +59,7 @@ class ClipLabel:
     own_similarity: float
     other_similarity: float
     identity_similarity: float
+    absorbed: bool  # counted in its speaker's registry sum (labelling.absorbed_clips)
 
 
 @dataclass
@@ -173,33 +175,46 @@ def _label_recording(
             speaker = new_speaker_id(rid, _local_index(locals_[k]))
         ids.append(resolve_merges(speaker, merged_into))
     sims = emb @ centroids.T  # shape: (clips, local speakers)
+    reasons_of: list[list[str]] = []
+    for i, clip in enumerate(clips):
+        k = int(member[i])
+        own = float(sims[i, k])
+        other = float(np.delete(sims[i], k).max()) if len(locals_) > 1 else -1.0
+        evidence = SpeakerEvidence(own, other, matches[k].confidence)
+        reasons = [r for r in clip.machine_reasons if r not in SPEAKER_REASONS]
+        if speaker_confidence(evidence) < routing_cfg.min_speaker_confidence:
+            if clip_fit(evidence) < routing_cfg.min_speaker_confidence:
+                reasons.insert(0, Reason.UNCERTAIN_SPEAKER)
+            if matches[k].confidence < routing_cfg.min_speaker_confidence:
+                reasons.insert(0, Reason.UNCERTAIN_IDENTITY)
+        reasons_of.append(list(dict.fromkeys(reasons)))
+    absorbed = [False] * len(clips)
+    for k, match in enumerate(matches):  # as ingestion decides it, per recording speaker
+        members = [i for i in range(len(clips)) if member[i] == k]
+        flags = absorbed_clips(
+            match.decision, match.speaker_id in known_ids, [reasons_of[i] for i in members]
+        )
+        for i, flag in zip(members, flags, strict=True):
+            absorbed[i] = flag
     out: list[tuple[ClipLabel, bool]] = []
     for i, clip in enumerate(clips):
         k = int(member[i])
-        match = matches[k]
         own = float(sims[i, k])
         other = float(np.delete(sims[i], k).max()) if len(locals_) > 1 else -1.0
-        evidence = SpeakerEvidence(own, other, match.confidence)
-        reasons = [r for r in clip.machine_reasons if r not in SPEAKER_REASONS]
-        conf = speaker_confidence(evidence)
-        if conf < routing_cfg.min_speaker_confidence:
-            if clip_fit(evidence) < routing_cfg.min_speaker_confidence:
-                reasons.insert(0, Reason.UNCERTAIN_SPEAKER)
-            if match.confidence < routing_cfg.min_speaker_confidence:
-                reasons.insert(0, Reason.UNCERTAIN_IDENTITY)
         label = ClipLabel(
             clip_id=clip.clip_id,
             speaker_id=ids[k],
-            speaker_confidence=conf,
-            status="accepted" if not reasons else "review",
-            review_reasons=tuple(dict.fromkeys(reasons)),
+            speaker_confidence=speaker_confidence(
+                SpeakerEvidence(own, other, matches[k].confidence)
+            ),
+            status="accepted" if not reasons_of[i] else "review",
+            review_reasons=tuple(reasons_of[i]),
             own_similarity=round(own, 4),
             other_similarity=round(other, 4),
-            identity_similarity=round(match.similarity, 4),
+            identity_similarity=round(matches[k].similarity, 4),
+            absorbed=absorbed[i],
         )
-        sure_match = match.decision != MatchDecision.UNCERTAIN
-        absorb = sure_match and Reason.UNCERTAIN_SPEAKER not in label.review_reasons
-        out.append((label, absorb))
+        out.append((label, absorbed[i]))
     return out
 
 

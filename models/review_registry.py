@@ -15,6 +15,7 @@ pulling again applies only differences and a second pull changes nothing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -112,9 +113,21 @@ def merge_into(kept: Speaker, merged: Speaker, at: str) -> Speaker:
 
 
 def machine_absorbed(row: Mapping[str, Any]) -> bool:
-    """Whether ingest counted the clip in its speaker's sum (sure clips only, see labelling)."""
+    """Whether the machine counted the clip in its speaker's sum.
+
+    Ingest and re-labelling record it in ``extra["absorbed"]``
+    (:func:`convoice.models.labelling.absorbed_clips`); rows written before
+    that fall back to the reasons (sure clips only).
+    """
+    if not row.get("speaker_id"):
+        return False
+    extra = row.get("extra")
+    if isinstance(extra, str):
+        extra = json.loads(extra or "{}")
+    if isinstance(extra, Mapping) and "absorbed" in extra:
+        return bool(extra["absorbed"])
     unsure = {Reason.UNCERTAIN_SPEAKER, Reason.UNCERTAIN_IDENTITY}
-    return bool(row.get("speaker_id")) and not unsure & set(row.get("review_reasons") or ())
+    return not unsure & set(row.get("review_reasons") or ())
 
 
 def latest_values(rows: Iterable[Mapping[str, str]]) -> dict[tuple[str, str], dict[str, str]]:

@@ -46,6 +46,7 @@ def relabelled_rows(
             own_similarity=label.own_similarity,
             other_similarity=label.other_similarity,
             identity_similarity=label.identity_similarity,
+            absorbed=label.absorbed,
         )
         row["extra"] = json.dumps(extra, sort_keys=True)
         models = json.loads(row.get("models") or "{}")
