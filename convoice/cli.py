@@ -46,7 +46,7 @@ def _store(home: str | None) -> Store:
     from convoice.config import load_settings
     from convoice.storage import Store
 
-    return Store.open(load_settings(home=home) if home else load_settings())
+    return Store.open(load_settings(home=home))
 
 
 def print_report(report: IngestReport) -> None:
@@ -104,7 +104,7 @@ def ingest(
 
     runner_settings = None
     if runner is not None or workers is not None or address is not None:
-        cfg = load_settings(config, home=home) if home else load_settings(config)
+        cfg = load_settings(config, home=home)
         runner_settings = replace(
             cfg.runner,
             kind=cfg.runner.kind if runner is None else runner,

@@ -219,7 +219,7 @@ def report_command(
     from convoice.storage import Store, UnknownReleaseError
     from convoice.tasks.report import write_report
 
-    store = Store.open(load_settings(home=home) if home else load_settings())
+    store = Store.open(load_settings(home=home))
     try:
         release = store.resolve(version)
     except UnknownReleaseError as err:

@@ -35,7 +35,7 @@ def _local(home: str | None, port: int | None) -> LocalServer:
     from convoice.storage import Store
     from convoice.tasks.review import local_server
 
-    settings = load_settings(home=home) if home else load_settings()
+    settings = load_settings(home=home)
     if port is not None:
         settings = replace(settings, review=replace(settings.review, port=port))
     if settings.review.url:
@@ -172,7 +172,7 @@ def _listen(home: str | None, port: int, every: float, once: Callable[[], bool])
     from convoice.tasks.review import ReviewServerError, client_for
     from convoice.tasks.review_webhook import WebhookReceiver
 
-    settings = load_settings(home=home) if home else load_settings()
+    settings = load_settings(home=home)
     with WebhookReceiver(port) as receiver:
         try:
             client = client_for(settings, Store.open(settings))

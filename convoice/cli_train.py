@@ -33,7 +33,7 @@ def _registry(home: str | None):  # type: ignore[no-untyped-def]
     from convoice.storage import Store
     from convoice.storage.encoders import EncoderRegistry
 
-    settings = load_settings(home=home) if home else load_settings()
+    settings = load_settings(home=home)
     return EncoderRegistry(Store.open(settings).location)
 
 
@@ -151,7 +151,7 @@ def _relabel(home: str | None, encoder_id: str) -> None:
     from convoice.storage.encoders import EncoderRegistry
     from convoice.tasks import loaders
 
-    settings = load_settings(home=home) if home else load_settings()
+    settings = load_settings(home=home)
     store = Store.open(settings)
     weights = EncoderRegistry(store.location).weights(encoder_id, loaders.cache_dir() / "encoders")
     console.print(escape(relabel_store(store, settings, encoder_id, weights).line()))

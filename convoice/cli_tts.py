@@ -41,7 +41,7 @@ def export_tts_command(
     from convoice.tasks.tts_export import ExportError, check_folder
 
     try:  # the operator's mistakes are a message, not a failed flow run
-        store = Store.open(load_settings(home=home) if home else load_settings())
+        store = Store.open(load_settings(home=home))
         check_folder(to, store.resolve(dataset).name, fmt)
         result = export_tts_flow(dataset=dataset, fmt=fmt, to=str(to), home=home)
     except (UnknownReleaseError, TtsDataError, ExportError) as err:
@@ -83,7 +83,7 @@ def retrain_tts_command(
     from convoice.tasks.tts_train import TtsTrainingError, check_settings
 
     try:  # the operator's mistakes are a message, not a failed flow run
-        settings = load_settings(home=home) if home else load_settings()
+        settings = load_settings(home=home)
         check_settings(settings.tts)
         store = Store.open(settings)
         if resume:

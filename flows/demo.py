@@ -42,7 +42,7 @@ def _add_unlicensed(corpus: samples.Corpus, base_url: str, sources: Path) -> Non
 def demo_flow(home: str | None = None, workdir: str | None = None) -> DemoResult:
     """Make the sample videos, serve them, ingest them by URL and release a version."""
     logger = get_run_logger()
-    settings = load_settings(home=home) if home else load_settings()
+    settings = load_settings(home=home)
     store = Store.open(settings)
     media = Path(workdir) if workdir else loaders.cache_dir() / "demo-media"
     logger.info("making sample videos in %s", media)

@@ -267,7 +267,7 @@ def ingest_flow(
     """
     fmt = logs.configure_logging(log_format)
     logger = get_run_logger()
-    settings = load_settings(config, home=home) if home else load_settings(config)
+    settings = load_settings(config, home=home)
     if runner_settings is not None:
         settings = dataclasses.replace(settings, runner=runner_settings)
     runner.check(settings.runner)

@@ -97,7 +97,7 @@ def loop_flow(
         from convoice.storage import Store
         from convoice.tasks.review import ReviewServerError, connection
 
-        settings = load_settings(config, home=home) if home else load_settings(config)
+        settings = load_settings(config, home=home)
         try:
             connection(settings, Store.open(settings))
         except ReviewServerError as err:

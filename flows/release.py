@@ -44,7 +44,7 @@ def release_flow(tag: str | None = None, note: str = "", home: str | None = None
     from prefect.concurrency.sync import concurrency
 
     logger = get_run_logger()
-    settings = load_settings(home=home) if home else load_settings()
+    settings = load_settings(home=home)
     store = Store.open(settings)
     with concurrency(STORE_LIMIT, occupy=1):
         releases = store.releases()

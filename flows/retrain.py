@@ -124,10 +124,6 @@ class EncoderRound:
         return "\n".join(lines)
 
 
-def _settings(home: str | None, config: str | None) -> Settings:
-    return load_settings(config, home=home) if home else load_settings(config)
-
-
 def _release(store: Store, dataset: str | None) -> Release:
     if dataset:
         return store.resolve(dataset)
@@ -201,7 +197,7 @@ def _evaluate(
 
 
 def _embed(encoder_weights: str, waves: list[FloatArray]) -> FloatArray:
-    return enc.embed_waves(enc.new_encoder(encoder_weights), waves)
+    return enc.embed_waves(loaders.new_voice_encoder(encoder_weights), waves)
 
 
 @flow(name="convoice-retrain-encoder", log_prints=True)
@@ -221,7 +217,7 @@ def retrain_encoder_flow(
     release trained on before is skipped unless ``force``.
     """
     logger = get_run_logger()
-    settings = _settings(home, config)
+    settings = load_settings(config, home=home)
     cfg = settings.encoder
     store = Store.open(settings)
     registry = EncoderRegistry(store.location)
@@ -353,12 +349,7 @@ def relabel_store(
         return report
     rows = machine.to_pylist()  # the machine's rows; people's labels come from `latest`
     latest = latest_values(store.labels().to_pylist())
-    order = [
-        r["recording_id"]
-        for r in sorted(
-            store.recordings().to_pylist(), key=lambda r: (r["ingested_at"], r["recording_id"])
-        )
-    ]
+    order = ingest_order(store.recordings().select(["recording_id", "ingested_at"]).to_pylist())
     known = dict(known or {})
     missing = [r for r in rows if r["clip_id"] not in known]
     if missing:
@@ -413,13 +404,18 @@ def _trained_on(store: Store, registry: EncoderRegistry, release: Release) -> st
     return ""
 
 
+def ingest_order(recordings: list[dict[str, Any]]) -> list[str]:
+    """Recording ids in the order they were ingested (the order the replay follows)."""
+    rows = sorted(recordings, key=lambda r: (r["ingested_at"] or "", r["recording_id"]))
+    return [r["recording_id"] for r in rows]
+
+
 def _recording_order(store: Store, release: Release) -> list[str]:
     """The release's recordings in the order they were ingested."""
     table = read_release_table(
         store.location, release.version, "recordings", ["recording_id", "ingested_at"]
     )
-    rows = sorted(table.to_pylist(), key=lambda r: (r["ingested_at"] or "", r["recording_id"]))
-    return [r["recording_id"] for r in rows]
+    return ingest_order(table.to_pylist())
 
 
 def round_json(report: EncoderRound) -> str:

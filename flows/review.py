@@ -17,7 +17,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from convoice.config import Settings, load_settings
+from convoice.config import load_settings
 from convoice.models.records import Speaker
 from convoice.models.review import PullReport, PushReport, label_config, review_queue
 from convoice.models.review_registry import plan_pull
@@ -38,17 +38,13 @@ class ReviewIncomplete(RuntimeError):
         self.report = report
 
 
-def _settings(home: str | None, config: str | None) -> Settings:
-    return load_settings(config, home=home) if home else load_settings(config)
-
-
 @flow(name="convoice-review-push", log_prints=True)
 def review_push_flow(
     home: str | None = None, config: str | None = None, limit: int | None = None
 ) -> PushReport:
     """Send the clips that need review to Label Studio, most uncertain first, each once."""
     logger = get_run_logger()
-    settings = _settings(home, config)
+    settings = load_settings(config, home=home)
     store = Store.open(settings)
     report = PushReport(url=settings.review.url or f"local:{settings.review.port}")
     clips = store.materialized_clips().to_pylist()
@@ -102,7 +98,7 @@ def _machine_rows(store: Store) -> dict[str, dict[str, Any]]:
 def review_pull_flow(home: str | None = None, config: str | None = None) -> PullReport:
     """Apply completed annotations: labels, merges, new speakers, registry updates."""
     logger = get_run_logger()
-    settings = _settings(home, config)
+    settings = load_settings(config, home=home)
     store = Store.open(settings)
     report = PullReport(url=settings.review.url or f"local:{settings.review.port}")
     try:

@@ -64,17 +64,13 @@ class TtsRetrainReport:
         return "\n".join(lines)
 
 
-def _settings(home: str | None) -> Settings:
-    return load_settings(home=home) if home else load_settings()
-
-
 @flow(name="convoice-export-tts", log_prints=True)
 def export_tts_flow(dataset: str, fmt: str, to: str, home: str | None = None) -> TtsExport:
     """Write release ``dataset`` (``v3``, ``3`` or a tag) into ``to`` as a TTS training set.
 
     ``fmt`` is ``ljspeech``, ``vctk`` or ``coqui`` (see :mod:`convoice.tasks.tts_export`).
     """
-    settings = _settings(home)
+    settings = load_settings(home=home)
     store = Store.open(settings)
     release = store.resolve(dataset)
     result = export_task(store, release, fmt, Path(to), settings.tts.sample_rate)
@@ -120,7 +116,7 @@ def retrain_tts_flow(
     scored whenever steps were run (or never were scored).
     """
     logger = get_run_logger()
-    settings = _settings(home)
+    settings = load_settings(home=home)
     store = Store.open(settings)
     note = ""
     if resume:

@@ -39,6 +39,14 @@ def _partials(mel: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
     return [mel[s : s + PARTIAL_FRAMES] for s in starts]
 
 
+def mel_spectrogram(wav: FloatArray) -> FloatArray:
+    """The encoder's input features of 16 kHz audio: 40 mel bands, 10 ms frames."""
+    from resemblyzer import audio as rz_audio
+
+    wav = rz_audio.normalize_volume(wav, -30, increase_only=True)
+    return rz_audio.wav_to_mel_spectrogram(wav).astype(np.float32)
+
+
 def embed_regions(
     encoder: VoiceEncoder, samples: FloatArray, regions: Sequence[Region | list[Region]]
 ) -> FloatArray:
@@ -48,7 +56,6 @@ def embed_regions(
     gets a zero vector, which callers treat as "no embedding".
     """
     import torch
-    from resemblyzer import audio as rz_audio
 
     windows: list[npt.NDArray[np.float32]] = []
     owner: list[int] = []
@@ -59,9 +66,7 @@ def embed_regions(
         ).astype(np.float32)
         if len(wav) < SAMPLE_RATE // 4:
             continue
-        wav = rz_audio.normalize_volume(wav, -30, increase_only=True)
-        mel = rz_audio.wav_to_mel_spectrogram(wav).astype(np.float32)
-        for w in _partials(mel):
+        for w in _partials(mel_spectrogram(wav)):
             windows.append(w)
             owner.append(i)
     out = np.zeros((len(regions), EMBEDDING_DIM), dtype=np.float32)

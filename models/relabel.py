@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from convoice.config import RegistrySettings, RoutingSettings
+from convoice.models.clustering import normalize
 from convoice.models.labelling import absorbed_clips
 from convoice.models.records import LabelSource, Speaker
 from convoice.models.registry import match_speakers, new_speaker_id
@@ -78,11 +79,6 @@ class _Sum:
     recordings: set[str] = field(default_factory=set)
 
 
-def _unit(x: FloatArray) -> FloatArray:
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return np.where(norm > 0, x / np.maximum(norm, 1e-12), 0.0).astype(np.float32)
-
-
 def replay(
     recordings: Sequence[str],
     clips: Sequence[ClipFacts],
@@ -114,7 +110,7 @@ def replay(
         rows = by_recording[rid]
         known_ids = sorted(sums)  # as ingestion sees them: empty ones (zero rows) never match
         known = (
-            _unit(np.stack([sums[s].vector for s in known_ids]))
+            normalize(np.stack([sums[s].vector for s in known_ids]))
             if known_ids
             else np.zeros((0, dim), dtype=np.float32)
         )
@@ -122,7 +118,7 @@ def replay(
             rid, [clips[i] for i in rows], embeddings[rows], known_ids, known, merged_into,
             registry_cfg, routing_cfg,
         )  # fmt: skip
-        for i, (label, absorb) in zip(rows, labels, strict=True):
+        for i, label in zip(rows, labels, strict=True):
             out.labels[clips[i].clip_id] = label
             # Every identity the machine gives is registered, even before a sure clip.
             sums.setdefault(label.speaker_id, _Sum(np.zeros(dim, np.float32)))
@@ -133,7 +129,7 @@ def replay(
                 continue
             if clip.human_status == "accepted":
                 owner = resolve_merges(clip.human_speaker or label.speaker_id, merged_into)
-            elif absorb:
+            elif label.absorbed:
                 owner = label.speaker_id
             else:
                 continue
@@ -156,14 +152,14 @@ def _label_recording(
     merged_into: Mapping[str, str],
     registry_cfg: RegistrySettings,
     routing_cfg: RoutingSettings,
-) -> list[tuple[ClipLabel, bool]]:
-    """New labels of one recording's clips, and whether each one counts for the registry."""
+) -> list[ClipLabel]:
+    """New labels of one recording's clips (``absorbed``: whether each counts for the registry)."""
     locals_ = sorted({c.recording_speaker for c in clips}, key=_local_index)
     index = {name: k for k, name in enumerate(locals_)}
     member = np.array([index[c.recording_speaker] for c in clips])
     sums = np.zeros((len(locals_), emb.shape[1]), dtype=np.float32)
     np.add.at(sums, member, emb)
-    centroids = _unit(sums)
+    centroids = normalize(sums)
     matches = match_speakers(
         rid, centroids, known_ids, known,
         registry_cfg.match_threshold, registry_cfg.new_threshold, registry_cfg.margin,
@@ -175,18 +171,19 @@ def _label_recording(
             speaker = new_speaker_id(rid, _local_index(locals_[k]))
         ids.append(resolve_merges(speaker, merged_into))
     sims = emb @ centroids.T  # shape: (clips, local speakers)
+    evidence: list[SpeakerEvidence] = []
     reasons_of: list[list[str]] = []
     for i, clip in enumerate(clips):
         k = int(member[i])
-        own = float(sims[i, k])
         other = float(np.delete(sims[i], k).max()) if len(locals_) > 1 else -1.0
-        evidence = SpeakerEvidence(own, other, matches[k].confidence)
+        ev = SpeakerEvidence(float(sims[i, k]), other, matches[k].confidence)
         reasons = [r for r in clip.machine_reasons if r not in SPEAKER_REASONS]
-        if speaker_confidence(evidence) < routing_cfg.min_speaker_confidence:
-            if clip_fit(evidence) < routing_cfg.min_speaker_confidence:
+        if speaker_confidence(ev) < routing_cfg.min_speaker_confidence:
+            if clip_fit(ev) < routing_cfg.min_speaker_confidence:
                 reasons.insert(0, Reason.UNCERTAIN_SPEAKER)
             if matches[k].confidence < routing_cfg.min_speaker_confidence:
                 reasons.insert(0, Reason.UNCERTAIN_IDENTITY)
+        evidence.append(ev)
         reasons_of.append(list(dict.fromkeys(reasons)))
     absorbed = [False] * len(clips)
     for k, match in enumerate(matches):  # as ingestion decides it, per recording speaker
@@ -196,26 +193,20 @@ def _label_recording(
         )
         for i, flag in zip(members, flags, strict=True):
             absorbed[i] = flag
-    out: list[tuple[ClipLabel, bool]] = []
-    for i, clip in enumerate(clips):
-        k = int(member[i])
-        own = float(sims[i, k])
-        other = float(np.delete(sims[i], k).max()) if len(locals_) > 1 else -1.0
-        label = ClipLabel(
+    return [
+        ClipLabel(
             clip_id=clip.clip_id,
-            speaker_id=ids[k],
-            speaker_confidence=speaker_confidence(
-                SpeakerEvidence(own, other, matches[k].confidence)
-            ),
+            speaker_id=ids[int(member[i])],
+            speaker_confidence=speaker_confidence(evidence[i]),
             status="accepted" if not reasons_of[i] else "review",
             review_reasons=tuple(reasons_of[i]),
-            own_similarity=round(own, 4),
-            other_similarity=round(other, 4),
-            identity_similarity=round(matches[k].similarity, 4),
+            own_similarity=round(evidence[i].own_similarity, 4),
+            other_similarity=round(evidence[i].other_similarity, 4),
+            identity_similarity=round(matches[int(member[i])].similarity, 4),
             absorbed=absorbed[i],
         )
-        out.append((label, absorbed[i]))
-    return out
+        for i, clip in enumerate(clips)
+    ]
 
 
 def _local_index(name: str) -> int:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from convoice.config import EncoderSettings, Settings
-from convoice.models.embed import SAMPLE_RATE, embed_regions
+from convoice.models.embed import SAMPLE_RATE, embed_regions, mel_spectrogram
 from convoice.models.ge2e import FloatArray, ge2e_loss, plan_batch, random_crop
 from convoice.models.records import Region
 from convoice.tasks import loaders
@@ -81,24 +81,7 @@ def read_waves(store: Store, audio_uris: Sequence[str]) -> list[FloatArray]:
 
 def mel_spectrograms(waves: Sequence[FloatArray]) -> list[FloatArray]:
     """The encoder's input features (40 mel bands, 10 ms frames) of each wave."""
-    from resemblyzer import audio as rz_audio
-
-    out = []
-    for wav in waves:
-        wav = rz_audio.normalize_volume(wav, -30, increase_only=True)
-        out.append(rz_audio.wav_to_mel_spectrogram(wav).astype(np.float32))
-    return out
-
-
-def new_encoder(weights: str = "") -> VoiceEncoder:
-    """A fresh encoder instance (not the cached one inference uses): safe to train."""
-    from resemblyzer import VoiceEncoder
-
-    loaders.set_torch_threads()
-    kwargs: dict[str, Any] = {"device": "cpu", "verbose": False}
-    if weights:
-        kwargs["weights_fpath"] = Path(weights)
-    return VoiceEncoder(**kwargs)
+    return [mel_spectrogram(wav) for wav in waves]
 
 
 def embed_waves(encoder: VoiceEncoder, waves: Sequence[FloatArray]) -> FloatArray:
@@ -145,7 +128,7 @@ def train_ge2e(
     for i, speaker in enumerate(speakers):
         by_speaker.setdefault(speaker, []).append(i)
     torch.manual_seed(cfg.seed)
-    model = new_encoder(base_weights)
+    model = loaders.new_voice_encoder(base_weights)
     model.train()
     weight = torch.nn.Parameter(torch.tensor(10.0))
     bias = torch.nn.Parameter(torch.tensor(-5.0))

@@ -119,8 +119,8 @@ def whisper_model(
         raise ModelUnavailable(f"cannot load Whisper model {location!r}: {err}") from err
 
 
-@functools.cache
-def voice_encoder(weights: str = "") -> VoiceEncoder:
+def new_voice_encoder(weights: str = "") -> VoiceEncoder:
+    """A fresh resemblyzer encoder (``weights``: a fine-tuned file, "" = the pretrained one)."""
     from resemblyzer import VoiceEncoder
 
     set_torch_threads()
@@ -128,3 +128,9 @@ def voice_encoder(weights: str = "") -> VoiceEncoder:
     if weights:
         kwargs["weights_fpath"] = Path(weights)
     return VoiceEncoder(**kwargs)
+
+
+@functools.cache
+def voice_encoder(weights: str = "") -> VoiceEncoder:
+    """The encoder inference shares within a process (one per weights file)."""
+    return new_voice_encoder(weights)

@@ -141,14 +141,11 @@ def reviewed_store(
 
 
 def test_replay_with_the_ingest_encoder_reproduces_the_ingest(reviewed_store) -> None:  # type: ignore[no-untyped-def]
-    from convoice.flows.retrain import _facts
+    from convoice.flows.retrain import _facts, ingest_order
 
     _, store = reviewed_store
     machine = store.clips().to_pylist()
-    order = [
-        r["recording_id"]
-        for r in sorted(store.recordings().to_pylist(), key=lambda r: r["ingested_at"])
-    ]
+    order = ingest_order(store.recordings().to_pylist())
     # People's labels left out: the replay of the machine's own inputs is the ingest.
     facts = [
         ClipFacts(f.clip_id, f.recording_id, f.recording_speaker, f.duration, f.machine_reasons)
@@ -339,7 +336,7 @@ def test_ingest_labels_with_the_current_encoder(
 
     waves = enc.read_waves(Store(str(fresh)), [r["audio_uri"] for r in rows[:3]])
     weights = registry.weights(trained, loaders.cache_dir() / "encoders")
-    ours = enc.embed_waves(enc.new_encoder(weights), waves)
+    ours = enc.embed_waves(loaders.new_voice_encoder(weights), waves)
     stored = np.stack([np.asarray(r["embedding"], dtype=np.float32) for r in rows[:3]])
     assert np.allclose(ours, stored, atol=2e-3)
     # An encoder pinned by id that is not registered is a clear error.
