@@ -228,10 +228,28 @@ def bench(
     sizes: Annotated[
         str, typer.Option(help="With --scale: comma-separated numbers of speakers / clips.")
     ] = "100000,1000000",
+    service: Annotated[
+        bool,
+        typer.Option(
+            help="Instead: the voice bank's synthesisers: latency (p50/p95 of --requests), matched"
+            " vs nearest shipped similarity, Whisper WER (see README, Voice bank)."
+        ),
+    ] = False,
+    requests: Annotated[int, typer.Option(help="With --service: requests per synthesiser.")] = 20,
+    home: HomeOption = None,
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
 ) -> None:
     """Measure quality and speed against baselines in the same run (see README)."""
     prefect_defaults()
+    if service:
+        from convoice.config import load_settings
+        from convoice.service.bench import run_service_benchmark
+
+        figures = run_service_benchmark(load_settings(home=home), requests=requests)
+        console.print(figures.render(), markup=False)
+        if out:
+            out.write_text(figures.to_json())
+        return
     if scale:
         from convoice.flows.benchmark import run_scale_benchmark
 
