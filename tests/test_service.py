@@ -486,3 +486,27 @@ def test_the_page_speaks_plays_downloads_and_finds_a_voice(
             assert page.get_attribute("#nearest li", "data-voice") == "spk_awb"
         finally:
             browser.close()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_engine_vits_clones_once_a_tts_run_exists(home: Path, tmp_path: Path) -> None:
+    """A real (tiny, two-step) `convoice retrain tts` run on a copy of the store, then a clone."""
+    import shutil
+
+    from convoice.flows.tts import retrain_tts_flow
+
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    report = retrain_tts_flow(dataset="v1", home=str(copy), steps=2, evaluate=False)
+    settings = _settings(copy)
+    found = syn.latest_vits(settings)
+    assert found is not None and found.run_id == report.run_id and found.step == 2
+    with TestClient(create_app(settings, bank=load_bank(settings))) as cloning:
+        response = cloning.post(
+            "/v1/speech", data={"text": SENTENCE, "voice": "spk_rms", "format": "json"}
+        )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert (result["kind"], result["synthesiser"]) == ("clone", "convoice-vits")
+    assert report.run_id in result["label"] and result["details"]["step"] == 2
+    assert result["similarity"] is not None and result["seconds"] > 0
