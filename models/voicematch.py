@@ -13,6 +13,7 @@ Everything works on 16 kHz mono float32 arrays.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,8 @@ RATE = 16_000
 FRAME_MS = 5.0
 GRID = np.linspace(80.0, 7600.0, 160)  # Hz: where average envelopes are compared
 WARPS = np.linspace(0.80, 1.25, 28)  # formant scaling factors tried
-EQ_WEIGHT = 0.8  # share of the remaining average-envelope difference applied
+EQ_WEIGHT = 1.0  # share of the remaining average-envelope difference applied
+EQ_TRIES = (1.0,)  # equaliser strengths tried when a score guides the match (0, 0.5 never won)
 EQ_LIMIT = np.log(10 ** (12 / 10))  # at most 12 dB of equalisation per band
 SMOOTH_BINS = 9
 
@@ -114,27 +116,52 @@ def equaliser(source: VoiceProfile, target: VoiceProfile, factor: float) -> Floa
     return gain
 
 
-def match(samples: FloatArray, target: VoiceProfile) -> tuple[FloatArray, dict[str, float]]:
-    """``samples`` (16 kHz speech) moved toward ``target``; returns audio and what was changed."""
+def render(analysis: Analysis, source: VoiceProfile, target: VoiceProfile, factor: float,
+           eq_weight: float) -> FloatArray:  # fmt: skip
+    """Re-synthesise ``analysis`` with the target's pitch statistics, a formant warp by
+    ``factor`` and ``eq_weight`` of the average-envelope equaliser."""
     import pyworld
 
-    analysis = analyse(samples)
-    source = profile(analysis)
     voiced = analysis.f0 > 0
     f0 = analysis.f0.copy()
     z = (np.log(f0[voiced]) - source.log_f0_mean) / source.log_f0_std
     f0[voiced] = np.exp(z * target.log_f0_std + target.log_f0_mean)
-    factor = best_warp(source.envelope, target.envelope)
     sp = warp_envelope(analysis.sp, factor)
     freqs = np.linspace(0.0, RATE / 2.0, sp.shape[1])
-    gain = np.interp(freqs, GRID, equaliser(source, target, factor))
+    gain = np.interp(freqs, GRID, equaliser(source, target, factor)) * (eq_weight / EQ_WEIGHT)
     sp = sp * np.exp(gain)[None, :]
     out = pyworld.synthesize(f0, np.ascontiguousarray(sp), analysis.ap, RATE, FRAME_MS)
     peak = float(np.max(np.abs(out))) or 1.0
+    return (out / peak * 0.9).astype(np.float32)
+
+
+def match(
+    samples: FloatArray, target: VoiceProfile, score: Callable[[FloatArray], float] | None = None
+) -> tuple[FloatArray, dict[str, float]]:
+    """``samples`` (16 kHz speech) moved toward ``target``; returns audio and what was changed.
+
+    With ``score`` (higher = closer to the target voice, e.g. a speaker encoder's
+    cosine to the reference), a few formant warps and equaliser strengths are
+    rendered and the best-scoring one is kept (analysis by synthesis); without
+    it, the best-fitting warp and the default equaliser.
+    """
+    analysis = analyse(samples)
+    source = profile(analysis)
+    fitted = best_warp(source.envelope, target.envelope)
+    options = [(fitted, EQ_WEIGHT)]
+    if score is not None:
+        options = [(f, w) for f in sorted({1.0, fitted, float(np.sqrt(fitted))}) for w in EQ_TRIES]
+    scored = []
+    for factor, weight in options:
+        audio = render(analysis, source, target, factor, weight)
+        scored.append((score(audio) if score else 0.0, factor, weight, audio))
+    _, factor, weight, audio = max(scored, key=lambda item: item[0])
     changes = {
         "pitch_shift_semitones": round(
             float(12 * (target.log_f0_mean - source.log_f0_mean) / np.log(2)), 2
         ),
         "formant_factor": round(float(factor), 3),
+        "equaliser": round(float(weight), 2),
+        "candidates": float(len(options)),
     }
-    return (out / peak * 0.9).astype(np.float32), changes
+    return audio, changes

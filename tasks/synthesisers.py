@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,14 +165,24 @@ def speak_shipped(voice: ShippedVoice, text: str) -> Speech:
     return Speech(audio, rate, voice.engine, SHIPPED, voice.voice_id, label)
 
 
-def speak_matched(base: ShippedVoice, text: str, target: Any, reference: str) -> Speech:
-    """``text`` in ``base`` moved toward the voice ``target`` (a VoiceProfile) describes."""
+def speak_matched(
+    base: ShippedVoice,
+    text: str,
+    target: Any,
+    reference: str,
+    score: Callable[[FloatArray], float] | None = None,
+) -> Speech:
+    """``text`` in ``base`` moved toward the voice ``target`` (a VoiceProfile) describes.
+
+    ``score`` (16 kHz audio -> closeness to the reference) picks among a few renderings.
+    """
     from convoice.models.voicematch import RATE, match
     from convoice.tasks.tts_export import resample
 
     plain = speak_shipped(base, text)
     audio = resample(plain.samples, plain.rate, RATE).astype(np.float32)
-    moved, changes = match(audio, target)
+    with _LOCK:
+        moved, changes = match(audio, target, score)
     label = (
         f"matched: {base.name} moved toward {reference} (pitch, formants, spectral envelope)."
         " This is a shipped voice made to resemble the reference, not a clone of it"

@@ -303,8 +303,9 @@ def test_an_upload_finds_its_speaker_in_every_container(
     data = _convert(_wav_bytes(_speech("rms", 3, 21, tts_cache)), suffix, tmp_path)
     response = client.post("/v1/voices/match", files={"file": (f"me{suffix}", data)})
     assert response.status_code == 200, response.text
-    nearest = response.json()["nearest"]
-    assert nearest[0]["id"] == "spk_rms" and nearest[0]["similarity"] > nearest[1]["similarity"]
+    nearest = response.json()["nearest"]  # the dataset speaker and the flite voice it was made of
+    assert {nearest[0]["id"], nearest[1]["id"]} == {"spk_rms", "flite:rms"}
+    assert nearest[1]["similarity"] > nearest[2]["similarity"] + 0.05
 
 
 def test_uploads_are_deleted_unless_kept(client: TestClient, home: Path, tts_cache: Path) -> None:
@@ -483,7 +484,10 @@ def test_the_page_speaks_plays_downloads_and_finds_a_voice(
             page.set_input_files("#upload", str(upload))
             page.click("#match-button")
             page.wait_for_selector("#nearest li", timeout=60_000)
-            assert page.get_attribute("#nearest li", "data-voice") == "spk_awb"
+            found = page.eval_on_selector_all(
+                "#nearest li", "items => items.map(i => i.dataset.voice)"
+            )
+            assert "spk_awb" in found[:2]
         finally:
             browser.close()
 

@@ -30,6 +30,7 @@ from convoice.tasks.voicebank import (
     Bank,
     Reference,
     Refusal,
+    embed,
     score,
     to_rate,
     voice_audio,
@@ -200,7 +201,11 @@ def synthesise(
             speech.samples, speech.rate, speech.synthesiser, syn.SHIPPED, base.voice_id, label
         )
     profile = target_profile(bank, target)
-    return syn.speak_matched(base, text, profile, target.name)
+
+    def closeness(audio: np.ndarray) -> float:  # the speaker encoder guides the match
+        return vb.cosine(embed(audio), target.embedding)
+
+    return syn.speak_matched(base, text, profile, target.name, closeness)
 
 
 def target_profile(bank: Bank, target: Target) -> Any:
