@@ -30,6 +30,7 @@ EQ_WEIGHT = 1.0  # share of the remaining average-envelope difference applied
 EQ_TRIES = (1.0,)  # equaliser strengths tried when a score guides the match (0, 0.5 never won)
 EQ_LIMIT = np.log(10 ** (12 / 10))  # at most 12 dB of equalisation per band
 SMOOTH_BINS = 9
+PROFILE_MAX_S = 20.0  # reference speech analysed for its profile
 
 
 class MatchError(ValueError):
@@ -55,16 +56,24 @@ class Analysis:
     ap: Float64  # shape: (frames, fft_size // 2 + 1)
 
 
-def analyse(samples: FloatArray) -> Analysis:
-    """WORLD analysis (DIO + StoneMask pitch, CheapTrick envelope, D4C aperiodicity)."""
+def analyse(samples: FloatArray, aperiodicity: bool = True) -> Analysis:
+    """WORLD analysis (DIO + StoneMask pitch, CheapTrick envelope, D4C aperiodicity).
+
+    Without ``aperiodicity`` (enough for a :func:`profile`), ``ap`` is empty.
+    """
     import pyworld
 
     x = np.ascontiguousarray(samples, dtype=np.float64)
     f0, times = pyworld.dio(x, RATE, frame_period=FRAME_MS)
     f0 = pyworld.stonemask(x, f0, times, RATE)
     sp = pyworld.cheaptrick(x, f0, times, RATE)
-    ap = pyworld.d4c(x, f0, times, RATE)
+    ap = pyworld.d4c(x, f0, times, RATE) if aperiodicity else np.zeros((0, 0))
     return Analysis(f0, sp, ap)
+
+
+def reference_profile(samples: FloatArray, max_s: float = PROFILE_MAX_S) -> VoiceProfile:
+    """The profile of a reference voice from at most ``max_s`` seconds of its speech."""
+    return profile(analyse(samples[: int(max_s * RATE)], aperiodicity=False))
 
 
 def _on_grid(sp: Float64) -> Float64:

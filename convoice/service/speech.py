@@ -210,12 +210,12 @@ def synthesise(
 
 def target_profile(bank: Bank, target: Target) -> Any:
     """The WORLD profile of the target voice (cached for bank voices)."""
-    from convoice.models.voicematch import MatchError, analyse, profile
+    from convoice.models.voicematch import MatchError, reference_profile
 
     if target.voice is not None and target.name in bank.profiles:
         return bank.profiles[target.name]
     try:
-        found = profile(analyse(target.samples))
+        found = reference_profile(target.samples)
     except MatchError as err:
         raise Refusal(422, "cannot_match", f"{target.name}: {err}") from err
     if target.voice is not None:
