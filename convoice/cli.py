@@ -246,7 +246,7 @@ def bench(
         from convoice.service.bench import run_service_benchmark
 
         figures = run_service_benchmark(load_settings(home=home), requests=requests)
-        console.print(figures.render(), markup=False)
+        console.print(figures.render(), markup=False, soft_wrap=True)
         if out:
             out.write_text(figures.to_json())
         return

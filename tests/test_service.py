@@ -31,6 +31,7 @@ from convoice.models import voicebank as vb
 from convoice.models.embed import SAMPLE_RATE, embed_regions
 from convoice.models.records import Clip, ClipStatus, Region, Transcript, Word
 from convoice.service.app import create_app
+from convoice.service.bench import SENTENCES as SENTENCES_20
 from convoice.storage import Store
 from convoice.tasks import loaders
 from convoice.tasks import synthesisers as syn
@@ -156,6 +157,7 @@ def test_language_guess_search_and_mels() -> None:
     assert [v.voice_id for v in vb.search(voices, language="de-DE")] == ["espeak-ng:de"]
     assert [v.voice_id for v in vb.search(voices, query="ADA")] == ["spk_1"]
     assert vb.normalise_exclude(" a, b ,") == {"a", "b"}
+    assert [len(s.split()) for s in SENTENCES_20] == [20] * len(SENTENCES_20)
     mel = vb.mel_spectrogram_db(np.sin(np.arange(16000) * 0.2).astype(np.float32), 16000)
     assert mel.shape[0] == 80 and mel.max() == 0.0 and mel.min() >= -80.0
 
