@@ -19,6 +19,7 @@ from rich.table import Table
 from convoice.cli_common import HomeOption, prefect_defaults
 from convoice.cli_ops import deploy_command, report_command
 from convoice.cli_review import review_app
+from convoice.cli_serve import serve_command
 from convoice.cli_train import encoder_app, export_app, loop_command, retrain_app
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ app.add_typer(encoder_app, name="encoder")
 app.add_typer(export_app, name="export")
 app.command("loop")(loop_command)
 app.command("deploy")(deploy_command)
+app.command("serve")(serve_command)
 dataset_app.command("report")(report_command)
 console = Console()
 
@@ -226,10 +228,28 @@ def bench(
     sizes: Annotated[
         str, typer.Option(help="With --scale: comma-separated numbers of speakers / clips.")
     ] = "100000,1000000",
+    service: Annotated[
+        bool,
+        typer.Option(
+            help="Instead: the voice bank's synthesisers: latency (p50/p95 of --requests), matched"
+            " vs nearest shipped similarity, Whisper WER (see README, Voice bank)."
+        ),
+    ] = False,
+    requests: Annotated[int, typer.Option(help="With --service: requests per synthesiser.")] = 20,
+    home: HomeOption = None,
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
 ) -> None:
     """Measure quality and speed against baselines in the same run (see README)."""
     prefect_defaults()
+    if service:
+        from convoice.config import load_settings
+        from convoice.service.bench import run_service_benchmark
+
+        figures = run_service_benchmark(load_settings(home=home), requests=requests)
+        console.print(figures.render(), markup=False, soft_wrap=True)
+        if out:
+            out.write_text(figures.to_json())
+        return
     if scale:
         from convoice.flows.benchmark import run_scale_benchmark
 
