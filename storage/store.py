@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from convoice.config import Settings
 
 AUDIO = "audio"
+_FLAC_IN_MEMORY_S = 600  # longer audio is encoded through a temporary file, not a buffer
 
 
 class ConcurrentCommitError(RuntimeError):
@@ -127,6 +128,17 @@ class Store:
             )
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        if array.shape[0] > _FLAC_IN_MEMORY_S * sample_rate:  # a whole recording: via a file
+            import tempfile
+
+            key = clean_key(key)
+            if not key.startswith(f"{AUDIO}/"):
+                raise ValueError(f"audio keys live under '{AUDIO}/', got {key!r}")
+            with tempfile.TemporaryDirectory(prefix="convoice-flac-") as tmp:
+                path = Path(tmp) / "audio.flac"
+                soundfile.write(path, array, sample_rate, format="FLAC", subtype="PCM_16")
+                self.location.put_file(path, key)
+            return key
         buffer = io.BytesIO()
         soundfile.write(buffer, array, sample_rate, format="FLAC", subtype="PCM_16")
         return self.write_audio(key, buffer.getvalue())
