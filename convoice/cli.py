@@ -264,9 +264,26 @@ def bench(
         str, typer.Option(help="With --scale: comma-separated numbers of speakers / clips.")
     ] = "100000,1000000",
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+    long: Annotated[
+        str | None,
+        typer.Option(
+            "--long",
+            help="Instead: peak memory and wall time of `convoice ingest` on recordings this "
+            "many hours long, comma-separated (e.g. 0.5,3), made with ffmpeg.",
+        ),
+    ] = None,
 ) -> None:
     """Measure quality and speed against baselines in the same run (see README)."""
     prefect_defaults()
+    if long:
+        from convoice.flows.bench_long import render, run_long_benchmark
+
+        try:
+            hours = [float(x) for x in long.split(",") if x.strip()]
+        except ValueError as err:
+            raise typer.BadParameter(f"--long: {err}") from err
+        console.print(render(run_long_benchmark(hours)), soft_wrap=True)
+        return
     if scale:
         from convoice.flows.benchmark import run_scale_benchmark
 
