@@ -63,6 +63,17 @@ AUDIO = "audio"
 _FLAC_IN_MEMORY_S = 600  # longer audio is encoded through a temporary file, not a buffer
 
 
+def latest_skips(skipped: pa.Table) -> pa.Table:
+    """The latest row per item: per url, and per sources file and line for a bad row."""
+    if skipped.num_rows == 0:
+        return skipped
+    line = pc.cast(skipped["line"], pa.string())
+    where = pc.binary_join_element_wise(skipped["source_url"], line, "\x1f")  # null: no line
+    key = pc.coalesce(pc.binary_join_element_wise(where, skipped["url"], "\x1f"), skipped["url"])
+    keyed = skipped.append_column("_key", key)
+    return latest_per(keyed, "_key", "at").drop_columns(["_key"]).sort_by("url")
+
+
 class ConcurrentCommitError(RuntimeError):
     """Two processes updated the speaker registry at once; the later one must re-run.
 
@@ -250,8 +261,8 @@ class Store:
         return self.tables.read("recordings", RECORDING_SCHEMA)
 
     def skipped(self) -> pa.Table:
-        """Skipped items, the latest reason per url."""
-        return latest_per(self.tables.read("skipped", SKIPPED_SCHEMA), "url", "at")
+        """Skipped items, the latest reason per url (and per line, for a sources file's row)."""
+        return latest_skips(self.tables.read("skipped", SKIPPED_SCHEMA))
 
     def labels(self, version: int | None = None) -> pa.Table:
         """Every human label ever given, in the order written."""
@@ -310,7 +321,7 @@ class Store:
             "clips.parquet": release_clips(clips),
             "speakers.parquet": release_speakers(clips, registry),
             "recordings.parquet": recordings.sort_by("recording_id"),
-            "skipped.parquet": latest_per(skipped, "url", "at"),
+            "skipped.parquet": latest_skips(skipped),
         }
         clean_staging(self.location)
         meta = {"tag": tag, "created_at": now_iso(), "note": note, "table_versions": versions}

@@ -113,3 +113,24 @@ def test_licences_are_normalised(raw: str, canonical: str) -> None:
 def test_licences_that_cannot_be_used_say_why(raw: str, code: str) -> None:
     problem = licence_problem(raw)
     assert problem is not None and problem[0] == code and repr(raw) in problem[1]
+
+
+def test_the_skipped_view_keeps_every_bad_row_apart_from_its_url(tmp_path: Path) -> None:
+    from convoice.models.records import SkippedItem
+    from convoice.storage import Store
+
+    store = Store(str(tmp_path / "home"))
+    rows = [
+        SkippedItem("s.csv", GOOD.format(1), "", "not_creative_commons", "x", "r1", "t1", 3),
+        SkippedItem("s.csv", GOOD.format(1), "", "duplicate_row", "x", "r1", "t1", 4),
+        SkippedItem("s.csv", "", "", "malformed_url", "empty url", "r1", "t1", 5),
+        SkippedItem("s.csv", "", "", "malformed_url", "empty url", "r1", "t1", 6),
+        SkippedItem(GOOD.format(1), GOOD.format(1), "", "unreachable", "x", "r1", "t1"),
+        SkippedItem(GOOD.format(1), GOOD.format(1), "", "no_speech", "x", "r2", "t2"),
+    ]
+    store.record_skipped(rows)
+    view = [(r["line"], r["reason_code"]) for r in store.skipped().to_pylist()]
+    assert sorted(view, key=str) == sorted(
+        [(3, "not_creative_commons"), (4, "duplicate_row"), (5, "malformed_url"),
+         (6, "malformed_url"), (None, "no_speech")], key=str,
+    )  # fmt: skip
