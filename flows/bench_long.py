@@ -59,8 +59,13 @@ def _ffmpeg(*args: str) -> None:
 
 
 def measure_ingest(url: str, home: Path) -> tuple[int, float, float, str]:
-    """Run ``convoice ingest URL``: exit code, peak RSS (GB), wall seconds, summary line."""
-    cmd = [sys.executable, "-m", "convoice.cli", "ingest", url, "--home", str(home)]
+    """Run ``convoice ingest`` on ``url`` (declared CC0 in a sources file): exit code, peak
+    RSS (GB), wall seconds, summary line."""
+    home.mkdir(parents=True, exist_ok=True)
+    sources = home / "sources.csv"
+    sources.write_text(f"url,license\n{url},CC0-1.0\n", encoding="utf-8")
+    cmd = [sys.executable, "-m", "convoice.cli", "ingest", "--sources", str(sources)]
+    cmd += ["--home", str(home)]
     env = {**os.environ, "COLUMNS": "250"}
     started = time.perf_counter()
     with tempfile.TemporaryFile() as stdout:
