@@ -103,6 +103,7 @@ RECORDING_SCHEMA = pa.schema(
         ("audio_uri", pa.string()),
         ("run_id", pa.string()),
         ("ingested_at", pa.string()),
+        ("source_audio", pa.string()),  # which audio track of the original media
     ]
 )
 
@@ -133,6 +134,7 @@ SKIPPED_SCHEMA = pa.schema(
         ("reason", pa.string()),
         ("run_id", pa.string()),
         ("at", pa.string()),
+        ("line", pa.int64()),  # the sources file's line, for a bad row of it
     ]
 )
 
