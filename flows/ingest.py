@@ -79,7 +79,8 @@ def provenance(settings: Settings) -> Provenance:
     models = {
         "segmentation": settings.diarization.segmentation_model or loaders.SEGMENTATION_NAME,
         "embedding": encoder.encoder_name(settings.encoder.use),
-        "asr": settings.asr.model or loaders.WHISPER_NAME,
+        "asr": loaders.whisper_name(settings.asr.model),  # a clip's row names its own
+        "language_id": loaders.whisper_name(settings.asr.model),
         "vad": "silero-vad (faster-whisper 1.2.1)",
     }
     return Provenance(PIPELINE_VERSION, models, settings.model_settings())

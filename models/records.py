@@ -146,6 +146,7 @@ class Transcript:
     avg_logprob: float
     compression_ratio: float
     no_speech_prob: float
+    model: str = ""  # the Whisper that made it ("" = the recording's provenance says)
 
 
 @dataclass(frozen=True)

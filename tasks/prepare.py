@@ -110,7 +110,7 @@ def prepare_recording(
                 cfg.min_speaker_s,
             )  # fmt: skip
         with logs.stage(rid, "transcribe", seconds):
-            transcripts = stages.transcribe(audio, seg, settings)
+            transcripts = stages.transcribe(audio, seg, settings, speakers.clip_labels)
         with logs.stage(rid, "commit", seconds):  # the audio files; rows come later, in order
             uri, clip_audio = write_audio(Store.open(settings), rid, audio, seg, speakers, vectors)
     return Prepared(
