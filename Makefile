@@ -5,7 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := ffmpeg flite festival festvox-kallpc16k festvox-kdlpc16k espeak-ng sox \
-	pocketsphinx-testdata git make curl ca-certificates chromium
+	pocketsphinx-testdata git make curl ca-certificates chromium alsa-utils \
+	festvox-us-slt-hts festvox-ca-ona-hts festvox-czech-dita festvox-czech-machac \
+	festvox-czech-ph festvox-suopuhe-lj festvox-suopuhe-mv festvox-italp16k festvox-itapc16k \
+	festvox-ru
 # PostgreSQL: tests/test_ops.py runs a Prefect server on it, as deployments/compose.yaml
 # does. The engine image leaves it out (`make system APT_TEST_PACKAGES=`).
 APT_TEST_PACKAGES ?= postgresql

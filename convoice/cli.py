@@ -251,7 +251,23 @@ def dataset_pull(
 
 @app.command()
 def bench(
-    quick: Annotated[bool, typer.Option(help="A 4-minute corpus instead of 20 minutes.")] = False,
+    quick: Annotated[
+        bool, typer.Option(help="The 4-minute corpus of seven tuning voices (tests, CI).")
+    ] = False,
+    split: Annotated[
+        str,
+        typer.Option(
+            help="Which voices: 'report' (the half nothing is tuned on), 'tune' (the half "
+            "settings may look at) or 'seven' (the former 20-minute corpus of seven voices)."
+        ),
+    ] = "report",
+    corpus: Annotated[
+        Path | None,
+        typer.Option(help="Score your own annotated audio instead (format: README, Benchmark)."),
+    ] = None,
+    voices: Annotated[
+        bool, typer.Option(help="Only list the voice inventory and its split, then stop.")
+    ] = False,
     naive: Annotated[
         bool, typer.Option(help="Also time the naive baseline (slower than real time).")
     ] = True,
@@ -285,6 +301,11 @@ def bench(
     ] = None,
 ) -> None:
     """Measure quality and speed against baselines in the same run (see README)."""
+    if voices:
+        from convoice.tasks.voices import describe, inventory
+
+        console.print(describe(inventory()), soft_wrap=True, markup=False)
+        return
     prefect_defaults()
     if service:
         from convoice.config import load_settings
@@ -316,10 +337,19 @@ def bench(
         if out:
             out.write_text(scaled.to_json())
         return
-    from convoice.flows.benchmark import run_benchmark
+    from convoice.flows.benchmark import SPLITS, run_benchmark
+    from convoice.tasks.bench_corpus import CorpusFormatError
 
-    result = run_benchmark(quick=quick, naive=naive)
-    console.print(result.render())
+    if split not in SPLITS:
+        raise typer.BadParameter(f"--split must be one of {', '.join(SPLITS)}")
+    try:
+        result = run_benchmark(
+            quick=quick, naive=naive, split=split, corpus_dir=str(corpus) if corpus else None
+        )
+    except CorpusFormatError as err:
+        console.print(f"[red]{escape(str(err))}[/red]")
+        raise typer.Exit(2) from err
+    console.print(result.render(), markup=False)
     if out:
         out.write_text(result.to_json())
 

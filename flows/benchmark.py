@@ -5,8 +5,11 @@ same audio (these machines are noisy): faster-whisper alone at its fastest
 setting (batched, greedy, no word timestamps), and the standard pieces run
 one after another on whole files (pyannote's pipeline at its defaults, then
 faster-whisper, then resemblyzer per turn). Quality is measured on a corpus
-generated from distinct voices, where one speaker talks in several episodes,
-and on the real two-speaker recording that ships with pyannote.audio.
+generated for one half of the voice split (:mod:`convoice.tasks.voices`; the
+reporting half by default, ``--split tune`` the other: see
+:mod:`convoice.tasks.bench_corpus`), or on an operator's own annotated corpus
+(``--corpus DIR``), and on the real two-speaker recording that ships with
+pyannote.audio. ``--quick`` keeps the small seven-voice corpus of the tests.
 
 ``convoice bench --scale`` measures how the engine scales instead: the ingest
 flow's throughput on the quick corpus with one thread-pool worker, then a
@@ -30,7 +33,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -57,6 +61,9 @@ class BenchmarkResult:
     flow_stages: dict[str, float] = field(default_factory=dict)
     quality: dict[str, float] = field(default_factory=dict)
     registry_match_ms: dict[str, float] = field(default_factory=dict)
+    reliability: list[dict[str, float]] = field(default_factory=list)
+    hard_pairs: list[tuple[str, str, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ratio_to_whisper(self) -> float:
@@ -94,6 +101,20 @@ class BenchmarkResult:
             "quality:",
         ]
         lines += [f"  {k}: {v:.4f}" for k, v in self.quality.items()]
+        if self.reliability:
+            lines.append("reliability of speaker_confidence (bin: clips, mean confidence, right):")
+            lines += [
+                f"  [{b['low']:.1f}, {b['high']:.1f}{']' if b['high'] >= 1 else ')'}: "
+                f"{b['clips']:5.0f}  "
+                f"{b['mean_confidence']:.3f}  {b['accuracy']:.3f}"
+                for b in self.reliability
+            ]
+        if self.hard_pairs:
+            lines.append(
+                "hard pairs (same group, resemblyzer centroid cosine > 0.8): "
+                + ", ".join(f"{a}-{b} {c:.2f}" for a, b, c in self.hard_pairs)
+            )
+        lines += [f"note: {n}" for n in self.notes]
         lines.append(
             "identity matching of one 3-speaker recording against a registry of N speakers: "
             + ", ".join(f"N={k}: {v:.1f} ms" for k, v in self.registry_match_ms.items())
@@ -166,20 +187,54 @@ def time_registry_matching(sizes: tuple[int, ...] = (1_000, 10_000, 100_000)) ->
     return out
 
 
+SPLITS = ("report", "tune", "seven")
+"""``report``/``tune``: the halves of the voice split; ``seven``: the former corpus of the
+seven tuning voices (20 minutes)."""
+
+
+def bench_corpus(
+    root: Path, quick: bool, split: str, corpus_dir: str | None
+) -> tuple[samples.Corpus, list[str]]:
+    """The corpus to run on, and notes (skipped files of an operator's corpus)."""
+    from convoice.tasks import bench_corpus as half_corpus
+
+    if corpus_dir:
+        return half_corpus.load_annotated(corpus_dir)
+    if quick:
+        return samples.make_corpus(root / "corpus", n_episodes=4, turns_per_episode=10, seed=3), []
+    if split == "seven":
+        return samples.make_corpus(root / "corpus", n_episodes=8, turns_per_episode=24, seed=1), []
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    return half_corpus.make_half_corpus(root / f"corpus-{split}", half=split), []
+
+
+def _describe(corpus: samples.Corpus) -> str:
+    desc = f"{len(corpus.episodes)} episodes, {len(corpus.speakers)} speakers"
+    ids = corpus.metadata.get("identities", {})
+    if ids:
+        real = sum(1 for v in ids.values() if v["real"])
+        meta = corpus.metadata
+        desc += f" ({real} real people), {meta['half']} half, rule {meta['split_rule']}"
+    elif corpus.metadata.get("half") == "own":
+        desc += f", {corpus.root}"
+    return desc
+
+
 def run_benchmark(
-    quick: bool = False, naive: bool = True, workdir: str | None = None
+    quick: bool = False,
+    naive: bool = True,
+    workdir: str | None = None,
+    split: str = "report",
+    corpus_dir: str | None = None,
 ) -> BenchmarkResult:
     """Generate (or reuse) the corpus, time the baselines and the flow, score the labels."""
-    root = Path(workdir) if workdir else loaders.cache_dir() / ("bench-quick" if quick else "bench")
-    corpus = (
-        samples.make_corpus(root / "corpus", n_episodes=4, turns_per_episode=10, seed=3)
-        if quick
-        else samples.make_corpus(root / "corpus", n_episodes=8, turns_per_episode=24, seed=1)
-    )
+    name = "bench-quick" if quick else "bench"
+    root = Path(workdir) if workdir else loaders.cache_dir() / name
+    corpus, notes = bench_corpus(root, quick, split, corpus_dir)
     wavs = [ep.audio_path for ep in corpus.episodes]
     audio_s = sum(ep.duration for ep in corpus.episodes)
-    desc = f"{len(corpus.episodes)} episodes, {len(corpus.speakers)} voices"
-    result = BenchmarkResult(corpus=desc, audio_seconds=audio_s)
+    result = BenchmarkResult(corpus=_describe(corpus), audio_seconds=audio_s, notes=notes)
     _warm_up()
     result.whisper_fastest_s = time_whisper_fastest(wavs)
     if naive:
@@ -193,26 +248,86 @@ def run_benchmark(
         result.flow_s = time.perf_counter() - start
     result.flow_stages = report.stage_seconds
     store = Store.open(load_settings(home=home))
-    result.quality = score_corpus(store, corpus)
+    clips, episodes = store.clips().to_pylist(), episodes_by_recording(store, corpus)
+    result.quality = score_corpus(clips, episodes, corpus)
+    truth = corpus_truth(episodes, corpus)
+    result.reliability = [asdict(b) for b in evaluation.reliability_of(clips, truth)]
     result.quality["der_pyannote_sample_engine"] = engine_der(load_settings(home=home))
     if naive:
         result.quality["der_pyannote_sample_naive"] = naive_der()
+    if corpus.metadata.get("identities"):
+        result.hard_pairs = hard_pairs(corpus)
     result.registry_match_ms = time_registry_matching()
     return result
 
 
-def score_corpus(store: Store, corpus: samples.Corpus) -> dict[str, float]:
-    """Quality of the labels in ``store`` against the corpus truth."""
+def episodes_by_recording(store: Store, corpus: samples.Corpus) -> dict[str, samples.Episode]:
+    """Recording id -> the corpus episode it was ingested from (by the media file name)."""
     by_name = {ep.media_path.name: ep for ep in corpus.episodes}
-    truth: dict[str, list[evaluation.RefTurn]] = {}
+    out = {}
     for rec in store.recordings().to_pylist():
-        episode = by_name.get(rec["url"].rsplit("/", 1)[-1])
+        episode = by_name.get(unquote(rec["url"].rsplit("/", 1)[-1]))
         if episode is not None:
-            truth[rec["recording_id"]] = [
-                evaluation.RefTurn(t.start, t.end, t.speaker, t.text) for t in episode.turns
-            ]
+            out[rec["recording_id"]] = episode
+    return out
+
+
+def corpus_truth(
+    episodes: dict[str, samples.Episode], corpus: samples.Corpus
+) -> dict[str, list[evaluation.RefTurn]]:
+    """Reference turns per recording id; turns of non-English voices carry no text (no WER)."""
+    ids = corpus.metadata.get("identities", {})
+
+    def text(turn: samples.TruthTurn) -> str:
+        return turn.text if ids.get(turn.speaker, {}).get("language", "en") == "en" else ""
+
+    return {
+        rid: [evaluation.RefTurn(t.start, t.end, t.speaker, text(t)) for t in ep.turns]
+        for rid, ep in episodes.items()
+    }
+
+
+def score_corpus(
+    clips: list[dict[str, Any]], episodes: dict[str, samples.Episode], corpus: samples.Corpus
+) -> dict[str, float]:
+    """Quality of the labels against the corpus truth."""
+    ids = corpus.metadata.get("identities", {})
+    real = frozenset(name for name, v in ids.items() if v["real"])
     raw = sum(ep.duration for ep in corpus.episodes)
-    return evaluation.score(store.clips().to_pylist(), truth, raw)
+    out = evaluation.score(clips, corpus_truth(episodes, corpus), raw, real)
+    texts = corpus.metadata.get("transcripts", {})
+    if texts:
+        mapped = {
+            rid: texts[ep.episode_id] for rid, ep in episodes.items() if ep.episode_id in texts
+        }
+        out["wer_transcripts_all_clips"] = evaluation.recording_wer(clips, mapped).wer
+    return out
+
+
+def hard_pairs(corpus: samples.Corpus, threshold: float = 0.8) -> list[tuple[str, str, float]]:
+    """Same-group identities whose resemblyzer centroids (over their clean turns) exceed
+    ``threshold`` in cosine: the pairs the corpus puts to the engine."""
+    from convoice.models.clustering import normalize
+
+    encoder = loaders.voice_encoder()
+    vectors: dict[str, list[np.ndarray]] = {}
+    for ep in corpus.episodes:
+        samples_ = decode(ep.audio_path).samples
+        for t in ep.turns:
+            if any(o is not t and o.start < t.end and o.end > t.start for o in ep.turns):
+                continue
+            seg = samples_[int(t.start * 16000) : int(t.end * 16000)]
+            vectors.setdefault(t.speaker, []).append(encoder.embed_utterance(seg))
+    names = sorted(vectors)
+    cent = normalize(np.stack([np.mean(vectors[n], axis=0) for n in names]).astype(np.float32))
+    groups = {n: v["group"] for n, v in corpus.metadata["identities"].items()}
+    sims = cent @ cent.T
+    return [
+        (a, b, round(float(sims[i, j]), 3))
+        for i, a in enumerate(names)
+        for j, b in enumerate(names)
+        if i < j and groups.get(a) == groups.get(b) and sims[i, j] > threshold
+    ]
 
 
 def engine_der(settings: Settings) -> float:

@@ -2,8 +2,11 @@
 
 Inputs are plain records: clips as the store returns them (one dict per row)
 and reference turns per recording. Outputs are the figures the benchmark
-reports: cross-episode clustering (B-cubed F1), speaker accuracy of
-auto-accepted clips, share of speech routed to review, WER, kept hours.
+reports: cross-episode clustering (B-cubed F1, also for real people and
+synthetic voices apart), speaker accuracy of auto-accepted clips, share of
+speech auto-accepted and routed to review, WER, kept hours, calibration of
+``speaker_confidence`` (expected calibration error and a reliability table)
+and auto-accepted clips that hold two voices.
 """
 
 from __future__ import annotations
@@ -16,13 +19,85 @@ from typing import Any
 from convoice.models.clustering import b_cubed
 from convoice.models.metrics import WerCount, one_to_one_mapping, wer_count
 
+TWO_VOICE_PURITY = 0.9  # a clip whose main voice covers less than this holds two voices
+ECE_BINS = 10
+
 
 @dataclass(frozen=True)
 class RefTurn:
     start: float
     end: float
     speaker: str
-    text: str
+    text: str  # "" when unknown or not scored (a language WER is not computed for)
+
+
+@dataclass(frozen=True)
+class ReliabilityBin:
+    """Clips whose confidence falls in [low, high): how sure, and how often right."""
+
+    low: float
+    high: float
+    clips: int
+    mean_confidence: float
+    accuracy: float
+
+
+def reliability(
+    confidence: Sequence[float], right: Sequence[bool], bins: int = ECE_BINS
+) -> list[ReliabilityBin]:
+    """Equal-width confidence bins (the last one includes 1.0), empty bins left out."""
+    if len(confidence) != len(right):
+        raise ValueError("confidence and right must have the same length")
+    out = []
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        inside = [
+            i for i, c in enumerate(confidence) if low <= c < high or (b == bins - 1 and c >= 1.0)
+        ]
+        if inside:
+            mean = sum(confidence[i] for i in inside) / len(inside)
+            acc = sum(bool(right[i]) for i in inside) / len(inside)
+            out.append(ReliabilityBin(low, high, len(inside), mean, acc))
+    return out
+
+
+def expected_calibration_error(table: Sequence[ReliabilityBin]) -> float:
+    """Clip-weighted mean gap between confidence and accuracy over the bins."""
+    total = sum(b.clips for b in table)
+    if not total:
+        return 0.0
+    return sum(b.clips * abs(b.accuracy - b.mean_confidence) for b in table) / total
+
+
+def b_cubed_by_group(
+    truth: Sequence[str], predicted: Sequence[str], group: Sequence[str]
+) -> dict[str, tuple[float, float, float]]:
+    """B-cubed (P, R, F1) averaged over the items of each group, clusters taken whole.
+
+    A real person merged with a synthetic voice lowers the real people's
+    precision: the clusters are those of all items, only the average is per group.
+    """
+    if not len(truth) == len(predicted) == len(group):
+        raise ValueError("truth, predicted and group must have the same length")
+    size_p: dict[str, int] = defaultdict(int)
+    size_t: dict[str, int] = defaultdict(int)
+    both: dict[tuple[str, str], int] = defaultdict(int)
+    for t, p in zip(truth, predicted, strict=True):
+        size_p[p] += 1
+        size_t[t] += 1
+        both[(t, p)] += 1
+    sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for t, p, g in zip(truth, predicted, group, strict=True):
+        acc = sums[g]
+        acc[0] += both[(t, p)] / size_p[p]
+        acc[1] += both[(t, p)] / size_t[t]
+        acc[2] += 1
+    out = {}
+    for g, (precision, recall, n) in sums.items():
+        precision, recall = precision / n, recall / n
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out[g] = (precision, recall, f1)
+    return out
 
 
 def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
@@ -30,14 +105,18 @@ def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
 
 
 def clip_truth(clip: Mapping[str, Any], turns: Sequence[RefTurn]) -> tuple[str, float]:
-    """The reference speaker covering most of the clip, and the share it covers."""
+    """The reference speaker covering most of the clip, and its share of the clip's speech.
+
+    The share is of the clip's length, or of all speakers' speech in it when they
+    overlap (two people at once for the whole clip: 0.5).
+    """
     cover: dict[str, float] = defaultdict(float)
     for t in turns:
         cover[t.speaker] += _overlap(clip["start"], clip["end"], t.start, t.end)
     if not cover:
         return "", 0.0
     speaker = max(cover, key=lambda s: cover[s])
-    return speaker, cover[speaker] / max(clip["end"] - clip["start"], 1e-6)
+    return speaker, cover[speaker] / max(clip["end"] - clip["start"], sum(cover.values()), 1e-6)
 
 
 def _turn_wer(turn: RefTurn, clips: Sequence[Mapping[str, Any]]) -> WerCount:
@@ -60,6 +139,8 @@ def wer_by_status(
         by_rec[c["recording_id"]].append(c)
     for rid, turns in truth.items():
         for turn in turns:
+            if not turn.text.strip():
+                continue  # no reference text for this turn
             mine = [
                 c for c in by_rec[rid] if _overlap(c["start"], c["end"], turn.start, turn.end) > 0.2
             ]
@@ -73,33 +154,84 @@ def wer_by_status(
     return accepted, everything
 
 
-def score(
-    clips: Sequence[Mapping[str, Any]],
-    truth: Mapping[str, Sequence[RefTurn]],
-    raw_seconds: float,
-) -> dict[str, float]:
-    """The benchmark's quality figures for one labelled corpus."""
+def judge(
+    clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[RefTurn]]
+) -> tuple[list[Mapping[str, Any]], list[tuple[str, float]], list[bool]]:
+    """The clips of ``truth``'s recordings, their (reference speaker, purity), and whether
+    their speaker label is right: predicted ids map one to one onto reference speakers
+    by the speech they share, across the whole corpus."""
     labelled = [c for c in clips if c["recording_id"] in truth]
     ref = [clip_truth(c, truth[c["recording_id"]]) for c in labelled]
     overlap: dict[tuple[str, str], float] = defaultdict(float)
     for c, (speaker, _) in zip(labelled, ref, strict=True):
         overlap[(c["speaker_id"], speaker)] += c["end"] - c["start"]
     mapping = one_to_one_mapping(overlap)
-    accepted = [(c, r) for c, r in zip(labelled, ref, strict=True) if c["status"] == "accepted"]
-    correct = sum(mapping.get(c["speaker_id"]) == r[0] for c, r in accepted)
-    kept = sum(c["end"] - c["start"] for c in labelled)
-    review = sum(c["end"] - c["start"] for c in labelled if c["status"] == "review")
+    right = [mapping.get(c["speaker_id"]) == r[0] for c, r in zip(labelled, ref, strict=True)]
+    return labelled, ref, right
+
+
+def score(
+    clips: Sequence[Mapping[str, Any]],
+    truth: Mapping[str, Sequence[RefTurn]],
+    raw_seconds: float,
+    real: frozenset[str] = frozenset(),
+) -> dict[str, float]:
+    """The benchmark's quality figures for one labelled corpus.
+
+    ``real`` names the reference speakers that are real people: B-cubed is then
+    also given for them and for the synthetic voices apart.
+    """
+    labelled, ref, right = judge(clips, truth)
+    accepted = [i for i, c in enumerate(labelled) if c["status"] == "accepted"]
+    seconds = [c["end"] - c["start"] for c in labelled]
+    kept = sum(seconds)
+    review = sum(s for s, c in zip(seconds, labelled, strict=True) if c["status"] == "review")
     _, _, f1 = b_cubed([r[0] for r in ref], [c["speaker_id"] for c in labelled])
     wer_acc, wer_all = wer_by_status(labelled, truth)
-    return {
+    out = {
         "clips": float(len(labelled)),
         "bcubed_f1_cross_episode": f1,
-        "accepted_speaker_accuracy": correct / len(accepted) if accepted else 0.0,
+        "accepted_speaker_accuracy": sum(right[i] for i in accepted) / len(accepted)
+        if accepted
+        else 0.0,
+        "accepted_share_of_speech": sum(seconds[i] for i in accepted) / kept if kept else 0.0,
         "review_share_of_speech": review / kept if kept else 0.0,
         "wer_accepted": wer_acc.wer,
         "wer_all_clips": wer_all.wer,
         "kept_over_raw": kept / raw_seconds if raw_seconds else 0.0,
         "clip_purity": sum(r[1] for r in ref) / len(ref) if ref else 0.0,
+        "accepted_two_voice_clips": float(sum(ref[i][1] < TWO_VOICE_PURITY for i in accepted)),
+        "two_voice_clips": float(sum(r[1] < TWO_VOICE_PURITY for r in ref)),
         "predicted_speakers": float(len({c["speaker_id"] for c in labelled})),
         "true_speakers": float(len({r[0] for r in ref})),
     }
+    groups = ["real" if r[0] in real else "synthetic" for r in ref]
+    by_group = b_cubed_by_group([r[0] for r in ref], [c["speaker_id"] for c in labelled], groups)
+    for g in ("synthetic", "real"):
+        if g in by_group and real:
+            out[f"bcubed_f1_{g}"] = by_group[g][2]
+    out["speaker_confidence_ece"] = expected_calibration_error(reliability_of(clips, truth))
+    return out
+
+
+def reliability_of(
+    clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[RefTurn]]
+) -> list[ReliabilityBin]:
+    """The reliability table of ``speaker_confidence`` over the clips of ``truth``'s recordings."""
+    labelled, _, right = judge(clips, truth)
+    pairs = [
+        (float(c["speaker_confidence"]), r)
+        for c, r in zip(labelled, right, strict=True)
+        if c.get("speaker_confidence") is not None
+    ]
+    return reliability([p[0] for p in pairs], [p[1] for p in pairs])
+
+
+def recording_wer(clips: Sequence[Mapping[str, Any]], texts: Mapping[str, str]) -> WerCount:
+    """WER of every clip's words in time order against a whole-recording transcript."""
+    total = WerCount(0, 0)
+    for rid, text in texts.items():
+        mine = sorted((c for c in clips if c["recording_id"] == rid), key=lambda c: c["start"])
+        words = [w["word"] for c in mine for w in (c["words"] or [])]
+        total += wer_count(text, " ".join(words))
+    return total

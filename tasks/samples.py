@@ -463,14 +463,16 @@ def pyannote_sample() -> tuple[Path, Path]:
     return wav, rttm
 
 
-def librivox_samples(folder: str | Path = LIBRIVOX_DIR) -> list[tuple[Path, str]]:
+def librivox_samples(
+    folder: str | Path = LIBRIVOX_DIR, listing_name: str = "transcription"
+) -> list[tuple[Path, str]]:
     """Real read speech (LibriVox, public domain) with transcripts, from pocketsphinx-testdata.
 
     Returns ``(wav, transcript)`` pairs; the WAVs are 16 kHz mono, the
     transcripts lower-case words without punctuation.
     """
     folder = Path(folder)
-    listing = folder / "transcription"
+    listing = folder / listing_name
     if not listing.is_file():
         raise SampleDataMissing(
             f"{listing} not found: install the Debian package pocketsphinx-testdata"

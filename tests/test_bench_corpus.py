@@ -1,0 +1,186 @@
+"""The benchmark's voice inventory, its split, its corpora and ``convoice bench --corpus DIR``."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convoice.models import evaluation
+from convoice.tasks import bench_corpus, voices
+from convoice.tasks.tts import INVENTORY, SAMPLE_RATE, VOICES, synthesize
+
+
+def test_split_is_stable_disjoint_and_keeps_the_tuned_voices_in_tune() -> None:
+    ids = voices.all_identities()
+    groups = {i.name: i.group for i in ids}
+    names = [i.name for i in ids]
+    first = voices.split(names, groups)
+    for seed in range(5):
+        shuffled = names[:]
+        random.Random(seed).shuffle(shuffled)
+        assert voices.split(shuffled, groups) == first
+    tune = {n for n, h in first.items() if h == "tune"}
+    report = {n for n, h in first.items() if h == "report"}
+    assert tune.isdisjoint(report) and tune | report == set(names)
+    assert set(VOICES) | {"pyannote_diane", "pyannote_sheila"} <= tune
+    assert len(names) >= 20 and len(report) >= 10
+    real = {i.name for i in ids if i.real}
+    assert report & real and tune & real
+    for half in (tune, report):  # both halves hold same-engine (hard) pairs
+        per_group = [groups[n] for n in half if groups[n] != "recorded"]
+        assert any(per_group.count(g) >= 2 for g in set(per_group))
+
+
+def test_inventory_finds_the_voices_and_recordings_that_ship() -> None:
+    here = {ident.name: ok for ident, _, ok in voices.inventory()}
+    missing = [name for name, ok in here.items() if not ok]
+    assert not missing, f"not installed: {missing} (make setup installs them)"
+    assert set(VOICES) <= set(INVENTORY)
+    diane = voices.utterances(voices.REAL[0])
+    assert diane and all(u.text and u.end > u.start for u in diane)
+    audio = voices.load_utterance(voices.utterances(voices.REAL[3])[0])  # alsa: 48 kHz source
+    assert audio.dtype == np.float32 and 0.3 < len(audio) / SAMPLE_RATE < 2.0
+
+
+@pytest.mark.parametrize("voice", ["cs_ph", "piper_joe", "slt_hts"])
+def test_new_voices_speak(voice: str, tts_cache: Path) -> None:
+    audio = synthesize(voice, "The cat sleeps on the warm windowsill.", tts_cache)
+    assert 1.0 < len(audio) / SAMPLE_RATE < 6.0
+    assert float(np.sqrt(np.mean(audio**2))) > 0.02
+
+
+def test_casts_put_everyone_in_three_episodes_and_pair_same_engine_voices() -> None:
+    ids = voices.identities("report")
+    n = bench_corpus.fewest_episodes(ids, 3, seed=11)
+    casts = bench_corpus.plan_casts(ids, n, 3, seed=11)
+    counts = {i.name: sum(i.name in c for c in casts) for i in ids}
+    assert min(counts.values()) >= 3
+    group = {i.name: i.group for i in ids}
+    assert sum(group[c[0]] == group[c[1]] for c in casts) >= n // 3
+    with pytest.raises(ValueError, match="fewer than 3"):
+        bench_corpus.plan_casts(ids, n - 3, 3, seed=11)
+
+
+def test_calibration_figures() -> None:
+    conf = [0.95] * 10 + [0.55] * 10
+    right = [True] * 9 + [False] + [True] * 4 + [False] * 6
+    table = evaluation.reliability(conf, right)
+    assert [(b.low, b.clips) for b in table] == [(0.5, 10), (0.9, 10)]
+    assert table[1].accuracy == pytest.approx(0.9)
+    ece = evaluation.expected_calibration_error(table)
+    assert ece == pytest.approx(0.5 * 0.15 + 0.5 * 0.05)
+    assert evaluation.reliability([1.0], [True])[0].low == pytest.approx(0.9)
+
+
+def test_b_cubed_by_group_sees_a_merge_from_both_sides() -> None:
+    truth = ["a", "a", "p", "p"]
+    merged = ["x", "x", "x", "x"]
+    groups = ["synthetic", "synthetic", "real", "real"]
+    out = evaluation.b_cubed_by_group(truth, merged, groups)
+    assert out["real"][0] == pytest.approx(0.5) and out["real"][1] == 1.0
+    assert evaluation.b_cubed_by_group(truth, truth, groups)["real"][2] == 1.0
+
+
+def test_two_voice_clips_and_shares_in_score() -> None:
+    truth = {"r": [evaluation.RefTurn(0, 4, "a", "one two"), evaluation.RefTurn(3, 8, "b", "")]}
+    clips = [
+        {"recording_id": "r", "start": 0.0, "end": 3.0, "speaker_id": "s1", "status": "accepted",
+         "speaker_confidence": 1.0, "words": [{"word": "one", "start": 0.5, "end": 1.0},
+                                              {"word": "two", "start": 1.5, "end": 2.0}]},
+        {"recording_id": "r", "start": 3.0, "end": 8.0, "speaker_id": "s2", "status": "review",
+         "speaker_confidence": 0.5, "words": []},
+    ]  # fmt: skip
+    out = evaluation.score(clips, truth, 10.0, frozenset({"b"}))  # the review clip: a and b
+    assert out["accepted_share_of_speech"] == pytest.approx(3 / 8)
+    assert out["two_voice_clips"] == 1.0 and out["accepted_two_voice_clips"] == 0.0
+    assert out["wer_accepted"] == 0.0  # b's turn has no text: not scored
+    assert out["bcubed_f1_real"] == 1.0 and "bcubed_f1_synthetic" in out
+
+
+def _own_corpus(folder: Path, cache: Path) -> None:
+    """Two episodes as an operator would bring them: WAV + RTTM, one with JSON turns and a
+    whole transcript, and a stray media file without annotation."""
+    from convoice.tasks.samples import make_episode
+
+    for i, cast in enumerate((("rms", "slt"), ("slt", "ked"))):
+        ep = make_episode(f"show{i}", cast, 4, 40 + i, folder, make_video=False, cache_dir=cache)
+        if i == 1:
+            turns = [{"start": t.start, "end": t.end, "speaker": t.speaker, "text": t.text}
+                     for t in ep.turns]  # fmt: skip
+            (folder / "show1.json").write_text(json.dumps(turns))
+            ep.rttm_path.unlink()
+            (folder / "show1.txt").write_text(" ".join(t.text for t in ep.turns))
+    (folder / "show0.wav").rename(folder / "Show 0.wav")  # a space in the name
+    (folder / "show0.rttm").rename(folder / "Show 0.rttm")
+    (folder / "stray.wav").write_bytes((folder / "Show 0.wav").read_bytes())
+
+
+def test_load_annotated_reads_the_format_and_says_what_it_skips(
+    tmp_path: Path, tts_cache: Path
+) -> None:
+    _own_corpus(tmp_path, tts_cache)
+    corpus, skipped = bench_corpus.load_annotated(tmp_path)
+    assert [e.episode_id for e in corpus.episodes] == ["Show 0", "show1"]
+    assert skipped == ["stray.wav: no stray.rttm or stray.json"]
+    assert corpus.episodes[1].turns[0].text and not corpus.episodes[0].turns[0].text
+    assert "show1" in corpus.metadata["transcripts"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(bench_corpus.CorpusFormatError, match="no media file"):
+        bench_corpus.load_annotated(empty)
+    (tmp_path / "show1.json").write_text("{not json")
+    with pytest.raises(bench_corpus.CorpusFormatError, match=r"show1\.json"):
+        bench_corpus.load_annotated(tmp_path)
+
+
+def test_bench_corpus_dir_scores_the_engine_on_own_audio(
+    tmp_path: Path, tts_cache: Path, prefect_harness: None
+) -> None:
+    from typer.testing import CliRunner
+
+    from convoice.cli import app
+
+    own = tmp_path / "own"
+    own.mkdir()
+    _own_corpus(own, tts_cache)
+    out = tmp_path / "bench.json"
+    done = CliRunner().invoke(app, ["bench", "--corpus", str(own), "--no-naive", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    printed = " ".join(done.output.split())  # the console wraps long lines
+    assert "stray.wav: no stray.rttm" in printed
+    assert "reliability of speaker_confidence" in printed
+    figures = json.loads(out.read_text())
+    quality = figures["quality"]
+    assert quality["true_speakers"] == 3.0 and quality["clips"] > 4
+    assert quality["bcubed_f1_cross_episode"] > 0.8
+    assert quality["wer_transcripts_all_clips"] < 0.3
+    assert 0.0 <= quality["speaker_confidence_ece"] <= 1.0
+    bad = CliRunner().invoke(app, ["bench", "--corpus", str(tmp_path / "missing")])
+    assert bad.exit_code == 2 and "is not a directory" in " ".join(bad.output.split())
+
+
+def test_an_episode_mixes_a_real_person_and_a_voice_with_channel_noise_and_overlap(
+    tmp_path: Path, tts_cache: Path
+) -> None:
+    import soundfile as sf
+
+    ids = [i for i in voices.all_identities() if i.name in {"librivox_reader", "cs_ph"}]
+    speech = bench_corpus._Speech(ids, seed=3, cache_dir=tts_cache)
+    cond = bench_corpus.Condition("test", "phone", "guest", 10.0, 1.0)
+    ep = bench_corpus.make_half_episode(
+        "x1", ("librivox_reader", "cs_ph"), cond, speech, 4, 5, tmp_path
+    )
+    assert {t.speaker for t in ep.turns} == {"librivox_reader", "cs_ph"}
+    real = [t for t in ep.turns if t.speaker == "librivox_reader"]
+    assert all(t.text.split()[0] in {"and", "he", "unless", "had"} for t in real)
+    pairs = zip(ep.turns, ep.turns[1:], strict=False)
+    assert all(b.start < a.end for a, b in pairs)  # overlap_prob 1: every turn overlaps
+    audio, rate = sf.read(ep.audio_path)
+    assert rate == SAMPLE_RATE and abs(len(audio) / rate - ep.duration) < 0.01
+    assert ep.rttm_path.read_text().count("SPEAKER") == 4 and ep.media_path.suffix == ".mp4"
+    with pytest.raises(ValueError, match="must be 'tune' or 'report'"):
+        voices.identities("both")
