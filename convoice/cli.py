@@ -226,10 +226,29 @@ def bench(
     sizes: Annotated[
         str, typer.Option(help="With --scale: comma-separated numbers of speakers / clips.")
     ] = "100000,1000000",
+    languages: Annotated[
+        bool,
+        typer.Option(
+            help="Instead: the multilingual corpus: clip language, WER per language, and the "
+            "Whisper models of --models compared on the same clips."
+        ),
+    ] = False,
+    models: Annotated[
+        str, typer.Option(help="With --languages: comma-separated Whisper models to compare.")
+    ] = "base,small",
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
 ) -> None:
     """Measure quality and speed against baselines in the same run (see README)."""
     prefect_defaults()
+    if languages:
+        from convoice.flows.bench_languages import run_language_benchmark
+
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        lingual = run_language_benchmark(turns=4 if quick else 6, models=names)
+        console.print(lingual.render(), soft_wrap=True, markup=False)
+        if out:
+            out.write_text(lingual.to_json())
+        return
     if scale:
         from convoice.flows.benchmark import run_scale_benchmark
 
