@@ -290,6 +290,16 @@ def bench(
     ] = False,
     requests: Annotated[int, typer.Option(help="With --service: requests per synthesiser.")] = 20,
     home: HomeOption = None,
+    languages: Annotated[
+        bool,
+        typer.Option(
+            help="Instead: the multilingual corpus: clip language, WER per language, and the "
+            "Whisper models of --models compared on the same clips."
+        ),
+    ] = False,
+    models: Annotated[
+        str, typer.Option(help="With --languages: comma-separated Whisper models to compare.")
+    ] = "base,small",
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
     long: Annotated[
         str | None,
@@ -324,6 +334,15 @@ def bench(
         except ValueError as err:
             raise typer.BadParameter(f"--long: {err}") from err
         console.print(render(run_long_benchmark(hours)), soft_wrap=True)
+        return
+    if languages:
+        from convoice.flows.bench_languages import run_language_benchmark
+
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        lingual = run_language_benchmark(turns=4 if quick else 6, models=names)
+        console.print(lingual.render(), soft_wrap=True, markup=False)
+        if out:
+            out.write_text(lingual.to_json())
         return
     if scale:
         from convoice.flows.benchmark import run_scale_benchmark

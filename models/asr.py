@@ -46,16 +46,20 @@ def transcribe_clips(
     options: AsrOptions,
     model_for: ModelFor | None = None,
     speakers: Sequence[int] | None = None,
+    languages: Sequence[LanguageGuess] | None = None,
 ) -> list[Transcript | None]:
     """One transcript per clip (None when Whisper heard no words in it).
 
     ``model`` detects the languages (unsure clips lean on their recording
     speaker, ``speakers[i]``, when given); ``model_for(language)`` names and
     gives the model that transcribes clips of that language (default: ``model``).
+    ``languages``: the clips' languages when they were detected already.
     """
     if not clips:
         return []
-    if options.language:
+    if languages is not None:
+        guesses = list(languages)
+    elif options.language:
         guesses = [LanguageGuess(options.language, 1.0, "pinned")] * len(clips)
     else:
         guesses = detect_languages(model, samples, clips, options.detect, speakers)
