@@ -16,6 +16,9 @@ from typing import Any
 from convoice.models.clustering import b_cubed
 from convoice.models.metrics import WerCount, one_to_one_mapping, wer_count
 
+PURE = 0.9
+"""A clip whose main voice covers less than this share of it holds two voices."""
+
 
 @dataclass(frozen=True)
 class RefTurn:
@@ -100,6 +103,7 @@ def score(
         "wer_all_clips": wer_all.wer,
         "kept_over_raw": kept / raw_seconds if raw_seconds else 0.0,
         "clip_purity": sum(r[1] for r in ref) / len(ref) if ref else 0.0,
+        "accepted_impure_clips": float(sum(r[1] < PURE for _, r in accepted)),
         "predicted_speakers": float(len({c["speaker_id"] for c in labelled})),
         "true_speakers": float(len({r[0] for r in ref})),
     }
