@@ -112,7 +112,7 @@ class Embeddings:
     """
 
     clips: FloatArray  # shape: (num_clips, 256)
-    nodes: FloatArray  # shape: (num_nodes, 256); zero rows for nodes that have clips
+    nodes: FloatArray  # shape: (num_nodes, 256); zero rows for nodes with clips (all: CAM++)
     identity_clips: FloatArray  # shape: (num_clips, dim)
     identity_nodes: FloatArray  # shape: (num_nodes, dim)
     identity_encoder: str = "resemblyzer"
@@ -139,7 +139,8 @@ def embed_speakers(
     """One embedding per clip, plus one per local speaker without clips.
 
     ``weights``: a fine-tuned resemblyzer encoder's file ("" = the pretrained
-    one). ``identity``: "campplus" adds CAM++ embeddings for identity.
+    one). ``identity``: "campplus" adds CAM++ embeddings, which then alone
+    cluster the local speakers (resemblyzer embeds only the clips).
     """
     encoder = loaders.voice_encoder(weights)
     nodes, pieces = labelling.node_regions(seg)
@@ -148,14 +149,16 @@ def embed_speakers(
     missing = [i for i, n in enumerate(nodes) if n not in with_clips]
     regions += [pieces[i] for i in missing]
     n_clips = len(seg.clips)
-    clips, node_vectors = _split(
-        embed.embed_regions(encoder, audio.samples, regions), n_clips, len(nodes), missing
-    )
     if identity == "resemblyzer":
+        clips, node_vectors = _split(
+            embed.embed_regions(encoder, audio.samples, regions), n_clips, len(nodes), missing
+        )
         return Embeddings(clips, node_vectors, clips, node_vectors, identity)
+    clips = embed.embed_regions(encoder, audio.samples, regions[:n_clips])
+    no_nodes = np.zeros((len(nodes), clips.shape[1]), dtype=np.float32)
     found = embed.embed_regions_campplus(loaders.campplus_model(), audio.samples, regions)
     id_clips, id_nodes = _split(found.vectors, n_clips, len(nodes), missing)
-    return Embeddings(clips, node_vectors, id_clips, id_nodes, identity, found.windows[:n_clips])
+    return Embeddings(clips, no_nodes, id_clips, id_nodes, identity, found.windows[:n_clips])
 
 
 @task(name="identify", cache_policy=NO_CACHE)

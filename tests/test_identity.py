@@ -117,3 +117,21 @@ def test_an_unknown_identity_encoder_is_a_clear_error() -> None:
     bad = replace(settings, identity=replace(settings.identity, encoder="ecapa"))
     with pytest.raises(ConfigError, match="'campplus' or 'resemblyzer'"):
         bad.similarity_scale()
+
+
+def test_clip_rows_written_before_campplus_still_read(tmp_path: Path) -> None:
+    """An old clips table (no speaker_embedding column) reads with nulls; d-vectors identify."""
+    from convoice.models.records import Clip, Provenance, identity_vector
+    from convoice.storage.schema import clips_to_table
+
+    store = Store(str(tmp_path))
+    clip = Clip("c1", "r1", 0.0, 2.0, "S0", np.full(256, 1 / 16, dtype=np.float32))
+    old = clips_to_table([clip], Provenance("old", {}, {}), "run", "t").drop_columns(
+        ["speaker_embedding"]
+    )
+    store.tables.append("clips", old)
+    row = store.clips().to_pylist()[0]
+    assert row["speaker_embedding"] is None
+    assert identity_vector(row) == row["embedding"] and len(row["embedding"]) == 256
+    clip.speaker_embedding = np.ones(192, dtype=np.float32)
+    assert clip.identity_vector.shape == (192,)
