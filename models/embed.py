@@ -35,7 +35,7 @@ BATCH = 64
 
 
 CAMPPLUS_DIM = 192
-CAMPPLUS_WINDOW = 150  # frames (1.5 s) per CAM++ window: a clip's parts are compared
+CAMPPLUS_WINDOW = 100  # frames (1 s) per CAM++ window: a clip's parts are compared
 CAMPPLUS_QUANTUM = 20  # shorter regions are cut to a multiple of this (equal lengths batch)
 MIN_SAMPLES = SAMPLE_RATE // 4  # shorter regions get no embedding (a zero vector)
 
