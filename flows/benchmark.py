@@ -133,6 +133,7 @@ def _warm_up() -> None:
     warm()
     loaders.segmentation_model()
     loaders.voice_encoder()
+    loaders.campplus_model()
     loaders.whisper_model()
 
 
@@ -335,8 +336,8 @@ def engine_der(settings: Settings) -> float:
     wav, rttm = samples.pyannote_sample()
     audio = decode(wav)
     seg = stages.segment.fn(audio, settings)
-    vectors = stages.embed_speakers.fn(audio, seg)
-    empty = np.zeros((0, 256), dtype=np.float32)
+    vectors = stages.embed_speakers.fn(audio, seg, "", settings.identity.encoder)
+    empty = np.zeros((0, 0), dtype=np.float32)
     speakers, _ = stages.identify.fn("sample", seg, vectors, [], empty, settings)
     return diarization_error_rate(read_rttm(str(rttm)), labelling.diarization_output(seg, speakers))
 
@@ -427,6 +428,7 @@ def _load_models(model: str, compute_type: str) -> None:
     threads = int(os.environ.get("CONVOICE_TORCH_THREADS", "0"))
     loaders.segmentation_model()
     loaders.voice_encoder()
+    loaders.campplus_model()
     loaders.whisper_model(model, compute_type, threads)
 
 

@@ -64,7 +64,7 @@ class Registry:
 
         ids = sorted(self.speakers)
         if not ids:
-            return [], np.zeros((0, 256), dtype=np.float32)
+            return [], np.zeros((0, 0), dtype=np.float32)
         return ids, np.stack([self.speakers[i].centroid for i in ids]).astype(np.float32)
 
     def refresh(self, store: Store) -> None:
@@ -82,7 +82,10 @@ def provenance(settings: Settings) -> Provenance:
         "asr": loaders.whisper_name(settings.asr.model),  # a clip's row names its own
         "language_id": loaders.whisper_name(settings.asr.model),
         "vad": "silero-vad (faster-whisper 1.2.1)",
+        "identity": settings.identity.encoder,  # the embedding clustering and registry use
     }
+    if settings.identity.encoder == "campplus":
+        models["speaker_embedding"] = loaders.CAMPPLUS_NAME
     return Provenance(PIPELINE_VERSION, models, settings.model_settings())
 
 
@@ -150,11 +153,14 @@ def label_prepared(
         with clock.stage("identify"):
             registry.refresh(store)
             ids, centroids = registry.matrix()
-            matches = labelling.identify(rid, prepared.speakers, ids, centroids, settings.registry)
+            scale = settings.similarity_scale()
+            matches = labelling.identify(rid, prepared.speakers, ids, centroids, scale)
         with clock.stage("route"):
+            vectors = prepared.vectors
             clips = labelling.build_clips(
-                rid, prepared.seg, prepared.speakers, matches, prepared.vectors.clips,
-                prepared.transcripts, settings.routing,
+                rid, prepared.seg, prepared.speakers, matches, vectors.clips,
+                prepared.transcripts, settings.routing, scale,
+                vectors.identity_clips if vectors.separate_identity else None,
             )  # fmt: skip
             touched = labelling.update_registry(
                 rid, clips, matches, registry.speakers, stages.now()
@@ -298,6 +304,7 @@ def ingest_flow(
     runner.check(settings.runner)
     store = Store.open(settings)
     settings = encoder.pin_encoder(settings, store)  # one encoder for the whole run
+    settings = encoder.pin_identity(settings, store)  # and the registry's embedding space
     run_id = str(flow_run.get_id() or stages.now())
     report = IngestReport(run_id=run_id, home=store.root)
     clock = StageClock()

@@ -90,7 +90,9 @@ def review_push_flow(
 
 
 def _machine_rows(store: Store) -> dict[str, dict[str, Any]]:
-    columns = ["clip_id", "speaker_id", "review_reasons", "duration", "embedding"]
+    columns = [
+        "clip_id", "speaker_id", "review_reasons", "duration", "embedding", "speaker_embedding"
+    ]  # fmt: skip
     return {row["clip_id"]: row for row in store.clips().select(columns).to_pylist()}
 
 

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from convoice.config import RegistrySettings, RoutingSettings
+from convoice.config import RoutingSettings, SimilarityScale
 from convoice.models.clustering import NodeClustering, cluster_nodes, normalize
 from convoice.models.diarize import Segmentation
 from convoice.models.records import Clip, Region, Speaker, Transcript, stable_id
 from convoice.models.registry import MatchDecision, SpeakerMatch, match_speakers
 from convoice.models.routing import Reason, SpeakerEvidence, route
+from convoice.models.voices import TwoVoiceRule, two_voice_flags
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -34,6 +35,7 @@ class RecordingSpeakers:
     clip_labels: npt.NDArray[np.int64]  # recording speaker per clip, after refinement
     centroids: FloatArray  # shape: (num_speakers, dim), unit norm, from the clips
     speech: npt.NDArray[np.float64]  # seconds of speech per recording speaker
+    two_voices: npt.NDArray[np.bool_] | None = None  # per clip; None when not checked
 
     @property
     def num_speakers(self) -> int:
@@ -62,15 +64,19 @@ def speakers_of_recording(
     seg: Segmentation,
     clip_embeddings: FloatArray,
     node_embeddings: FloatArray,
-    threshold: float,
+    scale: SimilarityScale,
     max_speakers: int,
     min_speaker_s: float = 0.0,
+    clip_windows: Sequence[FloatArray] | None = None,
+    two_voice_rule: TwoVoiceRule | None = None,
 ) -> RecordingSpeakers:
-    """Cluster local speakers into recording speakers.
+    """Cluster local speakers into recording speakers (identity embeddings, ``scale``).
 
     A node's embedding is the mean of its clips' embeddings, or, for a node
     without clips, ``node_embeddings`` (its speech embedded whole). Nodes whose
-    speech was too short to embed stay unassigned (-1).
+    speech was too short to embed stay unassigned (-1). With ``clip_windows``
+    (each clip's window embeddings) and a ``two_voice_rule``, clips holding two
+    voices are flagged (:func:`convoice.models.voices.two_voice_flags`).
     """
     nodes, pieces = node_regions(seg)
     index = {n: i for i, n in enumerate(nodes)}
@@ -86,7 +92,9 @@ def speakers_of_recording(
     usable = np.linalg.norm(sums, axis=1) > 0
     emb = normalize(sums[usable])
     groups = np.array([n[0] for n in nodes], dtype=np.int64)[usable]
-    clustering = cluster_nodes(emb, weights[usable], groups, threshold, max_speakers, min_speaker_s)
+    clustering = cluster_nodes(
+        emb, weights[usable], groups, scale.cluster_threshold, max_speakers, min_speaker_s
+    )
     labels = np.full(len(nodes), -1, dtype=np.int64)
     labels[usable] = clustering.labels
     speech = np.array(
@@ -97,8 +105,12 @@ def speakers_of_recording(
         clip_embeddings,
         labels[clip_nodes] if len(clip_nodes) else np.zeros(0, np.int64),
         clustering,
+        margin=scale.refine_margin,
     )
-    return RecordingSpeakers(nodes, labels, clip_labels, centroids, speech)
+    flags = None
+    if clip_windows is not None and two_voice_rule is not None:
+        flags = two_voice_flags(clip_windows, clip_labels, centroids, two_voice_rule)
+    return RecordingSpeakers(nodes, labels, clip_labels, centroids, speech, flags)
 
 
 def refine_clip_labels(
@@ -141,17 +153,23 @@ def identify(
     speakers: RecordingSpeakers,
     registry_ids: list[str],
     registry_centroids: FloatArray,
-    cfg: RegistrySettings,
+    scale: SimilarityScale,
 ) -> list[SpeakerMatch]:
     """Match the recording's speakers to the registry (one-to-one)."""
+    if len(registry_ids) and registry_centroids.shape[1] != speakers.centroids.shape[1]:
+        raise ValueError(
+            f"the registry holds {registry_centroids.shape[1]}-d speaker vectors but this "
+            f"recording was embedded in {speakers.centroids.shape[1]}-d: set [identity] encoder "
+            "to the store's encoder"
+        )
     return match_speakers(
         recording_id,
         speakers.centroids,
         registry_ids,
         registry_centroids,
-        cfg.match_threshold,
-        cfg.new_threshold,
-        cfg.margin,
+        scale.match_threshold,
+        scale.new_threshold,
+        scale.margin,
     )
 
 
@@ -163,21 +181,32 @@ def build_clips(
     clip_embeddings: FloatArray,
     transcripts: list[Transcript | None],
     routing: RoutingSettings,
+    scale: SimilarityScale,
+    identity_embeddings: FloatArray | None = None,
 ) -> list[Clip]:
-    """Labelled, scored and routed clips of one recording."""
+    """Labelled, scored and routed clips of one recording.
+
+    ``identity_embeddings``: the identity encoder's, one row per clip (None
+    when the d-vectors identify); ``speakers`` was clustered on them.
+    """
+    identity = clip_embeddings if identity_embeddings is None else identity_embeddings
     centroids = speakers.centroids
     by_speaker = {m.recording_speaker: m for m in matches}
     clips: list[Clip] = []
-    for region, emb, transcript, label in zip(
-        seg.clips, clip_embeddings, transcripts, speakers.clip_labels.tolist(), strict=True
+    for i, (region, transcript, label) in enumerate(
+        zip(seg.clips, transcripts, speakers.clip_labels.tolist(), strict=True)
     ):
-        if label < 0 or not np.any(emb):
+        emb, vec = clip_embeddings[i], identity[i]
+        if label < 0 or not np.any(emb) or not np.any(vec):
             continue
-        sims = centroids @ emb
+        sims = centroids @ vec
         own = float(sims[label])
         other = float(np.delete(sims, label).max()) if len(sims) > 1 else -1.0
         match = by_speaker[label]
-        evidence = SpeakerEvidence(own, other, match.confidence)
+        two = bool(speakers.two_voices[i]) if speakers.two_voices is not None else False
+        evidence = SpeakerEvidence(
+            own, other, match.confidence, scale.fit_low, scale.fit_high, scale.fit_margin, two
+        )
         decision = route(
             evidence, transcript, region.region.duration, region.overlap_nearby, routing
         )
@@ -202,6 +231,7 @@ def build_clips(
                     "other_similarity": round(other, 4),
                     "identity_similarity": round(match.similarity, 4),
                 },
+                speaker_embedding=None if identity_embeddings is None else vec.astype(np.float32),
             )
         )
     return clips
@@ -214,12 +244,13 @@ def absorbed_clips(
 
     An uncertain match to a known speaker counts none (it must not pull that
     centroid before a person confirms it); otherwise the clips sure of their
-    speaker count, or all of them when none is. ``clip_reasons``: the review
+    speaker (and holding one voice) count, or all of them when none is. ``clip_reasons``: the review
     reasons of the speaker's clips.
     """
     if known and decision == MatchDecision.UNCERTAIN:
         return [False] * len(clip_reasons)
-    sure = [Reason.UNCERTAIN_SPEAKER not in reasons for reasons in clip_reasons]
+    doubt = (Reason.UNCERTAIN_SPEAKER, Reason.TWO_VOICES)
+    sure = [not any(r in reasons for r in doubt) for reasons in clip_reasons]
     return sure if any(sure) else [True] * len(clip_reasons)
 
 
@@ -248,7 +279,7 @@ def update_registry(
         counted = [c for c, flag in zip(mine, flags, strict=True) if flag]
         if not counted:
             continue
-        emb = np.stack([c.embedding for c in counted]).astype(np.float32)
+        emb = np.stack([c.identity_vector for c in counted]).astype(np.float32)
         if speaker is None:
             speaker = Speaker(
                 speaker_id=match.speaker_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -189,10 +190,22 @@ class Clip:
     labelled_at: str = ""
     audio_uri: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    speaker_embedding: FloatArray | None = None  # the identity encoder's (CAM++, 192-d), unit
 
     @property
     def duration(self) -> float:
         return self.end - self.start
+
+    @property
+    def identity_vector(self) -> FloatArray:
+        """The embedding the registry sums: CAM++'s when the clip has one, else resemblyzer's."""
+        return self.embedding if self.speaker_embedding is None else self.speaker_embedding
+
+
+def identity_vector(row: Mapping[str, Any]) -> Any:
+    """A clip row's identity embedding: ``speaker_embedding``, else (older rows) ``embedding``."""
+    value = row.get("speaker_embedding")
+    return value if value is not None else row.get("embedding")
 
 
 @dataclass

@@ -176,7 +176,8 @@ def _label_recording(
     for i, clip in enumerate(clips):
         k = int(member[i])
         other = float(np.delete(sims[i], k).max()) if len(locals_) > 1 else -1.0
-        ev = SpeakerEvidence(float(sims[i, k]), other, matches[k].confidence)
+        two = Reason.TWO_VOICES in clip.machine_reasons  # kept as found at ingestion
+        ev = SpeakerEvidence(float(sims[i, k]), other, matches[k].confidence, two_voices=two)
         reasons = [r for r in clip.machine_reasons if r not in SPEAKER_REASONS]
         if speaker_confidence(ev) < routing_cfg.min_speaker_confidence:
             if clip_fit(ev) < routing_cfg.min_speaker_confidence:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from convoice.models.records import ClipStatus, LabelSource, Speaker
+from convoice.models.records import ClipStatus, LabelSource, Speaker, identity_vector
 from convoice.models.review import NEW_SPEAKER, AnnotationError, ReviewDecision
 from convoice.models.review_annotations import (
     decision_labels,
@@ -343,7 +343,7 @@ def plan_pull(
     latest = latest_values([*labels, *plan.labels])
     desired = desired_contributions(machine, latest, merged_to)
     embeddings = {
-        c: machine[c]["embedding"]
+        c: identity_vector(machine[c])
         for c in set(desired) | set(applied_contributions)
         if c in machine
     }

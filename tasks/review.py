@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from convoice.models.records import identity_vector
 from convoice.models.review import context_window, speaker_options, task_payload
 from convoice.tasks import review_server
 
@@ -508,9 +509,7 @@ def build_tasks(
     speakers = store.speakers()
     ids = [s.speaker_id for s in speakers]
     centroids = (
-        np.stack([s.centroid for s in speakers])
-        if speakers
-        else np.zeros((0, 256), dtype=np.float32)
+        np.stack([s.centroid for s in speakers]) if speakers else np.zeros((0, 0), dtype=np.float32)
     )
     names = {s.speaker_id: s.name for s in speakers}
     counts = {s.speaker_id: s.n_clips for s in speakers}
@@ -518,7 +517,8 @@ def build_tasks(
     for row in rows:
         recording = recordings[row["recording_id"]]
         key, context_start = write_context_audio(store, row, recording, context_s)
-        embedding = np.asarray(row["embedding"], dtype=np.float32) if row.get("embedding") else None
+        vector = identity_vector(row)  # the registry's embedding space
+        embedding = np.asarray(vector, dtype=np.float32) if vector else None
         options = speaker_options(
             embedding, str(row.get("speaker_id") or ""), ids, centroids, names, counts
         )

@@ -8,7 +8,7 @@ store instead, which knows which recordings are done.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -104,15 +104,43 @@ def segment(audio: Audio, settings: Settings) -> Segmentation:
 
 @dataclass(frozen=True)
 class Embeddings:
+    """Each clip's (and each clip-less local speaker's) embeddings.
+
+    ``clips``/``nodes``: resemblyzer's d-vectors (kept on every clip).
+    ``identity_clips``/``identity_nodes``: the identity encoder's (CAM++,
+    192-d), or the d-vectors themselves when resemblyzer identifies.
+    """
+
     clips: FloatArray  # shape: (num_clips, 256)
-    nodes: FloatArray  # shape: (num_nodes, 256); zero rows for nodes that have clips
+    nodes: FloatArray  # shape: (num_nodes, 256); zero rows for nodes with clips (all: CAM++)
+    identity_clips: FloatArray  # shape: (num_clips, dim)
+    identity_nodes: FloatArray  # shape: (num_nodes, dim)
+    identity_encoder: str = "resemblyzer"
+    clip_windows: list[FloatArray] = field(default_factory=list)  # CAM++ windows per clip
+
+    @property
+    def separate_identity(self) -> bool:
+        """Whether clips carry an identity embedding of their own (``speaker_embedding``)."""
+        return self.identity_encoder != "resemblyzer"
+
+
+def _split(vectors: FloatArray, num_clips: int, num_nodes: int, missing: list[int]) -> tuple[
+    FloatArray, FloatArray
+]:  # fmt: skip
+    node_vectors = np.zeros((num_nodes, vectors.shape[1]), dtype=np.float32)
+    node_vectors[missing] = vectors[num_clips:]
+    return vectors[:num_clips], node_vectors
 
 
 @task(name="embed", cache_policy=NO_CACHE)
-def embed_speakers(audio: Audio, seg: Segmentation, weights: str = "") -> Embeddings:
+def embed_speakers(
+    audio: Audio, seg: Segmentation, weights: str = "", identity: str = "campplus"
+) -> Embeddings:
     """One embedding per clip, plus one per local speaker without clips.
 
-    ``weights``: a fine-tuned encoder's file ("" = resemblyzer's pretrained one).
+    ``weights``: a fine-tuned resemblyzer encoder's file ("" = the pretrained
+    one). ``identity``: "campplus" adds CAM++ embeddings, which then alone
+    cluster the local speakers (resemblyzer embeds only the clips).
     """
     encoder = loaders.voice_encoder(weights)
     nodes, pieces = labelling.node_regions(seg)
@@ -120,10 +148,17 @@ def embed_speakers(audio: Audio, seg: Segmentation, weights: str = "") -> Embedd
     regions: list[Region | list[Region]] = [c.region for c in seg.clips]
     missing = [i for i, n in enumerate(nodes) if n not in with_clips]
     regions += [pieces[i] for i in missing]
-    vectors = embed.embed_regions(encoder, audio.samples, regions)
-    node_vectors = np.zeros((len(nodes), vectors.shape[1]), dtype=np.float32)
-    node_vectors[missing] = vectors[len(seg.clips) :]
-    return Embeddings(vectors[: len(seg.clips)], node_vectors)
+    n_clips = len(seg.clips)
+    if identity == "resemblyzer":
+        clips, node_vectors = _split(
+            embed.embed_regions(encoder, audio.samples, regions), n_clips, len(nodes), missing
+        )
+        return Embeddings(clips, node_vectors, clips, node_vectors, identity)
+    clips = embed.embed_regions(encoder, audio.samples, regions[:n_clips])
+    no_nodes = np.zeros((len(nodes), clips.shape[1]), dtype=np.float32)
+    found = embed.embed_regions_campplus(loaders.campplus_model(), audio.samples, regions)
+    id_clips, id_nodes = _split(found.vectors, n_clips, len(nodes), missing)
+    return Embeddings(clips, no_nodes, id_clips, id_nodes, identity, found.windows[:n_clips])
 
 
 @task(name="identify", cache_policy=NO_CACHE)
@@ -136,19 +171,26 @@ def identify(
     settings: Settings,
 ) -> tuple[RecordingSpeakers, list[SpeakerMatch]]:
     """Cluster local speakers into the recording's speakers; match them to the registry."""
-    cfg = settings.diarization
-    speakers = labelling.speakers_of_recording(
-        seg,
-        vectors.clips,
-        vectors.nodes,
-        cfg.cluster_threshold,
-        cfg.max_speakers,
-        cfg.min_speaker_s,
-    )
+    speakers = own_speakers(seg, vectors, settings)
     matches = labelling.identify(
-        recording_id, speakers, registry_ids, registry_centroids, settings.registry
+        recording_id, speakers, registry_ids, registry_centroids, settings.similarity_scale()
     )
     return speakers, matches
+
+
+def own_speakers(seg: Segmentation, vectors: Embeddings, settings: Settings) -> RecordingSpeakers:
+    """The recording's speakers, clustered on the identity embeddings."""
+    cfg = settings.diarization
+    return labelling.speakers_of_recording(
+        seg,
+        vectors.identity_clips,
+        vectors.identity_nodes,
+        settings.similarity_scale(),
+        cfg.max_speakers,
+        cfg.min_speaker_s,
+        vectors.clip_windows or None,
+        settings.identity.two_voice_rule(),
+    )
 
 
 @task(name="transcribe", cache_policy=NO_CACHE)

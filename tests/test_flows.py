@@ -72,6 +72,23 @@ def test_flow_labels_every_episode_with_identities_across_them(labelled, small_c
         assert rec["license"] == "CC-BY-4.0" and "CC BY 4.0" in rec["attribution"]
 
 
+def test_clips_keep_the_d_vector_and_carry_the_identity_embedding(labelled) -> None:  # type: ignore[no-untyped-def]
+    """resemblyzer's 256 floats stay (the TTS export); CAM++'s 192 identify, named in ``models``."""
+    import json
+
+    from convoice.tasks import loaders
+
+    home, _ = labelled
+    store = Store(str(home))
+    for clip in store.clips().to_pylist():
+        assert len(clip["embedding"]) == 256 and len(clip["speaker_embedding"]) == 192
+        models = json.loads(clip["models"])
+        assert models["embedding"] == loaders.EMBEDDING_NAME
+        assert models["speaker_embedding"] == loaders.CAMPPLUS_NAME
+        assert models["identity"] == "campplus"
+    assert {len(s.vector_sum) for s in store.speakers()} == {192}  # the registry is CAM++'s
+
+
 def test_the_run_leaves_a_summary_artifact_for_operators(labelled) -> None:  # type: ignore[no-untyped-def]
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
