@@ -309,6 +309,21 @@ def speech_windows(samples: np.ndarray, regions: list[Region], window_s: float =
         return embed_regions(loaders.voice_encoder(), samples, windows)
 
 
+def local_speaker_seconds(samples: np.ndarray) -> list[list[float]]:
+    """Per 10 s chunk of speech, the seconds each local speaker of the engine's pyannote
+    segmentation model talks (the diarization front end of ingestion)."""
+    from convoice.models.diarize import CHUNK_S, detect_speech, segment_chunks
+    from convoice.models.segmentation import plan_chunks, rms_envelope
+
+    model = loaders.segmentation_model()
+    speech = detect_speech(samples)
+    envelope = rms_envelope(samples, RATE)
+    chunks = plan_chunks(speech, len(samples) / RATE, envelope, max_s=CHUNK_S)
+    with _ENCODER_LOCK:
+        segs = segment_chunks(model, samples, chunks, batch_size=8)
+    return [(seg.activity.sum(axis=0) * seg.frame_step).tolist() for seg in segs]
+
+
 @dataclass(frozen=True)
 class Reference:
     """A checked reference voice: its speech and its embedding."""
@@ -328,7 +343,7 @@ def check_reference(samples: np.ndarray, settings: Settings) -> Reference:
         regions = speech_regions(samples)
         speech = sum(r.end - r.start for r in regions)
         vb.check_speech(speech)
-        vb.check_one_voice(speech_windows(samples, regions))
+        vb.check_one_voice(speech_windows(samples, regions), local_speaker_seconds(samples))
     except vb.VoiceCheckError as err:
         raise Refusal(422, err.code, str(err)) from err
     voiced = np.concatenate([samples[int(r.start * RATE) : int(r.end * RATE)] for r in regions])

@@ -358,6 +358,20 @@ def test_every_refusal_has_a_status_and_a_message(client: TestClient, tts_cache:
     assert client.post("/v1/speech", data={"text": SENTENCE}).json()["error"] == "no_voice"
 
 
+def test_real_recordings_one_reader_passes_a_conversation_does_not(client: TestClient) -> None:
+    """Real people: the LibriVox reader of pocketsphinx-testdata, pyannote's two-person sample."""
+    import pyannote.audio
+
+    librivox = sorted(Path("/usr/share/pocketsphinx/test/data/librivox").glob("*.wav"))
+    if not librivox:
+        pytest.skip("no pocketsphinx-testdata: apt-get install pocketsphinx-testdata")
+    one = client.post("/v1/voices/match", files={"file": ("reader.wav", librivox[0].read_bytes())})
+    assert one.status_code == 200, one.text
+    sample = Path(pyannote.audio.__file__).parent / "sample" / "sample.wav"
+    two = client.post("/v1/voices/match", files={"file": ("talk.wav", sample.read_bytes())})
+    assert two.status_code == 422 and two.json()["error"] == "several_voices"
+
+
 def test_size_and_rate_limits(home: Path) -> None:
     settings = _settings(home, max_upload_mb=0.05, requests_per_minute=3)
     bank = load_bank(settings)
