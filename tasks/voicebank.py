@@ -40,7 +40,7 @@ PROFILE_SENTENCE = (
     "The quiet river carried small boats past the old stone bridge every morning,"
     " while the children waved from the bank."
 )
-_ENCODER_LOCK = threading.Lock()
+_MODEL_LOCK = threading.Lock()  # encoder, Whisper, segmentation: one call at a time
 
 
 class Refusal(ValueError):
@@ -81,7 +81,7 @@ def embed(samples: np.ndarray) -> np.ndarray:
     """One unit-norm resemblyzer embedding of 16 kHz speech."""
     from convoice.models.embed import embed_regions
 
-    with _ENCODER_LOCK:
+    with _MODEL_LOCK:
         out = embed_regions(loaders.voice_encoder(), samples, [Region(0.0, len(samples) / RATE)])
     return out[0]
 
@@ -305,7 +305,7 @@ def speech_windows(samples: np.ndarray, regions: list[Region], window_s: float =
             start += window_s
     if not windows:
         return np.zeros((0, 256), np.float32)
-    with _ENCODER_LOCK:
+    with _MODEL_LOCK:
         return embed_regions(loaders.voice_encoder(), samples, windows)
 
 
@@ -319,7 +319,7 @@ def local_speaker_seconds(samples: np.ndarray) -> list[list[float]]:
     speech = detect_speech(samples)
     envelope = rms_envelope(samples, RATE)
     chunks = plan_chunks(speech, len(samples) / RATE, envelope, max_s=CHUNK_S)
-    with _ENCODER_LOCK:
+    with _MODEL_LOCK:
         segs = segment_chunks(model, samples, chunks, batch_size=8)
     return [(seg.activity.sum(axis=0) * seg.frame_step).tolist() for seg in segs]
 
@@ -379,7 +379,7 @@ def score(
     asr = settings.asr
     whisper = loaders.whisper_model(asr.model, asr.compute_type, asr.cpu_threads)
     region = Region(0.0, len(samples16) / RATE)
-    with _ENCODER_LOCK:
+    with _MODEL_LOCK:
         heard = transcribe_clips(whisper, samples16, [region], AsrOptions(1, 1, language))[0]
     text_heard = heard.text if heard is not None else ""
     return Scores(round(similarity, 4), round(wer_count(text, text_heard).wer, 4), text_heard)
