@@ -20,6 +20,11 @@ DATASET, SHIPPED = "dataset", "shipped"  # the two kinds of bank voice
 # one voice's 2 s windows agree at about 0.85-0.95, two voices' at 0.4-0.85 (resemblyzer).
 TWO_VOICES_BELOW = 0.75
 MIN_SHARE = 0.2  # the second voice must hold this share of the speech windows
+# A second local speaker of the segmentation model in one chunk, with this much speech and this
+# share of the first one's, is a second voice. Seen: a real two-person conversation (pyannote's
+# sample) 2.0-3.3 s and 31-57 %; one person's turns cut out of it (a little bleed) 1.4-1.6 s, 17 %.
+MIN_LOCAL_S = 1.5
+MIN_LOCAL_SHARE = 0.25
 
 
 class VoiceCheckError(ValueError):
@@ -163,8 +168,25 @@ def split_voices(windows: FloatArray) -> tuple[float, float]:
     return cosine(a, b), share
 
 
-def check_one_voice(windows: FloatArray) -> None:
-    """VoiceCheckError when the speech windows hold two clearly different voices."""
+def check_one_voice(windows: FloatArray, local_seconds: list[list[float]] | None = None) -> None:
+    """VoiceCheckError when the recording holds two clearly different voices.
+
+    Two rules: the segmentation model hears a second local speaker inside one
+    10 s chunk with at least :data:`MIN_LOCAL_S` of speech and
+    :data:`MIN_LOCAL_SHARE` of the first one's (``local_seconds``: per chunk,
+    seconds per local speaker; a conversation), or the speech windows fall into
+    two groups that sound like different people (``windows``; one person after
+    another).
+    """
+    for chunk, seconds in enumerate(local_seconds or []):
+        talkers = sorted(seconds, reverse=True)
+        if len(talkers) >= 2 and talkers[1] >= max(MIN_LOCAL_S, MIN_LOCAL_SHARE * talkers[0]):
+            raise VoiceCheckError(
+                "several_voices",
+                f"more than one voice: two people speak within seconds of each other (chunk"
+                f" {chunk + 1}: {talkers[0]:.1f} s and {talkers[1]:.1f} s); upload one person"
+                " speaking alone",
+            )
     similarity, share = split_voices(windows)
     if similarity < TWO_VOICES_BELOW and share >= MIN_SHARE:
         raise VoiceCheckError(

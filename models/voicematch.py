@@ -151,8 +151,9 @@ def match(
 
     With ``score`` (higher = closer to the target voice, e.g. a speaker encoder's
     cosine to the reference), a few formant warps and equaliser strengths are
-    rendered and the best-scoring one is kept (analysis by synthesis); without
-    it, the best-fitting warp and the default equaliser.
+    rendered and the best-scoring one is kept (analysis by synthesis), or the
+    input itself (``{"unchanged": 1.0}``) when no change scores higher; without
+    ``score``, the best-fitting warp and the default equaliser.
     """
     analysis = analyse(samples)
     source = profile(analysis)
@@ -164,7 +165,11 @@ def match(
     for factor, weight in options:
         audio = render(analysis, source, target, factor, weight)
         scored.append((score(audio) if score else 0.0, factor, weight, audio))
+    if score is not None:  # the shipped voice as it is: matching must bring it closer
+        scored.append((score(samples), 0.0, 0.0, samples))
     _, factor, weight, audio = max(scored, key=lambda item: item[0])
+    if factor == 0.0:
+        return audio, {"unchanged": 1.0, "candidates": float(len(options))}
     changes = {
         "pitch_shift_semitones": round(
             float(12 * (target.log_f0_mean - source.log_f0_mean) / np.log(2)), 2

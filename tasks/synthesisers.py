@@ -183,6 +183,12 @@ def speak_matched(
     audio = resample(plain.samples, plain.rate, RATE).astype(np.float32)
     with _LOCK:
         moved, changes = match(audio, target, score)
+    if changes.get("unchanged"):
+        label = (
+            f"{base.name}, the shipped voice nearest to {reference}, as itself: no change of"
+            " pitch, formants or envelope brought it closer; not a clone"
+        )
+        return Speech(moved, RATE, base.engine, SHIPPED, base.voice_id, label, changes)
     label = (
         f"matched: {base.name} moved toward {reference} (pitch, formants, spectral envelope)."
         " This is a shipped voice made to resemble the reference, not a clone of it"

@@ -40,7 +40,7 @@ PROFILE_SENTENCE = (
     "The quiet river carried small boats past the old stone bridge every morning,"
     " while the children waved from the bank."
 )
-_ENCODER_LOCK = threading.Lock()
+_MODEL_LOCK = threading.Lock()  # encoder, Whisper, segmentation: one call at a time
 
 
 class Refusal(ValueError):
@@ -81,7 +81,7 @@ def embed(samples: np.ndarray) -> np.ndarray:
     """One unit-norm resemblyzer embedding of 16 kHz speech."""
     from convoice.models.embed import embed_regions
 
-    with _ENCODER_LOCK:
+    with _MODEL_LOCK:
         out = embed_regions(loaders.voice_encoder(), samples, [Region(0.0, len(samples) / RATE)])
     return out[0]
 
@@ -305,8 +305,23 @@ def speech_windows(samples: np.ndarray, regions: list[Region], window_s: float =
             start += window_s
     if not windows:
         return np.zeros((0, 256), np.float32)
-    with _ENCODER_LOCK:
+    with _MODEL_LOCK:
         return embed_regions(loaders.voice_encoder(), samples, windows)
+
+
+def local_speaker_seconds(samples: np.ndarray) -> list[list[float]]:
+    """Per 10 s chunk of speech, the seconds each local speaker of the engine's pyannote
+    segmentation model talks (the diarization front end of ingestion)."""
+    from convoice.models.diarize import CHUNK_S, detect_speech, segment_chunks
+    from convoice.models.segmentation import plan_chunks, rms_envelope
+
+    model = loaders.segmentation_model()
+    speech = detect_speech(samples)
+    envelope = rms_envelope(samples, RATE)
+    chunks = plan_chunks(speech, len(samples) / RATE, envelope, max_s=CHUNK_S)
+    with _MODEL_LOCK:
+        segs = segment_chunks(model, samples, chunks, batch_size=8)
+    return [(seg.activity.sum(axis=0) * seg.frame_step).tolist() for seg in segs]
 
 
 @dataclass(frozen=True)
@@ -328,7 +343,7 @@ def check_reference(samples: np.ndarray, settings: Settings) -> Reference:
         regions = speech_regions(samples)
         speech = sum(r.end - r.start for r in regions)
         vb.check_speech(speech)
-        vb.check_one_voice(speech_windows(samples, regions))
+        vb.check_one_voice(speech_windows(samples, regions), local_speaker_seconds(samples))
     except vb.VoiceCheckError as err:
         raise Refusal(422, err.code, str(err)) from err
     voiced = np.concatenate([samples[int(r.start * RATE) : int(r.end * RATE)] for r in regions])
@@ -364,7 +379,7 @@ def score(
     asr = settings.asr
     whisper = loaders.whisper_model(asr.model, asr.compute_type, asr.cpu_threads)
     region = Region(0.0, len(samples16) / RATE)
-    with _ENCODER_LOCK:
+    with _MODEL_LOCK:
         heard = transcribe_clips(whisper, samples16, [region], AsrOptions(1, 1, language))[0]
     text_heard = heard.text if heard is not None else ""
     return Scores(round(similarity, 4), round(wer_count(text, text_heard).wer, 4), text_heard)

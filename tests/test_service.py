@@ -241,12 +241,12 @@ def test_a_shipped_voice_speaks_as_itself_in_wav_and_mp3(
 
 def test_a_dataset_voice_is_matched_and_labelled_as_a_match(client: TestClient) -> None:
     response = client.post(
-        "/v1/speech", data={"text": SENTENCE, "voice": "spk_slt", "mode": "match", "format": "json"}
+        "/v1/speech", data={"text": SENTENCE, "voice": "spk_awb", "mode": "match", "format": "json"}
     )
     assert response.status_code == 200, response.text
     result = response.json()
     assert result["kind"] == "matched" and result["synthesiser"] == "matched"
-    assert "not a clone" in result["label"] and result["target"] == "spk_slt"
+    assert "not a clone" in result["label"] and result["target"] == "spk_awb"
     assert 0.0 < result["similarity"] <= 1.0 and 0.0 <= result["wer"] < 0.5
     assert result["mel"]["reference"].startswith("data:image/png;base64,")
     audio = client.get(result["audio"]["wav"])
@@ -358,6 +358,20 @@ def test_every_refusal_has_a_status_and_a_message(client: TestClient, tts_cache:
     assert client.post("/v1/speech", data={"text": SENTENCE}).json()["error"] == "no_voice"
 
 
+def test_real_recordings_one_reader_passes_a_conversation_does_not(client: TestClient) -> None:
+    """Real people: the LibriVox reader of pocketsphinx-testdata, pyannote's two-person sample."""
+    import pyannote.audio
+
+    librivox = sorted(Path("/usr/share/pocketsphinx/test/data/librivox").glob("*.wav"))
+    if not librivox:
+        pytest.skip("no pocketsphinx-testdata: apt-get install pocketsphinx-testdata")
+    one = client.post("/v1/voices/match", files={"file": ("reader.wav", librivox[0].read_bytes())})
+    assert one.status_code == 200, one.text
+    sample = Path(pyannote.audio.__file__).parent / "sample" / "sample.wav"
+    two = client.post("/v1/voices/match", files={"file": ("talk.wav", sample.read_bytes())})
+    assert two.status_code == 422 and two.json()["error"] == "several_voices"
+
+
 def test_size_and_rate_limits(home: Path) -> None:
     settings = _settings(home, max_upload_mb=0.05, requests_per_minute=3)
     bank = load_bank(settings)
@@ -400,7 +414,7 @@ def test_serve_refuses_a_public_address_without_a_token(home: Path) -> None:
 def test_a_batch_runs_as_a_job_with_progress_and_a_zip(client: TestClient) -> None:
     items = [
         {"text": SENTENCE, "voice": "flite:awb"},
-        {"text": "The cat sleeps on the warm windowsill.", "voice": "spk_rms", "mode": "match"},
+        {"text": "The cat sleeps on the warm windowsill.", "voice": "spk_awb", "mode": "match"},
         {"text": SENTENCE, "voice": "spk_slt", "mode": "clone"},  # nothing can clone: fails alone
     ]
     started = client.post("/v1/speech/batch", json={"items": items, "format": "mp3"})
@@ -415,7 +429,7 @@ def test_a_batch_runs_as_a_job_with_progress_and_a_zip(client: TestClient) -> No
     assert job["items"][2]["code"] == "no_cloning_synthesiser"
     archive = zipfile.ZipFile(io.BytesIO(client.get(job["result"]).content))
     names = archive.namelist()
-    assert names == ["001-flite_awb.mp3", "002-spk_rms.mp3", "results.json"]
+    assert names == ["001-flite_awb.mp3", "002-spk_awb.mp3", "results.json"]
     assert json.loads(archive.read("results.json"))[1]["kind"] == "matched"
     assert client.get("/v1/jobs/nope").status_code == 404
 
@@ -464,11 +478,9 @@ def test_the_page_speaks_plays_downloads_and_finds_a_voice(
         try:
             page = browser.new_page(accept_downloads=True, viewport={"width": 1280, "height": 1400})
             page.goto(server)
-            page.wait_for_selector("tr[data-voice='spk_slt']")
-            assert "rec_a" in page.inner_text(
-                "tr[data-voice='spk_slt']"
-            ) or "Talk rec_a" in page.inner_text("tr[data-voice='spk_slt']")
-            page.click("tr[data-voice='spk_slt'] button.pick")
+            page.wait_for_selector("tr[data-voice='spk_awb']")
+            assert "Talk rec_b" in page.inner_text("tr[data-voice='spk_awb']")  # attribution
+            page.click("tr[data-voice='spk_awb'] button.pick")
             page.fill("#text", SENTENCE)
             page.select_option("#mode", "match")
             page.click("#speak-button")
