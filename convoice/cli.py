@@ -19,6 +19,7 @@ from rich.table import Table
 from convoice.cli_common import HomeOption, prefect_defaults
 from convoice.cli_ops import deploy_command, report_command
 from convoice.cli_review import review_app
+from convoice.cli_serve import serve_command
 from convoice.cli_train import encoder_app, export_app, loop_command, retrain_app
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ app.add_typer(encoder_app, name="encoder")
 app.add_typer(export_app, name="export")
 app.command("loop")(loop_command)
 app.command("deploy")(deploy_command)
+app.command("serve")(serve_command)
 dataset_app.command("report")(report_command)
 console = Console()
 
@@ -50,17 +52,37 @@ def _store(home: str | None) -> Store:
 
 
 def print_report(report: IngestReport) -> None:
-    table = Table(title=f"ingest run {report.run_id}")
+    """What was labelled, what was skipped (grouped by reason), then the run's figures."""
+    table = Table(title=f"ingest run {report.run_id}: labelled")
     for col in ("recording", "audio s", "clips", "kept s", "speakers", "new", "to review"):
         table.add_column(col)
     for r in report.recordings:
-        table.add_row(r.title[:40], f"{r.duration:.1f}", str(r.clips), f"{r.kept_seconds:.1f}",
-                      str(r.speakers), str(r.new_speakers), str(r.review_clips))  # fmt: skip
+        table.add_row(escape(r.title[:40]), f"{r.duration:.1f}", str(r.clips),
+                      f"{r.kept_seconds:.1f}", str(r.speakers), str(r.new_speakers),
+                      str(r.review_clips))  # fmt: skip
     if report.recordings:
         console.print(table)
-    for s in report.skipped:
-        console.print(f"[yellow]skipped[/] {s.url or s.source_url}: {s.reason_code}: {s.reason}")
-    console.print(report.summary())
+    if report.skipped:
+        console.print(_skipped_table(report))
+    console.print(escape(report.summary()), soft_wrap=True)
+
+
+def _skipped_table(report: IngestReport, shown: int = 10) -> Table:
+    from convoice.flows.report import CRASH_CODES
+
+    table = Table(title="skipped, by reason")
+    for col in ("reason", "items", "which (line of the sources file: item: reason)"):
+        table.add_column(col, overflow="fold")
+    for code, items in report.skipped_by_reason().items():
+        lines = []
+        for s in items[:shown]:
+            where = f"line {s.line}: " if s.line is not None else ""
+            lines.append(escape(f"{where}{s.url or s.source_url or '(no url)'}: {s.reason}"))
+        if len(items) > shown:
+            lines.append(f"... and {len(items) - shown} more (table `skipped` in the store)")
+        style = "red" if code in CRASH_CODES else "yellow"
+        table.add_row(f"[{style}]{code}[/]", str(len(items)), "\n".join(lines))
+    return table
 
 
 @app.command()
@@ -88,11 +110,25 @@ def ingest(
         typer.Option("--log-format", help="text, or json: one object per line (or env)."),
     ] = None,
 ) -> None:
-    """Ingest and label every Creative Commons item behind URLS and/or a sources file."""
+    """Ingest and label every Creative Commons item behind URLS and/or a sources file.
+
+    Exit codes: 0 when every item was labelled, already done, or skipped for a
+    reason (not Creative Commons, no speech, truncated, a bad row of the sources
+    file, ...: the table lists them); 1 when the engine crashed on some item
+    (reason ``labelling_failed``, logged with its traceback) or the run itself
+    failed; 2 for bad usage (options, an unreadable sources file or settings).
+    """
     if not urls and sources is None:
         raise typer.BadParameter("give at least one URL or --sources FILE")
     if sources is not None and not sources.is_file():
         raise typer.BadParameter(f"no such sources file: {sources}")
+    if sources is not None:
+        from convoice.tasks.download import SourcesError, read_sources
+
+        try:
+            read_sources(sources)  # the file as a whole must be readable; bad rows are skipped
+        except SourcesError as err:
+            raise typer.BadParameter(str(err), param_hint="--sources") from err
     if log_format is not None and log_format not in ("text", "json"):
         raise typer.BadParameter(f"--log-format must be text or json, not {log_format!r}")
     prefect_defaults()
@@ -129,6 +165,9 @@ def ingest(
         log_format=log_format,
     )
     print_report(report)
+    if report.exit_code:
+        console.print(f"[red]{len(report.crashed)} item(s) crashed[/]: see the ERROR lines above")
+        raise typer.Exit(report.exit_code)
 
 
 @app.command()
@@ -242,7 +281,24 @@ def bench(
     sizes: Annotated[
         str, typer.Option(help="With --scale: comma-separated numbers of speakers / clips.")
     ] = "100000,1000000",
+    service: Annotated[
+        bool,
+        typer.Option(
+            help="Instead: the voice bank's synthesisers: latency (p50/p95 of --requests), matched"
+            " vs nearest shipped similarity, Whisper WER (see README, Voice bank)."
+        ),
+    ] = False,
+    requests: Annotated[int, typer.Option(help="With --service: requests per synthesiser.")] = 20,
+    home: HomeOption = None,
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+    long: Annotated[
+        str | None,
+        typer.Option(
+            "--long",
+            help="Instead: peak memory and wall time of `convoice ingest` on recordings this "
+            "many hours long, comma-separated (e.g. 0.5,3), made with ffmpeg.",
+        ),
+    ] = None,
 ) -> None:
     """Measure quality and speed against baselines in the same run (see README)."""
     if voices:
@@ -251,6 +307,24 @@ def bench(
         console.print(describe(inventory()), soft_wrap=True, markup=False)
         return
     prefect_defaults()
+    if service:
+        from convoice.config import load_settings
+        from convoice.service.bench import run_service_benchmark
+
+        figures = run_service_benchmark(load_settings(home=home), requests=requests)
+        console.print(figures.render(), markup=False, soft_wrap=True)
+        if out:
+            out.write_text(figures.to_json())
+        return
+    if long:
+        from convoice.flows.bench_long import render, run_long_benchmark
+
+        try:
+            hours = [float(x) for x in long.split(",") if x.strip()]
+        except ValueError as err:
+            raise typer.BadParameter(f"--long: {err}") from err
+        console.print(render(run_long_benchmark(hours)), soft_wrap=True)
+        return
     if scale:
         from convoice.flows.benchmark import run_scale_benchmark
 

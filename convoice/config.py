@@ -74,11 +74,23 @@ class RegistrySettings:
 
 @dataclass(frozen=True)
 class AsrSettings:
-    model: str = ""  # "" = Whisper base shipped on PyPI; else a CT2 dir or a hub name
+    """Whisper: which model for which language, and how each clip's language is found.
+
+    ``model=""`` picks per language (the shipped base or small, see README);
+    "base" / "small" (shipped on PyPI), a CT2 directory or a hub name pins one.
+    ``models`` maps languages to models over that (``{ru = "small"}``).
+    """
+
+    model: str = ""
+    models: dict[str, str] = field(default_factory=dict)
     compute_type: str = "int8"
     batch_size: int = 8
     beam_size: int = 1  # 5 cut raw WER from 6.0 % to 4.7 % on the benchmark, at +15 % time
-    language: str = ""  # "" = detect
+    language: str = ""  # "" = detect per clip; else every clip is this language
+    language_detection: str = "short"  # "short" (cheap, padded when unsure) or "padded"
+    language_min_probability: float = 0.8  # below: detect again padded, then lean on the speaker
+    language_pool_speakers: bool = True  # unsure clips lean on their recording speaker
+    languages: tuple[str, ...] = ()  # detect only among these (() = all Whisper knows)
     cpu_threads: int = 0  # 0 = all cores
 
 
@@ -198,6 +210,32 @@ class TrackingSettings:
 
 
 @dataclass(frozen=True)
+class ServiceSettings:
+    """The voice bank web service (``convoice serve``).
+
+    ``exclude`` is the operator's opt-out list: speaker ids that no endpoint
+    lists, matches, plays or speaks in. ``checkpoint_dir`` is an operator's
+    coqui XTTS-v2 or YourTTS directory (``config.json`` and its weights); empty
+    means none. ``token`` (else ``$CONVOICE_SERVICE_TOKEN``) is required when the
+    service listens on anything but a loopback address; it is never printed.
+    """
+
+    exclude: list[str] = field(default_factory=list)
+    min_clips: int = 3  # accepted clips a dataset speaker needs to be in the bank
+    sample_clips: int = 3  # clips of each dataset speaker the page plays
+    max_upload_mb: float = 10.0
+    min_upload_s: float = 3.0
+    max_upload_s: float = 60.0
+    max_text_chars: int = 600
+    max_batch_items: int = 50
+    requests_per_minute: int = 30  # per client address, on every /v1 request that does work
+    result_ttl_s: float = 3600.0  # synthesized results are kept in memory this long
+    keep_dir: str = ""  # uploads a user chose to keep; "" = <home>/service/kept
+    checkpoint_dir: str = ""  # an operator's XTTS-v2 / YourTTS directory
+    token: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     home: str = ""  # the store root; "" = $CONVOICE_HOME or ~/.convoice
     ingest: IngestSettings = field(default_factory=IngestSettings)
@@ -212,6 +250,7 @@ class Settings:
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     tts: TtsSettings = field(default_factory=TtsSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -223,7 +262,13 @@ class Settings:
         data.pop("ingest")
         data.pop("review")  # where people review clips does not shape labels (and has a token)
         data.pop("store")  # nor where the store lives
-        for section in ("runner", "encoder", "tts", "tracking"):  # how and where work runs
+        for section in (
+            "runner",
+            "encoder",
+            "tts",
+            "tracking",
+            "service",
+        ):  # how and where work runs
             data.pop(section)
         return data
 

@@ -48,7 +48,7 @@ from convoice.models.records import (
 )
 from convoice.storage import Store
 from convoice.tasks import encoder, loaders, logs, runner, stages
-from convoice.tasks.download import IngestError, read_sources
+from convoice.tasks.download import IngestError, read_sources, remove_download
 from convoice.tasks.prepare import WORKER_STAGES, Prepared, prepare_recording
 
 
@@ -79,7 +79,8 @@ def provenance(settings: Settings) -> Provenance:
     models = {
         "segmentation": settings.diarization.segmentation_model or loaders.SEGMENTATION_NAME,
         "embedding": encoder.encoder_name(settings.encoder.use),
-        "asr": settings.asr.model or loaders.WHISPER_NAME,
+        "asr": loaders.whisper_name(settings.asr.model),  # a clip's row names its own
+        "language_id": loaders.whisper_name(settings.asr.model),
         "vad": "silero-vad (faster-whisper 1.2.1)",
     }
     return Provenance(PIPELINE_VERSION, models, settings.model_settings())
@@ -122,6 +123,7 @@ def commit(
         audio_uri=prepared.audio_uri,
         run_id=run_id,
         ingested_at=stages.now(),
+        source_audio=prepared.source_audio,
     )
     return store.commit_recording(recording, clips, speakers, provenance(settings), run_id)
 
@@ -175,17 +177,37 @@ def label_prepared(
                 ",".join(str(r) for r in clip.review_reasons),
                 extra={"recording_id": rid, "clip_id": clip.clip_id},
             )
-    prepared.download_path.unlink(missing_ok=True)  # the store keeps the recording as FLAC now
+    remove_download(prepared.download_path)  # the store keeps the recording as FLAC now
     return RecordingOutcome.of(item, prepared.duration, clips, matches)
 
 
-def _sources(urls: list[str], sources_file: str | None) -> list[Source]:
+def _sources(
+    urls: list[str], sources_file: str | None, store: Store, run_id: str, report: IngestReport
+) -> list[Source]:
+    """The sources to expand; a bad row of the sources file is recorded as skipped."""
     sources = [Source(u) for u in urls]
+    rejected: list[SkippedItem] = []
     if sources_file:
-        sources += read_sources(sources_file)
-    if not sources:
+        read = read_sources(sources_file, run_id)
+        sources += read.sources
+        rejected = read.rejected
+    if not sources and not rejected:
         raise ValueError("nothing to ingest: give URLs or a sources file")
+    if rejected:
+        store.record_skipped(rejected)
+    for skipped in rejected:
+        _report_skip(report, skipped)
     return sources
+
+
+def _report_skip(report: IngestReport, skipped: SkippedItem, **extra: str) -> None:
+    """Count an expected skip and say so in ONE warning line: item, reason code, reason."""
+    report.skip(skipped)
+    where = f"{skipped.source_url}, line {skipped.line}: " if skipped.line is not None else ""
+    item = skipped.url or skipped.source_url or "(no url)"
+    get_run_logger().warning(
+        "skipped %s%s: %s: %s", where, item, skipped.reason_code, skipped.reason, extra=extra
+    )
 
 
 def _plan(
@@ -200,14 +222,17 @@ def _plan(
     logger = get_run_logger()
     done = store.done_recording_ids()
     todo: dict[str, MediaItem] = {}
+    expanded: dict[tuple[str, str | None], list[MediaItem | SkippedItem]] = {}
     for source in sources:
-        with clock.stage("expand"):
-            found = stages.expand(source, settings, run_id)
-        for entry in found:
+        key = (source.url, source.declared_license)
+        if key not in expanded:  # a URL listed again is not asked for again
+            with clock.stage("expand"):
+                expanded[key] = stages.expand(source, settings, run_id)
+        for entry in expanded[key]:
             if isinstance(entry, SkippedItem):
+                entry = dataclasses.replace(entry, line=source.line)
                 store.record_skipped([entry])
-                report.skip(entry)
-                logger.info("skipped %s: %s", entry.url or entry.source_url, entry.reason)
+                _report_skip(report, entry)
                 continue
             rid = entry.recording_id
             if rid in done or rid in todo:
@@ -278,7 +303,8 @@ def ingest_flow(
     clock = StageClock()
     started = time.perf_counter()
     with logs.log_context(flow_run_id=run_id):
-        items = _plan(_sources(urls or [], sources_file), store, settings, run_id, report, clock)
+        sources = _sources(urls or [], sources_file, store, run_id, report)
+        items = _plan(sources, store, settings, run_id, report, clock)
         if items:
             _label_all(items, store, settings, run_id, fmt, report, clock)
     report.finish(time.perf_counter() - started, clock)
@@ -363,11 +389,16 @@ def _finish_one(
         for name, seconds in prepared.stage_seconds.items():
             clock.add(name, seconds)
         outcome = label_prepared(item, prepared, store, registry, settings, run_id, clock, locked)
-    except Exception as err:  # one bad item never stops the batch
+    except IngestError as err:  # expected (no speech, truncated, ...): one line, no traceback
+        skipped = _as_skipped(item, err, run_id)
+        store.record_skipped([skipped])
+        _report_skip(report, skipped, **extra)
+        return
+    except Exception as err:  # a real crash: its traceback, and the batch goes on
+        logger.error("crashed on %s", item.url, exc_info=True, extra=extra)
         skipped = _as_skipped(item, err, run_id)
         store.record_skipped([skipped])
         report.skip(skipped)
-        logger.warning("skipped %s: %s", item.url, skipped.reason, extra=extra)
         return
     if outcome is None:
         report.already_done += 1

@@ -16,6 +16,9 @@ STAGE_ORDER = (
 )  # fmt: skip
 """The order stages are reported in (others follow, in the order they were first timed)."""
 
+CRASH_CODES = frozenset({"labelling_failed"})
+"""Skip reasons that are not an expected verdict on the item but a crash of the engine."""
+
 
 class StageClock:
     """Time per named stage, summed over recordings.
@@ -137,6 +140,23 @@ class IngestReport:
     @property
     def skip_reasons(self) -> dict[str, int]:
         return dict(Counter(s.reason_code for s in self.skipped))
+
+    @property
+    def crashed(self) -> list[SkippedItem]:
+        """Items the engine crashed on (a bug or a broken machine, not the item's fault)."""
+        return [s for s in self.skipped if s.reason_code in CRASH_CODES]
+
+    @property
+    def exit_code(self) -> int:
+        """0: every item labelled, already done or skipped for a reason; 1: something crashed."""
+        return 1 if self.crashed else 0
+
+    def skipped_by_reason(self) -> dict[str, list[SkippedItem]]:
+        """The skipped items grouped by reason code, the largest group first."""
+        groups: dict[str, list[SkippedItem]] = {}
+        for item in self.skipped:
+            groups.setdefault(item.reason_code, []).append(item)
+        return dict(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])))
 
     def summary(self) -> str:
         rtf = self.wall_seconds / self.audio_seconds if self.audio_seconds else 0.0

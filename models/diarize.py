@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 FloatArray = npt.NDArray[np.float32]
 SAMPLE_RATE = 16000
 CHUNK_S = 10.0
+VAD_BLOCK_S = 600.0  # VAD runs on blocks this long: its buffers stay small for any length
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,15 @@ class Segmentation:
         return sum(r.duration for r in self.speech)
 
 
-def detect_speech(samples: FloatArray, min_silence_ms: int = 150) -> list[Region]:
-    """Speech regions found by Silero VAD (the copy that ships with faster-whisper)."""
+def detect_speech(
+    samples: FloatArray, min_silence_ms: int = 150, block_s: float = VAD_BLOCK_S
+) -> list[Region]:
+    """Speech regions found by Silero VAD (the copy that ships with faster-whisper).
+
+    faster-whisper's VAD pads and re-frames its input (two more copies of it), so
+    a long recording goes through in blocks of ``block_s`` seconds; speech that
+    crosses a block boundary is joined again.
+    """
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     options = VadOptions(
@@ -74,8 +82,19 @@ def detect_speech(samples: FloatArray, min_silence_ms: int = 150) -> list[Region
         min_silence_duration_ms=min_silence_ms,
         speech_pad_ms=60,
     )
-    stamps = get_speech_timestamps(samples, options)
-    return [Region(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
+    block = int(block_s * SAMPLE_RATE) // 512 * 512  # whole VAD windows
+    regions: list[Region] = []
+    for offset in range(0, len(samples), block):
+        stamps = get_speech_timestamps(samples[offset : offset + block], options)
+        found = [
+            Region((offset + s["start"]) / SAMPLE_RATE, (offset + s["end"]) / SAMPLE_RATE)
+            for s in stamps
+        ]
+        boundary = offset / SAMPLE_RATE
+        if found and regions and regions[-1].end >= boundary - 0.1 >= found[0].start - 0.2:
+            found[0] = Region(regions.pop().start, found[0].end)  # speech across the boundary
+        regions += found
+    return regions
 
 
 def segment_chunks(

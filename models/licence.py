@@ -235,3 +235,28 @@ def decide_licence(platform_raw: str | None, declared: str | None) -> LicenceDec
     return LicenceDecision(
         "", "", "none", False, "no licence reported by the platform and none declared"
     )
+
+
+_LOOKS_CC_RE = re.compile(
+    r"creative\s*commons|creativecommons\.org|\bcc\b|\bcc[\s_-]?(?:by|0|zero)"
+)
+_NOT_CC_RE = re.compile(
+    r"all\s+rights\s+reserved|standard\s+youtube|copyright|©|\(c\)|proprietary|"
+    r"\bno\s+licen[cs]e|^none$|^(?:mit|apache|gpl|lgpl|agpl|bsd|mpl|isc|unlicense)\b"
+)
+
+
+def licence_problem(raw: str) -> tuple[str, str] | None:
+    """Why an operator's declared licence cannot be used: ``(reason_code, reason)``, or None.
+
+    ``not_creative_commons`` for a licence that is recognisably something else (all
+    rights reserved, a software licence, ...); ``unknown_licence`` for a text the
+    engine cannot read as a licence, Creative Commons-looking or not ("CC BY 5.0").
+    """
+    if canonical_license(raw):
+        return None
+    text = " ".join((raw or "").split()).lower()
+    hint = "use e.g. CC-BY-4.0, CC-BY-SA-4.0, CC0-1.0, or leave it blank"
+    if _NOT_CC_RE.search(text) and not _LOOKS_CC_RE.search(text):
+        return "not_creative_commons", f"licence {raw!r} is not a Creative Commons licence"
+    return "unknown_licence", f"licence {raw!r} is not a licence the engine knows ({hint})"

@@ -53,6 +53,7 @@ class Source:
     url: str
     declared_license: str | None = None  # the operator's declaration, e.g. "CC-BY-4.0"
     note: str = ""
+    line: int | None = None  # where it is in the operator's sources file
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class Recording:
     audio_uri: str  # 16 kHz mono FLAC of the whole recording, in the store
     run_id: str
     ingested_at: str
+    source_audio: str = ""  # the original's audio track taken: "track 2 of 3 (default, eng): ..."
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class SkippedItem:
     reason: str  # for people
     run_id: str
     at: str
+    line: int | None = None  # the line of the operator's sources file, for a bad row of it
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ class Transcript:
     avg_logprob: float
     compression_ratio: float
     no_speech_prob: float
+    model: str = ""  # the Whisper that made it ("" = the recording's provenance says)
 
 
 @dataclass(frozen=True)

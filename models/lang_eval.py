@@ -1,0 +1,127 @@
+"""Score clips of a multilingual corpus: clip language, WER (CER for Chinese), routing shares.
+
+Pure computation on plain records: clips as the store returns them (dicts
+with ``start``, ``end``, ``language``, ``words``, ``status``, ``recording_id``)
+and reference sentences per recording, each with its language.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from convoice.models.metrics import WerCount, edit_distance
+
+CHARACTER_LANGUAGES = frozenset({"zh", "ja"})  # scored by characters (CER)
+_FOLD = str.maketrans({"ي": "ی", "ك": "ک", "\u200c": "", "ё": "е"})
+
+
+@dataclass(frozen=True)
+class RefSentence:
+    start: float
+    end: float
+    text: str
+    language: str
+
+
+@dataclass
+class LanguageScore:
+    """The figures of one language (of the reference)."""
+
+    clips: int = 0
+    language_right: int = 0
+    seconds: float = 0.0
+    accepted_s: float = 0.0
+    review_s: float = 0.0
+    wer_accepted: WerCount = field(default_factory=lambda: WerCount(0, 0))
+    wer_all: WerCount = field(default_factory=lambda: WerCount(0, 0))
+
+    @property
+    def language_accuracy(self) -> float:
+        return self.language_right / self.clips if self.clips else 0.0
+
+    @property
+    def accepted_share(self) -> float:
+        return self.accepted_s / self.seconds if self.seconds else 0.0
+
+    @property
+    def review_share(self) -> float:
+        return self.review_s / self.seconds if self.seconds else 0.0
+
+
+def tokens(text: str, language: str) -> list[str]:
+    """Lower case, no punctuation; words, or characters for Chinese."""
+    text = unicodedata.normalize("NFKC", text).translate(_FOLD).lower()
+    kept = "".join(" " if unicodedata.category(ch)[0] in "PSZ" else ch for ch in text)
+    if language in CHARACTER_LANGUAGES:
+        return [ch for ch in kept if not ch.isspace()]
+    return kept.split()
+
+
+def error_count(reference: str, hypothesis: str, language: str) -> WerCount:
+    ref, hyp = tokens(reference, language), tokens(hypothesis, language)
+    return WerCount(edit_distance(ref, hyp), len(ref))
+
+
+def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+def clip_language(clip: Mapping[str, Any], refs: Sequence[RefSentence]) -> str:
+    """The language of the reference sentence that covers most of the clip."""
+    cover: dict[str, float] = defaultdict(float)
+    for r in refs:
+        cover[r.language] += _overlap(clip["start"], clip["end"], r.start, r.end)
+    return max(cover, key=lambda k: cover[k]) if cover and max(cover.values()) > 0 else ""
+
+
+def _heard(ref: RefSentence, clips: Sequence[Mapping[str, Any]]) -> str:
+    words = []
+    for c in clips:
+        for w in c["words"] or []:
+            mid = c["start"] + (w["start"] + w["end"]) / 2
+            if ref.start - 0.2 <= mid <= ref.end + 0.2:
+                words.append((mid, w["word"]))
+    joiner = "" if ref.language in CHARACTER_LANGUAGES else " "
+    return joiner.join(w for _, w in sorted(words))
+
+
+def score_languages(
+    clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[RefSentence]]
+) -> dict[str, LanguageScore]:
+    """Per reference language: clip language accuracy, WER of accepted and all, shares."""
+    out: dict[str, LanguageScore] = defaultdict(LanguageScore)
+    by_rec: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for c in clips:
+        if c["recording_id"] in truth:
+            by_rec[c["recording_id"]].append(c)
+    for rid, refs in truth.items():
+        for c in by_rec[rid]:
+            score = out[clip_language(c, refs) or "?"]
+            score.clips += 1
+            score.language_right += int(c["language"] == clip_language(c, refs))
+            seconds = c["end"] - c["start"]
+            score.seconds += seconds
+            score.accepted_s += seconds if c["status"] == "accepted" else 0.0
+            score.review_s += seconds if c["status"] == "review" else 0.0
+        for ref in refs:
+            mine = [
+                c for c in by_rec[rid] if _overlap(c["start"], c["end"], ref.start, ref.end) > 0.2
+            ]
+            covered = sum(_overlap(c["start"], c["end"], ref.start, ref.end) for c in mine)
+            if not mine or covered < 0.8 * (ref.end - ref.start):
+                continue
+            count = error_count(ref.text, _heard(ref, mine), ref.language)
+            out[ref.language].wer_all += count
+            if all(c["status"] == "accepted" for c in mine):
+                out[ref.language].wer_accepted += count
+    return dict(out)
+
+
+def accuracy(scores: Mapping[str, LanguageScore]) -> float:
+    """Clip language accuracy over all languages together."""
+    clips = sum(s.clips for s in scores.values())
+    return sum(s.language_right for s in scores.values()) / clips if clips else 0.0

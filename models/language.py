@@ -1,0 +1,178 @@
+"""The language of every clip, and the Whisper model that should transcribe it.
+
+Whisper detects a language from the first decoder step over its encoder
+output. Its encoder is trained on 30 s inputs, and a 1-8 s clip padded to
+30 s costs a full encoder pass (``method="padded"``). CTranslate2 also
+encodes a clip at its own length, about twenty times cheaper, with a less
+sure answer (``method="short"``, the default): a clip whose short answer is
+below ``min_probability`` is encoded again, padded. Last, a clip still unsure
+leans on its recording speaker: its distribution is multiplied by the
+duration-weighted mean distribution of that speaker's clips, so a speaker's
+confident clips settle their unsure ones while a confidently detected switch
+of language (code-switching) stands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from convoice.models.packing import SAMPLE_RATE, FloatArray
+from convoice.models.records import Region
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+METHODS = ("short", "padded")
+# Per-language Whisper defaults (``[asr] model = ""``); see README, "Languages".
+DEFAULT_MODELS: dict[str, str] = {}
+DEFAULT_MODEL = "base"
+
+Distribution = dict[str, float]  # language -> probability, summing to 1
+
+
+class LanguageError(ValueError):
+    """A language setting is malformed."""
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    method: str = "short"  # "short" (clip at its own length, padded when unsure) or "padded"
+    min_probability: float = 0.8  # below this a short guess is redone padded, then pooled
+    candidates: tuple[str, ...] = ()  # only these languages (() = all Whisper knows)
+    batch_size: int = 8
+    pool_speakers: bool = True  # unsure clips lean on their recording speaker
+
+
+@dataclass(frozen=True)
+class LanguageGuess:
+    language: str
+    probability: float
+    method: str  # "pinned", "short", "padded" or "speaker"
+
+
+def detect_languages(
+    model: WhisperModel,
+    samples: FloatArray,
+    clips: list[Region],
+    options: DetectOptions,
+    speakers: Sequence[int] | None = None,
+) -> list[LanguageGuess]:
+    """One language guess per clip; ``speakers``: the recording speaker of each clip."""
+    if options.method not in METHODS:
+        raise LanguageError(f"language detection {options.method!r}: use one of {METHODS}")
+    if not clips:
+        return []
+    padded = options.method == "padded"
+    dists = _detect(model, samples, clips, options, padded)
+    methods = [options.method] * len(clips)
+    unsure = [i for i, d in enumerate(dists) if max(d.values()) < options.min_probability]
+    if unsure and not padded:
+        again = _detect(model, samples, [clips[i] for i in unsure], options, padded=True)
+        for i, dist in zip(unsure, again, strict=True):
+            dists[i], methods[i] = dist, "padded"
+    guesses = [_top(d, m) for d, m in zip(dists, methods, strict=True)]
+    if speakers is not None and options.pool_speakers:
+        durations = [c.duration for c in clips]
+        guesses = _pool(guesses, dists, list(speakers), durations, options.min_probability)
+    return guesses
+
+
+def _top(dist: Distribution, method: str) -> LanguageGuess:
+    language = max(dist, key=lambda k: dist[k])
+    return LanguageGuess(language, round(dist[language], 4), method)
+
+
+def _pool(
+    guesses: list[LanguageGuess],
+    dists: list[Distribution],
+    speakers: list[int],
+    durations: list[float],
+    min_probability: float,
+) -> list[LanguageGuess]:
+    """Unsure clips: their distribution times their speaker's mean distribution."""
+    out = list(guesses)
+    for speaker in set(speakers):
+        mine = [i for i, s in enumerate(speakers) if s == speaker]
+        weight = sum(durations[i] for i in mine) or 1.0
+        prior: Distribution = {}
+        for i in mine:
+            for lang, p in dists[i].items():
+                prior[lang] = prior.get(lang, 0.0) + p * durations[i] / weight
+        for i in mine:
+            if guesses[i].probability >= min_probability:
+                continue
+            joint = {k: p * prior.get(k, 0.0) for k, p in dists[i].items()}
+            total = sum(joint.values())
+            if total > 0:
+                out[i] = _top({k: v / total for k, v in joint.items()}, "speaker")
+    return out
+
+
+def _features(model: WhisperModel, audio: FloatArray, padded: bool) -> FloatArray:
+    from faster_whisper.audio import pad_or_trim
+
+    features = model.feature_extractor(audio)  # shape: (n_mels, frames)
+    if padded:
+        return np.asarray(pad_or_trim(features), dtype=np.float32)  # shape: (n_mels, 3000)
+    frames = min(features.shape[-1] + features.shape[-1] % 2, 3000)  # the encoder halves it
+    return np.asarray(pad_or_trim(features, frames), dtype=np.float32)
+
+
+def _distributions(
+    model: WhisperModel, features: list[FloatArray], candidates: Sequence[str]
+) -> list[Distribution]:
+    width = max(f.shape[-1] for f in features)
+    batch = np.stack([np.pad(f, ((0, 0), (0, width - f.shape[-1]))) for f in features])
+    encoded = model.encode(np.ascontiguousarray(batch))  # shape: (batch, width // 2, d_model)
+    out = []
+    for result in model.model.detect_language(encoded):
+        probs = {token[2:-2]: float(p) for token, p in result}
+        if candidates:
+            probs = {k: v for k, v in probs.items() if k in candidates} or probs
+        total = sum(probs.values()) or 1.0
+        out.append({k: v / total for k, v in probs.items()})
+    return out
+
+
+def _cut(samples: FloatArray, clip: Region) -> FloatArray:
+    return samples[int(clip.start * SAMPLE_RATE) : int(clip.end * SAMPLE_RATE)]
+
+
+def _detect(
+    model: WhisperModel,
+    samples: FloatArray,
+    clips: list[Region],
+    options: DetectOptions,
+    padded: bool,
+) -> list[Distribution]:
+    """Each clip's language distribution; short clips are batched by similar length."""
+    order = sorted(range(len(clips)), key=lambda i: clips[i].duration)
+    dists: list[Distribution] = [{} for _ in clips]
+    for first in range(0, len(order), options.batch_size):
+        batch = order[first : first + options.batch_size]
+        feats = [_features(model, _cut(samples, clips[i]), padded) for i in batch]
+        for i, dist in zip(batch, _distributions(model, feats, options.candidates), strict=True):
+            dists[i] = dist
+    return dists
+
+
+def parse_model_map(value: Mapping[str, Any] | str) -> dict[str, str]:
+    """``{ru = "small"}`` from TOML, or ``"ru=small,de=small"`` from the environment."""
+    if isinstance(value, str):
+        pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise LanguageError(f"[asr] models={value!r}: write language=model pairs")
+        return {k.strip(): v.strip() for k, v in pairs}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def choose_model(pinned: str, per_language: Mapping[str, Any] | str, language: str) -> str:
+    """The Whisper for ``language``: the operator's map, else the pinned model, else defaults."""
+    chosen = parse_model_map(per_language).get(language)
+    if chosen:
+        return chosen
+    return pinned or DEFAULT_MODELS.get(language, DEFAULT_MODEL)

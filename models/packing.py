@@ -1,0 +1,61 @@
+"""Lay short clips end to end into windows of at most 30 s, Whisper's input length.
+
+Whisper's encoder always processes 30 s, so running 1-8 s clips one by one
+would waste most of its work. Clips are laid end to end (with a short silence
+between them) into windows of up to ``WINDOW_S``; ``offsets`` say where each
+clip landed, so a time in the packed audio says which clip it belongs to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from convoice.models.records import Region
+
+FloatArray = npt.NDArray[np.float32]
+SAMPLE_RATE = 16000
+GAP_S = 0.4  # silence between packed clips
+WINDOW_S = 29.0
+
+
+@dataclass(frozen=True)
+class Packing:
+    audio: FloatArray  # all windows end to end
+    windows: list[Region]  # window extents in ``audio``
+    offsets: list[float]  # where each clip starts in ``audio``
+    window_of: list[int]  # the window each clip lies in
+
+
+def pack(samples: FloatArray, clips: list[Region], window_s: float = WINDOW_S) -> Packing:
+    """Lay clips end to end with ``GAP_S`` of silence, in windows of at most ``window_s``."""
+    gap = np.zeros(int(GAP_S * SAMPLE_RATE), dtype=np.float32)
+    pieces: list[FloatArray] = []
+    windows: list[Region] = []
+    offsets: list[float] = []
+    window_of: list[int] = []
+    cursor = 0.0
+    window_start = 0.0
+    for clip in clips:
+        audio = samples[int(clip.start * SAMPLE_RATE) : int(clip.end * SAMPLE_RATE)]
+        length = len(audio) / SAMPLE_RATE
+        if cursor > window_start and cursor + length - window_start > window_s:
+            windows.append(Region(window_start, cursor))
+            window_start = cursor
+        pieces += [gap, audio]
+        cursor += GAP_S
+        offsets.append(cursor)
+        window_of.append(len(windows))
+        cursor += length
+    if clips:
+        windows.append(Region(window_start, cursor + GAP_S))
+        pieces.append(gap)
+    audio_all = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+    return Packing(audio_all.astype(np.float32), windows, offsets, window_of)
+
+
+def window_audio(packing: Packing, index: int) -> FloatArray:
+    window = packing.windows[index]
+    return packing.audio[int(window.start * SAMPLE_RATE) : int(window.end * SAMPLE_RATE)]

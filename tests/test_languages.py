@@ -1,0 +1,115 @@
+"""Language per clip and model per language: real Whisper on real synthetic speech."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convoice.config import load_settings
+from convoice.flows.ingest import ingest_flow
+from convoice.models import asr, lang_eval, language
+from convoice.models.records import Region
+from convoice.storage import Store
+from convoice.tasks import loaders, multilingual, samples
+
+SR = 16000
+
+
+def _recording(lines: list[tuple[str, str, str]]) -> tuple[np.ndarray, list[Region]]:
+    pieces, regions, cursor = [], [], 0.0
+    for speaker, lang, text in lines:
+        audio = multilingual.speak(speaker, lang, text)
+        pieces += [audio, np.zeros(SR // 2, np.float32)]
+        regions.append(Region(cursor, cursor + len(audio) / SR))
+        cursor += len(audio) / SR + 0.5
+    return np.concatenate(pieces), regions
+
+
+LINES = [
+    ("flite-slt", "en", "Thank you for having me on the show today."),
+    ("espeak-m", "de", "Ich bin in einer kleinen Stadt an der Küste aufgewachsen."),
+    ("flite-slt", "en", "Could you tell our listeners how it all began?"),
+    ("espeak-m", "de", "Wir haben das Projekt mit drei Freunden und einem alten Laptop begonnen."),
+]
+
+
+def test_each_clip_is_transcribed_in_its_own_language() -> None:
+    audio, regions = _recording(LINES)
+    model = loaders.whisper_model()
+    out = asr.transcribe_clips(model, audio, regions, asr.AsrOptions(), speakers=[0, 1, 0, 1])
+    assert [t.language if t else "" for t in out] == [lang for _, lang, _ in LINES]
+    for t, (_, lang, text) in zip(out, LINES, strict=True):
+        assert t is not None and 0.0 < t.language_probability <= 1.0
+        assert lang_eval.error_count(text, t.text, lang).wer < 0.3, (text, t.text)
+    pinned = asr.transcribe_clips(model, audio, regions, asr.AsrOptions(language="en"))
+    assert {t.language for t in pinned if t} == {"en"}  # `[asr] language` pins one for all
+
+
+def test_short_detection_costs_less_than_padded_and_agrees_when_sure() -> None:
+    audio, regions = _recording(LINES)
+    model = loaders.whisper_model()
+    short = language.detect_languages(
+        model, audio, regions, language.DetectOptions(min_probability=0.0)
+    )
+    padded = language.detect_languages(
+        model, audio, regions, language.DetectOptions(method="padded")
+    )
+    assert {g.method for g in short} == {"short"} and {g.method for g in padded} == {"padded"}
+    assert [g.language for g in padded] == ["en", "de", "en", "de"]
+    sure = [(s, p) for s, p in zip(short, padded, strict=True) if s.probability >= 0.8]
+    assert sure and all(s.language == p.language for s, p in sure)
+    with pytest.raises(language.LanguageError, match="use one of"):
+        language.detect_languages(model, audio, regions, language.DetectOptions(method="x"))
+
+
+def test_an_unsure_clip_leans_on_its_speaker_but_a_sure_switch_stands() -> None:
+    sure_de = {"de": 0.95, "nl": 0.05}
+    unsure = {"nl": 0.45, "de": 0.40, "en": 0.15}
+    sure_en = {"en": 0.97, "de": 0.03}
+    dists = [sure_de, sure_de, unsure, sure_en]
+    guesses = [language._top(d, "short") for d in dists]
+    pooled = language._pool(guesses, dists, [0, 0, 0, 0], [3.0, 3.0, 2.0, 2.0], 0.8)
+    assert [g.language for g in pooled] == ["de", "de", "de", "en"]
+    assert pooled[2].method == "speaker" and pooled[3].method == "short"
+
+
+def test_model_per_language_from_settings(tmp_path: Path) -> None:
+    assert language.choose_model("", {}, "en") == language.DEFAULT_MODEL
+    assert language.choose_model("", {"ru": "small"}, "ru") == "small"
+    assert language.choose_model("/models/large", {"ru": "small"}, "de") == "/models/large"
+    assert language.choose_model("", "ru=small, de=/m/de", "de") == "/m/de"  # environment form
+    with pytest.raises(language.LanguageError, match="language=model"):
+        language.parse_model_map("ru:small")
+    (tmp_path / "config.toml").write_text('[asr]\nmodels = { ru = "small" }\nlanguage = ""\n')
+    settings = load_settings(home=str(tmp_path))
+    assert language.choose_model(settings.asr.model, settings.asr.models, "ru") == "small"
+    assert loaders.whisper_name("") == loaders.whisper_name("base") == loaders.WHISPER_NAME
+
+
+def test_scoring_counts_characters_for_chinese_and_folds_persian_spelling() -> None:
+    assert lang_eval.tokens("谢谢你，朋友。", "zh") == ["谢", "谢", "你", "朋", "友"]
+    assert lang_eval.error_count("می‌خوانم کتاب", "میخوانم كتاب", "fa").errors == 0
+    assert lang_eval.error_count("Thank you!", "thank you", "en").errors == 0
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_an_english_german_interview_ingested_end_to_end(tmp_path: Path) -> None:
+    corpus = multilingual.make_corpus(tmp_path / "corpus", turns=8, only=["interview-en-de"])
+    (episode,) = corpus.episodes
+    home = tmp_path / "home"
+    home.mkdir()
+    with samples.serve_directory(corpus.root) as base_url:
+        sources = samples.write_sources_csv(corpus, base_url, home / "sources.csv")
+        ingest_flow(sources_file=str(sources), home=str(home))
+    clips = Store.open(load_settings(home=str(home))).clips().to_pylist()
+    refs = multilingual.references(corpus)[episode.episode_id]
+    assert clips and {lang_eval.clip_language(c, refs) for c in clips} == {"en", "de"}
+    for c in clips:
+        assert c["language"] == lang_eval.clip_language(c, refs), (c["text"], c["language"])
+        assert json.loads(c["models"])["asr"] == loaders.WHISPER_NAME
+    scores = lang_eval.score_languages(clips, {clips[0]["recording_id"]: refs})
+    assert scores["en"].wer_all.words > 10 and scores["en"].wer_all.wer < 0.15
+    assert scores["de"].wer_all.wer < 0.5
