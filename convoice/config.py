@@ -161,8 +161,8 @@ class AsrSettings:
     batch_size: int = 8
     beam_size: int = 1  # 5 cut raw WER from 6.0 % to 4.7 % on the benchmark, at +15 % time
     language: str = ""  # "" = detect per clip; else every clip is this language
-    language_detection: str = "short"  # "short" (cheap, padded when unsure) or "padded"
-    language_min_probability: float = 0.8  # below: detect again padded, then lean on the speaker
+    language_detection: str = "short"  # "short" (cheap), "short+padded" or "padded" (README)
+    language_min_probability: float = 0.8  # below: unsure (padded again if asked), then speaker
     language_pool_speakers: bool = True  # unsure clips lean on their recording speaker
     languages: tuple[str, ...] = ()  # detect only among these (() = all Whisper knows)
     cpu_threads: int = 0  # 0 = all cores

@@ -35,8 +35,9 @@ DETECTORS: dict[str, language.DetectOptions] = {
     "padded only (detect_language per clip)": language.DetectOptions(
         method="padded", pool_speakers=False
     ),
-    "short, padded when unsure": language.DetectOptions(pool_speakers=False),
-    "short, padded when unsure, speaker (engine)": language.DetectOptions(),
+    "short, speaker (engine default)": language.DetectOptions(),
+    "short, padded when unsure": language.DetectOptions(method="short+padded", pool_speakers=False),
+    "short, padded when unsure, speaker": language.DetectOptions(method="short+padded"),
 }
 
 

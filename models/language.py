@@ -4,9 +4,11 @@ Whisper detects a language from the first decoder step over its encoder
 output. Its encoder is trained on 30 s inputs, and a 1-8 s clip padded to
 30 s costs a full encoder pass (``method="padded"``). CTranslate2 also
 encodes a clip at its own length, about twenty times cheaper, with a less
-sure answer (``method="short"``, the default): a clip whose short answer is
-below ``min_probability`` is encoded again, padded. Last, a clip still unsure
-leans on its recording speaker: its distribution is multiplied by the
+sure answer (``method="short"``, the default). With ``method="short+padded"``
+a clip whose short answer is below ``min_probability`` is encoded again,
+padded: on the multilingual benchmark that re-encoding cost six times the
+short pass for under one point of accuracy, so it is not the default. Last, a
+clip still unsure leans on its recording speaker: its distribution is multiplied by the
 duration-weighted mean distribution of that speaker's clips, so a speaker's
 confident clips settle their unsure ones while a confidently detected switch
 of language (code-switching) stands.
@@ -26,7 +28,7 @@ from convoice.models.records import Region
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
-METHODS = ("short", "padded")
+METHODS = ("short", "short+padded", "padded")
 # Per-language Whisper defaults (``[asr] model = ""``); see README, "Languages".
 DEFAULT_MODELS: dict[str, str] = {}
 DEFAULT_MODEL = "base"
@@ -40,8 +42,9 @@ class LanguageError(ValueError):
 
 @dataclass(frozen=True)
 class DetectOptions:
-    method: str = "short"  # "short" (clip at its own length, padded when unsure) or "padded"
-    min_probability: float = 0.8  # below this a short guess is redone padded, then pooled
+    method: str = "short"  # "short" (clip at its own length), "short+padded" (padded when
+    # unsure) or "padded" (every clip padded to 30 s)
+    min_probability: float = 0.8  # below this a guess is unsure: redone padded if asked, pooled
     candidates: tuple[str, ...] = ()  # only these languages (() = all Whisper knows)
     batch_size: int = 8
     pool_speakers: bool = True  # unsure clips lean on their recording speaker
@@ -68,9 +71,9 @@ def detect_languages(
         return []
     padded = options.method == "padded"
     dists = _detect(model, samples, clips, options, padded)
-    methods = [options.method] * len(clips)
+    methods = ["padded" if padded else "short"] * len(clips)
     unsure = [i for i, d in enumerate(dists) if max(d.values()) < options.min_probability]
-    if unsure and not padded:
+    if unsure and options.method == "short+padded":
         again = _detect(model, samples, [clips[i] for i in unsure], options, padded=True)
         for i, dist in zip(unsure, again, strict=True):
             dists[i], methods[i] = dist, "padded"
