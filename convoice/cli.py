@@ -91,7 +91,11 @@ def ingest(
         list[str] | None, typer.Argument(help="Video, playlist, channel or search URLs.")
     ] = None,
     sources: Annotated[
-        Path | None, typer.Option("--sources", help="CSV with columns url,license[,note].")
+        Path | None,
+        typer.Option(
+            "--sources",
+            help="CSV (, ; or tab) with columns url,license[,note]; a bad row is skipped.",
+        ),
     ] = None,
     home: HomeOption = None,
     config: Annotated[Path | None, typer.Option(help="TOML settings file.")] = None,
@@ -116,7 +120,7 @@ def ingest(
     reason (not Creative Commons, no speech, truncated, a bad row of the sources
     file, ...: the table lists them); 1 when the engine crashed on some item
     (reason ``labelling_failed``, logged with its traceback) or the run itself
-    failed; 2 for bad usage (options, an unreadable sources file or settings).
+    failed; 2 for bad usage (options, a sources file that cannot be read as a whole).
     """
     if not urls and sources is None:
         raise typer.BadParameter("give at least one URL or --sources FILE")

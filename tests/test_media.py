@@ -275,3 +275,23 @@ def test_speech_found_block_by_block_is_the_speech_found_at_once() -> None:
     assert abs(sum(r.duration for r in blocks) - total) < 0.05 * total
     assert abs(len(blocks) - len(whole)) <= 2
     assert all(a.end <= b.start for a, b in itertools.pairwise(blocks))
+
+
+def test_transcription_gets_each_clips_samples_and_nothing_else() -> None:
+    import numpy as np
+
+    from convoice.models.diarize import ClipRegion, Segmentation
+    from convoice.models.records import Region
+    from convoice.tasks.audio import Audio
+    from convoice.tasks.prepare import clips_only
+
+    samples = np.arange(16000 * 60, dtype=np.float32)  # a minute, every sample its own value
+    regions = [Region(1.25, 3.5), Region(10.0, 17.9), Region(40.003, 41.5)]
+    clips = [ClipRegion(i, r, False) for i, r in enumerate(regions)]
+    seg = Segmentation([], [], [], [], [], clips)
+    audio, moved = clips_only(Audio(samples, 16000), seg)
+    assert len(audio.samples) < 12 * 16000
+    for before, after in zip(clips, moved.clips, strict=True):
+        old = samples[int(before.region.start * 16000) : int(before.region.end * 16000)]
+        new = audio.samples[int(after.region.start * 16000) : int(after.region.end * 16000)]
+        assert np.array_equal(old, new) and after.turn == before.turn
