@@ -52,7 +52,7 @@ pytestmark = pytest.mark.slow
 
 TITLE = "Con Voice review (tests)"
 ROUTING = (
-    "[routing]\nmin_speaker_confidence = 0.99\nmin_transcript_confidence = 0.93\n"
+    "[routing]\nmin_speaker_confidence = 0.99\nmin_transcript_confidence = 1.01\n"
     "[review]\naudit_share = 0.0\n"  # the review queue only (the audit sample has its own test)
 )
 
