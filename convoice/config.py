@@ -90,6 +90,16 @@ class SimilarityScale:
     refine_margin: float  # a clip closer to another speaker by this much moves to it
 
 
+def resemblyzer_scale(
+    registry: RegistrySettings, cluster_threshold: float = 0.80
+) -> SimilarityScale:
+    """resemblyzer's thresholds: ``[registry]``'s, and the fit ramps routing always used."""
+    return SimilarityScale(
+        cluster_threshold, registry.match_threshold, registry.new_threshold, registry.margin,
+        0.55, 0.80, 0.15, 0.10,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class IdentitySettings:
     """Which embedding tells speakers apart (clustering, registry, routing), and its scale.
@@ -132,10 +142,7 @@ class IdentitySettings:
     ) -> SimilarityScale:
         """The thresholds of the chosen encoder."""
         if self.encoder == "resemblyzer":
-            return SimilarityScale(
-                diarization.cluster_threshold, registry.match_threshold,
-                registry.new_threshold, registry.margin, 0.55, 0.80, 0.15, 0.10,
-            )  # fmt: skip
+            return resemblyzer_scale(registry, diarization.cluster_threshold)
         if self.encoder != "campplus":
             raise ConfigError(
                 f"identity.encoder must be 'campplus' or 'resemblyzer', not {self.encoder!r}"

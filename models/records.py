@@ -202,10 +202,16 @@ class Clip:
         return self.embedding if self.speaker_embedding is None else self.speaker_embedding
 
 
-def identity_vector(row: Mapping[str, Any]) -> Any:
-    """A clip row's identity embedding: ``speaker_embedding``, else (older rows) ``embedding``."""
+def identity_vector(row: Mapping[str, Any], dim: int | None = None) -> Any:
+    """A clip row's identity embedding: ``speaker_embedding``, else (older rows) ``embedding``.
+
+    With ``dim`` (the registry's vector length), the one of that length: a store
+    re-labelled by a resemblyzer encoder round identifies on ``embedding`` again.
+    """
     value = row.get("speaker_embedding")
-    return value if value is not None else row.get("embedding")
+    if value is None or (dim is not None and len(value) != dim):
+        return row.get("embedding")
+    return value
 
 
 @dataclass

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from convoice.config import RegistrySettings, RoutingSettings
+from convoice.config import RegistrySettings, RoutingSettings, SimilarityScale, resemblyzer_scale
 from convoice.models.clustering import normalize
 from convoice.models.labelling import absorbed_clips
 from convoice.models.records import LabelSource, Speaker
@@ -84,18 +84,23 @@ def replay(
     clips: Sequence[ClipFacts],
     embeddings: FloatArray,
     merged_into: Mapping[str, str],
-    registry_cfg: RegistrySettings,
+    registry_cfg: RegistrySettings | SimilarityScale,
     routing_cfg: RoutingSettings,
     previous: Mapping[str, Speaker] | None = None,
     at: str = "",
 ) -> Replay:
     """Label ``clips`` (rows of unit ``embeddings``) recording by recording, in ingest order.
 
+    ``registry_cfg``: the thresholds of the encoder that made ``embeddings``
+    (``RegistrySettings``: resemblyzer's, as the encoder round trains it).
+
     ``previous`` (the registry being replaced) lends its speakers' names,
     label sources and first-seen times to the rebuilt ones.
     """
     if embeddings.shape[0] != len(clips):
         raise ValueError(f"{len(clips)} clips but {embeddings.shape[0]} embeddings")
+    if isinstance(registry_cfg, RegistrySettings):
+        registry_cfg = resemblyzer_scale(registry_cfg)
     order = {rid: i for i, rid in enumerate(recordings)}
     missing = {c.recording_id for c in clips} - set(order)
     if missing:
@@ -150,7 +155,7 @@ def _label_recording(
     known_ids: list[str],
     known: FloatArray,
     merged_into: Mapping[str, str],
-    registry_cfg: RegistrySettings,
+    registry_cfg: SimilarityScale,
     routing_cfg: RoutingSettings,
 ) -> list[ClipLabel]:
     """New labels of one recording's clips (``absorbed``: whether each counts for the registry)."""
@@ -177,7 +182,10 @@ def _label_recording(
         k = int(member[i])
         other = float(np.delete(sims[i], k).max()) if len(locals_) > 1 else -1.0
         two = Reason.TWO_VOICES in clip.machine_reasons  # kept as found at ingestion
-        ev = SpeakerEvidence(float(sims[i, k]), other, matches[k].confidence, two_voices=two)
+        ev = SpeakerEvidence(
+            float(sims[i, k]), other, matches[k].confidence,
+            registry_cfg.fit_low, registry_cfg.fit_high, registry_cfg.fit_margin, two,
+        )  # fmt: skip
         reasons = [r for r in clip.machine_reasons if r not in SPEAKER_REASONS]
         if speaker_confidence(ev) < routing_cfg.min_speaker_confidence:
             if clip_fit(ev) < routing_cfg.min_speaker_confidence:

@@ -342,8 +342,10 @@ def plan_pull(
     plan.labels = unwritten(new_rows, labels)
     latest = latest_values([*labels, *plan.labels])
     desired = desired_contributions(machine, latest, merged_to)
+    first = next(iter(registry.values()), None)
+    dim = None if first is None else len(first.vector_sum)  # the registry's embedding space
     embeddings = {
-        c: identity_vector(machine[c])
+        c: identity_vector(machine[c], dim)
         for c in set(desired) | set(applied_contributions)
         if c in machine
     }

@@ -517,7 +517,7 @@ def build_tasks(
     for row in rows:
         recording = recordings[row["recording_id"]]
         key, context_start = write_context_audio(store, row, recording, context_s)
-        vector = identity_vector(row)  # the registry's embedding space
+        vector = identity_vector(row, centroids.shape[1] if ids else None)  # the registry's
         embedding = np.asarray(vector, dtype=np.float32) if vector else None
         options = speaker_options(
             embedding, str(row.get("speaker_id") or ""), ids, centroids, names, counts

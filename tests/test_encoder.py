@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from truth import annotate_review_queue, voice_of_clips
 
-from convoice.config import RegistrySettings, RoutingSettings
+from convoice.config import RegistrySettings, RoutingSettings, load_settings
 from convoice.models.encoder_eval import EncoderMetrics, is_better
 from convoice.models.ge2e import (
     NotEnoughData,
@@ -151,8 +151,10 @@ def test_replay_with_the_ingest_encoder_reproduces_the_ingest(reviewed_store) ->
         ClipFacts(f.clip_id, f.recording_id, f.recording_speaker, f.duration, f.machine_reasons)
         for f in _facts(machine)
     ]
-    emb = np.stack([np.asarray(r["embedding"], dtype=np.float32) for r in machine])
-    out = replay(order, facts, emb, {}, RegistrySettings(), RoutingSettings())
+    # The ingest identified on CAM++ (speaker_embedding) with [identity]'s thresholds.
+    emb = np.stack([np.asarray(r["speaker_embedding"], dtype=np.float32) for r in machine])
+    scale = load_settings(environ={}).similarity_scale()
+    out = replay(order, facts, emb, {}, scale, RoutingSettings())
     for row in machine:
         label = out.labels[row["clip_id"]]
         assert label.speaker_id == row["speaker_id"]

@@ -135,3 +135,13 @@ def test_clip_rows_written_before_campplus_still_read(tmp_path: Path) -> None:
     assert identity_vector(row) == row["embedding"] and len(row["embedding"]) == 256
     clip.speaker_embedding = np.ones(192, dtype=np.float32)
     assert clip.identity_vector.shape == (192,)
+
+
+def test_the_identity_vector_follows_the_registry_space() -> None:
+    """After a resemblyzer encoder round re-labels a CAM++ store, its registry is 256-d again."""
+    from convoice.models.records import identity_vector
+
+    row = {"embedding": [0.0] * 256, "speaker_embedding": [0.0] * 192}
+    assert len(identity_vector(row)) == 192
+    assert len(identity_vector(row, 192)) == 192
+    assert len(identity_vector(row, 256)) == 256

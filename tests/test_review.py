@@ -645,10 +645,13 @@ def test_annotations_come_back_as_human_labels_once(reviewed: Reviewed) -> None:
         if clip[role] in contributions:
             assert contributions[clip[role]].plus == human[clip[role]]["speaker_id"]
     assert contributions[clip["new"]].plus == new_id
-    embeddings = {
-        r["clip_id"]: np.asarray(r["embedding"], dtype=np.float32)
-        for r in store.clips().select(["clip_id", "embedding"]).to_pylist()
+    from convoice.models.records import identity_vector
+
+    embeddings = {  # the registry sums the identity embedding (CAM++, 192-d)
+        r["clip_id"]: np.asarray(identity_vector(r), dtype=np.float32)
+        for r in store.clips().select(["clip_id", "embedding", "speaker_embedding"]).to_pylist()
     }
+    dim = len(next(iter(embeddings.values())))
     expected = {k: (s.vector_sum.copy(), s.n_clips) for k, s in speakers.items() if k != merged}
     expected[kept] = (
         expected[kept][0] + speakers[merged].vector_sum,
@@ -657,7 +660,7 @@ def test_annotations_come_back_as_human_labels_once(reviewed: Reviewed) -> None:
     for c in contributions.values():
         for speaker_id, sign in ((c.plus, 1), (c.minus, -1)):
             if speaker_id:
-                vector, n = expected.get(speaker_id, (np.zeros(256, np.float32), 0))
+                vector, n = expected.get(speaker_id, (np.zeros(dim, np.float32), 0))
                 expected[speaker_id] = (vector + sign * embeddings[c.clip_id], n + sign)
     assert set(registry) == set(expected)
     for speaker_id, (vector, n) in expected.items():
