@@ -502,6 +502,18 @@ def test_the_page_speaks_plays_downloads_and_finds_a_voice(
                 "#nearest li", "items => items.map(i => i.dataset.voice)"
             )
             assert "spk_awb" in found[:2]
+            page.fill("#batch-texts", f"{SENTENCE}\nThe second line is spoken too.")
+            page.select_option("#batch-format", "mp3")
+            page.click("#batch-button")  # the job's progress shows until its zip is ready
+            page.wait_for_selector("#batch-zip:not([hidden])", timeout=180_000)
+            assert "2 of 2 done" in page.inner_text("#batch-line")
+            assert page.eval_on_selector("#batch-progress", "bar => bar.value") == 1
+            with page.expect_download() as download:
+                page.click("#batch-zip")
+            archive = tmp_path / "batch.zip"
+            download.value.save_as(archive)
+            with zipfile.ZipFile(archive) as zipped:
+                assert sum(n.endswith(".mp3") for n in zipped.namelist()) == 2
         finally:
             browser.close()
 

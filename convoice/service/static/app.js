@@ -140,6 +140,34 @@ async function speak(event) {
   } finally { $("speak-button").disabled = false; $("progress").textContent = ""; }
 }
 
+async function batch(event) {
+  event.preventDefault();
+  $("batch-error").textContent = ""; $("batch-zip").hidden = true;
+  const texts = $("batch-texts").value.split("\n").map((t) => t.trim()).filter((t) => t);
+  if (!state.chosen) { $("batch-error").textContent = "Choose a bank voice in the table first."; return; }
+  if (!texts.length) { $("batch-error").textContent = "Type at least one text, one per line."; return; }
+  const items = texts.map((text) => ({ text, voice: state.chosen.id, language: $("language").value, mode: $("mode").value }));
+  $("batch-button").disabled = true;
+  try {
+    let job = await api("/v1/speech/batch", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ items, format: $("batch-format").value }),
+    });
+    const bar = $("batch-progress");
+    bar.hidden = false;
+    for (;;) {
+      bar.value = job.progress;
+      $("batch-line").textContent = `${job.status}: ${job.done} of ${job.total} done` + (job.failed ? `, ${job.failed} failed` : "");
+      if (job.status === "done") break;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      job = await api(`/v1/jobs/${job.id}`);
+    }
+    if (job.result) { $("batch-zip").href = job.result; $("batch-zip").hidden = false; }
+  } catch (error) {
+    $("batch-error").textContent = error.message;
+  } finally { $("batch-button").disabled = false; }
+}
+
 async function record() {
   const button = $("record");
   if (state.recorder) { state.recorder.stop(); return; }
@@ -167,4 +195,5 @@ $("search").addEventListener("input", loadVoices);
 $("match-form").addEventListener("submit", findVoice);
 $("speak-form").addEventListener("submit", speak);
 $("record").addEventListener("click", record);
+$("batch-form").addEventListener("submit", batch);
 loadVoices().catch((error) => { $("release-line").textContent = `Cannot load the bank: ${error.message}`; });
