@@ -100,8 +100,33 @@ def b_cubed_by_group(
     return out
 
 
-def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+def overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    """Seconds that the stretches a0..a1 and b0..b1 share."""
     return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+def covering_clips(
+    clips: Sequence[Mapping[str, Any]], start: float, end: float
+) -> list[Mapping[str, Any]]:
+    """The clips that cover the reference stretch start..end: each shares more than
+    0.2 s of it and together they cover 80 % of it; empty when they do not."""
+    mine = [c for c in clips if overlap(c["start"], c["end"], start, end) > 0.2]
+    covered = sum(overlap(c["start"], c["end"], start, end) for c in mine)
+    return mine if mine and covered >= 0.8 * (end - start) else []
+
+
+def words_heard(
+    clips: Sequence[Mapping[str, Any]], start: float, end: float, margin: float
+) -> list[str]:
+    """The words of ``clips`` whose middle falls in start..end (give or take ``margin``),
+    in time order."""
+    words = []
+    for c in clips:
+        for w in c["words"] or []:
+            mid = c["start"] + (w["start"] + w["end"]) / 2
+            if start - margin <= mid <= end + margin:
+                words.append((mid, w["word"]))
+    return [w for _, w in sorted(words)]
 
 
 def clip_truth(clip: Mapping[str, Any], turns: Sequence[RefTurn]) -> tuple[str, float]:
@@ -112,7 +137,7 @@ def clip_truth(clip: Mapping[str, Any], turns: Sequence[RefTurn]) -> tuple[str, 
     """
     cover: dict[str, float] = defaultdict(float)
     for t in turns:
-        cover[t.speaker] += _overlap(clip["start"], clip["end"], t.start, t.end)
+        cover[t.speaker] += overlap(clip["start"], clip["end"], t.start, t.end)
     if not cover:
         return "", 0.0
     speaker = max(cover, key=lambda s: cover[s])
@@ -120,13 +145,7 @@ def clip_truth(clip: Mapping[str, Any], turns: Sequence[RefTurn]) -> tuple[str, 
 
 
 def _turn_wer(turn: RefTurn, clips: Sequence[Mapping[str, Any]]) -> WerCount:
-    words = []
-    for c in clips:
-        for w in c["words"] or []:
-            mid = c["start"] + (w["start"] + w["end"]) / 2
-            if turn.start - 0.25 <= mid <= turn.end + 0.25:
-                words.append((mid, w["word"]))
-    return wer_count(turn.text, " ".join(w for _, w in sorted(words)))
+    return wer_count(turn.text, " ".join(words_heard(clips, turn.start, turn.end, 0.25)))
 
 
 def wer_by_status(
@@ -141,11 +160,8 @@ def wer_by_status(
         for turn in turns:
             if not turn.text.strip():
                 continue  # no reference text for this turn
-            mine = [
-                c for c in by_rec[rid] if _overlap(c["start"], c["end"], turn.start, turn.end) > 0.2
-            ]
-            covered = sum(_overlap(c["start"], c["end"], turn.start, turn.end) for c in mine)
-            if not mine or covered < 0.8 * (turn.end - turn.start):
+            mine = covering_clips(by_rec[rid], turn.start, turn.end)
+            if not mine:
                 continue
             count = _turn_wer(turn, mine)
             everything += count

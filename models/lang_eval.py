@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from convoice.models.evaluation import covering_clips, overlap, words_heard
 from convoice.models.metrics import WerCount, edit_distance
 
 CHARACTER_LANGUAGES = frozenset({"zh", "ja"})  # scored by characters (CER)
@@ -66,27 +67,17 @@ def error_count(reference: str, hypothesis: str, language: str) -> WerCount:
     return WerCount(edit_distance(ref, hyp), len(ref))
 
 
-def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
-    return max(0.0, min(a1, b1) - max(a0, b0))
-
-
 def clip_language(clip: Mapping[str, Any], refs: Sequence[RefSentence]) -> str:
     """The language of the reference sentence that covers most of the clip."""
     cover: dict[str, float] = defaultdict(float)
     for r in refs:
-        cover[r.language] += _overlap(clip["start"], clip["end"], r.start, r.end)
+        cover[r.language] += overlap(clip["start"], clip["end"], r.start, r.end)
     return max(cover, key=lambda k: cover[k]) if cover and max(cover.values()) > 0 else ""
 
 
 def _heard(ref: RefSentence, clips: Sequence[Mapping[str, Any]]) -> str:
-    words = []
-    for c in clips:
-        for w in c["words"] or []:
-            mid = c["start"] + (w["start"] + w["end"]) / 2
-            if ref.start - 0.2 <= mid <= ref.end + 0.2:
-                words.append((mid, w["word"]))
     joiner = "" if ref.language in CHARACTER_LANGUAGES else " "
-    return joiner.join(w for _, w in sorted(words))
+    return joiner.join(words_heard(clips, ref.start, ref.end, 0.2))
 
 
 def score_languages(
@@ -108,11 +99,8 @@ def score_languages(
             score.accepted_s += seconds if c["status"] == "accepted" else 0.0
             score.review_s += seconds if c["status"] == "review" else 0.0
         for ref in refs:
-            mine = [
-                c for c in by_rec[rid] if _overlap(c["start"], c["end"], ref.start, ref.end) > 0.2
-            ]
-            covered = sum(_overlap(c["start"], c["end"], ref.start, ref.end) for c in mine)
-            if not mine or covered < 0.8 * (ref.end - ref.start):
+            mine = covering_clips(by_rec[rid], ref.start, ref.end)
+            if not mine:
                 continue
             count = error_count(ref.text, _heard(ref, mine), ref.language)
             out[ref.language].wer_all += count

@@ -22,7 +22,8 @@ from convoice.tasks import samples
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
-def _sources(path: Path, rows: list[tuple[str, str]]) -> Path:
+def write_sources(path: Path, rows: list[tuple[str, str]]) -> Path:
+    """A sources CSV (url, license) of ``rows``; other test modules use it too."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["url", "license"])
@@ -118,7 +119,7 @@ def test_every_bad_item_fails_alone_with_a_reason(
     samples.make_silence(media / "silence.mp4", 6.0)
     samples.make_music(media / "music.mp4", 8.0)
     good = served_corpus + small_corpus.episodes[0].media_path.name
-    sources = _sources(
+    sources = write_sources(
         tmp_path / "bad.csv",
         [
             (served_corpus + "truncated.mp4", "CC-BY-4.0"),

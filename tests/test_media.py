@@ -11,7 +11,6 @@ bad, skips exactly those 20 with their line numbers.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import os
 import random
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_flows import write_sources
 
 from convoice.storage import Store
 from convoice.storage.schema import SKIPPED_SCHEMA
@@ -126,14 +126,6 @@ def ingest(sources: Path, home: Path) -> Run:
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-def _sources(path: Path, rows: list[tuple[str, str]]) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["url", "license"])
-        writer.writerows(rows)
-    return path
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, small_corpus) -> Iterator[tuple[Path, str]]:  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("matrix")
@@ -148,7 +140,7 @@ def matrix_run(tmp_path_factory: pytest.TempPathFactory, served) -> tuple[Path, 
     home = tmp_path_factory.mktemp("matrix-home")
     names = [*VALID, *REJECTED]
     csv_path = tmp_path_factory.mktemp("matrix-sources") / "matrix.csv"
-    sources = _sources(csv_path, [(base + n, "CC-BY-4.0") for n in names])
+    sources = write_sources(csv_path, [(base + n, "CC-BY-4.0") for n in names])
     return home, ingest(sources, home)
 
 
@@ -196,7 +188,7 @@ def test_a_real_crash_keeps_its_traceback_and_exits_1(served, tmp_path: Path) ->
     home = tmp_path / "home"
     home.mkdir()
     (home / "audio").write_text("a file where the store's audio folder should be")
-    sources = _sources(tmp_path / "s.csv", [(base + "audio.flac", "CC0-1.0"),
+    sources = write_sources(tmp_path / "s.csv", [(base + "audio.flac", "CC0-1.0"),
                                             (base + "silence.mp4", "CC0-1.0")])  # fmt: skip
     run = ingest(sources, home)
     assert run.code == 1, run.stderr[-3000:]
