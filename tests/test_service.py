@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import soundfile
 from fastapi.testclient import TestClient
-from test_storage import PROVENANCE, absorb, make_recording
+from test_storage import commit_episodes
 
 from convoice.config import ServiceSettings, Settings
 from convoice.models import voicebank as vb
@@ -72,16 +72,13 @@ def home(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path) -> Path:
     root = tmp_path_factory.mktemp("bank-home")
     store = Store(root)
     sentences = iter(pick_sentences(40, seed=3))
-    registry: dict[str, Any] = {}
-    for rec, voices in EPISODES.items():
-        clips, start = [], 0.0
-        for k in range(PER_VOICE):
-            for voice in voices:
-                clips.append(_clip(store, rec, voice, k, next(sentences), start, tts_cache))
-                start = clips[-1].end + 0.5
-        assert store.commit_recording(
-            make_recording(rec), clips, absorb(registry, rec, clips), PROVENANCE, "run-1"
-        )
+    commit_episodes(
+        store,
+        EPISODES,
+        PER_VOICE,
+        sentences,
+        lambda rec, voice, k, text, start: _clip(store, rec, voice, k, text, start, tts_cache),
+    )
     store.release(tag="bank")
     return root
 

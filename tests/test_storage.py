@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,28 @@ def absorb(registry: dict[str, Speaker], recording_id: str, clips: list[Clip]) -
         registry[speaker_id] = speaker
         touched.append(speaker)
     return touched
+
+
+def commit_episodes(
+    store: Store,
+    episodes: Mapping[str, Sequence[str]],
+    per_voice: int,
+    sentences: Iterator[str],
+    make_clip: Callable[[str, str, int, str, float], Clip],
+) -> None:
+    """Commit one recording per episode: ``per_voice`` turns of each of its voices in turn,
+    half a second apart, as ``make_clip(recording, voice, k, sentence, start)`` makes them."""
+    registry: dict[str, Speaker] = {}
+    for rec, voices in episodes.items():
+        clips: list[Clip] = []
+        start = 0.0
+        for k in range(per_voice):
+            for voice in voices:
+                clips.append(make_clip(rec, voice, k, next(sentences), start))
+                start = clips[-1].end + 0.5
+        assert store.commit_recording(
+            make_recording(rec), clips, absorb(registry, rec, clips), PROVENANCE, "run-1"
+        )
 
 
 def ingest(

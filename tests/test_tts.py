@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile
 import typer
-from test_storage import PROVENANCE, absorb, make_recording
+from test_storage import commit_episodes
 from typer.testing import CliRunner
 
 from convoice.cli_tts import export_tts_command, retrain_tts_command
@@ -90,16 +90,13 @@ def home(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path) -> Path:
     root = tmp_path_factory.mktemp("tts-home")
     store = Store(root)
     sentences = iter(pick_sentences(60, seed=5))
-    registry: dict[str, Any] = {}
-    for rec, voices in EPISODES.items():
-        clips, start = [], 0.0
-        for k in range(PER_VOICE):
-            for voice in voices:
-                clips.append(_clip(store, rec, voice, k, next(sentences), start, tts_cache))
-                start = clips[-1].end + 0.5
-        assert store.commit_recording(
-            make_recording(rec), clips, absorb(registry, rec, clips), PROVENANCE, "run-1"
-        )
+    commit_episodes(
+        store,
+        EPISODES,
+        PER_VOICE,
+        sentences,
+        lambda rec, voice, k, text, start: _clip(store, rec, voice, k, text, start, tts_cache),
+    )
     labels = [{"clip_id": c, "field": "status", "value": "accepted", "labelled_by": "ann"}
               for c in HELDOUT]  # fmt: skip
     labels.append(
