@@ -142,9 +142,12 @@ def ingest(
     from convoice.flows.ingest import ingest_flow
     from convoice.tasks.runner import check
 
+    try:  # a bad settings file stops the command before anything runs, like a bad sources file
+        cfg = load_settings(config, home=home)
+    except ConfigError as err:
+        raise typer.BadParameter(str(err), param_hint="settings") from err
     runner_settings = None
     if runner is not None or workers is not None or address is not None:
-        cfg = load_settings(config, home=home)
         runner_settings = replace(
             cfg.runner,
             kind=cfg.runner.kind if runner is None else runner,
@@ -378,10 +381,15 @@ def bench(
 
 
 def main() -> None:
+    from convoice.config import ConfigError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except ConfigError as err:  # any command: a bad settings file is a message, not a traceback
+        console.print(f"[red]Error:[/] settings: {err}")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

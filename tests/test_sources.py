@@ -134,3 +134,21 @@ def test_the_skipped_view_keeps_every_bad_row_apart_from_its_url(tmp_path: Path)
         [(3, "not_creative_commons"), (4, "duplicate_row"), (5, "malformed_url"),
          (6, "malformed_url"), (None, "no_speech")], key=str,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [("[asr\n", "Expected ']'"), ('[asr]\nbatch_size = "x"\n', "asr.batch_size='x'")],
+)
+def test_a_bad_settings_file_stops_ingest_with_a_message(
+    tmp_path: Path, config: str, says: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from convoice.cli import app
+
+    (tmp_path / "config.toml").write_text(config)
+    sources = _write(tmp_path / "s.csv", "url,licence\nhttps://v.example/1,CC0\n")
+    result = CliRunner().invoke(app, ["ingest", str(sources), "--home", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert says in " ".join(result.output.split()) and "Traceback" not in result.output
