@@ -15,8 +15,12 @@ _SPELLING = {"neighbours": "neighbors", "neighbour": "neighbor", "colour": "colo
 
 
 def normalize_words(text: str) -> list[str]:
-    """Lower case, no punctuation, American spelling: what WER is computed on."""
-    words = re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
+    """Lower case, no punctuation, American spelling: what WER is computed on.
+
+    Letters of every script count as letters ("straße", "привет" stay words), so a
+    transcript that is not English is scored on its words rather than on nothing.
+    """
+    words = re.sub(r"[^\w' ]+|_", " ", text.lower().replace("-", " ")).split()
     return [_SPELLING.get(w.strip("'"), w.strip("'")) for w in words if w.strip("'")]
 
 

@@ -162,3 +162,16 @@ def test_words_that_cannot_fit_the_clip_are_flagged() -> None:
     t = _transcript("one two three four five six seven eight nine ten", [0.9] * 10)
     decision = route(SpeakerEvidence(0.9, -1.0, 1.0), t, 1.0, False, RoutingSettings())
     assert Reason.SPEAKING_RATE in decision.reasons
+
+
+def test_word_error_rate_counts_the_words_of_every_script() -> None:
+    from convoice.models.metrics import normalize_words, wer_count
+
+    assert normalize_words("Colour-coded, Straße! привет_мир") == [
+        "color",
+        "coded",
+        "straße",
+        "привет",
+        "мир",
+    ]
+    assert wer_count("привет мир", "пока мир").errors == 1  # was 0 words: nothing scored
