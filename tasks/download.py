@@ -490,6 +490,10 @@ def choose_audio_track(path: Path) -> AudioTrack:
         raise IngestError(
             "corrupt_media", "the downloaded file is not valid media (truncated or corrupt)"
         )
+    if "ogg" in str(probe.get("format", {}).get("format_name", "")) and not _ogg_ends(path):
+        raise IngestError(  # an Ogg file cut short is only an Ogg file that ends early otherwise
+            "corrupt_media", "truncated: the Ogg stream has no end-of-stream page"
+        )
     streams = probe.get("streams", [])
     audio = [s for s in streams if s.get("codec_type") == "audio"]
     if not audio:
@@ -532,6 +536,25 @@ def _stream_duration(stream: dict[str, Any], tags: dict[str, str]) -> float | No
     if match is None:
         return None
     return int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3]) or None
+
+
+def _ogg_ends(path: Path) -> bool:
+    """Whether an Ogg file's last page carries the end-of-stream flag (RFC 3533, 6).
+
+    Every complete Ogg stream ends with such a page; a download cut short ends
+    with a page without it, or with part of a page.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        handle.seek(max(0, size - 65_536))  # one page is at most 65,307 bytes
+        tail = handle.read()
+    start = tail.rfind(b"OggS\x00")
+    if start < 0 or start + 27 > len(tail):
+        return False
+    header_type, segments = tail[start + 5], tail[start + 26]
+    body = sum(tail[start + 27 : start + 27 + segments])
+    complete = start + 27 + segments + body == len(tail)
+    return bool(header_type & 0x04) and complete
 
 
 def _wav_declared_seconds(path: Path) -> float | None:

@@ -70,6 +70,8 @@ REJECTED = {
     "truncated.mp4": "corrupt_media",  # moov last: not readable at all
     "truncated.flac": "corrupt_media",
     "truncated.wav": "corrupt_media",
+    "truncated.opus": "corrupt_media",  # Ogg: no end-of-stream page
+    "truncated.webm": "corrupt_media",  # Matroska: the track's DURATION says more
     "garbage.mp4": "corrupt_media",
     "silence.mp4": "no_speech",
     "music.mp4": "no_speech",
@@ -102,8 +104,12 @@ def make_matrix(speech_source: Path, root: Path) -> None:
     _cut(root / "truncated.mp4", 0.5)
     shutil.copy(root / "audio.flac", root / "truncated.flac")
     _cut(root / "truncated.flac", 0.5)
-    shutil.copy(root / "stereo-44k.wav", root / "truncated.wav")
-    _cut(root / "truncated.wav", 0.5)
+    for name in ("wav", "opus", "webm"):
+        shutil.copy(
+            root / ("stereo-44k.wav" if name == "wav" else f"audio.{name}"),
+            root / f"truncated.{name}",
+        )
+        _cut(root / f"truncated.{name}", 0.5)
     (root / "garbage.mp4").write_bytes(random.Random(5).randbytes(50_000))
     samples.make_silence(root / "silence.mp4", 5.0)
     samples.make_music(root / "music.mp4", 6.0)
@@ -180,7 +186,8 @@ def test_expected_skips_are_one_warning_line_each_and_no_traceback(matrix_run) -
         assert f": {code}: " in line
     assert not [line for line in log.splitlines() if re.search(r"\| ERROR +\|", line)]
     assert re.search(r"no_speech\s+│\s+2", run.stdout)  # the table groups skips by reason
-    assert re.search(r"corrupt_media\s+│\s+5", run.stdout)
+    corrupt = sum(code == "corrupt_media" for code in REJECTED.values())
+    assert re.search(rf"corrupt_media\s+│\s+{corrupt}\b", run.stdout)
 
 
 def test_a_real_crash_keeps_its_traceback_and_exits_1(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
