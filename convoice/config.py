@@ -51,6 +51,7 @@ class DiarizationSettings:
     step_ratio: float = 0.5  # window step as a fraction of the 10 s window
     batch_size: int = 16
     min_turn_s: float = 0.25  # shorter speech islands are ignored
+    vad_threshold: float = 0.5  # Silero VAD's speech probability; lower finds short, quiet turns
     pipeline: str = "pyannote/speaker-diarization-community-1"
     cluster_threshold: float = 0.80  # cosine to merge two local speakers (resemblyzer identity)
     max_speakers: int = 12

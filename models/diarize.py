@@ -66,7 +66,10 @@ class Segmentation:
 
 
 def detect_speech(
-    samples: FloatArray, min_silence_ms: int = 150, block_s: float = VAD_BLOCK_S
+    samples: FloatArray,
+    min_silence_ms: int = 150,
+    block_s: float = VAD_BLOCK_S,
+    threshold: float = 0.5,
 ) -> list[Region]:
     """Speech regions found by Silero VAD (the copy that ships with faster-whisper).
 
@@ -77,7 +80,7 @@ def detect_speech(
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     options = VadOptions(
-        threshold=0.5,
+        threshold=threshold,
         min_speech_duration_ms=150,
         min_silence_duration_ms=min_silence_ms,
         speech_pad_ms=60,
@@ -145,7 +148,7 @@ def segment_recording(
 ) -> Segmentation:
     """Speech, chunks, local turns, overlaps and clip regions of one recording."""
     duration = len(samples) / SAMPLE_RATE
-    speech = detect_speech(samples)
+    speech = detect_speech(samples, threshold=diarization.vad_threshold)
     chunks = plan_chunks(speech, duration, rms_envelope(samples, SAMPLE_RATE), max_s=CHUNK_S)
     segs = segment_chunks(model, samples, chunks, diarization.batch_size)
     return assemble(speech, segs, diarization, clip_settings)

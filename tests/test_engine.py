@@ -32,6 +32,19 @@ def test_diarization_of_the_real_two_speaker_recording(settings) -> None:  # typ
     assert der <= 0.10, f"DER {der:.3f}"
 
 
+def test_the_vad_threshold_setting_reaches_the_speech_detector(settings) -> None:  # type: ignore[no-untyped-def]
+    """pyannote's sample opens with a short, quiet turn (6.69-7.12 s) that 0.5 misses."""
+    from dataclasses import replace
+
+    audio = decode(samples.pyannote_sample()[0])
+    first = {}
+    for threshold in (0.5, 0.35):
+        cfg = replace(settings.diarization, vad_threshold=threshold)
+        seg = stages.segment.fn(audio, replace(settings, diarization=cfg))
+        first[threshold] = seg.speech[0].start
+    assert first[0.5] > 7.3 and 6.5 < first[0.35] < 7.0, first
+
+
 def test_embeddings_tell_voices_apart_and_hold_a_voice_together(tts_cache) -> None:  # type: ignore[no-untyped-def]
     from convoice.tasks.tts import synthesize
 
