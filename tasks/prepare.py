@@ -121,13 +121,16 @@ def prepare_recording(
     with logs.log_context(flow_run_id=run_id, recording_id=rid):
         with logs.stage(rid, "download", seconds):
             path = stages.fetch(item, workdir, settings)
+        # The compute stages run as plain calls inside this task: a nested Prefect task
+        # run costs time per call and its state keeps its result (the whole
+        # recording's samples) alive until this task ends, whatever is deleted here.
         with logs.stage(rid, "decode", seconds):
-            audio = stages.load_audio(path)
+            audio = stages.load_audio.fn(path)
         with logs.stage(rid, "segment", seconds):
-            seg = stages.segment(audio, settings)
+            seg = stages.segment.fn(audio, settings)
         with logs.stage(rid, "embed", seconds):
             weights = encoder.encoder_weights(settings, Store.open(settings))
-            vectors = stages.embed_speakers(audio, seg, weights, settings.identity.encoder)
+            vectors = stages.embed_speakers.fn(audio, seg, weights, settings.identity.encoder)
         with logs.stage(rid, "identify", seconds):  # the recording's own speakers
             speakers = stages.own_speakers(seg, vectors, settings)
         with logs.stage(rid, "commit", seconds):  # the audio files; rows come later, in order
@@ -136,7 +139,9 @@ def prepare_recording(
         clips_audio, clips_seg = clips_only(audio, seg)
         del audio  # the whole recording is in the store now: transcription needs its clips only
         with logs.stage(rid, "transcribe", seconds):
-            transcripts = stages.transcribe(clips_audio, clips_seg, settings, speakers.clip_labels)
+            transcripts = stages.transcribe.fn(
+                clips_audio, clips_seg, settings, speakers.clip_labels
+            )
     return Prepared(
         download_path=path,
         duration=duration,
