@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pyannote.audio import Model
     from resemblyzer import VoiceEncoder
 
+    from convoice.config import Settings
     from convoice.models.campplus import CAMPPlus
 
 log = logging.getLogger(__name__)
@@ -171,6 +172,25 @@ def _whisper_model(source: str, compute_type: str, threads: int) -> WhisperModel
     except Exception as err:
         hint = f" (the shipped {source!r} parts are incomplete?)" if shipped else ""
         raise ModelUnavailable(f"cannot load Whisper model {location!r}{hint}: {err}") from err
+
+
+def preload(settings: Settings) -> None:
+    """Load the models a recording of ``settings`` needs into this process's caches.
+
+    Meant for a thread started while the sources are expanded, so that loading
+    overlaps that network work; the caller joins it before any model is used
+    (two threads loading one model would load it twice). Errors are left to the
+    stage that needs the model, which reports them with its recording.
+    """
+    try:
+        if settings.diarization.backend == "segmentation":
+            segmentation_model(settings.diarization.segmentation_model)
+        if settings.identity.encoder == "campplus":
+            campplus_model()
+        asr = settings.asr
+        whisper_model(asr.model, asr.compute_type, asr.cpu_threads)
+    except Exception as err:  # the stage raises it again, with its recording
+        log.debug("preloading models failed: %s", err)
 
 
 def new_voice_encoder(weights: str = "") -> VoiceEncoder:
