@@ -308,6 +308,13 @@ def bench(
         str, typer.Option(help="With --languages: comma-separated Whisper models to compare.")
     ] = "base,small",
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+    profile: Annotated[
+        bool,
+        typer.Option(
+            help="Also print the per-stage table: Whisper alone, with word timestamps, "
+            "`convoice ingest` as a process, the flow and each stage, as ratios."
+        ),
+    ] = False,
     long: Annotated[
         str | None,
         typer.Option(
@@ -370,12 +377,18 @@ def bench(
         raise typer.BadParameter(f"--split must be one of {', '.join(SPLITS)}")
     try:
         result = run_benchmark(
-            quick=quick, naive=naive, split=split, corpus_dir=str(corpus) if corpus else None
+            quick=quick,
+            naive=naive,
+            split=split,
+            corpus_dir=str(corpus) if corpus else None,
+            profile=profile,
         )
     except CorpusFormatError as err:
         console.print(f"[red]{escape(str(err))}[/red]")
         raise typer.Exit(2) from err
     console.print(result.render(), markup=False)
+    if profile:
+        console.print(result.render_profile(), markup=False, soft_wrap=True)
     if out:
         out.write_text(result.to_json())
 

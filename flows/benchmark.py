@@ -55,6 +55,8 @@ class BenchmarkResult:
     corpus: str
     audio_seconds: float
     whisper_fastest_s: float = 0.0
+    whisper_words_s: float = 0.0  # the same with word_timestamps=True (--profile)
+    process_s: float = 0.0  # `convoice ingest` as a process, start to exit (--profile)
     naive_s: float = 0.0
     naive_steps: dict[str, float] = field(default_factory=dict)
     flow_s: float = 0.0
@@ -78,6 +80,34 @@ class BenchmarkResult:
         data["ratio_to_whisper"] = self.ratio_to_whisper
         data["ratio_to_naive"] = self.ratio_to_naive
         return json.dumps(data, indent=2)
+
+    def profile_rows(self) -> list[tuple[str, float]]:
+        """(what, wall seconds) of the ``--profile`` table, Whisper alone first."""
+        rows = [
+            ("faster-whisper base int8, batched 8, greedy, VAD, no word timestamps",
+             self.whisper_fastest_s),
+            ("the same with word_timestamps=True", self.whisper_words_s),
+            ("`convoice ingest` as a process (CLI start to exit)", self.process_s),
+            ("the flow (in this process, models loaded)", self.flow_s),
+        ]  # fmt: skip
+        rows += [(f"  {name}", seconds) for name, seconds in self.flow_stages.items()]
+        if self.naive_s:
+            rows.append(("naive chain (pyannote defaults, Whisper, resemblyzer)", self.naive_s))
+        return rows
+
+    def render_profile(self) -> str:
+        """The per-stage table of issue 12: seconds and ratio to Whisper alone, one run."""
+        base = self.whisper_fastest_s
+        lines = [
+            f"profile: {self.corpus}, {self.audio_seconds:.1f} s of audio (one run, same audio)",
+            f"  {'':<72} {'wall s':>8} {'/ Whisper alone':>16}",
+        ]
+        for what, seconds in self.profile_rows():
+            ratio = f"{seconds / base:16.2f}" if base else f"{'-':>16}"
+            lines.append(f"  {what:<72} {seconds:8.1f} {ratio}")
+        if self.naive_s:
+            lines.append(f"  naive chain / flow = {self.naive_s / self.flow_s:.1f} (bar >= 10)")
+        return "\n".join(lines)
 
     def render(self) -> str:
         a = self.audio_seconds
@@ -137,8 +167,9 @@ def _warm_up() -> None:
     loaders.whisper_model()
 
 
-def time_whisper_fastest(wavs: list[Path]) -> float:
-    """faster-whisper alone on the same audio: batched, greedy, VAD, no word timestamps."""
+def time_whisper_fastest(wavs: list[Path], words: bool = False) -> float:
+    """faster-whisper alone on the same audio: batched, greedy, VAD, no word timestamps
+    (``words``: with them)."""
     from faster_whisper import BatchedInferencePipeline
 
     pipeline = BatchedInferencePipeline(loaders.whisper_model())
@@ -146,10 +177,24 @@ def time_whisper_fastest(wavs: list[Path]) -> float:
     for wav in wavs:
         samples = decode(wav).samples
         start = time.perf_counter()
-        segments, _ = pipeline.transcribe(samples, batch_size=8, beam_size=1, vad_filter=True)
+        segments, _ = pipeline.transcribe(
+            samples, batch_size=8, beam_size=1, vad_filter=True, word_timestamps=words
+        )
         list(segments)
         total += time.perf_counter() - start
     return total
+
+
+def time_ingest_process(sources: Path, home: Path) -> float:
+    """Wall seconds of ``convoice ingest --sources`` in a process of its own, start to exit."""
+    cmd = [sys.executable, "-m", "convoice.cli", "ingest", "--sources", str(sources)]
+    cmd += ["--home", str(home)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"convoice ingest exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return seconds
 
 
 def time_naive(wavs: list[Path]) -> tuple[float, dict[str, float]]:
@@ -228,8 +273,13 @@ def run_benchmark(
     workdir: str | None = None,
     split: str = "report",
     corpus_dir: str | None = None,
+    profile: bool = False,
 ) -> BenchmarkResult:
-    """Generate (or reuse) the corpus, time the baselines and the flow, score the labels."""
+    """Generate (or reuse) the corpus, time the baselines and the flow, score the labels.
+
+    ``profile`` also times Whisper with word timestamps and ``convoice ingest`` as a
+    process of its own (into a second store) on the same audio.
+    """
     name = "bench-quick" if quick else "bench"
     root = Path(workdir) if workdir else loaders.cache_dir() / name
     corpus, notes = bench_corpus(root, quick, split, corpus_dir)
@@ -238,6 +288,8 @@ def run_benchmark(
     result = BenchmarkResult(corpus=_describe(corpus), audio_seconds=audio_s, notes=notes)
     _warm_up()
     result.whisper_fastest_s = time_whisper_fastest(wavs)
+    if profile:
+        result.whisper_words_s = time_whisper_fastest(wavs, words=True)
     if naive:
         result.naive_s, result.naive_steps = time_naive(wavs)
     home = tempfile.mkdtemp(prefix="convoice-bench-")
@@ -247,6 +299,10 @@ def run_benchmark(
         start = time.perf_counter()
         report = ingest_flow(sources_file=str(sources), home=home)
         result.flow_s = time.perf_counter() - start
+        if profile:
+            process_home = Path(tempfile.mkdtemp(prefix="convoice-bench-process-"))
+            result.process_s = time_ingest_process(sources, process_home)
+            shutil.rmtree(process_home, ignore_errors=True)
     result.flow_stages = report.stage_seconds
     store = Store.open(load_settings(home=home))
     clips, episodes = store.clips().to_pylist(), episodes_by_recording(store, corpus)

@@ -21,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +51,13 @@ from convoice.models.records import (
 from convoice.storage import Store
 from convoice.tasks import encoder, loaders, logs, runner, stages
 from convoice.tasks.download import IngestError, read_sources, remove_download
-from convoice.tasks.prepare import WORKER_STAGES, Prepared, prepare_recording
+from convoice.tasks.prepare import (
+    WORKER_STAGES,
+    Prepared,
+    forget_prefetched,
+    prefetch,
+    prepare_recording,
+)
 
 
 @dataclass
@@ -311,7 +319,15 @@ def ingest_flow(
     started = time.perf_counter()
     with logs.log_context(flow_run_id=run_id):
         sources = _sources(urls or [], sources_file, store, run_id, report)
-        items = _plan(sources, store, settings, run_id, report, clock)
+        # Models load while the sources expand (network); joined before any is used.
+        loading = threading.Thread(target=loaders.preload, args=(settings,), daemon=True)
+        if settings.runner.kind == "threads":
+            loading.start()
+        try:
+            items = _plan(sources, store, settings, run_id, report, clock)
+        finally:
+            if loading.is_alive():
+                loading.join()
         if items:
             _label_all(items, store, settings, run_id, fmt, report, clock)
     report.finish(time.perf_counter() - started, clock)
@@ -338,6 +354,10 @@ def _label_all(
     workdir = loaders.cache_dir() / "downloads"
     queue = iter(items)
     pending: deque[tuple[MediaItem, PrefectFuture[Prepared]]] = deque()
+    # With threads, downloads run ahead in a thread of their own: the next recording's
+    # download overlaps this one's compute (Dask workers download for themselves).
+    ahead = settings.runner.kind == "threads"
+    prefetcher = ThreadPoolExecutor(1, thread_name_prefix="convoice-download") if ahead else None
     with logs.Progress(logger) as progress, runner.task_runner(settings.runner) as task_runner:
         progress.plan([(i.recording_id, i.title) for i in items], WORKER_STAGES)
         logs.add_stage_listener(progress.event)
@@ -356,6 +376,8 @@ def _label_all(
                 "log_format": log_format,
             }  # fmt: skip
             with logs.log_context(recording_id=item.recording_id):
+                if prefetcher is not None:
+                    prefetch(prefetcher, item, workdir, settings)
                 pending.append((item, task_runner.submit(prepare_recording, parameters)))
             return True
 
@@ -373,6 +395,9 @@ def _label_all(
                 submit_next()
         finally:
             logs.remove_stage_listener(progress.event)
+            if prefetcher is not None:
+                prefetcher.shutdown(wait=True, cancel_futures=True)
+                forget_prefetched([i.recording_id for i in items])
 
 
 def _finish_one(

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pyannote.audio import Model
     from resemblyzer import VoiceEncoder
 
+    from convoice.config import Settings
     from convoice.models.campplus import CAMPPlus
 
 log = logging.getLogger(__name__)
@@ -149,21 +150,47 @@ def whisper_name(source: str) -> str:
     return SHIPPED_WHISPER.get(source or "base", source)
 
 
-@functools.cache
 def whisper_model(
     source: str = "", compute_type: str = "int8", cpu_threads: int = 0
 ) -> WhisperModel:
+    """A Whisper: "" or "base" / "small" (shipped on PyPI), a CT2 directory or a hub name.
+
+    One per process for each model: "" and "base" (what the language pass and the
+    per-language choice each ask for) are the same model, loaded once.
+    """
+    return _whisper_model(source or "base", compute_type, cpu_threads or (os.cpu_count() or 1))
+
+
+@functools.cache
+def _whisper_model(source: str, compute_type: str, threads: int) -> WhisperModel:
     from faster_whisper import WhisperModel
 
-    """A Whisper: "" or "base" / "small" (shipped on PyPI), a CT2 directory or a hub name."""
-    shipped = source in ("", *_SHIPPED_PARTS)
-    location = str(default_whisper_dir(source or "base")) if shipped else source
-    threads = cpu_threads or (os.cpu_count() or 1)
+    shipped = source in _SHIPPED_PARTS
+    location = str(default_whisper_dir(source)) if shipped else source
     try:
         return WhisperModel(location, device="cpu", compute_type=compute_type, cpu_threads=threads)
     except Exception as err:
-        hint = f" (the shipped {source or 'base'!r} parts are incomplete?)" if shipped else ""
+        hint = f" (the shipped {source!r} parts are incomplete?)" if shipped else ""
         raise ModelUnavailable(f"cannot load Whisper model {location!r}{hint}: {err}") from err
+
+
+def preload(settings: Settings) -> None:
+    """Load the models a recording of ``settings`` needs into this process's caches.
+
+    Meant for a thread started while the sources are expanded, so that loading
+    overlaps that network work; the caller joins it before any model is used
+    (two threads loading one model would load it twice). Errors are left to the
+    stage that needs the model, which reports them with its recording.
+    """
+    try:
+        if settings.diarization.backend == "segmentation":
+            segmentation_model(settings.diarization.segmentation_model)
+        if settings.identity.encoder == "campplus":
+            campplus_model()
+        asr = settings.asr
+        whisper_model(asr.model, asr.compute_type, asr.cpu_threads)
+    except Exception as err:  # the stage raises it again, with its recording
+        log.debug("preloading models failed: %s", err)
 
 
 def new_voice_encoder(weights: str = "") -> VoiceEncoder:

@@ -11,9 +11,11 @@ in order.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import os
 import socket
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +52,35 @@ class Prepared:
     stage_seconds: dict[str, float]
     worker: str  # host:pid of the process that did the work
     source_audio: str = ""  # the original's audio track that was decoded
+
+
+_PREFETCHED: dict[str, Future[Path]] = {}
+"""Downloads the flow started ahead in this process (threads runner), by recording id."""
+
+
+def prefetch(executor: Executor, item: MediaItem, workdir: Path, settings: Settings) -> None:
+    """Start ``item``'s download (the ``download`` task, retries and all) on ``executor``.
+
+    The flow calls this when it submits the recording, so the next recording's
+    download overlaps the current one's compute; :func:`prepare_recording` then
+    waits for it instead of downloading. Only for workers in this process.
+    """
+    context = contextvars.copy_context()  # the flow run's, so the task run belongs to it
+    future = executor.submit(context.run, stages.fetch, item, workdir, settings)
+    _PREFETCHED[item.recording_id] = future
+
+
+def forget_prefetched(recording_ids: list[str]) -> None:
+    """Drop downloads started ahead that no worker took (a run that stopped early)."""
+    for rid in recording_ids:
+        _PREFETCHED.pop(rid, None)
+
+
+def _download(item: MediaItem, workdir: Path, settings: Settings) -> Path:
+    started = _PREFETCHED.pop(item.recording_id, None)
+    if started is not None:
+        return started.result()  # its error, if any, is this recording's
+    return stages.fetch(item, workdir, settings)
 
 
 def clip_id(recording_id: str, start: float, end: float) -> str:
@@ -120,14 +151,17 @@ def prepare_recording(
     seconds: dict[str, float] = {}
     with logs.log_context(flow_run_id=run_id, recording_id=rid):
         with logs.stage(rid, "download", seconds):
-            path = stages.fetch(item, workdir, settings)
+            path = _download(item, workdir, settings)
+        # The compute stages run as plain calls inside this task: a nested Prefect task
+        # run costs time per call and its state keeps its result (the whole
+        # recording's samples) alive until this task ends, whatever is deleted here.
         with logs.stage(rid, "decode", seconds):
-            audio = stages.load_audio(path)
+            audio = stages.load_audio.fn(path)
         with logs.stage(rid, "segment", seconds):
-            seg = stages.segment(audio, settings)
+            seg = stages.segment.fn(audio, settings)
         with logs.stage(rid, "embed", seconds):
             weights = encoder.encoder_weights(settings, Store.open(settings))
-            vectors = stages.embed_speakers(audio, seg, weights, settings.identity.encoder)
+            vectors = stages.embed_speakers.fn(audio, seg, weights, settings.identity.encoder)
         with logs.stage(rid, "identify", seconds):  # the recording's own speakers
             speakers = stages.own_speakers(seg, vectors, settings)
         with logs.stage(rid, "commit", seconds):  # the audio files; rows come later, in order
@@ -136,7 +170,9 @@ def prepare_recording(
         clips_audio, clips_seg = clips_only(audio, seg)
         del audio  # the whole recording is in the store now: transcription needs its clips only
         with logs.stage(rid, "transcribe", seconds):
-            transcripts = stages.transcribe(clips_audio, clips_seg, settings, speakers.clip_labels)
+            transcripts = stages.transcribe.fn(
+                clips_audio, clips_seg, settings, speakers.clip_labels
+            )
     return Prepared(
         download_path=path,
         duration=duration,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -148,12 +149,14 @@ def test_bench_corpus_dir_scores_the_engine_on_own_audio(
     own.mkdir()
     _own_corpus(own, tts_cache)
     out = tmp_path / "bench.json"
-    done = CliRunner().invoke(app, ["bench", "--corpus", str(own), "--no-naive", "--out", str(out)])
+    args = ["bench", "--corpus", str(own), "--no-naive", "--profile", "--out", str(out)]
+    done = CliRunner().invoke(app, args)
     assert done.exit_code == 0, done.output
     printed = " ".join(done.output.split())  # the console wraps long lines
     assert "stray.wav: no stray.rttm" in printed
     assert "reliability of speaker_confidence" in printed
     figures = json.loads(out.read_text())
+    _check_profile(done.output, figures)
     quality = figures["quality"]
     assert quality["true_speakers"] == 3.0 and quality["clips"] > 4
     assert quality["bcubed_f1_cross_episode"] > 0.8
@@ -161,6 +164,26 @@ def test_bench_corpus_dir_scores_the_engine_on_own_audio(
     assert 0.0 <= quality["speaker_confidence_ece"] <= 1.0
     bad = CliRunner().invoke(app, ["bench", "--corpus", str(tmp_path / "missing")])
     assert bad.exit_code == 2 and "is not a directory" in " ".join(bad.output.split())
+
+
+def _check_profile(output: str, figures: dict[str, Any]) -> None:
+    """``--profile``: one row per timed thing and per stage, seconds and ratio to Whisper."""
+    lines = output[output.index("profile:") :].splitlines()
+    assert "/ Whisper alone" in lines[1]
+    rows = {line[:75].strip(): line[75:].split() for line in lines[2:] if line[75:].strip()}
+    for what in (
+        "faster-whisper base int8, batched 8, greedy, VAD, no word timestamps",
+        "the same with word_timestamps=True",
+        "`convoice ingest` as a process (CLI start to exit)",
+        "the flow (in this process, models loaded)",
+        *figures["flow_stages"],
+    ):
+        seconds, ratio = (float(x) for x in rows[what])
+        assert seconds >= 0 and ratio >= 0, what
+    whisper = rows["faster-whisper base int8, batched 8, greedy, VAD, no word timestamps"]
+    assert float(whisper[1]) == 1.0
+    assert figures["whisper_words_s"] > 0 and figures["process_s"] > 0 and figures["flow_s"] > 0
+    assert {"segment", "embed", "transcribe", "commit"} <= set(figures["flow_stages"])
 
 
 def test_an_episode_mixes_a_real_person_and_a_voice_with_channel_noise_and_overlap(

@@ -72,6 +72,7 @@ def test_packed_transcription_of_real_read_speech(settings) -> None:  # type: ig
         regions.append(Region(start, start + len(p) / 16000))
         start += len(p) / 16000
     model = loaders.whisper_model()
+    assert loaders.whisper_model("base") is model  # the default is loaded once per process
     out = asr.transcribe_clips(model, audio, regions, asr.AsrOptions(8, settings.asr.beam_size, ""))
     assert len(out) == len(items) and all(t is not None for t in out)
     total = WerCount(0, 0)
