@@ -144,6 +144,11 @@ def clip_truth(clip: Mapping[str, Any], turns: Sequence[RefTurn]) -> tuple[str, 
     return speaker, cover[speaker] / max(clip["end"] - clip["start"], sum(cover.values()), 1e-6)
 
 
+def speaker_status(clip: Mapping[str, Any]) -> str:
+    """The clip's speaker-label status; its ``status`` in rows written before per-kind ones."""
+    return str(clip.get("speaker_status") or clip["status"])
+
+
 def _turn_wer(turn: RefTurn, clips: Sequence[Mapping[str, Any]]) -> WerCount:
     return wer_count(turn.text, " ".join(words_heard(clips, turn.start, turn.end, 0.25)))
 
@@ -151,7 +156,8 @@ def _turn_wer(turn: RefTurn, clips: Sequence[Mapping[str, Any]]) -> WerCount:
 def wer_by_status(
     clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[RefTurn]]
 ) -> tuple[WerCount, WerCount]:
-    """WER over reference turns covered only by accepted clips, and over all covered turns."""
+    """WER over reference turns covered only by accepted transcripts, and over all covered
+    turns (rows written before per-kind statuses count by their ``status``)."""
     accepted, everything = WerCount(0, 0), WerCount(0, 0)
     by_rec: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for c in clips:
@@ -165,7 +171,7 @@ def wer_by_status(
                 continue
             count = _turn_wer(turn, mine)
             everything += count
-            if all(c["status"] == "accepted" for c in mine):
+            if all((c.get("transcript_status") or c["status"]) == "accepted" for c in mine):
                 accepted += count
     return accepted, everything
 
@@ -198,7 +204,8 @@ def score(
     also given for them and for the synthetic voices apart.
     """
     labelled, ref, right = judge(clips, truth)
-    accepted = [i for i, c in enumerate(labelled) if c["status"] == "accepted"]
+    accepted = [i for i, c in enumerate(labelled) if speaker_status(c) == "accepted"]
+    both = [i for i, c in enumerate(labelled) if c["status"] == "accepted"]
     seconds = [c["end"] - c["start"] for c in labelled]
     kept = sum(seconds)
     review = sum(s for s, c in zip(seconds, labelled, strict=True) if c["status"] == "review")
@@ -210,7 +217,10 @@ def score(
         "accepted_speaker_accuracy": sum(right[i] for i in accepted) / len(accepted)
         if accepted
         else 0.0,
-        "accepted_share_of_speech": sum(seconds[i] for i in accepted) / kept if kept else 0.0,
+        "accepted_share_of_speech": sum(seconds[i] for i in both) / kept if kept else 0.0,
+        "speaker_accepted_share_of_speech": sum(seconds[i] for i in accepted) / kept
+        if kept
+        else 0.0,
         "review_share_of_speech": review / kept if kept else 0.0,
         "wer_accepted": wer_acc.wer,
         "wer_all_clips": wer_all.wer,
@@ -251,3 +261,55 @@ def recording_wer(clips: Sequence[Mapping[str, Any]], texts: Mapping[str, str]) 
         words = [w["word"] for c in mine for w in (c["words"] or [])]
         total += wer_count(text, " ".join(words))
     return total
+
+
+TRANSCRIPT_RIGHT_WER = 0.10
+"""A transcript is right when the reference turns its clip covers have WER at most this."""
+
+
+def transcript_right(
+    clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[RefTurn]]
+) -> dict[str, bool]:
+    """Per clip id: whether its transcript is right (clips without scored turns are left out).
+
+    A reference turn is scored on all the clips that cover it; each of them is
+    right only when every turn it helps cover is (a clip's words have no times
+    in the reference, so a turn is the smallest unit that can be judged).
+    """
+    by_rec: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for c in clips:
+        by_rec[c["recording_id"]].append(c)
+    out: dict[str, bool] = {}
+    for rid, turns in truth.items():
+        for turn in turns:
+            if not turn.text.strip():
+                continue
+            mine = covering_clips(by_rec[rid], turn.start, turn.end)
+            if not mine:
+                continue
+            ok = _turn_wer(turn, mine).wer <= TRANSCRIPT_RIGHT_WER
+            for c in mine:
+                out[c["clip_id"]] = out.get(c["clip_id"], True) and ok
+    return out
+
+
+def review_shares(clips: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Share of speech whose speaker label, transcript, clip, or reason goes to review.
+
+    Keys: ``speaker``, ``transcript``, ``clip`` (either), and ``reason:<name>``.
+    Rows without per-kind statuses (older stores) count by their ``status``.
+    """
+    seconds = [float(c["end"]) - float(c["start"]) for c in clips]
+    total = sum(seconds) or 1.0
+    out = {"speaker": 0.0, "transcript": 0.0, "clip": 0.0}
+    for c, s in zip(clips, seconds, strict=True):
+        status = c.get("status")
+        if (c.get("speaker_status") or status) == "review":
+            out["speaker"] += s / total
+        if (c.get("transcript_status") or status) == "review":
+            out["transcript"] += s / total
+        if status == "review":
+            out["clip"] += s / total
+        for reason in c.get("review_reasons") or []:
+            out[f"reason:{reason}"] = out.get(f"reason:{reason}", 0.0) + s / total
+    return out

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from convoice.config import RoutingSettings, SimilarityScale
+from convoice.models.calibration import Calibration
 from convoice.models.clustering import NodeClustering, cluster_nodes, normalize
 from convoice.models.diarize import Segmentation
 from convoice.models.records import Clip, Region, Speaker, Transcript, stable_id
@@ -183,11 +184,13 @@ def build_clips(
     routing: RoutingSettings,
     scale: SimilarityScale,
     identity_embeddings: FloatArray | None = None,
+    calibration: Calibration | None = None,
 ) -> list[Clip]:
     """Labelled, scored and routed clips of one recording.
 
     ``identity_embeddings``: the identity encoder's, one row per clip (None
     when the d-vectors identify); ``speakers`` was clustered on them.
+    ``calibration``: raw scores to probabilities (None: the raw scores route).
     """
     identity = clip_embeddings if identity_embeddings is None else identity_embeddings
     centroids = speakers.centroids
@@ -208,8 +211,9 @@ def build_clips(
             own, other, match.confidence, scale.fit_low, scale.fit_high, scale.fit_margin, two
         )
         decision = route(
-            evidence, transcript, region.region.duration, region.overlap_nearby, routing
-        )
+            evidence, transcript, region.region.duration, region.overlap_nearby, routing,
+            calibration,
+        )  # fmt: skip
         start, end = round(region.region.start, 3), round(region.region.end, 3)
         clips.append(
             Clip(
@@ -232,6 +236,11 @@ def build_clips(
                     "identity_similarity": round(match.similarity, 4),
                 },
                 speaker_embedding=None if identity_embeddings is None else vec.astype(np.float32),
+                speaker_status=decision.speaker_status,
+                transcript_status=decision.transcript_status,
+                speaker_score=decision.speaker_score,
+                transcript_score=decision.transcript_score,
+                calibration=decision.calibration,
             )
         )
     return clips
