@@ -293,23 +293,56 @@ def transcript_right(
     return out
 
 
-def review_shares(clips: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Share of speech whose speaker label, transcript, clip, or reason goes to review.
+@dataclass(frozen=True)
+class ReviewRow:
+    """One line of the review table: what went to review, and how right the machine was."""
 
-    Keys: ``speaker``, ``transcript``, ``clip`` (either), and ``reason:<name>``.
-    Rows without per-kind statuses (older stores) count by their ``status``.
-    """
-    seconds = [float(c["end"]) - float(c["start"]) for c in clips]
+    what: str  # "speaker", "transcript", "clip" or "reason:<name>"
+    review_share: float  # of the speech of the judged clips
+    accepted_share: float  # of that speech auto-accepted (for a label kind; else 0)
+    accepted_right: float | None  # labels right among those accepted (None: none judged)
+    review_right: float | None  # labels right among those sent to review
+
+
+def review_table(
+    clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[RefTurn]]
+) -> list[ReviewRow]:
+    """Review share next to precision, per label kind and per reason (speech-weighted shares;
+    a reason's rightness is its kind's: speaker labels for speaker reasons, else transcripts)."""
+    from convoice.models.routing import SPEAKER_REASONS
+
+    labelled, _, right = judge(clips, truth)
+    text_ok = transcript_right(labelled, truth)
+    seconds = [float(c["end"]) - float(c["start"]) for c in labelled]
     total = sum(seconds) or 1.0
-    out = {"speaker": 0.0, "transcript": 0.0, "clip": 0.0}
-    for c, s in zip(clips, seconds, strict=True):
-        status = c.get("status")
-        if (c.get("speaker_status") or status) == "review":
-            out["speaker"] += s / total
-        if (c.get("transcript_status") or status) == "review":
-            out["transcript"] += s / total
-        if status == "review":
-            out["clip"] += s / total
-        for reason in c.get("review_reasons") or []:
-            out[f"reason:{reason}"] = out.get(f"reason:{reason}", 0.0) + s / total
+    spk_ok = {c["clip_id"]: ok for c, ok in zip(labelled, right, strict=True)}
+
+    def row(
+        what: str, review: list[bool], ok: Mapping[str, bool], accepted: list[bool]
+    ) -> ReviewRow:
+        def rate(mask: list[bool]) -> float | None:
+            judged = [
+                ok[c["clip_id"]]
+                for c, m in zip(labelled, mask, strict=True)
+                if m and c["clip_id"] in ok
+            ]
+            return sum(judged) / len(judged) if judged else None
+
+        share = sum(s for s, m in zip(seconds, review, strict=True) if m) / total
+        acc = sum(s for s, m in zip(seconds, accepted, strict=True) if m) / total
+        return ReviewRow(what, share, acc, rate(accepted), rate(review))
+
+    out = []
+    for kind, ok in (("speaker", spk_ok), ("transcript", text_ok)):
+        status = [str(c.get(f"{kind}_status") or c["status"]) for c in labelled]
+        out.append(
+            row(kind, [s == "review" for s in status], ok, [s == "accepted" for s in status])
+        )
+    both = [c["status"] == "review" for c in labelled]
+    out.append(row("clip", both, spk_ok, [c["status"] == "accepted" for c in labelled]))
+    reasons = sorted({r for c in labelled for r in c.get("review_reasons") or []})
+    for reason in reasons:
+        flagged = [reason in (c.get("review_reasons") or []) for c in labelled]
+        ok = spk_ok if reason in SPEAKER_REASONS else text_ok
+        out.append(row(f"reason:{reason}", flagged, ok, [False] * len(labelled)))
     return out

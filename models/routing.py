@@ -67,6 +67,7 @@ class SpeakerEvidence:
     fit_high: float = 0.80
     fit_margin: float = 0.15
     two_voices: bool = False  # a part of the clip sounds like another voice
+    identity_strength: float = 1.0  # 0..1: how far the identity decision is past its threshold
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,28 @@ def clip_fit(ev: SpeakerEvidence) -> float:
 
 
 def speaker_confidence(ev: SpeakerEvidence) -> float:
-    """0..1: the clip's fit inside the recording and the identity's certainty.
+    """The raw speaker score, 0..2: the clip's fit inside the recording and the identity's
+    certainty (0..1), plus, when both are full, how far the identity decision is past
+    its threshold (``identity_strength``): a match at 0.72 is not as sure as one at 0.95.
 
     A clip holding two voices gets at most 0.5: its one label is wrong for part of it.
     """
     sure = min(clip_fit(ev), ev.identity_confidence)
-    return round(min(sure, TWO_VOICES_CONFIDENCE) if ev.two_voices else sure, 4)
+    if ev.two_voices:
+        return round(min(sure, TWO_VOICES_CONFIDENCE), 4)
+    return round(sure + ev.identity_strength if sure >= 1.0 else sure, 4)
+
+
+def identity_strength(
+    decision: str, similarity: float, runner_up: float, match_threshold: float, new_threshold: float
+) -> float:
+    """0..1: a match's similarity from ``match_threshold`` to 0.95; a new speaker's best
+    similarity to anybody known from ``new_threshold`` down to 0 (nobody known: 1)."""
+    if decision == "matched":
+        return round(ramp(similarity, match_threshold, 0.95), 4)
+    if decision == "new":
+        return round(ramp(new_threshold - runner_up, 0.0, new_threshold), 4)
+    return 0.0
 
 
 def compression_ratio(text: str) -> float:

@@ -99,18 +99,18 @@ def transcript(probability: float) -> Transcript:
 STEP = calib.Calibration(
     "test-1",
     "a step at raw 0.9",
-    calib.Curve((0.0, 0.89, 0.9, 1.0), (0.2, 0.5, 0.996, 0.998), 100, 90),
+    calib.Curve((0.0, 0.89, 0.9, 2.0), (0.2, 0.5, 0.996, 0.998), 100, 90),
     {"*": calib.Curve((0.0, 0.9, 1.0), (0.1, 0.5, 0.99), 100, 50)},
 )
 
 
 def test_labels_are_accepted_at_the_target_precision_each_on_its_own() -> None:
-    sure = SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25)  # raw speaker score 1.0
+    sure = SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25)  # raw speaker score 2.0: full fit, new
     cfg = RoutingSettings()
     both = route(sure, transcript(0.99), 1.5, False, cfg, STEP)
     assert both.speaker_confidence == 0.998 and both.speaker_status == LabelStatus.ACCEPTED
     assert both.transcript_status == LabelStatus.ACCEPTED and both.status == ClipStatus.ACCEPTED
-    assert both.speaker_score == 1.0 and both.calibration == "test-1"
+    assert both.speaker_score == 2.0 and both.calibration == "test-1"
     unsure_text = route(sure, transcript(0.5), 1.5, False, cfg, STEP)
     assert unsure_text.speaker_status == LabelStatus.ACCEPTED  # a sure speaker label still
     assert unsure_text.transcript_status == LabelStatus.REVIEW
@@ -258,3 +258,45 @@ def test_refit_from_peoples_labels_is_judged_on_recordings_it_never_saw(tmp_path
     assert result.refit.speaker_ece is not None and result.refit.speaker_ece <= calib.ece(
         result.current_table
     )
+
+
+def test_a_match_far_past_its_threshold_scores_above_a_close_one() -> None:
+    from convoice.models.routing import identity_strength, speaker_confidence
+
+    def raw(strength: float) -> float:
+        return speaker_confidence(SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25, False, strength))
+
+    close = identity_strength("matched", 0.72, 0.3, 0.65, 0.5)
+    far = identity_strength("matched", 0.93, 0.3, 0.65, 0.5)
+    assert 0.0 < close < far <= 1.0 and 1.0 < raw(close) < raw(far) <= 2.0
+    assert identity_strength("new", float("nan"), -1.0, 0.65, 0.5) == 1.0  # nobody known
+    assert identity_strength("new", float("nan"), 0.45, 0.65, 0.5) < 0.2  # somebody resembles
+    assert identity_strength("uncertain", 0.6, 0.3, 0.65, 0.5) == 0.0
+    unsure = SpeakerEvidence(0.5, 0.1, 1.0, 0.35, 0.6, 0.25, False, 1.0)
+    assert speaker_confidence(unsure) < 1.0  # the strength counts only once the fit is full
+
+
+def test_the_review_table_puts_review_share_beside_precision() -> None:
+    from convoice.models.evaluation import RefTurn, review_table
+
+    def words(*said: str) -> list[dict[str, object]]:
+        return [
+            {"word": w, "start": 0.1 + 0.5 * i, "end": 0.5 + 0.5 * i} for i, w in enumerate(said)
+        ]
+
+    truth = {"r": [RefTurn(0, 2, "ann", "hello world"), RefTurn(2, 4, "bob", "good day")]}
+    clips = [
+        {"clip_id": "a", "recording_id": "r", "start": 0.0, "end": 2.0, "speaker_id": "s1",
+         "status": "review", "speaker_status": "accepted", "transcript_status": "review",
+         "review_reasons": ["low_transcript_confidence"],
+         "words": words("hello", "word")},
+        {"clip_id": "b", "recording_id": "r", "start": 2.0, "end": 4.0, "speaker_id": "s2",
+         "status": "accepted", "review_reasons": [],
+         "words": words("good", "day")},
+    ]  # fmt: skip
+    rows = {r.what: r for r in review_table(clips, truth)}
+    assert rows["speaker"].review_share == 0.0 and rows["speaker"].accepted_right == 1.0
+    assert rows["transcript"].review_share == 0.5 and rows["transcript"].review_right == 0.0
+    assert rows["transcript"].accepted_right == 1.0  # clip b: no per-kind columns, its status
+    assert rows["clip"].review_share == 0.5
+    assert rows["reason:low_transcript_confidence"].review_share == 0.5
