@@ -94,7 +94,7 @@ def fit_curve(
         for knot in dict.fromkeys((float(values[first]), float(values[last]))):
             xs.append(knot)
             ys.append(p)
-    ys = list(np.maximum.accumulate(np.asarray(ys)))  # shrinkage keeps the order; be exact
+    ys = [float(y) for y in np.maximum.accumulate(np.asarray(ys))]  # keep the order exact
     return Curve(tuple(xs), tuple(round(y, 6) for y in ys), len(x), int(ok.sum()))
 
 
