@@ -175,11 +175,10 @@ def speaker_reasons(ev: SpeakerEvidence, probability: float, bar: float) -> list
     """Why the speaker label needs a person: which part is unsure, and two voices."""
     reasons: list[str] = []
     if probability < bar:
-        fit = clip_fit(ev)
-        if fit < bar or fit <= ev.identity_confidence:
+        if clip_fit(ev) < bar:
             reasons.append(Reason.UNCERTAIN_SPEAKER)
-        if ev.identity_confidence < bar or ev.identity_confidence < fit:
-            reasons.append(Reason.UNCERTAIN_IDENTITY)
+        if ev.identity_confidence < bar or not (reasons or ev.two_voices):
+            reasons.append(Reason.UNCERTAIN_IDENTITY)  # or the match's margin is the doubt
     if ev.two_voices:
         reasons.append(Reason.TWO_VOICES)
     return reasons

@@ -300,3 +300,11 @@ def test_the_review_table_puts_review_share_beside_precision() -> None:
     assert rows["transcript"].accepted_right == 1.0  # clip b: no per-kind columns, its status
     assert rows["clip"].review_share == 0.5
     assert rows["reason:low_transcript_confidence"].review_share == 0.5
+
+
+def test_a_full_fit_with_a_weak_match_is_an_uncertain_identity() -> None:
+    weak = SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25, False, 0.1)  # raw 1.1: p 0.66
+    steep = dataclasses.replace(STEP, speaker=calib.Curve((0.0, 1.0, 2.0), (0.1, 0.6, 0.999), 9, 8))
+    decision = route(weak, transcript(0.99), 1.5, False, RoutingSettings(), steep)
+    assert decision.reasons == (Reason.UNCERTAIN_IDENTITY,)
+    assert decision.speaker_status == LabelStatus.REVIEW
