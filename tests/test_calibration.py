@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import shutil
 from pathlib import Path
 
@@ -190,6 +191,10 @@ def test_kind_statuses_go_through_labels_release_and_a_filtered_pull(tmp_path: P
     assert rows["rec_a_c3"]["transcript_status"] == "labelled"
     assert rows["rec_a_c4"]["speaker_status"] == "rejected"
     assert rows["rec_a_c0"]["status"] == "accepted"  # status keeps its meaning
+    manifest = json.loads((Path(release.path) / "manifest.json").read_text())
+    assert manifest["clips_by_speaker_status"] == {
+        "accepted": 2, "labelled": 1, "rejected": 1, "review": 2
+    }  # fmt: skip
     pulled = store.pull(release.name, tmp_path / "sure", KindFilter.parse(speaker="sure"))
     kept = pq.read_table(tmp_path / "sure" / "clips.parquet").to_pylist()
     assert {r["clip_id"] for r in kept} == {"rec_a_c0", "rec_a_c1", "rec_a_c2"}
