@@ -200,8 +200,8 @@ class Clip:
     audio_uri: str = ""
     extra: dict[str, float] = field(default_factory=dict)
     speaker_embedding: FloatArray | None = None  # the identity encoder's (CAM++, 192-d), unit
-    speaker_status: LabelStatus = LabelStatus.REVIEW  # routed on its own (see models.routing)
-    transcript_status: LabelStatus = LabelStatus.REVIEW
+    speaker_status: LabelStatus | None = None  # routed on its own; None: as ``status``
+    transcript_status: LabelStatus | None = None
     speaker_score: float = 0.0  # the raw score speaker_confidence was calibrated from
     transcript_score: float = 0.0  # the raw score transcript_confidence was calibrated from
     calibration: str = ""  # the calibration version that made the confidences ("" = raw)

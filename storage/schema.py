@@ -247,8 +247,8 @@ def clip_to_row(clip: Clip, provenance: Provenance, run_id: str, created_at: str
         "run_id": run_id,
         "created_at": created_at,
         "speaker_embedding": _vector(clip.speaker_embedding, f"clip {clip.clip_id} speaker"),
-        "speaker_status": str(clip.speaker_status),
-        "transcript_status": str(clip.transcript_status),
+        "speaker_status": str(clip.speaker_status or clip.status),  # ClipStatus values match
+        "transcript_status": str(clip.transcript_status or clip.status),
         "speaker_score_raw": float(clip.speaker_score),
         "transcript_score_raw": float(clip.transcript_score),
         "calibration_version": clip.calibration,
