@@ -213,10 +213,10 @@ def route(
     if transcript is None:
         reasons.append(Reason.NO_SPEECH)
     else:
-        t_bar = cfg.min_transcript_confidence if raw else cfg.transcript_target_precision
-        reasons.extend(
-            transcript_reasons(transcript, duration, cfg, t_raw if raw else t_prob, t_bar)
-        )
+        t_raw_rule = raw or cfg.transcript_target_precision <= 0.0  # 0: the raw rule routes
+        t_bar = cfg.min_transcript_confidence if t_raw_rule else cfg.transcript_target_precision
+        t_score = t_raw if t_raw_rule else t_prob
+        reasons.extend(transcript_reasons(transcript, duration, cfg, t_score, t_bar))
     unique = tuple(dict.fromkeys(reasons))
     status = ClipStatus.ACCEPTED if not unique else ClipStatus.REVIEW
     return Routing(

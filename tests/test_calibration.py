@@ -313,3 +313,13 @@ def test_a_full_fit_with_a_weak_match_is_an_uncertain_identity() -> None:
     decision = route(weak, transcript(0.99), 1.5, False, RoutingSettings(), steep)
     assert decision.reasons == (Reason.UNCERTAIN_IDENTITY,)
     assert decision.speaker_status == LabelStatus.REVIEW
+
+
+def test_a_transcript_target_precision_routes_transcripts_on_their_probability() -> None:
+    sure = SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25)
+    off = route(sure, transcript(0.95), 1.5, False, RoutingSettings(), STEP)
+    assert off.transcript_status == LabelStatus.ACCEPTED  # default: raw 0.95 >= 0.80
+    assert off.transcript_confidence < 0.9  # ... though its probability is lower
+    on = route(sure, transcript(0.95), 1.5, False,
+               RoutingSettings(transcript_target_precision=0.9), STEP)  # fmt: skip
+    assert on.transcript_status == LabelStatus.REVIEW and on.speaker_status == LabelStatus.ACCEPTED
