@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from convoice.cli_calibrate import calibrate_command
 from convoice.cli_common import HomeOption, prefect_defaults
 from convoice.cli_ops import deploy_command, report_command
 from convoice.cli_review import review_app
@@ -40,6 +41,7 @@ app.add_typer(export_app, name="export")
 app.command("loop")(loop_command)
 app.command("deploy")(deploy_command)
 app.command("serve")(serve_command)
+app.command("calibrate")(calibrate_command)
 dataset_app.command("report")(report_command)
 console = Console()
 
@@ -239,13 +241,28 @@ def dataset_list(home: HomeOption = None) -> None:
 def dataset_pull(
     version: Annotated[str, typer.Argument(help="v3, 3 or a tag.")],
     to: Annotated[Path, typer.Option("--to", help="Destination folder.")],
+    speaker: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep clips whose speaker label is: accepted, review, labelled, rejected or "
+            "sure (accepted or labelled); comma-separated."
+        ),
+    ] = None,
+    transcript: Annotated[
+        str | None, typer.Option(help="Keep clips whose transcript is: (as --speaker).")
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Write a release's Parquet tables and clip audio into a folder, ready for training."""
     from convoice.storage import UnknownReleaseError
+    from convoice.storage.pull import KindFilter
 
     try:
-        result = _store(home).pull(version, to)
+        wanted = KindFilter.parse(speaker, transcript)
+        result = _store(home).pull(version, to, wanted)
+    except ValueError as err:
+        console.print(f"[red]{escape(str(err))}[/]")
+        raise typer.Exit(2) from err
     except UnknownReleaseError as err:
         console.print(f"[red]{escape(str(err))}[/]")
         raise typer.Exit(2) from err

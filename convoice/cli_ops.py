@@ -217,7 +217,7 @@ def report_command(
     """Write an HTML report of a release: hours, confidences, review rates, embeddings, audio."""
     from convoice.config import load_settings
     from convoice.storage import Store, UnknownReleaseError
-    from convoice.tasks.report import write_report
+    from convoice.tasks.report import release_reliability, write_report
 
     store = Store.open(load_settings(home=home))
     try:
@@ -226,4 +226,5 @@ def report_command(
         console.print(f"[red]{escape(str(err))}[/]")
         raise typer.Exit(2) from err
     path = write_report(store, release, out or Path(f"report-{release.name}.html"), samples)
+    console.print(release_reliability(store, release), markup=False)
     console.print(f"report of {release.name} ({release.n_clips} clips) written to {path}")

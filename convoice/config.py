@@ -178,10 +178,21 @@ class AsrSettings:
 
 @dataclass(frozen=True)
 class RoutingSettings:
-    """Thresholds that decide auto-accept or review."""
+    """What decides auto-accept or review, for each kind of label on its own.
 
-    min_speaker_confidence: float = 0.70
-    min_transcript_confidence: float = 0.80  # geometric mean of the word probabilities
+    A label is accepted when its calibrated probability of being right reaches
+    ``target_precision`` (speaker) or ``transcript_target_precision``. Experts may
+    route on the raw scores instead (``raw_thresholds = true``: ``min_*`` below).
+    """
+
+    target_precision: float = 0.995  # speaker labels auto-accepted are right this often
+    # Transcripts likewise (right: WER <= 10 % over the turns a clip covers); 0 = off: the
+    # raw min_transcript_confidence routes them. Off by default: at 0.90 the shipped curve
+    # sent 95 % of the reporting half's speech to review and starved the encoder loop.
+    transcript_target_precision: float = 0.0
+    raw_thresholds: bool = False  # expert override: route on the raw scores and min_* below
+    min_speaker_confidence: float = 0.70  # raw score, with raw_thresholds
+    min_transcript_confidence: float = 0.80  # raw: geometric mean of the word probabilities
     min_word_probability: float = 0.20  # any word below this is a reason for review
     max_compression_ratio: float = 2.4
     max_words_per_second: float = 5.0

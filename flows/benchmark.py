@@ -64,6 +64,7 @@ class BenchmarkResult:
     quality: dict[str, float] = field(default_factory=dict)
     registry_match_ms: dict[str, float] = field(default_factory=dict)
     reliability: list[dict[str, float]] = field(default_factory=list)
+    review: list[dict[str, Any]] = field(default_factory=list)  # evaluation.ReviewRow
     hard_pairs: list[tuple[str, str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -139,6 +140,7 @@ class BenchmarkResult:
                 f"{b['mean_confidence']:.3f}  {b['accuracy']:.3f}"
                 for b in self.reliability
             ]
+        lines += render_review(self.review)
         if self.hard_pairs:
             lines.append(
                 "hard pairs (same group, resemblyzer centroid cosine > 0.8): "
@@ -150,6 +152,28 @@ class BenchmarkResult:
             + ", ".join(f"N={k}: {v:.1f} ms" for k, v in self.registry_match_ms.items())
         )
         return "\n".join(lines)
+
+
+def render_review(rows: list[dict[str, Any]]) -> list[str]:
+    """Review share next to precision, per label kind and per reason."""
+    if not rows:
+        return []
+
+    def pct(x: float | None) -> str:
+        return "    -" if x is None else f"{x:5.3f}"
+
+    lines = [
+        "review share of speech next to precision (right: labels right among the accepted /",
+        "among those sent to review; a reason's labels are its kind's):",
+        "  what                              review  accepted  right(acc)  right(review)",
+    ]
+    for r in rows:
+        acc = f"{r['accepted_share']:8.3f}" if not r["what"].startswith("reason:") else "       -"
+        lines.append(
+            f"  {r['what']:<32} {r['review_share']:7.3f}  {acc}  {pct(r['accepted_right']):>10}"
+            f"  {pct(r['review_right']):>13}"
+        )
+    return lines
 
 
 def _warm_up() -> None:
@@ -309,6 +333,7 @@ def run_benchmark(
     result.quality = score_corpus(clips, episodes, corpus)
     truth = corpus_truth(episodes, corpus)
     result.reliability = [asdict(b) for b in evaluation.reliability_of(clips, truth)]
+    result.review = [asdict(r) for r in evaluation.review_table(clips, truth)]
     result.quality["der_pyannote_sample_engine"] = engine_der(load_settings(home=home))
     if naive:
         result.quality["der_pyannote_sample_naive"] = naive_der()

@@ -48,7 +48,7 @@ from convoice.models.records import (
     Source,
     Speaker,
 )
-from convoice.storage import Store
+from convoice.storage import Store, calibration
 from convoice.tasks import encoder, loaders, logs, runner, stages
 from convoice.tasks.download import IngestError, read_sources, remove_download
 from convoice.tasks.prepare import (
@@ -169,6 +169,7 @@ def label_prepared(
                 rid, prepared.seg, prepared.speakers, matches, vectors.clips,
                 prepared.transcripts, settings.routing, scale,
                 vectors.identity_clips if vectors.separate_identity else None,
+                calibration.current(store.location),
             )  # fmt: skip
             touched = labelling.update_registry(
                 rid, clips, matches, registry.speakers, stages.now()

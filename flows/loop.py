@@ -4,11 +4,13 @@
 
 1. ``ingest``   label new items of the sources (done recordings are skipped);
 2. ``pull``     apply the decisions people made in Label Studio since the last run;
-3. ``release``  publish a version when any table changed;
-4. ``encoder``  retrain the speaker encoder on the latest release, promote it
+3. ``calibrate`` refit the confidences on people's labels (judged on a held-out
+   half of them; saved only when no worse there): later clips are labelled with it;
+4. ``release``  publish a version when any table changed;
+5. ``encoder``  retrain the speaker encoder on the latest release, promote it
    when the held-out set says it is better, then re-label and release again;
-5. ``tts``      (opt-in) fine-tune the voice-cloning TTS on the latest release;
-6. ``push``     send the clips that now need a person to Label Studio.
+6. ``tts``      (opt-in) fine-tune the voice-cloning TTS on the latest release;
+7. ``push``     send the clips that now need a person to Label Studio.
 
 Every step skips, with its reason, when it has nothing to do (no sources, no
 Label Studio, nothing changed, a release trained on already), and a step that
@@ -112,6 +114,12 @@ def loop_flow(
         except ReviewIncomplete as err:
             return SKIPPED, f"Label Studio not reachable, nothing lost: {err}"
 
+    def calibrate() -> tuple[str, str]:
+        from convoice.flows.calibrate import refit_from_labels
+
+        result = refit_from_labels(home, config=config)
+        return (RAN if result.saved else SKIPPED), result.render()
+
     def release() -> tuple[str, str]:
         made = release_flow(home=home, note="loop")
         if made is None:
@@ -146,6 +154,7 @@ def loop_flow(
     for name, work in (
         ("ingest", ingest),
         ("pull", pull),
+        ("calibrate", calibrate),
         ("release", release),
         ("encoder", encoder),
         ("tts", retrain_tts),

@@ -51,7 +51,7 @@ from convoice.tasks.tracking import open_run
 RELEASE_COLUMNS = [
     "clip_id", "recording_id", "recording_speaker", "duration", "speaker_id", "status",
     "split", "labelled_by", "speaker_label_source", "speaker_confidence", "review_reasons",
-    "audio_uri",
+    "audio_uri", "speaker_status",  # speaker_status: not in releases made before it
 ]  # fmt: skip
 
 
@@ -232,8 +232,8 @@ def retrain_encoder_flow(
         )
         logger.info(report.summary())
         return report
-    rows = read_release_table(store.location, release.version, "clips", RELEASE_COLUMNS)
-    rows_list = rows.to_pylist()
+    rows = read_release_table(store.location, release.version, "clips")
+    rows_list = rows.select([c for c in RELEASE_COLUMNS if c in rows.column_names]).to_pylist()
     order = _recording_order(store, release)
     merged = {m.merged: m.kept for m in merges(store)}
     train = training_rows(rows_list, cfg.min_confidence, cfg.min_clips_per_speaker)

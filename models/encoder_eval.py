@@ -91,7 +91,9 @@ def is_better(
 def training_rows(
     rows: Sequence[dict[str, object]], min_confidence: float, min_clips: int
 ) -> list[int]:
-    """Indices of release rows to train on: the ``train`` split, accepted, sure enough.
+    """Indices of release rows to train on: the ``train`` split, speaker label accepted,
+    sure enough (a clip whose transcript is unsure is still a sure speaker label; rows
+    of releases made before per-kind statuses count by their ``status``).
 
     The ``heldout`` split (clips people labelled) is never trained on. Speakers
     with fewer than ``min_clips`` such clips are left out.
@@ -100,7 +102,7 @@ def training_rows(
         i
         for i, r in enumerate(rows)
         if r.get("split") == "train"
-        and r.get("status") == "accepted"
+        and (r.get("speaker_status") or r.get("status")) == "accepted"
         and r.get("speaker_id")
         and float(r.get("speaker_confidence") or 0.0) >= min_confidence  # type: ignore[arg-type]
     ]

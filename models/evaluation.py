@@ -144,6 +144,11 @@ def clip_truth(clip: Mapping[str, Any], turns: Sequence[RefTurn]) -> tuple[str, 
     return speaker, cover[speaker] / max(clip["end"] - clip["start"], sum(cover.values()), 1e-6)
 
 
+def speaker_status(clip: Mapping[str, Any]) -> str:
+    """The clip's speaker-label status; its ``status`` in rows written before per-kind ones."""
+    return str(clip.get("speaker_status") or clip["status"])
+
+
 def _turn_wer(turn: RefTurn, clips: Sequence[Mapping[str, Any]]) -> WerCount:
     return wer_count(turn.text, " ".join(words_heard(clips, turn.start, turn.end, 0.25)))
 
@@ -151,7 +156,8 @@ def _turn_wer(turn: RefTurn, clips: Sequence[Mapping[str, Any]]) -> WerCount:
 def wer_by_status(
     clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[RefTurn]]
 ) -> tuple[WerCount, WerCount]:
-    """WER over reference turns covered only by accepted clips, and over all covered turns."""
+    """WER over reference turns covered only by accepted transcripts, and over all covered
+    turns (rows written before per-kind statuses count by their ``status``)."""
     accepted, everything = WerCount(0, 0), WerCount(0, 0)
     by_rec: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for c in clips:
@@ -165,7 +171,7 @@ def wer_by_status(
                 continue
             count = _turn_wer(turn, mine)
             everything += count
-            if all(c["status"] == "accepted" for c in mine):
+            if all((c.get("transcript_status") or c["status"]) == "accepted" for c in mine):
                 accepted += count
     return accepted, everything
 
@@ -198,7 +204,8 @@ def score(
     also given for them and for the synthetic voices apart.
     """
     labelled, ref, right = judge(clips, truth)
-    accepted = [i for i, c in enumerate(labelled) if c["status"] == "accepted"]
+    accepted = [i for i, c in enumerate(labelled) if speaker_status(c) == "accepted"]
+    both = [i for i, c in enumerate(labelled) if c["status"] == "accepted"]
     seconds = [c["end"] - c["start"] for c in labelled]
     kept = sum(seconds)
     review = sum(s for s, c in zip(seconds, labelled, strict=True) if c["status"] == "review")
@@ -210,7 +217,10 @@ def score(
         "accepted_speaker_accuracy": sum(right[i] for i in accepted) / len(accepted)
         if accepted
         else 0.0,
-        "accepted_share_of_speech": sum(seconds[i] for i in accepted) / kept if kept else 0.0,
+        "accepted_share_of_speech": sum(seconds[i] for i in both) / kept if kept else 0.0,
+        "speaker_accepted_share_of_speech": sum(seconds[i] for i in accepted) / kept
+        if kept
+        else 0.0,
         "review_share_of_speech": review / kept if kept else 0.0,
         "wer_accepted": wer_acc.wer,
         "wer_all_clips": wer_all.wer,
@@ -251,3 +261,88 @@ def recording_wer(clips: Sequence[Mapping[str, Any]], texts: Mapping[str, str]) 
         words = [w["word"] for c in mine for w in (c["words"] or [])]
         total += wer_count(text, " ".join(words))
     return total
+
+
+TRANSCRIPT_RIGHT_WER = 0.10
+"""A transcript is right when the reference turns its clip covers have WER at most this."""
+
+
+def transcript_right(
+    clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[RefTurn]]
+) -> dict[str, bool]:
+    """Per clip id: whether its transcript is right (clips without scored turns are left out).
+
+    A reference turn is scored on all the clips that cover it; each of them is
+    right only when every turn it helps cover is (a clip's words have no times
+    in the reference, so a turn is the smallest unit that can be judged).
+    """
+    by_rec: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for c in clips:
+        by_rec[c["recording_id"]].append(c)
+    out: dict[str, bool] = {}
+    for rid, turns in truth.items():
+        for turn in turns:
+            if not turn.text.strip():
+                continue
+            mine = covering_clips(by_rec[rid], turn.start, turn.end)
+            if not mine:
+                continue
+            ok = _turn_wer(turn, mine).wer <= TRANSCRIPT_RIGHT_WER
+            for c in mine:
+                out[c["clip_id"]] = out.get(c["clip_id"], True) and ok
+    return out
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    """One line of the review table: what went to review, and how right the machine was."""
+
+    what: str  # "speaker", "transcript", "clip" or "reason:<name>"
+    review_share: float  # of the speech of the judged clips
+    accepted_share: float  # of that speech auto-accepted (for a label kind; else 0)
+    accepted_right: float | None  # labels right among those accepted (None: none judged)
+    review_right: float | None  # labels right among those sent to review
+
+
+def review_table(
+    clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[RefTurn]]
+) -> list[ReviewRow]:
+    """Review share next to precision, per label kind and per reason (speech-weighted shares;
+    a reason's rightness is its kind's: speaker labels for speaker reasons, else transcripts)."""
+    from convoice.models.routing import SPEAKER_REASONS
+
+    labelled, _, right = judge(clips, truth)
+    text_ok = transcript_right(labelled, truth)
+    seconds = [float(c["end"]) - float(c["start"]) for c in labelled]
+    total = sum(seconds) or 1.0
+    spk_ok = {c["clip_id"]: ok for c, ok in zip(labelled, right, strict=True)}
+
+    def row(
+        what: str, review: list[bool], ok: Mapping[str, bool], accepted: list[bool]
+    ) -> ReviewRow:
+        def rate(mask: list[bool]) -> float | None:
+            judged = [
+                ok[c["clip_id"]]
+                for c, m in zip(labelled, mask, strict=True)
+                if m and c["clip_id"] in ok
+            ]
+            return sum(judged) / len(judged) if judged else None
+
+        share = sum(s for s, m in zip(seconds, review, strict=True) if m) / total
+        acc = sum(s for s, m in zip(seconds, accepted, strict=True) if m) / total
+        return ReviewRow(what, share, acc, rate(accepted), rate(review))
+
+    out = []
+    for kind, ok in (("speaker", spk_ok), ("transcript", text_ok)):
+        status = [str(c.get(f"{kind}_status") or c["status"]) for c in labelled]
+        out.append(
+            row(kind, [s == "review" for s in status], ok, [s == "accepted" for s in status])
+        )
+    both = [c["status"] == "review" for c in labelled]
+    out.append(row("clip", both, spk_ok, [c["status"] == "accepted" for c in labelled]))
+    reasons = sorted({r for c in labelled for r in c.get("review_reasons") or []})
+    for reason in reasons:
+        flagged = [reason in (c.get("review_reasons") or []) for c in labelled]
+        ok = spk_ok if reason in SPEAKER_REASONS else text_ok
+        out.append(row(f"reason:{reason}", flagged, ok, [False] * len(labelled)))
+    return out

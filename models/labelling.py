@@ -16,11 +16,12 @@ import numpy as np
 import numpy.typing as npt
 
 from convoice.config import RoutingSettings, SimilarityScale
+from convoice.models.calibration import Calibration
 from convoice.models.clustering import NodeClustering, cluster_nodes, normalize
 from convoice.models.diarize import Segmentation
 from convoice.models.records import Clip, Region, Speaker, Transcript, stable_id
 from convoice.models.registry import MatchDecision, SpeakerMatch, match_speakers
-from convoice.models.routing import Reason, SpeakerEvidence, route
+from convoice.models.routing import Reason, SpeakerEvidence, identity_strength, route
 from convoice.models.voices import TwoVoiceRule, two_voice_flags
 
 FloatArray = npt.NDArray[np.float32]
@@ -183,11 +184,13 @@ def build_clips(
     routing: RoutingSettings,
     scale: SimilarityScale,
     identity_embeddings: FloatArray | None = None,
+    calibration: Calibration | None = None,
 ) -> list[Clip]:
     """Labelled, scored and routed clips of one recording.
 
     ``identity_embeddings``: the identity encoder's, one row per clip (None
     when the d-vectors identify); ``speakers`` was clustered on them.
+    ``calibration``: raw scores to probabilities (None: the raw scores route).
     """
     identity = clip_embeddings if identity_embeddings is None else identity_embeddings
     centroids = speakers.centroids
@@ -204,12 +207,18 @@ def build_clips(
         other = float(np.delete(sims, label).max()) if len(sims) > 1 else -1.0
         match = by_speaker[label]
         two = bool(speakers.two_voices[i]) if speakers.two_voices is not None else False
+        strength = identity_strength(
+            match.decision, match.similarity, match.runner_up,
+            scale.match_threshold, scale.new_threshold,
+        )  # fmt: skip
         evidence = SpeakerEvidence(
-            own, other, match.confidence, scale.fit_low, scale.fit_high, scale.fit_margin, two
-        )
+            own, other, match.confidence, scale.fit_low, scale.fit_high, scale.fit_margin, two,
+            strength,
+        )  # fmt: skip
         decision = route(
-            evidence, transcript, region.region.duration, region.overlap_nearby, routing
-        )
+            evidence, transcript, region.region.duration, region.overlap_nearby, routing,
+            calibration,
+        )  # fmt: skip
         start, end = round(region.region.start, 3), round(region.region.end, 3)
         clips.append(
             Clip(
@@ -230,8 +239,15 @@ def build_clips(
                     "own_similarity": round(own, 4),
                     "other_similarity": round(other, 4),
                     "identity_similarity": round(match.similarity, 4),
+                    "identity_runner_up": round(match.runner_up, 4),
+                    "identity_strength": strength,
                 },
                 speaker_embedding=None if identity_embeddings is None else vec.astype(np.float32),
+                speaker_status=decision.speaker_status,
+                transcript_status=decision.transcript_status,
+                speaker_score=decision.speaker_score,
+                transcript_score=decision.transcript_score,
+                calibration=decision.calibration,
             )
         )
     return clips

@@ -36,6 +36,15 @@ class ClipStatus(StrEnum):
     REJECTED = "rejected"  # unusable (by a person, or no speech at all)
 
 
+class LabelStatus(StrEnum):
+    """Where one kind of label (the speaker, or the transcript) of a clip stands."""
+
+    ACCEPTED = "accepted"  # the machine is sure at the target precision
+    REVIEW = "review"  # a person should look
+    LABELLED = "labelled"  # a person gave or confirmed it
+    REJECTED = "rejected"  # a person rejected the clip
+
+
 class RecordingStatus(StrEnum):
     LABELLED = "labelled"
     FAILED = "failed"
@@ -191,6 +200,11 @@ class Clip:
     audio_uri: str = ""
     extra: dict[str, float] = field(default_factory=dict)
     speaker_embedding: FloatArray | None = None  # the identity encoder's (CAM++, 192-d), unit
+    speaker_status: LabelStatus | None = None  # routed on its own; None: as ``status``
+    transcript_status: LabelStatus | None = None
+    speaker_score: float = 0.0  # the raw score speaker_confidence was calibrated from
+    transcript_score: float = 0.0  # the raw score transcript_confidence was calibrated from
+    calibration: str = ""  # the calibration version that made the confidences ("" = raw)
 
     @property
     def duration(self) -> float:

@@ -206,7 +206,7 @@ def _label_recording(
         ClipLabel(
             clip_id=clip.clip_id,
             speaker_id=ids[int(member[i])],
-            speaker_confidence=speaker_confidence(evidence[i]),
+            speaker_confidence=min(1.0, speaker_confidence(evidence[i])),  # raw, as before
             status="accepted" if not reasons_of[i] else "review",
             review_reasons=tuple(reasons_of[i]),
             own_similarity=round(evidence[i].own_similarity, 4),

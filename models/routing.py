@@ -1,11 +1,15 @@
-"""How sure is each label, and does a person need to look at the clip?
+"""How sure is each label, and does a person need to look at it?
 
-Speaker confidence combines how well the clip fits its own speaker inside the
-recording (against the closest other speaker) with how sure the identity
-match across recordings was. Transcript confidence is the geometric mean of
-the word probabilities, checked against the failure modes Whisper is known
+The raw speaker score combines how well the clip fits its own speaker inside
+the recording (against the closest other speaker) with how sure the identity
+match across recordings was. The raw transcript score is the geometric mean
+of the word probabilities, checked against the failure modes Whisper is known
 for: confident repetition loops, too many or too few words for the clip's
-length, and text where there is no speech.
+length, and text where there is no speech. A :class:`Calibration` maps each
+raw score to the probability that the label is right (``speaker_confidence``,
+``transcript_confidence``); each kind of label is accepted on its own when
+that probability reaches ``[routing] target_precision`` (or, for experts,
+when the raw score reaches the ``min_*`` thresholds: ``raw_thresholds``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from convoice.config import RoutingSettings
-from convoice.models.records import ClipStatus, Transcript
+from convoice.models.calibration import Calibration
+from convoice.models.records import ClipStatus, LabelStatus, Transcript
 from convoice.models.registry import ramp
 
 
@@ -36,6 +41,25 @@ class Reason:
 
 TWO_VOICES_CONFIDENCE = 0.5
 
+SPEAKER_REASONS = frozenset(
+    {Reason.UNCERTAIN_SPEAKER, Reason.UNCERTAIN_IDENTITY, Reason.TWO_VOICES}
+)
+"""Reasons that send the speaker label to review; every other reason is the transcript's.
+``overlap_nearby`` is the transcript's only: on the tuning half, every clip near an overlap
+whose raw speaker score reached the calibrated top block had its speaker right (17 of 17),
+while a neighbour's words do leak into its transcript; a clip holding a second voice is
+``two_voices``."""
+TRANSCRIPT_REASONS = frozenset(
+    {
+        Reason.OVERLAP_NEARBY,
+        Reason.LOW_WORD_PROBABILITY,
+        Reason.LOW_TRANSCRIPT_CONFIDENCE,
+        Reason.LIKELY_HALLUCINATION,
+        Reason.NO_SPEECH,
+        Reason.SPEAKING_RATE,
+    }
+)
+
 
 @dataclass(frozen=True)
 class SpeakerEvidence:
@@ -46,14 +70,20 @@ class SpeakerEvidence:
     fit_high: float = 0.80
     fit_margin: float = 0.15
     two_voices: bool = False  # a part of the clip sounds like another voice
+    identity_strength: float = 1.0  # 0..1: how far the identity decision is past its threshold
 
 
 @dataclass(frozen=True)
 class Routing:
-    speaker_confidence: float
-    transcript_confidence: float
-    status: ClipStatus
+    speaker_confidence: float  # probability that the speaker label is right
+    transcript_confidence: float  # probability that the transcript is right
+    status: ClipStatus  # accepted when both kinds are
     reasons: tuple[str, ...]
+    speaker_status: LabelStatus = LabelStatus.REVIEW
+    transcript_status: LabelStatus = LabelStatus.REVIEW
+    speaker_score: float = 0.0  # raw
+    transcript_score: float = 0.0  # raw
+    calibration: str = ""  # the calibration version ("" when the raw scores were used)
 
 
 def clip_fit(ev: SpeakerEvidence) -> float:
@@ -65,12 +95,28 @@ def clip_fit(ev: SpeakerEvidence) -> float:
 
 
 def speaker_confidence(ev: SpeakerEvidence) -> float:
-    """0..1: the clip's fit inside the recording and the identity's certainty.
+    """The raw speaker score, 0..2: the clip's fit inside the recording and the identity's
+    certainty (0..1), plus, when both are full, how far the identity decision is past
+    its threshold (``identity_strength``): a match at 0.72 is not as sure as one at 0.95.
 
     A clip holding two voices gets at most 0.5: its one label is wrong for part of it.
     """
     sure = min(clip_fit(ev), ev.identity_confidence)
-    return round(min(sure, TWO_VOICES_CONFIDENCE) if ev.two_voices else sure, 4)
+    if ev.two_voices:
+        return round(min(sure, TWO_VOICES_CONFIDENCE), 4)
+    return round(sure + ev.identity_strength if sure >= 1.0 else sure, 4)
+
+
+def identity_strength(
+    decision: str, similarity: float, runner_up: float, match_threshold: float, new_threshold: float
+) -> float:
+    """0..1: a match's similarity from ``match_threshold`` to 0.95; a new speaker's best
+    similarity to anybody known from ``new_threshold`` down to 0 (nobody known: 1)."""
+    if decision == "matched":
+        return round(ramp(similarity, match_threshold, 0.95), 4)
+    if decision == "new":
+        return round(ramp(new_threshold - runner_up, 0.0, new_threshold), 4)
+    return 0.0
 
 
 def compression_ratio(text: str) -> float:
@@ -91,14 +137,23 @@ def transcript_confidence(t: Transcript) -> float:
     return round(math.exp(sum(logs) / len(logs)), 4)
 
 
-def transcript_reasons(t: Transcript, duration: float, cfg: RoutingSettings) -> list[str]:
+def transcript_reasons(
+    t: Transcript,
+    duration: float,
+    cfg: RoutingSettings,
+    score: float | None = None,
+    bar: float | None = None,
+) -> list[str]:
+    """Why the transcript needs a person; ``score`` below ``bar`` is low confidence
+    (by default the raw geometric mean against ``min_transcript_confidence``)."""
     reasons: list[str] = []
     words = [w.word.strip().lower() for w in t.words if w.word.strip()]
     if not words:
         return [Reason.NO_SPEECH]
     if any(w.probability < cfg.min_word_probability for w in t.words):
         reasons.append(Reason.LOW_WORD_PROBABILITY)
-    if transcript_confidence(t) < cfg.min_transcript_confidence:
+    score = transcript_confidence(t) if score is None else score
+    if score < (cfg.min_transcript_confidence if bar is None else bar):
         reasons.append(Reason.LOW_TRANSCRIPT_CONFIDENCE)
     if (
         compression_ratio(t.text) > cfg.max_compression_ratio
@@ -111,30 +166,61 @@ def transcript_reasons(t: Transcript, duration: float, cfg: RoutingSettings) -> 
     return reasons
 
 
+def kind_status(reasons: tuple[str, ...], kind: frozenset[str]) -> LabelStatus:
+    """ACCEPTED when none of ``reasons`` belongs to this kind of label, else REVIEW."""
+    return LabelStatus.REVIEW if any(r in kind for r in reasons) else LabelStatus.ACCEPTED
+
+
+def speaker_reasons(ev: SpeakerEvidence, probability: float, bar: float) -> list[str]:
+    """Why the speaker label needs a person: which part is unsure, and two voices."""
+    reasons: list[str] = []
+    if probability < bar:
+        if clip_fit(ev) < bar:
+            reasons.append(Reason.UNCERTAIN_SPEAKER)
+        if ev.identity_confidence < bar or not (reasons or ev.two_voices):
+            reasons.append(Reason.UNCERTAIN_IDENTITY)  # or the match's margin is the doubt
+    if ev.two_voices:
+        reasons.append(Reason.TWO_VOICES)
+    return reasons
+
+
 def route(
     ev: SpeakerEvidence,
     transcript: Transcript | None,
     duration: float,
     overlap_nearby: bool,
     cfg: RoutingSettings,
+    calibration: Calibration | None = None,
 ) -> Routing:
-    """Scores and the routing decision for one clip."""
-    s_conf = speaker_confidence(ev)
-    reasons: list[str] = []
-    if s_conf < cfg.min_speaker_confidence:
-        if clip_fit(ev) < cfg.min_speaker_confidence:
-            reasons.append(Reason.UNCERTAIN_SPEAKER)
-        if ev.identity_confidence < cfg.min_speaker_confidence:
-            reasons.append(Reason.UNCERTAIN_IDENTITY)
-    if ev.two_voices:
-        reasons.append(Reason.TWO_VOICES)
+    """Scores, probabilities and the routing decision of each kind of label of one clip.
+
+    Without ``calibration`` the confidences are the raw scores (and the raw thresholds route).
+    """
+    s_raw = speaker_confidence(ev)
+    t_raw = transcript_confidence(transcript) if transcript is not None else 0.0
+    language = transcript.language if transcript is not None else ""
+    if calibration is None:
+        s_prob, t_prob, version = s_raw, t_raw, ""
+    else:
+        s_prob = calibration.speaker_probability(s_raw)
+        t_prob = calibration.transcript_probability(t_raw, language)
+        version = calibration.version
+    raw = cfg.raw_thresholds or calibration is None
+    s_score, s_bar = (s_raw, cfg.min_speaker_confidence) if raw else (s_prob, cfg.target_precision)
+    reasons = speaker_reasons(ev, s_score, s_bar)
     if overlap_nearby:
         reasons.append(Reason.OVERLAP_NEARBY)
-    t_conf = 0.0
     if transcript is None:
         reasons.append(Reason.NO_SPEECH)
     else:
-        t_conf = transcript_confidence(transcript)
-        reasons.extend(transcript_reasons(transcript, duration, cfg))
-    status = ClipStatus.ACCEPTED if not reasons else ClipStatus.REVIEW
-    return Routing(s_conf, t_conf, status, tuple(dict.fromkeys(reasons)))
+        t_raw_rule = raw or cfg.transcript_target_precision <= 0.0  # 0: the raw rule routes
+        t_bar = cfg.min_transcript_confidence if t_raw_rule else cfg.transcript_target_precision
+        t_score = t_raw if t_raw_rule else t_prob
+        reasons.extend(transcript_reasons(transcript, duration, cfg, t_score, t_bar))
+    unique = tuple(dict.fromkeys(reasons))
+    status = ClipStatus.ACCEPTED if not unique else ClipStatus.REVIEW
+    return Routing(
+        s_prob, t_prob, status, unique,
+        kind_status(unique, SPEAKER_REASONS), kind_status(unique, TRANSCRIPT_REASONS),
+        s_raw, t_raw, version,
+    )  # fmt: skip

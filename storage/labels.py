@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from convoice.models.records import ClipStatus, LabelSource
+from convoice.models.records import ClipStatus, LabelSource, LabelStatus
 from convoice.storage.schema import LABEL_FIELDS, LABEL_SCHEMA, WORD
 
 REQUIRED = ("clip_id", "field", "value", "labelled_by")
@@ -117,8 +117,47 @@ def _clear_words(table: pa.Table, mask: pa.Array) -> pa.Table:
     return _set(table, "words", pc.if_else(mask, empty, words))
 
 
+def with_label_kinds(clips: pa.Table) -> pa.Table:
+    """Rows written before per-kind statuses get them from ``status`` (accepted, review,
+    rejected alike for both kinds), and their confidences as raw scores."""
+    if clips.num_rows == 0 or "speaker_status" not in clips.column_names:
+        return clips
+    status = clips["status"].combine_chunks()
+    for kind in ("speaker_status", "transcript_status"):
+        clips = _set(clips, kind, pc.coalesce(clips[kind].combine_chunks(), status))
+    for raw, confidence in (
+        ("speaker_score_raw", "speaker_confidence"),
+        ("transcript_score_raw", "transcript_confidence"),
+    ):
+        merged = pc.coalesce(clips[raw].combine_chunks(), clips[confidence].combine_chunks())
+        clips = _set(clips, raw, merged)
+    return _set(clips, "calibration_version", pc.fill_null(clips["calibration_version"], ""))
+
+
+def _kind_statuses(clips: pa.Table, field: str, mask: pa.Array, value: pa.Array) -> pa.Table:
+    """A person's label of ``field`` sets the status of the label kinds it decides.
+
+    A speaker or a text is LABELLED for its kind; a clip a person accepted has
+    both kinds LABELLED; a rejected clip has both REJECTED.
+    """
+    labelled, rejected = str(LabelStatus.LABELLED), str(LabelStatus.REJECTED)
+    if field == "speaker_id":
+        return _override(clips, "speaker_status", mask, labelled)
+    if field == "text":
+        return _override(clips, "transcript_status", mask, labelled)
+    for status, kind_value in (
+        (str(ClipStatus.ACCEPTED), labelled),
+        (str(ClipStatus.REJECTED), rejected),
+    ):
+        chosen = pc.and_(mask, pc.fill_null(pc.equal(value, status), False))
+        for kind in ("speaker_status", "transcript_status"):
+            clips = _override(clips, kind, chosen, kind_value)
+    return clips
+
+
 def apply_labels(clips: pa.Table, labels: pa.Table) -> pa.Table:
     """``clips`` with the latest human label of every labelled field applied."""
+    clips = with_label_kinds(clips)
     if labels.num_rows == 0 or clips.num_rows == 0:
         return clips
     latest = latest_labels(labels)
@@ -141,6 +180,8 @@ def apply_labels(clips: pa.Table, labels: pa.Table) -> pa.Table:
             clips = _override(clips, "speaker_label_source", mask, HUMAN)
             clips = _override(clips, "speaker_confidence", mask, 1.0)
         clips = _override(clips, field, mask, label["value"])
+        if "speaker_status" in clips.column_names:
+            clips = _kind_statuses(clips, field, mask, label["value"])
         newer = pc.and_(mask, pc.fill_null(pc.greater(label["labelled_at"], at), True))
         by = pc.if_else(newer, label["labelled_by"], by)
         at = pc.if_else(newer, label["labelled_at"], at)

@@ -13,10 +13,71 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from convoice.storage.location import Location, atomic_write, clean_key, sha256_file
 from convoice.storage.releases import MANIFEST, Release, release_key
 
 AUDIO_WORKERS = 8
+
+
+KIND_VALUES = ("accepted", "review", "labelled", "rejected", "sure")
+"""What ``--speaker`` / ``--transcript`` accept; ``sure`` is accepted or labelled."""
+
+
+@dataclass(frozen=True)
+class KindFilter:
+    """Which clips a pull keeps, by the status of each kind of label (empty: any)."""
+
+    speaker: frozenset[str] = frozenset()
+    transcript: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, speaker: str | None = None, transcript: str | None = None) -> KindFilter:
+        """From comma-separated statuses (``"accepted,labelled"``); ValueError names a bad one."""
+        return cls(_statuses(speaker, "speaker"), _statuses(transcript, "transcript"))
+
+    def __bool__(self) -> bool:
+        return bool(self.speaker or self.transcript)
+
+    def describe(self) -> str:
+        parts = [
+            f"{kind} status in {{{', '.join(sorted(values))}}}"
+            for kind, values in (("speaker", self.speaker), ("transcript", self.transcript))
+            if values
+        ]
+        return " and ".join(parts) or "all clips"
+
+
+def _statuses(text: str | None, kind: str) -> frozenset[str]:
+    values = {v.strip() for v in (text or "").split(",") if v.strip()}
+    bad = values - set(KIND_VALUES)
+    if bad:
+        raise ValueError(f"--{kind} {', '.join(sorted(bad))}: use {', '.join(KIND_VALUES)}")
+    if "sure" in values:
+        values = (values - {"sure"}) | {"accepted", "labelled"}
+    return frozenset(values)
+
+
+def filter_clips(clips: pa.Table, wanted: KindFilter) -> pa.Table:
+    """The rows of ``clips`` whose speaker and transcript statuses ``wanted`` keeps.
+
+    A release made before per-kind statuses has only ``status``: both kinds are read from it.
+    """
+    import pyarrow.compute as pc
+
+    status = pc.fill_null(clips["status"], "")
+    keep = pa.array([True] * clips.num_rows)
+    for kind, values in (
+        ("speaker_status", wanted.speaker),
+        ("transcript_status", wanted.transcript),
+    ):
+        if not values:
+            continue
+        column = clips[kind] if kind in clips.column_names else status
+        column = pc.coalesce(column, status)
+        keep = pc.and_(keep, pc.is_in(column, value_set=pa.array(sorted(values))))
+    return clips.filter(keep)
 
 
 @dataclass(frozen=True)
@@ -101,10 +162,12 @@ def attribution_text(release: Release, dest: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme_text(release: Release) -> str:
+def readme_text(release: Release, wanted: KindFilter | None = None) -> str:
     """``README.md``: what the folder holds and how to load it."""
     tag = f" ({release.tag})" if release.tag else ""
     note = f"\n{release.note.strip()}\n" if release.note.strip() else ""
+    if wanted:
+        note += f"\nPulled with a filter: only clips with {wanted.describe()}.\n"
     return f"""# Con Voice dataset {release.name}{tag}
 
 {release.n_clips} clips, {release.hours:.2f} hours, {release.n_speakers} speakers, from
@@ -112,7 +175,9 @@ def readme_text(release: Release) -> str:
 licence and attribution columns of recordings.parquet.
 {note}
 - `clips.parquet`: one row per clip: speaker_id, text, words, status
-  ("accepted", "review", "rejected"), who labelled it (machine or human),
+  ("accepted", "review", "rejected"), `speaker_status` and `transcript_status`
+  (each label on its own: "accepted" by the machine at its target precision,
+  "review", "labelled" by a person, "rejected"), who labelled it (machine or human),
   provenance, `audio_path`, the clip's FLAC relative to this folder, and
   `split`: "heldout" for clips a person reviewed (evaluate on them), else "train".
 - `speakers.parquet`, `recordings.parquet`, `skipped.parquet`, and
@@ -140,16 +205,40 @@ Hugging Face datasets (decoding `Audio` needs `datasets[audio]`):
 """
 
 
-def pull_release(location: Location, release: Release, dest: Path) -> PullResult:
-    """Copy ``release`` with its audio into ``dest`` (see the module docstring)."""
+def _filter_pulled(dest: Path, wanted: KindFilter) -> None:
+    """Keep only the clips ``wanted`` selects in the pulled ``clips.parquet``; note it."""
+    import pyarrow.parquet as pq
+
+    clips = filter_clips(pq.read_table(dest / "clips.parquet"), wanted)
+    pq.write_table(clips, dest / "clips.parquet")
+    note = {"filter": wanted.describe(), "clips": clips.num_rows}
+    _write_if_changed(dest / PULL_FILTER, json.dumps(note, indent=2).encode())
+
+
+PULL_FILTER = "pull-filter.json"
+
+
+def pull_release(
+    location: Location, release: Release, dest: Path, wanted: KindFilter | None = None
+) -> PullResult:
+    """Copy ``release`` with its audio into ``dest`` (see the module docstring).
+
+    With ``wanted``, ``clips.parquet`` keeps only the clips whose speaker and
+    transcript statuses it selects (only their audio is copied), and
+    ``pull-filter.json`` says so; the manifest still describes the whole release.
+    """
     key = release_key(release.version)
     manifest_bytes = location.read_bytes(f"{key}/{MANIFEST}")
     manifest = json.loads(manifest_bytes)
     dest.mkdir(parents=True, exist_ok=True)
     copied = _pull_tables(location, key, manifest, dest)
+    if wanted:
+        _filter_pulled(dest, wanted)
+    elif (dest / PULL_FILTER).exists():
+        (dest / PULL_FILTER).unlink()
     n_clips, audio_copied = _pull_audio(location, dest)
     _write_if_changed(dest / "ATTRIBUTION.md", attribution_text(release, dest).encode())
-    _write_if_changed(dest / "README.md", readme_text(release).encode())
+    _write_if_changed(dest / "README.md", readme_text(release, wanted).encode())
     copied += audio_copied + _write_if_changed(dest / MANIFEST, manifest_bytes)  # last: complete
     total = len(manifest["files"]) + n_clips + 1
     return PullResult(

@@ -19,6 +19,7 @@ from convoice.models.ge2e import FloatArray
 from convoice.models.records import Speaker
 from convoice.models.relabel import ClipLabel
 from convoice.models.review_registry import Contribution
+from convoice.models.routing import SPEAKER_REASONS
 from convoice.storage.review import save_contributions, save_speakers
 from convoice.storage.schema import CLIP_SCHEMA, conform
 
@@ -41,6 +42,9 @@ def relabelled_rows(
         row["speaker_confidence"] = label.speaker_confidence
         row["status"] = label.status
         row["review_reasons"] = list(label.review_reasons)
+        speaker_doubt = any(r in SPEAKER_REASONS for r in label.review_reasons)
+        row["speaker_status"] = "review" if speaker_doubt else "accepted"  # routed on raw scores
+        row["speaker_score_raw"] = label.speaker_confidence
         extra = json.loads(row.get("extra") or "{}")
         extra.update(
             own_similarity=label.own_similarity,

@@ -232,7 +232,16 @@ def _summary(content: dict[str, pa.Table]) -> dict[str, Any]:
         "counts": {name.removesuffix(".parquet"): t.num_rows for name, t in content.items()},
         "hours": round(seconds / 3600.0, 6),
         "clips_by_status": {s: statuses.count(s) for s in sorted(set(statuses))},
+        **{
+            f"clips_by_{kind}": _counts(clips[kind].to_pylist())
+            for kind in ("speaker_status", "transcript_status")
+            if kind in clips.column_names
+        },
     }
+
+
+def _counts(values: list[Any]) -> dict[str, int]:
+    return {str(v): values.count(v) for v in sorted({v for v in values if v is not None})}
 
 
 def write_release(

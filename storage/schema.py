@@ -83,6 +83,13 @@ CLIP_SCHEMA = pa.schema(
         ("run_id", pa.string()),
         ("created_at", pa.string()),
         ("speaker_embedding", VECTOR),  # identity encoder's (models["speaker_embedding"]); null
+        # Per label kind (LabelStatus), raw scores and the calibration that mapped them;
+        # null in rows written before them (storage.labels.with_label_kinds derives them).
+        ("speaker_status", pa.string()),
+        ("transcript_status", pa.string()),
+        ("speaker_score_raw", pa.float64()),
+        ("transcript_score_raw", pa.float64()),
+        ("calibration_version", pa.string()),
     ]
 )
 
@@ -240,6 +247,11 @@ def clip_to_row(clip: Clip, provenance: Provenance, run_id: str, created_at: str
         "run_id": run_id,
         "created_at": created_at,
         "speaker_embedding": _vector(clip.speaker_embedding, f"clip {clip.clip_id} speaker"),
+        "speaker_status": str(clip.speaker_status or clip.status),  # ClipStatus values match
+        "transcript_status": str(clip.transcript_status or clip.status),
+        "speaker_score_raw": float(clip.speaker_score),
+        "transcript_score_raw": float(clip.transcript_score),
+        "calibration_version": clip.calibration,
     }
     return row
 

@@ -24,10 +24,10 @@ import pyarrow.compute as pc
 
 from convoice.config import default_home
 from convoice.models.records import Clip, FloatArray, Provenance, Recording, SkippedItem, Speaker
-from convoice.storage.labels import apply_labels, labels_to_table, now_iso
+from convoice.storage.labels import apply_labels, labels_to_table, now_iso, with_label_kinds
 from convoice.storage.location import Location, clean_key
 from convoice.storage.location import storage_options as location_storage_options
-from convoice.storage.pull import PullResult, pull_release
+from convoice.storage.pull import KindFilter, PullResult, pull_release
 from convoice.storage.releases import (
     Release,
     check_tag,
@@ -254,8 +254,11 @@ class Store:
     # -- reading -------------------------------------------------------------
 
     def clips(self, version: int | None = None) -> pa.Table:
-        """The machine's clip rows (at Delta ``version``), without people's labels."""
-        return self.tables.read("clips", CLIP_SCHEMA, version=version)
+        """The machine's clip rows (at Delta ``version``), without people's labels.
+
+        Rows written before per-kind statuses get them from their ``status``.
+        """
+        return with_label_kinds(self.tables.read("clips", CLIP_SCHEMA, version=version))
 
     def recordings(self) -> pa.Table:
         return self.tables.read("recordings", RECORDING_SCHEMA)
@@ -336,9 +339,12 @@ class Store:
         """The release named ``"v3"``, ``"3"`` or by its tag; UnknownReleaseError lists them."""
         return resolve(self.location, str(version_or_tag))
 
-    def pull(self, version_or_tag: str, dest: str | Path) -> PullResult:
-        """Copy a release, its audio, attributions and a README into the folder ``dest``."""
-        return pull_release(self.location, self.resolve(version_or_tag), Path(dest))
+    def pull(
+        self, version_or_tag: str, dest: str | Path, wanted: KindFilter | None = None
+    ) -> PullResult:
+        """Copy a release, its audio, attributions and a README into the folder ``dest``
+        (with ``wanted``: only the clips whose label statuses it selects)."""
+        return pull_release(self.location, self.resolve(version_or_tag), Path(dest), wanted)
 
     # -- maintenance ---------------------------------------------------------
 

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 COLUMNS = ["clip_id", "recording_id", "speaker_id", "language", "status", "duration",
            "speaker_confidence", "transcript_confidence", "review_reasons", "labelled_by",
-           "embedding", "audio_uri", "text", "settings"]  # fmt: skip
+           "embedding", "audio_uri", "text", "settings", "speaker_status", "transcript_status",
+           "calibration_version"]  # fmt: skip
 COLOURS = {"accepted": "#2e9e5b", "review": "#f0a202", "rejected": "#d64545"}
 TOP = 15  # speakers and languages drawn
 PALETTE = 10  # speakers with their own colour on the embedding map
@@ -300,7 +301,48 @@ def _cards(items: list[tuple[str, str]]) -> str:
     return f'<div class="cards">{cards}</div>'
 
 
-def render_html(release: Release, rows: list[dict[str, Any]], samples: list[Sample]) -> str:
+def reliability_lines(rows: list[dict[str, Any]], calibrations: dict[str, Any]) -> list[str]:
+    """Per-kind statuses, and each calibration the clips name with its reliability diagram
+    (a text table: on the clips it was judged on, never those it was fitted on)."""
+    from convoice.models.calibration import render_table
+
+    lines = ["label kind          accepted  review  labelled  rejected"]
+    for kind in ("speaker_status", "transcript_status"):
+        values = [str(r.get(kind) or r.get("status") or "") for r in rows]
+        counts = [values.count(s) for s in ("accepted", "review", "labelled", "rejected")]
+        lines.append(f"{kind:<18} " + " ".join(f"{n:9d}" for n in counts))
+    used: dict[str, int] = {}
+    for r in rows:
+        version = r.get("calibration_version") or ""
+        used[version] = used.get(version, 0) + 1
+    for version, n in sorted(used.items()):
+        cal = calibrations.get(version)
+        if cal is None:
+            what = "raw scores (written before calibration)" if not version else "not in this store"
+            lines.append(f"calibration {version or 'none'}: {n} clips, {what}")
+            continue
+        ece = "" if cal.speaker_ece is None else f", ECE {cal.speaker_ece:.4f} on {cal.judged_on}"
+        lines.append(f"calibration {version}: {n} clips{ece}. {cal.rule}")
+        if cal.speaker_reliability:
+            lines += render_table(cal.speaker_reliability)
+        else:
+            lines.append(
+                "  reliability: judged on the benchmark's reporting half (README, Benchmark)"
+            )
+    return lines
+
+
+def reliability_html(rows: list[dict[str, Any]], calibrations: dict[str, Any]) -> str:
+    """:func:`reliability_lines` as preformatted text."""
+    return f"<pre>{html.escape(chr(10).join(reliability_lines(rows, calibrations)))}</pre>"
+
+
+def render_html(
+    release: Release,
+    rows: list[dict[str, Any]],
+    samples: list[Sample],
+    calibrations: dict[str, Any] | None = None,
+) -> str:
     """The whole report page."""
     clips = calc.ClipColumns.from_rows(rows)
     speakers = calc.hours_by(clips.speaker_id, clips)
@@ -335,6 +377,8 @@ def render_html(release: Release, rows: list[dict[str, Any]], samples: list[Samp
         ("review", "Review and rejection",
          f'<div class="row">{status_table}{reason_table}</div>'
          + _img(reasons_chart(rates), "review reasons")),
+        ("reliability", "Label kinds and reliability of the confidences",
+         reliability_html(rows, calibrations or {})),
         ("embeddings", "Speaker embeddings",
          '<p class="muted">Each point is a clip. The clips of one speaker should gather; a'
          " speaker split in two clouds, or two speakers in one, is worth a look.</p>"
@@ -357,7 +401,19 @@ def write_report(store: Store, release: Release, out: Path, samples: int = 4) ->
     rows, attributions = read_release(store, release)
     clips = calc.ClipColumns.from_rows(rows)
     picked = calc.pick_samples(clips, calc.hours_by(clips.speaker_id, clips), samples)
-    page = render_html(release, rows, load_samples(store, rows, picked, attributions))
+    from convoice.storage.calibration import by_version
+
+    page = render_html(
+        release, rows, load_samples(store, rows, picked, attributions), by_version(store.location)
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out.resolve()
+
+
+def release_reliability(store: Store, release: Release) -> str:
+    """The release's label kinds and calibrations as text (``convoice dataset report``)."""
+    from convoice.storage.calibration import by_version
+
+    rows, _ = read_release(store, release)
+    return "\n".join(reliability_lines(rows, by_version(store.location)))

@@ -106,11 +106,14 @@ def dataset_voices(
     recordings: list[dict[str, Any]],
     settings: Settings,
 ) -> tuple[list[vb.BankVoice], dict[str, tuple[str, str]]]:
-    """Speakers with at least ``[service] min_clips`` accepted clips, with sample clips."""
+    """Speakers with at least ``[service] min_clips`` clips whose speaker label is sure
+    (accepted, or a person's; a clip whose transcript is unsure still counts), with samples."""
     sources = _attributions(recordings)
     accepted: dict[str, list[dict[str, Any]]] = {}
     for clip in clips:
-        if clip.get("status") == "accepted" and clip.get("speaker_id"):
+        kind = clip.get("speaker_status")
+        sure = kind in ("accepted", "labelled") if kind else clip.get("status") == "accepted"
+        if sure and clip.get("speaker_id"):
             accepted.setdefault(clip["speaker_id"], []).append(clip)
     voices, samples = [], {}
     for row in speakers:
@@ -194,8 +197,10 @@ def load_bank(settings: Settings, release: str | None = None) -> Bank:
             "language",
             "speaker_confidence",
             "audio_uri",
+            "speaker_status",  # not in releases made before per-kind statuses
         ]
-        table = read_release_table(store.location, chosen.version, "clips", columns)
+        table = read_release_table(store.location, chosen.version, "clips")
+        table = table.select([c for c in columns if c in table.column_names])
         speakers = read_release_table(store.location, chosen.version, "speakers").to_pylist()
         recordings = read_release_table(store.location, chosen.version, "recordings").to_pylist()
         speakers = [s for s in speakers if s["speaker_id"] not in excluded]

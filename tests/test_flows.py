@@ -90,6 +90,40 @@ def test_clips_keep_the_d_vector_and_carry_the_identity_embedding(labelled) -> N
     assert {len(s.vector_sum) for s in store.speakers()} == {192}  # the registry is CAM++'s
 
 
+def test_each_label_kind_is_routed_released_and_pulled_on_its_own(labelled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Ingest -> release -> ``dataset pull --speaker sure``: per-kind statuses all the way."""
+    from typer.testing import CliRunner
+
+    from convoice.cli import app
+    from convoice.storage.calibration import shipped
+
+    home, _ = labelled
+    clips = Store(str(home)).clips().to_pylist()
+    for c in clips:
+        assert c["calibration_version"] == shipped().version
+        assert 0.0 <= c["speaker_confidence"] <= 1.0 and 0.0 <= c["transcript_confidence"] <= 1.0
+        assert c["speaker_confidence"] == shipped().speaker_probability(c["speaker_score_raw"])
+        assert c["speaker_status"] in {"accepted", "review"}
+        assert c["transcript_status"] in {"accepted", "review"}
+        both = c["speaker_status"] == c["transcript_status"] == "accepted"
+        assert (c["status"] == "accepted") == both
+    sure = {c["clip_id"] for c in clips if c["speaker_status"] == "accepted"}
+    assert sure, "no speaker label of the seven tuning voices was sure"
+    release = Store(str(home)).release(note="kinds")
+    out = tmp_path / "speakers"
+    result = CliRunner().invoke(
+        app, ["dataset", "pull", release.name, "--to", str(out), "--speaker", "sure",
+              "--home", str(home)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert set(pq.read_table(out / "clips.parquet")["clip_id"].to_pylist()) == sure
+    bad = CliRunner().invoke(
+        app, ["dataset", "pull", release.name, "--to", str(out), "--speaker", "maybe",
+              "--home", str(home)],
+    )  # fmt: skip
+    assert bad.exit_code == 2 and "--speaker maybe" in bad.output
+
+
 def test_the_run_leaves_a_summary_artifact_for_operators(labelled) -> None:  # type: ignore[no-untyped-def]
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey

@@ -27,7 +27,7 @@ PROVENANCE = Provenance(
     {"asr": "whisper-base"},
     {"routing": {"min_speaker_confidence": 0.7, "min_transcript_confidence": 0.8}},
 )
-SECTIONS = ("hours", "confidence", "review", "embeddings", "samples")
+SECTIONS = ("hours", "confidence", "review", "reliability", "embeddings", "samples")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -113,6 +113,7 @@ def test_report_of_a_release(tmp_path: Path) -> None:
     for text in ("spk_a", "spk_d", "uncertain_speaker", "Con Voice dataset v1 (report-test)"):
         assert text in page
     assert "<td>en</td><td>12</td>" in page and "<td>de</td><td>6</td>" in page
+    assert "speaker_status" in page and "speaker_status" in result.output  # kinds, reliability
 
     images = [base64.b64decode(m) for m in re.findall(r"data:image/png;base64,([^\"]+)", page)]
     assert len(images) == 5 + 3 * 4  # 2 hour charts, confidence, reasons, map; 3 per sample

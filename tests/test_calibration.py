@@ -1,0 +1,325 @@
+"""Confidences that are probabilities, and a status per kind of label (issue 11, items 3 and 6).
+
+The maps are fitted on simulated judged clips (pure computation); the store
+tests run on real Delta tables, releases and pulls in temporary folders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from convoice.config import RoutingSettings
+from convoice.models import calibration as calib
+from convoice.models.records import ClipStatus, LabelStatus, Transcript, Word
+from convoice.models.routing import Reason, SpeakerEvidence, route
+from convoice.storage import Store
+from convoice.storage import calibration as stored
+from convoice.storage.pull import KindFilter
+from convoice.storage.schema import CLIP_SCHEMA
+from tests.test_storage import PROVENANCE, absorb, make_clips, make_recording
+
+
+def simulated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raw scores in [0, 1] whose labels are right with probability score**3 (overconfident)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(0, 1, n)
+    return scores, rng.uniform(0, 1, n) < scores**3
+
+
+def test_the_fitted_curve_is_monotone_and_calibrated_on_clips_it_never_saw() -> None:
+    scores, right = simulated(4000, seed=1)
+    curve = calib.fit_curve(scores.tolist(), right.tolist())
+    grid = [curve(x) for x in np.linspace(-0.5, 1.5, 401)]
+    assert all(b >= a for a, b in itertools.pairwise(grid))
+    assert min(grid) >= 0.0 and max(grid) <= 1.0
+    held_scores, held_right = simulated(4000, seed=2)  # judged on other clips only
+    raw_ece = calib.ece(calib.reliability_bins(held_scores.tolist(), held_right.tolist()))
+    table = calib.reliability_bins([curve(s) for s in held_scores], held_right.tolist())
+    assert raw_ece > 0.15 and calib.ece(table) < 0.03, (raw_ece, calib.ece(table))
+
+
+def test_a_few_right_clips_never_claim_certainty() -> None:
+    curve = calib.fit_curve([0.2, 0.4, 0.9, 0.95, 1.0], [False, True, True, True, True])
+    assert curve(1.0) < 1.0 and curve(0.0) > 0.0
+    with pytest.raises(calib.CalibrationError):
+        calib.fit_curve([1.0], [True])
+    with pytest.raises(calib.CalibrationError):
+        calib.Curve((0.0, 1.0), (0.9, 0.1), 2, 1)  # not monotone
+
+
+def test_transcripts_get_a_curve_per_language_with_enough_clips() -> None:
+    rng = np.random.default_rng(3)
+    judged = [
+        calib.Judged(f"r{i % 7}", float(s), bool(s > 0.3), float(s), bool(s > (0.5 if en else 0.8)),
+                     "en" if en else "de")
+        for i, (s, en) in enumerate(zip(rng.uniform(0, 1, 200), rng.uniform(0, 1, 200) < 0.8,
+                                        strict=True))
+    ]  # fmt: skip
+    cal = calib.fit_calibration(judged, "t-1", "test")
+    assert set(cal.transcript) == {calib.ALL_LANGUAGES, "en", "de"}
+    assert cal.transcript_probability(0.7, "en") > 0.9 > cal.transcript_probability(0.7, "de")
+    assert cal.transcript_probability(0.7, "fi") == cal.transcript["*"](0.7)  # no data: all
+    again = calib.Calibration.from_dict(__import__("json").loads(cal.to_json()))
+    assert again == cal
+
+
+def test_the_shipped_calibration_loads_and_says_how_it_was_made() -> None:
+    cal = stored.shipped()
+    assert cal.version.startswith("shipped-") and "tune" in cal.rule
+    assert cal.speaker_probability(1.0) >= cal.speaker_probability(0.0)
+
+
+def test_hold_out_halves_are_stable_and_about_half() -> None:
+    keys = [f"rec_{i}" for i in range(1000)]
+    held = [calib.holdout_half(k) for k in keys]
+    assert held == [calib.holdout_half(k) for k in keys]
+    assert 400 < sum(held) < 600
+
+
+# -- routing by target precision, each kind of label on its own -----------------------
+
+WORDS = tuple(
+    Word(w, 0.3 * i, 0.3 * i + 0.25, 0.97) for i, w in enumerate(["a", "b", "c", "d", "e"])
+)
+
+
+def transcript(probability: float) -> Transcript:
+    words = tuple(dataclasses.replace(w, probability=probability) for w in WORDS)
+    return Transcript("a b c d e", "en", 0.99, words, -0.1, 1.2, 0.01)
+
+
+STEP = calib.Calibration(
+    "test-1",
+    "a step at raw 0.9",
+    calib.Curve((0.0, 0.89, 0.9, 2.0), (0.2, 0.5, 0.996, 0.998), 100, 90),
+    {"*": calib.Curve((0.0, 0.9, 1.0), (0.1, 0.5, 0.99), 100, 50)},
+)
+
+
+def test_labels_are_accepted_at_the_target_precision_each_on_its_own() -> None:
+    sure = SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25)  # raw speaker score 2.0: full fit, new
+    cfg = RoutingSettings()
+    both = route(sure, transcript(0.99), 1.5, False, cfg, STEP)
+    assert both.speaker_confidence == 0.998 and both.speaker_status == LabelStatus.ACCEPTED
+    assert both.transcript_status == LabelStatus.ACCEPTED and both.status == ClipStatus.ACCEPTED
+    assert both.speaker_score == 2.0 and both.calibration == "test-1"
+    unsure_text = route(sure, transcript(0.5), 1.5, False, cfg, STEP)
+    assert unsure_text.speaker_status == LabelStatus.ACCEPTED  # a sure speaker label still
+    assert unsure_text.transcript_status == LabelStatus.REVIEW
+    assert unsure_text.status == ClipStatus.REVIEW  # status: both accepted, as before
+    assert Reason.LOW_TRANSCRIPT_CONFIDENCE in unsure_text.reasons
+    between = SpeakerEvidence(0.55, 0.1, 1.0, 0.35, 0.6, 0.25)  # raw 0.8: p under 0.5
+    unsure = route(between, transcript(0.99), 1.5, False, cfg, STEP)
+    assert unsure.speaker_status == LabelStatus.REVIEW
+    assert unsure.transcript_status == LabelStatus.ACCEPTED
+    assert Reason.UNCERTAIN_SPEAKER in unsure.reasons
+    lower = route(
+        between, transcript(0.99), 1.5, False, dataclasses.replace(cfg, target_precision=0.4), STEP
+    )
+    assert lower.speaker_status == LabelStatus.ACCEPTED
+
+
+def test_raw_thresholds_are_an_expert_override() -> None:
+    between = SpeakerEvidence(0.55, 0.1, 1.0, 0.35, 0.6, 0.25)  # raw 0.8
+    cfg = RoutingSettings(raw_thresholds=True, min_speaker_confidence=0.7)
+    decision = route(between, transcript(0.99), 1.5, False, cfg, STEP)
+    assert decision.speaker_status == LabelStatus.ACCEPTED  # 0.8 >= 0.7 raw
+    assert decision.speaker_confidence == STEP.speaker_probability(0.8) < 0.5  # still a probability
+
+
+def test_two_voices_and_no_speech_send_only_their_kind_to_review() -> None:
+    two = SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25, two_voices=True)
+    decision = route(two, transcript(0.99), 1.5, False, RoutingSettings(), STEP)
+    assert decision.speaker_status == LabelStatus.REVIEW
+    assert decision.transcript_status == LabelStatus.ACCEPTED
+    silent = route(SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25), None, 1.5, False,
+                   RoutingSettings(), STEP)  # fmt: skip
+    assert silent.speaker_status == LabelStatus.ACCEPTED
+    assert silent.transcript_status == LabelStatus.REVIEW and Reason.NO_SPEECH in silent.reasons
+
+
+# -- the store: per-kind statuses through release and pull, old stores, refits ---------
+
+
+def commit(store: Store, rec: str, speakers: list[str], seed: int, scores: list[float]) -> None:
+    """One recording of two-second clips, the speaker kind accepted on even clips only."""
+    clips = make_clips(store, rec, speakers, np.random.default_rng(seed))
+    clips = [
+        dataclasses.replace(
+            c,
+            speaker_status=LabelStatus.ACCEPTED if i % 2 == 0 else LabelStatus.REVIEW,
+            transcript_status=LabelStatus.ACCEPTED if i % 3 else LabelStatus.REVIEW,
+            speaker_score=scores[i % len(scores)],
+            transcript_score=0.8,
+            calibration="test-1",
+        )
+        for i, c in enumerate(clips)
+    ]
+    assert store.commit_recording(
+        make_recording(rec), clips, absorb({}, rec, clips), PROVENANCE, "run-1"
+    )
+
+
+def test_kind_statuses_go_through_labels_release_and_a_filtered_pull(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    commit(store, "rec_a", ["spk_1", "spk_2", "spk_1", "spk_2", "spk_1", "spk_2"], 0, [0.9])
+    machine = {r["clip_id"]: r for r in store.clips().to_pylist()}
+    assert machine["rec_a_c1"]["speaker_status"] == "review"
+    assert machine["rec_a_c1"]["speaker_score_raw"] == 0.9
+    assert machine["rec_a_c1"]["calibration_version"] == "test-1"
+    store.add_labels([
+        {"clip_id": "rec_a_c1", "field": "speaker_id", "value": "spk_2", "labelled_by": "ann"},
+        {"clip_id": "rec_a_c1", "field": "status", "value": "accepted", "labelled_by": "ann"},
+        {"clip_id": "rec_a_c3", "field": "text", "value": "hello word", "labelled_by": "ann"},
+        {"clip_id": "rec_a_c4", "field": "status", "value": "rejected", "labelled_by": "ann"},
+    ])  # fmt: skip
+    release = store.release()
+    rows = {
+        r["clip_id"]: r for r in pq.read_table(Path(release.path) / "clips.parquet").to_pylist()
+    }
+    assert rows["rec_a_c1"]["speaker_status"] == rows["rec_a_c1"]["transcript_status"] == "labelled"
+    assert rows["rec_a_c3"]["speaker_status"] == "review"  # the person gave only the text
+    assert rows["rec_a_c3"]["transcript_status"] == "labelled"
+    assert rows["rec_a_c4"]["speaker_status"] == "rejected"
+    assert rows["rec_a_c0"]["status"] == "accepted"  # status keeps its meaning
+    manifest = json.loads((Path(release.path) / "manifest.json").read_text())
+    assert manifest["clips_by_speaker_status"] == {
+        "accepted": 2, "labelled": 1, "rejected": 1, "review": 2
+    }  # fmt: skip
+    pulled = store.pull(release.name, tmp_path / "sure", KindFilter.parse(speaker="sure"))
+    kept = pq.read_table(tmp_path / "sure" / "clips.parquet").to_pylist()
+    assert {r["clip_id"] for r in kept} == {"rec_a_c0", "rec_a_c1", "rec_a_c2"}
+    assert pulled.n_clips == 3 and len(list((tmp_path / "sure" / "audio").rglob("*.flac"))) == 3
+    store.pull(release.name, tmp_path / "text", KindFilter.parse(transcript="accepted"))
+    text = pq.read_table(tmp_path / "text" / "clips.parquet")["clip_id"].to_pylist()
+    assert set(text) == {"rec_a_c2", "rec_a_c5"}  # machine-accepted only: not c1, labelled
+    with pytest.raises(ValueError, match="--speaker"):
+        KindFilter.parse(speaker="maybe")
+
+
+def test_a_store_written_before_per_kind_statuses_still_reads(tmp_path: Path) -> None:
+    store = Store(tmp_path / "old")
+    commit(store, "rec_a", ["spk_1", "spk_2", "spk_1", "spk_2"], 1, [0.9])
+    new_names = ("speaker_status", "transcript_status", "speaker_score_raw",
+                 "transcript_score_raw", "calibration_version")  # fmt: skip
+    table = store.tables.read("clips", CLIP_SCHEMA).drop_columns(list(new_names))
+    old = Store(tmp_path / "written-before")  # the clips table as main wrote it
+    old.tables.append("clips", table)
+    old.tables.append("recordings", store.recordings())
+    shutil.copytree(tmp_path / "old" / "audio", tmp_path / "written-before" / "audio")
+    assert not set(new_names) & set(old.tables.open("clips").schema().to_arrow().names)  # type: ignore[union-attr]
+    for row in old.clips().to_pylist():
+        assert row["speaker_status"] == row["transcript_status"] == row["status"]
+        assert row["speaker_score_raw"] == row["speaker_confidence"]
+        assert row["calibration_version"] == ""
+    release = old.release()
+    pulled = old.pull(release.name, tmp_path / "p", KindFilter.parse(speaker="accepted"))
+    assert pulled.n_clips == sum(r["status"] == "accepted" for r in old.clips().to_pylist()) > 0
+    legacy = pa.table({"clip_id": ["x", "y"], "status": ["accepted", "review"]})
+    from convoice.storage.pull import filter_clips
+
+    assert filter_clips(legacy, KindFilter.parse(transcript="accepted"))["clip_id"].to_pylist() == [
+        "x"
+    ]
+
+
+def test_refit_from_peoples_labels_is_judged_on_recordings_it_never_saw(tmp_path: Path) -> None:
+    from convoice.flows import calibrate
+
+    store = Store(tmp_path / "store")
+    rng = np.random.default_rng(5)
+    labels = []
+    for r in range(12):
+        rec = f"rec_{r:02d}"
+        scores = rng.uniform(0.5, 1.0, 8).round(3).tolist()
+        commit(store, rec, [f"spk_{r}_{i % 2}" for i in range(8)], r, scores)
+        for i, s in enumerate(scores):
+            right = rng.uniform() < s**4  # the raw score is overconfident
+            value = f"spk_{r}_{i % 2}" if right else "spk_somebody_else"
+            labels.append({"clip_id": f"{rec}_c{i}", "field": "speaker_id", "value": value,
+                           "labelled_by": "ann"})  # fmt: skip
+    store.add_labels(labels)
+    judged = calibrate.judged_from_labels(store.clips().to_pylist(), store.labels())
+    assert len(judged) == 96 and 0 < sum(bool(j.speaker_right) for j in judged) < 96
+    result = calibrate.refit_from_labels(str(tmp_path / "store"), save=True)
+    assert (
+        result.fitted_on + result.judged_on == 96 and min(result.fitted_on, result.judged_on) >= 20
+    )
+    held = {j.key for j in judged if calib.holdout_half(j.key)}
+    assert held and held != {j.key for j in judged}  # both halves have recordings
+    assert result.refit is not None and str(result.judged_on) in result.refit.judged_on
+    assert result.saved, result.render()
+    assert stored.current(store.location).version == "store-1"
+    assert stored.next_version(store.location) == "store-2"
+    assert result.refit.speaker_ece is not None and result.refit.speaker_ece <= calib.ece(
+        result.current_table
+    )
+
+
+def test_a_match_far_past_its_threshold_scores_above_a_close_one() -> None:
+    from convoice.models.routing import identity_strength, speaker_confidence
+
+    def raw(strength: float) -> float:
+        return speaker_confidence(SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25, False, strength))
+
+    close = identity_strength("matched", 0.72, 0.3, 0.65, 0.5)
+    far = identity_strength("matched", 0.93, 0.3, 0.65, 0.5)
+    assert 0.0 < close < far <= 1.0 and 1.0 < raw(close) < raw(far) <= 2.0
+    assert identity_strength("new", float("nan"), -1.0, 0.65, 0.5) == 1.0  # nobody known
+    assert identity_strength("new", float("nan"), 0.45, 0.65, 0.5) < 0.2  # somebody resembles
+    assert identity_strength("uncertain", 0.6, 0.3, 0.65, 0.5) == 0.0
+    unsure = SpeakerEvidence(0.5, 0.1, 1.0, 0.35, 0.6, 0.25, False, 1.0)
+    assert speaker_confidence(unsure) < 1.0  # the strength counts only once the fit is full
+
+
+def test_the_review_table_puts_review_share_beside_precision() -> None:
+    from convoice.models.evaluation import RefTurn, review_table
+
+    def words(*said: str) -> list[dict[str, object]]:
+        return [
+            {"word": w, "start": 0.1 + 0.5 * i, "end": 0.5 + 0.5 * i} for i, w in enumerate(said)
+        ]
+
+    truth = {"r": [RefTurn(0, 2, "ann", "hello world"), RefTurn(2, 4, "bob", "good day")]}
+    clips = [
+        {"clip_id": "a", "recording_id": "r", "start": 0.0, "end": 2.0, "speaker_id": "s1",
+         "status": "review", "speaker_status": "accepted", "transcript_status": "review",
+         "review_reasons": ["low_transcript_confidence"],
+         "words": words("hello", "word")},
+        {"clip_id": "b", "recording_id": "r", "start": 2.0, "end": 4.0, "speaker_id": "s2",
+         "status": "accepted", "review_reasons": [],
+         "words": words("good", "day")},
+    ]  # fmt: skip
+    rows = {r.what: r for r in review_table(clips, truth)}
+    assert rows["speaker"].review_share == 0.0 and rows["speaker"].accepted_right == 1.0
+    assert rows["transcript"].review_share == 0.5 and rows["transcript"].review_right == 0.0
+    assert rows["transcript"].accepted_right == 1.0  # clip b: no per-kind columns, its status
+    assert rows["clip"].review_share == 0.5
+    assert rows["reason:low_transcript_confidence"].review_share == 0.5
+
+
+def test_a_full_fit_with_a_weak_match_is_an_uncertain_identity() -> None:
+    weak = SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25, False, 0.1)  # raw 1.1: p 0.66
+    steep = dataclasses.replace(STEP, speaker=calib.Curve((0.0, 1.0, 2.0), (0.1, 0.6, 0.999), 9, 8))
+    decision = route(weak, transcript(0.99), 1.5, False, RoutingSettings(), steep)
+    assert decision.reasons == (Reason.UNCERTAIN_IDENTITY,)
+    assert decision.speaker_status == LabelStatus.REVIEW
+
+
+def test_a_transcript_target_precision_routes_transcripts_on_their_probability() -> None:
+    sure = SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25)
+    off = route(sure, transcript(0.95), 1.5, False, RoutingSettings(), STEP)
+    assert off.transcript_status == LabelStatus.ACCEPTED  # default: raw 0.95 >= 0.80
+    assert off.transcript_confidence < 0.9  # ... though its probability is lower
+    on = route(sure, transcript(0.95), 1.5, False,
+               RoutingSettings(transcript_target_precision=0.9), STEP)  # fmt: skip
+    assert on.transcript_status == LabelStatus.REVIEW and on.speaker_status == LabelStatus.ACCEPTED
