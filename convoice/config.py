@@ -317,6 +317,26 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True)
+class ConsolidationSettings:
+    """Re-checking the whole registry after each ingest (``convoice registry consolidate``).
+
+    Two speakers that never share a recording merge when their centroids are
+    this alike on the registry's own embedding (CAM++, or resemblyzer for a
+    store pinned to it); see ``models/consolidate.py``. Fitted on the
+    benchmark's tuning half only.
+    """
+
+    enabled: bool = True  # a step at the end of every ingest
+    threshold_campplus: float = 0.60
+    threshold_resemblyzer: float = 0.85
+    probe: int = 5  # cells each speaker is looked up in (large registries)
+
+    def threshold(self, dim: int) -> float:
+        """The threshold for a registry of ``dim``-d vectors (192: CAM++, 256: resemblyzer)."""
+        return self.threshold_resemblyzer if dim == 256 else self.threshold_campplus
+
+
+@dataclass(frozen=True)
 class Settings:
     home: str = ""  # the store root; "" = $CONVOICE_HOME or ~/.convoice
     ingest: IngestSettings = field(default_factory=IngestSettings)
@@ -333,6 +353,7 @@ class Settings:
     tts: TtsSettings = field(default_factory=TtsSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    consolidation: ConsolidationSettings = field(default_factory=ConsolidationSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -350,6 +371,7 @@ class Settings:
             "tts",
             "tracking",
             "service",
+            "consolidation",  # changes no clip row: clips are read through its map
         ):  # how and where work runs
             data.pop(section)
         return data
