@@ -326,9 +326,14 @@ class ConsolidationSettings:
     benchmark's tuning half only.
     """
 
+    # Tuning half (`bench --split tune`, the engine before consolidation): ids of one
+    # person split across recordings sat at CAM++ centroid cosine 0.536-0.567, two
+    # people who never shared a recording at 0.528 and below. resemblyzer separates
+    # nothing there (one person 0.73-0.75, two people up to 0.76): 0.80 merges only
+    # voices the greedy match missed for a margin or a shared recording.
     enabled: bool = True  # a step at the end of every ingest
-    threshold_campplus: float = 0.60
-    threshold_resemblyzer: float = 0.85
+    threshold_campplus: float = 0.532
+    threshold_resemblyzer: float = 0.80
     probe: int = 5  # cells each speaker is looked up in (large registries)
 
     def threshold(self, dim: int) -> float:

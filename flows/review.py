@@ -23,6 +23,7 @@ from convoice.models.review import PullReport, PushReport, label_config, review_
 from convoice.models.review_registry import plan_pull
 from convoice.storage import Store
 from convoice.storage import review as review_store
+from convoice.storage.identity import machine_aliases
 from convoice.storage.labels import now_iso
 from convoice.tasks import review
 from convoice.tasks.review import ReviewServerError
@@ -129,6 +130,7 @@ def review_pull_flow(home: str | None = None, config: str | None = None) -> Pull
         review_store.applied_annotations(store),
         review_store.contributions(store),
         at,
+        aliases=machine_aliases(store),
     )
     # Order matters for a run killed half-way: see storage/review.py.
     report.labels_applied = store.add_labels(plan.labels)

@@ -219,7 +219,7 @@ def plan_consolidation(
             continue
         kept, gone = groups.union(a, b)
         why = (
-            f"centroid cosine {sim:.3f} >= {threshold:.2f}, no recording in common,"
+            f"centroid cosine {sim:.3f} >= {threshold:.3f}, no recording in common,"
             " never told apart by a person"
         )
         merges.append(MachineMerge(registry.ids[gone], registry.ids[kept], round(sim, 4), why))

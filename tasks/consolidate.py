@@ -46,7 +46,7 @@ class ConsolidationReport:
     def summary(self) -> str:
         return (
             f"registry consolidated in {self.seconds:.2f} s: {self.speakers_before} speakers ->"
-            f" {self.speakers_after} ({len(self.merges)} merged at cosine >= {self.threshold:.2f},"
+            f" {self.speakers_after} ({len(self.merges)} merged at cosine >= {self.threshold:.3f},"
             f" {self.finished} merges of an interrupted run finished, {self.apart} pairs kept"
             " apart by people)"
         )

@@ -237,3 +237,38 @@ def test_a_merge_recorded_by_a_killed_run_is_finished(split_store: Store) -> Non
     assert report.finished == 1
     ids = {s.speaker_id: s for s in store.speakers()}
     assert "spk_a2" not in ids and ids["spk_a1"].n_clips == 8
+
+
+def test_a_review_task_pushed_before_a_merge_counts_for_the_surviving_id() -> None:
+    from convoice.models.review_registry import plan_pull
+
+    (a,) = _voices(1, seed=4)
+    speakers = {"spk_a1": _speaker("spk_a1", a, 8)}  # spk_a2 was folded into spk_a1
+    machine = {
+        "clip_1": {
+            "speaker_id": "spk_a1",  # as clips read now (through the map)
+            "review_reasons": ["uncertain_identity"],
+            "duration": 2.0,
+            "speaker_embedding": a,
+            "embedding": np.zeros(256, dtype=np.float32),
+        }
+    }
+    result = [
+        {"from_name": n, "to_name": "audio", "type": "choices", "value": {"choices": [v]}}
+        for n, v in (("speaker", "spk_a2"), ("decision", "accept"))
+    ]
+    task = {
+        "id": 7,
+        "data": {"clip_id": "clip_1"},
+        "annotations": [{"id": 70, "completed_by": 3, "updated_at": "2025-01-02T03:04:05Z",
+                         "result": result}],
+    }  # fmt: skip
+    plan = plan_pull(
+        [task], {3: "a@x.org"}, machine, [], speakers, [], set(), {}, "now",
+        aliases={"spk_a2": "spk_a1"},
+    )  # fmt: skip
+    assert plan.skipped == []
+    said = {(r["clip_id"], r["field"]): r for r in plan.labels}
+    assert said[("clip_1", "speaker_id")]["value"] == "spk_a1"
+    assert said[("clip_1", "speaker_id")]["labelled_by"] == "a@x.org"
+    assert plan.merges == [] and plan.new_speakers == []
