@@ -334,7 +334,7 @@ class ConsolidationSettings:
     enabled: bool = True  # a step at the end of every ingest
     threshold_campplus: float = 0.532
     threshold_resemblyzer: float = 0.80
-    probe: int = 5  # cells each speaker is looked up in (large registries)
+    probe: int = 10  # cells each speaker is compared in (registries of 4096 speakers or more)
 
     def threshold(self, dim: int) -> float:
         """The threshold for a registry of ``dim``-d vectors (192: CAM++, 256: resemblyzer)."""

@@ -19,7 +19,13 @@ from prefect import flow, get_run_logger
 
 from convoice.config import load_settings
 from convoice.models.records import Speaker
-from convoice.models.review import PullReport, PushReport, label_config, review_queue
+from convoice.models.review import (
+    PullReport,
+    PushReport,
+    label_config,
+    reference_clips,
+    review_queue,
+)
 from convoice.models.review_registry import plan_pull
 from convoice.storage import Store
 from convoice.storage import review as review_store
@@ -50,6 +56,7 @@ def review_push_flow(
     report = PushReport(url=settings.review.url or f"local:{settings.review.port}")
     clips = store.materialized_clips().to_pylist()
     queue = review_queue(clips, audit_share=settings.review.audit_share)
+    references = reference_clips(clips)  # per speaker, the clip annotators hear it by
     report.needing_review = report.remaining = len(queue)
     s3 = review.s3_audio(settings, store) is not None  # else local files
     try:
@@ -69,7 +76,12 @@ def review_push_flow(
         versions: list[str] = []
         for first in range(0, len(todo), BATCH):
             tasks = review.build_tasks(
-                store, todo[first : first + BATCH], recordings, settings.review.context_s, s3
+                store,
+                todo[first : first + BATCH],
+                recordings,
+                settings.review.context_s,
+                s3,
+                references,
             )
             if not connected:  # once the first audio is written (an S3 storage checks for it)
                 review.connect_audio(client, project_id, settings, store)
