@@ -152,7 +152,7 @@ class _Groups:
         n = len(registry.ids)
         self.parent = list(range(n))
         self.sums = registry.sums.astype(np.float64)
-        self.recordings = [set(r) for r in registry.recordings]
+        self.recordings: list[frozenset[str]] = list(registry.recordings)
         self.apart = {i: set(v) for i, v in apart.items()}
         self.rank = registry.rank
 
@@ -177,8 +177,8 @@ class _Groups:
         kept, gone = (a, b) if self.rank[a] <= self.rank[b] else (b, a)
         self.parent[gone] = kept
         self.sums[kept] += self.sums[gone]
-        self.recordings[kept] |= self.recordings[gone]
-        self.recordings[gone] = set()
+        self.recordings[kept] = self.recordings[kept] | self.recordings[gone]
+        self.recordings[gone] = frozenset()
         partners = self.apart.pop(gone, set()) | self.apart.get(kept, set())
         if partners:  # a partner's own set names ``gone``, whose root is now ``kept``
             self.apart[kept] = partners
