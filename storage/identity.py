@@ -8,8 +8,9 @@ Machine rows of the ``clips`` table are never rewritten for a merge: clips
 are read through the map of both tables (:func:`follow`), so every reader
 (review, releases, benchmarks) sees the surviving id, people's labels stay
 as they were written, and a release made before a merge keeps its files.
-Each release carries the map as of its making (``speaker_changes.parquet``),
-so a pulled release can translate the ids of an older one.
+Each release carries the map as of its making (``speaker_changes.parquet``,
+people's merges included), so a pulled release can translate the ids of an
+older one.
 """
 
 from __future__ import annotations
@@ -72,6 +73,31 @@ def follow(table: pa.Table, mapping: Mapping[str, str], column: str = "speaker_i
     where = pc.index_in(values, value_set=old)
     mapped = pc.coalesce(pc.take(new, where), values)
     return table.set_column(table.schema.get_field_index(column), column, mapped)
+
+
+def release_changes(store: Store) -> pa.Table:
+    """Every id that stopped existing, by the machine or by a person, oldest first.
+
+    What a release carries (``speaker_changes.parquet``): people's merges come
+    from review (``decided_by`` the annotator, ``why`` the task).
+    """
+    from convoice.storage.review import merges
+
+    people = [
+        {
+            "old_id": m.merged,
+            "new_id": m.kept,
+            "kind": "merge",
+            "why": f"a person said they are one (review task {m.task_id})",
+            "decided_by": m.merged_by,
+            "at": m.merged_at,
+            "similarity": None,
+            "run_id": "",
+        }
+        for m in merges(store)
+    ]
+    both = pa.concat_tables([changes(store), pa.Table.from_pylist(people, schema=CHANGE_SCHEMA)])
+    return both.sort_by([("at", "ascending")])
 
 
 def record_changes(store: Store, merges: Sequence[MachineMerge], at: str, run_id: str) -> None:

@@ -317,7 +317,7 @@ class Store:
         versions = self.table_versions()
         if versions["clips"] is None:
             raise ValueError("the store has no clips yet: there is nothing to release")
-        from convoice.storage.identity import changes, follow, identity_map
+        from convoice.storage.identity import follow, identity_map, release_changes
 
         mapping = identity_map(self)
         clips = follow(
@@ -337,7 +337,7 @@ class Store:
             "speakers.parquet": release_speakers(clips, registry),
             "recordings.parquet": recordings.sort_by("recording_id"),
             "skipped.parquet": latest_skips(skipped),
-            "speaker_changes.parquet": changes(self),  # how older releases' ids map to these
+            "speaker_changes.parquet": release_changes(self),  # older releases' ids -> these
         }
         clean_staging(self.location)
         meta = {"tag": tag, "created_at": now_iso(), "note": note, "table_versions": versions}

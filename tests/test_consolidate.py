@@ -196,6 +196,15 @@ def test_a_store_heals_once_and_records_which_ids_became_which(split_store: Stor
     assert {r["clip_id"]: r["speaker_id"] for r in rows}["c3"] == "spk_a1"
     mapped = pq.read_table(Path(new.path) / "speaker_changes.parquet").to_pylist()
     assert ("spk_a2", "spk_a1") in {(r["old_id"], r["new_id"]) for r in mapped}
+    # a person's merge joins the map a release carries
+    from convoice.models.review_registry import Merge
+    from convoice.storage.review import add_merges
+
+    add_merges(store, [Merge("spk_b", "spk_a1", "ann@example.org", "2099-01-01", "12")])
+    later = store.release(tag="later")
+    rows = pq.read_table(Path(later.path) / "speaker_changes.parquet").to_pylist()
+    assert rows[-1]["old_id"] == "spk_b" and rows[-1]["decided_by"] == "ann@example.org"
+    assert len(rows) == len(table) + 1
 
 
 def test_a_persons_split_wins_and_their_label_is_kept(split_store: Store) -> None:
