@@ -19,6 +19,7 @@ from rich.table import Table
 from convoice.cli_calibrate import calibrate_command
 from convoice.cli_common import HomeOption, prefect_defaults
 from convoice.cli_ops import deploy_command, report_command
+from convoice.cli_registry import registry_app
 from convoice.cli_review import review_app
 from convoice.cli_serve import serve_command
 from convoice.cli_train import encoder_app, export_app, loop_command, retrain_app
@@ -38,6 +39,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(retrain_app, name="retrain")
 app.add_typer(encoder_app, name="encoder")
 app.add_typer(export_app, name="export")
+app.add_typer(registry_app, name="registry")
 app.command("loop")(loop_command)
 app.command("deploy")(deploy_command)
 app.command("serve")(serve_command)

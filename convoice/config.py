@@ -329,6 +329,31 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True)
+class ConsolidationSettings:
+    """Re-checking the whole registry after each ingest (``convoice registry consolidate``).
+
+    Two speakers that never share a recording merge when their centroids are
+    this alike on the registry's own embedding (CAM++, or resemblyzer for a
+    store pinned to it); see ``models/consolidate.py``. Fitted on the
+    benchmark's tuning half only.
+    """
+
+    # Tuning half (`bench --split tune`, the engine before consolidation): ids of one
+    # person split across recordings sat at CAM++ centroid cosine 0.536-0.567, two
+    # people who never shared a recording at 0.528 and below. resemblyzer separates
+    # nothing there (one person 0.73-0.75, two people up to 0.76): 0.80 merges only
+    # voices the greedy match missed for a margin or a shared recording.
+    enabled: bool = True  # a step at the end of every ingest
+    threshold_campplus: float = 0.532
+    threshold_resemblyzer: float = 0.80
+    probe: int = 10  # cells each speaker is compared in (registries of 4096 speakers or more)
+
+    def threshold(self, dim: int) -> float:
+        """The threshold for a registry of ``dim``-d vectors (192: CAM++, 256: resemblyzer)."""
+        return self.threshold_resemblyzer if dim == 256 else self.threshold_campplus
+
+
+@dataclass(frozen=True)
 class Settings:
     home: str = ""  # the store root; "" = $CONVOICE_HOME or ~/.convoice
     ingest: IngestSettings = field(default_factory=IngestSettings)
@@ -345,6 +370,7 @@ class Settings:
     tts: TtsSettings = field(default_factory=TtsSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    consolidation: ConsolidationSettings = field(default_factory=ConsolidationSettings)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -362,6 +388,7 @@ class Settings:
             "tts",
             "tracking",
             "service",
+            "consolidation",  # changes no clip row: clips are read through its map
         ):  # how and where work runs
             data.pop(section)
         return data

@@ -22,6 +22,7 @@ of a release from a clips table of N synthetic rows, each in a fresh process.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import resource
@@ -451,7 +452,7 @@ a long run reaches. The threads run uses the models :func:`_warm_up` loaded."""
 class CostCase:
     """One measured operation at one size, run in a fresh process."""
 
-    what: str  # "match" or "release"
+    what: str  # "match", "consolidate" or "release"
     n: int
     seconds: float
     peak_mb: float  # the process's peak resident memory during the operation (VmHWM)
@@ -610,6 +611,49 @@ def write_synthetic_store(root: Path, n: int, batch: int = 100_000) -> None:
         store.tables.append("clips", rows)
 
 
+def write_registry_store(root: Path, n_clips: int, clips_per_speaker: int = 10) -> int:
+    """A store of ``n_clips`` clip rows of ``n_clips / clips_per_speaker`` CAM++-sized speakers.
+
+    Every recording holds 50 speakers. A tenth of the speakers are one person
+    split in two ids in different recordings (cosine about 0.8: consolidation
+    must merge them), and 1 % are such pairs inside one recording (it must not).
+    Returns how many merges are due.
+    """
+    import pyarrow as pa
+
+    from convoice.models.consolidate import unit_rows
+    from convoice.models.records import Speaker
+    from convoice.storage.review import save_speakers
+    from convoice.storage.schema import CLIP_SCHEMA
+
+    n_speakers = max(100, n_clips // clips_per_speaker)
+    rng = np.random.default_rng(7)
+    vectors = unit_rows(rng.standard_normal((n_speakers, 192), dtype=np.float32))
+    twins = n_speakers // 10
+    half = n_speakers // 2
+    noise = unit_rows(rng.standard_normal((twins, 192), dtype=np.float32))
+    vectors[half : half + twins] = unit_rows(0.8 * vectors[:twins] + 0.6 * noise)
+    inside = np.arange(twins, twins + n_speakers // 50, 2)  # pairs (i, i + 1): one recording
+    vectors[inside + 1] = unit_rows(0.8 * vectors[inside] + 0.6 * noise[: len(inside)])
+    speakers = [
+        Speaker(f"spk_{i:08d}", vectors[i] * clips_per_speaker, clips_per_speaker, 50.0, 1,
+                "2025-01-01", "2025-01-01")
+        for i in range(n_speakers)
+    ]  # fmt: skip
+    save_speakers(Store(str(root)), speakers)
+    index = np.arange(n_speakers * clips_per_speaker)
+    speaker = index // clips_per_speaker
+    columns = {
+        "clip_id": pa.array([f"clip_{i:012d}" for i in index]),
+        "recording_id": pa.array([f"rec_{r:07d}" for r in speaker // 50]),
+        "speaker_id": pa.array([f"spk_{i:08d}" for i in speaker]),
+    }
+    n = len(index)
+    arrays = [columns[f.name] if f.name in columns else pa.nulls(n, f.type) for f in CLIP_SCHEMA]
+    Store(str(root)).tables.append("clips", pa.Table.from_arrays(arrays, schema=CLIP_SCHEMA))
+    return twins
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as handle:
         pages = int(handle.read().split()[1])
@@ -655,6 +699,20 @@ def cost_case(what: str, n: int, root: str) -> CostCase:
             match_speakers("rec", mine, ids, known, 0.8, 0.72, 0.05)
         seconds = (time.perf_counter() - start) / 3
         note = f"3 recording speakers vs N known, {known.nbytes / 2**20:.0f} MB of centroids"
+    elif what == "consolidate":
+        from convoice.config import ConsolidationSettings
+        from convoice.tasks.consolidate import consolidate_store
+
+        store = Store(root)
+        base = _rss_mb()
+        _reset_peak()
+        start, cpu = time.perf_counter(), time.process_time()
+        done = consolidate_store(store, ConsolidationSettings(), run_id="scale")
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        note = (
+            f"{done.speakers_before:,} speakers -> {done.speakers_after:,}"
+            f" ({len(done.merges):,} merged), CPU {cpu:.1f} s"
+        )
     elif what == "release":
         store = Store(root)
         base = _rss_mb()
@@ -667,7 +725,7 @@ def cost_case(what: str, n: int, root: str) -> CostCase:
         size = sum(p.stat().st_size for p in Path(release.path).glob("*.parquet"))
         note = f"{release.n_speakers} speakers, {size / 2**20:.0f} MB of Parquet"
     else:
-        raise ValueError(f"unknown case {what!r}: 'match' or 'release'")
+        raise ValueError(f"unknown case {what!r}: 'match', 'consolidate' or 'release'")
     return CostCase(what, n, round(seconds, 4), round(_peak_mb(), 1), round(base, 1), note)
 
 
@@ -713,6 +771,12 @@ def run_scale_benchmark(
             store_root = scratch / f"store-{n}"
             write_synthetic_store(store_root, n)
             result.costs.append(measure("release", n, store_root))
+            shutil.rmtree(store_root, ignore_errors=True)
+        for n in sizes:  # n clips of n / 10 speakers
+            store_root = scratch / f"registry-{n}"
+            due = write_registry_store(store_root, n)
+            case = measure("consolidate", n, store_root)
+            result.costs.append(dataclasses.replace(case, note=f"{case.note}; {due:,} due"))
             shutil.rmtree(store_root, ignore_errors=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

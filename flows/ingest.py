@@ -260,6 +260,23 @@ def _plan(
     return list(todo.values())
 
 
+def _consolidate(store: Store, settings: Settings, run_id: str, locked: bool) -> None:
+    """Heal the registry as a whole (models/consolidate.py); a clash waits for the next run."""
+    from prefect.concurrency.sync import concurrency
+
+    from convoice.storage.store import ConcurrentCommitError
+    from convoice.tasks.consolidate import consolidate_store
+
+    logger = get_run_logger()
+    with concurrency(STORE_LIMIT, occupy=1) if locked else contextlib.nullcontext():
+        try:
+            done = consolidate_store(store, settings.consolidation, run_id)
+        except ConcurrentCommitError as err:
+            logger.warning("registry not consolidated this run (%s); the next run will", err)
+            return
+    logger.info(done.summary())
+
+
 def store_limit_exists() -> bool:
     """Whether the Prefect server has the ``convoice-store`` limit; warns once when not."""
     from prefect.client.orchestration import get_client
@@ -331,6 +348,9 @@ def ingest_flow(
                 loading.join()
         if items:
             _label_all(items, store, settings, run_id, fmt, report, clock)
+            if settings.consolidation.enabled:
+                with clock.stage("consolidate"):
+                    _consolidate(store, settings, run_id, store_limit_exists())
     report.finish(time.perf_counter() - started, clock)
     logger.info(report.summary())
     create_markdown_artifact(

@@ -19,10 +19,17 @@ from prefect import flow, get_run_logger
 
 from convoice.config import load_settings
 from convoice.models.records import Speaker
-from convoice.models.review import PullReport, PushReport, label_config, review_queue
+from convoice.models.review import (
+    PullReport,
+    PushReport,
+    label_config,
+    reference_clips,
+    review_queue,
+)
 from convoice.models.review_registry import plan_pull
 from convoice.storage import Store
 from convoice.storage import review as review_store
+from convoice.storage.identity import machine_aliases
 from convoice.storage.labels import now_iso
 from convoice.tasks import review
 from convoice.tasks.review import ReviewServerError
@@ -49,6 +56,7 @@ def review_push_flow(
     report = PushReport(url=settings.review.url or f"local:{settings.review.port}")
     clips = store.materialized_clips().to_pylist()
     queue = review_queue(clips, audit_share=settings.review.audit_share)
+    references = reference_clips(clips)  # per speaker, the clip annotators hear it by
     report.needing_review = report.remaining = len(queue)
     s3 = review.s3_audio(settings, store) is not None  # else local files
     try:
@@ -68,7 +76,12 @@ def review_push_flow(
         versions: list[str] = []
         for first in range(0, len(todo), BATCH):
             tasks = review.build_tasks(
-                store, todo[first : first + BATCH], recordings, settings.review.context_s, s3
+                store,
+                todo[first : first + BATCH],
+                recordings,
+                settings.review.context_s,
+                s3,
+                references,
             )
             if not connected:  # once the first audio is written (an S3 storage checks for it)
                 review.connect_audio(client, project_id, settings, store)
@@ -129,6 +142,7 @@ def review_pull_flow(home: str | None = None, config: str | None = None) -> Pull
         review_store.applied_annotations(store),
         review_store.contributions(store),
         at,
+        aliases=machine_aliases(store),
     )
     # Order matters for a run killed half-way: see storage/review.py.
     report.labels_applied = store.add_labels(plan.labels)

@@ -29,8 +29,11 @@ ACCEPT = "accept"
 REJECT = "reject"
 QUALITY_FLAGS = ("overlap", "bad_audio", "music")
 MAX_SPEAKER_CHOICES = 24  # a larger registry offers the closest speakers to the clip
+MAX_REFERENCES = 8  # reference clips to hear per task: the closest candidates
+REFERENCE_MIN_S, REFERENCE_MAX_S = 2.0, 6.0  # a reference clip's length (longer ones are cut)
 
 # Names of the controls in the labeling interface (results carry them as from_name).
+REFERENCE = "reference"  # the Audio of each candidate's clip: reference_0, reference_1, ...
 AUDIO, CLIP, SPEAKER, SAME_AS, TRANSCRIPT, QUALITY, DECISION = (
     "audio",
     "clip",
@@ -60,6 +63,48 @@ class SpeakerOption:
     name: str = ""
     similarity: float = float("nan")  # cosine of the clip to the speaker's centroid
     n_clips: int = 0
+    reference: str = ""  # URL of a short clean clip of the speaker ("" when it has none yet)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The clip a speaker is heard by in review tasks, and the part of it to play."""
+
+    speaker_id: str
+    clip_id: str
+    recording_id: str
+    audio_uri: str  # the clip's own audio (a store key)
+    duration: float  # what is played: the clip, cut to REFERENCE_MAX_S
+    confidence: float
+
+
+def reference_clips(rows: Sequence[Mapping[str, Any]]) -> dict[str, Reference]:
+    """Per speaker, the clip to hear it by: its most confident accepted clip of 2-6 s.
+
+    ``rows`` are clip rows as read (people's labels applied). A clip a person
+    accepted counts as sure (confidence 1); ties go to the clip closest to
+    4 s, then to the smaller clip id. A speaker whose accepted clips are all
+    longer is heard by the first 6 s of its best one; one with none has none.
+    """
+    best: dict[str, tuple[tuple[float, float, float, str], Reference]] = {}
+    for row in rows:
+        speaker = str(row.get("speaker_id") or "")
+        duration = float(row.get("duration") or 0.0)
+        if not speaker or row.get("status") != ClipStatus.ACCEPTED.value:
+            continue
+        if duration < REFERENCE_MIN_S or not row.get("audio_uri"):
+            continue
+        confidence = float(row.get("speaker_confidence") or 0.0)
+        fits = 0.0 if duration <= REFERENCE_MAX_S else 1.0
+        key = (fits, -confidence, abs(duration - 4.0), str(row["clip_id"]))
+        if speaker not in best or key < best[speaker][0]:
+            played = min(duration, REFERENCE_MAX_S)
+            ref = Reference(
+                speaker, str(row["clip_id"]), str(row["recording_id"]), str(row["audio_uri"]),
+                played, confidence,
+            )  # fmt: skip
+            best[speaker] = (key, ref)
+    return {speaker: ref for speaker, (_, ref) in best.items()}
 
 
 @dataclass(frozen=True)
@@ -230,6 +275,10 @@ def speaker_options(
 
 
 def _option_label(option: SpeakerOption, predicted: str) -> str:
+    return html.escape(_option_text(option, predicted))
+
+
+def _option_text(option: SpeakerOption, predicted: str) -> str:
     parts = [option.speaker_id]
     if option.name:
         parts.append(f"“{option.name}”")
@@ -239,7 +288,17 @@ def _option_label(option: SpeakerOption, predicted: str) -> str:
         parts.append(f"{option.n_clips} clips")
     if option.speaker_id == predicted:
         parts.append("(machine's guess)")
-    return html.escape(" · ".join(parts))
+    parts.append("hear a clip above" if option.reference else "no clip to hear yet")
+    return " · ".join(parts)
+
+
+def reference_data(options: Sequence[SpeakerOption], predicted: str) -> list[dict[str, str]]:
+    """The task's ``references``: one short clip per candidate that has one, closest first."""
+    return [
+        {"speaker_id": o.speaker_id, "audio": o.reference, "label": _option_text(o, predicted)}
+        for o in options
+        if o.reference
+    ][:MAX_REFERENCES]
 
 
 def label_config() -> str:
@@ -249,6 +308,11 @@ def label_config() -> str:
   <Header value="$summary" size="5"/>
   <Audio name="{AUDIO}" value="$audio" hotkey="ctrl+space" height="80"/>
   <Labels name="{CLIP}" toName="{AUDIO}"><Label value="clip" background="#f4a261"/></Labels>
+  <Header value="The candidates, by ear (a clean clip of each, closest first):" size="6"/>
+  <Repeater on="$references" indexFlag="{{{{idx}}}}">
+    <Header value="$references[{{{{idx}}}}].label" size="6"/>
+    <Audio name="{REFERENCE}_{{{{idx}}}}" value="$references[{{{{idx}}}}].audio" height="40"/>
+  </Repeater>
   <Header value="Who speaks in the highlighted clip?" size="6"/>
   <Choices name="{SPEAKER}" toName="{AUDIO}" value="$speaker_choices" choice="single"/>
   <Header value="Same person as (merges two registry speakers into one):" size="6"/>
@@ -340,6 +404,7 @@ def task_payload(
         "model_version": version,
         "speaker_choices": choices + specials,
         "merge_choices": choices,
+        "references": reference_data(options, predicted),
     }
     return {
         "data": data,

@@ -283,14 +283,19 @@ def plan_pull(
     applied_annotations: set[tuple[int, str]],
     applied_contributions: Mapping[str, Contribution],
     at: str,
+    aliases: Mapping[str, str] | None = None,
 ) -> PullPlan:
     """Everything a pull must write, from what Label Studio returned and the store holds.
 
     ``machine`` maps clip ids to machine rows (speaker_id, review_reasons,
     duration, embedding); ``labels`` are every ``labels`` row written so far.
+    ``aliases``: ids consolidation folded into others (old -> new). A task
+    pushed before may offer one; the choice counts for the surviving id, and
+    no label row is written for them (readers follow the map).
     """
     plan = PullPlan()
-    merged_to = {m.merged: m.kept for m in merges}
+    aliases = dict(aliases or {})
+    merged_to = {**aliases, **{m.merged: m.kept for m in merges}}
     meta = {m.merged: m for m in merges}
     known = set(speakers) | set(merged_to)
     plan.decisions, plan.skipped, plan.already_applied, _ = parse_all(
@@ -324,9 +329,9 @@ def plan_pull(
     latest = latest_values([*labels, *new_rows])
     for clip_id, row in machine.items():  # every clip of a merged speaker follows the merge
         label = latest.get((clip_id, "speaker_id"))
-        current = label["value"] if label else str(row.get("speaker_id") or "")
+        current = canonical(label["value"] if label else str(row.get("speaker_id") or ""), aliases)
         target = canonical(current, merged_to)
-        if target != current:
+        if target != current and current in meta:
             merge = meta[current]
             when = max(merge.merged_at, label["labelled_at"]) if label else merge.merged_at
             new_rows.append(

@@ -256,9 +256,14 @@ class Store:
     def clips(self, version: int | None = None) -> pa.Table:
         """The machine's clip rows (at Delta ``version``), without people's labels.
 
-        Rows written before per-kind statuses get them from their ``status``.
+        Rows written before per-kind statuses get them from their ``status``;
+        speaker ids merged away since (by people or by consolidation) read as the
+        id they live on as (:mod:`convoice.storage.identity`).
         """
-        return with_label_kinds(self.tables.read("clips", CLIP_SCHEMA, version=version))
+        from convoice.storage.identity import follow, identity_map
+
+        table = with_label_kinds(self.tables.read("clips", CLIP_SCHEMA, version=version))
+        return follow(table, identity_map(self))
 
     def recordings(self) -> pa.Table:
         return self.tables.read("recordings", RECORDING_SCHEMA)
@@ -291,7 +296,10 @@ class Store:
         self, version: int | None = None, labels_version: int | None = None
     ) -> pa.Table:
         """Clips with the latest human label of each field applied over the machine's."""
-        return apply_labels(self.clips(version), self.labels(labels_version))
+        from convoice.storage.identity import follow, identity_map
+
+        labelled = apply_labels(self.clips(version), self.labels(labels_version))
+        return follow(labelled, identity_map(self))
 
     # -- releases ------------------------------------------------------------
 
@@ -311,9 +319,15 @@ class Store:
         versions = self.table_versions()
         if versions["clips"] is None:
             raise ValueError("the store has no clips yet: there is nothing to release")
-        clips = apply_labels(
-            self._pinned("clips", CLIP_SCHEMA, versions["clips"]),
-            self._pinned("labels", LABEL_SCHEMA, versions["labels"]),
+        from convoice.storage.identity import follow, identity_map, release_changes
+
+        mapping = identity_map(self)
+        clips = follow(
+            apply_labels(
+                follow(self._pinned("clips", CLIP_SCHEMA, versions["clips"]), mapping),
+                self._pinned("labels", LABEL_SCHEMA, versions["labels"]),
+            ),
+            mapping,
         )
         registry = self._pinned(
             "speakers", SPEAKER_SCHEMA, versions["speakers"], ["speaker_id", "label_source", "name"]
@@ -325,6 +339,7 @@ class Store:
             "speakers.parquet": release_speakers(clips, registry),
             "recordings.parquet": recordings.sort_by("recording_id"),
             "skipped.parquet": latest_skips(skipped),
+            "speaker_changes.parquet": release_changes(self),  # older releases' ids -> these
         }
         clean_staging(self.location)
         meta = {"tag": tag, "created_at": now_iso(), "note": note, "table_versions": versions}

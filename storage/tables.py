@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 TABLES = ("recordings", "clips", "speakers", "skipped", "labels")
 REVIEW_TABLES = ("speaker_merges", "review_contributions", "review_log")
 """Written by review pulls only (see :mod:`convoice.storage.review`)."""
+IDENTITY_TABLES = ("speaker_changes",)
+"""Written by registry consolidation (see :mod:`convoice.storage.identity`)."""
 
 PARTITIONS: dict[str, list[str]] = {
     # One recording's clips are written, and replaced, together: with a
@@ -46,8 +48,9 @@ class Tables:
         self.location = location
 
     def uri(self, name: str) -> str:
-        if name not in TABLES and name not in REVIEW_TABLES:
-            raise ValueError(f"unknown table {name!r}; tables: {', '.join(TABLES + REVIEW_TABLES)}")
+        known = TABLES + REVIEW_TABLES + IDENTITY_TABLES
+        if name not in known:
+            raise ValueError(f"unknown table {name!r}; tables: {', '.join(known)}")
         return self.location.uri(f"tables/{name}")
 
     def _options(self) -> dict[str, str] | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -24,7 +24,13 @@ from urllib.parse import quote
 import numpy as np
 
 from convoice.models.records import identity_vector
-from convoice.models.review import context_window, speaker_options, task_payload
+from convoice.models.review import (
+    Reference,
+    SpeakerOption,
+    context_window,
+    speaker_options,
+    task_payload,
+)
 from convoice.tasks import review_server
 
 if TYPE_CHECKING:
@@ -33,6 +39,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 REVIEW_AUDIO = "audio/review"
+REFERENCE_AUDIO = f"{REVIEW_AUDIO}/speakers"  # <speaker_id>/<clip_id>.flac: served alike
 PAGE_SIZE = 500
 STORAGE_TITLE = "Con Voice review audio"
 ENDPOINT_OF_LABEL_STUDIO = "env"  # review.s3_endpoint: none given, Label Studio's $S3_ENDPOINT
@@ -494,17 +501,60 @@ def write_context_audio(
     return key, start
 
 
+def write_reference_audio(store: Store, ref: Reference) -> str:
+    """``audio/review/speakers/<speaker>/<clip>.flac``: the reference clip, cut to its length.
+
+    Beside the task audio, so the project's storage serves it the same way.
+    Written once (a clip's audio never changes); returns the store key.
+    """
+    import io
+
+    import soundfile
+
+    key = f"{REFERENCE_AUDIO}/{ref.speaker_id}/{ref.clip_id}.flac"
+    if store.location.exists(key):
+        return key
+    source = store.audio_path(ref.audio_uri)
+    handle = source if isinstance(source, Path) else io.BytesIO(store.read_audio(ref.audio_uri))
+    with soundfile.SoundFile(handle) as audio:
+        rate = audio.samplerate
+        samples = audio.read(frames=round(ref.duration * rate), dtype="float32")
+    if len(samples) == 0:
+        raise ValueError(f"reference clip {ref.clip_id} of {ref.speaker_id} has no audio")
+    store.write_flac(key, samples, rate)
+    return key
+
+
+def with_references(
+    store: Store,
+    options: Sequence[SpeakerOption],
+    references: Mapping[str, Reference],
+    urls: dict[str, str],
+    s3: bool,
+) -> list[SpeakerOption]:
+    """``options`` with the URL of each speaker's reference clip (written on first use)."""
+    out = []
+    for option in options:
+        ref = references.get(option.speaker_id)
+        if ref is not None and option.speaker_id not in urls:
+            urls[option.speaker_id] = audio_url(store, write_reference_audio(store, ref), s3)
+        out.append(replace(option, reference=urls.get(option.speaker_id, "")))
+    return out
+
+
 def build_tasks(
     store: Store,
     rows: Sequence[Mapping[str, Any]],
     recordings: Mapping[str, Mapping[str, Any]],
     context_s: float,
     s3: bool = False,
+    references: Mapping[str, Reference] | None = None,
 ) -> list[dict[str, Any]]:
     """The Label Studio tasks of ``rows`` (their context audio written first).
 
     ``s3``: the audio is named by its ``s3://`` URI (for the project's S3
-    storage), else by its local-files URL.
+    storage), else by its local-files URL. ``references``: per speaker, the
+    clip to hear it by (:func:`convoice.models.review.reference_clips`).
     """
     speakers = store.speakers()
     ids = [s.speaker_id for s in speakers]
@@ -514,6 +564,7 @@ def build_tasks(
     names = {s.speaker_id: s.name for s in speakers}
     counts = {s.speaker_id: s.n_clips for s in speakers}
     tasks = []
+    urls: dict[str, str] = {}
     for row in rows:
         recording = recordings[row["recording_id"]]
         key, context_start = write_context_audio(store, row, recording, context_s)
@@ -522,6 +573,7 @@ def build_tasks(
         options = speaker_options(
             embedding, str(row.get("speaker_id") or ""), ids, centroids, names, counts
         )
+        options = with_references(store, options, references or {}, urls, s3)
         url = audio_url(store, key, s3)
         tasks.append(
             task_payload(row, options, url, context_start, str(recording.get("title", "")))

@@ -69,6 +69,7 @@ def test_flow_labels_every_episode_with_identities_across_them(labelled, small_c
     _, _, f1 = b_cubed(truth, predicted)
     assert f1 >= 0.9, f"cross-episode speaker clustering B-cubed F1 {f1:.3f}"
     assert len(store.speakers()) == 3
+    assert "consolidate" in report.stage_seconds  # the registry was re-checked as a whole
     for rec in by_url.values():  # CC-BY requires attribution: every recording keeps it
         assert rec["license"] == "CC-BY-4.0" and "CC BY 4.0" in rec["attribution"]
 

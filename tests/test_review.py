@@ -787,3 +787,73 @@ def test_label_studio_reports_annotations_to_the_webhook_receiver(reviewed: Revi
         assert receiver.wait(60) and receiver.received >= 1
     hooks = _sdk(reviewed.server).webhooks.list(project=str(project_id))
     assert [h.url for h in hooks].count(receiver.url) == 1
+
+
+# -- reference clips: people decide by ear -----------------------------------
+
+
+def _clip_row(clip_id: str, speaker: str, duration: float, confidence: float, status: str) -> dict:
+    return {
+        "clip_id": clip_id, "recording_id": "r", "speaker_id": speaker, "duration": duration,
+        "speaker_confidence": confidence, "status": status, "audio_uri": f"audio/clips/r/{clip_id}",
+    }  # fmt: skip
+
+
+def test_a_speaker_is_heard_by_its_most_confident_accepted_clip_of_2_to_6_s() -> None:
+    from convoice.models.review import reference_clips
+
+    rows = [
+        _clip_row("a_short", "spk_a", 1.5, 1.0, "accepted"),  # too short
+        _clip_row("a_review", "spk_a", 4.0, 1.0, "review"),  # not accepted
+        _clip_row("a_ok", "spk_a", 3.0, 0.9, "accepted"),
+        _clip_row("a_best", "spk_a", 5.0, 0.97, "accepted"),
+        _clip_row("a_long", "spk_a", 7.5, 1.0, "accepted"),  # longer than 6 s: only a fallback
+        _clip_row("b_long", "spk_b", 7.5, 0.8, "accepted"),
+        _clip_row("c_review", "spk_c", 3.0, 0.9, "review"),
+    ]
+    refs = reference_clips(rows)
+    assert {s: r.clip_id for s, r in refs.items()} == {"spk_a": "a_best", "spk_b": "b_long"}
+    assert refs["spk_a"].duration == 5.0 and refs["spk_b"].duration == 6.0  # cut to 6 s
+
+
+def test_candidates_carry_a_reference_clip_that_label_studio_serves(reviewed: Reviewed) -> None:
+    import httpx
+
+    from convoice.config import load_settings
+    from convoice.models.review import label_config, reference_clips
+    from convoice.tasks import review
+
+    store = reviewed.store
+    rows = store.materialized_clips().to_pylist()
+    usable = [r for r in rows if r["duration"] >= 2.0]
+    speakers = sorted({r["speaker_id"] for r in usable})
+    assert len(speakers) >= 2
+    sure = {next(r["clip_id"] for r in usable if r["speaker_id"] == s) for s in speakers}
+    # as if the machine had accepted one clip of each speaker (the fixture routes all to review)
+    refs = reference_clips(
+        [{**r, "status": "accepted"} if r["clip_id"] in sure else r for r in rows]
+    )
+    assert set(refs) == set(speakers)
+    settings = load_settings(str(reviewed.config), home=str(reviewed.home))
+    client = review.client_for(settings, store)
+    project = client.ensure_project(f"{TITLE} (references)", label_config())  # LS accepts it
+    recordings = {r["recording_id"]: r for r in store.recordings().to_pylist()}
+    todo = [r for r in rows if r["clip_id"] not in sure][:2]
+    tasks = review.build_tasks(store, todo, recordings, settings.review.context_s, False, refs)
+    review.connect_audio(client, project, settings, store)
+    review.import_batch(client, project, tasks)
+    stored = [t.dict() for t in _sdk(reviewed.server).tasks.list(project=project, fields="all")]
+    assert len(stored) == len(todo)
+    auth = {"Authorization": f"Token {reviewed.server.token}"}
+    for task in stored:
+        references = task["data"]["references"]
+        choices = {c["value"] for c in task["data"]["speaker_choices"]}
+        assert {r["speaker_id"] for r in references} == set(speakers) <= choices
+        for ref in references:
+            assert ref["speaker_id"] in ref["label"] and "hear a clip" in ref["label"]
+            answer = httpx.get(reviewed.server.url + ref["audio"], headers=auth)
+            assert answer.status_code == 200, ref["audio"]
+            path = reviewed.home / "reference.flac"
+            path.write_bytes(answer.content)
+            assert 2.0 <= soundfile.info(path).duration <= 6.01
+            assert refs[ref["speaker_id"]].clip_id in ref["audio"]

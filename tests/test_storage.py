@@ -275,12 +275,12 @@ def test_release_pull_and_load(
     assert release.clips_by_status == {"accepted": 3, "review": 1}
     manifest = json.loads((Path(release.path) / "manifest.json").read_text())
     assert manifest["table_versions"]["clips"] == 1 and manifest["convoice_version"]
-    names = {f"{n}.parquet" for n in ("clips", "speakers", "recordings", "skipped")}
-    assert set(manifest["files"]) == names
+    tables = ("clips", "speakers", "recordings", "skipped", "speaker_changes")
+    assert set(manifest["files"]) == {f"{n}.parquet" for n in tables}
 
     dest = tmp_path / "dataset"
     result = store.pull("first", dest)
-    assert result.n_clips == 4 and result.copied == 4 + 4 + 1
+    assert result.n_clips == 4 and result.copied == 5 + 4 + 1  # tables, audio, attribution
     by_pandas, by_arrow, by_hf = load_three_ways(dest)
     expected = [
         (r["clip_id"], r["speaker_id"], r["text"], r["status"])

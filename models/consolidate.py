@@ -1,0 +1,235 @@
+"""Identities that heal: re-check the whole speaker registry after an ingest.
+
+Matching one recording at a time against the registry is greedy: a voice
+that came out a little different in its first recording can end up with two
+ids (a split) for good. Consolidation looks at the registry as a whole:
+
+- two speakers may merge only when their centroids (on the identity
+  embedding, CAM++ by default) are at least ``threshold`` alike;
+- two speakers that share a recording never merge (a recording's speakers
+  are different people), nor do two that a person told apart (a clip a person
+  moved from one to the other, see :func:`person_splits`); a merged group
+  inherits all of that, so it can never come to hold two of them;
+- merges are taken closest pair first, and a pair merges only when the two
+  groups' centroids (exact: the registry keeps sums) are still alike, so one
+  chain of near neighbours cannot pull unlike voices together.
+
+The cost is near-linear in speakers: candidate pairs come from an inverted
+file (spherical k-means cells, each speaker looked up in its ``probe``
+nearest cells, dense similarities inside a cell only), never from all pairs.
+Clips are not read at all, only which recordings each speaker is in.
+
+A person's merge already is one speaker in the registry; consolidation
+never splits, so it cannot undo one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+CONSOLIDATE_BY = "convoice consolidate"
+EXACT_BELOW = 4096  # fewer speakers than this: every pair, in blocks
+BLOCK = 2048
+
+
+class ConsolidationError(ValueError):
+    """Inputs that do not describe one registry (lengths, dimensions, thresholds)."""
+
+
+@dataclass(frozen=True)
+class MachineMerge:
+    """One identity folded into another by consolidation: ``merged`` lives on as ``kept``."""
+
+    merged: str
+    kept: str
+    similarity: float  # cosine of the two groups' centroids when they merged
+    why: str
+
+
+@dataclass(frozen=True)
+class Registry:
+    """What consolidation needs to know of every speaker (row ``i`` of each array)."""
+
+    ids: Sequence[str]
+    sums: FloatArray  # (n, d) sums of clip embeddings (exact centroids when normalised)
+    rank: Sequence[tuple[int, int, str]]  # smaller keeps its id: (unnamed, -clips, first_seen)
+    recordings: Sequence[frozenset[str]]  # the recordings each speaker has clips in
+
+
+def unit_rows(matrix: FloatArray) -> FloatArray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return (matrix / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
+def _exact_pairs(unit: FloatArray, threshold: float) -> list[tuple[float, int, int]]:
+    out: list[tuple[float, int, int]] = []
+    n = unit.shape[0]
+    for lo in range(0, n, BLOCK):
+        sims = unit[lo : lo + BLOCK] @ unit.T
+        rows, cols = np.nonzero(sims >= threshold)
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+            if lo + r < c:
+                out.append((float(sims[r, c]), lo + r, c))
+    return out
+
+
+def _cells(unit: FloatArray, n_cells: int, seed: int, iterations: int = 4) -> FloatArray:
+    """Spherical k-means centres of a sample of ``unit`` (unit rows)."""
+    rng = np.random.default_rng(seed)
+    sample = unit[rng.choice(unit.shape[0], size=min(unit.shape[0], 20 * n_cells), replace=False)]
+    centres = sample[rng.choice(sample.shape[0], size=n_cells, replace=False)].copy()
+    for _ in range(iterations):
+        nearest = np.argmax(sample @ centres.T, axis=1)
+        sums = np.zeros_like(centres)
+        np.add.at(sums, nearest, sample)
+        empty = np.linalg.norm(sums, axis=1) == 0
+        sums[empty] = centres[empty]
+        centres = unit_rows(sums)
+    return centres
+
+
+def candidate_pairs(
+    unit: FloatArray, threshold: float, probe: int = 10, seed: int = 0
+) -> list[tuple[float, int, int]]:
+    """Pairs of rows of ``unit`` at least ``threshold`` alike: (similarity, i, j), i < j.
+
+    Exact below :data:`EXACT_BELOW` rows; above, an inverted file of
+    ``sqrt(probe * n)`` cells (which balances placing rows against comparing
+    them: about ``2 sqrt(probe) n^1.5 d`` multiply-adds in all): every row
+    lives in its closest cell and is compared with the rows living in its
+    ``probe`` closest cells (two alike rows rarely sit further apart).
+    """
+    from threadpoolctl import threadpool_limits
+
+    n = unit.shape[0]
+    if n < EXACT_BELOW:
+        return _exact_pairs(unit, threshold)
+    with threadpool_limits(1):  # many small products: BLAS threads only wait on each other
+        return _inverted_file_pairs(unit, threshold, probe, seed)
+
+
+def _inverted_file_pairs(
+    unit: FloatArray, threshold: float, probe: int, seed: int
+) -> list[tuple[float, int, int]]:
+    """Every row lives in its closest cell and looks for partners in its ``probe`` closest."""
+    n = unit.shape[0]
+    centres = _cells(unit, int(np.sqrt(probe * n)), seed)
+    n_cells = centres.shape[0]
+    home = np.empty(n, dtype=np.int64)
+    near = np.empty((n, probe), dtype=np.int64)
+    for lo in range(0, n, BLOCK):
+        order = np.argsort(-(unit[lo : lo + BLOCK] @ centres.T), axis=1)[:, :probe]
+        home[lo : lo + BLOCK], near[lo : lo + BLOCK] = order[:, 0], order
+    residents = np.argsort(home, kind="stable")
+    bounds = np.searchsorted(home[residents], np.arange(n_cells + 1))
+    flat = near.reshape(-1)
+    askers = np.argsort(flat, kind="stable")
+    ask_bounds = np.searchsorted(flat[askers], np.arange(n_cells + 1))
+    found: dict[tuple[int, int], float] = {}
+    for cell in range(n_cells):
+        members = residents[bounds[cell] : bounds[cell + 1]]
+        queries = askers[ask_bounds[cell] : ask_bounds[cell + 1]] // probe
+        if len(members) == 0 or len(queries) == 0:
+            continue
+        sims = unit[queries] @ unit[members].T
+        rows, cols = np.nonzero(sims >= threshold)
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+            i, j = int(queries[r]), int(members[c])
+            if i != j:
+                found[(min(i, j), max(i, j))] = float(sims[r, c])
+    return [(sim, i, j) for (i, j), sim in found.items()]
+
+
+class _Groups:
+    """Union-find over speakers with each group's sum, recordings and forbidden partners."""
+
+    def __init__(self, registry: Registry, apart: Mapping[int, set[int]]) -> None:
+        n = len(registry.ids)
+        self.parent = list(range(n))
+        self.sums = registry.sums.astype(np.float64)
+        self.recordings: list[frozenset[str]] = list(registry.recordings)
+        self.apart = {i: set(v) for i, v in apart.items()}
+        self.rank = registry.rank
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def similarity(self, a: int, b: int) -> float:
+        x, y = self.sums[a], self.sums[b]
+        denom = float(np.linalg.norm(x) * np.linalg.norm(y))
+        return float(x @ y) / denom if denom > 0 else -1.0
+
+    def may_merge(self, a: int, b: int) -> bool:
+        if self.recordings[a] & self.recordings[b]:
+            return False
+        return all(self.find(x) != b for x in self.apart.get(a, ()))
+
+    def union(self, a: int, b: int) -> tuple[int, int]:
+        """Merge the groups ``a`` and ``b``; (kept root, merged root)."""
+        kept, gone = (a, b) if self.rank[a] <= self.rank[b] else (b, a)
+        self.parent[gone] = kept
+        self.sums[kept] += self.sums[gone]
+        self.recordings[kept] = self.recordings[kept] | self.recordings[gone]
+        self.recordings[gone] = frozenset()
+        partners = self.apart.pop(gone, set()) | self.apart.get(kept, set())
+        if partners:  # a partner's own set names ``gone``, whose root is now ``kept``
+            self.apart[kept] = partners
+        return kept, gone
+
+
+def _told_apart(ids: Sequence[str], apart: Iterable[tuple[str, str]]) -> dict[int, set[int]]:
+    """Row index -> rows a person told it apart from (both ways; unknown ids ignored)."""
+    position = {s: i for i, s in enumerate(ids)}
+    out: dict[int, set[int]] = {}
+    for first, second in apart:
+        if first in position and second in position and first != second:
+            out.setdefault(position[first], set()).add(position[second])
+            out.setdefault(position[second], set()).add(position[first])
+    return out
+
+
+def plan_consolidation(
+    registry: Registry,
+    threshold: float,
+    apart: Iterable[tuple[str, str]] = (),
+    probe: int = 10,
+) -> list[MachineMerge]:
+    """The merges that heal ``registry``: closest pair first, each one allowed (see module).
+
+    ``apart``: pairs of speaker ids a person told apart. Returns merges in the
+    order made; each ``kept`` is the speaker that lives on at that moment
+    (follow chains with :func:`convoice.models.review_registry.canonical`).
+    """
+    n = len(registry.ids)
+    if registry.sums.shape[0] != n or len(registry.recordings) != n or len(registry.rank) != n:
+        raise ConsolidationError("ids, sums, rank and recordings must have one row per speaker")
+    if not -1.0 <= threshold <= 1.0:
+        raise ConsolidationError(f"threshold must be a cosine in [-1, 1], got {threshold}")
+    if n < 2:
+        return []
+    groups = _Groups(registry, _told_apart(registry.ids, apart))
+    merges: list[MachineMerge] = []
+    for _, i, j in sorted(
+        candidate_pairs(unit_rows(registry.sums), threshold, probe), reverse=True
+    ):
+        a, b = groups.find(i), groups.find(j)
+        if a == b or not groups.may_merge(a, b):
+            continue
+        sim = groups.similarity(a, b)
+        if sim < threshold:
+            continue
+        kept, gone = groups.union(a, b)
+        why = (
+            f"centroid cosine {sim:.3f} >= {threshold:.3f}, no recording in common,"
+            " never told apart by a person"
+        )
+        merges.append(MachineMerge(registry.ids[gone], registry.ids[kept], round(sim, 4), why))
+    return merges

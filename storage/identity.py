@@ -1,0 +1,120 @@
+"""Identity changes the machine made, and what every reader of clips sees through them.
+
+``tables/speaker_changes``: one row per identity folded into another by
+consolidation (``old_id`` lives on as ``new_id``; when, why, how alike). It
+sits beside ``tables/speaker_merges`` (the merges people made in review).
+
+Machine rows of the ``clips`` table are never rewritten for a merge: clips
+are read through the map of both tables (:func:`follow`), so every reader
+(review, releases, benchmarks) sees the surviving id, people's labels stay
+as they were written, and a release made before a merge keeps its files.
+Each release carries the map as of its making (``speaker_changes.parquet``,
+people's merges included), so a pulled release can translate the ids of an
+older one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from convoice.models.consolidate import CONSOLIDATE_BY, MachineMerge
+from convoice.models.review_registry import canonical
+
+if TYPE_CHECKING:
+    from convoice.storage.store import Store
+
+CHANGES = "speaker_changes"
+CHANGE_SCHEMA = pa.schema(
+    [
+        ("old_id", pa.string()),
+        ("new_id", pa.string()),
+        ("kind", pa.string()),  # "merge"
+        ("why", pa.string()),
+        ("decided_by", pa.string()),
+        ("at", pa.string()),
+        ("similarity", pa.float64()),
+        ("run_id", pa.string()),
+    ]
+)
+
+
+def changes(store: Store, version: int | None = None) -> pa.Table:
+    """Every machine identity change, in the order made (empty when none)."""
+    return store.tables.read(CHANGES, CHANGE_SCHEMA, version=version)
+
+
+def machine_aliases(store: Store) -> dict[str, str]:
+    """old id -> the id it was folded into by consolidation (one step; chains via canonical)."""
+    table = changes(store)
+    return dict(zip(table["old_id"].to_pylist(), table["new_id"].to_pylist(), strict=True))
+
+
+def identity_map(store: Store) -> dict[str, str]:
+    """Every id that no longer exists -> its final surviving id (people's and machine merges)."""
+    from convoice.storage.review import MERGE_SCHEMA
+
+    steps = machine_aliases(store)
+    people = store.tables.read("speaker_merges", MERGE_SCHEMA, columns=["merged", "kept"])
+    steps.update(zip(people["merged"].to_pylist(), people["kept"].to_pylist(), strict=True))
+    return {old: canonical(old, steps) for old in steps}
+
+
+def follow(table: pa.Table, mapping: Mapping[str, str], column: str = "speaker_id") -> pa.Table:
+    """``table`` with the ids of ``column`` replaced by their surviving ids."""
+    if not mapping or table.num_rows == 0 or column not in table.column_names:
+        return table
+    old = pa.array(list(mapping), pa.string())
+    new = pa.array(list(mapping.values()), pa.string())
+    values = table[column].combine_chunks()
+    where = pc.index_in(values, value_set=old)
+    mapped = pc.coalesce(pc.take(new, where), values)
+    return table.set_column(table.schema.get_field_index(column), column, mapped)
+
+
+def release_changes(store: Store) -> pa.Table:
+    """Every id that stopped existing, by the machine or by a person, oldest first.
+
+    What a release carries (``speaker_changes.parquet``): people's merges come
+    from review (``decided_by`` the annotator, ``why`` the task).
+    """
+    from convoice.storage.review import merges
+
+    people = [
+        {
+            "old_id": m.merged,
+            "new_id": m.kept,
+            "kind": "merge",
+            "why": f"a person said they are one (review task {m.task_id})",
+            "decided_by": m.merged_by,
+            "at": m.merged_at,
+            "similarity": None,
+            "run_id": "",
+        }
+        for m in merges(store)
+    ]
+    both = pa.concat_tables([changes(store), pa.Table.from_pylist(people, schema=CHANGE_SCHEMA)])
+    return both.sort_by([("at", "ascending")])
+
+
+def record_changes(store: Store, merges: Sequence[MachineMerge], at: str, run_id: str) -> None:
+    """Append ``merges`` (written before the registry commit: a killed run finishes them)."""
+    if not merges:
+        return
+    rows = [
+        {
+            "old_id": m.merged,
+            "new_id": m.kept,
+            "kind": "merge",
+            "why": m.why,
+            "decided_by": CONSOLIDATE_BY,
+            "at": at,
+            "similarity": m.similarity,
+            "run_id": run_id,
+        }
+        for m in merges
+    ]
+    store.tables.append(CHANGES, pa.Table.from_pylist(rows, schema=CHANGE_SCHEMA))

@@ -1,0 +1,284 @@
+"""Registry consolidation: the plan (pure) and a store healed end to end (real Delta tables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from convoice.config import ConsolidationSettings
+from convoice.models.consolidate import (
+    ConsolidationError,
+    Registry,
+    candidate_pairs,
+    plan_consolidation,
+    unit_rows,
+)
+from convoice.models.records import Speaker
+from convoice.storage import Store
+from convoice.storage.identity import changes
+from convoice.storage.schema import CLIP_SCHEMA
+from convoice.tasks.consolidate import consolidate_store
+
+DIM = 192
+
+
+def _voices(n: int, seed: int = 0) -> np.ndarray:
+    return unit_rows(np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32))
+
+
+def _near(v: np.ndarray, cosine: float, seed: int) -> np.ndarray:
+    """A unit vector at about ``cosine`` from ``v``."""
+    noise = np.random.default_rng(seed).standard_normal(v.shape).astype(np.float32)
+    noise -= (noise @ v) * v
+    noise /= np.linalg.norm(noise)
+    return (cosine * v + np.sqrt(1 - cosine**2) * noise).astype(np.float32)
+
+
+def _registry(vectors: list[np.ndarray], recordings: list[set[str]], clips: list[int]) -> Registry:
+    return Registry(
+        ids=[f"spk_{i}" for i in range(len(vectors))],
+        sums=np.stack([v * n for v, n in zip(vectors, clips, strict=True)]).astype(np.float32),
+        rank=[(1, -n, "2025") for n in clips],
+        recordings=[frozenset(r) for r in recordings],
+    )
+
+
+def test_a_split_across_recordings_merges_into_the_larger_speaker() -> None:
+    a, b = _voices(2)
+    reg = _registry([a, _near(a, 0.8, 1), b], [{"r1", "r2"}, {"r3"}, {"r4"}], [10, 3, 5])
+    merges = plan_consolidation(reg, 0.6)
+    assert [(m.merged, m.kept) for m in merges] == [("spk_1", "spk_0")]
+    assert merges[0].similarity == pytest.approx(0.8, abs=0.01)
+    assert "no recording in common" in merges[0].why
+
+
+def test_speakers_of_one_recording_never_merge_however_alike() -> None:
+    (a,) = _voices(1)
+    reg = _registry([a, _near(a, 0.95, 1)], [{"r1", "r2"}, {"r2"}], [10, 3])
+    assert plan_consolidation(reg, 0.6) == []
+
+
+def test_a_merged_group_inherits_its_members_recordings() -> None:
+    # 0 and 2 share r1; 1 is close to both: it may join one of them, never bridge the two.
+    (a,) = _voices(1)
+    reg = _registry([a, _near(a, 0.9, 1), _near(a, 0.85, 2)], [{"r1"}, {"r2"}, {"r1"}], [10, 5, 4])
+    merges = plan_consolidation(reg, 0.6)
+    assert len(merges) == 1 and {merges[0].merged, merges[0].kept} <= {"spk_0", "spk_1", "spk_2"}
+    survivors = {"spk_0", "spk_1", "spk_2"} - {merges[0].merged}
+    assert {"spk_0", "spk_2"} <= survivors
+
+
+def test_speakers_a_person_told_apart_never_merge() -> None:
+    (a,) = _voices(1)
+    reg = _registry([a, _near(a, 0.9, 1)], [{"r1"}, {"r2"}], [10, 3])
+    assert plan_consolidation(reg, 0.6, apart=[("spk_1", "spk_0")]) == []
+    assert len(plan_consolidation(reg, 0.6)) == 1
+
+
+def test_a_chain_of_neighbours_does_not_pull_unlike_voices_together() -> None:
+    a, b = _voices(2)
+    middle = unit_rows((a + b)[None, :])[0]  # about 0.7 from each, a and b about 0
+    reg = _registry([a, middle, b], [{"r1"}, {"r2"}, {"r3"}], [10, 1, 10])
+    merges = plan_consolidation(reg, 0.6)
+    assert len(merges) == 1  # the middle joins one side; the two sides stay apart
+
+
+def test_bad_inputs_are_refused_with_a_message() -> None:
+    (a,) = _voices(1)
+    reg = _registry([a], [{"r1"}], [1])
+    with pytest.raises(ConsolidationError, match="threshold"):
+        plan_consolidation(reg, 1.5)
+    broken = Registry(reg.ids, reg.sums, reg.rank, [])
+    with pytest.raises(ConsolidationError, match="one row per speaker"):
+        plan_consolidation(broken, 0.6)
+
+
+def test_the_inverted_file_finds_the_pairs_all_pairs_would() -> None:
+    base = _voices(3000, seed=5)
+    twins = np.stack([_near(base[i], 0.85, 100 + i) for i in range(2000)])
+    unit = np.concatenate([base, twins])  # 5000 rows: above the exact limit
+    found = {(i, j) for _, i, j in candidate_pairs(unit, 0.6)}
+    wanted = {(i, 3000 + i) for i in range(2000)}
+    # random vectors are the inverted file's worst case (no structure): most, not all
+    assert len(found & wanted) >= 0.95 * len(wanted)
+    assert all(float(unit[i] @ unit[j]) >= 0.6 for i, j in found)
+
+
+# -- a real store --------------------------------------------------------------
+
+
+def _speaker(sid: str, vector: np.ndarray, n: int, name: str = "") -> Speaker:
+    return Speaker(sid, (vector * n).astype(np.float32), n, n * 3.0, 1, "2025-01-01", "2025-01-01",
+                   name=name)  # fmt: skip
+
+
+def _clip_rows(rows: list[tuple[str, str, str]]) -> pa.Table:
+    n = len(rows)
+    columns = {
+        "clip_id": pa.array([r[0] for r in rows]),
+        "recording_id": pa.array([r[1] for r in rows]),
+        "speaker_id": pa.array([r[2] for r in rows]),
+        "start": pa.array([0.0] * n),
+        "end": pa.array([3.0] * n),
+        "duration": pa.array([3.0] * n),
+        "status": pa.array(["accepted"] * n),
+        "audio_uri": pa.array([f"audio/clips/{r[1]}/{r[0]}.flac" for r in rows]),
+        "embedding": pa.array([[0.1] * 256] * n, CLIP_SCHEMA.field("embedding").type),
+    }
+    arrays = [columns.get(f.name, pa.nulls(n, f.type)) for f in CLIP_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=CLIP_SCHEMA)
+
+
+@pytest.fixture
+def split_store(tmp_path: Path) -> Store:
+    """A: two ids in two recordings (a split); B: another voice sharing r1 with A's first."""
+    store = Store(tmp_path / "store")
+    a, b, c = _voices(3, seed=9)
+    store.tables.append(
+        "clips",
+        _clip_rows([
+            ("c1", "r1", "spk_a1"), ("c2", "r1", "spk_b"), ("c3", "r2", "spk_a2"),
+            ("c4", "r3", "spk_c1"), ("c5", "r4", "spk_c2"),
+        ]),
+    )  # fmt: skip
+    from convoice.storage.review import save_speakers
+
+    save_speakers(store, [
+        _speaker("spk_a1", a, 6), _speaker("spk_a2", _near(a, 0.8, 1), 2),
+        _speaker("spk_b", _near(a, 0.75, 2), 4),
+        _speaker("spk_c1", c, 3), _speaker("spk_c2", _near(c, 0.8, 3), 3),
+    ])  # fmt: skip
+    del b
+    return store
+
+
+def test_a_store_heals_once_and_records_which_ids_became_which(split_store: Store) -> None:
+    store = split_store
+    release_before = store.release(tag="before")
+    report = consolidate_store(store, ConsolidationSettings(threshold_campplus=0.6), run_id="t")
+    # same clip counts: the older, then smaller id keeps its id (spk_c1)
+    assert sorted((m.merged, m.kept) for m in report.merges) == [
+        ("spk_a2", "spk_a1"),
+        ("spk_c2", "spk_c1"),
+    ]
+    ids = {s.speaker_id: s for s in store.speakers()}
+    assert "spk_a2" not in ids and ids["spk_a1"].n_clips == 8 and "spk_b" in ids
+    assert len(ids) == 3
+    table = changes(store).to_pylist()
+    assert {(r["old_id"], r["new_id"]) for r in table} == {
+        (m.merged, m.kept) for m in report.merges
+    }
+    assert all(r["why"] and r["at"] and r["decided_by"] for r in table)
+    # every reader sees the surviving id; the machine rows themselves are untouched
+    seen = dict(
+        zip(
+            store.clips()["clip_id"].to_pylist(),
+            store.clips()["speaker_id"].to_pylist(),
+            strict=True,
+        )
+    )
+    assert seen["c3"] == "spk_a1" and seen["c2"] == "spk_b"
+    raw = store.tables.read("clips", CLIP_SCHEMA, columns=["clip_id", "speaker_id"])
+    assert "spk_a2" in raw["speaker_id"].to_pylist()
+    # a second run changes nothing
+    again = consolidate_store(store, ConsolidationSettings(threshold_campplus=0.6))
+    assert again.merges == [] and again.finished == 0 and len(changes(store)) == len(table)
+    # the old release still returns what it returned; a new one carries the map
+    import pyarrow.parquet as pq
+
+    old = pq.read_table(Path(release_before.path) / "clips.parquet").to_pylist()
+    assert {r["clip_id"]: r["speaker_id"] for r in old}["c3"] == "spk_a2"
+    new = store.release(tag="after")
+    rows = pq.read_table(Path(new.path) / "clips.parquet").to_pylist()
+    assert {r["clip_id"]: r["speaker_id"] for r in rows}["c3"] == "spk_a1"
+    mapped = pq.read_table(Path(new.path) / "speaker_changes.parquet").to_pylist()
+    assert ("spk_a2", "spk_a1") in {(r["old_id"], r["new_id"]) for r in mapped}
+    # a person's merge joins the map a release carries
+    from convoice.models.review_registry import Merge
+    from convoice.storage.review import add_merges
+
+    add_merges(store, [Merge("spk_b", "spk_a1", "ann@example.org", "2099-01-01", "12")])
+    later = store.release(tag="later")
+    rows = pq.read_table(Path(later.path) / "speaker_changes.parquet").to_pylist()
+    assert rows[-1]["old_id"] == "spk_b" and rows[-1]["decided_by"] == "ann@example.org"
+    assert len(rows) == len(table) + 1
+
+
+def test_a_persons_split_wins_and_their_label_is_kept(split_store: Store) -> None:
+    store = split_store
+    # a person moved clip c3 away from the machine's spk_a2 to spk_c1: those two are apart,
+    # and spk_c1 is now in r2 too; spk_a2 can still join spk_a1 (nobody told them apart)
+    label = {
+        "clip_id": "c3",
+        "field": "speaker_id",
+        "value": "spk_c1",
+        "labelled_by": "ann@example.org",
+        "labelled_at": "2025-02-01T00:00:00Z",
+    }
+    store.add_labels([label])
+    report = consolidate_store(store, ConsolidationSettings(threshold_campplus=0.6))
+    assert report.apart == 1
+    assert all({m.merged, m.kept} != {"spk_a2", "spk_c1"} for m in report.merges)
+    labels = store.labels().to_pylist()
+    assert len(labels) == 1  # nothing written over or beside the person's label
+    assert {k: labels[0][k] for k in ("clip_id", "value", "labelled_by")} == {
+        "clip_id": "c3",
+        "value": "spk_c1",
+        "labelled_by": "ann@example.org",
+    }
+    seen = store.materialized_clips().to_pylist()
+    c3 = next(r for r in seen if r["clip_id"] == "c3")
+    assert c3["speaker_label_source"] == "human" and c3["labelled_by"] == "ann@example.org"
+
+
+def test_a_merge_recorded_by_a_killed_run_is_finished(split_store: Store) -> None:
+    from convoice.models.consolidate import MachineMerge
+    from convoice.storage.identity import record_changes
+
+    store = split_store
+    record_changes(store, [MachineMerge("spk_a2", "spk_a1", 0.8, "test")], "2025-03-01", "killed")
+    assert store.clips().filter(pa.compute.equal(store.clips()["clip_id"], "c3"))[
+        "speaker_id"
+    ].to_pylist() == ["spk_a1"]
+    report = consolidate_store(store, ConsolidationSettings(threshold_campplus=0.6))
+    assert report.finished == 1
+    ids = {s.speaker_id: s for s in store.speakers()}
+    assert "spk_a2" not in ids and ids["spk_a1"].n_clips == 8
+
+
+def test_a_review_task_pushed_before_a_merge_counts_for_the_surviving_id() -> None:
+    from convoice.models.review_registry import plan_pull
+
+    (a,) = _voices(1, seed=4)
+    speakers = {"spk_a1": _speaker("spk_a1", a, 8)}  # spk_a2 was folded into spk_a1
+    machine = {
+        "clip_1": {
+            "speaker_id": "spk_a1",  # as clips read now (through the map)
+            "review_reasons": ["uncertain_identity"],
+            "duration": 2.0,
+            "speaker_embedding": a,
+            "embedding": np.zeros(256, dtype=np.float32),
+        }
+    }
+    result = [
+        {"from_name": n, "to_name": "audio", "type": "choices", "value": {"choices": [v]}}
+        for n, v in (("speaker", "spk_a2"), ("decision", "accept"))
+    ]
+    task = {
+        "id": 7,
+        "data": {"clip_id": "clip_1"},
+        "annotations": [{"id": 70, "completed_by": 3, "updated_at": "2025-01-02T03:04:05Z",
+                         "result": result}],
+    }  # fmt: skip
+    plan = plan_pull(
+        [task], {3: "a@x.org"}, machine, [], speakers, [], set(), {}, "now",
+        aliases={"spk_a2": "spk_a1"},
+    )  # fmt: skip
+    assert plan.skipped == []
+    said = {(r["clip_id"], r["field"]): r for r in plan.labels}
+    assert said[("clip_1", "speaker_id")]["value"] == "spk_a1"
+    assert said[("clip_1", "speaker_id")]["labelled_by"] == "a@x.org"
+    assert plan.merges == [] and plan.new_speakers == []
