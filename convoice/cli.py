@@ -21,6 +21,7 @@ from convoice.cli_ops import deploy_command, report_command
 from convoice.cli_review import review_app
 from convoice.cli_serve import serve_command
 from convoice.cli_train import encoder_app, export_app, loop_command, retrain_app
+from convoice.cli_vocab import retranscribe_command, vocabulary_app
 
 if TYPE_CHECKING:
     from convoice.flows.report import IngestReport
@@ -37,6 +38,8 @@ app.add_typer(review_app, name="review")
 app.add_typer(retrain_app, name="retrain")
 app.add_typer(encoder_app, name="encoder")
 app.add_typer(export_app, name="export")
+app.add_typer(vocabulary_app, name="vocabulary")
+app.command("retranscribe")(retranscribe_command)
 app.command("loop")(loop_command)
 app.command("deploy")(deploy_command)
 app.command("serve")(serve_command)

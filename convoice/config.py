@@ -173,6 +173,8 @@ class AsrSettings:
     language_pool_speakers: bool = True  # unsure clips lean on their recording speaker
     languages: tuple[str, ...] = ()  # detect only among these (() = all Whisper knows)
     cpu_threads: int = 0  # 0 = all cores
+    vocabulary_mode: str = "hotwords"  # how a channel's vocabulary is given: or "initial_prompt"
+    vocabulary_size: int = 40  # at most this many of its words (its own first, most corrected)
 
 
 @dataclass(frozen=True)
