@@ -308,6 +308,14 @@ def bench(
         str, typer.Option(help="With --languages: comma-separated Whisper models to compare.")
     ] = "base,small",
     out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
+    vocabulary: Annotated[
+        bool,
+        typer.Option(
+            "--vocabulary",
+            help="Instead: one channel's recurring names corrected in Label Studio, then round"
+            " two (`convoice retranscribe`) on its other episodes (README, Vocabulary).",
+        ),
+    ] = False,
     long: Annotated[
         str | None,
         typer.Option(
@@ -332,6 +340,11 @@ def bench(
         console.print(figures.render(), markup=False, soft_wrap=True)
         if out:
             out.write_text(figures.to_json())
+        return
+    if vocabulary:
+        from convoice.flows.bench_vocabulary import run_vocabulary_benchmark
+
+        console.print(run_vocabulary_benchmark(quick, split).render(), soft_wrap=True, markup=False)
         return
     if long:
         from convoice.flows.bench_long import render, run_long_benchmark

@@ -4,6 +4,8 @@
 
 1. ``ingest``   label new items of the sources (done recordings are skipped);
 2. ``pull``     apply the decisions people made in Label Studio since the last run;
+   ``vocabulary`` learn the words Whisper got wrong from people's corrections, and
+   transcribe again with them what still waits for review (round two);
 3. ``release``  publish a version when any table changed;
 4. ``encoder``  retrain the speaker encoder on the latest release, promote it
    when the held-out set says it is better, then re-label and release again;
@@ -46,7 +48,7 @@ class LoopReport:
         return next((s.outcome for s in self.steps if s.name == name), "")
 
     def summary(self) -> str:
-        return "\n".join(f"{s.name:8} {s.outcome:8} {s.detail}" for s in self.steps)
+        return "\n".join(f"{s.name:10} {s.outcome:8} {s.detail}" for s in self.steps)
 
     def markdown(self) -> str:
         rows = "\n".join(
@@ -76,6 +78,7 @@ def loop_flow(
     config: str | None = None,
     tts: bool = False,
     encoder_steps: int | None = None,
+    retranscribe: bool = True,
 ) -> LoopReport:
     """One turn of the loop (see the module docs); ``tts`` adds the TTS fine-tune."""
     from convoice.flows.ingest import ingest_flow
@@ -112,6 +115,14 @@ def loop_flow(
         except ReviewIncomplete as err:
             return SKIPPED, f"Label Studio not reachable, nothing lost: {err}"
 
+    def vocabulary() -> tuple[str, str]:
+        if not retranscribe:
+            return SKIPPED, "not asked for (retranscribe=False / --no-retranscribe)"
+        from convoice.flows.retranscribe import retranscribe_flow
+
+        result = retranscribe_flow(home=home, config=config)
+        return (RAN if result.transcribed or result.learned_terms else SKIPPED), result.summary()
+
     def release() -> tuple[str, str]:
         made = release_flow(home=home, note="loop")
         if made is None:
@@ -146,6 +157,7 @@ def loop_flow(
     for name, work in (
         ("ingest", ingest),
         ("pull", pull),
+        ("vocabulary", vocabulary),
         ("release", release),
         ("encoder", encoder),
         ("tts", retrain_tts),
