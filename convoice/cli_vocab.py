@@ -114,9 +114,13 @@ def remove_command(
 @vocabulary_app.command("learn")
 def learn_command(home: HomeOption = None) -> None:
     """Learn from the transcripts people corrected since the last time (retranscribe does too)."""
+    from convoice.config import load_settings
+    from convoice.storage import Store
     from convoice.storage.vocabulary import learn_from_store
+    from convoice.tasks.retranscribe import rare_word
 
-    found = learn_from_store(_store(home))
+    settings = load_settings(home=home)
+    found = learn_from_store(Store.open(settings), rare_word(settings.asr.model))
     console.print(
         f"learned from {found.new_clips} corrected clips: {len(found.changed)} terms changed,"
         f" {len(found.terms)} in the vocabulary"
@@ -136,10 +140,17 @@ def retranscribe_command(
             ' model. "small" from PyPI is incomplete and does not load.',
         ),
     ] = "",
+    review_only: Annotated[
+        bool,
+        typer.Option(
+            "--review-only",
+            help="Only clips waiting for review or below the transcript-confidence bar.",
+        ),
+    ] = False,
     home: HomeOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Round two: learn the vocabulary, transcribe again what waits for review, re-route."""
+    """Round two: learn the vocabulary, transcribe the channel's clips again with it, re-route."""
     from convoice.flows.retranscribe import retranscribe_flow
 
     if recording and channel:
@@ -148,7 +159,12 @@ def retranscribe_command(
     prefect_defaults()
     try:
         report = retranscribe_flow(
-            home=home, config=config, recording=recording, channel=channel, model=model
+            home=home,
+            config=config,
+            recording=recording,
+            channel=channel,
+            model=model,
+            review_only=review_only,
         )
     except (ValueError, RuntimeError) as err:
         console.print(f"[red]{escape(str(err))}[/red]")

@@ -268,10 +268,10 @@ def _compare_modes(
     from convoice.models.vocabulary import active_for
     from convoice.storage.vocabulary import channels, learn_from_store
     from convoice.tasks import stages
-    from convoice.tasks.retranscribe import clip_samples, whisper
+    from convoice.tasks.retranscribe import clip_samples, rare_word, whisper
 
     settings = load_settings(home=store.root)
-    learned = learn_from_store(store).terms
+    learned = learn_from_store(store, rare_word(settings.asr.model)).terms
     channel = channels(store)[next(iter(later))]
     words = active_for(learned, channel, settings.asr.vocabulary_size)
     bench.learned = words
@@ -279,7 +279,7 @@ def _compare_modes(
     rows = [
         r
         for r in store.materialized_clips().to_pylist()
-        if r["recording_id"] in later and wants_round_two(r, cfg.min_transcript_confidence)
+        if r["recording_id"] in later and wants_round_two(r, cfg.min_transcript_confidence, True)
     ]
     refs = corrections(rows, later)
     rows = [r for r in rows if r["clip_id"] in refs]

@@ -4,10 +4,12 @@
 
 1. learn the words Whisper got wrong from every transcript a person corrected
    since the last round (:func:`convoice.storage.vocabulary.learn_from_store`);
-2. pick the clips whose machine transcript still waits for review or scores
-   below ``[routing] min_transcript_confidence`` (of one recording, or one
-   channel, when asked), skipping clips already tried with the same model and
-   vocabulary;
+2. pick, in each recording whose channel has a vocabulary (of one recording,
+   or one channel, when asked), the machine transcripts not made with that
+   vocabulary yet (with ``review_only``: only those that wait for review or
+   score below ``[routing] min_transcript_confidence``): Whisper base is often
+   sure of a wrong name, so accepted clips are transcribed again too; clips
+   already tried with the same model and vocabulary are skipped;
 3. transcribe them again, recording by recording, with their channel's
    vocabulary (``[asr] vocabulary_mode``); a new transcript replaces the old
    one only when it scores better, and the clip is re-routed.
@@ -31,7 +33,7 @@ from convoice.models.round_two import Revision, attempt_key, tried, wants_round_
 from convoice.models.vocabulary import active_for
 from convoice.storage import Store
 from convoice.storage.vocabulary import channels, learn_from_store, read_terms
-from convoice.tasks.retranscribe import retranscribe_recording, whisper
+from convoice.tasks.retranscribe import rare_word, retranscribe_recording, whisper
 
 
 @dataclass
@@ -99,8 +101,13 @@ def retranscribe_flow(
     recording: str | None = None,
     channel: str | None = None,
     model: str = "",
+    review_only: bool = False,
 ) -> RoundTwoReport:
-    """Learn the vocabulary, then transcribe again the clips that need it (module docs)."""
+    """Learn the vocabulary, then transcribe again the clips that need it (module docs).
+
+    ``review_only``: only clips waiting for review or below the confidence bar,
+    not every machine transcript made without the channel's current vocabulary.
+    """
     logger = get_run_logger()
     settings = load_settings(config, home=home)
     store = Store.open(settings)
@@ -108,7 +115,7 @@ def retranscribe_flow(
     report = RoundTwoReport()
     name, _ = whisper(settings, model)  # fails here, clearly, when the model cannot load
     report.model = name
-    learned = learn_from_store(store)
+    learned = learn_from_store(store, rare_word(model or settings.asr.model))
     report.learned_terms, report.learned_clips = len(learned.changed), learned.new_clips
     where = channels(store)
     if (recording or channel) and not _in_scope(
@@ -118,22 +125,23 @@ def retranscribe_flow(
     rows = store.materialized_clips().to_pylist()
     report.clips = len(rows)
     report.review_before = sum(r["status"] == ClipStatus.REVIEW for r in rows)
-    cfg = settings.routing
-    wanted = [
-        r
-        for r in _in_scope(rows, recording, channel, where)
-        if wants_round_two(r, cfg.min_transcript_confidence)
-    ]
-    report.candidates = len(wanted)
     by_recording: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in wanted:
+    for row in _in_scope(rows, recording, channel, where):
         by_recording[row["recording_id"]].append(row)
     terms = read_terms(store)
     for rid, group in sorted(by_recording.items()):
         words = active_for(terms, where.get(rid, ""), settings.asr.vocabulary_size)
+        if not words and not model:
+            continue  # nothing new to tell the same Whisper
+        every = not review_only
+        wanted = [
+            r for r in group
+            if wants_round_two(r, settings.routing.min_transcript_confidence, every)
+        ]  # fmt: skip
         key = attempt_key(name, settings.asr.vocabulary_mode, words)
-        todo = [r for r in group if not tried(r, key)]
-        report.already_tried += len(group) - len(todo)
+        todo = [r for r in wanted if not tried(r, key)]
+        report.candidates += len(wanted)
+        report.already_tried += len(wanted) - len(todo)
         if not todo:
             continue
         revisions = retranscribe_recording(store, todo, settings, model, words, key)

@@ -31,13 +31,17 @@ TRANSCRIPT_REASONS = frozenset(
 )
 
 
-def wants_round_two(row: Mapping[str, Any], min_confidence: float) -> bool:
-    """A machine transcript that waits for review or scores below ``min_confidence``."""
+def wants_round_two(row: Mapping[str, Any], min_confidence: float, every: bool = False) -> bool:
+    """A machine transcript that waits for review or scores below ``min_confidence``.
+
+    ``every``: any machine transcript (not rejected) of a channel whose vocabulary it
+    was not made with; Whisper is often wrong about a name with high confidence.
+    """
     if row["transcript_label_source"] != LabelSource.MACHINE:
         return False
     if row["status"] == ClipStatus.REJECTED:
         return False
-    return bool(
+    return every or bool(
         row["status"] == ClipStatus.REVIEW or (row["transcript_confidence"] or 0.0) < min_confidence
     )
 

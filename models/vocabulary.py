@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
@@ -160,10 +160,18 @@ class Learned:
     changed: list[Term] = field(default_factory=list)
 
 
-def learn(existing: Sequence[Term], corrections: Iterable[Correction], at: str = "") -> Learned:
+def learn(
+    existing: Sequence[Term],
+    corrections: Iterable[Correction],
+    at: str = "",
+    keep: Callable[[str], bool] | None = None,
+) -> Learned:
     """``existing`` with the missed words of corrections not learned from yet.
 
-    Each missed word counts for its channel and for the whole store. A clip is
+    ``keep(word)``: whether a missed word is one the recogniser does not know
+    (:func:`convoice.tasks.retranscribe.rare_word`: Whisper spells it with two
+    or more tokens); a common word it misheard ("small", "found") is noise to a
+    prompt. Each kept word counts for its channel and for the whole store. A clip is
     learned from once (its id is kept with the terms); a removed term keeps
     counting but stays removed; an operator's term keeps its origin.
     """
@@ -177,7 +185,7 @@ def learn(existing: Sequence[Term], corrections: Iterable[Correction], at: str =
         if fix.clip_id in seen:
             continue
         seen.add(fix.clip_id)
-        words = missed_words(fix.machine, fix.human)
+        words = [w for w in missed_words(fix.machine, fix.human) if keep is None or keep(w)]
         new_clips += bool(words)
         for word in words:
             for channel in dict.fromkeys((fix.channel, STORE_WIDE)):

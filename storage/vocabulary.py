@@ -9,7 +9,7 @@ to the machine's text and the channel of its recording.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 
@@ -110,9 +110,12 @@ def corrections(store: Store) -> list[Correction]:
     return out
 
 
-def learn_from_store(store: Store) -> Learned:
-    """Learn from the corrections not learned from yet; write what changed (one commit)."""
-    found = learn(read_terms(store), corrections(store), at=now_iso())
+def learn_from_store(store: Store, keep: Callable[[str], bool] | None = None) -> Learned:
+    """Learn from the corrections not learned from yet; write what changed (one commit).
+
+    ``keep``: which missed words are worth learning (see :func:`learn`).
+    """
+    found = learn(read_terms(store), corrections(store), at=now_iso(), keep=keep)
     write_terms(store, found.changed)
     return found
 

@@ -9,8 +9,10 @@ upserted in one commit per recording, so a killed run resumes where it was
 
 from __future__ import annotations
 
+import functools
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,6 +60,24 @@ def whisper(settings: Settings, model: str) -> tuple[str, Any]:
     source = model or settings.asr.model
     found = loaders.whisper_model(source, settings.asr.compute_type, settings.asr.cpu_threads)
     return loaders.whisper_name(source), found
+
+
+@functools.cache
+def rare_word(source: str = "") -> Callable[[str], bool]:
+    """Whether Whisper (``[asr] model``-style ``source``) spells `` word`` with two or more tokens.
+
+    Names and terms it does not know are split into pieces ("Siobhan": 3,
+    "Tlaxcala": 4); words it knows are one token ("small", "festival").
+    """
+    from tokenizers import Tokenizer
+
+    shipped = source in ("", "base", "small")
+    folder = loaders.default_whisper_dir(source or "base") if shipped else Path(source)
+    path = folder / "tokenizer.json"
+    if not path.is_file():  # a hub name or a folder without a tokenizer: keep every word
+        return lambda word: True
+    tokenizer = Tokenizer.from_file(str(path))
+    return lambda word: len(tokenizer.encode(" " + word, add_special_tokens=False).ids) >= 2
 
 
 @task(name="retranscribe-recording", cache_policy=NO_CACHE)

@@ -196,8 +196,13 @@ def test_round_two_keeps_people_and_only_takes_better_scores(
             {"clip_id": c, "field": "text", "value": v, "labelled_by": "ann"}
             for c, v in people.items()
         ]
+        + [
+            {"clip_id": c, "field": "status", "value": "accepted", "labelled_by": "ann"}
+            for c in people
+        ]
     )
     before = _human_text(store)
+    store.release()
     report = retranscribe_flow(home=str(tmp_path))
     after = _human_text(store)
     for clip_id, text in people.items():
@@ -212,7 +217,34 @@ def test_round_two_keeps_people_and_only_takes_better_scores(
     assert new["transcript_confidence"] > 0.3 and new["text"] != machine[3]
     assert "Kwabena" in new["text"] or "Ouarzazate" in new["text"], new["text"]
     assert report.replaced == 1 and report.text_changed == 1
+    changes = store.release().changes  # the next release says what changed
+    assert changes["text_changed"] == 1 and changes["text_changed_clips"] == ["rec1_c3"]
+    assert changes["review_share_before"] == 0.5  # c2, c3 (c0, c1 accepted by people)
+    assert changes["review_share"] == report.review_after / 4
     versions = store.table_versions()
     again = retranscribe_flow(home=str(tmp_path))  # nothing new to learn or try
     assert again.transcribed == 0 and again.already_tried == 2
     assert store.table_versions() == versions
+
+
+def test_a_new_ingest_of_a_channel_is_told_its_words(tmp_path: Path) -> None:
+    from convoice.config import load_settings
+    from convoice.models.records import MediaItem
+    from convoice.tasks import stages
+    from convoice.tasks.prepare import channel_vocabulary
+
+    store = Store(tmp_path)
+    set_term(store, "Ada", "Tlaxcala", ACTIVE, "me")
+    set_term(store, "Bob", "Ouarzazate", ACTIVE, "me")
+    set_term(store, "", "Siobhan", ACTIVE, "me")
+    settings = load_settings(home=str(tmp_path))
+    item = MediaItem(
+        "https://x.org/v/1", "https://x.org/ada", "generic", "1", "t", "Ada", "", "", "", "",
+        "none", None,
+    )  # fmt: skip
+    words = channel_vocabulary(item, settings)
+    assert words == ["Tlaxcala", "Siobhan"]
+    options = stages.with_vocabulary(stages.asr_options(settings), words, "hotwords")
+    assert (options.hotwords, options.initial_prompt) == ("Tlaxcala, Siobhan", "")
+    options = stages.with_vocabulary(options, words, "initial_prompt")
+    assert (options.hotwords, options.initial_prompt) == ("", "Tlaxcala, Siobhan.")
