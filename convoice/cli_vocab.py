@@ -151,11 +151,18 @@ def retranscribe_command(
     config: ConfigOption = None,
 ) -> None:
     """Round two: learn the vocabulary, transcribe the channel's clips again with it, re-route."""
+    from convoice.config import load_settings
     from convoice.flows.retranscribe import retranscribe_flow
+    from convoice.tasks.retranscribe import whisper
 
     if recording and channel:
         console.print("[red]give --recording or --channel, not both[/red]")
         raise typer.Exit(2)
+    try:  # before any flow starts: a model that cannot load is a usage error
+        whisper(load_settings(config, home=home), model)
+    except RuntimeError as err:
+        console.print(f"[red]{escape(str(err))}[/red]")
+        raise typer.Exit(2) from err
     prefect_defaults()
     try:
         report = retranscribe_flow(

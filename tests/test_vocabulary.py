@@ -248,3 +248,11 @@ def test_a_new_ingest_of_a_channel_is_told_its_words(tmp_path: Path) -> None:
     assert (options.hotwords, options.initial_prompt) == ("Tlaxcala, Siobhan", "")
     options = stages.with_vocabulary(options, words, "initial_prompt")
     assert (options.hotwords, options.initial_prompt) == ("", "Tlaxcala, Siobhan.")
+
+
+def test_retranscribe_says_when_the_model_does_not_load(tmp_path: Path) -> None:
+    done = CliRunner().invoke(app, ["retranscribe", "--model", "small", "--home", str(tmp_path)])
+    assert done.exit_code == 2, done.output
+    assert "small" in done.output and "Whisper" in done.output
+    both = ["retranscribe", "--recording", "r", "--channel", "c", "--home", str(tmp_path)]
+    assert CliRunner().invoke(app, both).exit_code == 2
