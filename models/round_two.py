@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from convoice.config import RoutingSettings
-from convoice.models.records import ClipStatus, LabelSource, Transcript
+from convoice.models.records import ClipStatus, LabelSource, Transcript, Word
 from convoice.models.routing import Reason, transcript_confidence, transcript_reasons
+from convoice.models.vocabulary import normalise
 
 TRANSCRIPT_REASONS = frozenset(
     {
@@ -69,6 +70,30 @@ class Revision:
     status_after: str
 
 
+def credited(transcript: Transcript, vocabulary: Sequence[str]) -> Transcript:
+    """``transcript`` with the words people taught (``vocabulary``) counted as sure (p = 1).
+
+    Whisper gives a name it was told about a low probability even when it spells
+    it right (its language model does not know the name): scored as it is, a
+    transcript that finally gets the names right loses to one that gets them
+    wrong with common words. People confirmed these spellings for the channel.
+    """
+    taught = {normalise(w) for w in vocabulary}
+    if not taught:
+        return transcript
+    words = tuple(
+        replace(w, probability=1.0) if normalise(w.word) in taught else w for w in transcript.words
+    )
+    return replace(transcript, words=words)
+
+
+def _old_transcript(row: Mapping[str, Any]) -> Transcript:
+    words = tuple(
+        Word(w["word"], w["start"], w["end"], float(w["probability"])) for w in row["words"] or []
+    )
+    return Transcript(row["text"] or "", row["language"] or "", 0.0, words, 0.0, 0.0, 0.0)
+
+
 def better(
     new: Transcript | None, old_confidence: float, duration: float, cfg: RoutingSettings
 ) -> bool:
@@ -81,19 +106,28 @@ def better(
 
 
 def revise(
-    row: Mapping[str, Any], new: Transcript | None, key: str, cfg: RoutingSettings
+    row: Mapping[str, Any],
+    new: Transcript | None,
+    key: str,
+    cfg: RoutingSettings,
+    vocabulary: Sequence[str] = (),
 ) -> Revision:
-    """The clip's machine fields after round two (``key`` is always recorded)."""
+    """The clip's machine fields after round two (``key`` is always recorded).
+
+    Old and new transcripts are scored alike: words of ``vocabulary`` count as
+    sure in both (:func:`credited`); the new one's confidence and routing too.
+    """
     duration = float(row["end"]) - float(row["start"])
     models = json.loads(row.get("models") or "{}")
     models["round_two"] = key
     fields: dict[str, Any] = {"models": json.dumps(models, sort_keys=True)}
-    old_conf = float(row["transcript_confidence"] or 0.0)
+    old_conf = transcript_confidence(credited(_old_transcript(row), vocabulary))
     status = str(row["status"])
-    if new is None or not better(new, old_conf, duration, cfg):
+    scored = None if new is None else credited(new, vocabulary)
+    if new is None or scored is None or not better(scored, old_conf, duration, cfg):
         return Revision(row["clip_id"], fields, False, False, status, status)
     kept = [r for r in row["review_reasons"] or [] if r not in TRANSCRIPT_REASONS]
-    reasons = list(dict.fromkeys([*kept, *transcript_reasons(new, duration, cfg)]))
+    reasons = list(dict.fromkeys([*kept, *transcript_reasons(scored, duration, cfg)]))
     after = ClipStatus.ACCEPTED if not reasons else ClipStatus.REVIEW
     models["asr"] = new.model or models.get("asr", "")
     fields.update(
@@ -105,7 +139,7 @@ def revise(
         avg_logprob=new.avg_logprob,
         compression_ratio=new.compression_ratio,
         no_speech_prob=new.no_speech_prob,
-        transcript_confidence=transcript_confidence(new),
+        transcript_confidence=transcript_confidence(scored),
         status=str(after),
         review_reasons=reasons,
         models=json.dumps(models, sort_keys=True),

@@ -102,7 +102,7 @@ def retranscribe_recording(
     new: list[Transcript | None] = asr.transcribe_clips(
         found, samples, regions, options, lambda _: (name, found), languages=guesses
     )
-    revisions = [revise(r, t, key, settings.routing) for r, t in zip(rows, new, strict=True)]
+    revisions = [revise(r, t, key, settings.routing, words) for r, t in zip(rows, new, strict=True)]
     write_revisions(store, rows[0]["recording_id"], revisions)
     return revisions
 
