@@ -256,3 +256,37 @@ def test_retranscribe_says_when_the_model_does_not_load(tmp_path: Path) -> None:
     assert "small" in done.output and "Whisper" in done.output
     both = ["retranscribe", "--recording", "r", "--channel", "c", "--home", str(tmp_path)]
     assert CliRunner().invoke(app, both).exit_code == 2
+
+
+def test_round_two_scores_old_and_new_alike_crediting_taught_words() -> None:
+    from convoice.config import RoutingSettings
+    from convoice.models.round_two import revise, wants_round_two
+
+    old = [
+        {"word": " Shabun", "start": 0.0, "end": 0.4, "probability": 0.9},
+        {"word": " flew", "start": 0.5, "end": 0.8, "probability": 0.9},
+    ]
+    row = {
+        "clip_id": "c", "start": 0.0, "end": 1.0, "text": "Shabun flew", "words": old,
+        "language": "en", "transcript_confidence": 0.9, "status": "review",
+        "review_reasons": ["uncertain_speaker", "low_word_probability"], "models": "{}",
+        "transcript_label_source": "machine",
+    }  # fmt: skip
+    new = Transcript(
+        "Siobhan flew", "en", 0.99,
+        (Word(" Siobhan", 0.0, 0.4, 0.3), Word(" flew", 0.5, 0.8, 0.95)), -0.3, 1.0, 0.0,
+    )  # fmt: skip
+    cfg = RoutingSettings()
+    plain = revise(row, new, "k", cfg)  # scored as Whisper gives it: 0.53 < 0.9
+    assert not plain.replaced and set(plain.fields) == {"models"}
+    taught = revise(row, new, "k", cfg, ["Siobhan"])
+    assert taught.replaced and taught.fields["text"] == "Siobhan flew"
+    assert taught.fields["transcript_confidence"] == 0.9747  # sqrt(1.0 * 0.95)
+    assert taught.fields["words"][0]["probability"] == 0.3  # Whisper's own stays in the row
+    assert taught.fields["review_reasons"] == ["uncertain_speaker"]  # speaker reasons stay
+    assert taught.status_after == "review"
+    assert json.loads(taught.fields["models"])["round_two"] == "k"
+    assert not wants_round_two({**row, "transcript_label_source": "human"}, 0.8, every=True)
+    assert not wants_round_two({**row, "status": "rejected"}, 0.8, every=True)
+    assert not wants_round_two({**row, "status": "accepted"}, 0.8)
+    assert wants_round_two({**row, "status": "accepted"}, 0.8, every=True)
