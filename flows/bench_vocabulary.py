@@ -18,6 +18,7 @@ on the other episodes, against the reference transcripts:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import socket
 import tempfile
@@ -84,7 +85,8 @@ class VocabularyBench:
             f"people corrected {self.annotated} clips of the first {self.corrected_episodes}"
             f" episodes through Label Studio; learned {len(self.learned)} words:"
             f" {', '.join(self.learned)}",
-            "the same clips of the other episodes, transcribed three ways (in memory):",
+            "the same clips of the other episodes, each way of telling Whisper (in memory, every"
+            " new transcript taken):",
         ]
         for mode, (terms, wer, seconds) in self.modes.items():
             lines.append(
@@ -286,10 +288,16 @@ def _compare_modes(
     name, model = whisper(settings, "")
     samples, regions = clip_samples(store, rows)
     guesses = [LanguageGuess(r["language"] or "en", 1.0, "kept") for r in rows]
-    for mode, chosen in (("none", []), ("hotwords", words), ("initial_prompt", words)):
+    ways = [("none", [], 0), ("hotwords", words, 0), ("initial_prompt", words, 0)]
+    ways.append(("hotwords, beam 5", words, 5))
+    for mode, chosen, beam in ways:
         options = stages.with_vocabulary(
-            stages.asr_options(settings), chosen, "hotwords" if mode == "none" else mode
+            stages.asr_options(settings),
+            chosen,
+            "initial_prompt" if "prompt" in mode else "hotwords",
         )
+        if beam:
+            options = dataclasses.replace(options, beam_size=beam)
         started = time.perf_counter()
         found = asr.transcribe_clips(
             model, samples, regions, options, lambda _: (name, model), languages=guesses
