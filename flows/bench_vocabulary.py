@@ -289,7 +289,7 @@ def _compare_modes(
     samples, regions = clip_samples(store, rows)
     guesses = [LanguageGuess(r["language"] or "en", 1.0, "kept") for r in rows]
     ways = [("none", [], 0), ("hotwords", words, 0), ("initial_prompt", words, 0)]
-    ways.append(("hotwords, beam 5", words, 5))
+    ways.append(("hotwords, beam 5", words, 5))  # round two's default ([asr] round_two_beam_size)
     for mode, chosen, beam in ways:
         options = stages.with_vocabulary(
             stages.asr_options(settings),

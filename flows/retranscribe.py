@@ -138,7 +138,8 @@ def retranscribe_flow(
             r for r in group
             if wants_round_two(r, settings.routing.min_transcript_confidence, every)
         ]  # fmt: skip
-        key = attempt_key(name, settings.asr.vocabulary_mode, words)
+        way = f"{settings.asr.vocabulary_mode}:beam{settings.asr.round_two_beam_size}"
+        key = attempt_key(name, way, words)
         todo = [r for r in wanted if not tried(r, key)]
         report.candidates += len(wanted)
         report.already_tried += len(wanted) - len(todo)

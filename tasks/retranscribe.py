@@ -9,6 +9,7 @@ upserted in one commit per recording, so a killed run resumes where it was
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 from collections.abc import Callable, Mapping, Sequence
@@ -96,8 +97,9 @@ def retranscribe_recording(
         LanguageGuess(r["language"] or "en", float(r["language_probability"] or 1.0), "kept")
         for r in rows
     ]
-    options = stages.with_vocabulary(
-        stages.asr_options(settings), words, settings.asr.vocabulary_mode
+    options = dataclasses.replace(
+        stages.with_vocabulary(stages.asr_options(settings), words, settings.asr.vocabulary_mode),
+        beam_size=settings.asr.round_two_beam_size,
     )
     new: list[Transcript | None] = asr.transcribe_clips(
         found, samples, regions, options, lambda _: (name, found), languages=guesses
