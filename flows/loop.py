@@ -4,13 +4,13 @@
 
 1. ``ingest``   label new items of the sources (done recordings are skipped);
 2. ``pull``     apply the decisions people made in Label Studio since the last run;
-   ``vocabulary`` learn the words Whisper got wrong from people's corrections, and
-   transcribe again with them what still waits for review (round two);
-3. ``release``  publish a version when any table changed;
-4. ``encoder``  retrain the speaker encoder on the latest release, promote it
+3. ``vocabulary`` learn the words Whisper got wrong from people's corrections, then
+   transcribe the channels' clips again with them (round two, ``retranscribe``);
+4. ``release``  publish a version when any table changed;
+5. ``encoder``  retrain the speaker encoder on the latest release, promote it
    when the held-out set says it is better, then re-label and release again;
-5. ``tts``      (opt-in) fine-tune the voice-cloning TTS on the latest release;
-6. ``push``     send the clips that now need a person to Label Studio.
+6. ``tts``      (opt-in) fine-tune the voice-cloning TTS on the latest release;
+7. ``push``     send the clips that now need a person to Label Studio.
 
 Every step skips, with its reason, when it has nothing to do (no sources, no
 Label Studio, nothing changed, a release trained on already), and a step that
