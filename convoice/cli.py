@@ -23,6 +23,7 @@ from convoice.cli_registry import registry_app
 from convoice.cli_review import review_app
 from convoice.cli_serve import serve_command
 from convoice.cli_train import encoder_app, export_app, loop_command, retrain_app
+from convoice.cli_vocab import retranscribe_command, vocabulary_app
 
 if TYPE_CHECKING:
     from convoice.flows.report import IngestReport
@@ -40,6 +41,8 @@ app.add_typer(retrain_app, name="retrain")
 app.add_typer(encoder_app, name="encoder")
 app.add_typer(export_app, name="export")
 app.add_typer(registry_app, name="registry")
+app.add_typer(vocabulary_app, name="vocabulary")
+app.command("retranscribe")(retranscribe_command)
 app.command("loop")(loop_command)
 app.command("deploy")(deploy_command)
 app.command("serve")(serve_command)
@@ -334,6 +337,14 @@ def bench(
             "`convoice ingest` as a process, the flow and each stage, as ratios."
         ),
     ] = False,
+    vocabulary: Annotated[
+        bool,
+        typer.Option(
+            "--vocabulary",
+            help="Instead: one channel's recurring names corrected in Label Studio, then round"
+            " two (`convoice retranscribe`) on its other episodes (README, Vocabulary).",
+        ),
+    ] = False,
     long: Annotated[
         str | None,
         typer.Option(
@@ -358,6 +369,11 @@ def bench(
         console.print(figures.render(), markup=False, soft_wrap=True)
         if out:
             out.write_text(figures.to_json())
+        return
+    if vocabulary:
+        from convoice.flows.bench_vocabulary import run_vocabulary_benchmark
+
+        console.print(run_vocabulary_benchmark(quick, split).render(), soft_wrap=True, markup=False)
         return
     if long:
         from convoice.flows.bench_long import render, run_long_benchmark

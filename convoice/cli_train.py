@@ -165,6 +165,9 @@ def loop_command(
     encoder_steps: Annotated[
         int | None, typer.Option("--encoder-steps", help="Encoder training steps.")
     ] = None,
+    retranscribe: Annotated[
+        bool, typer.Option(help="Learn the vocabulary and run round two of transcription.")
+    ] = True,
     home: HomeOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -173,7 +176,12 @@ def loop_command(
 
     prefect_defaults()
     report = loop_flow(
-        home=home, sources_file=sources, config=config, tts=tts, encoder_steps=encoder_steps
+        home=home,
+        sources_file=sources,
+        config=config,
+        tts=tts,
+        encoder_steps=encoder_steps,
+        retranscribe=retranscribe,
     )
     table = Table(title="loop")
     for col in ("step", "outcome", "what happened"):

@@ -6,11 +6,13 @@
 2. ``pull``     apply the decisions people made in Label Studio since the last run;
 3. ``calibrate`` refit the confidences on people's labels (judged on a held-out
    half of them; saved only when no worse there): later clips are labelled with it;
-4. ``release``  publish a version when any table changed;
-5. ``encoder``  retrain the speaker encoder on the latest release, promote it
+4. ``vocabulary`` learn the words Whisper got wrong from people's corrections, then
+   transcribe the channels' clips again with them (round two, ``retranscribe``);
+5. ``release``  publish a version when any table changed;
+6. ``encoder``  retrain the speaker encoder on the latest release, promote it
    when the held-out set says it is better, then re-label and release again;
-6. ``tts``      (opt-in) fine-tune the voice-cloning TTS on the latest release;
-7. ``push``     send the clips that now need a person to Label Studio.
+7. ``tts``      (opt-in) fine-tune the voice-cloning TTS on the latest release;
+8. ``push``     send the clips that now need a person to Label Studio.
 
 Every step skips, with its reason, when it has nothing to do (no sources, no
 Label Studio, nothing changed, a release trained on already), and a step that
@@ -48,7 +50,7 @@ class LoopReport:
         return next((s.outcome for s in self.steps if s.name == name), "")
 
     def summary(self) -> str:
-        return "\n".join(f"{s.name:8} {s.outcome:8} {s.detail}" for s in self.steps)
+        return "\n".join(f"{s.name:10} {s.outcome:8} {s.detail}" for s in self.steps)
 
     def markdown(self) -> str:
         rows = "\n".join(
@@ -78,6 +80,7 @@ def loop_flow(
     config: str | None = None,
     tts: bool = False,
     encoder_steps: int | None = None,
+    retranscribe: bool = True,
 ) -> LoopReport:
     """One turn of the loop (see the module docs); ``tts`` adds the TTS fine-tune."""
     from convoice.flows.ingest import ingest_flow
@@ -120,6 +123,14 @@ def loop_flow(
         result = refit_from_labels(home, config=config)
         return (RAN if result.saved else SKIPPED), result.render()
 
+    def vocabulary() -> tuple[str, str]:
+        if not retranscribe:
+            return SKIPPED, "not asked for (retranscribe=False / --no-retranscribe)"
+        from convoice.flows.retranscribe import retranscribe_flow
+
+        result = retranscribe_flow(home=home, config=config)
+        return (RAN if result.transcribed or result.learned_terms else SKIPPED), result.summary()
+
     def release() -> tuple[str, str]:
         made = release_flow(home=home, note="loop")
         if made is None:
@@ -155,6 +166,7 @@ def loop_flow(
         ("ingest", ingest),
         ("pull", pull),
         ("calibrate", calibrate),
+        ("vocabulary", vocabulary),
         ("release", release),
         ("encoder", encoder),
         ("tts", retrain_tts),

@@ -60,13 +60,14 @@ def release_flow(tag: str | None = None, note: str = "", home: str | None = None
             return None
         release = store.release(tag=tag or None, note=note)
     logger.info(
-        "released %s: %d clips, %d speakers, %.3f h, by status %s, in %s",
+        "released %s: %d clips, %d speakers, %.3f h, by status %s, in %s; since the last: %s",
         release.name,
         release.n_clips,
         release.n_speakers,
         release.hours,
         release.clips_by_status,
         release.path,
+        {k: v for k, v in release.changes.items() if k != "text_changed_clips"},
     )
     create_markdown_artifact(_markdown(release), key="release", description="Dataset release")
     return release

@@ -37,6 +37,8 @@ class AsrOptions:
     beam_size: int = 1
     language: str = ""  # "" = detect per clip; else every clip is this language
     detect: DetectOptions = field(default_factory=DetectOptions)
+    hotwords: str = ""  # words Whisper is told to expect (a channel's vocabulary), or ""
+    initial_prompt: str = ""  # or the same as a previous-text prompt (README "Vocabulary")
 
 
 def transcribe_clips(
@@ -93,6 +95,8 @@ def _transcribe_packed(
         language=language,
         word_timestamps=True,
         vad_filter=False,
+        hotwords=options.hotwords or None,
+        initial_prompt=options.initial_prompt or None,
     )
     found: list[tuple[list[Word], list[Stats]]] = [([], []) for _ in clips]
     starts = np.array(packing.offsets)

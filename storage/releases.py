@@ -49,7 +49,10 @@ class Release:
     hours: float
     clips_by_status: dict[str, int] = field(default_factory=dict)
     table_versions: dict[str, int | None] = field(default_factory=dict)
-    path: str = ""  # the release folder (a local path or a URI)
+    path: str = ""
+    changes: dict[str, Any] = field(
+        default_factory=dict
+    )  # against the release before  # the release folder (a local path or a URI)
 
     @property
     def name(self) -> str:
@@ -68,6 +71,7 @@ class Release:
             n_speakers=int(counts["speakers"]),
             hours=float(manifest["hours"]),
             clips_by_status=dict(manifest.get("clips_by_status", {})),
+            changes=dict(manifest.get("changes", {})),
             table_versions=dict(manifest.get("table_versions", {})),
             path=path,
         )
@@ -90,6 +94,30 @@ def read_release_table(
 
     data = location.read_bytes(f"{release_key(version)}/{name}.parquet")
     return pq.read_table(pa.BufferReader(data), columns=columns)
+
+
+def release_changes(previous: pa.Table | None, clips: pa.Table) -> dict[str, Any]:
+    """What changed since the release before: clips whose text changed, review share both times.
+
+    ``previous``, ``clips``: ``clip_id``, ``text``, ``status`` of both releases'
+    clips (``previous`` None for the first release).
+    """
+    share = lambda t: round(pc.mean(pc.equal(t["status"], "review")).as_py() or 0.0, 4)  # noqa: E731
+    if previous is None:
+        return {"review_share": share(clips)} if clips.num_rows else {}
+    old = dict(zip(previous["clip_id"].to_pylist(), previous["text"].to_pylist(), strict=True))
+    changed = [
+        cid
+        for cid, text in zip(clips["clip_id"].to_pylist(), clips["text"].to_pylist(), strict=True)
+        if cid in old and old[cid] != text
+    ]
+    return {
+        "text_changed": len(changed),
+        "text_changed_clips": changed[:50],
+        "new_clips": sum(cid not in old for cid in clips["clip_id"].to_pylist()),
+        "review_share_before": share(previous) if previous.num_rows else 0.0,
+        "review_share": share(clips) if clips.num_rows else 0.0,
+    }
 
 
 def list_releases(location: Location) -> list[Release]:

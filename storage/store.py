@@ -34,6 +34,8 @@ from convoice.storage.releases import (
     clean_staging,
     latest_per,
     list_releases,
+    read_release_table,
+    release_changes,
     release_clips,
     release_speakers,
     resolve,
@@ -342,7 +344,15 @@ class Store:
             "speaker_changes.parquet": release_changes(self),  # older releases' ids -> these
         }
         clean_staging(self.location)
-        meta = {"tag": tag, "created_at": now_iso(), "note": note, "table_versions": versions}
+        before = (
+            read_release_table(
+                self.location, existing[-1].version, "clips", ["clip_id", "text", "status"]
+            )
+            if existing
+            else None
+        )
+        meta = {"tag": tag, "created_at": now_iso(), "note": note, "table_versions": versions,
+                "changes": release_changes(before, content["clips.parquet"])}  # fmt: skip
         version = max((r.version for r in existing), default=0) + 1
         return write_release(self.location, version, content, meta)
 

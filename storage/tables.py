@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import pyarrow.fs as pafs
     from deltalake import DeltaTable
 
-TABLES = ("recordings", "clips", "speakers", "skipped", "labels")
+TABLES = ("recordings", "clips", "speakers", "skipped", "labels", "vocabulary")
 REVIEW_TABLES = ("speaker_merges", "review_contributions", "review_log")
 """Written by review pulls only (see :mod:`convoice.storage.review`)."""
 IDENTITY_TABLES = ("speaker_changes",)
@@ -34,6 +34,7 @@ PARTITIONS: dict[str, list[str]] = {
     # that to a 64th of the registry instead of all of it.
     "speakers": ["bucket"],
 }
+# ``vocabulary``: the words Whisper got wrong, per channel (:mod:`convoice.storage.vocabulary`).
 
 
 def sql_string(value: str) -> str:

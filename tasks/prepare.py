@@ -140,6 +140,15 @@ def clips_only(audio: Audio, seg: Segmentation) -> tuple[Audio, Segmentation]:
     )
 
 
+def channel_vocabulary(item: MediaItem, settings: Settings) -> list[str]:
+    """The words learned for ``item``'s channel (and the whole store): a new ingest uses them."""
+    from convoice.models.vocabulary import active_for, channel_of
+    from convoice.storage.vocabulary import read_terms
+
+    channel = channel_of(item.uploader, item.uploader_url, item.source_url)
+    return active_for(read_terms(Store.open(settings)), channel, settings.asr.vocabulary_size)
+
+
 @task(name="prepare-recording", cache_policy=NO_CACHE)
 def prepare_recording(
     item: MediaItem, settings: Settings, workdir: Path, run_id: str, log_format: str = "text"
@@ -170,8 +179,9 @@ def prepare_recording(
         clips_audio, clips_seg = clips_only(audio, seg)
         del audio  # the whole recording is in the store now: transcription needs its clips only
         with logs.stage(rid, "transcribe", seconds):
+            words = channel_vocabulary(item, settings)
             transcripts = stages.transcribe.fn(
-                clips_audio, clips_seg, settings, speakers.clip_labels
+                clips_audio, clips_seg, settings, speakers.clip_labels, words
             )
     return Prepared(
         download_path=path,

@@ -7,7 +7,9 @@ store instead, which knows which recordings are done.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -195,12 +197,19 @@ def own_speakers(seg: Segmentation, vectors: Embeddings, settings: Settings) -> 
 
 @task(name="transcribe", cache_policy=NO_CACHE)
 def transcribe(
-    audio: Audio, seg: Segmentation, settings: Settings, speakers: Any = None
+    audio: Audio,
+    seg: Segmentation,
+    settings: Settings,
+    speakers: Any = None,
+    vocabulary: Sequence[str] = (),
 ) -> list[Transcript | None]:
-    """Each clip's transcript; ``speakers``: each clip's recording speaker (for its language)."""
+    """Each clip's transcript; ``speakers``: each clip's recording speaker (for its language).
+
+    ``vocabulary``: words of the recording's channel Whisper is told to expect.
+    """
     cfg = settings.asr
     model = loaders.whisper_model(cfg.model, cfg.compute_type, cfg.cpu_threads)
-    options = asr_options(settings)
+    options = with_vocabulary(asr_options(settings), vocabulary, cfg.vocabulary_mode)
 
     def model_for(lang: str) -> tuple[str, Any]:
         source = language.choose_model(cfg.model, cfg.models, lang)
@@ -210,6 +219,16 @@ def transcribe(
     regions = [c.region for c in seg.clips]
     labels = None if speakers is None else [int(x) for x in speakers]
     return asr.transcribe_clips(model, audio.samples, regions, options, model_for, labels)
+
+
+def with_vocabulary(options: asr.AsrOptions, words: Sequence[str], mode: str) -> asr.AsrOptions:
+    """``options`` telling Whisper ``words`` as ``mode`` ("hotwords" or "initial_prompt")."""
+    from convoice.models.vocabulary import prompt_text
+
+    text = prompt_text(words, mode)
+    if mode == "hotwords":
+        return dataclasses.replace(options, hotwords=text, initial_prompt="")
+    return dataclasses.replace(options, hotwords="", initial_prompt=text)
 
 
 def asr_options(settings: Settings) -> asr.AsrOptions:

@@ -393,3 +393,18 @@ def _sync_twice(
         )
     assert len(artifacts) == 2  # one per run, each saying what the halves did
     assert all("**push**: " in str(a.data) and "tasks pushed" in str(a.data) for a in artifacts)
+
+
+def test_every_deployment_parameter_is_a_parameter_of_its_flow() -> None:
+    import importlib
+    import inspect
+
+    prefect_yaml = yaml.safe_load((DEPLOY / "prefect.yaml").read_text())
+    for deployment in prefect_yaml["deployments"]:
+        path, name = deployment["entrypoint"].split(":")
+        module = importlib.import_module("convoice." + path.removesuffix(".py").replace("/", "."))
+        accepted = inspect.signature(getattr(module, name).fn).parameters
+        unknown = set(deployment.get("parameters") or {}) - set(accepted)
+        assert not unknown, f"{deployment['name']}: {unknown} are not parameters of {name}"
+    loop = next(d for d in prefect_yaml["deployments"] if d["name"] == "loop")
+    assert loop["parameters"]["retranscribe"] is True  # the retraining loop runs round two

@@ -288,12 +288,15 @@ def test_the_loop_runs_every_step_or_says_why_not(
         "[encoder]\nsteps = 3\nspeakers_per_batch = 3\nmin_confidence = 0.0\n"
         "min_clips_per_speaker = 2\n"
     )
-    first = loop_flow(home=str(home), sources_file=str(sources), config=str(config))
+    first = loop_flow(
+        home=str(home), sources_file=str(sources), config=str(config), retranscribe=False
+    )
     outcomes = {s.name: s.outcome for s in first.steps}
     assert outcomes == {
         "ingest": RAN,  # every recording already done: nothing re-labelled
         "pull": SKIPPED,  # no Label Studio for this store
         "calibrate": SKIPPED,  # too few people's labels to refit on
+        "vocabulary": SKIPPED,  # not asked for (tests/test_vocabulary.py runs round two)
         "release": SKIPPED,  # nothing changed since v1
         "encoder": RAN,
         "tts": SKIPPED,
@@ -301,9 +304,10 @@ def test_the_loop_runs_every_step_or_says_why_not(
     }, first.summary()
     assert "3 already done" in first.steps[0].detail
     assert "convoice review serve" in first.steps[1].detail
-    second = loop_flow(home=str(home), config=str(config))
+    second = loop_flow(home=str(home), config=str(config), retranscribe=False)
     assert {s.name: s.outcome for s in second.steps}["encoder"] == SKIPPED
-    assert "no recordings or people's labels" in second.steps[4].detail
+    encoder = next(s for s in second.steps if s.name == "encoder")
+    assert "no recordings or people's labels" in encoder.detail
 
 
 def test_ingest_labels_with_the_current_encoder(

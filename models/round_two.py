@@ -1,0 +1,148 @@
+"""Round two of transcription: which clips, and when a new machine transcript replaces the old.
+
+Pure decisions on clip rows (dicts of the ``clips`` table, people's labels
+applied): :func:`wants_round_two` picks machine transcripts still waiting for
+review or below the transcript-confidence bar; :func:`revise` gives the new
+machine fields of a clip when the new transcript scores better, and re-routes
+it (its speaker reasons stay, its transcript reasons are worked out again).
+A transcript a person wrote is never a candidate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from convoice.config import RoutingSettings
+from convoice.models.records import ClipStatus, LabelSource, Transcript, Word
+from convoice.models.routing import Reason, transcript_confidence, transcript_reasons
+from convoice.models.vocabulary import normalise
+
+TRANSCRIPT_REASONS = frozenset(
+    {
+        Reason.LOW_WORD_PROBABILITY,
+        Reason.LOW_TRANSCRIPT_CONFIDENCE,
+        Reason.LIKELY_HALLUCINATION,
+        Reason.NO_SPEECH,
+        Reason.SPEAKING_RATE,
+    }
+)
+
+
+def wants_round_two(row: Mapping[str, Any], min_confidence: float, every: bool = False) -> bool:
+    """A machine transcript that waits for review or scores below ``min_confidence``.
+
+    ``every``: any machine transcript (not rejected) of a channel whose vocabulary it
+    was not made with; Whisper is often wrong about a name with high confidence.
+    """
+    if row["transcript_label_source"] != LabelSource.MACHINE:
+        return False
+    if row["status"] == ClipStatus.REJECTED:
+        return False
+    return every or bool(
+        row["status"] == ClipStatus.REVIEW or (row["transcript_confidence"] or 0.0) < min_confidence
+    )
+
+
+def attempt_key(model: str, mode: str, words: Sequence[str]) -> str:
+    """What a round-two attempt was made with; the same key again is not tried again."""
+    blob = json.dumps([model, mode, list(words)])
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+def tried(row: Mapping[str, Any], key: str) -> bool:
+    """Whether the clip was transcribed again with ``key`` already."""
+    return json.loads(row.get("models") or "{}").get("round_two") == key
+
+
+@dataclass(frozen=True)
+class Revision:
+    """The outcome for one clip: the machine columns to write, and whether its text changed."""
+
+    clip_id: str
+    fields: dict[str, Any]
+    replaced: bool  # the new transcript scored better and took the old one's place
+    text_changed: bool
+    status_before: str
+    status_after: str
+
+
+def credited(transcript: Transcript, vocabulary: Sequence[str]) -> Transcript:
+    """``transcript`` with the words people taught (``vocabulary``) counted as sure (p = 1).
+
+    Whisper gives a name it was told about a low probability even when it spells
+    it right (its language model does not know the name): scored as it is, a
+    transcript that finally gets the names right loses to one that gets them
+    wrong with common words. People confirmed these spellings for the channel.
+    """
+    taught = {normalise(w) for w in vocabulary}
+    if not taught:
+        return transcript
+    words = tuple(
+        replace(w, probability=1.0) if normalise(w.word) in taught else w for w in transcript.words
+    )
+    return replace(transcript, words=words)
+
+
+def _old_transcript(row: Mapping[str, Any]) -> Transcript:
+    words = tuple(
+        Word(w["word"], w["start"], w["end"], float(w["probability"])) for w in row["words"] or []
+    )
+    return Transcript(row["text"] or "", row["language"] or "", 0.0, words, 0.0, 0.0, 0.0)
+
+
+def better(
+    new: Transcript | None, old_confidence: float, duration: float, cfg: RoutingSettings
+) -> bool:
+    """A better-scored transcript: higher confidence, and no sign of a hallucination."""
+    if new is None:
+        return False
+    if Reason.LIKELY_HALLUCINATION in transcript_reasons(new, duration, cfg):
+        return False
+    return transcript_confidence(new) > old_confidence
+
+
+def revise(
+    row: Mapping[str, Any],
+    new: Transcript | None,
+    key: str,
+    cfg: RoutingSettings,
+    vocabulary: Sequence[str] = (),
+) -> Revision:
+    """The clip's machine fields after round two (``key`` is always recorded).
+
+    Old and new transcripts are scored alike: words of ``vocabulary`` count as
+    sure in both (:func:`credited`); the new one's confidence and routing too.
+    """
+    duration = float(row["end"]) - float(row["start"])
+    models = json.loads(row.get("models") or "{}")
+    models["round_two"] = key
+    fields: dict[str, Any] = {"models": json.dumps(models, sort_keys=True)}
+    old_conf = transcript_confidence(credited(_old_transcript(row), vocabulary))
+    status = str(row["status"])
+    scored = None if new is None else credited(new, vocabulary)
+    if new is None or scored is None or not better(scored, old_conf, duration, cfg):
+        return Revision(row["clip_id"], fields, False, False, status, status)
+    kept = [r for r in row["review_reasons"] or [] if r not in TRANSCRIPT_REASONS]
+    reasons = list(dict.fromkeys([*kept, *transcript_reasons(scored, duration, cfg)]))
+    after = ClipStatus.ACCEPTED if not reasons else ClipStatus.REVIEW
+    models["asr"] = new.model or models.get("asr", "")
+    fields.update(
+        text=new.text,
+        words=[
+            {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
+            for w in new.words
+        ],
+        avg_logprob=new.avg_logprob,
+        compression_ratio=new.compression_ratio,
+        no_speech_prob=new.no_speech_prob,
+        transcript_confidence=transcript_confidence(scored),
+        status=str(after),
+        review_reasons=reasons,
+        models=json.dumps(models, sort_keys=True),
+    )
+    changed = new.text != (row["text"] or "")
+    return Revision(row["clip_id"], fields, True, changed, status, str(after))
