@@ -321,7 +321,8 @@ class Store:
         versions = self.table_versions()
         if versions["clips"] is None:
             raise ValueError("the store has no clips yet: there is nothing to release")
-        from convoice.storage.identity import follow, identity_map, release_changes
+        from convoice.storage.identity import follow, identity_map
+        from convoice.storage.identity import release_changes as identity_changes
 
         mapping = identity_map(self)
         clips = follow(
@@ -341,7 +342,7 @@ class Store:
             "speakers.parquet": release_speakers(clips, registry),
             "recordings.parquet": recordings.sort_by("recording_id"),
             "skipped.parquet": latest_skips(skipped),
-            "speaker_changes.parquet": release_changes(self),  # older releases' ids -> these
+            "speaker_changes.parquet": identity_changes(self),  # older releases' ids -> these
         }
         clean_staging(self.location)
         before = (
