@@ -5,8 +5,10 @@
 1. ``ingest``   label new items of the sources (done recordings are skipped);
 2. ``pull``     apply the decisions people made in Label Studio since the last run;
 3. ``release``  publish a version when any table changed;
-4. ``encoder``  retrain the speaker encoder on the latest release, promote it
-   when the held-out set says it is better, then re-label and release again;
+4. ``encoder``  retrain the encoder that identifies (CAM++) on the latest
+   release's sure machine clips and people's labels, promote it when the
+   judged share of people's labels says it is better, then re-label and
+   release again (:mod:`convoice.flows.retrain`);
 5. ``tts``      (opt-in) fine-tune the voice-cloning TTS on the latest release;
 6. ``push``     send the clips that now need a person to Label Studio.
 
