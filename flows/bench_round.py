@@ -35,11 +35,14 @@ from convoice.config import load_settings
 from convoice.flows.benchmark import bench_corpus, corpus_truth, episodes_by_recording
 from convoice.flows.ingest import ingest_flow
 from convoice.models import evaluation
+from convoice.models.routing import Reason
 from convoice.storage import Store
 from convoice.tasks import loaders, samples
 
 REVIEW_DROP = 0.30  # the bar: review share down by this share or more ...
 # ... at equal or better accuracy of accepted speaker labels, and a lower EER.
+ENCODER_REASONS = (Reason.UNCERTAIN_SPEAKER, Reason.UNCERTAIN_IDENTITY, Reason.TWO_VOICES)
+"""The review reasons a speaker encoder decides (the rest come from the transcript and overlaps)."""
 
 
 @dataclass
@@ -51,10 +54,12 @@ class RoundFigures:
     accepted_speaker_accuracy: float = 0.0
     accepted_clips: int = 0
     bcubed_f1: float = 0.0
+    speaker_review_share_of_speech: float = 0.0  # clips with a reason of ENCODER_REASONS
 
     def line(self) -> str:
         return (
-            f"{self.clips} clips: review {self.review_share_of_speech:.3f} of speech, accepted "
+            f"{self.clips} clips: review {self.review_share_of_speech:.3f} of speech "
+            f"({self.speaker_review_share_of_speech:.3f} for the speaker), accepted "
             f"speaker labels right {self.accepted_speaker_accuracy:.4f} ({self.accepted_clips} "
             f"clips), B-cubed F1 {self.bcubed_f1:.4f}"
         )
@@ -108,7 +113,9 @@ class RoundResult:
             f"  later episodes, no round:   {self.baseline.line()}",
             f"  later episodes, after round: {self.after.line()}",
             f"  review share {self.baseline.review_share_of_speech:.3f} -> "
-            f"{self.after.review_share_of_speech:.3f} of speech ({self.review_drop:+.1%} drop)",
+            f"{self.after.review_share_of_speech:.3f} of speech ({self.review_drop:+.1%} drop); "
+            f"for the speaker {self.baseline.speaker_review_share_of_speech:.3f} -> "
+            f"{self.after.speaker_review_share_of_speech:.3f}",
         ]
         lines += [
             f"  bar: {name}: {'met' if ok else 'NOT met'}" for name, ok in self.bars().items()
@@ -229,7 +236,14 @@ def _figures(store: Store, corpus: samples.Corpus, episodes: Any) -> RoundFigure
     clips = [c for c in store.clips().to_pylist() if c["recording_id"] in by_rec]
     raw = sum(ep.duration for ep in by_rec.values())
     out = evaluation.score(clips, truth, raw)
+    seconds = [c["end"] - c["start"] for c in clips]
+    speaker = [bool(set(c["review_reasons"] or ()) & set(ENCODER_REASONS)) for c in clips]
     return RoundFigures(
+        speaker_review_share_of_speech=(
+            sum(s for s, f in zip(seconds, speaker, strict=True) if f) / sum(seconds)
+            if clips
+            else 0.0
+        ),
         clips=len(clips),
         review_share_of_speech=out["review_share_of_speech"],
         accepted_speaker_accuracy=out["accepted_speaker_accuracy"],

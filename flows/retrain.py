@@ -324,6 +324,7 @@ def retrain_encoder_flow(
     _train_and_judge(report, settings, store, release, rows_list, train, resume, steps)
     if report.promoted and relabel:
         _relabel_after_promotion(report, settings, store)
+    report.known = {}  # the candidate's vectors are not part of the round's record
     logger.info(report.summary())
     create_markdown_artifact(
         f"# Encoder round on {release.name}\n\n```\n{report.summary()}\n```\n",
@@ -430,7 +431,6 @@ def _relabel_after_promotion(report: EncoderRound, settings: Settings, store: St
         released = store.release(note=f"re-labelled with encoder {report.encoder_id}")
     get_run_logger().info(report.relabel.line())
     report.release = released.name
-    report.known = {}
 
 
 def relabel_store(
