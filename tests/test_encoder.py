@@ -163,14 +163,15 @@ def test_people_labels_split_stable_and_disjoint() -> None:
 def reviewed_store(
     tmp_path_factory: pytest.TempPathFactory, prefect_harness, small_corpus, served_corpus
 ):  # type: ignore[no-untyped-def]
-    """The small corpus ingested, its review queue and a 30 % audit sample labelled, released."""
+    """The small corpus ingested, its review queue and every accepted clip labelled by people
+    (an audit of all: a judged share of them is then big enough on so few clips), released."""
     from convoice.flows.ingest import ingest_flow
 
     home = tmp_path_factory.mktemp("encoder-home")
     sources = samples.write_sources_csv(small_corpus, served_corpus, home / "sources.csv")
     ingest_flow(sources_file=str(sources), home=str(home))
     store = Store(str(home))
-    decisions = annotate_review_queue(store, small_corpus, "ann@test", audit_share=0.3)
+    decisions = annotate_review_queue(store, small_corpus, "ann@test", audit_share=1.0)
     assert sum(decisions.values()) >= 6
     store.release(tag="reviewed")
     shutil.copytree(home, home.parent / "loop-home")  # for the loop test, before any round
@@ -220,7 +221,7 @@ def test_a_round_trains_judges_registers_and_relabels_without_touching_people(
     config = tmp_path / "config.toml"
     config.write_text(  # a small corpus: train on every accepted clip
         "[encoder]\nsteps = 4\ncheckpoint_every = 2\nspeakers_per_batch = 3\n"
-        "min_confidence = 0.0\nmin_clips_per_speaker = 2\n"
+        "min_confidence = 0.0\nmin_clips_per_speaker = 2\njudge_share = 0.5\n"
     )
 
     round_ = retrain_encoder_flow(home=str(home), config=str(config), encoder="resemblyzer")
