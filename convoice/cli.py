@@ -353,6 +353,14 @@ def bench(
             "many hours long, comma-separated (e.g. 0.5,3), made with ffmpeg.",
         ),
     ] = None,
+    round_: Annotated[
+        bool,
+        typer.Option(
+            "--round",
+            help="Instead: one loop round (people answer the review queue through Label Studio, "
+            "then `convoice loop`), judged on episodes ingested after it (--split, --quick).",
+        ),
+    ] = False,
 ) -> None:
     """Measure quality and speed against baselines in the same run (see README)."""
     if voices:
@@ -392,6 +400,14 @@ def bench(
         console.print(lingual.render(), soft_wrap=True, markup=False)
         if out:
             out.write_text(lingual.to_json())
+        return
+    if round_:
+        from convoice.flows.bench_round import run_round
+
+        rounded = run_round(quick=quick, split=split)
+        console.print(rounded.render(), soft_wrap=True, markup=False)
+        if out:
+            out.write_text(rounded.to_json())
         return
     if scale:
         from convoice.flows.benchmark import run_scale_benchmark

@@ -26,6 +26,13 @@ export_app.command("tts")(export_tts_command)
 retrain_app.command("tts")(retrain_tts_command)
 
 ConfigOption = Annotated[str | None, typer.Option("--config", help="A config.toml to use.")]
+EncoderOption = Annotated[
+    str | None,
+    typer.Option(
+        "--encoder",
+        help="campplus or resemblyzer (default: the one the store identifies with).",
+    ),
+]
 
 
 def _registry(home: str | None):  # type: ignore[no-untyped-def]
@@ -56,8 +63,10 @@ def retrain_encoder(
     ] = False,
     home: HomeOption = None,
     config: ConfigOption = None,
+    encoder: EncoderOption = None,
 ) -> None:
-    """Fine-tune the speaker encoder on a release; promote it if the held-out set says better."""
+    """Fine-tune the encoder that identifies on a release; promote it if people's judged
+    labels say it is better."""
     from convoice.flows.retrain import retrain_encoder_flow
     from convoice.models.ge2e import NotEnoughData
     from convoice.storage.releases import UnknownReleaseError
@@ -72,6 +81,7 @@ def retrain_encoder(
             resume=resume,
             relabel=not no_relabel,
             force=force,
+            encoder=encoder,
         )
     except (NotEnoughData, UnknownReleaseError, ValueError) as err:
         console.print(f"[red]cannot retrain:[/red] {escape(str(err))}")
@@ -84,15 +94,19 @@ def retrain_encoder(
 @encoder_app.command("list")
 def encoder_list(home: HomeOption = None) -> None:
     """Every trained encoder, its figures and which one labels now."""
+    from convoice.storage.encoders import KINDS
+
     registry = _registry(home)
-    current = registry.current()
-    table = Table(title=f"speaker encoders (current: {current})")
-    for col in ("encoder", "from", "dataset", "EER", "B-cubed F1", "review", "decision"):
+    current = {kind: registry.current(kind) for kind in KINDS}
+    title = ", ".join(f"{kind} {current[kind]}" for kind in KINDS)
+    table = Table(title=f"speaker encoders (current: {title})")
+    for col in ("encoder", "kind", "from", "dataset", "EER", "B-cubed F1", "review", "decision"):
         table.add_column(col)
     for card in registry.cards():
         m = card.metrics
         table.add_row(
-            ("* " if card.encoder_id == current else "") + card.encoder_id,
+            ("* " if card.encoder_id == current[card.kind] else "") + card.encoder_id,
+            card.kind,
             card.parent,
             card.dataset,
             f"{m.get('eer', float('nan')):.4f}",
@@ -101,8 +115,9 @@ def encoder_list(home: HomeOption = None) -> None:
             card.decision,
         )
     console.print(table)
-    history = registry.history()
-    console.print(f"history (roll back order, newest last): {', '.join(history) or '-'}")
+    for kind in KINDS:
+        history = ", ".join(registry.history(kind)) or "-"
+        console.print(f"{kind} history (roll back order, newest last): {history}")
 
 
 @encoder_app.command("promote")
@@ -110,41 +125,59 @@ def encoder_promote(
     encoder_id: Annotated[str, typer.Argument(help="A registered encoder id, or 'pretrained'.")],
     relabel: Annotated[bool, typer.Option(help="Re-label the store with it.")] = True,
     home: HomeOption = None,
+    encoder: EncoderOption = None,
 ) -> None:
-    """Make an encoder the current one (by hand), and re-label with it."""
+    """Make an encoder the current one of its kind (by hand), and re-label with it.
+
+    ``--encoder`` says which kind ``pretrained`` means (a trained one's card says it).
+    """
     from convoice.storage.encoders import UnknownEncoderError
 
     registry = _registry(home)
     try:
-        before = registry.promote(encoder_id)
-    except UnknownEncoderError as err:
+        kind = registry.kind(encoder_id, encoder or _identity_kind(home))
+        before = registry.promote(encoder_id, kind)
+    except (UnknownEncoderError, ValueError) as err:
         console.print(f"[red]{escape(str(err))}[/red]")
         raise typer.Exit(2) from err
-    console.print(f"current encoder: {encoder_id} (was {before})")
+    console.print(f"current {kind} encoder: {encoder_id} (was {before})")
     if relabel:
-        _relabel(home, encoder_id)
+        _relabel(home, encoder_id, kind)
 
 
 @encoder_app.command("rollback")
 def encoder_rollback(
     relabel: Annotated[bool, typer.Option(help="Re-label the store with it.")] = True,
     home: HomeOption = None,
+    encoder: EncoderOption = None,
 ) -> None:
-    """Return to the encoder used before the current one, and re-label with it."""
+    """Return to the encoder used before the current one (of ``--encoder``'s kind), and
+    re-label with it."""
     from convoice.storage.encoders import UnknownEncoderError
 
     registry = _registry(home)
+    kind = encoder or _identity_kind(home)
     try:
-        now = registry.rollback()
-    except UnknownEncoderError as err:
+        now = registry.rollback(kind)
+    except (UnknownEncoderError, ValueError) as err:
         console.print(f"[red]{escape(str(err))}[/red]")
         raise typer.Exit(2) from err
-    console.print(f"current encoder: {now}")
+    console.print(f"current {kind} encoder: {now}")
     if relabel:
-        _relabel(home, now)
+        _relabel(home, now, kind)
 
 
-def _relabel(home: str | None, encoder_id: str) -> None:
+def _identity_kind(home: str | None) -> str:
+    """The encoder the store identifies with (its registry's, else ``[identity] encoder``)."""
+    from convoice.config import load_settings
+    from convoice.storage import Store
+    from convoice.tasks.encoder import pin_identity
+
+    settings = load_settings(home=home)
+    return pin_identity(settings, Store.open(settings)).identity.encoder
+
+
+def _relabel(home: str | None, encoder_id: str, kind: str) -> None:
     from convoice.config import load_settings
     from convoice.flows.retrain import relabel_store
     from convoice.storage import Store
@@ -154,7 +187,8 @@ def _relabel(home: str | None, encoder_id: str) -> None:
     settings = load_settings(home=home)
     store = Store.open(settings)
     weights = EncoderRegistry(store.location).weights(encoder_id, loaders.cache_dir() / "encoders")
-    console.print(escape(relabel_store(store, settings, encoder_id, weights).line()))
+    report = relabel_store(store, settings, encoder_id, weights, kind=kind)
+    console.print(escape(report.line()))
 
 
 def loop_command(

@@ -278,6 +278,11 @@ class EncoderSettings:
     checkpoint_every: int = 20  # steps between resumable checkpoints
     seed: int = 0
     min_gain: float = 0.0  # promote only when the candidate beats the current by more
+    # People's labels: this stable share (by a hash of the clip id) judges encoders and is
+    # never trained on; the rest is trained on with the sure machine clips.
+    judge_share: float = 0.3
+    campplus: str = ""  # the CAM++ that identifies: "" = the store's current one; an id pins one
+    head_learning_rate: float = 1e-3  # CAM++ fine-tuning: its embedding layer's learning rate
 
 
 @dataclass(frozen=True)

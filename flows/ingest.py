@@ -93,7 +93,7 @@ def provenance(settings: Settings) -> Provenance:
         "identity": settings.identity.encoder,  # the embedding clustering and registry use
     }
     if settings.identity.encoder == "campplus":
-        models["speaker_embedding"] = loaders.CAMPPLUS_NAME
+        models["speaker_embedding"] = encoder.campplus_name(settings.encoder.campplus)
     return Provenance(PIPELINE_VERSION, models, settings.model_settings())
 
 

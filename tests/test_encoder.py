@@ -119,6 +119,43 @@ def test_replay_keeps_identities_follows_merges_and_people() -> None:
         replay(["r1"], clips, emb, {}, RegistrySettings(), RoutingSettings())
 
 
+def test_people_labels_split_stable_and_disjoint() -> None:
+    from convoice.models.encoder_eval import evaluation_rows, judged, training_rows
+
+    ids = [f"clip_{i:05d}" for i in range(3000)]
+    share = sum(judged(c, 0.3) for c in ids) / len(ids)
+    assert 0.27 < share < 0.33  # about the share asked for
+    assert [judged(c, 0.3) for c in ids] == [judged(c, 0.3) for c in ids]  # stable
+    assert not any(judged(c, 0.0) for c in ids) and all(judged(c, 1.0) for c in ids)
+    # A judged clip stays judged when the share grows (rounds never train on it later).
+    assert all(judged(c, 0.5) for c in ids if judged(c, 0.3))
+    with pytest.raises(ValueError, match="judge_share"):
+        judged("c", 1.5)
+
+    def row(i: int, split: str, status: str, conf: float) -> dict[str, object]:
+        return {
+            "clip_id": ids[i], "split": split, "status": status, "speaker_id": f"spk{i % 3}",
+            "speaker_confidence": conf,
+        }  # fmt: skip
+
+    rows = [row(i, "heldout", "accepted", 0.2) for i in range(60)]  # people's labels
+    rows += [row(i, "heldout", "rejected", 0.2) for i in range(60, 70)]  # people rejected
+    rows += [row(i, "train", "accepted", 0.99) for i in range(70, 90)]  # sure machine clips
+    rows += [row(i, "train", "review", 0.5) for i in range(90, 100)]  # unsure, nobody looked
+    train = training_rows(rows, 0.85, 1, 0.3)
+    judge = evaluation_rows(rows, 0.3)
+    assert not set(train) & set(judge)  # disjoint
+    people = set(range(60))
+    assert set(judge) == {i for i in people if judged(ids[i], 0.3)}
+    assert set(train) == (people - set(judge)) | set(range(70, 90))
+    # Shuffled rows: the same clips on each side.
+    order = list(reversed(range(len(rows))))
+    shuffled = [rows[i] for i in order]
+    assert {ids[order[i]] for i in evaluation_rows(shuffled, 0.3)} == {ids[i] for i in judge}
+    # judge_share 1.0: every person's label judges and none is trained on (the old rule).
+    assert set(training_rows(rows, 0.85, 1, 1.0)) == set(range(70, 90))
+
+
 # -- a real round ----------------------------------------------------------------
 
 
@@ -126,17 +163,19 @@ def test_replay_keeps_identities_follows_merges_and_people() -> None:
 def reviewed_store(
     tmp_path_factory: pytest.TempPathFactory, prefect_harness, small_corpus, served_corpus
 ):  # type: ignore[no-untyped-def]
-    """The small corpus ingested, its review queue and a 30 % audit sample labelled, released."""
+    """The small corpus ingested, its review queue and every accepted clip labelled by people
+    (an audit of all: a judged share of them is then big enough on so few clips), released."""
     from convoice.flows.ingest import ingest_flow
 
     home = tmp_path_factory.mktemp("encoder-home")
     sources = samples.write_sources_csv(small_corpus, served_corpus, home / "sources.csv")
     ingest_flow(sources_file=str(sources), home=str(home))
     store = Store(str(home))
-    decisions = annotate_review_queue(store, small_corpus, "ann@test", audit_share=0.3)
+    decisions = annotate_review_queue(store, small_corpus, "ann@test", audit_share=1.0)
     assert sum(decisions.values()) >= 6
     store.release(tag="reviewed")
     shutil.copytree(home, home.parent / "loop-home")  # for the loop test, before any round
+    shutil.copytree(home, home.parent / "campplus-home")  # for the CAM++ rounds
     return home, store
 
 
@@ -182,11 +221,12 @@ def test_a_round_trains_judges_registers_and_relabels_without_touching_people(
     config = tmp_path / "config.toml"
     config.write_text(  # a small corpus: train on every accepted clip
         "[encoder]\nsteps = 4\ncheckpoint_every = 2\nspeakers_per_batch = 3\n"
-        "min_confidence = 0.0\nmin_clips_per_speaker = 2\n"
+        "min_confidence = 0.0\nmin_clips_per_speaker = 2\njudge_share = 0.5\n"
     )
 
-    round_ = retrain_encoder_flow(home=str(home), config=str(config))
+    round_ = retrain_encoder_flow(home=str(home), config=str(config), encoder="resemblyzer")
     assert not round_.skipped, round_.skipped
+    assert round_.kind == "resemblyzer"
     assert round_.steps == 4 and np.isfinite(round_.last_loss)
     assert round_.current is not None and round_.candidate is not None
     assert round_.current.n_eval_speakers >= 2 and round_.current.n_target_trials > 0
@@ -208,7 +248,7 @@ def test_a_round_trains_judges_registers_and_relabels_without_touching_people(
     assert list(run_dir.glob("events.out.tfevents.*"))
 
     # The same release again: nothing to do.
-    again = retrain_encoder_flow(home=str(home), config=str(config)).skipped
+    again = retrain_encoder_flow(home=str(home), config=str(config), encoder="resemblyzer").skipped
     assert "no recordings or people's labels that v1 did not have" in again
 
     # By hand: promote the candidate (re-labels), roll back to the pretrained one.
@@ -286,7 +326,7 @@ def test_the_loop_runs_every_step_or_says_why_not(
     config = home / "config.toml"
     config.write_text(
         "[encoder]\nsteps = 3\nspeakers_per_batch = 3\nmin_confidence = 0.0\n"
-        "min_clips_per_speaker = 2\n"
+        "min_clips_per_speaker = 2\njudge_share = 0.5\n"
     )
     first = loop_flow(
         home=str(home), sources_file=str(sources), config=str(config), retranscribe=False
@@ -314,22 +354,29 @@ def test_ingest_labels_with_the_current_encoder(
     reviewed_store, small_corpus, served_corpus, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     from convoice.flows.ingest import ingest_flow
+    from convoice.flows.retrain import retrain_encoder_flow
     from convoice.storage.encoders import EncoderRegistry, UnknownEncoderError
-    from convoice.tasks import loaders
+    from convoice.tasks import campplus_tune, loaders
 
-    home = reviewed_store[0].parent / "loop-home"  # the loop test trains an encoder here
+    home = reviewed_store[0].parent / "loop-home"  # the loop test trains a CAM++ here
     registry = EncoderRegistry(Store(str(home)).location)
-    if not registry.ids():  # this test run alone
-        from convoice.flows.retrain import retrain_encoder_flow
-
-        config = tmp_path / "tiny.toml"
-        config.write_text(
-            "[encoder]\nsteps = 2\nspeakers_per_batch = 3\nmin_confidence = 0.0\n"
-            "min_clips_per_speaker = 2\n"
-        )
-        retrain_encoder_flow(home=str(home), config=str(config), relabel=False)
-    trained = registry.ids()[-1]
-    registry.promote(trained)
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        "[encoder]\nsteps = 2\nspeakers_per_batch = 3\nmin_confidence = 0.0\n"
+        "min_clips_per_speaker = 2\njudge_share = 0.5\n"
+    )
+    trained: dict[str, str] = {}
+    for kind in ("resemblyzer", "campplus"):
+        ids = [c.encoder_id for c in registry.cards() if c.kind == kind]
+        if kind == "campplus" or not ids:  # a CAM++ far enough from the pretrained one to tell
+            with config.open("a") as f:
+                f.write("head_learning_rate = 0.05\n" if kind == "campplus" else "")
+            retrain_encoder_flow(
+                home=str(home), config=str(config), relabel=False, encoder=kind, force=True
+            )
+            ids = [c.encoder_id for c in registry.cards() if c.kind == kind]
+        trained[kind] = ids[-1]
+        registry.promote(trained[kind])
     fresh = tmp_path / "fresh"
     shutil.copytree(home, fresh, ignore=shutil.ignore_patterns("tables", "audio", "releases"))
     sources = samples.write_sources_csv(small_corpus, served_corpus, tmp_path / "one.csv")
@@ -337,15 +384,24 @@ def test_ingest_labels_with_the_current_encoder(
     sources.write_text("\n".join(lines[:2]) + "\n")  # one episode
     ingest_flow(sources_file=str(sources), home=str(fresh))
     rows = Store(str(fresh)).clips().to_pylist()
-    assert rows and {json.loads(r["models"])["embedding"] for r in rows} == {trained}
-    # The embeddings are the trained encoder's, not the pretrained one's.
+    models = [json.loads(r["models"]) for r in rows]
+    assert rows and {m["embedding"] for m in models} == {trained["resemblyzer"]}
+    assert {m["speaker_embedding"] for m in models} == {trained["campplus"]}  # provenance
+    # The embeddings are the trained encoders', not the pretrained ones'.
     from convoice.tasks import encoder as enc
 
     waves = enc.read_waves(Store(str(fresh)), [r["audio_uri"] for r in rows[:3]])
-    weights = registry.weights(trained, loaders.cache_dir() / "encoders")
+    cache = loaders.cache_dir() / "encoders"
+    weights = registry.weights(trained["resemblyzer"], cache)
     ours = enc.embed_waves(loaders.new_voice_encoder(weights), waves)
     stored = np.stack([np.asarray(r["embedding"], dtype=np.float32) for r in rows[:3]])
     assert np.allclose(ours, stored, atol=2e-3)
+    campplus = campplus_tune.embed_waves(registry.weights(trained["campplus"], cache), waves)
+    pretrained = campplus_tune.embed_waves("", waves)
+    stored = np.stack([np.asarray(r["speaker_embedding"], dtype=np.float32) for r in rows[:3]])
+    # (A clip cut from its recording embeds a little differently than inside it.)
+    assert np.abs(campplus - stored).max() < 1e-2
+    assert np.abs(campplus - stored).mean() < 0.5 * np.abs(pretrained - stored).mean()
     # An encoder pinned by id that is not registered is a clear error.
     with pytest.raises(UnknownEncoderError, match="no encoder"):
         ingest_flow(sources_file=str(sources), home=str(fresh), config=str(_pin(tmp_path)))
@@ -381,3 +437,174 @@ def _check_registry_is_machine_plus_people(store: Store) -> None:
     assert {s for s, v in expected.items() if np.abs(v).max() > 1e-6} <= set(registry)
     for speaker, vector in registry.items():  # identities without a sure clip have empty sums
         np.testing.assert_allclose(vector, expected.get(speaker, 0 * vector), atol=1e-3)
+
+
+# -- CAM++, the encoder that identifies ------------------------------------------
+
+
+def _audited(reviewed_store, small_corpus) -> tuple[Path, Store]:  # type: ignore[no-untyped-def]
+    """The CAM++ rounds' store, where people also audited every clip the machine accepted
+    (enough labels to judge on, whatever the ingest sent to review)."""
+    home = reviewed_store[0].parent / "campplus-home"
+    store = Store(str(home))
+    if not any(r.tag == "audited" for r in store.releases()):
+        annotate_review_queue(store, small_corpus, "auditor@test", audit_share=1.0)
+        store.release(tag="audited")
+    return home, store
+
+
+def _campplus_config(path: Path, extra: str = "") -> Path:
+    path.write_text(
+        "[encoder]\nsteps = 40\nspeakers_per_batch = 3\nmin_confidence = 0.0\n"
+        "min_clips_per_speaker = 2\ncheckpoint_every = 20\n" + extra
+    )
+    return path
+
+
+def test_campplus_fine_tune_makes_a_loadable_versioned_model(
+    reviewed_store, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from convoice.config import EncoderSettings, load_settings
+    from convoice.tasks import campplus_tune, loaders
+    from convoice.tasks import encoder as enc
+    from convoice.tasks.tracking import open_run
+
+    _, store = reviewed_store
+    rows = [r for r in store.materialized_clips().to_pylist() if r["status"] == "accepted"][:8]
+    waves = enc.read_waves(store, [r["audio_uri"] for r in rows])
+    stats = campplus_tune.window_stats("", waves)
+    # The frozen network's statistics give the very embeddings ingestion computes.
+    np.testing.assert_allclose(
+        campplus_tune.embed_stats("", stats), campplus_tune.embed_waves("", waves), atol=1e-4
+    )
+    cfg = EncoderSettings(steps=4, checkpoint_every=2, speakers_per_batch=3)
+    settings = load_settings(home=str(tmp_path / "h"))
+    with open_run(settings, "encoder", "enc-campplus") as run:
+        result = campplus_tune.train_campplus("", stats, [r["speaker_id"] for r in rows], cfg, run)
+    assert result.steps == 4 and np.isfinite(result.last_loss)
+    state = torch.load(result.weights, weights_only=True)
+    pretrained = loaders.campplus_model("").state_dict()
+    assert set(state) == set(pretrained)  # a whole CAM++, loadable as one
+    changed = {k for k in state if not torch.equal(state[k], pretrained[k])}
+    assert changed == {"xvector.dense.linear.weight"}  # only the embedding layer learned
+    tuned = campplus_tune.embed_waves(str(result.weights), waves)
+    assert tuned.shape == (len(rows), 192)
+    np.testing.assert_allclose(np.linalg.norm(tuned, axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(
+        campplus_tune.embed_stats(str(result.weights), stats), tuned, atol=1e-4
+    )
+    # One speaker: nothing to tell apart.
+    with pytest.raises(NotEnoughData), open_run(settings, "encoder", "enc-one") as run:
+        campplus_tune.train_campplus("", stats, ["a"] * len(rows), cfg, run)
+
+
+def test_a_campplus_round_trains_on_people_and_relabels_identity(
+    reviewed_store, small_corpus, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from convoice.cli import app
+    from convoice.flows.retrain import retrain_encoder_flow
+    from convoice.models.encoder_eval import judged
+    from convoice.storage.encoders import PRETRAINED, EncoderRegistry
+    from convoice.tasks import campplus_tune, loaders
+    from convoice.tasks import encoder as enc
+
+    home, store = _audited(reviewed_store, small_corpus)
+    people_before = _people_fields(store)
+    config = _campplus_config(tmp_path / "c.toml", "judge_share = 0.5\n")
+    round_ = retrain_encoder_flow(home=str(home), config=str(config), relabel=False)
+    assert not round_.skipped, round_.skipped
+    assert round_.kind == "campplus" and round_.base_encoder == PRETRAINED
+    # People's labels are trained on, except the judged share.
+    people = [c for c in people_before if people_before[c][1] != "rejected"]
+    assert 0 < round_.n_people_train_clips < len(people)
+    assert round_.n_people_train_clips <= sum(1 for c in people if not judged(c, 0.5))
+    assert round_.current is not None and round_.candidate is not None
+    assert round_.current.n_eval_clips == sum(1 for c in people if judged(c, 0.5))
+    registry = EncoderRegistry(store.location)
+    card = registry.card(round_.encoder_id)
+    assert card.kind == "campplus" and card.n_people_train_clips == round_.n_people_train_clips
+    assert registry.current() == PRETRAINED  # resemblyzer's current one is not touched
+    # By hand (whatever the judge said): promote, which re-labels the identity embeddings.
+    runner = CliRunner()
+    result = runner.invoke(app, ["encoder", "promote", round_.encoder_id, "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert registry.current("campplus") == round_.encoder_id
+    rows = store.clips().to_pylist()
+    assert {json.loads(r["models"])["speaker_embedding"] for r in rows} == {round_.encoder_id}
+    assert {json.loads(r["models"])["embedding"] for r in rows} == {loaders.EMBEDDING_NAME}
+    weights = registry.weights(round_.encoder_id, loaders.cache_dir() / "encoders")
+    waves = enc.read_waves(store, [r["audio_uri"] for r in rows[:3]])
+    stored = np.stack([np.asarray(r["speaker_embedding"], dtype=np.float32) for r in rows[:3]])
+    np.testing.assert_allclose(campplus_tune.embed_waves(weights, waves), stored, atol=2e-3)
+    assert len(store.speakers()[0].vector_sum) == 192  # the registry stays in CAM++'s space
+    assert _people_fields(store) == people_before  # a person's label is never overwritten
+    result = runner.invoke(app, ["encoder", "rollback", "--home", str(home)])
+    assert result.exit_code == 0 and registry.current("campplus") == PRETRAINED
+    rows = store.clips().to_pylist()
+    assert {json.loads(r["models"])["speaker_embedding"] for r in rows} == {loaders.CAMPPLUS_NAME}
+
+
+def test_promotion_refuses_a_worse_campplus(reviewed_store, small_corpus, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from convoice.flows.retrain import retrain_encoder_flow
+    from convoice.storage.encoders import EncoderRegistry
+
+    home, store = _audited(reviewed_store, small_corpus)
+    registry = EncoderRegistry(store.location)
+    before = registry.current("campplus")
+    clips_before = store.tables.version("clips")
+    # A learning rate that wrecks the embedding layer: the judged clips say so.
+    config = _campplus_config(
+        tmp_path / "bad.toml", "judge_share = 0.5\nhead_learning_rate = 50.0\n"
+    )
+    round_ = retrain_encoder_flow(home=str(home), config=str(config), force=True)
+    assert not round_.skipped, round_.skipped
+    assert round_.candidate is not None and round_.current is not None
+    cand, cur = round_.candidate, round_.current
+    # Worse by the promotion rule's order: EER, then B-cubed F1, then review share.
+    assert (cand.eer, -cand.bcubed_f1, cand.review_share) > (
+        cur.eer,
+        -cur.bcubed_f1,
+        cur.review_share,
+    )
+    assert not round_.promoted and round_.reason
+    assert registry.current("campplus") == before  # refused
+    assert registry.card(round_.encoder_id).decision.startswith("kept the current")
+    assert store.tables.version("clips") == clips_before  # nothing re-labelled
+
+
+def test_the_simulated_annotator_answers_as_the_labeling_page_does() -> None:
+    from convoice.models.review_annotations import decision_labels, parse_annotation
+    from convoice.tasks.annotator import _result, speaker_answers
+
+    clips = [
+        {"clip_id": "a1", "status": "accepted", "speaker_id": "spk_a"},
+        {"clip_id": "a2", "status": "accepted", "speaker_id": "spk_a"},
+        {"clip_id": "a3", "status": "review", "speaker_id": "spk_b"},  # really voice A
+        {"clip_id": "c1", "status": "review", "speaker_id": "spk_c"},  # voice C: never sure
+        {"clip_id": "x1", "status": "review", "speaker_id": "spk_c"},  # nobody in the truth
+    ]
+    voices = {"a1": "A", "a2": "A", "a3": "A", "c1": "C", "x1": ""}
+    answers = speaker_answers(clips, voices)
+    assert answers == {"a1": "spk_a", "a2": "spk_a", "a3": "spk_a", "c1": "spk_c"}
+    prediction = {
+        "id": 5,
+        "result": [
+            {"from_name": "speaker", "to_name": "audio", "type": "choices",
+             "value": {"choices": ["spk_b"]}},
+        ],
+    }  # fmt: skip
+    result, changed = _result(prediction, answers["a3"])
+    assert changed
+    task = {
+        "id": 7,
+        "data": {"clip_id": "a3"},
+        "annotations": [{"id": 70, "completed_by": 3, "updated_at": "2026-12-02T00:00:00Z",
+                         "result": result}],
+    }  # fmt: skip
+    decision = parse_annotation(task, task["annotations"][0], frozenset({"spk_a", "spk_b"}), {})
+    labels = {r["field"]: r["value"] for r in decision_labels(decision)}
+    assert labels["speaker_id"] == "spk_a" and labels["status"] == "accepted"
