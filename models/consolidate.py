@@ -6,6 +6,9 @@ ids (a split) for good. Consolidation looks at the registry as a whole:
 
 - two speakers may merge only when their centroids (on the identity
   embedding, CAM++ by default) are at least ``threshold`` alike;
+- an id a person gave a clip, or made, is never merged away (its speaker
+  may absorb a machine id; two such ids never merge), so what people
+  labelled reads as they labelled it;
 - two speakers that share a recording never merge (a recording's speakers
   are different people), nor do two that a person told apart (a clip a person
   moved from one to the other, see :func:`person_splits`); a merged group
@@ -59,6 +62,7 @@ class Registry:
     sums: FloatArray  # (n, d) sums of clip embeddings (exact centroids when normalised)
     rank: Sequence[tuple[int, int, str]]  # smaller keeps its id: (unnamed, -clips, first_seen)
     recordings: Sequence[frozenset[str]]  # the recordings each speaker has clips in
+    pinned: Sequence[bool] = ()  # ids people gave or made: never merged away (empty: none)
 
 
 def unit_rows(matrix: FloatArray) -> FloatArray:
@@ -155,6 +159,7 @@ class _Groups:
         self.recordings: list[frozenset[str]] = list(registry.recordings)
         self.apart = {i: set(v) for i, v in apart.items()}
         self.rank = registry.rank
+        self.pinned = list(registry.pinned) or [False] * n
 
     def find(self, i: int) -> int:
         while self.parent[i] != i:
@@ -168,14 +173,17 @@ class _Groups:
         return float(x @ y) / denom if denom > 0 else -1.0
 
     def may_merge(self, a: int, b: int) -> bool:
-        if self.recordings[a] & self.recordings[b]:
+        if self.recordings[a] & self.recordings[b] or (self.pinned[a] and self.pinned[b]):
             return False
         return all(self.find(x) != b for x in self.apart.get(a, ()))
 
     def union(self, a: int, b: int) -> tuple[int, int]:
         """Merge the groups ``a`` and ``b``; (kept root, merged root)."""
-        kept, gone = (a, b) if self.rank[a] <= self.rank[b] else (b, a)
+        kept, gone = (
+            (a, b) if (-self.pinned[a], self.rank[a]) <= (-self.pinned[b], self.rank[b]) else (b, a)
+        )
         self.parent[gone] = kept
+        self.pinned[kept] = self.pinned[kept] or self.pinned[gone]
         self.sums[kept] += self.sums[gone]
         self.recordings[kept] = self.recordings[kept] | self.recordings[gone]
         self.recordings[gone] = frozenset()
@@ -209,8 +217,11 @@ def plan_consolidation(
     (follow chains with :func:`convoice.models.review_registry.canonical`).
     """
     n = len(registry.ids)
+    pins = len(registry.pinned)
     if registry.sums.shape[0] != n or len(registry.recordings) != n or len(registry.rank) != n:
         raise ConsolidationError("ids, sums, rank and recordings must have one row per speaker")
+    if pins not in (0, n):
+        raise ConsolidationError("pinned must be empty or have one entry per speaker")
     if not -1.0 <= threshold <= 1.0:
         raise ConsolidationError(f"threshold must be a cosine in [-1, 1], got {threshold}")
     if n < 2:

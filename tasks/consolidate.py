@@ -93,7 +93,14 @@ def effective_speakers(
     return pairs, sorted(set(apart))
 
 
-def registry_of(speakers: list[Speaker], pairs: pa.Table) -> Registry:
+def people_ids(store: Store, mapping: dict[str, str]) -> set[str]:
+    """Speaker ids people gave clips (as they read now): consolidation never merges them away."""
+    labels = store.labels()
+    said = labels.filter(pc.equal(labels["field"], "speaker_id"))["value"].to_pylist()
+    return {canonical(v, mapping) for v in said if v}
+
+
+def registry_of(speakers: list[Speaker], pairs: pa.Table, pinned: set[str]) -> Registry:
     """The :class:`Registry` consolidation plans on (recordings from the clips as read)."""
     recordings: dict[str, set[str]] = {}
     for spk, rec in zip(
@@ -105,6 +112,7 @@ def registry_of(speakers: list[Speaker], pairs: pa.Table) -> Registry:
         sums=np.stack([s.vector_sum for s in speakers]).astype(np.float32),
         rank=[(0 if s.name else 1, -s.n_clips, s.first_seen) for s in speakers],
         recordings=[frozenset(recordings.get(s.speaker_id, ())) for s in speakers],
+        pinned=[s.speaker_id in pinned or s.label_source == "human" for s in speakers],
     )
 
 
@@ -154,12 +162,13 @@ def consolidate_store(
     report.finished = len(removed)
     mapping = identity.identity_map(store)
     pairs, apart = effective_speakers(store, mapping)
+    pinned = people_ids(store, mapping)
     report.apart = len(apart)
     speakers = [registry[s] for s in sorted(registry)]
     if speakers:
         report.threshold = cfg.threshold(len(speakers[0].vector_sum))
         report.merges = plan_consolidation(
-            registry_of(speakers, pairs), report.threshold, apart, cfg.probe
+            registry_of(speakers, pairs, pinned), report.threshold, apart, cfg.probe
         )
     identity.record_changes(store, report.merges, at, run_id)
     more, gone = apply_merges(registry, {m.merged: m.kept for m in report.merges}, at)

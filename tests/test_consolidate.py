@@ -78,6 +78,16 @@ def test_speakers_a_person_told_apart_never_merge() -> None:
     assert len(plan_consolidation(reg, 0.6)) == 1
 
 
+def test_an_id_people_gave_is_never_merged_away() -> None:
+    (a,) = _voices(1)
+    reg = _registry([a, _near(a, 0.9, 1)], [{"r1"}, {"r2"}], [10, 3])
+    pinned_small = Registry(reg.ids, reg.sums, reg.rank, reg.recordings, [False, True])
+    merges = plan_consolidation(pinned_small, 0.6)
+    assert [(m.merged, m.kept) for m in merges] == [("spk_0", "spk_1")]  # the pinned id lives on
+    both = Registry(reg.ids, reg.sums, reg.rank, reg.recordings, [True, True])
+    assert plan_consolidation(both, 0.6) == []
+
+
 def test_a_chain_of_neighbours_does_not_pull_unlike_voices_together() -> None:
     a, b = _voices(2)
     middle = unit_rows((a + b)[None, :])[0]  # about 0.7 from each, a and b about 0

@@ -825,7 +825,8 @@ def test_candidates_carry_a_reference_clip_that_label_studio_serves(reviewed: Re
 
     store = reviewed.store
     rows = store.materialized_clips().to_pylist()
-    usable = [r for r in rows if r["duration"] >= 2.0]
+    registered = {s.speaker_id for s in store.speakers()}  # the candidates a task offers
+    usable = [r for r in rows if r["duration"] >= 2.0 and r["speaker_id"] in registered]
     speakers = sorted({r["speaker_id"] for r in usable})
     assert len(speakers) >= 2
     sure = {next(r["clip_id"] for r in usable if r["speaker_id"] == s) for s in speakers}
@@ -833,7 +834,8 @@ def test_candidates_carry_a_reference_clip_that_label_studio_serves(reviewed: Re
     refs = reference_clips(
         [{**r, "status": "accepted"} if r["clip_id"] in sure else r for r in rows]
     )
-    assert set(refs) == set(speakers)
+    heard = set(refs) & registered  # (earlier tests' people may have accepted other clips)
+    assert set(speakers) <= heard
     settings = load_settings(str(reviewed.config), home=str(reviewed.home))
     client = review.client_for(settings, store)
     project = client.ensure_project(f"{TITLE} (references)", label_config())  # LS accepts it
@@ -848,7 +850,7 @@ def test_candidates_carry_a_reference_clip_that_label_studio_serves(reviewed: Re
     for task in stored:
         references = task["data"]["references"]
         choices = {c["value"] for c in task["data"]["speaker_choices"]}
-        assert {r["speaker_id"] for r in references} == set(speakers) <= choices
+        assert {r["speaker_id"] for r in references} == heard <= choices
         for ref in references:
             assert ref["speaker_id"] in ref["label"] and "hear a clip" in ref["label"]
             answer = httpx.get(reviewed.server.url + ref["audio"], headers=auth)
