@@ -351,7 +351,10 @@ class ConsolidationSettings:
     # people who never shared a recording at 0.528 and below. resemblyzer separates
     # nothing there (one person 0.73-0.75, two people up to 0.76): 0.80 merges only
     # voices the greedy match missed for a margin or a shared recording.
-    enabled: bool = True  # a step at the end of every ingest
+    # Off by default: on the tuning half the split ids and the different people were only
+    # 0.008 apart, too thin a gap to trust a merge by; turn on once your own corpus
+    # (`convoice bench --corpus`) shows a wider one.
+    enabled: bool = False  # a step at the end of every ingest
     threshold_campplus: float = 0.532
     threshold_resemblyzer: float = 0.80
     probe: int = 10  # cells each speaker is compared in (registries of 4096 speakers or more)
