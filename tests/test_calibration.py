@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_storage import PROVENANCE, absorb, make_clips, make_recording
 
 from convoice.config import RoutingSettings
 from convoice.models import calibration as calib
@@ -25,7 +26,6 @@ from convoice.storage import Store
 from convoice.storage import calibration as stored
 from convoice.storage.pull import KindFilter
 from convoice.storage.schema import CLIP_SCHEMA
-from tests.test_storage import PROVENANCE, absorb, make_clips, make_recording
 
 
 def simulated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

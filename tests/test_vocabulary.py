@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_storage import PROVENANCE, absorb, make_recording
 from typer.testing import CliRunner
 
 from convoice.cli import app
@@ -26,7 +27,6 @@ from convoice.models.vocabulary import (
 )
 from convoice.storage import Store
 from convoice.storage.vocabulary import read_terms, set_term
-from tests.test_storage import PROVENANCE, absorb, make_recording
 
 
 def test_alignment_finds_the_words_the_machine_got_wrong() -> None:
