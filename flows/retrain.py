@@ -33,6 +33,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from convoice.config import RegistrySettings, Settings, SimilarityScale, load_settings
+from convoice.models.calibration import Calibration
 from convoice.models.encoder_eval import (
     EncoderMetrics,
     evaluation_rows,
@@ -44,6 +45,7 @@ from convoice.models.ge2e import FloatArray, NotEnoughData
 from convoice.models.relabel import ClipFacts, Replay, replay, resolve_merges, review_share
 from convoice.models.review_registry import Contribution, desired_contributions, latest_values
 from convoice.storage import Release, Store
+from convoice.storage import calibration as stored_calibration
 from convoice.storage.encoders import EncoderCard, EncoderRegistry
 from convoice.storage.labels import now_iso
 from convoice.storage.relabel import relabelled_rows, write_relabel
@@ -183,10 +185,12 @@ def _replay(
     merged: dict[str, str],
     previous: dict[str, Any] | None = None,
     latest: dict[tuple[str, str], dict[str, str]] | None = None,
+    calibration: Calibration | None = None,
 ) -> Replay:
+    """The ingest's labelling again, with ``embeddings`` (routed through ``calibration``)."""
     return replay(
         order, _facts(rows, latest), embeddings, merged, scale, settings.routing,
-        previous=previous, at=now_iso(),
+        previous=previous, at=now_iso(), calibration=calibration,
     )  # fmt: skip
 
 
@@ -205,10 +209,12 @@ def _evaluate(
     order: list[str],
     embeddings: FloatArray,
     merged: dict[str, str],
+    calibration: Calibration | None = None,
 ) -> EncoderMetrics:
     """Figures of one encoder (its embeddings of the release's clips) on the judged clips."""
     heldout = evaluation_rows(rows, settings.encoder.judge_share)
-    result = _replay(_scale(kind, settings), settings, order, rows, embeddings, merged)
+    scale = _scale(kind, settings)
+    result = _replay(scale, settings, order, rows, embeddings, merged, calibration=calibration)
     truth = [resolve_merges(rows[i]["speaker_id"], merged) for i in heldout]
     predicted = [result.labels[rows[i]["clip_id"]].speaker_id for i in heldout]
     statuses = [result.labels[r["clip_id"]].status for r in rows]
@@ -375,7 +381,8 @@ def _train_and_judge(
     )
     features = _features(kind, base_weights, enc.read_waves(store, [r["audio_uri"] for r in rows]))
     current_emb = _embed_features(kind, base_weights, features)
-    report.current = _evaluate(kind, settings, rows, order, current_emb, merged)
+    cal = stored_calibration.current(store.location)  # as the ingest routes
+    report.current = _evaluate(kind, settings, rows, order, current_emb, merged, cal)
     logger.info("current encoder %s: %s", base, report.current.line())
     speakers = [rows[i]["speaker_id"] for i in train]
     result = _train(
@@ -385,7 +392,7 @@ def _train_and_judge(
     report.first_loss, report.last_loss = result.first_loss, result.last_loss
     report.train_seconds = result.seconds
     candidate_emb = _embed_features(kind, str(result.weights), features)
-    report.candidate = _evaluate(kind, settings, rows, order, candidate_emb, merged)
+    report.candidate = _evaluate(kind, settings, rows, order, candidate_emb, merged, cal)
     better, report.reason = is_better(report.candidate, report.current, cfg.min_gain)
     report.encoder_id = run.run_id
     run.log_metrics({f"current/{k}": v for k, v in report.current.as_dict().items()})
@@ -465,7 +472,8 @@ def relabel_store(
     old_speakers = {s.speaker_id: s for s in store.speakers()}
     before = store.materialized_clips().to_pylist()
     scale = _scale(kind, settings)
-    result = _replay(scale, settings, order, rows, embeddings, merged, old_speakers, latest)
+    cal = stored_calibration.current(store.location)  # as the ingest routes
+    result = _replay(scale, settings, order, rows, embeddings, merged, old_speakers, latest, cal)
     if kind == "campplus":
         name = enc.campplus_name(encoder_name)
         rows_out = relabelled_rows(machine, result.labels, known, name, "speaker_embedding")

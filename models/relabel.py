@@ -23,16 +23,22 @@ import numpy as np
 import numpy.typing as npt
 
 from convoice.config import RegistrySettings, RoutingSettings, SimilarityScale, resemblyzer_scale
+from convoice.models.calibration import Calibration
 from convoice.models.clustering import normalize
 from convoice.models.labelling import absorbed_clips
 from convoice.models.records import LabelSource, Speaker
 from convoice.models.registry import match_speakers, new_speaker_id
 from convoice.models.review_registry import canonical as resolve_merges
-from convoice.models.routing import Reason, SpeakerEvidence, clip_fit, speaker_confidence
+from convoice.models.routing import (
+    SPEAKER_REASONS,
+    Reason,
+    SpeakerEvidence,
+    identity_strength,
+    speaker_confidence,
+    speaker_reasons,
+)
 
 FloatArray = npt.NDArray[np.float32]
-
-SPEAKER_REASONS = (Reason.UNCERTAIN_SPEAKER, Reason.UNCERTAIN_IDENTITY)
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ class ClipLabel:
     other_similarity: float
     identity_similarity: float
     absorbed: bool  # counted in its speaker's registry sum (labelling.absorbed_clips)
+    speaker_score_raw: float = 0.0  # the raw score ``speaker_confidence`` was mapped from
+    calibration: str = ""  # the calibration version that mapped it ("" = raw)
 
 
 @dataclass
@@ -88,11 +96,15 @@ def replay(
     routing_cfg: RoutingSettings,
     previous: Mapping[str, Speaker] | None = None,
     at: str = "",
+    calibration: Calibration | None = None,
 ) -> Replay:
     """Label ``clips`` (rows of unit ``embeddings``) recording by recording, in ingest order.
 
     ``registry_cfg``: the thresholds of the encoder that made ``embeddings``
     (``RegistrySettings``: resemblyzer's, as the encoder round trains it).
+
+    ``calibration``: raw speaker scores to probabilities and routing by target
+    precision, as ingestion does (None: the raw scores and thresholds).
 
     ``previous`` (the registry being replaced) lends its speakers' names,
     label sources and first-seen times to the rebuilt ones.
@@ -121,7 +133,7 @@ def replay(
         )
         labels = _label_recording(
             rid, [clips[i] for i in rows], embeddings[rows], known_ids, known, merged_into,
-            registry_cfg, routing_cfg,
+            registry_cfg, routing_cfg, calibration,
         )  # fmt: skip
         for i, label in zip(rows, labels, strict=True):
             out.labels[clips[i].clip_id] = label
@@ -157,6 +169,7 @@ def _label_recording(
     merged_into: Mapping[str, str],
     registry_cfg: SimilarityScale,
     routing_cfg: RoutingSettings,
+    calibration: Calibration | None = None,
 ) -> list[ClipLabel]:
     """New labels of one recording's clips (``absorbed``: whether each counts for the registry)."""
     locals_ = sorted({c.recording_speaker for c in clips}, key=_local_index)
@@ -178,22 +191,29 @@ def _label_recording(
     sims = emb @ centroids.T  # shape: (clips, local speakers)
     evidence: list[SpeakerEvidence] = []
     reasons_of: list[list[str]] = []
+    raw_rule = calibration is None or routing_cfg.raw_thresholds
     for i, clip in enumerate(clips):
-        k = int(member[i])
+        k, match = int(member[i]), matches[int(member[i])]
         other = float(np.delete(sims[i], k).max()) if len(locals_) > 1 else -1.0
         two = Reason.TWO_VOICES in clip.machine_reasons  # kept as found at ingestion
-        ev = SpeakerEvidence(
-            float(sims[i, k]), other, matches[k].confidence,
-            registry_cfg.fit_low, registry_cfg.fit_high, registry_cfg.fit_margin, two,
+        strength = identity_strength(
+            match.decision, match.similarity, match.runner_up,
+            registry_cfg.match_threshold, registry_cfg.new_threshold,
         )  # fmt: skip
-        reasons = [r for r in clip.machine_reasons if r not in SPEAKER_REASONS]
-        if speaker_confidence(ev) < routing_cfg.min_speaker_confidence:
-            if clip_fit(ev) < routing_cfg.min_speaker_confidence:
-                reasons.insert(0, Reason.UNCERTAIN_SPEAKER)
-            if matches[k].confidence < routing_cfg.min_speaker_confidence:
-                reasons.insert(0, Reason.UNCERTAIN_IDENTITY)
+        ev = SpeakerEvidence(
+            float(sims[i, k]), other, match.confidence,
+            registry_cfg.fit_low, registry_cfg.fit_high, registry_cfg.fit_margin, two, strength,
+        )  # fmt: skip
+        raw = speaker_confidence(ev)
+        score, bar = (
+            (raw, routing_cfg.min_speaker_confidence)
+            if raw_rule or calibration is None
+            else (calibration.speaker_probability(raw), routing_cfg.target_precision)
+        )
+        # As routing.route orders them: the speaker's reasons, then the transcript's.
+        kept = [r for r in clip.machine_reasons if r not in SPEAKER_REASONS]
         evidence.append(ev)
-        reasons_of.append(list(dict.fromkeys(reasons)))
+        reasons_of.append(list(dict.fromkeys([*speaker_reasons(ev, score, bar), *kept])))
     absorbed = [False] * len(clips)
     for k, match in enumerate(matches):  # as ingestion decides it, per recording speaker
         members = [i for i in range(len(clips)) if member[i] == k]
@@ -206,13 +226,19 @@ def _label_recording(
         ClipLabel(
             clip_id=clip.clip_id,
             speaker_id=ids[int(member[i])],
-            speaker_confidence=min(1.0, speaker_confidence(evidence[i])),  # raw, as before
+            speaker_confidence=(
+                min(1.0, speaker_confidence(evidence[i]))
+                if calibration is None
+                else calibration.speaker_probability(speaker_confidence(evidence[i]))
+            ),
             status="accepted" if not reasons_of[i] else "review",
             review_reasons=tuple(reasons_of[i]),
             own_similarity=round(evidence[i].own_similarity, 4),
             other_similarity=round(evidence[i].other_similarity, 4),
             identity_similarity=round(matches[int(member[i])].similarity, 4),
             absorbed=absorbed[i],
+            speaker_score_raw=speaker_confidence(evidence[i]),
+            calibration="" if calibration is None else calibration.version,
         )
         for i, clip in enumerate(clips)
     ]

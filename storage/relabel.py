@@ -48,8 +48,10 @@ def relabelled_rows(
         row["status"] = label.status
         row["review_reasons"] = list(label.review_reasons)
         speaker_doubt = any(r in SPEAKER_REASONS for r in label.review_reasons)
-        row["speaker_status"] = "review" if speaker_doubt else "accepted"  # routed on raw scores
-        row["speaker_score_raw"] = label.speaker_confidence
+        row["speaker_status"] = "review" if speaker_doubt else "accepted"
+        row["speaker_score_raw"] = label.speaker_score_raw or label.speaker_confidence
+        if label.calibration:
+            row["calibration_version"] = label.calibration
         extra = json.loads(row.get("extra") or "{}")
         extra.update(
             own_similarity=label.own_similarity,

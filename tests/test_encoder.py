@@ -22,6 +22,7 @@ from convoice.models.ge2e import (
 )
 from convoice.models.relabel import ClipFacts, replay
 from convoice.storage import Store
+from convoice.storage import calibration as stored_calibration
 from convoice.tasks import samples
 
 # -- pure ----------------------------------------------------------------------
@@ -193,15 +194,15 @@ def test_replay_with_the_ingest_encoder_reproduces_the_ingest(reviewed_store) ->
     # The ingest identified on CAM++ (speaker_embedding) with [identity]'s thresholds.
     emb = np.stack([np.asarray(r["speaker_embedding"], dtype=np.float32) for r in machine])
     scale = load_settings(environ={}).similarity_scale()
-    out = replay(order, facts, emb, {}, scale, RoutingSettings())
+    cal = stored_calibration.current(store.location)  # routed as the ingest routed them
+    out = replay(order, facts, emb, {}, scale, RoutingSettings(), calibration=cal)
     for row in machine:
         label = out.labels[row["clip_id"]]
         assert label.speaker_id == row["speaker_id"]
-        assert label.status == row["status"]
-        # The replay scores raw (capped at 1); the ingest stored that raw score and its
-        # calibrated probability apart (speaker_score_raw, speaker_confidence).
-        raw = min(1.0, row["speaker_score_raw"])
-        assert label.speaker_confidence == pytest.approx(raw, abs=1e-3)
+        assert (label.status, label.review_reasons) == (row["status"], tuple(row["review_reasons"]))
+        assert label.speaker_confidence == pytest.approx(row["speaker_confidence"], abs=1e-3)
+        assert label.speaker_score_raw == pytest.approx(row["speaker_score_raw"], abs=1e-3)
+        assert label.calibration == row["calibration_version"]
     registry = {s.speaker_id: s for s in store.speakers()}
     assert set(out.speakers) == set(registry)
     for sid, speaker in out.speakers.items():

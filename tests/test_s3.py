@@ -130,7 +130,7 @@ def test_commit_release_pull_on_s3(s3_settings: Settings, tmp_path: Path) -> Non
     assert second.clips_by_status == {"accepted": 2, "rejected": 1, "review": 1}
 
     pulled = store.pull("first", tmp_path / "first")
-    assert (pulled.n_clips, pulled.copied) == (4, 4 + 4 + 1)  # 4 parquet, 4 FLAC, manifest
+    assert (pulled.n_clips, pulled.copied) == (4, 5 + 4 + 1)  # 5 parquet, 4 FLAC, manifest
     table = pq.read_table(tmp_path / "first" / "clips.parquet")
     assert table.num_rows == 4
     assert sorted(table["status"].to_pylist()) == ["accepted", "accepted", "review", "review"]
