@@ -34,8 +34,7 @@ from convoice.models.routing import (
     Reason,
     SpeakerEvidence,
     identity_strength,
-    speaker_confidence,
-    speaker_reasons,
+    speaker_side,
 )
 
 FloatArray = npt.NDArray[np.float32]
@@ -190,8 +189,8 @@ def _label_recording(
         ids.append(resolve_merges(speaker, merged_into))
     sims = emb @ centroids.T  # shape: (clips, local speakers)
     evidence: list[SpeakerEvidence] = []
+    scores: list[tuple[float, float]] = []  # (raw score, probability) of each clip
     reasons_of: list[list[str]] = []
-    raw_rule = calibration is None or routing_cfg.raw_thresholds
     for i, clip in enumerate(clips):
         k, match = int(member[i]), matches[int(member[i])]
         other = float(np.delete(sims[i], k).max()) if len(locals_) > 1 else -1.0
@@ -204,16 +203,12 @@ def _label_recording(
             float(sims[i, k]), other, match.confidence,
             registry_cfg.fit_low, registry_cfg.fit_high, registry_cfg.fit_margin, two, strength,
         )  # fmt: skip
-        raw = speaker_confidence(ev)
-        score, bar = (
-            (raw, routing_cfg.min_speaker_confidence)
-            if raw_rule or calibration is None
-            else (calibration.speaker_probability(raw), routing_cfg.target_precision)
-        )
+        raw, probability, doubts = speaker_side(ev, routing_cfg, calibration)
         # As routing.route orders them: the speaker's reasons, then the transcript's.
         kept = [r for r in clip.machine_reasons if r not in SPEAKER_REASONS]
         evidence.append(ev)
-        reasons_of.append(list(dict.fromkeys([*speaker_reasons(ev, score, bar), *kept])))
+        scores.append((raw, min(1.0, raw) if calibration is None else probability))
+        reasons_of.append(list(dict.fromkeys([*doubts, *kept])))
     absorbed = [False] * len(clips)
     for k, match in enumerate(matches):  # as ingestion decides it, per recording speaker
         members = [i for i in range(len(clips)) if member[i] == k]
@@ -226,18 +221,14 @@ def _label_recording(
         ClipLabel(
             clip_id=clip.clip_id,
             speaker_id=ids[int(member[i])],
-            speaker_confidence=(
-                min(1.0, speaker_confidence(evidence[i]))
-                if calibration is None
-                else calibration.speaker_probability(speaker_confidence(evidence[i]))
-            ),
+            speaker_confidence=scores[i][1],  # raw, capped at 1, when not calibrated
             status="accepted" if not reasons_of[i] else "review",
             review_reasons=tuple(reasons_of[i]),
             own_similarity=round(evidence[i].own_similarity, 4),
             other_similarity=round(evidence[i].other_similarity, 4),
             identity_similarity=round(matches[int(member[i])].similarity, 4),
             absorbed=absorbed[i],
-            speaker_score_raw=speaker_confidence(evidence[i]),
+            speaker_score_raw=scores[i][0],
             calibration="" if calibration is None else calibration.version,
         )
         for i, clip in enumerate(clips)

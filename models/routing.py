@@ -184,6 +184,21 @@ def speaker_reasons(ev: SpeakerEvidence, probability: float, bar: float) -> list
     return reasons
 
 
+def speaker_side(
+    ev: SpeakerEvidence, cfg: RoutingSettings, calibration: Calibration | None = None
+) -> tuple[float, float, list[str]]:
+    """A speaker label's raw score, its probability, and why it needs a person (if it does).
+
+    Calibrated, the probability routes against ``target_precision``; without a
+    calibration (or with ``raw_thresholds``) the raw score against ``min_speaker_confidence``.
+    """
+    s_raw = speaker_confidence(ev)
+    s_prob = s_raw if calibration is None else calibration.speaker_probability(s_raw)
+    raw = cfg.raw_thresholds or calibration is None
+    s_score, s_bar = (s_raw, cfg.min_speaker_confidence) if raw else (s_prob, cfg.target_precision)
+    return s_raw, s_prob, speaker_reasons(ev, s_score, s_bar)
+
+
 def route(
     ev: SpeakerEvidence,
     transcript: Transcript | None,
@@ -196,18 +211,15 @@ def route(
 
     Without ``calibration`` the confidences are the raw scores (and the raw thresholds route).
     """
-    s_raw = speaker_confidence(ev)
+    s_raw, s_prob, reasons = speaker_side(ev, cfg, calibration)
     t_raw = transcript_confidence(transcript) if transcript is not None else 0.0
     language = transcript.language if transcript is not None else ""
     if calibration is None:
-        s_prob, t_prob, version = s_raw, t_raw, ""
+        t_prob, version = t_raw, ""
     else:
-        s_prob = calibration.speaker_probability(s_raw)
         t_prob = calibration.transcript_probability(t_raw, language)
         version = calibration.version
     raw = cfg.raw_thresholds or calibration is None
-    s_score, s_bar = (s_raw, cfg.min_speaker_confidence) if raw else (s_prob, cfg.target_precision)
-    reasons = speaker_reasons(ev, s_score, s_bar)
     if overlap_nearby:
         reasons.append(Reason.OVERLAP_NEARBY)
     if transcript is None:

@@ -49,7 +49,7 @@ def relabelled_rows(
         row["review_reasons"] = list(label.review_reasons)
         speaker_doubt = any(r in SPEAKER_REASONS for r in label.review_reasons)
         row["speaker_status"] = "review" if speaker_doubt else "accepted"
-        row["speaker_score_raw"] = label.speaker_score_raw or label.speaker_confidence
+        row["speaker_score_raw"] = label.speaker_score_raw
         if label.calibration:
             row["calibration_version"] = label.calibration
         extra = json.loads(row.get("extra") or "{}")
