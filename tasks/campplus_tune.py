@@ -32,7 +32,7 @@ from convoice.models.embed import CAMPPLUS_DIM, CAMPPLUS_WINDOW, MIN_SAMPLES, SA
 from convoice.models.ge2e import FloatArray, NotEnoughData, ge2e_loss, plan_batch
 from convoice.models.records import Region
 from convoice.tasks import loaders
-from convoice.tasks.encoder import CHECKPOINT, WEIGHTS, TrainResult
+from convoice.tasks.encoder import CHECKPOINT, WEIGHTS, TrainedState, TrainResult
 
 if TYPE_CHECKING:
     from convoice.tasks.tracking import TrainingRun
@@ -131,7 +131,10 @@ def train_campplus(
         lr=cfg.head_learning_rate,
     )
     rng = np.random.default_rng(cfg.seed)
-    start, first_loss = _resume(run.dir / CHECKPOINT, dense, weight, bias, optim, rng)
+    trained = TrainedState("dense", dense, weight, bias, optim, rng)
+    start, first_loss = trained.resume(run.dir / CHECKPOINT)
+    if start:
+        log.info("resuming CAM++ training from %s after step %d", run.dir / CHECKPOINT, start)
     tensors = [torch.from_numpy(s) for s in stats]
     losses: list[float] = []
     began = time.perf_counter()
@@ -153,7 +156,7 @@ def train_campplus(
         if progress:
             progress(step, total, value)
         if step % cfg.checkpoint_every == 0 or step == total:
-            _checkpoint(run.dir / CHECKPOINT, dense, weight, bias, optim, rng, step, first_loss)
+            trained.checkpoint(run.dir / CHECKPOINT, step, first_loss)
     return TrainResult(
         weights=_save(run.dir / WEIGHTS, state, dense),
         steps=total,
@@ -190,52 +193,6 @@ def _utterances(dense: Any, stats: list[Any], plan: Any, rng: np.random.Generato
     windows = torch.nn.functional.normalize(dense(torch.cat(rows)), dim=1)
     sums = torch.zeros(plan.size, CAMPPLUS_DIM).index_add(0, torch.tensor(owner), windows)
     return torch.nn.functional.normalize(sums, dim=1).reshape(*plan.shape, CAMPPLUS_DIM)
-
-
-def _resume(
-    path: Path, dense: Any, weight: Any, bias: Any, optim: Any, rng: np.random.Generator
-) -> tuple[int, float]:
-    """Load a killed run's checkpoint when there is one: (its step, its first loss)."""
-    import torch
-
-    if not path.is_file():
-        return 0, float("nan")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    dense.load_state_dict(state["dense"])
-    weight.data.fill_(state["weight"])
-    bias.data.fill_(state["bias"])
-    optim.load_state_dict(state["optimizer"])
-    rng.bit_generator.state = state["rng"]
-    torch.set_rng_state(state["torch_rng"])
-    log.info("resuming CAM++ training from %s after step %d", path, state["step"])
-    return int(state["step"]), float(state["first_loss"])
-
-
-def _checkpoint(
-    path: Path,
-    dense: Any,
-    weight: Any,
-    bias: Any,
-    optim: Any,
-    rng: np.random.Generator,
-    step: int,
-    first_loss: float,
-) -> None:
-    import torch
-
-    state = {
-        "dense": dense.state_dict(),
-        "weight": float(weight.item()),
-        "bias": float(bias.item()),
-        "optimizer": optim.state_dict(),
-        "rng": rng.bit_generator.state,
-        "torch_rng": torch.get_rng_state(),
-        "step": step,
-        "first_loss": first_loss,
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
 
 
 def _save(path: Path, state: dict[str, Any], dense: Any) -> Path:

@@ -196,17 +196,10 @@ def train_ge2e(
         [{"params": model.parameters()}, {"params": [weight, bias]}], lr=cfg.learning_rate
     )
     rng = np.random.default_rng(cfg.seed)
-    start, first_loss = 0, float("nan")
     ckpt = run.dir / CHECKPOINT
-    if ckpt.is_file():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model_state"])
-        weight.data.fill_(state["weight"])
-        bias.data.fill_(state["bias"])
-        optim.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        start, first_loss = int(state["step"]), float(state["first_loss"])
+    trained = TrainedState("model_state", model, weight, bias, optim, rng)
+    start, first_loss = trained.resume(ckpt)
+    if start:
         log.info("resuming encoder training %s after step %d", run.run_id, start)
     losses: list[float] = []
     began = time.perf_counter()
@@ -232,7 +225,7 @@ def train_ge2e(
         if progress:
             progress(step, total, value)
         if step % cfg.checkpoint_every == 0 or step == total:
-            _checkpoint(ckpt, model, weight, bias, optim, rng, step, first_loss)
+            trained.checkpoint(ckpt, step, first_loss)
     weights = run.dir / WEIGHTS
     tmp = weights.with_suffix(".tmp")
     torch.save({"model_state": model.state_dict(), "step": total}, tmp)
@@ -247,28 +240,51 @@ def train_ge2e(
     )
 
 
-def _checkpoint(
-    path: Path,
-    model: VoiceEncoder,
-    weight: Any,
-    bias: Any,
-    optim: Any,
-    rng: np.random.Generator,
-    step: int,
-    first_loss: float,
-) -> None:
-    import torch
+@dataclass(frozen=True)
+class TrainedState:
+    """What a GE2E run checkpoints, so a killed run resumes where it stopped.
 
-    state = {
-        "model_state": model.state_dict(),
-        "weight": float(weight.item()),
-        "bias": float(bias.item()),
-        "optimizer": optim.state_dict(),
-        "rng": rng.bit_generator.state,
-        "torch_rng": torch.get_rng_state(),
-        "step": step,
-        "first_loss": first_loss,
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    ``key`` names the trained module in the file (``model_state`` for
+    resemblyzer, ``dense`` for CAM++'s embedding layer); ``weight`` and ``bias``
+    are GE2E's scale and offset; the optimiser and both random generators too.
+    """
+
+    key: str
+    module: Any
+    weight: Any
+    bias: Any
+    optim: Any
+    rng: np.random.Generator
+
+    def checkpoint(self, path: Path, step: int, first_loss: float) -> None:
+        """Write the state after ``step``, atomically."""
+        import torch
+
+        state = {
+            self.key: self.module.state_dict(),
+            "weight": float(self.weight.item()),
+            "bias": float(self.bias.item()),
+            "optimizer": self.optim.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+            "first_loss": first_loss,
+        }
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)
+
+    def resume(self, path: Path) -> tuple[int, float]:
+        """Load a killed run's checkpoint when there is one: (its step, its first loss)."""
+        import torch
+
+        if not path.is_file():
+            return 0, float("nan")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        self.module.load_state_dict(state[self.key])
+        self.weight.data.fill_(state["weight"])
+        self.bias.data.fill_(state["bias"])
+        self.optim.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        return int(state["step"]), float(state["first_loss"])
