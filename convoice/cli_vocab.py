@@ -79,16 +79,8 @@ def add_command(
 ) -> None:
     """Add words an operator knows Whisper needs (kept as the operator's, never re-learned away)."""
     from convoice.models.vocabulary import ACTIVE
-    from convoice.storage.vocabulary import set_term
 
-    store = _store(home)
-    for word in terms:
-        try:
-            made = set_term(store, channel, word, ACTIVE, _operator())
-        except ValueError as err:
-            console.print(f"[red]{escape(str(err))}[/red]")
-            raise typer.Exit(2) from err
-        console.print(f"added {escape(made.term)} to {escape(channel or '(whole store)')}")
+    _set_terms(home, channel, terms, ACTIVE, "added {term} to {channel}")
 
 
 @vocabulary_app.command("remove")
@@ -99,16 +91,23 @@ def remove_command(
 ) -> None:
     """Stop giving words to Whisper; learning never brings a removed word back."""
     from convoice.models.vocabulary import REMOVED
+
+    _set_terms(home, channel, terms, REMOVED, "removed {term} from {channel}")
+
+
+def _set_terms(home: str | None, channel: str, words: list[str], state: str, done: str) -> None:
+    """Set each word's ``state`` as the operator's, saying ``done`` of each; exit 2 on a bad one."""
     from convoice.storage.vocabulary import set_term
 
     store = _store(home)
-    for word in terms:
+    for word in words:
         try:
-            made = set_term(store, channel, word, REMOVED, _operator())
+            made = set_term(store, channel, word, state, _operator())
         except ValueError as err:
             console.print(f"[red]{escape(str(err))}[/red]")
             raise typer.Exit(2) from err
-        console.print(f"removed {escape(made.term)} from {escape(channel or '(whole store)')}")
+        where = escape(channel or "(whole store)")
+        console.print(done.format(term=escape(made.term), channel=where))
 
 
 @vocabulary_app.command("learn")
