@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from convoice.models.consolidate import MachineMerge, Registry, plan_consolidation
 from convoice.models.records import Speaker
-from convoice.models.review_registry import canonical
+from convoice.models.review_registry import canonical, merge_into
 from convoice.storage import identity
 from convoice.storage.labels import latest_labels
 from convoice.storage.labels import now_iso as _now_iso
@@ -117,17 +117,8 @@ def registry_of(speakers: list[Speaker], pairs: pa.Table, pinned: set[str]) -> R
 
 
 def fold(kept: Speaker, merged: Speaker, at: str) -> Speaker:
-    """``kept`` grown by ``merged`` (exact: the registry keeps sums); who made it stays."""
-    return replace(
-        kept,
-        vector_sum=(kept.vector_sum + merged.vector_sum).astype(np.float32),
-        n_clips=kept.n_clips + merged.n_clips,
-        total_duration=kept.total_duration + merged.total_duration,
-        n_recordings=kept.n_recordings + merged.n_recordings,
-        first_seen=min(kept.first_seen, merged.first_seen),
-        updated_at=at,
-        name=kept.name or merged.name,
-    )
+    """``kept`` grown by ``merged`` as a person's merge grows it, but who made it stays."""
+    return replace(merge_into(kept, merged, at), label_source=kept.label_source)
 
 
 def apply_merges(
