@@ -35,14 +35,12 @@ from convoice.config import load_settings
 from convoice.flows.benchmark import bench_corpus, corpus_truth, episodes_by_recording
 from convoice.flows.ingest import ingest_flow
 from convoice.models import evaluation
-from convoice.models.routing import Reason
+from convoice.models.routing import SPEAKER_REASONS
 from convoice.storage import Store
 from convoice.tasks import loaders, samples
 
 REVIEW_DROP = 0.30  # the bar: review share down by this share or more ...
 # ... at equal or better accuracy of accepted speaker labels, and a lower EER.
-ENCODER_REASONS = (Reason.UNCERTAIN_SPEAKER, Reason.UNCERTAIN_IDENTITY, Reason.TWO_VOICES)
-"""The review reasons a speaker encoder decides (the rest come from the transcript and overlaps)."""
 
 
 @dataclass
@@ -54,7 +52,7 @@ class RoundFigures:
     accepted_speaker_accuracy: float = 0.0
     accepted_clips: int = 0
     bcubed_f1: float = 0.0
-    speaker_review_share_of_speech: float = 0.0  # clips with a reason of ENCODER_REASONS
+    speaker_review_share_of_speech: float = 0.0  # clips with a routing.SPEAKER_REASONS reason
 
     def line(self) -> str:
         return (
@@ -237,7 +235,7 @@ def _figures(store: Store, corpus: samples.Corpus, episodes: Any) -> RoundFigure
     raw = sum(ep.duration for ep in by_rec.values())
     out = evaluation.score(clips, truth, raw)
     seconds = [c["end"] - c["start"] for c in clips]
-    speaker = [bool(set(c["review_reasons"] or ()) & set(ENCODER_REASONS)) for c in clips]
+    speaker = [bool(set(c["review_reasons"] or ()) & SPEAKER_REASONS) for c in clips]
     return RoundFigures(
         speaker_review_share_of_speech=(
             sum(s for s, f in zip(seconds, speaker, strict=True) if f) / sum(seconds)
