@@ -39,7 +39,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 
 # Label Studio (annotators review uncertain clips) pins Django, pyarrow and its own
 # SDK, so it gets a virtual environment of its own; `convoice review serve` and
-# the review tests also make it on first use (same pin: tasks/review_server.py).
+# the review tests also make it on first use (same pin: convoice/review/server.py).
 LS_VENV ?= .venv-labelstudio
 LABEL_STUDIO ?= label-studio==1.23.2
 

@@ -56,9 +56,10 @@ def _raw(clip: Mapping[str, Any], kind: str) -> float:
 
 def bench_judged(home: str, split: str) -> list[calib.Judged]:
     """The judged clips of a store that ``convoice bench --split <split>`` labelled."""
-    from convoice.flows.benchmark import corpus_truth, episodes_by_recording
+    from convoice.bench import corpus as bench_corpus
+    from convoice.bench.quality import corpus_truth, episodes_by_recording
+    from convoice.engines import loaders
     from convoice.storage import Store
-    from convoice.tasks import bench_corpus, loaders
 
     corpus = bench_corpus.make_half_corpus(
         loaders.cache_dir() / "bench" / f"corpus-{split}", half=split

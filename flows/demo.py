@@ -16,10 +16,11 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from convoice.config import load_settings
+from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
-from convoice.flows.report import IngestReport
+from convoice.models.run_summary import IngestReport
 from convoice.storage import Release, Store
-from convoice.tasks import loaders, samples
+from convoice.synth import samples
 
 
 @dataclass(frozen=True)

@@ -34,23 +34,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 
+from convoice import logs
 from convoice.config import PIPELINE_VERSION, RunnerSettings, Settings, load_settings
+from convoice.engines import loaders
 from convoice.flows.release import STORE_LIMIT
-from convoice.flows.report import IngestReport, RecordingOutcome, StageClock
+from convoice.media.download import IngestError, read_sources, remove_download
 from convoice.models import labelling
 from convoice.models.licence import attribution_line
-from convoice.models.records import (
-    Clip,
-    MediaItem,
-    Provenance,
-    Recording,
-    SkippedItem,
-    Source,
-    Speaker,
-)
+from convoice.models.run_summary import IngestReport, RecordingOutcome, StageClock
+from convoice.records import Clip, MediaItem, Provenance, Recording, SkippedItem, Source, Speaker
 from convoice.storage import Store, calibration
-from convoice.tasks import encoder, loaders, logs, runner, stages
-from convoice.tasks.download import IngestError, read_sources, remove_download
+from convoice.tasks import runner, stages
 from convoice.tasks.prepare import (
     WORKER_STAGES,
     Prepared,
@@ -58,6 +52,7 @@ from convoice.tasks.prepare import (
     prefetch,
     prepare_recording,
 )
+from convoice.training import encoder
 
 
 @dataclass

@@ -101,8 +101,8 @@ def loop_flow(
     def reachable() -> str:
         """Why no Label Studio can be asked ("" when one is configured)."""
         from convoice.config import load_settings
+        from convoice.review.client import ReviewServerError, connection
         from convoice.storage import Store
-        from convoice.tasks.review import ReviewServerError, connection
 
         settings = load_settings(config, home=home)
         try:

@@ -8,8 +8,8 @@ d-vector encoder):
    ``[encoder] min_confidence`` and on the clips people labelled, except a
    stable share of those (``[encoder] judge_share``, by a hash of the clip id)
    kept to judge (GE2E fine-tuning, resumable, tracked in TensorBoard:
-   CAM++'s embedding layer, :mod:`convoice.tasks.campplus_tune`, or
-   resemblyzer's whole LSTM, :mod:`convoice.tasks.encoder`);
+   CAM++'s embedding layer, :mod:`convoice.training.campplus`, or
+   resemblyzer's whole LSTM, :mod:`convoice.training.encoder`);
 2. score the current and the candidate encoder on the judged clips (EER,
    B-cubed F1 of a labelling replay, review share:
    :mod:`convoice.models.encoder_eval`);
@@ -33,6 +33,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from convoice.config import RegistrySettings, Settings, SimilarityScale, load_settings
+from convoice.engines import loaders
 from convoice.models.calibration import Calibration
 from convoice.models.encoder_eval import (
     EncoderMetrics,
@@ -43,18 +44,18 @@ from convoice.models.encoder_eval import (
 )
 from convoice.models.ge2e import FloatArray, NotEnoughData
 from convoice.models.relabel import ClipFacts, Replay, replay, resolve_merges, review_share
-from convoice.models.review_registry import Contribution, desired_contributions, latest_values
+from convoice.review.decisions import Contribution, desired_contributions, latest_values
 from convoice.storage import Release, Store
 from convoice.storage import calibration as stored_calibration
 from convoice.storage.encoders import EncoderCard, EncoderRegistry
 from convoice.storage.labels import now_iso
 from convoice.storage.relabel import relabelled_rows, write_relabel
 from convoice.storage.releases import read_release_table
-from convoice.storage.review import contributions as review_contributions
-from convoice.storage.review import merges
-from convoice.tasks import campplus_tune, loaders
-from convoice.tasks import encoder as enc
-from convoice.tasks.tracking import open_run
+from convoice.storage.review_state import contributions as review_contributions
+from convoice.storage.review_state import merges
+from convoice.training import campplus as campplus_tune
+from convoice.training import encoder as enc
+from convoice.training.tracking import open_run
 
 RELEASE_COLUMNS = [
     "clip_id", "recording_id", "recording_speaker", "duration", "speaker_id", "status",

@@ -28,9 +28,9 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from convoice.config import load_settings
-from convoice.models.records import ClipStatus
 from convoice.models.round_two import Revision, attempt_key, tried, wants_round_two
 from convoice.models.vocabulary import active_for
+from convoice.records import ClipStatus
 from convoice.storage import Store
 from convoice.storage.vocabulary import channels, learn_from_store, read_terms
 from convoice.tasks.retranscribe import rare_word, retranscribe_recording, whisper

@@ -1,8 +1,8 @@
 """The review flows: clips that need a person out to Label Studio, their decisions back.
 
-They only compose: Label Studio calls and audio in :mod:`convoice.tasks.review`,
-decisions and registry arithmetic in :mod:`convoice.models.review` and
-:mod:`convoice.models.review_registry`, writes in :mod:`convoice.storage`.
+They only compose: Label Studio calls and audio in :mod:`convoice.review.client`,
+decisions and registry arithmetic in :mod:`convoice.review.layout` and
+:mod:`convoice.review.decisions`, writes in :mod:`convoice.storage`.
 Both are safe to run again at any time (an operator can schedule them): a
 push never creates a task twice, and a pull applies each annotation once.
 When Label Studio fails, the flow fails with :class:`ReviewIncomplete`, whose
@@ -18,21 +18,21 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from convoice.config import load_settings
-from convoice.models.records import Speaker
-from convoice.models.review import (
+from convoice.records import Speaker
+from convoice.review import client as review
+from convoice.review.client import ReviewServerError
+from convoice.review.decisions import plan_pull
+from convoice.review.layout import (
     PullReport,
     PushReport,
     label_config,
     reference_clips,
     review_queue,
 )
-from convoice.models.review_registry import plan_pull
 from convoice.storage import Store
-from convoice.storage import review as review_store
+from convoice.storage import review_state as review_store
 from convoice.storage.identity import machine_aliases
 from convoice.storage.labels import now_iso
-from convoice.tasks import review
-from convoice.tasks.review import ReviewServerError
 
 BATCH = 50
 
@@ -144,7 +144,7 @@ def review_pull_flow(home: str | None = None, config: str | None = None) -> Pull
         at,
         aliases=machine_aliases(store),
     )
-    # Order matters for a run killed half-way: see storage/review.py.
+    # Order matters for a run killed half-way: see storage/review_state.py.
     report.labels_applied = store.add_labels(plan.labels)
     review_store.add_merges(store, plan.merges)
     review_store.save_contributions(store, plan.contributions)

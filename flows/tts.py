@@ -21,10 +21,11 @@ from prefect.cache_policies import NO_CACHE
 
 from convoice.config import Settings, load_settings
 from convoice.storage import Store
-from convoice.tasks import tts_export, tts_train
-from convoice.tasks.tracking import open_run, tracking_dir
-from convoice.tasks.tts_export import TtsExport
-from convoice.tasks.tts_train import TrainResult, TtsEvaluation, TtsTrainingError
+from convoice.training import tts as tts_train
+from convoice.training import tts_export
+from convoice.training.tracking import open_run, tracking_dir
+from convoice.training.tts import TrainResult, TtsEvaluation, TtsTrainingError
+from convoice.training.tts_export import TtsExport
 
 KIND = "tts"
 DATA_DIR = "data"  # the run's own export (coqui format)
@@ -68,7 +69,7 @@ class TtsRetrainReport:
 def export_tts_flow(dataset: str, fmt: str, to: str, home: str | None = None) -> TtsExport:
     """Write release ``dataset`` (``v3``, ``3`` or a tag) into ``to`` as a TTS training set.
 
-    ``fmt`` is ``ljspeech``, ``vctk`` or ``coqui`` (see :mod:`convoice.tasks.tts_export`).
+    ``fmt`` is ``ljspeech``, ``vctk`` or ``coqui`` (see :mod:`convoice.training.tts_export`).
     """
     settings = load_settings(home=home)
     store = Store.open(settings)

@@ -19,7 +19,7 @@ import numpy as np
 
 from convoice.models.language import DetectOptions, LanguageGuess, detect_languages
 from convoice.models.packing import GAP_S, FloatArray, Packing, pack
-from convoice.models.records import Region, Transcript, Word
+from convoice.records import Region, Transcript, Word
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel

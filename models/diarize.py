@@ -21,7 +21,6 @@ import numpy as np
 import numpy.typing as npt
 
 from convoice.config import ClipSettings, DiarizationSettings
-from convoice.models.records import Region
 from convoice.models.segmentation import (
     Chunk,
     ChunkSegmentation,
@@ -32,6 +31,7 @@ from convoice.models.segmentation import (
     plan_chunks,
     rms_envelope,
 )
+from convoice.records import Region
 
 if TYPE_CHECKING:
     from pyannote.audio import Model

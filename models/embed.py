@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from convoice.models.records import Region
+from convoice.records import Region
 
 if TYPE_CHECKING:
     from resemblyzer import VoiceEncoder

@@ -19,10 +19,10 @@ from convoice.config import RoutingSettings, SimilarityScale
 from convoice.models.calibration import Calibration
 from convoice.models.clustering import NodeClustering, cluster_nodes, normalize
 from convoice.models.diarize import Segmentation
-from convoice.models.records import Clip, Region, Speaker, Transcript, stable_id
 from convoice.models.registry import MatchDecision, SpeakerMatch, match_speakers
 from convoice.models.routing import Reason, SpeakerEvidence, identity_strength, route
 from convoice.models.voices import TwoVoiceRule, two_voice_flags
+from convoice.records import Clip, Region, Speaker, Transcript, stable_id
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -281,7 +281,7 @@ def update_registry(
 
     Which clips count is :func:`absorbed_clips`; each clip records it in
     ``extra["absorbed"]`` (the review pull's accounting reads it, see
-    :func:`convoice.models.review_registry.machine_absorbed`).
+    :func:`convoice.review.decisions.machine_absorbed`).
     """
     touched: list[Speaker] = []
     for match in matches:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from convoice.models.packing import SAMPLE_RATE, FloatArray
-from convoice.models.records import Region
+from convoice.records import Region
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel

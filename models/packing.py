@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from convoice.models.records import Region
+from convoice.records import Region
 
 FloatArray = npt.NDArray[np.float32]
 SAMPLE_RATE = 16000

@@ -15,7 +15,7 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
-from convoice.models.records import stable_id
+from convoice.records import stable_id
 
 FloatArray = npt.NDArray[np.float32]
 

@@ -26,9 +26,7 @@ from convoice.config import RegistrySettings, RoutingSettings, SimilarityScale, 
 from convoice.models.calibration import Calibration
 from convoice.models.clustering import normalize
 from convoice.models.labelling import absorbed_clips
-from convoice.models.records import LabelSource, Speaker
 from convoice.models.registry import match_speakers, new_speaker_id
-from convoice.models.review_registry import canonical as resolve_merges
 from convoice.models.routing import (
     SPEAKER_REASONS,
     Reason,
@@ -36,6 +34,8 @@ from convoice.models.routing import (
     identity_strength,
     speaker_side,
 )
+from convoice.records import LabelSource, Speaker
+from convoice.review.decisions import canonical as resolve_merges
 
 FloatArray = npt.NDArray[np.float32]
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from convoice.config import RoutingSettings
-from convoice.models.records import ClipStatus, LabelSource, Transcript, Word
 from convoice.models.routing import Reason, transcript_confidence, transcript_reasons
 from convoice.models.vocabulary import normalise
+from convoice.records import ClipStatus, LabelSource, Transcript, Word
 
 TRANSCRIPT_REASONS = frozenset(
     {

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from convoice.config import RoutingSettings
 from convoice.models.calibration import Calibration
-from convoice.models.records import ClipStatus, LabelStatus, Transcript
 from convoice.models.registry import ramp
+from convoice.records import ClipStatus, LabelStatus, Transcript
 
 
 class Reason:

@@ -1,7 +1,7 @@
 """A released dataset as a TTS training set: which clips, which lines, which d-vectors.
 
 Pure functions over the rows of a release's ``clips.parquet`` (dicts, as
-:func:`pyarrow.Table.to_pylist` gives them); :mod:`convoice.tasks.tts_export`
+:func:`pyarrow.Table.to_pylist` gives them); :mod:`convoice.training.tts_export`
 writes what they compute.
 
 Which clips: ``status == "accepted"`` only (never ``review`` or ``rejected``),

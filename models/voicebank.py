@@ -1,8 +1,8 @@
 """The voice bank's computations: voices as records, search, nearest voices, voice checks, mels.
 
 Pure functions on arrays and records; reading releases, decoding uploads and
-running synthesisers live in :mod:`convoice.tasks.voicebank` and
-:mod:`convoice.tasks.synthesisers`.
+running synthesisers live in :mod:`convoice.service.bank` and
+:mod:`convoice.service.synthesisers`.
 """
 
 from __future__ import annotations

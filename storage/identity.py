@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from convoice.models.consolidate import CONSOLIDATE_BY, MachineMerge
-from convoice.models.review_registry import canonical
+from convoice.review.decisions import canonical
 
 if TYPE_CHECKING:
     from convoice.storage.store import Store
@@ -55,7 +55,7 @@ def machine_aliases(store: Store) -> dict[str, str]:
 
 def identity_map(store: Store) -> dict[str, str]:
     """Every id that no longer exists -> its final surviving id (people's and machine merges)."""
-    from convoice.storage.review import MERGE_SCHEMA
+    from convoice.storage.review_state import MERGE_SCHEMA
 
     steps = machine_aliases(store)
     people = store.tables.read("speaker_merges", MERGE_SCHEMA, columns=["merged", "kept"])
@@ -81,7 +81,7 @@ def release_changes(store: Store) -> pa.Table:
     What a release carries (``speaker_changes.parquet``): people's merges come
     from review (``decided_by`` the annotator, ``why`` the task).
     """
-    from convoice.storage.review import merges
+    from convoice.storage.review_state import merges
 
     people = [
         {

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from convoice.models.records import ClipStatus, LabelSource, LabelStatus
+from convoice.records import ClipStatus, LabelSource, LabelStatus
 from convoice.storage.schema import LABEL_FIELDS, LABEL_SCHEMA, WORD
 
 REQUIRED = ("clip_id", "field", "value", "labelled_by")

@@ -16,11 +16,11 @@ import numpy as np
 import pyarrow as pa
 
 from convoice.models.ge2e import FloatArray
-from convoice.models.records import Speaker
 from convoice.models.relabel import ClipLabel
-from convoice.models.review_registry import Contribution
 from convoice.models.routing import SPEAKER_REASONS
-from convoice.storage.review import save_contributions, save_speakers
+from convoice.records import Speaker
+from convoice.review.decisions import Contribution
+from convoice.storage.review_state import save_contributions, save_speakers
 from convoice.storage.schema import CLIP_SCHEMA, conform
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import convoice
-from convoice.models.records import ClipStatus, LabelSource
+from convoice.records import ClipStatus, LabelSource
 from convoice.storage.location import Location, sha256_file
 from convoice.storage.schema import RELEASE_SPEAKER_SCHEMA, vectors
 

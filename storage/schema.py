@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from convoice.models.records import (
+from convoice.records import (
     Clip,
     FloatArray,
     LabelSource,

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from convoice.config import default_home
-from convoice.models.records import Clip, FloatArray, Provenance, Recording, SkippedItem, Speaker
+from convoice.records import Clip, FloatArray, Provenance, Recording, SkippedItem, Speaker
 from convoice.storage.labels import apply_labels, labels_to_table, now_iso, with_label_kinds
 from convoice.storage.location import Location, clean_key
 from convoice.storage.location import storage_options as location_storage_options

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 TABLES = ("recordings", "clips", "speakers", "skipped", "labels", "vocabulary")
 REVIEW_TABLES = ("speaker_merges", "review_contributions", "review_log")
-"""Written by review pulls only (see :mod:`convoice.storage.review`)."""
+"""Written by review pulls only (see :mod:`convoice.storage.review_state`)."""
 IDENTITY_TABLES = ("speaker_changes",)
 """Written by registry consolidation (see :mod:`convoice.storage.identity`)."""
 

@@ -18,12 +18,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from convoice.models.consolidate import MachineMerge, Registry, plan_consolidation
-from convoice.models.records import Speaker
-from convoice.models.review_registry import canonical, merge_into
+from convoice.records import Speaker
+from convoice.review.decisions import canonical, merge_into
 from convoice.storage import identity
 from convoice.storage.labels import latest_labels
 from convoice.storage.labels import now_iso as _now_iso
-from convoice.storage.review import save_speakers
+from convoice.storage.review_state import save_speakers
 from convoice.storage.schema import CLIP_SCHEMA
 
 if TYPE_CHECKING:

@@ -23,17 +23,20 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from convoice import logs
 from convoice.config import Settings
+from convoice.media import download
+from convoice.media.audio import Audio
 from convoice.models.diarize import ClipRegion, Segmentation
 from convoice.models.labelling import RecordingSpeakers
-from convoice.models.records import MediaItem, Region, Transcript, stable_id
+from convoice.records import MediaItem, Region, Transcript, stable_id
 from convoice.storage import Store
-from convoice.tasks import download, encoder, logs, stages
-from convoice.tasks.audio import Audio
+from convoice.tasks import stages
+from convoice.training import encoder
 
 WORKER_STAGES = ["download", "decode", "segment", "embed", "identify", "commit", "transcribe"]
 """Stage names a worker reports (``identify``: the recording's own speakers;
-``commit``: its audio files), the names :class:`~convoice.flows.report.StageClock` uses."""
+``commit``: its audio files), the names :class:`~convoice.models.run_summary.StageClock` uses."""
 
 
 @dataclass(frozen=True)

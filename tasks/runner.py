@@ -5,7 +5,7 @@
 after it. ``dask``: an existing Dask scheduler at ``address`` (its workers
 need this package, the models and access to the store).
 
-Models are loaded once per process (:mod:`convoice.tasks.loaders` caches
+Models are loaded once per process (:mod:`convoice.engines.loaders` caches
 them), so each Dask worker loads them on its first recording and keeps them.
 """
 

@@ -21,13 +21,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from convoice.config import ConfigError, Settings
+from convoice.engines import loaders
+from convoice.media import download
+from convoice.media.audio import Audio, decode
 from convoice.models import asr, diarize, embed, labelling, language
 from convoice.models.diarize import Segmentation
 from convoice.models.labelling import RecordingSpeakers
-from convoice.models.records import MediaItem, Region, SkippedItem, Source, Transcript
 from convoice.models.registry import SpeakerMatch
-from convoice.tasks import download, loaders
-from convoice.tasks.audio import Audio, decode
+from convoice.records import MediaItem, Region, SkippedItem, Source, Transcript
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -73,7 +74,7 @@ def load_audio(path: Path) -> Audio:
 
 @functools.cache
 def _pipeline(name_or_dir: str) -> Any:
-    from convoice.tasks.pipelines import load_pipeline
+    from convoice.bench.naive import load_pipeline
 
     return load_pipeline(name_or_dir)
 
@@ -91,7 +92,7 @@ def segment(audio: Audio, settings: Settings) -> Segmentation:
         model = loaders.segmentation_model(cfg.segmentation_model)
         seg = diarize.segment_recording(model, audio.samples, cfg, settings.clips)
     elif cfg.backend == "pipeline":
-        from convoice.tasks.pipelines import diarize_whole
+        from convoice.bench.naive import diarize_whole
 
         turns = diarize_whole(_pipeline(cfg.pipeline), audio.samples)
         seg = diarize.segmentation_from_turns(turns, audio.duration, cfg, settings.clips)

@@ -34,7 +34,7 @@ def tts_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path):  # type: ignore[no-untyped-def]
     """Three short two-speaker episodes; every voice talks in two of them."""
-    from convoice.tasks.samples import make_corpus
+    from convoice.synth.samples import make_corpus
 
     out = tmp_path_factory.mktemp("small-corpus")
     return make_corpus(
@@ -51,7 +51,7 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path):  # 
 @pytest.fixture(scope="session")
 def served_corpus(small_corpus) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The small corpus on a real HTTP server on 127.0.0.1; yields the base URL."""
-    from convoice.tasks.samples import serve_directory
+    from convoice.synth.samples import serve_directory
 
     with serve_directory(small_corpus.root) as base_url:
         yield base_url

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from convoice.bench import corpus as bench_corpus
 from convoice.models import evaluation
-from convoice.tasks import bench_corpus, voices
-from convoice.tasks.tts import INVENTORY, SAMPLE_RATE, VOICES, synthesize
+from convoice.synth import inventory as voices
+from convoice.synth.speech import INVENTORY, SAMPLE_RATE, VOICES, synthesize
 
 
 def test_split_is_stable_disjoint_and_keeps_the_tuned_voices_in_tune() -> None:
@@ -105,7 +106,7 @@ def test_two_voice_clips_and_shares_in_score() -> None:
 def _own_corpus(folder: Path, cache: Path) -> None:
     """Two episodes as an operator would bring them: WAV + RTTM, one with JSON turns and a
     whole transcript, and a stray media file without annotation."""
-    from convoice.tasks.samples import make_episode
+    from convoice.synth.samples import make_episode
 
     for i, cast in enumerate((("rms", "slt"), ("slt", "ked"))):
         ep = make_episode(f"show{i}", cast, 4, 40 + i, folder, make_video=False, cache_dir=cache)
@@ -143,7 +144,7 @@ def test_bench_corpus_dir_scores_the_engine_on_own_audio(
 ) -> None:
     from typer.testing import CliRunner
 
-    from convoice.cli import app
+    from convoice.cli.root import app
 
     own = tmp_path / "own"
     own.mkdir()

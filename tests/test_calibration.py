@@ -20,8 +20,8 @@ from test_storage import PROVENANCE, absorb, make_clips, make_recording
 
 from convoice.config import RoutingSettings
 from convoice.models import calibration as calib
-from convoice.models.records import ClipStatus, LabelStatus, Transcript, Word
 from convoice.models.routing import Reason, SpeakerEvidence, route
+from convoice.records import ClipStatus, LabelStatus, Transcript, Word
 from convoice.storage import Store
 from convoice.storage import calibration as stored
 from convoice.storage.pull import KindFilter

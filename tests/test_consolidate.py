@@ -16,7 +16,7 @@ from convoice.models.consolidate import (
     plan_consolidation,
     unit_rows,
 )
-from convoice.models.records import Speaker
+from convoice.records import Speaker
 from convoice.storage import Store
 from convoice.storage.identity import changes
 from convoice.storage.schema import CLIP_SCHEMA
@@ -154,7 +154,7 @@ def split_store(tmp_path: Path) -> Store:
             ("c4", "r3", "spk_c1"), ("c5", "r4", "spk_c2"),
         ]),
     )  # fmt: skip
-    from convoice.storage.review import save_speakers
+    from convoice.storage.review_state import save_speakers
 
     save_speakers(store, [
         _speaker("spk_a1", a, 6), _speaker("spk_a2", _near(a, 0.8, 1), 2),
@@ -207,8 +207,8 @@ def test_a_store_heals_once_and_records_which_ids_became_which(split_store: Stor
     mapped = pq.read_table(Path(new.path) / "speaker_changes.parquet").to_pylist()
     assert ("spk_a2", "spk_a1") in {(r["old_id"], r["new_id"]) for r in mapped}
     # a person's merge joins the map a release carries
-    from convoice.models.review_registry import Merge
-    from convoice.storage.review import add_merges
+    from convoice.review.decisions import Merge
+    from convoice.storage.review_state import add_merges
 
     add_merges(store, [Merge("spk_b", "spk_a1", "ann@example.org", "2099-01-01", "12")])
     later = store.release(tag="later")
@@ -260,7 +260,7 @@ def test_a_merge_recorded_by_a_killed_run_is_finished(split_store: Store) -> Non
 
 
 def test_a_review_task_pushed_before_a_merge_counts_for_the_surviving_id() -> None:
-    from convoice.models.review_registry import plan_pull
+    from convoice.review.decisions import plan_pull
 
     (a,) = _voices(1, seed=4)
     speakers = {"spk_a1": _speaker("spk_a1", a, 8)}  # spk_a2 was folded into spk_a1

@@ -14,7 +14,7 @@ import pandas as pd
 def test_demo_ingests_by_url_releases_and_prints_what_it_made(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {**os.environ, "CONVOICE_HOME": str(home), "COLUMNS": "200"}
-    cmd = [sys.executable, "-m", "convoice.cli", "demo", "--workdir", str(tmp_path / "media")]
+    cmd = [sys.executable, "-m", "convoice.cli.root", "demo", "--workdir", str(tmp_path / "media")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = " ".join(done.stdout.split())

@@ -29,10 +29,10 @@ import yaml
 from test_ops import _free_port, postgres_cluster
 from test_storage import SAMPLE_RATE, ingest
 
-from convoice.cli_ops import POOL, STORE_LIMIT
+from convoice.cli.ops import POOL, STORE_LIMIT
 from convoice.config import ConfigError, load_settings
+from convoice.review.server import LABEL_STUDIO_REQUIREMENT
 from convoice.storage import Store
-from convoice.tasks.review_server import LABEL_STUDIO_REQUIREMENT
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deployments"
@@ -286,7 +286,7 @@ def test_label_studio_runs_on_postgresql_as_the_compose_file_configures_it(
     About 3 minutes: the first start creates Label Studio's tables.
     """
     from convoice.flows.review import review_sync_flow
-    from convoice.tasks import review_server
+    from convoice.review import server as review_server
 
     services = compose["services"]
     postgres = _service_env(services["postgres"])

@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 
 from convoice.config import IngestSettings
-from convoice.models.records import MediaItem, SkippedItem, Source
-from convoice.tasks.download import (
+from convoice.media.download import (
     IngestError,
     cc_search_url,
     check_audio,
@@ -33,6 +32,7 @@ from convoice.tasks.download import (
     remove_download,
     source_audio,
 )
+from convoice.records import MediaItem, SkippedItem, Source
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -413,7 +413,7 @@ def test_read_sources(tmp_path: Path) -> None:
 def test_a_sources_file_that_cannot_be_read_says_why(
     tmp_path: Path, text: str, message: str
 ) -> None:
-    from convoice.tasks.download import SourcesError
+    from convoice.media.download import SourcesError
 
     csv_path = tmp_path / "sources.csv"
     csv_path.write_text(text)

@@ -23,7 +23,7 @@ from convoice.models.ge2e import (
 from convoice.models.relabel import ClipFacts, replay
 from convoice.storage import Store
 from convoice.storage import calibration as stored_calibration
-from convoice.tasks import samples
+from convoice.synth import samples
 
 # -- pure ----------------------------------------------------------------------
 
@@ -215,10 +215,10 @@ def test_a_round_trains_judges_registers_and_relabels_without_touching_people(
 ) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
 
-    from convoice.cli import app
+    from convoice.cli.root import app
     from convoice.flows.retrain import retrain_encoder_flow
     from convoice.storage.encoders import PRETRAINED, EncoderRegistry
-    from convoice.tasks.tracking import tracking_dir
+    from convoice.training.tracking import tracking_dir
 
     home, store = reviewed_store
     people_before = _people_fields(store)
@@ -284,8 +284,8 @@ def test_a_round_trains_judges_registers_and_relabels_without_touching_people(
 
 def test_a_killed_training_run_resumes_from_its_checkpoint(reviewed_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from convoice.config import EncoderSettings, load_settings
-    from convoice.tasks import encoder as enc
-    from convoice.tasks.tracking import open_run
+    from convoice.training import encoder as enc
+    from convoice.training.tracking import open_run
 
     _, store = reviewed_store
     rows = [r for r in store.materialized_clips().to_pylist() if r["status"] == "accepted"]
@@ -357,10 +357,11 @@ def test_the_loop_runs_every_step_or_says_why_not(
 def test_ingest_labels_with_the_current_encoder(
     reviewed_store, small_corpus, served_corpus, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
+    from convoice.engines import loaders
     from convoice.flows.ingest import ingest_flow
     from convoice.flows.retrain import retrain_encoder_flow
     from convoice.storage.encoders import EncoderRegistry, UnknownEncoderError
-    from convoice.tasks import campplus_tune, loaders
+    from convoice.training import campplus as campplus_tune
 
     home = reviewed_store[0].parent / "loop-home"  # the loop test trains a CAM++ here
     registry = EncoderRegistry(Store(str(home)).location)
@@ -392,7 +393,7 @@ def test_ingest_labels_with_the_current_encoder(
     assert rows and {m["embedding"] for m in models} == {trained["resemblyzer"]}
     assert {m["speaker_embedding"] for m in models} == {trained["campplus"]}  # provenance
     # The embeddings are the trained encoders', not the pretrained ones'.
-    from convoice.tasks import encoder as enc
+    from convoice.training import encoder as enc
 
     waves = enc.read_waves(Store(str(fresh)), [r["audio_uri"] for r in rows[:3]])
     cache = loaders.cache_dir() / "encoders"
@@ -419,8 +420,8 @@ def _pin(tmp_path: Path) -> Path:
 
 def _check_registry_is_machine_plus_people(store: Store) -> None:
     """Registry sums = sure machine clips + what people add (the sums a review pull keeps)."""
-    from convoice.models.review_registry import machine_absorbed
-    from convoice.storage import review as review_store
+    from convoice.review.decisions import machine_absorbed
+    from convoice.storage import review_state as review_store
 
     rows = {r["clip_id"]: r for r in store.clips().to_pylist()}
     expected: dict[str, np.ndarray] = {}
@@ -471,9 +472,10 @@ def test_campplus_fine_tune_makes_a_loadable_versioned_model(
     import torch
 
     from convoice.config import EncoderSettings, load_settings
-    from convoice.tasks import campplus_tune, loaders
-    from convoice.tasks import encoder as enc
-    from convoice.tasks.tracking import open_run
+    from convoice.engines import loaders
+    from convoice.training import campplus as campplus_tune
+    from convoice.training import encoder as enc
+    from convoice.training.tracking import open_run
 
     _, store = reviewed_store
     rows = [r for r in store.materialized_clips().to_pylist() if r["status"] == "accepted"][:8]
@@ -509,12 +511,13 @@ def test_a_campplus_round_trains_on_people_and_relabels_identity(
 ) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
 
-    from convoice.cli import app
+    from convoice.cli.root import app
+    from convoice.engines import loaders
     from convoice.flows.retrain import retrain_encoder_flow
     from convoice.models.encoder_eval import judged
     from convoice.storage.encoders import PRETRAINED, EncoderRegistry
-    from convoice.tasks import campplus_tune, loaders
-    from convoice.tasks import encoder as enc
+    from convoice.training import campplus as campplus_tune
+    from convoice.training import encoder as enc
 
     home, store = _audited(reviewed_store, small_corpus)
     people_before = _people_fields(store)
@@ -581,8 +584,8 @@ def test_promotion_refuses_a_worse_campplus(reviewed_store, small_corpus, tmp_pa
 
 
 def test_the_simulated_annotator_answers_as_the_labeling_page_does() -> None:
-    from convoice.models.review_annotations import decision_labels, parse_annotation
-    from convoice.tasks.annotator import _result, speaker_answers
+    from convoice.bench.annotator import _result, speaker_answers
+    from convoice.review.annotations import decision_labels, parse_annotation
 
     clips = [
         {"clip_id": "a1", "status": "accepted", "speaker_id": "spk_a"},

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 from convoice.config import load_settings
+from convoice.engines import loaders
+from convoice.media.audio import decode
 from convoice.models import asr, embed, labelling
 from convoice.models.metrics import WerCount, diarization_error_rate, read_rttm, wer_count
-from convoice.models.records import Region
-from convoice.tasks import loaders, samples, stages
-from convoice.tasks.audio import decode
+from convoice.records import Region
+from convoice.synth import samples
+from convoice.tasks import stages
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def test_the_vad_threshold_setting_reaches_the_speech_detector(settings) -> None
 
 
 def test_embeddings_tell_voices_apart_and_hold_a_voice_together(tts_cache) -> None:  # type: ignore[no-untyped-def]
-    from convoice.tasks.tts import synthesize
+    from convoice.synth.speech import synthesize
 
     texts = ["The river carried small boats past the bridge.", "She painted the kitchen green."]
     clips = [synthesize(v, t, tts_cache) for v in ("rms", "slt") for t in texts]
@@ -95,7 +97,7 @@ def test_the_full_pyannote_pipeline_backend_from_a_local_directory(settings, tmp
     """backend="pipeline": what an operator with community-1 on disk would configure."""
     from dataclasses import replace
 
-    from convoice.tasks.pipelines import write_pipeline_config
+    from convoice.bench.naive import write_pipeline_config
 
     write_pipeline_config(tmp_path / "pipeline")
     cfg = replace(settings.diarization, backend="pipeline", pipeline=str(tmp_path / "pipeline"))

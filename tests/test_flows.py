@@ -17,7 +17,7 @@ from convoice.flows.ingest import ingest_flow
 from convoice.models.clustering import b_cubed
 from convoice.models.evaluation import clip_truth
 from convoice.storage import Store
-from convoice.tasks import samples
+from convoice.synth import samples
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -79,7 +79,7 @@ def test_clips_keep_the_d_vector_and_carry_the_identity_embedding(labelled) -> N
     """resemblyzer's 256 floats stay (the TTS export); CAM++'s 192 identify, named in ``models``."""
     import json
 
-    from convoice.tasks import loaders
+    from convoice.engines import loaders
 
     home, _ = labelled
     store = Store(str(home))
@@ -96,7 +96,7 @@ def test_each_label_kind_is_routed_released_and_pulled_on_its_own(labelled, tmp_
     """Ingest -> release -> ``dataset pull --speaker sure``: per-kind statuses all the way."""
     from typer.testing import CliRunner
 
-    from convoice.cli import app
+    from convoice.cli.root import app
     from convoice.storage.calibration import shipped
 
     home, _ = labelled
@@ -191,7 +191,7 @@ def test_killed_run_resumes_without_duplicates(
     cmd = [
         sys.executable,
         "-m",
-        "convoice.cli",
+        "convoice.cli.root",
         "ingest",
         "--sources",
         str(sources),
@@ -224,7 +224,7 @@ def test_killed_run_resumes_without_duplicates(
 def test_release_pull_and_load_like_a_trainer(labelled, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from typer.testing import CliRunner
 
-    from convoice.cli import app
+    from convoice.cli.root import app
 
     home, _ = labelled
     runner = CliRunner()

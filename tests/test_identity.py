@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 
 from convoice.config import ConfigError, load_settings
+from convoice.engines import loaders
+from convoice.media.audio import decode
 from convoice.models import embed
 from convoice.models.metrics import read_rttm
-from convoice.models.records import Region, Speaker
 from convoice.models.voices import two_voice_flags
+from convoice.records import Region, Speaker
 from convoice.storage import Store
-from convoice.tasks import encoder, loaders, samples
-from convoice.tasks.audio import decode
+from convoice.synth import samples
+from convoice.training import encoder
 
 
 def _sample_turns(piece_s: float = 1.5) -> tuple[np.ndarray, list[Region], list[str]]:
@@ -71,7 +73,7 @@ def test_short_regions_get_no_campplus_embedding() -> None:
 
 @pytest.fixture(scope="module")
 def voices(tts_cache: Path) -> dict[str, list[np.ndarray]]:
-    from convoice.tasks.tts import synthesize
+    from convoice.synth.speech import synthesize
 
     texts = [
         "The river carried small boats past the old stone bridge.",
@@ -121,7 +123,7 @@ def test_an_unknown_identity_encoder_is_a_clear_error() -> None:
 
 def test_clip_rows_written_before_campplus_still_read(tmp_path: Path) -> None:
     """An old clips table (no speaker_embedding column) reads with nulls; d-vectors identify."""
-    from convoice.models.records import Clip, Provenance, identity_vector
+    from convoice.records import Clip, Provenance, identity_vector
     from convoice.storage.schema import clips_to_table
 
     store = Store(str(tmp_path))
@@ -139,7 +141,7 @@ def test_clip_rows_written_before_campplus_still_read(tmp_path: Path) -> None:
 
 def test_the_identity_vector_follows_the_registry_space() -> None:
     """After a resemblyzer encoder round re-labels a CAM++ store, its registry is 256-d again."""
-    from convoice.models.records import identity_vector
+    from convoice.records import identity_vector
 
     row = {"embedding": [0.0] * 256, "speaker_embedding": [0.0] * 192}
     assert len(identity_vector(row)) == 192

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from convoice.config import load_settings
+from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
 from convoice.models import asr, lang_eval, language
-from convoice.models.records import Region
+from convoice.records import Region
 from convoice.storage import Store
-from convoice.tasks import loaders, multilingual, samples
+from convoice.synth import multilingual, samples
 
 SR = 16000
 

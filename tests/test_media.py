@@ -27,7 +27,7 @@ from test_flows import write_sources
 
 from convoice.storage import Store
 from convoice.storage.schema import SKIPPED_SCHEMA
-from convoice.tasks import samples
+from convoice.synth import samples
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -124,7 +124,7 @@ class Run:
 
 def ingest(sources: Path, home: Path) -> Run:
     """``convoice ingest --sources`` in its own process, as an operator runs it."""
-    cmd = [sys.executable, "-m", "convoice.cli", "ingest", "--sources", str(sources)]
+    cmd = [sys.executable, "-m", "convoice.cli.root", "ingest", "--sources", str(sources)]
     env = {**os.environ, "COLUMNS": "200", "PREFECT_LOGGING_LEVEL": "INFO"}
     done = subprocess.run(
         [*cmd, "--home", str(home)], capture_output=True, text=True, timeout=1200, env=env
@@ -279,9 +279,9 @@ def test_speech_found_block_by_block_is_the_speech_found_at_once() -> None:
 def test_transcription_gets_each_clips_samples_and_nothing_else() -> None:
     import numpy as np
 
+    from convoice.media.audio import Audio
     from convoice.models.diarize import ClipRegion, Segmentation
-    from convoice.models.records import Region
-    from convoice.tasks.audio import Audio
+    from convoice.records import Region
     from convoice.tasks.prepare import clips_only
 
     samples = np.arange(16000 * 60, dtype=np.float32)  # a minute, every sample its own value

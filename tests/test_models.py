@@ -9,7 +9,6 @@ import pytest
 
 from convoice.config import RoutingSettings
 from convoice.models.clustering import b_cubed, cluster_nodes, normalize
-from convoice.models.records import ClipStatus, Region, Speaker, Transcript, Word
 from convoice.models.registry import MatchDecision, match_speakers
 from convoice.models.routing import Reason, SpeakerEvidence, max_ngram_repeats, route
 from convoice.models.segmentation import (
@@ -21,6 +20,7 @@ from convoice.models.segmentation import (
     overlap_regions,
     plan_chunks,
 )
+from convoice.records import ClipStatus, Region, Speaker, Transcript, Word
 
 STEP = 0.02
 

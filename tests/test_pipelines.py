@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from convoice.tasks import pipelines
-from convoice.tasks.loaders import ModelUnavailable
-from convoice.tasks.samples import pyannote_sample
+from convoice.bench import naive as pipelines
+from convoice.engines.loaders import ModelUnavailable
+from convoice.synth.samples import pyannote_sample
 
 SR = pipelines.SAMPLE_RATE
 MAX_DER = 0.15
@@ -52,7 +52,7 @@ def test_embedding_model_matches_resemblyzer(sample: tuple[np.ndarray, Any]) -> 
     import torch
     from resemblyzer import preprocess_wav
 
-    from convoice.tasks.loaders import voice_encoder
+    from convoice.engines.loaders import voice_encoder
 
     samples, _ = sample
     chunk = samples[10 * SR : 20 * SR]  # speaker90 speaks 10.57 to 14.70 s

@@ -15,9 +15,9 @@ from PIL import Image
 from test_storage import absorb, make_recording
 from typer.testing import CliRunner
 
-from convoice.cli_ops import ops_app
-from convoice.models import report as calc
-from convoice.models.records import Clip, ClipStatus, Provenance, Transcript, Word
+from convoice.cli.ops import ops_app
+from convoice.models import release_figures as calc
+from convoice.records import Clip, ClipStatus, Provenance, Transcript, Word
 from convoice.storage import Release, Store
 from convoice.storage.schema import EMBEDDING_DIM
 

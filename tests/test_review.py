@@ -27,8 +27,11 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile
 
-from convoice.models.records import LabelSource, Speaker
-from convoice.models.review import (
+from convoice.records import LabelSource, Speaker
+from convoice.review import server as review_server
+from convoice.review.annotations import decision_labels, new_speaker_id, parse_annotation, utc_iso
+from convoice.review.decisions import plan_pull
+from convoice.review.layout import (
     NEW_SPEAKER,
     UNKNOWN_SPEAKER,
     AnnotationError,
@@ -36,16 +39,8 @@ from convoice.models.review import (
     review_queue,
     uncertainty_score,
 )
-from convoice.models.review_annotations import (
-    decision_labels,
-    new_speaker_id,
-    parse_annotation,
-    utc_iso,
-)
-from convoice.models.review_registry import plan_pull
 from convoice.storage import Store
-from convoice.storage import review as review_store
-from convoice.tasks import review_server
+from convoice.storage import review_state as review_store
 
 # A real server, installed on first use, and two real ingest runs: minutes, not seconds.
 pytestmark = pytest.mark.slow
@@ -645,7 +640,7 @@ def test_annotations_come_back_as_human_labels_once(reviewed: Reviewed) -> None:
         if clip[role] in contributions:
             assert contributions[clip[role]].plus == human[clip[role]]["speaker_id"]
     assert contributions[clip["new"]].plus == new_id
-    from convoice.models.records import identity_vector
+    from convoice.records import identity_vector
 
     embeddings = {  # the registry sums the identity embedding (CAM++, 192-d)
         r["clip_id"]: np.asarray(identity_vector(r), dtype=np.float32)
@@ -741,7 +736,7 @@ def test_machine_runs_never_replace_human_labels(reviewed: Reviewed) -> None:
     import pyarrow.compute as pc
 
     from convoice.flows.ingest import ingest_flow
-    from convoice.models.review_registry import latest_values
+    from convoice.review.decisions import latest_values
     from convoice.storage.tables import sql_string
 
     store = reviewed.store
@@ -774,8 +769,8 @@ def test_machine_runs_never_replace_human_labels(reviewed: Reviewed) -> None:
 
 def test_label_studio_reports_annotations_to_the_webhook_receiver(reviewed: Reviewed) -> None:
     from convoice.config import load_settings
-    from convoice.tasks.review import client_for
-    from convoice.tasks.review_webhook import WebhookReceiver
+    from convoice.review.client import client_for
+    from convoice.review.webhook import WebhookReceiver
 
     client = client_for(load_settings(home=str(reviewed.home)), reviewed.store)
     project_id = client.find_project(TITLE)
@@ -800,7 +795,7 @@ def _clip_row(clip_id: str, speaker: str, duration: float, confidence: float, st
 
 
 def test_a_speaker_is_heard_by_its_most_confident_accepted_clip_of_2_to_6_s() -> None:
-    from convoice.models.review import reference_clips
+    from convoice.review.layout import reference_clips
 
     rows = [
         _clip_row("a_short", "spk_a", 1.5, 1.0, "accepted"),  # too short
@@ -820,8 +815,8 @@ def test_candidates_carry_a_reference_clip_that_label_studio_serves(reviewed: Re
     import httpx
 
     from convoice.config import load_settings
-    from convoice.models.review import label_config, reference_clips
-    from convoice.tasks import review
+    from convoice.review import client as review
+    from convoice.review.layout import label_config, reference_clips
 
     store = reviewed.store
     rows = store.materialized_clips().to_pylist()

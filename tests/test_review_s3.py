@@ -25,9 +25,10 @@ from test_s3 import BUCKET, KEYS, _free_port, s3_endpoint  # noqa: F401 (a fixtu
 from test_storage import SAMPLE_RATE, ingest, make_recording
 
 from convoice.config import ConfigError, Settings, StoreSettings, load_settings
+from convoice.review import client as review
+from convoice.review import server as review_server
 from convoice.storage import Store
 from convoice.storage.location import Location
-from convoice.tasks import review, review_server
 
 pytestmark = pytest.mark.slow  # a real Label Studio: half a minute to start
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from convoice.tasks.samples import (
+from convoice.synth.samples import (
     Corpus,
     Episode,
     librivox_samples,
@@ -27,7 +27,7 @@ from convoice.tasks.samples import (
     serve_directory,
     write_sources_csv,
 )
-from convoice.tasks.tts import SENTENCES, VOICES, pick_sentences, synthesize
+from convoice.synth.speech import SENTENCES, VOICES, pick_sentences, synthesize
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from convoice import logs
 from convoice.config import RunnerSettings
 from convoice.flows.ingest import ingest_flow
 from convoice.flows.release import STORE_LIMIT
-from convoice.flows.report import IngestReport
+from convoice.models.run_summary import IngestReport
 from convoice.storage import Store
-from convoice.tasks import logs, samples
+from convoice.synth import samples
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -26,17 +26,17 @@ import soundfile
 from fastapi.testclient import TestClient
 from test_storage import commit_episodes
 
+from convoice.bench.service import SENTENCES as SENTENCES_20
 from convoice.config import ServiceSettings, Settings
+from convoice.engines import loaders
 from convoice.models import voicebank as vb
 from convoice.models.embed import SAMPLE_RATE, embed_regions
-from convoice.models.records import Clip, ClipStatus, Region, Transcript, Word
+from convoice.records import Clip, ClipStatus, Region, Transcript, Word
+from convoice.service import synthesisers as syn
 from convoice.service.app import create_app
-from convoice.service.bench import SENTENCES as SENTENCES_20
+from convoice.service.bank import load_bank
 from convoice.storage import Store
-from convoice.tasks import loaders
-from convoice.tasks import synthesisers as syn
-from convoice.tasks.tts import pick_sentences, synthesize
-from convoice.tasks.voicebank import load_bank
+from convoice.synth.speech import pick_sentences, synthesize
 
 EPISODES = {"rec_a": ["rms", "slt", "ked"], "rec_b": ["slt", "awb"], "rec_c": ["awb", "rms", "ked"]}
 PER_VOICE = 2  # clips per voice per recording: 4 accepted clips per voice
@@ -160,7 +160,7 @@ def test_language_guess_search_and_mels() -> None:
 
 
 def test_one_voice_rule_tells_one_voice_from_two(tts_cache: Path) -> None:
-    from convoice.tasks.voicebank import speech_regions, speech_windows
+    from convoice.service.bank import speech_regions, speech_windows
 
     one = _speech("rms", 3, 1, tts_cache)
     two = np.concatenate([_speech("rms", 2, 2, tts_cache), _speech("slt", 2, 3, tts_cache)])
@@ -397,7 +397,7 @@ def test_a_token_guards_the_service(home: Path) -> None:
 def test_serve_refuses_a_public_address_without_a_token(home: Path) -> None:
     from typer.testing import CliRunner
 
-    from convoice.cli import app
+    from convoice.cli.root import app
 
     result = CliRunner().invoke(
         app, ["serve", "--host", "0.0.0.0", "--home", str(home)], env={"CONVOICE_SERVICE_TOKEN": ""}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from convoice.media.download import SourcesError, read_sources
 from convoice.models.licence import canonical_license, licence_problem
-from convoice.tasks.download import SourcesError, read_sources
 
 GOOD = "https://v.example/{}"
 
@@ -116,7 +116,7 @@ def test_licences_that_cannot_be_used_say_why(raw: str, code: str) -> None:
 
 
 def test_the_skipped_view_keeps_every_bad_row_apart_from_its_url(tmp_path: Path) -> None:
-    from convoice.models.records import SkippedItem
+    from convoice.records import SkippedItem
     from convoice.storage import Store
 
     store = Store(str(tmp_path / "home"))
@@ -145,7 +145,7 @@ def test_a_bad_settings_file_stops_ingest_with_a_message(
 ) -> None:
     from typer.testing import CliRunner
 
-    from convoice.cli import app
+    from convoice.cli.root import app
 
     (tmp_path / "config.toml").write_text(config)
     sources = _write(tmp_path / "s.csv", "url,licence\nhttps://v.example/1,CC0\n")

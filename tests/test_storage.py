@@ -14,7 +14,7 @@ import pytest
 import soundfile
 
 from convoice.config import Settings
-from convoice.models.records import (
+from convoice.records import (
     Clip,
     ClipStatus,
     LabelSource,

@@ -25,15 +25,15 @@ import typer
 from test_storage import commit_episodes
 from typer.testing import CliRunner
 
-from convoice.cli_tts import export_tts_command, retrain_tts_command
+from convoice.cli.tts import export_tts_command, retrain_tts_command
+from convoice.engines import loaders
 from convoice.flows.tts import export_tts_flow, retrain_tts_flow
 from convoice.models import tts_data
 from convoice.models.embed import SAMPLE_RATE, embed_regions
-from convoice.models.records import Clip, ClipStatus, Region, Transcript, Word
+from convoice.records import Clip, ClipStatus, Region, Transcript, Word
 from convoice.storage import Store
-from convoice.tasks import loaders
-from convoice.tasks.tts import pick_sentences, synthesize
-from convoice.tasks.tts_export import ExportError
+from convoice.synth.speech import pick_sentences, synthesize
+from convoice.training.tts_export import ExportError
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -155,7 +155,7 @@ def test_rows_become_lines_and_d_vectors() -> None:
 
 
 def test_only_complete_checkpoints_count_and_survive_pruning(tmp_path: Path) -> None:
-    from convoice.tasks.tts_train import drop_incomplete, latest_checkpoint, prune
+    from convoice.training.tts import drop_incomplete, latest_checkpoint, prune
 
     folder = tmp_path / "coqui" / "convoice-vits-x"
     folder.mkdir(parents=True)
@@ -309,7 +309,7 @@ def test_killed_training_resumes_from_its_checkpoint_and_is_scored(
 
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
            "CONVOICE_TTS__CHECKPOINT_EVERY": "2", "CONVOICE_TORCH_THREADS": "1"}  # fmt: skip
-    command = ("import typer; from convoice.cli_tts import retrain_tts_command;"
+    command = ("import typer; from convoice.cli.tts import retrain_tts_command;"
                " typer.run(retrain_tts_command)")  # fmt: skip
     log = tmp_path / "killed.log"
     with log.open("wb") as out:

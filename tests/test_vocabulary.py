@@ -10,8 +10,7 @@ import pytest
 from test_storage import PROVENANCE, absorb, make_recording
 from typer.testing import CliRunner
 
-from convoice.cli import app
-from convoice.models.records import Clip, ClipStatus, Transcript, Word
+from convoice.cli.root import app
 from convoice.models.vocabulary import (
     ACTIVE,
     OPERATOR,
@@ -25,6 +24,7 @@ from convoice.models.vocabulary import (
     prompt_text,
     term_errors,
 )
+from convoice.records import Clip, ClipStatus, Transcript, Word
 from convoice.storage import Store
 from convoice.storage.vocabulary import read_terms, set_term
 
@@ -174,7 +174,7 @@ def test_round_two_keeps_people_and_only_takes_better_scores(
     tmp_path: Path, prefect_harness: None, tts_cache: Path
 ) -> None:
     from convoice.flows.retranscribe import retranscribe_flow
-    from convoice.tasks.tts import synthesize
+    from convoice.synth.speech import synthesize
 
     store = Store(tmp_path)
     audio = [synthesize("rms", s, tts_cache) for s in NAMES]
@@ -229,7 +229,7 @@ def test_round_two_keeps_people_and_only_takes_better_scores(
 
 def test_a_new_ingest_of_a_channel_is_told_its_words(tmp_path: Path) -> None:
     from convoice.config import load_settings
-    from convoice.models.records import MediaItem
+    from convoice.records import MediaItem
     from convoice.tasks import stages
     from convoice.tasks.prepare import channel_vocabulary
 

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from convoice.models.evaluation import RefTurn, clip_truth
-from convoice.models.review import review_queue
+from convoice.review.layout import review_queue
 from convoice.storage import Store
-from convoice.tasks.samples import Corpus
+from convoice.synth.samples import Corpus
 
 
 def voice_of_clips(store: Store, corpus: Corpus) -> dict[str, str]:

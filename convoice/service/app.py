@@ -21,9 +21,7 @@ from pydantic import BaseModel, Field
 
 from convoice.models import voicebank as vb
 from convoice.service import speech as sp
-from convoice.service.images import data_uri, mel_png
-from convoice.service.state import Jobs, RateLimiter, Results, audio_of
-from convoice.tasks.voicebank import (
+from convoice.service.bank import (
     Bank,
     Refusal,
     check_reference,
@@ -33,6 +31,8 @@ from convoice.tasks.voicebank import (
     load_bank,
     voice_audio,
 )
+from convoice.service.images import data_uri, mel_png
+from convoice.service.state import Jobs, RateLimiter, Results, audio_of
 
 if TYPE_CHECKING:
     from convoice.config import Settings

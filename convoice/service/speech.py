@@ -25,16 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from convoice.models import voicebank as vb
-from convoice.tasks import synthesisers as syn
-from convoice.tasks.voicebank import (
-    Bank,
-    Reference,
-    Refusal,
-    embed,
-    score,
-    to_rate,
-    voice_audio,
-)
+from convoice.service import synthesisers as syn
+from convoice.service.bank import Bank, Reference, Refusal, embed, score, to_rate, voice_audio
 
 if TYPE_CHECKING:
     from convoice.config import Settings

@@ -1,0 +1,283 @@
+"""``convoice bench --languages``: language per clip and Whisper per language, in one run.
+
+Ingests the multilingual development corpus (:mod:`convoice.synth.multilingual`)
+with the engine's settings and reports per reference language: clip language
+accuracy, WER (CER for Chinese) of auto-accepted clips and of all clips, and
+the shares of speech auto-accepted and sent to review. On the same clips it
+then times and scores the ways to detect a clip's language, and transcribes
+them again with each Whisper model asked for (routing as the engine does it),
+so quality and cost of the models compare within one run.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from convoice.config import Settings, load_settings
+from convoice.engines import loaders
+from convoice.flows.ingest import ingest_flow
+from convoice.media.audio import decode
+from convoice.models import asr, lang_eval, language, routing
+from convoice.records import Region
+from convoice.storage import Store
+from convoice.synth import multilingual, samples
+
+Row = dict[str, Any]
+WER_BAR = 0.08
+# The ways to detect a clip's language that the benchmark compares (same clips, same model).
+DETECTORS: dict[str, language.DetectOptions] = {
+    "short only": language.DetectOptions(min_probability=0.0, pool_speakers=False),
+    "padded only (detect_language per clip)": language.DetectOptions(
+        method="padded", pool_speakers=False
+    ),
+    "short, speaker (engine default)": language.DetectOptions(),
+    "short, padded when unsure": language.DetectOptions(method="short+padded", pool_speakers=False),
+    "short, padded when unsure, speaker": language.DetectOptions(method="short+padded"),
+}
+
+
+@dataclass
+class LanguageBenchmark:
+    corpus: str
+    audio_seconds: float
+    flow_s: float = 0.0
+    engine: dict[str, dict[str, float]] = field(default_factory=dict)  # language -> figures
+    accuracy: dict[str, float] = field(default_factory=dict)  # episode kind -> clip accuracy
+    detection: dict[str, dict[str, float]] = field(default_factory=dict)  # way -> acc, s
+    models: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    model_seconds: dict[str, float] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    suggested: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False)
+
+    def render(self) -> str:
+        lines = [
+            f"corpus: {self.corpus}, {self.audio_seconds:.0f} s of audio; "
+            f"ingest flow {self.flow_s:.0f} s (machine shared: compare ratios only)",
+            "clip language right: " + ", ".join(f"{k} {v:.1%}" for k, v in self.accuracy.items()),
+            "per language (engine as configured; WER = CER for zh):",
+            f"  {'lang':5} {'clips':>5} {'lang ok':>8} {'WER acc':>8} {'WER all':>8} "
+            f"{'accepted':>9} {'review':>7}",
+        ]
+        for lang, f in self.engine.items():
+            lines.append(
+                f"  {lang:5} {f['clips']:5.0f} {f['language_accuracy']:8.1%} "
+                f"{_pct(f, 'wer_accepted')} {_pct(f, 'wer_all')} "
+                f"{f['accepted_share']:9.1%} {f['review_share']:7.1%}"
+            )
+        lines.append("language detection on the same clips (Whisper base):")
+        base = self.detection.get("padded only (detect_language per clip)", {}).get("seconds")
+        for way, f in self.detection.items():
+            ratio = f" ({f['seconds'] / base:.2f} x padded)" if base else ""
+            lines.append(f"  {way:45} right {f['accuracy']:6.1%}  {f['seconds']:7.1f} s{ratio}")
+        lines += self._render_models()
+        return "\n".join(lines)
+
+    def _render_models(self) -> list[str]:
+        lines = ["models on the same clips and languages (WER acc / WER all / accepted):"]
+        for name, why in self.unavailable.items():
+            lines.append(f"  {name}: unavailable: {why}")
+        for name, per in self.models.items():
+            lines.append(f"  {name}: {self.model_seconds[name]:.1f} s")
+            for lang, f in per.items():
+                lines.append(
+                    f"    {lang:5} {_pct(f, 'wer_accepted')} {_pct(f, 'wer_all')} "
+                    f"{f['accepted_share']:9.1%}"
+                )
+        if self.suggested:
+            lines.append("suggested [asr] models: " + json.dumps(self.suggested))
+        return lines
+
+
+def _pct(figures: Mapping[str, float], key: str) -> str:
+    value = figures.get(key)
+    return f"{value:8.1%}" if value is not None and value == value else f"{'-':>8}"
+
+
+def _figures(scores: Mapping[str, lang_eval.LanguageScore]) -> dict[str, dict[str, float]]:
+    out = {}
+    for lang in [*multilingual.ROADMAP, *sorted(set(scores) - set(multilingual.ROADMAP))]:
+        s = scores.get(lang)
+        if s is None:
+            continue
+        out[lang] = {
+            "clips": float(s.clips),
+            "language_accuracy": s.language_accuracy,
+            "wer_accepted": s.wer_accepted.wer if s.wer_accepted.words else float("nan"),
+            "wer_all": s.wer_all.wer if s.wer_all.words else float("nan"),
+            "accepted_words": float(s.wer_accepted.words),
+            "accepted_share": s.accepted_share,
+            "review_share": s.review_share,
+        }
+    return out
+
+
+@dataclass
+class _Recording:
+    """One ingested episode: its audio, its clips as stored, their reference sentences."""
+
+    episode_id: str
+    samples: Any
+    clips: list[Row]
+    refs: list[lang_eval.RefSentence]
+
+    @property
+    def regions(self) -> list[Region]:
+        return [Region(c["start"], c["end"]) for c in self.clips]
+
+    @property
+    def speakers(self) -> list[int]:
+        labels = sorted({c["recording_speaker"] for c in self.clips})
+        return [labels.index(c["recording_speaker"]) for c in self.clips]
+
+
+def _recordings(store: Store, corpus: samples.Corpus) -> list[_Recording]:
+    by_name = {ep.media_path.name: ep for ep in corpus.episodes}
+    refs = multilingual.references(corpus)
+    clips: dict[str, list[Row]] = {}
+    for c in store.clips().to_pylist():
+        clips.setdefault(c["recording_id"], []).append(c)
+    out = []
+    for rec in store.recordings().to_pylist():
+        ep = by_name.get(rec["url"].rsplit("/", 1)[-1])
+        if ep is not None and rec["recording_id"] in clips:
+            mine = sorted(clips[rec["recording_id"]], key=lambda c: c["start"])
+            out.append(
+                _Recording(ep.episode_id, decode(ep.audio_path).samples, mine, refs[ep.episode_id])
+            )
+    return out
+
+
+def _accuracy(recs: Sequence[_Recording], rows: Mapping[str, Sequence[Row]]) -> float:
+    right = total = 0
+    for rec in recs:
+        for c in rows[rec.episode_id]:
+            total += 1
+            right += int(c["language"] == lang_eval.clip_language(c, rec.refs))
+    return right / total if total else 0.0
+
+
+def compare_detection(recs: Sequence[_Recording], model: Any) -> dict[str, dict[str, float]]:
+    """Accuracy and seconds of each way in :data:`DETECTORS`, on the same clips."""
+    out = {}
+    for way, options in DETECTORS.items():
+        start = time.perf_counter()
+        rows = {}
+        for rec in recs:
+            guesses = language.detect_languages(
+                model, rec.samples, rec.regions, options, rec.speakers
+            )
+            rows[rec.episode_id] = [
+                {**c, "language": g.language} for c, g in zip(rec.clips, guesses, strict=True)
+            ]
+        seconds = time.perf_counter() - start
+        out[way] = {"accuracy": _accuracy(recs, rows), "seconds": seconds}
+    return out
+
+
+_TRANSCRIPT_REASONS = {
+    routing.Reason.NO_SPEECH, routing.Reason.LOW_WORD_PROBABILITY,
+    routing.Reason.LOW_TRANSCRIPT_CONFIDENCE, routing.Reason.LIKELY_HALLUCINATION,
+    routing.Reason.SPEAKING_RATE,
+}  # fmt: skip
+
+
+def _retranscribe(rec: _Recording, whisper: Any, settings: Settings) -> list[Row]:
+    """The recording's clips transcribed again by ``whisper``, in their detected languages."""
+    guesses = [
+        language.LanguageGuess(c["language"] or "en", c["language_probability"] or 0.0, "stored")
+        for c in rec.clips
+    ]
+    options = asr.AsrOptions(settings.asr.batch_size, settings.asr.beam_size)
+    found = asr.transcribe_clips(whisper, rec.samples, rec.regions, options, languages=guesses)
+    rows = []
+    for c, t in zip(rec.clips, found, strict=True):
+        other = [r for r in c["review_reasons"] if r not in _TRANSCRIPT_REASONS]
+        duration = c["end"] - c["start"]
+        mine = routing.transcript_reasons(t, duration, settings.routing) if t else ["no_speech"]
+        words = [{"word": w.word, "start": w.start, "end": w.end} for w in t.words] if t else []
+        status = "accepted" if not other and not mine else "review"
+        rows.append({**c, "words": words, "status": status})
+    return rows
+
+
+def compare_models(
+    recs: Sequence[_Recording], names: Sequence[str], settings: Settings
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, float], dict[str, str]]:
+    """Per model: figures per language and seconds, on the same clips and languages."""
+    figures, seconds, unavailable = {}, {}, {}
+    for name in names:
+        try:
+            whisper = loaders.whisper_model(
+                name, settings.asr.compute_type, settings.asr.cpu_threads
+            )
+        except loaders.ModelUnavailable as err:
+            unavailable[name] = str(err).splitlines()[0][:300]
+            continue
+        start = time.perf_counter()
+        rows = [row for rec in recs for row in _retranscribe(rec, whisper, settings)]
+        seconds[name] = time.perf_counter() - start
+        truth = {rec.clips[0]["recording_id"]: rec.refs for rec in recs}
+        figures[name] = _figures(lang_eval.score_languages(rows, truth))
+    return figures, seconds, unavailable
+
+
+def suggest(models: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, str]:
+    """Per language, the cheapest listed model that meets the WER bar (else the best one)."""
+    out = {}
+    names = list(models)
+    for lang in multilingual.ROADMAP:
+        scored = [(n, models[n][lang]["wer_accepted"]) for n in names if lang in models[n]]
+        scored = [(n, w) for n, w in scored if w == w]
+        if not scored:
+            continue
+        meeting = [n for n, w in scored if w <= WER_BAR]
+        out[lang] = meeting[0] if meeting else min(scored, key=lambda x: x[1])[0]
+    return out
+
+
+def run_language_benchmark(
+    turns: int = 6,
+    models: Sequence[str] = ("base", "small"),
+    workdir: str | None = None,
+    progress: Callable[[str], None] = print,
+) -> LanguageBenchmark:
+    """Make (or reuse) the corpus, ingest it, score it, compare detectors and models."""
+    root = Path(workdir) if workdir else loaders.cache_dir() / "bench-languages"
+    corpus = multilingual.make_corpus(root / f"corpus-{turns}", turns=turns)
+    audio_s = sum(ep.duration for ep in corpus.episodes)
+    desc = f"{len(corpus.episodes)} episodes in {len(multilingual.ROADMAP)} languages"
+    result = LanguageBenchmark(corpus=desc, audio_seconds=audio_s)
+    home = tempfile.mkdtemp(prefix="convoice-bench-lang-")
+    progress("ingesting the corpus")
+    with samples.serve_directory(corpus.root) as base_url:
+        sources = samples.write_sources_csv(corpus, base_url, Path(home) / "sources.csv")
+        start = time.perf_counter()
+        ingest_flow(sources_file=str(sources), home=home)
+        result.flow_s = time.perf_counter() - start
+    settings = load_settings(home=home)
+    recs = _recordings(Store.open(settings), corpus)
+    truth = {rec.clips[0]["recording_id"]: rec.refs for rec in recs}
+    result.engine = _figures(lang_eval.score_languages([c for r in recs for c in r.clips], truth))
+    rows = {rec.episode_id: rec.clips for rec in recs}
+    mixed = [r for r in recs if not r.episode_id.startswith("mono-")]
+    result.accuracy = {
+        "all": _accuracy(recs, rows),
+        "mixed (interviews, code-switching)": _accuracy(mixed, rows),
+        "interviews": _accuracy([r for r in recs if r.episode_id.startswith("interview")], rows),
+    }
+    progress("comparing language detection")
+    detector = loaders.whisper_model(settings.asr.model, settings.asr.compute_type)
+    result.detection = compare_detection(recs, detector)
+    progress("comparing models")
+    result.models, result.model_seconds, result.unavailable = compare_models(recs, models, settings)
+    result.suggested = suggest(result.models)
+    return result

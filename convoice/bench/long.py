@@ -1,0 +1,113 @@
+"""Memory and time of ingesting long recordings: ``convoice bench --long 0.5,3``.
+
+For each length it makes one video with ffmpeg (a black picture at 1 fps and a
+sound track where the real two-speaker conversation that ships with
+pyannote.audio, 30 s, comes back every ``speech_every_s`` seconds with quiet
+noise in between), serves it on 127.0.0.1 and runs ``convoice ingest URL`` on it
+in a process of its own, the way an operator does. The peak resident memory of
+that process (and of what it waited for: ffmpeg, yt-dlp) comes from ``wait4``.
+The lengths run one after the other in the same benchmark, so the short one is
+the baseline of the long one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from convoice.synth import samples
+
+
+@dataclass(frozen=True)
+class LongRun:
+    hours: float
+    speech_minutes: float
+    exit_code: int
+    peak_rss_gb: float
+    wall_s: float
+    summary: str  # the ingest's own summary line
+
+
+def make_long_media(path: Path, hours: float, speech_every_s: float = 600.0) -> float:
+    """A ``hours`` long MP4 with the sample conversation every ``speech_every_s``; speech s."""
+    speech, _ = samples.pyannote_sample()
+    seconds = hours * 3600
+    with tempfile.TemporaryDirectory(prefix="convoice-long-") as tmp:
+        block = Path(tmp) / "block.wav"  # the conversation, then quiet noise up to the period
+        _ffmpeg("-i", str(speech), "-f", "lavfi", "-i",
+                f"anoisesrc=c=pink:a=0.002:r=16000:d={speech_every_s}", "-filter_complex",
+                "[0:a]apad[s];[s][1:a]amix=inputs=2:duration=shortest:normalize=0",
+                "-ac", "1", "-ar", "16000", str(block))  # fmt: skip
+        _ffmpeg("-stream_loop", "-1", "-i", str(block), "-f", "lavfi", "-i",
+                "color=c=black:s=160x120:r=1", "-t", f"{seconds}", "-map", "1:v", "-map", "0:a",
+                "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "48k",
+                str(path))  # fmt: skip
+    per_block = min(30.0, speech_every_s)
+    return (seconds // speech_every_s) * per_block + min(seconds % speech_every_s, per_block)
+
+
+def _ffmpeg(*args: str) -> None:
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed: {done.stderr.strip()[-500:]}")
+
+
+def measure_ingest(url: str, home: Path) -> tuple[int, float, float, str]:
+    """Run ``convoice ingest`` on ``url`` (declared CC0 in a sources file): exit code, peak
+    RSS (GB), wall seconds, summary line."""
+    home.mkdir(parents=True, exist_ok=True)
+    sources = home / "sources.csv"
+    sources.write_text(f"url,license\n{url},CC0-1.0\n", encoding="utf-8")
+    cmd = [sys.executable, "-m", "convoice.cli.root", "ingest", "--sources", str(sources)]
+    cmd += ["--home", str(home)]
+    env = {**os.environ, "COLUMNS": "250"}
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as stdout:
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not the benchmark's
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stdout.seek(0)
+        out = stdout.read().decode(errors="replace")
+    wall = time.perf_counter() - started
+    summary = next((line for line in out.splitlines() if "recordings labelled" in line), out[-300:])
+    return proc.returncode, usage.ru_maxrss / 1024**2, wall, summary.strip()
+
+
+def run_long_benchmark(hours: list[float], speech_every_s: float = 600.0) -> list[LongRun]:
+    """Make, serve and ingest one recording per length; the figures of each."""
+    runs: list[LongRun] = []
+    with tempfile.TemporaryDirectory(prefix="convoice-bench-long-") as tmp:
+        root = Path(tmp)
+        www = root / "www"
+        www.mkdir()
+        with samples.serve_directory(www) as base:
+            for h in hours:
+                name = f"long-{h:g}h.mp4"
+                speech_s = make_long_media(www / name, h, speech_every_s)
+                code, peak, wall, summary = measure_ingest(base + name, root / f"home-{h:g}")
+                runs.append(LongRun(h, speech_s / 60, code, peak, wall, summary))
+                (www / name).unlink()
+    return runs
+
+
+def render(runs: list[LongRun]) -> str:
+    lines = ["hours  speech min  exit  peak RSS GB  wall s  (ingest's summary)"]
+    for r in runs:
+        lines.append(
+            f"{r.hours:5g}  {r.speech_minutes:10.1f}  {r.exit_code:4d}  {r.peak_rss_gb:11.2f}  "
+            f"{r.wall_s:6.0f}  {r.summary}"
+        )
+    if len(runs) > 1:
+        base, last = runs[0], runs[-1]
+        rss, wall = last.peak_rss_gb / base.peak_rss_gb, last.wall_s / base.wall_s
+        lines.append(
+            f"{last.hours:g} h vs {base.hours:g} h: peak RSS x{rss:.2f}, wall x{wall:.2f} "
+            "(same run; the machine may be shared)"
+        )
+    return "\n".join(lines)

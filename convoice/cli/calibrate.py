@@ -1,0 +1,48 @@
+"""``convoice calibrate``: refit confidences from people's labels, or fit the shipped one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from convoice.cli.common import HomeOption
+
+console = Console()
+
+
+def calibrate_command(
+    dry_run: Annotated[
+        bool, typer.Option(help="Fit and judge, but do not save the refit in the store.")
+    ] = False,
+    bench_home: Annotated[
+        Path | None,
+        typer.Option(
+            help="Developers: fit the package's calibration on this `convoice bench --split "
+            "tune` store instead (writes --write)."
+        ),
+    ] = None,
+    write: Annotated[Path, typer.Option(help="With --bench-home: the module to write.")] = Path(
+        "models/calibration_shipped.py"
+    ),
+    version: Annotated[str, typer.Option(help="With --bench-home: its version.")] = "shipped-1",
+    home: HomeOption = None,
+) -> None:
+    """Refit the map from raw scores to probabilities on people's labels (held-out judged)."""
+    from convoice.flows import calibrate
+    from convoice.models.calibration import CalibrationError, render_table
+
+    try:
+        if bench_home is not None:
+            cal = calibrate.write_shipped(str(bench_home), "tune", write, version)
+            console.print(f"wrote {write}: {cal.version}, {cal.rule}", markup=False)
+            console.print("\n".join(render_table(cal.speaker_reliability)), markup=False)
+            return
+        result = calibrate.refit_from_labels(home, save=not dry_run)
+    except (CalibrationError, ValueError) as err:
+        console.print(f"[red]{escape(str(err))}[/]")
+        raise typer.Exit(2) from err
+    console.print(result.render(), markup=False)

@@ -1,0 +1,61 @@
+"""``convoice registry``: look after the speaker registry (``consolidate``, ``changes``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from convoice.cli.common import HomeOption
+
+registry_app = typer.Typer(no_args_is_help=True, help="The cross-recording speaker registry.")
+console = Console()
+
+
+@registry_app.command("consolidate")
+def consolidate_command(
+    home: HomeOption = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Centroid cosine to merge at (default: [consolidation] of the encoder)."),
+    ] = None,
+) -> None:
+    """Merge identities of one person split across recordings (ingest does this after each run)."""
+    import dataclasses
+
+    from convoice.config import load_settings
+    from convoice.models.consolidate import ConsolidationError
+    from convoice.storage import Store
+    from convoice.storage.store import ConcurrentCommitError
+    from convoice.tasks.consolidate import consolidate_store
+
+    settings = load_settings(home=home)
+    cfg = settings.consolidation
+    if threshold is not None:
+        cfg = dataclasses.replace(
+            cfg, threshold_campplus=threshold, threshold_resemblyzer=threshold
+        )
+    try:
+        report = consolidate_store(Store.open(settings), cfg, run_id="cli")
+    except (ConsolidationError, ConcurrentCommitError) as err:
+        console.print(f"[red]{escape(str(err))}[/red]")
+        raise typer.Exit(1) from err
+    console.print(escape(report.summary()))
+    for m in report.merges:
+        console.print(f"  {m.merged} -> {m.kept}  cosine {m.similarity:.3f}")
+
+
+@registry_app.command("changes")
+def changes_command(home: HomeOption = None) -> None:
+    """Every identity the machine folded into another: old id, new id, when, why."""
+    from convoice.config import load_settings
+    from convoice.storage import Store
+    from convoice.storage.identity import changes
+
+    rows = changes(Store.open(load_settings(home=home))).to_pylist()
+    if not rows:
+        console.print("no identity changes")
+    for r in rows:
+        console.print(escape(f"{r['at']}  {r['old_id']} -> {r['new_id']}  {r['why']}"))

@@ -1,0 +1,106 @@
+"""``convoice export tts`` and ``convoice retrain tts``: the voice-cloning TTS commands.
+
+Typer command functions, registered by :mod:`convoice.cli.root`. Heavy libraries
+(Prefect, torch, coqui-tts) are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from convoice.cli.common import HomeOption, prefect_defaults
+
+console = Console()
+FORMATS = ("ljspeech", "vctk", "coqui")
+
+
+def export_tts_command(
+    dataset: Annotated[str, typer.Option("--dataset", help="Release: v3, 3 or a tag.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="Layout: ljspeech, vctk (coqui's vctk_old) or coqui.")
+    ],
+    to: Annotated[Path, typer.Option("--to", help="Destination folder (new or empty).")],
+    home: HomeOption = None,
+) -> None:
+    """Write a release as a TTS training set: WAVs, metadata, d-vectors, attribution."""
+    if fmt not in FORMATS:
+        console.print(
+            f"[red]unknown format {escape(repr(fmt))}: use one of {', '.join(FORMATS)}[/]"
+        )
+        raise typer.Exit(2)
+    prefect_defaults()
+    from convoice.config import load_settings
+    from convoice.flows.tts import export_tts_flow
+    from convoice.models.tts_data import TtsDataError
+    from convoice.storage import Store, UnknownReleaseError
+    from convoice.training.tts_export import ExportError, check_folder
+
+    try:  # the operator's mistakes are a message, not a failed flow run
+        store = Store.open(load_settings(home=home))
+        check_folder(to, store.resolve(dataset).name, fmt)
+        result = export_tts_flow(dataset=dataset, fmt=fmt, to=str(to), home=home)
+    except (UnknownReleaseError, TtsDataError, ExportError) as err:
+        console.print(f"[red]{escape(str(err))}[/]")
+        raise typer.Exit(2) from err
+    console.print(result.summary(), markup=False)
+
+
+def retrain_tts_command(
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="Release: v3, 3 or a tag (default: the resumed run's, else the latest release,"
+            " continuing its latest run).",
+        ),
+    ] = None,
+    home: HomeOption = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            "--steps", min=1, help="Total steps of the run (default: the setting tts.steps)."
+        ),
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Continue this run id from its last checkpoint.")
+    ] = None,
+    evaluate: Annotated[
+        bool, typer.Option(help="Synthesize the heldout sentences and score them.")
+    ] = True,
+) -> None:
+    """Fine-tune the multi-speaker VITS on a release's speaker embeddings, then score it."""
+    prefect_defaults()
+    from convoice.config import load_settings
+    from convoice.flows.tts import retrain_tts_flow, run_dataset
+    from convoice.models.tts_data import TtsDataError
+    from convoice.storage import Store, UnknownReleaseError
+    from convoice.training.tts import TtsTrainingError, check_settings
+    from convoice.training.tts_export import ExportError
+
+    try:  # the operator's mistakes are a message, not a failed flow run
+        settings = load_settings(home=home)
+        check_settings(settings.tts)
+        store = Store.open(settings)
+        if resume:
+            dataset = run_dataset(settings, resume, dataset)
+        if dataset:
+            store.resolve(dataset)
+        elif not store.releases():
+            raise TtsTrainingError(f"the store {store.root} has no release yet: make one first")
+        report = retrain_tts_flow(
+            dataset=dataset, home=home, steps=steps, resume=resume, evaluate=evaluate
+        )
+    except (UnknownReleaseError, TtsDataError, ExportError, TtsTrainingError) as err:
+        console.print(f"[red]{escape(str(err))}[/]")
+        raise typer.Exit(2) from err
+    console.print(report.summary(), markup=False)
+    console.print(
+        f"run {report.run_id} in {report.run_dir}; resume it: convoice retrain tts"
+        f" --resume {report.run_id} --steps N; watch it: tensorboard --logdir {report.run_dir}",
+        markup=False,
+    )

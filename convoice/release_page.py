@@ -1,0 +1,419 @@
+"""``convoice dataset report``: one self-contained HTML page about a release.
+
+Reads the release's Parquet files and a few clips' audio from the store (local
+or remote), draws the figures with matplotlib's Agg canvas (no display, no
+pyplot state) and embeds them as base64 PNG, and the clips' audio as base64
+FLAC, so the file can be mailed or opened anywhere. The numbers come from
+:mod:`convoice.models.release_figures`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import convoice
+from convoice.models import release_figures as calc
+from convoice.storage.releases import release_key
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from convoice.storage import Release, Store
+
+COLUMNS = ["clip_id", "recording_id", "speaker_id", "language", "status", "duration",
+           "speaker_confidence", "transcript_confidence", "review_reasons", "labelled_by",
+           "embedding", "audio_uri", "text", "settings", "speaker_status", "transcript_status",
+           "calibration_version"]  # fmt: skip
+COLOURS = {"accepted": "#2e9e5b", "review": "#f0a202", "rejected": "#d64545"}
+TOP = 15  # speakers and languages drawn
+PALETTE = 10  # speakers with their own colour on the embedding map
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One clip shown with its audio and images."""
+
+    row: dict[str, Any]
+    attribution: str
+    flac: bytes
+    images: dict[str, bytes]  # title -> PNG
+
+
+def read_release(store: Store, release: Release) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The release's clip rows (the report's columns) and recording id -> attribution."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    key = release_key(release.version)
+    clips = pq.read_table(pa.BufferReader(store.location.read_bytes(f"{key}/clips.parquet")))
+    clips = clips.select([c for c in COLUMNS if c in clips.column_names])
+    recordings = pq.read_table(
+        pa.BufferReader(store.location.read_bytes(f"{key}/recordings.parquet")),
+        columns=["recording_id", "attribution"],
+    )
+    attributions = dict(
+        zip(
+            recordings["recording_id"].to_pylist(),
+            recordings["attribution"].to_pylist(),
+            strict=True,
+        )
+    )
+    return clips.to_pylist(), attributions
+
+
+# -- figures -------------------------------------------------------------------
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def png(figure: Figure) -> bytes:
+    """The figure as PNG bytes (Agg canvas)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def shares_chart(shares: list[calc.Share], title: str, unit: calc.Unit) -> bytes:
+    """Horizontal bars: hours (or minutes) per speaker or language, stacked by status."""
+    top = shares[:TOP][::-1]
+    figure = _figure(6.2, 0.9 + 0.28 * max(len(top), 1))
+    axes = figure.subplots()
+    left = np.zeros(len(top))
+    for status in calc.STATUSES:
+        values = np.array([s.hours.get(status, 0.0) * unit.per_hour for s in top])
+        axes.barh([s.name for s in top], values, left=left, color=COLOURS[status], label=status)
+        left += values
+    axes.set_xlabel(unit.name)
+    more = f" (top {TOP} of {len(shares)})" if len(shares) > TOP else ""
+    axes.set_title(title + more, loc="left", fontsize=10)
+    axes.legend(fontsize=8, loc="lower right")
+    axes.tick_params(labelsize=8)
+    return png(figure)
+
+
+def confidence_chart(clips: calc.ClipColumns, limits: dict[str, float]) -> bytes:
+    """Histograms of speaker and transcript confidence, stacked by status."""
+    figure = _figure(9.0, 3.0)
+    bins = 20
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    for axes, name, values, limit in zip(
+        figure.subplots(1, 2),
+        ("speaker confidence", "transcript confidence"),
+        (clips.speaker_confidence, clips.transcript_confidence),
+        (limits.get("min_speaker_confidence"), limits.get("min_transcript_confidence")),
+        strict=True,
+    ):
+        bottom = np.zeros(bins)
+        status = np.array(clips.status)
+        for state in calc.STATUSES:
+            counts = calc.histogram(values[status == state], bins)
+            axes.bar(edges[:-1], counts, width=1 / bins, bottom=bottom, align="edge",
+                     color=COLOURS[state], label=state)  # fmt: skip
+            bottom += counts
+        if limit is not None:
+            axes.axvline(limit, color="#333", linestyle="--", linewidth=1)
+            axes.text(limit, bottom.max() or 1, f" threshold {limit:.2f}", fontsize=8, va="top")
+        axes.set_title(name, loc="left", fontsize=10)
+        axes.set_xlabel("confidence")
+        axes.set_ylabel("clips")
+        axes.tick_params(labelsize=8)
+    axes.legend(fontsize=8, loc="upper left")
+    return png(figure)
+
+
+def reasons_chart(rates: calc.Rates) -> bytes:
+    """Horizontal bars: why clips wait for review."""
+    reasons = rates.reasons[:TOP][::-1] or [("no clip in review", 0)]
+    figure = _figure(6.2, 0.9 + 0.28 * len(reasons))
+    axes = figure.subplots()
+    axes.barh([r for r, _ in reasons], [n for _, n in reasons], color=COLOURS["review"])
+    axes.set_xlabel("clips in review")
+    axes.set_title("review reasons", loc="left", fontsize=10)
+    axes.tick_params(labelsize=8)
+    return png(figure)
+
+
+def embedding_chart(clips: calc.ClipColumns, speakers: list[calc.Share]) -> bytes:
+    """The clip embeddings on their first two principal components, by speaker."""
+    from matplotlib import colormaps
+
+    projection = calc.pca_2d(clips.embedding)
+    figure = _figure(7.0, 5.0)
+    axes = figure.subplots()
+    names = [s.name for s in speakers[:PALETTE]]
+    owner = np.array([clips.speaker_id[i] or calc.UNKNOWN for i in projection.rows])
+    others = ~np.isin(owner, names)
+    if others.any():
+        grey = projection.xy[others]
+        axes.scatter(grey[:, 0], grey[:, 1], s=8, color="#bbbbbb", label="other speakers")
+    palette = colormaps["tab10"]
+    for k, name in enumerate(names):
+        mine = projection.xy[owner == name]
+        axes.scatter(mine[:, 0], mine[:, 1], s=14, color=palette(k), label=name, alpha=0.85)
+    axes.set_xlabel(f"PC 1 ({projection.explained[0]:.0%} of variance)")
+    axes.set_ylabel(f"PC 2 ({projection.explained[1]:.0%})")
+    axes.set_title("clip embeddings (resemblyzer), PCA", loc="left", fontsize=10)
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    axes.tick_params(labelsize=8)
+    return png(figure)
+
+
+def _image(
+    axes: Axes, data: np.ndarray, extent: tuple[float, float, float, float], label: str
+) -> None:
+    axes.imshow(data, origin="lower", aspect="auto", extent=extent, cmap="magma")
+    axes.set_xlabel("seconds", fontsize=8)
+    axes.set_ylabel(label, fontsize=8)
+    axes.tick_params(labelsize=7)
+
+
+def clip_images(samples: np.ndarray, rate: int) -> dict[str, bytes]:
+    """Waveform, spectrogram and mel spectrogram of one clip, as PNG."""
+    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    seconds = len(mono) / rate
+    images: dict[str, bytes] = {}
+    figure = _figure(3.6, 1.9)
+    axes = figure.subplots()
+    axes.plot(np.arange(len(mono)) / rate, mono, linewidth=0.4, color="#1f5fa8")
+    axes.set_xlim(0, seconds)
+    axes.set_xlabel("seconds", fontsize=8)
+    axes.tick_params(labelsize=7)
+    images["waveform"] = png(figure)
+    power = calc.spectrogram(mono)
+    figure = _figure(3.6, 1.9)
+    _image(figure.subplots(), calc.to_db(power), (0, seconds, 0, rate / 2000), "kHz")
+    images["spectrogram"] = png(figure)
+    mel = calc.mel_filterbank(rate) @ power
+    figure = _figure(3.6, 1.9)
+    _image(figure.subplots(), calc.to_db(mel), (0, seconds, 0, mel.shape[0]), "mel band")
+    images["mel spectrogram"] = png(figure)
+    return images
+
+
+def load_samples(
+    store: Store, rows: list[dict[str, Any]], picked: list[int], attributions: dict[str, str]
+) -> list[Sample]:
+    """Audio and images of the picked clips."""
+    import soundfile
+
+    found = []
+    for i in picked:
+        row = rows[i]
+        flac = store.read_audio(row["audio_uri"])
+        audio, rate = soundfile.read(io.BytesIO(flac), dtype="float32")
+        found.append(
+            Sample(row, attributions.get(row["recording_id"], ""), flac, clip_images(audio, rate))
+        )
+    return found
+
+
+# -- page ----------------------------------------------------------------------
+
+CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1180px;color:#222;
+ padding:0 16px}
+h1{font-size:24px;margin:0 0 4px}
+h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
+.muted{color:#666} .cards{display:flex;flex-wrap:wrap;gap:10px;margin:16px 0}
+.card{background:#f5f6f8;border-radius:8px;padding:10px 14px;min-width:110px}
+.card b{display:block;font-size:20px}
+.row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+table{border-collapse:collapse;font-size:13px}
+td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}
+td:first-child,th:first-child{text-align:left} img{max-width:100%}
+.clip{border:1px solid #e3e3e3;border-radius:8px;padding:12px;margin:12px 0}
+.clip .imgs{display:flex;gap:8px;flex-wrap:wrap} .clip figure{margin:0}
+.clip figcaption{font-size:12px;color:#666}
+.tag{display:inline-block;border-radius:4px;padding:0 6px;color:#fff;font-size:12px}
+"""
+
+
+def _img(data: bytes, alt: str) -> str:
+    encoded = base64.b64encode(data).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{cells}</tr>{body}</table>"
+
+
+def _shares(shares: list[calc.Share], what: str, unit: calc.Unit) -> str:
+    """A chart and a table of hours (or minutes) per ``what`` (speaker or language)."""
+    rows = [
+        [s.name, str(s.clips), unit.show(s.total_hours)]
+        + [unit.show(s.hours.get(k, 0.0)) for k in calc.STATUSES]
+        for s in shares[:TOP]
+    ]
+    table = _table([what, "clips", unit.name, *calc.STATUSES], rows)
+    chart = _img(shares_chart(shares, f"{unit.name} per {what}", unit), f"{unit.name} per {what}")
+    return f'<div class="row">{chart}{table}</div>'
+
+
+def _sample_html(sample: Sample) -> str:
+    row = sample.row
+    clip_id, status = row["clip_id"], row.get("status") or ""
+    figures = "".join(
+        f"<figure>{_img(data, title + ' of ' + clip_id)}<figcaption>{title}</figcaption></figure>"
+        for title, data in sample.images.items()
+    )
+    facts = [clip_id, f"{row.get('duration') or 0:.2f} s",
+             f"speaker {calc.number(row.get('speaker_confidence')):.2f}",
+             f"transcript {calc.number(row.get('transcript_confidence')):.2f}",
+             *(row.get("review_reasons") or [])]  # fmt: skip
+    colour = COLOURS.get(status, "#888")
+    speaker = html.escape(row.get("speaker_id") or calc.UNKNOWN)
+    text = html.escape(row.get("text") or "")
+    language = html.escape(row.get("language") or "?")
+    flac = base64.b64encode(sample.flac).decode()
+    return (
+        f'<div class="clip"><div><b>{speaker}</b> '
+        f'<span class="tag" style="background:{colour}">{html.escape(status)}</span> '
+        f'<span class="muted">{html.escape(" · ".join(facts))}</span></div>'
+        f'<p>\u201c{text}\u201d <span class="muted">({language})</span></p>'
+        f'<audio controls preload="none" src="data:audio/flac;base64,{flac}"></audio>'
+        f'<div class="imgs">{figures}</div>'
+        f'<div class="muted">{html.escape(sample.attribution)}</div></div>'
+    )
+
+
+def _cards(items: list[tuple[str, str]]) -> str:
+    cards = "".join(f'<div class="card"><b>{v}</b>{html.escape(k)}</div>' for k, v in items)
+    return f'<div class="cards">{cards}</div>'
+
+
+def reliability_lines(rows: list[dict[str, Any]], calibrations: dict[str, Any]) -> list[str]:
+    """Per-kind statuses, and each calibration the clips name with its reliability diagram
+    (a text table: on the clips it was judged on, never those it was fitted on)."""
+    from convoice.models.calibration import render_table
+
+    lines = ["label kind          accepted  review  labelled  rejected"]
+    for kind in ("speaker_status", "transcript_status"):
+        values = [str(r.get(kind) or r.get("status") or "") for r in rows]
+        counts = [values.count(s) for s in ("accepted", "review", "labelled", "rejected")]
+        lines.append(f"{kind:<18} " + " ".join(f"{n:9d}" for n in counts))
+    used: dict[str, int] = {}
+    for r in rows:
+        version = r.get("calibration_version") or ""
+        used[version] = used.get(version, 0) + 1
+    for version, n in sorted(used.items()):
+        cal = calibrations.get(version)
+        if cal is None:
+            what = "raw scores (written before calibration)" if not version else "not in this store"
+            lines.append(f"calibration {version or 'none'}: {n} clips, {what}")
+            continue
+        ece = "" if cal.speaker_ece is None else f", ECE {cal.speaker_ece:.4f} on {cal.judged_on}"
+        lines.append(f"calibration {version}: {n} clips{ece}. {cal.rule}")
+        if cal.speaker_reliability:
+            lines += render_table(cal.speaker_reliability)
+        else:
+            lines.append(
+                "  reliability: judged on the benchmark's reporting half (README, Benchmark)"
+            )
+    return lines
+
+
+def reliability_html(rows: list[dict[str, Any]], calibrations: dict[str, Any]) -> str:
+    """:func:`reliability_lines` as preformatted text."""
+    return f"<pre>{html.escape(chr(10).join(reliability_lines(rows, calibrations)))}</pre>"
+
+
+def render_html(
+    release: Release,
+    rows: list[dict[str, Any]],
+    samples: list[Sample],
+    calibrations: dict[str, Any] | None = None,
+) -> str:
+    """The whole report page."""
+    clips = calc.ClipColumns.from_rows(rows)
+    speakers = calc.hours_by(clips.speaker_id, clips)
+    languages = calc.hours_by(clips.language, clips)
+    rates = calc.rates(clips)
+    hours = float(clips.duration.sum()) / 3600.0
+    unit = calc.Unit.for_hours(hours)
+    title = f"Con Voice dataset {release.name}" + (f" ({release.tag})" if release.tag else "")
+    cards = _cards(
+        [("clips", str(clips.n)), (unit.name, unit.show(hours)), ("speakers", str(len(speakers))),
+         ("languages", str(len(languages))), ("recordings", str(release.n_recordings)),
+         *((s, f"{rates.share(s):.0%}") for s in calc.STATUSES),
+         ("labelled by people", str(rates.human_labelled))]
+    )  # fmt: skip
+    status_rows = [[s, str(rates.clips.get(s, 0)), f"{rates.share(s):.1%}",
+                    unit.show(rates.hours.get(s, 0.0)), f"{rates.share(s, 'hours'):.1%}"]
+                   for s in calc.STATUSES]  # fmt: skip
+    status_table = _table(["status", "clips", "share", unit.name, "share of time"], status_rows)
+    in_review = rates.clips.get("review", 0) or 1
+    reason_table = _table(
+        ["review reason", "clips", "of review"],
+        [[r, str(n), f"{n / in_review:.0%}"] for r, n in rates.reasons],
+    )
+    where = html.escape(f"released {release.created_at} · {release.path}")
+    note = f"<p>{html.escape(release.note)}</p>" if release.note else ""
+    made = f"convoice {convoice.__version__} · report made {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    sections = [
+        ("hours", "Hours per speaker and language",
+         _shares(speakers, "speaker", unit) + _shares(languages, "language", unit)),
+        ("confidence", "Confidence",
+         _img(confidence_chart(clips, calc.thresholds(rows)), "confidence histograms")),
+        ("review", "Review and rejection",
+         f'<div class="row">{status_table}{reason_table}</div>'
+         + _img(reasons_chart(rates), "review reasons")),
+        ("reliability", "Label kinds and reliability of the confidences",
+         reliability_html(rows, calibrations or {})),
+        ("embeddings", "Speaker embeddings",
+         '<p class="muted">Each point is a clip. The clips of one speaker should gather; a'
+         " speaker split in two clouds, or two speakers in one, is worth a look.</p>"
+         + _img(embedding_chart(clips, speakers), "embedding map")),
+        ("samples", "Sample clips", "".join(_sample_html(s) for s in samples)),
+    ]  # fmt: skip
+    body = "".join(
+        f'<section id="{k}"><h2>{h}</h2>{content}</section>' for k, h, content in sections
+    )
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+        f'<h1>{html.escape(title)}</h1><div class="muted">{where}</div>{note}{cards}'
+        f'{body}<p class="muted">{made}</p></body></html>'
+    )
+
+
+def write_report(store: Store, release: Release, out: Path, samples: int = 4) -> Path:
+    """Write the HTML report of ``release`` to ``out``; returns its path."""
+    rows, attributions = read_release(store, release)
+    clips = calc.ClipColumns.from_rows(rows)
+    picked = calc.pick_samples(clips, calc.hours_by(clips.speaker_id, clips), samples)
+    from convoice.storage.calibration import by_version
+
+    page = render_html(
+        release, rows, load_samples(store, rows, picked, attributions), by_version(store.location)
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out.resolve()
+
+
+def release_reliability(store: Store, release: Release) -> str:
+    """The release's label kinds and calibrations as text (``convoice dataset report``)."""
+    from convoice.storage.calibration import by_version
+
+    rows, _ = read_release(store, release)
+    return "\n".join(reliability_lines(rows, by_version(store.location)))

@@ -1,0 +1,184 @@
+"""Annotations back in: one Label Studio annotation becomes a decision, then label rows.
+
+:func:`parse_annotation` checks everything an annotation says against the
+labeling interface of :mod:`convoice.review.layout` and the registry, and
+raises :class:`~convoice.review.layout.AnnotationError` naming the task and the
+annotation for anything malformed; :func:`decision_labels` gives the ``labels``
+rows of a valid decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from convoice.records import ClipStatus, stable_id
+from convoice.review.layout import (
+    ACCEPT,
+    CLIP,
+    DECISION,
+    NEW_SPEAKER,
+    QUALITY,
+    QUALITY_FLAGS,
+    REJECT,
+    SAME_AS,
+    SPEAKER,
+    TRANSCRIPT,
+    UNKNOWN_SPEAKER,
+    AnnotationError,
+    ReviewDecision,
+)
+
+
+def _one_choice(values: list[Any], what: str, task_id: int, annotation_id: int) -> str:
+    if len(values) != 1 or not isinstance(values[0], str):
+        raise AnnotationError(
+            task_id, annotation_id, f"{what} needs exactly one choice: {values!r}"
+        )
+    return values[0]
+
+
+def _results(annotation: Mapping[str, Any], task_id: int, annotation_id: int) -> dict[str, Any]:
+    """``from_name`` -> value of every task-level answer (the clip region is ignored)."""
+    result = annotation.get("result")
+    if not isinstance(result, list):
+        raise AnnotationError(task_id, annotation_id, f"result is not a list: {result!r:.80}")
+    found: dict[str, Any] = {}
+    for item in result:
+        if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
+            raise AnnotationError(task_id, annotation_id, f"malformed result item {item!r:.120}")
+        name = item.get("from_name")
+        if name in (CLIP, None) or name not in (SPEAKER, SAME_AS, TRANSCRIPT, QUALITY, DECISION):
+            continue  # the clip region, or a control this version does not know
+        if name in found:
+            raise AnnotationError(task_id, annotation_id, f"two answers for {name}")
+        key = "text" if name == TRANSCRIPT else "choices"
+        values = item["value"].get(key)
+        if not isinstance(values, list):
+            raise AnnotationError(task_id, annotation_id, f"{name} has no {key} list")
+        found[name] = values
+    return found
+
+
+def annotator_of(annotation: Mapping[str, Any], users: Mapping[int, str]) -> str:
+    """The annotator's e-mail from ``completed_by`` (an id or a user object)."""
+    who = annotation.get("completed_by")
+    if isinstance(who, dict):
+        return str(who.get("email") or f"labelstudio-user-{who.get('id')}")
+    if isinstance(who, int):
+        return users.get(who) or f"labelstudio-user-{who}"
+    return ""
+
+
+def parse_annotation(
+    task: Mapping[str, Any],
+    annotation: Mapping[str, Any],
+    known_speakers: set[str] | frozenset[str],
+    users: Mapping[int, str],
+) -> ReviewDecision:
+    """The decision in one annotation of one task; AnnotationError when it is malformed."""
+    task_id = int(task.get("id") or 0)
+    annotation_id = int(annotation.get("id") or 0)
+
+    def fail(reason: str) -> AnnotationError:
+        return AnnotationError(task_id, annotation_id, reason)
+
+    clip_id = (task.get("data") or {}).get("clip_id")
+    if not isinstance(clip_id, str) or not clip_id:
+        raise fail("the task has no clip_id in its data")
+    at = annotation.get("updated_at") or annotation.get("created_at")
+    if not isinstance(at, str) or not at:
+        raise fail("the annotation has no time")
+    try:
+        at = utc_iso(at)
+    except ValueError as err:
+        raise fail(f"the annotation time {at!r} is not ISO 8601") from err
+    annotator = annotator_of(annotation, users)
+    if not annotator:
+        raise fail("the annotation does not say who made it")
+    found = _results(annotation, task_id, annotation_id)
+    if DECISION not in found:
+        raise fail("no accept/reject decision")
+    decision = _one_choice(found[DECISION], "the decision", task_id, annotation_id)
+    if decision not in (ACCEPT, REJECT):
+        raise fail(f"decision {decision!r} is neither {ACCEPT} nor {REJECT}")
+    speaker = (
+        _one_choice(found[SPEAKER], "speaker", task_id, annotation_id) if SPEAKER in found else ""
+    )
+    if decision == ACCEPT and not speaker:
+        raise fail("accepted without a speaker")
+    if decision == ACCEPT and speaker not in known_speakers | {NEW_SPEAKER, UNKNOWN_SPEAKER}:
+        raise fail(f"speaker {speaker!r} is not in the registry")
+    same_as = (
+        _one_choice(found[SAME_AS], "same as", task_id, annotation_id) if SAME_AS in found else ""
+    )
+    if same_as and decision == ACCEPT:
+        if same_as not in known_speakers:
+            raise fail(f"same-as speaker {same_as!r} is not in the registry")
+        if speaker in (NEW_SPEAKER, UNKNOWN_SPEAKER):
+            raise fail("'same person as' needs a registry speaker chosen, not a new or unknown one")
+        if same_as == speaker:
+            raise fail(f"speaker {speaker!r} cannot be merged with itself")
+    flags = tuple(found.get(QUALITY, ()))
+    unknown_flags = [f for f in flags if f not in QUALITY_FLAGS]
+    if unknown_flags:
+        raise fail(f"unknown quality flags {unknown_flags}")
+    text = None
+    if TRANSCRIPT in found:
+        lines = found[TRANSCRIPT]
+        if not all(isinstance(line, str) for line in lines):
+            raise fail("the transcript is not text")
+        text = " ".join(line.strip() for line in lines if line.strip())
+    return ReviewDecision(
+        task_id,
+        annotation_id,
+        clip_id,
+        annotator,
+        str(at),
+        decision,
+        speaker,
+        same_as if decision == ACCEPT else "",
+        text,
+        tuple(sorted(set(flags))),
+    )
+
+
+def utc_iso(value: str) -> str:
+    """An ISO 8601 time as UTC milliseconds, the form every ``labelled_at`` is stored in."""
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def new_speaker_id(clip_id: str) -> str:
+    """The id of the new person an annotator met in ``clip_id`` (same clip, same id)."""
+    return stable_id("spk", "human", clip_id, length=12)
+
+
+def decision_labels(d: ReviewDecision) -> list[dict[str, str]]:
+    """The ``labels`` rows of a decision (speaker_id, text, status).
+
+    A rejection only rejects. An accepted clip gets its speaker (a new person
+    gets a new id) and its transcript as confirmed or corrected; when the
+    annotator could not tell the speaker, the transcript is kept but the clip
+    stays in review: its identity is still unconfirmed.
+    """
+    base = {
+        "clip_id": d.clip_id,
+        "labelled_by": d.annotator,
+        "labelled_at": d.at,
+        "task_id": str(d.task_id),
+    }
+    if d.decision == REJECT:
+        return [{**base, "field": "status", "value": ClipStatus.REJECTED.value}]
+    rows = []
+    if d.speaker not in (UNKNOWN_SPEAKER, ""):
+        speaker = new_speaker_id(d.clip_id) if d.speaker == NEW_SPEAKER else d.speaker
+        rows.append({**base, "field": "speaker_id", "value": speaker})
+    if d.text is not None:
+        rows.append({**base, "field": "text", "value": d.text})
+    if d.speaker != UNKNOWN_SPEAKER:
+        rows.append({**base, "field": "status", "value": ClipStatus.ACCEPTED.value})
+    return rows

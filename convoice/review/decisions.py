@@ -1,0 +1,383 @@
+"""What review decisions do to the labels and the speaker registry: pure computation.
+
+:func:`plan_pull` turns the annotations read from Label Studio and the store's
+current state into everything a pull writes: label rows (never one already
+written), speaker merges, the relabelling of a merged speaker's clips, and the
+registry updates of confirmed clips.
+
+A confirmed clip strengthens its speaker: its embedding is added to that
+speaker's sum unless ingest counted it there already (ingest leaves unsure
+clips out), so a speaker's sum stays the sum of its clips; a clip the machine
+had counted for another speaker (or that a person rejected) is taken out.
+What each clip contributes is kept per clip (a :class:`Contribution`), so
+pulling again applies only differences and a second pull changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from convoice.models.routing import Reason
+from convoice.records import ClipStatus, LabelSource, Speaker, identity_vector
+from convoice.review.annotations import decision_labels, new_speaker_id, parse_annotation, utc_iso
+from convoice.review.layout import NEW_SPEAKER, AnnotationError, ReviewDecision
+
+FloatArray = npt.NDArray[np.float32]
+LabelKey = tuple[str, str, str, str, str]  # clip_id, field, value, task_id, labelled_at
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Two registry speakers are one person: ``merged`` lives on as ``kept``."""
+
+    merged: str
+    kept: str
+    merged_by: str
+    merged_at: str
+    task_id: str
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What one reviewed clip adds to (``plus``) and takes from (``minus``) the registry."""
+
+    clip_id: str
+    plus: str = ""
+    minus: str = ""
+    duration: float = 0.0
+
+
+@dataclass
+class Delta:
+    vector: FloatArray
+    n: int = 0
+    duration: float = 0.0
+
+
+@dataclass
+class PullPlan:
+    """Everything one pull writes, in the order it writes it."""
+
+    decisions: list[ReviewDecision] = field(default_factory=list)
+    skipped: list[tuple[int, int, str]] = field(default_factory=list)
+    already_applied: int = 0
+    labels: list[dict[str, str]] = field(default_factory=list)
+    merges: list[Merge] = field(default_factory=list)
+    removed_speakers: list[str] = field(default_factory=list)
+    speakers: list[Speaker] = field(default_factory=list)  # to upsert (new ones included)
+    new_speakers: list[str] = field(default_factory=list)
+    contributions: list[Contribution] = field(default_factory=list)  # changed ones only
+
+
+def canonical(speaker_id: str, merges: Mapping[str, str]) -> str:
+    """The speaker ``speaker_id`` lives on as, following merges (A→B→C gives C)."""
+    seen: set[str] = set()
+    while speaker_id in merges and speaker_id not in seen:
+        seen.add(speaker_id)
+        speaker_id = merges[speaker_id]
+    return speaker_id
+
+
+def choose_kept(a: Speaker, b: Speaker) -> tuple[Speaker, Speaker]:
+    """(kept, merged): the named one, else the one with more clips, the older, the smaller id."""
+    first, second = sorted(
+        (a, b), key=lambda s: (0 if s.name else 1, -s.n_clips, s.first_seen, s.speaker_id)
+    )
+    return first, second
+
+
+def merge_into(kept: Speaker, merged: Speaker, at: str) -> Speaker:
+    """``kept`` with ``merged``'s sums added (the registry keeps sums, so this is exact)."""
+    return replace(
+        kept,
+        vector_sum=(kept.vector_sum + merged.vector_sum).astype(np.float32),
+        n_clips=kept.n_clips + merged.n_clips,
+        total_duration=kept.total_duration + merged.total_duration,
+        n_recordings=kept.n_recordings + merged.n_recordings,
+        first_seen=min(kept.first_seen, merged.first_seen),
+        updated_at=at,
+        label_source=LabelSource.HUMAN,
+        name=kept.name or merged.name,
+    )
+
+
+def machine_absorbed(row: Mapping[str, Any]) -> bool:
+    """Whether the machine counted the clip in its speaker's sum.
+
+    Ingest and re-labelling record it in ``extra["absorbed"]``
+    (:func:`convoice.models.labelling.absorbed_clips`); rows written before
+    that fall back to the reasons (sure clips only).
+    """
+    if not row.get("speaker_id"):
+        return False
+    extra = row.get("extra")
+    if isinstance(extra, str):
+        extra = json.loads(extra or "{}")
+    if isinstance(extra, Mapping) and "absorbed" in extra:
+        return bool(extra["absorbed"])
+    unsure = {Reason.UNCERTAIN_SPEAKER, Reason.UNCERTAIN_IDENTITY}
+    return not unsure & set(row.get("review_reasons") or ())
+
+
+def latest_values(rows: Iterable[Mapping[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
+    """The latest label per (clip_id, field): by labelled_at, then by order written."""
+    latest: dict[tuple[str, str], dict[str, str]] = {}
+    for row in rows:
+        key = (row["clip_id"], row["field"])
+        if key not in latest or row["labelled_at"] >= latest[key]["labelled_at"]:
+            latest[key] = dict(row)
+    return latest
+
+
+def desired_contributions(
+    machine: Mapping[str, Mapping[str, Any]],
+    latest: Mapping[tuple[str, str], Mapping[str, str]],
+    merges: Mapping[str, str],
+) -> dict[str, Contribution]:
+    """What every clip a person accepted or rejected should contribute to the registry."""
+    out: dict[str, Contribution] = {}
+    for (clip_id, name), label in latest.items():
+        row = machine.get(clip_id)
+        if name != "status" or row is None:
+            continue
+        absorbed = canonical(row["speaker_id"], merges) if machine_absorbed(row) else ""
+        if label["value"] == ClipStatus.REJECTED.value:
+            plus = ""
+        elif label["value"] == ClipStatus.ACCEPTED.value:
+            human = latest.get((clip_id, "speaker_id"))
+            plus = canonical(human["value"] if human else row["speaker_id"], merges)
+        else:
+            continue
+        if absorbed == plus:  # the machine counted it already: the sum stays a sum of clips
+            continue
+        minus = absorbed
+        if plus or minus:
+            out[clip_id] = Contribution(clip_id, plus, minus, float(row["duration"]))
+    return out
+
+
+def registry_deltas(
+    applied: Mapping[str, Contribution],
+    desired: Mapping[str, Contribution],
+    embeddings: Mapping[str, FloatArray],
+    merges: Mapping[str, str],
+) -> tuple[dict[str, Delta], list[Contribution]]:
+    """Per-speaker changes that take the registry from ``applied`` to ``desired``.
+
+    Also returns the contributions that changed (an empty one where a clip no
+    longer contributes), which is what the store must record.
+    """
+    deltas: dict[str, Delta] = {}
+    changed: list[Contribution] = []
+
+    def add(speaker: str, sign: int, emb: FloatArray, duration: float) -> None:
+        delta = deltas.setdefault(speaker, Delta(np.zeros_like(emb)))
+        delta.vector = (delta.vector + sign * emb).astype(np.float32)
+        delta.n += sign
+        delta.duration += sign * duration
+
+    for clip_id in sorted(set(applied) | set(desired)):
+        old = applied.get(clip_id)
+        if old is not None:
+            old = replace(old, plus=canonical(old.plus, merges), minus=canonical(old.minus, merges))
+        new = desired.get(clip_id)
+        if old == new or clip_id not in embeddings:
+            continue
+        emb = np.asarray(embeddings[clip_id], dtype=np.float32)
+        for sign, c in ((-1, old), (1, new)):
+            if c is None:
+                continue
+            if c.plus:
+                add(c.plus, sign, emb, c.duration)
+            if c.minus:
+                add(c.minus, -sign, emb, c.duration)
+        changed.append(new or Contribution(clip_id))
+    kept = {s: d for s, d in deltas.items() if d.n or float(np.abs(d.vector).max()) > 1e-6}
+    return kept, changed
+
+
+def apply_deltas(
+    speakers: Mapping[str, Speaker], deltas: Mapping[str, Delta], at: str
+) -> tuple[list[Speaker], list[str]]:
+    """The speakers ``deltas`` change (created when new), and the ids of the new ones."""
+    touched, created = [], []
+    for speaker_id, delta in sorted(deltas.items()):
+        speaker = speakers.get(speaker_id)
+        if speaker is None:
+            speaker = Speaker(
+                speaker_id,
+                np.zeros_like(delta.vector),
+                0,
+                0.0,
+                1,
+                at,
+                at,
+                label_source=LabelSource.HUMAN,
+            )
+            created.append(speaker_id)
+        touched.append(
+            replace(
+                speaker,
+                vector_sum=(speaker.vector_sum + delta.vector).astype(np.float32),
+                n_clips=max(0, speaker.n_clips + delta.n),
+                total_duration=max(0.0, speaker.total_duration + delta.duration),
+                updated_at=at,
+            )
+        )
+    return touched, created
+
+
+def annotation_time(annotation: Mapping[str, Any]) -> str:
+    """When the annotation last changed, as stored (UTC milliseconds); "" when unknown."""
+    raw = str(annotation.get("updated_at") or annotation.get("created_at") or "")
+    try:
+        return utc_iso(raw)
+    except ValueError:
+        return ""
+
+
+def parse_all(
+    tasks: Sequence[Mapping[str, Any]],
+    known: set[str],
+    users: Mapping[int, str],
+    applied: set[tuple[int, str]],
+) -> tuple[list[ReviewDecision], list[tuple[int, int, str]], int, int]:
+    """Decisions not applied before (oldest first), skipped ones, how many were applied before."""
+    decisions, skipped, already, read = [], [], 0, 0
+    for task in tasks:
+        for annotation in task.get("annotations") or []:
+            read += 1
+            key = (int(annotation.get("id") or 0), annotation_time(annotation))
+            if key in applied:
+                already += 1
+                continue
+            if annotation.get("was_cancelled"):
+                skipped.append((int(task["id"]), key[0], "skipped by the annotator"))
+                continue
+            try:
+                decisions.append(parse_annotation(task, annotation, known, users))
+            except AnnotationError as err:
+                skipped.append((err.task_id, err.annotation_id, err.reason))
+    decisions.sort(key=lambda d: (d.at, d.task_id, d.annotation_id))
+    return decisions, skipped, already, read
+
+
+def plan_pull(
+    tasks: Sequence[Mapping[str, Any]],
+    users: Mapping[int, str],
+    machine: Mapping[str, Mapping[str, Any]],
+    labels: Sequence[Mapping[str, str]],
+    speakers: Mapping[str, Speaker],
+    merges: Sequence[Merge],
+    applied_annotations: set[tuple[int, str]],
+    applied_contributions: Mapping[str, Contribution],
+    at: str,
+    aliases: Mapping[str, str] | None = None,
+) -> PullPlan:
+    """Everything a pull must write, from what Label Studio returned and the store holds.
+
+    ``machine`` maps clip ids to machine rows (speaker_id, review_reasons,
+    duration, embedding); ``labels`` are every ``labels`` row written so far.
+    ``aliases``: ids consolidation folded into others (old -> new). A task
+    pushed before may offer one; the choice counts for the surviving id, and
+    no label row is written for them (readers follow the map).
+    """
+    plan = PullPlan()
+    aliases = dict(aliases or {})
+    merged_to = {**aliases, **{m.merged: m.kept for m in merges}}
+    meta = {m.merged: m for m in merges}
+    known = set(speakers) | set(merged_to)
+    plan.decisions, plan.skipped, plan.already_applied, _ = parse_all(
+        tasks, known, users, applied_annotations
+    )
+    registry = dict(speakers)
+    changed: set[str] = set()
+    for m in merges:  # recorded by a pull killed before its registry commit: finish it
+        kept_id = canonical(m.kept, merged_to)
+        if m.merged in registry and kept_id in registry:
+            registry[kept_id] = merge_into(registry[kept_id], registry.pop(m.merged), at)
+            plan.removed_speakers.append(m.merged)
+            changed.add(kept_id)
+    new_rows: list[dict[str, str]] = []
+    for d in plan.decisions:
+        chosen = new_speaker_id(d.clip_id) if d.speaker == NEW_SPEAKER else d.speaker
+        speaker = canonical(chosen, merged_to)
+        new_rows += decision_labels(replace(d, speaker=speaker))
+        other = canonical(d.same_as, merged_to) if d.same_as else ""
+        if not other or other == speaker or speaker not in registry or other not in registry:
+            continue
+        kept, gone = choose_kept(registry[speaker], registry[other])
+        merge = Merge(gone.speaker_id, kept.speaker_id, d.annotator, d.at, str(d.task_id))
+        registry[kept.speaker_id] = merge_into(kept, gone, at)
+        del registry[gone.speaker_id]
+        merged_to[gone.speaker_id], meta[gone.speaker_id] = kept.speaker_id, merge
+        plan.merges.append(merge)
+        plan.removed_speakers.append(gone.speaker_id)
+        changed.discard(gone.speaker_id)
+        changed.add(kept.speaker_id)
+    latest = latest_values([*labels, *new_rows])
+    for clip_id, row in machine.items():  # every clip of a merged speaker follows the merge
+        label = latest.get((clip_id, "speaker_id"))
+        current = canonical(label["value"] if label else str(row.get("speaker_id") or ""), aliases)
+        target = canonical(current, merged_to)
+        if target != current and current in meta:
+            merge = meta[current]
+            when = max(merge.merged_at, label["labelled_at"]) if label else merge.merged_at
+            new_rows.append(
+                {
+                    "clip_id": clip_id,
+                    "field": "speaker_id",
+                    "value": target,
+                    "labelled_by": merge.merged_by,
+                    "labelled_at": when,
+                    "task_id": merge.task_id,
+                }
+            )
+    plan.labels = unwritten(new_rows, labels)
+    latest = latest_values([*labels, *plan.labels])
+    desired = desired_contributions(machine, latest, merged_to)
+    first = next(iter(registry.values()), None)
+    dim = None if first is None else len(first.vector_sum)  # the registry's embedding space
+    embeddings = {
+        c: identity_vector(machine[c], dim)
+        for c in set(desired) | set(applied_contributions)
+        if c in machine
+    }
+    deltas, plan.contributions = registry_deltas(
+        applied_contributions, desired, embeddings, merged_to
+    )
+    touched, plan.new_speakers = apply_deltas(registry, deltas, at)
+    registry.update({s.speaker_id: s for s in touched})
+    changed |= {s.speaker_id for s in touched}
+    plan.speakers = [registry[s] for s in sorted(changed) if s in registry]
+    return plan
+
+
+def label_key(row: Mapping[str, str]) -> LabelKey:
+    return (
+        row["clip_id"],
+        row["field"],
+        row["value"],
+        str(row.get("task_id") or ""),
+        utc_iso(row["labelled_at"]),
+    )
+
+
+def unwritten(
+    rows: Sequence[Mapping[str, str]], written: Sequence[Mapping[str, str]]
+) -> list[dict[str, str]]:
+    """``rows`` minus those already written (same clip, field, value, task and time)."""
+    seen = {label_key(r) for r in written}
+    out = []
+    for row in rows:
+        key = label_key(row)
+        if key not in seen:
+            seen.add(key)
+            out.append(dict(row))
+    return out

