@@ -19,6 +19,16 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float32]
+"""Audio samples and embeddings: float32 everywhere."""
+
+SAMPLE_RATE = 16_000
+"""Every waveform inside the engine: 16 kHz mono."""
+
+EMBEDDING_DIM = 256
+"""resemblyzer's d-vector, kept on every clip (the TTS export conditions on it)."""
+
+CAMPPLUS_DIM = 192
+"""CAM++'s embedding, the encoder that identifies."""
 
 
 class LabelSource(StrEnum):

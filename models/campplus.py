@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-EMBEDDING_DIM = 192
+from convoice.records import CAMPPLUS_DIM
 
 
 def _bn_relu(channels: int) -> nn.Sequential:
@@ -191,7 +191,7 @@ class CAMPPlus(nn.Module):
     """CAM++ (Wang et al., Interspeech 2023): fbank frames in, one speaker embedding out."""
 
     def __init__(
-        self, feat_dim: int = 80, embedding_size: int = EMBEDDING_DIM, growth_rate: int = 32
+        self, feat_dim: int = 80, embedding_size: int = CAMPPLUS_DIM, growth_rate: int = 32
     ) -> None:
         super().__init__()
         self.head = FCM(feat_dim=feat_dim)

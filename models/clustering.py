@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float32]
+from convoice.records import FloatArray
+
 IntArray = npt.NDArray[np.int64]
 
 

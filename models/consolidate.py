@@ -32,9 +32,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float32]
+from convoice.records import FloatArray
+
 CONSOLIDATE_BY = "convoice consolidate"
 EXACT_BELOW = 4096  # fewer speakers than this: every pair, in blocks
 BLOCK = 2048

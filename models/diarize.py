@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from convoice.config import ClipSettings, DiarizationSettings
 from convoice.models.segmentation import (
@@ -31,13 +30,11 @@ from convoice.models.segmentation import (
     plan_chunks,
     rms_envelope,
 )
-from convoice.records import Region
+from convoice.records import SAMPLE_RATE, FloatArray, Region
 
 if TYPE_CHECKING:
     from pyannote.audio import Model
 
-FloatArray = npt.NDArray[np.float32]
-SAMPLE_RATE = 16000
 CHUNK_S = 10.0
 VAD_BLOCK_S = 600.0  # VAD runs on blocks this long: its buffers stay small for any length
 

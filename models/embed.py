@@ -18,23 +18,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from convoice.records import Region
+from convoice.records import CAMPPLUS_DIM, EMBEDDING_DIM, SAMPLE_RATE, FloatArray, Region
 
 if TYPE_CHECKING:
     from resemblyzer import VoiceEncoder
 
     from convoice.models.campplus import CAMPPlus
 
-FloatArray = npt.NDArray[np.float32]
 
-SAMPLE_RATE = 16000
-EMBEDDING_DIM = 256
 PARTIAL_FRAMES = 160  # 1.6 s of 10 ms mel frames, as the encoder was trained
 PARTIAL_STEP = 80  # 50 % overlap between partial windows
 BATCH = 64
 
 
-CAMPPLUS_DIM = 192
 CAMPPLUS_WINDOW = 100  # frames (1 s) per CAM++ window: a clip's parts are compared
 CAMPPLUS_QUANTUM = 20  # shorter regions are cut to a multiple of this (equal lengths batch)
 MIN_SAMPLES = SAMPLE_RATE // 4  # shorter regions get no embedding (a zero vector)

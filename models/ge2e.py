@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float32]
+from convoice.records import FloatArray
 
 PARTIAL_FRAMES = 160  # 1.6 s of 10 ms mel frames, as resemblyzer was trained
 

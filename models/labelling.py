@@ -22,9 +22,7 @@ from convoice.models.diarize import Segmentation
 from convoice.models.registry import MatchDecision, SpeakerMatch, match_speakers
 from convoice.models.routing import Reason, SpeakerEvidence, identity_strength, route
 from convoice.models.voices import TwoVoiceRule, two_voice_flags
-from convoice.records import Clip, Region, Speaker, Transcript, stable_id
-
-FloatArray = npt.NDArray[np.float32]
+from convoice.records import Clip, FloatArray, Region, Speaker, Transcript, stable_id
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
-from convoice.records import Region
+from convoice.records import SAMPLE_RATE, FloatArray, Region
 
-FloatArray = npt.NDArray[np.float32]
-SAMPLE_RATE = 16000
 GAP_S = 0.4  # silence between packed clips
 WINDOW_S = 29.0
 

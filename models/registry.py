@@ -13,11 +13,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-import numpy.typing as npt
 
-from convoice.records import stable_id
-
-FloatArray = npt.NDArray[np.float32]
+from convoice.records import FloatArray, stable_id
 
 
 class MatchDecision(StrEnum):

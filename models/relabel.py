@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
 from convoice.config import RegistrySettings, RoutingSettings, SimilarityScale, resemblyzer_scale
 from convoice.models.calibration import Calibration
@@ -34,10 +33,8 @@ from convoice.models.routing import (
     identity_strength,
     speaker_side,
 )
-from convoice.records import LabelSource, Speaker
+from convoice.records import FloatArray, LabelSource, Speaker
 from convoice.review.decisions import canonical as resolve_merges
-
-FloatArray = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)

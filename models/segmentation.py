@@ -18,10 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from convoice.records import Region
+from convoice.records import FloatArray, Region
 
 BoolArray = npt.NDArray[np.bool_]
-FloatArray = npt.NDArray[np.float32]
 
 ENVELOPE_HOP_S = 0.01  # the RMS envelope used to find quiet points has a 10 ms hop
 

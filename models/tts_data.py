@@ -24,15 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float32]
+from convoice.records import EMBEDDING_DIM, FloatArray
 
 FORMATS = ("ljspeech", "vctk", "coqui")
 DATASET_NAME = "convoice"  # coqui's dataset_name: the prefix of every d-vector key
 TRAIN, HELDOUT = "train", "heldout"
 ACCEPTED = "accepted"
-EMBEDDING_DIM = 256
 COQUI_HEADER = "audio_file|text|speaker_name"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float32]
+from convoice.records import FloatArray
 
 DATASET, SHIPPED = "dataset", "shipped"  # the two kinds of bank voice
 # Two halves of an upload whose mean embeddings are less alike than this are two voices:

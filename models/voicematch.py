@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float32]
+from convoice.records import FloatArray
+
 Float64 = npt.NDArray[np.float64]
 
 RATE = 16_000

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from convoice.records import (
+    EMBEDDING_DIM,
     Clip,
     FloatArray,
     LabelSource,
@@ -28,7 +29,6 @@ from convoice.records import (
     Speaker,
 )
 
-EMBEDDING_DIM = 256
 """Length of the clip embeddings (resemblyzer) and of the speaker vectors."""
 
 SPEAKER_BUCKETS = 64

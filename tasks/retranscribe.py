@@ -26,12 +26,11 @@ from convoice.engines import loaders
 from convoice.models import asr
 from convoice.models.language import LanguageGuess
 from convoice.models.round_two import Revision, revise
-from convoice.records import Region, Transcript
+from convoice.records import SAMPLE_RATE, Region, Transcript
 from convoice.storage import Store
 from convoice.storage.schema import CLIP_SCHEMA, conform
 from convoice.tasks import stages
 
-SAMPLE_RATE = 16_000
 GUARD_S = 0.01
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -28,9 +27,7 @@ from convoice.models import asr, diarize, embed, labelling, language
 from convoice.models.diarize import Segmentation
 from convoice.models.labelling import RecordingSpeakers
 from convoice.models.registry import SpeakerMatch
-from convoice.records import MediaItem, Region, SkippedItem, Source, Transcript
-
-FloatArray = npt.NDArray[np.float32]
+from convoice.records import FloatArray, MediaItem, Region, SkippedItem, Source, Transcript
 
 
 def now() -> str:

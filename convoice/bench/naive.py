@@ -25,21 +25,18 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from convoice.engines import loaders
 from convoice.engines.loaders import ModelUnavailable
+from convoice.records import EMBEDDING_DIM, SAMPLE_RATE, FloatArray
 
 if TYPE_CHECKING:
     from faster_whisper.transcribe import Segment
     from pyannote.audio import Model, Pipeline
     from pyannote.audio.pipelines import SpeakerDiarization
 
-FloatArray = npt.NDArray[np.float32]
 Turn = tuple[float, float, str]
 
-SAMPLE_RATE = 16000
-EMBEDDING_DIM = 256
 HOP = 160  # resemblyzer's mel hop: 10 ms
 PARTIAL_FRAMES = 160  # 1.6 s partial windows, as the GE2E encoder was trained
 PARTIAL_RATE = 1.3  # partial windows per second (VoiceEncoder.embed_utterance's default)

@@ -11,8 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from convoice.media.download import IngestError
-
-SAMPLE_RATE = 16000
+from convoice.records import SAMPLE_RATE
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from urllib.parse import quote_plus, urlsplit
 
 from convoice.config import IngestSettings
 from convoice.models.licence import decide_licence, licence_problem
-from convoice.records import MediaItem, SkippedItem, Source
+from convoice.records import SAMPLE_RATE, MediaItem, SkippedItem, Source
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ REASON_CODES = frozenset(
      "corrupt_media", "too_long", "no_audio", "no_speech", "labelling_failed",
      "malformed_url", "unknown_licence", "duplicate_row"}
 )  # fmt: skip
-SAMPLE_RATE = 16_000
 _MAX_DEPTH = 3  # channel -> tab -> playlist -> video
 _YOUTUBE_CC_FILTER = "EgIwAQ%253D%253D"
 

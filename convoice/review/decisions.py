@@ -21,14 +21,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from convoice.models.routing import Reason
-from convoice.records import ClipStatus, LabelSource, Speaker, identity_vector
+from convoice.records import ClipStatus, FloatArray, LabelSource, Speaker, identity_vector
 from convoice.review.annotations import decision_labels, new_speaker_id, parse_annotation, utc_iso
 from convoice.review.layout import NEW_SPEAKER, AnnotationError, ReviewDecision
 
-FloatArray = npt.NDArray[np.float32]
 LabelKey = tuple[str, str, str, str, str]  # clip_id, field, value, task_id, labelled_at
 
 

@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
+
+from convoice.records import FloatArray
 
 if TYPE_CHECKING:
     from convoice.config import Settings
 
-FloatArray = npt.NDArray[np.float32]
 
 SHIPPED, MATCHED, CLONE = "shipped", "matched", "clone"
 ENGINE_VITS, OPERATOR = "convoice-vits", "operator-checkpoint"

@@ -31,11 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float32]
+from convoice.records import SAMPLE_RATE, FloatArray
 
-SAMPLE_RATE = 16_000
 CACHE_VERSION = "tts-1"  # change when the synthesis or post-processing changes
 TRIM_THRESHOLD = 0.01  # peak level (after normalisation) counted as sound when trimming
 TRIM_PAD_S = 0.03  # silence kept on both sides of the speech
