@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+import convoice
 from convoice.cli.common import HomeOption
 
 ops_app = typer.Typer(
@@ -51,7 +52,7 @@ class DeployTarget:
 
 def default_repo() -> Path:
     """The checkout this package runs from (``convoice/`` lives in its root)."""
-    return Path(__file__).resolve().parent.parent
+    return convoice.checkout()
 
 
 def resolve_api_url(api_url: str | None) -> str:

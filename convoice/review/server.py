@@ -25,6 +25,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import convoice
+
 LABEL_STUDIO_REQUIREMENT = "label-studio==1.23.2"
 CREDENTIALS = "convoice-credentials.json"
 PID_FILE = "labelstudio.pid"
@@ -70,7 +72,7 @@ def venv_path() -> Path:
     env = os.environ.get("CONVOICE_LABELSTUDIO_VENV")
     if env:
         return Path(env).expanduser()
-    repo = Path(__file__).resolve().parents[1]
+    repo = convoice.checkout()
     if (repo / "pyproject.toml").is_file():
         return repo / ".venv-labelstudio"
     from convoice.engines.loaders import cache_dir
