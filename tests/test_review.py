@@ -29,12 +29,17 @@ import soundfile
 
 from convoice.records import LabelSource, Speaker
 from convoice.review import server as review_server
-from convoice.review.annotations import decision_labels, new_speaker_id, parse_annotation, utc_iso
+from convoice.review.annotations import (
+    AnnotationError,
+    decision_labels,
+    new_speaker_id,
+    parse_annotation,
+    utc_iso,
+)
 from convoice.review.decisions import plan_pull
 from convoice.review.layout import (
     NEW_SPEAKER,
     UNKNOWN_SPEAKER,
-    AnnotationError,
     label_config,
     review_queue,
     uncertainty_score,

@@ -24,8 +24,15 @@ import numpy as np
 
 from convoice.models.routing import Reason
 from convoice.records import ClipStatus, FloatArray, LabelSource, Speaker, identity_vector
-from convoice.review.annotations import decision_labels, new_speaker_id, parse_annotation, utc_iso
-from convoice.review.layout import NEW_SPEAKER, AnnotationError, ReviewDecision
+from convoice.review.annotations import (
+    AnnotationError,
+    ReviewDecision,
+    decision_labels,
+    new_speaker_id,
+    parse_annotation,
+    utc_iso,
+)
+from convoice.review.layout import NEW_SPEAKER
 
 LabelKey = tuple[str, str, str, str, str]  # clip_id, field, value, task_id, labelled_at
 
