@@ -2,14 +2,15 @@
 
 :func:`parse_annotation` checks everything an annotation says against the
 labeling interface of :mod:`convoice.review.layout` and the registry, and
-raises :class:`AnnotationError` naming the task and the
-annotation for anything malformed; :func:`decision_labels` gives the ``labels``
-rows of a valid decision.
+raises :class:`AnnotationError` naming the task and the annotation for
+anything malformed; :func:`parse_all` does it for every annotation a pull
+reads, leaving out those applied before; :func:`decision_labels` gives the
+``labels`` rows of a valid decision.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -150,7 +151,7 @@ def parse_annotation(
 
 def _annotation_time(annotation: Mapping[str, Any], fail: Callable[[str], AnnotationError]) -> str:
     """When the annotation was last changed, as UTC milliseconds."""
-    at = annotation.get("updated_at") or annotation.get("created_at")
+    at = _stamp(annotation)
     if not isinstance(at, str) or not at:
         raise fail("the annotation has no time")
     try:
@@ -197,6 +198,46 @@ def _transcript(found: Mapping[str, Any], fail: Callable[[str], AnnotationError]
     if not all(isinstance(line, str) for line in lines):
         raise fail("the transcript is not text")
     return " ".join(line.strip() for line in lines if line.strip())
+
+
+def _stamp(annotation: Mapping[str, Any]) -> Any:
+    """The annotation's time as Label Studio gives it: when it last changed, else made."""
+    return annotation.get("updated_at") or annotation.get("created_at")
+
+
+def annotation_time(annotation: Mapping[str, Any]) -> str:
+    """When the annotation last changed, as stored (UTC milliseconds); "" when unknown."""
+    raw = str(_stamp(annotation) or "")
+    try:
+        return utc_iso(raw)
+    except ValueError:
+        return ""
+
+
+def parse_all(
+    tasks: Sequence[Mapping[str, Any]],
+    known: set[str],
+    users: Mapping[int, str],
+    applied: set[tuple[int, str]],
+) -> tuple[list[ReviewDecision], list[tuple[int, int, str]], int, int]:
+    """Decisions not applied before (oldest first), skipped ones, how many were applied before."""
+    decisions, skipped, already, read = [], [], 0, 0
+    for task in tasks:
+        for annotation in task.get("annotations") or []:
+            read += 1
+            key = (int(annotation.get("id") or 0), annotation_time(annotation))
+            if key in applied:
+                already += 1
+                continue
+            if annotation.get("was_cancelled"):
+                skipped.append((int(task["id"]), key[0], "skipped by the annotator"))
+                continue
+            try:
+                decisions.append(parse_annotation(task, annotation, known, users))
+            except AnnotationError as err:
+                skipped.append((err.task_id, err.annotation_id, err.reason))
+    decisions.sort(key=lambda d: (d.at, d.task_id, d.annotation_id))
+    return decisions, skipped, already, read
 
 
 def utc_iso(value: str) -> str:
