@@ -20,17 +20,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from convoice.config import RegistrySettings, RoutingSettings, SimilarityScale, resemblyzer_scale
 from convoice.models.calibration import Calibration
 from convoice.models.clustering import normalize
 from convoice.models.labelling import absorbed_clips
-from convoice.models.registry import match_speakers, new_speaker_id
+from convoice.models.registry import SpeakerMatch, match_speakers, new_speaker_id
 from convoice.models.routing import (
-    SPEAKER_REASONS,
     Reason,
     SpeakerEvidence,
-    identity_strength,
+    clip_status,
+    rerouted_reasons,
+    speaker_evidence,
     speaker_side,
 )
 from convoice.records import FloatArray, LabelSource, Speaker
@@ -109,18 +111,10 @@ def replay(
         raise ValueError(f"{len(clips)} clips but {embeddings.shape[0]} embeddings")
     if isinstance(registry_cfg, RegistrySettings):
         registry_cfg = resemblyzer_scale(registry_cfg)
-    order = {rid: i for i, rid in enumerate(recordings)}
-    missing = {c.recording_id for c in clips} - set(order)
-    if missing:
-        raise ValueError(f"clips of unknown recordings: {sorted(missing)[:3]}")
-    by_recording: dict[str, list[int]] = {}
-    for i, clip in enumerate(clips):
-        by_recording.setdefault(clip.recording_id, []).append(i)
     out = Replay()
     sums: dict[str, _Sum] = {}
     dim = embeddings.shape[1]
-    for rid in sorted(by_recording, key=order.__getitem__):
-        rows = by_recording[rid]
+    for rid, rows in _in_ingest_order(recordings, clips):
         known_ids = sorted(sums)  # as ingestion sees them: empty ones (zero rows) never match
         known = (
             normalize(np.stack([sums[s].vector for s in known_ids]))
@@ -135,25 +129,82 @@ def replay(
             out.labels[clips[i].clip_id] = label
             # Every identity the machine gives is registered, even before a sure clip.
             sums.setdefault(label.speaker_id, _Sum(np.zeros(dim, np.float32)))
-            clip = clips[i]
-            # As the review pull counts clips (review_registry.desired_contributions): a
-            # person's accept counts the clip under the person's speaker, a reject not at all.
-            if clip.human_status == "rejected":
-                continue
-            if clip.human_status == "accepted":
-                owner = resolve_merges(clip.human_speaker or label.speaker_id, merged_into)
-            elif label.absorbed:
-                owner = label.speaker_id
-            else:
-                continue
+            owner = _owner(clips[i], label, merged_into)
             if owner:
                 s = sums.setdefault(owner, _Sum(np.zeros(dim, np.float32)))
                 s.vector = s.vector + embeddings[i]
                 s.n += 1
-                s.duration += clip.duration
+                s.duration += clips[i].duration
                 s.recordings.add(rid)
     out.speakers = _speakers(sums, previous or {}, at)
     return out
+
+
+def _in_ingest_order(
+    recordings: Sequence[str], clips: Sequence[ClipFacts]
+) -> list[tuple[str, list[int]]]:
+    """(recording id, its clips' indices), recordings in the order they were ingested."""
+    order = {rid: i for i, rid in enumerate(recordings)}
+    missing = {c.recording_id for c in clips} - set(order)
+    if missing:
+        raise ValueError(f"clips of unknown recordings: {sorted(missing)[:3]}")
+    by_recording: dict[str, list[int]] = {}
+    for i, clip in enumerate(clips):
+        by_recording.setdefault(clip.recording_id, []).append(i)
+    return [(rid, by_recording[rid]) for rid in sorted(by_recording, key=order.__getitem__)]
+
+
+def _owner(clip: ClipFacts, label: ClipLabel, merged_into: Mapping[str, str]) -> str:
+    """The speaker whose registry sum the clip counts in ("" for none).
+
+    As the review pull counts clips (review_registry.desired_contributions): a
+    person's accept counts the clip under the person's speaker, a reject not at all.
+    """
+    if clip.human_status == "rejected":
+        return ""
+    if clip.human_status == "accepted":
+        return resolve_merges(clip.human_speaker or label.speaker_id, merged_into)
+    return label.speaker_id if label.absorbed else ""
+
+
+@dataclass(frozen=True)
+class _Locals:
+    """A recording's local speakers: each clip's, their centroids and identities."""
+
+    names: list[str]  # "S0", "S1", ... in index order
+    member: npt.NDArray[np.int64]  # per clip, its local speaker's position in ``names``
+    centroids: FloatArray  # shape: (local speakers, dim), unit norm
+    matches: list[SpeakerMatch]  # per local speaker, its match to the registry
+    ids: list[str]  # per local speaker, the identity it gets (merges followed)
+
+
+def _local_speakers(
+    rid: str,
+    clips: list[ClipFacts],
+    emb: FloatArray,
+    known_ids: list[str],
+    known: FloatArray,
+    merged_into: Mapping[str, str],
+    registry_cfg: SimilarityScale,
+) -> _Locals:
+    """The recording's local speakers matched one-to-one to the registry, as ingestion does."""
+    names = sorted({c.recording_speaker for c in clips}, key=_local_index)
+    index = {name: k for k, name in enumerate(names)}
+    member = np.array([index[c.recording_speaker] for c in clips])
+    sums = np.zeros((len(names), emb.shape[1]), dtype=np.float32)
+    np.add.at(sums, member, emb)
+    centroids = normalize(sums)
+    matches = match_speakers(
+        rid, centroids, known_ids, known,
+        registry_cfg.match_threshold, registry_cfg.new_threshold, registry_cfg.margin,
+    )  # fmt: skip
+    ids: list[str] = []
+    for k, match in enumerate(matches):
+        speaker = match.speaker_id
+        if speaker == new_speaker_id(rid, k):  # new speakers keep the id ingestion gave them
+            speaker = new_speaker_id(rid, _local_index(names[k]))
+        ids.append(resolve_merges(speaker, merged_into))
+    return _Locals(names, member, centroids, matches, ids)
 
 
 def _label_recording(
@@ -168,68 +219,49 @@ def _label_recording(
     calibration: Calibration | None = None,
 ) -> list[ClipLabel]:
     """New labels of one recording's clips (``absorbed``: whether each counts for the registry)."""
-    locals_ = sorted({c.recording_speaker for c in clips}, key=_local_index)
-    index = {name: k for k, name in enumerate(locals_)}
-    member = np.array([index[c.recording_speaker] for c in clips])
-    sums = np.zeros((len(locals_), emb.shape[1]), dtype=np.float32)
-    np.add.at(sums, member, emb)
-    centroids = normalize(sums)
-    matches = match_speakers(
-        rid, centroids, known_ids, known,
-        registry_cfg.match_threshold, registry_cfg.new_threshold, registry_cfg.margin,
-    )  # fmt: skip
-    ids: list[str] = []
-    for k, match in enumerate(matches):
-        speaker = match.speaker_id
-        if speaker == new_speaker_id(rid, k):  # new speakers keep the id ingestion gave them
-            speaker = new_speaker_id(rid, _local_index(locals_[k]))
-        ids.append(resolve_merges(speaker, merged_into))
-    sims = emb @ centroids.T  # shape: (clips, local speakers)
+    local = _local_speakers(rid, clips, emb, known_ids, known, merged_into, registry_cfg)
+    sims = emb @ local.centroids.T  # shape: (clips, local speakers)
     evidence: list[SpeakerEvidence] = []
     scores: list[tuple[float, float]] = []  # (raw score, probability) of each clip
     reasons_of: list[list[str]] = []
     for i, clip in enumerate(clips):
-        k, match = int(member[i]), matches[int(member[i])]
-        other = float(np.delete(sims[i], k).max()) if len(locals_) > 1 else -1.0
+        k = int(local.member[i])
         two = Reason.TWO_VOICES in clip.machine_reasons  # kept as found at ingestion
-        strength = identity_strength(
-            match.decision, match.similarity, match.runner_up,
-            registry_cfg.match_threshold, registry_cfg.new_threshold,
-        )  # fmt: skip
-        ev = SpeakerEvidence(
-            float(sims[i, k]), other, match.confidence,
-            registry_cfg.fit_low, registry_cfg.fit_high, registry_cfg.fit_margin, two, strength,
-        )  # fmt: skip
+        ev = speaker_evidence(sims[i], k, local.matches[k], registry_cfg, two)
         raw, probability, doubts = speaker_side(ev, routing_cfg, calibration)
-        # As routing.route orders them: the speaker's reasons, then the transcript's.
-        kept = [r for r in clip.machine_reasons if r not in SPEAKER_REASONS]
         evidence.append(ev)
         scores.append((raw, min(1.0, raw) if calibration is None else probability))
-        reasons_of.append(list(dict.fromkeys([*doubts, *kept])))
-    absorbed = [False] * len(clips)
-    for k, match in enumerate(matches):  # as ingestion decides it, per recording speaker
-        members = [i for i in range(len(clips)) if member[i] == k]
-        flags = absorbed_clips(
-            match.decision, match.speaker_id in known_ids, [reasons_of[i] for i in members]
-        )
-        for i, flag in zip(members, flags, strict=True):
-            absorbed[i] = flag
+        reasons_of.append(rerouted_reasons(doubts, clip.machine_reasons))
+    absorbed = _absorbed(local, known_ids, reasons_of)
     return [
         ClipLabel(
             clip_id=clip.clip_id,
-            speaker_id=ids[int(member[i])],
+            speaker_id=local.ids[int(local.member[i])],
             speaker_confidence=scores[i][1],  # raw, capped at 1, when not calibrated
-            status="accepted" if not reasons_of[i] else "review",
+            status=clip_status(reasons_of[i]),
             review_reasons=tuple(reasons_of[i]),
             own_similarity=round(evidence[i].own_similarity, 4),
             other_similarity=round(evidence[i].other_similarity, 4),
-            identity_similarity=round(matches[int(member[i])].similarity, 4),
+            identity_similarity=round(local.matches[int(local.member[i])].similarity, 4),
             absorbed=absorbed[i],
             speaker_score_raw=scores[i][0],
             calibration="" if calibration is None else calibration.version,
         )
         for i, clip in enumerate(clips)
     ]
+
+
+def _absorbed(local: _Locals, known_ids: list[str], reasons_of: list[list[str]]) -> list[bool]:
+    """Per clip, whether it counts in its speaker's registry sum, as ingestion decides it."""
+    absorbed = [False] * len(reasons_of)
+    for k, match in enumerate(local.matches):  # per recording speaker
+        members = [i for i in range(len(reasons_of)) if local.member[i] == k]
+        flags = absorbed_clips(
+            match.decision, match.speaker_id in known_ids, [reasons_of[i] for i in members]
+        )
+        for i, flag in zip(members, flags, strict=True):
+            absorbed[i] = flag
+    return absorbed
 
 
 def _local_index(name: str) -> int:
