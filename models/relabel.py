@@ -121,10 +121,10 @@ def replay(
             if known_ids
             else np.zeros((0, dim), dtype=np.float32)
         )
+        registry = _Known(known_ids, known, merged_into, registry_cfg)
         labels = _label_recording(
-            rid, [clips[i] for i in rows], embeddings[rows], known_ids, known, merged_into,
-            registry_cfg, routing_cfg, calibration,
-        )  # fmt: skip
+            rid, [clips[i] for i in rows], embeddings[rows], registry, routing_cfg, calibration
+        )
         for i, label in zip(rows, labels, strict=True):
             out.labels[clips[i].clip_id] = label
             # Every identity the machine gives is registered, even before a sure clip.
@@ -168,6 +168,16 @@ def _owner(clip: ClipFacts, label: ClipLabel, merged_into: Mapping[str, str]) ->
 
 
 @dataclass(frozen=True)
+class _Known:
+    """The registry a recording is matched against, as ingestion saw it, and on what scale."""
+
+    ids: list[str]
+    centroids: FloatArray  # shape: (known speakers, dim), unit norm
+    merged_into: Mapping[str, str]  # people's merges: merged id -> kept id
+    scale: SimilarityScale
+
+
+@dataclass(frozen=True)
 class _Locals:
     """A recording's local speakers: each clip's, their centroids and identities."""
 
@@ -178,15 +188,7 @@ class _Locals:
     ids: list[str]  # per local speaker, the identity it gets (merges followed)
 
 
-def _local_speakers(
-    rid: str,
-    clips: list[ClipFacts],
-    emb: FloatArray,
-    known_ids: list[str],
-    known: FloatArray,
-    merged_into: Mapping[str, str],
-    registry_cfg: SimilarityScale,
-) -> _Locals:
+def _local_speakers(rid: str, clips: list[ClipFacts], emb: FloatArray, known: _Known) -> _Locals:
     """The recording's local speakers matched one-to-one to the registry, as ingestion does."""
     names = sorted({c.recording_speaker for c in clips}, key=_local_index)
     index = {name: k for k, name in enumerate(names)}
@@ -194,16 +196,17 @@ def _local_speakers(
     sums = np.zeros((len(names), emb.shape[1]), dtype=np.float32)
     np.add.at(sums, member, emb)
     centroids = normalize(sums)
+    scale = known.scale
     matches = match_speakers(
-        rid, centroids, known_ids, known,
-        registry_cfg.match_threshold, registry_cfg.new_threshold, registry_cfg.margin,
+        rid, centroids, known.ids, known.centroids,
+        scale.match_threshold, scale.new_threshold, scale.margin,
     )  # fmt: skip
     ids: list[str] = []
     for k, match in enumerate(matches):
         speaker = match.speaker_id
         if speaker == new_speaker_id(rid, k):  # new speakers keep the id ingestion gave them
             speaker = new_speaker_id(rid, _local_index(names[k]))
-        ids.append(resolve_merges(speaker, merged_into))
+        ids.append(resolve_merges(speaker, known.merged_into))
     return _Locals(names, member, centroids, matches, ids)
 
 
@@ -211,15 +214,12 @@ def _label_recording(
     rid: str,
     clips: list[ClipFacts],
     emb: FloatArray,
-    known_ids: list[str],
-    known: FloatArray,
-    merged_into: Mapping[str, str],
-    registry_cfg: SimilarityScale,
+    known: _Known,
     routing_cfg: RoutingSettings,
     calibration: Calibration | None = None,
 ) -> list[ClipLabel]:
     """New labels of one recording's clips (``absorbed``: whether each counts for the registry)."""
-    local = _local_speakers(rid, clips, emb, known_ids, known, merged_into, registry_cfg)
+    local = _local_speakers(rid, clips, emb, known)
     sims = emb @ local.centroids.T  # shape: (clips, local speakers)
     evidence: list[SpeakerEvidence] = []
     scores: list[tuple[float, float]] = []  # (raw score, probability) of each clip
@@ -227,12 +227,12 @@ def _label_recording(
     for i, clip in enumerate(clips):
         k = int(local.member[i])
         two = Reason.TWO_VOICES in clip.machine_reasons  # kept as found at ingestion
-        ev = speaker_evidence(sims[i], k, local.matches[k], registry_cfg, two)
+        ev = speaker_evidence(sims[i], k, local.matches[k], known.scale, two)
         raw, probability, doubts = speaker_side(ev, routing_cfg, calibration)
         evidence.append(ev)
         scores.append((raw, min(1.0, raw) if calibration is None else probability))
         reasons_of.append(rerouted_reasons(doubts, clip.machine_reasons))
-    absorbed = _absorbed(local, known_ids, reasons_of)
+    absorbed = _absorbed(local, known.ids, reasons_of)
     return [
         ClipLabel(
             clip_id=clip.clip_id,
