@@ -35,7 +35,7 @@ from convoice.models.routing import (
     speaker_evidence,
     speaker_side,
 )
-from convoice.records import FloatArray, LabelSource, Speaker
+from convoice.records import ClipStatus, FloatArray, LabelSource, Speaker
 from convoice.review.decisions import canonical as resolve_merges
 
 
@@ -49,7 +49,7 @@ class ClipFacts:
     duration: float
     machine_reasons: tuple[str, ...]  # the machine's review reasons when it was labelled
     human_speaker: str = ""  # a person's speaker label, "" when none
-    human_status: str = ""  # a person's status label ("accepted" / "rejected"), "" when none
+    human_status: str = ""  # a person's status label (ClipStatus accepted / rejected), "" when none
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class ClipLabel:
     clip_id: str
     speaker_id: str
     speaker_confidence: float
-    status: str  # "accepted" or "review"
+    status: ClipStatus  # accepted or review
     review_reasons: tuple[str, ...]
     own_similarity: float
     other_similarity: float
@@ -83,6 +83,13 @@ class _Sum:
     n: int = 0
     duration: float = 0.0
     recordings: set[str] = field(default_factory=set)
+
+    def add(self, vector: FloatArray, duration: float, recording_id: str) -> None:
+        """Count one clip of ``recording_id`` in the sum."""
+        self.vector = self.vector + vector
+        self.n += 1
+        self.duration += duration
+        self.recordings.add(recording_id)
 
 
 def replay(
@@ -131,11 +138,9 @@ def replay(
             sums.setdefault(label.speaker_id, _Sum(np.zeros(dim, np.float32)))
             owner = _owner(clips[i], label, merged_into)
             if owner:
-                s = sums.setdefault(owner, _Sum(np.zeros(dim, np.float32)))
-                s.vector = s.vector + embeddings[i]
-                s.n += 1
-                s.duration += clips[i].duration
-                s.recordings.add(rid)
+                sums.setdefault(owner, _Sum(np.zeros(dim, np.float32))).add(
+                    embeddings[i], clips[i].duration, rid
+                )
     out.speakers = _speakers(sums, previous or {}, at)
     return out
 
@@ -160,9 +165,9 @@ def _owner(clip: ClipFacts, label: ClipLabel, merged_into: Mapping[str, str]) ->
     As the review pull counts clips (review_registry.desired_contributions): a
     person's accept counts the clip under the person's speaker, a reject not at all.
     """
-    if clip.human_status == "rejected":
+    if clip.human_status == ClipStatus.REJECTED:
         return ""
-    if clip.human_status == "accepted":
+    if clip.human_status == ClipStatus.ACCEPTED:
         return resolve_merges(clip.human_speaker or label.speaker_id, merged_into)
     return label.speaker_id if label.absorbed else ""
 
@@ -296,7 +301,7 @@ def review_share(statuses: Sequence[str], durations: Sequence[float]) -> tuple[f
     """Share of clips, and of their seconds, with status ``review``."""
     if not statuses:
         return 0.0, 0.0
-    review = np.array([s == "review" for s in statuses])
+    review = np.array([s == ClipStatus.REVIEW for s in statuses])
     seconds = np.asarray(durations, dtype=np.float64)
     total = float(seconds.sum())
     return float(review.mean()), float(seconds[review].sum() / total) if total else 0.0
