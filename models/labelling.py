@@ -172,9 +172,20 @@ def identify(
             f"recording was embedded in {speakers.centroids.shape[1]}-d: set [identity] encoder "
             "to the store's encoder"
         )
+    return match_on_scale(recording_id, speakers.centroids, registry_ids, registry_centroids, scale)
+
+
+def match_on_scale(
+    recording_id: str,
+    centroids: FloatArray,
+    registry_ids: list[str],
+    registry_centroids: FloatArray,
+    scale: SimilarityScale,
+) -> list[SpeakerMatch]:
+    """:func:`~convoice.models.registry.match_speakers` with the thresholds of ``scale``."""
     return match_speakers(
         recording_id,
-        speakers.centroids,
+        centroids,
         registry_ids,
         registry_centroids,
         scale.match_threshold,

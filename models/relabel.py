@@ -25,8 +25,8 @@ import numpy.typing as npt
 from convoice.config import RegistrySettings, RoutingSettings, SimilarityScale, resemblyzer_scale
 from convoice.models.calibration import Calibration
 from convoice.models.clustering import normalize
-from convoice.models.labelling import absorbed_clips
-from convoice.models.registry import SpeakerMatch, match_speakers, new_speaker_id
+from convoice.models.labelling import absorbed_clips, match_on_scale
+from convoice.models.registry import SpeakerMatch, new_speaker_id
 from convoice.models.routing import (
     Reason,
     SpeakerEvidence,
@@ -201,11 +201,7 @@ def _local_speakers(rid: str, clips: list[ClipFacts], emb: FloatArray, known: _K
     sums = np.zeros((len(names), emb.shape[1]), dtype=np.float32)
     np.add.at(sums, member, emb)
     centroids = normalize(sums)
-    scale = known.scale
-    matches = match_speakers(
-        rid, centroids, known.ids, known.centroids,
-        scale.match_threshold, scale.new_threshold, scale.margin,
-    )  # fmt: skip
+    matches = match_on_scale(rid, centroids, known.ids, known.centroids, known.scale)
     ids: list[str] = []
     for k, match in enumerate(matches):
         speaker = match.speaker_id
