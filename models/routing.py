@@ -62,6 +62,9 @@ TRANSCRIPT_REASONS = frozenset(
         Reason.SPEAKING_RATE,
     }
 )
+TEXT_REASONS = TRANSCRIPT_REASONS - {Reason.OVERLAP_NEARBY}
+"""The transcript's reasons that come from its text (:func:`transcript_reasons`, or none at
+all): what a new transcript of the same clip works out again."""
 
 
 @dataclass(frozen=True)
@@ -270,3 +273,10 @@ def rerouted_reasons(speaker_reasons: Sequence[str], reasons: Sequence[str]) -> 
     kept), in the order :func:`route` gives them: the speaker's first."""
     kept = [r for r in reasons if r not in SPEAKER_REASONS]
     return list(dict.fromkeys([*speaker_reasons, *kept]))
+
+
+def retranscribed_reasons(text_reasons: Sequence[str], reasons: Sequence[str]) -> list[str]:
+    """``reasons`` with the transcript text's part (:data:`TEXT_REASONS`) replaced by
+    ``text_reasons``, which come last."""
+    kept = [r for r in reasons if r not in TEXT_REASONS]
+    return list(dict.fromkeys([*kept, *text_reasons]))
