@@ -195,20 +195,13 @@ def match_on_scale(
 
 
 def clip_id(recording_id: str, start: float, end: float) -> str:
-    """The id of the clip at ``start``-``end`` s of a recording (times to the millisecond)."""
+    """The id of the clip at ``start``-``end`` s of a recording (times rounded to 1 ms)."""
     return stable_id("clip", recording_id, f"{round(start, 3):.3f}", f"{round(end, 3):.3f}")
 
 
-def clip_kept(label: int, embedding: FloatArray, identity: FloatArray | None = None) -> bool:
-    """Whether a clip becomes a row: it has a recording speaker and was long enough to embed.
-
-    ``label``: its recording speaker (-1: none); ``embedding``: its d-vector;
-    ``identity``: its identity encoder's vector when that is another encoder.
-    Either vector all zeros means the clip was too short to embed.
-    """
-    if label < 0 or not np.any(embedding):
-        return False
-    return identity is None or bool(np.any(identity))
+def keeps_clip(label: int, embedding: FloatArray, identity: FloatArray) -> bool:
+    """Whether a clip region becomes a clip: it has a speaker and both its embeddings."""
+    return label >= 0 and bool(np.any(embedding)) and bool(np.any(identity))
 
 
 def build_clips(
@@ -228,7 +221,7 @@ def build_clips(
     ``identity_embeddings``: the identity encoder's, one row per clip (None
     when the d-vectors identify); ``speakers`` was clustered on them.
     ``calibration``: raw scores to probabilities (None: the raw scores route).
-    Which clips are kept is :func:`clip_kept`; their ids, :func:`clip_id`.
+    Which clips are kept is :func:`keeps_clip`; their ids, :func:`clip_id`.
     """
     identity = clip_embeddings if identity_embeddings is None else identity_embeddings
     by_speaker = {m.recording_speaker: m for m in matches}
@@ -237,7 +230,7 @@ def build_clips(
         zip(seg.clips, transcripts, speakers.clip_labels.tolist(), strict=True)
     ):
         emb, vec = clip_embeddings[i], identity[i]
-        if not clip_kept(label, emb, vec):
+        if not keeps_clip(label, emb, vec):
             continue
         match = by_speaker[label]
         two = bool(speakers.two_voices[i]) if speakers.two_voices is not None else False
