@@ -27,6 +27,7 @@ from convoice.models.calibration import Calibration
 from convoice.models.clustering import normalize
 from convoice.models.labelling import absorbed_clips, match_on_scale
 from convoice.models.registry import SpeakerMatch, new_speaker_id
+from convoice.models.registry import canonical as resolve_merges
 from convoice.models.routing import (
     Reason,
     SpeakerEvidence,
@@ -36,7 +37,6 @@ from convoice.models.routing import (
     speaker_side,
 )
 from convoice.records import ClipStatus, FloatArray, LabelSource, Speaker
-from convoice.review.decisions import canonical as resolve_merges
 
 
 @dataclass(frozen=True)

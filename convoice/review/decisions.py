@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from convoice.models.registry import canonical
 from convoice.models.routing import Reason
 from convoice.records import ClipStatus, FloatArray, LabelSource, Speaker, identity_vector
 from convoice.review.annotations import (
@@ -77,15 +78,6 @@ class PullPlan:
     speakers: list[Speaker] = field(default_factory=list)  # to upsert (new ones included)
     new_speakers: list[str] = field(default_factory=list)
     contributions: list[Contribution] = field(default_factory=list)  # changed ones only
-
-
-def canonical(speaker_id: str, merges: Mapping[str, str]) -> str:
-    """The speaker ``speaker_id`` lives on as, following merges (A→B→C gives C)."""
-    seen: set[str] = set()
-    while speaker_id in merges and speaker_id not in seen:
-        seen.add(speaker_id)
-        speaker_id = merges[speaker_id]
-    return speaker_id
 
 
 def choose_kept(a: Speaker, b: Speaker) -> tuple[Speaker, Speaker]:
