@@ -122,13 +122,7 @@ def replay(
     sums: dict[str, _Sum] = {}
     dim = embeddings.shape[1]
     for rid, rows in _in_ingest_order(recordings, clips):
-        known_ids = sorted(sums)  # as ingestion sees them: empty ones (zero rows) never match
-        known = (
-            normalize(np.stack([sums[s].vector for s in known_ids]))
-            if known_ids
-            else np.zeros((0, dim), dtype=np.float32)
-        )
-        registry = _Known(known_ids, known, merged_into, registry_cfg)
+        registry = _known(sums, dim, merged_into, registry_cfg)
         labels = _label_recording(
             rid, [clips[i] for i in rows], embeddings[rows], registry, routing_cfg, calibration
         )
@@ -143,6 +137,19 @@ def replay(
                 )
     out.speakers = _speakers(sums, previous or {}, at)
     return out
+
+
+def _known(
+    sums: Mapping[str, _Sum], dim: int, merged_into: Mapping[str, str], scale: SimilarityScale
+) -> _Known:
+    """The registry the next recording is matched against: every identity given so far."""
+    ids = sorted(sums)  # as ingestion sees them: empty ones (zero rows) never match
+    centroids = (
+        normalize(np.stack([sums[s].vector for s in ids]))
+        if ids
+        else np.zeros((0, dim), dtype=np.float32)
+    )
+    return _Known(ids, centroids, merged_into, scale)
 
 
 def _in_ingest_order(
