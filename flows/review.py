@@ -1,6 +1,7 @@
 """The review flows: clips that need a person out to Label Studio, their decisions back.
 
-They only compose: Label Studio calls and audio in :mod:`convoice.review.client`,
+They only compose: Label Studio calls in :mod:`convoice.review.client`, its audio in
+:mod:`convoice.review.audio`, tasks built in :mod:`convoice.review.build`,
 decisions and registry arithmetic in :mod:`convoice.review.layout` and
 :mod:`convoice.review.decisions`, writes in :mod:`convoice.storage`.
 Both are safe to run again at any time (an operator can schedule them): a
@@ -19,7 +20,9 @@ from prefect import flow, get_run_logger
 
 from convoice.config import load_settings
 from convoice.records import Speaker
+from convoice.review import audio as review_audio
 from convoice.review import client as review
+from convoice.review.build import build_tasks
 from convoice.review.client import ReviewServerError
 from convoice.review.decisions import plan_pull
 from convoice.review.layout import (
@@ -58,7 +61,7 @@ def review_push_flow(
     queue = review_queue(clips, audit_share=settings.review.audit_share)
     references = reference_clips(clips)  # per speaker, the clip annotators hear it by
     report.needing_review = report.remaining = len(queue)
-    s3 = review.s3_audio(settings, store) is not None  # else local files
+    s3 = review_audio.s3_audio(settings, store) is not None  # else local files
     try:
         client = review.client_for(settings, store)
         report.url = client.url
@@ -67,7 +70,7 @@ def review_push_flow(
         present = client.existing_clip_ids(project_id)
         connected = bool(present)  # their audio is in the store: (re)connect it now
         if connected:
-            review.connect_audio(client, project_id, settings, store)
+            review_audio.connect_audio(client, project_id, settings, store)
         todo = [row for row in queue if row["clip_id"] not in present]
         report.already_in_project = len(queue) - len(todo)
         report.remaining = len(todo)
@@ -75,7 +78,7 @@ def review_push_flow(
         recordings = {r["recording_id"]: r for r in store.recordings().to_pylist()}
         versions: list[str] = []
         for first in range(0, len(todo), BATCH):
-            tasks = review.build_tasks(
+            tasks = build_tasks(
                 store,
                 todo[first : first + BATCH],
                 recordings,
@@ -84,7 +87,7 @@ def review_push_flow(
                 references,
             )
             if not connected:  # once the first audio is written (an S3 storage checks for it)
-                review.connect_audio(client, project_id, settings, store)
+                review_audio.connect_audio(client, project_id, settings, store)
                 connected = True
             ids = review.import_batch(client, project_id, tasks)
             report.pushed += len(ids)

@@ -214,7 +214,7 @@ def plan_consolidation(
 
     ``apart``: pairs of speaker ids a person told apart. Returns merges in the
     order made; each ``kept`` is the speaker that lives on at that moment
-    (follow chains with :func:`convoice.review.decisions.canonical`).
+    (follow chains with :func:`convoice.models.registry.canonical`).
     """
     n = len(registry.ids)
     pins = len(registry.pinned)

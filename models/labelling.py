@@ -18,9 +18,9 @@ import numpy.typing as npt
 from convoice.config import RoutingSettings, SimilarityScale
 from convoice.models.calibration import Calibration
 from convoice.models.clustering import NodeClustering, cluster_nodes, normalize
-from convoice.models.diarize import Segmentation
+from convoice.models.diarize import ClipRegion, Segmentation
 from convoice.models.registry import MatchDecision, SpeakerMatch, match_speakers
-from convoice.models.routing import Reason, SpeakerEvidence, identity_strength, route
+from convoice.models.routing import Reason, Routing, SpeakerEvidence, route, speaker_evidence
 from convoice.models.voices import TwoVoiceRule, two_voice_flags
 from convoice.records import Clip, FloatArray, Region, Speaker, Transcript, stable_id
 
@@ -79,14 +79,7 @@ def speakers_of_recording(
     """
     nodes, pieces = node_regions(seg)
     index = {n: i for i, n in enumerate(nodes)}
-    sums = node_embeddings.astype(np.float32).copy()
-    has_clip = np.zeros(len(nodes), dtype=bool)
-    for clip, emb in zip(seg.clips, clip_embeddings, strict=True):
-        i = index[seg.turns[clip.turn].node]
-        if not has_clip[i]:
-            sums[i] = 0.0
-            has_clip[i] = True
-        sums[i] += emb * clip.region.duration
+    sums = _node_sums(seg, index, clip_embeddings, node_embeddings)
     weights = np.array([sum(p.duration for p in ps) for ps in pieces], dtype=np.float64)
     usable = np.linalg.norm(sums, axis=1) > 0
     emb = normalize(sums[usable])
@@ -110,6 +103,24 @@ def speakers_of_recording(
     if clip_windows is not None and two_voice_rule is not None:
         flags = two_voice_flags(clip_windows, clip_labels, centroids, two_voice_rule)
     return RecordingSpeakers(nodes, labels, clip_labels, centroids, speech, flags)
+
+
+def _node_sums(
+    seg: Segmentation,
+    index: dict[tuple[int, int], int],
+    clip_embeddings: FloatArray,
+    node_embeddings: FloatArray,
+) -> FloatArray:
+    """Per node, its clips' embeddings weighted by their length (its own when it has none)."""
+    sums = node_embeddings.astype(np.float32).copy()  # shape: (num_nodes, dim)
+    has_clip = np.zeros(len(index), dtype=bool)
+    for clip, emb in zip(seg.clips, clip_embeddings, strict=True):
+        i = index[seg.turns[clip.turn].node]
+        if not has_clip[i]:
+            sums[i] = 0.0
+            has_clip[i] = True
+        sums[i] += emb * clip.region.duration
+    return sums
 
 
 def refine_clip_labels(
@@ -161,15 +172,36 @@ def identify(
             f"recording was embedded in {speakers.centroids.shape[1]}-d: set [identity] encoder "
             "to the store's encoder"
         )
+    return match_on_scale(recording_id, speakers.centroids, registry_ids, registry_centroids, scale)
+
+
+def match_on_scale(
+    recording_id: str,
+    centroids: FloatArray,
+    registry_ids: list[str],
+    registry_centroids: FloatArray,
+    scale: SimilarityScale,
+) -> list[SpeakerMatch]:
+    """:func:`~convoice.models.registry.match_speakers` with the thresholds of ``scale``."""
     return match_speakers(
         recording_id,
-        speakers.centroids,
+        centroids,
         registry_ids,
         registry_centroids,
         scale.match_threshold,
         scale.new_threshold,
         scale.margin,
     )
+
+
+def clip_id(recording_id: str, start: float, end: float) -> str:
+    """The id of the clip at ``start``-``end`` s of a recording (times rounded to 1 ms)."""
+    return stable_id("clip", recording_id, f"{round(start, 3):.3f}", f"{round(end, 3):.3f}")
+
+
+def keeps_clip(label: int, embedding: FloatArray, identity: FloatArray) -> bool:
+    """Whether a clip region becomes a clip: it has a speaker and both its embeddings."""
+    return label >= 0 and bool(np.any(embedding)) and bool(np.any(identity))
 
 
 def build_clips(
@@ -189,66 +221,74 @@ def build_clips(
     ``identity_embeddings``: the identity encoder's, one row per clip (None
     when the d-vectors identify); ``speakers`` was clustered on them.
     ``calibration``: raw scores to probabilities (None: the raw scores route).
+    Which clips are kept is :func:`keeps_clip`; their ids, :func:`clip_id`.
     """
     identity = clip_embeddings if identity_embeddings is None else identity_embeddings
-    centroids = speakers.centroids
     by_speaker = {m.recording_speaker: m for m in matches}
     clips: list[Clip] = []
     for i, (region, transcript, label) in enumerate(
         zip(seg.clips, transcripts, speakers.clip_labels.tolist(), strict=True)
     ):
         emb, vec = clip_embeddings[i], identity[i]
-        if label < 0 or not np.any(emb) or not np.any(vec):
+        if not keeps_clip(label, emb, vec):
             continue
-        sims = centroids @ vec
-        own = float(sims[label])
-        other = float(np.delete(sims, label).max()) if len(sims) > 1 else -1.0
         match = by_speaker[label]
         two = bool(speakers.two_voices[i]) if speakers.two_voices is not None else False
-        strength = identity_strength(
-            match.decision, match.similarity, match.runner_up,
-            scale.match_threshold, scale.new_threshold,
-        )  # fmt: skip
-        evidence = SpeakerEvidence(
-            own, other, match.confidence, scale.fit_low, scale.fit_high, scale.fit_margin, two,
-            strength,
-        )  # fmt: skip
+        evidence = speaker_evidence(speakers.centroids @ vec, label, match, scale, two)
         decision = route(
             evidence, transcript, region.region.duration, region.overlap_nearby, routing,
             calibration,
         )  # fmt: skip
-        start, end = round(region.region.start, 3), round(region.region.end, 3)
+        own_vector = None if identity_embeddings is None else vec
         clips.append(
-            Clip(
-                clip_id=stable_id("clip", recording_id, f"{start:.3f}", f"{end:.3f}"),
-                recording_id=recording_id,
-                start=start,
-                end=end,
-                recording_speaker=f"S{label}",
-                embedding=emb.astype(np.float32),
-                speaker_id=match.speaker_id,
-                speaker_confidence=decision.speaker_confidence,
-                overlap_nearby=region.overlap_nearby,
-                transcript=transcript,
-                transcript_confidence=decision.transcript_confidence,
-                status=decision.status,
-                review_reasons=decision.reasons,
-                extra={
-                    "own_similarity": round(own, 4),
-                    "other_similarity": round(other, 4),
-                    "identity_similarity": round(match.similarity, 4),
-                    "identity_runner_up": round(match.runner_up, 4),
-                    "identity_strength": strength,
-                },
-                speaker_embedding=None if identity_embeddings is None else vec.astype(np.float32),
-                speaker_status=decision.speaker_status,
-                transcript_status=decision.transcript_status,
-                speaker_score=decision.speaker_score,
-                transcript_score=decision.transcript_score,
-                calibration=decision.calibration,
+            _clip(
+                recording_id, region, transcript, label, match, evidence, decision, emb, own_vector
             )
         )
     return clips
+
+
+def _clip(
+    recording_id: str,
+    region: ClipRegion,
+    transcript: Transcript | None,
+    label: int,
+    match: SpeakerMatch,
+    evidence: SpeakerEvidence,
+    decision: Routing,
+    embedding: FloatArray,
+    identity: FloatArray | None,
+) -> Clip:
+    """The clip row of ``region``: its speaker, its scores and where it was routed."""
+    start, end = round(region.region.start, 3), round(region.region.end, 3)
+    return Clip(
+        clip_id=clip_id(recording_id, start, end),
+        recording_id=recording_id,
+        start=start,
+        end=end,
+        recording_speaker=f"S{label}",
+        embedding=embedding.astype(np.float32),
+        speaker_id=match.speaker_id,
+        speaker_confidence=decision.speaker_confidence,
+        overlap_nearby=region.overlap_nearby,
+        transcript=transcript,
+        transcript_confidence=decision.transcript_confidence,
+        status=decision.status,
+        review_reasons=decision.reasons,
+        extra={
+            "own_similarity": round(evidence.own_similarity, 4),
+            "other_similarity": round(evidence.other_similarity, 4),
+            "identity_similarity": round(match.similarity, 4),
+            "identity_runner_up": round(match.runner_up, 4),
+            "identity_strength": evidence.identity_strength,
+        },
+        speaker_embedding=None if identity is None else identity.astype(np.float32),
+        speaker_status=decision.speaker_status,
+        transcript_status=decision.transcript_status,
+        speaker_score=decision.speaker_score,
+        transcript_score=decision.transcript_score,
+        calibration=decision.calibration,
+    )
 
 
 def absorbed_clips(

@@ -83,11 +83,18 @@ def diarization_error_rate(
     return float(DiarizationErrorRate()(ref, hyp))
 
 
-def read_rttm(path: str) -> list[tuple[float, float, str]]:
+def parse_rttm(text: str) -> list[tuple[float, float, str]]:
+    """(start, end, speaker) of every ``SPEAKER`` line of an RTTM file's text."""
     out = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            f = line.split()
-            if len(f) >= 8 and f[0] == "SPEAKER":
-                out.append((float(f[3]), float(f[3]) + float(f[4]), f[7]))
+    for line in text.split("\n"):
+        f = line.split()
+        if len(f) >= 8 and f[0] == "SPEAKER":
+            out.append((float(f[3]), float(f[3]) + float(f[4]), f[7]))
     return out
+
+
+def read_rttm(path: str) -> list[tuple[float, float, str]]:
+    """:func:`parse_rttm` of the file ``path`` (the one file read in models/: to move to
+    its callers, ``parse_rttm(Path(path).read_text(encoding="utf-8"))``)."""
+    with open(path, encoding="utf-8") as handle:
+        return parse_rttm(handle.read())

@@ -20,21 +20,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from convoice.config import RegistrySettings, RoutingSettings, SimilarityScale, resemblyzer_scale
 from convoice.models.calibration import Calibration
 from convoice.models.clustering import normalize
-from convoice.models.labelling import absorbed_clips
-from convoice.models.registry import match_speakers, new_speaker_id
+from convoice.models.labelling import absorbed_clips, match_on_scale
+from convoice.models.registry import SpeakerMatch, new_speaker_id
+from convoice.models.registry import canonical as resolve_merges
 from convoice.models.routing import (
-    SPEAKER_REASONS,
     Reason,
     SpeakerEvidence,
-    identity_strength,
+    clip_status,
+    rerouted_reasons,
+    speaker_evidence,
     speaker_side,
 )
-from convoice.records import FloatArray, LabelSource, Speaker
-from convoice.review.decisions import canonical as resolve_merges
+from convoice.records import ClipStatus, FloatArray, LabelSource, Speaker
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class ClipFacts:
     duration: float
     machine_reasons: tuple[str, ...]  # the machine's review reasons when it was labelled
     human_speaker: str = ""  # a person's speaker label, "" when none
-    human_status: str = ""  # a person's status label ("accepted" / "rejected"), "" when none
+    human_status: str = ""  # a person's status label (ClipStatus accepted / rejected), "" when none
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class ClipLabel:
     clip_id: str
     speaker_id: str
     speaker_confidence: float
-    status: str  # "accepted" or "review"
+    status: ClipStatus  # accepted or review
     review_reasons: tuple[str, ...]
     own_similarity: float
     other_similarity: float
@@ -81,6 +83,13 @@ class _Sum:
     n: int = 0
     duration: float = 0.0
     recordings: set[str] = field(default_factory=set)
+
+    def add(self, vector: FloatArray, duration: float, recording_id: str) -> None:
+        """Count one clip of ``recording_id`` in the sum."""
+        self.vector = self.vector + vector
+        self.n += 1
+        self.duration += duration
+        self.recordings.add(recording_id)
 
 
 def replay(
@@ -109,6 +118,44 @@ def replay(
         raise ValueError(f"{len(clips)} clips but {embeddings.shape[0]} embeddings")
     if isinstance(registry_cfg, RegistrySettings):
         registry_cfg = resemblyzer_scale(registry_cfg)
+    out = Replay()
+    sums: dict[str, _Sum] = {}
+    dim = embeddings.shape[1]
+    for rid, rows in _in_ingest_order(recordings, clips):
+        registry = _known(sums, dim, merged_into, registry_cfg)
+        labels = _label_recording(
+            rid, [clips[i] for i in rows], embeddings[rows], registry, routing_cfg, calibration
+        )
+        for i, label in zip(rows, labels, strict=True):
+            out.labels[clips[i].clip_id] = label
+            # Every identity the machine gives is registered, even before a sure clip.
+            sums.setdefault(label.speaker_id, _Sum(np.zeros(dim, np.float32)))
+            owner = _owner(clips[i], label, merged_into)
+            if owner:
+                sums.setdefault(owner, _Sum(np.zeros(dim, np.float32))).add(
+                    embeddings[i], clips[i].duration, rid
+                )
+    out.speakers = _speakers(sums, previous or {}, at)
+    return out
+
+
+def _known(
+    sums: Mapping[str, _Sum], dim: int, merged_into: Mapping[str, str], scale: SimilarityScale
+) -> _Known:
+    """The registry the next recording is matched against: every identity given so far."""
+    ids = sorted(sums)  # as ingestion sees them: empty ones (zero rows) never match
+    centroids = (
+        normalize(np.stack([sums[s].vector for s in ids]))
+        if ids
+        else np.zeros((0, dim), dtype=np.float32)
+    )
+    return _Known(ids, centroids, merged_into, scale)
+
+
+def _in_ingest_order(
+    recordings: Sequence[str], clips: Sequence[ClipFacts]
+) -> list[tuple[str, list[int]]]:
+    """(recording id, its clips' indices), recordings in the order they were ingested."""
     order = {rid: i for i, rid in enumerate(recordings)}
     missing = {c.recording_id for c in clips} - set(order)
     if missing:
@@ -116,120 +163,113 @@ def replay(
     by_recording: dict[str, list[int]] = {}
     for i, clip in enumerate(clips):
         by_recording.setdefault(clip.recording_id, []).append(i)
-    out = Replay()
-    sums: dict[str, _Sum] = {}
-    dim = embeddings.shape[1]
-    for rid in sorted(by_recording, key=order.__getitem__):
-        rows = by_recording[rid]
-        known_ids = sorted(sums)  # as ingestion sees them: empty ones (zero rows) never match
-        known = (
-            normalize(np.stack([sums[s].vector for s in known_ids]))
-            if known_ids
-            else np.zeros((0, dim), dtype=np.float32)
-        )
-        labels = _label_recording(
-            rid, [clips[i] for i in rows], embeddings[rows], known_ids, known, merged_into,
-            registry_cfg, routing_cfg, calibration,
-        )  # fmt: skip
-        for i, label in zip(rows, labels, strict=True):
-            out.labels[clips[i].clip_id] = label
-            # Every identity the machine gives is registered, even before a sure clip.
-            sums.setdefault(label.speaker_id, _Sum(np.zeros(dim, np.float32)))
-            clip = clips[i]
-            # As the review pull counts clips (review_registry.desired_contributions): a
-            # person's accept counts the clip under the person's speaker, a reject not at all.
-            if clip.human_status == "rejected":
-                continue
-            if clip.human_status == "accepted":
-                owner = resolve_merges(clip.human_speaker or label.speaker_id, merged_into)
-            elif label.absorbed:
-                owner = label.speaker_id
-            else:
-                continue
-            if owner:
-                s = sums.setdefault(owner, _Sum(np.zeros(dim, np.float32)))
-                s.vector = s.vector + embeddings[i]
-                s.n += 1
-                s.duration += clip.duration
-                s.recordings.add(rid)
-    out.speakers = _speakers(sums, previous or {}, at)
-    return out
+    return [(rid, by_recording[rid]) for rid in sorted(by_recording, key=order.__getitem__)]
+
+
+def _owner(clip: ClipFacts, label: ClipLabel, merged_into: Mapping[str, str]) -> str:
+    """The speaker whose registry sum the clip counts in ("" for none).
+
+    As the review pull counts clips (review_registry.desired_contributions): a
+    person's accept counts the clip under the person's speaker, a reject not at all.
+    """
+    if clip.human_status == ClipStatus.REJECTED:
+        return ""
+    if clip.human_status == ClipStatus.ACCEPTED:
+        return resolve_merges(clip.human_speaker or label.speaker_id, merged_into)
+    return label.speaker_id if label.absorbed else ""
+
+
+@dataclass(frozen=True)
+class _Known:
+    """The registry a recording is matched against, as ingestion saw it, and on what scale."""
+
+    ids: list[str]
+    centroids: FloatArray  # shape: (known speakers, dim), unit norm
+    merged_into: Mapping[str, str]  # people's merges: merged id -> kept id
+    scale: SimilarityScale
+
+
+@dataclass(frozen=True)
+class _Locals:
+    """A recording's local speakers: each clip's, their centroids and identities."""
+
+    names: list[str]  # "S0", "S1", ... in index order
+    member: npt.NDArray[np.int64]  # per clip, its local speaker's position in ``names``
+    centroids: FloatArray  # shape: (local speakers, dim), unit norm
+    matches: list[SpeakerMatch]  # per local speaker, its match to the registry
+    ids: list[str]  # per local speaker, the identity it gets (merges followed)
+
+
+def _local_speakers(rid: str, clips: list[ClipFacts], emb: FloatArray, known: _Known) -> _Locals:
+    """The recording's local speakers matched one-to-one to the registry, as ingestion does."""
+    names = sorted({c.recording_speaker for c in clips}, key=_local_index)
+    index = {name: k for k, name in enumerate(names)}
+    member = np.array([index[c.recording_speaker] for c in clips])
+    sums = np.zeros((len(names), emb.shape[1]), dtype=np.float32)
+    np.add.at(sums, member, emb)
+    centroids = normalize(sums)
+    matches = match_on_scale(rid, centroids, known.ids, known.centroids, known.scale)
+    ids: list[str] = []
+    for k, match in enumerate(matches):
+        speaker = match.speaker_id
+        if speaker == new_speaker_id(rid, k):  # new speakers keep the id ingestion gave them
+            speaker = new_speaker_id(rid, _local_index(names[k]))
+        ids.append(resolve_merges(speaker, known.merged_into))
+    return _Locals(names, member, centroids, matches, ids)
 
 
 def _label_recording(
     rid: str,
     clips: list[ClipFacts],
     emb: FloatArray,
-    known_ids: list[str],
-    known: FloatArray,
-    merged_into: Mapping[str, str],
-    registry_cfg: SimilarityScale,
+    known: _Known,
     routing_cfg: RoutingSettings,
     calibration: Calibration | None = None,
 ) -> list[ClipLabel]:
     """New labels of one recording's clips (``absorbed``: whether each counts for the registry)."""
-    locals_ = sorted({c.recording_speaker for c in clips}, key=_local_index)
-    index = {name: k for k, name in enumerate(locals_)}
-    member = np.array([index[c.recording_speaker] for c in clips])
-    sums = np.zeros((len(locals_), emb.shape[1]), dtype=np.float32)
-    np.add.at(sums, member, emb)
-    centroids = normalize(sums)
-    matches = match_speakers(
-        rid, centroids, known_ids, known,
-        registry_cfg.match_threshold, registry_cfg.new_threshold, registry_cfg.margin,
-    )  # fmt: skip
-    ids: list[str] = []
-    for k, match in enumerate(matches):
-        speaker = match.speaker_id
-        if speaker == new_speaker_id(rid, k):  # new speakers keep the id ingestion gave them
-            speaker = new_speaker_id(rid, _local_index(locals_[k]))
-        ids.append(resolve_merges(speaker, merged_into))
-    sims = emb @ centroids.T  # shape: (clips, local speakers)
+    local = _local_speakers(rid, clips, emb, known)
+    sims = emb @ local.centroids.T  # shape: (clips, local speakers)
     evidence: list[SpeakerEvidence] = []
     scores: list[tuple[float, float]] = []  # (raw score, probability) of each clip
     reasons_of: list[list[str]] = []
     for i, clip in enumerate(clips):
-        k, match = int(member[i]), matches[int(member[i])]
-        other = float(np.delete(sims[i], k).max()) if len(locals_) > 1 else -1.0
+        k = int(local.member[i])
         two = Reason.TWO_VOICES in clip.machine_reasons  # kept as found at ingestion
-        strength = identity_strength(
-            match.decision, match.similarity, match.runner_up,
-            registry_cfg.match_threshold, registry_cfg.new_threshold,
-        )  # fmt: skip
-        ev = SpeakerEvidence(
-            float(sims[i, k]), other, match.confidence,
-            registry_cfg.fit_low, registry_cfg.fit_high, registry_cfg.fit_margin, two, strength,
-        )  # fmt: skip
+        ev = speaker_evidence(sims[i], k, local.matches[k], known.scale, two)
         raw, probability, doubts = speaker_side(ev, routing_cfg, calibration)
-        # As routing.route orders them: the speaker's reasons, then the transcript's.
-        kept = [r for r in clip.machine_reasons if r not in SPEAKER_REASONS]
         evidence.append(ev)
         scores.append((raw, min(1.0, raw) if calibration is None else probability))
-        reasons_of.append(list(dict.fromkeys([*doubts, *kept])))
-    absorbed = [False] * len(clips)
-    for k, match in enumerate(matches):  # as ingestion decides it, per recording speaker
-        members = [i for i in range(len(clips)) if member[i] == k]
-        flags = absorbed_clips(
-            match.decision, match.speaker_id in known_ids, [reasons_of[i] for i in members]
-        )
-        for i, flag in zip(members, flags, strict=True):
-            absorbed[i] = flag
+        reasons_of.append(rerouted_reasons(doubts, clip.machine_reasons))
+    absorbed = _absorbed(local, known.ids, reasons_of)
     return [
         ClipLabel(
             clip_id=clip.clip_id,
-            speaker_id=ids[int(member[i])],
+            speaker_id=local.ids[int(local.member[i])],
             speaker_confidence=scores[i][1],  # raw, capped at 1, when not calibrated
-            status="accepted" if not reasons_of[i] else "review",
+            status=clip_status(reasons_of[i]),
             review_reasons=tuple(reasons_of[i]),
             own_similarity=round(evidence[i].own_similarity, 4),
             other_similarity=round(evidence[i].other_similarity, 4),
-            identity_similarity=round(matches[int(member[i])].similarity, 4),
+            identity_similarity=round(local.matches[int(local.member[i])].similarity, 4),
             absorbed=absorbed[i],
             speaker_score_raw=scores[i][0],
             calibration="" if calibration is None else calibration.version,
         )
         for i, clip in enumerate(clips)
     ]
+
+
+def _absorbed(local: _Locals, known_ids: list[str], reasons_of: list[list[str]]) -> list[bool]:
+    """Per clip, whether it counts in its speaker's registry sum, as ingestion decides it."""
+    absorbed = [False] * len(reasons_of)
+    for k, match in enumerate(local.matches):  # per recording speaker
+        members = [i for i in range(len(reasons_of)) if local.member[i] == k]
+        flags = absorbed_clips(
+            match.decision, match.speaker_id in known_ids, [reasons_of[i] for i in members]
+        )
+        for i, flag in zip(members, flags, strict=True):
+            absorbed[i] = flag
+    return absorbed
 
 
 def _local_index(name: str) -> int:
@@ -264,7 +304,7 @@ def review_share(statuses: Sequence[str], durations: Sequence[float]) -> tuple[f
     """Share of clips, and of their seconds, with status ``review``."""
     if not statuses:
         return 0.0, 0.0
-    review = np.array([s == "review" for s in statuses])
+    review = np.array([s == ClipStatus.REVIEW for s in statuses])
     seconds = np.asarray(durations, dtype=np.float64)
     total = float(seconds.sum())
     return float(review.mean()), float(seconds[review].sum() / total) if total else 0.0

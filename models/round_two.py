@@ -17,19 +17,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from convoice.config import RoutingSettings
-from convoice.models.routing import Reason, transcript_confidence, transcript_reasons
+from convoice.models.routing import (
+    Reason,
+    clip_status,
+    retranscribed_reasons,
+    transcript_confidence,
+    transcript_reasons,
+)
 from convoice.models.vocabulary import normalise
 from convoice.records import ClipStatus, LabelSource, Transcript, Word
-
-TRANSCRIPT_REASONS = frozenset(
-    {
-        Reason.LOW_WORD_PROBABILITY,
-        Reason.LOW_TRANSCRIPT_CONFIDENCE,
-        Reason.LIKELY_HALLUCINATION,
-        Reason.NO_SPEECH,
-        Reason.SPEAKING_RATE,
-    }
-)
 
 
 def wants_round_two(row: Mapping[str, Any], min_confidence: float, every: bool = False) -> bool:
@@ -126,9 +122,10 @@ def revise(
     scored = None if new is None else credited(new, vocabulary)
     if new is None or scored is None or not better(scored, old_conf, duration, cfg):
         return Revision(row["clip_id"], fields, False, False, status, status)
-    kept = [r for r in row["review_reasons"] or [] if r not in TRANSCRIPT_REASONS]
-    reasons = list(dict.fromkeys([*kept, *transcript_reasons(scored, duration, cfg)]))
-    after = ClipStatus.ACCEPTED if not reasons else ClipStatus.REVIEW
+    reasons = retranscribed_reasons(
+        transcript_reasons(scored, duration, cfg), row["review_reasons"] or []
+    )
+    after = clip_status(reasons)
     models["asr"] = new.model or models.get("asr", "")
     fields.update(
         text=new.text,

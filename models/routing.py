@@ -17,12 +17,15 @@ from __future__ import annotations
 import math
 import zlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from convoice.config import RoutingSettings
+import numpy as np
+
+from convoice.config import RoutingSettings, SimilarityScale
 from convoice.models.calibration import Calibration
-from convoice.models.registry import ramp
-from convoice.records import ClipStatus, LabelStatus, Transcript
+from convoice.models.registry import MatchDecision, SpeakerMatch, ramp
+from convoice.records import ClipStatus, FloatArray, LabelStatus, Transcript
 
 
 class Reason:
@@ -59,6 +62,9 @@ TRANSCRIPT_REASONS = frozenset(
         Reason.SPEAKING_RATE,
     }
 )
+TEXT_REASONS = TRANSCRIPT_REASONS - {Reason.OVERLAP_NEARBY}
+"""The transcript's reasons that come from its text (:func:`transcript_reasons`, or none at
+all): what a new transcript of the same clip works out again."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,25 @@ class Routing:
     speaker_score: float = 0.0  # raw
     transcript_score: float = 0.0  # raw
     calibration: str = ""  # the calibration version ("" when the raw scores were used)
+
+
+def speaker_evidence(
+    sims: FloatArray, own: int, match: SpeakerMatch, scale: SimilarityScale, two_voices: bool
+) -> SpeakerEvidence:
+    """What a clip's speaker label rests on, on the encoder's ``scale``.
+
+    ``sims``: the clip's cosine to each speaker of its recording (``own``: its
+    speaker's index); ``match``: that speaker's identity match across recordings.
+    """
+    other = float(np.delete(sims, own).max()) if len(sims) > 1 else -1.0
+    strength = identity_strength(
+        match.decision, match.similarity, match.runner_up,
+        scale.match_threshold, scale.new_threshold,
+    )  # fmt: skip
+    return SpeakerEvidence(
+        float(sims[own]), other, match.confidence, scale.fit_low, scale.fit_high, scale.fit_margin,
+        two_voices, strength,
+    )  # fmt: skip
 
 
 def clip_fit(ev: SpeakerEvidence) -> float:
@@ -112,9 +137,9 @@ def identity_strength(
 ) -> float:
     """0..1: a match's similarity from ``match_threshold`` to 0.95; a new speaker's best
     similarity to anybody known from ``new_threshold`` down to 0 (nobody known: 1)."""
-    if decision == "matched":
+    if decision == MatchDecision.MATCHED:
         return round(ramp(similarity, match_threshold, 0.95), 4)
-    if decision == "new":
+    if decision == MatchDecision.NEW:
         return round(ramp(new_threshold - runner_up, 0.0, new_threshold), 4)
     return 0.0
 
@@ -230,9 +255,28 @@ def route(
         t_score = t_raw if t_raw_rule else t_prob
         reasons.extend(transcript_reasons(transcript, duration, cfg, t_score, t_bar))
     unique = tuple(dict.fromkeys(reasons))
-    status = ClipStatus.ACCEPTED if not unique else ClipStatus.REVIEW
+    status = clip_status(unique)
     return Routing(
         s_prob, t_prob, status, unique,
         kind_status(unique, SPEAKER_REASONS), kind_status(unique, TRANSCRIPT_REASONS),
         s_raw, t_raw, version,
     )  # fmt: skip
+
+
+def clip_status(reasons: Sequence[str]) -> ClipStatus:
+    """A clip is accepted when nothing sends it to review."""
+    return ClipStatus.ACCEPTED if not reasons else ClipStatus.REVIEW
+
+
+def rerouted_reasons(speaker_reasons: Sequence[str], reasons: Sequence[str]) -> list[str]:
+    """``reasons`` with the speaker's part replaced by ``speaker_reasons`` (the transcript's
+    kept), in the order :func:`route` gives them: the speaker's first."""
+    kept = [r for r in reasons if r not in SPEAKER_REASONS]
+    return list(dict.fromkeys([*speaker_reasons, *kept]))
+
+
+def retranscribed_reasons(text_reasons: Sequence[str], reasons: Sequence[str]) -> list[str]:
+    """``reasons`` with the transcript text's part (:data:`TEXT_REASONS`) replaced by
+    ``text_reasons``, which come last."""
+    kept = [r for r in reasons if r not in TEXT_REASONS]
+    return list(dict.fromkeys([*kept, *text_reasons]))

@@ -29,12 +29,17 @@ import soundfile
 
 from convoice.records import LabelSource, Speaker
 from convoice.review import server as review_server
-from convoice.review.annotations import decision_labels, new_speaker_id, parse_annotation, utc_iso
+from convoice.review.annotations import (
+    AnnotationError,
+    decision_labels,
+    new_speaker_id,
+    parse_annotation,
+    utc_iso,
+)
 from convoice.review.decisions import plan_pull
 from convoice.review.layout import (
     NEW_SPEAKER,
     UNKNOWN_SPEAKER,
-    AnnotationError,
     label_config,
     review_queue,
     uncertainty_score,
@@ -816,6 +821,8 @@ def test_candidates_carry_a_reference_clip_that_label_studio_serves(reviewed: Re
 
     from convoice.config import load_settings
     from convoice.review import client as review
+    from convoice.review.audio import connect_audio
+    from convoice.review.build import build_tasks
     from convoice.review.layout import label_config, reference_clips
 
     store = reviewed.store
@@ -836,8 +843,8 @@ def test_candidates_carry_a_reference_clip_that_label_studio_serves(reviewed: Re
     project = client.ensure_project(f"{TITLE} (references)", label_config())  # LS accepts it
     recordings = {r["recording_id"]: r for r in store.recordings().to_pylist()}
     todo = [r for r in rows if r["clip_id"] not in sure][:2]
-    tasks = review.build_tasks(store, todo, recordings, settings.review.context_s, False, refs)
-    review.connect_audio(client, project, settings, store)
+    tasks = build_tasks(store, todo, recordings, settings.review.context_s, False, refs)
+    connect_audio(client, project, settings, store)
     review.import_batch(client, project, tasks)
     stored = [t.dict() for t in _sdk(reviewed.server).tasks.list(project=project, fields="all")]
     assert len(stored) == len(todo)

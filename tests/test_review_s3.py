@@ -25,6 +25,7 @@ from test_s3 import BUCKET, KEYS, _free_port, s3_endpoint  # noqa: F401 (a fixtu
 from test_storage import SAMPLE_RATE, ingest, make_recording
 
 from convoice.config import ConfigError, Settings, StoreSettings, load_settings
+from convoice.review import audio as review_audio
 from convoice.review import client as review
 from convoice.review import server as review_server
 from convoice.storage import Store
@@ -47,7 +48,7 @@ def test_an_s3_store_gets_an_s3_storage_of_its_review_folder() -> None:
     env = {**KEYS, "AWS_SESSION_TOKEN": "tok", "AWS_REGION": "eu-2"}
     store = _store("s3://bkt/some/prefix/")
     settings = Settings(store=StoreSettings(endpoint_url="http://minio:9000"))
-    target = review.s3_audio(settings, store, env)
+    target = review_audio.s3_audio(settings, store, env)
     assert target is not None
     assert target.fields() == {
         "bucket": "bkt",
@@ -63,15 +64,15 @@ def test_an_s3_store_gets_an_s3_storage_of_its_review_folder() -> None:
         "aws_session_token": "tok",
     }
     assert "testing-secret" not in repr(target) and "tok" not in repr(target)
-    assert review.audio_url(store, "audio/review/c 1.flac", True) == (
+    assert review_audio.audio_url(store, "audio/review/c 1.flac", True) == (
         "s3://bkt/some/prefix/audio/review/c 1.flac"
     )
-    assert review.audio_url(store, "audio/review/c 1.flac", False) == (
+    assert review_audio.audio_url(store, "audio/review/c 1.flac", False) == (
         "/data/local-files/?d=audio/review/c%201.flac"
     )
 
     own = load_settings(environ={"CONVOICE_REVIEW__S3_ENDPOINT": "env"}, home="s3://bkt")
-    mine = review.s3_audio(own, _store("s3://bkt"), {})
+    mine = review_audio.s3_audio(own, _store("s3://bkt"), {})
     assert mine is not None and (mine.prefix, mine.endpoint, mine.credentials) == (
         "audio/review",
         "",
@@ -80,13 +81,13 @@ def test_an_s3_store_gets_an_s3_storage_of_its_review_folder() -> None:
     other = load_settings(
         environ={"CONVOICE_REVIEW__S3_ENDPOINT": "https://s3.example.org"}, home="s3://bkt"
     )
-    assert review.s3_audio(other, _store("s3://bkt"), {}).endpoint == "https://s3.example.org"  # type: ignore[union-attr]
+    assert review_audio.s3_audio(other, _store("s3://bkt"), {}).endpoint == "https://s3.example.org"  # type: ignore[union-attr]
     # Local files as before: a local store, or a store Label Studio sees on its own disk.
-    assert review.s3_audio(Settings(), _store("/data/store"), env) is None
+    assert review_audio.s3_audio(Settings(), _store("/data/store"), env) is None
     mounted = load_settings(environ={"CONVOICE_REVIEW__DOCUMENT_ROOT": "/mnt/s"}, home="s3://b")
-    assert review.s3_audio(mounted, store, env) is None
+    assert review_audio.s3_audio(mounted, store, env) is None
     with pytest.raises(ConfigError, match="s3:// stores or local files"):
-        review.s3_audio(Settings(), _store("gs://bkt/p"), env)
+        review_audio.s3_audio(Settings(), _store("gs://bkt/p"), env)
 
 
 def test_a_refused_storage_names_the_fix_and_never_the_secret() -> None:
@@ -101,7 +102,7 @@ def test_a_refused_storage_names_the_fix_and_never_the_secret() -> None:
     conn = review.Connection("http://ls.invalid", "t")
     client = review.ReviewClient(conn, retries=3, sleep=lambda _s: None)
     client.sdk = SimpleNamespace(import_storage=SimpleNamespace(s3=s3))  # type: ignore[assignment]
-    target = review.S3Audio(
+    target = review_audio.S3Audio(
         "b", "p/audio/review", "http://10.0.0.5:9000", "", False, {"aws_secret_access_key": secret}
     )
     with pytest.raises(review.ReviewServerError) as err:

@@ -2,14 +2,16 @@
 
 :func:`parse_annotation` checks everything an annotation says against the
 labeling interface of :mod:`convoice.review.layout` and the registry, and
-raises :class:`~convoice.review.layout.AnnotationError` naming the task and the
-annotation for anything malformed; :func:`decision_labels` gives the ``labels``
-rows of a valid decision.
+raises :class:`AnnotationError` naming the task and the annotation for
+anything malformed; :func:`parse_all` does it for every annotation a pull
+reads, leaving out those applied before; :func:`decision_labels` gives the
+``labels`` rows of a valid decision.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,9 +28,33 @@ from convoice.review.layout import (
     SPEAKER,
     TRANSCRIPT,
     UNKNOWN_SPEAKER,
-    AnnotationError,
-    ReviewDecision,
 )
+
+
+class AnnotationError(ValueError):
+    """An annotation that cannot be applied; the message names the task and annotation."""
+
+    def __init__(self, task_id: int, annotation_id: int, reason: str) -> None:
+        super().__init__(f"task {task_id} (annotation {annotation_id}): {reason}")
+        self.task_id = task_id
+        self.annotation_id = annotation_id
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    """What one annotator decided about one clip."""
+
+    task_id: int
+    annotation_id: int
+    clip_id: str
+    annotator: str  # e-mail (or a user id when the server does not say)
+    at: str  # ISO 8601, when the annotation was last changed
+    decision: str  # ACCEPT | REJECT
+    speaker: str  # a registry id, NEW_SPEAKER, UNKNOWN_SPEAKER or "" (not given)
+    same_as: str = ""  # a registry id: "the speaker above and this one are one person"
+    text: str | None = None  # the transcript as submitted; None when not given
+    flags: tuple[str, ...] = ()
 
 
 def _one_choice(values: list[Any], what: str, task_id: int, annotation_id: int) -> str:
@@ -87,13 +113,7 @@ def parse_annotation(
     clip_id = (task.get("data") or {}).get("clip_id")
     if not isinstance(clip_id, str) or not clip_id:
         raise fail("the task has no clip_id in its data")
-    at = annotation.get("updated_at") or annotation.get("created_at")
-    if not isinstance(at, str) or not at:
-        raise fail("the annotation has no time")
-    try:
-        at = utc_iso(at)
-    except ValueError as err:
-        raise fail(f"the annotation time {at!r} is not ISO 8601") from err
+    at = _annotation_time(annotation, fail)
     annotator = annotator_of(annotation, users)
     if not annotator:
         raise fail("the annotation does not say who made it")
@@ -106,30 +126,15 @@ def parse_annotation(
     speaker = (
         _one_choice(found[SPEAKER], "speaker", task_id, annotation_id) if SPEAKER in found else ""
     )
-    if decision == ACCEPT and not speaker:
-        raise fail("accepted without a speaker")
-    if decision == ACCEPT and speaker not in known_speakers | {NEW_SPEAKER, UNKNOWN_SPEAKER}:
-        raise fail(f"speaker {speaker!r} is not in the registry")
+    _check_speaker(decision, speaker, known_speakers, fail)
     same_as = (
         _one_choice(found[SAME_AS], "same as", task_id, annotation_id) if SAME_AS in found else ""
     )
-    if same_as and decision == ACCEPT:
-        if same_as not in known_speakers:
-            raise fail(f"same-as speaker {same_as!r} is not in the registry")
-        if speaker in (NEW_SPEAKER, UNKNOWN_SPEAKER):
-            raise fail("'same person as' needs a registry speaker chosen, not a new or unknown one")
-        if same_as == speaker:
-            raise fail(f"speaker {speaker!r} cannot be merged with itself")
+    _check_same_as(decision, speaker, same_as, known_speakers, fail)
     flags = tuple(found.get(QUALITY, ()))
     unknown_flags = [f for f in flags if f not in QUALITY_FLAGS]
     if unknown_flags:
         raise fail(f"unknown quality flags {unknown_flags}")
-    text = None
-    if TRANSCRIPT in found:
-        lines = found[TRANSCRIPT]
-        if not all(isinstance(line, str) for line in lines):
-            raise fail("the transcript is not text")
-        text = " ".join(line.strip() for line in lines if line.strip())
     return ReviewDecision(
         task_id,
         annotation_id,
@@ -139,9 +144,100 @@ def parse_annotation(
         decision,
         speaker,
         same_as if decision == ACCEPT else "",
-        text,
+        _transcript(found, fail),
         tuple(sorted(set(flags))),
     )
+
+
+def _annotation_time(annotation: Mapping[str, Any], fail: Callable[[str], AnnotationError]) -> str:
+    """When the annotation was last changed, as UTC milliseconds."""
+    at = _stamp(annotation)
+    if not isinstance(at, str) or not at:
+        raise fail("the annotation has no time")
+    try:
+        return utc_iso(at)
+    except ValueError as err:
+        raise fail(f"the annotation time {at!r} is not ISO 8601") from err
+
+
+def _check_speaker(
+    decision: str,
+    speaker: str,
+    known_speakers: set[str] | frozenset[str],
+    fail: Callable[[str], AnnotationError],
+) -> None:
+    """An accepted clip names a registry speaker, a new person or "cannot tell"."""
+    if decision == ACCEPT and not speaker:
+        raise fail("accepted without a speaker")
+    if decision == ACCEPT and speaker not in known_speakers | {NEW_SPEAKER, UNKNOWN_SPEAKER}:
+        raise fail(f"speaker {speaker!r} is not in the registry")
+
+
+def _check_same_as(
+    decision: str,
+    speaker: str,
+    same_as: str,
+    known_speakers: set[str] | frozenset[str],
+    fail: Callable[[str], AnnotationError],
+) -> None:
+    """ "Same person as" on an accepted clip merges two different registry speakers."""
+    if same_as and decision == ACCEPT:
+        if same_as not in known_speakers:
+            raise fail(f"same-as speaker {same_as!r} is not in the registry")
+        if speaker in (NEW_SPEAKER, UNKNOWN_SPEAKER):
+            raise fail("'same person as' needs a registry speaker chosen, not a new or unknown one")
+        if same_as == speaker:
+            raise fail(f"speaker {speaker!r} cannot be merged with itself")
+
+
+def _transcript(found: Mapping[str, Any], fail: Callable[[str], AnnotationError]) -> str | None:
+    """The transcript as submitted, its lines joined; None when not given."""
+    if TRANSCRIPT not in found:
+        return None
+    lines = found[TRANSCRIPT]
+    if not all(isinstance(line, str) for line in lines):
+        raise fail("the transcript is not text")
+    return " ".join(line.strip() for line in lines if line.strip())
+
+
+def _stamp(annotation: Mapping[str, Any]) -> Any:
+    """The annotation's time as Label Studio gives it: when it last changed, else made."""
+    return annotation.get("updated_at") or annotation.get("created_at")
+
+
+def annotation_time(annotation: Mapping[str, Any]) -> str:
+    """When the annotation last changed, as stored (UTC milliseconds); "" when unknown."""
+    raw = str(_stamp(annotation) or "")
+    try:
+        return utc_iso(raw)
+    except ValueError:
+        return ""
+
+
+def parse_all(
+    tasks: Sequence[Mapping[str, Any]],
+    known: set[str],
+    users: Mapping[int, str],
+    applied: set[tuple[int, str]],
+) -> tuple[list[ReviewDecision], list[tuple[int, int, str]], int, int]:
+    """Decisions not applied before (oldest first), skipped ones, how many were applied before."""
+    decisions, skipped, already, read = [], [], 0, 0
+    for task in tasks:
+        for annotation in task.get("annotations") or []:
+            read += 1
+            key = (int(annotation.get("id") or 0), annotation_time(annotation))
+            if key in applied:
+                already += 1
+                continue
+            if annotation.get("was_cancelled"):
+                skipped.append((int(task["id"]), key[0], "skipped by the annotator"))
+                continue
+            try:
+                decisions.append(parse_annotation(task, annotation, known, users))
+            except AnnotationError as err:
+                skipped.append((err.task_id, err.annotation_id, err.reason))
+    decisions.sort(key=lambda d: (d.at, d.task_id, d.annotation_id))
+    return decisions, skipped, already, read
 
 
 def utc_iso(value: str) -> str:

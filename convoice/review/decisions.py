@@ -22,10 +22,17 @@ from typing import Any
 
 import numpy as np
 
+from convoice.models.registry import canonical
 from convoice.models.routing import Reason
 from convoice.records import ClipStatus, FloatArray, LabelSource, Speaker, identity_vector
-from convoice.review.annotations import decision_labels, new_speaker_id, parse_annotation, utc_iso
-from convoice.review.layout import NEW_SPEAKER, AnnotationError, ReviewDecision
+from convoice.review.annotations import (
+    ReviewDecision,
+    decision_labels,
+    new_speaker_id,
+    parse_all,
+    utc_iso,
+)
+from convoice.review.layout import NEW_SPEAKER
 
 LabelKey = tuple[str, str, str, str, str]  # clip_id, field, value, task_id, labelled_at
 
@@ -71,15 +78,6 @@ class PullPlan:
     speakers: list[Speaker] = field(default_factory=list)  # to upsert (new ones included)
     new_speakers: list[str] = field(default_factory=list)
     contributions: list[Contribution] = field(default_factory=list)  # changed ones only
-
-
-def canonical(speaker_id: str, merges: Mapping[str, str]) -> str:
-    """The speaker ``speaker_id`` lives on as, following merges (A→B→C gives C)."""
-    seen: set[str] = set()
-    while speaker_id in merges and speaker_id not in seen:
-        seen.add(speaker_id)
-        speaker_id = merges[speaker_id]
-    return speaker_id
 
 
 def choose_kept(a: Speaker, b: Speaker) -> tuple[Speaker, Speaker]:
@@ -231,39 +229,24 @@ def apply_deltas(
     return touched, created
 
 
-def annotation_time(annotation: Mapping[str, Any]) -> str:
-    """When the annotation last changed, as stored (UTC milliseconds); "" when unknown."""
-    raw = str(annotation.get("updated_at") or annotation.get("created_at") or "")
-    try:
-        return utc_iso(raw)
-    except ValueError:
-        return ""
+@dataclass
+class _Registry:
+    """The registry as a pull changes it: speakers, merges so far, who was touched."""
 
+    speakers: dict[str, Speaker]
+    merged_to: dict[str, str]  # merged id -> kept id (consolidation aliases included)
+    meta: dict[str, Merge]  # merged id -> the merge that removed it
+    at: str
+    changed: set[str] = field(default_factory=set)
 
-def parse_all(
-    tasks: Sequence[Mapping[str, Any]],
-    known: set[str],
-    users: Mapping[int, str],
-    applied: set[tuple[int, str]],
-) -> tuple[list[ReviewDecision], list[tuple[int, int, str]], int, int]:
-    """Decisions not applied before (oldest first), skipped ones, how many were applied before."""
-    decisions, skipped, already, read = [], [], 0, 0
-    for task in tasks:
-        for annotation in task.get("annotations") or []:
-            read += 1
-            key = (int(annotation.get("id") or 0), annotation_time(annotation))
-            if key in applied:
-                already += 1
-                continue
-            if annotation.get("was_cancelled"):
-                skipped.append((int(task["id"]), key[0], "skipped by the annotator"))
-                continue
-            try:
-                decisions.append(parse_annotation(task, annotation, known, users))
-            except AnnotationError as err:
-                skipped.append((err.task_id, err.annotation_id, err.reason))
-    decisions.sort(key=lambda d: (d.at, d.task_id, d.annotation_id))
-    return decisions, skipped, already, read
+    def merge(self, kept: Speaker, gone: Speaker, merge: Merge | None = None) -> None:
+        """``gone`` lives on as ``kept`` (``merge``: a new one, recorded in the map)."""
+        self.speakers.pop(gone.speaker_id)
+        self.speakers[kept.speaker_id] = merge_into(kept, gone, self.at)
+        if merge is not None:
+            self.merged_to[gone.speaker_id], self.meta[gone.speaker_id] = kept.speaker_id, merge
+        self.changed.discard(gone.speaker_id)
+        self.changed.add(kept.speaker_id)
 
 
 def plan_pull(
@@ -289,45 +272,60 @@ def plan_pull(
     plan = PullPlan()
     aliases = dict(aliases or {})
     merged_to = {**aliases, **{m.merged: m.kept for m in merges}}
-    meta = {m.merged: m for m in merges}
+    registry = _Registry(dict(speakers), merged_to, {m.merged: m for m in merges}, at)
     known = set(speakers) | set(merged_to)
     plan.decisions, plan.skipped, plan.already_applied, _ = parse_all(
         tasks, known, users, applied_annotations
     )
-    registry = dict(speakers)
-    changed: set[str] = set()
     for m in merges:  # recorded by a pull killed before its registry commit: finish it
         kept_id = canonical(m.kept, merged_to)
-        if m.merged in registry and kept_id in registry:
-            registry[kept_id] = merge_into(registry[kept_id], registry.pop(m.merged), at)
+        if m.merged in registry.speakers and kept_id in registry.speakers:
+            registry.merge(registry.speakers[kept_id], registry.speakers[m.merged])
             plan.removed_speakers.append(m.merged)
-            changed.add(kept_id)
-    new_rows: list[dict[str, str]] = []
+    new_rows = _decide(plan, registry)
+    new_rows += _follow_merges(machine, latest_values([*labels, *new_rows]), aliases, registry)
+    plan.labels = unwritten(new_rows, labels)
+    latest = latest_values([*labels, *plan.labels])
+    desired = desired_contributions(machine, latest, merged_to)
+    _update_registry(plan, registry, machine, desired, applied_contributions)
+    return plan
+
+
+def _decide(plan: PullPlan, registry: _Registry) -> list[dict[str, str]]:
+    """The label rows of ``plan``'s decisions; the merges they ask for, made in ``registry``."""
+    merged_to, rows = registry.merged_to, []
     for d in plan.decisions:
         chosen = new_speaker_id(d.clip_id) if d.speaker == NEW_SPEAKER else d.speaker
         speaker = canonical(chosen, merged_to)
-        new_rows += decision_labels(replace(d, speaker=speaker))
+        rows += decision_labels(replace(d, speaker=speaker))
         other = canonical(d.same_as, merged_to) if d.same_as else ""
-        if not other or other == speaker or speaker not in registry or other not in registry:
+        here = registry.speakers
+        if not other or other == speaker or speaker not in here or other not in here:
             continue
-        kept, gone = choose_kept(registry[speaker], registry[other])
+        kept, gone = choose_kept(here[speaker], here[other])
         merge = Merge(gone.speaker_id, kept.speaker_id, d.annotator, d.at, str(d.task_id))
-        registry[kept.speaker_id] = merge_into(kept, gone, at)
-        del registry[gone.speaker_id]
-        merged_to[gone.speaker_id], meta[gone.speaker_id] = kept.speaker_id, merge
+        registry.merge(kept, gone, merge)
         plan.merges.append(merge)
         plan.removed_speakers.append(gone.speaker_id)
-        changed.discard(gone.speaker_id)
-        changed.add(kept.speaker_id)
-    latest = latest_values([*labels, *new_rows])
-    for clip_id, row in machine.items():  # every clip of a merged speaker follows the merge
+    return rows
+
+
+def _follow_merges(
+    machine: Mapping[str, Mapping[str, Any]],
+    latest: Mapping[tuple[str, str], Mapping[str, str]],
+    aliases: Mapping[str, str],
+    registry: _Registry,
+) -> list[dict[str, str]]:
+    """Label rows that move every clip of a merged speaker to the kept one."""
+    rows = []
+    for clip_id, row in machine.items():
         label = latest.get((clip_id, "speaker_id"))
         current = canonical(label["value"] if label else str(row.get("speaker_id") or ""), aliases)
-        target = canonical(current, merged_to)
-        if target != current and current in meta:
-            merge = meta[current]
+        target = canonical(current, registry.merged_to)
+        if target != current and current in registry.meta:
+            merge = registry.meta[current]
             when = max(merge.merged_at, label["labelled_at"]) if label else merge.merged_at
-            new_rows.append(
+            rows.append(
                 {
                     "clip_id": clip_id,
                     "field": "speaker_id",
@@ -337,10 +335,18 @@ def plan_pull(
                     "task_id": merge.task_id,
                 }
             )
-    plan.labels = unwritten(new_rows, labels)
-    latest = latest_values([*labels, *plan.labels])
-    desired = desired_contributions(machine, latest, merged_to)
-    first = next(iter(registry.values()), None)
+    return rows
+
+
+def _update_registry(
+    plan: PullPlan,
+    registry: _Registry,
+    machine: Mapping[str, Mapping[str, Any]],
+    desired: Mapping[str, Contribution],
+    applied_contributions: Mapping[str, Contribution],
+) -> None:
+    """The registry speakers, contributions and new speakers ``plan`` writes."""
+    first = next(iter(registry.speakers.values()), None)
     dim = None if first is None else len(first.vector_sum)  # the registry's embedding space
     embeddings = {
         c: identity_vector(machine[c], dim)
@@ -348,13 +354,13 @@ def plan_pull(
         if c in machine
     }
     deltas, plan.contributions = registry_deltas(
-        applied_contributions, desired, embeddings, merged_to
+        applied_contributions, desired, embeddings, registry.merged_to
     )
-    touched, plan.new_speakers = apply_deltas(registry, deltas, at)
-    registry.update({s.speaker_id: s for s in touched})
-    changed |= {s.speaker_id for s in touched}
-    plan.speakers = [registry[s] for s in sorted(changed) if s in registry]
-    return plan
+    touched, plan.new_speakers = apply_deltas(registry.speakers, deltas, registry.at)
+    registry.speakers.update({s.speaker_id: s for s in touched})
+    registry.changed |= {s.speaker_id for s in touched}
+    here = registry.speakers
+    plan.speakers = [here[s] for s in sorted(registry.changed) if s in here]
 
 
 def label_key(row: Mapping[str, str]) -> LabelKey:

@@ -1,12 +1,11 @@
-"""People in the loop: review tasks out, annotations back in, as pure computation.
+"""Review tasks out, as pure computation: the queue, the interface, one task per clip.
 
-Push side: which clips need a person (:func:`review_queue`, most uncertain
-first), the labeling interface (:func:`label_config`) and one task per clip
-with the machine's prediction (:func:`task_payload`). Pull side: one
-annotation becomes a :class:`ReviewDecision` (:func:`parse_annotation`, which
-raises :class:`AnnotationError` naming the task for anything malformed), and a
-decision becomes ``labels`` rows (:func:`decision_labels`). What decisions do to
-the speaker registry lives in :mod:`convoice.review.decisions`.
+Which clips need a person (:func:`review_queue`, most uncertain first), the
+labeling interface (:func:`label_config`) and one task per clip with the
+machine's prediction (:func:`task_payload`), the speakers offered and the clip
+each is heard by (:func:`reference_clips`), and what a push and a pull report.
+Annotations coming back are parsed in :mod:`convoice.review.annotations`; what
+decisions do to the speaker registry lives in :mod:`convoice.review.decisions`.
 """
 
 from __future__ import annotations
@@ -43,16 +42,6 @@ AUDIO, CLIP, SPEAKER, SAME_AS, TRANSCRIPT, QUALITY, DECISION = (
     "quality",
     "decision",
 )
-
-
-class AnnotationError(ValueError):
-    """An annotation that cannot be applied; the message names the task and annotation."""
-
-    def __init__(self, task_id: int, annotation_id: int, reason: str) -> None:
-        super().__init__(f"task {task_id} (annotation {annotation_id}): {reason}")
-        self.task_id = task_id
-        self.annotation_id = annotation_id
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -105,22 +94,6 @@ def reference_clips(rows: Sequence[Mapping[str, Any]]) -> dict[str, Reference]:
             )  # fmt: skip
             best[speaker] = (key, ref)
     return {speaker: ref for speaker, (_, ref) in best.items()}
-
-
-@dataclass(frozen=True)
-class ReviewDecision:
-    """What one annotator decided about one clip."""
-
-    task_id: int
-    annotation_id: int
-    clip_id: str
-    annotator: str  # e-mail (or a user id when the server does not say)
-    at: str  # ISO 8601, when the annotation was last changed
-    decision: str  # ACCEPT | REJECT
-    speaker: str  # a registry id, NEW_SPEAKER, UNKNOWN_SPEAKER or "" (not given)
-    same_as: str = ""  # a registry id: "the speaker above and this one are one person"
-    text: str | None = None  # the transcript as submitted; None when not given
-    flags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -337,7 +310,6 @@ def task_payload(
 ) -> dict[str, Any]:
     """One Label Studio task for a clip row: its data and the machine's prediction."""
     predicted = str(row.get("speaker_id") or "")
-    offset = float(row["start"]) - context_start
     score = uncertainty_score(row.get("speaker_confidence"), row.get("transcript_confidence"))
     reasons = list(row.get("review_reasons") or [])
     version = model_version(row.get("pipeline_version"), row.get("models"))
@@ -346,13 +318,47 @@ def task_payload(
         {"value": NEW_SPEAKER, "html": "a new person (not in the list)"},
         {"value": UNKNOWN_SPEAKER, "html": "cannot tell"},
     ]
+    data = {
+        "audio": audio_url,
+        "summary": _summary(row, predicted, reasons, recording_title),
+        "clip_id": row["clip_id"],
+        "recording_id": row["recording_id"],
+        "clip_start": float(row["start"]),
+        "clip_end": float(row["end"]),
+        "context_start": round(context_start, 3),
+        "predicted_speaker": predicted,
+        "speaker_confidence": float(row.get("speaker_confidence") or 0.0),
+        "machine_transcript": str(row.get("text") or ""),
+        "transcript_confidence": float(row.get("transcript_confidence") or 0.0),
+        "review_reasons": reasons,
+        "uncertainty": round(1.0 - score, 4),
+        "model_version": version,
+        "speaker_choices": choices + specials,
+        "merge_choices": choices,
+        "references": reference_data(options, predicted),
+    }
+    result = _prediction(row, predicted, float(row["start"]) - context_start)
+    return {
+        "data": data,
+        "predictions": [{"model_version": version, "score": score, "result": result}],
+    }
+
+
+def _summary(
+    row: Mapping[str, Any], predicted: str, reasons: Sequence[str], recording_title: str
+) -> str:
+    """The task's header: where the clip is, what the machine said, why it asks."""
     title = f"“{recording_title}” " if recording_title else ""
-    summary = (
+    return (
         f"{title}{row['start']:.2f}–{row['end']:.2f} s (highlighted). Machine: "
         f"{predicted or 'no speaker'} (confidence {float(row.get('speaker_confidence') or 0):.2f}),"
         f" transcript confidence {float(row.get('transcript_confidence') or 0):.2f}."
         f" Sent to review: {', '.join(r.replace('_', ' ') for r in reasons) or 'no reason given'}."
     )
+
+
+def _prediction(row: Mapping[str, Any], predicted: str, offset: float) -> list[dict[str, Any]]:
+    """The machine's answers, pre-filled: the clip's region, its speaker and its transcript."""
     result: list[dict[str, Any]] = [
         {
             "id": "clip",
@@ -387,26 +393,4 @@ def task_payload(
                 "value": {"text": [str(row["text"])]},
             }
         )
-    data = {
-        "audio": audio_url,
-        "summary": summary,
-        "clip_id": row["clip_id"],
-        "recording_id": row["recording_id"],
-        "clip_start": float(row["start"]),
-        "clip_end": float(row["end"]),
-        "context_start": round(context_start, 3),
-        "predicted_speaker": predicted,
-        "speaker_confidence": float(row.get("speaker_confidence") or 0.0),
-        "machine_transcript": str(row.get("text") or ""),
-        "transcript_confidence": float(row.get("transcript_confidence") or 0.0),
-        "review_reasons": reasons,
-        "uncertainty": round(1.0 - score, 4),
-        "model_version": version,
-        "speaker_choices": choices + specials,
-        "merge_choices": choices,
-        "references": reference_data(options, predicted),
-    }
-    return {
-        "data": data,
-        "predictions": [{"model_version": version, "score": score, "result": result}],
-    }
+    return result
