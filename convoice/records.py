@@ -60,6 +60,37 @@ class RecordingStatus(StrEnum):
     FAILED = "failed"
 
 
+class ReviewReason(StrEnum):
+    """Machine-readable reasons for sending a clip to review."""
+
+    UNCERTAIN_SPEAKER = "uncertain_speaker"  # the clip sits between two speakers
+    UNCERTAIN_IDENTITY = "uncertain_identity"  # the speaker's match across recordings
+    OVERLAP_NEARBY = "overlap_nearby"
+    LOW_WORD_PROBABILITY = "low_word_probability"
+    LOW_TRANSCRIPT_CONFIDENCE = "low_transcript_confidence"
+    LIKELY_HALLUCINATION = "likely_hallucination"
+    NO_SPEECH = "no_speech"
+    SPEAKING_RATE = "implausible_speaking_rate"
+    TWO_VOICES = "two_voices"  # a part of the clip sounds like somebody else
+
+
+class SkipReason(StrEnum):
+    """Why an item was not ingested (:attr:`SkippedItem.reason_code`)."""
+
+    NOT_CREATIVE_COMMONS = "not_creative_commons"
+    UNSUPPORTED_URL = "unsupported_url"
+    UNREACHABLE = "unreachable"
+    DOWNLOAD_FAILED = "download_failed"
+    CORRUPT_MEDIA = "corrupt_media"
+    TOO_LONG = "too_long"
+    NO_AUDIO = "no_audio"
+    NO_SPEECH = "no_speech"
+    LABELLING_FAILED = "labelling_failed"
+    MALFORMED_URL = "malformed_url"
+    UNKNOWN_LICENCE = "unknown_licence"
+    DUPLICATE_ROW = "duplicate_row"
+
+
 def stable_id(prefix: str, *parts: object, length: int = 16) -> str:
     """A short deterministic id: the same inputs always give the same id."""
     digest = hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()
@@ -128,7 +159,7 @@ class SkippedItem:
     source_url: str
     url: str
     title: str
-    reason_code: str  # machine-readable: "not_creative_commons", "download_failed", ...
+    reason_code: str  # machine-readable: a SkipReason ("not_creative_commons", ...)
     reason: str  # for people
     run_id: str
     at: str

@@ -33,7 +33,7 @@ from convoice.models.routing import (
     identity_strength,
     speaker_side,
 )
-from convoice.records import FloatArray, LabelSource, Speaker
+from convoice.records import ClipStatus, FloatArray, LabelSource, Speaker
 from convoice.review.decisions import canonical as resolve_merges
 
 
@@ -47,7 +47,7 @@ class ClipFacts:
     duration: float
     machine_reasons: tuple[str, ...]  # the machine's review reasons when it was labelled
     human_speaker: str = ""  # a person's speaker label, "" when none
-    human_status: str = ""  # a person's status label ("accepted" / "rejected"), "" when none
+    human_status: str = ""  # a person's status label (ClipStatus accepted / rejected), "" when none
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class ClipLabel:
     clip_id: str
     speaker_id: str
     speaker_confidence: float
-    status: str  # "accepted" or "review"
+    status: ClipStatus  # accepted or review
     review_reasons: tuple[str, ...]
     own_similarity: float
     other_similarity: float
@@ -138,9 +138,9 @@ def replay(
             clip = clips[i]
             # As the review pull counts clips (review_registry.desired_contributions): a
             # person's accept counts the clip under the person's speaker, a reject not at all.
-            if clip.human_status == "rejected":
+            if clip.human_status == ClipStatus.REJECTED:
                 continue
-            if clip.human_status == "accepted":
+            if clip.human_status == ClipStatus.ACCEPTED:
                 owner = resolve_merges(clip.human_speaker or label.speaker_id, merged_into)
             elif label.absorbed:
                 owner = label.speaker_id
@@ -219,7 +219,7 @@ def _label_recording(
             clip_id=clip.clip_id,
             speaker_id=ids[int(member[i])],
             speaker_confidence=scores[i][1],  # raw, capped at 1, when not calibrated
-            status="accepted" if not reasons_of[i] else "review",
+            status=ClipStatus.ACCEPTED if not reasons_of[i] else ClipStatus.REVIEW,
             review_reasons=tuple(reasons_of[i]),
             own_similarity=round(evidence[i].own_similarity, 4),
             other_similarity=round(evidence[i].other_similarity, 4),
@@ -264,7 +264,7 @@ def review_share(statuses: Sequence[str], durations: Sequence[float]) -> tuple[f
     """Share of clips, and of their seconds, with status ``review``."""
     if not statuses:
         return 0.0, 0.0
-    review = np.array([s == "review" for s in statuses])
+    review = np.array([s == ClipStatus.REVIEW for s in statuses])
     seconds = np.asarray(durations, dtype=np.float64)
     total = float(seconds.sum())
     return float(review.mean()), float(seconds[review].sum() / total) if total else 0.0

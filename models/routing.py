@@ -22,21 +22,9 @@ from dataclasses import dataclass
 from convoice.config import RoutingSettings
 from convoice.models.calibration import Calibration
 from convoice.models.registry import ramp
-from convoice.records import ClipStatus, LabelStatus, Transcript
+from convoice.records import ClipStatus, LabelStatus, ReviewReason, Transcript
 
-
-class Reason:
-    """Machine-readable reasons for sending a clip to review."""
-
-    UNCERTAIN_SPEAKER = "uncertain_speaker"  # the clip sits between two speakers
-    UNCERTAIN_IDENTITY = "uncertain_identity"  # the speaker's match across recordings
-    OVERLAP_NEARBY = "overlap_nearby"
-    LOW_WORD_PROBABILITY = "low_word_probability"
-    LOW_TRANSCRIPT_CONFIDENCE = "low_transcript_confidence"
-    LIKELY_HALLUCINATION = "likely_hallucination"
-    NO_SPEECH = "no_speech"
-    SPEAKING_RATE = "implausible_speaking_rate"
-    TWO_VOICES = "two_voices"  # a part of the clip sounds like somebody else
+Reason = ReviewReason  # the review reasons, under the name the models use
 
 
 TWO_VOICES_CONFIDENCE = 0.5

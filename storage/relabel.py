@@ -18,7 +18,7 @@ import pyarrow as pa
 from convoice.models.ge2e import FloatArray
 from convoice.models.relabel import ClipLabel
 from convoice.models.routing import SPEAKER_REASONS
-from convoice.records import Speaker
+from convoice.records import LabelStatus, Speaker
 from convoice.review.decisions import Contribution
 from convoice.storage.review_state import save_contributions, save_speakers
 from convoice.storage.schema import CLIP_SCHEMA, conform
@@ -48,7 +48,7 @@ def relabelled_rows(
         row["status"] = label.status
         row["review_reasons"] = list(label.review_reasons)
         speaker_doubt = any(r in SPEAKER_REASONS for r in label.review_reasons)
-        row["speaker_status"] = "review" if speaker_doubt else "accepted"
+        row["speaker_status"] = LabelStatus.REVIEW if speaker_doubt else LabelStatus.ACCEPTED
         row["speaker_score_raw"] = label.speaker_score_raw
         if label.calibration:
             row["calibration_version"] = label.calibration
