@@ -74,6 +74,26 @@ class ReviewReason(StrEnum):
     TWO_VOICES = "two_voices"  # a part of the clip sounds like somebody else
 
 
+SPEAKER_REASONS = frozenset(
+    {ReviewReason.UNCERTAIN_SPEAKER, ReviewReason.UNCERTAIN_IDENTITY, ReviewReason.TWO_VOICES}
+)
+"""Reasons that send the speaker label to review; every other reason is the transcript's.
+``overlap_nearby`` is the transcript's only: on the tuning half, every clip near an overlap
+whose raw speaker score reached the calibrated top block had its speaker right (17 of 17),
+while a neighbour's words do leak into its transcript; a clip holding a second voice is
+``two_voices``."""
+TRANSCRIPT_REASONS = frozenset(
+    {
+        ReviewReason.OVERLAP_NEARBY,
+        ReviewReason.LOW_WORD_PROBABILITY,
+        ReviewReason.LOW_TRANSCRIPT_CONFIDENCE,
+        ReviewReason.LIKELY_HALLUCINATION,
+        ReviewReason.NO_SPEECH,
+        ReviewReason.SPEAKING_RATE,
+    }
+)
+
+
 class SkipReason(StrEnum):
     """Why an item was not ingested (:attr:`SkippedItem.reason_code`)."""
 
@@ -317,3 +337,82 @@ class Speaker:
         self.last_n = int(embeddings.shape[0])
         self.last_duration = float(total_duration)
         self.updated_at = at
+
+
+@dataclass(frozen=True)
+class ClipLabel:
+    """The machine's new label of one clip."""
+
+    clip_id: str
+    speaker_id: str
+    speaker_confidence: float
+    status: ClipStatus  # accepted or review
+    review_reasons: tuple[str, ...]
+    own_similarity: float
+    other_similarity: float
+    identity_similarity: float
+    absorbed: bool  # counted in its speaker's registry sum (labelling.absorbed_clips)
+    speaker_score_raw: float = 0.0  # the raw score ``speaker_confidence`` was mapped from
+    calibration: str = ""  # the calibration version that mapped it ("" = raw)
+
+
+# -- identity and review decisions ---------------------------------------------------------
+
+CONSOLIDATE_BY = "convoice consolidate"
+"""``decided_by`` of the identity changes consolidation makes."""
+
+
+@dataclass(frozen=True)
+class MachineMerge:
+    """One identity folded into another by consolidation: ``merged`` lives on as ``kept``."""
+
+    merged: str
+    kept: str
+    similarity: float  # cosine of the two groups' centroids when they merged
+    why: str
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Two registry speakers are one person: ``merged`` lives on as ``kept``."""
+
+    merged: str
+    kept: str
+    merged_by: str
+    merged_at: str
+    task_id: str
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What one reviewed clip adds to (``plus``) and takes from (``minus``) the registry."""
+
+    clip_id: str
+    plus: str = ""
+    minus: str = ""
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    """What one annotator decided about one clip."""
+
+    task_id: int
+    annotation_id: int
+    clip_id: str
+    annotator: str  # e-mail (or a user id when the server does not say)
+    at: str  # ISO 8601, when the annotation was last changed
+    decision: str  # ACCEPT | REJECT
+    speaker: str  # a registry id, NEW_SPEAKER, UNKNOWN_SPEAKER or "" (not given)
+    same_as: str = ""  # a registry id: "the speaker above and this one are one person"
+    text: str | None = None  # the transcript as submitted; None when not given
+    flags: tuple[str, ...] = ()
+
+
+def canonical(speaker_id: str, merges: Mapping[str, str]) -> str:
+    """The speaker ``speaker_id`` lives on as, following merges (A→B→C gives C)."""
+    seen: set[str] = set()
+    while speaker_id in merges and speaker_id not in seen:
+        seen.add(speaker_id)
+        speaker_id = merges[speaker_id]
+    return speaker_id

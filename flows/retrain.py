@@ -44,8 +44,8 @@ from convoice.models.encoder_eval import (
 )
 from convoice.models.ge2e import FloatArray, NotEnoughData
 from convoice.models.relabel import ClipFacts, Replay, replay, resolve_merges, review_share
-from convoice.records import ClipStatus, LabelSource
-from convoice.review.decisions import Contribution, desired_contributions, latest_values
+from convoice.records import ClipStatus, Contribution, LabelSource
+from convoice.review.decisions import desired_contributions, latest_values
 from convoice.storage import Release, Store
 from convoice.storage import calibration as stored_calibration
 from convoice.storage.encoders import EncoderCard, EncoderRegistry

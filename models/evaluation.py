@@ -18,7 +18,7 @@ from typing import Any
 
 from convoice.models.clustering import b_cubed
 from convoice.models.metrics import WerCount, one_to_one_mapping, wer_count
-from convoice.records import ClipStatus
+from convoice.records import SPEAKER_REASONS, ClipStatus
 
 TWO_VOICE_PURITY = 0.9  # a clip whose main voice covers less than this holds two voices
 ECE_BINS = 10
@@ -314,7 +314,6 @@ def review_table(
 ) -> list[ReviewRow]:
     """Review share next to precision, per label kind and per reason (speech-weighted shares;
     a reason's rightness is its kind's: speaker labels for speaker reasons, else transcripts)."""
-    from convoice.models.routing import SPEAKER_REASONS
 
     labelled, _, right = judge(clips, truth)
     text_ok = transcript_right(labelled, truth)

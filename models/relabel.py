@@ -27,14 +27,20 @@ from convoice.models.clustering import normalize
 from convoice.models.labelling import absorbed_clips
 from convoice.models.registry import match_speakers, new_speaker_id
 from convoice.models.routing import (
-    SPEAKER_REASONS,
     Reason,
     SpeakerEvidence,
     identity_strength,
     speaker_side,
 )
-from convoice.records import ClipStatus, FloatArray, LabelSource, Speaker
-from convoice.review.decisions import canonical as resolve_merges
+from convoice.records import (
+    SPEAKER_REASONS,
+    ClipLabel,
+    ClipStatus,
+    FloatArray,
+    LabelSource,
+    Speaker,
+)
+from convoice.records import canonical as resolve_merges
 
 
 @dataclass(frozen=True)
@@ -48,23 +54,6 @@ class ClipFacts:
     machine_reasons: tuple[str, ...]  # the machine's review reasons when it was labelled
     human_speaker: str = ""  # a person's speaker label, "" when none
     human_status: str = ""  # a person's status label (ClipStatus accepted / rejected), "" when none
-
-
-@dataclass(frozen=True)
-class ClipLabel:
-    """The machine's new label of one clip."""
-
-    clip_id: str
-    speaker_id: str
-    speaker_confidence: float
-    status: ClipStatus  # accepted or review
-    review_reasons: tuple[str, ...]
-    own_similarity: float
-    other_similarity: float
-    identity_similarity: float
-    absorbed: bool  # counted in its speaker's registry sum (labelling.absorbed_clips)
-    speaker_score_raw: float = 0.0  # the raw score ``speaker_confidence`` was mapped from
-    calibration: str = ""  # the calibration version that mapped it ("" = raw)
 
 
 @dataclass

@@ -22,31 +22,19 @@ from dataclasses import dataclass
 from convoice.config import RoutingSettings
 from convoice.models.calibration import Calibration
 from convoice.models.registry import ramp
-from convoice.records import ClipStatus, LabelStatus, ReviewReason, Transcript
+from convoice.records import (
+    SPEAKER_REASONS,
+    TRANSCRIPT_REASONS,
+    ClipStatus,
+    LabelStatus,
+    ReviewReason,
+    Transcript,
+)
 
 Reason = ReviewReason  # the review reasons, under the name the models use
 
 
 TWO_VOICES_CONFIDENCE = 0.5
-
-SPEAKER_REASONS = frozenset(
-    {Reason.UNCERTAIN_SPEAKER, Reason.UNCERTAIN_IDENTITY, Reason.TWO_VOICES}
-)
-"""Reasons that send the speaker label to review; every other reason is the transcript's.
-``overlap_nearby`` is the transcript's only: on the tuning half, every clip near an overlap
-whose raw speaker score reached the calibrated top block had its speaker right (17 of 17),
-while a neighbour's words do leak into its transcript; a clip holding a second voice is
-``two_voices``."""
-TRANSCRIPT_REASONS = frozenset(
-    {
-        Reason.OVERLAP_NEARBY,
-        Reason.LOW_WORD_PROBABILITY,
-        Reason.LOW_TRANSCRIPT_CONFIDENCE,
-        Reason.LIKELY_HALLUCINATION,
-        Reason.NO_SPEECH,
-        Reason.SPEAKING_RATE,
-    }
-)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from convoice.models.ge2e import FloatArray
-from convoice.models.relabel import ClipLabel
-from convoice.models.routing import SPEAKER_REASONS
-from convoice.records import LabelStatus, Speaker
-from convoice.review.decisions import Contribution
+from convoice.records import (
+    SPEAKER_REASONS,
+    ClipLabel,
+    Contribution,
+    FloatArray,
+    LabelStatus,
+    Speaker,
+)
 from convoice.storage.review_state import save_contributions, save_speakers
 from convoice.storage.schema import CLIP_SCHEMA, conform
 

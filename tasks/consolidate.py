@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from convoice.models.consolidate import MachineMerge, Registry, plan_consolidation
-from convoice.records import LabelSource, Speaker
-from convoice.review.decisions import canonical, merge_into
+from convoice.models.consolidate import Registry, plan_consolidation
+from convoice.records import LabelSource, MachineMerge, Speaker, canonical
+from convoice.review.decisions import merge_into
 from convoice.storage import identity
 from convoice.storage.labels import latest_labels
 from convoice.storage.labels import now_iso as _now_iso

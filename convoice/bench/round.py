@@ -36,8 +36,7 @@ from convoice.config import load_settings
 from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
 from convoice.models import evaluation
-from convoice.models.routing import SPEAKER_REASONS
-from convoice.records import ClipStatus
+from convoice.records import SPEAKER_REASONS, ClipStatus
 from convoice.storage import Store
 from convoice.synth import samples
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from convoice.records import ClipStatus, stable_id
+from convoice.records import ClipStatus, ReviewDecision, stable_id
 from convoice.review.layout import (
     ACCEPT,
     CLIP,
@@ -27,7 +27,6 @@ from convoice.review.layout import (
     TRANSCRIPT,
     UNKNOWN_SPEAKER,
     AnnotationError,
-    ReviewDecision,
 )
 
 

@@ -23,32 +23,21 @@ from typing import Any
 import numpy as np
 
 from convoice.models.routing import Reason
-from convoice.records import ClipStatus, FloatArray, LabelSource, Speaker, identity_vector
+from convoice.records import (
+    ClipStatus,
+    Contribution,
+    FloatArray,
+    LabelSource,
+    Merge,
+    ReviewDecision,
+    Speaker,
+    canonical,
+    identity_vector,
+)
 from convoice.review.annotations import decision_labels, new_speaker_id, parse_annotation, utc_iso
-from convoice.review.layout import NEW_SPEAKER, AnnotationError, ReviewDecision
+from convoice.review.layout import NEW_SPEAKER, AnnotationError
 
 LabelKey = tuple[str, str, str, str, str]  # clip_id, field, value, task_id, labelled_at
-
-
-@dataclass(frozen=True)
-class Merge:
-    """Two registry speakers are one person: ``merged`` lives on as ``kept``."""
-
-    merged: str
-    kept: str
-    merged_by: str
-    merged_at: str
-    task_id: str
-
-
-@dataclass(frozen=True)
-class Contribution:
-    """What one reviewed clip adds to (``plus``) and takes from (``minus``) the registry."""
-
-    clip_id: str
-    plus: str = ""
-    minus: str = ""
-    duration: float = 0.0
 
 
 @dataclass
@@ -71,15 +60,6 @@ class PullPlan:
     speakers: list[Speaker] = field(default_factory=list)  # to upsert (new ones included)
     new_speakers: list[str] = field(default_factory=list)
     contributions: list[Contribution] = field(default_factory=list)  # changed ones only
-
-
-def canonical(speaker_id: str, merges: Mapping[str, str]) -> str:
-    """The speaker ``speaker_id`` lives on as, following merges (A→B→C gives C)."""
-    seen: set[str] = set()
-    while speaker_id in merges and speaker_id not in seen:
-        seen.add(speaker_id)
-        speaker_id = merges[speaker_id]
-    return speaker_id
 
 
 def choose_kept(a: Speaker, b: Speaker) -> tuple[Speaker, Speaker]:

@@ -107,22 +107,6 @@ def reference_clips(rows: Sequence[Mapping[str, Any]]) -> dict[str, Reference]:
     return {speaker: ref for speaker, (_, ref) in best.items()}
 
 
-@dataclass(frozen=True)
-class ReviewDecision:
-    """What one annotator decided about one clip."""
-
-    task_id: int
-    annotation_id: int
-    clip_id: str
-    annotator: str  # e-mail (or a user id when the server does not say)
-    at: str  # ISO 8601, when the annotation was last changed
-    decision: str  # ACCEPT | REJECT
-    speaker: str  # a registry id, NEW_SPEAKER, UNKNOWN_SPEAKER or "" (not given)
-    same_as: str = ""  # a registry id: "the speaker above and this one are one person"
-    text: str | None = None  # the transcript as submitted; None when not given
-    flags: tuple[str, ...] = ()
-
-
 @dataclass
 class PushReport:
     """What one push did."""
