@@ -27,6 +27,7 @@ from convoice.models.vocabulary import (
     term_key,
 )
 from convoice.storage.labels import latest_labels, now_iso
+from convoice.storage.rows import clip_records, label_records, recording_records
 from convoice.storage.store import Store
 
 TABLE = "vocabulary"
@@ -80,12 +81,9 @@ def write_terms(store: Store, terms: Sequence[Term]) -> None:
 
 def channels(store: Store) -> dict[str, str]:
     """Recording id -> its channel (see :func:`convoice.models.vocabulary.channel_of`)."""
-    table = store.recordings().select(["recording_id", "uploader", "uploader_url", "source_url"])
     return {
-        r["recording_id"]: channel_of(
-            r["uploader"] or "", r["uploader_url"] or "", r["source_url"] or ""
-        )
-        for r in table.to_pylist()
+        r.recording_id: channel_of(r.uploader or "", r.uploader_url or "", r.source_url or "")
+        for r in recording_records(store.recordings())
     }
 
 
@@ -94,19 +92,17 @@ def corrections(store: Store) -> list[Correction]:
     labels = store.labels()
     if labels.num_rows == 0:
         return []
-    latest = [r for r in latest_labels(labels).to_pylist() if r["field"] == "text"]
-    machine = {
-        r["clip_id"]: r
-        for r in store.clips().select(["clip_id", "recording_id", "text"]).to_pylist()
-    }
+    latest = [r for r in label_records(latest_labels(labels)) if r.field == "text"]
+    wanted = store.clips().select(["clip_id", "recording_id", "text"])
+    machine = {r.clip_id: r for r in clip_records(wanted)}
     where = channels(store)
     out = []
     for label in latest:
-        row = machine.get(label["clip_id"])
+        row = machine.get(label.clip_id)
         if row is None:
             continue
-        channel = where.get(row["recording_id"], STORE_WIDE)
-        out.append(Correction(label["clip_id"], channel, row["text"] or "", label["value"] or ""))
+        channel = where.get(row.recording_id, STORE_WIDE)
+        out.append(Correction(label.clip_id, channel, row.text or "", label.value or ""))
     return out
 
 
