@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
@@ -354,6 +357,178 @@ class ClipLabel:
     absorbed: bool  # counted in its speaker's registry sum (labelling.absorbed_clips)
     speaker_score_raw: float = 0.0  # the raw score ``speaker_confidence`` was mapped from
     calibration: str = ""  # the calibration version that mapped it ("" = raw)
+
+
+# -- vocabulary: words learned from people's corrections (learned in models/vocabulary.py) --
+
+STORE_WIDE = ""  # the channel of a term learned from, or meant for, every channel
+
+
+class TermOrigin(StrEnum):
+    LEARNED = "learned"  # from people's corrections
+    OPERATOR = "operator"  # added by an operator
+
+
+class TermState(StrEnum):
+    ACTIVE = "active"
+    REMOVED = "removed"  # by an operator: never given to Whisper, never re-learned
+
+
+LEARNED, OPERATOR = TermOrigin.LEARNED, TermOrigin.OPERATOR
+ACTIVE, REMOVED = TermState.ACTIVE, TermState.REMOVED
+
+
+@dataclass(frozen=True)
+class Term:
+    """One word (or name) of a channel's vocabulary."""
+
+    channel: str  # STORE_WIDE ("") for the whole store
+    term: str  # as people write it ("Tlaxcala")
+    count: int = 0  # how often people corrected the machine to it
+    origin: str = LEARNED  # LEARNED from corrections or added by an OPERATOR
+    state: str = ACTIVE  # REMOVED by an operator: never given to Whisper, never re-learned
+    clip_ids: tuple[str, ...] = ()  # the corrected clips it was learned from
+    updated_at: str = ""
+    updated_by: str = ""
+
+    @property
+    def key(self) -> str:
+        return term_key(self.channel, self.term)
+
+
+def term_key(channel: str, term: str) -> str:
+    """The identity of a term: its channel and its normalised spelling."""
+    return f"{channel}\x1f{normalise(term)}"
+
+
+def normalise(word: str) -> str:
+    """Lower case, accents and punctuation off: how words are compared."""
+    plain = unicodedata.normalize("NFKD", word)
+    plain = "".join(c for c in plain if not unicodedata.combining(c))
+    return re.sub(r"[^\w']+", "", plain.lower()).strip("'")
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A person's transcript of a clip next to the machine's, and the clip's channel."""
+
+    clip_id: str
+    channel: str
+    machine: str
+    human: str
+
+
+@dataclass
+class Learned:
+    """What one learning pass found: the terms after it, and what changed."""
+
+    terms: list[Term]
+    new_clips: int = 0
+    changed: list[Term] = field(default_factory=list)
+
+
+def channel_of(uploader: str, uploader_url: str, source_url: str) -> str:
+    """A recording's channel: its uploader, else the uploader's URL, else its source's folder.
+
+    Direct media links have no uploader; files served from one folder
+    (``https://host/shows/a.mp4``, ``.../b.mp4``) are one channel, ``https://host/shows/``.
+    """
+    if uploader.strip():
+        return uploader.strip()
+    if uploader_url.strip():
+        return uploader_url.strip()
+    parts = urlsplit(source_url)
+    if not parts.scheme:
+        return source_url
+    folder = parts.path.rsplit("/", 1)[0] + "/"
+    return f"{parts.scheme}://{parts.netloc}{folder}"
+
+
+# -- calibration: from raw scores to probabilities (fitted in models/calibration.py) ---------
+
+ALL_LANGUAGES = "*"
+"""The transcript curve for every language without its own."""
+
+
+class CalibrationError(ValueError):
+    """A calibration cannot be fitted or read (too few clips, a malformed file)."""
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A monotone piecewise-linear map: ``np.interp(score, xs, ys)``, flat outside."""
+
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+    clips: int  # how many clips it was fitted on
+    right: int  # how many of them were right
+
+    def __post_init__(self) -> None:
+        if not self.xs or len(self.xs) != len(self.ys):
+            raise CalibrationError("a curve needs as many probabilities as scores, at least one")
+        if any(b < a for a, b in zip(self.xs, self.xs[1:], strict=False)):
+            raise CalibrationError("a curve's scores must be sorted")
+        if any(b < a for a, b in zip(self.ys, self.ys[1:], strict=False)):
+            raise CalibrationError("a curve must be monotone (non-decreasing)")
+        if not all(0.0 <= y <= 1.0 for y in self.ys):
+            raise CalibrationError("a curve's probabilities must lie in [0, 1]")
+
+    def __call__(self, score: float) -> float:
+        return round(float(np.interp(float(score), self.xs, self.ys)), 4)
+
+
+@dataclass(frozen=True)
+class Bin:
+    """Judged clips whose probability falls in [low, high): how sure, and how often right."""
+
+    low: float
+    high: float
+    clips: int
+    mean_probability: float
+    right: float
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The maps of one calibration version, and how it was made and judged."""
+
+    version: str
+    rule: str  # what it was fitted on, and how
+    speaker: Curve
+    transcript: dict[str, Curve] = field(default_factory=dict)  # language (or "*") -> curve
+    judged_on: str = ""  # the held-out clips its table and ECE come from
+    speaker_reliability: tuple[Bin, ...] = ()
+    speaker_ece: float | None = None
+
+    def speaker_probability(self, raw: float) -> float:
+        return self.speaker(raw)
+
+    def transcript_probability(self, raw: float, language: str) -> float:
+        """The language's curve when it has one, else the all-language curve (else ``raw``)."""
+        curve = self.transcript.get(language) or self.transcript.get(ALL_LANGUAGES)
+        return round(float(raw), 4) if curve is None else curve(raw)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        try:
+
+            def curve(d: Mapping[str, Any]) -> Curve:
+                return Curve(tuple(d["xs"]), tuple(d["ys"]), int(d["clips"]), int(d["right"]))
+
+            return cls(
+                version=str(data["version"]),
+                rule=str(data["rule"]),
+                speaker=curve(data["speaker"]),
+                transcript={k: curve(v) for k, v in dict(data.get("transcript", {})).items()},
+                judged_on=str(data.get("judged_on", "")),
+                speaker_reliability=tuple(Bin(**b) for b in data.get("speaker_reliability", [])),
+                speaker_ece=data.get("speaker_ece"),
+            )
+        except (KeyError, TypeError) as err:
+            raise CalibrationError(f"malformed calibration: {err!r}") from err
 
 
 # -- identity and review decisions ---------------------------------------------------------

@@ -9,20 +9,18 @@ to the machine's text and the channel of its recording.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pyarrow as pa
 
-from convoice.models.vocabulary import (
+from convoice.records import (
     ACTIVE,
     OPERATOR,
     REMOVED,
     STORE_WIDE,
     Correction,
-    Learned,
     Term,
     channel_of,
-    learn,
     normalise,
     term_key,
 )
@@ -80,7 +78,7 @@ def write_terms(store: Store, terms: Sequence[Term]) -> None:
 
 
 def channels(store: Store) -> dict[str, str]:
-    """Recording id -> its channel (see :func:`convoice.models.vocabulary.channel_of`)."""
+    """Recording id -> its channel (see :func:`convoice.records.channel_of`)."""
     return {
         r.recording_id: channel_of(r.uploader or "", r.uploader_url or "", r.source_url or "")
         for r in recording_records(store.recordings())
@@ -104,16 +102,6 @@ def corrections(store: Store) -> list[Correction]:
         channel = where.get(row.recording_id, STORE_WIDE)
         out.append(Correction(label.clip_id, channel, row.text or "", label.value or ""))
     return out
-
-
-def learn_from_store(store: Store, keep: Callable[[str], bool] | None = None) -> Learned:
-    """Learn from the corrections not learned from yet; write what changed (one commit).
-
-    ``keep``: which missed words are worth learning (see :func:`learn`).
-    """
-    found = learn(read_terms(store), corrections(store), at=now_iso(), keep=keep)
-    write_terms(store, found.changed)
-    return found
 
 
 def set_term(store: Store, channel: str, term: str, state: str, by: str) -> Term:

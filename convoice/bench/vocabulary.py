@@ -271,9 +271,9 @@ def _compare_modes(
     from convoice.models.language import LanguageGuess
     from convoice.models.round_two import wants_round_two
     from convoice.models.vocabulary import active_for
-    from convoice.storage.vocabulary import channels, learn_from_store
+    from convoice.storage.vocabulary import channels
     from convoice.tasks import stages
-    from convoice.tasks.retranscribe import clip_samples, rare_word, whisper
+    from convoice.tasks.retranscribe import clip_samples, learn_from_store, rare_word, whisper
 
     settings = load_settings(home=store.root)
     learned = learn_from_store(store, rare_word(settings.asr.model)).terms
