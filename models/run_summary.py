@@ -139,7 +139,7 @@ class IngestReport:
 
     @property
     def skip_reasons(self) -> dict[str, int]:
-        return dict(Counter(s.reason_code for s in self.skipped))
+        return dict(Counter(str(s.reason_code) for s in self.skipped))  # plain keys: printed
 
     @property
     def crashed(self) -> list[SkippedItem]:
