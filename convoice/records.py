@@ -58,11 +58,6 @@ class LabelStatus(StrEnum):
     REJECTED = "rejected"  # a person rejected the clip
 
 
-class RecordingStatus(StrEnum):
-    LABELLED = "labelled"
-    FAILED = "failed"
-
-
 class ReviewReason(StrEnum):
     """Machine-readable reasons for sending a clip to review."""
 
