@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
@@ -55,9 +58,55 @@ class LabelStatus(StrEnum):
     REJECTED = "rejected"  # a person rejected the clip
 
 
-class RecordingStatus(StrEnum):
-    LABELLED = "labelled"
-    FAILED = "failed"
+class ReviewReason(StrEnum):
+    """Machine-readable reasons for sending a clip to review."""
+
+    UNCERTAIN_SPEAKER = "uncertain_speaker"  # the clip sits between two speakers
+    UNCERTAIN_IDENTITY = "uncertain_identity"  # the speaker's match across recordings
+    OVERLAP_NEARBY = "overlap_nearby"
+    LOW_WORD_PROBABILITY = "low_word_probability"
+    LOW_TRANSCRIPT_CONFIDENCE = "low_transcript_confidence"
+    LIKELY_HALLUCINATION = "likely_hallucination"
+    NO_SPEECH = "no_speech"
+    SPEAKING_RATE = "implausible_speaking_rate"
+    TWO_VOICES = "two_voices"  # a part of the clip sounds like somebody else
+
+
+SPEAKER_REASONS = frozenset(
+    {ReviewReason.UNCERTAIN_SPEAKER, ReviewReason.UNCERTAIN_IDENTITY, ReviewReason.TWO_VOICES}
+)
+"""Reasons that send the speaker label to review; every other reason is the transcript's.
+``overlap_nearby`` is the transcript's only: on the tuning half, every clip near an overlap
+whose raw speaker score reached the calibrated top block had its speaker right (17 of 17),
+while a neighbour's words do leak into its transcript; a clip holding a second voice is
+``two_voices``."""
+TRANSCRIPT_REASONS = frozenset(
+    {
+        ReviewReason.OVERLAP_NEARBY,
+        ReviewReason.LOW_WORD_PROBABILITY,
+        ReviewReason.LOW_TRANSCRIPT_CONFIDENCE,
+        ReviewReason.LIKELY_HALLUCINATION,
+        ReviewReason.NO_SPEECH,
+        ReviewReason.SPEAKING_RATE,
+    }
+)
+
+
+class SkipReason(StrEnum):
+    """Why an item was not ingested (:attr:`SkippedItem.reason_code`)."""
+
+    NOT_CREATIVE_COMMONS = "not_creative_commons"
+    UNSUPPORTED_URL = "unsupported_url"
+    UNREACHABLE = "unreachable"
+    DOWNLOAD_FAILED = "download_failed"
+    CORRUPT_MEDIA = "corrupt_media"
+    TOO_LONG = "too_long"
+    NO_AUDIO = "no_audio"
+    NO_SPEECH = "no_speech"
+    LABELLING_FAILED = "labelling_failed"
+    MALFORMED_URL = "malformed_url"
+    UNKNOWN_LICENCE = "unknown_licence"
+    DUPLICATE_ROW = "duplicate_row"
 
 
 def stable_id(prefix: str, *parts: object, length: int = 16) -> str:
@@ -128,7 +177,7 @@ class SkippedItem:
     source_url: str
     url: str
     title: str
-    reason_code: str  # machine-readable: "not_creative_commons", "download_failed", ...
+    reason_code: str  # machine-readable: a SkipReason ("not_creative_commons", ...)
     reason: str  # for people
     run_id: str
     at: str
@@ -286,3 +335,254 @@ class Speaker:
         self.last_n = int(embeddings.shape[0])
         self.last_duration = float(total_duration)
         self.updated_at = at
+
+
+@dataclass(frozen=True)
+class ClipLabel:
+    """The machine's new label of one clip."""
+
+    clip_id: str
+    speaker_id: str
+    speaker_confidence: float
+    status: ClipStatus  # accepted or review
+    review_reasons: tuple[str, ...]
+    own_similarity: float
+    other_similarity: float
+    identity_similarity: float
+    absorbed: bool  # counted in its speaker's registry sum (labelling.absorbed_clips)
+    speaker_score_raw: float = 0.0  # the raw score ``speaker_confidence`` was mapped from
+    calibration: str = ""  # the calibration version that mapped it ("" = raw)
+
+
+# -- vocabulary: words learned from people's corrections (learned in models/vocabulary.py) --
+
+STORE_WIDE = ""  # the channel of a term learned from, or meant for, every channel
+
+
+class TermOrigin(StrEnum):
+    LEARNED = "learned"  # from people's corrections
+    OPERATOR = "operator"  # added by an operator
+
+
+class TermState(StrEnum):
+    ACTIVE = "active"
+    REMOVED = "removed"  # by an operator: never given to Whisper, never re-learned
+
+
+LEARNED, OPERATOR = TermOrigin.LEARNED, TermOrigin.OPERATOR
+ACTIVE, REMOVED = TermState.ACTIVE, TermState.REMOVED
+
+
+@dataclass(frozen=True)
+class Term:
+    """One word (or name) of a channel's vocabulary."""
+
+    channel: str  # STORE_WIDE ("") for the whole store
+    term: str  # as people write it ("Tlaxcala")
+    count: int = 0  # how often people corrected the machine to it
+    origin: str = LEARNED  # LEARNED from corrections or added by an OPERATOR
+    state: str = ACTIVE  # REMOVED by an operator: never given to Whisper, never re-learned
+    clip_ids: tuple[str, ...] = ()  # the corrected clips it was learned from
+    updated_at: str = ""
+    updated_by: str = ""
+
+    @property
+    def key(self) -> str:
+        return term_key(self.channel, self.term)
+
+
+def term_key(channel: str, term: str) -> str:
+    """The identity of a term: its channel and its normalised spelling."""
+    return f"{channel}\x1f{normalise(term)}"
+
+
+def normalise(word: str) -> str:
+    """Lower case, accents and punctuation off: how words are compared."""
+    plain = unicodedata.normalize("NFKD", word)
+    plain = "".join(c for c in plain if not unicodedata.combining(c))
+    return re.sub(r"[^\w']+", "", plain.lower()).strip("'")
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A person's transcript of a clip next to the machine's, and the clip's channel."""
+
+    clip_id: str
+    channel: str
+    machine: str
+    human: str
+
+
+@dataclass
+class Learned:
+    """What one learning pass found: the terms after it, and what changed."""
+
+    terms: list[Term]
+    new_clips: int = 0
+    changed: list[Term] = field(default_factory=list)
+
+
+def channel_of(uploader: str, uploader_url: str, source_url: str) -> str:
+    """A recording's channel: its uploader, else the uploader's URL, else its source's folder.
+
+    Direct media links have no uploader; files served from one folder
+    (``https://host/shows/a.mp4``, ``.../b.mp4``) are one channel, ``https://host/shows/``.
+    """
+    if uploader.strip():
+        return uploader.strip()
+    if uploader_url.strip():
+        return uploader_url.strip()
+    parts = urlsplit(source_url)
+    if not parts.scheme:
+        return source_url
+    folder = parts.path.rsplit("/", 1)[0] + "/"
+    return f"{parts.scheme}://{parts.netloc}{folder}"
+
+
+# -- calibration: from raw scores to probabilities (fitted in models/calibration.py) ---------
+
+ALL_LANGUAGES = "*"
+"""The transcript curve for every language without its own."""
+
+
+class CalibrationError(ValueError):
+    """A calibration cannot be fitted or read (too few clips, a malformed file)."""
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A monotone piecewise-linear map: ``np.interp(score, xs, ys)``, flat outside."""
+
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+    clips: int  # how many clips it was fitted on
+    right: int  # how many of them were right
+
+    def __post_init__(self) -> None:
+        if not self.xs or len(self.xs) != len(self.ys):
+            raise CalibrationError("a curve needs as many probabilities as scores, at least one")
+        if any(b < a for a, b in zip(self.xs, self.xs[1:], strict=False)):
+            raise CalibrationError("a curve's scores must be sorted")
+        if any(b < a for a, b in zip(self.ys, self.ys[1:], strict=False)):
+            raise CalibrationError("a curve must be monotone (non-decreasing)")
+        if not all(0.0 <= y <= 1.0 for y in self.ys):
+            raise CalibrationError("a curve's probabilities must lie in [0, 1]")
+
+    def __call__(self, score: float) -> float:
+        return round(float(np.interp(float(score), self.xs, self.ys)), 4)
+
+
+@dataclass(frozen=True)
+class Bin:
+    """Judged clips whose probability falls in [low, high): how sure, and how often right."""
+
+    low: float
+    high: float
+    clips: int
+    mean_probability: float
+    right: float
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The maps of one calibration version, and how it was made and judged."""
+
+    version: str
+    rule: str  # what it was fitted on, and how
+    speaker: Curve
+    transcript: dict[str, Curve] = field(default_factory=dict)  # language (or "*") -> curve
+    judged_on: str = ""  # the held-out clips its table and ECE come from
+    speaker_reliability: tuple[Bin, ...] = ()
+    speaker_ece: float | None = None
+
+    def speaker_probability(self, raw: float) -> float:
+        return self.speaker(raw)
+
+    def transcript_probability(self, raw: float, language: str) -> float:
+        """The language's curve when it has one, else the all-language curve (else ``raw``)."""
+        curve = self.transcript.get(language) or self.transcript.get(ALL_LANGUAGES)
+        return round(float(raw), 4) if curve is None else curve(raw)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        try:
+
+            def curve(d: Mapping[str, Any]) -> Curve:
+                return Curve(tuple(d["xs"]), tuple(d["ys"]), int(d["clips"]), int(d["right"]))
+
+            return cls(
+                version=str(data["version"]),
+                rule=str(data["rule"]),
+                speaker=curve(data["speaker"]),
+                transcript={k: curve(v) for k, v in dict(data.get("transcript", {})).items()},
+                judged_on=str(data.get("judged_on", "")),
+                speaker_reliability=tuple(Bin(**b) for b in data.get("speaker_reliability", [])),
+                speaker_ece=data.get("speaker_ece"),
+            )
+        except (KeyError, TypeError) as err:
+            raise CalibrationError(f"malformed calibration: {err!r}") from err
+
+
+# -- identity and review decisions ---------------------------------------------------------
+
+CONSOLIDATE_BY = "convoice consolidate"
+"""``decided_by`` of the identity changes consolidation makes."""
+
+
+@dataclass(frozen=True)
+class MachineMerge:
+    """One identity folded into another by consolidation: ``merged`` lives on as ``kept``."""
+
+    merged: str
+    kept: str
+    similarity: float  # cosine of the two groups' centroids when they merged
+    why: str
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Two registry speakers are one person: ``merged`` lives on as ``kept``."""
+
+    merged: str
+    kept: str
+    merged_by: str
+    merged_at: str
+    task_id: str
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What one reviewed clip adds to (``plus``) and takes from (``minus``) the registry."""
+
+    clip_id: str
+    plus: str = ""
+    minus: str = ""
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    """What one annotator decided about one clip."""
+
+    task_id: int
+    annotation_id: int
+    clip_id: str
+    annotator: str  # e-mail (or a user id when the server does not say)
+    at: str  # ISO 8601, when the annotation was last changed
+    decision: str  # ACCEPT | REJECT
+    speaker: str  # a registry id, NEW_SPEAKER, UNKNOWN_SPEAKER or "" (not given)
+    same_as: str = ""  # a registry id: "the speaker above and this one are one person"
+    text: str | None = None  # the transcript as submitted; None when not given
+    flags: tuple[str, ...] = ()
+
+
+def canonical(speaker_id: str, merges: Mapping[str, str]) -> str:
+    """The speaker ``speaker_id`` lives on as, following merges (A→B→C gives C)."""
+    seen: set[str] = set()
+    while speaker_id in merges and speaker_id not in seen:
+        seen.add(speaker_id)
+        speaker_id = merges[speaker_id]
+    return speaker_id

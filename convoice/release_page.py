@@ -21,6 +21,7 @@ import numpy as np
 
 import convoice
 from convoice.models import release_figures as calc
+from convoice.records import ClipStatus, LabelStatus
 from convoice.storage.releases import release_key
 
 if TYPE_CHECKING:
@@ -33,7 +34,11 @@ COLUMNS = ["clip_id", "recording_id", "speaker_id", "language", "status", "durat
            "speaker_confidence", "transcript_confidence", "review_reasons", "labelled_by",
            "embedding", "audio_uri", "text", "settings", "speaker_status", "transcript_status",
            "calibration_version"]  # fmt: skip
-COLOURS = {"accepted": "#2e9e5b", "review": "#f0a202", "rejected": "#d64545"}
+COLOURS: dict[str, str] = {
+    ClipStatus.ACCEPTED: "#2e9e5b",
+    ClipStatus.REVIEW: "#f0a202",
+    ClipStatus.REJECTED: "#d64545",
+}
 TOP = 15  # speakers and languages drawn
 PALETTE = 10  # speakers with their own colour on the embedding map
 
@@ -142,7 +147,7 @@ def reasons_chart(rates: calc.Rates) -> bytes:
     reasons = rates.reasons[:TOP][::-1] or [("no clip in review", 0)]
     figure = _figure(6.2, 0.9 + 0.28 * len(reasons))
     axes = figure.subplots()
-    axes.barh([r for r, _ in reasons], [n for _, n in reasons], color=COLOURS["review"])
+    axes.barh([r for r, _ in reasons], [n for _, n in reasons], color=COLOURS[ClipStatus.REVIEW])
     axes.set_xlabel("clips in review")
     axes.set_title("review reasons", loc="left", fontsize=10)
     axes.tick_params(labelsize=8)
@@ -309,7 +314,7 @@ def reliability_lines(rows: list[dict[str, Any]], calibrations: dict[str, Any]) 
     lines = ["label kind          accepted  review  labelled  rejected"]
     for kind in ("speaker_status", "transcript_status"):
         values = [str(r.get(kind) or r.get("status") or "") for r in rows]
-        counts = [values.count(s) for s in ("accepted", "review", "labelled", "rejected")]
+        counts = [values.count(s) for s in LabelStatus]
         lines.append(f"{kind:<18} " + " ".join(f"{n:9d}" for n in counts))
     used: dict[str, int] = {}
     for r in rows:
@@ -361,7 +366,7 @@ def render_html(
                     unit.show(rates.hours.get(s, 0.0)), f"{rates.share(s, 'hours'):.1%}"]
                    for s in calc.STATUSES]  # fmt: skip
     status_table = _table(["status", "clips", "share", unit.name, "share of time"], status_rows)
-    in_review = rates.clips.get("review", 0) or 1
+    in_review = rates.clips.get(ClipStatus.REVIEW, 0) or 1
     reason_table = _table(
         ["review reason", "clips", "of review"],
         [[r, str(n), f"{n / in_review:.0%}"] for r, n in rates.reasons],

@@ -26,6 +26,7 @@ from typing import Any
 from convoice.models import calibration as calib
 from convoice.models import evaluation
 from convoice.models.metrics import wer_count
+from convoice.records import ClipStatus
 
 MIN_REFIT_CLIPS = 20  # judged clips on each side of the hold-out split before a refit
 
@@ -104,7 +105,9 @@ def judged_from_labels(machine: Sequence[Mapping[str, Any]], labels: Any) -> lis
     for c in machine:
         speaker = given.get((c["clip_id"], "speaker_id"))
         text = given.get((c["clip_id"], "text"))
-        if given.get((c["clip_id"], "status")) == "rejected" or (speaker is None and text is None):
+        if given.get((c["clip_id"], "status")) == ClipStatus.REJECTED or (
+            speaker is None and text is None
+        ):
             continue
         text_ok = None
         if text is not None:

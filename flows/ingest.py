@@ -42,7 +42,16 @@ from convoice.media.download import IngestError, read_sources, remove_download
 from convoice.models import labelling
 from convoice.models.licence import attribution_line
 from convoice.models.run_summary import IngestReport, RecordingOutcome, StageClock
-from convoice.records import Clip, MediaItem, Provenance, Recording, SkippedItem, Source, Speaker
+from convoice.records import (
+    Clip,
+    MediaItem,
+    Provenance,
+    Recording,
+    SkippedItem,
+    SkipReason,
+    Source,
+    Speaker,
+)
 from convoice.storage import Store, calibration
 from convoice.tasks import runner, stages
 from convoice.tasks.prepare import (
@@ -460,5 +469,5 @@ def _as_skipped(item: MediaItem, err: Exception, run_id: str) -> SkippedItem:
     if isinstance(err, IngestError):
         code, reason = err.reason_code, err.reason
     else:
-        code, reason = "labelling_failed", f"{type(err).__name__}: {err}"
+        code, reason = SkipReason.LABELLING_FAILED, f"{type(err).__name__}: {err}"
     return SkippedItem(item.source_url, item.url, item.title, code, reason, run_id, stages.now())

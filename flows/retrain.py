@@ -44,7 +44,8 @@ from convoice.models.encoder_eval import (
 )
 from convoice.models.ge2e import FloatArray, NotEnoughData
 from convoice.models.relabel import ClipFacts, Replay, replay, resolve_merges, review_share
-from convoice.review.decisions import Contribution, desired_contributions, latest_values
+from convoice.records import ClipStatus, Contribution, LabelSource
+from convoice.review.decisions import desired_contributions, latest_values
 from convoice.storage import Release, Store
 from convoice.storage import calibration as stored_calibration
 from convoice.storage.encoders import EncoderCard, EncoderRegistry
@@ -159,8 +160,8 @@ def _facts(
         if latest is not None:
             return latest.get((r["clip_id"], name), {}).get("value", "")
         if name == "speaker_id":
-            return str(r["speaker_id"]) if r["speaker_label_source"] == "human" else ""
-        decided = r["labelled_by"] and r["status"] in ("accepted", "rejected")
+            return str(r["speaker_id"]) if r["speaker_label_source"] == LabelSource.HUMAN else ""
+        decided = r["labelled_by"] and r["status"] in (ClipStatus.ACCEPTED, ClipStatus.REJECTED)
         return str(r["status"]) if decided else ""
 
     return [
@@ -488,7 +489,7 @@ def relabel_store(
     after = store.materialized_clips().to_pylist()
     report.clips = len(rows)
     old_by_id = {r["clip_id"]: r for r in before}
-    machine_rows = [r for r in after if r["speaker_label_source"] != "human"]
+    machine_rows = [r for r in after if r["speaker_label_source"] != LabelSource.HUMAN]
     report.machine_labelled = len(machine_rows)
     report.speaker_changed = sum(
         1 for r in machine_rows if r["speaker_id"] != old_by_id[r["clip_id"]]["speaker_id"]
@@ -501,8 +502,8 @@ def relabel_store(
         [result.labels[c].status for c in machine["clip_id"].to_pylist()],
         machine["duration"].to_pylist(),
     )
-    report.queue_before = sum(1 for r in before if r["status"] == "review")
-    report.queue_after = sum(1 for r in after if r["status"] == "review")
+    report.queue_before = sum(1 for r in before if r["status"] == ClipStatus.REVIEW)
+    report.queue_after = sum(1 for r in after if r["status"] == ClipStatus.REVIEW)
     report.speakers_before, report.speakers_after = len(old_speakers), len(result.speakers)
     return report
 

@@ -3,7 +3,7 @@
 ``convoice retranscribe`` (and the ``vocabulary`` step of ``convoice loop``):
 
 1. learn the words Whisper got wrong from every transcript a person corrected
-   since the last round (:func:`convoice.storage.vocabulary.learn_from_store`);
+   since the last round (:func:`convoice.tasks.retranscribe.learn_from_store`);
 2. pick, in each recording whose channel has a vocabulary (of one recording,
    or one channel, when asked), the machine transcripts not made with that
    vocabulary yet (with ``review_only``: only those that wait for review or
@@ -32,8 +32,13 @@ from convoice.models.round_two import Revision, attempt_key, tried, wants_round_
 from convoice.models.vocabulary import active_for
 from convoice.records import ClipStatus
 from convoice.storage import Store
-from convoice.storage.vocabulary import channels, learn_from_store, read_terms
-from convoice.tasks.retranscribe import rare_word, retranscribe_recording, whisper
+from convoice.storage.vocabulary import channels, read_terms
+from convoice.tasks.retranscribe import (
+    learn_from_store,
+    rare_word,
+    retranscribe_recording,
+    whisper,
+)
 
 
 @dataclass

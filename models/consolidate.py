@@ -33,25 +33,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convoice.records import FloatArray
+from convoice.records import FloatArray, MachineMerge
 
-CONSOLIDATE_BY = "convoice consolidate"
 EXACT_BELOW = 4096  # fewer speakers than this: every pair, in blocks
 BLOCK = 2048
 
 
 class ConsolidationError(ValueError):
     """Inputs that do not describe one registry (lengths, dimensions, thresholds)."""
-
-
-@dataclass(frozen=True)
-class MachineMerge:
-    """One identity folded into another by consolidation: ``merged`` lives on as ``kept``."""
-
-    merged: str
-    kept: str
-    similarity: float  # cosine of the two groups' centroids when they merged
-    why: str
 
 
 @dataclass(frozen=True)
@@ -214,7 +203,7 @@ def plan_consolidation(
 
     ``apart``: pairs of speaker ids a person told apart. Returns merges in the
     order made; each ``kept`` is the speaker that lives on at that moment
-    (follow chains with :func:`convoice.models.registry.canonical`).
+    (follow chains with :func:`convoice.records.canonical`).
     """
     n = len(registry.ids)
     pins = len(registry.pinned)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 from convoice.models.clustering import b_cubed
 from convoice.models.ge2e import FloatArray, all_pairs, equal_error_rate
+from convoice.records import ClipStatus
 
 TIE = 1e-9
 
@@ -108,7 +109,9 @@ def judged(clip_id: str, share: float) -> bool:
 def _people_labelled(r: dict[str, object]) -> bool:
     """A clip a person labelled with a usable speaker (released ``split`` ``heldout``)."""
     return bool(
-        r.get("split") == "heldout" and r.get("status") != "rejected" and r.get("speaker_id")
+        r.get("split") == "heldout"
+        and r.get("status") != ClipStatus.REJECTED
+        and r.get("speaker_id")
     )
 
 
@@ -130,7 +133,7 @@ def training_rows(
         for i, r in enumerate(rows)
         if (
             r.get("split") == "train"
-            and (r.get("speaker_status") or r.get("status")) == "accepted"
+            and (r.get("speaker_status") or r.get("status")) == ClipStatus.ACCEPTED
             and r.get("speaker_id")
             and float(r.get("speaker_confidence") or 0.0) >= min_confidence  # type: ignore[arg-type]
         )

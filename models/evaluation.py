@@ -18,6 +18,7 @@ from typing import Any
 
 from convoice.models.clustering import b_cubed
 from convoice.models.metrics import WerCount, one_to_one_mapping, wer_count
+from convoice.records import SPEAKER_REASONS, ClipStatus
 
 TWO_VOICE_PURITY = 0.9  # a clip whose main voice covers less than this holds two voices
 ECE_BINS = 10
@@ -171,7 +172,9 @@ def wer_by_status(
                 continue
             count = _turn_wer(turn, mine)
             everything += count
-            if all((c.get("transcript_status") or c["status"]) == "accepted" for c in mine):
+            if all(
+                (c.get("transcript_status") or c["status"]) == ClipStatus.ACCEPTED for c in mine
+            ):
                 accepted += count
     return accepted, everything
 
@@ -204,11 +207,13 @@ def score(
     also given for them and for the synthetic voices apart.
     """
     labelled, ref, right = judge(clips, truth)
-    accepted = [i for i, c in enumerate(labelled) if speaker_status(c) == "accepted"]
-    both = [i for i, c in enumerate(labelled) if c["status"] == "accepted"]
+    accepted = [i for i, c in enumerate(labelled) if speaker_status(c) == ClipStatus.ACCEPTED]
+    both = [i for i, c in enumerate(labelled) if c["status"] == ClipStatus.ACCEPTED]
     seconds = [c["end"] - c["start"] for c in labelled]
     kept = sum(seconds)
-    review = sum(s for s, c in zip(seconds, labelled, strict=True) if c["status"] == "review")
+    review = sum(
+        s for s, c in zip(seconds, labelled, strict=True) if c["status"] == ClipStatus.REVIEW
+    )
     _, _, f1 = b_cubed([r[0] for r in ref], [c["speaker_id"] for c in labelled])
     wer_acc, wer_all = wer_by_status(labelled, truth)
     out = {
@@ -309,7 +314,6 @@ def review_table(
 ) -> list[ReviewRow]:
     """Review share next to precision, per label kind and per reason (speech-weighted shares;
     a reason's rightness is its kind's: speaker labels for speaker reasons, else transcripts)."""
-    from convoice.models.routing import SPEAKER_REASONS
 
     labelled, _, right = judge(clips, truth)
     text_ok = transcript_right(labelled, truth)
@@ -336,10 +340,15 @@ def review_table(
     for kind, ok in (("speaker", spk_ok), ("transcript", text_ok)):
         status = [str(c.get(f"{kind}_status") or c["status"]) for c in labelled]
         out.append(
-            row(kind, [s == "review" for s in status], ok, [s == "accepted" for s in status])
+            row(
+                kind,
+                [s == ClipStatus.REVIEW for s in status],
+                ok,
+                [s == ClipStatus.ACCEPTED for s in status],
+            )
         )
-    both = [c["status"] == "review" for c in labelled]
-    out.append(row("clip", both, spk_ok, [c["status"] == "accepted" for c in labelled]))
+    both = [c["status"] == ClipStatus.REVIEW for c in labelled]
+    out.append(row("clip", both, spk_ok, [c["status"] == ClipStatus.ACCEPTED for c in labelled]))
     reasons = sorted({r for c in labelled for r in c.get("review_reasons") or []})
     for reason in reasons:
         flagged = [reason in (c.get("review_reasons") or []) for c in labelled]

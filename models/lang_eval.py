@@ -15,6 +15,7 @@ from typing import Any
 
 from convoice.models.evaluation import covering_clips, overlap, words_heard
 from convoice.models.metrics import WerCount, edit_distance
+from convoice.records import ClipStatus
 
 CHARACTER_LANGUAGES = frozenset({"zh", "ja"})  # scored by characters (CER)
 _FOLD = str.maketrans({"ي": "ی", "ك": "ک", "\u200c": "", "ё": "е"})
@@ -96,15 +97,15 @@ def score_languages(
             score.language_right += int(c["language"] == clip_language(c, refs))
             seconds = c["end"] - c["start"]
             score.seconds += seconds
-            score.accepted_s += seconds if c["status"] == "accepted" else 0.0
-            score.review_s += seconds if c["status"] == "review" else 0.0
+            score.accepted_s += seconds if c["status"] == ClipStatus.ACCEPTED else 0.0
+            score.review_s += seconds if c["status"] == ClipStatus.REVIEW else 0.0
         for ref in refs:
             mine = covering_clips(by_rec[rid], ref.start, ref.end)
             if not mine:
                 continue
             count = error_count(ref.text, _heard(ref, mine), ref.language)
             out[ref.language].wer_all += count
-            if all(c["status"] == "accepted" for c in mine):
+            if all(c["status"] == ClipStatus.ACCEPTED for c in mine):
                 out[ref.language].wer_accepted += count
     return dict(out)
 

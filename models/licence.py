@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from convoice.records import SkipReason
+
 _VERSIONS = frozenset({"1.0", "2.0", "2.5", "3.0", "4.0"})
 _ELEMENT_ORDER = ("BY", "NC", "SA", "ND")
 _YOUTUBE_CC = "creative commons attribution license (reuse allowed)"
@@ -258,5 +260,5 @@ def licence_problem(raw: str) -> tuple[str, str] | None:
     text = " ".join((raw or "").split()).lower()
     hint = "use e.g. CC-BY-4.0, CC-BY-SA-4.0, CC0-1.0, or leave it blank"
     if _NOT_CC_RE.search(text) and not _LOOKS_CC_RE.search(text):
-        return "not_creative_commons", f"licence {raw!r} is not a Creative Commons licence"
-    return "unknown_licence", f"licence {raw!r} is not a licence the engine knows ({hint})"
+        return SkipReason.NOT_CREATIVE_COMMONS, f"licence {raw!r} is not a Creative Commons licence"
+    return SkipReason.UNKNOWN_LICENCE, f"licence {raw!r} is not a licence the engine knows ({hint})"

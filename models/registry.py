@@ -9,7 +9,6 @@ one-to-one (Hungarian algorithm on the similarities).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -105,12 +104,3 @@ def _new(recording_id: str, index: int, best_known: float) -> SpeakerMatch:
         runner_up=best_known,
         confidence=1.0,
     )
-
-
-def canonical(speaker_id: str, merges: Mapping[str, str]) -> str:
-    """The speaker ``speaker_id`` lives on as, following merges (A→B→C gives C)."""
-    seen: set[str] = set()
-    while speaker_id in merges and speaker_id not in seen:
-        seen.add(speaker_id)
-        speaker_id = merges[speaker_id]
-    return speaker_id

@@ -27,7 +27,6 @@ from convoice.models.calibration import Calibration
 from convoice.models.clustering import normalize
 from convoice.models.labelling import absorbed_clips, match_on_scale
 from convoice.models.registry import SpeakerMatch, new_speaker_id
-from convoice.models.registry import canonical as resolve_merges
 from convoice.models.routing import (
     Reason,
     SpeakerEvidence,
@@ -36,7 +35,14 @@ from convoice.models.routing import (
     speaker_evidence,
     speaker_side,
 )
-from convoice.records import ClipStatus, FloatArray, LabelSource, Speaker
+from convoice.records import (
+    ClipLabel,
+    ClipStatus,
+    FloatArray,
+    LabelSource,
+    Speaker,
+)
+from convoice.records import canonical as resolve_merges
 
 
 @dataclass(frozen=True)
@@ -50,23 +56,6 @@ class ClipFacts:
     machine_reasons: tuple[str, ...]  # the machine's review reasons when it was labelled
     human_speaker: str = ""  # a person's speaker label, "" when none
     human_status: str = ""  # a person's status label (ClipStatus accepted / rejected), "" when none
-
-
-@dataclass(frozen=True)
-class ClipLabel:
-    """The machine's new label of one clip."""
-
-    clip_id: str
-    speaker_id: str
-    speaker_confidence: float
-    status: ClipStatus  # accepted or review
-    review_reasons: tuple[str, ...]
-    own_similarity: float
-    other_similarity: float
-    identity_similarity: float
-    absorbed: bool  # counted in its speaker's registry sum (labelling.absorbed_clips)
-    speaker_score_raw: float = 0.0  # the raw score ``speaker_confidence`` was mapped from
-    calibration: str = ""  # the calibration version that mapped it ("" = raw)
 
 
 @dataclass

@@ -25,44 +25,22 @@ import numpy as np
 from convoice.config import RoutingSettings, SimilarityScale
 from convoice.models.calibration import Calibration
 from convoice.models.registry import MatchDecision, SpeakerMatch, ramp
-from convoice.records import ClipStatus, FloatArray, LabelStatus, Transcript
+from convoice.records import (
+    SPEAKER_REASONS,
+    TRANSCRIPT_REASONS,
+    ClipStatus,
+    FloatArray,
+    LabelStatus,
+    ReviewReason,
+    Transcript,
+)
 
-
-class Reason:
-    """Machine-readable reasons for sending a clip to review."""
-
-    UNCERTAIN_SPEAKER = "uncertain_speaker"  # the clip sits between two speakers
-    UNCERTAIN_IDENTITY = "uncertain_identity"  # the speaker's match across recordings
-    OVERLAP_NEARBY = "overlap_nearby"
-    LOW_WORD_PROBABILITY = "low_word_probability"
-    LOW_TRANSCRIPT_CONFIDENCE = "low_transcript_confidence"
-    LIKELY_HALLUCINATION = "likely_hallucination"
-    NO_SPEECH = "no_speech"
-    SPEAKING_RATE = "implausible_speaking_rate"
-    TWO_VOICES = "two_voices"  # a part of the clip sounds like somebody else
+Reason = ReviewReason  # the review reasons, under the name the models use
 
 
 TWO_VOICES_CONFIDENCE = 0.5
 
-SPEAKER_REASONS = frozenset(
-    {Reason.UNCERTAIN_SPEAKER, Reason.UNCERTAIN_IDENTITY, Reason.TWO_VOICES}
-)
-"""Reasons that send the speaker label to review; every other reason is the transcript's.
-``overlap_nearby`` is the transcript's only: on the tuning half, every clip near an overlap
-whose raw speaker score reached the calibrated top block had its speaker right (17 of 17),
-while a neighbour's words do leak into its transcript; a clip holding a second voice is
-``two_voices``."""
-TRANSCRIPT_REASONS = frozenset(
-    {
-        Reason.OVERLAP_NEARBY,
-        Reason.LOW_WORD_PROBABILITY,
-        Reason.LOW_TRANSCRIPT_CONFIDENCE,
-        Reason.LIKELY_HALLUCINATION,
-        Reason.NO_SPEECH,
-        Reason.SPEAKING_RATE,
-    }
-)
-TEXT_REASONS = TRANSCRIPT_REASONS - {Reason.OVERLAP_NEARBY}
+TEXT_REASONS = TRANSCRIPT_REASONS - {ReviewReason.OVERLAP_NEARBY}
 """The transcript's reasons that come from its text (:func:`transcript_reasons`, or none at
 all): what a new transcript of the same clip works out again."""
 

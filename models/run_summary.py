@@ -9,14 +9,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from convoice.models.registry import MatchDecision, SpeakerMatch
-from convoice.records import Clip, ClipStatus, MediaItem, SkippedItem
+from convoice.records import Clip, ClipStatus, MediaItem, SkippedItem, SkipReason
 
 STAGE_ORDER = (
     "expand", "download", "decode", "segment", "embed", "identify", "transcribe", "route", "commit",
 )  # fmt: skip
 """The order stages are reported in (others follow, in the order they were first timed)."""
 
-CRASH_CODES = frozenset({"labelling_failed"})
+CRASH_CODES = frozenset({SkipReason.LABELLING_FAILED})
 """Skip reasons that are not an expected verdict on the item but a crash of the engine."""
 
 
@@ -139,7 +139,7 @@ class IngestReport:
 
     @property
     def skip_reasons(self) -> dict[str, int]:
-        return dict(Counter(s.reason_code for s in self.skipped))
+        return dict(Counter(str(s.reason_code) for s in self.skipped))  # plain keys: printed
 
     @property
     def crashed(self) -> list[SkippedItem]:

@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from convoice.records import EMBEDDING_DIM, FloatArray
+from convoice.records import EMBEDDING_DIM, ClipStatus, FloatArray
 
 FORMATS = ("ljspeech", "vctk", "coqui")
 DATASET_NAME = "convoice"  # coqui's dataset_name: the prefix of every d-vector key
 TRAIN, HELDOUT = "train", "heldout"
-ACCEPTED = "accepted"
+ACCEPTED = ClipStatus.ACCEPTED
 COQUI_HEADER = "audio_file|text|speaker_name"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 

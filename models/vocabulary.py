@@ -17,15 +17,22 @@ the recurring words were misrecognised (the benchmark's bar).
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from urllib.parse import urlsplit
+from dataclasses import dataclass, replace
 
-STORE_WIDE = ""  # the channel of a term learned from, or meant for, every channel
-LEARNED, OPERATOR = "learned", "operator"
-ACTIVE, REMOVED = "active", "removed"
+from convoice.records import (
+    ACTIVE,
+    OPERATOR,
+    REMOVED,
+    STORE_WIDE,
+    Correction,
+    Learned,
+    Term,
+    normalise,
+    term_key,
+)
+
 PROMPT_MODES = ("hotwords", "initial_prompt")
 
 _FUNCTION_WORDS = (
@@ -36,36 +43,6 @@ _FUNCTION_WORDS = (
     " ok well will would shall should can could may might must let lets s t d ll re ve m"
 )
 STOPWORDS = frozenset(_FUNCTION_WORDS.split())
-
-
-@dataclass(frozen=True)
-class Term:
-    """One word (or name) of a channel's vocabulary."""
-
-    channel: str  # STORE_WIDE ("") for the whole store
-    term: str  # as people write it ("Tlaxcala")
-    count: int = 0  # how often people corrected the machine to it
-    origin: str = LEARNED  # LEARNED from corrections or added by an OPERATOR
-    state: str = ACTIVE  # REMOVED by an operator: never given to Whisper, never re-learned
-    clip_ids: tuple[str, ...] = ()  # the corrected clips it was learned from
-    updated_at: str = ""
-    updated_by: str = ""
-
-    @property
-    def key(self) -> str:
-        return term_key(self.channel, self.term)
-
-
-def term_key(channel: str, term: str) -> str:
-    """The identity of a term: its channel and its normalised spelling."""
-    return f"{channel}\x1f{normalise(term)}"
-
-
-def normalise(word: str) -> str:
-    """Lower case, accents and punctuation off: how words are compared."""
-    plain = unicodedata.normalize("NFKD", word)
-    plain = "".join(c for c in plain if not unicodedata.combining(c))
-    return re.sub(r"[^\w']+", "", plain.lower()).strip("'")
 
 
 def tokens(text: str) -> list[str]:
@@ -139,25 +116,6 @@ def missed_words(machine: str, human: str) -> list[str]:
     found = align(ref, tokens(machine))
     right = found.matched()
     return [w for i, w in enumerate(ref) if i not in right and is_vocabulary(w)]
-
-
-@dataclass(frozen=True)
-class Correction:
-    """A person's transcript of a clip next to the machine's, and the clip's channel."""
-
-    clip_id: str
-    channel: str
-    machine: str
-    human: str
-
-
-@dataclass
-class Learned:
-    """What one learning pass found: the terms after it, and what changed."""
-
-    terms: list[Term]
-    new_clips: int = 0
-    changed: list[Term] = field(default_factory=list)
 
 
 def learn(
@@ -242,23 +200,6 @@ def prompt_text(words: Sequence[str], mode: str) -> str:
         return ""
     joined = ", ".join(words)
     return joined if mode == "hotwords" else f"{joined}."
-
-
-def channel_of(uploader: str, uploader_url: str, source_url: str) -> str:
-    """A recording's channel: its uploader, else the uploader's URL, else its source's folder.
-
-    Direct media links have no uploader; files served from one folder
-    (``https://host/shows/a.mp4``, ``.../b.mp4``) are one channel, ``https://host/shows/``.
-    """
-    if uploader.strip():
-        return uploader.strip()
-    if uploader_url.strip():
-        return uploader_url.strip()
-    parts = urlsplit(source_url)
-    if not parts.scheme:
-        return source_url
-    folder = parts.path.rsplit("/", 1)[0] + "/"
-    return f"{parts.scheme}://{parts.netloc}{folder}"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from convoice.models.calibration import Calibration, CalibrationError
+from convoice.records import Calibration, CalibrationError
 from convoice.storage.location import Location
 
 CALIBRATION = "calibration"

@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from convoice.models.consolidate import CONSOLIDATE_BY, MachineMerge
-from convoice.review.decisions import canonical
+from convoice.records import CONSOLIDATE_BY, MachineMerge, canonical
 
 if TYPE_CHECKING:
     from convoice.storage.store import Store

@@ -15,13 +15,15 @@ from typing import Any
 
 import pyarrow as pa
 
+from convoice.records import LabelStatus
 from convoice.storage.location import Location, atomic_write, clean_key, sha256_file
 from convoice.storage.releases import MANIFEST, Release, release_key
 
 AUDIO_WORKERS = 8
 
 
-KIND_VALUES = ("accepted", "review", "labelled", "rejected", "sure")
+SURE = "sure"
+KIND_VALUES = (*(s.value for s in LabelStatus), SURE)
 """What ``--speaker`` / ``--transcript`` accept; ``sure`` is accepted or labelled."""
 
 
@@ -54,8 +56,8 @@ def _statuses(text: str | None, kind: str) -> frozenset[str]:
     bad = values - set(KIND_VALUES)
     if bad:
         raise ValueError(f"--{kind} {', '.join(sorted(bad))}: use {', '.join(KIND_VALUES)}")
-    if "sure" in values:
-        values = (values - {"sure"}) | {"accepted", "labelled"}
+    if SURE in values:
+        values = (values - {SURE}) | {LabelStatus.ACCEPTED, LabelStatus.LABELLED}
     return frozenset(values)
 
 

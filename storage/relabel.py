@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
-from convoice.models.ge2e import FloatArray
-from convoice.models.relabel import ClipLabel
-from convoice.models.routing import SPEAKER_REASONS
-from convoice.records import Speaker
-from convoice.review.decisions import Contribution
+from convoice.records import (
+    SPEAKER_REASONS,
+    ClipLabel,
+    Contribution,
+    FloatArray,
+    LabelStatus,
+    Speaker,
+)
 from convoice.storage.review_state import save_contributions, save_speakers
-from convoice.storage.schema import CLIP_SCHEMA, conform
+from convoice.storage.rows import clip_records, clips_table
 
 if TYPE_CHECKING:
     from convoice.storage.store import Store
@@ -39,31 +43,32 @@ def relabelled_rows(
     ``column``: where the embeddings go, ``embedding`` (resemblyzer's) or
     ``speaker_embedding`` (CAM++'s); ``models[column]`` names ``encoder_name``.
     """
-    rows = clips.to_pylist()
-    for row in rows:
-        label = labels[row["clip_id"]]
-        row[column] = np.asarray(embeddings[row["clip_id"]], dtype=np.float32).tolist()
-        row["speaker_id"] = label.speaker_id
-        row["speaker_confidence"] = label.speaker_confidence
-        row["status"] = label.status
-        row["review_reasons"] = list(label.review_reasons)
+    rows = []
+    for row in clip_records(clips):
+        label = labels[row.clip_id]
         speaker_doubt = any(r in SPEAKER_REASONS for r in label.review_reasons)
-        row["speaker_status"] = "review" if speaker_doubt else "accepted"
-        row["speaker_score_raw"] = label.speaker_score_raw
-        if label.calibration:
-            row["calibration_version"] = label.calibration
-        extra = json.loads(row.get("extra") or "{}")
+        extra = json.loads(row.extra or "{}")
         extra.update(
             own_similarity=label.own_similarity,
             other_similarity=label.other_similarity,
             identity_similarity=label.identity_similarity,
             absorbed=label.absorbed,
         )
-        row["extra"] = json.dumps(extra, sort_keys=True)
-        models = json.loads(row.get("models") or "{}")
-        models[column] = encoder_name
-        row["models"] = json.dumps(models, sort_keys=True)
-    return conform(pa.Table.from_pylist(rows, schema=clips.schema), CLIP_SCHEMA)
+        models = {**row.model_names, column: encoder_name}
+        new = {
+            column: np.asarray(embeddings[row.clip_id], dtype=np.float32).tolist(),
+            "speaker_id": label.speaker_id,
+            "speaker_confidence": label.speaker_confidence,
+            "status": label.status,
+            "review_reasons": tuple(label.review_reasons),
+            "speaker_status": LabelStatus.REVIEW if speaker_doubt else LabelStatus.ACCEPTED,
+            "speaker_score_raw": label.speaker_score_raw,
+            "calibration_version": label.calibration or row.calibration_version,
+            "extra": json.dumps(extra, sort_keys=True),
+            "models": json.dumps(models, sort_keys=True),
+        }
+        rows.append(replace(row, **new))
+    return clips_table(rows)
 
 
 def write_relabel(

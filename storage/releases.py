@@ -102,7 +102,7 @@ def release_changes(previous: pa.Table | None, clips: pa.Table) -> dict[str, Any
     ``previous``, ``clips``: ``clip_id``, ``text``, ``status`` of both releases'
     clips (``previous`` None for the first release).
     """
-    share = lambda t: round(pc.mean(pc.equal(t["status"], "review")).as_py() or 0.0, 4)  # noqa: E731
+    share = lambda t: round(pc.mean(pc.equal(t["status"], ClipStatus.REVIEW)).as_py() or 0.0, 4)  # noqa: E731
     if previous is None:
         return {"review_share": share(clips)} if clips.num_rows else {}
     old = dict(zip(previous["clip_id"].to_pylist(), previous["text"].to_pylist(), strict=True))

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from convoice.review.annotations import ReviewDecision
-from convoice.review.decisions import Contribution, Merge
+from convoice.records import Contribution, Merge, ReviewDecision
 from convoice.storage.schema import speakers_to_table, with_speaker_buckets
 
 if TYPE_CHECKING:

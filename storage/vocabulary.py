@@ -9,24 +9,23 @@ to the machine's text and the channel of its recording.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pyarrow as pa
 
-from convoice.models.vocabulary import (
+from convoice.records import (
     ACTIVE,
     OPERATOR,
     REMOVED,
     STORE_WIDE,
     Correction,
-    Learned,
     Term,
     channel_of,
-    learn,
     normalise,
     term_key,
 )
 from convoice.storage.labels import latest_labels, now_iso
+from convoice.storage.rows import clip_records, label_records, recording_records
 from convoice.storage.store import Store
 
 TABLE = "vocabulary"
@@ -79,13 +78,10 @@ def write_terms(store: Store, terms: Sequence[Term]) -> None:
 
 
 def channels(store: Store) -> dict[str, str]:
-    """Recording id -> its channel (see :func:`convoice.models.vocabulary.channel_of`)."""
-    table = store.recordings().select(["recording_id", "uploader", "uploader_url", "source_url"])
+    """Recording id -> its channel (see :func:`convoice.records.channel_of`)."""
     return {
-        r["recording_id"]: channel_of(
-            r["uploader"] or "", r["uploader_url"] or "", r["source_url"] or ""
-        )
-        for r in table.to_pylist()
+        r.recording_id: channel_of(r.uploader or "", r.uploader_url or "", r.source_url or "")
+        for r in recording_records(store.recordings())
     }
 
 
@@ -94,30 +90,18 @@ def corrections(store: Store) -> list[Correction]:
     labels = store.labels()
     if labels.num_rows == 0:
         return []
-    latest = [r for r in latest_labels(labels).to_pylist() if r["field"] == "text"]
-    machine = {
-        r["clip_id"]: r
-        for r in store.clips().select(["clip_id", "recording_id", "text"]).to_pylist()
-    }
+    latest = [r for r in label_records(latest_labels(labels)) if r.field == "text"]
+    wanted = store.clips().select(["clip_id", "recording_id", "text"])
+    machine = {r.clip_id: r for r in clip_records(wanted)}
     where = channels(store)
     out = []
     for label in latest:
-        row = machine.get(label["clip_id"])
+        row = machine.get(label.clip_id)
         if row is None:
             continue
-        channel = where.get(row["recording_id"], STORE_WIDE)
-        out.append(Correction(label["clip_id"], channel, row["text"] or "", label["value"] or ""))
+        channel = where.get(row.recording_id, STORE_WIDE)
+        out.append(Correction(label.clip_id, channel, row.text or "", label.value or ""))
     return out
-
-
-def learn_from_store(store: Store, keep: Callable[[str], bool] | None = None) -> Learned:
-    """Learn from the corrections not learned from yet; write what changed (one commit).
-
-    ``keep``: which missed words are worth learning (see :func:`learn`).
-    """
-    found = learn(read_terms(store), corrections(store), at=now_iso(), keep=keep)
-    write_terms(store, found.changed)
-    return found
 
 
 def set_term(store: Store, channel: str, term: str, state: str, by: str) -> Term:

@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from convoice.models.consolidate import MachineMerge, Registry, plan_consolidation
-from convoice.records import Speaker
-from convoice.review.decisions import canonical, merge_into
+from convoice.models.consolidate import Registry, plan_consolidation
+from convoice.records import LabelSource, MachineMerge, Speaker, canonical
+from convoice.review.decisions import merge_into
 from convoice.storage import identity
 from convoice.storage.labels import latest_labels
 from convoice.storage.labels import now_iso as _now_iso
@@ -112,7 +112,7 @@ def registry_of(speakers: list[Speaker], pairs: pa.Table, pinned: set[str]) -> R
         sums=np.stack([s.vector_sum for s in speakers]).astype(np.float32),
         rank=[(0 if s.name else 1, -s.n_clips, s.first_seen) for s in speakers],
         recordings=[frozenset(recordings.get(s.speaker_id, ())) for s in speakers],
-        pinned=[s.speaker_id in pinned or s.label_source == "human" for s in speakers],
+        pinned=[s.speaker_id in pinned or s.label_source == LabelSource.HUMAN for s in speakers],
     )
 
 

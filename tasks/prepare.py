@@ -145,7 +145,8 @@ def clips_only(audio: Audio, seg: Segmentation) -> tuple[Audio, Segmentation]:
 
 def channel_vocabulary(item: MediaItem, settings: Settings) -> list[str]:
     """The words learned for ``item``'s channel (and the whole store): a new ingest uses them."""
-    from convoice.models.vocabulary import active_for, channel_of
+    from convoice.models.vocabulary import active_for
+    from convoice.records import channel_of
     from convoice.storage.vocabulary import read_terms
 
     channel = channel_of(item.uploader, item.uploader_url, item.source_url)

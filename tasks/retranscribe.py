@@ -26,8 +26,10 @@ from convoice.engines import loaders
 from convoice.models import asr
 from convoice.models.language import LanguageGuess
 from convoice.models.round_two import Revision, revise
-from convoice.records import SAMPLE_RATE, Region, Transcript
-from convoice.storage import Store
+from convoice.models.vocabulary import learn
+from convoice.records import SAMPLE_RATE, Learned, Region, Transcript
+from convoice.storage import Store, vocabulary
+from convoice.storage.labels import now_iso
 from convoice.storage.schema import CLIP_SCHEMA, conform
 from convoice.tasks import stages
 
@@ -82,6 +84,18 @@ def rare_word(source: str = "") -> Callable[[str], bool]:
 
 
 @task(name="retranscribe-recording", cache_policy=NO_CACHE)
+def learn_from_store(store: Store, keep: Callable[[str], bool] | None = None) -> Learned:
+    """Learn from the corrections not learned from yet; write what changed (one commit).
+
+    ``keep``: which missed words are worth learning (see :func:`learn`).
+    """
+    found = learn(
+        vocabulary.read_terms(store), vocabulary.corrections(store), at=now_iso(), keep=keep
+    )
+    vocabulary.write_terms(store, found.changed)
+    return found
+
+
 def retranscribe_recording(
     store: Store,
     rows: list[dict[str, Any]],

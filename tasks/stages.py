@@ -27,7 +27,15 @@ from convoice.models import asr, diarize, embed, labelling, language
 from convoice.models.diarize import Segmentation
 from convoice.models.labelling import RecordingSpeakers
 from convoice.models.registry import SpeakerMatch
-from convoice.records import FloatArray, MediaItem, Region, SkippedItem, Source, Transcript
+from convoice.records import (
+    FloatArray,
+    MediaItem,
+    Region,
+    SkippedItem,
+    SkipReason,
+    Source,
+    Transcript,
+)
 
 
 def now() -> str:
@@ -36,7 +44,7 @@ def now() -> str:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, download.IngestError) and exc.reason_code == "unreachable"
+    return isinstance(exc, download.IngestError) and exc.reason_code == SkipReason.UNREACHABLE
 
 
 @task(name="expand-source", cache_policy=NO_CACHE)
@@ -98,7 +106,9 @@ def segment(audio: Audio, settings: Settings) -> Segmentation:
             f"diarization.backend must be 'segmentation' or 'pipeline', not {cfg.backend!r}"
         )
     if not seg.speech or not seg.turns:
-        raise download.IngestError("no_speech", "no speech found (silence, music or noise only)")
+        raise download.IngestError(
+            SkipReason.NO_SPEECH, "no speech found (silence, music or noise only)"
+        )
     return seg
 
 

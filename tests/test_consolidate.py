@@ -207,7 +207,7 @@ def test_a_store_heals_once_and_records_which_ids_became_which(split_store: Stor
     mapped = pq.read_table(Path(new.path) / "speaker_changes.parquet").to_pylist()
     assert ("spk_a2", "spk_a1") in {(r["old_id"], r["new_id"]) for r in mapped}
     # a person's merge joins the map a release carries
-    from convoice.review.decisions import Merge
+    from convoice.records import Merge
     from convoice.storage.review_state import add_merges
 
     add_merges(store, [Merge("spk_b", "spk_a1", "ann@example.org", "2099-01-01", "12")])
@@ -245,7 +245,7 @@ def test_a_persons_split_wins_and_their_label_is_kept(split_store: Store) -> Non
 
 
 def test_a_merge_recorded_by_a_killed_run_is_finished(split_store: Store) -> None:
-    from convoice.models.consolidate import MachineMerge
+    from convoice.records import MachineMerge
     from convoice.storage.identity import record_changes
 
     store = split_store

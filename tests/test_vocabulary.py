@@ -12,19 +12,24 @@ from typer.testing import CliRunner
 
 from convoice.cli.root import app
 from convoice.models.vocabulary import (
-    ACTIVE,
-    OPERATOR,
-    REMOVED,
-    Correction,
-    Term,
     active_for,
-    channel_of,
     learn,
     missed_words,
     prompt_text,
     term_errors,
 )
-from convoice.records import Clip, ClipStatus, Transcript, Word
+from convoice.records import (
+    ACTIVE,
+    OPERATOR,
+    REMOVED,
+    Clip,
+    ClipStatus,
+    Correction,
+    Term,
+    Transcript,
+    Word,
+    channel_of,
+)
 from convoice.storage import Store
 from convoice.storage.vocabulary import read_terms, set_term
 

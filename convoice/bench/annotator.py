@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from convoice.records import ClipStatus
+
 
 @dataclass
 class AnnotatorReport:
@@ -37,7 +39,7 @@ def speaker_answers(clips: list[Mapping[str, Any]], voices: Mapping[str, str]) -
     sure: dict[str, Counter[str]] = {}
     for c in clips:
         voice = voices.get(c["clip_id"])
-        if voice and c["status"] == "accepted":
+        if voice and c["status"] == ClipStatus.ACCEPTED:
             sure.setdefault(voice, Counter())[c["speaker_id"]] += 1
     out: dict[str, str] = {}
     for c in clips:

@@ -24,7 +24,7 @@ from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
 from convoice.media.audio import decode
 from convoice.models import asr, lang_eval, language, routing
-from convoice.records import Region
+from convoice.records import ClipStatus, Region, ReviewReason
 from convoice.storage import Store
 from convoice.synth import multilingual, samples
 
@@ -202,9 +202,13 @@ def _retranscribe(rec: _Recording, whisper: Any, settings: Settings) -> list[Row
     for c, t in zip(rec.clips, found, strict=True):
         other = [r for r in c["review_reasons"] if r not in _TRANSCRIPT_REASONS]
         duration = c["end"] - c["start"]
-        mine = routing.transcript_reasons(t, duration, settings.routing) if t else ["no_speech"]
+        mine = (
+            routing.transcript_reasons(t, duration, settings.routing)
+            if t
+            else [ReviewReason.NO_SPEECH]
+        )
         words = [{"word": w.word, "start": w.start, "end": w.end} for w in t.words] if t else []
-        status = "accepted" if not other and not mine else "review"
+        status = ClipStatus.ACCEPTED if not other and not mine else ClipStatus.REVIEW
         rows.append({**c, "words": words, "status": status})
     return rows
 

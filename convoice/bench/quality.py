@@ -45,6 +45,7 @@ from convoice.flows.ingest import ingest_flow
 from convoice.media.audio import decode
 from convoice.models import evaluation, labelling
 from convoice.models.metrics import diarization_error_rate, read_rttm
+from convoice.records import ClipStatus, LabelSource
 from convoice.storage import Store
 from convoice.synth import samples
 from convoice.tasks import stages
@@ -591,10 +592,10 @@ def synthetic_clips(
         "speaker_confidence": pa.array(np.full(n, 0.9)),
         "overlap_nearby": pa.array(np.zeros(n, dtype=bool)),
         "text": pa.array(["a synthetic clip of speech for the scale benchmark"] * n),
-        "status": pa.array(["accepted"] * n),
+        "status": pa.array([ClipStatus.ACCEPTED.value] * n),
         "review_reasons": pa.array([[] for _ in range(n)], pa.list_(pa.string())),
-        "speaker_label_source": pa.array(["machine"] * n),
-        "transcript_label_source": pa.array(["machine"] * n),
+        "speaker_label_source": pa.array([LabelSource.MACHINE.value] * n),
+        "transcript_label_source": pa.array([LabelSource.MACHINE.value] * n),
         "embedding": pa.FixedSizeListArray.from_arrays(emb.reshape(-1), EMBEDDING_DIM).cast(
             CLIP_SCHEMA.field("embedding").type
         ),

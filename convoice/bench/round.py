@@ -36,7 +36,7 @@ from convoice.config import load_settings
 from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
 from convoice.models import evaluation
-from convoice.models.routing import SPEAKER_REASONS
+from convoice.records import SPEAKER_REASONS, ClipStatus
 from convoice.storage import Store
 from convoice.synth import samples
 
@@ -247,7 +247,7 @@ def _figures(store: Store, corpus: samples.Corpus, episodes: Any) -> RoundFigure
         clips=len(clips),
         review_share_of_speech=out["review_share_of_speech"],
         accepted_speaker_accuracy=out["accepted_speaker_accuracy"],
-        accepted_clips=sum(1 for c in clips if c["status"] == "accepted"),
+        accepted_clips=sum(1 for c in clips if c["status"] == ClipStatus.ACCEPTED),
         bcubed_f1=out["bcubed_f1_cross_episode"],
     )
 

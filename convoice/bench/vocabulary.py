@@ -33,6 +33,7 @@ from convoice.bench.vocabulary_corpus import RECURRING, ChannelEpisode, Turn, cl
 from convoice.models.evaluation import words_heard
 from convoice.models.metrics import WerCount, wer_count
 from convoice.models.vocabulary import TermErrors, term_errors
+from convoice.records import ClipStatus, LabelSource
 from convoice.storage import Store
 
 
@@ -142,7 +143,7 @@ def score(clips: Sequence[Mapping[str, Any]], recordings: Mapping[str, ChannelEp
     for rid, episode in recordings.items():
         mine = [c for c in clips if c["recording_id"] == rid]
         figures.clips += len(mine)
-        figures.review += sum(c["status"] == "review" for c in mine)
+        figures.review += sum(c["status"] == ClipStatus.REVIEW for c in mine)
         for turn in episode.turns:
             heard = " ".join(words_heard(mine, turn.start, turn.end, 0.3))
             figures.terms += term_errors(turn.text, heard, RECURRING)
@@ -167,7 +168,9 @@ def corrections(
 def _people(store: Store) -> dict[str, str]:
     rows = store.materialized_clips().select(["clip_id", "text", "transcript_label_source"])
     return {
-        r["clip_id"]: r["text"] for r in rows.to_pylist() if r["transcript_label_source"] == "human"
+        r["clip_id"]: r["text"]
+        for r in rows.to_pylist()
+        if r["transcript_label_source"] == LabelSource.HUMAN
     }
 
 
@@ -268,9 +271,9 @@ def _compare_modes(
     from convoice.models.language import LanguageGuess
     from convoice.models.round_two import wants_round_two
     from convoice.models.vocabulary import active_for
-    from convoice.storage.vocabulary import channels, learn_from_store
+    from convoice.storage.vocabulary import channels
     from convoice.tasks import stages
-    from convoice.tasks.retranscribe import clip_samples, rare_word, whisper
+    from convoice.tasks.retranscribe import clip_samples, learn_from_store, rare_word, whisper
 
     settings = load_settings(home=store.root)
     learned = learn_from_store(store, rare_word(settings.asr.model)).terms

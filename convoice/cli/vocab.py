@@ -115,8 +115,7 @@ def learn_command(home: HomeOption = None) -> None:
     """Learn from the transcripts people corrected since the last time (retranscribe does too)."""
     from convoice.config import load_settings
     from convoice.storage import Store
-    from convoice.storage.vocabulary import learn_from_store
-    from convoice.tasks.retranscribe import rare_word
+    from convoice.tasks.retranscribe import learn_from_store, rare_word
 
     settings = load_settings(home=home)
     found = learn_from_store(Store.open(settings), rare_word(settings.asr.model))

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from convoice.media.download import IngestError
-from convoice.records import SAMPLE_RATE
+from convoice.records import SAMPLE_RATE, SkipReason
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def decode(path: Path) -> Audio:
             _ffmpeg_to_raw(path, raw)
             samples = np.fromfile(raw, dtype=np.float32)
     if samples.size == 0:
-        raise IngestError("no_audio", f"{path.name} decodes to no audio")
+        raise IngestError(SkipReason.NO_AUDIO, f"{path.name} decodes to no audio")
     return Audio(samples, SAMPLE_RATE)
 
 
@@ -70,4 +70,6 @@ def _ffmpeg_to_raw(path: Path, raw: Path) -> None:
         raise RuntimeError("ffmpeg is not installed; run `make setup`") from err
     if proc.returncode != 0:
         detail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
-        raise IngestError("corrupt_media", f"ffmpeg cannot decode {path.name}: {detail[0]}")
+        raise IngestError(
+            SkipReason.CORRUPT_MEDIA, f"ffmpeg cannot decode {path.name}: {detail[0]}"
+        )

@@ -26,15 +26,11 @@ from urllib.parse import quote_plus, urlsplit
 
 from convoice.config import IngestSettings
 from convoice.models.licence import decide_licence, licence_problem
-from convoice.records import SAMPLE_RATE, MediaItem, SkippedItem, Source
+from convoice.records import SAMPLE_RATE, MediaItem, SkippedItem, SkipReason, Source
 
 log = logging.getLogger(__name__)
 
-REASON_CODES = frozenset(
-    {"not_creative_commons", "unsupported_url", "unreachable", "download_failed",
-     "corrupt_media", "too_long", "no_audio", "no_speech", "labelling_failed",
-     "malformed_url", "unknown_licence", "duplicate_row"}
-)  # fmt: skip
+REASON_CODES = frozenset(SkipReason)
 _MAX_DEPTH = 3  # channel -> tab -> playlist -> video
 _YOUTUBE_CC_FILTER = "EgIwAQ%253D%253D"
 
@@ -163,7 +159,7 @@ def _row_problem(url: str, declared: str) -> tuple[str, str] | None:
     """Why one row cannot be ingested (reason code, reason), or None."""
     problem = _url_problem(url)
     if problem is not None:
-        return "malformed_url", problem
+        return SkipReason.MALFORMED_URL, problem
     if declared:
         return licence_problem(declared)
     return None
@@ -191,7 +187,7 @@ def _repeat(
     seen: dict[tuple[str, str, str], int], key: tuple[str, str, str], line: int
 ) -> tuple[str, str] | None:
     if key in seen:
-        return "duplicate_row", f"the same row as line {seen[key]}"
+        return SkipReason.DUPLICATE_ROW, f"the same row as line {seen[key]}"
     seen[key] = line
     return None
 
@@ -249,19 +245,22 @@ def _classify(err: BaseException) -> tuple[str, str]:
             break
         cause = cause.cause
     if isinstance(cause, UnsupportedError | NoSupportingHandlers):
-        return "unsupported_url", _short(str(cause))
+        return SkipReason.UNSUPPORTED_URL, _short(str(cause))
     if isinstance(cause, HTTPError):
-        return "unreachable", f"HTTP error {cause.status} ({cause.reason})"
+        return SkipReason.UNREACHABLE, f"HTTP error {cause.status} ({cause.reason})"
     if isinstance(cause, TransportError):
         errno = re.search(r"\[Errno -?\d+\]\s*([^'\"()]+)", str(cause))
-        return "unreachable", f"cannot connect: {errno[1].strip() if errno else _short(str(cause))}"
+        return (
+            SkipReason.UNREACHABLE,
+            f"cannot connect: {errno[1].strip() if errno else _short(str(cause))}",
+        )
     if isinstance(cause, ContentTooShortError):
-        return "download_failed", "the transfer ended before the whole file arrived"
+        return SkipReason.DOWNLOAD_FAILED, "the transfer ended before the whole file arrived"
     if isinstance(cause, PostProcessingError):
-        return "corrupt_media", _short(str(cause))
+        return SkipReason.CORRUPT_MEDIA, _short(str(cause))
     if isinstance(cause, ExtractorError) and "is not a valid URL" in str(cause):
-        return "unsupported_url", _short(str(cause))
-    return "download_failed", _short(str(cause)) or type(cause).__name__
+        return SkipReason.UNSUPPORTED_URL, _short(str(cause))
+    return SkipReason.DOWNLOAD_FAILED, _short(str(cause)) or type(cause).__name__
 
 
 def _now() -> str:
@@ -310,7 +309,7 @@ def _walk(
         url = entry.get("url") or entry.get("webpage_url") or ""
         if depth >= _MAX_DEPTH:
             reason = f"nested deeper than {_MAX_DEPTH} playlists"
-            yield _skipped(source, url, entry, "unsupported_url", reason, run_id)
+            yield _skipped(source, url, entry, SkipReason.UNSUPPORTED_URL, reason, run_id)
         elif entry.get("_type") not in ("url", "url_transparent"):
             yield from _walk(ydl, source, entry, settings, run_id, depth + 1)  # already full
         else:
@@ -329,14 +328,14 @@ def _gate(
     url = info.get("webpage_url") or info.get("original_url") or source.url
     decision = decide_licence(info.get("license"), source.declared_license)
     if not decision.accepted:
-        return _skipped(source, url, info, "not_creative_commons", decision.reason, run_id)
+        return _skipped(source, url, info, SkipReason.NOT_CREATIVE_COMMONS, decision.reason, run_id)
     if info.get("live_status") in ("is_live", "is_upcoming") or info.get("is_live"):
         reason = "a live or upcoming stream, not a recording"
-        return _skipped(source, url, info, "unsupported_url", reason, run_id)
+        return _skipped(source, url, info, SkipReason.UNSUPPORTED_URL, reason, run_id)
     duration = float(info["duration"]) if info.get("duration") else None
     if duration is not None and duration > settings.max_duration_s:
         reason = f"{duration:.0f} s is longer than the {settings.max_duration_s:.0f} s limit"
-        return _skipped(source, url, info, "too_long", reason, run_id)
+        return _skipped(source, url, info, SkipReason.TOO_LONG, reason, run_id)
     extractor = str(info.get("extractor_key") or info.get("extractor") or "unknown")
     host = str(info.get("webpage_url_domain") or urlsplit(url).netloc)
     return MediaItem(
@@ -474,7 +473,7 @@ def _fetch(item: MediaItem, tmp: Path, settings: IngestSettings, archive: Path |
         if found:
             return found[0]
         # the archive lists it but the file is gone: the caller still needs the audio
-    raise IngestError("download_failed", "yt-dlp produced no media file")
+    raise IngestError(SkipReason.DOWNLOAD_FAILED, "yt-dlp produced no media file")
 
 
 def choose_audio_track(path: Path) -> AudioTrack:
@@ -487,16 +486,17 @@ def choose_audio_track(path: Path) -> AudioTrack:
     probe = _ffprobe(path)
     if probe is None:
         raise IngestError(
-            "corrupt_media", "the downloaded file is not valid media (truncated or corrupt)"
+            SkipReason.CORRUPT_MEDIA,
+            "the downloaded file is not valid media (truncated or corrupt)",
         )
     if "ogg" in str(probe.get("format", {}).get("format_name", "")) and not _ogg_ends(path):
         raise IngestError(  # an Ogg file cut short is only an Ogg file that ends early otherwise
-            "corrupt_media", "truncated: the Ogg stream has no end-of-stream page"
+            SkipReason.CORRUPT_MEDIA, "truncated: the Ogg stream has no end-of-stream page"
         )
     streams = probe.get("streams", [])
     audio = [s for s in streams if s.get("codec_type") == "audio"]
     if not audio:
-        raise IngestError("no_audio", "the media has no audio stream")
+        raise IngestError(SkipReason.NO_AUDIO, "the media has no audio stream")
     marked = [s for s in audio if (s.get("disposition") or {}).get("default")]
     original = [s for s in audio if (s.get("disposition") or {}).get("original")]
     chosen = (marked or original or audio)[0]
@@ -589,7 +589,9 @@ def extract_audio(path: Path, track: AudioTrack, wav: Path) -> Path:
         raise RuntimeError("ffmpeg is not installed; run `make setup`") from err
     if done.returncode != 0 or not wav.exists():
         detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise IngestError("corrupt_media", f"ffmpeg cannot decode its audio: {_short(detail)}")
+        raise IngestError(
+            SkipReason.CORRUPT_MEDIA, f"ffmpeg cannot decode its audio: {_short(detail)}"
+        )
     return wav
 
 
@@ -619,22 +621,24 @@ def check_audio(path: Path, settings: IngestSettings, expected_s: float | None =
     """
     probe = _ffprobe(path)
     if probe is None:
-        raise IngestError("corrupt_media", f"{path.name}: ffprobe cannot read it")
+        raise IngestError(SkipReason.CORRUPT_MEDIA, f"{path.name}: ffprobe cannot read it")
     audio = [s for s in probe.get("streams", []) if s.get("codec_type") == "audio"]
     if not audio:
-        raise IngestError("no_audio", f"{path.name}: no audio stream")
+        raise IngestError(SkipReason.NO_AUDIO, f"{path.name}: no audio stream")
     rate, channels = int(audio[0].get("sample_rate") or 0), int(audio[0].get("channels") or 0)
     if (rate, channels) != (SAMPLE_RATE, 1):
-        raise IngestError("corrupt_media", f"{path.name}: {rate} Hz, {channels} channels")
+        raise IngestError(SkipReason.CORRUPT_MEDIA, f"{path.name}: {rate} Hz, {channels} channels")
     duration = float(probe.get("format", {}).get("duration") or 0.0)
     if duration <= 0:
-        raise IngestError("no_audio", "the audio track decodes to no samples")
+        raise IngestError(SkipReason.NO_AUDIO, "the audio track decodes to no samples")
     if duration > settings.max_duration_s:
         limit = settings.max_duration_s
-        raise IngestError("too_long", f"{duration:.0f} s of audio is over the {limit:.0f} s limit")
+        raise IngestError(
+            SkipReason.TOO_LONG, f"{duration:.0f} s of audio is over the {limit:.0f} s limit"
+        )
     if expected_s and duration < expected_s - max(1.0, 0.05 * expected_s):
         raise IngestError(
-            "corrupt_media",
+            SkipReason.CORRUPT_MEDIA,
             f"truncated: {duration:.1f} s of audio decoded of the {expected_s:.1f} s "
             "its audio track declares",
         )

@@ -11,11 +11,10 @@ reads, leaving out those applied before; :func:`decision_labels` gives the
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from convoice.records import ClipStatus, stable_id
+from convoice.records import ClipStatus, ReviewDecision, stable_id
 from convoice.review.layout import (
     ACCEPT,
     CLIP,
@@ -39,22 +38,6 @@ class AnnotationError(ValueError):
         self.task_id = task_id
         self.annotation_id = annotation_id
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class ReviewDecision:
-    """What one annotator decided about one clip."""
-
-    task_id: int
-    annotation_id: int
-    clip_id: str
-    annotator: str  # e-mail (or a user id when the server does not say)
-    at: str  # ISO 8601, when the annotation was last changed
-    decision: str  # ACCEPT | REJECT
-    speaker: str  # a registry id, NEW_SPEAKER, UNKNOWN_SPEAKER or "" (not given)
-    same_as: str = ""  # a registry id: "the speaker above and this one are one person"
-    text: str | None = None  # the transcript as submitted; None when not given
-    flags: tuple[str, ...] = ()
 
 
 def _one_choice(values: list[Any], what: str, task_id: int, annotation_id: int) -> str:

@@ -22,11 +22,19 @@ from typing import Any
 
 import numpy as np
 
-from convoice.models.registry import canonical
 from convoice.models.routing import Reason
-from convoice.records import ClipStatus, FloatArray, LabelSource, Speaker, identity_vector
-from convoice.review.annotations import (
+from convoice.records import (
+    ClipStatus,
+    Contribution,
+    FloatArray,
+    LabelSource,
+    Merge,
     ReviewDecision,
+    Speaker,
+    canonical,
+    identity_vector,
+)
+from convoice.review.annotations import (
     decision_labels,
     new_speaker_id,
     parse_all,
@@ -35,27 +43,6 @@ from convoice.review.annotations import (
 from convoice.review.layout import NEW_SPEAKER
 
 LabelKey = tuple[str, str, str, str, str]  # clip_id, field, value, task_id, labelled_at
-
-
-@dataclass(frozen=True)
-class Merge:
-    """Two registry speakers are one person: ``merged`` lives on as ``kept``."""
-
-    merged: str
-    kept: str
-    merged_by: str
-    merged_at: str
-    task_id: str
-
-
-@dataclass(frozen=True)
-class Contribution:
-    """What one reviewed clip adds to (``plus``) and takes from (``minus``) the registry."""
-
-    clip_id: str
-    plus: str = ""
-    minus: str = ""
-    duration: float = 0.0
 
 
 @dataclass

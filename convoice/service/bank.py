@@ -24,7 +24,7 @@ import numpy as np
 from convoice.engines import loaders
 from convoice.models import voicebank as vb
 from convoice.models.metrics import wer_count
-from convoice.records import Region
+from convoice.records import ClipStatus, LabelStatus, Region
 from convoice.service.synthesisers import ShippedVoice, shipped_voices, speak_shipped
 
 if TYPE_CHECKING:
@@ -112,7 +112,11 @@ def dataset_voices(
     accepted: dict[str, list[dict[str, Any]]] = {}
     for clip in clips:
         kind = clip.get("speaker_status")
-        sure = kind in ("accepted", "labelled") if kind else clip.get("status") == "accepted"
+        sure = (
+            kind in (LabelStatus.ACCEPTED, LabelStatus.LABELLED)
+            if kind
+            else clip.get("status") == ClipStatus.ACCEPTED
+        )
         if sure and clip.get("speaker_id"):
             accepted.setdefault(clip["speaker_id"], []).append(clip)
     voices, samples = [], {}
