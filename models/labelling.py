@@ -172,6 +172,16 @@ def identify(
     )
 
 
+def clip_id(recording_id: str, start: float, end: float) -> str:
+    """The id of the clip at ``start``-``end`` s of a recording (times rounded to 1 ms)."""
+    return stable_id("clip", recording_id, f"{round(start, 3):.3f}", f"{round(end, 3):.3f}")
+
+
+def keeps_clip(label: int, embedding: FloatArray, identity: FloatArray) -> bool:
+    """Whether a clip region becomes a clip: it has a speaker and both its embeddings."""
+    return label >= 0 and bool(np.any(embedding)) and bool(np.any(identity))
+
+
 def build_clips(
     recording_id: str,
     seg: Segmentation,
@@ -198,7 +208,7 @@ def build_clips(
         zip(seg.clips, transcripts, speakers.clip_labels.tolist(), strict=True)
     ):
         emb, vec = clip_embeddings[i], identity[i]
-        if label < 0 or not np.any(emb) or not np.any(vec):
+        if not keeps_clip(label, emb, vec):
             continue
         sims = centroids @ vec
         own = float(sims[label])
@@ -220,7 +230,7 @@ def build_clips(
         start, end = round(region.region.start, 3), round(region.region.end, 3)
         clips.append(
             Clip(
-                clip_id=stable_id("clip", recording_id, f"{start:.3f}", f"{end:.3f}"),
+                clip_id=clip_id(recording_id, start, end),
                 recording_id=recording_id,
                 start=start,
                 end=end,

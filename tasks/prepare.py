@@ -27,9 +27,10 @@ from convoice import logs
 from convoice.config import Settings
 from convoice.media import download
 from convoice.media.audio import Audio
+from convoice.models import labelling
 from convoice.models.diarize import ClipRegion, Segmentation
 from convoice.models.labelling import RecordingSpeakers
-from convoice.records import MediaItem, Region, Transcript, stable_id
+from convoice.records import MediaItem, Region, Transcript
 from convoice.storage import Store
 from convoice.tasks import stages
 from convoice.training import encoder
@@ -86,11 +87,6 @@ def _download(item: MediaItem, workdir: Path, settings: Settings) -> Path:
     return stages.fetch(item, workdir, settings)
 
 
-def clip_id(recording_id: str, start: float, end: float) -> str:
-    """The id :func:`convoice.models.labelling.build_clips` gives the clip at start-end."""
-    return stable_id("clip", recording_id, f"{round(start, 3):.3f}", f"{round(end, 3):.3f}")
-
-
 def _with_worker_threads(settings: Settings) -> Settings:
     """Give CTranslate2 the threads this worker process was given (``CONVOICE_TORCH_THREADS``)."""
     threads = int(os.environ.get("CONVOICE_TORCH_THREADS", "0"))
@@ -106,13 +102,14 @@ def write_audio(
     """Write the recording's FLAC and one FLAC per clip that will be kept."""
     rate = audio.sample_rate
     clip_audio: dict[str, str] = {}
-    for region, emb, label in zip(
-        seg.clips, vectors.clips, speakers.clip_labels.tolist(), strict=True
-    ):
-        if label < 0 or not np.any(emb):  # build_clips leaves these out
+    for region, emb, vec, label in zip(
+        seg.clips, vectors.clips, vectors.identity_clips, speakers.clip_labels.tolist(),
+        strict=True,
+    ):  # fmt: skip
+        if not labelling.keeps_clip(label, emb, vec):  # build_clips leaves these out
             continue
         start, end = region.region.start, region.region.end
-        cid = clip_id(recording_id, start, end)
+        cid = labelling.clip_id(recording_id, start, end)
         piece = audio.samples[int(round(start, 3) * rate) : int(round(end, 3) * rate)]
         clip_audio[cid] = store.write_flac(store.clip_audio_key(recording_id, cid), piece, rate)
     uri = store.write_flac(store.recording_audio_key(recording_id), audio.samples, rate)
