@@ -28,12 +28,13 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from convoice.config import Settings, load_settings
+from convoice.engines.round_two import rare_word, whisper
 from convoice.models.round_two import Revision, attempt_key, tried, wants_round_two
 from convoice.models.vocabulary import Term, active_for
 from convoice.records import ClipStatus
 from convoice.storage import Store
 from convoice.storage.vocabulary import channels, learn_from_store, read_terms
-from convoice.tasks.retranscribe import rare_word, retranscribe_recording, whisper
+from convoice.tasks.retranscribe import retranscribe_recording
 
 
 @dataclass
