@@ -149,6 +149,15 @@ def channel_vocabulary(item: MediaItem, settings: Settings) -> list[str]:
     return active_for(read_terms(Store.open(settings)), channel, settings.asr.vocabulary_size)
 
 
+def _embed(audio: Audio, seg: Segmentation, settings: Settings) -> stages.Embeddings:
+    """The clips' embeddings, with the store's encoders (fine-tuned ones when promoted)."""
+    store = Store.open(settings)
+    weights = encoder.encoder_weights(settings, store)
+    return stages.embed_speakers.fn(
+        audio, seg, weights, settings.identity.encoder, encoder.identity_weights(settings, store)
+    )
+
+
 @task(name="prepare-recording", cache_policy=NO_CACHE)
 def prepare_recording(
     item: MediaItem, settings: Settings, workdir: Path, run_id: str, log_format: str = "text"
@@ -169,12 +178,7 @@ def prepare_recording(
         with logs.stage(rid, "segment", seconds):
             seg = stages.segment.fn(audio, settings)
         with logs.stage(rid, "embed", seconds):
-            store = Store.open(settings)
-            weights = encoder.encoder_weights(settings, store)
-            vectors = stages.embed_speakers.fn(
-                audio, seg, weights, settings.identity.encoder,
-                encoder.identity_weights(settings, store),
-            )  # fmt: skip
+            vectors = _embed(audio, seg, settings)
         with logs.stage(rid, "identify", seconds):  # the recording's own speakers
             speakers = stages.own_speakers(seg, vectors, settings)
         with logs.stage(rid, "commit", seconds):  # the audio files; rows come later, in order
