@@ -134,7 +134,7 @@ def pull(run: LoopRun) -> tuple[str, str]:
 
 
 def calibrate(run: LoopRun) -> tuple[str, str]:
-    from convoice.flows.calibrate import refit_from_labels
+    from convoice.training.calibrate import refit_from_labels
 
     result = refit_from_labels(run.home, config=run.config)
     return (RAN if result.saved else SKIPPED), result.render()
