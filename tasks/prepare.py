@@ -28,6 +28,7 @@ from convoice.config import Settings
 from convoice.media import download
 from convoice.media.audio import Audio
 from convoice.models import labelling
+from convoice.models.clip_embeddings import Embeddings
 from convoice.models.diarize import ClipRegion, Segmentation
 from convoice.models.labelling import RecordingSpeakers
 from convoice.records import MediaItem, Region, Transcript
@@ -49,7 +50,7 @@ class Prepared:
     sample_rate: int
     audio_uri: str  # the recording's FLAC in the store
     seg: Segmentation
-    vectors: stages.Embeddings
+    vectors: Embeddings
     speakers: RecordingSpeakers
     transcripts: list[Transcript | None]
     clip_audio: dict[str, str]  # clip id -> its FLAC in the store
@@ -97,7 +98,7 @@ def _with_worker_threads(settings: Settings) -> Settings:
 
 def write_audio(
     store: Store, recording_id: str, audio: Audio, seg: Segmentation, speakers: RecordingSpeakers,
-    vectors: stages.Embeddings,
+    vectors: Embeddings,
 ) -> tuple[str, dict[str, str]]:  # fmt: skip
     """Write the recording's FLAC and one FLAC per clip that will be kept."""
     rate = audio.sample_rate
@@ -149,7 +150,7 @@ def channel_vocabulary(item: MediaItem, settings: Settings) -> list[str]:
     return active_for(read_terms(Store.open(settings)), channel, settings.asr.vocabulary_size)
 
 
-def _embed(audio: Audio, seg: Segmentation, settings: Settings) -> stages.Embeddings:
+def _embed(audio: Audio, seg: Segmentation, settings: Settings) -> Embeddings:
     """The clips' embeddings, with the store's encoders (fine-tuned ones when promoted)."""
     store = Store.open(settings)
     weights = encoder.encoder_weights(settings, store)
