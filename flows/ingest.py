@@ -62,8 +62,8 @@ def ingest_flow(
     settings = encoder.pin_encoder(settings, store)  # one encoder for the whole run
     settings = encoder.pin_identity(settings, store)  # and the registry's embedding space
     run_id = str(flow_run.get_id() or stages.now())
-    run = IngestRun(store, settings, run_id, IngestReport(run_id=run_id, home=store.root))
-    run.log_format = fmt
+    report = IngestReport(run_id=run_id, home=store.root)
+    run = IngestRun(store, settings, run_id, report, log_format=fmt)
     started = time.perf_counter()
     with logs.log_context(flow_run_id=run_id):
         sources = ingest_run.sources(urls or [], sources_file, run)
@@ -74,9 +74,9 @@ def ingest_flow(
             if settings.consolidation.enabled:
                 with run.clock.stage("consolidate"):
                     consolidate(store, settings.consolidation, run_id, store_limit_exists())
-    run.report.finish(time.perf_counter() - started, run.clock)
-    get_run_logger().info(run.report.summary())
+    report.finish(time.perf_counter() - started, run.clock)
+    get_run_logger().info(report.summary())
     create_markdown_artifact(
-        run.report.markdown(), key="ingest-report", description="Ingest run summary"
+        report.markdown(), key="ingest-report", description="Ingest run summary"
     )
-    return run.report
+    return report
