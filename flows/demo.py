@@ -8,8 +8,6 @@ extra video is listed without a licence to show the licence gate at work.
 
 from __future__ import annotations
 
-import csv
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from convoice.flows.ingest import ingest_flow
 from convoice.models.run_summary import IngestReport
 from convoice.storage import Release, Store
 from convoice.synth import samples
+from convoice.synth.demo_sources import add_unlicensed
 
 
 @dataclass(frozen=True)
@@ -28,15 +27,6 @@ class DemoResult:
     report: IngestReport
     release: Release
     speakers: int
-
-
-def _add_unlicensed(corpus: samples.Corpus, base_url: str, sources: Path) -> None:
-    """List one more video whose licence nobody declared: the gate must skip it."""
-    src = corpus.episodes[0].media_path
-    unlicensed = corpus.root / "all-rights-reserved.mp4"
-    shutil.copyfile(src, unlicensed)
-    with sources.open("a", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerow([base_url + unlicensed.name, "", "no licence declared"])
 
 
 @flow(name="convoice-demo", log_prints=True)
@@ -51,7 +41,7 @@ def demo_flow(home: str | None = None, workdir: str | None = None) -> DemoResult
     with samples.serve_directory(corpus.root) as base_url:
         sources = media / "sources.csv"
         samples.write_sources_csv(corpus, base_url, sources)
-        _add_unlicensed(corpus, base_url, sources)
+        add_unlicensed(corpus, base_url, sources)
         logger.info("serving %d videos at %s", len(corpus.episodes) + 1, base_url)
         report = ingest_flow(sources_file=str(sources), home=settings.home)
     release = store.release(note=f"demo: {len(report.recordings)} recordings")

@@ -26,18 +26,28 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-RAN, SKIPPED, FAILED = "ran", "skipped", "failed"
+
+class Outcome(StrEnum):
+    """What a step of the loop did."""
+
+    RAN = "ran"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+RAN, SKIPPED, FAILED = Outcome.RAN, Outcome.SKIPPED, Outcome.FAILED
 
 
 @dataclass
 class Step:
     name: str
-    outcome: str  # ran / skipped / failed
+    outcome: str  # an Outcome: ran / skipped / failed
     detail: str
 
 
@@ -62,17 +72,134 @@ class LoopReport:
         return f"# Loop run\n\n| step | outcome | what happened |\n|---|---|---|\n{rows}\n"
 
 
-def _step(report: LoopReport, name: str, work: Callable[[], tuple[str, str]]) -> None:
+def _step(
+    report: LoopReport, name: str, work: Callable[[LoopRun], tuple[str, str]], run: LoopRun
+) -> None:
     """Run one step; an exception is the step's failure, not the loop's."""
     logger = get_run_logger()
     try:
-        outcome, detail = work()
+        outcome, detail = work(run)
     except Exception as err:  # one failing step never loses the others' work
         outcome, detail = FAILED, f"{type(err).__name__}: {err}"
         logger.error("loop step %s failed: %s", name, detail)
     else:
         logger.info("loop step %s %s: %s", name, outcome, detail)
     report.add(name, outcome, detail)
+
+
+@dataclass(frozen=True)
+class LoopRun:
+    """The loop's parameters, as its steps read them."""
+
+    home: str | None
+    sources_file: str | None
+    config: str | None
+    tts: bool
+    encoder_steps: int | None
+    retranscribe: bool
+
+
+def ingest(run: LoopRun) -> tuple[str, str]:
+    from convoice.flows.ingest import ingest_flow
+
+    if not run.sources_file:
+        return SKIPPED, "no sources file given"
+    result = ingest_flow(sources_file=run.sources_file, home=run.home, config=run.config)
+    return RAN, result.summary()
+
+
+def reachable(run: LoopRun) -> str:
+    """Why no Label Studio can be asked ("" when one is configured)."""
+    from convoice.config import load_settings
+    from convoice.review.client import ReviewServerError, connection
+    from convoice.storage import Store
+
+    settings = load_settings(run.config, home=run.home)
+    try:
+        connection(settings, Store.open(settings))
+    except ReviewServerError as err:
+        return str(err)
+    return ""
+
+
+def pull(run: LoopRun) -> tuple[str, str]:
+    from convoice.flows.review import ReviewIncomplete, review_pull_flow
+
+    if why := reachable(run):
+        return SKIPPED, why
+    try:
+        return RAN, review_pull_flow(home=run.home, config=run.config).summary()
+    except ReviewIncomplete as err:
+        return SKIPPED, f"Label Studio not reachable, nothing lost: {err}"
+
+
+def calibrate(run: LoopRun) -> tuple[str, str]:
+    from convoice.training.calibrate import refit_from_labels
+
+    result = refit_from_labels(run.home, config=run.config)
+    return (RAN if result.saved else SKIPPED), result.render()
+
+
+def vocabulary(run: LoopRun) -> tuple[str, str]:
+    if not run.retranscribe:
+        return SKIPPED, "not asked for (retranscribe=False / --no-retranscribe)"
+    from convoice.flows.retranscribe import retranscribe_flow
+
+    result = retranscribe_flow(home=run.home, config=run.config)
+    return (RAN if result.transcribed or result.learned_terms else SKIPPED), result.summary()
+
+
+def release(run: LoopRun) -> tuple[str, str]:
+    from convoice.flows.release import release_flow
+
+    made = release_flow(home=run.home, note="loop")
+    if made is None:
+        return SKIPPED, "nothing changed since the latest release (or no clips yet)"
+    return RAN, f"released {made.name}: {made.n_clips} clips, {made.n_speakers} speakers"
+
+
+def encoder(run: LoopRun) -> tuple[str, str]:
+    from convoice.flows.retrain import retrain_encoder_flow
+    from convoice.models.ge2e import NotEnoughData
+
+    try:
+        result = retrain_encoder_flow(home=run.home, config=run.config, steps=run.encoder_steps)
+    except NotEnoughData as err:
+        return SKIPPED, str(err)
+    return (SKIPPED if result.skipped else RAN), result.summary()
+
+
+def retrain_tts(run: LoopRun) -> tuple[str, str]:
+    if not run.tts:
+        return SKIPPED, "not asked for (tts=True / --tts)"
+    from convoice.flows.tts import retrain_tts_flow
+
+    result: Any = retrain_tts_flow(home=run.home)
+    return RAN, result.summary()
+
+
+def push(run: LoopRun) -> tuple[str, str]:
+    from convoice.flows.review import ReviewIncomplete, review_push_flow
+
+    if why := reachable(run):
+        return SKIPPED, why
+    try:
+        return RAN, review_push_flow(home=run.home, config=run.config).summary()
+    except ReviewIncomplete as err:
+        return SKIPPED, f"Label Studio not reachable, nothing lost: {err}"
+
+
+STEPS: tuple[tuple[str, Callable[[LoopRun], tuple[str, str]]], ...] = (
+    ("ingest", ingest),
+    ("pull", pull),
+    ("calibrate", calibrate),
+    ("vocabulary", vocabulary),
+    ("release", release),
+    ("encoder", encoder),
+    ("tts", retrain_tts),
+    ("push", push),
+)
+"""The loop's steps, in order (see the module docs)."""
 
 
 @flow(name="convoice-loop", log_prints=True)
@@ -85,96 +212,10 @@ def loop_flow(
     retranscribe: bool = True,
 ) -> LoopReport:
     """One turn of the loop (see the module docs); ``tts`` adds the TTS fine-tune."""
-    from convoice.flows.ingest import ingest_flow
-    from convoice.flows.release import release_flow
-    from convoice.flows.retrain import retrain_encoder_flow
-    from convoice.flows.review import ReviewIncomplete, review_pull_flow, review_push_flow
-
+    run = LoopRun(home, sources_file, config, tts, encoder_steps, retranscribe)
     report = LoopReport()
-
-    def ingest() -> tuple[str, str]:
-        if not sources_file:
-            return SKIPPED, "no sources file given"
-        result = ingest_flow(sources_file=sources_file, home=home, config=config)
-        return RAN, result.summary()
-
-    def reachable() -> str:
-        """Why no Label Studio can be asked ("" when one is configured)."""
-        from convoice.config import load_settings
-        from convoice.review.client import ReviewServerError, connection
-        from convoice.storage import Store
-
-        settings = load_settings(config, home=home)
-        try:
-            connection(settings, Store.open(settings))
-        except ReviewServerError as err:
-            return str(err)
-        return ""
-
-    def pull() -> tuple[str, str]:
-        if why := reachable():
-            return SKIPPED, why
-        try:
-            return RAN, review_pull_flow(home=home, config=config).summary()
-        except ReviewIncomplete as err:
-            return SKIPPED, f"Label Studio not reachable, nothing lost: {err}"
-
-    def calibrate() -> tuple[str, str]:
-        from convoice.flows.calibrate import refit_from_labels
-
-        result = refit_from_labels(home, config=config)
-        return (RAN if result.saved else SKIPPED), result.render()
-
-    def vocabulary() -> tuple[str, str]:
-        if not retranscribe:
-            return SKIPPED, "not asked for (retranscribe=False / --no-retranscribe)"
-        from convoice.flows.retranscribe import retranscribe_flow
-
-        result = retranscribe_flow(home=home, config=config)
-        return (RAN if result.transcribed or result.learned_terms else SKIPPED), result.summary()
-
-    def release() -> tuple[str, str]:
-        made = release_flow(home=home, note="loop")
-        if made is None:
-            return SKIPPED, "nothing changed since the latest release (or no clips yet)"
-        return RAN, f"released {made.name}: {made.n_clips} clips, {made.n_speakers} speakers"
-
-    def encoder() -> tuple[str, str]:
-        from convoice.models.ge2e import NotEnoughData
-
-        try:
-            result = retrain_encoder_flow(home=home, config=config, steps=encoder_steps)
-        except NotEnoughData as err:
-            return SKIPPED, str(err)
-        return (SKIPPED if result.skipped else RAN), result.summary()
-
-    def retrain_tts() -> tuple[str, str]:
-        if not tts:
-            return SKIPPED, "not asked for (tts=True / --tts)"
-        from convoice.flows.tts import retrain_tts_flow
-
-        result: Any = retrain_tts_flow(home=home)
-        return RAN, result.summary()
-
-    def push() -> tuple[str, str]:
-        if why := reachable():
-            return SKIPPED, why
-        try:
-            return RAN, review_push_flow(home=home, config=config).summary()
-        except ReviewIncomplete as err:
-            return SKIPPED, f"Label Studio not reachable, nothing lost: {err}"
-
-    for name, work in (
-        ("ingest", ingest),
-        ("pull", pull),
-        ("calibrate", calibrate),
-        ("vocabulary", vocabulary),
-        ("release", release),
-        ("encoder", encoder),
-        ("tts", retrain_tts),
-        ("push", push),
-    ):
-        _step(report, name, work)
+    for name, work in STEPS:
+        _step(report, name, work, run)
     get_run_logger().info("loop done:\n%s", report.summary())
     create_markdown_artifact(report.markdown(), key="loop", description="Loop run summary")
     return report

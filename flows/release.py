@@ -14,9 +14,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from convoice.config import load_settings
 from convoice.storage import Release, Store
-
-STORE_LIMIT = "convoice-store"
-"""Global concurrency limit held by the flows that write the store."""
+from convoice.tasks.store_lock import store_lock
 
 
 def unchanged_since(release: Release, versions: dict[str, int | None]) -> bool:
@@ -41,12 +39,10 @@ def release_flow(tag: str | None = None, note: str = "", home: str | None = None
 
     ``home`` is the store root (default: ``$CONVOICE_HOME`` or ``~/.convoice``).
     """
-    from prefect.concurrency.sync import concurrency
-
     logger = get_run_logger()
     settings = load_settings(home=home)
     store = Store.open(settings)
-    with concurrency(STORE_LIMIT, occupy=1):
+    with store_lock():
         releases = store.releases()
         latest = releases[-1] if releases else None
         versions = store.table_versions()

@@ -3,7 +3,7 @@
 ``convoice retranscribe`` (and the ``vocabulary`` step of ``convoice loop``):
 
 1. learn the words Whisper got wrong from every transcript a person corrected
-   since the last round (:func:`convoice.tasks.retranscribe.learn_from_store`);
+   since the last round (:func:`convoice.storage.vocabulary.learn_from_store`);
 2. pick, in each recording whose channel has a vocabulary (of one recording,
    or one channel, when asked), the machine transcripts not made with that
    vocabulary yet (with ``review_only``: only those that wait for review or
@@ -27,18 +27,14 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from convoice.config import load_settings
+from convoice.config import Settings, load_settings
+from convoice.engines.round_two import rare_word, whisper
 from convoice.models.round_two import Revision, attempt_key, tried, wants_round_two
-from convoice.models.vocabulary import active_for
+from convoice.models.vocabulary import Term, active_for
 from convoice.records import ClipStatus
 from convoice.storage import Store
-from convoice.storage.vocabulary import channels, read_terms
-from convoice.tasks.retranscribe import (
-    learn_from_store,
-    rare_word,
-    retranscribe_recording,
-    whisper,
-)
+from convoice.storage.vocabulary import channels, learn_from_store, read_terms
+from convoice.tasks.retranscribe import retranscribe_recording
 
 
 @dataclass
@@ -99,6 +95,43 @@ def _count(report: RoundTwoReport, revisions: list[Revision]) -> None:
     )
 
 
+@dataclass(frozen=True)
+class _Pass:
+    """What every recording of one round-two pass shares."""
+
+    store: Store
+    settings: Settings
+    model: str  # "" for ``[asr] model``
+    name: str  # the Whisper's name, as attempts record it
+    review_only: bool
+    terms: list[Term]  # the store's vocabulary, removed terms included
+    where: dict[str, str]  # recording id -> its channel
+
+
+def _recording(report: RoundTwoReport, run: _Pass, rid: str, group: list[dict[str, Any]]) -> None:
+    """Transcribe again the clips of one recording that want it (and were not tried so)."""
+    settings = run.settings
+    words = active_for(run.terms, run.where.get(rid, ""), settings.asr.vocabulary_size)
+    if not words and not run.model:
+        return  # nothing new to tell the same Whisper
+    every = not run.review_only
+    wanted = [
+        r for r in group
+        if wants_round_two(r, settings.routing.min_transcript_confidence, every)
+    ]  # fmt: skip
+    way = f"{settings.asr.vocabulary_mode}:beam{settings.asr.round_two_beam_size}"
+    key = attempt_key(run.name, way, words)
+    todo = [r for r in wanted if not tried(r, key)]
+    report.candidates += len(wanted)
+    report.already_tried += len(wanted) - len(todo)
+    if not todo:
+        return
+    revisions = retranscribe_recording(run.store, todo, settings, run.model, words, key)
+    _count(report, revisions)
+    report.audio_s += sum(float(r["end"]) - float(r["start"]) for r in todo)
+    report.recordings.append(rid)
+
+
 @flow(name="convoice-retranscribe", log_prints=True)
 def retranscribe_flow(
     home: str | None = None,
@@ -133,27 +166,9 @@ def retranscribe_flow(
     by_recording: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in _in_scope(rows, recording, channel, where):
         by_recording[row["recording_id"]].append(row)
-    terms = read_terms(store)
+    run = _Pass(store, settings, model, name, review_only, read_terms(store), where)
     for rid, group in sorted(by_recording.items()):
-        words = active_for(terms, where.get(rid, ""), settings.asr.vocabulary_size)
-        if not words and not model:
-            continue  # nothing new to tell the same Whisper
-        every = not review_only
-        wanted = [
-            r for r in group
-            if wants_round_two(r, settings.routing.min_transcript_confidence, every)
-        ]  # fmt: skip
-        way = f"{settings.asr.vocabulary_mode}:beam{settings.asr.round_two_beam_size}"
-        key = attempt_key(name, way, words)
-        todo = [r for r in wanted if not tried(r, key)]
-        report.candidates += len(wanted)
-        report.already_tried += len(wanted) - len(todo)
-        if not todo:
-            continue
-        revisions = retranscribe_recording(store, todo, settings, model, words, key)
-        _count(report, revisions)
-        report.audio_s += sum(float(r["end"]) - float(r["start"]) for r in todo)
-        report.recordings.append(rid)
+        _recording(report, run, rid, group)
     after = store.materialized_clips().select(["status"]).to_pylist()
     report.review_after = sum(r["status"] == ClipStatus.REVIEW for r in after)
     report.wall_s = time.perf_counter() - started

@@ -12,22 +12,24 @@ report says what was done; nothing is lost, the next run does the rest.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger
 
-from convoice.config import load_settings
+from convoice.config import Settings, load_settings
 from convoice.records import Speaker
 from convoice.review import audio as review_audio
 from convoice.review import client as review
 from convoice.review.build import build_tasks
-from convoice.review.client import ReviewServerError
-from convoice.review.decisions import plan_pull
+from convoice.review.client import ReviewClient, ReviewServerError
+from convoice.review.decisions import PullPlan, plan_pull
 from convoice.review.layout import (
     PullReport,
     PushReport,
+    Reference,
     label_config,
     reference_clips,
     review_queue,
@@ -36,6 +38,7 @@ from convoice.storage import Store
 from convoice.storage import review_state as review_store
 from convoice.storage.identity import machine_aliases
 from convoice.storage.labels import now_iso
+from convoice.tasks.store_lock import store_lock
 
 BATCH = 50
 
@@ -61,48 +64,57 @@ def review_push_flow(
     queue = review_queue(clips, audit_share=settings.review.audit_share)
     references = reference_clips(clips)  # per speaker, the clip annotators hear it by
     report.needing_review = report.remaining = len(queue)
-    s3 = review_audio.s3_audio(settings, store) is not None  # else local files
     try:
         client = review.client_for(settings, store)
         report.url = client.url
         project_id = client.ensure_project(settings.review.project_title, label_config())
         report.project_id = project_id
-        present = client.existing_clip_ids(project_id)
-        connected = bool(present)  # their audio is in the store: (re)connect it now
-        if connected:
-            review_audio.connect_audio(client, project_id, settings, store)
-        todo = [row for row in queue if row["clip_id"] not in present]
-        report.already_in_project = len(queue) - len(todo)
-        report.remaining = len(todo)
-        todo = todo[: limit if limit is not None else settings.review.max_tasks_per_push]
-        recordings = {r["recording_id"]: r for r in store.recordings().to_pylist()}
-        versions: list[str] = []
-        for first in range(0, len(todo), BATCH):
-            tasks = build_tasks(
-                store,
-                todo[first : first + BATCH],
-                recordings,
-                settings.review.context_s,
-                s3,
-                references,
-            )
-            if not connected:  # once the first audio is written (an S3 storage checks for it)
-                review_audio.connect_audio(client, project_id, settings, store)
-                connected = True
-            ids = review.import_batch(client, project_id, tasks)
-            report.pushed += len(ids)
-            report.remaining -= len(ids)
-            report.task_ids += ids
-            versions += [t["data"]["model_version"] for t in tasks]
-            logger.info("pushed %d tasks (%d to go)", report.pushed, report.remaining)
-        if versions:
-            client.set_model_version(project_id, max(set(versions), key=versions.count))
+        _push(client, project_id, queue, references, store, settings, report, limit)
     except ReviewServerError as err:
         report.error = str(err)
         logger.error("review push stopped: %s", report.summary())
         raise ReviewIncomplete(report) from err
     logger.info(report.summary())
     return report
+
+
+def _push(
+    client: ReviewClient,
+    project_id: int,
+    queue: list[Mapping[str, Any]],
+    references: dict[str, Reference],
+    store: Store,
+    settings: Settings,
+    report: PushReport,
+    limit: int | None,
+) -> None:
+    """Import the queued clips the project lacks, in batches; connect the audio storage."""
+    logger = get_run_logger()
+    s3 = review_audio.s3_audio(settings, store) is not None  # else local files
+    present = client.existing_clip_ids(project_id)
+    connected = bool(present)  # their audio is in the store: (re)connect it now
+    if connected:
+        review_audio.connect_audio(client, project_id, settings, store)
+    todo = [row for row in queue if row["clip_id"] not in present]
+    report.already_in_project = len(queue) - len(todo)
+    report.remaining = len(todo)
+    todo = todo[: limit if limit is not None else settings.review.max_tasks_per_push]
+    recordings = {r["recording_id"]: r for r in store.recordings().to_pylist()}
+    versions: list[str] = []
+    for first in range(0, len(todo), BATCH):
+        batch = todo[first : first + BATCH]
+        tasks = build_tasks(store, batch, recordings, settings.review.context_s, s3, references)
+        if not connected:  # once the first audio is written (an S3 storage checks for it)
+            review_audio.connect_audio(client, project_id, settings, store)
+            connected = True
+        ids = review.import_batch(client, project_id, tasks)
+        report.pushed += len(ids)
+        report.remaining -= len(ids)
+        report.task_ids += ids
+        versions += [t["data"]["model_version"] for t in tasks]
+        logger.info("pushed %d tasks (%d to go)", report.pushed, report.remaining)
+    if versions:
+        client.set_model_version(project_id, max(set(versions), key=versions.count))
 
 
 def _machine_rows(store: Store) -> dict[str, dict[str, Any]]:
@@ -147,13 +159,28 @@ def review_pull_flow(home: str | None = None, config: str | None = None) -> Pull
         at,
         aliases=machine_aliases(store),
     )
+    report.labels_applied = _apply(store, plan, registry, client.url, project_id, at)
+    _count_pull(report, plan, tasks)
+    logger.info(report.summary())
+    return report
+
+
+def _apply(
+    store: Store, plan: PullPlan, registry: dict[str, Speaker], url: str, project_id: int, at: str
+) -> int:
+    """Write what the pull decided; the number of labels added."""
     # Order matters for a run killed half-way: see storage/review_state.py.
-    report.labels_applied = store.add_labels(plan.labels)
+    applied = store.add_labels(plan.labels)
     review_store.add_merges(store, plan.merges)
     review_store.save_contributions(store, plan.contributions)
     removed = [registry[s] for s in plan.removed_speakers if s in registry]
     review_store.save_speakers(store, plan.speakers, removed)
-    review_store.log_decisions(store, plan.decisions, client.url, project_id, at)
+    review_store.log_decisions(store, plan.decisions, url, project_id, at)
+    return applied
+
+
+def _count_pull(report: PullReport, plan: PullPlan, tasks: list[dict[str, Any]]) -> None:
+    """The pull's report: what was read, applied and skipped (each skip also as a warning)."""
     report.tasks_read = len(tasks)
     report.annotations_read = sum(len(t.get("annotations") or []) for t in tasks)
     report.annotations_applied = len(plan.decisions)
@@ -162,10 +189,9 @@ def review_pull_flow(home: str | None = None, config: str | None = None) -> Pull
     report.merges = [(m.merged, m.kept) for m in plan.merges]
     report.new_speakers = plan.new_speakers
     report.speakers_updated = len(plan.speakers)
+    logger = get_run_logger()
     for task_id, annotation_id, reason in plan.skipped:
         logger.warning("skipped task %s (annotation %s): %s", task_id, annotation_id, reason)
-    logger.info(report.summary())
-    return report
 
 
 # -- review sync: the scheduled pair -------------------------------------------
@@ -222,29 +248,15 @@ def review_sync_flow(
     scheduled run that starts later than this after its time does nothing (see
     :func:`superseded`); the deployment sets it to its interval.
     """
-    from prefect.concurrency.sync import concurrency
-    from prefect.context import FlowRunContext
-
-    from convoice.flows.release import STORE_LIMIT
-
     logger = get_run_logger()
-    report = SyncReport()
-    context = FlowRunContext.get()
-    run = context.flow_run if context is not None else None
-    expected = run.expected_start_time if run is not None else None
-    if run is not None and superseded(
-        expected, run.auto_scheduled, datetime.now(UTC), max_lateness_s
-    ):
-        report.skipped = (
-            f"started more than {max_lateness_s} s after its scheduled time {expected};"
-            " a later scheduled sync does the same work"
-        )
+    report = SyncReport(skipped=_too_late(max_lateness_s))
+    if report.skipped:
         logger.info(report.summary())
         _sync_artifact(report)
         return report
     stage = "pull"
     try:
-        with concurrency(STORE_LIMIT, occupy=1):
+        with store_lock():
             report.pull = review_pull_flow(home=home, config=config)
         stage = "push"
         report.push = review_push_flow(home=home, config=config, limit=limit)
@@ -258,6 +270,23 @@ def review_sync_flow(
     logger.info(report.summary())
     _sync_artifact(report)
     return report
+
+
+def _too_late(max_lateness_s: float | None) -> str:
+    """Why this flow run is :func:`superseded` ("" when it is not, or runs outside a flow run)."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    expected = run.expected_start_time if run is not None else None
+    if run is not None and superseded(
+        expected, run.auto_scheduled, datetime.now(UTC), max_lateness_s
+    ):
+        return (
+            f"started more than {max_lateness_s} s after its scheduled time {expected};"
+            " a later scheduled sync does the same work"
+        )
+    return ""
 
 
 def _sync_artifact(report: SyncReport) -> None:

@@ -12,27 +12,26 @@ losses and metrics go to the run (TensorBoard files, ``params.json``,
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
-from convoice.config import Settings, load_settings
+from convoice.config import load_settings
 from convoice.storage import Store
+from convoice.tasks.tts import evaluate_task, export_task, run_export_task, train_task
 from convoice.training import tts as tts_train
-from convoice.training import tts_export
-from convoice.training.tracking import open_run, tracking_dir
-from convoice.training.tts import TrainResult, TtsEvaluation, TtsTrainingError
+from convoice.training.tracking import open_run
+from convoice.training.tts import TrainResult, TtsEvaluation
 from convoice.training.tts_export import TtsExport
-
-KIND = "tts"
-DATA_DIR = "data"  # the run's own export (coqui format)
-
-export_task = task(name="export-tts", cache_policy=NO_CACHE)(tts_export.export_release)
-train_task = task(name="train-tts", cache_policy=NO_CACHE)(tts_train.train)
-evaluate_task = task(name="evaluate-tts", cache_policy=NO_CACHE)(tts_train.evaluate)
+from convoice.training.tts_runs import (
+    DATA_DIR,
+    KIND,
+    choose_run,
+    run_params,
+    save_evaluation,
+    wants_evaluation,
+)
 
 
 @dataclass(frozen=True)
@@ -79,26 +78,6 @@ def export_tts_flow(dataset: str, fmt: str, to: str, home: str | None = None) ->
     return result
 
 
-def runs_of(settings: Settings, dataset: str) -> list[str]:
-    """Ids of the TTS runs that trained on release ``dataset`` (``"v3"``), oldest first."""
-    found = []
-    for params in sorted((tracking_dir(settings) / KIND).glob("*/params.json")):
-        if json.loads(params.read_text()).get("dataset") == dataset:
-            found.append(params.parent.name)
-    return found
-
-
-def run_dataset(settings: Settings, run_id: str, dataset: str | None) -> str:
-    """The dataset of the run ``run_id``; TtsTrainingError when there is no such run."""
-    params = tracking_dir(settings) / KIND / run_id / "params.json"
-    if not params.is_file():
-        raise TtsTrainingError(f"no TTS training run {run_id!r} in {params.parent.parent}")
-    logged = str(json.loads(params.read_text()).get("dataset", ""))
-    if dataset and logged and dataset != logged:
-        raise TtsTrainingError(f"run {run_id} trains on {logged}, not {dataset}")
-    return dataset or logged
-
-
 @flow(name="convoice-retrain-tts", log_prints=True)
 def retrain_tts_flow(
     dataset: str | None = None,
@@ -119,17 +98,7 @@ def retrain_tts_flow(
     logger = get_run_logger()
     settings = load_settings(home=home)
     store = Store.open(settings)
-    note = ""
-    if resume:
-        dataset = run_dataset(settings, resume, dataset)
-    if not dataset:
-        releases = store.releases()
-        if not releases:
-            raise TtsTrainingError("the store has no release yet: make one first")
-        dataset = releases[-1].name
-        earlier = runs_of(settings, dataset)
-        resume = earlier[-1] if earlier else None
-        note = f"latest release {dataset}" + (f", continuing run {resume}" if resume else "")
+    dataset, resume, note = choose_run(settings, store, dataset, resume)
     release = store.resolve(dataset)
     tts_train.check_settings(settings.tts)
     total = steps if steps is not None else settings.tts.steps
@@ -137,13 +106,7 @@ def retrain_tts_flow(
     try:
         data = run.dir / DATA_DIR
         export = run_export_task(store, release.name, data, settings)
-        run.log_params(
-            {"dataset": release.name, "dataset_tag": release.tag or "", "steps": total,
-             "start": settings.tts.checkpoint or "scratch (tiny configuration)",
-             "export": {"train": export.n_train, "heldout": export.n_heldout,
-                        "speakers": export.n_speakers, "train_hours": export.train_hours},
-             "settings": {"tts": asdict(settings.tts), "asr": asdict(settings.asr)}}
-        )  # fmt: skip
+        run.log_params(run_params(release, total, export, settings))
         training = train_task(settings, run, data, total, settings.tts.checkpoint_every)
         logger.info(
             "run %s: steps %d -> %d in %.1f s, last losses %s",
@@ -151,36 +114,12 @@ def retrain_tts_flow(
             training.last_losses(),
         )  # fmt: skip
         evaluation = None
-        stale = training.steps_done > training.start_step
-        if evaluate and (stale or not (run.dir / "evaluation.json").is_file()):
+        if wants_evaluation(evaluate, training, run.dir):
             evaluation = evaluate_task(settings, training.checkpoint, data)
         if evaluation is not None:
-            run.log_metrics(evaluation.metrics(), step=training.steps_done)
-            (run.dir / "evaluation.json").write_text(
-                json.dumps(asdict(evaluation), indent=1, default=str) + "\n"
-            )
+            save_evaluation(run, evaluation, training.steps_done)
     finally:
         run.close()
     report = TtsRetrainReport(release.name, run.run_id, run.dir, export, training, evaluation, note)
     logger.info(report.summary())
     return report
-
-
-@task(name="export-tts-for-run", cache_policy=NO_CACHE)
-def run_export_task(store: Store, dataset: str, data: Path, settings: Settings) -> TtsExport:
-    """The run's coqui-format export, written once (kept when the run is resumed)."""
-    release = store.resolve(dataset)
-    try:
-        done = tts_export.read_export(data)
-    except tts_export.ExportError:
-        done = {}
-    if (done.get("release"), done.get("format"), done.get("sample_rate")) == (
-        release.name, "coqui", settings.tts.sample_rate,
-    ):  # fmt: skip
-        return TtsExport(
-            release=release.name, format="coqui", path=data, sample_rate=settings.tts.sample_rate,
-            n_train=done["train"], n_heldout=done["heldout"], n_speakers=done["speakers"],
-            train_hours=done["train_hours"], skipped=done["skipped"],
-            n_recordings=done["recordings"],
-        )  # fmt: skip
-    return tts_export.export_release(store, release, "coqui", data, settings.tts.sample_rate)

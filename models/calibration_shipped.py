@@ -1,5 +1,5 @@
 """The calibration that ships in the package (written by ``convoice calibrate
---bench-home``, see :mod:`convoice.flows.calibrate`; do not edit by hand)."""
+--bench-home``, see :mod:`convoice.training.calibrate`; do not edit by hand)."""
 
 from typing import Any
 

@@ -9,12 +9,13 @@ one-to-one (Hungarian algorithm on the similarities).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 
-from convoice.records import FloatArray, stable_id
+from convoice.records import FloatArray, Speaker, stable_id
 
 
 class MatchDecision(StrEnum):
@@ -31,6 +32,19 @@ class SpeakerMatch:
     similarity: float  # to the chosen known speaker; nan when new
     runner_up: float  # best similarity to any other known speaker; -1 when none
     confidence: float  # 0..1
+
+
+def centroid_matrix(speakers: Iterable[Speaker], dim: int = 0) -> tuple[list[str], FloatArray]:
+    """Speaker ids (sorted) and their unit centroids as an ``(n, d)`` float32 matrix.
+
+    The one home of the registry matrix the matching reads; ``dim`` is the
+    width of the empty matrix when there is no speaker.
+    """
+    by_id = {s.speaker_id: s for s in speakers}
+    ids = sorted(by_id)
+    if not ids:
+        return [], np.zeros((0, dim), dtype=np.float32)
+    return ids, np.stack([by_id[i].centroid for i in ids]).astype(np.float32)
 
 
 def ramp(x: float, lo: float, hi: float) -> float:

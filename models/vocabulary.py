@@ -127,7 +127,7 @@ def learn(
     """``existing`` with the missed words of corrections not learned from yet.
 
     ``keep(word)``: whether a missed word is one the recogniser does not know
-    (:func:`convoice.tasks.retranscribe.rare_word`: Whisper spells it with two
+    (:func:`convoice.engines.round_two.rare_word`: Whisper spells it with two
     or more tokens); a common word it misheard ("small", "found") is noise to a
     prompt. Each kept word counts for its channel and for the whole store. A clip is
     learned from once (its id is kept with the terms); a removed term keeps

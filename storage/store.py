@@ -53,7 +53,6 @@ from convoice.storage.schema import (
     skipped_to_table,
     speakers_to_table,
     table_to_speakers,
-    vectors,
     with_speaker_buckets,
 )
 from convoice.storage.tables import TABLES, Tables, sql_string
@@ -244,14 +243,9 @@ class Store:
 
     def speaker_matrix(self) -> tuple[list[str], FloatArray]:
         """Speaker ids and their unit centroids as an ``(n, d)`` float32 matrix."""
-        table = self.tables.read("speakers", SPEAKER_SCHEMA, columns=["speaker_id", "vector_sum"])
-        if table.num_rows == 0:
-            return [], np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-        order = pc.sort_indices(table["speaker_id"])
-        sums = vectors(table["vector_sum"], "speakers.vector_sum")[order.to_numpy()]
-        norms = np.linalg.norm(sums, axis=1, keepdims=True)
-        centroids = (sums / np.where(norms > 0, norms, 1.0)).astype(np.float32)
-        return table["speaker_id"].take(order).to_pylist(), centroids
+        from convoice.models.registry import centroid_matrix
+
+        return centroid_matrix(self.speakers(), EMBEDDING_DIM)
 
     # -- reading -------------------------------------------------------------
 

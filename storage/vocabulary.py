@@ -9,16 +9,18 @@ to the machine's text and the channel of its recording.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pyarrow as pa
 
+from convoice.models.vocabulary import learn
 from convoice.records import (
     ACTIVE,
     OPERATOR,
     REMOVED,
     STORE_WIDE,
     Correction,
+    Learned,
     Term,
     channel_of,
     normalise,
@@ -102,6 +104,16 @@ def corrections(store: Store) -> list[Correction]:
         channel = where.get(row.recording_id, STORE_WIDE)
         out.append(Correction(label.clip_id, channel, row.text or "", label.value or ""))
     return out
+
+
+def learn_from_store(store: Store, keep: Callable[[str], bool] | None = None) -> Learned:
+    """Learn from the corrections not learned from yet; write what changed (one commit).
+
+    ``keep``: which missed words are worth learning (see :func:`convoice.models.vocabulary.learn`).
+    """
+    found = learn(read_terms(store), corrections(store), at=now_iso(), keep=keep)
+    write_terms(store, found.changed)
+    return found
 
 
 def set_term(store: Store, channel: str, term: str, state: str, by: str) -> Term:

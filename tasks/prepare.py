@@ -27,9 +27,11 @@ from convoice import logs
 from convoice.config import Settings
 from convoice.media import download
 from convoice.media.audio import Audio
+from convoice.models import labelling
+from convoice.models.clip_embeddings import Embeddings
 from convoice.models.diarize import ClipRegion, Segmentation
 from convoice.models.labelling import RecordingSpeakers
-from convoice.records import MediaItem, Region, Transcript, stable_id
+from convoice.records import MediaItem, Region, Transcript
 from convoice.storage import Store
 from convoice.tasks import stages
 from convoice.training import encoder
@@ -48,7 +50,7 @@ class Prepared:
     sample_rate: int
     audio_uri: str  # the recording's FLAC in the store
     seg: Segmentation
-    vectors: stages.Embeddings
+    vectors: Embeddings
     speakers: RecordingSpeakers
     transcripts: list[Transcript | None]
     clip_audio: dict[str, str]  # clip id -> its FLAC in the store
@@ -86,11 +88,6 @@ def _download(item: MediaItem, workdir: Path, settings: Settings) -> Path:
     return stages.fetch(item, workdir, settings)
 
 
-def clip_id(recording_id: str, start: float, end: float) -> str:
-    """The id :func:`convoice.models.labelling.build_clips` gives the clip at start-end."""
-    return stable_id("clip", recording_id, f"{round(start, 3):.3f}", f"{round(end, 3):.3f}")
-
-
 def _with_worker_threads(settings: Settings) -> Settings:
     """Give CTranslate2 the threads this worker process was given (``CONVOICE_TORCH_THREADS``)."""
     threads = int(os.environ.get("CONVOICE_TORCH_THREADS", "0"))
@@ -101,18 +98,19 @@ def _with_worker_threads(settings: Settings) -> Settings:
 
 def write_audio(
     store: Store, recording_id: str, audio: Audio, seg: Segmentation, speakers: RecordingSpeakers,
-    vectors: stages.Embeddings,
+    vectors: Embeddings,
 ) -> tuple[str, dict[str, str]]:  # fmt: skip
     """Write the recording's FLAC and one FLAC per clip that will be kept."""
     rate = audio.sample_rate
     clip_audio: dict[str, str] = {}
-    for region, emb, label in zip(
-        seg.clips, vectors.clips, speakers.clip_labels.tolist(), strict=True
-    ):
-        if label < 0 or not np.any(emb):  # build_clips leaves these out
+    for region, emb, vec, label in zip(
+        seg.clips, vectors.clips, vectors.identity_clips, speakers.clip_labels.tolist(),
+        strict=True,
+    ):  # fmt: skip
+        if not labelling.keeps_clip(label, emb, vec):  # build_clips leaves these out
             continue
         start, end = region.region.start, region.region.end
-        cid = clip_id(recording_id, start, end)
+        cid = labelling.clip_id(recording_id, start, end)
         piece = audio.samples[int(round(start, 3) * rate) : int(round(end, 3) * rate)]
         clip_audio[cid] = store.write_flac(store.clip_audio_key(recording_id, cid), piece, rate)
     uri = store.write_flac(store.recording_audio_key(recording_id), audio.samples, rate)
@@ -153,6 +151,15 @@ def channel_vocabulary(item: MediaItem, settings: Settings) -> list[str]:
     return active_for(read_terms(Store.open(settings)), channel, settings.asr.vocabulary_size)
 
 
+def _embed(audio: Audio, seg: Segmentation, settings: Settings) -> Embeddings:
+    """The clips' embeddings, with the store's encoders (fine-tuned ones when promoted)."""
+    store = Store.open(settings)
+    weights = encoder.encoder_weights(settings, store)
+    return stages.embed_speakers.fn(
+        audio, seg, weights, settings.identity.encoder, encoder.identity_weights(settings, store)
+    )
+
+
 @task(name="prepare-recording", cache_policy=NO_CACHE)
 def prepare_recording(
     item: MediaItem, settings: Settings, workdir: Path, run_id: str, log_format: str = "text"
@@ -173,12 +180,7 @@ def prepare_recording(
         with logs.stage(rid, "segment", seconds):
             seg = stages.segment.fn(audio, settings)
         with logs.stage(rid, "embed", seconds):
-            store = Store.open(settings)
-            weights = encoder.encoder_weights(settings, store)
-            vectors = stages.embed_speakers.fn(
-                audio, seg, weights, settings.identity.encoder,
-                encoder.identity_weights(settings, store),
-            )  # fmt: skip
+            vectors = _embed(audio, seg, settings)
         with logs.stage(rid, "identify", seconds):  # the recording's own speakers
             speakers = stages.own_speakers(seg, vectors, settings)
         with logs.stage(rid, "commit", seconds):  # the audio files; rows come later, in order

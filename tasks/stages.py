@@ -10,12 +10,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -23,19 +21,12 @@ from convoice.config import ConfigError, Settings
 from convoice.engines import loaders
 from convoice.media import download
 from convoice.media.audio import Audio, decode
-from convoice.models import asr, diarize, embed, labelling, language
+from convoice.models import asr, diarize, labelling, language
+from convoice.models.clip_embeddings import Embeddings, embed_recording
 from convoice.models.diarize import Segmentation
 from convoice.models.labelling import RecordingSpeakers
 from convoice.models.registry import SpeakerMatch
-from convoice.records import (
-    FloatArray,
-    MediaItem,
-    Region,
-    SkippedItem,
-    SkipReason,
-    Source,
-    Transcript,
-)
+from convoice.records import FloatArray, MediaItem, SkippedItem, SkipReason, Source, Transcript
 
 
 def now() -> str:
@@ -112,36 +103,6 @@ def segment(audio: Audio, settings: Settings) -> Segmentation:
     return seg
 
 
-@dataclass(frozen=True)
-class Embeddings:
-    """Each clip's (and each clip-less local speaker's) embeddings.
-
-    ``clips``/``nodes``: resemblyzer's d-vectors (kept on every clip).
-    ``identity_clips``/``identity_nodes``: the identity encoder's (CAM++,
-    192-d), or the d-vectors themselves when resemblyzer identifies.
-    """
-
-    clips: FloatArray  # shape: (num_clips, 256)
-    nodes: FloatArray  # shape: (num_nodes, 256); zero rows for nodes with clips (all: CAM++)
-    identity_clips: FloatArray  # shape: (num_clips, dim)
-    identity_nodes: FloatArray  # shape: (num_nodes, dim)
-    identity_encoder: str = "resemblyzer"
-    clip_windows: list[FloatArray] = field(default_factory=list)  # CAM++ windows per clip
-
-    @property
-    def separate_identity(self) -> bool:
-        """Whether clips carry an identity embedding of their own (``speaker_embedding``)."""
-        return self.identity_encoder != "resemblyzer"
-
-
-def _split(vectors: FloatArray, num_clips: int, num_nodes: int, missing: list[int]) -> tuple[
-    FloatArray, FloatArray
-]:  # fmt: skip
-    node_vectors = np.zeros((num_nodes, vectors.shape[1]), dtype=np.float32)
-    node_vectors[missing] = vectors[num_clips:]
-    return vectors[:num_clips], node_vectors
-
-
 @task(name="embed", cache_policy=NO_CACHE)
 def embed_speakers(
     audio: Audio,
@@ -158,24 +119,8 @@ def embed_speakers(
     alone cluster the local speakers (resemblyzer embeds only the clips).
     """
     encoder = loaders.voice_encoder(weights)
-    nodes, pieces = labelling.node_regions(seg)
-    with_clips = {seg.turns[c.turn].node for c in seg.clips}
-    regions: list[Region | list[Region]] = [c.region for c in seg.clips]
-    missing = [i for i, n in enumerate(nodes) if n not in with_clips]
-    regions += [pieces[i] for i in missing]
-    n_clips = len(seg.clips)
-    if identity == "resemblyzer":
-        clips, node_vectors = _split(
-            embed.embed_regions(encoder, audio.samples, regions), n_clips, len(nodes), missing
-        )
-        return Embeddings(clips, node_vectors, clips, node_vectors, identity)
-    clips = embed.embed_regions(encoder, audio.samples, regions[:n_clips])
-    no_nodes = np.zeros((len(nodes), clips.shape[1]), dtype=np.float32)
-    found = embed.embed_regions_campplus(
-        loaders.campplus_model(identity_weights), audio.samples, regions
-    )
-    id_clips, id_nodes = _split(found.vectors, n_clips, len(nodes), missing)
-    return Embeddings(clips, no_nodes, id_clips, id_nodes, identity, found.windows[:n_clips])
+    campplus = None if identity == "resemblyzer" else loaders.campplus_model(identity_weights)
+    return embed_recording(audio.samples, seg, encoder, identity, campplus)
 
 
 @task(name="identify", cache_policy=NO_CACHE)

@@ -233,7 +233,7 @@ def test_a_store_written_before_per_kind_statuses_still_reads(tmp_path: Path) ->
 
 
 def test_refit_from_peoples_labels_is_judged_on_recordings_it_never_saw(tmp_path: Path) -> None:
-    from convoice.flows import calibrate
+    from convoice.training import calibrate
 
     store = Store(tmp_path / "store")
     rng = np.random.default_rng(5)

@@ -18,9 +18,9 @@ from convoice.models.consolidate import (
 )
 from convoice.records import Speaker
 from convoice.storage import Store
+from convoice.storage.consolidation import consolidate_store
 from convoice.storage.identity import changes
 from convoice.storage.schema import CLIP_SCHEMA
-from convoice.tasks.consolidate import consolidate_store
 
 DIM = 192
 

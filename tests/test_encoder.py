@@ -181,7 +181,8 @@ def reviewed_store(
 
 
 def test_replay_with_the_ingest_encoder_reproduces_the_ingest(reviewed_store) -> None:  # type: ignore[no-untyped-def]
-    from convoice.flows.retrain import _facts, ingest_order
+    from convoice.training.encoder_round import facts as _facts
+    from convoice.training.encoder_round import ingest_order
 
     _, store = reviewed_store
     machine = store.clips().to_pylist()

@@ -23,10 +23,10 @@ import pytest
 from convoice import logs
 from convoice.config import RunnerSettings
 from convoice.flows.ingest import ingest_flow
-from convoice.flows.release import STORE_LIMIT
 from convoice.models.run_summary import IngestReport
 from convoice.storage import Store
 from convoice.synth import samples
+from convoice.tasks.store_lock import STORE_LIMIT
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

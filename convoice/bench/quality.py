@@ -704,7 +704,7 @@ def cost_case(what: str, n: int, root: str) -> CostCase:
         note = f"3 recording speakers vs N known, {known.nbytes / 2**20:.0f} MB of centroids"
     elif what == "consolidate":
         from convoice.config import ConsolidationSettings
-        from convoice.tasks.consolidate import consolidate_store
+        from convoice.storage.consolidation import consolidate_store
 
         store = Store(root)
         base = _rss_mb()

@@ -267,13 +267,14 @@ def _compare_modes(
 ) -> None:
     """The round-two clips of ``later``, transcribed with no words, hotwords, initial prompt."""
     from convoice.config import load_settings
+    from convoice.engines.round_two import rare_word, whisper
     from convoice.models import asr
     from convoice.models.language import LanguageGuess
     from convoice.models.round_two import wants_round_two
     from convoice.models.vocabulary import active_for
-    from convoice.storage.vocabulary import channels
+    from convoice.storage.round_two import clip_samples
+    from convoice.storage.vocabulary import channels, learn_from_store
     from convoice.tasks import stages
-    from convoice.tasks.retranscribe import clip_samples, learn_from_store, rare_word, whisper
 
     settings = load_settings(home=store.root)
     learned = learn_from_store(store, rare_word(settings.asr.model)).terms

@@ -32,8 +32,8 @@ def calibrate_command(
     home: HomeOption = None,
 ) -> None:
     """Refit the map from raw scores to probabilities on people's labels (held-out judged)."""
-    from convoice.flows import calibrate
     from convoice.models.calibration import CalibrationError, render_table
+    from convoice.training import calibrate
 
     try:
         if bench_home is not None:

@@ -23,6 +23,7 @@ from rich.markup import escape
 
 import convoice
 from convoice.cli.common import HomeOption
+from convoice.tasks.store_lock import STORE_LIMIT  # the queue and the limit share the name
 
 ops_app = typer.Typer(
     no_args_is_help=True,
@@ -31,7 +32,6 @@ ops_app = typer.Typer(
 console = Console()
 
 POOL = "convoice"
-STORE_LIMIT = "convoice-store"  # the queue and the global concurrency limit share the name
 PREFECT_FILE = Path("deployments", "prefect.yaml")
 HEALTH_TIMEOUT_S = 10.0
 

@@ -28,8 +28,8 @@ def consolidate_command(
     from convoice.config import load_settings
     from convoice.models.consolidate import ConsolidationError
     from convoice.storage import Store
+    from convoice.storage.consolidation import consolidate_store
     from convoice.storage.store import ConcurrentCommitError
-    from convoice.tasks.consolidate import consolidate_store
 
     settings = load_settings(home=home)
     cfg = settings.consolidation

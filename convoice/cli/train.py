@@ -180,9 +180,9 @@ def _identity_kind(home: str | None) -> str:
 def _relabel(home: str | None, encoder_id: str, kind: str) -> None:
     from convoice.config import load_settings
     from convoice.engines import loaders
-    from convoice.flows.retrain import relabel_store
     from convoice.storage import Store
     from convoice.storage.encoders import EncoderRegistry
+    from convoice.tasks.encoder_round import relabel_store
 
     settings = load_settings(home=home)
     store = Store.open(settings)

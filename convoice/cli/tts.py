@@ -76,11 +76,12 @@ def retrain_tts_command(
     """Fine-tune the multi-speaker VITS on a release's speaker embeddings, then score it."""
     prefect_defaults()
     from convoice.config import load_settings
-    from convoice.flows.tts import retrain_tts_flow, run_dataset
+    from convoice.flows.tts import retrain_tts_flow
     from convoice.models.tts_data import TtsDataError
     from convoice.storage import Store, UnknownReleaseError
     from convoice.training.tts import TtsTrainingError, check_settings
     from convoice.training.tts_export import ExportError
+    from convoice.training.tts_runs import run_dataset
 
     try:  # the operator's mistakes are a message, not a failed flow run
         settings = load_settings(home=home)

@@ -114,8 +114,9 @@ def _set_terms(home: str | None, channel: str, words: list[str], state: str, don
 def learn_command(home: HomeOption = None) -> None:
     """Learn from the transcripts people corrected since the last time (retranscribe does too)."""
     from convoice.config import load_settings
+    from convoice.engines.round_two import rare_word
     from convoice.storage import Store
-    from convoice.tasks.retranscribe import learn_from_store, rare_word
+    from convoice.storage.vocabulary import learn_from_store
 
     settings = load_settings(home=home)
     found = learn_from_store(Store.open(settings), rare_word(settings.asr.model))
@@ -150,8 +151,8 @@ def retranscribe_command(
 ) -> None:
     """Round two: learn the vocabulary, transcribe the channel's clips again with it, re-route."""
     from convoice.config import load_settings
+    from convoice.engines.round_two import whisper
     from convoice.flows.retranscribe import retranscribe_flow
-    from convoice.tasks.retranscribe import whisper
 
     if recording and channel:
         console.print("[red]give --recording or --channel, not both[/red]")

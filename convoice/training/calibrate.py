@@ -87,7 +87,7 @@ def module_source(calibration: calib.Calibration) -> str:
     data = pprint.pformat(asdict(calibration), width=96, sort_dicts=True)
     return (
         '"""The calibration that ships in the package (written by ``convoice calibrate\n'
-        '--bench-home``, see :mod:`convoice.flows.calibrate`; do not edit by hand)."""\n\n'
+        '--bench-home``, see :mod:`convoice.training.calibrate`; do not edit by hand)."""\n\n'
         "from typing import Any\n\n"
         f"SHIPPED: dict[str, Any] = {data}\n"
     )

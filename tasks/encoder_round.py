@@ -1,0 +1,334 @@
+"""The steps of an encoder round that read and write the store (:mod:`convoice.flows.retrain`).
+
+Which release and encoder kind a round trains, whether it trained on the same
+data before, the training and judging of a candidate (registered, promoted
+when better), and the re-labelling of the whole store after a promotion.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from prefect import get_run_logger
+
+from convoice.config import EncoderSettings, Settings
+from convoice.engines import loaders
+from convoice.models.encoder_eval import EncoderMetrics, evaluation_rows, is_better, training_rows
+from convoice.models.ge2e import FloatArray, NotEnoughData
+from convoice.models.relabel import Replay, review_share
+from convoice.records import ClipStatus, Contribution, LabelSource
+from convoice.review.decisions import desired_contributions, latest_values
+from convoice.storage import Release, Store
+from convoice.storage import calibration as stored_calibration
+from convoice.storage.encoders import EncoderCard, EncoderRegistry
+from convoice.storage.labels import now_iso
+from convoice.storage.relabel import relabelled_rows, write_relabel
+from convoice.storage.releases import read_release_table
+from convoice.storage.review_state import contributions as review_contributions
+from convoice.storage.review_state import merges
+from convoice.tasks.store_lock import store_lock
+from convoice.training import encoder as enc
+from convoice.training.encoder_round import (
+    EncoderRound,
+    RelabelReport,
+    embed,
+    embed_features,
+    evaluate,
+    features_of,
+    ingest_order,
+    replay_labels,
+    scale_of,
+    train,
+)
+from convoice.training.tracking import open_run
+
+RELEASE_COLUMNS = [
+    "clip_id", "recording_id", "recording_speaker", "duration", "speaker_id", "status",
+    "split", "labelled_by", "speaker_label_source", "speaker_confidence", "review_reasons",
+    "audio_uri", "speaker_status",  # speaker_status: not in releases made before it
+]  # fmt: skip
+
+
+def release_of(store: Store, dataset: str | None) -> Release:
+    if dataset:
+        return store.resolve(dataset)
+    releases = store.releases()
+    if not releases:
+        raise NotEnoughData("the store has no release yet: run `convoice dataset release` first")
+    return releases[-1]
+
+
+def encoder_kind(settings: Settings, store: Store, encoder: str | None) -> str:
+    """The encoder a round trains: ``encoder``, else the one the store identifies with."""
+    kind = encoder or enc.pin_identity(settings, store).identity.encoder
+    if kind not in ("campplus", "resemblyzer"):
+        raise ValueError(f"encoder must be 'campplus' or 'resemblyzer', not {kind!r}")
+    return kind
+
+
+def trained_on(store: Store, registry: EncoderRegistry, release: Release, kind: str) -> str:
+    """A release a ``kind`` encoder was trained on before with the same recordings and
+    people's labels ("" if none).
+
+    A re-labelling release changes only the machine's labels: training on it
+    again would learn from the encoder's own output, so it does not count as new.
+    """
+    trained = {c.dataset for c in registry.cards() if c.kind == kind}
+    wanted = {k: release.table_versions.get(k) for k in ("recordings", "labels")}
+    for earlier in store.releases():
+        if earlier.name in trained and all(
+            earlier.table_versions.get(k) == v for k, v in wanted.items()
+        ):
+            return earlier.name
+    return ""
+
+
+def recording_order(store: Store, release: Release) -> list[str]:
+    """The release's recordings in the order they were ingested."""
+    table = read_release_table(
+        store.location, release.version, "recordings", ["recording_id", "ingested_at"]
+    )
+    return ingest_order(table.to_pylist())
+
+
+@dataclass
+class RoundData:
+    """What one round trains and judges on: the release's clip rows and the training ones."""
+
+    release: Release
+    rows: list[dict[str, Any]]
+    train: list[int]  # indices of the training clips in ``rows``
+    heldout: list[int]  # indices of the judged clips
+
+    def too_few(self) -> str:
+        """Why GE2E and the EER cannot work on these clips ("" when they can)."""
+        train_speakers = {self.rows[i]["speaker_id"] for i in self.train}
+        judged = Counter(self.rows[i]["speaker_id"] for i in self.heldout)
+        if len(train_speakers) < 2 or len(judged) < 2 or max(judged.values()) < 2:
+            return (
+                f"{self.release.name} has {len(self.train)} training clips of "
+                f"{len(train_speakers)} speakers and {len(self.heldout)} judged clips of "
+                f"{len(judged)}: GE2E needs 2 speakers or more, "
+                "EER 2 judged speakers and one of them twice"
+            )
+        return ""
+
+
+def round_data(store: Store, release: Release, settings: Settings) -> RoundData:
+    """The release's clip rows, split into training and judged clips (``[encoder]`` settings)."""
+    table = read_release_table(store.location, release.version, "clips")
+    rows = table.select([c for c in RELEASE_COLUMNS if c in table.column_names]).to_pylist()
+    cfg = settings.encoder
+    train = training_rows(rows, cfg.min_confidence, cfg.min_clips_per_speaker, cfg.judge_share)
+    return RoundData(release, rows, train, evaluation_rows(rows, cfg.judge_share))
+
+
+def count_training(report: EncoderRound, data: RoundData) -> None:
+    """The round's report: how many clips and speakers it trains on."""
+    report.n_train_clips = len(data.train)
+    report.n_train_speakers = len({data.rows[i]["speaker_id"] for i in data.train})
+    report.n_people_train_clips = sum(1 for i in data.train if data.rows[i]["split"] == "heldout")
+
+
+def train_and_judge(
+    report: EncoderRound,
+    settings: Settings,
+    store: Store,
+    data: RoundData,
+    resume: str | None,
+    steps: int | None,
+) -> None:
+    """Train a candidate, score it and the current encoder, register it, promote it if better."""
+    logger = get_run_logger()
+    cfg, kind, base = settings.encoder, report.kind, report.base_encoder
+    release, rows, chosen = data.release, data.rows, data.train
+    registry = EncoderRegistry(store.location)
+    order = recording_order(store, release)
+    merged = {m.merged: m.kept for m in merges(store)}
+    run = open_run(settings, "encoder", resume)
+    report.run_id = run.run_id
+    base_weights = registry.weights(base, loaders.cache_dir() / "encoders")
+    _log_round(report, data, run, cfg)
+    waves = enc.read_waves(store, [r["audio_uri"] for r in rows])
+    features = features_of(kind, base_weights, waves)
+    current_emb = embed_features(kind, base_weights, features)
+    cal = stored_calibration.current(store.location)  # as the ingest routes
+    report.current = evaluate(kind, settings, rows, order, current_emb, merged, cal)
+    logger.info("current encoder %s: %s", base, report.current.line())
+    speakers = [rows[i]["speaker_id"] for i in chosen]
+    result = train(
+        kind, base_weights, [features[i] for i in chosen], speakers, settings, run, steps
+    )
+    report.steps, report.resumed_from = result.steps, result.resumed_from
+    report.first_loss, report.last_loss = result.first_loss, result.last_loss
+    report.train_seconds = result.seconds
+    candidate_emb = embed_features(kind, str(result.weights), features)
+    report.candidate = evaluate(kind, settings, rows, order, candidate_emb, merged, cal)
+    better, report.reason = is_better(report.candidate, report.current, cfg.min_gain)
+    report.encoder_id = run.run_id
+    run.log_metrics({f"current/{k}": v for k, v in report.current.as_dict().items()})
+    run.log_metrics({f"candidate/{k}": v for k, v in report.candidate.as_dict().items()})
+    card = _card(report, release, run.run_id, cfg, better, report.candidate, report.current)
+    registry.register(card, result.weights)
+    run.close()
+    if better:
+        registry.promote(report.encoder_id)
+        report.promoted = True
+        report.known = dict(zip([r["clip_id"] for r in rows], candidate_emb, strict=True))
+        logger.info("promoted encoder %s (%s)", report.encoder_id, report.reason)
+    else:
+        logger.info("kept encoder %s: %s", base, report.reason)
+
+
+def _log_round(report: EncoderRound, data: RoundData, run: Any, cfg: EncoderSettings) -> None:
+    """Say what the round trains on, in the log and in the training run's parameters."""
+    release, n_judged = data.release, len(data.heldout)
+    get_run_logger().info(
+        "%s encoder round on %s: %d training clips (%d labelled by people) of %d speakers, "
+        "%d judged clips; base %s",
+        report.kind, release.name, len(data.train), report.n_people_train_clips,
+        report.n_train_speakers, n_judged, report.base_encoder,
+    )  # fmt: skip
+    run.log_params(
+        {
+            "dataset": release.name,
+            "dataset_tag": release.tag or "",
+            "kind": report.kind,
+            "base_encoder": report.base_encoder,
+            "n_train_clips": len(data.train),
+            "n_people_train_clips": report.n_people_train_clips,
+            "n_train_speakers": report.n_train_speakers,
+            "n_heldout_clips": n_judged,
+            "settings": asdict(cfg),
+        }
+    )
+
+
+def _card(
+    report: EncoderRound,
+    release: Release,
+    run_id: str,
+    cfg: EncoderSettings,
+    better: bool,
+    candidate: EncoderMetrics,
+    current: EncoderMetrics,
+) -> EncoderCard:
+    """The candidate's card in the encoder registry: its figures and the decision."""
+    return EncoderCard(
+        encoder_id=report.encoder_id,
+        parent=report.base_encoder,
+        dataset=release.name,
+        run_id=run_id,
+        created_at=now_iso(),
+        settings=asdict(cfg),
+        metrics=candidate.as_dict(),
+        baseline_metrics=current.as_dict(),
+        decision=("promoted: " if better else "kept the current: ") + report.reason,
+        n_train_clips=report.n_train_clips,
+        n_train_speakers=report.n_train_speakers,
+        kind=report.kind,
+        n_people_train_clips=report.n_people_train_clips,
+    )
+
+
+def relabel_after_promotion(report: EncoderRound, settings: Settings, store: Store) -> None:
+    """Re-label the store with the promoted encoder, then release."""
+    registry = EncoderRegistry(store.location)
+    weights = registry.weights(report.encoder_id, loaders.cache_dir() / "encoders")
+    with store_lock():  # no ingest or pull writes meanwhile
+        report.relabel = relabel_store(
+            store, settings, report.encoder_id, weights, report.known, report.kind
+        )
+        released = store.release(note=f"re-labelled with encoder {report.encoder_id}")
+    get_run_logger().info(report.relabel.line())
+    report.release = released.name
+
+
+def relabel_store(
+    store: Store,
+    settings: Settings,
+    encoder_name: str,
+    weights: str,
+    known: dict[str, FloatArray] | None = None,
+    kind: str = "resemblyzer",
+) -> RelabelReport:
+    """Re-embed every clip with ``weights``, re-identify, re-route, write (people's labels stay).
+
+    ``known`` holds embeddings already computed with the same weights, by clip id.
+    ``kind`` "campplus" writes CAM++'s ``speaker_embedding`` and identifies on
+    ``[identity]``'s scale; "resemblyzer" writes ``embedding`` and identifies on
+    ``[registry]``'s (a store re-labelled so identifies on resemblyzer from then on).
+    """
+    report = RelabelReport(encoder=encoder_name)
+    machine = store.clips()
+    if machine.num_rows == 0:
+        return report
+    rows = machine.to_pylist()  # the machine's rows; people's labels come from `latest`
+    latest = latest_values(store.labels().to_pylist())
+    order = ingest_order(store.recordings().select(["recording_id", "ingested_at"]).to_pylist())
+    known = _embeddings(store, rows, kind, weights, dict(known or {}))
+    embeddings = np.stack([known[r["clip_id"]] for r in rows]).astype(np.float32)
+    merged = {m.merged: m.kept for m in merges(store)}
+    old_speakers = {s.speaker_id: s for s in store.speakers()}
+    before = store.materialized_clips().to_pylist()
+    scale = scale_of(kind, settings)
+    cal = stored_calibration.current(store.location)  # as the ingest routes
+    result = replay_labels(
+        scale, settings, order, rows, embeddings, merged, old_speakers, latest, cal
+    )
+    if kind == "campplus":
+        name = enc.campplus_name(encoder_name)
+        rows_out = relabelled_rows(machine, result.labels, known, name, "speaker_embedding")
+    else:
+        rows_out = relabelled_rows(machine, result.labels, known, enc.encoder_name(encoder_name))
+    # What people's decisions add to the machine's registry, against the new machine rows.
+    desired = desired_contributions({r["clip_id"]: r for r in rows_out.to_pylist()}, latest, merged)
+    stale = set(review_contributions(store)) - set(desired)
+    contributions = [*desired.values(), *(Contribution(c) for c in sorted(stale))]
+    write_relabel(store, rows_out, result.speakers, contributions)
+    after = store.materialized_clips().to_pylist()
+    _count_relabel(report, machine, before, after, result)
+    report.speakers_before, report.speakers_after = len(old_speakers), len(result.speakers)
+    return report
+
+
+def _embeddings(
+    store: Store, rows: list[dict[str, Any]], kind: str, weights: str, known: dict[str, FloatArray]
+) -> dict[str, FloatArray]:
+    """``known`` with every clip of ``rows`` it lacks embedded with ``weights``."""
+    missing = [r for r in rows if r["clip_id"] not in known]
+    if missing:
+        fresh = embed(kind, weights, enc.read_waves(store, [r["audio_uri"] for r in missing]))
+        known.update(zip([r["clip_id"] for r in missing], fresh, strict=True))
+    return known
+
+
+def _count_relabel(
+    report: RelabelReport,
+    machine: pa.Table,
+    before: list[dict[str, Any]],
+    after: list[dict[str, Any]],
+    result: Replay,
+) -> None:
+    """What the re-labelling changed: speakers, the review share, the queue people face."""
+    report.clips = machine.num_rows
+    old_by_id = {r["clip_id"]: r for r in before}
+    machine_rows = [r for r in after if r["speaker_label_source"] != LabelSource.HUMAN]
+    report.machine_labelled = len(machine_rows)
+    report.speaker_changed = sum(
+        1 for r in machine_rows if r["speaker_id"] != old_by_id[r["clip_id"]]["speaker_id"]
+    )
+    # The machine's review rate (its own statuses), and the queue people still face.
+    report.review_before, report.review_speech_before = review_share(
+        machine["status"].to_pylist(), machine["duration"].to_pylist()
+    )
+    report.review_after, report.review_speech_after = review_share(
+        [result.labels[c].status for c in machine["clip_id"].to_pylist()],
+        machine["duration"].to_pylist(),
+    )
+    report.queue_before = sum(1 for r in before if r["status"] == ClipStatus.REVIEW)
+    report.queue_after = sum(1 for r in after if r["status"] == ClipStatus.REVIEW)

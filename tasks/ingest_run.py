@@ -1,0 +1,100 @@
+"""One ingest run: what its steps share, and its plan (sources in, items still to label out).
+
+:class:`IngestRun` replaces the seven to nine parameters the ingest's steps
+used to hand each other; the planning reads the sources (a bad row of the
+sources file is recorded as skipped), expands each one once and leaves out the
+recordings the store has done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from prefect import get_run_logger
+
+from convoice.config import Settings
+from convoice.media.download import IngestError, read_sources
+from convoice.models.run_summary import IngestReport, StageClock
+from convoice.records import MediaItem, SkippedItem, SkipReason, Source
+from convoice.storage import Store
+from convoice.storage.registry_cache import Registry
+from convoice.tasks import stages
+
+
+@dataclass
+class IngestRun:
+    """What every step of one ingest run shares."""
+
+    store: Store
+    settings: Settings
+    run_id: str
+    report: IngestReport
+    clock: StageClock = field(default_factory=StageClock)
+    log_format: str = "text"
+    registry: Registry = field(default_factory=lambda: Registry({}))
+    locked: bool = True  # whether commits hold the ``convoice-store`` limit
+
+
+def sources(urls: list[str], sources_file: str | None, run: IngestRun) -> list[Source]:
+    """The sources to expand; a bad row of the sources file is recorded as skipped."""
+    found = [Source(u) for u in urls]
+    rejected: list[SkippedItem] = []
+    if sources_file:
+        read = read_sources(sources_file, run.run_id)
+        found += read.sources
+        rejected = read.rejected
+    if not found and not rejected:
+        raise ValueError("nothing to ingest: give URLs or a sources file")
+    if rejected:
+        run.store.record_skipped(rejected)
+    for skipped in rejected:
+        report_skip(run.report, skipped)
+    return found
+
+
+def report_skip(report: IngestReport, skipped: SkippedItem, **extra: str) -> None:
+    """Count an expected skip and say so in ONE warning line: item, reason code, reason."""
+    report.skip(skipped)
+    where = f"{skipped.source_url}, line {skipped.line}: " if skipped.line is not None else ""
+    item = skipped.url or skipped.source_url or "(no url)"
+    get_run_logger().warning(
+        "skipped %s%s: %s: %s", where, item, skipped.reason_code, skipped.reason, extra=extra
+    )
+
+
+def plan(found: list[Source], run: IngestRun) -> list[MediaItem]:
+    """Expand every source; record skips; the items still to label, in order, once each."""
+    logger = get_run_logger()
+    done = run.store.done_recording_ids()
+    todo: dict[str, MediaItem] = {}
+    expanded: dict[tuple[str, str | None], list[MediaItem | SkippedItem]] = {}
+    for source in found:
+        key = (source.url, source.declared_license)
+        if key not in expanded:  # a URL listed again is not asked for again
+            with run.clock.stage("expand"):
+                expanded[key] = stages.expand(source, run.settings, run.run_id)
+        for entry in expanded[key]:
+            if isinstance(entry, SkippedItem):
+                entry = dataclasses.replace(entry, line=source.line)
+                run.store.record_skipped([entry])
+                report_skip(run.report, entry)
+                continue
+            rid = entry.recording_id
+            if rid in done or rid in todo:
+                run.report.already_done += 1
+                logger.info(
+                    "already labelled: %s (%s)", entry.title, rid, extra={"recording_id": rid}
+                )
+                continue
+            todo[rid] = entry
+    return list(todo.values())
+
+
+def as_skipped(item: MediaItem, err: Exception, run_id: str) -> SkippedItem:
+    """The skipped row of an item its labelling failed on."""
+    if isinstance(err, IngestError):
+        code, reason = err.reason_code, err.reason
+    else:
+        code, reason = SkipReason.LABELLING_FAILED, f"{type(err).__name__}: {err}"
+    return SkippedItem(item.source_url, item.url, item.title, code, reason, run_id, stages.now())

@@ -1,0 +1,172 @@
+"""How an ingest's recordings flow: prepared a few ahead on the runner, finished in order.
+
+The registry-independent work on each recording (:func:`prepare_recording`)
+runs on the task runner the ``[runner]`` settings name (threads, a local Dask
+cluster or a Dask scheduler), up to :func:`runner.in_flight` recordings
+ahead; each one is then finished here, in item order
+(:func:`convoice.tasks.commit.label_prepared`). Each item succeeds or fails
+on its own. The stage events workers publish are forwarded to the progress
+display; with threads, the next recording's download runs ahead in a thread
+of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.futures import PrefectFuture
+
+from convoice import logs
+from convoice.config import Settings
+from convoice.engines import loaders
+from convoice.media.download import IngestError
+from convoice.records import MediaItem
+from convoice.tasks import runner
+from convoice.tasks.commit import label_prepared
+from convoice.tasks.ingest_run import IngestRun, as_skipped, report_skip
+from convoice.tasks.prepare import (
+    WORKER_STAGES,
+    Prepared,
+    forget_prefetched,
+    prefetch,
+    prepare_recording,
+)
+from convoice.tasks.store_lock import store_limit_exists
+
+
+@contextlib.contextmanager
+def preloading(settings: Settings) -> Iterator[None]:
+    """Load the models in a thread while the block runs (threads runner); joined after it.
+
+    Models load while the sources expand (network); joined before any is used.
+    """
+    loading = threading.Thread(target=loaders.preload, args=(settings,), daemon=True)
+    if settings.runner.kind == "threads":
+        loading.start()
+    try:
+        yield
+    finally:
+        if loading.is_alive():
+            loading.join()
+
+
+def watch_dask(task_runner: Any, progress: logs.Progress) -> None:
+    """Forward the stage events Dask workers publish to ``progress``."""
+    client = getattr(task_runner, "client", None)
+    if client is None or not hasattr(client, "subscribe_topic"):
+        return
+
+    def handler(event: tuple[float, dict[str, str]]) -> None:
+        msg = event[1]
+        progress.event(msg["recording_id"], msg["stage"], msg["what"])
+
+    client.subscribe_topic(logs.DASK_TOPIC, handler)
+
+
+class _Submitter:
+    """Submits the items one by one to the task runner (their downloads ahead, with threads)."""
+
+    def __init__(self, items: list[MediaItem], run: IngestRun, task_runner: Any) -> None:
+        self.queue = iter(items)
+        self.run = run
+        self.task_runner = task_runner
+        self.workdir = loaders.cache_dir() / "downloads"
+        self.pending: deque[tuple[MediaItem, PrefectFuture[Prepared]]] = deque()
+        # With threads, downloads run ahead in a thread of their own: the next recording's
+        # download overlaps this one's compute (Dask workers download for themselves).
+        ahead = run.settings.runner.kind == "threads"
+        self.prefetcher = (
+            ThreadPoolExecutor(1, thread_name_prefix="convoice-download") if ahead else None
+        )
+
+    def submit_next(self) -> bool:
+        """Submit the next item; False when there is none left."""
+        item = next(self.queue, None)
+        if item is None:
+            return False
+        run = self.run
+        parameters = {
+            "item": item, "settings": run.settings, "workdir": self.workdir,
+            "run_id": run.run_id, "log_format": run.log_format,
+        }  # fmt: skip
+        with logs.log_context(recording_id=item.recording_id):
+            if self.prefetcher is not None:
+                prefetch(self.prefetcher, item, self.workdir, run.settings)
+            self.pending.append((item, self.task_runner.submit(prepare_recording, parameters)))
+        return True
+
+    def fill(self) -> None:
+        """Submit items until as many are in flight as the runner allows."""
+        while len(self.pending) < runner.in_flight(self.run.settings.runner) and self.submit_next():
+            pass
+
+    def close(self, items: list[MediaItem]) -> None:
+        """Stop the downloads started ahead; forget those no worker took."""
+        if self.prefetcher is not None:
+            self.prefetcher.shutdown(wait=True, cancel_futures=True)
+            forget_prefetched([i.recording_id for i in items])
+
+
+def label_all(items: list[MediaItem], run: IngestRun) -> None:
+    """Prepare up to a few recordings ahead on the runner; finish them here, in order."""
+    logger = get_run_logger()
+    settings = run.settings
+    run.locked = store_limit_exists()
+    with logs.Progress(logger) as progress, runner.task_runner(settings.runner) as task_runner:
+        progress.plan([(i.recording_id, i.title) for i in items], WORKER_STAGES)
+        logs.add_stage_listener(progress.event)
+        watch_dask(task_runner, progress)
+        logger.info(
+            "labelling %d recordings on %s (%d workers)",
+            len(items), settings.runner.kind, settings.runner.workers,
+        )  # fmt: skip
+        submitter = _Submitter(items, run, task_runner)
+        try:
+            submitter.fill()
+            while submitter.pending:
+                item, future = submitter.pending.popleft()
+                with logs.log_context(recording_id=item.recording_id):
+                    finish_one(item, future, run)
+                    progress.finish(item.recording_id, "done")
+                del future  # the worker may drop the recording's results now
+                submitter.submit_next()
+        finally:
+            logs.remove_stage_listener(progress.event)
+            submitter.close(items)
+
+
+def finish_one(item: MediaItem, future: PrefectFuture[Prepared], run: IngestRun) -> None:
+    """Wait for ``item``'s worker result, then identify, route and commit it (or skip it)."""
+    logger = get_run_logger()
+    rid = item.recording_id
+    extra = {"recording_id": rid}
+    report = run.report
+    try:
+        prepared = future.result()
+        report.worked_on(prepared.worker)
+        for name, seconds in prepared.stage_seconds.items():
+            run.clock.add(name, seconds)
+        outcome = label_prepared(item, prepared, run)
+    except IngestError as err:  # expected (no speech, truncated, ...): one line, no traceback
+        skipped = as_skipped(item, err, run.run_id)
+        run.store.record_skipped([skipped])
+        report_skip(report, skipped, **extra)
+        return
+    except Exception as err:  # a real crash: its traceback, and the batch goes on
+        logger.error("crashed on %s", item.url, exc_info=True, extra=extra)
+        skipped = as_skipped(item, err, run.run_id)
+        run.store.record_skipped([skipped])
+        report.skip(skipped)
+        return
+    if outcome is None:
+        report.already_done += 1
+        logger.info("already labelled by another run: %s (%s)", item.title, rid, extra=extra)
+        return
+    report.add(outcome)
+    logger.info("%s", outcome.summary(), extra=extra)
