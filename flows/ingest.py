@@ -38,7 +38,9 @@ from convoice import logs
 from convoice.config import PIPELINE_VERSION, RunnerSettings, Settings, load_settings
 from convoice.engines import loaders
 from convoice.flows.release import STORE_LIMIT
-from convoice.media.download import IngestError, read_sources, remove_download
+from convoice.media.download import remove_download
+from convoice.media.errors import IngestError
+from convoice.media.sources import read_sources
 from convoice.models import labelling
 from convoice.models.licence import attribution_line
 from convoice.models.run_summary import IngestReport, RecordingOutcome, StageClock

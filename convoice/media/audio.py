@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from convoice.media.download import IngestError
+from convoice.media.errors import IngestError
 from convoice.records import SAMPLE_RATE
 
 
