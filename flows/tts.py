@@ -22,9 +22,11 @@ from prefect.cache_policies import NO_CACHE
 from convoice.config import Settings, load_settings
 from convoice.storage import Store
 from convoice.training import tts as tts_train
-from convoice.training import tts_export
+from convoice.training import tts_config, tts_eval, tts_export
 from convoice.training.tracking import open_run, tracking_dir
-from convoice.training.tts import TrainResult, TtsEvaluation, TtsTrainingError
+from convoice.training.tts import TrainResult
+from convoice.training.tts_config import TtsTrainingError
+from convoice.training.tts_eval import TtsEvaluation
 from convoice.training.tts_export import TtsExport
 
 KIND = "tts"
@@ -32,7 +34,7 @@ DATA_DIR = "data"  # the run's own export (coqui format)
 
 export_task = task(name="export-tts", cache_policy=NO_CACHE)(tts_export.export_release)
 train_task = task(name="train-tts", cache_policy=NO_CACHE)(tts_train.train)
-evaluate_task = task(name="evaluate-tts", cache_policy=NO_CACHE)(tts_train.evaluate)
+evaluate_task = task(name="evaluate-tts", cache_policy=NO_CACHE)(tts_eval.evaluate)
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def retrain_tts_flow(
         resume = earlier[-1] if earlier else None
         note = f"latest release {dataset}" + (f", continuing run {resume}" if resume else "")
     release = store.resolve(dataset)
-    tts_train.check_settings(settings.tts)
+    tts_config.check_settings(settings.tts)
     total = steps if steps is not None else settings.tts.steps
     run = open_run(settings, KIND, resume)
     try:

@@ -155,7 +155,7 @@ def test_rows_become_lines_and_d_vectors() -> None:
 
 
 def test_only_complete_checkpoints_count_and_survive_pruning(tmp_path: Path) -> None:
-    from convoice.training.tts import drop_incomplete, latest_checkpoint, prune
+    from convoice.training.tts_checkpoints import drop_incomplete, latest_checkpoint, prune
 
     folder = tmp_path / "coqui" / "convoice-vits-x"
     folder.mkdir(parents=True)

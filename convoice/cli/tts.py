@@ -79,7 +79,7 @@ def retrain_tts_command(
     from convoice.flows.tts import retrain_tts_flow, run_dataset
     from convoice.models.tts_data import TtsDataError
     from convoice.storage import Store, UnknownReleaseError
-    from convoice.training.tts import TtsTrainingError, check_settings
+    from convoice.training.tts_config import TtsTrainingError, check_settings
     from convoice.training.tts_export import ExportError
 
     try:  # the operator's mistakes are a message, not a failed flow run
