@@ -32,7 +32,8 @@ from convoice.models import tts_data
 from convoice.models.embed import SAMPLE_RATE, embed_regions
 from convoice.records import Clip, ClipStatus, Region, Transcript, Word
 from convoice.storage import Store
-from convoice.synth.speech import pick_sentences, synthesize
+from convoice.synth.sentences import pick_sentences
+from convoice.synth.speech import synthesize
 from convoice.training.tts_export import ExportError
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

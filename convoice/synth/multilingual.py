@@ -33,8 +33,10 @@ import numpy as np
 
 from convoice.engines import loaders
 from convoice.models.lang_eval import RefSentence
+from convoice.records import SAMPLE_RATE, FloatArray
+from convoice.synth.media_files import write_media
 from convoice.synth.samples import NOISE_FLOOR_DBFS, Corpus, Episode, TruthTurn, write_rttm
-from convoice.synth.speech import SAMPLE_RATE, FloatArray, SynthesisError, synthesize, write_media
+from convoice.synth.speech import SynthesisError, synthesize
 
 ROADMAP = ("en", "ru", "de", "fr", "es", "pt", "zh", "it", "fa", "nl", "tr")
 ESPEAK_VOICES = {
