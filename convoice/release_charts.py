@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from convoice.media.audio import to_mono
 from convoice.models import release_figures as calc
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def _image(
 
 def clip_images(samples: np.ndarray, rate: int) -> dict[str, bytes]:
     """Waveform, spectrogram and mel spectrogram of one clip, as PNG."""
-    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    mono = to_mono(samples)
     seconds = len(mono) / rate
     images: dict[str, bytes] = {}
     figure = _figure(3.6, 1.9)

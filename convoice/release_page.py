@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import convoice
+from convoice.media.audio import read_encoded
 from convoice.models import release_figures as calc
 from convoice.release_charts import (
     COLOURS,
@@ -75,13 +75,11 @@ def load_samples(
     store: Store, rows: list[dict[str, Any]], picked: list[int], attributions: dict[str, str]
 ) -> list[Sample]:
     """Audio and images of the picked clips."""
-    import soundfile
-
     found = []
     for i in picked:
         row = rows[i]
         flac = store.read_audio(row["audio_uri"])
-        audio, rate = soundfile.read(io.BytesIO(flac), dtype="float32")
+        audio, rate = read_encoded(flac)
         found.append(
             Sample(row, attributions.get(row["recording_id"], ""), flac, clip_images(audio, rate))
         )

@@ -8,7 +8,6 @@ started again with the same run id continues from there.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +19,7 @@ import numpy as np
 
 from convoice.config import EncoderSettings, Settings
 from convoice.engines import loaders
+from convoice.media.audio import read_encoded
 from convoice.models.embed import SAMPLE_RATE, embed_regions, mel_spectrogram
 from convoice.models.ge2e import FloatArray, ge2e_loss, plan_batch, random_crop
 from convoice.records import Region
@@ -128,11 +128,9 @@ def identity_weights(settings: Settings, store: Store) -> str:
 
 def read_waves(store: Store, audio_uris: Sequence[str]) -> list[FloatArray]:
     """Each clip's audio as float32 mono at 16 kHz (the store writes clips that way)."""
-    import soundfile as sf
-
     waves: list[FloatArray] = []
     for uri in audio_uris:
-        data, rate = sf.read(io.BytesIO(store.read_audio(uri)), dtype="float32", always_2d=True)
+        data, rate = read_encoded(store.read_audio(uri), always_2d=True)
         if rate != SAMPLE_RATE:
             raise ValueError(f"{uri}: {rate} Hz audio, the encoder needs {SAMPLE_RATE} Hz")
         waves.append(data.mean(axis=1).astype(np.float32))

@@ -22,7 +22,6 @@ and writes, in the export folder:
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from convoice.media.audio import read_encoded, to_mono, wav_bytes
 from convoice.models import tts_data
 from convoice.models.tts_data import Selection, TtsClip
 from convoice.storage.location import atomic_write
@@ -100,7 +100,7 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     """Mono float32 ``samples`` at ``rate`` resampled to ``target`` (polyphase filter)."""
     from scipy.signal import resample_poly
 
-    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    mono = to_mono(samples)
     if rate == target:
         return mono.astype(np.float32)
     factor = gcd(rate, target)
@@ -110,13 +110,8 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 def write_wav(store: Store, clip: TtsClip, target: Path, sample_rate: int) -> None:
     """The clip's audio from the store as mono 16-bit WAV at ``sample_rate``."""
-    import soundfile
-
-    audio, rate = soundfile.read(io.BytesIO(store.read_audio(clip.audio_uri)), dtype="float32")
-    buffer = io.BytesIO()
-    soundfile.write(buffer, resample(audio, rate, sample_rate), sample_rate, format="WAV",
-                    subtype="PCM_16")  # fmt: skip
-    atomic_write(target, buffer.getvalue())
+    audio, rate = read_encoded(store.read_audio(clip.audio_uri))
+    atomic_write(target, wav_bytes(resample(audio, rate, sample_rate), sample_rate))
 
 
 def _write_text(path: Path, text: str) -> None:
