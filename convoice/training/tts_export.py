@@ -208,24 +208,8 @@ def export_release(
     jobs = [(clip, out / tts_data.export_relpath(clip, fmt)) for clip in selection.clips]
     with ThreadPoolExecutor(max_workers=AUDIO_WORKERS) as pool:
         list(pool.map(lambda job: write_wav(store, job[0], job[1], sample_rate), jobs))
-    if fmt == "vctk":
-        for clip in selection.clips:
-            _write_text(out / tts_data.vctk_text_relpath(clip), clip.text + "\n")
-    else:
-        _write_text(out / "metadata.csv", _lines(tts_data.metadata_lines(selection.train, fmt)))
-        _write_text(
-            out / "metadata_eval.csv", _lines(tts_data.metadata_lines(selection.heldout, fmt))
-        )
-    _write_text(out / "eval.csv", _lines(tts_data.eval_lines(selection.heldout, fmt)))
-    _write_json(out / "d_vectors.json", tts_data.d_vector_map(selection.clips, fmt))
-    _write_json(out / "speakers.json", tts_data.speakers_file(selection))
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    used = sorted({row["recording_id"] for row in rows if row["clip_id"] in _ids(selection)})
-    recordings = recordings.filter(pc.is_in(recordings["recording_id"], pa.array(used)))
-    pq.write_table(recordings, out / "recordings.parquet")
+    _write_lists(out, selection, fmt)
+    used = _write_recordings(out, rows, recordings, selection)
     _write_text(out / "ATTRIBUTION.md", attribution_text(release, out))
     _write_text(out / "README.md", _readme(release, fmt, sample_rate, selection))
     counts = selection.counts()
@@ -246,6 +230,35 @@ def export_release(
         skipped=counts["skipped"],
         n_recordings=len(used),
     )
+
+
+def _write_lists(out: Path, selection: Selection, fmt: str) -> None:
+    """The texts (per clip for ``vctk``, else metadata files), eval list, d-vectors, speakers."""
+    if fmt == "vctk":
+        for clip in selection.clips:
+            _write_text(out / tts_data.vctk_text_relpath(clip), clip.text + "\n")
+    else:
+        _write_text(out / "metadata.csv", _lines(tts_data.metadata_lines(selection.train, fmt)))
+        _write_text(
+            out / "metadata_eval.csv", _lines(tts_data.metadata_lines(selection.heldout, fmt))
+        )
+    _write_text(out / "eval.csv", _lines(tts_data.eval_lines(selection.heldout, fmt)))
+    _write_json(out / "d_vectors.json", tts_data.d_vector_map(selection.clips, fmt))
+    _write_json(out / "speakers.json", tts_data.speakers_file(selection))
+
+
+def _write_recordings(
+    out: Path, rows: list[dict[str, Any]], recordings: pa.Table, selection: Selection
+) -> list[str]:
+    """``recordings.parquet``: the release's rows of the recordings the export uses; their ids."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    used = sorted({row["recording_id"] for row in rows if row["clip_id"] in _ids(selection)})
+    recordings = recordings.filter(pc.is_in(recordings["recording_id"], pa.array(used)))
+    pq.write_table(recordings, out / "recordings.parquet")
+    return used
 
 
 def _ids(selection: Selection) -> set[str]:
