@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -10,14 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from convoice.records import SAMPLE_RATE, FloatArray
-from convoice.synth.speech import SynthesisError
-
-
-def _ffmpeg() -> str:
-    path = shutil.which("ffmpeg")
-    if path is None:
-        raise SynthesisError("ffmpeg not found: install the Debian package ffmpeg")
-    return path
+from convoice.synth.speech import require
 
 
 def write_media(path: str | Path, audio: FloatArray) -> Path:
@@ -41,7 +33,7 @@ def write_media(path: str | Path, audio: FloatArray) -> Path:
 
 def _mux_mp4(wav: Path, mp4: Path, seconds: float) -> None:
     """A video as real ones are: black H.264 at 10 fps with AAC audio (16 kHz mono)."""
-    cmd = [_ffmpeg(), "-nostdin", "-y", "-v", "error", "-f", "lavfi"]
+    cmd = [require("ffmpeg", "ffmpeg"), "-nostdin", "-y", "-v", "error", "-f", "lavfi"]
     cmd += ["-i", "color=c=black:s=320x240:r=10", "-i", str(wav), "-shortest", "-t", f"{seconds}"]
     cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
     cmd += ["-c:a", "aac", "-b:a", "64k", "-movflags", "+faststart"]

@@ -213,7 +213,7 @@ def make_episode(
     sentences = iter(pick_sentences(sum(sizes), seed))
     placed, turns, cursor = _place_turns(who, sizes, sentences, rng, gap, overlap_prob, cache_dir)
     total = cursor + round(rng.uniform(*EDGE_SILENCE_S) * SAMPLE_RATE)
-    mix = _mix(placed, total, seed)
+    mix = mix_turns(placed, total, seed)
 
     out = Path(out_dir)
     audio_path = write_media(out / f"{episode_id}.wav", mix)
@@ -287,7 +287,7 @@ def _turn_audio(
     return np.concatenate(parts)
 
 
-def _mix(placed: list[tuple[int, FloatArray]], total: int, seed: int) -> FloatArray:
+def mix_turns(placed: list[tuple[int, FloatArray]], total: int, seed: int) -> FloatArray:
     """The turns over a faint noise floor (recordings are never digitally silent), clipped."""
     noise = np.random.default_rng(seed).standard_normal(total) * 10 ** (NOISE_FLOOR_DBFS / 20)
     mix = noise.astype(np.float32)

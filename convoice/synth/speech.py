@@ -106,7 +106,8 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "convoice" / "tts"
 
 
-def _require(tool: str, package: str) -> str:
+def require(tool: str, package: str) -> str:
+    """The path of a command-line tool; SynthesisError naming its Debian package when missing."""
     path = shutil.which(tool)
     if path is None:
         raise SynthesisError(f"{tool} not found: install the Debian package {package}")
@@ -122,17 +123,15 @@ def _run(cmd: list[str], what: str) -> None:
 def _engine_wav(voice: Voice, text: str, raw: Path) -> None:
     """Let the engine write ``raw`` (a WAV at the engine's own rate)."""
     if voice.engine == "flite":
-        _run(
-            [_require("flite", "flite"), "-voice", voice.name, "-t", text, "-o", str(raw)], "flite"
-        )
+        _run([require("flite", "flite"), "-voice", voice.name, "-t", text, "-o", str(raw)], "flite")
     elif voice.engine == "festival":
         txt = raw.with_suffix(".txt")
         txt.write_text(text + "\n", encoding="utf-8")
         name = voice.name if "_" in voice.name else f"{voice.name}_diphone"
-        cmd = [_require("text2wave", "festival"), "-eval", f"(voice_{name})"]
+        cmd = [require("text2wave", "festival"), "-eval", f"(voice_{name})"]
         _run([*cmd, *voice.options, str(txt), "-o", str(raw)], "festival text2wave")
     elif voice.engine == "espeak":
-        cmd = [_require("espeak-ng", "espeak-ng"), "-v", voice.name, *voice.options]
+        cmd = [require("espeak-ng", "espeak-ng"), "-v", voice.name, *voice.options]
         _run([*cmd, "-w", str(raw), "--", text], "espeak")
     elif voice.engine == "piper":
         _piper_wav(voice, text, raw)
@@ -201,7 +200,7 @@ def synthesize(
             return np.asarray(np.load(cached), dtype=np.float32)
         except (OSError, ValueError):
             cached.unlink(missing_ok=True)  # a corrupt entry is made again
-    sox = _require("sox", "sox")
+    sox = require("sox", "sox")
     with tempfile.TemporaryDirectory(prefix="convoice-tts-") as tmp:
         raw, out = Path(tmp) / "raw.wav", Path(tmp) / "out.wav"
         _engine_wav(spec, text, raw)
