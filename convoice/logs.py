@@ -111,14 +111,14 @@ class ExpectedSkipFilter(logging.Filter):
     """Demotes Prefect's report of a task that failed with an expected ``IngestError``.
 
     A recording with no speech, a truncated file, ... fails its task with
-    :class:`~convoice.media.download.IngestError`; Prefect would log that as an
+    :class:`~convoice.media.errors.IngestError`; Prefect would log that as an
     ERROR with the traceback, once per task it passes through. The flow logs
     the skip itself, as one WARNING line, so these records become DEBUG lines
     without a traceback. Any other exception keeps Prefect's ERROR and traceback.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from convoice.media.download import IngestError
+        from convoice.media.errors import IngestError
 
         exc = record.exc_info[1] if record.exc_info else None
         expected = isinstance(exc, IngestError) or (

@@ -20,9 +20,10 @@ from prefect import flow, get_run_logger
 from convoice.config import load_settings
 from convoice.storage import Store
 from convoice.tasks.tts import evaluate_task, export_task, run_export_task, train_task
-from convoice.training import tts as tts_train
+from convoice.training import tts_config
 from convoice.training.tracking import open_run
-from convoice.training.tts import TrainResult, TtsEvaluation
+from convoice.training.tts import TrainResult
+from convoice.training.tts_eval import TtsEvaluation
 from convoice.training.tts_export import TtsExport
 from convoice.training.tts_runs import (
     DATA_DIR,
@@ -100,7 +101,7 @@ def retrain_tts_flow(
     store = Store.open(settings)
     dataset, resume, note = choose_run(settings, store, dataset, resume)
     release = store.resolve(dataset)
-    tts_train.check_settings(settings.tts)
+    tts_config.check_settings(settings.tts)
     total = steps if steps is not None else settings.tts.steps
     run = open_run(settings, KIND, resume)
     try:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from prefect import get_run_logger
 
 from convoice.config import Settings
-from convoice.media.download import IngestError, read_sources
+from convoice.media.errors import IngestError
+from convoice.media.sources import read_sources
 from convoice.models.run_summary import IngestReport, StageClock
 from convoice.records import MediaItem, SkippedItem, SkipReason, Source
 from convoice.storage import Store

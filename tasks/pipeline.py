@@ -25,7 +25,7 @@ from prefect.futures import PrefectFuture
 from convoice import logs
 from convoice.config import Settings
 from convoice.engines import loaders
-from convoice.media.download import IngestError
+from convoice.media.errors import IngestError
 from convoice.records import MediaItem
 from convoice.tasks import runner
 from convoice.tasks.commit import label_prepared

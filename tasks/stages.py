@@ -19,8 +19,9 @@ from prefect.cache_policies import NO_CACHE
 
 from convoice.config import ConfigError, Settings
 from convoice.engines import loaders
-from convoice.media import download
+from convoice.media import download, listing
 from convoice.media.audio import Audio, decode
+from convoice.media.errors import IngestError
 from convoice.models import asr, diarize, labelling, language
 from convoice.models.clip_embeddings import Embeddings, embed_recording
 from convoice.models.diarize import Segmentation
@@ -35,13 +36,13 @@ def now() -> str:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, download.IngestError) and exc.reason_code == SkipReason.UNREACHABLE
+    return isinstance(exc, IngestError) and exc.reason_code == SkipReason.UNREACHABLE
 
 
 @task(name="expand-source", cache_policy=NO_CACHE)
 def expand(source: Source, settings: Settings, run_id: str) -> list[MediaItem | SkippedItem]:
     """Every media item behind a source URL, licence-gated (skips carry their reason)."""
-    return list(download.expand_source(source, settings.ingest, run_id=run_id))
+    return list(listing.expand_source(source, settings.ingest, run_id=run_id))
 
 
 @task(
@@ -97,9 +98,7 @@ def segment(audio: Audio, settings: Settings) -> Segmentation:
             f"diarization.backend must be 'segmentation' or 'pipeline', not {cfg.backend!r}"
         )
     if not seg.speech or not seg.turns:
-        raise download.IngestError(
-            SkipReason.NO_SPEECH, "no speech found (silence, music or noise only)"
-        )
+        raise IngestError(SkipReason.NO_SPEECH, "no speech found (silence, music or noise only)")
     return seg
 
 

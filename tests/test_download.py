@@ -22,16 +22,11 @@ from typing import Any
 import pytest
 
 from convoice.config import IngestSettings
-from convoice.media.download import (
-    IngestError,
-    cc_search_url,
-    check_audio,
-    download_audio,
-    expand_source,
-    read_sources,
-    remove_download,
-    source_audio,
-)
+from convoice.media.download import download_audio, remove_download, source_audio
+from convoice.media.errors import IngestError
+from convoice.media.listing import cc_search_url, expand_source
+from convoice.media.sources import read_sources
+from convoice.media.tracks import check_audio
 from convoice.records import MediaItem, SkippedItem, Source
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
@@ -413,7 +408,7 @@ def test_read_sources(tmp_path: Path) -> None:
 def test_a_sources_file_that_cannot_be_read_says_why(
     tmp_path: Path, text: str, message: str
 ) -> None:
-    from convoice.media.download import SourcesError
+    from convoice.media.sources import SourcesError
 
     csv_path = tmp_path / "sources.csv"
     csv_path.write_text(text)

@@ -27,7 +27,8 @@ from convoice.synth.samples import (
     serve_directory,
     write_sources_csv,
 )
-from convoice.synth.speech import SENTENCES, VOICES, pick_sentences, synthesize
+from convoice.synth.sentences import SENTENCES, pick_sentences
+from convoice.synth.speech import VOICES, synthesize
 
 
 @pytest.fixture(scope="module")

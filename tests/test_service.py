@@ -36,7 +36,8 @@ from convoice.service import synthesisers as syn
 from convoice.service.app import create_app
 from convoice.service.bank import load_bank
 from convoice.storage import Store
-from convoice.synth.speech import pick_sentences, synthesize
+from convoice.synth.sentences import pick_sentences
+from convoice.synth.speech import synthesize
 
 EPISODES = {"rec_a": ["rms", "slt", "ked"], "rec_b": ["slt", "awb"], "rec_c": ["awb", "rms", "ked"]}
 PER_VOICE = 2  # clips per voice per recording: 4 accepted clips per voice

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from convoice.media.download import SourcesError, read_sources
+from convoice.media.sources import SourcesError, read_sources
 from convoice.models.licence import canonical_license, licence_problem
 
 GOOD = "https://v.example/{}"

@@ -32,7 +32,8 @@ from convoice.models import tts_data
 from convoice.models.embed import SAMPLE_RATE, embed_regions
 from convoice.records import Clip, ClipStatus, Region, Transcript, Word
 from convoice.storage import Store
-from convoice.synth.speech import pick_sentences, synthesize
+from convoice.synth.sentences import pick_sentences
+from convoice.synth.speech import synthesize
 from convoice.training.tts_export import ExportError
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -155,7 +156,7 @@ def test_rows_become_lines_and_d_vectors() -> None:
 
 
 def test_only_complete_checkpoints_count_and_survive_pruning(tmp_path: Path) -> None:
-    from convoice.training.tts import drop_incomplete, latest_checkpoint, prune
+    from convoice.training.tts_checkpoints import drop_incomplete, latest_checkpoint, prune
 
     folder = tmp_path / "coqui" / "convoice-vits-x"
     folder.mkdir(parents=True)

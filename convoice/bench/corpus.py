@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 
 from convoice.synth import inventory as voices
+from convoice.synth.media_files import write_media
 from convoice.synth.samples import Corpus, Episode, TruthTurn, write_rttm
-from convoice.synth.speech import SAMPLE_RATE, FloatArray, SynthesisError, synthesize, write_media
+from convoice.synth.speech import SAMPLE_RATE, FloatArray, SynthesisError, synthesize
 
 TURN_GAP_S = (0.25, 0.8)
 EDGE_SILENCE_S = 0.5
@@ -229,7 +230,7 @@ def make_half_episode(
 ) -> Episode:
     """One conversation of ``cast`` under ``condition``: WAV, MP4 and RTTM under ``out_dir``."""
     from convoice.synth.samples import _conversation
-    from convoice.synth.speech import pick_sentences
+    from convoice.synth.sentences import pick_sentences
 
     rng = random.Random(seed)
     who = _conversation(cast, n_turns, rng)

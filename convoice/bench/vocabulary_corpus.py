@@ -23,7 +23,9 @@ import numpy as np
 from convoice.models.evaluation import overlap
 from convoice.review.client import ReviewClient
 from convoice.synth import inventory as voices
-from convoice.synth.speech import SAMPLE_RATE, SENTENCES, synthesize, write_media
+from convoice.synth.media_files import write_media
+from convoice.synth.sentences import SENTENCES
+from convoice.synth.speech import SAMPLE_RATE, synthesize
 
 PEOPLE = ("Siobhan", "Przemyslaw", "Kwabena", "Thandiwe", "Aoife", "Nakamura", "Osei")
 PLACES = ("Tlaxcala", "Ouarzazate", "Xochimilco", "Llanfair", "Eyjafjallajokull")

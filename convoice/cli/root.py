@@ -134,7 +134,7 @@ def ingest(
     if sources is not None and not sources.is_file():
         raise typer.BadParameter(f"no such sources file: {sources}")
     if sources is not None:
-        from convoice.media.download import SourcesError, read_sources
+        from convoice.media.sources import SourcesError, read_sources
 
         try:
             read_sources(sources)  # the file as a whole must be readable; bad rows are skipped

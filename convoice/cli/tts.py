@@ -79,7 +79,7 @@ def retrain_tts_command(
     from convoice.flows.tts import retrain_tts_flow
     from convoice.models.tts_data import TtsDataError
     from convoice.storage import Store, UnknownReleaseError
-    from convoice.training.tts import TtsTrainingError, check_settings
+    from convoice.training.tts_config import TtsTrainingError, check_settings
     from convoice.training.tts_export import ExportError
     from convoice.training.tts_runs import run_dataset
 

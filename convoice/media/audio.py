@@ -1,7 +1,8 @@
-"""Read a recording's audio into memory as 16 kHz mono float32."""
+"""Audio in memory: a recording decoded to 16 kHz mono float32, encoded clip bytes, WAV bytes."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from convoice.media.download import IngestError
+from convoice.media.errors import IngestError
 from convoice.records import SAMPLE_RATE, SkipReason
 
 
@@ -45,6 +46,31 @@ def decode(path: Path) -> Audio:
     if samples.size == 0:
         raise IngestError(SkipReason.NO_AUDIO, f"{path.name} decodes to no audio")
     return Audio(samples, SAMPLE_RATE)
+
+
+def read_encoded(data: bytes, always_2d: bool = False) -> tuple[npt.NDArray[np.float32], int]:
+    """The float32 samples and the rate of encoded audio (a clip's FLAC or WAV bytes).
+
+    One column per channel when the audio has more than one (always with ``always_2d``).
+    """
+    import soundfile
+
+    samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=always_2d)
+    return samples, int(rate)
+
+
+def wav_bytes(samples: npt.NDArray[np.float32], rate: int) -> bytes:
+    """``samples`` as the bytes of a 16-bit PCM WAV file at ``rate``."""
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.asarray(samples, np.float32), rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """The channels of ``samples`` averaged; mono samples as they are."""
+    return samples.mean(axis=1) if samples.ndim == 2 else samples
 
 
 def _read_wav(path: Path) -> npt.NDArray[np.float32] | None:

@@ -108,6 +108,7 @@ def create_app(settings: Settings, release: str | None = None, bank: Bank | None
     _page_routes(app)
     _voice_routes(app)
     _speech_routes(app)
+    _batch_routes(app)
     return app
 
 
@@ -116,53 +117,65 @@ def _guards(app: FastAPI, settings: Settings) -> None:
     import os
 
     token = settings.service.token or os.environ.get("CONVOICE_SERVICE_TOKEN", "")
-    limit = int(settings.service.max_upload_mb * 1_000_000) + 200_000  # form overhead
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Response:
-        if token and request.url.path != "/healthz":
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            given = (
-                given
-                or request.cookies.get("convoice_token")
-                or request.query_params.get("token", "")
-            )
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                return JSONResponse(
-                    {
-                        "error": "unauthorised",
-                        "detail": "a valid token is required"
-                        " (Authorization: Bearer ..., or ?token=...)",
-                    },
-                    401,
-                )
-        if request.method == "POST":
-            length = int(request.headers.get("content-length") or 0)
-            if length > limit:
-                mb = settings.service.max_upload_mb
-                return refusal_response(
-                    Refusal(
-                        413,
-                        "too_large",
-                        f"the request is {length / 1e6:.1f} MB; the upload limit is {mb:g} MB",
-                    )
-                )
-            client = request.client.host if request.client else "?"
-            wait = app.state.limiter.allow(client)
-            if wait:
-                per = settings.service.requests_per_minute
-                refusal = Refusal(
-                    429,
-                    "rate_limited",
-                    f"more than {per} requests a minute from {client}; try again in {wait:.0f} s",
-                )
-                limited = refusal_response(refusal)
-                limited.headers["Retry-After"] = str(int(wait) + 1)
-                return limited
+        refused = _token_refusal(request, token)
+        if refused is None:
+            refused = _post_refusal(app, request, settings)
+        if refused is not None:
+            return refused
         response: Response = await call_next(request)
         if token and request.query_params.get("token") == token:
             response.set_cookie("convoice_token", token, httponly=True, samesite="strict")
         return response
+
+
+def _token_refusal(request: Request, token: str) -> JSONResponse | None:
+    """401 when a token is set and the request does not carry it (``/healthz`` is open)."""
+    if not token or request.url.path == "/healthz":
+        return None
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    given = given or request.cookies.get("convoice_token") or request.query_params.get("token", "")
+    if hmac.compare_digest(given.encode(), token.encode()):
+        return None
+    return JSONResponse(
+        {
+            "error": "unauthorised",
+            "detail": "a valid token is required (Authorization: Bearer ..., or ?token=...)",
+        },
+        401,
+    )
+
+
+def _post_refusal(app: FastAPI, request: Request, settings: Settings) -> JSONResponse | None:
+    """413 for a POST over the upload limit, 429 for a client over its requests a minute."""
+    if request.method != "POST":
+        return None
+    limit = int(settings.service.max_upload_mb * 1_000_000) + 200_000  # form overhead
+    length = int(request.headers.get("content-length") or 0)
+    if length > limit:
+        mb = settings.service.max_upload_mb
+        return refusal_response(
+            Refusal(
+                413,
+                "too_large",
+                f"the request is {length / 1e6:.1f} MB; the upload limit is {mb:g} MB",
+            )
+        )
+    client = request.client.host if request.client else "?"
+    wait = app.state.limiter.allow(client)
+    if not wait:
+        return None
+    per = settings.service.requests_per_minute
+    refusal = Refusal(
+        429,
+        "rate_limited",
+        f"more than {per} requests a minute from {client}; try again in {wait:.0f} s",
+    )
+    limited = refusal_response(refusal)
+    limited.headers["Retry-After"] = str(int(wait) + 1)
+    return limited
 
 
 def _page_routes(app: FastAPI) -> None:
@@ -245,17 +258,7 @@ def _speech_routes(app: FastAPI) -> None:
         if format not in ("wav", "mp3", "json"):
             raise Refusal(422, "bad_format", f"format {format!r}: use wav, mp3 or json")
         sp.check_text(text, settings)
-        if file is not None and file.filename:
-            data = file.file.read()
-            reference = check_reference(decode_upload(data, file.filename, settings), settings)
-            if keep:
-                keep_upload(data, file.filename, settings)
-            del data
-            target = sp.upload_target(reference)
-        elif voice:
-            target = sp.bank_target(bank, voice)
-        else:
-            raise Refusal(422, "no_voice", "name a bank voice or upload a recording")
+        target = _target(bank, settings, voice, file, keep)
         result = sp.speak(bank, target, text, language, mode, settings)
         key = results.add(result)
         if format == "json":
@@ -280,19 +283,45 @@ def _speech_routes(app: FastAPI) -> None:
         )
         return Response(audio_of(result, fmt), media_type=MEDIA[fmt], headers=headers)
 
+
+def _target(
+    bank: Bank, settings: Settings, voice: str, file: UploadFile | None, keep: bool
+) -> sp.Target:
+    """Whose voice to speak in: the uploaded recording when there is one, else a bank voice."""
+    if file is not None and file.filename:
+        data = file.file.read()
+        reference = check_reference(decode_upload(data, file.filename, settings), settings)
+        if keep:
+            keep_upload(data, file.filename, settings)
+        del data
+        return sp.upload_target(reference)
+    if voice:
+        return sp.bank_target(bank, voice)
+    raise Refusal(422, "no_voice", "name a bank voice or upload a recording")
+
+
+def _check_batch(body: BatchRequest, bank: Bank, settings: Settings) -> None:
+    """Refuse a batch with an unknown format, too many items, a bad text or an unknown voice."""
+    if body.format not in MEDIA:
+        raise Refusal(422, "bad_format", f"format {body.format!r}: use wav or mp3")
+    if len(body.items) > settings.service.max_batch_items:
+        raise Refusal(
+            422,
+            "too_many_items",
+            f"{len(body.items)} items; at most {settings.service.max_batch_items} per batch",
+        )
+    for item in body.items:
+        sp.check_text(item.text, settings)
+        bank.get(item.voice)
+
+
+def _batch_routes(app: FastAPI) -> None:
+    bank: Bank = app.state.bank
+    settings: Settings = app.state.settings
+
     @app.post("/v1/speech/batch", status_code=202, summary="Speak many texts as a background job")
     def batch(body: BatchRequest) -> dict[str, Any]:
-        if body.format not in MEDIA:
-            raise Refusal(422, "bad_format", f"format {body.format!r}: use wav or mp3")
-        if len(body.items) > settings.service.max_batch_items:
-            raise Refusal(
-                422,
-                "too_many_items",
-                f"{len(body.items)} items; at most {settings.service.max_batch_items} per batch",
-            )
-        for item in body.items:
-            sp.check_text(item.text, settings)
-            bank.get(item.voice)
+        _check_batch(body, bank, settings)
 
         def run(item: dict[str, Any]) -> sp.SpeechResult:
             target = sp.bank_target(bank, item["voice"])

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from convoice.engines import loaders
+from convoice.media.audio import read_encoded
 from convoice.models import voicebank as vb
 from convoice.models.metrics import wer_count
 from convoice.records import ClipStatus, LabelStatus, Region
@@ -233,17 +234,13 @@ def clip_audio(bank: Bank, clip_id: str) -> tuple[bytes, str]:
 
 def voice_audio(bank: Bank, voice_id: str) -> np.ndarray:
     """16 kHz reference audio of a bank voice: its sample clips, or the shipped voice speaking."""
-    import io
-
-    import soundfile
-
     voice = bank.get(voice_id)
     if voice.kind == vb.SHIPPED:
         speech = speak_shipped(bank.shipped[voice_id], PROFILE_SENTENCE)
         return to_rate(speech.samples, speech.rate)
     pieces = []
     for clip_id in voice.sample_clips:
-        data, rate = soundfile.read(io.BytesIO(clip_audio(bank, clip_id)[0]), dtype="float32")
+        data, rate = read_encoded(clip_audio(bank, clip_id)[0])
         pieces.append(to_rate(data if data.ndim == 1 else data[:, 0], int(rate)))
     return np.concatenate(pieces)
 

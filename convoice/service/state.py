@@ -20,8 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
+from convoice.media.audio import wav_bytes
 from convoice.service.speech import SpeechResult
 
 
@@ -44,14 +43,6 @@ class RateLimiter:
                 return 60.0 - (now - seen[0])
             seen.append(now)
             return 0.0
-
-
-def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
-    import soundfile
-
-    buffer = io.BytesIO()
-    soundfile.write(buffer, np.asarray(samples, np.float32), rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
 
 
 def mp3_bytes(wav: bytes) -> bytes:

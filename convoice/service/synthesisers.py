@@ -213,7 +213,7 @@ class VitsCheckpoint:
 def latest_vits(settings: Settings) -> VitsCheckpoint | None:
     """The latest TTS run (by id, which sorts by time) that has a complete checkpoint."""
     from convoice.training.tracking import tracking_dir
-    from convoice.training.tts import latest_checkpoint
+    from convoice.training.tts_checkpoints import latest_checkpoint
 
     root = tracking_dir(settings) / "tts"
     for run in sorted((p for p in root.glob("*") if p.is_dir()), reverse=True):
@@ -234,7 +234,8 @@ def speak_vits(
     checkpoint: VitsCheckpoint, text: str, embedding: FloatArray, reference: str
 ) -> Speech:
     """``text`` from the engine's VITS conditioned on ``embedding`` (256 floats, unit norm)."""
-    from convoice.training.tts import TtsTrainingError, synthesize
+    from convoice.training.tts import synthesize
+    from convoice.training.tts_config import TtsTrainingError
 
     model = _vits_model(checkpoint.path)
     try:

@@ -45,7 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
-from convoice.synth.speech import INVENTORY, SAMPLE_RATE, FloatArray, SynthesisError, trim_and_level
+from convoice.records import SAMPLE_RATE, FloatArray
+from convoice.synth.recordings import LIBRIVOX_DIR
+from convoice.synth.speech import INVENTORY, SynthesisError, trim_and_level
 
 SPLIT_SALT = "convoice-split-1"
 TUNE_PINNED: tuple[str, ...] = (
@@ -53,7 +55,6 @@ TUNE_PINNED: tuple[str, ...] = (
 )  # fmt: skip
 MIN_UTTERANCE_S = 0.8
 ALSA_DIR = Path("/usr/share/sounds/alsa")
-LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 CARDS_DIR = Path("/usr/share/pocketsphinx/test/data/cards")
 ALSA_PHRASES: tuple[str, ...] = (
     "Front_Center", "Front_Left", "Front_Right", "Rear_Center",
@@ -240,7 +241,7 @@ def utterances(identity: Identity) -> list[Utterance]:
 
 def _librivox_utterances() -> list[Utterance]:
     """LibriVox (public domain): one reader of Sense and Sensibility, chapter 1, 5 utterances."""
-    from convoice.synth.samples import SampleDataMissing, librivox_samples
+    from convoice.synth.recordings import SampleDataMissing, librivox_samples
 
     try:
         return [Utterance(wav, text) for wav, text in librivox_samples(LIBRIVOX_DIR)]
@@ -250,7 +251,7 @@ def _librivox_utterances() -> list[Utterance]:
 
 def _cards_utterances() -> list[Utterance]:
     """One person naming playing cards (pocketsphinx's test data, 5 utterances, 16 kHz)."""
-    from convoice.synth.samples import SampleDataMissing, librivox_samples
+    from convoice.synth.recordings import SampleDataMissing, librivox_samples
 
     try:
         return [
@@ -270,7 +271,7 @@ def _alsa_utterances() -> list[Utterance]:
 
 def _pyannote_utterances(person: str) -> list[Utterance]:
     """Diane's or Sheila's lines in pyannote's sample (its STM transcript), none overlapped."""
-    from convoice.synth.samples import SampleDataMissing, pyannote_sample
+    from convoice.synth.recordings import SampleDataMissing, pyannote_sample
 
     try:
         wav, _ = pyannote_sample()

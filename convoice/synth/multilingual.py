@@ -33,8 +33,23 @@ import numpy as np
 
 from convoice.engines import loaders
 from convoice.models.lang_eval import RefSentence
-from convoice.synth.samples import NOISE_FLOOR_DBFS, Corpus, Episode, TruthTurn, write_rttm
-from convoice.synth.speech import SAMPLE_RATE, FloatArray, SynthesisError, synthesize, write_media
+from convoice.records import SAMPLE_RATE, FloatArray
+from convoice.synth.media_files import write_media
+from convoice.synth.samples import (
+    EDGE_SILENCE_S,
+    Corpus,
+    Episode,
+    TruthTurn,
+    mix_turns,
+    write_rttm,
+)
+from convoice.synth.speech import (
+    TARGET_RMS_DBFS,
+    TRIM_PAD_S,
+    TRIM_THRESHOLD,
+    SynthesisError,
+    synthesize,
+)
 
 ROADMAP = ("en", "ru", "de", "fr", "es", "pt", "zh", "it", "fa", "nl", "tr")
 ESPEAK_VOICES = {
@@ -47,7 +62,6 @@ VARIANTS = {"espeak-m": "m3", "espeak-f": "f2"}
 FLITE_HOST = "slt"  # an English host voice of convoice/synth/speech.py
 SENTENCES_FILE = Path(__file__).with_name("multilingual_sentences.toml")
 CACHE_VERSION = "ml-1"
-TARGET_RMS_DBFS = -21.0
 SENTENCE_PAUSE_S = (0.35, 0.5)  # between sentences of one turn: clips are cut there
 TURN_GAP_S = (0.5, 0.9)
 SWITCH_PAIRS = (("en", "de"), ("ru", "en"), ("es", "en"), ("fr", "it"))
@@ -67,8 +81,8 @@ def _level(audio: FloatArray) -> FloatArray:
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak <= 0.0:
         raise SynthesisError("espeak-ng produced silence")
-    loud = np.flatnonzero(np.abs(audio) >= 0.01 * peak)
-    pad = int(0.03 * SAMPLE_RATE)
+    loud = np.flatnonzero(np.abs(audio) >= TRIM_THRESHOLD * peak)
+    pad = int(TRIM_PAD_S * SAMPLE_RATE)
     audio = audio[max(0, loud[0] - pad) : loud[-1] + 1 + pad]
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
     gain = min(10 ** (TARGET_RMS_DBFS / 20) / max(rms, 1e-9), 0.95 / peak)
@@ -128,7 +142,7 @@ def make_episode(episode_id: str, script: Script, seed: int, out_dir: Path) -> L
     placed: list[tuple[int, FloatArray]] = []
     turns: list[TruthTurn] = []
     languages: list[str] = []
-    cursor = round(rng.uniform(0.3, 0.8) * SAMPLE_RATE)
+    cursor = round(rng.uniform(*EDGE_SILENCE_S) * SAMPLE_RATE)
     for t, turn in enumerate(script):
         for s, (speaker, language, text) in enumerate(turn):
             if t or s:
@@ -140,12 +154,8 @@ def make_episode(episode_id: str, script: Script, seed: int, out_dir: Path) -> L
             turns.append(TruthTurn(cursor / SAMPLE_RATE, end / SAMPLE_RATE, speaker, text))
             languages.append(language)
             cursor = end
-    total = cursor + round(rng.uniform(0.3, 0.8) * SAMPLE_RATE)
-    noise = np.random.default_rng(seed).standard_normal(total) * 10 ** (NOISE_FLOOR_DBFS / 20)
-    mix = noise.astype(np.float32)
-    for start, audio in placed:
-        mix[start : start + len(audio)] += audio
-    np.clip(mix, -1.0, 1.0, out=mix)
+    total = cursor + round(rng.uniform(*EDGE_SILENCE_S) * SAMPLE_RATE)
+    mix = mix_turns(placed, total, seed)
     audio_path = write_media(out_dir / f"{episode_id}.wav", mix)
     media_path = write_media(out_dir / f"{episode_id}.mp4", mix)
     speakers = tuple(dict.fromkeys(t.speaker for t in turns))

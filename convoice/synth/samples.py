@@ -10,33 +10,21 @@ the same speaker keeps the same label across episodes.
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import functools
 import json
 import random
-import sys
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 
-from convoice.synth.speech import (
-    SAMPLE_RATE,
-    VOICES,
-    FloatArray,
-    make_music,
-    make_silence,
-    make_truncated,
-    pick_sentences,
-    synthesize,
-    write_media,
-)
+from convoice.records import SAMPLE_RATE, FloatArray
+from convoice.synth.media_files import make_music, make_silence, make_truncated, write_media
+from convoice.synth.recordings import SampleDataMissing, librivox_samples, pyannote_sample
+from convoice.synth.sentences import pick_sentences
+from convoice.synth.serve import serve_directory, write_sources_csv
+from convoice.synth.speech import VOICES, synthesize
 
 __all__ = [
     "Corpus",
@@ -54,19 +42,14 @@ __all__ = [
     "serve_directory",
     "write_rttm",
     "write_sources_csv",
-]
+]  # the public face of sample media: episodes and corpora here, the rest re-exported
 
 NOISE_FLOOR_DBFS = -70.0  # recordings are never digitally silent
 SENTENCES_PER_TURN: tuple[int, ...] = (1, 2, 3)
 SENTENCES_PER_TURN_WEIGHTS: tuple[float, ...] = (0.45, 0.4, 0.15)
 SENTENCE_PAUSE_S = (0.15, 0.35)  # pause between two sentences of one turn
 EDGE_SILENCE_S = (0.3, 0.8)  # silence before the first and after the last turn
-LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 TRUTH_FILE = "truth.json"
-
-
-class SampleDataMissing(FileNotFoundError):
-    """Sample data that a package ships is not installed."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +206,29 @@ def make_episode(
     ``overlap_prob`` a turn starts before the previous one ends (by at most
     half of either turn); the ground truth keeps both turns.
     """
+    _check_episode(speakers, n_turns, gap, overlap_prob)
+    rng = random.Random(seed)
+    who = _conversation(speakers, n_turns, rng)
+    sizes = rng.choices(SENTENCES_PER_TURN, weights=SENTENCES_PER_TURN_WEIGHTS, k=n_turns)
+    sentences = iter(pick_sentences(sum(sizes), seed))
+    placed, turns, cursor = _place_turns(who, sizes, sentences, rng, gap, overlap_prob, cache_dir)
+    total = cursor + round(rng.uniform(*EDGE_SILENCE_S) * SAMPLE_RATE)
+    mix = mix_turns(placed, total, seed)
+
+    out = Path(out_dir)
+    audio_path = write_media(out / f"{episode_id}.wav", mix)
+    media_path = write_media(out / f"{episode_id}.mp4", mix) if make_video else audio_path
+    episode = Episode(
+        episode_id, tuple(speakers), tuple(turns), total / SAMPLE_RATE, audio_path, media_path
+    )
+    write_rttm(episode, episode.rttm_path)
+    return episode
+
+
+def _check_episode(
+    speakers: Sequence[str], n_turns: int, gap: tuple[float, float], overlap_prob: float
+) -> None:
+    """ValueError when :func:`make_episode` cannot make the episode asked for."""
     unknown = [s for s in speakers if s not in VOICES]
     if unknown:
         raise ValueError(f"unknown voices {unknown}; known: {', '.join(VOICES)}")
@@ -235,23 +241,23 @@ def make_episode(
     if not 0.0 <= overlap_prob <= 1.0:
         raise ValueError(f"overlap_prob must be within [0, 1], got {overlap_prob}")
 
-    rng = random.Random(seed)
-    who = _conversation(speakers, n_turns, rng)
-    sizes = rng.choices(SENTENCES_PER_TURN, weights=SENTENCES_PER_TURN_WEIGHTS, k=n_turns)
-    sentences = iter(pick_sentences(sum(sizes), seed))
 
+def _place_turns(
+    who: list[str],
+    sizes: list[int],
+    sentences: Iterator[str],
+    rng: random.Random,
+    gap: tuple[float, float],
+    overlap_prob: float,
+    cache_dir: str | Path | None,
+) -> tuple[list[tuple[int, FloatArray]], list[TruthTurn], int]:
+    """Each turn's speech and where it starts (in samples), its truth, and where the talk ends."""
     placed: list[tuple[int, FloatArray]] = []
     turns: list[TruthTurn] = []
     cursor = round(rng.uniform(*EDGE_SILENCE_S) * SAMPLE_RATE)  # where the talk so far ends
     for speaker, size in zip(who, sizes, strict=True):
         texts = [next(sentences) for _ in range(size)]
-        parts: list[FloatArray] = []
-        for i, text in enumerate(texts):
-            if i:
-                pause = rng.uniform(*SENTENCE_PAUSE_S)
-                parts.append(np.zeros(round(pause * SAMPLE_RATE), np.float32))
-            parts.append(synthesize(speaker, text, cache_dir))
-        audio = np.concatenate(parts)
+        audio = _turn_audio(speaker, texts, rng, cache_dir)
         if turns and rng.random() < overlap_prob:
             prev = placed[-1]
             overlap = min(rng.uniform(0.3, 1.5) * SAMPLE_RATE, len(prev[1]) / 2, len(audio) / 2)
@@ -265,22 +271,30 @@ def make_episode(
                 start / SAMPLE_RATE, (start + len(audio)) / SAMPLE_RATE, speaker, " ".join(texts)
             )
         )
+    return placed, turns, cursor
 
-    total = cursor + round(rng.uniform(*EDGE_SILENCE_S) * SAMPLE_RATE)
+
+def _turn_audio(
+    speaker: str, texts: list[str], rng: random.Random, cache_dir: str | Path | None
+) -> FloatArray:
+    """One turn: its sentences spoken by ``speaker`` with a short random pause between them."""
+    parts: list[FloatArray] = []
+    for i, text in enumerate(texts):
+        if i:
+            pause = rng.uniform(*SENTENCE_PAUSE_S)
+            parts.append(np.zeros(round(pause * SAMPLE_RATE), np.float32))
+        parts.append(synthesize(speaker, text, cache_dir))
+    return np.concatenate(parts)
+
+
+def mix_turns(placed: list[tuple[int, FloatArray]], total: int, seed: int) -> FloatArray:
+    """The turns over a faint noise floor (recordings are never digitally silent), clipped."""
     noise = np.random.default_rng(seed).standard_normal(total) * 10 ** (NOISE_FLOOR_DBFS / 20)
     mix = noise.astype(np.float32)
     for start, audio in placed:
         mix[start : start + len(audio)] += audio
     np.clip(mix, -1.0, 1.0, out=mix)
-
-    out = Path(out_dir)
-    audio_path = write_media(out / f"{episode_id}.wav", mix)
-    media_path = write_media(out / f"{episode_id}.mp4", mix) if make_video else audio_path
-    episode = Episode(
-        episode_id, tuple(speakers), tuple(turns), total / SAMPLE_RATE, audio_path, media_path
-    )
-    write_rttm(episode, episode.rttm_path)
-    return episode
+    return mix
 
 
 def write_rttm(episode: Episode, path: str | Path) -> Path:
@@ -392,102 +406,3 @@ def demo_corpus(
     ``rms`` talks in three episodes, ``slt``, ``awb`` and ``ked`` in two, ``kal`` in one.
     """
     return _build_corpus(out_dir, DEMO_CASTS, DEMO_TURNS, 7, make_video, 0.0, cache_dir)
-
-
-def write_sources_csv(
-    corpus: Corpus, base_url: str, path: str | Path, license: str = "CC-BY-4.0"
-) -> Path:
-    """Write ``url,license,note`` rows (with that header) for the corpus media under ``base_url``.
-
-    ``base_url`` is where :attr:`Corpus.root` is served, e.g. by :func:`serve_directory`.
-    """
-    base = base_url if base_url.endswith("/") else base_url + "/"
-    path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["url", "license", "note"])
-        for ep in corpus.episodes:
-            rel = ep.media_path.relative_to(corpus.root).as_posix()
-            note = f"sample episode {ep.episode_id}: {', '.join(ep.speakers)}"
-            writer.writerow([base + quote(rel), license, note])
-    return path
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the per-request log lines."""
-
-
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client hanging up early (yt-dlp probing a file) is worth no traceback."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-@contextlib.contextmanager
-def serve_directory(path: str | Path) -> Iterator[str]:
-    """Serve ``path`` over HTTP on 127.0.0.1 while the context lasts; yields the base URL."""
-    root = Path(path)
-    if not root.is_dir():
-        raise NotADirectoryError(f"{root} is not a directory")
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = _QuietServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="convoice-serve", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def pyannote_sample() -> tuple[Path, Path]:
-    """The real two-speaker recording that ships in the pyannote.audio wheel: (wav, rttm)."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec("pyannote.audio")
-    except ModuleNotFoundError:
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise SampleDataMissing("pyannote.audio is not installed: pip install pyannote.audio")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "sample"
-    wav, rttm = folder / "sample.wav", folder / "sample.rttm"
-    if not (wav.is_file() and rttm.is_file()):
-        raise SampleDataMissing(
-            f"{folder} lacks sample.wav or sample.rttm: reinstall pyannote.audio"
-        )
-    return wav, rttm
-
-
-def librivox_samples(
-    folder: str | Path = LIBRIVOX_DIR, listing_name: str = "transcription"
-) -> list[tuple[Path, str]]:
-    """Real read speech (LibriVox, public domain) with transcripts, from pocketsphinx-testdata.
-
-    Returns ``(wav, transcript)`` pairs; the WAVs are 16 kHz mono, the
-    transcripts lower-case words without punctuation.
-    """
-    folder = Path(folder)
-    listing = folder / listing_name
-    if not listing.is_file():
-        raise SampleDataMissing(
-            f"{listing} not found: install the Debian package pocketsphinx-testdata"
-        )
-    out: list[tuple[Path, str]] = []
-    for line in listing.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line.endswith(")") or "(" not in line:
-            continue
-        text, _, utt = line[:-1].rpartition("(")
-        words = [w for w in text.split() if w not in {"<s>", "</s>"}]
-        wav = folder / f"{utt.strip()}.wav"
-        if not wav.is_file():
-            raise SampleDataMissing(f"{wav} is missing: reinstall pocketsphinx-testdata")
-        out.append((wav, " ".join(words)))
-    if not out:
-        raise SampleDataMissing(f"{listing} lists no utterances")
-    return out

@@ -20,7 +20,6 @@ The result is a whole CAM++ state dict, loadable by
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,10 +28,17 @@ import numpy as np
 
 from convoice.config import EncoderSettings
 from convoice.engines import loaders
-from convoice.models.embed import CAMPPLUS_DIM, CAMPPLUS_WINDOW, MIN_SAMPLES, SAMPLE_RATE
+from convoice.models.embed import CAMPPLUS_DIM, CAMPPLUS_WINDOW, MIN_SAMPLES
 from convoice.models.ge2e import FloatArray, NotEnoughData, ge2e_loss, plan_batch
-from convoice.records import Region
-from convoice.training.encoder import CHECKPOINT, WEIGHTS, TrainedState, TrainResult
+from convoice.training.encoder import (
+    CHECKPOINT,
+    WEIGHTS,
+    StepLog,
+    TrainedState,
+    TrainResult,
+    ge2e_scale,
+    wave_regions,
+)
 
 if TYPE_CHECKING:
     from convoice.training.tracking import TrainingRun
@@ -49,10 +55,7 @@ def embed_waves(weights: str, waves: Sequence[FloatArray]) -> FloatArray:
 
     if not waves:
         return np.zeros((0, CAMPPLUS_DIM), dtype=np.float32)
-    offsets = np.cumsum([0, *(len(w) for w in waves)])
-    regions = [
-        Region(offsets[i] / SAMPLE_RATE, offsets[i + 1] / SAMPLE_RATE) for i in range(len(waves))
-    ]
+    regions = wave_regions(waves)
     samples = np.concatenate(waves).astype(np.float32)
     return embed_regions_campplus(loaders.campplus_model(weights), samples, regions).vectors
 
@@ -113,32 +116,25 @@ def train_campplus(
     total = steps if steps is not None else cfg.steps
     if total < 1:
         raise ValueError(f"steps must be at least 1, got {total}")
-    usable = [i for i, s in enumerate(stats) if len(s)]
-    by_speaker: dict[str, list[int]] = {}
-    for i in usable:
-        by_speaker.setdefault(speakers[i], []).append(i)
-    if len(by_speaker) < 2:
-        raise NotEnoughData(f"GE2E needs at least 2 speakers, got {len(by_speaker)}")
+    by_speaker = _by_speaker(stats, speakers)
     torch.manual_seed(cfg.seed)
     model = loaders.campplus_model(base_weights)
     state = {k: v.clone() for k, v in model.state_dict().items()}  # never train the shared one
     dense = _fresh_dense(state)
     anchor = dense.linear.weight.detach().clone()
-    weight = torch.nn.Parameter(torch.tensor(10.0))
-    bias = torch.nn.Parameter(torch.tensor(-5.0))
+    weight, bias = ge2e_scale()
     optim = torch.optim.Adam(
         [{"params": dense.linear.parameters()}, {"params": [weight, bias]}],
         lr=cfg.head_learning_rate,
     )
     rng = np.random.default_rng(cfg.seed)
     trained = TrainedState("dense", dense, weight, bias, optim, rng)
-    start, first_loss = trained.resume(run.dir / CHECKPOINT)
-    if start:
-        log.info("resuming CAM++ training from %s after step %d", run.dir / CHECKPOINT, start)
+    steps_log = StepLog.resume(trained, run, cfg.checkpoint_every, total, progress)
+    if steps_log.start:
+        where = run.dir / CHECKPOINT
+        log.info("resuming CAM++ training from %s after step %d", where, steps_log.start)
     tensors = [torch.from_numpy(s) for s in stats]
-    losses: list[float] = []
-    began = time.perf_counter()
-    for step in range(start + 1, total + 1):
+    for step in range(steps_log.start + 1, total + 1):
         plan = plan_batch(by_speaker, cfg.speakers_per_batch, cfg.utterances_per_speaker, rng)
         embeds = _utterances(dense, tensors, plan.utterances, rng)
         loss: Any = ge2e_loss(embeds, weight, bias)
@@ -149,22 +145,19 @@ def train_campplus(
             weight.grad *= 0.01
             bias.grad *= 0.01
         optim.step()
-        value = float(loss.item())
-        losses.append(value)
-        first_loss = value if step == 1 else first_loss
-        run.log_scalar("encoder/ge2e_loss", value, step)
-        if progress:
-            progress(step, total, value)
-        if step % cfg.checkpoint_every == 0 or step == total:
-            trained.checkpoint(run.dir / CHECKPOINT, step, first_loss)
-    return TrainResult(
-        weights=_save(run.dir / WEIGHTS, state, dense),
-        steps=total,
-        resumed_from=start,
-        first_loss=first_loss,
-        last_loss=float(np.mean(losses[-10:])) if losses else float("nan"),
-        seconds=time.perf_counter() - began,
-    )
+        steps_log.record(step, float(loss.item()))
+    return steps_log.result(_save(run.dir / WEIGHTS, state, dense))
+
+
+def _by_speaker(stats: Sequence[FloatArray], speakers: Sequence[str]) -> dict[str, list[int]]:
+    """The clips with windows of each speaker; NotEnoughData for fewer than two speakers."""
+    usable = [i for i, s in enumerate(stats) if len(s)]
+    by_speaker: dict[str, list[int]] = {}
+    for i in usable:
+        by_speaker.setdefault(speakers[i], []).append(i)
+    if len(by_speaker) < 2:
+        raise NotEnoughData(f"GE2E needs at least 2 speakers, got {len(by_speaker)}")
+    return by_speaker
 
 
 def _fresh_dense(state: dict[str, Any]) -> Any:

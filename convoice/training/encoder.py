@@ -8,11 +8,10 @@ started again with the same run id continues from there.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from convoice.config import EncoderSettings, Settings
 from convoice.engines import loaders
+from convoice.media.audio import read_encoded
 from convoice.models.embed import SAMPLE_RATE, embed_regions, mel_spectrogram
 from convoice.models.ge2e import FloatArray, ge2e_loss, plan_batch, random_crop
 from convoice.records import Region
@@ -128,11 +128,9 @@ def identity_weights(settings: Settings, store: Store) -> str:
 
 def read_waves(store: Store, audio_uris: Sequence[str]) -> list[FloatArray]:
     """Each clip's audio as float32 mono at 16 kHz (the store writes clips that way)."""
-    import soundfile as sf
-
     waves: list[FloatArray] = []
     for uri in audio_uris:
-        data, rate = sf.read(io.BytesIO(store.read_audio(uri)), dtype="float32", always_2d=True)
+        data, rate = read_encoded(store.read_audio(uri), always_2d=True)
         if rate != SAMPLE_RATE:
             raise ValueError(f"{uri}: {rate} Hz audio, the encoder needs {SAMPLE_RATE} Hz")
         waves.append(data.mean(axis=1).astype(np.float32))
@@ -148,12 +146,17 @@ def embed_waves(encoder: VoiceEncoder, waves: Sequence[FloatArray]) -> FloatArra
     """One unit embedding per wave, all partial windows batched (as ingestion embeds clips)."""
     if not waves:
         return np.zeros((0, 256), dtype=np.float32)
-    offsets = np.cumsum([0, *(len(w) for w in waves)])
-    regions = [
-        Region(offsets[i] / SAMPLE_RATE, offsets[i + 1] / SAMPLE_RATE) for i in range(len(waves))
-    ]
+    regions = wave_regions(waves)
     encoder.eval()
     return embed_regions(encoder, np.concatenate(waves).astype(np.float32), regions)
+
+
+def wave_regions(waves: Sequence[FloatArray]) -> list[Region]:
+    """Where each wave lies, in seconds, once the waves are concatenated."""
+    offsets = np.cumsum([0, *(len(w) for w in waves)])
+    return [
+        Region(offsets[i] / SAMPLE_RATE, offsets[i + 1] / SAMPLE_RATE) for i in range(len(waves))
+    ]
 
 
 @dataclass(frozen=True)
@@ -190,20 +193,16 @@ def train_ge2e(
     torch.manual_seed(cfg.seed)
     model = loaders.new_voice_encoder(base_weights)
     model.train()
-    weight = torch.nn.Parameter(torch.tensor(10.0))
-    bias = torch.nn.Parameter(torch.tensor(-5.0))
+    weight, bias = ge2e_scale()
     optim = torch.optim.Adam(
         [{"params": model.parameters()}, {"params": [weight, bias]}], lr=cfg.learning_rate
     )
     rng = np.random.default_rng(cfg.seed)
-    ckpt = run.dir / CHECKPOINT
     trained = TrainedState("model_state", model, weight, bias, optim, rng)
-    start, first_loss = trained.resume(ckpt)
-    if start:
-        log.info("resuming encoder training %s after step %d", run.run_id, start)
-    losses: list[float] = []
-    began = time.perf_counter()
-    for step in range(start + 1, total + 1):
+    steps_log = StepLog.resume(trained, run, cfg.checkpoint_every, total, progress)
+    if steps_log.start:
+        log.info("resuming encoder training %s after step %d", run.run_id, steps_log.start)
+    for step in range(steps_log.start + 1, total + 1):
         plan = plan_batch(by_speaker, cfg.speakers_per_batch, cfg.utterances_per_speaker, rng)
         crops = np.stack([random_crop(mels[int(i)], rng) for i in plan.utterances.reshape(-1)])
         embeds = model(torch.from_numpy(crops)).reshape(*plan.utterances.shape, -1)
@@ -217,27 +216,73 @@ def train_ge2e(
                 p.grad *= 0.01
         torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
         optim.step()
-        value = float(loss.item())
-        losses.append(value)
-        if step == 1:
-            first_loss = value
-        run.log_scalar("encoder/ge2e_loss", value, step)
-        if progress:
-            progress(step, total, value)
-        if step % cfg.checkpoint_every == 0 or step == total:
-            trained.checkpoint(ckpt, step, first_loss)
-    weights = run.dir / WEIGHTS
+        steps_log.record(step, float(loss.item()))
+    return steps_log.result(_save(run.dir / WEIGHTS, model, total))
+
+
+def _save(weights: Path, model: Any, steps: int) -> Path:
+    """The trained encoder in resemblyzer's format, written atomically."""
+    import torch
+
     tmp = weights.with_suffix(".tmp")
-    torch.save({"model_state": model.state_dict(), "step": total}, tmp)
+    torch.save({"model_state": model.state_dict(), "step": steps}, tmp)
     tmp.replace(weights)
-    return TrainResult(
-        weights=weights,
-        steps=total,
-        resumed_from=start,
-        first_loss=first_loss,
-        last_loss=float(np.mean(losses[-10:])) if losses else float("nan"),
-        seconds=time.perf_counter() - began,
-    )
+    return weights
+
+
+def ge2e_scale() -> tuple[Any, Any]:
+    """GE2E's learnt scale and offset of the cosine similarities, at 10 and -5."""
+    import torch
+
+    return torch.nn.Parameter(torch.tensor(10.0)), torch.nn.Parameter(torch.tensor(-5.0))
+
+
+@dataclass
+class StepLog:
+    """Each step's loss to the tracked run and to ``progress``; checkpoints every so often."""
+
+    trained: TrainedState
+    run: TrainingRun
+    every: int  # steps between checkpoints
+    total: int
+    start: int  # the step a resumed run continues after (0: from the start)
+    first_loss: float
+    progress: Callable[[int, int, float], None] | None = None
+    losses: list[float] = field(default_factory=list)
+    began: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def resume(
+        cls,
+        trained: TrainedState,
+        run: TrainingRun,
+        every: int,
+        total: int,
+        progress: Callable[[int, int, float], None] | None,
+    ) -> StepLog:
+        """The log of a run, continuing the checkpoint a killed run left in its folder."""
+        start, first_loss = trained.resume(run.dir / CHECKPOINT)
+        return cls(trained, run, every, total, start, first_loss, progress)
+
+    def record(self, step: int, value: float) -> None:
+        self.losses.append(value)
+        if step == 1:
+            self.first_loss = value
+        self.run.log_scalar("encoder/ge2e_loss", value, step)
+        if self.progress:
+            self.progress(step, self.total, value)
+        if step % self.every == 0 or step == self.total:
+            self.trained.checkpoint(self.run.dir / CHECKPOINT, step, self.first_loss)
+
+    def result(self, weights: Path) -> TrainResult:
+        return TrainResult(
+            weights=weights,
+            steps=self.total,
+            resumed_from=self.start,
+            first_loss=self.first_loss,
+            last_loss=float(np.mean(self.losses[-10:])) if self.losses else float("nan"),
+            seconds=time.perf_counter() - self.began,
+        )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ and writes, in the export folder:
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from convoice.media.audio import read_encoded, to_mono, wav_bytes
 from convoice.models import tts_data
 from convoice.models.tts_data import Selection, TtsClip
 from convoice.storage.location import atomic_write
@@ -100,7 +100,7 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     """Mono float32 ``samples`` at ``rate`` resampled to ``target`` (polyphase filter)."""
     from scipy.signal import resample_poly
 
-    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    mono = to_mono(samples)
     if rate == target:
         return mono.astype(np.float32)
     factor = gcd(rate, target)
@@ -110,13 +110,8 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
 
 def write_wav(store: Store, clip: TtsClip, target: Path, sample_rate: int) -> None:
     """The clip's audio from the store as mono 16-bit WAV at ``sample_rate``."""
-    import soundfile
-
-    audio, rate = soundfile.read(io.BytesIO(store.read_audio(clip.audio_uri)), dtype="float32")
-    buffer = io.BytesIO()
-    soundfile.write(buffer, resample(audio, rate, sample_rate), sample_rate, format="WAV",
-                    subtype="PCM_16")  # fmt: skip
-    atomic_write(target, buffer.getvalue())
+    audio, rate = read_encoded(store.read_audio(clip.audio_uri))
+    atomic_write(target, wav_bytes(resample(audio, rate, sample_rate), sample_rate))
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -213,24 +208,8 @@ def export_release(
     jobs = [(clip, out / tts_data.export_relpath(clip, fmt)) for clip in selection.clips]
     with ThreadPoolExecutor(max_workers=AUDIO_WORKERS) as pool:
         list(pool.map(lambda job: write_wav(store, job[0], job[1], sample_rate), jobs))
-    if fmt == "vctk":
-        for clip in selection.clips:
-            _write_text(out / tts_data.vctk_text_relpath(clip), clip.text + "\n")
-    else:
-        _write_text(out / "metadata.csv", _lines(tts_data.metadata_lines(selection.train, fmt)))
-        _write_text(
-            out / "metadata_eval.csv", _lines(tts_data.metadata_lines(selection.heldout, fmt))
-        )
-    _write_text(out / "eval.csv", _lines(tts_data.eval_lines(selection.heldout, fmt)))
-    _write_json(out / "d_vectors.json", tts_data.d_vector_map(selection.clips, fmt))
-    _write_json(out / "speakers.json", tts_data.speakers_file(selection))
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    used = sorted({row["recording_id"] for row in rows if row["clip_id"] in _ids(selection)})
-    recordings = recordings.filter(pc.is_in(recordings["recording_id"], pa.array(used)))
-    pq.write_table(recordings, out / "recordings.parquet")
+    _write_lists(out, selection, fmt)
+    used = _write_recordings(out, rows, recordings, selection)
     _write_text(out / "ATTRIBUTION.md", attribution_text(release, out))
     _write_text(out / "README.md", _readme(release, fmt, sample_rate, selection))
     counts = selection.counts()
@@ -251,6 +230,35 @@ def export_release(
         skipped=counts["skipped"],
         n_recordings=len(used),
     )
+
+
+def _write_lists(out: Path, selection: Selection, fmt: str) -> None:
+    """The texts (per clip for ``vctk``, else metadata files), eval list, d-vectors, speakers."""
+    if fmt == "vctk":
+        for clip in selection.clips:
+            _write_text(out / tts_data.vctk_text_relpath(clip), clip.text + "\n")
+    else:
+        _write_text(out / "metadata.csv", _lines(tts_data.metadata_lines(selection.train, fmt)))
+        _write_text(
+            out / "metadata_eval.csv", _lines(tts_data.metadata_lines(selection.heldout, fmt))
+        )
+    _write_text(out / "eval.csv", _lines(tts_data.eval_lines(selection.heldout, fmt)))
+    _write_json(out / "d_vectors.json", tts_data.d_vector_map(selection.clips, fmt))
+    _write_json(out / "speakers.json", tts_data.speakers_file(selection))
+
+
+def _write_recordings(
+    out: Path, rows: list[dict[str, Any]], recordings: pa.Table, selection: Selection
+) -> list[str]:
+    """``recordings.parquet``: the release's rows of the recordings the export uses; their ids."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    used = sorted({row["recording_id"] for row in rows if row["clip_id"] in _ids(selection)})
+    recordings = recordings.filter(pc.is_in(recordings["recording_id"], pa.array(used)))
+    pq.write_table(recordings, out / "recordings.parquet")
+    return used
 
 
 def _ids(selection: Selection) -> set[str]:

@@ -15,7 +15,9 @@ from convoice.config import Settings
 from convoice.storage import Release, Store
 from convoice.training import tts_export
 from convoice.training.tracking import TrainingRun, tracking_dir
-from convoice.training.tts import TrainResult, TtsEvaluation, TtsTrainingError
+from convoice.training.tts import TrainResult
+from convoice.training.tts_config import TtsTrainingError
+from convoice.training.tts_eval import TtsEvaluation
 from convoice.training.tts_export import TtsExport
 
 KIND = "tts"

@@ -1,0 +1,80 @@
+"""yt-dlp plumbing: the engine's options, its log output, and what its errors mean."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from convoice.config import IngestSettings
+from convoice.records import SkipReason
+
+log = logging.getLogger(__name__)
+
+
+class _YtdlpLogger:
+    """Routes yt-dlp's output to logging: errors are reported by us, classified."""
+
+    def debug(self, msg: str) -> None:
+        log.debug("yt-dlp: %s", msg)
+
+    info = warning = error = debug
+
+
+def options(settings: IngestSettings, **stage: Any) -> dict[str, Any]:
+    """The engine's yt-dlp options, then the stage's, then the operator's on top."""
+    base: dict[str, Any] = {
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "logger": _YtdlpLogger(),
+        "socket_timeout": settings.socket_timeout_s,
+        "retries": settings.retries,
+        "fragment_retries": settings.retries,
+        "extractor_retries": settings.retries,
+        "format": "bestaudio/best",
+    }
+    return {**base, **stage, **settings.ytdlp_options}
+
+
+def short(text: str, limit: int = 300) -> str:
+    text = re.sub(r"^(ERROR: )?(\[[\w:]+\] )?([^\s:]+: )?", "", " ".join(text.split()))
+    text = re.sub(r" \(caused by .*\)$", "", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def classify(err: BaseException) -> tuple[str, str]:
+    """A reason code and a short message for an exception raised by yt-dlp."""
+    from yt_dlp.networking.exceptions import HTTPError, NoSupportingHandlers, TransportError
+    from yt_dlp.utils import (
+        ContentTooShortError,
+        DownloadError,
+        ExtractorError,
+        PostProcessingError,
+        UnsupportedError,
+    )
+
+    cause: BaseException = err
+    if isinstance(err, DownloadError) and err.exc_info and err.exc_info[1] is not None:
+        cause = err.exc_info[1]
+    while isinstance(cause, ExtractorError) and cause.cause is not None:
+        if isinstance(cause, UnsupportedError):
+            break
+        cause = cause.cause
+    if isinstance(cause, UnsupportedError | NoSupportingHandlers):
+        return SkipReason.UNSUPPORTED_URL, short(str(cause))
+    if isinstance(cause, HTTPError):
+        return SkipReason.UNREACHABLE, f"HTTP error {cause.status} ({cause.reason})"
+    if isinstance(cause, TransportError):
+        errno = re.search(r"\[Errno -?\d+\]\s*([^'\"()]+)", str(cause))
+        return (
+            SkipReason.UNREACHABLE,
+            f"cannot connect: {errno[1].strip() if errno else short(str(cause))}",
+        )
+    if isinstance(cause, ContentTooShortError):
+        return SkipReason.DOWNLOAD_FAILED, "the transfer ended before the whole file arrived"
+    if isinstance(cause, PostProcessingError):
+        return SkipReason.CORRUPT_MEDIA, short(str(cause))
+    if isinstance(cause, ExtractorError) and "is not a valid URL" in str(cause):
+        return SkipReason.UNSUPPORTED_URL, short(str(cause))
+    return SkipReason.DOWNLOAD_FAILED, short(str(cause)) or type(cause).__name__

@@ -1,0 +1,67 @@
+"""Serve a corpus over HTTP on 127.0.0.1, and the sources file that lists its media there."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import functools
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from convoice.synth.samples import Corpus
+
+
+def write_sources_csv(
+    corpus: Corpus, base_url: str, path: str | Path, license: str = "CC-BY-4.0"
+) -> Path:
+    """Write ``url,license,note`` rows (with that header) for the corpus media under ``base_url``.
+
+    ``base_url`` is where :attr:`Corpus.root` is served, e.g. by :func:`serve_directory`.
+    """
+    base = base_url if base_url.endswith("/") else base_url + "/"
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["url", "license", "note"])
+        for ep in corpus.episodes:
+            rel = ep.media_path.relative_to(corpus.root).as_posix()
+            note = f"sample episode {ep.episode_id}: {', '.join(ep.speakers)}"
+            writer.writerow([base + quote(rel), license, note])
+    return path
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the per-request log lines."""
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up early (yt-dlp probing a file) is worth no traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+@contextlib.contextmanager
+def serve_directory(path: str | Path) -> Iterator[str]:
+    """Serve ``path`` over HTTP on 127.0.0.1 while the context lasts; yields the base URL."""
+    root = Path(path)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is not a directory")
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = _QuietServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="convoice-serve", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
