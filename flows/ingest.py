@@ -30,8 +30,9 @@ from prefect.runtime import flow_run
 from convoice import logs
 from convoice.config import RunnerSettings, load_settings
 from convoice.models.run_summary import IngestReport
+from convoice.records import now
 from convoice.storage import Store
-from convoice.tasks import ingest_run, runner, stages
+from convoice.tasks import ingest_run, runner
 from convoice.tasks.consolidate import consolidate
 from convoice.tasks.ingest_run import IngestRun
 from convoice.tasks.pipeline import label_all, preloading
@@ -61,7 +62,7 @@ def ingest_flow(
     store = Store.open(settings)
     settings = encoder.pin_encoder(settings, store)  # one encoder for the whole run
     settings = encoder.pin_identity(settings, store)  # and the registry's embedding space
-    run_id = str(flow_run.get_id() or stages.now())
+    run_id = str(flow_run.get_id() or now())
     report = IngestReport(run_id=run_id, home=store.root)
     run = IngestRun(store, settings, run_id, report, log_format=fmt)
     started = time.perf_counter()

@@ -20,9 +20,8 @@ from convoice.models import labelling
 from convoice.models.licence import attribution_line
 from convoice.models.registry import SpeakerMatch
 from convoice.models.run_summary import RecordingOutcome
-from convoice.records import Clip, MediaItem, Provenance, Recording, Speaker
+from convoice.records import Clip, MediaItem, Provenance, Recording, Speaker, now
 from convoice.storage import Store, calibration
-from convoice.tasks import stages
 from convoice.tasks.ingest_run import IngestRun
 from convoice.tasks.prepare import Prepared
 from convoice.tasks.store_lock import store_lock
@@ -62,7 +61,7 @@ def recording_row(item: MediaItem, prepared: Prepared, run_id: str) -> Recording
         sample_rate=prepared.sample_rate,
         audio_uri=prepared.audio_uri,
         run_id=run_id,
-        ingested_at=stages.now(),
+        ingested_at=now(),
         source_audio=prepared.source_audio,
     )
 
@@ -112,7 +111,7 @@ def identify_and_route(
             vectors.identity_clips if vectors.separate_identity else None,
             calibration.current(run.store.location),
         )  # fmt: skip
-        touched = labelling.update_registry(rid, clips, matches, registry.speakers, stages.now())
+        touched = labelling.update_registry(rid, clips, matches, registry.speakers, now())
     return matches, clips, touched
 
 

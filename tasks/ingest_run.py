@@ -17,7 +17,7 @@ from convoice.config import Settings
 from convoice.media.errors import IngestError
 from convoice.media.sources import read_sources
 from convoice.models.run_summary import IngestReport, StageClock
-from convoice.records import MediaItem, SkippedItem, SkipReason, Source
+from convoice.records import MediaItem, SkippedItem, SkipReason, Source, now
 from convoice.storage import Store
 from convoice.storage.registry_cache import Registry
 from convoice.tasks import stages
@@ -98,4 +98,4 @@ def as_skipped(item: MediaItem, err: Exception, run_id: str) -> SkippedItem:
         code, reason = err.reason_code, err.reason
     else:
         code, reason = SkipReason.LABELLING_FAILED, f"{type(err).__name__}: {err}"
-    return SkippedItem(item.source_url, item.url, item.title, code, reason, run_id, stages.now())
+    return SkippedItem(item.source_url, item.url, item.title, code, reason, run_id, now())

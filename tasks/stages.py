@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,6 @@ from convoice.models.diarize import Segmentation
 from convoice.models.labelling import RecordingSpeakers
 from convoice.models.registry import SpeakerMatch
 from convoice.records import FloatArray, MediaItem, SkippedItem, SkipReason, Source, Transcript
-
-
-def now() -> str:
-    """UTC time as ISO 8601, the format of every timestamp in the store."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _is_transient(exc: BaseException) -> bool:

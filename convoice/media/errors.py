@@ -7,8 +7,6 @@ one bad item never stops a batch.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from convoice.records import SkipReason
 
 REASON_CODES = frozenset(SkipReason)
@@ -26,8 +24,3 @@ class IngestError(Exception):
 
     def __reduce__(self) -> tuple[type[IngestError], tuple[str, str]]:
         return (type(self), (self.reason_code, self.reason))  # picklable across processes
-
-
-def now() -> str:
-    """The time stamp of a skipped item: UTC, to the second."""
-    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -13,10 +13,9 @@ from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
 from convoice.config import IngestSettings
-from convoice.media.errors import now
 from convoice.media.ytdlp import classify, options
 from convoice.models.licence import decide_licence
-from convoice.records import MediaItem, SkippedItem, SkipReason, Source
+from convoice.records import MediaItem, SkippedItem, SkipReason, Source, now
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from convoice.media.errors import now
 from convoice.models.licence import licence_problem
-from convoice.records import SkippedItem, SkipReason, Source
+from convoice.records import SkippedItem, SkipReason, Source, now
 
 SOURCE_COLUMNS = ("url", "license", "note")
 """The columns of a sources file without a header row, in that order."""

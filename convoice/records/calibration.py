@@ -1,0 +1,94 @@
+"""Calibration records: from raw scores to probabilities (fitted in models/calibration.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+ALL_LANGUAGES = "*"
+"""The transcript curve for every language without its own."""
+
+
+class CalibrationError(ValueError):
+    """A calibration cannot be fitted or read (too few clips, a malformed file)."""
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A monotone piecewise-linear map: ``np.interp(score, xs, ys)``, flat outside."""
+
+    xs: tuple[float, ...]
+    ys: tuple[float, ...]
+    clips: int  # how many clips it was fitted on
+    right: int  # how many of them were right
+
+    def __post_init__(self) -> None:
+        if not self.xs or len(self.xs) != len(self.ys):
+            raise CalibrationError("a curve needs as many probabilities as scores, at least one")
+        if any(b < a for a, b in zip(self.xs, self.xs[1:], strict=False)):
+            raise CalibrationError("a curve's scores must be sorted")
+        if any(b < a for a, b in zip(self.ys, self.ys[1:], strict=False)):
+            raise CalibrationError("a curve must be monotone (non-decreasing)")
+        if not all(0.0 <= y <= 1.0 for y in self.ys):
+            raise CalibrationError("a curve's probabilities must lie in [0, 1]")
+
+    def __call__(self, score: float) -> float:
+        return round(float(np.interp(float(score), self.xs, self.ys)), 4)
+
+
+@dataclass(frozen=True)
+class Bin:
+    """Judged clips whose probability falls in [low, high): how sure, and how often right."""
+
+    low: float
+    high: float
+    clips: int
+    mean_probability: float
+    right: float
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The maps of one calibration version, and how it was made and judged."""
+
+    version: str
+    rule: str  # what it was fitted on, and how
+    speaker: Curve
+    transcript: dict[str, Curve] = field(default_factory=dict)  # language (or "*") -> curve
+    judged_on: str = ""  # the held-out clips its table and ECE come from
+    speaker_reliability: tuple[Bin, ...] = ()
+    speaker_ece: float | None = None
+
+    def speaker_probability(self, raw: float) -> float:
+        return self.speaker(raw)
+
+    def transcript_probability(self, raw: float, language: str) -> float:
+        """The language's curve when it has one, else the all-language curve (else ``raw``)."""
+        curve = self.transcript.get(language) or self.transcript.get(ALL_LANGUAGES)
+        return round(float(raw), 4) if curve is None else curve(raw)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        try:
+
+            def curve(d: Mapping[str, Any]) -> Curve:
+                return Curve(tuple(d["xs"]), tuple(d["ys"]), int(d["clips"]), int(d["right"]))
+
+            return cls(
+                version=str(data["version"]),
+                rule=str(data["rule"]),
+                speaker=curve(data["speaker"]),
+                transcript={k: curve(v) for k, v in dict(data.get("transcript", {})).items()},
+                judged_on=str(data.get("judged_on", "")),
+                speaker_reliability=tuple(Bin(**b) for b in data.get("speaker_reliability", [])),
+                speaker_ece=data.get("speaker_ece"),
+            )
+        except (KeyError, TypeError) as err:
+            raise CalibrationError(f"malformed calibration: {err!r}") from err

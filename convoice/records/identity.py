@@ -1,0 +1,65 @@
+"""Identity and review decisions: merges by the machine and by people, contributions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+CONSOLIDATE_BY = "convoice consolidate"
+"""``decided_by`` of the identity changes consolidation makes."""
+
+
+@dataclass(frozen=True)
+class MachineMerge:
+    """One identity folded into another by consolidation: ``merged`` lives on as ``kept``."""
+
+    merged: str
+    kept: str
+    similarity: float  # cosine of the two groups' centroids when they merged
+    why: str
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Two registry speakers are one person: ``merged`` lives on as ``kept``."""
+
+    merged: str
+    kept: str
+    merged_by: str
+    merged_at: str
+    task_id: str
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What one reviewed clip adds to (``plus``) and takes from (``minus``) the registry."""
+
+    clip_id: str
+    plus: str = ""
+    minus: str = ""
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReviewDecision:
+    """What one annotator decided about one clip."""
+
+    task_id: int
+    annotation_id: int
+    clip_id: str
+    annotator: str  # e-mail (or a user id when the server does not say)
+    at: str  # ISO 8601, when the annotation was last changed
+    decision: str  # ACCEPT | REJECT
+    speaker: str  # a registry id, NEW_SPEAKER, UNKNOWN_SPEAKER or "" (not given)
+    same_as: str = ""  # a registry id: "the speaker above and this one are one person"
+    text: str | None = None  # the transcript as submitted; None when not given
+    flags: tuple[str, ...] = ()
+
+
+def canonical(speaker_id: str, merges: Mapping[str, str]) -> str:
+    """The speaker ``speaker_id`` lives on as, following merges (A→B→C gives C)."""
+    seen: set[str] = set()
+    while speaker_id in merges and speaker_id not in seen:
+        seen.add(speaker_id)
+        speaker_id = merges[speaker_id]
+    return speaker_id
