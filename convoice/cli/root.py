@@ -410,7 +410,7 @@ def bench(
             out.write_text(rounded.to_json())
         return
     if scale:
-        from convoice.bench.quality import run_scale_benchmark
+        from convoice.bench.scale import run_scale_benchmark
 
         try:
             numbers = tuple(int(x) for x in sizes.split(",") if x.strip())
