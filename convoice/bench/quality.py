@@ -29,6 +29,7 @@ import numpy as np
 
 from convoice.bench import baselines
 from convoice.bench.result import BenchmarkResult
+from convoice.bench.splits import Split
 from convoice.config import Settings, load_settings
 from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
@@ -39,9 +40,8 @@ from convoice.storage import Store
 from convoice.synth import samples
 from convoice.tasks import stages
 
-SPLITS = ("report", "tune", "seven")
-"""``report``/``tune``: the halves of the voice split; ``seven``: the former corpus of the
-seven tuning voices (20 minutes)."""
+SPLITS = tuple(Split)
+"""The values of :class:`~convoice.bench.splits.Split`, in order."""
 
 
 def bench_corpus(
@@ -54,7 +54,7 @@ def bench_corpus(
         return half_corpus.load_annotated(corpus_dir)
     if quick:
         return samples.make_corpus(root / "corpus", n_episodes=4, turns_per_episode=10, seed=3), []
-    if split == "seven":
+    if split == Split.SEVEN:
         return samples.make_corpus(root / "corpus", n_episodes=8, turns_per_episode=24, seed=1), []
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")

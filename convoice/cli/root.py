@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from convoice.cli.bench import bench_command
 from convoice.cli.calibrate import calibrate_command
 from convoice.cli.common import HomeOption, prefect_defaults
 from convoice.cli.ops import deploy_command, report_command
@@ -207,6 +208,9 @@ def demo(
     console.print(f"load it: convoice dataset pull {rel.name} --to ./my-dataset")
 
 
+app.command("bench")(bench_command)  # after ingest and demo, where --help has always listed it
+
+
 @dataset_app.command("release")
 def dataset_release(
     tag: Annotated[str | None, typer.Option(help="A name for this version (unique).")] = None,
@@ -276,172 +280,6 @@ def dataset_pull(
         f"{result.copied} files copied, {result.skipped} already there"
     )
     console.print(f"pandas: pd.read_parquet('{result.path}/clips.parquet')")
-
-
-@app.command()
-def bench(
-    quick: Annotated[
-        bool, typer.Option(help="The 4-minute corpus of seven tuning voices (tests, CI).")
-    ] = False,
-    split: Annotated[
-        str,
-        typer.Option(
-            help="Which voices: 'report' (the half nothing is tuned on), 'tune' (the half "
-            "settings may look at) or 'seven' (the former 20-minute corpus of seven voices)."
-        ),
-    ] = "report",
-    corpus: Annotated[
-        Path | None,
-        typer.Option(help="Score your own annotated audio instead (format: README, Benchmark)."),
-    ] = None,
-    voices: Annotated[
-        bool, typer.Option(help="Only list the voice inventory and its split, then stop.")
-    ] = False,
-    naive: Annotated[
-        bool, typer.Option(help="Also time the naive baseline (slower than real time).")
-    ] = True,
-    scale: Annotated[
-        bool,
-        typer.Option(
-            help="Instead: ingest throughput per runner (threads, 1 and 2 Dask workers) on the "
-            "quick corpus, and matching and release cost at --sizes."
-        ),
-    ] = False,
-    sizes: Annotated[
-        str, typer.Option(help="With --scale: comma-separated numbers of speakers / clips.")
-    ] = "100000,1000000",
-    service: Annotated[
-        bool,
-        typer.Option(
-            help="Instead: the voice bank's synthesisers: latency (p50/p95 of --requests), matched"
-            " vs nearest shipped similarity, Whisper WER (see README, Voice bank)."
-        ),
-    ] = False,
-    requests: Annotated[int, typer.Option(help="With --service: requests per synthesiser.")] = 20,
-    home: HomeOption = None,
-    languages: Annotated[
-        bool,
-        typer.Option(
-            help="Instead: the multilingual corpus: clip language, WER per language, and the "
-            "Whisper models of --models compared on the same clips."
-        ),
-    ] = False,
-    models: Annotated[
-        str, typer.Option(help="With --languages: comma-separated Whisper models to compare.")
-    ] = "base,small",
-    out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
-    profile: Annotated[
-        bool,
-        typer.Option(
-            help="Also print the per-stage table: Whisper alone, with word timestamps, "
-            "`convoice ingest` as a process, the flow and each stage, as ratios."
-        ),
-    ] = False,
-    vocabulary: Annotated[
-        bool,
-        typer.Option(
-            "--vocabulary",
-            help="Instead: one channel's recurring names corrected in Label Studio, then round"
-            " two (`convoice retranscribe`) on its other episodes (README, Vocabulary).",
-        ),
-    ] = False,
-    long: Annotated[
-        str | None,
-        typer.Option(
-            "--long",
-            help="Instead: peak memory and wall time of `convoice ingest` on recordings this "
-            "many hours long, comma-separated (e.g. 0.5,3), made with ffmpeg.",
-        ),
-    ] = None,
-    round_: Annotated[
-        bool,
-        typer.Option(
-            "--round",
-            help="Instead: one loop round (people answer the review queue through Label Studio, "
-            "then `convoice loop`), judged on episodes ingested after it (--split, --quick).",
-        ),
-    ] = False,
-) -> None:
-    """Measure quality and speed against baselines in the same run (see README)."""
-    if voices:
-        from convoice.synth.inventory import describe, inventory
-
-        console.print(describe(inventory()), soft_wrap=True, markup=False)
-        return
-    prefect_defaults()
-    if service:
-        from convoice.bench.service import run_service_benchmark
-        from convoice.config import load_settings
-
-        figures = run_service_benchmark(load_settings(home=home), requests=requests)
-        console.print(figures.render(), markup=False, soft_wrap=True)
-        if out:
-            out.write_text(figures.to_json())
-        return
-    if vocabulary:
-        from convoice.bench.vocabulary import run_vocabulary_benchmark
-
-        console.print(run_vocabulary_benchmark(quick, split).render(), soft_wrap=True, markup=False)
-        return
-    if long:
-        from convoice.bench.long import render, run_long_benchmark
-
-        try:
-            hours = [float(x) for x in long.split(",") if x.strip()]
-        except ValueError as err:
-            raise typer.BadParameter(f"--long: {err}") from err
-        console.print(render(run_long_benchmark(hours)), soft_wrap=True)
-        return
-    if languages:
-        from convoice.bench.languages import run_language_benchmark
-
-        names = [m.strip() for m in models.split(",") if m.strip()]
-        lingual = run_language_benchmark(turns=4 if quick else 6, models=names)
-        console.print(lingual.render(), soft_wrap=True, markup=False)
-        if out:
-            out.write_text(lingual.to_json())
-        return
-    if round_:
-        from convoice.bench.round import run_round
-
-        rounded = run_round(quick=quick, split=split)
-        console.print(rounded.render(), soft_wrap=True, markup=False)
-        if out:
-            out.write_text(rounded.to_json())
-        return
-    if scale:
-        from convoice.bench.scale import run_scale_benchmark
-
-        try:
-            numbers = tuple(int(x) for x in sizes.split(",") if x.strip())
-        except ValueError as err:
-            raise typer.BadParameter(f"--sizes: {err}") from err
-        scaled = run_scale_benchmark(sizes=numbers)
-        console.print(scaled.render(), soft_wrap=True)
-        if out:
-            out.write_text(scaled.to_json())
-        return
-    from convoice.bench.corpus import CorpusFormatError
-    from convoice.bench.quality import SPLITS, run_benchmark
-
-    if split not in SPLITS:
-        raise typer.BadParameter(f"--split must be one of {', '.join(SPLITS)}")
-    try:
-        result = run_benchmark(
-            quick=quick,
-            naive=naive,
-            split=split,
-            corpus_dir=str(corpus) if corpus else None,
-            profile=profile,
-        )
-    except CorpusFormatError as err:
-        console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(2) from err
-    console.print(result.render(), markup=False)
-    if profile:
-        console.print(result.render_profile(), markup=False, soft_wrap=True)
-    if out:
-        out.write_text(result.to_json())
 
 
 def main() -> None:
