@@ -50,8 +50,9 @@ class DeployTarget:
 
 
 def default_repo() -> Path:
-    """The checkout this package runs from (``convoice/`` lives in its root)."""
-    return Path(__file__).resolve().parent.parent
+    """The checkout this package runs from (``convoice/`` lives in its root; this file is
+    ``convoice/cli/ops.py``)."""
+    return Path(__file__).resolve().parents[2]
 
 
 def resolve_api_url(api_url: str | None) -> str:
