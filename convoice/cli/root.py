@@ -25,8 +25,11 @@ from convoice.cli.review import review_app
 from convoice.cli.serve import serve_command
 from convoice.cli.train import encoder_app, export_app, loop_command, retrain_app
 from convoice.cli.vocab import retranscribe_command, vocabulary_app
+from convoice.config import RunnerKind
+from convoice.logs import LogFormat
 
 if TYPE_CHECKING:
+    from convoice.config import RunnerSettings, Settings
     from convoice.models.run_summary import IngestReport
     from convoice.storage import Store
 
@@ -93,34 +96,41 @@ def _skipped_table(report: IngestReport, shown: int = 10) -> Table:
     return table
 
 
+SourcesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--sources",
+        help="CSV (, ; or tab) with columns url,license[,note]; a bad row is skipped.",
+    ),
+]
+RunnerOption = Annotated[
+    RunnerKind | None,
+    typer.Option(help="Where recordings are prepared: threads, dask-local, dask."),
+]
+WorkersOption = Annotated[
+    int | None, typer.Option(help="Threads or Dask worker processes (runner.workers).")
+]
+AddressOption = Annotated[
+    str | None, typer.Option(help="Dask scheduler address for --runner dask.")
+]
+LogFormatOption = Annotated[
+    LogFormat | None,
+    typer.Option("--log-format", help="text, or json: one object per line (or env)."),
+]
+
+
 @app.command()
 def ingest(
     urls: Annotated[
         list[str] | None, typer.Argument(help="Video, playlist, channel or search URLs.")
     ] = None,
-    sources: Annotated[
-        Path | None,
-        typer.Option(
-            "--sources",
-            help="CSV (, ; or tab) with columns url,license[,note]; a bad row is skipped.",
-        ),
-    ] = None,
+    sources: SourcesOption = None,
     home: HomeOption = None,
     config: Annotated[Path | None, typer.Option(help="TOML settings file.")] = None,
-    runner: Annotated[
-        str | None,
-        typer.Option(help="Where recordings are prepared: threads, dask-local, dask."),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Threads or Dask worker processes (runner.workers).")
-    ] = None,
-    address: Annotated[
-        str | None, typer.Option(help="Dask scheduler address for --runner dask.")
-    ] = None,
-    log_format: Annotated[
-        str | None,
-        typer.Option("--log-format", help="text, or json: one object per line (or env)."),
-    ] = None,
+    runner: RunnerOption = None,
+    workers: WorkersOption = None,
+    address: AddressOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Ingest and label every Creative Commons item behind URLS and/or a sources file.
 
@@ -130,6 +140,31 @@ def ingest(
     (reason ``labelling_failed``, logged with its traceback) or the run itself
     failed; 2 for bad usage (options, a sources file that cannot be read as a whole).
     """
+    _check_sources(urls, sources)
+    prefect_defaults()
+    from convoice.flows.ingest import ingest_flow
+
+    cfg = _settings(config, home)
+    runner_settings = _runner_settings(cfg.runner, runner, workers, address)
+    fmt = log_format.value if log_format else None
+    if fmt:
+        _use_log_format(fmt)
+    report = ingest_flow(
+        urls=list(urls or []),
+        sources_file=str(sources) if sources else None,
+        home=home,
+        config=str(config) if config else None,
+        runner_settings=runner_settings,
+        log_format=fmt,
+    )
+    print_report(report)
+    if report.exit_code:
+        console.print(f"[red]{len(report.crashed)} item(s) crashed[/]: see the ERROR lines above")
+        raise typer.Exit(report.exit_code)
+
+
+def _check_sources(urls: list[str] | None, sources: Path | None) -> None:
+    """Usage errors (exit 2): nothing to ingest, or a sources file unreadable as a whole."""
     if not urls and sources is None:
         raise typer.BadParameter("give at least one URL or --sources FILE")
     if sources is not None and not sources.is_file():
@@ -141,48 +176,51 @@ def ingest(
             read_sources(sources)  # the file as a whole must be readable; bad rows are skipped
         except SourcesError as err:
             raise typer.BadParameter(str(err), param_hint="--sources") from err
-    if log_format is not None and log_format not in ("text", "json"):
-        raise typer.BadParameter(f"--log-format must be text or json, not {log_format!r}")
-    prefect_defaults()
-    from dataclasses import replace
 
+
+def _settings(config: Path | None, home: str | None) -> Settings:
+    """The settings; a bad settings file stops the command before anything runs (exit 2)."""
     from convoice.config import ConfigError, load_settings
-    from convoice.flows.ingest import ingest_flow
-    from convoice.tasks.runner import check
 
-    try:  # a bad settings file stops the command before anything runs, like a bad sources file
-        cfg = load_settings(config, home=home)
+    try:
+        return load_settings(config, home=home)
     except ConfigError as err:
         raise typer.BadParameter(str(err), param_hint="settings") from err
-    runner_settings = None
-    if runner is not None or workers is not None or address is not None:
-        runner_settings = replace(
-            cfg.runner,
-            kind=cfg.runner.kind if runner is None else runner,
-            workers=cfg.runner.workers if workers is None else workers,
-            address=cfg.runner.address if address is None else address,
-        )
-        try:
-            check(runner_settings)
-        except ConfigError as err:
-            raise typer.BadParameter(str(err)) from err
-    if log_format:
-        from convoice.logs import configure_logging
 
-        os.environ["CONVOICE_LOG_FORMAT"] = log_format  # Dask workers inherit it
-        configure_logging(log_format)  # Prefect's own lines about the run, too
-    report = ingest_flow(
-        urls=list(urls or []),
-        sources_file=str(sources) if sources else None,
-        home=home,
-        config=str(config) if config else None,
-        runner_settings=runner_settings,
-        log_format=log_format,
+
+def _runner_settings(
+    settings: RunnerSettings,
+    runner: RunnerKind | None,
+    workers: int | None,
+    address: str | None,
+) -> RunnerSettings | None:
+    """``[runner]`` with the command's options over it, checked; None when none is given."""
+    from dataclasses import replace
+
+    from convoice.config import ConfigError
+    from convoice.tasks.runner import check
+
+    if runner is None and workers is None and address is None:
+        return None
+    chosen = replace(
+        settings,
+        kind=settings.kind if runner is None else runner.value,
+        workers=settings.workers if workers is None else workers,
+        address=settings.address if address is None else address,
     )
-    print_report(report)
-    if report.exit_code:
-        console.print(f"[red]{len(report.crashed)} item(s) crashed[/]: see the ERROR lines above")
-        raise typer.Exit(report.exit_code)
+    try:
+        check(chosen)
+    except ConfigError as err:
+        raise typer.BadParameter(str(err)) from err
+    return chosen
+
+
+def _use_log_format(fmt: str) -> None:
+    """Log lines as ``fmt`` here and in Dask workers (they inherit the environment)."""
+    from convoice.logs import configure_logging
+
+    os.environ["CONVOICE_LOG_FORMAT"] = fmt  # Dask workers inherit it
+    configure_logging(fmt)  # Prefect's own lines about the run, too
 
 
 @app.command()
