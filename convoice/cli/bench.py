@@ -15,10 +15,9 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from convoice.bench.splits import Split
-from convoice.cli.common import HomeOption, prefect_defaults
+from convoice.cli.common import HomeOption, fail, prefect_defaults
 
 console = Console()
 N = TypeVar("N", int, float)
@@ -158,8 +157,7 @@ def _quality(opts: BenchOptions) -> None:
             profile=opts.profile,
         )
     except CorpusFormatError as err:
-        console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(2) from err
+        fail(err)
     console.print(result.render(), markup=False)
     if opts.profile:
         console.print(result.render_profile(), markup=False, soft_wrap=True)

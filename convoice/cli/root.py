@@ -18,7 +18,7 @@ from rich.table import Table
 
 from convoice.cli.bench import bench_command
 from convoice.cli.calibrate import calibrate_command
-from convoice.cli.common import HomeOption, prefect_defaults
+from convoice.cli.common import HomeOption, fail, prefect_defaults
 from convoice.cli.ops import deploy_command, report_command
 from convoice.cli.registry import registry_app
 from convoice.cli.review import review_app
@@ -259,8 +259,7 @@ def dataset_release(
     try:
         rel = _store(home).release(tag=tag, note=note)
     except ValueError as err:  # a tag already used or malformed, or nothing to release
-        console.print(f"[red]{escape(str(err))}[/]")
-        raise typer.Exit(2) from err
+        fail(err)
     console.print(
         f"released {rel.name}{f' ({rel.tag})' if rel.tag else ''}: {rel.n_clips} clips, "
         f"{rel.n_recordings} recordings, {rel.n_speakers} speakers, {rel.hours:.3f} h, "
@@ -307,12 +306,8 @@ def dataset_pull(
     try:
         wanted = KindFilter.parse(speaker, transcript)
         result = _store(home).pull(version, to, wanted)
-    except ValueError as err:
-        console.print(f"[red]{escape(str(err))}[/]")
-        raise typer.Exit(2) from err
-    except UnknownReleaseError as err:
-        console.print(f"[red]{escape(str(err))}[/]")
-        raise typer.Exit(2) from err
+    except (ValueError, UnknownReleaseError) as err:
+        fail(err)
     console.print(
         f"pulled {result.release.name} into {result.path}: {result.n_clips} clips, "
         f"{result.copied} files copied, {result.skipped} already there"

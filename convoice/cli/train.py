@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from convoice.cli.common import HomeOption, prefect_defaults
+from convoice.cli.common import HomeOption, fail, prefect_defaults
 from convoice.cli.tts import export_tts_command, retrain_tts_command
 
 console = Console()
@@ -138,8 +138,7 @@ def encoder_promote(
         kind = registry.kind(encoder_id, encoder or _identity_kind(home))
         before = registry.promote(encoder_id, kind)
     except (UnknownEncoderError, ValueError) as err:
-        console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(2) from err
+        fail(err)
     console.print(f"current {kind} encoder: {encoder_id} (was {before})")
     if relabel:
         _relabel(home, encoder_id, kind)
@@ -160,8 +159,7 @@ def encoder_rollback(
     try:
         now = registry.rollback(kind)
     except (UnknownEncoderError, ValueError) as err:
-        console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(2) from err
+        fail(err)
     console.print(f"current {kind} encoder: {now}")
     if relabel:
         _relabel(home, now, kind)

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from convoice.cli.common import HomeOption, prefect_defaults
+from convoice.cli.common import HomeOption, fail, prefect_defaults
 
 console = Console()
 
@@ -46,8 +46,7 @@ def export_tts_command(
         check_folder(to, store.resolve(dataset).name, fmt)
         result = export_tts_flow(dataset=dataset, fmt=fmt, to=str(to), home=home)
     except (UnknownReleaseError, TtsDataError, ExportError) as err:
-        console.print(f"[red]{escape(str(err))}[/]")
-        raise typer.Exit(2) from err
+        fail(err)
     console.print(result.summary(), markup=False)
 
 
@@ -92,8 +91,7 @@ def retrain_tts_command(
             dataset=dataset, home=home, steps=steps, resume=resume, evaluate=evaluate
         )
     except (UnknownReleaseError, TtsDataError, ExportError, TtsTrainingError) as err:
-        console.print(f"[red]{escape(str(err))}[/]")
-        raise typer.Exit(2) from err
+        fail(err)
     console.print(report.summary(), markup=False)
     console.print(
         f"run {report.run_id} in {report.run_dir}; resume it: convoice retrain tts"
