@@ -10,6 +10,7 @@ re-exports every name, so callers import from ``convoice.config``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from convoice.operational_settings import (
@@ -32,6 +33,13 @@ PIPELINE_VERSION = "convoice-0.1.0"
 
 class ConfigError(ValueError):
     """A setting is missing, malformed or out of range."""
+
+
+class EncoderKind(StrEnum):
+    """The speaker encoders (``[identity] encoder``, ``convoice encoder ... --encoder``)."""
+
+    RESEMBLYZER = "resemblyzer"  # GE2E, 256-d: every clip keeps its d-vector
+    CAMPPLUS = "campplus"  # 3D-Speaker CAM++, 192-d: identifies by default
 
 
 @dataclass(frozen=True)
