@@ -23,10 +23,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 FORMAT_ENV = "CONVOICE_LOG_FORMAT"
-FORMATS = ("text", "json")
+
+
+class LogFormat(StrEnum):
+    """How log lines are printed (``$CONVOICE_LOG_FORMAT``, ``convoice ingest --log-format``)."""
+
+    TEXT = "text"  # Prefect's text lines
+    JSON = "json"  # one JSON object per line
+
+
+FORMATS = tuple(LogFormat)
 FIELDS = ("flow_run_id", "task_run_id", "recording_id", "clip_id", "stage")
 
 _context: dict[str, ContextVar[str | None]] = {

@@ -24,13 +24,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from convoice.config import EncoderKind
 from convoice.storage.labels import now_iso
 from convoice.storage.location import Location
 
 PRETRAINED = "pretrained"
 ROOT = "encoders"
 CURRENT = f"{ROOT}/current.json"
-KINDS = ("resemblyzer", "campplus")
+KINDS = tuple(EncoderKind)
 
 
 def _current_key(kind: str) -> str:

@@ -16,9 +16,9 @@ from typing import Any
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from convoice.config import ConfigError, RunnerSettings
+from convoice.config import ConfigError, RunnerKind, RunnerSettings
 
-KINDS = ("threads", "dask-local", "dask")
+KINDS = tuple(RunnerKind)
 
 
 def check(cfg: RunnerSettings) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import http.client
 import http.server
-import os
 import socket
 import threading
 import time
@@ -27,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile
 
+from convoice.config import environment
 from convoice.records import LabelSource, Speaker
 from convoice.review import server as review_server
 from convoice.review.annotations import (
@@ -243,19 +243,11 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = review_server.LocalServer(home / "labelstudio", home, _free_port())
     proc, creds = review_server.start(server, program, timeout_s=600)
     assert proc is not None
-    saved = {
-        k: os.environ.get(k) for k in ("CONVOICE_REVIEW__PORT", "CONVOICE_REVIEW__PROJECT_TITLE")
-    }
-    os.environ["CONVOICE_REVIEW__PORT"] = str(server.port)
-    os.environ["CONVOICE_REVIEW__PROJECT_TITLE"] = TITLE
+    overrides = {"CONVOICE_REVIEW__PORT": str(server.port), "CONVOICE_REVIEW__PROJECT_TITLE": TITLE}
     try:
-        yield Server(home, server.url, server.port, creds.token)
+        with environment(overrides):
+            yield Server(home, server.url, server.port, creds.token)
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         review_server.stop_process(proc.pid)
 
 

@@ -19,6 +19,7 @@ import copy
 import functools
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,8 +32,10 @@ from convoice.engines.loaders import ModelUnavailable
 from convoice.records import EMBEDDING_DIM, SAMPLE_RATE, FloatArray
 
 if TYPE_CHECKING:
+    import torch
     from faster_whisper.transcribe import Segment
     from pyannote.audio import Model, Pipeline
+    from pyannote.audio.core.plda import PLDA
     from pyannote.audio.pipelines import SpeakerDiarization
 
 Turn = tuple[float, float, str]
@@ -69,14 +72,18 @@ def _quiet_telemetry() -> None:
 def _classes() -> SimpleNamespace:
     """Define the pyannote-based classes (imports pyannote.audio, torch and torchaudio)."""
     _quiet_telemetry()
-    import torch
-    import torch.nn.functional as F
+    embedding = _embedding_class()
+    pipeline = _pipeline_class(embedding, _no_plda_class())
+    for cls in (embedding, pipeline):
+        cls.__module__, cls.__qualname__ = __name__, cls.__name__  # reachable by name
+    return SimpleNamespace(ResemblyzerEmbedding=embedding, OfflineSpeakerDiarization=pipeline)
+
+
+def _embedding_class() -> type[Model]:
+    """:class:`ResemblyzerEmbedding`: resemblyzer's GE2E encoder as a pyannote ``Model``."""
     import torchaudio
     from pyannote.audio import Model
-    from pyannote.audio.core.plda import PLDA
     from pyannote.audio.core.task import Problem, Resolution, Specifications
-    from pyannote.audio.pipelines import SpeakerDiarization
-    from resemblyzer import VoiceEncoder
 
     class ResemblyzerEmbedding(Model):
         """resemblyzer's GE2E encoder as a pyannote embedding model.
@@ -109,36 +116,54 @@ def _classes() -> SimpleNamespace:
         def forward(
             self, waveforms: torch.Tensor, weights: torch.Tensor | None = None, **kwargs: Any
         ) -> torch.Tensor:
-            batch, _, num_samples = waveforms.shape
-            wav = waveforms.mean(dim=1)
-            mels = self.mel(wav).transpose(1, 2)  # (batch, frames, 40), power mel (not log)
-            if weights is None:
-                weights = torch.ones(batch, 1, device=wav.device)
-            mask = weights.float()[:, None]
-            on_frames = F.interpolate(mask, size=mels.shape[1])[:, 0] > 0.5
-            on_samples = F.interpolate(mask, size=num_samples)[:, 0] > 0.5
-            partials: list[torch.Tensor] = []
-            owners: list[int] = []
-            for b in range(batch):
-                speech = mels[b][on_frames[b]]
-                if len(speech) == 0:
-                    continue
-                rms = wav[b][on_samples[b]].square().mean().sqrt().clamp_min(1e-6)
-                speech = speech * max(1.0, TARGET_RMS / float(rms)) ** 2  # increase only
-                _, slices = VoiceEncoder.compute_partial_slices(
-                    len(speech) * HOP, PARTIAL_RATE, MIN_COVERAGE
-                )
-                speech = F.pad(speech, (0, 0, 0, max(0, slices[-1].stop - len(speech))))
-                partials.extend(speech[s] for s in slices)
-                owners.extend([b] * len(slices))
-            out = torch.full((batch, EMBEDDING_DIM), float("nan"), device=wav.device)
-            if partials:
-                embeds = self.encoder(torch.stack(partials))  # unit norm, one per partial
-                index = torch.tensor(owners, device=wav.device)
-                sums = torch.zeros_like(out).index_add_(0, index, embeds)
-                used = torch.unique(index)
-                out[used] = F.normalize(sums[used], dim=1)
-            return out
+            return _embed(self.encoder, self.mel, waveforms, weights)
+
+    return ResemblyzerEmbedding
+
+
+def _embed(
+    encoder: Any, mel: Any, waveforms: torch.Tensor, weights: torch.Tensor | None
+) -> torch.Tensor:
+    """``ResemblyzerEmbedding.forward``: (batch, 256) unit-norm embeddings of the speech."""
+    import torch
+    import torch.nn.functional as F
+    from resemblyzer import VoiceEncoder
+
+    batch, _, num_samples = waveforms.shape
+    wav = waveforms.mean(dim=1)
+    mels = mel(wav).transpose(1, 2)  # (batch, frames, 40), power mel (not log)
+    if weights is None:
+        weights = torch.ones(batch, 1, device=wav.device)
+    mask = weights.float()[:, None]
+    on_frames = F.interpolate(mask, size=mels.shape[1])[:, 0] > 0.5
+    on_samples = F.interpolate(mask, size=num_samples)[:, 0] > 0.5
+    partials: list[torch.Tensor] = []
+    owners: list[int] = []
+    for b in range(batch):
+        speech = mels[b][on_frames[b]]
+        if len(speech) == 0:
+            continue
+        rms = wav[b][on_samples[b]].square().mean().sqrt().clamp_min(1e-6)
+        speech = speech * max(1.0, TARGET_RMS / float(rms)) ** 2  # increase only
+        _, slices = VoiceEncoder.compute_partial_slices(
+            len(speech) * HOP, PARTIAL_RATE, MIN_COVERAGE
+        )
+        speech = F.pad(speech, (0, 0, 0, max(0, slices[-1].stop - len(speech))))
+        partials.extend(speech[s] for s in slices)
+        owners.extend([b] * len(slices))
+    out = torch.full((batch, EMBEDDING_DIM), float("nan"), device=wav.device)
+    if partials:
+        embeds = encoder(torch.stack(partials))  # unit norm, one per partial
+        index = torch.tensor(owners, device=wav.device)
+        sums = torch.zeros_like(out).index_add_(0, index, embeds)
+        used = torch.unique(index)
+        out[used] = F.normalize(sums[used], dim=1)
+    return out
+
+
+def _no_plda_class() -> type[PLDA]:
+    """``_NoPLDA``: the PLDA the pipeline is given, since it rejects None."""
+    from pyannote.audio.core.plda import PLDA
 
     class _NoPLDA(PLDA):
         """Stands in for the PLDA that only VBx clustering uses (pyannote rejects None)."""
@@ -148,6 +173,15 @@ def _classes() -> SimpleNamespace:
 
         def __call__(self, embeddings: Any) -> Any:
             raise RuntimeError("no PLDA loaded: use AgglomerativeClustering")
+
+    return _NoPLDA
+
+
+def _pipeline_class(
+    embedding_class: type[Model], no_plda: Callable[[], PLDA]
+) -> type[SpeakerDiarization]:
+    """:class:`OfflineSpeakerDiarization`: pyannote's pipeline on shipped weights."""
+    from pyannote.audio.pipelines import SpeakerDiarization
 
     class OfflineSpeakerDiarization(SpeakerDiarization):
         """pyannote's ``SpeakerDiarization`` on shipped weights, with no hub access.
@@ -181,9 +215,9 @@ def _classes() -> SimpleNamespace:
                 legacy=legacy,
                 segmentation=segmentation,
                 segmentation_step=segmentation_step,
-                embedding=embedding if embedding is not None else ResemblyzerEmbedding(),
+                embedding=embedding if embedding is not None else embedding_class(),
                 embedding_exclude_overlap=embedding_exclude_overlap,
-                plda=_NoPLDA(),
+                plda=no_plda(),
                 clustering=clustering,
                 embedding_batch_size=embedding_batch_size,
                 segmentation_batch_size=segmentation_batch_size,
@@ -193,12 +227,7 @@ def _classes() -> SimpleNamespace:
         def default_parameters(self) -> dict[str, dict[str, Any]]:
             return copy.deepcopy(DEFAULT_PARAMETERS)
 
-    for cls in (ResemblyzerEmbedding, OfflineSpeakerDiarization):
-        cls.__module__, cls.__qualname__ = __name__, cls.__name__  # reachable by name
-    return SimpleNamespace(
-        ResemblyzerEmbedding=ResemblyzerEmbedding,
-        OfflineSpeakerDiarization=OfflineSpeakerDiarization,
-    )
+    return OfflineSpeakerDiarization
 
 
 def __getattr__(name: str) -> Any:

@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import os
 import socket
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from convoice.bench.vocabulary_corpus import RECURRING, ChannelEpisode, Turn, clip_reference
+from convoice.config import environment
 from convoice.models.evaluation import words_heard
 from convoice.models.metrics import WerCount, wer_count
 from convoice.models.vocabulary import TermErrors, term_errors
@@ -116,20 +115,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def _episode_of(store: Store, episodes: Sequence[ChannelEpisode]) -> dict[str, ChannelEpisode]:
     """Recording id -> the episode it was made from (by file name)."""
     by_name = {e.path.name: e for e in episodes}
@@ -211,7 +196,7 @@ def run_vocabulary_benchmark(quick: bool = False, split: str = "report") -> Voca
         episodes = make_channel(root / "channel", n, turns, split)
         bench = VocabularyBench(split, n, first, sum(e.duration for e in episodes))
         home = str(root / "home")
-        with _environment({"CONVOICE_REVIEW__PORT": str(_free_port())}):
+        with environment({"CONVOICE_REVIEW__PORT": str(_free_port())}):
             with serve_directory(root / "channel") as base_url:
                 sources = root / "sources.csv"
                 with sources.open("w", newline="") as handle:

@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
-from convoice.cli.common import HomeOption
+from convoice.cli.common import HomeOption, fail
 
 console = Console()
 
@@ -43,6 +42,5 @@ def calibrate_command(
             return
         result = calibrate.refit_from_labels(home, save=not dry_run)
     except (CalibrationError, ValueError) as err:
-        console.print(f"[red]{escape(str(err))}[/]")
-        raise typer.Exit(2) from err
+        fail(err)
     console.print(result.render(), markup=False)

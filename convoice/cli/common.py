@@ -1,11 +1,13 @@
-"""What every ``convoice`` command module shares: the ``--home`` option, Prefect defaults."""
+"""What every ``convoice`` command module shares: ``--home``, Prefect defaults, how errors end."""
 
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 
 HomeOption = Annotated[
     str | None,
@@ -18,3 +20,10 @@ def prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+def fail(err: BaseException, code: int = 2) -> NoReturn:
+    """End the command on an operator's mistake: the error in red (not a traceback), exit
+    ``code`` (2: bad usage, 1: the work failed)."""
+    Console().print(f"[red]{escape(str(err))}[/]")
+    raise typer.Exit(code) from err

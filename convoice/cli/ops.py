@@ -19,10 +19,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 import convoice
-from convoice.cli.common import HomeOption
+from convoice.cli.common import HomeOption, fail
 from convoice.tasks.store_lock import STORE_LIMIT  # the queue and the limit share the name
 
 ops_app = typer.Typer(
@@ -198,8 +197,7 @@ def deploy_command(
             console.print(f"created {what}")
         run_deploy(target)
     except DeployError as err:
-        console.print(f"[red]{escape(str(err))}[/]")
-        raise typer.Exit(1) from err
+        fail(err, 1)
     console.print(
         f"[bold]deployed[/] to {url} for the store {target.home}; start a worker where the code"
         f" and the store are:\n  PREFECT_API_URL={url} prefect worker start --pool {POOL}"
@@ -224,8 +222,7 @@ def report_command(
     try:
         release = store.resolve(version)
     except UnknownReleaseError as err:
-        console.print(f"[red]{escape(str(err))}[/]")
-        raise typer.Exit(2) from err
+        fail(err)
     path = write_report(store, release, out or Path(f"report-{release.name}.html"), samples)
     console.print(release_reliability(store, release), markup=False)
     console.print(f"report of {release.name} ({release.n_clips} clips) written to {path}")

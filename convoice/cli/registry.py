@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from convoice.cli.common import HomeOption
+from convoice.cli.common import HomeOption, fail
 
 registry_app = typer.Typer(no_args_is_help=True, help="The cross-recording speaker registry.")
 console = Console()
@@ -40,8 +40,7 @@ def consolidate_command(
     try:
         report = consolidate_store(Store.open(settings), cfg, run_id="cli")
     except (ConsolidationError, ConcurrentCommitError) as err:
-        console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(1) from err
+        fail(err, 1)
     console.print(escape(report.summary()))
     for m in report.merges:
         console.print(f"  {m.merged} -> {m.kept}  cosine {m.similarity:.3f}")

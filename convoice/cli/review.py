@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
-from convoice.cli.common import HomeOption, prefect_defaults
+from convoice.cli.common import HomeOption, fail, prefect_defaults
 
 if TYPE_CHECKING:
     from convoice.review.layout import PullReport, PushReport
@@ -63,8 +62,7 @@ def serve(
         console.print(f"starting Label Studio (data in {server.data_dir}) ...")
         proc, creds = review_server.start(server, program)
     except review_server.ServerError as err:
-        console.print(f"[red]{escape(str(err))}[/]")
-        raise typer.Exit(1) from err
+        fail(err, 1)
     state = "already running" if proc is None else "running"
     console.print(f"[bold]Label Studio {state}[/] at {server.url}")
     console.print(f"  login: {creds.username}  password: {creds.password}")
@@ -182,8 +180,7 @@ def _listen(home: str | None, port: int, every: float, once: Callable[[], bool])
                 raise typer.Exit(1)
             client.ensure_webhook(project_id, receiver.url)
         except ReviewServerError as err:
-            console.print(f"[red]{escape(str(err))}[/]")
-            raise typer.Exit(1) from err
+            fail(err, 1)
         console.print(f"listening for annotations on 127.0.0.1:{port}; Ctrl-C stops")
         while True:
             once()

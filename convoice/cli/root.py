@@ -16,16 +16,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from convoice.cli.bench import bench_command
 from convoice.cli.calibrate import calibrate_command
-from convoice.cli.common import HomeOption, prefect_defaults
+from convoice.cli.common import HomeOption, fail, prefect_defaults
 from convoice.cli.ops import deploy_command, report_command
 from convoice.cli.registry import registry_app
 from convoice.cli.review import review_app
 from convoice.cli.serve import serve_command
 from convoice.cli.train import encoder_app, export_app, loop_command, retrain_app
 from convoice.cli.vocab import retranscribe_command, vocabulary_app
+from convoice.config import RunnerKind
+from convoice.logs import LogFormat
 
 if TYPE_CHECKING:
+    from convoice.config import RunnerSettings, Settings
     from convoice.models.run_summary import IngestReport
     from convoice.storage import Store
 
@@ -92,34 +96,41 @@ def _skipped_table(report: IngestReport, shown: int = 10) -> Table:
     return table
 
 
+SourcesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--sources",
+        help="CSV (, ; or tab) with columns url,license[,note]; a bad row is skipped.",
+    ),
+]
+RunnerOption = Annotated[
+    RunnerKind | None,
+    typer.Option(help="Where recordings are prepared: threads, dask-local, dask."),
+]
+WorkersOption = Annotated[
+    int | None, typer.Option(help="Threads or Dask worker processes (runner.workers).")
+]
+AddressOption = Annotated[
+    str | None, typer.Option(help="Dask scheduler address for --runner dask.")
+]
+LogFormatOption = Annotated[
+    LogFormat | None,
+    typer.Option("--log-format", help="text, or json: one object per line (or env)."),
+]
+
+
 @app.command()
 def ingest(
     urls: Annotated[
         list[str] | None, typer.Argument(help="Video, playlist, channel or search URLs.")
     ] = None,
-    sources: Annotated[
-        Path | None,
-        typer.Option(
-            "--sources",
-            help="CSV (, ; or tab) with columns url,license[,note]; a bad row is skipped.",
-        ),
-    ] = None,
+    sources: SourcesOption = None,
     home: HomeOption = None,
     config: Annotated[Path | None, typer.Option(help="TOML settings file.")] = None,
-    runner: Annotated[
-        str | None,
-        typer.Option(help="Where recordings are prepared: threads, dask-local, dask."),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Threads or Dask worker processes (runner.workers).")
-    ] = None,
-    address: Annotated[
-        str | None, typer.Option(help="Dask scheduler address for --runner dask.")
-    ] = None,
-    log_format: Annotated[
-        str | None,
-        typer.Option("--log-format", help="text, or json: one object per line (or env)."),
-    ] = None,
+    runner: RunnerOption = None,
+    workers: WorkersOption = None,
+    address: AddressOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Ingest and label every Creative Commons item behind URLS and/or a sources file.
 
@@ -129,6 +140,31 @@ def ingest(
     (reason ``labelling_failed``, logged with its traceback) or the run itself
     failed; 2 for bad usage (options, a sources file that cannot be read as a whole).
     """
+    _check_sources(urls, sources)
+    prefect_defaults()
+    from convoice.flows.ingest import ingest_flow
+
+    cfg = _settings(config, home)
+    runner_settings = _runner_settings(cfg.runner, runner, workers, address)
+    fmt = log_format.value if log_format else None
+    if fmt:
+        _use_log_format(fmt)
+    report = ingest_flow(
+        urls=list(urls or []),
+        sources_file=str(sources) if sources else None,
+        home=home,
+        config=str(config) if config else None,
+        runner_settings=runner_settings,
+        log_format=fmt,
+    )
+    print_report(report)
+    if report.exit_code:
+        console.print(f"[red]{len(report.crashed)} item(s) crashed[/]: see the ERROR lines above")
+        raise typer.Exit(report.exit_code)
+
+
+def _check_sources(urls: list[str] | None, sources: Path | None) -> None:
+    """Usage errors (exit 2): nothing to ingest, or a sources file unreadable as a whole."""
     if not urls and sources is None:
         raise typer.BadParameter("give at least one URL or --sources FILE")
     if sources is not None and not sources.is_file():
@@ -140,48 +176,51 @@ def ingest(
             read_sources(sources)  # the file as a whole must be readable; bad rows are skipped
         except SourcesError as err:
             raise typer.BadParameter(str(err), param_hint="--sources") from err
-    if log_format is not None and log_format not in ("text", "json"):
-        raise typer.BadParameter(f"--log-format must be text or json, not {log_format!r}")
-    prefect_defaults()
-    from dataclasses import replace
 
+
+def _settings(config: Path | None, home: str | None) -> Settings:
+    """The settings; a bad settings file stops the command before anything runs (exit 2)."""
     from convoice.config import ConfigError, load_settings
-    from convoice.flows.ingest import ingest_flow
-    from convoice.tasks.runner import check
 
-    try:  # a bad settings file stops the command before anything runs, like a bad sources file
-        cfg = load_settings(config, home=home)
+    try:
+        return load_settings(config, home=home)
     except ConfigError as err:
         raise typer.BadParameter(str(err), param_hint="settings") from err
-    runner_settings = None
-    if runner is not None or workers is not None or address is not None:
-        runner_settings = replace(
-            cfg.runner,
-            kind=cfg.runner.kind if runner is None else runner,
-            workers=cfg.runner.workers if workers is None else workers,
-            address=cfg.runner.address if address is None else address,
-        )
-        try:
-            check(runner_settings)
-        except ConfigError as err:
-            raise typer.BadParameter(str(err)) from err
-    if log_format:
-        from convoice.logs import configure_logging
 
-        os.environ["CONVOICE_LOG_FORMAT"] = log_format  # Dask workers inherit it
-        configure_logging(log_format)  # Prefect's own lines about the run, too
-    report = ingest_flow(
-        urls=list(urls or []),
-        sources_file=str(sources) if sources else None,
-        home=home,
-        config=str(config) if config else None,
-        runner_settings=runner_settings,
-        log_format=log_format,
+
+def _runner_settings(
+    settings: RunnerSettings,
+    runner: RunnerKind | None,
+    workers: int | None,
+    address: str | None,
+) -> RunnerSettings | None:
+    """``[runner]`` with the command's options over it, checked; None when none is given."""
+    from dataclasses import replace
+
+    from convoice.config import ConfigError
+    from convoice.tasks.runner import check
+
+    if runner is None and workers is None and address is None:
+        return None
+    chosen = replace(
+        settings,
+        kind=settings.kind if runner is None else runner.value,
+        workers=settings.workers if workers is None else workers,
+        address=settings.address if address is None else address,
     )
-    print_report(report)
-    if report.exit_code:
-        console.print(f"[red]{len(report.crashed)} item(s) crashed[/]: see the ERROR lines above")
-        raise typer.Exit(report.exit_code)
+    try:
+        check(chosen)
+    except ConfigError as err:
+        raise typer.BadParameter(str(err)) from err
+    return chosen
+
+
+def _use_log_format(fmt: str) -> None:
+    """Log lines as ``fmt`` here and in Dask workers (they inherit the environment)."""
+    from convoice.logs import configure_logging
+
+    os.environ["CONVOICE_LOG_FORMAT"] = fmt  # Dask workers inherit it
+    configure_logging(fmt)  # Prefect's own lines about the run, too
 
 
 @app.command()
@@ -207,6 +246,9 @@ def demo(
     console.print(f"load it: convoice dataset pull {rel.name} --to ./my-dataset")
 
 
+app.command("bench")(bench_command)  # after ingest and demo, where --help has always listed it
+
+
 @dataset_app.command("release")
 def dataset_release(
     tag: Annotated[str | None, typer.Option(help="A name for this version (unique).")] = None,
@@ -217,8 +259,7 @@ def dataset_release(
     try:
         rel = _store(home).release(tag=tag, note=note)
     except ValueError as err:  # a tag already used or malformed, or nothing to release
-        console.print(f"[red]{escape(str(err))}[/]")
-        raise typer.Exit(2) from err
+        fail(err)
     console.print(
         f"released {rel.name}{f' ({rel.tag})' if rel.tag else ''}: {rel.n_clips} clips, "
         f"{rel.n_recordings} recordings, {rel.n_speakers} speakers, {rel.hours:.3f} h, "
@@ -265,183 +306,13 @@ def dataset_pull(
     try:
         wanted = KindFilter.parse(speaker, transcript)
         result = _store(home).pull(version, to, wanted)
-    except ValueError as err:
-        console.print(f"[red]{escape(str(err))}[/]")
-        raise typer.Exit(2) from err
-    except UnknownReleaseError as err:
-        console.print(f"[red]{escape(str(err))}[/]")
-        raise typer.Exit(2) from err
+    except (ValueError, UnknownReleaseError) as err:
+        fail(err)
     console.print(
         f"pulled {result.release.name} into {result.path}: {result.n_clips} clips, "
         f"{result.copied} files copied, {result.skipped} already there"
     )
     console.print(f"pandas: pd.read_parquet('{result.path}/clips.parquet')")
-
-
-@app.command()
-def bench(
-    quick: Annotated[
-        bool, typer.Option(help="The 4-minute corpus of seven tuning voices (tests, CI).")
-    ] = False,
-    split: Annotated[
-        str,
-        typer.Option(
-            help="Which voices: 'report' (the half nothing is tuned on), 'tune' (the half "
-            "settings may look at) or 'seven' (the former 20-minute corpus of seven voices)."
-        ),
-    ] = "report",
-    corpus: Annotated[
-        Path | None,
-        typer.Option(help="Score your own annotated audio instead (format: README, Benchmark)."),
-    ] = None,
-    voices: Annotated[
-        bool, typer.Option(help="Only list the voice inventory and its split, then stop.")
-    ] = False,
-    naive: Annotated[
-        bool, typer.Option(help="Also time the naive baseline (slower than real time).")
-    ] = True,
-    scale: Annotated[
-        bool,
-        typer.Option(
-            help="Instead: ingest throughput per runner (threads, 1 and 2 Dask workers) on the "
-            "quick corpus, and matching and release cost at --sizes."
-        ),
-    ] = False,
-    sizes: Annotated[
-        str, typer.Option(help="With --scale: comma-separated numbers of speakers / clips.")
-    ] = "100000,1000000",
-    service: Annotated[
-        bool,
-        typer.Option(
-            help="Instead: the voice bank's synthesisers: latency (p50/p95 of --requests), matched"
-            " vs nearest shipped similarity, Whisper WER (see README, Voice bank)."
-        ),
-    ] = False,
-    requests: Annotated[int, typer.Option(help="With --service: requests per synthesiser.")] = 20,
-    home: HomeOption = None,
-    languages: Annotated[
-        bool,
-        typer.Option(
-            help="Instead: the multilingual corpus: clip language, WER per language, and the "
-            "Whisper models of --models compared on the same clips."
-        ),
-    ] = False,
-    models: Annotated[
-        str, typer.Option(help="With --languages: comma-separated Whisper models to compare.")
-    ] = "base,small",
-    out: Annotated[Path | None, typer.Option(help="Write the figures as JSON here.")] = None,
-    profile: Annotated[
-        bool,
-        typer.Option(
-            help="Also print the per-stage table: Whisper alone, with word timestamps, "
-            "`convoice ingest` as a process, the flow and each stage, as ratios."
-        ),
-    ] = False,
-    vocabulary: Annotated[
-        bool,
-        typer.Option(
-            "--vocabulary",
-            help="Instead: one channel's recurring names corrected in Label Studio, then round"
-            " two (`convoice retranscribe`) on its other episodes (README, Vocabulary).",
-        ),
-    ] = False,
-    long: Annotated[
-        str | None,
-        typer.Option(
-            "--long",
-            help="Instead: peak memory and wall time of `convoice ingest` on recordings this "
-            "many hours long, comma-separated (e.g. 0.5,3), made with ffmpeg.",
-        ),
-    ] = None,
-    round_: Annotated[
-        bool,
-        typer.Option(
-            "--round",
-            help="Instead: one loop round (people answer the review queue through Label Studio, "
-            "then `convoice loop`), judged on episodes ingested after it (--split, --quick).",
-        ),
-    ] = False,
-) -> None:
-    """Measure quality and speed against baselines in the same run (see README)."""
-    if voices:
-        from convoice.synth.inventory import describe, inventory
-
-        console.print(describe(inventory()), soft_wrap=True, markup=False)
-        return
-    prefect_defaults()
-    if service:
-        from convoice.bench.service import run_service_benchmark
-        from convoice.config import load_settings
-
-        figures = run_service_benchmark(load_settings(home=home), requests=requests)
-        console.print(figures.render(), markup=False, soft_wrap=True)
-        if out:
-            out.write_text(figures.to_json())
-        return
-    if vocabulary:
-        from convoice.bench.vocabulary import run_vocabulary_benchmark
-
-        console.print(run_vocabulary_benchmark(quick, split).render(), soft_wrap=True, markup=False)
-        return
-    if long:
-        from convoice.bench.long import render, run_long_benchmark
-
-        try:
-            hours = [float(x) for x in long.split(",") if x.strip()]
-        except ValueError as err:
-            raise typer.BadParameter(f"--long: {err}") from err
-        console.print(render(run_long_benchmark(hours)), soft_wrap=True)
-        return
-    if languages:
-        from convoice.bench.languages import run_language_benchmark
-
-        names = [m.strip() for m in models.split(",") if m.strip()]
-        lingual = run_language_benchmark(turns=4 if quick else 6, models=names)
-        console.print(lingual.render(), soft_wrap=True, markup=False)
-        if out:
-            out.write_text(lingual.to_json())
-        return
-    if round_:
-        from convoice.bench.round import run_round
-
-        rounded = run_round(quick=quick, split=split)
-        console.print(rounded.render(), soft_wrap=True, markup=False)
-        if out:
-            out.write_text(rounded.to_json())
-        return
-    if scale:
-        from convoice.bench.quality import run_scale_benchmark
-
-        try:
-            numbers = tuple(int(x) for x in sizes.split(",") if x.strip())
-        except ValueError as err:
-            raise typer.BadParameter(f"--sizes: {err}") from err
-        scaled = run_scale_benchmark(sizes=numbers)
-        console.print(scaled.render(), soft_wrap=True)
-        if out:
-            out.write_text(scaled.to_json())
-        return
-    from convoice.bench.corpus import CorpusFormatError
-    from convoice.bench.quality import SPLITS, run_benchmark
-
-    if split not in SPLITS:
-        raise typer.BadParameter(f"--split must be one of {', '.join(SPLITS)}")
-    try:
-        result = run_benchmark(
-            quick=quick,
-            naive=naive,
-            split=split,
-            corpus_dir=str(corpus) if corpus else None,
-            profile=profile,
-        )
-    except CorpusFormatError as err:
-        console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(2) from err
-    console.print(result.render(), markup=False)
-    if profile:
-        console.print(result.render_profile(), markup=False, soft_wrap=True)
-    if out:
-        out.write_text(result.to_json())
 
 
 def main() -> None:

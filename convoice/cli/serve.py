@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from convoice.cli.common import HomeOption
+from convoice.cli.common import HomeOption, fail
 
 console = Console()
 
@@ -50,8 +50,7 @@ def serve_command(
     try:
         app = create_app(settings, release)
     except UnknownReleaseError as err:
-        console.print(f"[red]{escape(str(err))}[/]")
-        raise typer.Exit(2) from err
+        fail(err)
     bank = app.state.bank
     dataset = sum(v.kind == "dataset" for v in bank.voices.values())
     console.print(

@@ -14,8 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from convoice.cli.common import HomeOption, prefect_defaults
+from convoice.cli.common import HomeOption, fail, prefect_defaults
 from convoice.cli.tts import export_tts_command, retrain_tts_command
+from convoice.config import EncoderKind
 
 console = Console()
 
@@ -27,7 +28,7 @@ retrain_app.command("tts")(retrain_tts_command)
 
 ConfigOption = Annotated[str | None, typer.Option("--config", help="A config.toml to use.")]
 EncoderOption = Annotated[
-    str | None,
+    EncoderKind | None,
     typer.Option(
         "--encoder",
         help="campplus or resemblyzer (default: the one the store identifies with).",
@@ -81,7 +82,7 @@ def retrain_encoder(
             resume=resume,
             relabel=not no_relabel,
             force=force,
-            encoder=encoder,
+            encoder=encoder.value if encoder else None,
         )
     except (NotEnoughData, UnknownReleaseError, ValueError) as err:
         console.print(f"[red]cannot retrain:[/red] {escape(str(err))}")
@@ -135,11 +136,10 @@ def encoder_promote(
 
     registry = _registry(home)
     try:
-        kind = registry.kind(encoder_id, encoder or _identity_kind(home))
+        kind = registry.kind(encoder_id, encoder.value if encoder else _identity_kind(home))
         before = registry.promote(encoder_id, kind)
     except (UnknownEncoderError, ValueError) as err:
-        console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(2) from err
+        fail(err)
     console.print(f"current {kind} encoder: {encoder_id} (was {before})")
     if relabel:
         _relabel(home, encoder_id, kind)
@@ -156,12 +156,11 @@ def encoder_rollback(
     from convoice.storage.encoders import UnknownEncoderError
 
     registry = _registry(home)
-    kind = encoder or _identity_kind(home)
+    kind = encoder.value if encoder else _identity_kind(home)
     try:
         now = registry.rollback(kind)
     except (UnknownEncoderError, ValueError) as err:
-        console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(2) from err
+        fail(err)
     console.print(f"current {kind} encoder: {now}")
     if relabel:
         _relabel(home, now, kind)

@@ -13,10 +13,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from convoice.cli.common import HomeOption, prefect_defaults
+from convoice.cli.common import HomeOption, fail, prefect_defaults
 
 console = Console()
-FORMATS = ("ljspeech", "vctk", "coqui")
 
 
 def export_tts_command(
@@ -28,6 +27,8 @@ def export_tts_command(
     home: HomeOption = None,
 ) -> None:
     """Write a release as a TTS training set: WAVs, metadata, d-vectors, attribution."""
+    from convoice.models.tts_data import FORMATS
+
     if fmt not in FORMATS:
         console.print(
             f"[red]unknown format {escape(repr(fmt))}: use one of {', '.join(FORMATS)}[/]"
@@ -45,63 +46,77 @@ def export_tts_command(
         check_folder(to, store.resolve(dataset).name, fmt)
         result = export_tts_flow(dataset=dataset, fmt=fmt, to=str(to), home=home)
     except (UnknownReleaseError, TtsDataError, ExportError) as err:
-        console.print(f"[red]{escape(str(err))}[/]")
-        raise typer.Exit(2) from err
+        fail(err)
     console.print(result.summary(), markup=False)
 
 
+DatasetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        help="Release: v3, 3 or a tag (default: the resumed run's, else the latest release,"
+        " continuing its latest run).",
+    ),
+]
+StepsOption = Annotated[
+    int | None,
+    typer.Option("--steps", min=1, help="Total steps of the run (default: the setting tts.steps)."),
+]
+ResumeOption = Annotated[
+    str | None, typer.Option("--resume", help="Continue this run id from its last checkpoint.")
+]
+EvaluateOption = Annotated[
+    bool, typer.Option(help="Synthesize the heldout sentences and score them.")
+]
+
+
 def retrain_tts_command(
-    dataset: Annotated[
-        str | None,
-        typer.Option(
-            "--dataset",
-            help="Release: v3, 3 or a tag (default: the resumed run's, else the latest release,"
-            " continuing its latest run).",
-        ),
-    ] = None,
+    dataset: DatasetOption = None,
     home: HomeOption = None,
-    steps: Annotated[
-        int | None,
-        typer.Option(
-            "--steps", min=1, help="Total steps of the run (default: the setting tts.steps)."
-        ),
-    ] = None,
-    resume: Annotated[
-        str | None, typer.Option("--resume", help="Continue this run id from its last checkpoint.")
-    ] = None,
-    evaluate: Annotated[
-        bool, typer.Option(help="Synthesize the heldout sentences and score them.")
-    ] = True,
+    steps: StepsOption = None,
+    resume: ResumeOption = None,
+    evaluate: EvaluateOption = True,
 ) -> None:
     """Fine-tune the multi-speaker VITS on a release's speaker embeddings, then score it."""
     prefect_defaults()
-    from convoice.config import load_settings
     from convoice.flows.tts import retrain_tts_flow
     from convoice.models.tts_data import TtsDataError
-    from convoice.storage import Store, UnknownReleaseError
-    from convoice.training.tts_config import TtsTrainingError, check_settings
+    from convoice.storage import UnknownReleaseError
+    from convoice.training.tts_config import TtsTrainingError
     from convoice.training.tts_export import ExportError
-    from convoice.training.tts_runs import run_dataset
 
     try:  # the operator's mistakes are a message, not a failed flow run
-        settings = load_settings(home=home)
-        check_settings(settings.tts)
-        store = Store.open(settings)
-        if resume:
-            dataset = run_dataset(settings, resume, dataset)
-        if dataset:
-            store.resolve(dataset)
-        elif not store.releases():
-            raise TtsTrainingError(f"the store {store.root} has no release yet: make one first")
+        dataset = _training_dataset(home, dataset, resume)
         report = retrain_tts_flow(
             dataset=dataset, home=home, steps=steps, resume=resume, evaluate=evaluate
         )
     except (UnknownReleaseError, TtsDataError, ExportError, TtsTrainingError) as err:
-        console.print(f"[red]{escape(str(err))}[/]")
-        raise typer.Exit(2) from err
+        fail(err)
     console.print(report.summary(), markup=False)
     console.print(
         f"run {report.run_id} in {report.run_dir}; resume it: convoice retrain tts"
         f" --resume {report.run_id} --steps N; watch it: tensorboard --logdir {report.run_dir}",
         markup=False,
     )
+
+
+def _training_dataset(home: str | None, dataset: str | None, resume: str | None) -> str | None:
+    """The release to train on (the resumed run's when resuming), checked before any flow runs.
+
+    None means the latest release; raises when the store has none.
+    """
+    from convoice.config import load_settings
+    from convoice.storage import Store
+    from convoice.training.tts_config import TtsTrainingError, check_settings
+    from convoice.training.tts_runs import run_dataset
+
+    settings = load_settings(home=home)
+    check_settings(settings.tts)
+    store = Store.open(settings)
+    if resume:
+        dataset = run_dataset(settings, resume, dataset)
+    if dataset:
+        store.resolve(dataset)
+    elif not store.releases():
+        raise TtsTrainingError(f"the store {store.root} has no release yet: make one first")
+    return dataset

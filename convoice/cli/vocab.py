@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from convoice.cli.common import HomeOption, prefect_defaults
+from convoice.cli.common import HomeOption, fail, prefect_defaults
 
 vocabulary_app = typer.Typer(
     no_args_is_help=True,
@@ -104,8 +104,7 @@ def _set_terms(home: str | None, channel: str, words: list[str], state: str, don
         try:
             made = set_term(store, channel, word, state, _operator())
         except ValueError as err:
-            console.print(f"[red]{escape(str(err))}[/red]")
-            raise typer.Exit(2) from err
+            fail(err)
         where = escape(channel or "(whole store)")
         console.print(done.format(term=escape(made.term), channel=where))
 
@@ -160,8 +159,7 @@ def retranscribe_command(
     try:  # before any flow starts: a model that cannot load is a usage error
         whisper(load_settings(config, home=home), model)
     except RuntimeError as err:
-        console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(2) from err
+        fail(err)
     prefect_defaults()
     try:
         report = retranscribe_flow(
@@ -173,6 +171,5 @@ def retranscribe_command(
             review_only=review_only,
         )
     except (ValueError, RuntimeError) as err:
-        console.print(f"[red]{escape(str(err))}[/red]")
-        raise typer.Exit(2) from err
+        fail(err)
     console.print(escape(report.summary()), soft_wrap=True)

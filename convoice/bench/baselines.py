@@ -1,0 +1,111 @@
+"""The baselines ``convoice bench`` times on the same audio as the flow, in the same run.
+
+faster-whisper alone at its fastest setting (batched, greedy, no word
+timestamps), the naive chain of standard pieces on whole files (pyannote's
+pipeline at its defaults, then faster-whisper, then resemblyzer per turn), the
+ingest command as a process of its own, and registry matching by size.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from convoice.engines import loaders
+from convoice.media.audio import decode
+from convoice.models.metrics import diarization_error_rate, read_rttm
+from convoice.synth import samples
+
+
+def warm_up() -> None:
+    """Load every model and start Prefect's local server before anything is timed."""
+    from prefect import flow
+
+    @flow(name="convoice-warm-up")
+    def warm() -> None:
+        return None
+
+    warm()
+    loaders.segmentation_model()
+    loaders.voice_encoder()
+    loaders.campplus_model()
+    loaders.whisper_model()
+
+
+def time_whisper_fastest(wavs: list[Path], words: bool = False) -> float:
+    """faster-whisper alone on the same audio: batched, greedy, VAD, no word timestamps
+    (``words``: with them)."""
+    from faster_whisper import BatchedInferencePipeline
+
+    pipeline = BatchedInferencePipeline(loaders.whisper_model())
+    total = 0.0
+    for wav in wavs:
+        samples = decode(wav).samples
+        start = time.perf_counter()
+        segments, _ = pipeline.transcribe(
+            samples, batch_size=8, beam_size=1, vad_filter=True, word_timestamps=words
+        )
+        list(segments)
+        total += time.perf_counter() - start
+    return total
+
+
+def time_ingest_process(sources: Path, home: Path) -> float:
+    """Wall seconds of ``convoice ingest --sources`` in a process of its own, start to exit."""
+    cmd = [sys.executable, "-m", "convoice.cli.root", "ingest", "--sources", str(sources)]
+    cmd += ["--home", str(home)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"convoice ingest exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return seconds
+
+
+def time_naive(wavs: list[Path]) -> tuple[float, dict[str, float]]:
+    """pyannote's pipeline at its defaults, then faster-whisper, then resemblyzer per turn."""
+    from convoice.bench.naive import naive_baseline, offline_pipeline
+
+    pipeline = offline_pipeline()  # built once, like the engine's models
+    steps: dict[str, float] = {}
+    total = 0.0
+    for wav in wavs:
+        samples = decode(wav).samples
+        start = time.perf_counter()
+        result = naive_baseline(samples, pipeline)
+        total += time.perf_counter() - start
+        for k, v in result.step_seconds.items():
+            steps[k] = round(steps.get(k, 0.0) + v, 2)
+    return total, steps
+
+
+def time_registry_matching(sizes: tuple[int, ...] = (1_000, 10_000, 100_000)) -> dict[str, float]:
+    """Matching cost grows with the number of known speakers, never with past clips."""
+    from convoice.models.clustering import normalize
+    from convoice.models.registry import match_speakers
+
+    rng = np.random.default_rng(0)
+    out: dict[str, float] = {}
+    for n in sizes:
+        known = normalize(rng.normal(size=(n, 256)).astype(np.float32))
+        ids = [f"spk_{i}" for i in range(n)]
+        mine = normalize(rng.normal(size=(3, 256)).astype(np.float32))
+        match_speakers("warm-up", mine, ids, known, 0.8, 0.72, 0.05)
+        start = time.perf_counter()
+        for _ in range(5):
+            match_speakers("rec", mine, ids, known, 0.8, 0.72, 0.05)
+        out[str(n)] = round((time.perf_counter() - start) / 5 * 1000, 2)
+    return out
+
+
+def naive_der() -> float:
+    """DER of pyannote's pipeline at its default settings on the same sample."""
+    from convoice.bench.naive import diarize_whole, offline_pipeline
+
+    wav, rttm = samples.pyannote_sample()
+    turns = diarize_whole(offline_pipeline(), decode(wav).samples)
+    return diarization_error_rate(read_rttm(str(rttm)), turns)

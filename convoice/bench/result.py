@@ -1,0 +1,133 @@
+"""What ``convoice bench`` prints: one run's figures, the ``--profile`` table, the review table."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class BenchmarkResult:
+    corpus: str
+    audio_seconds: float
+    whisper_fastest_s: float = 0.0
+    whisper_words_s: float = 0.0  # the same with word_timestamps=True (--profile)
+    process_s: float = 0.0  # `convoice ingest` as a process, start to exit (--profile)
+    naive_s: float = 0.0
+    naive_steps: dict[str, float] = field(default_factory=dict)
+    flow_s: float = 0.0
+    flow_stages: dict[str, float] = field(default_factory=dict)
+    quality: dict[str, float] = field(default_factory=dict)
+    registry_match_ms: dict[str, float] = field(default_factory=dict)
+    reliability: list[dict[str, float]] = field(default_factory=list)
+    review: list[dict[str, Any]] = field(default_factory=list)  # evaluation.ReviewRow
+    hard_pairs: list[tuple[str, str, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ratio_to_whisper(self) -> float:
+        return self.flow_s / self.whisper_fastest_s if self.whisper_fastest_s else float("nan")
+
+    @property
+    def ratio_to_naive(self) -> float:
+        return self.flow_s / self.naive_s if self.naive_s else float("nan")
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["ratio_to_whisper"] = self.ratio_to_whisper
+        data["ratio_to_naive"] = self.ratio_to_naive
+        return json.dumps(data, indent=2)
+
+    def profile_rows(self) -> list[tuple[str, float]]:
+        """(what, wall seconds) of the ``--profile`` table, Whisper alone first."""
+        rows = [
+            ("faster-whisper base int8, batched 8, greedy, VAD, no word timestamps",
+             self.whisper_fastest_s),
+            ("the same with word_timestamps=True", self.whisper_words_s),
+            ("`convoice ingest` as a process (CLI start to exit)", self.process_s),
+            ("the flow (in this process, models loaded)", self.flow_s),
+        ]  # fmt: skip
+        rows += [(f"  {name}", seconds) for name, seconds in self.flow_stages.items()]
+        if self.naive_s:
+            rows.append(("naive chain (pyannote defaults, Whisper, resemblyzer)", self.naive_s))
+        return rows
+
+    def render_profile(self) -> str:
+        """The per-stage table of issue 12: seconds and ratio to Whisper alone, one run."""
+        base = self.whisper_fastest_s
+        lines = [
+            f"profile: {self.corpus}, {self.audio_seconds:.1f} s of audio (one run, same audio)",
+            f"  {'':<72} {'wall s':>8} {'/ Whisper alone':>16}",
+        ]
+        for what, seconds in self.profile_rows():
+            ratio = f"{seconds / base:16.2f}" if base else f"{'-':>16}"
+            lines.append(f"  {what:<72} {seconds:8.1f} {ratio}")
+        if self.naive_s:
+            lines.append(f"  naive chain / flow = {self.naive_s / self.flow_s:.1f} (bar >= 10)")
+        return "\n".join(lines)
+
+    def render(self) -> str:
+        a = self.audio_seconds
+        lines = [
+            f"corpus: {self.corpus}, {a:.1f} s of audio",
+            "speed (wall s, real-time factor on this machine):",
+            f"  faster-whisper alone, batched, fastest: {self.whisper_fastest_s:8.1f} s  "
+            f"RTF {self.whisper_fastest_s / a:.3f}",
+            (
+                f"  naive pieces one after another:        {self.naive_s:8.1f} s  "
+                f"RTF {self.naive_s / a:.3f}  "
+                + " ".join(f"{k} {v:.1f}" for k, v in self.naive_steps.items())
+                if self.naive_s
+                else "  naive pieces one after another:        not run (--no-naive)"
+            ),
+            f"  convoice ingest flow (everything):      {self.flow_s:8.1f} s  "
+            f"RTF {self.flow_s / a:.3f}",
+            f"  flow / whisper alone = {self.ratio_to_whisper:.2f} (bar <= 1.5); "
+            f"flow / naive = {self.ratio_to_naive:.2f} (bar < 1)",
+            "  flow stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.flow_stages.items()),
+            "quality:",
+        ]
+        lines += [f"  {k}: {v:.4f}" for k, v in self.quality.items()]
+        if self.reliability:
+            lines.append("reliability of speaker_confidence (bin: clips, mean confidence, right):")
+            lines += [
+                f"  [{b['low']:.1f}, {b['high']:.1f}{']' if b['high'] >= 1 else ')'}: "
+                f"{b['clips']:5.0f}  "
+                f"{b['mean_confidence']:.3f}  {b['accuracy']:.3f}"
+                for b in self.reliability
+            ]
+        lines += render_review(self.review)
+        if self.hard_pairs:
+            lines.append(
+                "hard pairs (same group, resemblyzer centroid cosine > 0.8): "
+                + ", ".join(f"{a}-{b} {c:.2f}" for a, b, c in self.hard_pairs)
+            )
+        lines += [f"note: {n}" for n in self.notes]
+        lines.append(
+            "identity matching of one 3-speaker recording against a registry of N speakers: "
+            + ", ".join(f"N={k}: {v:.1f} ms" for k, v in self.registry_match_ms.items())
+        )
+        return "\n".join(lines)
+
+
+def render_review(rows: list[dict[str, Any]]) -> list[str]:
+    """Review share next to precision, per label kind and per reason."""
+    if not rows:
+        return []
+
+    def pct(x: float | None) -> str:
+        return "    -" if x is None else f"{x:5.3f}"
+
+    lines = [
+        "review share of speech next to precision (right: labels right among the accepted /",
+        "among those sent to review; a reason's labels are its kind's):",
+        "  what                              review  accepted  right(acc)  right(review)",
+    ]
+    for r in rows:
+        acc = f"{r['accepted_share']:8.3f}" if not r["what"].startswith("reason:") else "       -"
+        lines.append(
+            f"  {r['what']:<32} {r['review_share']:7.3f}  {acc}  {pct(r['accepted_right']):>10}"
+            f"  {pct(r['review_right']):>13}"
+        )
+    return lines
