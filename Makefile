@@ -57,8 +57,16 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy cannot follow setuptools' package-dir mapping (convoice.flows is flows/): it
+# checks a tree of links laid out as installed, and reports the repository's paths.
+TYPECHECK_TREE := build/typecheck
 typecheck: setup
-	$(BIN)/mypy convoice
+	rm -rf $(TYPECHECK_TREE) && mkdir -p $(TYPECHECK_TREE)
+	cp -rs $(CURDIR)/convoice $(TYPECHECK_TREE)/convoice
+	for d in flows tasks models storage; do cp -rs $(CURDIR)/$$d $(TYPECHECK_TREE)/convoice/$$d; done
+	cd $(TYPECHECK_TREE) && status=0 && $(abspath $(BIN))/mypy --config-file $(CURDIR)/pyproject.toml \
+		--cache-dir $(CURDIR)/.mypy_cache -p convoice > mypy.out || status=$$?; \
+		sed -E 's#^convoice/(flows|tasks|models|storage)/#\1/#' mypy.out; exit $$status
 
 test: setup lint typecheck
 	$(BIN)/pytest
@@ -67,4 +75,4 @@ bench: setup
 	$(BIN)/convoice bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
