@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from convoice.records.artefacts import pick_identity_vector
 from convoice.records.base import ClipStatus, LabelSource, LabelStatus
 
 
@@ -86,6 +87,13 @@ class StoredClip:
         row["review_reasons"] = [str(r) for r in self.review_reasons]
         row["words"] = None if self.words is None else [dict(w) for w in self.words]
         return row
+
+    def identity_vector(self, dim: int | None = None) -> list[float] | None:
+        """Its identity embedding (:func:`~convoice.records.identity_vector`'s rule)."""
+        vector: list[float] | None = pick_identity_vector(
+            self.speaker_embedding, self.embedding, dim
+        )
+        return vector
 
     @property
     def extra_values(self) -> dict[str, float]:
