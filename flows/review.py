@@ -12,7 +12,6 @@ report says what was done; nothing is lost, the next run does the rest.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from convoice.config import Settings, load_settings
-from convoice.records import Speaker
+from convoice.records import Speaker, StoredClip
 from convoice.review import audio as review_audio
 from convoice.review import client as review
 from convoice.review.build import build_tasks
@@ -38,6 +37,7 @@ from convoice.storage import Store
 from convoice.storage import review_state as review_store
 from convoice.storage.identity import machine_aliases
 from convoice.storage.labels import now_iso
+from convoice.storage.rows import clip_records, recording_records
 from convoice.tasks.store_lock import store_lock
 
 BATCH = 50
@@ -60,7 +60,7 @@ def review_push_flow(
     settings = load_settings(config, home=home)
     store = Store.open(settings)
     report = PushReport(url=settings.review.url or f"local:{settings.review.port}")
-    clips = store.materialized_clips().to_pylist()
+    clips = clip_records(store.materialized_clips())
     queue = review_queue(clips, audit_share=settings.review.audit_share)
     references = reference_clips(clips)  # per speaker, the clip annotators hear it by
     report.needing_review = report.remaining = len(queue)
@@ -81,7 +81,7 @@ def review_push_flow(
 def _push(
     client: ReviewClient,
     project_id: int,
-    queue: list[Mapping[str, Any]],
+    queue: list[StoredClip],
     references: dict[str, Reference],
     store: Store,
     settings: Settings,
@@ -95,11 +95,11 @@ def _push(
     connected = bool(present)  # their audio is in the store: (re)connect it now
     if connected:
         review_audio.connect_audio(client, project_id, settings, store)
-    todo = [row for row in queue if row["clip_id"] not in present]
+    todo = [clip for clip in queue if clip.clip_id not in present]
     report.already_in_project = len(queue) - len(todo)
     report.remaining = len(todo)
     todo = todo[: limit if limit is not None else settings.review.max_tasks_per_push]
-    recordings = {r["recording_id"]: r for r in store.recordings().to_pylist()}
+    recordings = {r.recording_id: r for r in recording_records(store.recordings())}
     versions: list[str] = []
     for first in range(0, len(todo), BATCH):
         batch = todo[first : first + BATCH]

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -27,7 +27,7 @@ import pytest
 import soundfile
 
 from convoice.config import environment
-from convoice.records import LabelSource, Speaker
+from convoice.records import ClipStatus, LabelSource, Speaker, StoredClip
 from convoice.review import server as review_server
 from convoice.review.annotations import (
     AnnotationError,
@@ -46,6 +46,7 @@ from convoice.review.layout import (
 )
 from convoice.storage import Store
 from convoice.storage import review_state as review_store
+from convoice.storage.rows import clip_records, recording_records
 
 # A real server, installed on first use, and two real ingest runs: minutes, not seconds.
 pytestmark = pytest.mark.slow
@@ -107,22 +108,24 @@ def test_queue_puts_the_most_uncertain_first_and_skips_pushed_clips() -> None:
             "transcript_confidence": 0.5,
         },
     ]
-    assert [r["clip_id"] for r in review_queue(rows)] == ["b", "d", "a"]
-    assert [r["clip_id"] for r in review_queue(rows, exclude={"b"})] == ["d", "a"]
+    rows = [StoredClip.from_row(r) for r in rows]
+    assert [r.clip_id for r in review_queue(rows)] == ["b", "d", "a"]
+    assert [r.clip_id for r in review_queue(rows, exclude={"b"})] == ["d", "a"]
 
 
 def test_audit_sample_is_a_stable_share_of_unreviewed_accepted_clips() -> None:
     rows = [{"clip_id": f"c{i}", "status": "accepted"} for i in range(2000)]
     rows += [{"clip_id": "r", "status": "review", "speaker_confidence": 0.1}]
     rows += [{"clip_id": f"h{i}", "status": "accepted", "labelled_by": "ann"} for i in range(500)]
-    queue = [r["clip_id"] for r in review_queue(rows, audit_share=0.1)]
+    rows = [StoredClip.from_row(r) for r in rows]
+    queue = [r.clip_id for r in review_queue(rows, audit_share=0.1)]
     assert queue[0] == "r"  # clips needing review come first
     audited = queue[1:]
     assert 150 <= len(audited) <= 250  # about 10 % of 2000
     assert not [c for c in audited if c.startswith("h")]  # a person looked at those already
-    again = [r["clip_id"] for r in review_queue(list(reversed(rows)), audit_share=0.1)]
+    again = [r.clip_id for r in review_queue(list(reversed(rows)), audit_share=0.1)]
     assert again == queue  # the same clips, whatever the order of the rows
-    assert [r["clip_id"] for r in review_queue(rows)] == ["r"]  # no audit by default
+    assert [r.clip_id for r in review_queue(rows)] == ["r"]  # no audit by default
     assert uncertainty_score(0.5, 0.5) == pytest.approx(0.25)
 
 
@@ -336,7 +339,7 @@ def reviewed(prefect_harness, labelstudio, small_corpus, served_corpus) -> Revie
     report = ingest_flow(sources_file=str(sources), home=str(home), config=str(config))
     assert len(report.recordings) == 2
     store = Store(str(home))
-    queue = [r["clip_id"] for r in review_queue(store.materialized_clips().to_pylist())]
+    queue = [r.clip_id for r in review_queue(clip_records(store.materialized_clips()))]
     clips = store.materialized_clips().num_rows
     assert len(queue) == clips >= 8, f"{len(queue)} of {clips} clips need review"
     assert len(store.speakers()) >= 2
@@ -803,7 +806,7 @@ def test_a_speaker_is_heard_by_its_most_confident_accepted_clip_of_2_to_6_s() ->
         _clip_row("b_long", "spk_b", 7.5, 0.8, "accepted"),
         _clip_row("c_review", "spk_c", 3.0, 0.9, "review"),
     ]
-    refs = reference_clips(rows)
+    refs = reference_clips([StoredClip.from_row(r) for r in rows])
     assert {s: r.clip_id for s, r in refs.items()} == {"spk_a": "a_best", "spk_b": "b_long"}
     assert refs["spk_a"].duration == 5.0 and refs["spk_b"].duration == 6.0  # cut to 6 s
 
@@ -818,23 +821,23 @@ def test_candidates_carry_a_reference_clip_that_label_studio_serves(reviewed: Re
     from convoice.review.layout import label_config, reference_clips
 
     store = reviewed.store
-    rows = store.materialized_clips().to_pylist()
+    rows = clip_records(store.materialized_clips())
     registered = {s.speaker_id for s in store.speakers()}  # the candidates a task offers
-    usable = [r for r in rows if r["duration"] >= 2.0 and r["speaker_id"] in registered]
-    speakers = sorted({r["speaker_id"] for r in usable})
+    usable = [r for r in rows if r.duration >= 2.0 and r.speaker_id in registered]
+    speakers = sorted({r.speaker_id for r in usable})
     assert len(speakers) >= 2
-    sure = {next(r["clip_id"] for r in usable if r["speaker_id"] == s) for s in speakers}
+    sure = {next(r.clip_id for r in usable if r.speaker_id == s) for s in speakers}
     # as if the machine had accepted one clip of each speaker (the fixture routes all to review)
     refs = reference_clips(
-        [{**r, "status": "accepted"} if r["clip_id"] in sure else r for r in rows]
+        [replace(r, status=ClipStatus.ACCEPTED) if r.clip_id in sure else r for r in rows]
     )
     heard = set(refs) & registered  # (earlier tests' people may have accepted other clips)
     assert set(speakers) <= heard
     settings = load_settings(str(reviewed.config), home=str(reviewed.home))
     client = review.client_for(settings, store)
     project = client.ensure_project(f"{TITLE} (references)", label_config())  # LS accepts it
-    recordings = {r["recording_id"]: r for r in store.recordings().to_pylist()}
-    todo = [r for r in rows if r["clip_id"] not in sure][:2]
+    recordings = {r.recording_id: r for r in recording_records(store.recordings())}
+    todo = [r for r in rows if r.clip_id not in sure][:2]
     tasks = build_tasks(store, todo, recordings, settings.review.context_s, False, refs)
     connect_audio(client, project, settings, store)
     review.import_batch(client, project, tasks)

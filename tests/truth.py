@@ -14,6 +14,7 @@ from typing import Any
 from convoice.models.evaluation import RefTurn, clip_truth
 from convoice.review.layout import review_queue
 from convoice.storage import Store
+from convoice.storage.rows import clip_records
 from convoice.synth.samples import Corpus
 
 
@@ -40,21 +41,21 @@ def annotate_review_queue(
 ) -> dict[str, int]:
     """Label the review queue (and audit sample) from the truth; returns counts by decision."""
     voices = voice_of_clips(store, corpus)
-    clips = store.materialized_clips().to_pylist()
+    clips = clip_records(store.materialized_clips())
     accepted: dict[str, Counter[str]] = {}
     for c in clips:
-        if c["status"] == "accepted" and c["clip_id"] in voices:
-            accepted.setdefault(voices[c["clip_id"]], Counter())[c["speaker_id"]] += 1
+        if c.status == "accepted" and c.clip_id in voices:
+            accepted.setdefault(voices[c.clip_id], Counter())[c.speaker_id] += 1
     rows: list[dict[str, Any]] = []
     counts: Counter[str] = Counter()
-    queue = [c for c in review_queue(clips, audit_share=audit_share) if c["clip_id"] in voices]
+    queue = [c for c in review_queue(clips, audit_share=audit_share) if c.clip_id in voices]
     for clip in queue[:limit]:
-        voice = voices[clip["clip_id"]]
+        voice = voices[clip.clip_id]
         known = accepted.get(voice)
-        speaker = known.most_common(1)[0][0] if known else clip["speaker_id"]
-        base = {"clip_id": clip["clip_id"], "labelled_by": annotator}
+        speaker = known.most_common(1)[0][0] if known else clip.speaker_id
+        base = {"clip_id": clip.clip_id, "labelled_by": annotator}
         rows.append({**base, "field": "speaker_id", "value": speaker})
         rows.append({**base, "field": "status", "value": "accepted"})
-        counts["changed" if speaker != clip["speaker_id"] else "confirmed"] += 1
+        counts["changed" if speaker != clip.speaker_id else "confirmed"] += 1
     store.add_labels(rows)
     return dict(counts)

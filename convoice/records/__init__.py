@@ -3,7 +3,8 @@
 One import point for every record, enum and constant (``from convoice.records import Clip``);
 the definitions live in the modules of this package by theme: :mod:`.base` (constants,
 statuses, reasons, ids), :mod:`.artefacts` (source to speaker), :mod:`.vocabulary`,
-:mod:`.calibration`, :mod:`.identity` (merges and review decisions).
+:mod:`.calibration`, :mod:`.identity` (merges and review decisions), :mod:`.stored`
+(clip and label rows as storage reads them back).
 """
 
 from convoice.records.artefacts import (
@@ -50,6 +51,7 @@ from convoice.records.identity import (
     ReviewDecision,
     canonical,
 )
+from convoice.records.stored import StoredClip, StoredLabel
 from convoice.records.vocabulary import (
     ACTIVE,
     LEARNED,
@@ -104,6 +106,8 @@ __all__ = [
     "SkippedItem",
     "Source",
     "Speaker",
+    "StoredClip",
+    "StoredLabel",
     "Term",
     "TermOrigin",
     "TermState",

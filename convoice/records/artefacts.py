@@ -191,10 +191,14 @@ def identity_vector(row: Mapping[str, Any], dim: int | None = None) -> Any:
     With ``dim`` (the registry's vector length), the one of that length: a store
     re-labelled by a resemblyzer encoder round identifies on ``embedding`` again.
     """
-    value = row.get("speaker_embedding")
-    if value is None or (dim is not None and len(value) != dim):
-        return row.get("embedding")
-    return value
+    return pick_identity_vector(row.get("speaker_embedding"), row.get("embedding"), dim)
+
+
+def pick_identity_vector(speaker_embedding: Any, embedding: Any, dim: int | None = None) -> Any:
+    """The rule of :func:`identity_vector`, on the two columns' values."""
+    if speaker_embedding is None or (dim is not None and len(speaker_embedding) != dim):
+        return embedding
+    return speaker_embedding
 
 
 @dataclass

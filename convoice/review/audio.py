@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from convoice.records import Recording, StoredClip
 from convoice.review.layout import Reference, context_window
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def ensure_audio_folder(settings: Settings, store: Store) -> str:
 
 
 def write_context_audio(
-    store: Store, row: Mapping[str, Any], recording: Mapping[str, Any], context_s: float
+    store: Store, row: StoredClip, recording: Recording, context_s: float
 ) -> tuple[str, float]:
     """``audio/review/<clip_id>.flac``: the clip ± ``context_s`` from the recording's FLAC.
 
@@ -145,13 +146,13 @@ def write_context_audio(
     import soundfile
 
     start, end = context_window(
-        float(row["start"]), float(row["end"]), float(recording["duration"]), context_s
+        float(row.start), float(row.end), float(recording.duration), context_s
     )
-    key = f"{REVIEW_AUDIO}/{row['clip_id']}.flac"
+    key = f"{REVIEW_AUDIO}/{row.clip_id}.flac"
     if store.location.exists(key):
         return key, start
-    rate = int(recording["sample_rate"])
-    source = store.audio_path(recording["audio_uri"])
+    rate = int(recording.sample_rate)
+    source = store.audio_path(recording.audio_uri)
     first, last = round(start * rate), round(end * rate)
     if isinstance(source, Path):
         samples, rate = soundfile.read(source, start=first, stop=last, dtype="float32")
@@ -159,11 +160,11 @@ def write_context_audio(
         import io
 
         whole, rate = soundfile.read(
-            io.BytesIO(store.read_audio(recording["audio_uri"])), dtype="float32"
+            io.BytesIO(store.read_audio(recording.audio_uri)), dtype="float32"
         )
         samples = whole[first:last]
     if len(samples) == 0:
-        raise ValueError(f"clip {row['clip_id']}: no audio in the recording at {start:.2f} s")
+        raise ValueError(f"clip {row.clip_id}: no audio in the recording at {start:.2f} s")
     store.write_flac(key, samples, rate)
     return key, start
 

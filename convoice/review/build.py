@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from convoice.records import identity_vector
+from convoice.records import Recording, StoredClip
 from convoice.review.audio import audio_url, write_context_audio, write_reference_audio
 from convoice.review.layout import Reference, SpeakerOption, speaker_options, task_payload
 
@@ -38,8 +38,8 @@ def with_references(
 
 def build_tasks(
     store: Store,
-    rows: Sequence[Mapping[str, Any]],
-    recordings: Mapping[str, Mapping[str, Any]],
+    rows: Sequence[StoredClip],
+    recordings: Mapping[str, Recording],
     context_s: float,
     s3: bool = False,
     references: Mapping[str, Reference] | None = None,
@@ -60,16 +60,14 @@ def build_tasks(
     tasks = []
     urls: dict[str, str] = {}
     for row in rows:
-        recording = recordings[row["recording_id"]]
+        recording = recordings[row.recording_id]
         key, context_start = write_context_audio(store, row, recording, context_s)
-        vector = identity_vector(row, centroids.shape[1] if ids else None)  # the registry's
+        vector = row.identity_vector(centroids.shape[1] if ids else None)  # the registry's
         embedding = np.asarray(vector, dtype=np.float32) if vector else None
         options = speaker_options(
-            embedding, str(row.get("speaker_id") or ""), ids, centroids, names, counts
+            embedding, str(row.speaker_id or ""), ids, centroids, names, counts
         )
         options = with_references(store, options, references or {}, urls, s3)
         url = audio_url(store, key, s3)
-        tasks.append(
-            task_payload(row, options, url, context_start, str(recording.get("title", "")))
-        )
+        tasks.append(task_payload(row, options, url, context_start, str(recording.title)))
     return tasks

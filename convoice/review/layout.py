@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from convoice.records import ClipStatus
+from convoice.records import ClipStatus, StoredClip
 
 NEW_SPEAKER = "__new__"
 UNKNOWN_SPEAKER = "__unknown__"
@@ -67,7 +67,7 @@ class Reference:
     confidence: float
 
 
-def reference_clips(rows: Sequence[Mapping[str, Any]]) -> dict[str, Reference]:
+def reference_clips(rows: Sequence[StoredClip]) -> dict[str, Reference]:
     """Per speaker, the clip to hear it by: its most confident accepted clip of 2-6 s.
 
     ``rows`` are clip rows as read (people's labels applied). A clip a person
@@ -77,19 +77,19 @@ def reference_clips(rows: Sequence[Mapping[str, Any]]) -> dict[str, Reference]:
     """
     best: dict[str, tuple[tuple[float, float, float, str], Reference]] = {}
     for row in rows:
-        speaker = str(row.get("speaker_id") or "")
-        duration = float(row.get("duration") or 0.0)
-        if not speaker or row.get("status") != ClipStatus.ACCEPTED.value:
+        speaker = str(row.speaker_id or "")
+        duration = float(row.duration or 0.0)
+        if not speaker or row.status != ClipStatus.ACCEPTED:
             continue
-        if duration < REFERENCE_MIN_S or not row.get("audio_uri"):
+        if duration < REFERENCE_MIN_S or not row.audio_uri:
             continue
-        confidence = float(row.get("speaker_confidence") or 0.0)
+        confidence = float(row.speaker_confidence or 0.0)
         fits = 0.0 if duration <= REFERENCE_MAX_S else 1.0
-        key = (fits, -confidence, abs(duration - 4.0), str(row["clip_id"]))
+        key = (fits, -confidence, abs(duration - 4.0), str(row.clip_id))
         if speaker not in best or key < best[speaker][0]:
             played = min(duration, REFERENCE_MAX_S)
             ref = Reference(
-                speaker, str(row["clip_id"]), str(row["recording_id"]), str(row["audio_uri"]),
+                speaker, str(row.clip_id), str(row.recording_id), str(row.audio_uri),
                 played, confidence,
             )  # fmt: skip
             best[speaker] = (key, ref)
@@ -174,10 +174,10 @@ def in_audit_sample(clip_id: str, share: float) -> bool:
 
 
 def review_queue(
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[StoredClip],
     exclude: set[str] | frozenset[str] = frozenset(),
     audit_share: float = 0.0,
-) -> list[Mapping[str, Any]]:
+) -> list[StoredClip]:
     """Clip rows that need a person and are not in ``exclude``, most uncertain first.
 
     Ties go to the clip with more reasons, then to the clip id (a stable order).
@@ -187,27 +187,23 @@ def review_queue(
     the review queue (which holds only the hard clips), and join the held-out
     evaluation set.
     """
-    wanted = [
-        r
-        for r in rows
-        if r.get("status") == ClipStatus.REVIEW.value and r["clip_id"] not in exclude
-    ]
+    wanted = [r for r in rows if r.status == ClipStatus.REVIEW and r.clip_id not in exclude]
     audit = [
         r
         for r in rows
-        if r.get("status") == ClipStatus.ACCEPTED.value
-        and not r.get("labelled_by")
-        and r["clip_id"] not in exclude
-        and in_audit_sample(r["clip_id"], audit_share)
+        if r.status == ClipStatus.ACCEPTED
+        and not r.labelled_by
+        and r.clip_id not in exclude
+        and in_audit_sample(r.clip_id, audit_share)
     ]
     return sorted(
         wanted,
         key=lambda r: (
-            uncertainty_score(r.get("speaker_confidence"), r.get("transcript_confidence")),
-            -len(r.get("review_reasons") or ()),
-            r["clip_id"],
+            uncertainty_score(r.speaker_confidence, r.transcript_confidence),
+            -len(r.review_reasons or ()),
+            r.clip_id,
         ),
-    ) + sorted(audit, key=lambda r: r["clip_id"])
+    ) + sorted(audit, key=lambda r: r.clip_id)
 
 
 def context_window(
@@ -302,17 +298,17 @@ def label_config() -> str:
 
 
 def task_payload(
-    row: Mapping[str, Any],
+    row: StoredClip,
     options: Sequence[SpeakerOption],
     audio_url: str,
     context_start: float,
     recording_title: str = "",
 ) -> dict[str, Any]:
     """One Label Studio task for a clip row: its data and the machine's prediction."""
-    predicted = str(row.get("speaker_id") or "")
-    score = uncertainty_score(row.get("speaker_confidence"), row.get("transcript_confidence"))
-    reasons = list(row.get("review_reasons") or [])
-    version = model_version(row.get("pipeline_version"), row.get("models"))
+    predicted = str(row.speaker_id or "")
+    score = uncertainty_score(row.speaker_confidence, row.transcript_confidence)
+    reasons = list(row.review_reasons or [])
+    version = model_version(row.pipeline_version, row.models)
     choices = [{"value": o.speaker_id, "html": _option_label(o, predicted)} for o in options]
     specials = [
         {"value": NEW_SPEAKER, "html": "a new person (not in the list)"},
@@ -321,15 +317,15 @@ def task_payload(
     data = {
         "audio": audio_url,
         "summary": _summary(row, predicted, reasons, recording_title),
-        "clip_id": row["clip_id"],
-        "recording_id": row["recording_id"],
-        "clip_start": float(row["start"]),
-        "clip_end": float(row["end"]),
+        "clip_id": row.clip_id,
+        "recording_id": row.recording_id,
+        "clip_start": float(row.start),
+        "clip_end": float(row.end),
         "context_start": round(context_start, 3),
         "predicted_speaker": predicted,
-        "speaker_confidence": float(row.get("speaker_confidence") or 0.0),
-        "machine_transcript": str(row.get("text") or ""),
-        "transcript_confidence": float(row.get("transcript_confidence") or 0.0),
+        "speaker_confidence": float(row.speaker_confidence or 0.0),
+        "machine_transcript": str(row.text or ""),
+        "transcript_confidence": float(row.transcript_confidence or 0.0),
         "review_reasons": reasons,
         "uncertainty": round(1.0 - score, 4),
         "model_version": version,
@@ -337,27 +333,25 @@ def task_payload(
         "merge_choices": choices,
         "references": reference_data(options, predicted),
     }
-    result = _prediction(row, predicted, float(row["start"]) - context_start)
+    result = _prediction(row, predicted, float(row.start) - context_start)
     return {
         "data": data,
         "predictions": [{"model_version": version, "score": score, "result": result}],
     }
 
 
-def _summary(
-    row: Mapping[str, Any], predicted: str, reasons: Sequence[str], recording_title: str
-) -> str:
+def _summary(row: StoredClip, predicted: str, reasons: Sequence[str], recording_title: str) -> str:
     """The task's header: where the clip is, what the machine said, why it asks."""
     title = f"“{recording_title}” " if recording_title else ""
     return (
-        f"{title}{row['start']:.2f}–{row['end']:.2f} s (highlighted). Machine: "
-        f"{predicted or 'no speaker'} (confidence {float(row.get('speaker_confidence') or 0):.2f}),"
-        f" transcript confidence {float(row.get('transcript_confidence') or 0):.2f}."
+        f"{title}{row.start:.2f}–{row.end:.2f} s (highlighted). Machine: "
+        f"{predicted or 'no speaker'} (confidence {float(row.speaker_confidence or 0):.2f}),"
+        f" transcript confidence {float(row.transcript_confidence or 0):.2f}."
         f" Sent to review: {', '.join(r.replace('_', ' ') for r in reasons) or 'no reason given'}."
     )
 
 
-def _prediction(row: Mapping[str, Any], predicted: str, offset: float) -> list[dict[str, Any]]:
+def _prediction(row: StoredClip, predicted: str, offset: float) -> list[dict[str, Any]]:
     """The machine's answers, pre-filled: the clip's region, its speaker and its transcript."""
     result: list[dict[str, Any]] = [
         {
@@ -367,7 +361,7 @@ def _prediction(row: Mapping[str, Any], predicted: str, offset: float) -> list[d
             "type": "labels",
             "value": {
                 "start": round(offset, 3),
-                "end": round(offset + float(row["end"]) - float(row["start"]), 3),
+                "end": round(offset + float(row.end) - float(row.start), 3),
                 "channel": 0,
                 "labels": ["clip"],
             },
@@ -383,14 +377,14 @@ def _prediction(row: Mapping[str, Any], predicted: str, offset: float) -> list[d
                 "value": {"choices": [predicted]},
             }
         )
-    if row.get("text"):
+    if row.text:
         result.append(
             {
                 "id": "transcript",
                 "from_name": TRANSCRIPT,
                 "to_name": AUDIO,
                 "type": "textarea",
-                "value": {"text": [str(row["text"])]},
+                "value": {"text": [str(row.text)]},
             }
         )
     return result

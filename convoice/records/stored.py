@@ -1,0 +1,141 @@
+"""The rows of the store's clip and label tables as records: what storage reads back.
+
+A clip row is a :class:`StoredClip`, a label row a :class:`StoredLabel`. ``from_row``
+tolerates a row read with a subset of the columns (``select``) or written before a
+column existed: a missing column reads as the field's default. Statuses and label
+sources read as their enums, whose values are the stored strings, so ``to_row``
+gives back exactly what was read. The conversions from and to Arrow tables live in
+:mod:`convoice.storage.rows`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from convoice.records.artefacts import pick_identity_vector
+from convoice.records.base import ClipStatus, LabelSource, LabelStatus
+
+
+@dataclass(frozen=True)
+class StoredClip:
+    """One row of the ``clips`` table (or of a release's ``clips.parquet``), as read.
+
+    The columns of :data:`~convoice.storage.schema.CLIP_SCHEMA`, one field each;
+    ``None`` where the column is null (no transcript, rows written before a column).
+    """
+
+    clip_id: str
+    recording_id: str = ""
+    start: float = 0.0
+    end: float = 0.0
+    duration: float = 0.0
+    speaker_id: str = ""
+    recording_speaker: str = ""
+    speaker_confidence: float = 0.0
+    overlap_nearby: bool = False
+    text: str | None = None
+    language: str | None = None
+    language_probability: float | None = None
+    words: tuple[Mapping[str, Any], ...] | None = None  # word, start, end, probability
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+    no_speech_prob: float | None = None
+    transcript_confidence: float = 0.0
+    status: ClipStatus = ClipStatus.REVIEW
+    review_reasons: tuple[str, ...] = ()
+    speaker_label_source: LabelSource = LabelSource.MACHINE
+    transcript_label_source: LabelSource = LabelSource.MACHINE
+    labelled_by: str = ""
+    labelled_at: str = ""
+    embedding: list[float] | None = None
+    audio_uri: str = ""
+    extra: str = "{}"  # JSON of the clip's measurements
+    pipeline_version: str = ""
+    models: str = "{}"  # JSON: model name by role
+    settings_hash: str = ""
+    settings: str = "{}"  # JSON
+    run_id: str = ""
+    created_at: str = ""
+    speaker_embedding: list[float] | None = None
+    speaker_status: LabelStatus | None = None
+    transcript_status: LabelStatus | None = None
+    speaker_score_raw: float | None = None
+    transcript_score_raw: float | None = None
+    calibration_version: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> StoredClip:
+        values = known_fields(cls, row)
+        for name, enum in _CLIP_ENUMS.items():
+            if values.get(name) is not None:
+                values[name] = enum(values[name])
+        if "review_reasons" in values:
+            values["review_reasons"] = tuple(values["review_reasons"] or ())
+        if values.get("words") is not None:
+            values["words"] = tuple(values["words"])
+        return cls(**values)
+
+    def to_row(self) -> dict[str, Any]:
+        """The Arrow row (plain strings and lists), as :data:`CLIP_SCHEMA` stores it."""
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in _CLIP_ENUMS:
+            if row[name] is not None:
+                row[name] = str(row[name])
+        row["review_reasons"] = [str(r) for r in self.review_reasons]
+        row["words"] = None if self.words is None else [dict(w) for w in self.words]
+        return row
+
+    def identity_vector(self, dim: int | None = None) -> list[float] | None:
+        """Its identity embedding (:func:`~convoice.records.identity_vector`'s rule)."""
+        vector: list[float] | None = pick_identity_vector(
+            self.speaker_embedding, self.embedding, dim
+        )
+        return vector
+
+    @property
+    def extra_values(self) -> dict[str, float]:
+        """The clip's measurements (the ``extra`` JSON)."""
+        values: dict[str, float] = json.loads(self.extra or "{}")
+        return values
+
+    @property
+    def model_names(self) -> dict[str, str]:
+        """Which model did what (the ``models`` JSON)."""
+        names: dict[str, str] = json.loads(self.models or "{}")
+        return names
+
+
+_CLIP_ENUMS: dict[str, type[ClipStatus] | type[LabelSource] | type[LabelStatus]] = {
+    "status": ClipStatus,
+    "speaker_label_source": LabelSource,
+    "transcript_label_source": LabelSource,
+    "speaker_status": LabelStatus,
+    "transcript_status": LabelStatus,
+}
+
+
+@dataclass(frozen=True)
+class StoredLabel:
+    """One row of the ``labels`` table: a person's value for one field of one clip."""
+
+    clip_id: str
+    field: str  # one of schema.LABEL_FIELDS
+    value: str | None
+    labelled_by: str = ""
+    labelled_at: str = ""
+    task_id: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> StoredLabel:
+        return cls(**known_fields(cls, row))
+
+    def to_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def known_fields(cls: type[Any], row: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of ``row`` that ``cls`` has a field for (absent columns keep defaults)."""
+    return {f.name: row[f.name] for f in fields(cls) if f.name in row}
