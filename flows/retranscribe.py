@@ -33,6 +33,7 @@ from convoice.models.round_two import Revision, attempt_key, tried, wants_round_
 from convoice.models.vocabulary import Term, active_for
 from convoice.records import ClipStatus
 from convoice.storage import Store
+from convoice.storage.rows import clip_records
 from convoice.storage.vocabulary import channels, learn_from_store, read_terms
 from convoice.tasks.retranscribe import retranscribe_recording
 
@@ -169,8 +170,8 @@ def retranscribe_flow(
     run = _Pass(store, settings, model, name, review_only, read_terms(store), where)
     for rid, group in sorted(by_recording.items()):
         _recording(report, run, rid, group)
-    after = store.materialized_clips().select(["status"]).to_pylist()
-    report.review_after = sum(r["status"] == ClipStatus.REVIEW for r in after)
+    after = clip_records(store.materialized_clips().select(["clip_id", "status"]))
+    report.review_after = sum(r.status == ClipStatus.REVIEW for r in after)
     report.wall_s = time.perf_counter() - started
     logger.info(report.summary())
     return report

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from convoice.models.routing import kind_status
 from convoice.records import (
     SPEAKER_REASONS,
     ClipLabel,
     Contribution,
     FloatArray,
-    LabelStatus,
     Speaker,
 )
 from convoice.storage.review_state import save_contributions, save_speakers
@@ -46,7 +46,6 @@ def relabelled_rows(
     rows = []
     for row in clip_records(clips):
         label = labels[row.clip_id]
-        speaker_doubt = any(r in SPEAKER_REASONS for r in label.review_reasons)
         extra = json.loads(row.extra or "{}")
         extra.update(
             own_similarity=label.own_similarity,
@@ -61,7 +60,7 @@ def relabelled_rows(
             "speaker_confidence": label.speaker_confidence,
             "status": label.status,
             "review_reasons": tuple(label.review_reasons),
-            "speaker_status": LabelStatus.REVIEW if speaker_doubt else LabelStatus.ACCEPTED,
+            "speaker_status": kind_status(tuple(label.review_reasons), SPEAKER_REASONS),
             "speaker_score_raw": label.speaker_score_raw,
             "calibration_version": label.calibration or row.calibration_version,
             "extra": json.dumps(extra, sort_keys=True),

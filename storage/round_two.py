@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from convoice.models.round_two import Revision
 from convoice.records import SAMPLE_RATE, FloatArray, Region
+from convoice.storage.rows import StoredClip, clip_records, clips_table
 from convoice.storage.schema import CLIP_SCHEMA, conform
 from convoice.storage.store import Store
 
@@ -50,8 +50,9 @@ def write_revisions(store: Store, recording_id: str, revisions: Sequence[Revisio
         return
     wanted = {r.clip_id: r for r in revisions}
     table = store.tables.read("clips", CLIP_SCHEMA, where=("recording_id", recording_id))
-    rows = [row for row in table.to_pylist() if row["clip_id"] in wanted]
-    for row in rows:
-        row.update(wanted[row["clip_id"]].fields)
-    data = conform(pa.Table.from_pylist(rows, schema=CLIP_SCHEMA), CLIP_SCHEMA)
-    store.tables.upsert("clips", data, "clip_id")
+    rows = [
+        StoredClip.from_row({**row.to_row(), **wanted[row.clip_id].fields})
+        for row in clip_records(table)
+        if row.clip_id in wanted
+    ]
+    store.tables.upsert("clips", conform(clips_table(rows), CLIP_SCHEMA), "clip_id")

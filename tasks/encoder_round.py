@@ -30,6 +30,7 @@ from convoice.storage.relabel import relabelled_rows, write_relabel
 from convoice.storage.releases import read_release_table
 from convoice.storage.review_state import contributions as review_contributions
 from convoice.storage.review_state import merges
+from convoice.storage.rows import StoredClip, clip_records, recording_records
 from convoice.tasks.store_lock import store_lock
 from convoice.training import encoder as enc
 from convoice.training.encoder_round import (
@@ -51,6 +52,8 @@ RELEASE_COLUMNS = [
     "split", "labelled_by", "speaker_label_source", "speaker_confidence", "review_reasons",
     "audio_uri", "speaker_status",  # speaker_status: not in releases made before it
 ]  # fmt: skip
+# What the count of a re-labelling reads of the materialised clips, before and after.
+_COUNTED = ["clip_id", "speaker_id", "speaker_label_source", "status"]
 
 
 def release_of(store: Store, dataset: str | None) -> Release:
@@ -89,25 +92,28 @@ def trained_on(store: Store, registry: EncoderRegistry, release: Release, kind: 
 
 def recording_order(store: Store, release: Release) -> list[str]:
     """The release's recordings in the order they were ingested."""
-    table = read_release_table(
-        store.location, release.version, "recordings", ["recording_id", "ingested_at"]
-    )
-    return ingest_order(table.to_pylist())
+    table = read_release_table(store.location, release.version, "recordings")
+    return ingest_order(recording_records(table))
 
 
 @dataclass
 class RoundData:
-    """What one round trains and judges on: the release's clip rows and the training ones."""
+    """What one round trains and judges on: the release's clip rows and the training ones.
+
+    ``rows`` are the release's rows as :mod:`convoice.models.encoder_eval` selects
+    from them (with the release's ``split``); ``clips`` the same rows as records.
+    """
 
     release: Release
     rows: list[dict[str, Any]]
+    clips: list[StoredClip]
     train: list[int]  # indices of the training clips in ``rows``
     heldout: list[int]  # indices of the judged clips
 
     def too_few(self) -> str:
         """Why GE2E and the EER cannot work on these clips ("" when they can)."""
-        train_speakers = {self.rows[i]["speaker_id"] for i in self.train}
-        judged = Counter(self.rows[i]["speaker_id"] for i in self.heldout)
+        train_speakers = {self.clips[i].speaker_id for i in self.train}
+        judged = Counter(self.clips[i].speaker_id for i in self.heldout)
         if len(train_speakers) < 2 or len(judged) < 2 or max(judged.values()) < 2:
             return (
                 f"{self.release.name} has {len(self.train)} training clips of "
@@ -124,13 +130,14 @@ def round_data(store: Store, release: Release, settings: Settings) -> RoundData:
     rows = table.select([c for c in RELEASE_COLUMNS if c in table.column_names]).to_pylist()
     cfg = settings.encoder
     train = training_rows(rows, cfg.min_confidence, cfg.min_clips_per_speaker, cfg.judge_share)
-    return RoundData(release, rows, train, evaluation_rows(rows, cfg.judge_share))
+    clips = [StoredClip.from_row(row) for row in rows]
+    return RoundData(release, rows, clips, train, evaluation_rows(rows, cfg.judge_share))
 
 
 def count_training(report: EncoderRound, data: RoundData) -> None:
     """The round's report: how many clips and speakers it trains on."""
     report.n_train_clips = len(data.train)
-    report.n_train_speakers = len({data.rows[i]["speaker_id"] for i in data.train})
+    report.n_train_speakers = len({data.clips[i].speaker_id for i in data.train})
     report.n_people_train_clips = sum(1 for i in data.train if data.rows[i]["split"] == "heldout")
 
 
@@ -145,7 +152,7 @@ def train_and_judge(
     """Train a candidate, score it and the current encoder, register it, promote it if better."""
     logger = get_run_logger()
     cfg, kind, base = settings.encoder, report.kind, report.base_encoder
-    release, rows, chosen = data.release, data.rows, data.train
+    release, rows, chosen, heldout = data.release, data.clips, data.train, data.heldout
     registry = EncoderRegistry(store.location)
     order = recording_order(store, release)
     merged = {m.merged: m.kept for m in merges(store)}
@@ -153,13 +160,13 @@ def train_and_judge(
     report.run_id = run.run_id
     base_weights = registry.weights(base, loaders.cache_dir() / "encoders")
     _log_round(report, data, run, cfg)
-    waves = enc.read_waves(store, [r["audio_uri"] for r in rows])
+    waves = enc.read_waves(store, [r.audio_uri for r in rows])
     features = features_of(kind, base_weights, waves)
     current_emb = embed_features(kind, base_weights, features)
     cal = stored_calibration.current(store.location)  # as the ingest routes
-    report.current = evaluate(kind, settings, rows, order, current_emb, merged, cal)
+    report.current = evaluate(kind, settings, rows, heldout, order, current_emb, merged, cal)
     logger.info("current encoder %s: %s", base, report.current.line())
-    speakers = [rows[i]["speaker_id"] for i in chosen]
+    speakers = [rows[i].speaker_id for i in chosen]
     result = train(
         kind, base_weights, [features[i] for i in chosen], speakers, settings, run, steps
     )
@@ -167,7 +174,7 @@ def train_and_judge(
     report.first_loss, report.last_loss = result.first_loss, result.last_loss
     report.train_seconds = result.seconds
     candidate_emb = embed_features(kind, str(result.weights), features)
-    report.candidate = evaluate(kind, settings, rows, order, candidate_emb, merged, cal)
+    report.candidate = evaluate(kind, settings, rows, heldout, order, candidate_emb, merged, cal)
     better, report.reason = is_better(report.candidate, report.current, cfg.min_gain)
     report.encoder_id = run.run_id
     run.log_metrics({f"current/{k}": v for k, v in report.current.as_dict().items()})
@@ -178,7 +185,7 @@ def train_and_judge(
     if better:
         registry.promote(report.encoder_id)
         report.promoted = True
-        report.known = dict(zip([r["clip_id"] for r in rows], candidate_emb, strict=True))
+        report.known = dict(zip([r.clip_id for r in rows], candidate_emb, strict=True))
         logger.info("promoted encoder %s (%s)", report.encoder_id, report.reason)
     else:
         logger.info("kept encoder %s: %s", base, report.reason)
@@ -267,14 +274,14 @@ def relabel_store(
     machine = store.clips()
     if machine.num_rows == 0:
         return report
-    rows = machine.to_pylist()  # the machine's rows; people's labels come from `latest`
+    rows = clip_records(machine)  # the machine's rows; people's labels come from `latest`
     latest = latest_values(store.labels().to_pylist())
-    order = ingest_order(store.recordings().select(["recording_id", "ingested_at"]).to_pylist())
+    order = ingest_order(recording_records(store.recordings()))
     known = _embeddings(store, rows, kind, weights, dict(known or {}))
-    embeddings = np.stack([known[r["clip_id"]] for r in rows]).astype(np.float32)
+    embeddings = np.stack([known[r.clip_id] for r in rows]).astype(np.float32)
     merged = {m.merged: m.kept for m in merges(store)}
     old_speakers = {s.speaker_id: s for s in store.speakers()}
-    before = store.materialized_clips().to_pylist()
+    before = clip_records(store.materialized_clips().select(_COUNTED))
     scale = scale_of(kind, settings)
     cal = stored_calibration.current(store.location)  # as the ingest routes
     result = replay_labels(
@@ -290,37 +297,37 @@ def relabel_store(
     stale = set(review_contributions(store)) - set(desired)
     contributions = [*desired.values(), *(Contribution(c) for c in sorted(stale))]
     write_relabel(store, rows_out, result.speakers, contributions)
-    after = store.materialized_clips().to_pylist()
+    after = clip_records(store.materialized_clips().select(_COUNTED))
     _count_relabel(report, machine, before, after, result)
     report.speakers_before, report.speakers_after = len(old_speakers), len(result.speakers)
     return report
 
 
 def _embeddings(
-    store: Store, rows: list[dict[str, Any]], kind: str, weights: str, known: dict[str, FloatArray]
+    store: Store, rows: list[StoredClip], kind: str, weights: str, known: dict[str, FloatArray]
 ) -> dict[str, FloatArray]:
     """``known`` with every clip of ``rows`` it lacks embedded with ``weights``."""
-    missing = [r for r in rows if r["clip_id"] not in known]
+    missing = [r for r in rows if r.clip_id not in known]
     if missing:
-        fresh = embed(kind, weights, enc.read_waves(store, [r["audio_uri"] for r in missing]))
-        known.update(zip([r["clip_id"] for r in missing], fresh, strict=True))
+        fresh = embed(kind, weights, enc.read_waves(store, [r.audio_uri for r in missing]))
+        known.update(zip([r.clip_id for r in missing], fresh, strict=True))
     return known
 
 
 def _count_relabel(
     report: RelabelReport,
     machine: pa.Table,
-    before: list[dict[str, Any]],
-    after: list[dict[str, Any]],
+    before: list[StoredClip],
+    after: list[StoredClip],
     result: Replay,
 ) -> None:
     """What the re-labelling changed: speakers, the review share, the queue people face."""
     report.clips = machine.num_rows
-    old_by_id = {r["clip_id"]: r for r in before}
-    machine_rows = [r for r in after if r["speaker_label_source"] != LabelSource.HUMAN]
+    old_by_id = {r.clip_id: r for r in before}
+    machine_rows = [r for r in after if r.speaker_label_source != LabelSource.HUMAN]
     report.machine_labelled = len(machine_rows)
     report.speaker_changed = sum(
-        1 for r in machine_rows if r["speaker_id"] != old_by_id[r["clip_id"]]["speaker_id"]
+        1 for r in machine_rows if r.speaker_id != old_by_id[r.clip_id].speaker_id
     )
     # The machine's review rate (its own statuses), and the queue people still face.
     report.review_before, report.review_speech_before = review_share(
@@ -330,5 +337,5 @@ def _count_relabel(
         [result.labels[c].status for c in machine["clip_id"].to_pylist()],
         machine["duration"].to_pylist(),
     )
-    report.queue_before = sum(1 for r in before if r["status"] == ClipStatus.REVIEW)
-    report.queue_after = sum(1 for r in after if r["status"] == ClipStatus.REVIEW)
+    report.queue_before = sum(1 for r in before if r.status == ClipStatus.REVIEW)
+    report.queue_after = sum(1 for r in after if r.status == ClipStatus.REVIEW)

@@ -181,16 +181,17 @@ def reviewed_store(
 
 
 def test_replay_with_the_ingest_encoder_reproduces_the_ingest(reviewed_store) -> None:  # type: ignore[no-untyped-def]
+    from convoice.storage.rows import clip_records, recording_records
     from convoice.training.encoder_round import facts as _facts
     from convoice.training.encoder_round import ingest_order
 
     _, store = reviewed_store
     machine = store.clips().to_pylist()
-    order = ingest_order(store.recordings().to_pylist())
+    order = ingest_order(recording_records(store.recordings()))
     # People's labels left out: the replay of the machine's own inputs is the ingest.
     facts = [
         ClipFacts(f.clip_id, f.recording_id, f.recording_speaker, f.duration, f.machine_reasons)
-        for f in _facts(machine)
+        for f in _facts(clip_records(store.clips()))
     ]
     # The ingest identified on CAM++ (speaker_embedding) with [identity]'s thresholds.
     emb = np.stack([np.asarray(r["speaker_embedding"], dtype=np.float32) for r in machine])

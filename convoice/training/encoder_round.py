@@ -11,6 +11,7 @@ of the ingest's labelling (:mod:`convoice.models.relabel`) on the judged clips
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -19,11 +20,12 @@ from prefect import get_run_logger
 from convoice.config import RegistrySettings, Settings, SimilarityScale
 from convoice.engines import loaders
 from convoice.models.calibration import Calibration
-from convoice.models.encoder_eval import EncoderMetrics, evaluation_rows, score
+from convoice.models.encoder_eval import EncoderMetrics, score
 from convoice.models.ge2e import FloatArray
 from convoice.models.relabel import ClipFacts, Replay, replay, resolve_merges, review_share
-from convoice.records import ClipStatus, LabelSource
+from convoice.records import ClipStatus, LabelSource, Recording, Speaker
 from convoice.storage.labels import now_iso
+from convoice.storage.rows import StoredClip
 from convoice.training import campplus as campplus_tune
 from convoice.training import encoder as enc
 
@@ -107,7 +109,7 @@ def round_json(report: EncoderRound) -> str:
 
 
 def facts(
-    rows: list[dict[str, Any]], latest: dict[tuple[str, str], dict[str, str]] | None = None
+    rows: Sequence[StoredClip], latest: dict[tuple[str, str], dict[str, str]] | None = None
 ) -> list[ClipFacts]:
     """The replay's view of clip rows and of people's labels.
 
@@ -115,21 +117,21 @@ def facts(
     without it (a release), the materialised rows say what people labelled.
     """
 
-    def human(r: dict[str, Any], name: str) -> str:
+    def human(r: StoredClip, name: str) -> str:
         if latest is not None:
-            return latest.get((r["clip_id"], name), {}).get("value", "")
+            return latest.get((r.clip_id, name), {}).get("value", "")
         if name == "speaker_id":
-            return str(r["speaker_id"]) if r["speaker_label_source"] == LabelSource.HUMAN else ""
-        decided = r["labelled_by"] and r["status"] in (ClipStatus.ACCEPTED, ClipStatus.REJECTED)
-        return str(r["status"]) if decided else ""
+            return str(r.speaker_id) if r.speaker_label_source == LabelSource.HUMAN else ""
+        decided = r.labelled_by and r.status in (ClipStatus.ACCEPTED, ClipStatus.REJECTED)
+        return str(r.status) if decided else ""
 
     return [
         ClipFacts(
-            clip_id=r["clip_id"],
-            recording_id=r["recording_id"],
-            recording_speaker=r["recording_speaker"],
-            duration=float(r["duration"]),
-            machine_reasons=tuple(r["review_reasons"] or ()),
+            clip_id=r.clip_id,
+            recording_id=r.recording_id,
+            recording_speaker=r.recording_speaker,
+            duration=float(r.duration),
+            machine_reasons=tuple(r.review_reasons),
             human_speaker=human(r, "speaker_id"),
             human_status=human(r, "status"),
         )
@@ -141,10 +143,10 @@ def replay_labels(
     scale: RegistrySettings | SimilarityScale,
     settings: Settings,
     order: list[str],
-    rows: list[dict[str, Any]],
+    rows: Sequence[StoredClip],
     embeddings: FloatArray,
     merged: dict[str, str],
-    previous: dict[str, Any] | None = None,
+    previous: Mapping[str, Speaker] | None = None,
     latest: dict[tuple[str, str], dict[str, str]] | None = None,
     calibration: Calibration | None = None,
 ) -> Replay:
@@ -166,22 +168,26 @@ def scale_of(kind: str, settings: Settings) -> RegistrySettings | SimilarityScal
 def evaluate(
     kind: str,
     settings: Settings,
-    rows: list[dict[str, Any]],
+    rows: Sequence[StoredClip],
+    heldout: list[int],
     order: list[str],
     embeddings: FloatArray,
     merged: dict[str, str],
     calibration: Calibration | None = None,
 ) -> EncoderMetrics:
-    """Figures of one encoder (its embeddings of the release's clips) on the judged clips."""
-    heldout = evaluation_rows(rows, settings.encoder.judge_share)
+    """Figures of one encoder (its embeddings of the release's clips) on the judged clips.
+
+    ``heldout``: the indices in ``rows`` of the judged clips
+    (:func:`~convoice.models.encoder_eval.evaluation_rows` at ``[encoder] judge_share``).
+    """
     scale = scale_of(kind, settings)
     result = replay_labels(
         scale, settings, order, rows, embeddings, merged, calibration=calibration
     )
-    truth = [resolve_merges(rows[i]["speaker_id"], merged) for i in heldout]
-    predicted = [result.labels[rows[i]["clip_id"]].speaker_id for i in heldout]
-    statuses = [result.labels[r["clip_id"]].status for r in rows]
-    shares = review_share(statuses, [float(r["duration"]) for r in rows])
+    truth = [resolve_merges(rows[i].speaker_id, merged) for i in heldout]
+    predicted = [result.labels[rows[i].clip_id].speaker_id for i in heldout]
+    statuses = [result.labels[r.clip_id].status for r in rows]
+    shares = review_share(statuses, [float(r.duration) for r in rows])
     return score(embeddings[heldout], truth, predicted, shares)
 
 
@@ -231,7 +237,7 @@ def train(
     return enc.train_ge2e(base_weights, mels, speakers, cfg, run, steps, progress)
 
 
-def ingest_order(recordings: list[dict[str, Any]]) -> list[str]:
+def ingest_order(recordings: Sequence[Recording]) -> list[str]:
     """Recording ids in the order they were ingested (the order the replay follows)."""
-    rows = sorted(recordings, key=lambda r: (r["ingested_at"] or "", r["recording_id"]))
-    return [r["recording_id"] for r in rows]
+    rows = sorted(recordings, key=lambda r: (r.ingested_at or "", r.recording_id))
+    return [r.recording_id for r in rows]
