@@ -30,13 +30,14 @@ from prefect.runtime import flow_run
 from convoice import logs
 from convoice.config import RunnerSettings, load_settings
 from convoice.models.run_summary import IngestReport
+from convoice.orchestration import runner
+from convoice.orchestration.store_lock import store_limit_exists
 from convoice.records import now
 from convoice.storage import Store
-from convoice.tasks import ingest_run, runner
+from convoice.tasks import ingest_run
 from convoice.tasks.consolidate import consolidate
 from convoice.tasks.ingest_run import IngestRun
 from convoice.tasks.pipeline import label_all, preloading
-from convoice.tasks.store_lock import store_limit_exists
 from convoice.training import encoder
 
 

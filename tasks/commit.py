@@ -20,11 +20,11 @@ from convoice.models import labelling
 from convoice.models.licence import attribution_line
 from convoice.models.registry import SpeakerMatch
 from convoice.models.run_summary import RecordingOutcome
+from convoice.orchestration.store_lock import store_lock
 from convoice.records import Clip, MediaItem, Provenance, Recording, Speaker, now
 from convoice.storage import Store, calibration
 from convoice.tasks.ingest_run import IngestRun
 from convoice.tasks.prepare import Prepared
-from convoice.tasks.store_lock import store_lock
 from convoice.training import encoder
 
 

@@ -26,8 +26,9 @@ from convoice import logs
 from convoice.config import Settings
 from convoice.engines import loaders
 from convoice.media.errors import IngestError
+from convoice.orchestration import runner
+from convoice.orchestration.store_lock import store_limit_exists
 from convoice.records import MediaItem
-from convoice.tasks import runner
 from convoice.tasks.commit import label_prepared
 from convoice.tasks.ingest_run import IngestRun, as_skipped, report_skip
 from convoice.tasks.prepare import (
@@ -37,7 +38,6 @@ from convoice.tasks.prepare import (
     prefetch,
     prepare_recording,
 )
-from convoice.tasks.store_lock import store_limit_exists
 
 
 @contextlib.contextmanager
