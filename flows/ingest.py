@@ -1,10 +1,11 @@
 """The labelling flow: sources in, labelled clips in the store out.
 
-It only composes: the steps live in :mod:`convoice.tasks` (the run and its
-plan in :mod:`~convoice.tasks.ingest_run`, the per-recording work in
-:mod:`~convoice.tasks.prepare`, the order they flow in in
-:mod:`~convoice.tasks.pipeline`, the commit in :mod:`~convoice.tasks.commit`),
-the computations in :mod:`convoice.models`, the writes in :mod:`convoice.storage`.
+It only composes: its plan is :mod:`convoice.flows.ingest_run`, the order
+the recordings flow in :mod:`convoice.flows.ingest_pipeline`; the tasks live in
+:mod:`convoice.tasks` (the per-recording work in :mod:`~convoice.tasks.prepare`,
+the commit in :mod:`~convoice.tasks.commit`), the Prefect plumbing (task runner,
+store lock, sequential step) in :mod:`convoice.orchestration`, the computations
+in :mod:`convoice.models`, the writes in :mod:`convoice.storage`.
 
 The registry-independent work on each recording (download, decode, segment,
 embed, its own speakers, transcribe, its audio files) runs in parallel on the
@@ -29,14 +30,16 @@ from prefect.runtime import flow_run
 
 from convoice import logs
 from convoice.config import RunnerSettings, load_settings
+from convoice.flows import ingest_run
+from convoice.flows.ingest_pipeline import label_all
 from convoice.models.run_summary import IngestReport
+from convoice.orchestration import runner
+from convoice.orchestration.preload import preloading
+from convoice.orchestration.run import IngestRun
+from convoice.orchestration.store_lock import store_limit_exists
 from convoice.records import now
 from convoice.storage import Store
-from convoice.tasks import ingest_run, runner
 from convoice.tasks.consolidate import consolidate
-from convoice.tasks.ingest_run import IngestRun
-from convoice.tasks.pipeline import label_all, preloading
-from convoice.tasks.store_lock import store_limit_exists
 from convoice.training import encoder
 
 

@@ -13,8 +13,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from convoice.config import load_settings
+from convoice.orchestration.store_lock import store_lock
 from convoice.storage import Release, Store
-from convoice.tasks.store_lock import store_lock
 
 
 def unchanged_since(release: Release, versions: dict[str, int | None]) -> bool:

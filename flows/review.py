@@ -19,6 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from convoice.config import Settings, load_settings
+from convoice.orchestration.store_lock import store_lock
 from convoice.records import Speaker, StoredClip
 from convoice.review import audio as review_audio
 from convoice.review import client as review
@@ -38,7 +39,6 @@ from convoice.storage import review_state as review_store
 from convoice.storage.identity import machine_aliases
 from convoice.storage.labels import now_iso
 from convoice.storage.rows import clip_records, recording_records
-from convoice.tasks.store_lock import store_lock
 
 BATCH = 50
 

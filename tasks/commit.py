@@ -1,34 +1,24 @@
-"""The sequential step of an ingest: match a prepared recording against the registry, commit it.
+"""The commit of one ingested recording as a task: its rows, the done marker last.
 
-Runs in the flow's process, one recording at a time in item order, holding
-the ``convoice-store`` concurrency limit and reading the registry afresh, so
-two ingests see each other's new speakers. A recording is committed in one
-idempotent step (its rows, the done marker last).
+Called by the sequential step of an ingest (:mod:`convoice.orchestration.sequential`),
+one recording at a time, holding the ``convoice-store`` concurrency limit.
 """
 
 from __future__ import annotations
 
-import logging
-
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from convoice.config import PIPELINE_VERSION, Settings
 from convoice.engines import loaders
-from convoice.media.download import remove_download
-from convoice.models import labelling
 from convoice.models.licence import attribution_line
-from convoice.models.registry import SpeakerMatch
-from convoice.models.run_summary import RecordingOutcome
 from convoice.records import Clip, MediaItem, Provenance, Recording, Speaker, now
-from convoice.storage import Store, calibration
-from convoice.tasks.ingest_run import IngestRun
+from convoice.storage import Store
 from convoice.tasks.prepare import Prepared
-from convoice.tasks.store_lock import store_lock
 from convoice.training import encoder
 
 
-def provenance(settings: Settings) -> Provenance:
+def _provenance(settings: Settings) -> Provenance:
     """The pipeline version, the models and the settings every row of the run names."""
     models = {
         "segmentation": settings.diarization.segmentation_model or loaders.SEGMENTATION_NAME,
@@ -43,7 +33,7 @@ def provenance(settings: Settings) -> Provenance:
     return Provenance(PIPELINE_VERSION, models, settings.model_settings())
 
 
-def recording_row(item: MediaItem, prepared: Prepared, run_id: str) -> Recording:
+def _recording_row(item: MediaItem, prepared: Prepared, run_id: str) -> Recording:
     """The recording's row: where it came from, its licence, its audio in the store."""
     return Recording(
         recording_id=item.recording_id,
@@ -86,65 +76,5 @@ def commit(
         if uri is None:
             raise RuntimeError(f"no audio was written for clip {clip.clip_id} of {rid}")
         clip.audio_uri = uri
-    recording = recording_row(item, prepared, run_id)
-    return store.commit_recording(recording, clips, speakers, provenance(settings), run_id)
-
-
-def identify_and_route(
-    rid: str, prepared: Prepared, run: IngestRun
-) -> tuple[list[SpeakerMatch], list[Clip], list[Speaker]]:
-    """Match the recording's speakers to the registry, build and route its clips.
-
-    Returns the matches, the clips and the registry speakers they touch.
-    """
-    settings, registry, clock = run.settings, run.registry, run.clock
-    with clock.stage("identify"):
-        registry.refresh(run.store)
-        ids, centroids = registry.matrix()
-        scale = settings.similarity_scale()
-        matches = labelling.identify(rid, prepared.speakers, ids, centroids, scale)
-    with clock.stage("route"):
-        vectors = prepared.vectors
-        clips = labelling.build_clips(
-            rid, prepared.seg, prepared.speakers, matches, vectors.clips,
-            prepared.transcripts, settings.routing, scale,
-            vectors.identity_clips if vectors.separate_identity else None,
-            calibration.current(run.store.location),
-        )  # fmt: skip
-        touched = labelling.update_registry(rid, clips, matches, registry.speakers, now())
-    return matches, clips, touched
-
-
-def label_prepared(item: MediaItem, prepared: Prepared, run: IngestRun) -> RecordingOutcome | None:
-    """Identify, route and commit one prepared recording; None when another run did it.
-
-    With ``run.locked``, holds the ``convoice-store`` concurrency limit and reads the
-    registry inside it, so concurrent ingests match against each other's speakers.
-    """
-    rid = item.recording_id
-    with store_lock(run.locked):
-        matches, clips, touched = identify_and_route(rid, prepared, run)
-        with run.clock.stage("commit"):
-            written = commit(run.store, item, prepared, clips, touched, run.settings, run.run_id)
-        if not written:
-            return None
-        run.registry.committed(run.store, touched, run.locked)
-    _log_clips(rid, clips)
-    remove_download(prepared.download_path)  # the store keeps the recording as FLAC now
-    return RecordingOutcome.of(item, prepared.duration, clips, matches)
-
-
-def _log_clips(rid: str, clips: list[Clip]) -> None:
-    """One debug line per clip: its speaker, status and review reasons."""
-    logger = get_run_logger()
-    if not logger.isEnabledFor(logging.DEBUG):
-        return
-    for clip in clips:
-        logger.debug(
-            "clip %s: %s, %s %s",
-            clip.clip_id,
-            clip.speaker_id,
-            clip.status,
-            ",".join(str(r) for r in clip.review_reasons),
-            extra={"recording_id": rid, "clip_id": clip.clip_id},
-        )
+    recording = _recording_row(item, prepared, run_id)
+    return store.commit_recording(recording, clips, speakers, _provenance(settings), run_id)

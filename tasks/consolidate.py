@@ -10,10 +10,10 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from convoice.config import ConsolidationSettings
+from convoice.orchestration.store_lock import store_lock
 from convoice.storage import Store
 from convoice.storage.consolidation import ConsolidationReport, consolidate_store
 from convoice.storage.store import ConcurrentCommitError
-from convoice.tasks.store_lock import store_lock
 
 
 @task(name="consolidate", cache_policy=NO_CACHE)

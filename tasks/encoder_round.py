@@ -20,6 +20,7 @@ from convoice.engines import loaders
 from convoice.models.encoder_eval import EncoderMetrics, evaluation_rows, is_better, training_rows
 from convoice.models.ge2e import FloatArray, NotEnoughData
 from convoice.models.relabel import Replay, review_share
+from convoice.orchestration.store_lock import store_lock
 from convoice.records import ClipStatus, Contribution, LabelSource
 from convoice.review.decisions import desired_contributions, latest_values
 from convoice.storage import Release, Store
@@ -31,7 +32,6 @@ from convoice.storage.releases import read_release_table
 from convoice.storage.review_state import contributions as review_contributions
 from convoice.storage.review_state import merges
 from convoice.storage.rows import StoredClip, clip_records, recording_records
-from convoice.tasks.store_lock import store_lock
 from convoice.training import encoder as enc
 from convoice.training.encoder_round import (
     EncoderRound,

@@ -19,12 +19,12 @@ from prefect.cache_policies import NO_CACHE
 from convoice.config import Settings
 from convoice.engines.round_two import whisper
 from convoice.models import asr
+from convoice.models.from_settings import asr_options, with_vocabulary
 from convoice.models.language import LanguageGuess
 from convoice.models.round_two import Revision, revise
 from convoice.records import Transcript
 from convoice.storage import Store
 from convoice.storage.round_two import clip_samples, write_revisions
-from convoice.tasks import stages
 
 
 @task(name="retranscribe-recording", cache_policy=NO_CACHE)
@@ -44,7 +44,7 @@ def retranscribe_recording(
         for r in rows
     ]
     options = dataclasses.replace(
-        stages.with_vocabulary(stages.asr_options(settings), words, settings.asr.vocabulary_mode),
+        with_vocabulary(asr_options(settings), words, settings.asr.vocabulary_mode),
         beam_size=settings.asr.round_two_beam_size,
     )
     new: list[Transcript | None] = asr.transcribe_clips(

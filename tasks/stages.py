@@ -7,7 +7,6 @@ store instead, which knows which recordings are done.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from convoice.media.errors import IngestError
 from convoice.models import asr, diarize, labelling, language
 from convoice.models.clip_embeddings import Embeddings, embed_recording
 from convoice.models.diarize import Segmentation
+from convoice.models.from_settings import asr_options, own_speakers, with_vocabulary
 from convoice.models.labelling import RecordingSpeakers
 from convoice.models.registry import SpeakerMatch
 from convoice.records import FloatArray, MediaItem, SkippedItem, SkipReason, Source, Transcript
@@ -133,21 +133,6 @@ def identify(
     return speakers, matches
 
 
-def own_speakers(seg: Segmentation, vectors: Embeddings, settings: Settings) -> RecordingSpeakers:
-    """The recording's speakers, clustered on the identity embeddings."""
-    cfg = settings.diarization
-    return labelling.speakers_of_recording(
-        seg,
-        vectors.identity_clips,
-        vectors.identity_nodes,
-        settings.similarity_scale(),
-        cfg.max_speakers,
-        cfg.min_speaker_s,
-        vectors.clip_windows or None,
-        settings.identity.two_voice_rule(),
-    )
-
-
 @task(name="transcribe", cache_policy=NO_CACHE)
 def transcribe(
     audio: Audio,
@@ -172,27 +157,3 @@ def transcribe(
     regions = [c.region for c in seg.clips]
     labels = None if speakers is None else [int(x) for x in speakers]
     return asr.transcribe_clips(model, audio.samples, regions, options, model_for, labels)
-
-
-def with_vocabulary(options: asr.AsrOptions, words: Sequence[str], mode: str) -> asr.AsrOptions:
-    """``options`` telling Whisper ``words`` as ``mode`` ("hotwords" or "initial_prompt")."""
-    from convoice.models.vocabulary import prompt_text
-
-    text = prompt_text(words, mode)
-    if mode == "hotwords":
-        return dataclasses.replace(options, hotwords=text, initial_prompt="")
-    return dataclasses.replace(options, hotwords="", initial_prompt=text)
-
-
-def asr_options(settings: Settings) -> asr.AsrOptions:
-    """``[asr]`` settings as the options of :func:`asr.transcribe_clips`."""
-    cfg = settings.asr
-    candidates = cfg.languages.split(",") if isinstance(cfg.languages, str) else cfg.languages
-    detect = language.DetectOptions(
-        method=cfg.language_detection,
-        min_probability=cfg.language_min_probability,
-        candidates=tuple(c.strip() for c in candidates if c.strip()),
-        batch_size=cfg.batch_size,
-        pool_speakers=cfg.language_pool_speakers,
-    )
-    return asr.AsrOptions(cfg.batch_size, cfg.beam_size, cfg.language, detect)

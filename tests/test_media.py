@@ -280,9 +280,9 @@ def test_transcription_gets_each_clips_samples_and_nothing_else() -> None:
     import numpy as np
 
     from convoice.media.audio import Audio
+    from convoice.media.clips import clips_only
     from convoice.models.diarize import ClipRegion, Segmentation
     from convoice.records import Region
-    from convoice.tasks.prepare import clips_only
 
     samples = np.arange(16000 * 60, dtype=np.float32)  # a minute, every sample its own value
     regions = [Region(1.25, 3.5), Region(10.0, 17.9), Region(40.003, 41.5)]

@@ -24,9 +24,9 @@ from convoice import logs
 from convoice.config import RunnerSettings
 from convoice.flows.ingest import ingest_flow
 from convoice.models.run_summary import IngestReport
+from convoice.orchestration.store_lock import STORE_LIMIT
 from convoice.storage import Store
 from convoice.synth import samples
-from convoice.tasks.store_lock import STORE_LIMIT
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -175,7 +175,7 @@ def test_runner_settings_choose_the_task_runner_and_bad_ones_are_refused() -> No
     from prefect_dask import DaskTaskRunner
 
     from convoice.config import ConfigError
-    from convoice.tasks import runner
+    from convoice.orchestration import runner
 
     assert isinstance(runner.task_runner(RunnerSettings(workers=3)), ThreadPoolTaskRunner)
     remote = runner.task_runner(RunnerSettings(kind="dask", address="tcp://10.0.0.5:8786"))

@@ -234,9 +234,9 @@ def test_round_two_keeps_people_and_only_takes_better_scores(
 
 def test_a_new_ingest_of_a_channel_is_told_its_words(tmp_path: Path) -> None:
     from convoice.config import load_settings
+    from convoice.models.from_settings import asr_options, with_vocabulary
     from convoice.records import MediaItem
-    from convoice.tasks import stages
-    from convoice.tasks.prepare import channel_vocabulary
+    from convoice.storage.channel_vocabulary import channel_vocabulary
 
     store = Store(tmp_path)
     set_term(store, "Ada", "Tlaxcala", ACTIVE, "me")
@@ -249,9 +249,9 @@ def test_a_new_ingest_of_a_channel_is_told_its_words(tmp_path: Path) -> None:
     )  # fmt: skip
     words = channel_vocabulary(item, settings)
     assert words == ["Tlaxcala", "Siobhan"]
-    options = stages.with_vocabulary(stages.asr_options(settings), words, "hotwords")
+    options = with_vocabulary(asr_options(settings), words, "hotwords")
     assert (options.hotwords, options.initial_prompt) == ("Tlaxcala, Siobhan", "")
-    options = stages.with_vocabulary(options, words, "initial_prompt")
+    options = with_vocabulary(options, words, "initial_prompt")
     assert (options.hotwords, options.initial_prompt) == ("", "Tlaxcala, Siobhan.")
 
 

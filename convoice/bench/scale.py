@@ -103,7 +103,7 @@ def warm_cluster(workers: int) -> Iterator[tuple[str, float]]:
     from distributed import Client, LocalCluster
 
     from convoice.config import RunnerSettings
-    from convoice.tasks.runner import local_cluster_kwargs
+    from convoice.orchestration.runner import local_cluster_kwargs
 
     asr = load_settings().asr
     start = time.perf_counter()

@@ -254,12 +254,12 @@ def _compare_modes(
     from convoice.config import load_settings
     from convoice.engines.round_two import rare_word, whisper
     from convoice.models import asr
+    from convoice.models.from_settings import asr_options, with_vocabulary
     from convoice.models.language import LanguageGuess
     from convoice.models.round_two import wants_round_two
     from convoice.models.vocabulary import active_for
     from convoice.storage.round_two import clip_samples
     from convoice.storage.vocabulary import channels, learn_from_store
-    from convoice.tasks import stages
 
     settings = load_settings(home=store.root)
     learned = learn_from_store(store, rare_word(settings.asr.model)).terms
@@ -280,8 +280,8 @@ def _compare_modes(
     ways = [("none", [], 0), ("hotwords", words, 0), ("initial_prompt", words, 0)]
     ways.append(("hotwords, beam 5", words, 5))  # round two's default ([asr] round_two_beam_size)
     for mode, chosen, beam in ways:
-        options = stages.with_vocabulary(
-            stages.asr_options(settings),
+        options = with_vocabulary(
+            asr_options(settings),
             chosen,
             "initial_prompt" if "prompt" in mode else "hotwords",
         )

@@ -22,7 +22,7 @@ from rich.console import Console
 
 import convoice
 from convoice.cli.common import HomeOption, fail
-from convoice.tasks.store_lock import STORE_LIMIT  # the queue and the limit share the name
+from convoice.orchestration.store_lock import STORE_LIMIT  # the queue and the limit share the name
 
 ops_app = typer.Typer(
     no_args_is_help=True,

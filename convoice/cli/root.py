@@ -198,7 +198,7 @@ def _runner_settings(
     from dataclasses import replace
 
     from convoice.config import ConfigError
-    from convoice.tasks.runner import check
+    from convoice.orchestration.runner import check
 
     if runner is None and workers is None and address is None:
         return None

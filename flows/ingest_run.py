@@ -1,7 +1,6 @@
-"""One ingest run: what its steps share, and its plan (sources in, items still to label out).
+"""The plan of one ingest run: sources in, items still to label out.
 
-:class:`IngestRun` replaces the seven to nine parameters the ingest's steps
-used to hand each other; the planning reads the sources (a bad row of the
+The planning reads the sources (a bad row of the
 sources file is recorded as skipped), expands each one once and leaves out the
 recordings the store has done.
 """
@@ -9,32 +8,15 @@ recordings the store has done.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 
 from prefect import get_run_logger
 
-from convoice.config import Settings
 from convoice.media.errors import IngestError
 from convoice.media.sources import read_sources
-from convoice.models.run_summary import IngestReport, StageClock
+from convoice.models.run_summary import IngestReport
+from convoice.orchestration.run import IngestRun
 from convoice.records import MediaItem, SkippedItem, SkipReason, Source, now
-from convoice.storage import Store
-from convoice.storage.registry_cache import Registry
 from convoice.tasks import stages
-
-
-@dataclass
-class IngestRun:
-    """What every step of one ingest run shares."""
-
-    store: Store
-    settings: Settings
-    run_id: str
-    report: IngestReport
-    clock: StageClock = field(default_factory=StageClock)
-    log_format: str = "text"
-    registry: Registry = field(default_factory=lambda: Registry({}))
-    locked: bool = True  # whether commits hold the ``convoice-store`` limit
 
 
 def sources(urls: list[str], sources_file: str | None, run: IngestRun) -> list[Source]:

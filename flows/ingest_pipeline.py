@@ -4,7 +4,7 @@ The registry-independent work on each recording (:func:`prepare_recording`)
 runs on the task runner the ``[runner]`` settings name (threads, a local Dask
 cluster or a Dask scheduler), up to :func:`runner.in_flight` recordings
 ahead; each one is then finished here, in item order
-(:func:`convoice.tasks.commit.label_prepared`). Each item succeeds or fails
+(:func:`convoice.orchestration.sequential.label_prepared`). Each item succeeds or fails
 on its own. The stage events workers publish are forwarded to the progress
 display; with threads, the next recording's download runs ahead in a thread
 of its own.
@@ -12,61 +12,23 @@ of its own.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from prefect import get_run_logger
 from prefect.futures import PrefectFuture
 
 from convoice import logs
-from convoice.config import Settings
-from convoice.engines import loaders
+from convoice.flows.ingest_run import as_skipped, report_skip
 from convoice.media.errors import IngestError
+from convoice.orchestration import runner
+from convoice.orchestration.dask_events import watch_dask
+from convoice.orchestration.prefetch import Prefetcher, download_dir
+from convoice.orchestration.run import IngestRun
+from convoice.orchestration.sequential import label_prepared
+from convoice.orchestration.store_lock import store_limit_exists
 from convoice.records import MediaItem
-from convoice.tasks import runner
-from convoice.tasks.commit import label_prepared
-from convoice.tasks.ingest_run import IngestRun, as_skipped, report_skip
-from convoice.tasks.prepare import (
-    WORKER_STAGES,
-    Prepared,
-    forget_prefetched,
-    prefetch,
-    prepare_recording,
-)
-from convoice.tasks.store_lock import store_limit_exists
-
-
-@contextlib.contextmanager
-def preloading(settings: Settings) -> Iterator[None]:
-    """Load the models in a thread while the block runs (threads runner); joined after it.
-
-    Models load while the sources expand (network); joined before any is used.
-    """
-    loading = threading.Thread(target=loaders.preload, args=(settings,), daemon=True)
-    if settings.runner.kind == "threads":
-        loading.start()
-    try:
-        yield
-    finally:
-        if loading.is_alive():
-            loading.join()
-
-
-def watch_dask(task_runner: Any, progress: logs.Progress) -> None:
-    """Forward the stage events Dask workers publish to ``progress``."""
-    client = getattr(task_runner, "client", None)
-    if client is None or not hasattr(client, "subscribe_topic"):
-        return
-
-    def handler(event: tuple[float, dict[str, str]]) -> None:
-        msg = event[1]
-        progress.event(msg["recording_id"], msg["stage"], msg["what"])
-
-    client.subscribe_topic(logs.DASK_TOPIC, handler)
+from convoice.tasks.prepare import WORKER_STAGES, Prepared, prepare_recording
 
 
 class _Submitter:
@@ -76,14 +38,12 @@ class _Submitter:
         self.queue = iter(items)
         self.run = run
         self.task_runner = task_runner
-        self.workdir = loaders.cache_dir() / "downloads"
+        self.workdir = download_dir()
         self.pending: deque[tuple[MediaItem, PrefectFuture[Prepared]]] = deque()
         # With threads, downloads run ahead in a thread of their own: the next recording's
         # download overlaps this one's compute (Dask workers download for themselves).
         ahead = run.settings.runner.kind == "threads"
-        self.prefetcher = (
-            ThreadPoolExecutor(1, thread_name_prefix="convoice-download") if ahead else None
-        )
+        self.prefetcher = Prefetcher() if ahead else None
 
     def submit_next(self) -> bool:
         """Submit the next item; False when there is none left."""
@@ -97,7 +57,7 @@ class _Submitter:
         }  # fmt: skip
         with logs.log_context(recording_id=item.recording_id):
             if self.prefetcher is not None:
-                prefetch(self.prefetcher, item, self.workdir, run.settings)
+                self.prefetcher.start(item, self.workdir, run.settings)
             self.pending.append((item, self.task_runner.submit(prepare_recording, parameters)))
         return True
 
@@ -109,8 +69,7 @@ class _Submitter:
     def close(self, items: list[MediaItem]) -> None:
         """Stop the downloads started ahead; forget those no worker took."""
         if self.prefetcher is not None:
-            self.prefetcher.shutdown(wait=True, cancel_futures=True)
-            forget_prefetched([i.recording_id for i in items])
+            self.prefetcher.close([i.recording_id for i in items])
 
 
 def label_all(items: list[MediaItem], run: IngestRun) -> None:

@@ -1,0 +1,28 @@
+"""One ingest run: what its steps share (the store, settings, report, clock, registry, lock).
+
+:class:`IngestRun` replaces the seven to nine parameters the ingest's steps
+used to hand each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from convoice.config import Settings
+from convoice.models.run_summary import IngestReport, StageClock
+from convoice.storage import Store
+from convoice.storage.registry_cache import Registry
+
+
+@dataclass
+class IngestRun:
+    """What every step of one ingest run shares."""
+
+    store: Store
+    settings: Settings
+    run_id: str
+    report: IngestReport
+    clock: StageClock = field(default_factory=StageClock)
+    log_format: str = "text"
+    registry: Registry = field(default_factory=lambda: Registry({}))
+    locked: bool = True  # whether commits hold the ``convoice-store`` limit

@@ -1,0 +1,84 @@
+"""The sequential step of an ingest: match a prepared recording against the registry, commit it.
+
+Runs in the flow's process, one recording at a time in item order, holding
+the ``convoice-store`` concurrency limit and reading the registry afresh, so
+two ingests see each other's new speakers. A recording is committed in one
+idempotent step (its rows, the done marker last: the ``commit`` task).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prefect import get_run_logger
+
+from convoice.media.download import remove_download
+from convoice.models import labelling
+from convoice.models.registry import SpeakerMatch
+from convoice.models.run_summary import RecordingOutcome
+from convoice.orchestration.run import IngestRun
+from convoice.orchestration.store_lock import store_lock
+from convoice.records import Clip, MediaItem, Speaker, now
+from convoice.storage import calibration
+from convoice.tasks.commit import commit
+from convoice.tasks.prepare import Prepared
+
+
+def identify_and_route(
+    rid: str, prepared: Prepared, run: IngestRun
+) -> tuple[list[SpeakerMatch], list[Clip], list[Speaker]]:
+    """Match the recording's speakers to the registry, build and route its clips.
+
+    Returns the matches, the clips and the registry speakers they touch.
+    """
+    settings, registry, clock = run.settings, run.registry, run.clock
+    with clock.stage("identify"):
+        registry.refresh(run.store)
+        ids, centroids = registry.matrix()
+        scale = settings.similarity_scale()
+        matches = labelling.identify(rid, prepared.speakers, ids, centroids, scale)
+    with clock.stage("route"):
+        vectors = prepared.vectors
+        clips = labelling.build_clips(
+            rid, prepared.seg, prepared.speakers, matches, vectors.clips,
+            prepared.transcripts, settings.routing, scale,
+            vectors.identity_clips if vectors.separate_identity else None,
+            calibration.current(run.store.location),
+        )  # fmt: skip
+        touched = labelling.update_registry(rid, clips, matches, registry.speakers, now())
+    return matches, clips, touched
+
+
+def label_prepared(item: MediaItem, prepared: Prepared, run: IngestRun) -> RecordingOutcome | None:
+    """Identify, route and commit one prepared recording; None when another run did it.
+
+    With ``run.locked``, holds the ``convoice-store`` concurrency limit and reads the
+    registry inside it, so concurrent ingests match against each other's speakers.
+    """
+    rid = item.recording_id
+    with store_lock(run.locked):
+        matches, clips, touched = identify_and_route(rid, prepared, run)
+        with run.clock.stage("commit"):
+            written = commit(run.store, item, prepared, clips, touched, run.settings, run.run_id)
+        if not written:
+            return None
+        run.registry.committed(run.store, touched, run.locked)
+    _log_clips(rid, clips)
+    remove_download(prepared.download_path)  # the store keeps the recording as FLAC now
+    return RecordingOutcome.of(item, prepared.duration, clips, matches)
+
+
+def _log_clips(rid: str, clips: list[Clip]) -> None:
+    """One debug line per clip: its speaker, status and review reasons."""
+    logger = get_run_logger()
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
+    for clip in clips:
+        logger.debug(
+            "clip %s: %s, %s %s",
+            clip.clip_id,
+            clip.speaker_id,
+            clip.status,
+            ",".join(str(r) for r in clip.review_reasons),
+            extra={"recording_id": rid, "clip_id": clip.clip_id},
+        )
