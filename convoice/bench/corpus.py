@@ -332,10 +332,12 @@ def _json_turns(path: Path) -> list[TruthTurn]:
 
 
 def _rttm_turns(path: Path) -> list[TruthTurn]:
-    from convoice.models.metrics import read_rttm
+    from convoice.models.metrics import parse_rttm
 
     try:
-        return [TruthTurn(s, e, who, "") for s, e, who in read_rttm(str(path))]
+        return [
+            TruthTurn(s, e, who, "") for s, e, who in parse_rttm(path.read_text(encoding="utf-8"))
+        ]
     except (ValueError, IndexError) as err:
         raise CorpusFormatError(f"{path}: not RTTM: {err}") from err
 
