@@ -29,10 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from convoice.records import SAMPLE_RATE, FloatArray
 from convoice.synth import inventory as voices
 from convoice.synth.media_files import write_media
 from convoice.synth.samples import Corpus, Episode, TruthTurn, write_rttm
-from convoice.synth.speech import SAMPLE_RATE, FloatArray, SynthesisError, synthesize
+from convoice.synth.speech import SynthesisError, synthesize
 
 TURN_GAP_S = (0.25, 0.8)
 EDGE_SILENCE_S = 0.5
