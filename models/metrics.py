@@ -91,10 +91,3 @@ def parse_rttm(text: str) -> list[tuple[float, float, str]]:
         if len(f) >= 8 and f[0] == "SPEAKER":
             out.append((float(f[3]), float(f[3]) + float(f[4]), f[7]))
     return out
-
-
-def read_rttm(path: str) -> list[tuple[float, float, str]]:
-    """:func:`parse_rttm` of the file ``path`` (the one file read in models/: to move to
-    its callers, ``parse_rttm(Path(path).read_text(encoding="utf-8"))``)."""
-    with open(path, encoding="utf-8") as handle:
-        return parse_rttm(handle.read())

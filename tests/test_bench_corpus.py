@@ -12,8 +12,9 @@ import pytest
 
 from convoice.bench import corpus as bench_corpus
 from convoice.models import evaluation
+from convoice.records import SAMPLE_RATE
 from convoice.synth import inventory as voices
-from convoice.synth.speech import INVENTORY, SAMPLE_RATE, VOICES, synthesize
+from convoice.synth.speech import INVENTORY, VOICES, synthesize
 
 
 def test_split_is_stable_disjoint_and_keeps_the_tuned_voices_in_tune() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from convoice.config import load_settings
 from convoice.engines import loaders
 from convoice.media.audio import decode
 from convoice.models import asr, embed, labelling
-from convoice.models.metrics import WerCount, diarization_error_rate, read_rttm, wer_count
+from convoice.models.metrics import WerCount, diarization_error_rate, parse_rttm, wer_count
 from convoice.records import Region
 from convoice.synth import samples
 from convoice.tasks import stages
@@ -30,7 +32,10 @@ def test_diarization_of_the_real_two_speaker_recording(settings) -> None:  # typ
     empty = np.zeros((0, 256), dtype=np.float32)
     speakers, matches = stages.identify.fn("sample", seg, vectors, [], empty, settings)
     assert speakers.num_speakers == 2 and len(matches) == 2
-    der = diarization_error_rate(read_rttm(str(rttm)), labelling.diarization_output(seg, speakers))
+    der = diarization_error_rate(
+        parse_rttm(Path(rttm).read_text(encoding="utf-8")),
+        labelling.diarization_output(seg, speakers),
+    )
     assert der <= 0.10, f"DER {der:.3f}"
 
 
@@ -108,7 +113,10 @@ def test_the_full_pyannote_pipeline_backend_from_a_local_directory(settings, tmp
     vectors = stages.embed_speakers.fn(audio, seg)
     empty = np.zeros((0, 256), dtype=np.float32)
     speakers, _ = stages.identify.fn("sample", seg, vectors, [], empty, settings)
-    der = diarization_error_rate(read_rttm(str(rttm)), labelling.diarization_output(seg, speakers))
+    der = diarization_error_rate(
+        parse_rttm(Path(rttm).read_text(encoding="utf-8")),
+        labelling.diarization_output(seg, speakers),
+    )
     assert der <= 0.15, f"DER {der:.3f}"
 
 

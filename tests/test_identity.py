@@ -12,7 +12,7 @@ from convoice.config import ConfigError, load_settings
 from convoice.engines import loaders
 from convoice.media.audio import decode
 from convoice.models import embed
-from convoice.models.metrics import read_rttm
+from convoice.models.metrics import parse_rttm
 from convoice.models.voices import two_voice_flags
 from convoice.records import Region, Speaker
 from convoice.storage import Store
@@ -24,7 +24,7 @@ def _sample_turns(piece_s: float = 1.5) -> tuple[np.ndarray, list[Region], list[
     """pyannote's real two-speaker sample cut into pieces of one voice (overlaps left out)."""
     wav, rttm = samples.pyannote_sample()
     audio = decode(wav).samples
-    turns = sorted(read_rttm(str(rttm)))
+    turns = sorted(parse_rttm(Path(rttm).read_text(encoding="utf-8")))
     regions, speakers = [], []
     for start, end, speaker in turns:
         others = [(s, e) for s, e, who in turns if who != speaker and e > start and s < end]

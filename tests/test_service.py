@@ -30,8 +30,8 @@ from convoice.bench.service import SENTENCES as SENTENCES_20
 from convoice.config import ServiceSettings, Settings
 from convoice.engines import loaders
 from convoice.models import voicebank as vb
-from convoice.models.embed import SAMPLE_RATE, embed_regions
-from convoice.records import Clip, ClipStatus, Region, Transcript, Word
+from convoice.models.embed import embed_regions
+from convoice.records import SAMPLE_RATE, Clip, ClipStatus, Region, Transcript, Word
 from convoice.service import synthesisers as syn
 from convoice.service.app import create_app
 from convoice.service.bank import load_bank

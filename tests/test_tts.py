@@ -29,8 +29,8 @@ from convoice.cli.tts import export_tts_command, retrain_tts_command
 from convoice.engines import loaders
 from convoice.flows.tts import export_tts_flow, retrain_tts_flow
 from convoice.models import tts_data
-from convoice.models.embed import SAMPLE_RATE, embed_regions
-from convoice.records import Clip, ClipStatus, Region, Transcript, Word
+from convoice.models.embed import embed_regions
+from convoice.records import SAMPLE_RATE, Clip, ClipStatus, Region, Transcript, Word
 from convoice.storage import Store
 from convoice.synth.sentences import pick_sentences
 from convoice.synth.speech import synthesize

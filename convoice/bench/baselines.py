@@ -17,7 +17,7 @@ import numpy as np
 
 from convoice.engines import loaders
 from convoice.media.audio import decode
-from convoice.models.metrics import diarization_error_rate, read_rttm
+from convoice.models.metrics import diarization_error_rate, parse_rttm
 from convoice.synth import samples
 
 
@@ -108,4 +108,4 @@ def naive_der() -> float:
 
     wav, rttm = samples.pyannote_sample()
     turns = diarize_whole(offline_pipeline(), decode(wav).samples)
-    return diarization_error_rate(read_rttm(str(rttm)), turns)
+    return diarization_error_rate(parse_rttm(Path(rttm).read_text(encoding="utf-8")), turns)

@@ -29,10 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from convoice.records import SAMPLE_RATE, FloatArray
 from convoice.synth import inventory as voices
 from convoice.synth.media_files import write_media
 from convoice.synth.samples import Corpus, Episode, TruthTurn, write_rttm
-from convoice.synth.speech import SAMPLE_RATE, FloatArray, SynthesisError, synthesize
+from convoice.synth.speech import SynthesisError, synthesize
 
 TURN_GAP_S = (0.25, 0.8)
 EDGE_SILENCE_S = 0.5
@@ -332,10 +333,12 @@ def _json_turns(path: Path) -> list[TruthTurn]:
 
 
 def _rttm_turns(path: Path) -> list[TruthTurn]:
-    from convoice.models.metrics import read_rttm
+    from convoice.models.metrics import parse_rttm
 
     try:
-        return [TruthTurn(s, e, who, "") for s, e, who in read_rttm(str(path))]
+        return [
+            TruthTurn(s, e, who, "") for s, e, who in parse_rttm(path.read_text(encoding="utf-8"))
+        ]
     except (ValueError, IndexError) as err:
         raise CorpusFormatError(f"{path}: not RTTM: {err}") from err
 

@@ -24,7 +24,7 @@ from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
 from convoice.media.audio import decode
 from convoice.models import asr, lang_eval, language, routing
-from convoice.records import ClipStatus, Region, ReviewReason
+from convoice.records import Region, ReviewReason
 from convoice.storage import Store
 from convoice.synth import multilingual, samples
 
@@ -183,13 +183,6 @@ def compare_detection(recs: Sequence[_Recording], model: Any) -> dict[str, dict[
     return out
 
 
-_TRANSCRIPT_REASONS = {
-    routing.Reason.NO_SPEECH, routing.Reason.LOW_WORD_PROBABILITY,
-    routing.Reason.LOW_TRANSCRIPT_CONFIDENCE, routing.Reason.LIKELY_HALLUCINATION,
-    routing.Reason.SPEAKING_RATE,
-}  # fmt: skip
-
-
 def _retranscribe(rec: _Recording, whisper: Any, settings: Settings) -> list[Row]:
     """The recording's clips transcribed again by ``whisper``, in their detected languages."""
     guesses = [
@@ -200,7 +193,7 @@ def _retranscribe(rec: _Recording, whisper: Any, settings: Settings) -> list[Row
     found = asr.transcribe_clips(whisper, rec.samples, rec.regions, options, languages=guesses)
     rows = []
     for c, t in zip(rec.clips, found, strict=True):
-        other = [r for r in c["review_reasons"] if r not in _TRANSCRIPT_REASONS]
+        other = [r for r in c["review_reasons"] if r not in routing.TEXT_REASONS]
         duration = c["end"] - c["start"]
         mine = (
             routing.transcript_reasons(t, duration, settings.routing)
@@ -208,8 +201,7 @@ def _retranscribe(rec: _Recording, whisper: Any, settings: Settings) -> list[Row
             else [ReviewReason.NO_SPEECH]
         )
         words = [{"word": w.word, "start": w.start, "end": w.end} for w in t.words] if t else []
-        status = ClipStatus.ACCEPTED if not other and not mine else ClipStatus.REVIEW
-        rows.append({**c, "words": words, "status": status})
+        rows.append({**c, "words": words, "status": routing.clip_status([*other, *mine])})
     return rows
 
 

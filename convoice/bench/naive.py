@@ -177,6 +177,16 @@ def _no_plda_class() -> type[PLDA]:
     return _NoPLDA
 
 
+def _offline_segmentation(segmentation: Model | str, clustering: str) -> Model:
+    """The segmentation model of a pipeline with no hub access (a str is loaded by
+    :func:`loaders.segmentation_model`); VBx clustering is refused, it needs the hub's PLDA."""
+    if clustering == "VBxClustering":
+        raise ValueError("VBxClustering needs a PLDA from the hub; use another clustering")
+    if isinstance(segmentation, str):
+        return loaders.segmentation_model(segmentation)
+    return segmentation
+
+
 def _pipeline_class(
     embedding_class: type[Model], no_plda: Callable[[], PLDA]
 ) -> type[SpeakerDiarization]:
@@ -207,13 +217,9 @@ def _pipeline_class(
             token: str | None = None,
             cache_dir: str | Path | None = None,
         ) -> None:
-            if clustering == "VBxClustering":
-                raise ValueError("VBxClustering needs a PLDA from the hub; use another clustering")
-            if isinstance(segmentation, str):
-                segmentation = loaders.segmentation_model(segmentation)
             super().__init__(
                 legacy=legacy,
-                segmentation=segmentation,
+                segmentation=_offline_segmentation(segmentation, clustering),
                 segmentation_step=segmentation_step,
                 embedding=embedding if embedding is not None else embedding_class(),
                 embedding_exclude_overlap=embedding_exclude_overlap,

@@ -35,7 +35,7 @@ from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
 from convoice.media.audio import decode
 from convoice.models import evaluation, labelling
-from convoice.models.metrics import diarization_error_rate, read_rttm
+from convoice.models.metrics import diarization_error_rate, parse_rttm
 from convoice.storage import Store
 from convoice.synth import samples
 from convoice.tasks import stages
@@ -202,4 +202,7 @@ def engine_der(settings: Settings) -> float:
     vectors = stages.embed_speakers.fn(audio, seg, "", settings.identity.encoder)
     empty = np.zeros((0, 0), dtype=np.float32)
     speakers, _ = stages.identify.fn("sample", seg, vectors, [], empty, settings)
-    return diarization_error_rate(read_rttm(str(rttm)), labelling.diarization_output(seg, speakers))
+    return diarization_error_rate(
+        parse_rttm(Path(rttm).read_text(encoding="utf-8")),
+        labelling.diarization_output(seg, speakers),
+    )

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from convoice.models.metrics import WerCount, wer_count
-from convoice.service import speech as sp
+from convoice.service import speak as sp
 from convoice.service.bank import Bank, embed, load_bank, score, to_rate
 
 if TYPE_CHECKING:

@@ -32,7 +32,7 @@ from convoice.config import environment
 from convoice.models.evaluation import words_heard
 from convoice.models.metrics import WerCount, wer_count
 from convoice.models.vocabulary import TermErrors, term_errors
-from convoice.records import ClipStatus, LabelSource
+from convoice.records import ClipStatus, LabelSource, Transcript
 from convoice.storage import Store
 
 
@@ -292,9 +292,16 @@ def _compare_modes(
             model, samples, regions, options, lambda _: (name, model), languages=guesses
         )
         seconds = time.perf_counter() - started
-        terms, wer = TermErrors(), WerCount(0, 0)
-        for row, t in zip(rows, found, strict=True):
-            text = t.text if t else ""
-            terms += term_errors(refs[row["clip_id"]], text, RECURRING)
-            wer += wer_count(refs[row["clip_id"]], text)
-        bench.modes[mode] = (terms, wer, seconds)
+        bench.modes[mode] = (*_score_mode(rows, found, refs), seconds)
+
+
+def _score_mode(
+    rows: Sequence[Mapping[str, Any]], found: Sequence[Transcript | None], refs: Mapping[str, str]
+) -> tuple[TermErrors, WerCount]:
+    """The recurring terms' errors and the WER of the transcripts ``found`` for ``rows``."""
+    terms, wer = TermErrors(), WerCount(0, 0)
+    for row, t in zip(rows, found, strict=True):
+        text = t.text if t else ""
+        terms += term_errors(refs[row["clip_id"]], text, RECURRING)
+        wer += wer_count(refs[row["clip_id"]], text)
+    return terms, wer

@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 
 from convoice.models.evaluation import overlap
+from convoice.records import SAMPLE_RATE
 from convoice.review.client import ReviewClient
 from convoice.synth import inventory as voices
 from convoice.synth.media_files import write_media
 from convoice.synth.sentences import SENTENCES
-from convoice.synth.speech import SAMPLE_RATE, synthesize
+from convoice.synth.speech import synthesize
 
 PEOPLE = ("Siobhan", "Przemyslaw", "Kwabena", "Thandiwe", "Aoife", "Nakamura", "Osei")
 PLACES = ("Tlaxcala", "Ouarzazate", "Xochimilco", "Llanfair", "Eyjafjallajokull")

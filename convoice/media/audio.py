@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from convoice.media import ffmpeg
 from convoice.media.errors import IngestError
 from convoice.records import SAMPLE_RATE, SkipReason
 
@@ -88,12 +88,9 @@ def _read_wav(path: Path) -> npt.NDArray[np.float32] | None:
 
 
 def _ffmpeg_to_raw(path: Path, raw: Path) -> None:
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(path), "-f", "f32le", "-ac", "1",
-           "-ar", str(SAMPLE_RATE), str(raw)]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, capture_output=True, check=False, timeout=7200)
-    except FileNotFoundError as err:
-        raise RuntimeError("ffmpeg is not installed; run `make setup`") from err
+    args = ["-nostdin", "-v", "error", "-y", "-i", str(path), "-f", "f32le", "-ac", "1",
+            "-ar", str(SAMPLE_RATE), str(raw)]  # fmt: skip
+    proc = ffmpeg.run("ffmpeg", args, timeout=7200)
     if proc.returncode != 0:
         detail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
         raise IngestError(

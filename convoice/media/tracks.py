@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from convoice.config import IngestSettings
+from convoice.media import ffmpeg
 from convoice.media.errors import IngestError
 from convoice.media.ytdlp import short
 from convoice.records import SAMPLE_RATE, SkipReason
@@ -144,13 +144,10 @@ def extract_audio(path: Path, track: AudioTrack, wav: Path) -> Path:
     Raises:
         IngestError: ``corrupt_media`` when ffmpeg cannot decode it.
     """
-    cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(path), "-map", f"0:{track.index}",
-           "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le",
-           str(wav)]  # fmt: skip
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=7200, check=False)
-    except FileNotFoundError as err:
-        raise RuntimeError("ffmpeg is not installed; run `make setup`") from err
+    args = ["-nostdin", "-v", "error", "-y", "-i", str(path), "-map", f"0:{track.index}",
+            "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le",
+            str(wav)]  # fmt: skip
+    done = ffmpeg.run("ffmpeg", args, timeout=7200, text=True)
     if done.returncode != 0 or not wav.exists():
         detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise IngestError(
@@ -161,11 +158,8 @@ def extract_audio(path: Path, track: AudioTrack, wav: Path) -> Path:
 
 def _ffprobe(path: Path) -> dict[str, Any] | None:
     """ffprobe's streams and format of ``path``, or None when it cannot read the file."""
-    cmd = ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-    except FileNotFoundError as err:
-        raise RuntimeError("ffprobe is not installed (it ships with ffmpeg)") from err
+    args = ["-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)]
+    done = ffmpeg.run("ffprobe", args, timeout=120, text=True)
     if done.returncode != 0:
         return None
     data: dict[str, Any] = json.loads(done.stdout or "{}")

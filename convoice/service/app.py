@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from convoice.models import voicebank as vb
-from convoice.service import speech as sp
+from convoice.service import speak as sp
 from convoice.service.bank import (
     Bank,
     Refusal,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from convoice.engines import loaders
+from convoice.media import ffmpeg
 from convoice.media.audio import read_encoded
 from convoice.models import voicebank as vb
 from convoice.models.metrics import wer_count
@@ -265,8 +265,7 @@ def decode_upload(data: bytes, filename: str, settings: Settings) -> np.ndarray:
     with tempfile.TemporaryDirectory(prefix="convoice-upload-") as tmp:  # deleted on return
         path = Path(tmp) / f"upload{suffix}"
         path.write_bytes(data)
-        cmd = [
-            "ffmpeg",
+        args = [
             "-nostdin",
             "-v",
             "error",
@@ -282,7 +281,7 @@ def decode_upload(data: bytes, filename: str, settings: Settings) -> np.ndarray:
             str(RATE),
             "-",
         ]
-        proc = subprocess.run(cmd, capture_output=True, check=False, timeout=120)
+        proc = ffmpeg.run("ffmpeg", args, timeout=120)
     samples = np.frombuffer(proc.stdout, dtype=np.float32).copy()
     if proc.returncode != 0 or samples.size == 0:
         raise Refusal(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convoice.media.audio import wav_bytes
-from convoice.service.speech import SpeechResult
+from convoice.service.speak import SpeechResult
 
 
 class RateLimiter:

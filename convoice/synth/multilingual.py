@@ -45,10 +45,9 @@ from convoice.synth.samples import (
 )
 from convoice.synth.speech import (
     TARGET_RMS_DBFS,
-    TRIM_PAD_S,
-    TRIM_THRESHOLD,
     SynthesisError,
     synthesize,
+    trimmed,
 )
 
 ROADMAP = ("en", "ru", "de", "fr", "es", "pt", "zh", "it", "fa", "nl", "tr")
@@ -81,9 +80,7 @@ def _level(audio: FloatArray) -> FloatArray:
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak <= 0.0:
         raise SynthesisError("espeak-ng produced silence")
-    loud = np.flatnonzero(np.abs(audio) >= TRIM_THRESHOLD * peak)
-    pad = int(TRIM_PAD_S * SAMPLE_RATE)
-    audio = audio[max(0, loud[0] - pad) : loud[-1] + 1 + pad]
+    audio = trimmed(audio, peak)
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
     gain = min(10 ** (TARGET_RMS_DBFS / 20) / max(rms, 1e-9), 0.95 / peak)
     return (audio * gain).astype(np.float32)

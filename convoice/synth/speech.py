@@ -163,14 +163,20 @@ def _piper_wav(voice: Voice, text: str, raw: Path) -> None:
         raise SynthesisError(f"piper failed ({done.returncode}): {done.stderr.strip()[-500:]}")
 
 
+def trimmed(audio: FloatArray, peak: float) -> FloatArray:
+    """``audio`` without the silence (below :data:`TRIM_THRESHOLD` of ``peak``) at its ends,
+    :data:`TRIM_PAD_S` of it kept."""
+    loud = np.flatnonzero(np.abs(audio) >= TRIM_THRESHOLD * peak)
+    pad = int(TRIM_PAD_S * SAMPLE_RATE)
+    return audio[max(0, loud[0] - pad) : loud[-1] + 1 + pad]
+
+
 def trim_and_level(audio: FloatArray) -> FloatArray:
     """Bring speech to :data:`TARGET_RMS_DBFS` and trim silence at both ends, lightly."""
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak <= 0.0:
         raise SynthesisError("the TTS engine produced silence")
-    loud = np.flatnonzero(np.abs(audio) >= TRIM_THRESHOLD * peak)
-    pad = int(TRIM_PAD_S * SAMPLE_RATE)
-    audio = audio[max(0, loud[0] - pad) : loud[-1] + 1 + pad]
+    audio = trimmed(audio, peak)
     speech = audio[np.abs(audio) >= TRIM_THRESHOLD * peak]
     rms = float(np.sqrt(np.mean(np.square(speech, dtype=np.float64))))
     gain = min(10 ** (TARGET_RMS_DBFS / 20) / rms, 0.95 / peak)

@@ -29,7 +29,8 @@ import numpy as np
 from convoice.config import EncoderSettings
 from convoice.engines import loaders
 from convoice.models.embed import CAMPPLUS_DIM, CAMPPLUS_WINDOW, MIN_SAMPLES
-from convoice.models.ge2e import FloatArray, NotEnoughData, ge2e_loss, plan_batch
+from convoice.models.ge2e import NotEnoughData, ge2e_loss, plan_batch
+from convoice.records import FloatArray
 from convoice.training.encoder import (
     CHECKPOINT,
     WEIGHTS,

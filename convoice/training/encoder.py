@@ -20,9 +20,9 @@ import numpy as np
 from convoice.config import EncoderSettings, Settings
 from convoice.engines import loaders
 from convoice.media.audio import read_encoded
-from convoice.models.embed import SAMPLE_RATE, embed_regions, mel_spectrogram
-from convoice.models.ge2e import FloatArray, ge2e_loss, plan_batch, random_crop
-from convoice.records import Region
+from convoice.models.embed import embed_regions, mel_spectrogram
+from convoice.models.ge2e import ge2e_loss, plan_batch, random_crop
+from convoice.records import SAMPLE_RATE, FloatArray, Region
 
 if TYPE_CHECKING:
     from resemblyzer import VoiceEncoder

@@ -20,9 +20,9 @@ import numpy as np
 from convoice.engines import loaders
 from convoice.models import tts_data
 from convoice.models.asr import AsrOptions, transcribe_clips
-from convoice.models.embed import SAMPLE_RATE as ENCODER_RATE
 from convoice.models.embed import embed_regions
 from convoice.models.metrics import WerCount, wer_count
+from convoice.records import SAMPLE_RATE as ENCODER_RATE
 from convoice.records import Region
 from convoice.training.tts import load_model, synthesize
 from convoice.training.tts_export import read_export, resample
