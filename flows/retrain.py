@@ -17,7 +17,7 @@ d-vector encoder):
 4. after a promotion, re-embed every clip of the store, work the identities
    out again (people's labels stay), re-route, and release.
 
-It only composes: the steps in :mod:`convoice.tasks.encoder_round`, the
+It only composes: the steps in :mod:`convoice.training.round_store`, the
 encoders and the round's figures in :mod:`convoice.training.encoder_round`,
 arithmetic in :mod:`convoice.models`, writes in :mod:`convoice.storage`.
 """
@@ -30,7 +30,8 @@ from prefect.artifacts import create_markdown_artifact
 from convoice.config import load_settings
 from convoice.storage import Store
 from convoice.storage.encoders import EncoderRegistry
-from convoice.tasks.encoder_round import (
+from convoice.training.encoder_round import EncoderRound
+from convoice.training.round_store import (
     count_training,
     encoder_kind,
     relabel_after_promotion,
@@ -39,7 +40,6 @@ from convoice.tasks.encoder_round import (
     train_and_judge,
     trained_on,
 )
-from convoice.training.encoder_round import EncoderRound
 
 
 @flow(name="convoice-retrain-encoder", log_prints=True)

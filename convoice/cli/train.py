@@ -181,7 +181,7 @@ def _relabel(home: str | None, encoder_id: str, kind: str) -> None:
     from convoice.engines import loaders
     from convoice.storage import Store
     from convoice.storage.encoders import EncoderRegistry
-    from convoice.tasks.encoder_round import relabel_store
+    from convoice.training.round_store import relabel_store
 
     settings = load_settings(home=home)
     store = Store.open(settings)

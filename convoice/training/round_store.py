@@ -1,4 +1,4 @@
-"""The steps of an encoder round that read and write the store (:mod:`convoice.flows.retrain`).
+"""An encoder round's steps that read and write the store (:mod:`convoice.flows.retrain`).
 
 Which release and encoder kind a round trains, whether it trained on the same
 data before, the training and judging of a candidate (registered, promoted
