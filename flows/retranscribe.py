@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
 from prefect import flow, get_run_logger
 
@@ -31,7 +30,7 @@ from convoice.config import Settings, load_settings
 from convoice.engines.round_two import rare_word, whisper
 from convoice.models.round_two import Revision, attempt_key, tried, wants_round_two
 from convoice.models.vocabulary import Term, active_for
-from convoice.records import ClipStatus
+from convoice.records import ClipStatus, StoredClip
 from convoice.storage import Store
 from convoice.storage.rows import clip_records
 from convoice.storage.vocabulary import channels, learn_from_store, read_terms
@@ -77,12 +76,12 @@ class RoundTwoReport:
 
 
 def _in_scope(
-    rows: list[dict[str, Any]], recording: str | None, channel: str | None, where: dict[str, str]
-) -> list[dict[str, Any]]:
+    rows: list[StoredClip], recording: str | None, channel: str | None, where: dict[str, str]
+) -> list[StoredClip]:
     if recording:
-        rows = [r for r in rows if r["recording_id"] == recording]
+        rows = [r for r in rows if r.recording_id == recording]
     if channel:
-        rows = [r for r in rows if where.get(r["recording_id"]) == channel]
+        rows = [r for r in rows if where.get(r.recording_id) == channel]
     return rows
 
 
@@ -109,7 +108,7 @@ class _Pass:
     where: dict[str, str]  # recording id -> its channel
 
 
-def _recording(report: RoundTwoReport, run: _Pass, rid: str, group: list[dict[str, Any]]) -> None:
+def _recording(report: RoundTwoReport, run: _Pass, rid: str, group: list[StoredClip]) -> None:
     """Transcribe again the clips of one recording that want it (and were not tried so)."""
     settings = run.settings
     words = active_for(run.terms, run.where.get(rid, ""), settings.asr.vocabulary_size)
@@ -129,7 +128,7 @@ def _recording(report: RoundTwoReport, run: _Pass, rid: str, group: list[dict[st
         return
     revisions = retranscribe_recording(run.store, todo, settings, run.model, words, key)
     _count(report, revisions)
-    report.audio_s += sum(float(r["end"]) - float(r["start"]) for r in todo)
+    report.audio_s += sum(float(r.end) - float(r.start) for r in todo)
     report.recordings.append(rid)
 
 
@@ -158,15 +157,15 @@ def retranscribe_flow(
     report.learned_terms, report.learned_clips = len(learned.changed), learned.new_clips
     where = channels(store)
     if (recording or channel) and not _in_scope(
-        [{"recording_id": r} for r in where], recording, channel, where
+        [StoredClip("", recording_id=r) for r in where], recording, channel, where
     ):
         raise ValueError(f"no recording {recording!r} / channel {channel!r} in the store")
-    rows = store.materialized_clips().to_pylist()
+    rows = clip_records(store.materialized_clips())
     report.clips = len(rows)
-    report.review_before = sum(r["status"] == ClipStatus.REVIEW for r in rows)
-    by_recording: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    report.review_before = sum(r.status == ClipStatus.REVIEW for r in rows)
+    by_recording: dict[str, list[StoredClip]] = defaultdict(list)
     for row in _in_scope(rows, recording, channel, where):
-        by_recording[row["recording_id"]].append(row)
+        by_recording[row.recording_id].append(row)
     run = _Pass(store, settings, model, name, review_only, read_terms(store), where)
     for rid, group in sorted(by_recording.items()):
         _recording(report, run, rid, group)

@@ -1,10 +1,11 @@
 """Round two of transcription: which clips, and when a new machine transcript replaces the old.
 
-Pure decisions on clip rows (dicts of the ``clips`` table, people's labels
-applied): :func:`wants_round_two` picks machine transcripts still waiting for
-review or below the transcript-confidence bar; :func:`revise` gives the new
-machine fields of a clip when the new transcript scores better, and re-routes
-it (its speaker reasons stay, its transcript reasons are worked out again).
+Pure decisions on clip rows (:class:`~convoice.records.StoredClip` records of the
+``clips`` table, people's labels applied): :func:`wants_round_two` picks machine
+transcripts still waiting for review or below the transcript-confidence bar;
+:func:`revise` gives the new machine fields of a clip when the new transcript
+scores better, and re-routes it (its speaker reasons stay, its transcript
+reasons are worked out again).
 A transcript a person wrote is never a candidate.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,21 +26,21 @@ from convoice.models.routing import (
     transcript_reasons,
 )
 from convoice.models.vocabulary import normalise
-from convoice.records import ClipStatus, LabelSource, Transcript, Word
+from convoice.records import ClipStatus, LabelSource, StoredClip, Transcript, Word
 
 
-def wants_round_two(row: Mapping[str, Any], min_confidence: float, every: bool = False) -> bool:
+def wants_round_two(row: StoredClip, min_confidence: float, every: bool = False) -> bool:
     """A machine transcript that waits for review or scores below ``min_confidence``.
 
     ``every``: any machine transcript (not rejected) of a channel whose vocabulary it
     was not made with; Whisper is often wrong about a name with high confidence.
     """
-    if row["transcript_label_source"] != LabelSource.MACHINE:
+    if row.transcript_label_source != LabelSource.MACHINE:
         return False
-    if row["status"] == ClipStatus.REJECTED:
+    if row.status == ClipStatus.REJECTED:
         return False
     return every or bool(
-        row["status"] == ClipStatus.REVIEW or (row["transcript_confidence"] or 0.0) < min_confidence
+        row.status == ClipStatus.REVIEW or (row.transcript_confidence or 0.0) < min_confidence
     )
 
 
@@ -49,9 +50,9 @@ def attempt_key(model: str, mode: str, words: Sequence[str]) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def tried(row: Mapping[str, Any], key: str) -> bool:
+def tried(row: StoredClip, key: str) -> bool:
     """Whether the clip was transcribed again with ``key`` already."""
-    return json.loads(row.get("models") or "{}").get("round_two") == key
+    return json.loads(row.models or "{}").get("round_two") == key
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,11 @@ def credited(transcript: Transcript, vocabulary: Sequence[str]) -> Transcript:
     return replace(transcript, words=words)
 
 
-def _old_transcript(row: Mapping[str, Any]) -> Transcript:
+def _old_transcript(row: StoredClip) -> Transcript:
     words = tuple(
-        Word(w["word"], w["start"], w["end"], float(w["probability"])) for w in row["words"] or []
+        Word(w["word"], w["start"], w["end"], float(w["probability"])) for w in row.words or ()
     )
-    return Transcript(row["text"] or "", row["language"] or "", 0.0, words, 0.0, 0.0, 0.0)
+    return Transcript(row.text or "", row.language or "", 0.0, words, 0.0, 0.0, 0.0)
 
 
 def better(
@@ -102,7 +103,7 @@ def better(
 
 
 def revise(
-    row: Mapping[str, Any],
+    row: StoredClip,
     new: Transcript | None,
     key: str,
     cfg: RoutingSettings,
@@ -113,17 +114,17 @@ def revise(
     Old and new transcripts are scored alike: words of ``vocabulary`` count as
     sure in both (:func:`credited`); the new one's confidence and routing too.
     """
-    duration = float(row["end"]) - float(row["start"])
-    models = json.loads(row.get("models") or "{}")
+    duration = float(row.end) - float(row.start)
+    models = json.loads(row.models or "{}")
     models["round_two"] = key
     fields: dict[str, Any] = {"models": json.dumps(models, sort_keys=True)}
     old_conf = transcript_confidence(credited(_old_transcript(row), vocabulary))
-    status = str(row["status"])
+    status = str(row.status)
     scored = None if new is None else credited(new, vocabulary)
     if new is None or scored is None or not better(scored, old_conf, duration, cfg):
-        return Revision(row["clip_id"], fields, False, False, status, status)
+        return Revision(row.clip_id, fields, False, False, status, status)
     reasons = retranscribed_reasons(
-        transcript_reasons(scored, duration, cfg), row["review_reasons"] or []
+        transcript_reasons(scored, duration, cfg), row.review_reasons or []
     )
     after = clip_status(reasons)
     models["asr"] = new.model or models.get("asr", "")
@@ -141,5 +142,5 @@ def revise(
         review_reasons=reasons,
         models=json.dumps(models, sort_keys=True),
     )
-    changed = new.text != (row["text"] or "")
-    return Revision(row["clip_id"], fields, True, changed, status, str(after))
+    changed = new.text != (row.text or "")
+    return Revision(row.clip_id, fields, True, changed, status, str(after))

@@ -8,8 +8,7 @@ upserted in one commit per recording, so a killed run resumes where it was.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,9 +21,7 @@ from convoice.storage.store import Store
 GUARD_S = 0.01
 
 
-def clip_samples(
-    store: Store, rows: Sequence[Mapping[str, Any]]
-) -> tuple[FloatArray, list[Region]]:
+def clip_samples(store: Store, rows: Sequence[StoredClip]) -> tuple[FloatArray, list[Region]]:
     """The clips' audio end to end (10 ms apart) and where each one is in it."""
     import soundfile
 
@@ -33,9 +30,9 @@ def clip_samples(
     cursor = 0
     guard = np.zeros(int(GUARD_S * SAMPLE_RATE), dtype=np.float32)
     for row in rows:
-        data, rate = soundfile.read(io.BytesIO(store.read_audio(row["audio_uri"])), dtype="float32")
+        data, rate = soundfile.read(io.BytesIO(store.read_audio(row.audio_uri)), dtype="float32")
         if rate != SAMPLE_RATE or data.ndim != 1:
-            raise ValueError(f"clip {row['clip_id']}: expected 16 kHz mono FLAC, got {rate} Hz")
+            raise ValueError(f"clip {row.clip_id}: expected 16 kHz mono FLAC, got {rate} Hz")
         start = cursor / SAMPLE_RATE
         regions.append(Region(start, start + len(data) / SAMPLE_RATE))
         pieces += [data, guard]

@@ -11,7 +11,6 @@ made twice).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -22,7 +21,7 @@ from convoice.models import asr
 from convoice.models.from_settings import asr_options, with_vocabulary
 from convoice.models.language import LanguageGuess
 from convoice.models.round_two import Revision, revise
-from convoice.records import Transcript
+from convoice.records import StoredClip, Transcript
 from convoice.storage import Store
 from convoice.storage.round_two import clip_samples, write_revisions
 
@@ -30,7 +29,7 @@ from convoice.storage.round_two import clip_samples, write_revisions
 @task(name="retranscribe-recording", cache_policy=NO_CACHE)
 def retranscribe_recording(
     store: Store,
-    rows: list[dict[str, Any]],
+    rows: list[StoredClip],
     settings: Settings,
     model: str,
     words: list[str],
@@ -40,7 +39,7 @@ def retranscribe_recording(
     name, found = whisper(settings, model)
     samples, regions = clip_samples(store, rows)
     guesses = [
-        LanguageGuess(r["language"] or "en", float(r["language_probability"] or 1.0), "kept")
+        LanguageGuess(r.language or "en", float(r.language_probability or 1.0), "kept")
         for r in rows
     ]
     options = dataclasses.replace(
@@ -51,5 +50,5 @@ def retranscribe_recording(
         found, samples, regions, options, lambda _: (name, found), languages=guesses
     )
     revisions = [revise(r, t, key, settings.routing, words) for r, t in zip(rows, new, strict=True)]
-    write_revisions(store, rows[0]["recording_id"], revisions)
+    write_revisions(store, rows[0].recording_id, revisions)
     return revisions

@@ -25,6 +25,7 @@ from convoice.records import (
     Clip,
     ClipStatus,
     Correction,
+    StoredClip,
     Term,
     Transcript,
     Word,
@@ -282,16 +283,20 @@ def test_round_two_scores_old_and_new_alike_crediting_taught_words() -> None:
         (Word(" Siobhan", 0.0, 0.4, 0.3), Word(" flew", 0.5, 0.8, 0.95)), -0.3, 1.0, 0.0,
     )  # fmt: skip
     cfg = RoutingSettings()
-    plain = revise(row, new, "k", cfg)  # scored as Whisper gives it: 0.53 < 0.9
+    plain = revise(
+        StoredClip.from_row(row), new, "k", cfg
+    )  # scored as Whisper gives it: 0.53 < 0.9
     assert not plain.replaced and set(plain.fields) == {"models"}
-    taught = revise(row, new, "k", cfg, ["Siobhan"])
+    taught = revise(StoredClip.from_row(row), new, "k", cfg, ["Siobhan"])
     assert taught.replaced and taught.fields["text"] == "Siobhan flew"
     assert taught.fields["transcript_confidence"] == 0.9747  # sqrt(1.0 * 0.95)
     assert taught.fields["words"][0]["probability"] == 0.3  # Whisper's own stays in the row
     assert taught.fields["review_reasons"] == ["uncertain_speaker"]  # speaker reasons stay
     assert taught.status_after == "review"
     assert json.loads(taught.fields["models"])["round_two"] == "k"
-    assert not wants_round_two({**row, "transcript_label_source": "human"}, 0.8, every=True)
-    assert not wants_round_two({**row, "status": "rejected"}, 0.8, every=True)
-    assert not wants_round_two({**row, "status": "accepted"}, 0.8)
-    assert wants_round_two({**row, "status": "accepted"}, 0.8, every=True)
+    assert not wants_round_two(
+        StoredClip.from_row({**row, "transcript_label_source": "human"}), 0.8, every=True
+    )
+    assert not wants_round_two(StoredClip.from_row({**row, "status": "rejected"}), 0.8, every=True)
+    assert not wants_round_two(StoredClip.from_row({**row, "status": "accepted"}), 0.8)
+    assert wants_round_two(StoredClip.from_row({**row, "status": "accepted"}), 0.8, every=True)

@@ -258,6 +258,7 @@ def _compare_modes(
     from convoice.models.language import LanguageGuess
     from convoice.models.round_two import wants_round_two
     from convoice.models.vocabulary import active_for
+    from convoice.records import StoredClip
     from convoice.storage.round_two import clip_samples
     from convoice.storage.vocabulary import channels, learn_from_store
 
@@ -270,12 +271,13 @@ def _compare_modes(
     rows = [
         r
         for r in store.materialized_clips().to_pylist()
-        if r["recording_id"] in later and wants_round_two(r, cfg.min_transcript_confidence, True)
+        if r["recording_id"] in later
+        and wants_round_two(StoredClip.from_row(r), cfg.min_transcript_confidence, True)
     ]
     refs = corrections(rows, later)
     rows = [r for r in rows if r["clip_id"] in refs]
     name, model = whisper(settings, "")
-    samples, regions = clip_samples(store, rows)
+    samples, regions = clip_samples(store, [StoredClip.from_row(r) for r in rows])
     guesses = [LanguageGuess(r["language"] or "en", 1.0, "kept") for r in rows]
     ways = [("none", [], 0), ("hotwords", words, 0), ("initial_prompt", words, 0)]
     ways.append(("hotwords, beam 5", words, 5))  # round two's default ([asr] round_two_beam_size)
