@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from convoice.models.round_two import Revision
-from convoice.records import SAMPLE_RATE, FloatArray, Region
-from convoice.storage.rows import StoredClip, clip_records, clips_table
+from convoice.records import SAMPLE_RATE, FloatArray, Region, StoredClip
+from convoice.storage.rows import clip_records, clips_table
 from convoice.storage.schema import CLIP_SCHEMA, conform
 from convoice.storage.store import Store
 

@@ -9,8 +9,7 @@ column existed: a missing column reads as the field's default. Statuses and
 label sources read as their enums, whose values are the stored strings, so
 ``to_row`` writes back exactly what was read.
 
-The record types themselves live in :mod:`convoice.records.stored` (re-exported
-here, so ``from convoice.storage.rows import StoredClip`` keeps working).
+The record types themselves live in :mod:`convoice.records.stored`.
 
 Code that works column-wise (releases, pulls, reports, benchmarks) keeps
 using the ``pa.Table``; these are for code that walks rows.
@@ -27,8 +26,6 @@ from convoice.records.stored import known_fields
 from convoice.storage.schema import CLIP_SCHEMA, LABEL_SCHEMA
 
 __all__ = [
-    "StoredClip",
-    "StoredLabel",
     "clip_records",
     "clips_table",
     "label_records",

@@ -23,9 +23,8 @@ from convoice.models.calibration import Calibration
 from convoice.models.encoder_eval import EncoderMetrics, score
 from convoice.models.ge2e import FloatArray
 from convoice.models.relabel import ClipFacts, Replay, replay, resolve_merges, review_share
-from convoice.records import ClipStatus, LabelSource, Recording, Speaker
+from convoice.records import ClipStatus, LabelSource, Recording, Speaker, StoredClip
 from convoice.storage.labels import now_iso
-from convoice.storage.rows import StoredClip
 from convoice.training import campplus as campplus_tune
 from convoice.training import encoder as enc
 

@@ -21,7 +21,7 @@ from convoice.models.encoder_eval import EncoderMetrics, evaluation_rows, is_bet
 from convoice.models.ge2e import FloatArray, NotEnoughData
 from convoice.models.relabel import Replay, review_share
 from convoice.orchestration.store_lock import store_lock
-from convoice.records import ClipStatus, Contribution, LabelSource
+from convoice.records import ClipStatus, Contribution, LabelSource, StoredClip
 from convoice.review.decisions import desired_contributions, latest_values
 from convoice.storage import Release, Store
 from convoice.storage import calibration as stored_calibration
@@ -31,7 +31,7 @@ from convoice.storage.relabel import relabelled_rows, write_relabel
 from convoice.storage.releases import read_release_table
 from convoice.storage.review_state import contributions as review_contributions
 from convoice.storage.review_state import merges
-from convoice.storage.rows import StoredClip, clip_records, recording_records
+from convoice.storage.rows import clip_records, recording_records
 from convoice.training import encoder as enc
 from convoice.training.encoder_round import (
     EncoderRound,
