@@ -122,15 +122,21 @@ def reachable(run: LoopRun) -> str:
     return ""
 
 
-def pull(run: LoopRun) -> tuple[str, str]:
-    from convoice.flows.review import ReviewIncomplete, review_pull_flow
+def _review(run: LoopRun, direction: str) -> tuple[str, str]:
+    """Pull people's answers from, or push the queue to, Label Studio: skipped when it is away."""
+    from convoice.flows import review
 
     if why := reachable(run):
         return SKIPPED, why
+    step = review.review_pull_flow if direction == "pull" else review.review_push_flow
     try:
-        return RAN, review_pull_flow(home=run.home, config=run.config).summary()
-    except ReviewIncomplete as err:
+        return RAN, step(home=run.home, config=run.config).summary()
+    except review.ReviewIncomplete as err:
         return SKIPPED, f"Label Studio not reachable, nothing lost: {err}"
+
+
+def pull(run: LoopRun) -> tuple[str, str]:
+    return _review(run, "pull")
 
 
 def calibrate(run: LoopRun) -> tuple[str, str]:
@@ -179,14 +185,7 @@ def retrain_tts(run: LoopRun) -> tuple[str, str]:
 
 
 def push(run: LoopRun) -> tuple[str, str]:
-    from convoice.flows.review import ReviewIncomplete, review_push_flow
-
-    if why := reachable(run):
-        return SKIPPED, why
-    try:
-        return RAN, review_push_flow(home=run.home, config=run.config).summary()
-    except ReviewIncomplete as err:
-        return SKIPPED, f"Label Studio not reachable, nothing lost: {err}"
+    return _review(run, "push")
 
 
 STEPS: tuple[tuple[str, Callable[[LoopRun], tuple[str, str]]], ...] = (
