@@ -20,6 +20,7 @@ from convoice.models.run_summary import IngestReport
 from convoice.storage import Release, Store
 from convoice.synth import samples
 from convoice.synth.demo_sources import add_unlicensed
+from convoice.synth.serve import serve_directory, write_sources_csv
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,9 @@ def demo_flow(home: str | None = None, workdir: str | None = None) -> DemoResult
     media = Path(workdir) if workdir else loaders.cache_dir() / "demo-media"
     logger.info("making sample videos in %s", media)
     corpus = samples.demo_corpus(media)
-    with samples.serve_directory(corpus.root) as base_url:
+    with serve_directory(corpus.root) as base_url:
         sources = media / "sources.csv"
-        samples.write_sources_csv(corpus, base_url, sources)
+        write_sources_csv(corpus, base_url, sources)
         add_unlicensed(corpus, base_url, sources)
         logger.info("serving %d videos at %s", len(corpus.episodes) + 1, base_url)
         report = ingest_flow(sources_file=str(sources), home=settings.home)

@@ -20,9 +20,9 @@ from convoice.models.calibration import Calibration
 from convoice.models.clustering import NodeClustering, cluster_nodes, normalize
 from convoice.models.diarize import ClipRegion, Segmentation
 from convoice.models.registry import MatchDecision, SpeakerMatch, match_speakers
-from convoice.models.routing import Reason, Routing, SpeakerEvidence, route, speaker_evidence
+from convoice.models.routing import Routing, SpeakerEvidence, route, speaker_evidence
 from convoice.models.voices import TwoVoiceRule, two_voice_flags
-from convoice.records import Clip, FloatArray, Region, Speaker, Transcript, stable_id
+from convoice.records import Clip, FloatArray, Region, ReviewReason, Speaker, Transcript, stable_id
 
 
 @dataclass(frozen=True)
@@ -303,7 +303,7 @@ def absorbed_clips(
     """
     if known and decision == MatchDecision.UNCERTAIN:
         return [False] * len(clip_reasons)
-    doubt = (Reason.UNCERTAIN_SPEAKER, Reason.TWO_VOICES)
+    doubt = (ReviewReason.UNCERTAIN_SPEAKER, ReviewReason.TWO_VOICES)
     sure = [not any(r in reasons for r in doubt) for reasons in clip_reasons]
     return sure if any(sure) else [True] * len(clip_reasons)
 

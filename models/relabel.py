@@ -28,7 +28,6 @@ from convoice.models.clustering import normalize
 from convoice.models.labelling import absorbed_clips, match_on_scale
 from convoice.models.registry import SpeakerMatch, new_speaker_id
 from convoice.models.routing import (
-    Reason,
     SpeakerEvidence,
     clip_status,
     rerouted_reasons,
@@ -40,6 +39,7 @@ from convoice.records import (
     ClipStatus,
     FloatArray,
     LabelSource,
+    ReviewReason,
     Speaker,
 )
 from convoice.records import canonical as resolve_merges
@@ -223,7 +223,7 @@ def _label_recording(
     reasons_of: list[list[str]] = []
     for i, clip in enumerate(clips):
         k = int(local.member[i])
-        two = Reason.TWO_VOICES in clip.machine_reasons  # kept as found at ingestion
+        two = ReviewReason.TWO_VOICES in clip.machine_reasons  # kept as found at ingestion
         ev = speaker_evidence(sims[i], k, local.matches[k], known.scale, two)
         raw, probability, doubts = speaker_side(ev, routing_cfg, calibration)
         evidence.append(ev)

@@ -19,14 +19,13 @@ from typing import Any
 
 from convoice.config import RoutingSettings
 from convoice.models.routing import (
-    Reason,
     clip_status,
     retranscribed_reasons,
     transcript_confidence,
     transcript_reasons,
 )
 from convoice.models.vocabulary import normalise
-from convoice.records import ClipStatus, LabelSource, StoredClip, Transcript, Word
+from convoice.records import ClipStatus, LabelSource, ReviewReason, StoredClip, Transcript, Word
 
 
 def wants_round_two(row: StoredClip, min_confidence: float, every: bool = False) -> bool:
@@ -97,7 +96,7 @@ def better(
     """A better-scored transcript: higher confidence, and no sign of a hallucination."""
     if new is None:
         return False
-    if Reason.LIKELY_HALLUCINATION in transcript_reasons(new, duration, cfg):
+    if ReviewReason.LIKELY_HALLUCINATION in transcript_reasons(new, duration, cfg):
         return False
     return transcript_confidence(new) > old_confidence
 

@@ -35,9 +35,6 @@ from convoice.records import (
     Transcript,
 )
 
-Reason = ReviewReason  # the review reasons, under the name the models use
-
-
 TWO_VOICES_CONFIDENCE = 0.5
 
 TEXT_REASONS = TRANSCRIPT_REASONS - {ReviewReason.OVERLAP_NEARBY}
@@ -152,20 +149,20 @@ def transcript_reasons(
     reasons: list[str] = []
     words = [w.word.strip().lower() for w in t.words if w.word.strip()]
     if not words:
-        return [Reason.NO_SPEECH]
+        return [ReviewReason.NO_SPEECH]
     if any(w.probability < cfg.min_word_probability for w in t.words):
-        reasons.append(Reason.LOW_WORD_PROBABILITY)
+        reasons.append(ReviewReason.LOW_WORD_PROBABILITY)
     score = transcript_confidence(t) if score is None else score
     if score < (cfg.min_transcript_confidence if bar is None else bar):
-        reasons.append(Reason.LOW_TRANSCRIPT_CONFIDENCE)
+        reasons.append(ReviewReason.LOW_TRANSCRIPT_CONFIDENCE)
     if (
         compression_ratio(t.text) > cfg.max_compression_ratio
         or max_ngram_repeats(words) > cfg.max_repeated_ngram
     ):
-        reasons.append(Reason.LIKELY_HALLUCINATION)
+        reasons.append(ReviewReason.LIKELY_HALLUCINATION)
     rate = len(words) / max(duration, 1e-3)
     if rate > cfg.max_words_per_second or rate < cfg.min_words_per_second:
-        reasons.append(Reason.SPEAKING_RATE)
+        reasons.append(ReviewReason.SPEAKING_RATE)
     return reasons
 
 
@@ -179,11 +176,11 @@ def speaker_reasons(ev: SpeakerEvidence, probability: float, bar: float) -> list
     reasons: list[str] = []
     if probability < bar:
         if clip_fit(ev) < bar:
-            reasons.append(Reason.UNCERTAIN_SPEAKER)
+            reasons.append(ReviewReason.UNCERTAIN_SPEAKER)
         if ev.identity_confidence < bar or not (reasons or ev.two_voices):
-            reasons.append(Reason.UNCERTAIN_IDENTITY)  # or the match's margin is the doubt
+            reasons.append(ReviewReason.UNCERTAIN_IDENTITY)  # or the match's margin is the doubt
     if ev.two_voices:
-        reasons.append(Reason.TWO_VOICES)
+        reasons.append(ReviewReason.TWO_VOICES)
     return reasons
 
 
@@ -224,9 +221,9 @@ def route(
         version = calibration.version
     raw = cfg.raw_thresholds or calibration is None
     if overlap_nearby:
-        reasons.append(Reason.OVERLAP_NEARBY)
+        reasons.append(ReviewReason.OVERLAP_NEARBY)
     if transcript is None:
-        reasons.append(Reason.NO_SPEECH)
+        reasons.append(ReviewReason.NO_SPEECH)
     else:
         t_raw_rule = raw or cfg.transcript_target_precision <= 0.0  # 0: the raw rule routes
         t_bar = cfg.min_transcript_confidence if t_raw_rule else cfg.transcript_target_precision

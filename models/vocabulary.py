@@ -22,13 +22,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from convoice.records import (
-    ACTIVE,
-    OPERATOR,
-    REMOVED,
     STORE_WIDE,
     Correction,
     Learned,
     Term,
+    TermOrigin,
+    TermState,
     normalise,
     term_key,
 )
@@ -160,7 +159,7 @@ def learn(
             count=old.count + n,
             clip_ids=tuple(sorted(set(old.clip_ids) | clips[key])),
             updated_at=at,
-            updated_by=old.updated_by if old.origin == OPERATOR else "learned",
+            updated_by=old.updated_by if old.origin == TermOrigin.OPERATOR else "learned",
         )
         by_key[key] = new
         changed.append(new)
@@ -180,11 +179,11 @@ def active_for(terms: Iterable[Term], channel: str, limit: int = 40) -> list[str
     removed = {
         normalise(t.term)
         for t in terms
-        if t.state == REMOVED and t.channel in (channel, STORE_WIDE)
+        if t.state == TermState.REMOVED and t.channel in (channel, STORE_WIDE)
     }
     out: dict[str, str] = {}
     for wanted in dict.fromkeys((channel, STORE_WIDE)):
-        mine = [t for t in terms if t.channel == wanted and t.state == ACTIVE]
+        mine = [t for t in terms if t.channel == wanted and t.state == TermState.ACTIVE]
         for t in sorted(mine, key=_order):
             plain = normalise(t.term)
             if plain not in removed and plain not in out:

@@ -15,13 +15,12 @@ import pyarrow as pa
 
 from convoice.models.vocabulary import learn
 from convoice.records import (
-    ACTIVE,
-    OPERATOR,
-    REMOVED,
     STORE_WIDE,
     Correction,
     Learned,
     Term,
+    TermOrigin,
+    TermState,
     channel_of,
     normalise,
     term_key,
@@ -54,8 +53,8 @@ def read_terms(store: Store, version: int | None = None) -> list[Term]:
             channel=r["channel"],
             term=r["term"],
             count=int(r["count"]),
-            origin=r["origin"],
-            state=r["state"],
+            origin=TermOrigin(r["origin"]),
+            state=TermState(r["state"]),
             clip_ids=tuple(r["clip_ids"] or ()),
             updated_at=r["updated_at"] or "",
             updated_by=r["updated_by"] or "",
@@ -71,7 +70,7 @@ def write_terms(store: Store, terms: Sequence[Term]) -> None:
     rows = [
         {
             "key": t.key, "channel": t.channel, "term": t.term, "count": t.count,
-            "origin": t.origin, "state": t.state, "clip_ids": list(t.clip_ids),
+            "origin": str(t.origin), "state": str(t.state), "clip_ids": list(t.clip_ids),
             "updated_at": t.updated_at, "updated_by": t.updated_by,
         }
         for t in terms
@@ -116,21 +115,23 @@ def learn_from_store(store: Store, keep: Callable[[str], bool] | None = None) ->
     return found
 
 
-def set_term(store: Store, channel: str, term: str, state: str, by: str) -> Term:
+def set_term(store: Store, channel: str, term: str, state: TermState, by: str) -> Term:
     """An operator adds (``ACTIVE``) or removes (``REMOVED``) a term of ``channel``."""
-    if state not in (ACTIVE, REMOVED):
-        raise ValueError(f"state must be {ACTIVE!r} or {REMOVED!r}, not {state!r}")
+    if state not in (TermState.ACTIVE, TermState.REMOVED):
+        raise ValueError(
+            f"state must be {TermState.ACTIVE!r} or {TermState.REMOVED!r}, not {state!r}"
+        )
     if not normalise(term):
         raise ValueError(f"{term!r} is not a word")
     if " " in term.strip():
         raise ValueError(f"{term!r}: give one word at a time (Whisper is told single words)")
     old = {t.key: t for t in read_terms(store)}.get(term_key(channel, term))
-    base = old or Term(channel, term.strip(), origin=OPERATOR)
+    base = old or Term(channel, term.strip(), origin=TermOrigin.OPERATOR)
     new = Term(
         channel=channel,
-        term=term.strip() if state == ACTIVE else base.term,
+        term=term.strip() if state == TermState.ACTIVE else base.term,
         count=base.count,
-        origin=OPERATOR if state == ACTIVE else base.origin,
+        origin=TermOrigin.OPERATOR if state == TermState.ACTIVE else base.origin,
         state=state,
         clip_ids=base.clip_ids,
         updated_at=now_iso(),

@@ -51,7 +51,7 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path):  # 
 @pytest.fixture(scope="session")
 def served_corpus(small_corpus) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The small corpus on a real HTTP server on 127.0.0.1; yields the base URL."""
-    from convoice.synth.samples import serve_directory
+    from convoice.synth.serve import serve_directory
 
     with serve_directory(small_corpus.root) as base_url:
         yield base_url

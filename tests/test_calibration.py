@@ -20,8 +20,8 @@ from test_storage import PROVENANCE, absorb, make_clips, make_recording
 
 from convoice.config import RoutingSettings
 from convoice.models import calibration as calib
-from convoice.models.routing import Reason, SpeakerEvidence, route
-from convoice.records import ClipStatus, LabelStatus, Transcript, Word
+from convoice.models.routing import SpeakerEvidence, route
+from convoice.records import ClipStatus, LabelStatus, ReviewReason, Transcript, Word
 from convoice.storage import Store
 from convoice.storage import calibration as stored
 from convoice.storage.pull import KindFilter
@@ -116,12 +116,12 @@ def test_labels_are_accepted_at_the_target_precision_each_on_its_own() -> None:
     assert unsure_text.speaker_status == LabelStatus.ACCEPTED  # a sure speaker label still
     assert unsure_text.transcript_status == LabelStatus.REVIEW
     assert unsure_text.status == ClipStatus.REVIEW  # status: both accepted, as before
-    assert Reason.LOW_TRANSCRIPT_CONFIDENCE in unsure_text.reasons
+    assert ReviewReason.LOW_TRANSCRIPT_CONFIDENCE in unsure_text.reasons
     between = SpeakerEvidence(0.55, 0.1, 1.0, 0.35, 0.6, 0.25)  # raw 0.8: p under 0.5
     unsure = route(between, transcript(0.99), 1.5, False, cfg, STEP)
     assert unsure.speaker_status == LabelStatus.REVIEW
     assert unsure.transcript_status == LabelStatus.ACCEPTED
-    assert Reason.UNCERTAIN_SPEAKER in unsure.reasons
+    assert ReviewReason.UNCERTAIN_SPEAKER in unsure.reasons
     lower = route(
         between, transcript(0.99), 1.5, False, dataclasses.replace(cfg, target_precision=0.4), STEP
     )
@@ -144,7 +144,9 @@ def test_two_voices_and_no_speech_send_only_their_kind_to_review() -> None:
     silent = route(SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25), None, 1.5, False,
                    RoutingSettings(), STEP)  # fmt: skip
     assert silent.speaker_status == LabelStatus.ACCEPTED
-    assert silent.transcript_status == LabelStatus.REVIEW and Reason.NO_SPEECH in silent.reasons
+    assert (
+        silent.transcript_status == LabelStatus.REVIEW and ReviewReason.NO_SPEECH in silent.reasons
+    )
 
 
 # -- the store: per-kind statuses through release and pull, old stores, refits ---------
@@ -311,7 +313,7 @@ def test_a_full_fit_with_a_weak_match_is_an_uncertain_identity() -> None:
     weak = SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25, False, 0.1)  # raw 1.1: p 0.66
     steep = dataclasses.replace(STEP, speaker=calib.Curve((0.0, 1.0, 2.0), (0.1, 0.6, 0.999), 9, 8))
     decision = route(weak, transcript(0.99), 1.5, False, RoutingSettings(), steep)
-    assert decision.reasons == (Reason.UNCERTAIN_IDENTITY,)
+    assert decision.reasons == (ReviewReason.UNCERTAIN_IDENTITY,)
     assert decision.speaker_status == LabelStatus.REVIEW
 
 

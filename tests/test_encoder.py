@@ -23,7 +23,7 @@ from convoice.models.ge2e import (
 from convoice.models.relabel import ClipFacts, replay
 from convoice.storage import Store
 from convoice.storage import calibration as stored_calibration
-from convoice.synth import samples
+from convoice.synth.serve import write_sources_csv
 
 # -- pure ----------------------------------------------------------------------
 
@@ -169,7 +169,7 @@ def reviewed_store(
     from convoice.flows.ingest import ingest_flow
 
     home = tmp_path_factory.mktemp("encoder-home")
-    sources = samples.write_sources_csv(small_corpus, served_corpus, home / "sources.csv")
+    sources = write_sources_csv(small_corpus, served_corpus, home / "sources.csv")
     ingest_flow(sources_file=str(sources), home=str(home))
     store = Store(str(home))
     decisions = annotate_review_queue(store, small_corpus, "ann@test", audit_share=1.0)
@@ -328,7 +328,7 @@ def test_the_loop_runs_every_step_or_says_why_not(
     from convoice.flows.loop import RAN, SKIPPED, loop_flow
 
     home = reviewed_store[0].parent / "loop-home"
-    sources = samples.write_sources_csv(small_corpus, served_corpus, home / "sources.csv")
+    sources = write_sources_csv(small_corpus, served_corpus, home / "sources.csv")
     config = home / "config.toml"
     config.write_text(
         "[encoder]\nsteps = 3\nspeakers_per_batch = 3\nmin_confidence = 0.0\n"
@@ -386,7 +386,7 @@ def test_ingest_labels_with_the_current_encoder(
         registry.promote(trained[kind])
     fresh = tmp_path / "fresh"
     shutil.copytree(home, fresh, ignore=shutil.ignore_patterns("tables", "audio", "releases"))
-    sources = samples.write_sources_csv(small_corpus, served_corpus, tmp_path / "one.csv")
+    sources = write_sources_csv(small_corpus, served_corpus, tmp_path / "one.csv")
     lines = sources.read_text().splitlines()
     sources.write_text("\n".join(lines[:2]) + "\n")  # one episode
     ingest_flow(sources_file=str(sources), home=str(fresh))

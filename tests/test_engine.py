@@ -13,7 +13,7 @@ from convoice.media.audio import decode
 from convoice.models import asr, embed, labelling
 from convoice.models.metrics import WerCount, diarization_error_rate, parse_rttm, wer_count
 from convoice.records import Region
-from convoice.synth import samples
+from convoice.synth.recordings import librivox_samples, pyannote_sample
 from convoice.tasks import stages
 
 
@@ -24,7 +24,7 @@ def settings():  # type: ignore[no-untyped-def]
 
 def test_diarization_of_the_real_two_speaker_recording(settings) -> None:  # type: ignore[no-untyped-def]
     """pyannote's own sample (30 s, two people on the phone, overlaps): DER <= 10 %."""
-    wav, rttm = samples.pyannote_sample()
+    wav, rttm = pyannote_sample()
     audio = decode(wav)
     seg = stages.segment.fn(audio, settings)
     assert all(c.duration <= 10.0 + 1e-6 for c in seg.chunks)
@@ -43,7 +43,7 @@ def test_the_vad_threshold_setting_reaches_the_speech_detector(settings) -> None
     """pyannote's sample opens with a short, quiet turn (6.69-7.12 s) that 0.5 misses."""
     from dataclasses import replace
 
-    audio = decode(samples.pyannote_sample()[0])
+    audio = decode(pyannote_sample()[0])
     first = {}
     for threshold in (0.5, 0.35):
         cfg = replace(settings.diarization, vad_threshold=threshold)
@@ -71,7 +71,7 @@ def test_embeddings_tell_voices_apart_and_hold_a_voice_together(tts_cache) -> No
 
 def test_packed_transcription_of_real_read_speech(settings) -> None:  # type: ignore[no-untyped-def]
     """LibriVox recordings (Debian pocketsphinx-testdata), packed into one window."""
-    items = samples.librivox_samples()
+    items = librivox_samples()
     pieces = [decode(path).samples for path, _ in items]
     audio = np.concatenate(pieces)
     regions, start = [], 0.0
@@ -106,7 +106,7 @@ def test_the_full_pyannote_pipeline_backend_from_a_local_directory(settings, tmp
 
     write_pipeline_config(tmp_path / "pipeline")
     cfg = replace(settings.diarization, backend="pipeline", pipeline=str(tmp_path / "pipeline"))
-    wav, rttm = samples.pyannote_sample()
+    wav, rttm = pyannote_sample()
     audio = decode(wav)
     seg = stages.segment.fn(audio, replace(settings, diarization=cfg))
     assert len(seg.chunks) == 1 and seg.clips
@@ -126,6 +126,6 @@ def test_an_unknown_backend_is_a_clear_error(settings) -> None:  # type: ignore[
     from convoice.config import ConfigError
 
     bad = replace(settings, diarization=replace(settings.diarization, backend="magic"))
-    wav, _ = samples.pyannote_sample()
+    wav, _ = pyannote_sample()
     with pytest.raises(ConfigError, match="segmentation' or 'pipeline"):
         stages.segment.fn(decode(wav), bad)

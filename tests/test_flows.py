@@ -18,6 +18,8 @@ from convoice.models.clustering import b_cubed
 from convoice.models.evaluation import clip_truth
 from convoice.storage import Store
 from convoice.synth import samples
+from convoice.synth.media_files import make_music, make_silence, make_truncated
+from convoice.synth.serve import write_sources_csv
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -32,7 +34,7 @@ def write_sources(path: Path, rows: list[tuple[str, str]]) -> Path:
 
 
 def _corpus_sources(corpus: samples.Corpus, base_url: str, path: Path) -> Path:
-    return samples.write_sources_csv(corpus, base_url, path)
+    return write_sources_csv(corpus, base_url, path)
 
 
 @pytest.fixture(scope="module")
@@ -151,9 +153,9 @@ def test_every_bad_item_fails_alone_with_a_reason(
     tmp_path: Path, small_corpus, served_corpus
 ) -> None:  # type: ignore[no-untyped-def]
     media = small_corpus.root
-    samples.make_truncated(small_corpus.episodes[1].media_path, media / "truncated.mp4")
-    samples.make_silence(media / "silence.mp4", 6.0)
-    samples.make_music(media / "music.mp4", 8.0)
+    make_truncated(small_corpus.episodes[1].media_path, media / "truncated.mp4")
+    make_silence(media / "silence.mp4", 6.0)
+    make_music(media / "music.mp4", 8.0)
     good = served_corpus + small_corpus.episodes[0].media_path.name
     sources = write_sources(
         tmp_path / "bad.csv",

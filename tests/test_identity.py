@@ -16,13 +16,13 @@ from convoice.models.metrics import parse_rttm
 from convoice.models.voices import two_voice_flags
 from convoice.records import Region, Speaker
 from convoice.storage import Store
-from convoice.synth import samples
+from convoice.synth.recordings import pyannote_sample
 from convoice.training import encoder
 
 
 def _sample_turns(piece_s: float = 1.5) -> tuple[np.ndarray, list[Region], list[str]]:
     """pyannote's real two-speaker sample cut into pieces of one voice (overlaps left out)."""
-    wav, rttm = samples.pyannote_sample()
+    wav, rttm = pyannote_sample()
     audio = decode(wav).samples
     turns = sorted(parse_rttm(Path(rttm).read_text(encoding="utf-8")))
     regions, speakers = [], []

@@ -14,7 +14,8 @@ from convoice.flows.ingest import ingest_flow
 from convoice.models import asr, lang_eval, language
 from convoice.records import Region
 from convoice.storage import Store
-from convoice.synth import multilingual, samples
+from convoice.synth import multilingual
+from convoice.synth.serve import serve_directory, write_sources_csv
 
 SR = 16000
 
@@ -102,8 +103,8 @@ def test_an_english_german_interview_ingested_end_to_end(tmp_path: Path) -> None
     (episode,) = corpus.episodes
     home = tmp_path / "home"
     home.mkdir()
-    with samples.serve_directory(corpus.root) as base_url:
-        sources = samples.write_sources_csv(corpus, base_url, home / "sources.csv")
+    with serve_directory(corpus.root) as base_url:
+        sources = write_sources_csv(corpus, base_url, home / "sources.csv")
         ingest_flow(sources_file=str(sources), home=str(home))
     clips = Store.open(load_settings(home=str(home))).clips().to_pylist()
     refs = multilingual.references(corpus)[episode.episode_id]

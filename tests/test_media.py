@@ -27,7 +27,9 @@ from test_flows import write_sources
 
 from convoice.storage import Store
 from convoice.storage.schema import SKIPPED_SCHEMA
-from convoice.synth import samples
+from convoice.synth.media_files import make_music, make_silence
+from convoice.synth.recordings import pyannote_sample
+from convoice.synth.serve import serve_directory
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -92,7 +94,7 @@ def make_matrix(speech_source: Path, root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     speech, music = root / "speech.src.wav", root / "music.src.wav"
     _ffmpeg("-i", str(speech_source), "-t", f"{SPEECH_S}", "-ac", "1", "-ar", "16000", str(speech))
-    samples.make_music(root / "music.src.wav", SPEECH_S, seed=3)
+    make_music(root / "music.src.wav", SPEECH_S, seed=3)
     for name, args in VALID.items():
         _ffmpeg("-i", str(speech), *[a.format(music=music) for a in args], str(root / name))
     faststart = root / "truncated-faststart.mp4"
@@ -111,8 +113,8 @@ def make_matrix(speech_source: Path, root: Path) -> None:
         )
         _cut(root / f"truncated.{name}", 0.5)
     (root / "garbage.mp4").write_bytes(random.Random(5).randbytes(50_000))
-    samples.make_silence(root / "silence.mp4", 5.0)
-    samples.make_music(root / "music.mp4", 6.0)
+    make_silence(root / "silence.mp4", 5.0)
+    make_music(root / "music.mp4", 6.0)
 
 
 @dataclass
@@ -136,7 +138,7 @@ def ingest(sources: Path, home: Path) -> Run:
 def served(tmp_path_factory: pytest.TempPathFactory, small_corpus) -> Iterator[tuple[Path, str]]:  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("matrix")
     make_matrix(small_corpus.episodes[0].media_path, root)
-    with samples.serve_directory(root) as base:
+    with serve_directory(root) as base:
         yield root, base
 
 
@@ -265,7 +267,7 @@ def test_speech_found_block_by_block_is_the_speech_found_at_once() -> None:
 
     from convoice.models.diarize import detect_speech
 
-    wav, _ = samples.pyannote_sample()  # real conversation, 30 s
+    wav, _ = pyannote_sample()  # real conversation, 30 s
     audio, rate = soundfile.read(wav, dtype="float32")
     assert rate == 16000
     whole = detect_speech(audio)

@@ -10,7 +10,7 @@ import pytest
 from convoice.config import RoutingSettings
 from convoice.models.clustering import b_cubed, cluster_nodes, normalize
 from convoice.models.registry import MatchDecision, match_speakers
-from convoice.models.routing import Reason, SpeakerEvidence, max_ngram_repeats, route
+from convoice.models.routing import SpeakerEvidence, max_ngram_repeats, route
 from convoice.models.segmentation import (
     Chunk,
     ChunkSegmentation,
@@ -20,7 +20,7 @@ from convoice.models.segmentation import (
     overlap_regions,
     plan_chunks,
 )
-from convoice.records import ClipStatus, Region, Speaker, Transcript, Word
+from convoice.records import ClipStatus, Region, ReviewReason, Speaker, Transcript, Word
 
 STEP = 0.02
 
@@ -145,9 +145,11 @@ def test_routing_accepts_a_clean_clip_and_explains_a_doubtful_one() -> None:
     shaky = _transcript("the cat sat on the mat today", [0.95, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9])
     decision = route(SpeakerEvidence(0.7, 0.68, 1.0), shaky, 3.0, True, cfg)
     assert decision.status == ClipStatus.REVIEW
-    assert {Reason.UNCERTAIN_SPEAKER, Reason.OVERLAP_NEARBY, Reason.LOW_WORD_PROBABILITY} <= set(
-        decision.reasons
-    )
+    assert {
+        ReviewReason.UNCERTAIN_SPEAKER,
+        ReviewReason.OVERLAP_NEARBY,
+        ReviewReason.LOW_WORD_PROBABILITY,
+    } <= set(decision.reasons)
 
 
 def test_confident_repetition_loop_is_flagged_as_hallucination() -> None:
@@ -155,13 +157,13 @@ def test_confident_repetition_loop_is_flagged_as_hallucination() -> None:
     t = _transcript(loop.strip(), [0.97] * 24)
     assert max_ngram_repeats(loop.split()) == 6
     decision = route(SpeakerEvidence(0.9, -1.0, 1.0), t, 8.0, False, RoutingSettings())
-    assert Reason.LIKELY_HALLUCINATION in decision.reasons
+    assert ReviewReason.LIKELY_HALLUCINATION in decision.reasons
 
 
 def test_words_that_cannot_fit_the_clip_are_flagged() -> None:
     t = _transcript("one two three four five six seven eight nine ten", [0.9] * 10)
     decision = route(SpeakerEvidence(0.9, -1.0, 1.0), t, 1.0, False, RoutingSettings())
-    assert Reason.SPEAKING_RATE in decision.reasons
+    assert ReviewReason.SPEAKING_RATE in decision.reasons
 
 
 def test_word_error_rate_counts_the_words_of_every_script() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from convoice.bench import naive as pipelines
 from convoice.engines.loaders import ModelUnavailable
-from convoice.synth.samples import pyannote_sample
+from convoice.synth.recordings import pyannote_sample
 
 SR = pipelines.SAMPLE_RATE
 MAX_DER = 0.15

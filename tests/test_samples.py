@@ -14,20 +14,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from convoice.synth.samples import (
-    Corpus,
-    Episode,
-    librivox_samples,
-    make_corpus,
-    make_episode,
-    make_music,
-    make_silence,
-    make_truncated,
-    pyannote_sample,
-    serve_directory,
-    write_sources_csv,
-)
+from convoice.synth.media_files import make_music, make_silence, make_truncated
+from convoice.synth.recordings import librivox_samples, pyannote_sample
+from convoice.synth.samples import Corpus, Episode, make_corpus, make_episode
 from convoice.synth.sentences import SENTENCES, pick_sentences
+from convoice.synth.serve import serve_directory, write_sources_csv
 from convoice.synth.speech import VOICES, synthesize
 
 

@@ -26,7 +26,7 @@ from convoice.flows.ingest import ingest_flow
 from convoice.models.run_summary import IngestReport
 from convoice.orchestration.store_lock import STORE_LIMIT
 from convoice.storage import Store
-from convoice.synth import samples
+from convoice.synth.serve import write_sources_csv
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -99,7 +99,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, small_corpus, served_corpus) 
 
     home = tmp_path_factory.mktemp("scale")
     two = dataclasses.replace(small_corpus, episodes=small_corpus.episodes[:2])
-    sources = samples.write_sources_csv(two, served_corpus, home / "sources.csv")
+    sources = write_sources_csv(two, served_corpus, home / "sources.csv")
     err = io.StringIO()
     try:
         with _info_logs(), contextlib.redirect_stderr(err):

@@ -19,14 +19,13 @@ from convoice.models.vocabulary import (
     term_errors,
 )
 from convoice.records import (
-    ACTIVE,
-    OPERATOR,
-    REMOVED,
     Clip,
     ClipStatus,
     Correction,
     StoredClip,
     Term,
+    TermOrigin,
+    TermState,
     Transcript,
     Word,
     channel_of,
@@ -70,12 +69,13 @@ def test_learning_counts_per_channel_and_store_once_per_clip() -> None:
     again = learn(first.terms, fixes, at="t2")  # the same corrections teach nothing twice
     assert again.changed == [] and again.new_clips == 0
     removed = [
-        Term(t.channel, t.term, t.count, t.origin, REMOVED if t.term == "Siobhan" else t.state,
-             t.clip_ids) for t in first.terms
+        Term(t.channel, t.term, t.count, t.origin,
+             TermState.REMOVED if t.term == "Siobhan" else t.state, t.clip_ids)
+        for t in first.terms
     ]  # fmt: skip
     more = learn(removed, [Correction("c4", "chan", "Shabun", "Siobhan")])
     siobhan = next(t for t in more.terms if (t.channel, t.term) == ("chan", "Siobhan"))
-    assert siobhan.state == REMOVED and siobhan.count == 3  # counted, but stays removed
+    assert siobhan.state == TermState.REMOVED and siobhan.count == 3  # counted, but stays removed
     assert "Siobhan" not in active_for(more.terms, "chan")
     assert active_for(more.terms, "chan") == ["Tlaxcala"]  # the store-wide one
 
@@ -86,7 +86,7 @@ def test_prompt_and_channel() -> None:
         Term("chan", "Siobhan", 5),
         Term("", "Tlaxcala", 9),
         Term("", "Siobhan", 5),
-        Term("", "Przemyslaw", 2, OPERATOR, REMOVED),
+        Term("", "Przemyslaw", 2, TermOrigin.OPERATOR, TermState.REMOVED),
         Term("chan", "Przemyslaw", 7),
     ]
     assert active_for(terms, "chan") == ["Siobhan", "Aoife", "Tlaxcala"]
@@ -150,9 +150,11 @@ def test_vocabulary_cli_list_add_remove_learn(tmp_path: Path) -> None:
     _run(tmp_path, "vocabulary", "remove", "Tlaxcala", "--channel", "Ada")
     assert "learned from 0 corrected clips" in _run(tmp_path, "vocabulary", "learn")
     terms = {(t.channel, t.term): t for t in read_terms(store)}
-    assert terms[("Ada", "Przemyslaw")].origin == OPERATOR
-    assert terms[("Ada", "Tlaxcala")].state == REMOVED
-    assert terms[("Ada", "Siobhan")].state == ACTIVE and terms[("Ada", "Siobhan")].count == 1
+    assert terms[("Ada", "Przemyslaw")].origin == TermOrigin.OPERATOR
+    assert terms[("Ada", "Tlaxcala")].state == TermState.REMOVED
+    assert (
+        terms[("Ada", "Siobhan")].state == TermState.ACTIVE and terms[("Ada", "Siobhan")].count == 1
+    )
     listed = _run(tmp_path, "vocabulary", "list", "--channel", "Ada")
     assert "Przemyslaw" in listed and "Tlaxcala" not in listed
     assert "Tlaxcala" in _run(tmp_path, "vocabulary", "list", "--removed")
@@ -160,7 +162,7 @@ def test_vocabulary_cli_list_add_remove_learn(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "one word at a time" in bad.output
     assert store.table_versions()["vocabulary"] is not None  # versioned with the store
     with pytest.raises(ValueError, match="not a word"):
-        set_term(store, "", "!!", ACTIVE, "me")
+        set_term(store, "", "!!", TermState.ACTIVE, "me")
 
 
 NAMES = [
@@ -240,9 +242,9 @@ def test_a_new_ingest_of_a_channel_is_told_its_words(tmp_path: Path) -> None:
     from convoice.storage.channel_vocabulary import channel_vocabulary
 
     store = Store(tmp_path)
-    set_term(store, "Ada", "Tlaxcala", ACTIVE, "me")
-    set_term(store, "Bob", "Ouarzazate", ACTIVE, "me")
-    set_term(store, "", "Siobhan", ACTIVE, "me")
+    set_term(store, "Ada", "Tlaxcala", TermState.ACTIVE, "me")
+    set_term(store, "Bob", "Ouarzazate", TermState.ACTIVE, "me")
+    set_term(store, "", "Siobhan", TermState.ACTIVE, "me")
     settings = load_settings(home=str(tmp_path))
     item = MediaItem(
         "https://x.org/v/1", "https://x.org/ada", "generic", "1", "t", "Ada", "", "", "", "",

@@ -18,7 +18,7 @@ import numpy as np
 from convoice.engines import loaders
 from convoice.media.audio import decode
 from convoice.models.metrics import diarization_error_rate, parse_rttm
-from convoice.synth import samples
+from convoice.synth.recordings import pyannote_sample
 
 
 def warm_up() -> None:
@@ -106,6 +106,6 @@ def naive_der() -> float:
     """DER of pyannote's pipeline at its default settings on the same sample."""
     from convoice.bench.naive import diarize_whole, offline_pipeline
 
-    wav, rttm = samples.pyannote_sample()
+    wav, rttm = pyannote_sample()
     turns = diarize_whole(offline_pipeline(), decode(wav).samples)
     return diarization_error_rate(parse_rttm(Path(rttm).read_text(encoding="utf-8")), turns)

@@ -27,6 +27,7 @@ from convoice.models import asr, lang_eval, language, routing
 from convoice.records import Region, ReviewReason
 from convoice.storage import Store
 from convoice.synth import multilingual, samples
+from convoice.synth.serve import serve_directory, write_sources_csv
 
 Row = dict[str, Any]
 WER_BAR = 0.08
@@ -254,8 +255,8 @@ def run_language_benchmark(
     result = LanguageBenchmark(corpus=desc, audio_seconds=audio_s)
     home = tempfile.mkdtemp(prefix="convoice-bench-lang-")
     progress("ingesting the corpus")
-    with samples.serve_directory(corpus.root) as base_url:
-        sources = samples.write_sources_csv(corpus, base_url, Path(home) / "sources.csv")
+    with serve_directory(corpus.root) as base_url:
+        sources = write_sources_csv(corpus, base_url, Path(home) / "sources.csv")
         start = time.perf_counter()
         ingest_flow(sources_file=str(sources), home=home)
         result.flow_s = time.perf_counter() - start

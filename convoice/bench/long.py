@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from convoice.synth import samples
+from convoice.synth.recordings import pyannote_sample
+from convoice.synth.serve import serve_directory
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class LongRun:
 
 def make_long_media(path: Path, hours: float, speech_every_s: float = 600.0) -> float:
     """A ``hours`` long MP4 with the sample conversation every ``speech_every_s``; speech s."""
-    speech, _ = samples.pyannote_sample()
+    speech, _ = pyannote_sample()
     seconds = hours * 3600
     with tempfile.TemporaryDirectory(prefix="convoice-long-") as tmp:
         block = Path(tmp) / "block.wav"  # the conversation, then quiet noise up to the period
@@ -86,7 +87,7 @@ def run_long_benchmark(hours: list[float], speech_every_s: float = 600.0) -> lis
         root = Path(tmp)
         www = root / "www"
         www.mkdir()
-        with samples.serve_directory(www) as base:
+        with serve_directory(www) as base:
             for h in hours:
                 name = f"long-{h:g}h.mp4"
                 speech_s = make_long_media(www / name, h, speech_every_s)

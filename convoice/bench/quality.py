@@ -38,6 +38,8 @@ from convoice.models import evaluation, labelling
 from convoice.models.metrics import diarization_error_rate, parse_rttm
 from convoice.storage import Store
 from convoice.synth import samples
+from convoice.synth.recordings import pyannote_sample
+from convoice.synth.serve import serve_directory, write_sources_csv
 from convoice.tasks import stages
 
 SPLITS = tuple(Split)
@@ -99,9 +101,9 @@ def run_benchmark(
     if naive:
         result.naive_s, result.naive_steps = baselines.time_naive(wavs)
     home = tempfile.mkdtemp(prefix="convoice-bench-")
-    with samples.serve_directory(corpus.root) as base_url:
+    with serve_directory(corpus.root) as base_url:
         sources = Path(home) / "sources.csv"
-        samples.write_sources_csv(corpus, base_url, sources)
+        write_sources_csv(corpus, base_url, sources)
         start = time.perf_counter()
         report = ingest_flow(sources_file=str(sources), home=home)
         result.flow_s = time.perf_counter() - start
@@ -196,7 +198,7 @@ def hard_pairs(corpus: samples.Corpus, threshold: float = 0.8) -> list[tuple[str
 
 def engine_der(settings: Settings) -> float:
     """DER of the engine's own diarization on pyannote's real two-speaker sample."""
-    wav, rttm = samples.pyannote_sample()
+    wav, rttm = pyannote_sample()
     audio = decode(wav)
     seg = stages.segment.fn(audio, settings)
     vectors = stages.embed_speakers.fn(audio, seg, "", settings.identity.encoder)

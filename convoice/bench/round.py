@@ -39,6 +39,7 @@ from convoice.models import evaluation
 from convoice.records import SPEAKER_REASONS, ClipStatus
 from convoice.storage import Store
 from convoice.synth import samples
+from convoice.synth.serve import serve_directory, write_sources_csv
 
 REVIEW_DROP = 0.30  # the bar: review share down by this share or more ...
 # ... at equal or better accuracy of accepted speaker labels, and a lower EER.
@@ -142,8 +143,8 @@ def run_round(
         later_episodes=len(later),
     )  # fmt: skip
     home = Path(tempfile.mkdtemp(prefix="convoice-round-"))
-    with samples.serve_directory(corpus.root) as base_url:
-        sources = samples.write_sources_csv(corpus, base_url, home / "all.csv")
+    with serve_directory(corpus.root) as base_url:
+        sources = write_sources_csv(corpus, base_url, home / "all.csv")
         lines = sources.read_text().splitlines()
         names = [ep.media_path.name for ep in later]
         first_csv, later_csv = home / "first.csv", home / "later.csv"

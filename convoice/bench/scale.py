@@ -28,6 +28,7 @@ from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
 from convoice.storage import Store
 from convoice.synth import samples
+from convoice.synth.serve import serve_directory, write_sources_csv
 
 SCALE_RUNNERS: tuple[tuple[str, str, int], ...] = (
     ("threads, 1 worker", "threads", 1),
@@ -161,8 +162,8 @@ def run_scale_benchmark(
     try:
         if ingest:
             warm_up()
-            with samples.serve_directory(corpus.root) as base_url:
-                sources = samples.write_sources_csv(corpus, base_url, scratch / "sources.csv")
+            with serve_directory(corpus.root) as base_url:
+                sources = write_sources_csv(corpus, base_url, scratch / "sources.csv")
                 timed, datasets = time_runners(sources, scratch)
             result.runs, result.workers_used = timed.runs, timed.workers_used
             result.startup_s = timed.startup_s

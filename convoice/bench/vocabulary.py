@@ -188,7 +188,7 @@ def _review_round(store: Store, home: str, texts: Mapping[str, str]) -> int:
 def run_vocabulary_benchmark(quick: bool = False, split: str = "report") -> VocabularyBench:
     """The whole case (module docs); every figure from one run."""
     from convoice.bench.vocabulary_corpus import make_channel
-    from convoice.synth.samples import serve_directory
+    from convoice.synth.serve import serve_directory
 
     n, first, turns = (4, 2, 8) if quick else (6, 3, 10)
     with tempfile.TemporaryDirectory(prefix="convoice-bench-vocab-") as tmp:

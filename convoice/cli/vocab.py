@@ -8,7 +8,7 @@ corrections"); round two transcribes again, with it, what still needs a person.
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from convoice.cli.common import HomeOption, fail, prefect_defaults
+
+if TYPE_CHECKING:
+    from convoice.records import TermState
 
 vocabulary_app = typer.Typer(
     no_args_is_help=True,
@@ -49,12 +52,12 @@ def list_command(
     home: HomeOption = None,
 ) -> None:
     """Every term: its channel, how often people corrected Whisper to it, who added it."""
-    from convoice.models.vocabulary import ACTIVE
+    from convoice.records import TermState
     from convoice.storage.vocabulary import read_terms
 
     terms = [
         t for t in read_terms(_store(home))
-        if (channel is None or t.channel == channel) and (removed or t.state == ACTIVE)
+        if (channel is None or t.channel == channel) and (removed or t.state == TermState.ACTIVE)
     ]  # fmt: skip
     table = Table(title=f"vocabulary: {len(terms)} terms")
     for col in ("channel", "term", "count", "origin", "state", "clips", "updated"):
@@ -78,9 +81,9 @@ def add_command(
     home: HomeOption = None,
 ) -> None:
     """Add words an operator knows Whisper needs (kept as the operator's, never re-learned away)."""
-    from convoice.models.vocabulary import ACTIVE
+    from convoice.records import TermState
 
-    _set_terms(home, channel, terms, ACTIVE, "added {term} to {channel}")
+    _set_terms(home, channel, terms, TermState.ACTIVE, "added {term} to {channel}")
 
 
 @vocabulary_app.command("remove")
@@ -90,12 +93,14 @@ def remove_command(
     home: HomeOption = None,
 ) -> None:
     """Stop giving words to Whisper; learning never brings a removed word back."""
-    from convoice.models.vocabulary import REMOVED
+    from convoice.records import TermState
 
-    _set_terms(home, channel, terms, REMOVED, "removed {term} from {channel}")
+    _set_terms(home, channel, terms, TermState.REMOVED, "removed {term} from {channel}")
 
 
-def _set_terms(home: str | None, channel: str, words: list[str], state: str, done: str) -> None:
+def _set_terms(
+    home: str | None, channel: str, words: list[str], state: TermState, done: str
+) -> None:
     """Set each word's ``state`` as the operator's, saying ``done`` of each; exit 2 on a bad one."""
     from convoice.storage.vocabulary import set_term
 

@@ -53,10 +53,6 @@ from convoice.records.identity import (
 )
 from convoice.records.stored import StoredClip, StoredLabel
 from convoice.records.vocabulary import (
-    ACTIVE,
-    LEARNED,
-    OPERATOR,
-    REMOVED,
     STORE_WIDE,
     Correction,
     Learned,
@@ -69,14 +65,10 @@ from convoice.records.vocabulary import (
 )
 
 __all__ = [
-    "ACTIVE",
     "ALL_LANGUAGES",
     "CAMPPLUS_DIM",
     "CONSOLIDATE_BY",
     "EMBEDDING_DIM",
-    "LEARNED",
-    "OPERATOR",
-    "REMOVED",
     "SAMPLE_RATE",
     "SPEAKER_REASONS",
     "STORE_WIDE",

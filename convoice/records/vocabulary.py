@@ -21,10 +21,6 @@ class TermState(StrEnum):
     REMOVED = "removed"  # by an operator: never given to Whisper, never re-learned
 
 
-LEARNED, OPERATOR = TermOrigin.LEARNED, TermOrigin.OPERATOR
-ACTIVE, REMOVED = TermState.ACTIVE, TermState.REMOVED
-
-
 @dataclass(frozen=True)
 class Term:
     """One word (or name) of a channel's vocabulary."""
@@ -32,8 +28,8 @@ class Term:
     channel: str  # STORE_WIDE ("") for the whole store
     term: str  # as people write it ("Tlaxcala")
     count: int = 0  # how often people corrected the machine to it
-    origin: str = LEARNED  # LEARNED from corrections or added by an OPERATOR
-    state: str = ACTIVE  # REMOVED by an operator: never given to Whisper, never re-learned
+    origin: TermOrigin = TermOrigin.LEARNED  # from corrections, or added by an operator
+    state: TermState = TermState.ACTIVE  # REMOVED: never given to Whisper, never re-learned
     clip_ids: tuple[str, ...] = ()  # the corrected clips it was learned from
     updated_at: str = ""
     updated_by: str = ""

@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from convoice.models.routing import Reason
 from convoice.records import (
     ClipStatus,
     Contribution,
@@ -30,6 +29,7 @@ from convoice.records import (
     LabelSource,
     Merge,
     ReviewDecision,
+    ReviewReason,
     Speaker,
     canonical,
     identity_vector,
@@ -104,7 +104,7 @@ def machine_absorbed(row: Mapping[str, Any]) -> bool:
         extra = json.loads(extra or "{}")
     if isinstance(extra, Mapping) and "absorbed" in extra:
         return bool(extra["absorbed"])
-    unsure = {Reason.UNCERTAIN_SPEAKER, Reason.UNCERTAIN_IDENTITY}
+    unsure = {ReviewReason.UNCERTAIN_SPEAKER, ReviewReason.UNCERTAIN_IDENTITY}
     return not unsure & set(row.get("review_reasons") or ())
 
 

@@ -20,18 +20,9 @@ from typing import Any
 import numpy as np
 
 from convoice.records import SAMPLE_RATE, FloatArray
-from convoice.synth.media_files import make_music, make_silence, make_truncated, write_media
-from convoice.synth.recordings import SampleDataMissing, librivox_samples, pyannote_sample
+from convoice.synth.media_files import write_media
 from convoice.synth.sentences import pick_sentences
-from convoice.synth.serve import serve_directory, write_sources_csv
 from convoice.synth.speech import VOICES, synthesize
-
-# the public face of sample media: episodes and corpora here, the rest re-exported
-__all__ = [
-    "Corpus", "Episode", "SampleDataMissing", "TruthTurn", "demo_corpus", "librivox_samples",
-    "make_corpus", "make_episode", "make_music", "make_silence", "make_truncated",
-    "pyannote_sample", "serve_directory", "write_rttm", "write_sources_csv",
-]  # fmt: skip
 
 NOISE_FLOOR_DBFS = -70.0  # recordings are never digitally silent
 SENTENCES_PER_TURN: tuple[int, ...] = (1, 2, 3)
