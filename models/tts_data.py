@@ -21,13 +21,23 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
 from convoice.records import EMBEDDING_DIM, ClipStatus, FloatArray
 
-FORMATS = ("ljspeech", "vctk", "coqui")
+
+class TtsFormat(StrEnum):
+    """The layouts of a TTS export (``convoice export tts --format``)."""
+
+    LJSPEECH = "ljspeech"
+    VCTK = "vctk"  # coqui's vctk_old formatter
+    COQUI = "coqui"
+
+
+FORMATS = tuple(str(f) for f in TtsFormat)
 DATASET_NAME = "convoice"  # coqui's dataset_name: the prefix of every d-vector key
 TRAIN, HELDOUT = "train", "heldout"
 ACCEPTED = ClipStatus.ACCEPTED

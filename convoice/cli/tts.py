@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from convoice.cli.common import HomeOption, fail, prefect_defaults
+from convoice.models.tts_data import TtsFormat
 
 console = Console()
 
@@ -21,19 +21,12 @@ console = Console()
 def export_tts_command(
     dataset: Annotated[str, typer.Option("--dataset", help="Release: v3, 3 or a tag.")],
     fmt: Annotated[
-        str, typer.Option("--format", help="Layout: ljspeech, vctk (coqui's vctk_old) or coqui.")
+        TtsFormat, typer.Option("--format", help="Layout (vctk: coqui's vctk_old formatter).")
     ],
     to: Annotated[Path, typer.Option("--to", help="Destination folder (new or empty).")],
     home: HomeOption = None,
 ) -> None:
     """Write a release as a TTS training set: WAVs, metadata, d-vectors, attribution."""
-    from convoice.models.tts_data import FORMATS
-
-    if fmt not in FORMATS:
-        console.print(
-            f"[red]unknown format {escape(repr(fmt))}: use one of {', '.join(FORMATS)}[/]"
-        )
-        raise typer.Exit(2)
     prefect_defaults()
     from convoice.config import load_settings
     from convoice.flows.tts import export_tts_flow
@@ -43,8 +36,8 @@ def export_tts_command(
 
     try:  # the operator's mistakes are a message, not a failed flow run
         store = Store.open(load_settings(home=home))
-        check_folder(to, store.resolve(dataset).name, fmt)
-        result = export_tts_flow(dataset=dataset, fmt=fmt, to=str(to), home=home)
+        check_folder(to, store.resolve(dataset).name, fmt.value)
+        result = export_tts_flow(dataset=dataset, fmt=fmt.value, to=str(to), home=home)
     except (UnknownReleaseError, TtsDataError, ExportError) as err:
         fail(err)
     console.print(result.summary(), markup=False)
