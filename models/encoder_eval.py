@@ -17,12 +17,13 @@ people's labels are trained on, with the clips the machine is sure of.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from convoice.models.clustering import b_cubed
 from convoice.models.ge2e import FloatArray, all_pairs, equal_error_rate
-from convoice.records import ClipStatus
+from convoice.records import ClipStatus, ReleaseClip, ReleaseSplit
 
 TIE = 1e-9
 
@@ -106,22 +107,32 @@ def judged(clip_id: str, share: float) -> bool:
     return int.from_bytes(digest[:8], "big") < share * 2**64
 
 
-def _people_labelled(r: dict[str, object]) -> bool:
+def _people_labelled(clip: ReleaseClip) -> bool:
     """A clip a person labelled with a usable speaker (released ``split`` ``heldout``)."""
     return bool(
-        r.get("split") == "heldout"
-        and r.get("status") != ClipStatus.REJECTED
-        and r.get("speaker_id")
+        clip.split == ReleaseSplit.HELDOUT
+        and clip.status != ClipStatus.REJECTED
+        and clip.speaker_id
+    )
+
+
+def _machine_sure(clip: ReleaseClip, min_confidence: float) -> bool:
+    """A clip of the ``train`` split whose speaker the machine accepted, confident enough."""
+    return bool(
+        clip.split == ReleaseSplit.TRAIN
+        and (clip.speaker_status or clip.status) == ClipStatus.ACCEPTED
+        and clip.speaker_id
+        and float(clip.speaker_confidence or 0.0) >= min_confidence
     )
 
 
 def training_rows(
-    rows: Sequence[dict[str, object]],
+    clips: Sequence[ReleaseClip],
     min_confidence: float,
     min_clips: int,
     judge_share: float = 1.0,
 ) -> list[int]:
-    """Indices of release rows to train on.
+    """Indices of the release's clips to train on.
 
     The machine's sure clips (``train`` split, accepted, speaker confidence at
     least ``min_confidence``) and the clips people labelled that are not judged
@@ -130,25 +141,16 @@ def training_rows(
     """
     chosen = [
         i
-        for i, r in enumerate(rows)
-        if (
-            r.get("split") == "train"
-            and (r.get("speaker_status") or r.get("status")) == ClipStatus.ACCEPTED
-            and r.get("speaker_id")
-            and float(r.get("speaker_confidence") or 0.0) >= min_confidence  # type: ignore[arg-type]
-        )
-        or (_people_labelled(r) and not judged(str(r["clip_id"]), judge_share))
+        for i, c in enumerate(clips)
+        if _machine_sure(c, min_confidence)
+        or (_people_labelled(c) and not judged(c.clip_id, judge_share))
     ]
-    counts: dict[object, int] = {}
-    for i in chosen:
-        counts[rows[i]["speaker_id"]] = counts.get(rows[i]["speaker_id"], 0) + 1
-    return [i for i in chosen if counts[rows[i]["speaker_id"]] >= min_clips]
+    counts = Counter(clips[i].speaker_id for i in chosen)
+    return [i for i in chosen if counts[clips[i].speaker_id] >= min_clips]
 
 
-def evaluation_rows(rows: Sequence[dict[str, object]], judge_share: float = 1.0) -> list[int]:
-    """Indices of the rows that judge encoders: people's labels (not rejected), judged share."""
+def evaluation_rows(clips: Sequence[ReleaseClip], judge_share: float = 1.0) -> list[int]:
+    """Indices of the clips that judge encoders: people's labels (not rejected), judged share."""
     return [
-        i
-        for i, r in enumerate(rows)
-        if _people_labelled(r) and judged(str(r["clip_id"]), judge_share)
+        i for i, c in enumerate(clips) if _people_labelled(c) and judged(c.clip_id, judge_share)
     ]

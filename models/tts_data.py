@@ -1,7 +1,7 @@
 """A released dataset as a TTS training set: which clips, which lines, which d-vectors.
 
-Pure functions over the rows of a release's ``clips.parquet`` (dicts, as
-:func:`pyarrow.Table.to_pylist` gives them); :mod:`convoice.training.tts_export`
+Pure functions over the rows of a release's ``clips.parquet`` (as
+:class:`~convoice.records.ReleaseClip` records); :mod:`convoice.training.tts_export`
 writes what they compute.
 
 Which clips: ``status == "accepted"`` only (never ``review`` or ``rejected``),
@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
-from convoice.records import EMBEDDING_DIM, ClipStatus, FloatArray
+from convoice.records import EMBEDDING_DIM, ClipStatus, FloatArray, ReleaseClip, ReleaseSplit
 
 
 class TtsFormat(StrEnum):
@@ -39,8 +40,6 @@ class TtsFormat(StrEnum):
 
 FORMATS = tuple(str(f) for f in TtsFormat)
 DATASET_NAME = "convoice"  # coqui's dataset_name: the prefix of every d-vector key
-TRAIN, HELDOUT = "train", "heldout"
-ACCEPTED = ClipStatus.ACCEPTED
 COQUI_HEADER = "audio_file|text|speaker_name"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -58,7 +57,7 @@ class TtsClip:
     speaker: str  # the speaker id made safe for file and folder names
     speaker_id: str  # as released
     text: str  # one line, no '|'
-    split: str  # "train" or "heldout"
+    split: ReleaseSplit
     embedding: FloatArray  # 256 floats, unit norm
     audio_uri: str  # the clip's audio in the store
     duration: float
@@ -112,57 +111,53 @@ def unit_embedding(value: Any) -> FloatArray | None:
     return (vector / norm).astype(np.float32)
 
 
-def skip_reason(row: dict[str, Any], embedding: FloatArray | None) -> str | None:
+def skip_reason(clip: ReleaseClip, embedding: FloatArray | None) -> str | None:
     """Why a released clip stays out of a TTS export, or None when it goes in.
 
-    ``embedding`` is the row's embedding as :func:`unit_embedding` reads it.
+    ``embedding`` is the clip's embedding as :func:`unit_embedding` reads it.
     """
-    status = row.get("status") or ""
-    if status != ACCEPTED:
-        return f"status_{status or 'missing'}"
-    if not (row.get("speaker_id") or "").strip():
+    if clip.status != ClipStatus.ACCEPTED:
+        return f"status_{clip.status or 'missing'}"
+    if not (clip.speaker_id or "").strip():
         return "no_speaker"
-    if not clean_text(row.get("text")):
+    if not clean_text(clip.text):
         return "empty_text"
     if embedding is None:
         return "no_embedding"
-    if not row.get("audio_uri"):
+    if not clip.audio_uri:
         return "no_audio"
     return None
 
 
-def select_clips(rows: list[dict[str, Any]]) -> Selection:
+def select_clips(clips: Sequence[ReleaseClip]) -> Selection:
     """The accepted clips with speaker, text and embedding; heldout ones apart (see module)."""
-    required = {"clip_id", "speaker_id", "text", "status", "embedding", "audio_uri"}
-    if rows and (missing := required - set(rows[0])):
-        raise TtsDataError(f"the release's clips lack the columns {sorted(missing)}")
     train: list[TtsClip] = []
     heldout: list[TtsClip] = []
     skipped: Counter[str] = Counter()
     seen: dict[str, str] = {}
-    for row in rows:
-        embedding = unit_embedding(row.get("embedding"))
-        reason = skip_reason(row, embedding)
+    for clip in clips:
+        embedding = unit_embedding(clip.embedding)
+        reason = skip_reason(clip, embedding)
         if reason is not None or embedding is None:
             skipped[reason or "no_embedding"] += 1
             continue
-        file_id = safe_name(str(row["clip_id"]))
-        if seen.setdefault(file_id, row["clip_id"]) != row["clip_id"]:
-            raise TtsDataError(f"clips {seen[file_id]!r} and {row['clip_id']!r} share a file name")
-        split = HELDOUT if row.get("split") == HELDOUT else TRAIN
-        clip = TtsClip(
-            clip_id=str(row["clip_id"]),
+        file_id = safe_name(clip.clip_id)
+        if seen.setdefault(file_id, clip.clip_id) != clip.clip_id:
+            raise TtsDataError(f"clips {seen[file_id]!r} and {clip.clip_id!r} share a file name")
+        split = ReleaseSplit.HELDOUT if clip.split == ReleaseSplit.HELDOUT else ReleaseSplit.TRAIN
+        chosen = TtsClip(
+            clip_id=clip.clip_id,
             file_id=file_id,
-            speaker=safe_name(str(row["speaker_id"])),
-            speaker_id=str(row["speaker_id"]),
-            text=clean_text(row["text"]),
+            speaker=safe_name(clip.speaker_id),
+            speaker_id=clip.speaker_id,
+            text=clean_text(clip.text),
             split=split,
             embedding=embedding,
-            audio_uri=str(row["audio_uri"]),
-            duration=float(row.get("duration") or 0.0),
-            language=str(row.get("language") or ""),
+            audio_uri=clip.audio_uri,
+            duration=float(clip.duration or 0.0),
+            language=clip.language or "",
         )
-        (heldout if split == HELDOUT else train).append(clip)
+        (heldout if split == ReleaseSplit.HELDOUT else train).append(chosen)
     return Selection(train, heldout, dict(skipped))
 
 
@@ -190,7 +185,7 @@ def dataset_root(clip: TtsClip, fmt: str) -> str:
     ``eval/`` (the formatter reads every ``txt/`` file under its root, so a
     separate root is the only way to keep them out of training).
     """
-    return "eval" if fmt == "vctk" and clip.split == HELDOUT else ""
+    return "eval" if fmt == "vctk" and clip.split == ReleaseSplit.HELDOUT else ""
 
 
 def export_relpath(clip: TtsClip, fmt: str) -> str:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import convoice
-from convoice.records import ClipStatus, LabelSource
+from convoice.records import ClipStatus, LabelSource, ReleaseSplit
 from convoice.storage.location import Location, sha256_file
 from convoice.storage.schema import RELEASE_SPEAKER_SCHEMA, vectors
 
@@ -183,13 +183,11 @@ def release_clips(clips: pa.Table) -> pa.Table:
     return clips.append_column("split", heldout_split(clips))
 
 
-HELDOUT, TRAIN = "heldout", "train"
-
-
 def heldout_split(clips: pa.Table) -> pa.ChunkedArray:
     """``heldout`` for clips a person labelled (kept apart to evaluate models), else ``train``."""
     human = pc.not_equal(pc.fill_null(clips["labelled_by"], ""), "")
-    split: pa.ChunkedArray = pc.if_else(human, pa.scalar(HELDOUT), pa.scalar(TRAIN))
+    heldout, train = pa.scalar(str(ReleaseSplit.HELDOUT)), pa.scalar(str(ReleaseSplit.TRAIN))
+    split: pa.ChunkedArray = pc.if_else(human, heldout, train)
     return split
 
 

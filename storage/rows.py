@@ -1,13 +1,13 @@
 """Rows of the store's tables as records: one conversion each way, beside the schemas.
 
-What the tables hold is read back as typed records instead of dicts keyed by
-column name: a clip row is a :class:`StoredClip`, a label row a
-:class:`StoredLabel`, a recording row a :class:`~convoice.records.Recording`,
-a skipped row a :class:`~convoice.records.SkippedItem`. ``from_row`` tolerates
-a table read with a subset of the columns (``select``) or written before a
-column existed: a missing column reads as the field's default. Statuses and
-label sources read as their enums, whose values are the stored strings, so
-``to_row`` writes back exactly what was read.
+What the tables hold is read back as typed records instead of dicts keyed by column
+name: a clip row is a :class:`StoredClip` (a :class:`ReleaseClip` in a release), a label
+row a :class:`StoredLabel`, a recording row a :class:`~convoice.records.Recording`, a
+skipped row a :class:`~convoice.records.SkippedItem`. ``from_row`` tolerates a table
+read with a subset of the columns (``select``) or written before a column existed: a
+missing column reads as the field's default. Statuses and label sources read as their
+enums, whose values are the stored strings, so ``to_row`` writes back exactly what was
+read.
 
 The record types themselves live in :mod:`convoice.records.stored`.
 
@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
-from convoice.records import Recording, SkippedItem, StoredClip, StoredLabel
+from convoice.records import Recording, ReleaseClip, SkippedItem, StoredClip, StoredLabel
 from convoice.records.stored import known_fields
 from convoice.storage.schema import CLIP_SCHEMA, LABEL_SCHEMA
 
@@ -31,6 +31,7 @@ __all__ = [
     "label_records",
     "labels_table",
     "recording_records",
+    "release_clip_records",
     "skipped_records",
 ]
 
@@ -38,6 +39,11 @@ __all__ = [
 def clip_records(table: pa.Table) -> list[StoredClip]:
     """The rows of a clips table (any subset of its columns) as records."""
     return [StoredClip.from_row(row) for row in table.to_pylist()]
+
+
+def release_clip_records(table: pa.Table) -> list[ReleaseClip]:
+    """The rows of a release's ``clips.parquet`` (any subset of its columns) as records."""
+    return [ReleaseClip.from_row(row) for row in table.to_pylist()]
 
 
 def clips_table(clips: Iterable[StoredClip]) -> pa.Table:

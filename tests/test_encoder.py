@@ -21,6 +21,7 @@ from convoice.models.ge2e import (
     plan_batch,
 )
 from convoice.models.relabel import ClipFacts, replay
+from convoice.records import ReleaseClip
 from convoice.storage import Store
 from convoice.storage import calibration as stored_calibration
 from convoice.synth.serve import write_sources_csv
@@ -133,11 +134,11 @@ def test_people_labels_split_stable_and_disjoint() -> None:
     with pytest.raises(ValueError, match="judge_share"):
         judged("c", 1.5)
 
-    def row(i: int, split: str, status: str, conf: float) -> dict[str, object]:
-        return {
+    def row(i: int, split: str, status: str, conf: float) -> ReleaseClip:
+        return ReleaseClip.from_row({
             "clip_id": ids[i], "split": split, "status": status, "speaker_id": f"spk{i % 3}",
             "speaker_confidence": conf,
-        }  # fmt: skip
+        })  # fmt: skip
 
     rows = [row(i, "heldout", "accepted", 0.2) for i in range(60)]  # people's labels
     rows += [row(i, "heldout", "rejected", 0.2) for i in range(60, 70)]  # people rejected

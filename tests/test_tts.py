@@ -30,7 +30,7 @@ from convoice.engines import loaders
 from convoice.flows.tts import export_tts_flow, retrain_tts_flow
 from convoice.models import tts_data
 from convoice.models.embed import embed_regions
-from convoice.records import SAMPLE_RATE, Clip, ClipStatus, Region, Transcript, Word
+from convoice.records import SAMPLE_RATE, Clip, ClipStatus, Region, ReleaseClip, Transcript, Word
 from convoice.storage import Store
 from convoice.synth.sentences import pick_sentences
 from convoice.synth.speech import synthesize
@@ -127,7 +127,7 @@ def test_rows_become_lines_and_d_vectors() -> None:
         {"clip_id": "c5", "embedding": None},
         {"clip_id": "c6", "speaker_id": ""},
     ]
-    rows = [row] + [{**row, **change} for change in changes]
+    rows = [ReleaseClip.from_row(r) for r in [row] + [{**row, **change} for change in changes]]
     selection = tts_data.select_clips(rows)
     assert [c.clip_id for c in selection.train] == ["clip/1"]
     assert [c.clip_id for c in selection.heldout] == ["c2"]
@@ -152,7 +152,9 @@ def test_rows_become_lines_and_d_vectors() -> None:
     with pytest.raises(tts_data.TtsDataError, match="unknown TTS export format"):
         tts_data.check_format("wav")
     with pytest.raises(tts_data.TtsDataError, match="share a file name"):
-        tts_data.select_clips([row, {**row, "clip_id": "clip 1"}])
+        tts_data.select_clips(
+            [ReleaseClip.from_row(r) for r in (row, {**row, "clip_id": "clip 1"})]
+        )
 
 
 def test_only_complete_checkpoints_count_and_survive_pruning(tmp_path: Path) -> None:

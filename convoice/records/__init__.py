@@ -31,6 +31,7 @@ from convoice.records.base import (
     FloatArray,
     LabelSource,
     LabelStatus,
+    ReleaseSplit,
     ReviewReason,
     SkipReason,
     now,
@@ -51,7 +52,7 @@ from convoice.records.identity import (
     ReviewDecision,
     canonical,
 )
-from convoice.records.stored import StoredClip, StoredLabel
+from convoice.records.stored import ReleaseClip, StoredClip, StoredLabel
 from convoice.records.vocabulary import (
     STORE_WIDE,
     Correction,
@@ -92,6 +93,8 @@ __all__ = [
     "Provenance",
     "Recording",
     "Region",
+    "ReleaseClip",
+    "ReleaseSplit",
     "ReviewDecision",
     "ReviewReason",
     "SkipReason",

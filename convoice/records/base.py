@@ -46,6 +46,13 @@ class LabelStatus(StrEnum):
     REJECTED = "rejected"  # a person rejected the clip
 
 
+class ReleaseSplit(StrEnum):
+    """Which side of a release a clip is on (its ``split`` column)."""
+
+    TRAIN = "train"  # machine labels: what models train on
+    HELDOUT = "heldout"  # a person labelled the clip: kept apart to evaluate models
+
+
 class ReviewReason(StrEnum):
     """Machine-readable reasons for sending a clip to review."""
 

@@ -1,9 +1,10 @@
 """The rows of the store's clip and label tables as records: what storage reads back.
 
-A clip row is a :class:`StoredClip`, a label row a :class:`StoredLabel`. ``from_row``
-tolerates a row read with a subset of the columns (``select``) or written before a
-column existed: a missing column reads as the field's default. Statuses and label
-sources read as their enums, whose values are the stored strings, so ``to_row``
+A clip row is a :class:`StoredClip`, a label row a :class:`StoredLabel`, a row of a
+release's ``clips.parquet`` a :class:`ReleaseClip` (a stored clip and two columns more).
+``from_row`` tolerates a row read with a subset of the columns (``select``) or written
+before a column existed: a missing column reads as the field's default. Statuses and
+label sources read as their enums, whose values are the stored strings, so ``to_row``
 gives back exactly what was read. The conversions from and to Arrow tables live in
 :mod:`convoice.storage.rows`.
 """
@@ -13,10 +14,19 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar, Self
 
 from convoice.records.artefacts import pick_identity_vector
-from convoice.records.base import ClipStatus, LabelSource, LabelStatus
+from convoice.records.base import ClipStatus, LabelSource, LabelStatus, ReleaseSplit
+
+_CLIP_ENUMS: dict[str, type[StrEnum]] = {
+    "status": ClipStatus,
+    "speaker_label_source": LabelSource,
+    "transcript_label_source": LabelSource,
+    "speaker_status": LabelStatus,
+    "transcript_status": LabelStatus,
+}
 
 
 @dataclass(frozen=True)
@@ -66,10 +76,12 @@ class StoredClip:
     transcript_score_raw: float | None = None
     calibration_version: str | None = None
 
+    _ENUMS: ClassVar[dict[str, type[StrEnum]]] = _CLIP_ENUMS  # columns read as enums
+
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> StoredClip:
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
         values = known_fields(cls, row)
-        for name, enum in _CLIP_ENUMS.items():
+        for name, enum in cls._ENUMS.items():
             if values.get(name) is not None:
                 values[name] = enum(values[name])
         if "review_reasons" in values:
@@ -81,7 +93,7 @@ class StoredClip:
     def to_row(self) -> dict[str, Any]:
         """The Arrow row (plain strings and lists), as :data:`CLIP_SCHEMA` stores it."""
         row = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in _CLIP_ENUMS:
+        for name in self._ENUMS:
             if row[name] is not None:
                 row[name] = str(row[name])
         row["review_reasons"] = [str(r) for r in self.review_reasons]
@@ -108,13 +120,17 @@ class StoredClip:
         return names
 
 
-_CLIP_ENUMS: dict[str, type[ClipStatus] | type[LabelSource] | type[LabelStatus]] = {
-    "status": ClipStatus,
-    "speaker_label_source": LabelSource,
-    "transcript_label_source": LabelSource,
-    "speaker_status": LabelStatus,
-    "transcript_status": LabelStatus,
-}
+@dataclass(frozen=True)
+class ReleaseClip(StoredClip):
+    """One row of a release's ``clips.parquet``: the stored clip and what releasing added.
+
+    ``split`` is None only for a release written before the column existed.
+    """
+
+    audio_path: str = ""  # the clip's FLAC relative to a pulled dataset
+    split: ReleaseSplit | None = None
+
+    _ENUMS: ClassVar[dict[str, type[StrEnum]]] = {**_CLIP_ENUMS, "split": ReleaseSplit}
 
 
 @dataclass(frozen=True)

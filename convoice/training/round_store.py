@@ -21,7 +21,14 @@ from convoice.models.encoder_eval import EncoderMetrics, evaluation_rows, is_bet
 from convoice.models.ge2e import FloatArray, NotEnoughData
 from convoice.models.relabel import Replay, review_share
 from convoice.orchestration.store_lock import store_lock
-from convoice.records import ClipStatus, Contribution, LabelSource, StoredClip
+from convoice.records import (
+    ClipStatus,
+    Contribution,
+    LabelSource,
+    ReleaseClip,
+    ReleaseSplit,
+    StoredClip,
+)
 from convoice.review.decisions import desired_contributions, latest_values
 from convoice.storage import Release, Store
 from convoice.storage import calibration as stored_calibration
@@ -31,7 +38,7 @@ from convoice.storage.relabel import relabelled_rows, write_relabel
 from convoice.storage.releases import read_release_table
 from convoice.storage.review_state import contributions as review_contributions
 from convoice.storage.review_state import merges
-from convoice.storage.rows import clip_records, recording_records
+from convoice.storage.rows import clip_records, recording_records, release_clip_records
 from convoice.training import encoder as enc
 from convoice.training.encoder_round import (
     EncoderRound,
@@ -98,16 +105,15 @@ def recording_order(store: Store, release: Release) -> list[str]:
 
 @dataclass
 class RoundData:
-    """What one round trains and judges on: the release's clip rows and the training ones.
+    """What one round trains and judges on: the release's clips and the training ones.
 
-    ``rows`` are the release's rows as :mod:`convoice.models.encoder_eval` selects
-    from them (with the release's ``split``); ``clips`` the same rows as records.
+    ``clips`` are the release's rows (with its ``split``), from which
+    :mod:`convoice.models.encoder_eval` selects.
     """
 
     release: Release
-    rows: list[dict[str, Any]]
-    clips: list[StoredClip]
-    train: list[int]  # indices of the training clips in ``rows``
+    clips: list[ReleaseClip]
+    train: list[int]  # indices of the training clips in ``clips``
     heldout: list[int]  # indices of the judged clips
 
     def too_few(self) -> str:
@@ -127,18 +133,21 @@ class RoundData:
 def round_data(store: Store, release: Release, settings: Settings) -> RoundData:
     """The release's clip rows, split into training and judged clips (``[encoder]`` settings)."""
     table = read_release_table(store.location, release.version, "clips")
-    rows = table.select([c for c in RELEASE_COLUMNS if c in table.column_names]).to_pylist()
+    clips = release_clip_records(
+        table.select([c for c in RELEASE_COLUMNS if c in table.column_names])
+    )
     cfg = settings.encoder
-    train = training_rows(rows, cfg.min_confidence, cfg.min_clips_per_speaker, cfg.judge_share)
-    clips = [StoredClip.from_row(row) for row in rows]
-    return RoundData(release, rows, clips, train, evaluation_rows(rows, cfg.judge_share))
+    train = training_rows(clips, cfg.min_confidence, cfg.min_clips_per_speaker, cfg.judge_share)
+    return RoundData(release, clips, train, evaluation_rows(clips, cfg.judge_share))
 
 
 def count_training(report: EncoderRound, data: RoundData) -> None:
     """The round's report: how many clips and speakers it trains on."""
     report.n_train_clips = len(data.train)
     report.n_train_speakers = len({data.clips[i].speaker_id for i in data.train})
-    report.n_people_train_clips = sum(1 for i in data.train if data.rows[i]["split"] == "heldout")
+    report.n_people_train_clips = sum(
+        1 for i in data.train if data.clips[i].split == ReleaseSplit.HELDOUT
+    )
 
 
 def train_and_judge(

@@ -35,9 +35,11 @@ import numpy as np
 from convoice.media.audio import read_encoded, to_mono, wav_bytes
 from convoice.models import tts_data
 from convoice.models.tts_data import Selection, TtsClip
+from convoice.records import ReleaseClip
 from convoice.storage.location import atomic_write
 from convoice.storage.pull import attribution_text
 from convoice.storage.releases import release_key
+from convoice.storage.rows import release_clip_records
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -80,8 +82,8 @@ class TtsExport:
         )
 
 
-def read_release_clips(store: Store, release: Release) -> tuple[list[dict[str, Any]], pa.Table]:
-    """The release's clip rows (the export's columns) and its ``recordings`` table."""
+def read_release_clips(store: Store, release: Release) -> tuple[list[ReleaseClip], pa.Table]:
+    """The release's clips (the export's columns) and its ``recordings`` table."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -93,7 +95,7 @@ def read_release_clips(store: Store, release: Release) -> tuple[list[dict[str, A
     recordings = pq.read_table(
         pa.BufferReader(store.location.read_bytes(f"{key}/recordings.parquet"))
     )
-    return clips.select(CLIP_COLUMNS).to_pylist(), recordings
+    return release_clip_records(clips.select(CLIP_COLUMNS)), recordings
 
 
 def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -197,19 +199,19 @@ def export_release(
     tts_data.check_format(fmt)
     if sample_rate < 8000:
         raise ExportError(f"sample rate {sample_rate} Hz is too low for speech (at least 8000)")
-    rows, recordings = read_release_clips(store, release)
-    selection = tts_data.select_clips(rows)
+    clips, recordings = read_release_clips(store, release)
+    selection = tts_data.select_clips(clips)
     if not selection.train:
         raise tts_data.TtsDataError(
             f"release {release.name} has no accepted training clip with speaker and text"
-            f" ({len(rows)} clips; left out: {selection.skipped})"
+            f" ({len(clips)} clips; left out: {selection.skipped})"
         )
     prepare_folder(out, release.name, fmt)
     jobs = [(clip, out / tts_data.export_relpath(clip, fmt)) for clip in selection.clips]
     with ThreadPoolExecutor(max_workers=AUDIO_WORKERS) as pool:
         list(pool.map(lambda job: write_wav(store, job[0], job[1], sample_rate), jobs))
     _write_lists(out, selection, fmt)
-    used = _write_recordings(out, rows, recordings, selection)
+    used = _write_recordings(out, clips, recordings, selection)
     _write_text(out / "ATTRIBUTION.md", attribution_text(release, out))
     _write_text(out / "README.md", _readme(release, fmt, sample_rate, selection))
     counts = selection.counts()
@@ -248,14 +250,15 @@ def _write_lists(out: Path, selection: Selection, fmt: str) -> None:
 
 
 def _write_recordings(
-    out: Path, rows: list[dict[str, Any]], recordings: pa.Table, selection: Selection
+    out: Path, clips: list[ReleaseClip], recordings: pa.Table, selection: Selection
 ) -> list[str]:
     """``recordings.parquet``: the release's rows of the recordings the export uses; their ids."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    used = sorted({row["recording_id"] for row in rows if row["clip_id"] in _ids(selection)})
+    exported = _ids(selection)
+    used = sorted({clip.recording_id for clip in clips if clip.clip_id in exported})
     recordings = recordings.filter(pc.is_in(recordings["recording_id"], pa.array(used)))
     pq.write_table(recordings, out / "recordings.parquet")
     return used
