@@ -13,13 +13,14 @@ import base64
 import html
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import convoice
 from convoice.media.audio import read_encoded
 from convoice.models import release_figures as calc
-from convoice.records import ClipStatus, LabelStatus
+from convoice.records import ClipStatus, LabelStatus, ReleaseClip
 from convoice.release_charts import (
     COLOURS,
     TOP,
@@ -30,6 +31,7 @@ from convoice.release_charts import (
     shares_chart,
 )
 from convoice.storage.releases import release_key
+from convoice.storage.rows import release_clip_records
 
 if TYPE_CHECKING:
     from convoice.storage import Release, Store
@@ -44,14 +46,14 @@ COLUMNS = ["clip_id", "recording_id", "speaker_id", "language", "status", "durat
 class Sample:
     """One clip shown with its audio and images."""
 
-    row: dict[str, Any]
+    clip: ReleaseClip
     attribution: str
     flac: bytes
     images: dict[str, bytes]  # title -> PNG
 
 
-def read_release(store: Store, release: Release) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """The release's clip rows (the report's columns) and recording id -> attribution."""
+def read_release(store: Store, release: Release) -> tuple[list[ReleaseClip], dict[str, str]]:
+    """The release's clips (the report's columns) and recording id -> attribution."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -69,20 +71,20 @@ def read_release(store: Store, release: Release) -> tuple[list[dict[str, Any]], 
             strict=True,
         )
     )
-    return clips.to_pylist(), attributions
+    return release_clip_records(clips), attributions
 
 
 def load_samples(
-    store: Store, rows: list[dict[str, Any]], picked: list[int], attributions: dict[str, str]
+    store: Store, clips: list[ReleaseClip], picked: list[int], attributions: dict[str, str]
 ) -> list[Sample]:
     """Audio and images of the picked clips."""
     found = []
     for i in picked:
-        row = rows[i]
-        flac = store.read_audio(row["audio_uri"])
+        clip = clips[i]
+        flac = store.read_audio(clip.audio_uri)
         audio, rate = read_encoded(flac)
         found.append(
-            Sample(row, attributions.get(row["recording_id"], ""), flac, clip_images(audio, rate))
+            Sample(clip, attributions.get(clip.recording_id, ""), flac, clip_images(audio, rate))
         )
     return found
 
@@ -134,20 +136,20 @@ def _shares(shares: list[calc.Share], what: str, unit: calc.Unit) -> str:
 
 
 def _sample_html(sample: Sample) -> str:
-    row = sample.row
-    clip_id, status = row["clip_id"], row.get("status") or ""
+    clip = sample.clip
+    clip_id, status = clip.clip_id, str(clip.status or "")
     figures = "".join(
         f"<figure>{_img(data, title + ' of ' + clip_id)}<figcaption>{title}</figcaption></figure>"
         for title, data in sample.images.items()
     )
-    facts = [clip_id, f"{row.get('duration') or 0:.2f} s",
-             f"speaker {calc.number(row.get('speaker_confidence')):.2f}",
-             f"transcript {calc.number(row.get('transcript_confidence')):.2f}",
-             *(row.get("review_reasons") or [])]  # fmt: skip
+    facts = [clip_id, f"{clip.duration or 0:.2f} s",
+             f"speaker {calc.number(clip.speaker_confidence):.2f}",
+             f"transcript {calc.number(clip.transcript_confidence):.2f}",
+             *(str(r) for r in clip.review_reasons)]  # fmt: skip
     colour = COLOURS.get(status, "#888")
-    speaker = html.escape(row.get("speaker_id") or calc.UNKNOWN)
-    text = html.escape(row.get("text") or "")
-    language = html.escape(row.get("language") or "?")
+    speaker = html.escape(clip.speaker_id or calc.UNKNOWN)
+    text = html.escape(clip.text or "")
+    language = html.escape(clip.language or "?")
     flac = base64.b64encode(sample.flac).decode()
     return (
         f'<div class="clip"><div><b>{speaker}</b> '
@@ -165,19 +167,20 @@ def _cards(items: list[tuple[str, str]]) -> str:
     return f'<div class="cards">{cards}</div>'
 
 
-def reliability_lines(rows: list[dict[str, Any]], calibrations: dict[str, Any]) -> list[str]:
+def reliability_lines(clips: list[ReleaseClip], calibrations: dict[str, Any]) -> list[str]:
     """Per-kind statuses, and each calibration the clips name with its reliability diagram
     (a text table: on the clips it was judged on, never those it was fitted on)."""
     from convoice.models.calibration import render_table
 
     lines = ["label kind          accepted  review  labelled  rejected"]
     for kind in ("speaker_status", "transcript_status"):
-        values = [str(r.get(kind) or r.get("status") or "") for r in rows]
+        of_kind = attrgetter(kind)  # None in releases made before per-kind statuses
+        values = [str(of_kind(c) or c.status or "") for c in clips]
         counts = [values.count(s) for s in LabelStatus]
         lines.append(f"{kind:<18} " + " ".join(f"{n:9d}" for n in counts))
     used: dict[str, int] = {}
-    for r in rows:
-        version = r.get("calibration_version") or ""
+    for c in clips:
+        version = c.calibration_version or ""
         used[version] = used.get(version, 0) + 1
     for version, n in sorted(used.items()):
         cal = calibrations.get(version)
@@ -196,19 +199,19 @@ def reliability_lines(rows: list[dict[str, Any]], calibrations: dict[str, Any]) 
     return lines
 
 
-def reliability_html(rows: list[dict[str, Any]], calibrations: dict[str, Any]) -> str:
+def reliability_html(clips: list[ReleaseClip], calibrations: dict[str, Any]) -> str:
     """:func:`reliability_lines` as preformatted text."""
-    return f"<pre>{html.escape(chr(10).join(reliability_lines(rows, calibrations)))}</pre>"
+    return f"<pre>{html.escape(chr(10).join(reliability_lines(clips, calibrations)))}</pre>"
 
 
 def render_html(
     release: Release,
-    rows: list[dict[str, Any]],
+    released: list[ReleaseClip],
     samples: list[Sample],
     calibrations: dict[str, Any] | None = None,
 ) -> str:
     """The whole report page."""
-    clips = calc.ClipColumns.from_rows(rows)
+    clips = calc.ClipColumns.from_clips(released)
     speakers = calc.hours_by(clips.speaker_id, clips)
     languages = calc.hours_by(clips.language, clips)
     rates = calc.rates(clips)
@@ -224,10 +227,10 @@ def render_html(
         ("hours", "Hours per speaker and language",
          _shares(speakers, "speaker", unit) + _shares(languages, "language", unit)),
         ("confidence", "Confidence",
-         _img(confidence_chart(clips, calc.thresholds(rows)), "confidence histograms")),
+         _img(confidence_chart(clips, calc.thresholds(released)), "confidence histograms")),
         ("review", "Review and rejection", _review_html(rates, unit)),
         ("reliability", "Label kinds and reliability of the confidences",
-         reliability_html(rows, calibrations or {})),
+         reliability_html(released, calibrations or {})),
         ("embeddings", "Speaker embeddings",
          '<p class="muted">Each point is a clip. The clips of one speaker should gather; a'
          " speaker split in two clouds, or two speakers in one, is worth a look.</p>"
@@ -272,14 +275,13 @@ def _page(release: Release, cards: str, sections: list[tuple[str, str, str]]) ->
 
 def write_report(store: Store, release: Release, out: Path, samples: int = 4) -> Path:
     """Write the HTML report of ``release`` to ``out``; returns its path."""
-    rows, attributions = read_release(store, release)
-    clips = calc.ClipColumns.from_rows(rows)
+    released, attributions = read_release(store, release)
+    clips = calc.ClipColumns.from_clips(released)
     picked = calc.pick_samples(clips, calc.hours_by(clips.speaker_id, clips), samples)
     from convoice.storage.calibration import by_version
 
-    page = render_html(
-        release, rows, load_samples(store, rows, picked, attributions), by_version(store.location)
-    )
+    chosen = load_samples(store, released, picked, attributions)
+    page = render_html(release, released, chosen, by_version(store.location))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return out.resolve()
@@ -289,5 +291,5 @@ def release_reliability(store: Store, release: Release) -> str:
     """The release's label kinds and calibrations as text (``convoice dataset report``)."""
     from convoice.storage.calibration import by_version
 
-    rows, _ = read_release(store, release)
-    return "\n".join(reliability_lines(rows, by_version(store.location)))
+    released, _ = read_release(store, release)
+    return "\n".join(reliability_lines(released, by_version(store.location)))

@@ -1,4 +1,4 @@
-"""The figures of a release report, computed from its clip rows: no I/O, no plotting.
+"""The figures of a release report, computed from its clips: no I/O, no plotting.
 
 Hours per speaker and per language (split by status), confidence histograms,
 review and rejection rates with their reasons, a 2-D map of the clip
@@ -12,12 +12,11 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from convoice.records import ClipStatus
+from convoice.records import ClipStatus, StoredClip
 
 Array = npt.NDArray[np.float64]
 STATUSES = (str(ClipStatus.ACCEPTED), str(ClipStatus.REVIEW), str(ClipStatus.REJECTED))
@@ -52,36 +51,36 @@ class ClipColumns:
         return len(self.clip_id)
 
     @classmethod
-    def from_rows(cls, rows: list[dict[str, Any]]) -> ClipColumns:
-        """The columns of released clip rows (dicts as ``pyarrow.Table.to_pylist`` gives)."""
-        embeddings = [r.get("embedding") or [] for r in rows]
+    def from_clips(cls, clips: Sequence[StoredClip]) -> ClipColumns:
+        """The columns of released clips."""
+        embeddings = [c.embedding or [] for c in clips]
         width = max((len(e) for e in embeddings), default=0)
         return cls(
-            clip_id=[r["clip_id"] for r in rows],
-            speaker_id=[r.get("speaker_id") or "" for r in rows],
-            language=[r.get("language") or "" for r in rows],
-            status=[r.get("status") or "" for r in rows],
-            duration=np.array([r.get("duration") or 0.0 for r in rows], dtype=np.float64),
-            speaker_confidence=np.array([number(r.get("speaker_confidence")) for r in rows]),
-            transcript_confidence=np.array([number(r.get("transcript_confidence")) for r in rows]),
-            review_reasons=[list(r.get("review_reasons") or []) for r in rows],
-            human=[bool(r.get("labelled_by")) for r in rows],
+            clip_id=[c.clip_id for c in clips],
+            speaker_id=[c.speaker_id or "" for c in clips],
+            language=[c.language or "" for c in clips],
+            status=[str(c.status or "") for c in clips],
+            duration=np.array([c.duration or 0.0 for c in clips], dtype=np.float64),
+            speaker_confidence=np.array([number(c.speaker_confidence) for c in clips]),
+            transcript_confidence=np.array([number(c.transcript_confidence) for c in clips]),
+            review_reasons=[[str(r) for r in c.review_reasons] for c in clips],
+            human=[bool(c.labelled_by) for c in clips],
             embedding=np.array(
                 [e if len(e) == width else [0.0] * width for e in embeddings], dtype=np.float64
-            ).reshape(len(rows), width),
+            ).reshape(len(clips), width),
         )
 
 
-def number(value: Any) -> float:
+def number(value: float | None) -> float:
     """``value`` as a float; NaN for None."""
     return float("nan") if value is None else float(value)
 
 
-def thresholds(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """The routing thresholds recorded with the clips (from the first row's settings)."""
+def thresholds(clips: Sequence[StoredClip]) -> dict[str, float]:
+    """The routing thresholds recorded with the clips (from the first clip's settings)."""
     try:
-        routing = json.loads(rows[0]["settings"]).get("routing", {}) if rows else {}
-    except (KeyError, TypeError, ValueError):
+        routing = json.loads(clips[0].settings).get("routing", {}) if clips else {}
+    except (TypeError, ValueError):
         return {}
     return {k: float(v) for k, v in routing.items() if isinstance(v, int | float)}
 

@@ -21,7 +21,14 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
-from convoice.records import Recording, ReleaseClip, SkippedItem, StoredClip, StoredLabel
+from convoice.records import (
+    Recording,
+    ReleaseClip,
+    ReleaseSpeaker,
+    SkippedItem,
+    StoredClip,
+    StoredLabel,
+)
 from convoice.records.stored import known_fields
 from convoice.storage.schema import CLIP_SCHEMA, LABEL_SCHEMA
 
@@ -32,6 +39,7 @@ __all__ = [
     "labels_table",
     "recording_records",
     "release_clip_records",
+    "release_speaker_records",
     "skipped_records",
 ]
 
@@ -44,6 +52,11 @@ def clip_records(table: pa.Table) -> list[StoredClip]:
 def release_clip_records(table: pa.Table) -> list[ReleaseClip]:
     """The rows of a release's ``clips.parquet`` (any subset of its columns) as records."""
     return [ReleaseClip.from_row(row) for row in table.to_pylist()]
+
+
+def release_speaker_records(table: pa.Table) -> list[ReleaseSpeaker]:
+    """The rows of a release's ``speakers.parquet`` as records."""
+    return [ReleaseSpeaker.from_row(row) for row in table.to_pylist()]
 
 
 def clips_table(clips: Iterable[StoredClip]) -> pa.Table:

@@ -52,7 +52,7 @@ from convoice.records.identity import (
     ReviewDecision,
     canonical,
 )
-from convoice.records.stored import ReleaseClip, StoredClip, StoredLabel
+from convoice.records.stored import ReleaseClip, ReleaseSpeaker, StoredClip, StoredLabel
 from convoice.records.vocabulary import (
     STORE_WIDE,
     Correction,
@@ -94,6 +94,7 @@ __all__ = [
     "Recording",
     "Region",
     "ReleaseClip",
+    "ReleaseSpeaker",
     "ReleaseSplit",
     "ReviewDecision",
     "ReviewReason",

@@ -108,6 +108,17 @@ class StoredClip:
         return vector
 
     @property
+    def speaker_sure(self) -> bool:
+        """Its speaker label is sure: the machine accepted it or a person gave it.
+
+        By the per-kind ``speaker_status``; rows written before per-kind statuses
+        have none, and count when the clip was accepted.
+        """
+        if self.speaker_status:
+            return self.speaker_status in (LabelStatus.ACCEPTED, LabelStatus.LABELLED)
+        return self.status == ClipStatus.ACCEPTED
+
+    @property
     def extra_values(self) -> dict[str, float]:
         """The clip's measurements (the ``extra`` JSON)."""
         values: dict[str, float] = json.loads(self.extra or "{}")
@@ -131,6 +142,25 @@ class ReleaseClip(StoredClip):
     split: ReleaseSplit | None = None
 
     _ENUMS: ClassVar[dict[str, type[StrEnum]]] = {**_CLIP_ENUMS, "split": ReleaseSplit}
+
+
+@dataclass(frozen=True)
+class ReleaseSpeaker:
+    """One row of a release's ``speakers.parquet`` (computed from its clips)."""
+
+    speaker_id: str
+    centroid: list[float]  # the unit mean of its clips' embeddings
+    n_clips: int = 0
+    total_duration: float = 0.0
+    n_recordings: int = 0
+    label_source: LabelSource = LabelSource.MACHINE
+    name: str = ""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ReleaseSpeaker:
+        values = known_fields(cls, row)
+        values["label_source"] = LabelSource(values.get("label_source") or LabelSource.MACHINE)
+        return cls(**values)
 
 
 @dataclass(frozen=True)

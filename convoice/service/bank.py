@@ -14,6 +14,7 @@ import hashlib
 import logging
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from convoice.media import ffmpeg
 from convoice.media.audio import read_encoded
 from convoice.models import voicebank as vb
 from convoice.models.metrics import wer_count
-from convoice.records import ClipStatus, LabelStatus, Region
+from convoice.records import Recording, Region, ReleaseClip, ReleaseSpeaker
 from convoice.service.synthesisers import ShippedVoice, shipped_voices, speak_shipped
 
 if TYPE_CHECKING:
@@ -87,60 +88,54 @@ def embed(samples: np.ndarray) -> np.ndarray:
     return out[0]
 
 
-def _attributions(recordings: list[dict[str, Any]]) -> dict[str, vb.Attribution]:
+def _attributions(recordings: Sequence[Recording]) -> dict[str, vb.Attribution]:
     return {
-        r["recording_id"]: vb.Attribution(
-            r["recording_id"],
-            r.get("title") or "",
-            r.get("url") or "",
-            r.get("uploader") or "",
-            r.get("license") or "",
-            r.get("attribution") or "",
+        r.recording_id: vb.Attribution(
+            r.recording_id,
+            r.title or "",
+            r.url or "",
+            r.uploader or "",
+            r.license or "",
+            r.attribution or "",
         )
         for r in recordings
     }
 
 
 def dataset_voices(
-    clips: list[dict[str, Any]],
-    speakers: list[dict[str, Any]],
-    recordings: list[dict[str, Any]],
+    clips: Sequence[ReleaseClip],
+    speakers: Sequence[ReleaseSpeaker],
+    recordings: Sequence[Recording],
     settings: Settings,
 ) -> tuple[list[vb.BankVoice], dict[str, tuple[str, str]]]:
     """Speakers with at least ``[service] min_clips`` clips whose speaker label is sure
     (accepted, or a person's; a clip whose transcript is unsure still counts), with samples."""
     sources = _attributions(recordings)
-    accepted: dict[str, list[dict[str, Any]]] = {}
+    accepted: dict[str, list[ReleaseClip]] = {}
     for clip in clips:
-        kind = clip.get("speaker_status")
-        sure = (
-            kind in (LabelStatus.ACCEPTED, LabelStatus.LABELLED)
-            if kind
-            else clip.get("status") == ClipStatus.ACCEPTED
-        )
-        if sure and clip.get("speaker_id"):
-            accepted.setdefault(clip["speaker_id"], []).append(clip)
+        if clip.speaker_sure and clip.speaker_id:
+            accepted.setdefault(clip.speaker_id, []).append(clip)
     voices, samples = [], {}
-    for row in speakers:
-        own = accepted.get(row["speaker_id"], [])
+    for speaker in speakers:
+        own = accepted.get(speaker.speaker_id, [])
         if len(own) < settings.service.min_clips:
             continue
-        own.sort(key=lambda c: (-(c.get("speaker_confidence") or 0.0), c["clip_id"]))
+        own.sort(key=lambda c: (-(c.speaker_confidence or 0.0), c.clip_id))
         picked = own[: settings.service.sample_clips]
         for clip in picked:
-            samples[clip["clip_id"]] = (row["speaker_id"], clip["audio_uri"])
-        recs = sorted({c["recording_id"] for c in own})
+            samples[clip.clip_id] = (speaker.speaker_id, clip.audio_uri)
+        recs = sorted({c.recording_id for c in own})
         voices.append(
             vb.BankVoice(
-                voice_id=row["speaker_id"],
+                voice_id=speaker.speaker_id,
                 kind=vb.DATASET,
-                name=row.get("name") or row["speaker_id"],
-                languages=tuple(sorted({c["language"] for c in own if c.get("language")})),
-                hours=sum(c["duration"] for c in own) / 3600.0,
+                name=speaker.name or speaker.speaker_id,
+                languages=tuple(sorted({c.language for c in own if c.language})),
+                hours=sum(c.duration for c in own) / 3600.0,
                 n_clips=len(own),
-                sample_clips=tuple(c["clip_id"] for c in picked),
+                sample_clips=tuple(c.clip_id for c in picked),
                 attributions=tuple(sources[r] for r in recs if r in sources),
-                embedding=np.asarray(row["centroid"], np.float32),
+                embedding=np.asarray(speaker.centroid, np.float32),
             )
         )
     return voices, samples
@@ -185,6 +180,11 @@ def load_bank(settings: Settings, release: str | None = None) -> Bank:
     """The bank of ``release`` (default: the latest; none: shipped voices only)."""
     from convoice.storage import Store
     from convoice.storage.releases import read_release_table
+    from convoice.storage.rows import (
+        recording_records,
+        release_clip_records,
+        release_speaker_records,
+    )
 
     excluded = vb.normalise_exclude(settings.service.exclude)
     store = Store.open(settings)
@@ -205,11 +205,15 @@ def load_bank(settings: Settings, release: str | None = None) -> Bank:
             "speaker_status",  # not in releases made before per-kind statuses
         ]
         table = read_release_table(store.location, chosen.version, "clips")
-        table = table.select([c for c in columns if c in table.column_names])
-        speakers = read_release_table(store.location, chosen.version, "speakers").to_pylist()
-        recordings = read_release_table(store.location, chosen.version, "recordings").to_pylist()
-        speakers = [s for s in speakers if s["speaker_id"] not in excluded]
-        voices, samples = dataset_voices(table.to_pylist(), speakers, recordings, settings)
+        clips = release_clip_records(table.select([c for c in columns if c in table.column_names]))
+        speakers = release_speaker_records(
+            read_release_table(store.location, chosen.version, "speakers")
+        )
+        recordings = recording_records(
+            read_release_table(store.location, chosen.version, "recordings")
+        )
+        speakers = [s for s in speakers if s.speaker_id not in excluded]
+        voices, samples = dataset_voices(clips, speakers, recordings, settings)
     voices += shipped_bank_voices()
     shipped = {v.voice_id: v for v in shipped_voices()}
     return Bank(
