@@ -116,15 +116,17 @@ def covering_clips(
     return mine if mine and covered >= 0.8 * (end - start) else []
 
 
-def words_heard(
-    clips: Sequence[Mapping[str, Any]], start: float, end: float, margin: float
-) -> list[str]:
+ClipWords = tuple[float, Sequence[Mapping[str, Any]] | None]
+"""A clip's start in its recording and its words (``word``, ``start``, ``end`` in the clip)."""
+
+
+def words_heard(clips: Sequence[ClipWords], start: float, end: float, margin: float) -> list[str]:
     """The words of ``clips`` whose middle falls in start..end (give or take ``margin``),
     in time order."""
     words = []
-    for c in clips:
-        for w in c["words"] or []:
-            mid = c["start"] + (w["start"] + w["end"]) / 2
+    for clip_start, clip_words in clips:
+        for w in clip_words or []:
+            mid = clip_start + (w["start"] + w["end"]) / 2
             if start - margin <= mid <= end + margin:
                 words.append((mid, w["word"]))
     return [w for _, w in sorted(words)]
@@ -151,7 +153,8 @@ def speaker_status(clip: Mapping[str, Any]) -> str:
 
 
 def _turn_wer(turn: RefTurn, clips: Sequence[Mapping[str, Any]]) -> WerCount:
-    return wer_count(turn.text, " ".join(words_heard(clips, turn.start, turn.end, 0.25)))
+    heard = words_heard([(c["start"], c["words"]) for c in clips], turn.start, turn.end, 0.25)
+    return wer_count(turn.text, " ".join(heard))
 
 
 def wer_by_status(

@@ -78,7 +78,9 @@ def clip_language(clip: Mapping[str, Any], refs: Sequence[RefSentence]) -> str:
 
 def _heard(ref: RefSentence, clips: Sequence[Mapping[str, Any]]) -> str:
     joiner = "" if ref.language in CHARACTER_LANGUAGES else " "
-    return joiner.join(words_heard(clips, ref.start, ref.end, 0.2))
+    return joiner.join(
+        words_heard([(c["start"], c["words"]) for c in clips], ref.start, ref.end, 0.2)
+    )
 
 
 def score_languages(

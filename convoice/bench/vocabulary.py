@@ -32,8 +32,9 @@ from convoice.config import environment
 from convoice.models.evaluation import words_heard
 from convoice.models.metrics import WerCount, wer_count
 from convoice.models.vocabulary import TermErrors, term_errors
-from convoice.records import ClipStatus, LabelSource, Transcript
+from convoice.records import ClipStatus, LabelSource, StoredClip, Transcript
 from convoice.storage import Store
+from convoice.storage.rows import clip_records
 
 
 @dataclass
@@ -118,44 +119,46 @@ def _free_port() -> int:
 def _episode_of(store: Store, episodes: Sequence[ChannelEpisode]) -> dict[str, ChannelEpisode]:
     """Recording id -> the episode it was made from (by file name)."""
     by_name = {e.path.name: e for e in episodes}
-    rows = store.recordings().select(["recording_id", "url"]).to_pylist()
-    return {r["recording_id"]: by_name[r["url"].rsplit("/", 1)[-1]] for r in rows}
+    table = store.recordings().select(["recording_id", "url"])
+    urls = zip(table["recording_id"].to_pylist(), table["url"].to_pylist(), strict=True)
+    return {rid: by_name[url.rsplit("/", 1)[-1]] for rid, url in urls}
 
 
-def score(clips: Sequence[Mapping[str, Any]], recordings: Mapping[str, ChannelEpisode]) -> Figures:
+def score(clips: Sequence[StoredClip], recordings: Mapping[str, ChannelEpisode]) -> Figures:
     """Recurring-word errors and WER per reference turn (words heard in it), review share."""
     figures = Figures()
     for rid, episode in recordings.items():
-        mine = [c for c in clips if c["recording_id"] == rid]
+        mine = [c for c in clips if c.recording_id == rid]
         figures.clips += len(mine)
-        figures.review += sum(c["status"] == ClipStatus.REVIEW for c in mine)
+        figures.review += sum(c.status == ClipStatus.REVIEW for c in mine)
+        said = [(c.start, c.words) for c in mine]
         for turn in episode.turns:
-            heard = " ".join(words_heard(mine, turn.start, turn.end, 0.3))
+            heard = " ".join(words_heard(said, turn.start, turn.end, 0.3))
             figures.terms += term_errors(turn.text, heard, RECURRING)
             figures.wer += wer_count(turn.text, heard)
     return figures
 
 
 def corrections(
-    clips: Sequence[Mapping[str, Any]], recordings: Mapping[str, ChannelEpisode]
+    clips: Sequence[StoredClip], recordings: Mapping[str, ChannelEpisode]
 ) -> dict[str, str]:
     """What the annotator types for each clip of ``recordings`` (clip id -> reference text)."""
     texts = {}
     for clip in clips:
-        episode = recordings.get(clip["recording_id"])
+        episode = recordings.get(clip.recording_id)
         turns: Sequence[Turn] = episode.turns if episode else ()
         text = clip_reference(clip, turns) if turns else None
         if text is not None:
-            texts[clip["clip_id"]] = text
+            texts[clip.clip_id] = text
     return texts
 
 
-def _people(store: Store) -> dict[str, str]:
-    rows = store.materialized_clips().select(["clip_id", "text", "transcript_label_source"])
+def _people(store: Store) -> dict[str, str | None]:
+    table = store.materialized_clips().select(["clip_id", "text", "transcript_label_source"])
     return {
-        r["clip_id"]: r["text"]
-        for r in rows.to_pylist()
-        if r["transcript_label_source"] == LabelSource.HUMAN
+        c.clip_id: c.text
+        for c in clip_records(table)
+        if c.transcript_label_source == LabelSource.HUMAN
     }
 
 
@@ -227,15 +230,15 @@ def _second_round(
     ordered = sorted(where, key=lambda rid: where[rid].episode_id)
     early = {rid: where[rid] for rid in ordered[:first]}
     later = {rid: where[rid] for rid in ordered[first:]}
-    clips = store.materialized_clips().to_pylist()
+    clips = clip_records(store.materialized_clips())
     bench.annotated = _review_round(store, home, corrections(clips, early))
     release_flow(home=home, note="before round two")
     people = _people(store)
-    bench.before = score(store.materialized_clips().to_pylist(), later)
+    bench.before = score(clip_records(store.materialized_clips()), later)
     _compare_modes(bench, store, later)
     report = retranscribe_flow(home=home)
     bench.round_two, bench.round_two_s = report.summary(), report.wall_s
-    bench.after = score(store.materialized_clips().to_pylist(), later)
+    bench.after = score(clip_records(store.materialized_clips()), later)
     after = _people(store)
     bench.human_clips = len(people)
     bench.human_identical = all(after.get(c) == t for c, t in people.items()) and len(after) == len(
@@ -258,7 +261,6 @@ def _compare_modes(
     from convoice.models.language import LanguageGuess
     from convoice.models.round_two import wants_round_two
     from convoice.models.vocabulary import active_for
-    from convoice.records import StoredClip
     from convoice.storage.round_two import clip_samples
     from convoice.storage.vocabulary import channels, learn_from_store
 
@@ -268,17 +270,16 @@ def _compare_modes(
     words = active_for(learned, channel, settings.asr.vocabulary_size)
     bench.learned = words
     cfg = settings.routing
-    rows = [
-        r
-        for r in store.materialized_clips().to_pylist()
-        if r["recording_id"] in later
-        and wants_round_two(StoredClip.from_row(r), cfg.min_transcript_confidence, True)
+    clips = [
+        c
+        for c in clip_records(store.materialized_clips())
+        if c.recording_id in later and wants_round_two(c, cfg.min_transcript_confidence, True)
     ]
-    refs = corrections(rows, later)
-    rows = [r for r in rows if r["clip_id"] in refs]
+    refs = corrections(clips, later)
+    clips = [c for c in clips if c.clip_id in refs]
     name, model = whisper(settings, "")
-    samples, regions = clip_samples(store, [StoredClip.from_row(r) for r in rows])
-    guesses = [LanguageGuess(r["language"] or "en", 1.0, "kept") for r in rows]
+    samples, regions = clip_samples(store, clips)
+    guesses = [LanguageGuess(c.language or "en", 1.0, "kept") for c in clips]
     ways = [("none", [], 0), ("hotwords", words, 0), ("initial_prompt", words, 0)]
     ways.append(("hotwords, beam 5", words, 5))  # round two's default ([asr] round_two_beam_size)
     for mode, chosen, beam in ways:
@@ -294,16 +295,16 @@ def _compare_modes(
             model, samples, regions, options, lambda _: (name, model), languages=guesses
         )
         seconds = time.perf_counter() - started
-        bench.modes[mode] = (*_score_mode(rows, found, refs), seconds)
+        bench.modes[mode] = (*_score_mode(clips, found, refs), seconds)
 
 
 def _score_mode(
-    rows: Sequence[Mapping[str, Any]], found: Sequence[Transcript | None], refs: Mapping[str, str]
+    clips: Sequence[StoredClip], found: Sequence[Transcript | None], refs: Mapping[str, str]
 ) -> tuple[TermErrors, WerCount]:
-    """The recurring terms' errors and the WER of the transcripts ``found`` for ``rows``."""
+    """The recurring terms' errors and the WER of the transcripts ``found`` for ``clips``."""
     terms, wer = TermErrors(), WerCount(0, 0)
-    for row, t in zip(rows, found, strict=True):
+    for clip, t in zip(clips, found, strict=True):
         text = t.text if t else ""
-        terms += term_errors(refs[row["clip_id"]], text, RECURRING)
-        wer += wer_count(refs[row["clip_id"]], text)
+        terms += term_errors(refs[clip.clip_id], text, RECURRING)
+        wer += wer_count(refs[clip.clip_id], text)
     return terms, wer

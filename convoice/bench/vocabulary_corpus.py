@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from convoice.models.evaluation import overlap
-from convoice.records import SAMPLE_RATE
+from convoice.records import SAMPLE_RATE, StoredClip
 from convoice.review.client import ReviewClient
 from convoice.synth import inventory as voices
 from convoice.synth.media_files import write_media
@@ -105,10 +105,10 @@ def make_channel(
     return episodes
 
 
-def clip_reference(clip: Mapping[str, Any], turns: Sequence[Turn]) -> str | None:
+def clip_reference(clip: StoredClip, turns: Sequence[Turn]) -> str | None:
     """What an annotator hears in a clip: the turn it covers most of (None: only a piece of one)."""
-    best = max(turns, key=lambda t: overlap(clip["start"], clip["end"], t.start, t.end))
-    share = overlap(clip["start"], clip["end"], best.start, best.end) / (best.end - best.start)
+    best = max(turns, key=lambda t: overlap(clip.start, clip.end, t.start, t.end))
+    share = overlap(clip.start, clip.end, best.start, best.end) / (best.end - best.start)
     return best.text if share >= 0.8 else None
 
 
