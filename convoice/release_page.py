@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import convoice
 from convoice.media.audio import read_encoded
 from convoice.models import release_figures as calc
-from convoice.records import ClipStatus, LabelStatus, ReleaseClip
+from convoice.records import Calibration, ClipStatus, LabelStatus, ReleaseClip
 from convoice.release_charts import (
     COLOURS,
     TOP,
@@ -167,7 +167,7 @@ def _cards(items: list[tuple[str, str]]) -> str:
     return f'<div class="cards">{cards}</div>'
 
 
-def reliability_lines(clips: list[ReleaseClip], calibrations: dict[str, Any]) -> list[str]:
+def reliability_lines(clips: list[ReleaseClip], calibrations: dict[str, Calibration]) -> list[str]:
     """Per-kind statuses, and each calibration the clips name with its reliability diagram
     (a text table: on the clips it was judged on, never those it was fitted on)."""
     from convoice.models.calibration import render_table
@@ -199,7 +199,7 @@ def reliability_lines(clips: list[ReleaseClip], calibrations: dict[str, Any]) ->
     return lines
 
 
-def reliability_html(clips: list[ReleaseClip], calibrations: dict[str, Any]) -> str:
+def reliability_html(clips: list[ReleaseClip], calibrations: dict[str, Calibration]) -> str:
     """:func:`reliability_lines` as preformatted text."""
     return f"<pre>{html.escape(chr(10).join(reliability_lines(clips, calibrations)))}</pre>"
 
@@ -208,7 +208,7 @@ def render_html(
     release: Release,
     released: list[ReleaseClip],
     samples: list[Sample],
-    calibrations: dict[str, Any] | None = None,
+    calibrations: dict[str, Calibration] | None = None,
 ) -> str:
     """The whole report page."""
     clips = calc.ClipColumns.from_clips(released)
