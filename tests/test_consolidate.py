@@ -260,11 +260,12 @@ def test_a_merge_recorded_by_a_killed_run_is_finished(split_store: Store) -> Non
 
 
 def test_a_review_task_pushed_before_a_merge_counts_for_the_surviving_id() -> None:
+    from convoice.records import StoredClip
     from convoice.review.decisions import plan_pull
 
     (a,) = _voices(1, seed=4)
     speakers = {"spk_a1": _speaker("spk_a1", a, 8)}  # spk_a2 was folded into spk_a1
-    machine = {
+    rows = {
         "clip_1": {
             "speaker_id": "spk_a1",  # as clips read now (through the map)
             "review_reasons": ["uncertain_identity"],
@@ -273,6 +274,7 @@ def test_a_review_task_pushed_before_a_merge_counts_for_the_surviving_id() -> No
             "embedding": np.zeros(256, dtype=np.float32),
         }
     }
+    machine = {k: StoredClip.from_row({"clip_id": k, **row}) for k, row in rows.items()}
     result = [
         {"from_name": n, "to_name": "audio", "type": "choices", "value": {"choices": [v]}}
         for n, v in (("speaker", "spk_a2"), ("decision", "accept"))
@@ -288,7 +290,7 @@ def test_a_review_task_pushed_before_a_merge_counts_for_the_surviving_id() -> No
         aliases={"spk_a2": "spk_a1"},
     )  # fmt: skip
     assert plan.skipped == []
-    said = {(r["clip_id"], r["field"]): r for r in plan.labels}
-    assert said[("clip_1", "speaker_id")]["value"] == "spk_a1"
-    assert said[("clip_1", "speaker_id")]["labelled_by"] == "a@x.org"
+    said = {(r.clip_id, r.field): r for r in plan.labels}
+    assert said[("clip_1", "speaker_id")].value == "spk_a1"
+    assert said[("clip_1", "speaker_id")].labelled_by == "a@x.org"
     assert plan.merges == [] and plan.new_speakers == []
