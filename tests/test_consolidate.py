@@ -16,10 +16,10 @@ from convoice.models.consolidate import (
     plan_consolidation,
     unit_rows,
 )
-from convoice.records import Speaker
+from convoice.records import ChangeKind, Speaker
 from convoice.storage import Store
 from convoice.storage.consolidation import consolidate_store
-from convoice.storage.identity import changes
+from convoice.storage.identity import change_records, changes
 from convoice.storage.schema import CLIP_SCHEMA
 
 DIM = 192
@@ -165,7 +165,9 @@ def split_store(tmp_path: Path) -> Store:
     return store
 
 
-def test_a_store_heals_once_and_records_which_ids_became_which(split_store: Store) -> None:
+def test_a_store_heals_once_and_records_which_ids_became_which(
+    split_store: Store, tmp_path: Path
+) -> None:
     store = split_store
     release_before = store.release(tag="before")
     report = consolidate_store(store, ConsolidationSettings(threshold_campplus=0.6), run_id="t")
@@ -182,6 +184,15 @@ def test_a_store_heals_once_and_records_which_ids_became_which(split_store: Stor
         (m.merged, m.kept) for m in report.merges
     }
     assert all(r["why"] and r["at"] and r["decided_by"] for r in table)
+    records = change_records(changes(store))  # read back as records, written back the same
+    assert [c.kind for c in records] == [ChangeKind.MERGE] * len(table)
+    assert [c.to_row() for c in records] == table
+    from typer.testing import CliRunner
+
+    from convoice.cli.root import app
+
+    listed = CliRunner().invoke(app, ["registry", "changes", "--home", str(tmp_path / "store")])
+    assert listed.exit_code == 0 and "spk_a2 -> spk_a1" in listed.output
     # every reader sees the surviving id; the machine rows themselves are untouched
     seen = dict(
         zip(

@@ -45,7 +45,9 @@ from convoice.records.calibration import (
 )
 from convoice.records.identity import (
     CONSOLIDATE_BY,
+    ChangeKind,
     Contribution,
+    IdentityChange,
     MachineMerge,
     Merge,
     ReviewDecision,
@@ -84,6 +86,7 @@ __all__ = [
     "Bin",
     "Calibration",
     "CalibrationError",
+    "ChangeKind",
     "Clip",
     "ClipLabel",
     "ClipStatus",
@@ -91,6 +94,7 @@ __all__ = [
     "Correction",
     "Curve",
     "FloatArray",
+    "IdentityChange",
     "LabelSource",
     "LabelStatus",
     "Learned",
