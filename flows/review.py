@@ -38,7 +38,7 @@ from convoice.storage import Store
 from convoice.storage import review_state as review_store
 from convoice.storage.identity import machine_aliases
 from convoice.storage.labels import now_iso
-from convoice.storage.rows import clip_records, recording_records
+from convoice.storage.rows import clip_records, label_records, recording_records
 
 BATCH = 50
 
@@ -117,13 +117,6 @@ def _push(
         client.set_model_version(project_id, max(set(versions), key=versions.count))
 
 
-def _machine_rows(store: Store) -> dict[str, dict[str, Any]]:
-    columns = [
-        "clip_id", "speaker_id", "review_reasons", "duration", "embedding", "speaker_embedding"
-    ]  # fmt: skip
-    return {row["clip_id"]: row for row in store.clips().select(columns).to_pylist()}
-
-
 @flow(name="convoice-review-pull", log_prints=True)
 def review_pull_flow(home: str | None = None, config: str | None = None) -> PullReport:
     """Apply completed annotations: labels, merges, new speakers, registry updates."""
@@ -150,8 +143,8 @@ def review_pull_flow(home: str | None = None, config: str | None = None) -> Pull
     plan = plan_pull(
         tasks,
         users,
-        _machine_rows(store),
-        store.labels().to_pylist(),
+        review_store.machine_clips(store),
+        label_records(store.labels()),
         registry,
         review_store.merges(store),
         review_store.applied_annotations(store),

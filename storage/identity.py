@@ -15,13 +15,13 @@ older one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from convoice.records import CONSOLIDATE_BY, MachineMerge, canonical
+from convoice.records import CONSOLIDATE_BY, ChangeKind, IdentityChange, MachineMerge, canonical
 
 if TYPE_CHECKING:
     from convoice.storage.store import Store
@@ -31,7 +31,7 @@ CHANGE_SCHEMA = pa.schema(
     [
         ("old_id", pa.string()),
         ("new_id", pa.string()),
-        ("kind", pa.string()),  # "merge"
+        ("kind", pa.string()),  # a ChangeKind: "merge"
         ("why", pa.string()),
         ("decided_by", pa.string()),
         ("at", pa.string()),
@@ -44,6 +44,16 @@ CHANGE_SCHEMA = pa.schema(
 def changes(store: Store, version: int | None = None) -> pa.Table:
     """Every machine identity change, in the order made (empty when none)."""
     return store.tables.read(CHANGES, CHANGE_SCHEMA, version=version)
+
+
+def change_records(table: pa.Table) -> list[IdentityChange]:
+    """The rows of a ``speaker_changes`` table as records, in table order."""
+    return [IdentityChange.from_row(row) for row in table.to_pylist()]
+
+
+def changes_table(records: Iterable[IdentityChange]) -> pa.Table:
+    """Identity changes back to a table of :data:`CHANGE_SCHEMA`."""
+    return pa.Table.from_pylist([c.to_row() for c in records], schema=CHANGE_SCHEMA)
 
 
 def machine_aliases(store: Store) -> dict[str, str]:
@@ -83,19 +93,17 @@ def release_changes(store: Store) -> pa.Table:
     from convoice.storage.review_state import merges
 
     people = [
-        {
-            "old_id": m.merged,
-            "new_id": m.kept,
-            "kind": "merge",
-            "why": f"a person said they are one (review task {m.task_id})",
-            "decided_by": m.merged_by,
-            "at": m.merged_at,
-            "similarity": None,
-            "run_id": "",
-        }
+        IdentityChange(
+            old_id=m.merged,
+            new_id=m.kept,
+            kind=ChangeKind.MERGE,
+            why=f"a person said they are one (review task {m.task_id})",
+            decided_by=m.merged_by,
+            at=m.merged_at,
+        )
         for m in merges(store)
     ]
-    both = pa.concat_tables([changes(store), pa.Table.from_pylist(people, schema=CHANGE_SCHEMA)])
+    both = pa.concat_tables([changes(store), changes_table(people)])
     return both.sort_by([("at", "ascending")])
 
 
@@ -103,17 +111,17 @@ def record_changes(store: Store, merges: Sequence[MachineMerge], at: str, run_id
     """Append ``merges`` (written before the registry commit: a killed run finishes them)."""
     if not merges:
         return
-    rows = [
-        {
-            "old_id": m.merged,
-            "new_id": m.kept,
-            "kind": "merge",
-            "why": m.why,
-            "decided_by": CONSOLIDATE_BY,
-            "at": at,
-            "similarity": m.similarity,
-            "run_id": run_id,
-        }
+    records = [
+        IdentityChange(
+            old_id=m.merged,
+            new_id=m.kept,
+            kind=ChangeKind.MERGE,
+            why=m.why,
+            decided_by=CONSOLIDATE_BY,
+            at=at,
+            similarity=m.similarity,
+            run_id=run_id,
+        )
         for m in merges
     ]
-    store.tables.append(CHANGES, pa.Table.from_pylist(rows, schema=CHANGE_SCHEMA))
+    store.tables.append(CHANGES, changes_table(records))

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from convoice.records import ClipStatus, LabelSource, LabelStatus
+from convoice.records import ClipStatus, LabelSource, LabelStatus, StoredLabel
 from convoice.storage.schema import LABEL_FIELDS, LABEL_SCHEMA, WORD
 
 REQUIRED = ("clip_id", "field", "value", "labelled_by")
@@ -39,8 +39,9 @@ def utc_iso(value: str) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-def label_row(row: Mapping[str, Any]) -> dict[str, str]:
-    """One validated ``labels`` row; ValueError names what is wrong."""
+def label_row(label: StoredLabel | Mapping[str, Any]) -> dict[str, str]:
+    """One validated ``labels`` row (from a record or a row); ValueError names what is wrong."""
+    row = label.to_row() if isinstance(label, StoredLabel) else label
     missing = [key for key in REQUIRED if key != "value" and not row.get(key)]
     missing += [] if "value" in row else ["value"]
     if missing:
@@ -66,7 +67,7 @@ def label_row(row: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def labels_to_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+def labels_to_table(rows: Iterable[StoredLabel | Mapping[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist([label_row(row) for row in rows], schema=LABEL_SCHEMA)
 
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from convoice.records import Contribution, Merge, ReviewDecision
+from convoice.records import Contribution, Merge, ReviewDecision, StoredClip
+from convoice.storage.rows import clip_records
 from convoice.storage.schema import speakers_to_table, with_speaker_buckets
 
 if TYPE_CHECKING:
@@ -61,6 +62,18 @@ REVIEW_LOG_SCHEMA = pa.schema(
         ("pulled_at", pa.string()),
     ]
 )
+
+
+PULL_COLUMNS = [
+    "clip_id", "speaker_id", "review_reasons", "duration", "embedding", "speaker_embedding"
+]  # fmt: skip
+"""What a pull reads of the machine's clips (``extra`` is left out: absorption is judged
+by the reasons, see :func:`convoice.review.decisions.machine_absorbed`)."""
+
+
+def machine_clips(store: Store) -> dict[str, StoredClip]:
+    """The machine's clips as a pull decides on them (:data:`PULL_COLUMNS`), by clip id."""
+    return {c.clip_id: c for c in clip_records(store.clips().select(PULL_COLUMNS))}
 
 
 def merges(store: Store) -> list[Merge]:

@@ -23,7 +23,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from convoice.config import default_home
-from convoice.records import Clip, FloatArray, Provenance, Recording, SkippedItem, Speaker
+from convoice.records import (
+    Clip,
+    FloatArray,
+    Provenance,
+    Recording,
+    SkippedItem,
+    Speaker,
+    StoredLabel,
+)
 from convoice.storage.labels import apply_labels, labels_to_table, now_iso, with_label_kinds
 from convoice.storage.location import Location, clean_key
 from convoice.storage.location import storage_options as location_storage_options
@@ -278,9 +286,10 @@ class Store:
 
     # -- human labels --------------------------------------------------------
 
-    def add_labels(self, rows: Iterable[Mapping[str, Any]]) -> int:
+    def add_labels(self, rows: Iterable[StoredLabel | Mapping[str, Any]]) -> int:
         """Append people's labels (clip_id, field, value, labelled_by[, labelled_at, task_id]).
 
+        Each a :class:`StoredLabel` (a pull's) or a row of those keys (a script's).
         ``field`` is ``speaker_id``, ``text`` or ``status``. Returns how many were added.
         """
         table = labels_to_table(rows)

@@ -25,6 +25,7 @@ from convoice.records import ClipStatus, LabelStatus, ReviewReason, Transcript, 
 from convoice.storage import Store
 from convoice.storage import calibration as stored
 from convoice.storage.pull import KindFilter
+from convoice.storage.rows import clip_records
 from convoice.storage.schema import CLIP_SCHEMA
 
 
@@ -250,7 +251,7 @@ def test_refit_from_peoples_labels_is_judged_on_recordings_it_never_saw(tmp_path
             labels.append({"clip_id": f"{rec}_c{i}", "field": "speaker_id", "value": value,
                            "labelled_by": "ann"})  # fmt: skip
     store.add_labels(labels)
-    judged = calibrate.judged_from_labels(store.clips().to_pylist(), store.labels())
+    judged = calibrate.judged_from_labels(clip_records(store.clips()), store.labels())
     assert len(judged) == 96 and 0 < sum(bool(j.speaker_right) for j in judged) < 96
     result = calibrate.refit_from_labels(str(tmp_path / "store"), save=True)
     assert (

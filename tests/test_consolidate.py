@@ -16,10 +16,10 @@ from convoice.models.consolidate import (
     plan_consolidation,
     unit_rows,
 )
-from convoice.records import Speaker
+from convoice.records import ChangeKind, Speaker
 from convoice.storage import Store
 from convoice.storage.consolidation import consolidate_store
-from convoice.storage.identity import changes
+from convoice.storage.identity import change_records, changes
 from convoice.storage.schema import CLIP_SCHEMA
 
 DIM = 192
@@ -165,7 +165,9 @@ def split_store(tmp_path: Path) -> Store:
     return store
 
 
-def test_a_store_heals_once_and_records_which_ids_became_which(split_store: Store) -> None:
+def test_a_store_heals_once_and_records_which_ids_became_which(
+    split_store: Store, tmp_path: Path
+) -> None:
     store = split_store
     release_before = store.release(tag="before")
     report = consolidate_store(store, ConsolidationSettings(threshold_campplus=0.6), run_id="t")
@@ -182,6 +184,15 @@ def test_a_store_heals_once_and_records_which_ids_became_which(split_store: Stor
         (m.merged, m.kept) for m in report.merges
     }
     assert all(r["why"] and r["at"] and r["decided_by"] for r in table)
+    records = change_records(changes(store))  # read back as records, written back the same
+    assert [c.kind for c in records] == [ChangeKind.MERGE] * len(table)
+    assert [c.to_row() for c in records] == table
+    from typer.testing import CliRunner
+
+    from convoice.cli.root import app
+
+    listed = CliRunner().invoke(app, ["registry", "changes", "--home", str(tmp_path / "store")])
+    assert listed.exit_code == 0 and "spk_a2 -> spk_a1" in listed.output
     # every reader sees the surviving id; the machine rows themselves are untouched
     seen = dict(
         zip(
@@ -260,11 +271,12 @@ def test_a_merge_recorded_by_a_killed_run_is_finished(split_store: Store) -> Non
 
 
 def test_a_review_task_pushed_before_a_merge_counts_for_the_surviving_id() -> None:
+    from convoice.records import StoredClip
     from convoice.review.decisions import plan_pull
 
     (a,) = _voices(1, seed=4)
     speakers = {"spk_a1": _speaker("spk_a1", a, 8)}  # spk_a2 was folded into spk_a1
-    machine = {
+    rows = {
         "clip_1": {
             "speaker_id": "spk_a1",  # as clips read now (through the map)
             "review_reasons": ["uncertain_identity"],
@@ -273,6 +285,7 @@ def test_a_review_task_pushed_before_a_merge_counts_for_the_surviving_id() -> No
             "embedding": np.zeros(256, dtype=np.float32),
         }
     }
+    machine = {k: StoredClip.from_row({"clip_id": k, **row}) for k, row in rows.items()}
     result = [
         {"from_name": n, "to_name": "audio", "type": "choices", "value": {"choices": [v]}}
         for n, v in (("speaker", "spk_a2"), ("decision", "accept"))
@@ -288,7 +301,7 @@ def test_a_review_task_pushed_before_a_merge_counts_for_the_surviving_id() -> No
         aliases={"spk_a2": "spk_a1"},
     )  # fmt: skip
     assert plan.skipped == []
-    said = {(r["clip_id"], r["field"]): r for r in plan.labels}
-    assert said[("clip_1", "speaker_id")]["value"] == "spk_a1"
-    assert said[("clip_1", "speaker_id")]["labelled_by"] == "a@x.org"
+    said = {(r.clip_id, r.field): r for r in plan.labels}
+    assert said[("clip_1", "speaker_id")].value == "spk_a1"
+    assert said[("clip_1", "speaker_id")].labelled_by == "a@x.org"
     assert plan.merges == [] and plan.new_speakers == []

@@ -425,17 +425,18 @@ def _check_registry_is_machine_plus_people(store: Store) -> None:
     """Registry sums = sure machine clips + what people add (the sums a review pull keeps)."""
     from convoice.review.decisions import machine_absorbed
     from convoice.storage import review_state as review_store
+    from convoice.storage.rows import clip_records
 
-    rows = {r["clip_id"]: r for r in store.clips().to_pylist()}
+    rows = {c.clip_id: c for c in clip_records(store.clips())}
     expected: dict[str, np.ndarray] = {}
 
     def add(speaker: str, sign: int, clip_id: str) -> None:
-        emb = np.asarray(rows[clip_id]["embedding"], dtype=np.float64)
+        emb = np.asarray(rows[clip_id].embedding, dtype=np.float64)
         expected[speaker] = expected.get(speaker, np.zeros_like(emb)) + sign * emb
 
     for clip_id, row in rows.items():
         if machine_absorbed(row):
-            add(row["speaker_id"], 1, clip_id)
+            add(row.speaker_id, 1, clip_id)
     for c in review_store.contributions(store).values():
         if c.plus:
             add(c.plus, 1, c.clip_id)
@@ -616,5 +617,5 @@ def test_the_simulated_annotator_answers_as_the_labeling_page_does() -> None:
                          "result": result}],
     }  # fmt: skip
     decision = parse_annotation(task, task["annotations"][0], frozenset({"spk_a", "spk_b"}), {})
-    labels = {r["field"]: r["value"] for r in decision_labels(decision)}
+    labels = {r.field: r.value for r in decision_labels(decision)}
     assert labels["speaker_id"] == "spk_a" and labels["status"] == "accepted"

@@ -46,7 +46,7 @@ from convoice.review.layout import (
 )
 from convoice.storage import Store
 from convoice.storage import review_state as review_store
-from convoice.storage.rows import clip_records, recording_records
+from convoice.storage.rows import clip_records, label_records, recording_records
 
 # A real server, installed on first use, and two real ingest runs: minutes, not seconds.
 pytestmark = pytest.mark.slow
@@ -166,8 +166,8 @@ def test_decisions_become_labels_with_who_and_when() -> None:
     decision = parse_annotation(task, task["annotations"][0], frozenset({"spk_a"}), {3: "a@x.org"})
     assert (decision.annotator, decision.at) == ("a@x.org", "2025-01-02T03:04:05.678+00:00")
     rows = decision_labels(decision)  # who spoke is unknown: transcript kept, still in review
-    assert [(r["field"], r["value"]) for r in rows] == [("text", "Hello there.")]
-    assert rows[0]["task_id"] == "7" and rows[0]["labelled_by"] == "a@x.org"
+    assert [(r.field, r.value) for r in rows] == [("text", "Hello there.")]
+    assert rows[0].task_id == "7" and rows[0].labelled_by == "a@x.org"
 
 
 def _speaker(speaker_id: str, vector: np.ndarray, n: int) -> Speaker:
@@ -178,7 +178,7 @@ def test_plan_is_idempotent_and_merges_sum_the_registry() -> None:
     rng = np.random.default_rng(0)
     a, b = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 256)))
     speakers = {"spk_a": _speaker("spk_a", a, 4), "spk_b": _speaker("spk_b", b, 2)}
-    machine = {
+    rows = {
         "clip_1": {
             "speaker_id": "spk_b",
             "review_reasons": ["uncertain_identity"],
@@ -192,6 +192,7 @@ def test_plan_is_idempotent_and_merges_sum_the_registry() -> None:
             "embedding": b.astype(np.float32),
         },
     }
+    machine = {k: StoredClip.from_row({"clip_id": k, **row}) for k, row in rows.items()}
     task = _task(
         [_choice("speaker", "spk_b"), _choice("same_as", "spk_a"), _choice("decision", "accept")]
     )
@@ -202,7 +203,7 @@ def test_plan_is_idempotent_and_merges_sum_the_registry() -> None:
     kept = {s.speaker_id: s for s in plan.speakers}["spk_a"]
     assert kept.n_clips == 4 + 2 + 1  # merged, then the confirmed clip strengthens it
     np.testing.assert_allclose(kept.vector_sum, 4 * a + 2 * b + a, rtol=1e-5, atol=1e-5)
-    relabelled = {(r["clip_id"], r["field"]): r["value"] for r in plan.labels}
+    relabelled = {(r.clip_id, r.field): r.value for r in plan.labels}
     assert relabelled[("clip_1", "speaker_id")] == relabelled[("clip_2", "speaker_id")] == "spk_a"
     applied = {(70, "2025-01-02T03:04:05.678+00:00")}
     contributions = {c.clip_id: c for c in plan.contributions}
@@ -741,8 +742,8 @@ def test_machine_runs_never_replace_human_labels(reviewed: Reviewed) -> None:
 
     store = reviewed.store
     before = _labelled_fields(store)
-    latest = latest_values(store.labels().to_pylist())
-    assert before == {key: label["value"] for key, label in latest.items()}
+    latest = latest_values(label_records(store.labels()))
+    assert before == {key: label.value for key, label in latest.items()}
     clips = store.clips()  # a "retrain": the machine rewrites every recording's rows
     for recording_id in set(clips["recording_id"].to_pylist()):
         rows = clips.filter(pc.equal(clips["recording_id"], recording_id))

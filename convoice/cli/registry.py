@@ -51,10 +51,10 @@ def changes_command(home: HomeOption = None) -> None:
     """Every identity the machine folded into another: old id, new id, when, why."""
     from convoice.config import load_settings
     from convoice.storage import Store
-    from convoice.storage.identity import changes
+    from convoice.storage.identity import change_records, changes
 
-    rows = changes(Store.open(load_settings(home=home))).to_pylist()
-    if not rows:
+    records = change_records(changes(Store.open(load_settings(home=home))))
+    if not records:
         console.print("no identity changes")
-    for r in rows:
-        console.print(escape(f"{r['at']}  {r['old_id']} -> {r['new_id']}  {r['why']}"))
+    for c in records:
+        console.print(escape(f"{c.at}  {c.old_id} -> {c.new_id}  {c.why}"))

@@ -46,7 +46,9 @@ from convoice.records.calibration import (
 )
 from convoice.records.identity import (
     CONSOLIDATE_BY,
+    ChangeKind,
     Contribution,
+    IdentityChange,
     MachineMerge,
     Merge,
     ReviewDecision,
@@ -77,6 +79,7 @@ __all__ = [
     "Bin",
     "Calibration",
     "CalibrationError",
+    "ChangeKind",
     "Clip",
     "ClipLabel",
     "ClipStatus",
@@ -84,6 +87,7 @@ __all__ = [
     "Correction",
     "Curve",
     "FloatArray",
+    "IdentityChange",
     "LabelSource",
     "LabelStatus",
     "Learned",

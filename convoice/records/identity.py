@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+from convoice.records.stored import known_fields
 
 CONSOLIDATE_BY = "convoice consolidate"
 """``decided_by`` of the identity changes consolidation makes."""
@@ -17,6 +21,40 @@ class MachineMerge:
     kept: str
     similarity: float  # cosine of the two groups' centroids when they merged
     why: str
+
+
+class ChangeKind(StrEnum):
+    """What an identity change did (the ``kind`` column of ``speaker_changes``)."""
+
+    MERGE = "merge"  # ``old_id`` lives on as ``new_id``
+
+
+@dataclass(frozen=True)
+class IdentityChange:
+    """One row of ``speaker_changes``: an id that stopped existing, and the one it lives on as.
+
+    Consolidation writes them (``decided_by`` :data:`CONSOLIDATE_BY`); a release
+    also carries people's merges in this form.
+    """
+
+    old_id: str
+    new_id: str
+    kind: ChangeKind = ChangeKind.MERGE
+    why: str = ""
+    decided_by: str = ""
+    at: str = ""
+    similarity: float | None = None  # consolidation's cosine; None for people's merges
+    run_id: str = ""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> IdentityChange:
+        values = known_fields(cls, row)
+        if values.get("kind") is not None:
+            values["kind"] = ChangeKind(values["kind"])
+        return cls(**values)
+
+    def to_row(self) -> dict[str, Any]:
+        return {**asdict(self), "kind": str(self.kind)}
 
 
 @dataclass(frozen=True)

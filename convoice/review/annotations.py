@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from convoice.records import ClipStatus, ReviewDecision, stable_id
+from convoice.records import ClipStatus, ReviewDecision, StoredLabel, stable_id
 from convoice.review.layout import (
     ACCEPT,
     CLIP,
@@ -236,7 +236,7 @@ def new_speaker_id(clip_id: str) -> str:
     return stable_id("spk", "human", clip_id, length=12)
 
 
-def decision_labels(d: ReviewDecision) -> list[dict[str, str]]:
+def decision_labels(d: ReviewDecision) -> list[StoredLabel]:
     """The ``labels`` rows of a decision (speaker_id, text, status).
 
     A rejection only rejects. An accepted clip gets its speaker (a new person
@@ -244,20 +244,18 @@ def decision_labels(d: ReviewDecision) -> list[dict[str, str]]:
     annotator could not tell the speaker, the transcript is kept but the clip
     stays in review: its identity is still unconfirmed.
     """
-    base = {
-        "clip_id": d.clip_id,
-        "labelled_by": d.annotator,
-        "labelled_at": d.at,
-        "task_id": str(d.task_id),
-    }
+
+    def label(name: str, value: str) -> StoredLabel:
+        return StoredLabel(d.clip_id, name, value, d.annotator, d.at, str(d.task_id))
+
     if d.decision == REJECT:
-        return [{**base, "field": "status", "value": ClipStatus.REJECTED.value}]
+        return [label("status", ClipStatus.REJECTED.value)]
     rows = []
     if d.speaker not in (UNKNOWN_SPEAKER, ""):
         speaker = new_speaker_id(d.clip_id) if d.speaker == NEW_SPEAKER else d.speaker
-        rows.append({**base, "field": "speaker_id", "value": speaker})
+        rows.append(label("speaker_id", speaker))
     if d.text is not None:
-        rows.append({**base, "field": "text", "value": d.text})
+        rows.append(label("text", d.text))
     if d.speaker != UNKNOWN_SPEAKER:
-        rows.append({**base, "field": "status", "value": ClipStatus.ACCEPTED.value})
+        rows.append(label("status", ClipStatus.ACCEPTED.value))
     return rows

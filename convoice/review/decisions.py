@@ -15,7 +15,6 @@ pulling again applies only differences and a second pull changes nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,8 +30,9 @@ from convoice.records import (
     ReviewDecision,
     ReviewReason,
     Speaker,
+    StoredClip,
+    StoredLabel,
     canonical,
-    identity_vector,
 )
 from convoice.review.annotations import (
     decision_labels,
@@ -59,7 +59,7 @@ class PullPlan:
     decisions: list[ReviewDecision] = field(default_factory=list)
     skipped: list[tuple[int, int, str]] = field(default_factory=list)
     already_applied: int = 0
-    labels: list[dict[str, str]] = field(default_factory=list)
+    labels: list[StoredLabel] = field(default_factory=list)
     merges: list[Merge] = field(default_factory=list)
     removed_speakers: list[str] = field(default_factory=list)
     speakers: list[Speaker] = field(default_factory=list)  # to upsert (new ones included)
@@ -90,58 +90,57 @@ def merge_into(kept: Speaker, merged: Speaker, at: str) -> Speaker:
     )
 
 
-def machine_absorbed(row: Mapping[str, Any]) -> bool:
+def machine_absorbed(clip: StoredClip) -> bool:
     """Whether the machine counted the clip in its speaker's sum.
 
     Ingest and re-labelling record it in ``extra["absorbed"]``
     (:func:`convoice.models.labelling.absorbed_clips`); rows written before
-    that fall back to the reasons (sure clips only).
+    that (or read without the ``extra`` column) fall back to the reasons (sure
+    clips only).
     """
-    if not row.get("speaker_id"):
+    if not clip.speaker_id:
         return False
-    extra = row.get("extra")
-    if isinstance(extra, str):
-        extra = json.loads(extra or "{}")
-    if isinstance(extra, Mapping) and "absorbed" in extra:
+    extra = clip.extra_values
+    if "absorbed" in extra:
         return bool(extra["absorbed"])
     unsure = {ReviewReason.UNCERTAIN_SPEAKER, ReviewReason.UNCERTAIN_IDENTITY}
-    return not unsure & set(row.get("review_reasons") or ())
+    return not unsure & set(clip.review_reasons)
 
 
-def latest_values(rows: Iterable[Mapping[str, str]]) -> dict[tuple[str, str], dict[str, str]]:
+def latest_values(labels: Iterable[StoredLabel]) -> dict[tuple[str, str], StoredLabel]:
     """The latest label per (clip_id, field): by labelled_at, then by order written."""
-    latest: dict[tuple[str, str], dict[str, str]] = {}
-    for row in rows:
-        key = (row["clip_id"], row["field"])
-        if key not in latest or row["labelled_at"] >= latest[key]["labelled_at"]:
-            latest[key] = dict(row)
+    latest: dict[tuple[str, str], StoredLabel] = {}
+    for label in labels:
+        key = (label.clip_id, label.field)
+        if key not in latest or label.labelled_at >= latest[key].labelled_at:
+            latest[key] = label
     return latest
 
 
 def desired_contributions(
-    machine: Mapping[str, Mapping[str, Any]],
-    latest: Mapping[tuple[str, str], Mapping[str, str]],
+    machine: Mapping[str, StoredClip],
+    latest: Mapping[tuple[str, str], StoredLabel],
     merges: Mapping[str, str],
 ) -> dict[str, Contribution]:
     """What every clip a person accepted or rejected should contribute to the registry."""
     out: dict[str, Contribution] = {}
     for (clip_id, name), label in latest.items():
-        row = machine.get(clip_id)
-        if name != "status" or row is None:
+        clip = machine.get(clip_id)
+        if name != "status" or clip is None:
             continue
-        absorbed = canonical(row["speaker_id"], merges) if machine_absorbed(row) else ""
-        if label["value"] == ClipStatus.REJECTED.value:
+        absorbed = canonical(clip.speaker_id, merges) if machine_absorbed(clip) else ""
+        if label.value == ClipStatus.REJECTED:
             plus = ""
-        elif label["value"] == ClipStatus.ACCEPTED.value:
+        elif label.value == ClipStatus.ACCEPTED:
             human = latest.get((clip_id, "speaker_id"))
-            plus = canonical(human["value"] if human else row["speaker_id"], merges)
+            plus = canonical(human.value or "" if human else clip.speaker_id, merges)
         else:
             continue
         if absorbed == plus:  # the machine counted it already: the sum stays a sum of clips
             continue
         minus = absorbed
         if plus or minus:
-            out[clip_id] = Contribution(clip_id, plus, minus, float(row["duration"]))
+            out[clip_id] = Contribution(clip_id, plus, minus, float(clip.duration))
     return out
 
 
@@ -239,8 +238,8 @@ class _Registry:
 def plan_pull(
     tasks: Sequence[Mapping[str, Any]],
     users: Mapping[int, str],
-    machine: Mapping[str, Mapping[str, Any]],
-    labels: Sequence[Mapping[str, str]],
+    machine: Mapping[str, StoredClip],
+    labels: Sequence[StoredLabel],
     speakers: Mapping[str, Speaker],
     merges: Sequence[Merge],
     applied_annotations: set[tuple[int, str]],
@@ -250,8 +249,9 @@ def plan_pull(
 ) -> PullPlan:
     """Everything a pull must write, from what Label Studio returned and the store holds.
 
-    ``machine`` maps clip ids to machine rows (speaker_id, review_reasons,
-    duration, embedding); ``labels`` are every ``labels`` row written so far.
+    ``machine`` maps clip ids to the machine's clip records (speaker_id,
+    review_reasons, duration, the embeddings are read); ``labels`` are every
+    ``labels`` row written so far.
     ``aliases``: ids consolidation folded into others (old -> new). A task
     pushed before may offer one; the choice counts for the surviving id, and
     no label row is written for them (readers follow the map).
@@ -278,7 +278,7 @@ def plan_pull(
     return plan
 
 
-def _decide(plan: PullPlan, registry: _Registry) -> list[dict[str, str]]:
+def _decide(plan: PullPlan, registry: _Registry) -> list[StoredLabel]:
     """The label rows of ``plan``'s decisions; the merges they ask for, made in ``registry``."""
     merged_to, rows = registry.merged_to, []
     for d in plan.decisions:
@@ -298,29 +298,29 @@ def _decide(plan: PullPlan, registry: _Registry) -> list[dict[str, str]]:
 
 
 def _follow_merges(
-    machine: Mapping[str, Mapping[str, Any]],
-    latest: Mapping[tuple[str, str], Mapping[str, str]],
+    machine: Mapping[str, StoredClip],
+    latest: Mapping[tuple[str, str], StoredLabel],
     aliases: Mapping[str, str],
     registry: _Registry,
-) -> list[dict[str, str]]:
+) -> list[StoredLabel]:
     """Label rows that move every clip of a merged speaker to the kept one."""
     rows = []
-    for clip_id, row in machine.items():
+    for clip_id, clip in machine.items():
         label = latest.get((clip_id, "speaker_id"))
-        current = canonical(label["value"] if label else str(row.get("speaker_id") or ""), aliases)
+        current = canonical((label.value if label else clip.speaker_id) or "", aliases)
         target = canonical(current, registry.merged_to)
         if target != current and current in registry.meta:
             merge = registry.meta[current]
-            when = max(merge.merged_at, label["labelled_at"]) if label else merge.merged_at
+            when = max(merge.merged_at, label.labelled_at) if label else merge.merged_at
             rows.append(
-                {
-                    "clip_id": clip_id,
-                    "field": "speaker_id",
-                    "value": target,
-                    "labelled_by": merge.merged_by,
-                    "labelled_at": when,
-                    "task_id": merge.task_id,
-                }
+                StoredLabel(
+                    clip_id=clip_id,
+                    field="speaker_id",
+                    value=target,
+                    labelled_by=merge.merged_by,
+                    labelled_at=when,
+                    task_id=merge.task_id,
+                )
             )
     return rows
 
@@ -328,7 +328,7 @@ def _follow_merges(
 def _update_registry(
     plan: PullPlan,
     registry: _Registry,
-    machine: Mapping[str, Mapping[str, Any]],
+    machine: Mapping[str, StoredClip],
     desired: Mapping[str, Contribution],
     applied_contributions: Mapping[str, Contribution],
 ) -> None:
@@ -336,7 +336,7 @@ def _update_registry(
     first = next(iter(registry.speakers.values()), None)
     dim = None if first is None else len(first.vector_sum)  # the registry's embedding space
     embeddings = {
-        c: identity_vector(machine[c], dim)
+        c: np.asarray(machine[c].identity_vector(dim), dtype=np.float32)
         for c in set(desired) | set(applied_contributions)
         if c in machine
     }
@@ -350,25 +350,23 @@ def _update_registry(
     plan.speakers = [here[s] for s in sorted(registry.changed) if s in here]
 
 
-def label_key(row: Mapping[str, str]) -> LabelKey:
+def label_key(label: StoredLabel) -> LabelKey:
     return (
-        row["clip_id"],
-        row["field"],
-        row["value"],
-        str(row.get("task_id") or ""),
-        utc_iso(row["labelled_at"]),
+        label.clip_id,
+        label.field,
+        label.value or "",
+        str(label.task_id or ""),
+        utc_iso(label.labelled_at),
     )
 
 
-def unwritten(
-    rows: Sequence[Mapping[str, str]], written: Sequence[Mapping[str, str]]
-) -> list[dict[str, str]]:
-    """``rows`` minus those already written (same clip, field, value, task and time)."""
+def unwritten(labels: Sequence[StoredLabel], written: Sequence[StoredLabel]) -> list[StoredLabel]:
+    """``labels`` minus those already written (same clip, field, value, task and time)."""
     seen = {label_key(r) for r in written}
     out = []
-    for row in rows:
-        key = label_key(row)
+    for label in labels:
+        key = label_key(label)
         if key not in seen:
             seen.add(key)
-            out.append(dict(row))
+            out.append(label)
     return out

@@ -21,12 +21,15 @@ import pprint
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convoice.models import calibration as calib
 from convoice.models import evaluation
 from convoice.models.metrics import wer_count
-from convoice.records import ClipStatus
+from convoice.records import ClipStatus, StoredClip
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MIN_REFIT_CLIPS = 20  # judged clips on each side of the hold-out split before a refit
 
@@ -40,9 +43,13 @@ def judged_from_truth(
     return [
         calib.Judged(
             key=c["recording_id"],
-            speaker_raw=_raw(c, "speaker"),
+            speaker_raw=_raw(c.get("speaker_score_raw"), c.get("speaker_confidence")),
             speaker_right=bool(ok),
-            transcript_raw=_raw(c, "transcript") if c["clip_id"] in text_right else None,
+            transcript_raw=(
+                _raw(c.get("transcript_score_raw"), c.get("transcript_confidence"))
+                if c["clip_id"] in text_right
+                else None
+            ),
             transcript_right=text_right.get(c["clip_id"]),
             language=c.get("language") or "",
         )
@@ -50,9 +57,9 @@ def judged_from_truth(
     ]
 
 
-def _raw(clip: Mapping[str, Any], kind: str) -> float:
-    value = clip.get(f"{kind}_score_raw")
-    return float(value if value is not None else clip.get(f"{kind}_confidence") or 0.0)
+def _raw(score_raw: float | None, confidence: float | None) -> float:
+    """A clip's raw score (rows written before the raw columns: its confidence)."""
+    return float(score_raw if score_raw is not None else confidence or 0.0)
 
 
 def bench_judged(home: str, split: str) -> list[calib.Judged]:
@@ -93,33 +100,39 @@ def module_source(calibration: calib.Calibration) -> str:
     )
 
 
-def judged_from_labels(machine: Sequence[Mapping[str, Any]], labels: Any) -> list[calib.Judged]:
+def judged_from_labels(machine: Sequence[StoredClip], labels: pa.Table) -> list[calib.Judged]:
     """Clips people labelled, judged against what the machine had said (its raw scores)."""
     from convoice.storage.labels import latest_labels
+    from convoice.storage.rows import label_records
 
-    given: dict[tuple[str, str], str] = {}
+    given: dict[tuple[str, str], str | None] = {}
     if labels.num_rows:
-        latest = latest_labels(labels).to_pylist()
-        given = {(r["clip_id"], r["field"]): r["value"] for r in latest}
+        given = {(r.clip_id, r.field): r.value for r in label_records(latest_labels(labels))}
     out = []
     for c in machine:
-        speaker = given.get((c["clip_id"], "speaker_id"))
-        text = given.get((c["clip_id"], "text"))
-        if given.get((c["clip_id"], "status")) == ClipStatus.REJECTED or (
+        speaker = given.get((c.clip_id, "speaker_id"))
+        text = given.get((c.clip_id, "text"))
+        if given.get((c.clip_id, "status")) == ClipStatus.REJECTED or (
             speaker is None and text is None
         ):
             continue
         text_ok = None
         if text is not None:
-            text_ok = wer_count(text, c.get("text") or "").wer <= evaluation.TRANSCRIPT_RIGHT_WER
+            text_ok = wer_count(text, c.text or "").wer <= evaluation.TRANSCRIPT_RIGHT_WER
         out.append(
             calib.Judged(
-                key=c["recording_id"],
-                speaker_raw=_raw(c, "speaker") if speaker is not None else None,
-                speaker_right=None if speaker is None else speaker == c["speaker_id"],
-                transcript_raw=_raw(c, "transcript") if text is not None else None,
+                key=c.recording_id,
+                speaker_raw=(
+                    _raw(c.speaker_score_raw, c.speaker_confidence) if speaker is not None else None
+                ),
+                speaker_right=None if speaker is None else speaker == c.speaker_id,
+                transcript_raw=(
+                    _raw(c.transcript_score_raw, c.transcript_confidence)
+                    if text is not None
+                    else None
+                ),
                 transcript_right=text_ok,
-                language=c.get("language") or "",
+                language=c.language or "",
             )
         )
     return out
@@ -172,7 +185,9 @@ def refit_from_labels(
     from convoice.storage import calibration as stored
 
     store = Store.open(load_settings(config, home=home))
-    judged = judged_from_labels(store.clips().to_pylist(), store.labels())
+    from convoice.storage.rows import clip_records
+
+    judged = judged_from_labels(clip_records(store.clips()), store.labels())
     held = [j for j in judged if calib.holdout_half(j.key)]
     fit = [j for j in judged if not calib.holdout_half(j.key)]
     current = stored.current(store.location)

@@ -23,7 +23,7 @@ from convoice.models.calibration import Calibration
 from convoice.models.encoder_eval import EncoderMetrics, score
 from convoice.models.ge2e import FloatArray
 from convoice.models.relabel import ClipFacts, Replay, replay, resolve_merges, review_share
-from convoice.records import ClipStatus, LabelSource, Recording, Speaker, StoredClip
+from convoice.records import ClipStatus, LabelSource, Recording, Speaker, StoredClip, StoredLabel
 from convoice.storage.labels import now_iso
 from convoice.training import campplus as campplus_tune
 from convoice.training import encoder as enc
@@ -108,7 +108,7 @@ def round_json(report: EncoderRound) -> str:
 
 
 def facts(
-    rows: Sequence[StoredClip], latest: dict[tuple[str, str], dict[str, str]] | None = None
+    rows: Sequence[StoredClip], latest: Mapping[tuple[str, str], StoredLabel] | None = None
 ) -> list[ClipFacts]:
     """The replay's view of clip rows and of people's labels.
 
@@ -118,7 +118,8 @@ def facts(
 
     def human(r: StoredClip, name: str) -> str:
         if latest is not None:
-            return latest.get((r.clip_id, name), {}).get("value", "")
+            label = latest.get((r.clip_id, name))
+            return (label.value or "") if label else ""
         if name == "speaker_id":
             return str(r.speaker_id) if r.speaker_label_source == LabelSource.HUMAN else ""
         decided = r.labelled_by and r.status in (ClipStatus.ACCEPTED, ClipStatus.REJECTED)
@@ -146,7 +147,7 @@ def replay_labels(
     embeddings: FloatArray,
     merged: dict[str, str],
     previous: Mapping[str, Speaker] | None = None,
-    latest: dict[tuple[str, str], dict[str, str]] | None = None,
+    latest: Mapping[tuple[str, str], StoredLabel] | None = None,
     calibration: Calibration | None = None,
 ) -> Replay:
     """The ingest's labelling again, with ``embeddings`` (routed through ``calibration``)."""

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 from prefect import get_run_logger
 
 from convoice.config import EncoderSettings, Settings
@@ -38,7 +37,12 @@ from convoice.storage.relabel import relabelled_rows, write_relabel
 from convoice.storage.releases import read_release_table
 from convoice.storage.review_state import contributions as review_contributions
 from convoice.storage.review_state import merges
-from convoice.storage.rows import clip_records, recording_records, release_clip_records
+from convoice.storage.rows import (
+    clip_records,
+    label_records,
+    recording_records,
+    release_clip_records,
+)
 from convoice.training import encoder as enc
 from convoice.training.encoder_round import (
     EncoderRound,
@@ -284,7 +288,7 @@ def relabel_store(
     if machine.num_rows == 0:
         return report
     rows = clip_records(machine)  # the machine's rows; people's labels come from `latest`
-    latest = latest_values(store.labels().to_pylist())
+    latest = latest_values(label_records(store.labels()))
     order = ingest_order(recording_records(store.recordings()))
     known = _embeddings(store, rows, kind, weights, dict(known or {}))
     embeddings = np.stack([known[r.clip_id] for r in rows]).astype(np.float32)
@@ -302,12 +306,13 @@ def relabel_store(
     else:
         rows_out = relabelled_rows(machine, result.labels, known, enc.encoder_name(encoder_name))
     # What people's decisions add to the machine's registry, against the new machine rows.
-    desired = desired_contributions({r["clip_id"]: r for r in rows_out.to_pylist()}, latest, merged)
+    relabelled = {c.clip_id: c for c in clip_records(rows_out)}
+    desired = desired_contributions(relabelled, latest, merged)
     stale = set(review_contributions(store)) - set(desired)
     contributions = [*desired.values(), *(Contribution(c) for c in sorted(stale))]
     write_relabel(store, rows_out, result.speakers, contributions)
     after = clip_records(store.materialized_clips().select(_COUNTED))
-    _count_relabel(report, machine, before, after, result)
+    _count_relabel(report, rows, before, after, result)
     report.speakers_before, report.speakers_after = len(old_speakers), len(result.speakers)
     return report
 
@@ -325,13 +330,13 @@ def _embeddings(
 
 def _count_relabel(
     report: RelabelReport,
-    machine: pa.Table,
+    machine: list[StoredClip],
     before: list[StoredClip],
     after: list[StoredClip],
     result: Replay,
 ) -> None:
     """What the re-labelling changed: speakers, the review share, the queue people face."""
-    report.clips = machine.num_rows
+    report.clips = len(machine)
     old_by_id = {r.clip_id: r for r in before}
     machine_rows = [r for r in after if r.speaker_label_source != LabelSource.HUMAN]
     report.machine_labelled = len(machine_rows)
@@ -339,12 +344,12 @@ def _count_relabel(
         1 for r in machine_rows if r.speaker_id != old_by_id[r.clip_id].speaker_id
     )
     # The machine's review rate (its own statuses), and the queue people still face.
+    durations = [c.duration for c in machine]
     report.review_before, report.review_speech_before = review_share(
-        machine["status"].to_pylist(), machine["duration"].to_pylist()
+        [c.status for c in machine], durations
     )
     report.review_after, report.review_speech_after = review_share(
-        [result.labels[c].status for c in machine["clip_id"].to_pylist()],
-        machine["duration"].to_pylist(),
+        [result.labels[c.clip_id].status for c in machine], durations
     )
     report.queue_before = sum(1 for r in before if r.status == ClipStatus.REVIEW)
     report.queue_after = sum(1 for r in after if r.status == ClipStatus.REVIEW)
