@@ -94,6 +94,47 @@ def test_promotion_rule() -> None:
     assert not is_better(_metrics(0.08, 0.95, 0.20), current, min_gain=0.05)[0]
 
 
+def _voices(
+    n_voices: int, per_voice: int, spread: float, seed: int
+) -> tuple[np.ndarray, list[str]]:
+    """Unit vectors: ``per_voice`` clips around each of ``n_voices`` random directions."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_voices, 32))
+    rows = np.repeat(centres, per_voice, axis=0) + spread * rng.normal(
+        size=(n_voices * per_voice, 32)
+    )
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows.astype(np.float32), [f"v{i}" for i in range(n_voices) for _ in range(per_voice)]
+
+
+def test_a_childs_thresholds_move_with_its_cosines() -> None:
+    from convoice.models.encoder_scale import fit_map, fold, pair_means
+
+    parent, speakers = _voices(5, 4, 0.6, 1)
+    child, _ = _voices(5, 4, 0.9, 1)  # the same clips, a looser child: lower same-voice cosine
+    p_same, p_other, _, _ = pair_means(parent, speakers)
+    c_same, c_other, _, _ = pair_means(child, speakers)
+    found = fit_map(parent, child, speakers)
+    assert found.fitted and found.same_pairs == 5 * 6 and found.clips == 20
+    assert found.offset + found.slope * p_same == pytest.approx(c_same, abs=1e-3)
+    assert found.offset + found.slope * p_other == pytest.approx(c_other, abs=1e-3)
+    parent_scale = RegistrySettings()
+    from convoice.config import resemblyzer_scale
+
+    scale = resemblyzer_scale(parent_scale)
+    moved = found.apply(scale)
+    assert moved.match_threshold == pytest.approx(
+        found.offset + found.slope * scale.match_threshold, abs=1e-4
+    )
+    assert moved.margin == pytest.approx(found.slope * scale.margin, abs=1e-4)  # a difference
+    assert fit_map(parent, parent, speakers).apply(scale) == scale  # same encoder, same scale
+    # Without same-voice pairs nothing is believed: the parent's thresholds stay.
+    lone = fit_map(parent[::4], child[::4], speakers[::4])
+    assert not lone.fitted and lone.apply(scale) == scale and "0 same-speaker" in lone.why
+    folds = [fold(f"clip_{i}") for i in range(400)]
+    assert folds == [fold(f"clip_{i}") for i in range(400)] and 150 < sum(folds) < 250
+
+
 def _unit(v: list[float]) -> np.ndarray:
     a = np.array(v, dtype=np.float32)
     return a / np.linalg.norm(a)

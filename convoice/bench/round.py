@@ -78,6 +78,10 @@ class RoundResult:
     judged_clips: int = 0
     people_train_clips: int = 0
     promoted: bool = False
+    decision: str = ""  # the round's promotion decision, as its card says it
+    scale_fit: str = ""  # how the candidate's thresholds were fitted
+    judged_review: tuple[float, float] = (float("nan"), float("nan"))  # current, candidate
+    judged_right: tuple[float, float] = (float("nan"), float("nan"))  # accepted right, judged
     baseline: RoundFigures = field(default_factory=RoundFigures)
     after: RoundFigures = field(default_factory=RoundFigures)
     seconds: float = 0.0
@@ -109,6 +113,10 @@ class RoundResult:
             f"  encoder EER on {self.judged_clips} judged people's labels: {self.eer_before:.4f}"
             f" -> {self.eer_after:.4f} ({'promoted' if self.promoted else 'not promoted'}; "
             f"{self.people_train_clips} people's labels trained on)",
+            f"  on the round's clips (cross-fitted): review {self.judged_review[0]:.3f} -> "
+            f"{self.judged_review[1]:.3f} of speech, accepted right {self.judged_right[0]:.3f} "
+            f"-> {self.judged_right[1]:.3f}; {self.decision}",
+            f"  candidate's scale: {self.scale_fit}",
             f"  later episodes, no round:   {self.baseline.line()}",
             f"  later episodes, after round: {self.after.line()}",
             f"  review share {self.baseline.review_share_of_speech:.3f} -> "
@@ -212,6 +220,13 @@ def _encoder_figures(result: RoundResult, store: Store) -> None:
         result.judged_clips = int(card.metrics.get("n_eval_clips", 0))
         result.people_train_clips = card.n_people_train_clips
         result.promoted = card.decision.startswith("promoted")
+        result.decision, result.scale_fit = card.decision, card.scale_fit
+        old, new, nan = card.baseline_metrics, card.metrics, float("nan")
+        result.judged_review = (
+            old.get("review_speech_share", nan),
+            new.get("review_speech_share", nan),
+        )
+        result.judged_right = (old.get("accepted_right", nan), new.get("accepted_right", nan))
 
 
 def _voices(store: Store, corpus: samples.Corpus) -> dict[str, str]:
