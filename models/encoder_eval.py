@@ -41,6 +41,7 @@ class EncoderMetrics:
     n_nontarget_trials: int
     accepted_right: float = 1.0  # judged clips whose speaker label is accepted: share right
     accepted_judged: int = 0  # how many judged clips had their speaker label accepted
+    speaker_review_speech_share: float = 0.0  # of the seconds: clips with a speaker reason
 
     def as_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
@@ -48,8 +49,10 @@ class EncoderMetrics:
     def line(self) -> str:
         return (
             f"EER {self.eer:.4f}, B-cubed F1 {self.bcubed_f1:.4f}, review {self.review_share:.3f} "
-            f"of clips ({self.review_speech_share:.3f} of speech) on {self.n_eval_clips} held-out "
-            f"clips of {self.n_eval_speakers} speakers"
+            f"of clips ({self.review_speech_share:.3f} of speech; for the speaker "
+            f"{self.speaker_review_speech_share:.3f}), accepted speaker labels right "
+            f"{self.accepted_right:.3f} ({self.accepted_judged} clips); on {self.n_eval_clips} "
+            f"held-out clips of {self.n_eval_speakers} speakers"
         )
 
 
@@ -59,6 +62,7 @@ def score(
     eval_predicted: Sequence[str],
     review: tuple[float, float],
     accepted: Sequence[bool] = (),
+    speaker_review: float = 0.0,
 ) -> EncoderMetrics:
     """Metrics of one encoder: held-out embeddings and labels, and its replay's review shares.
 
@@ -78,6 +82,7 @@ def score(
         n_nontarget_trials=trials.n_nontarget,
         accepted_right=sum(right) / len(right) if right else 1.0,
         accepted_judged=len(right),
+        speaker_review_speech_share=speaker_review,
     )
 
 
@@ -89,8 +94,9 @@ def is_better(
 ) -> tuple[bool, str]:
     """Promote the candidate? Never when it routes worse; then lower EER, higher F1, less review.
 
-    Routing first: a candidate that sends a larger share of speech to review,
-    or whose accepted speaker labels are right less often than the current's
+    Routing first: a candidate that sends a larger share of speech to review
+    for its speaker label (the label kind an encoder routes; transcripts route
+    on their own), or whose accepted speaker labels are right less often than the current's
     (or than ``target_precision``, whichever is lower), is not promoted,
     whatever its EER. Then a candidate whose EER is lower by more than
     ``min_gain`` wins unless its B-cubed F1 drops by more than 0.01; on equal
@@ -118,9 +124,9 @@ def routes_worse(
     candidate: EncoderMetrics, current: EncoderMetrics, target_precision: float
 ) -> str:
     """Why the candidate routes worse than the current encoder ("" when it does not)."""
-    d_review = candidate.review_speech_share - current.review_speech_share
+    d_review = candidate.speaker_review_speech_share - current.speaker_review_speech_share
     if d_review > TIE:
-        return f"review share of speech higher by {d_review:.4f}"
+        return f"share of speech whose speaker label goes to review higher by {d_review:.4f}"
     floor = min(current.accepted_right, target_precision)
     if candidate.accepted_right < floor - TIE:
         return (

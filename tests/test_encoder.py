@@ -74,7 +74,7 @@ def test_batches_draw_distinct_speakers_and_refuse_one_speaker() -> None:
 
 
 def _metrics(eer: float, f1: float, review: float, right: float = 1.0) -> EncoderMetrics:
-    return EncoderMetrics(eer, f1, review, review, 10, 3, 5, 40, right, 5)
+    return EncoderMetrics(eer, f1, review, review, 10, 3, 5, 40, right, 5, review)
 
 
 def test_promotion_rule() -> None:

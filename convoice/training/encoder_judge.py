@@ -22,7 +22,7 @@ from convoice.models.encoder_eval import EncoderMetrics, score
 from convoice.models.encoder_scale import ScaleMap, fit_map, fold, identity_on, scale_dict
 from convoice.models.ge2e import FloatArray
 from convoice.models.relabel import Replay, review_share
-from convoice.records import SPEAKER_REASONS, StoredClip
+from convoice.records import SPEAKER_REASONS, ClipLabel, ClipStatus, StoredClip
 from convoice.records import canonical as resolve_merges
 from convoice.training.encoder_round import replay_labels
 
@@ -129,19 +129,30 @@ def _pooled(clips: RoundClips, embeddings: FloatArray, parts: list[Part]) -> Enc
     accepted: dict[int, bool] = {}
     statuses: list[str] = []
     durations: list[float] = []
+    speaker: list[str] = []  # per review row, REVIEW when its speaker label needs a person
     for result, judged, review in parts:
         for i in judged:
             label = result.labels[rows[i].clip_id]
             predicted[i] = label.speaker_id
-            accepted[i] = not set(label.review_reasons) & SPEAKER_REASONS
+            accepted[i] = _speaker_accepted(label)
         statuses += [result.labels[rows[i].clip_id].status for i in review]
         durations += [float(rows[i].duration) for i in review]
+        speaker += [
+            ClipStatus.ACCEPTED if _speaker_accepted(result.labels[rows[i].clip_id])
+            else ClipStatus.REVIEW
+            for i in review
+        ]  # fmt: skip
     heldout = list(clips.heldout)
     truth = [resolve_merges(rows[i].speaker_id, clips.merged) for i in heldout]
     return score(
         embeddings[heldout], truth, [predicted[i] for i in heldout],
         review_share(statuses, durations), [accepted[i] for i in heldout],
+        review_share(speaker, durations)[1],
     )  # fmt: skip
+
+
+def _speaker_accepted(label: ClipLabel) -> bool:
+    return not set(label.review_reasons) & SPEAKER_REASONS
 
 
 __all__ = ["Judgement", "RoundClips", "judge", "scale_dict", "with_scale"]
