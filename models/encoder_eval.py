@@ -7,7 +7,9 @@ encoder in one run:
 - B-cubed F1 of the identities the engine would give the held-out clips
   (a replay of the labelling with that encoder, :mod:`convoice.models.relabel`)
   against the identities people gave them;
-- the share of all clips (and of their speech) the replay would send to review.
+- the share of the clips (and of their speech) the replay would send to review, and
+  the share of the judged clips whose speaker label it accepts that are right
+  (its precision at ``[routing] target_precision``).
 
 Which clips judge: a stable share of the clips people labelled
 (:func:`judged`, ``[encoder] judge_share``, 30 % by default); the rest of
@@ -38,6 +40,9 @@ class EncoderMetrics:
     n_eval_speakers: int
     n_target_trials: int
     n_nontarget_trials: int
+    accepted_right: float = 1.0  # judged clips whose speaker label is accepted: share right
+    accepted_judged: int = 0  # how many judged clips had their speaker label accepted
+    speaker_review_speech_share: float = 0.0  # of the seconds: clips with a speaker reason
 
     def as_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
@@ -45,8 +50,10 @@ class EncoderMetrics:
     def line(self) -> str:
         return (
             f"EER {self.eer:.4f}, B-cubed F1 {self.bcubed_f1:.4f}, review {self.review_share:.3f} "
-            f"of clips ({self.review_speech_share:.3f} of speech) on {self.n_eval_clips} held-out "
-            f"clips of {self.n_eval_speakers} speakers"
+            f"of clips ({self.review_speech_share:.3f} of speech; for the speaker "
+            f"{self.speaker_review_speech_share:.3f}), accepted speaker labels right "
+            f"{self.accepted_right:.3f} ({self.accepted_judged} clips); on {self.n_eval_clips} "
+            f"held-out clips of {self.n_eval_speakers} speakers"
         )
 
 
@@ -55,10 +62,16 @@ def score(
     eval_truth: Sequence[str],
     eval_predicted: Sequence[str],
     review: tuple[float, float],
+    accepted: Sequence[bool] = (),
+    speaker_review: float = 0.0,
 ) -> EncoderMetrics:
-    """Metrics of one encoder: held-out embeddings and labels, and its replay's review shares."""
+    """Metrics of one encoder: held-out embeddings and labels, and its replay's review shares.
+
+    ``accepted``: per judged clip, whether the replay accepted its speaker label.
+    """
     trials = all_pairs(eval_embeddings, eval_truth)
     _, _, f1 = b_cubed(list(eval_truth), list(eval_predicted))
+    right = [t == p for t, p, a in zip(eval_truth, eval_predicted, accepted, strict=False) if a]
     return EncoderMetrics(
         eer=equal_error_rate(trials),
         bcubed_f1=f1,
@@ -68,17 +81,30 @@ def score(
         n_eval_speakers=len(set(eval_truth)),
         n_target_trials=trials.n_target,
         n_nontarget_trials=trials.n_nontarget,
+        accepted_right=sum(right) / len(right) if right else 1.0,
+        accepted_judged=len(right),
+        speaker_review_speech_share=speaker_review,
     )
 
 
 def is_better(
-    candidate: EncoderMetrics, current: EncoderMetrics, min_gain: float = 0.0
+    candidate: EncoderMetrics,
+    current: EncoderMetrics,
+    min_gain: float = 0.0,
+    target_precision: float = 0.995,
 ) -> tuple[bool, str]:
-    """Promote the candidate? Lower EER first, then higher B-cubed F1, then less review.
+    """Promote the candidate? Never when it routes worse; then lower EER, higher F1, less review.
 
-    A candidate whose EER is lower by more than ``min_gain`` wins unless its
-    B-cubed F1 drops by more than 0.01; on equal EER, the next figure decides.
+    Routing first: a candidate that sends a larger share of speech to review
+    for its speaker label (the label kind an encoder routes; transcripts route
+    on their own), or whose accepted speaker labels are right less often than the current's
+    (or than ``target_precision``, whichever is lower), is not promoted,
+    whatever its EER. Then a candidate whose EER is lower by more than
+    ``min_gain`` wins unless its B-cubed F1 drops by more than 0.01; on equal
+    EER, the next figure decides.
     """
+    if worse := routes_worse(candidate, current, target_precision):
+        return False, worse
     d_eer = current.eer - candidate.eer
     d_f1 = candidate.bcubed_f1 - current.bcubed_f1
     d_review = current.review_share - candidate.review_share
@@ -93,6 +119,22 @@ def is_better(
             return True, f"same EER and F1, review share lower by {d_review:.4f}"
         return False, "no figure better than the current encoder's"
     return False, f"EER worse by {-d_eer:.4f}"
+
+
+def routes_worse(
+    candidate: EncoderMetrics, current: EncoderMetrics, target_precision: float
+) -> str:
+    """Why the candidate routes worse than the current encoder ("" when it does not)."""
+    d_review = candidate.speaker_review_speech_share - current.speaker_review_speech_share
+    if d_review > TIE:
+        return f"share of speech whose speaker label goes to review higher by {d_review:.4f}"
+    floor = min(current.accepted_right, target_precision)
+    if candidate.accepted_right < floor - TIE:
+        return (
+            f"accepted speaker labels right {candidate.accepted_right:.3f} of "
+            f"{candidate.accepted_judged} judged clips, below {floor:.3f}"
+        )
+    return ""
 
 
 def judged(clip_id: str, share: float) -> bool:

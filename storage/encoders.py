@@ -4,7 +4,8 @@ Kept in the store, so every worker labels with the same encoder::
 
     encoders/<encoder id>/weights.pt   resemblyzer format ({"model_state": ...}) or a CAM++
                                        state dict (``kind`` on the card says which)
-    encoders/<encoder id>/card.json    kind, metrics, dataset version, settings, run id, parent
+    encoders/<encoder id>/card.json    kind, metrics, dataset version, settings, run id, parent,
+                                       its similarity scale and the calibration it routes with
     encoders/current.json              resemblyzer's: {"current": id, "history": [ids before]}
     encoders/current-campplus.json     CAM++'s (the encoder that identifies), the same way
 
@@ -61,6 +62,11 @@ class EncoderCard:
     n_train_speakers: int = 0
     kind: str = "resemblyzer"  # "resemblyzer" (GE2E LSTM) or "campplus" (CAM++)
     n_people_train_clips: int = 0  # of the training clips, those people labelled
+    # The thresholds this encoder identifies and routes on (SimilarityScale's fields; {}: the
+    # settings' [identity], as for the pretrained CAM++ and cards written before scales were fitted)
+    scale: dict[str, float] = field(default_factory=dict)
+    scale_fit: str = ""  # how ``scale`` was fitted (models.encoder_scale)
+    calibration: str = ""  # the calibration version it routes with until a refit made under it
 
 
 class EncoderRegistry:
@@ -92,6 +98,10 @@ class EncoderRegistry:
                 f"no encoder {encoder_id!r}; registered: {', '.join(self.ids()) or 'none'}"
             )
         return EncoderCard(**json.loads(self.location.read_bytes(key)))
+
+    def scale(self, encoder_id: str) -> dict[str, float]:
+        """The stored thresholds of an encoder ({} for ``pretrained`` and older cards)."""
+        return {} if encoder_id == PRETRAINED else dict(self.card(encoder_id).scale)
 
     def ids(self) -> list[str]:
         """Every registered encoder id (oldest first; ids sort by time)."""

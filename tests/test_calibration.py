@@ -326,3 +326,33 @@ def test_a_transcript_target_precision_routes_transcripts_on_their_probability()
     on = route(sure, transcript(0.95), 1.5, False,
                RoutingSettings(transcript_target_precision=0.9), STEP)  # fmt: skip
     assert on.transcript_status == LabelStatus.REVIEW and on.speaker_status == LabelStatus.ACCEPTED
+
+
+def test_a_calibration_belongs_to_the_encoder_whose_scores_it_was_fitted_on(
+    tmp_path: Path,
+) -> None:
+    from convoice.storage.encoders import EncoderCard, EncoderRegistry
+
+    store = Store(tmp_path / "store")
+    location, ship = store.location, stored.shipped()
+    curve = calib.fit_curve([0.2, 0.4, 0.6, 0.8], [False, False, True, True])
+    before = calib.Calibration("store-1", "under pretrained", curve, dict(ship.transcript))
+    stored.save_refit(location, before)  # fitted on the pretrained CAM++'s raw scores
+    assert stored.current(location).version == "store-1"
+    registry = EncoderRegistry(location)
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes(b"not read here")
+    card = EncoderCard("enc-1", "pretrained", "v1", "enc-1", "now", kind="campplus",
+                       scale={"match_threshold": 0.6}, calibration=ship.version)  # fmt: skip
+    registry.register(card, weights)
+    registry.promote("enc-1")
+    # The promoted encoder routes with the calibration its card names, not the old refit.
+    assert stored.current(location).version == ship.version
+    assert stored.current(location, "pretrained").version == "store-1"
+    after = calib.Calibration("store-2", "under enc-1", curve, dict(ship.transcript))
+    stored.save_refit(location, after, encoder="enc-1")
+    assert stored.current(location).version == "store-2"
+    assert json.loads(location.read_bytes("calibration/v2/calibration.json"))["encoder"] == "enc-1"
+    registry.rollback("campplus")  # back to the pretrained CAM++: back to its calibration
+    assert stored.current(location).version == "store-1"
+    assert set(stored.by_version(location)) == {"store-1", "store-2", ship.version}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from truth import annotate_review_queue, voice_of_clips
 
-from convoice.config import RegistrySettings, RoutingSettings, load_settings
+from convoice.config import RegistrySettings, RoutingSettings, SimilarityScale, load_settings
 from convoice.models.encoder_eval import EncoderMetrics, is_better
 from convoice.models.ge2e import (
     NotEnoughData,
@@ -73,19 +74,66 @@ def test_batches_draw_distinct_speakers_and_refuse_one_speaker() -> None:
         plan_batch({"a": [0, 1]}, 8, 4, rng)
 
 
-def _metrics(eer: float, f1: float, review: float) -> EncoderMetrics:
-    return EncoderMetrics(eer, f1, review, review, 10, 3, 5, 40)
+def _metrics(eer: float, f1: float, review: float, right: float = 1.0) -> EncoderMetrics:
+    return EncoderMetrics(eer, f1, review, review, 10, 3, 5, 40, right, 5, review)
 
 
 def test_promotion_rule() -> None:
     current = _metrics(0.10, 0.95, 0.20)
-    assert is_better(_metrics(0.05, 0.95, 0.30), current)[0]  # lower EER wins
+    assert is_better(_metrics(0.05, 0.95, 0.20), current)[0]  # lower EER wins
+    # ... but never when it routes worse: more speech to review, or wrong accepted labels
+    assert not is_better(_metrics(0.05, 0.95, 0.30), current)[0]
+    worse, why = is_better(_metrics(0.05, 0.95, 0.10, right=0.8), current)
+    assert not worse and "accepted speaker labels right" in why
+    # right at the target precision is enough when the current is better than the target
+    assert is_better(_metrics(0.05, 0.95, 0.10, right=0.996), current, target_precision=0.995)[0]
     assert not is_better(_metrics(0.05, 0.90, 0.10), current)[0]  # ... unless F1 drops
-    assert is_better(_metrics(0.10, 0.97, 0.30), current)[0]  # same EER, better F1
+    assert is_better(_metrics(0.10, 0.97, 0.20), current)[0]  # same EER, better F1
     assert is_better(_metrics(0.10, 0.95, 0.10), current)[0]  # same EER and F1, less review
     assert not is_better(_metrics(0.10, 0.95, 0.20), current)[0]  # equal: keep the current
     assert not is_better(_metrics(0.12, 0.99, 0.00), current)[0]  # worse EER
     assert not is_better(_metrics(0.08, 0.95, 0.20), current, min_gain=0.05)[0]
+
+
+def _voices(
+    n_voices: int, per_voice: int, spread: float, seed: int
+) -> tuple[np.ndarray, list[str]]:
+    """Unit vectors: ``per_voice`` clips around each of ``n_voices`` random directions."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_voices, 32))
+    rows = np.repeat(centres, per_voice, axis=0) + spread * rng.normal(
+        size=(n_voices * per_voice, 32)
+    )
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows.astype(np.float32), [f"v{i}" for i in range(n_voices) for _ in range(per_voice)]
+
+
+def test_a_childs_thresholds_move_with_its_cosines() -> None:
+    from convoice.models.encoder_scale import fit_map, fold, pair_means
+
+    parent, speakers = _voices(5, 4, 0.6, 1)
+    child, _ = _voices(5, 4, 0.9, 1)  # the same clips, a looser child: lower same-voice cosine
+    p_same, p_other, _, _ = pair_means(parent, speakers)
+    c_same, c_other, _, _ = pair_means(child, speakers)
+    found = fit_map(parent, child, speakers)
+    assert found.fitted and found.same_pairs == 5 * 6 and found.clips == 20
+    assert found.offset + found.slope * p_same == pytest.approx(c_same, abs=1e-3)
+    assert found.offset + found.slope * p_other == pytest.approx(c_other, abs=1e-3)
+    parent_scale = RegistrySettings()
+    from convoice.config import resemblyzer_scale
+
+    scale = resemblyzer_scale(parent_scale)
+    moved = found.apply(scale)
+    assert moved.match_threshold == pytest.approx(
+        found.offset + found.slope * scale.match_threshold, abs=1e-4
+    )
+    assert moved.margin == pytest.approx(found.slope * scale.margin, abs=1e-4)  # a difference
+    assert fit_map(parent, parent, speakers).apply(scale) == scale  # same encoder, same scale
+    # Without same-voice pairs nothing is believed: the parent's thresholds stay.
+    lone = fit_map(parent[::4], child[::4], speakers[::4])
+    assert not lone.fitted and lone.apply(scale) == scale and "0 same-speaker" in lone.why
+    folds = [fold(f"clip_{i}") for i in range(400)]
+    assert folds == [fold(f"clip_{i}") for i in range(400)] and 150 < sum(folds) < 250
 
 
 def _unit(v: list[float]) -> np.ndarray:
@@ -539,11 +587,19 @@ def test_a_campplus_round_trains_on_people_and_relabels_identity(
     card = registry.card(round_.encoder_id)
     assert card.kind == "campplus" and card.n_people_train_clips == round_.n_people_train_clips
     assert registry.current() == PRETRAINED  # resemblyzer's current one is not touched
+    # The candidate carries its own thresholds (moved from [identity]'s) and calibration.
+    assert set(card.scale) == {f.name for f in dataclasses.fields(SimilarityScale)}
+    assert card.scale_fit == round_.scale_fit and "cross-fitting" in card.scale_fit
+    assert card.calibration == stored_calibration.current(store.location).version
     # By hand (whatever the judge said): promote, which re-labels the identity embeddings.
     runner = CliRunner()
     result = runner.invoke(app, ["encoder", "promote", round_.encoder_id, "--home", str(home)])
     assert result.exit_code == 0, result.output
     assert registry.current("campplus") == round_.encoder_id
+    # Whenever it is current, it identifies on its own thresholds and routes with its calibration.
+    pinned = enc.pin_encoder(load_settings(str(config), home=str(home)), store)
+    assert {k: getattr(pinned.identity, k) for k in card.scale} == card.scale
+    assert stored_calibration.current(store.location).version == card.calibration
     rows = store.clips().to_pylist()
     assert {json.loads(r["models"])["speaker_embedding"] for r in rows} == {round_.encoder_id}
     assert {json.loads(r["models"])["embedding"] for r in rows} == {loaders.EMBEDDING_NAME}

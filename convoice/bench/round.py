@@ -55,11 +55,14 @@ class RoundFigures:
     accepted_clips: int = 0
     bcubed_f1: float = 0.0
     speaker_review_share_of_speech: float = 0.0  # clips with a routing.SPEAKER_REASONS reason
+    # clips with a reason that is not the speaker's: the review share no encoder can take away
+    other_review_share_of_speech: float = 0.0
 
     def line(self) -> str:
         return (
             f"{self.clips} clips: review {self.review_share_of_speech:.3f} of speech "
-            f"({self.speaker_review_share_of_speech:.3f} for the speaker), accepted "
+            f"({self.speaker_review_share_of_speech:.3f} for the speaker, "
+            f"{self.other_review_share_of_speech:.3f} for other reasons), accepted "
             f"speaker labels right {self.accepted_speaker_accuracy:.4f} ({self.accepted_clips} "
             f"clips), B-cubed F1 {self.bcubed_f1:.4f}"
         )
@@ -79,6 +82,11 @@ class RoundResult:
     judged_clips: int = 0
     people_train_clips: int = 0
     promoted: bool = False
+    decision: str = ""  # the round's promotion decision, as its card says it
+    scale_fit: str = ""  # how the candidate's thresholds were fitted
+    judged_review: tuple[float, float] = (float("nan"), float("nan"))  # current, candidate
+    judged_right: tuple[float, float] = (float("nan"), float("nan"))  # accepted right, judged
+    judged_speaker: tuple[float, float] = (float("nan"), float("nan"))  # speaker review share
     baseline: RoundFigures = field(default_factory=RoundFigures)
     after: RoundFigures = field(default_factory=RoundFigures)
     seconds: float = 0.0
@@ -110,12 +118,19 @@ class RoundResult:
             f"  encoder EER on {self.judged_clips} judged people's labels: {self.eer_before:.4f}"
             f" -> {self.eer_after:.4f} ({'promoted' if self.promoted else 'not promoted'}; "
             f"{self.people_train_clips} people's labels trained on)",
+            f"  on the round's clips (cross-fitted): review of speech {self.judged_review[0]:.3f}"
+            f" -> {self.judged_review[1]:.3f}, for the speaker {self.judged_speaker[0]:.3f} -> "
+            f"{self.judged_speaker[1]:.3f}; judged clips' accepted speaker labels right "
+            f"{self.judged_right[0]:.3f} -> {self.judged_right[1]:.3f}; {self.decision}",
+            f"  candidate's scale: {self.scale_fit}",
             f"  later episodes, no round:   {self.baseline.line()}",
             f"  later episodes, after round: {self.after.line()}",
             f"  review share {self.baseline.review_share_of_speech:.3f} -> "
             f"{self.after.review_share_of_speech:.3f} of speech ({self.review_drop:+.1%} drop); "
             f"for the speaker {self.baseline.speaker_review_share_of_speech:.3f} -> "
-            f"{self.after.speaker_review_share_of_speech:.3f}",
+            f"{self.after.speaker_review_share_of_speech:.3f}; for other reasons "
+            f"{self.baseline.other_review_share_of_speech:.3f} -> "
+            f"{self.after.other_review_share_of_speech:.3f}",
         ]
         lines += [
             f"  bar: {name}: {'met' if ok else 'NOT met'}" for name, ok in self.bars().items()
@@ -213,6 +228,15 @@ def _encoder_figures(result: RoundResult, store: Store) -> None:
         result.judged_clips = int(card.metrics.get("n_eval_clips", 0))
         result.people_train_clips = card.n_people_train_clips
         result.promoted = card.decision.startswith("promoted")
+        result.decision, result.scale_fit = card.decision, card.scale_fit
+        old, new, nan = card.baseline_metrics, card.metrics, float("nan")
+        result.judged_review = (
+            old.get("review_speech_share", nan),
+            new.get("review_speech_share", nan),
+        )
+        result.judged_right = (old.get("accepted_right", nan), new.get("accepted_right", nan))
+        key = "speaker_review_speech_share"
+        result.judged_speaker = (old.get(key, nan), new.get(key, nan))
 
 
 def _voices(store: Store, corpus: samples.Corpus) -> dict[str, str]:
@@ -238,13 +262,18 @@ def _figures(store: Store, corpus: samples.Corpus, episodes: Any) -> RoundFigure
     raw = sum(ep.duration for ep in by_rec.values())
     out = evaluation.score(clips, truth, raw)
     seconds = [c["end"] - c["start"] for c in clips]
-    speaker = [bool(set(c["review_reasons"] or ()) & SPEAKER_REASONS) for c in clips]
+    reasons = [set(c["review_reasons"] or ()) for c in clips]
+
+    def share(flags: list[bool]) -> float:
+        return sum(s for s, f in zip(seconds, flags, strict=True) if f) / sum(seconds)
+
     return RoundFigures(
-        speaker_review_share_of_speech=(
-            sum(s for s, f in zip(seconds, speaker, strict=True) if f) / sum(seconds)
-            if clips
-            else 0.0
-        ),
+        speaker_review_share_of_speech=share([bool(r & SPEAKER_REASONS) for r in reasons])
+        if clips
+        else 0.0,
+        other_review_share_of_speech=share([bool(r - SPEAKER_REASONS) for r in reasons])
+        if clips
+        else 0.0,
         clips=len(clips),
         review_share_of_speech=out["review_share_of_speech"],
         accepted_speaker_accuracy=out["accepted_speaker_accuracy"],

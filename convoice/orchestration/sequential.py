@@ -43,7 +43,7 @@ def identify_and_route(
             rid, prepared.seg, prepared.speakers, matches, vectors.clips,
             prepared.transcripts, settings.routing, scale,
             vectors.identity_clips if vectors.separate_identity else None,
-            calibration.current(run.store.location),
+            calibration.current(run.store.location, settings.encoder.campplus or None),
         )  # fmt: skip
         touched = labelling.update_registry(rid, clips, matches, registry.speakers, now())
     return matches, clips, touched

@@ -183,6 +183,7 @@ def refit_from_labels(
     from convoice.config import load_settings
     from convoice.storage import Store
     from convoice.storage import calibration as stored
+    from convoice.storage.encoders import EncoderRegistry
 
     store = Store.open(load_settings(config, home=home))
     from convoice.storage.rows import clip_records
@@ -190,7 +191,8 @@ def refit_from_labels(
     judged = judged_from_labels(clip_records(store.clips()), store.labels())
     held = [j for j in judged if calib.holdout_half(j.key)]
     fit = [j for j in judged if not calib.holdout_half(j.key)]
-    current = stored.current(store.location)
+    encoder = EncoderRegistry(store.location).current("campplus")  # whose raw scores these are
+    current = stored.current(store.location, encoder)
     now = _table(current, held)
     n_fit = sum(j.speaker_right is not None for j in fit)
     n_held = sum(j.speaker_right is not None for j in held)
@@ -200,14 +202,14 @@ def refit_from_labels(
     version = stored.next_version(store.location)
     rule = (
         f"isotonic regression on {n_fit} clips people labelled (recordings of hash half 0), "
-        f"judged on {n_held} others (half 1); previous: {current.version}"
+        f"judged on {n_held} others (half 1), CAM++ encoder {encoder}; previous: {current.version}"
     )
     refit = calib.fit_calibration(fit, version, rule, judge_on=held)
     worse = (refit.speaker_ece or 0.0) > calib.ece(now)
     if worse or not save:
         why = "it is worse on the held-out clips" if worse else "asked not to save (--dry-run)"
         return RefitResult(n_fit, n_held, current, now, refit, False, why)
-    key = stored.save_refit(store.location, refit)
+    key = stored.save_refit(store.location, refit, encoder)
     return RefitResult(n_fit, n_held, current, now, refit, True, f"{store.location.uri(key)}")
 
 

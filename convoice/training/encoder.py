@@ -52,7 +52,8 @@ def campplus_name(encoder_id: str) -> str:
 
 def pin_encoder(settings: Settings, store: Store) -> Settings:
     """``settings`` with ``[encoder] use`` and ``campplus`` set to existing encoder ids
-    (each kind's current one when "").
+    (each kind's current one when ""), and ``[identity]``'s thresholds set to the pinned
+    CAM++'s own when it has them (``scale`` on its card).
 
     A run pins its encoders once at the start, so a promotion during a run
     never mixes two embedding spaces in one run.
@@ -67,7 +68,16 @@ def pin_encoder(settings: Settings, store: Store) -> Settings:
         if chosen != PRETRAINED and registry.card(chosen).kind != kind:
             raise ValueError(f"[encoder] {key} = {chosen!r} is not a {kind} encoder")
         pinned.append(chosen)
-    return replace(settings, encoder=replace(settings.encoder, use=pinned[0], campplus=pinned[1]))
+    pinned_settings = replace(
+        settings, encoder=replace(settings.encoder, use=pinned[0], campplus=pinned[1])
+    )
+    # A trained CAM++ identifies on its own thresholds (fitted when it was trained).
+    scale = registry.scale(pinned[1])
+    if not scale:
+        return pinned_settings
+    from convoice.models.encoder_scale import identity_on
+
+    return replace(pinned_settings, identity=identity_on(settings.identity, scale))
 
 
 IDENTITY_DIMS = {"campplus": 192, "resemblyzer": 256}

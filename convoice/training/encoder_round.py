@@ -4,7 +4,8 @@ What :func:`convoice.flows.retrain.retrain_encoder_flow` reports
 (:class:`EncoderRound`, :class:`RelabelReport`); the dispatch between the two
 encoder kinds (CAM++: :mod:`convoice.training.campplus`, resemblyzer:
 :mod:`convoice.training.encoder`); and the judging of an encoder by a replay
-of the ingest's labelling (:mod:`convoice.models.relabel`) on the judged clips
+of the ingest's labelling (:mod:`convoice.models.relabel`), which
+:mod:`convoice.training.encoder_judge` scores on the judged clips
 (:mod:`convoice.models.encoder_eval`).
 """
 
@@ -20,9 +21,9 @@ from prefect import get_run_logger
 from convoice.config import RegistrySettings, Settings, SimilarityScale
 from convoice.engines import loaders
 from convoice.models.calibration import Calibration
-from convoice.models.encoder_eval import EncoderMetrics, score
+from convoice.models.encoder_eval import EncoderMetrics
 from convoice.models.ge2e import FloatArray
-from convoice.models.relabel import ClipFacts, Replay, replay, resolve_merges, review_share
+from convoice.models.relabel import ClipFacts, Replay, replay
 from convoice.records import ClipStatus, LabelSource, Recording, Speaker, StoredClip, StoredLabel
 from convoice.storage.labels import now_iso
 from convoice.training import campplus as campplus_tune
@@ -79,6 +80,7 @@ class EncoderRound:
     relabel: RelabelReport | None = None
     release: str = ""
     skipped: str = ""  # why nothing was trained, when nothing was
+    scale_fit: str = ""  # how the candidate's thresholds were fitted (encoder_judge)
     known: dict[str, FloatArray] = field(default_factory=dict, repr=False)  # candidate's vectors
 
     def summary(self) -> str:
@@ -93,6 +95,7 @@ class EncoderRound:
             f"{self.train_seconds:.1f} s",
             f"  current   ({self.base_encoder}): {self.current.line() if self.current else '-'}",
             f"  candidate ({self.encoder_id}): {self.candidate.line() if self.candidate else '-'}",
+            f"  candidate's scale: {self.scale_fit or '-'}",
             f"  {'promoted' if self.promoted else 'not promoted'}: {self.reason}",
         ]
         if self.relabel:
@@ -157,38 +160,17 @@ def replay_labels(
     )  # fmt: skip
 
 
-def scale_of(kind: str, settings: Settings) -> RegistrySettings | SimilarityScale:
-    """The thresholds of an encoder kind (CAM++'s ``[identity]``, resemblyzer's ``[registry]``)."""
+def scale_of(
+    kind: str, settings: Settings, stored: Mapping[str, float] | None = None
+) -> RegistrySettings | SimilarityScale:
+    """The thresholds of an encoder kind (CAM++'s ``[identity]``, resemblyzer's ``[registry]``).
+
+    ``stored``: a trained CAM++'s own thresholds (its card's ``scale``), over ``[identity]``'s.
+    """
     if kind == "campplus":
-        identity = replace(settings.identity, encoder="campplus")
+        identity = replace(settings.identity, encoder="campplus", **dict(stored or {}))
         return identity.scale(settings.diarization, settings.registry)
     return settings.registry
-
-
-def evaluate(
-    kind: str,
-    settings: Settings,
-    rows: Sequence[StoredClip],
-    heldout: list[int],
-    order: list[str],
-    embeddings: FloatArray,
-    merged: dict[str, str],
-    calibration: Calibration | None = None,
-) -> EncoderMetrics:
-    """Figures of one encoder (its embeddings of the release's clips) on the judged clips.
-
-    ``heldout``: the indices in ``rows`` of the judged clips
-    (:func:`~convoice.models.encoder_eval.evaluation_rows` at ``[encoder] judge_share``).
-    """
-    scale = scale_of(kind, settings)
-    result = replay_labels(
-        scale, settings, order, rows, embeddings, merged, calibration=calibration
-    )
-    truth = [resolve_merges(rows[i].speaker_id, merged) for i in heldout]
-    predicted = [result.labels[rows[i].clip_id].speaker_id for i in heldout]
-    statuses = [result.labels[r.clip_id].status for r in rows]
-    shares = review_share(statuses, [float(r.duration) for r in rows])
-    return score(embeddings[heldout], truth, predicted, shares)
 
 
 def embed(kind: str, weights: str, waves: list[FloatArray]) -> FloatArray:

@@ -16,6 +16,7 @@ from prefect import get_run_logger
 
 from convoice.config import EncoderSettings, Settings
 from convoice.engines import loaders
+from convoice.models.calibration import Calibration
 from convoice.models.encoder_eval import EncoderMetrics, evaluation_rows, is_better, training_rows
 from convoice.models.ge2e import FloatArray, NotEnoughData
 from convoice.models.relabel import Replay, review_share
@@ -44,12 +45,12 @@ from convoice.storage.rows import (
     release_clip_records,
 )
 from convoice.training import encoder as enc
+from convoice.training.encoder_judge import RoundClips, judge, scale_dict, with_scale
 from convoice.training.encoder_round import (
     EncoderRound,
     RelabelReport,
     embed,
     embed_features,
-    evaluate,
     features_of,
     ingest_order,
     replay_labels,
@@ -176,9 +177,7 @@ def train_and_judge(
     waves = enc.read_waves(store, [r.audio_uri for r in rows])
     features = features_of(kind, base_weights, waves)
     current_emb = embed_features(kind, base_weights, features)
-    cal = stored_calibration.current(store.location)  # as the ingest routes
-    report.current = evaluate(kind, settings, rows, heldout, order, current_emb, merged, cal)
-    logger.info("current encoder %s: %s", base, report.current.line())
+    cal = stored_calibration.current(store.location, base if kind == "campplus" else None)
     speakers = [rows[i].speaker_id for i in chosen]
     result = train(
         kind, base_weights, [features[i] for i in chosen], speakers, settings, run, steps
@@ -187,12 +186,16 @@ def train_and_judge(
     report.first_loss, report.last_loss = result.first_loss, result.last_loss
     report.train_seconds = result.seconds
     candidate_emb = embed_features(kind, str(result.weights), features)
-    report.candidate = evaluate(kind, settings, rows, heldout, order, candidate_emb, merged, cal)
-    better, report.reason = is_better(report.candidate, report.current, cfg.min_gain)
+    people = frozenset(i for i in chosen if data.rows[i]["split"] == "heldout")
+    clips = RoundClips(rows, chosen, heldout, order, merged, people)
+    verdict = _judge(report, settings, registry, clips, (current_emb, candidate_emb), cal)
+    better = verdict.promote  # on the figures, and on the candidate's own thresholds
     report.encoder_id = run.run_id
-    run.log_metrics({f"current/{k}": v for k, v in report.current.as_dict().items()})
-    run.log_metrics({f"candidate/{k}": v for k, v in report.candidate.as_dict().items()})
-    card = _card(report, release, run.run_id, cfg, better, report.candidate, report.current)
+    run.log_metrics({f"current/{k}": v for k, v in verdict.current.as_dict().items()})
+    run.log_metrics({f"candidate/{k}": v for k, v in verdict.candidate.as_dict().items()})
+    card = _card(report, release, run.run_id, cfg, better, verdict.candidate, verdict.current)
+    card.scale = verdict.scale
+    card.calibration = cal.version
     registry.register(card, result.weights)
     run.close()
     if better:
@@ -202,6 +205,42 @@ def train_and_judge(
         logger.info("promoted encoder %s (%s)", report.encoder_id, report.reason)
     else:
         logger.info("kept encoder %s: %s", base, report.reason)
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    promote: bool
+    current: EncoderMetrics
+    candidate: EncoderMetrics
+    scale: dict[str, float]  # the candidate's thresholds ({}: not CAM++)
+
+
+def _judge(
+    report: EncoderRound,
+    settings: Settings,
+    registry: EncoderRegistry,
+    clips: RoundClips,
+    embeddings: tuple[FloatArray, FloatArray],
+    cal: Calibration,
+) -> _Verdict:
+    """Both encoders' figures (the candidate on its fitted scale), and whether to promote."""
+    campplus = report.kind == "campplus"
+    scale = scale_of(
+        report.kind, settings, registry.scale(report.base_encoder) if campplus else None
+    )
+    found = judge(settings, clips, scale, embeddings, cal, campplus)
+    report.current, report.candidate, report.scale_fit = (
+        found.current,
+        found.candidate,
+        found.line(),
+    )
+    get_run_logger().info("current encoder %s: %s", report.base_encoder, report.current.line())
+    better, report.reason = is_better(
+        report.candidate, report.current, settings.encoder.min_gain,
+        settings.routing.target_precision,
+    )  # fmt: skip
+    scale_out = scale_dict(found.scale) if campplus else {}
+    return _Verdict(better, found.current, found.candidate, scale_out)
 
 
 def _log_round(report: EncoderRound, data: RoundData, run: Any, cfg: EncoderSettings) -> None:
@@ -252,6 +291,7 @@ def _card(
         n_train_speakers=report.n_train_speakers,
         kind=report.kind,
         n_people_train_clips=report.n_people_train_clips,
+        scale_fit=report.scale_fit,
     )
 
 
@@ -284,6 +324,8 @@ def relabel_store(
     ``[registry]``'s (a store re-labelled so identifies on resemblyzer from then on).
     """
     report = RelabelReport(encoder=encoder_name)
+    if kind == "campplus":  # its own thresholds and calibration (encoder_judge)
+        settings = with_scale(settings, EncoderRegistry(store.location).scale(encoder_name))
     machine = store.clips()
     if machine.num_rows == 0:
         return report
@@ -296,7 +338,7 @@ def relabel_store(
     old_speakers = {s.speaker_id: s for s in store.speakers()}
     before = clip_records(store.materialized_clips().select(_COUNTED))
     scale = scale_of(kind, settings)
-    cal = stored_calibration.current(store.location)  # as the ingest routes
+    cal = stored_calibration.current(store.location, encoder_name if kind == "campplus" else None)
     result = replay_labels(
         scale, settings, order, rows, embeddings, merged, old_speakers, latest, cal
     )
