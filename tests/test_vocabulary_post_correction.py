@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from convoice.config import RoutingSettings
 from convoice.engines.round_two import rare_word
@@ -121,3 +124,18 @@ def test_round_two_post_corrects_the_machine_text_it_keeps_and_records_it() -> N
     assert json.loads(twice.fields["models"])["post_correction"] == [["Shabun", "Siobhan"]]
     plain = revise(row, None, "k", RoutingSettings(), TAUGHT)  # no fixer: nothing but the key
     assert set(plain.fields) == {"models"} and not plain.text_changed
+
+
+def test_the_vocabulary_bench_serves_its_episodes_on_one_port(tmp_path: Path) -> None:
+    """Its URLs make the clip ids, hence the audit sample: the port must not change by run."""
+    from convoice.bench.vocabulary import _free_port, _serve
+    from convoice.synth.serve import serve_directory
+
+    port = _free_port()
+    with _serve(tmp_path, port) as url:
+        assert url == f"http://127.0.0.1:{port}/"
+        # taken: a fixed port is never silently another
+        with pytest.raises(OSError), serve_directory(tmp_path, port):
+            pass
+        with _serve(tmp_path, port) as other:  # the bench falls back, and says so
+            assert other != url and other.startswith("http://127.0.0.1:")

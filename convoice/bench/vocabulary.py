@@ -132,11 +132,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _serve(folder: Path) -> Iterator[str]:
-    """Serve ``folder`` on :data:`SERVE_PORT` (any free port when it is taken)."""
+def _serve(folder: Path, port: int = SERVE_PORT) -> Iterator[str]:
+    """Serve ``folder`` on ``port`` (any free port when it is taken)."""
     with contextlib.ExitStack() as stack:
         try:
-            base_url = stack.enter_context(serve_directory(folder, SERVE_PORT))
+            base_url = stack.enter_context(serve_directory(folder, port))
         except OSError:
             base_url = stack.enter_context(serve_directory(folder))
         yield base_url
