@@ -185,6 +185,11 @@ class AsrSettings:
     vocabulary_mode: str = "hotwords"  # how a channel's vocabulary is given: or "initial_prompt"
     vocabulary_size: int = 40  # at most this many of its words (its own first, most corrected)
     round_two_beam_size: int = 5  # round two's beam (tuning half: recurring-word WER 48 % -> 17 %)
+    # Round two's post-correction towards the words people taught the channel: a span of machine
+    # words this close to a term (normalised edit distance of letters or sound keys) becomes it;
+    # 0 = off. The next closest term must be farther by post_correction_margin.
+    post_correction_distance: float = 0.34
+    post_correction_margin: float = 0.1
 
 
 @dataclass(frozen=True)

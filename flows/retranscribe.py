@@ -29,7 +29,7 @@ from prefect import flow, get_run_logger
 from convoice.config import Settings, load_settings
 from convoice.engines.round_two import rare_word, whisper
 from convoice.models.round_two import Revision, attempt_key, tried, wants_round_two
-from convoice.models.vocabulary import Term, active_for
+from convoice.models.vocabulary import Term, active_for, taught_for
 from convoice.records import ClipStatus, StoredClip
 from convoice.storage import Store
 from convoice.storage.rows import clip_records
@@ -48,6 +48,8 @@ class RoundTwoReport:
     transcribed: int = 0
     replaced: int = 0
     text_changed: int = 0
+    post_corrected: int = 0  # clips whose machine text was post-corrected towards taught words
+    fixes: int = 0  # spans post-corrected
     accepted_now: int = 0  # clips that left the review queue
     clips: int = 0
     review_before: int = 0
@@ -67,7 +69,8 @@ class RoundTwoReport:
             f"vocabulary: {self.learned_terms} terms learned from {self.learned_clips} corrected"
             f" clips; round two ({self.model}): {self.transcribed} clips transcribed again"
             f" ({self.already_tried} tried before), {self.replaced} replaced by a better-scored"
-            f" transcript, {self.text_changed} with new text, {self.accepted_now} left review;"
+            f" transcript, {self.text_changed} with new text ({self.post_corrected} post-corrected"
+            f" towards taught words, {self.fixes} spans), {self.accepted_now} left review;"
             f" review {self.review_before} -> {self.review_after} of {self.clips} clips"
             f" ({share(self.review_before)} -> {share(self.review_after)});"
             f" {self.wall_s:.1f} s for {self.audio_s:.1f} s of audio"
@@ -89,6 +92,8 @@ def _count(report: RoundTwoReport, revisions: list[Revision]) -> None:
     report.transcribed += len(revisions)
     report.replaced += sum(r.replaced for r in revisions)
     report.text_changed += sum(r.text_changed for r in revisions)
+    report.post_corrected += sum(bool(r.fixes) for r in revisions)
+    report.fixes += sum(len(r.fixes) for r in revisions)
     report.accepted_now += sum(
         r.status_before == ClipStatus.REVIEW and r.status_after == ClipStatus.ACCEPTED
         for r in revisions
@@ -111,7 +116,8 @@ class _Pass:
 def _recording(report: RoundTwoReport, run: _Pass, rid: str, group: list[StoredClip]) -> None:
     """Transcribe again the clips of one recording that want it (and were not tried so)."""
     settings = run.settings
-    words = active_for(run.terms, run.where.get(rid, ""), settings.asr.vocabulary_size)
+    channel = run.where.get(rid, "")
+    words = active_for(run.terms, channel, settings.asr.vocabulary_size)
     if not words and not run.model:
         return  # nothing new to tell the same Whisper
     every = not run.review_only
@@ -119,14 +125,18 @@ def _recording(report: RoundTwoReport, run: _Pass, rid: str, group: list[StoredC
         r for r in group
         if wants_round_two(r, settings.routing.min_transcript_confidence, every)
     ]  # fmt: skip
-    way = f"{settings.asr.vocabulary_mode}:beam{settings.asr.round_two_beam_size}"
+    cfg = settings.asr
+    way = f"{cfg.vocabulary_mode}:beam{cfg.round_two_beam_size}"
+    if cfg.post_correction_distance > 0:
+        way += f":fix{cfg.post_correction_distance:g}/{cfg.post_correction_margin:g}"
     key = attempt_key(run.name, way, words)
     todo = [r for r in wanted if not tried(r, key)]
     report.candidates += len(wanted)
     report.already_tried += len(wanted) - len(todo)
     if not todo:
         return
-    revisions = retranscribe_recording(run.store, todo, settings, run.model, words, key)
+    taught = taught_for(run.terms, channel)
+    revisions = retranscribe_recording(run.store, todo, settings, run.model, words, key, taught)
     _count(report, revisions)
     report.audio_s += sum(float(r.end) - float(r.start) for r in todo)
     report.recordings.append(rid)

@@ -5,7 +5,10 @@ Pure decisions on clip rows (:class:`~convoice.records.StoredClip` records of th
 transcripts still waiting for review or below the transcript-confidence bar;
 :func:`revise` gives the new machine fields of a clip when the new transcript
 scores better, and re-routes it (its speaker reasons stay, its transcript
-reasons are worked out again).
+reasons are worked out again). The machine transcript kept (new or old) is
+then post-corrected towards the channel's taught words
+(:mod:`convoice.models.post_correction`), after scoring and routing, which
+the fix does not change.
 A transcript a person wrote is never a candidate.
 """
 
@@ -13,11 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from convoice.config import RoutingSettings
+from convoice.models.post_correction import Fix, corrected
 from convoice.models.routing import (
     clip_status,
     retranscribed_reasons,
@@ -64,6 +68,11 @@ class Revision:
     text_changed: bool
     status_before: str
     status_after: str
+    fixes: tuple[Fix, ...] = ()  # post-corrections of the machine text kept
+
+
+# A machine transcript -> the fixes towards the channel's taught words (none: no fixer).
+Fixer = Callable[[Transcript], "list[Fix]"]
 
 
 def credited(transcript: Transcript, vocabulary: Sequence[str]) -> Transcript:
@@ -101,27 +110,63 @@ def better(
     return transcript_confidence(new) > old_confidence
 
 
+def _words(transcript: Transcript) -> list[dict[str, Any]]:
+    return [
+        {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
+        for w in transcript.words
+    ]
+
+
+def _post_correct(
+    fields: dict[str, Any],
+    models: dict[str, Any],
+    kept: Transcript,
+    fixer: Fixer | None,
+    fresh: bool,
+) -> tuple[Fix, ...]:
+    """Put the post-corrected ``kept`` text in ``fields`` and record the fixes in ``models``.
+
+    ``fresh``: ``kept`` is a new transcript (the old one's fixes no longer apply).
+    """
+    fixes = tuple(fixer(kept)) if fixer else ()
+    earlier = [] if fresh else list(models.get("post_correction") or [])
+    models.pop("post_correction", None)
+    if fixes:
+        fixed = corrected(kept, fixes)
+        fields.update(text=fixed.text, words=_words(fixed))
+    if earlier or fixes:
+        models["post_correction"] = earlier + [[f.before, f.term] for f in fixes]
+    fields["models"] = json.dumps(models, sort_keys=True)
+    return fixes
+
+
 def revise(
     row: StoredClip,
     new: Transcript | None,
     key: str,
     cfg: RoutingSettings,
     vocabulary: Sequence[str] = (),
+    fixer: Fixer | None = None,
 ) -> Revision:
     """The clip's machine fields after round two (``key`` is always recorded).
 
     Old and new transcripts are scored alike: words of ``vocabulary`` count as
     sure in both (:func:`credited`); the new one's confidence and routing too.
+    ``fixer``: the post-correction of the transcript kept, recorded in the
+    clip's ``models.post_correction`` (its confidence and routing stay).
     """
     duration = float(row.end) - float(row.start)
     models = json.loads(row.models or "{}")
     models["round_two"] = key
-    fields: dict[str, Any] = {"models": json.dumps(models, sort_keys=True)}
-    old_conf = transcript_confidence(credited(_old_transcript(row), vocabulary))
+    fields: dict[str, Any] = {}
+    old = _old_transcript(row)
+    old_conf = transcript_confidence(credited(old, vocabulary))
     status = str(row.status)
     scored = None if new is None else credited(new, vocabulary)
     if new is None or scored is None or not better(scored, old_conf, duration, cfg):
-        return Revision(row.clip_id, fields, False, False, status, status)
+        fixes = _post_correct(fields, models, old, fixer, fresh=False)
+        changed = fields.get("text", row.text or "") != (row.text or "")
+        return Revision(row.clip_id, fields, False, changed, status, status, fixes)
     reasons = retranscribed_reasons(
         transcript_reasons(scored, duration, cfg), row.review_reasons or []
     )
@@ -129,17 +174,14 @@ def revise(
     models["asr"] = new.model or models.get("asr", "")
     fields.update(
         text=new.text,
-        words=[
-            {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
-            for w in new.words
-        ],
+        words=_words(new),
         avg_logprob=new.avg_logprob,
         compression_ratio=new.compression_ratio,
         no_speech_prob=new.no_speech_prob,
         transcript_confidence=transcript_confidence(scored),
         status=str(after),
         review_reasons=reasons,
-        models=json.dumps(models, sort_keys=True),
     )
-    changed = new.text != (row.text or "")
-    return Revision(row.clip_id, fields, True, changed, status, str(after))
+    fixes = _post_correct(fields, models, new, fixer, fresh=True)
+    changed = fields["text"] != (row.text or "")
+    return Revision(row.clip_id, fields, True, changed, status, str(after), fixes)

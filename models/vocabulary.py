@@ -109,6 +109,43 @@ def is_vocabulary(word: str) -> bool:
     return len(plain) >= 3 and plain not in STOPWORDS and not plain.isdigit()
 
 
+_SUFFIXES = (
+    ("ied", "y"), ("ies", "y"), ("ing", ""), ("ing", "e"), ("ed", ""), ("ed", "e"),
+    ("es", ""), ("s", ""), ("ly", ""), ("er", ""), ("est", ""),
+)  # fmt: skip
+
+
+def word_forms(word: str) -> list[str]:
+    """``word`` and the stems it may be an inflection of ("hurried": hurry; "crabbing": crab)."""
+    plain = normalise(word)
+    forms = [plain]
+    for suffix, ending in _SUFFIXES:
+        if plain.endswith(suffix) and len(plain) - len(suffix) >= 3:
+            stem = plain[: -len(suffix)]
+            forms.append(stem + ending)
+            if len(stem) >= 4 and stem[-1] == stem[-2]:
+                forms.append(stem[:-1])  # crabb -> crab
+    return list(dict.fromkeys(forms))
+
+
+def is_rare(word: str, pieces: Callable[[str], int]) -> bool:
+    """Whether the recogniser does not know ``word``: no spelling of it is one token.
+
+    ``pieces(text)``: how many tokens the recogniser's tokenizer makes of ``text``.
+    A word is known when it, or a stem it is an inflection of, is one token with
+    or without a leading space, lower-case or capitalised (Whisper's tokenizer
+    splits " the" but not "the", " told" but not " Told").
+    """
+    bare = re.sub(r"^[^\w]+|[^\w]+$", "", word.strip())
+    if not normalise(bare):
+        return False
+    for form in [bare, *word_forms(bare)]:
+        for spelt in {form, form.lower(), form.capitalize()}:
+            if pieces(spelt) <= 1 or pieces(" " + spelt) <= 1:
+                return False
+    return True
+
+
 def missed_words(machine: str, human: str) -> list[str]:
     """The words of the person's text the machine did not get right, as the person wrote them."""
     ref = tokens(human)
@@ -189,6 +226,26 @@ def active_for(terms: Iterable[Term], channel: str, limit: int = 40) -> list[str
             if plain not in removed and plain not in out:
                 out[plain] = t.term
     return list(out.values())[:limit]
+
+
+def taught_for(terms: Iterable[Term], channel: str) -> list[str]:
+    """The words people taught ``channel`` itself (learned from its corrected clips), most used
+    first: what its machine text may be post-corrected towards. An operator's removal wins.
+    """
+    terms = list(terms)
+    if channel == STORE_WIDE:
+        return []
+    removed = {
+        normalise(t.term)
+        for t in terms
+        if t.state == REMOVED and t.channel in (channel, STORE_WIDE)
+    }
+    mine = [
+        t for t in terms
+        if t.channel == channel and t.state == ACTIVE and t.clip_ids
+        and normalise(t.term) not in removed
+    ]  # fmt: skip
+    return [t.term for t in sorted(mine, key=_order)]
 
 
 def prompt_text(words: Sequence[str], mode: str) -> str:

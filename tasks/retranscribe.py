@@ -16,10 +16,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from convoice.config import Settings
-from convoice.engines.round_two import whisper
+from convoice.engines.round_two import rare_word, whisper
 from convoice.models import asr
 from convoice.models.from_settings import asr_options, with_vocabulary
 from convoice.models.language import LanguageGuess
+from convoice.models.post_correction import PostCorrection, fixer
 from convoice.models.round_two import Revision, revise
 from convoice.records import StoredClip, Transcript
 from convoice.storage import Store
@@ -34,8 +35,13 @@ def retranscribe_recording(
     model: str,
     words: list[str],
     key: str,
+    taught: list[str] | None = None,
 ) -> list[Revision]:
-    """Transcribe ``rows`` (clips of one recording) again with ``words``; write what is better."""
+    """Transcribe ``rows`` (clips of one recording) again with ``words``; write what is better.
+
+    ``taught``: the words people taught the channel, which the machine text kept is
+    post-corrected towards (``[asr] post_correction_distance``).
+    """
     name, found = whisper(settings, model)
     samples, regions = clip_samples(store, rows)
     guesses = [
@@ -49,6 +55,14 @@ def retranscribe_recording(
     new: list[Transcript | None] = asr.transcribe_clips(
         found, samples, regions, options, lambda _: (name, found), languages=guesses
     )
-    revisions = [revise(r, t, key, settings.routing, words) for r, t in zip(rows, new, strict=True)]
+    cfg = settings.asr
+    fix = fixer(
+        taught or [],
+        rare_word(model or cfg.model),
+        PostCorrection(cfg.post_correction_distance, cfg.post_correction_margin),
+    )
+    revisions = [
+        revise(r, t, key, settings.routing, words, fix) for r, t in zip(rows, new, strict=True)
+    ]
     write_revisions(store, rows[0].recording_id, revisions)
     return revisions

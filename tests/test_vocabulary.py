@@ -11,11 +11,14 @@ from test_storage import PROVENANCE, absorb, make_recording
 from typer.testing import CliRunner
 
 from convoice.cli.root import app
+from convoice.engines.round_two import rare_word
+from convoice.models.post_correction import find_fixes
 from convoice.models.vocabulary import (
     active_for,
     learn,
     missed_words,
     prompt_text,
+    taught_for,
     term_errors,
 )
 from convoice.records import (
@@ -188,7 +191,7 @@ def test_round_two_keeps_people_and_only_takes_better_scores(
     audio = [synthesize("rms", s, tts_cache) for s in NAMES]
     machine = [
         "Shabun Nakhon Muriff flew to TLA XCAA on Monday.",
-        "Quabena Osay says the road to Wazazat is closed.",
+        "Quabena Osay says the road to Tlaxcalla is closed.",
         "Thandiwe called Shabun Nakamari about TLA XCAA.",  # wrong, but scored high: kept
         "Quabena Osay and Tandewe met near Wazazat.",
     ]
@@ -198,7 +201,10 @@ def test_round_two_keeps_people_and_only_takes_better_scores(
     store.commit_recording(
         make_recording("rec1"), clips, absorb({}, "rec1", clips), PROVENANCE, "r"
     )
-    people = {"rec1_c0": NAMES[0] + "  ", "rec1_c1": NAMES[1]}  # byte for byte, spaces too
+    # byte for byte, spaces too; "Tlaxcalla" is a near miss of a word taught by c0 (Tlaxcala)
+    # that the post-correction changes in a machine text, never in a person's
+    person = "Kwabena Osei says the road to Tlaxcalla is closed."
+    people = {"rec1_c0": NAMES[0] + "  ", "rec1_c1": person}
     store.add_labels(
         [
             {"clip_id": c, "field": "text", "value": v, "labelled_by": "ann"}
@@ -215,18 +221,27 @@ def test_round_two_keeps_people_and_only_takes_better_scores(
     after = _human_text(store)
     for clip_id, text in people.items():
         assert after[clip_id] == (text, "human") == before[clip_id]
+    taught = taught_for(read_terms(store), "Ada")
+    assert "Tlaxcala" in taught and "Tlaxcalla" not in taught
+    assert find_fixes(person.split(), taught, rare_word(""))  # it would be changed if touched
     rows = {r["clip_id"]: r for r in store.clips().to_pylist()}
     assert rows["rec1_c0"]["text"] == machine[0]  # people's clips' machine rows untouched too
+    assert rows["rec1_c1"]["text"] == machine[1]
     assert report.transcribed == 2 and report.learned_clips == 2
-    assert rows["rec1_c2"]["text"] == machine[2]  # no better score than 0.99
+    # no better score than 0.99: Whisper's old text is kept, post-corrected towards the taught
+    # words, its confidence and status as they were
+    assert rows["rec1_c2"]["text"] == NAMES[2]
     assert rows["rec1_c2"]["transcript_confidence"] == 0.99
-    assert json.loads(rows["rec1_c2"]["models"])["round_two"]
+    assert rows["rec1_c2"]["status"] == ClipStatus.REVIEW
+    models = json.loads(rows["rec1_c2"]["models"])
+    assert models["round_two"] and ["TLA XCAA.", "Tlaxcala"] in models["post_correction"]
     new = rows["rec1_c3"]
     assert new["transcript_confidence"] > 0.3 and new["text"] != machine[3]
     assert "Kwabena" in new["text"] or "Ouarzazate" in new["text"], new["text"]
-    assert report.replaced == 1 and report.text_changed == 1
+    assert report.replaced == 1 and report.text_changed == 2 and report.post_corrected >= 1
     changes = store.release().changes  # the next release says what changed
-    assert changes["text_changed"] == 1 and changes["text_changed_clips"] == ["rec1_c3"]
+    assert changes["text_changed"] == 2
+    assert changes["text_changed_clips"] == ["rec1_c2", "rec1_c3"]
     assert changes["review_share_before"] == 0.5  # c2, c3 (c0, c1 accepted by people)
     assert changes["review_share"] == report.review_after / 4
     versions = store.table_versions()

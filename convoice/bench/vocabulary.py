@@ -17,12 +17,13 @@ on the other episodes, against the reference transcripts:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import socket
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,13 @@ from convoice.models.vocabulary import TermErrors, term_errors
 from convoice.records import ClipStatus, LabelSource, StoredClip, Transcript
 from convoice.storage import Store
 from convoice.storage.rows import clip_records
+from convoice.synth.serve import serve_directory
+
+# The episodes are served from this port on 127.0.0.1. Their URLs make their recording ids,
+# hence their clip ids, hence the review's audit sample (a hash of the clip id): on a random
+# port a different few accepted clips of the first episodes were pushed and corrected on each
+# run (5 in one, 6 in another), and every figure after them moved.
+SERVE_PORT = 41515
 
 
 @dataclass
@@ -75,6 +83,7 @@ class VocabularyBench:
     human_clips: int = 0
     human_identical: bool = False
     changes: dict[str, Any] = field(default_factory=dict)
+    served_on: str = ""
 
     def render(self) -> str:
         yes = lambda ok: "yes" if ok else "NO"  # noqa: E731
@@ -83,6 +92,13 @@ class VocabularyBench:
         lines = [
             f"channel: {self.episodes} episodes ({self.split} voices), {self.audio_s:.0f} s of"
             f" audio; ingest {self.ingest_s:.0f} s (machine shared: compare ratios only)",
+            f"served on {self.served_on}"
+            + (
+                ""
+                if self.served_on.endswith(f":{SERVE_PORT}/")
+                else f" (NOT port {SERVE_PORT}:"
+                " other clip ids, another audit sample; figures not comparable)"
+            ),
             f"people corrected {self.annotated} clips of the first {self.corrected_episodes}"
             f" episodes through Label Studio; learned {len(self.learned)} words:"
             f" {', '.join(self.learned)}",
@@ -114,6 +130,17 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _serve(folder: Path, port: int = SERVE_PORT) -> Iterator[str]:
+    """Serve ``folder`` on ``port`` (any free port when it is taken)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            base_url = stack.enter_context(serve_directory(folder, port))
+        except OSError:
+            base_url = stack.enter_context(serve_directory(folder))
+        yield base_url
 
 
 def _episode_of(store: Store, episodes: Sequence[ChannelEpisode]) -> dict[str, ChannelEpisode]:
@@ -191,7 +218,6 @@ def _review_round(store: Store, home: str, texts: Mapping[str, str]) -> int:
 def run_vocabulary_benchmark(quick: bool = False, split: str = "report") -> VocabularyBench:
     """The whole case (module docs); every figure from one run."""
     from convoice.bench.vocabulary_corpus import make_channel
-    from convoice.synth.serve import serve_directory
 
     n, first, turns = (4, 2, 8) if quick else (6, 3, 10)
     with tempfile.TemporaryDirectory(prefix="convoice-bench-vocab-") as tmp:
@@ -200,7 +226,8 @@ def run_vocabulary_benchmark(quick: bool = False, split: str = "report") -> Voca
         bench = VocabularyBench(split, n, first, sum(e.duration for e in episodes))
         home = str(root / "home")
         with environment({"CONVOICE_REVIEW__PORT": str(_free_port())}):
-            with serve_directory(root / "channel") as base_url:
+            with _serve(root / "channel") as base_url:
+                bench.served_on = base_url
                 sources = root / "sources.csv"
                 with sources.open("w", newline="") as handle:
                     writer = csv.writer(handle)

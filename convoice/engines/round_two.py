@@ -13,6 +13,7 @@ from typing import Any
 
 from convoice.config import Settings
 from convoice.engines import loaders
+from convoice.models.vocabulary import is_rare
 
 
 def whisper(settings: Settings, model: str) -> tuple[str, Any]:
@@ -24,10 +25,12 @@ def whisper(settings: Settings, model: str) -> tuple[str, Any]:
 
 @functools.cache
 def rare_word(source: str = "") -> Callable[[str], bool]:
-    """Whether Whisper (``[asr] model``-style ``source``) spells `` word`` with two or more tokens.
+    """Whether Whisper (``[asr] model``-style ``source``) does not know ``word``.
 
     Names and terms it does not know are split into pieces ("Siobhan": 3,
-    "Tlaxcala": 4); words it knows are one token ("small", "festival").
+    "Tlaxcala": 4); words it knows, or stems of them, are one token in some
+    spelling ("small", "festival", "hurried": hurry; see
+    :func:`convoice.models.vocabulary.is_rare`).
     """
     from tokenizers import Tokenizer
 
@@ -37,4 +40,7 @@ def rare_word(source: str = "") -> Callable[[str], bool]:
     if not path.is_file():  # a hub name or a folder without a tokenizer: keep every word
         return lambda word: True
     tokenizer = Tokenizer.from_file(str(path))
-    return lambda word: len(tokenizer.encode(" " + word, add_special_tokens=False).ids) >= 2
+    pieces = functools.lru_cache(maxsize=65536)(
+        lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
+    )
+    return lambda word: is_rare(word, pieces)

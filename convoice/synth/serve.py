@@ -49,13 +49,16 @@ class _QuietServer(ThreadingHTTPServer):
 
 
 @contextlib.contextmanager
-def serve_directory(path: str | Path) -> Iterator[str]:
-    """Serve ``path`` over HTTP on 127.0.0.1 while the context lasts; yields the base URL."""
+def serve_directory(path: str | Path, port: int = 0) -> Iterator[str]:
+    """Serve ``path`` over HTTP on 127.0.0.1 while the context lasts; yields the base URL.
+
+    ``port``: 0 for any free port; a fixed one raises OSError when it is taken.
+    """
     root = Path(path)
     if not root.is_dir():
         raise NotADirectoryError(f"{root} is not a directory")
     handler = functools.partial(_QuietHandler, directory=str(root))
-    server = _QuietServer(("127.0.0.1", 0), handler)
+    server = _QuietServer(("127.0.0.1", port), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="convoice-serve", daemon=True)
     thread.start()
