@@ -238,11 +238,11 @@ def taught_for(terms: Iterable[Term], channel: str) -> list[str]:
     removed = {
         normalise(t.term)
         for t in terms
-        if t.state == REMOVED and t.channel in (channel, STORE_WIDE)
+        if t.state == TermState.REMOVED and t.channel in (channel, STORE_WIDE)
     }
     mine = [
         t for t in terms
-        if t.channel == channel and t.state == ACTIVE and t.clip_ids
+        if t.channel == channel and t.state == TermState.ACTIVE and t.clip_ids
         and normalise(t.term) not in removed
     ]  # fmt: skip
     return [t.term for t in sorted(mine, key=_order)]
