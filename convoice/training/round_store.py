@@ -186,7 +186,7 @@ def train_and_judge(
     report.first_loss, report.last_loss = result.first_loss, result.last_loss
     report.train_seconds = result.seconds
     candidate_emb = embed_features(kind, str(result.weights), features)
-    people = frozenset(i for i in chosen if data.rows[i]["split"] == "heldout")
+    people = frozenset(i for i in chosen if rows[i].split == ReleaseSplit.HELDOUT)
     clips = RoundClips(rows, chosen, heldout, order, merged, people)
     verdict = _judge(report, settings, registry, clips, (current_emb, candidate_emb), cal)
     better = verdict.promote  # on the figures, and on the candidate's own thresholds
