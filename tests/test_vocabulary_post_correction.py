@@ -13,13 +13,12 @@ from convoice.models.post_correction import PostCorrection, corrected, find_fixe
 from convoice.models.round_two import revise
 from convoice.models.vocabulary import learn, taught_for
 from convoice.records import (
-    ACTIVE,
-    OPERATOR,
-    REMOVED,
     STORE_WIDE,
     Correction,
     StoredClip,
     Term,
+    TermOrigin,
+    TermState,
     Transcript,
     Word,
 )
@@ -85,16 +84,16 @@ def test_taught_words_are_the_channels_own_learned_ones() -> None:
     terms = [
         Term("Ada", "Siobhan", 3, clip_ids=("c1",)),
         Term("Ada", "Tlaxcala", 1, clip_ids=("c2",)),
-        Term("Ada", "Przemyslaw", 0, origin=OPERATOR),  # no person corrected it here
-        Term("Ada", "Kwabena", 2, state=REMOVED, clip_ids=("c3",)),
+        Term("Ada", "Przemyslaw", 0, origin=TermOrigin.OPERATOR),  # no person corrected it here
+        Term("Ada", "Kwabena", 2, state=TermState.REMOVED, clip_ids=("c3",)),
         Term(STORE_WIDE, "Aoife", 5, clip_ids=("c9",)),  # another channel's word
         Term("Bob", "Llanfair", 4, clip_ids=("c5",)),
-        Term(STORE_WIDE, "Tlaxcala", 1, state=REMOVED, origin=OPERATOR),
+        Term(STORE_WIDE, "Tlaxcala", 1, state=TermState.REMOVED, origin=TermOrigin.OPERATOR),
     ]
     assert taught_for(terms, "Ada") == ["Siobhan"]
     assert taught_for(terms, "Bob") == ["Llanfair"]
     assert taught_for(terms, STORE_WIDE) == [] and taught_for(terms, "Cy") == []
-    assert Term("Ada", "x").state == ACTIVE
+    assert Term("Ada", "x").state == TermState.ACTIVE
 
 
 def test_round_two_post_corrects_the_machine_text_it_keeps_and_records_it() -> None:
