@@ -51,6 +51,7 @@ from convoice.records.identity import (
     MachineMerge,
     Merge,
     ReviewDecision,
+    ReviewVerdict,
     canonical,
 )
 from convoice.records.stored import StoredClip, StoredLabel
@@ -106,6 +107,7 @@ __all__ = [
     "Region",
     "ReviewDecision",
     "ReviewReason",
+    "ReviewVerdict",
     "SkipReason",
     "SkippedItem",
     "Source",
