@@ -125,7 +125,7 @@ def log_decisions(
             "clip_id": d.clip_id,
             "annotator": d.annotator,
             "at": d.at,
-            "decision": d.decision,
+            "decision": str(d.decision),
             "speaker": d.speaker,
             "same_as": d.same_as,
             "text": d.text,

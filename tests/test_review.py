@@ -142,6 +142,10 @@ def test_every_malformed_annotation_names_its_task() -> None:
         "new or unknown": [_choice("speaker", NEW_SPEAKER), _choice("same_as", "spk_a"), accept],
         "unknown quality flags": [_choice("speaker", "spk_a"), _choice("quality", "x"), accept],
         "malformed result item": ["oops"],
+        "'maybe' is neither accept nor reject": [
+            _choice("speaker", "spk_a"),
+            _choice("decision", "maybe"),
+        ],
     }
     for expected, result in cases.items():
         task = _task(result)

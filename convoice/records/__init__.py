@@ -52,6 +52,7 @@ from convoice.records.identity import (
     MachineMerge,
     Merge,
     ReviewDecision,
+    ReviewVerdict,
     canonical,
 )
 from convoice.records.stored import ReleaseClip, ReleaseSpeaker, StoredClip, StoredLabel
@@ -102,6 +103,7 @@ __all__ = [
     "ReleaseSplit",
     "ReviewDecision",
     "ReviewReason",
+    "ReviewVerdict",
     "SkipReason",
     "SkippedItem",
     "Source",

@@ -78,6 +78,13 @@ class Contribution:
     duration: float = 0.0
 
 
+class ReviewVerdict(StrEnum):
+    """What an annotator said about keeping a clip (the review page's "Keep this clip?")."""
+
+    ACCEPT = "accept"
+    REJECT = "reject"
+
+
 @dataclass(frozen=True)
 class ReviewDecision:
     """What one annotator decided about one clip."""
@@ -87,7 +94,7 @@ class ReviewDecision:
     clip_id: str
     annotator: str  # e-mail (or a user id when the server does not say)
     at: str  # ISO 8601, when the annotation was last changed
-    decision: str  # ACCEPT | REJECT
+    decision: ReviewVerdict
     speaker: str  # a registry id, NEW_SPEAKER, UNKNOWN_SPEAKER or "" (not given)
     same_as: str = ""  # a registry id: "the speaker above and this one are one person"
     text: str | None = None  # the transcript as submitted; None when not given

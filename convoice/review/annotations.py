@@ -14,15 +14,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from convoice.records import ClipStatus, ReviewDecision, StoredLabel, stable_id
+from convoice.records import ClipStatus, ReviewDecision, ReviewVerdict, StoredLabel, stable_id
 from convoice.review.layout import (
-    ACCEPT,
     CLIP,
     DECISION,
     NEW_SPEAKER,
     QUALITY,
     QUALITY_FLAGS,
-    REJECT,
     SAME_AS,
     SPEAKER,
     TRANSCRIPT,
@@ -103,9 +101,7 @@ def parse_annotation(
     found = _results(annotation, task_id, annotation_id)
     if DECISION not in found:
         raise fail("no accept/reject decision")
-    decision = _one_choice(found[DECISION], "the decision", task_id, annotation_id)
-    if decision not in (ACCEPT, REJECT):
-        raise fail(f"decision {decision!r} is neither {ACCEPT} nor {REJECT}")
+    decision = _verdict(_one_choice(found[DECISION], "the decision", task_id, annotation_id), fail)
     speaker = (
         _one_choice(found[SPEAKER], "speaker", task_id, annotation_id) if SPEAKER in found else ""
     )
@@ -126,7 +122,7 @@ def parse_annotation(
         str(at),
         decision,
         speaker,
-        same_as if decision == ACCEPT else "",
+        same_as if decision == ReviewVerdict.ACCEPT else "",
         _transcript(found, fail),
         tuple(sorted(set(flags))),
     )
@@ -143,28 +139,39 @@ def _annotation_time(annotation: Mapping[str, Any], fail: Callable[[str], Annota
         raise fail(f"the annotation time {at!r} is not ISO 8601") from err
 
 
+def _verdict(choice: str, fail: Callable[[str], AnnotationError]) -> ReviewVerdict:
+    """The decision an annotation chose; AnnotationError when it is neither."""
+    try:
+        return ReviewVerdict(choice)
+    except ValueError:
+        accept, reject = ReviewVerdict.ACCEPT, ReviewVerdict.REJECT
+        raise fail(f"decision {choice!r} is neither {accept} nor {reject}") from None
+
+
 def _check_speaker(
-    decision: str,
+    decision: ReviewVerdict,
     speaker: str,
     known_speakers: set[str] | frozenset[str],
     fail: Callable[[str], AnnotationError],
 ) -> None:
     """An accepted clip names a registry speaker, a new person or "cannot tell"."""
-    if decision == ACCEPT and not speaker:
+    if decision != ReviewVerdict.ACCEPT:
+        return
+    if not speaker:
         raise fail("accepted without a speaker")
-    if decision == ACCEPT and speaker not in known_speakers | {NEW_SPEAKER, UNKNOWN_SPEAKER}:
+    if speaker not in known_speakers | {NEW_SPEAKER, UNKNOWN_SPEAKER}:
         raise fail(f"speaker {speaker!r} is not in the registry")
 
 
 def _check_same_as(
-    decision: str,
+    decision: ReviewVerdict,
     speaker: str,
     same_as: str,
     known_speakers: set[str] | frozenset[str],
     fail: Callable[[str], AnnotationError],
 ) -> None:
     """ "Same person as" on an accepted clip merges two different registry speakers."""
-    if same_as and decision == ACCEPT:
+    if same_as and decision == ReviewVerdict.ACCEPT:
         if same_as not in known_speakers:
             raise fail(f"same-as speaker {same_as!r} is not in the registry")
         if speaker in (NEW_SPEAKER, UNKNOWN_SPEAKER):
@@ -248,7 +255,7 @@ def decision_labels(d: ReviewDecision) -> list[StoredLabel]:
     def label(name: str, value: str) -> StoredLabel:
         return StoredLabel(d.clip_id, name, value, d.annotator, d.at, str(d.task_id))
 
-    if d.decision == REJECT:
+    if d.decision == ReviewVerdict.REJECT:
         return [label("status", ClipStatus.REJECTED.value)]
     rows = []
     if d.speaker not in (UNKNOWN_SPEAKER, ""):

@@ -133,7 +133,7 @@ def desired_contributions(
             plus = ""
         elif label.value == ClipStatus.ACCEPTED:
             human = latest.get((clip_id, "speaker_id"))
-            plus = canonical(human.value or "" if human else clip.speaker_id, merges)
+            plus = canonical((human.value or "") if human else clip.speaker_id, merges)
         else:
             continue
         if absorbed == plus:  # the machine counted it already: the sum stays a sum of clips

@@ -20,12 +20,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from convoice.records import ClipStatus, StoredClip
+from convoice.records import ClipStatus, ReviewVerdict, StoredClip
 
 NEW_SPEAKER = "__new__"
 UNKNOWN_SPEAKER = "__unknown__"
-ACCEPT = "accept"
-REJECT = "reject"
 QUALITY_FLAGS = ("overlap", "bad_audio", "music")
 MAX_SPEAKER_CHOICES = 24  # a larger registry offers the closest speakers to the clip
 MAX_REFERENCES = 8  # reference clips to hear per task: the closest candidates
@@ -292,7 +290,7 @@ def label_config() -> str:
   <Choices name="{QUALITY}" toName="{AUDIO}" choice="multiple" showInline="true">{flags}</Choices>
   <Header value="Keep this clip?" size="6"/>
   <Choices name="{DECISION}" toName="{AUDIO}" choice="single" showInline="true" required="true">
-    <Choice value="{ACCEPT}"/><Choice value="{REJECT}"/>
+    <Choice value="{ReviewVerdict.ACCEPT}"/><Choice value="{ReviewVerdict.REJECT}"/>
   </Choices>
 </View>"""
 
