@@ -11,9 +11,12 @@ d-vector encoder):
    CAM++'s embedding layer, :mod:`convoice.training.campplus`, or
    resemblyzer's whole LSTM, :mod:`convoice.training.encoder`);
 2. score the current and the candidate encoder on the judged clips (EER,
-   B-cubed F1 of a labelling replay, review share:
-   :mod:`convoice.models.encoder_eval`);
-3. register the candidate with its figures; promote it only when it is better;
+   B-cubed F1 of a labelling replay, review share, precision of what it
+   accepts: :mod:`convoice.models.encoder_eval`), the candidate on its own
+   thresholds, its parent's moved onto its cosines and cross-fitted on the
+   judged clips (:mod:`convoice.training.encoder_judge`);
+3. register the candidate with its figures, thresholds and calibration;
+   promote it only when it routes no worse and is better;
 4. after a promotion, re-embed every clip of the store, work the identities
    out again (people's labels stay), re-route, and release.
 

@@ -675,3 +675,20 @@ def test_the_simulated_annotator_answers_as_the_labeling_page_does() -> None:
     decision = parse_annotation(task, task["annotations"][0], frozenset({"spk_a", "spk_b"}), {})
     labels = {r.field: r.value for r in decision_labels(decision)}
     assert labels["speaker_id"] == "spk_a" and labels["status"] == "accepted"
+
+
+def test_the_round_report_shows_what_no_encoder_can_take_away() -> None:
+    from convoice.bench.round import RoundFigures, RoundResult
+
+    result = RoundResult(corpus="tune corpus", eer_before=0.02, eer_after=0.0, promoted=True)
+    result.baseline = RoundFigures(65, 0.895, 1.0, 9, 0.88, 0.602, 0.761)
+    result.after = RoundFigures(65, 0.761, 1.0, 18, 0.91, 0.371, 0.761)
+    result.judged_speaker = (0.155, 0.124)
+    bars = result.bars()
+    assert result.review_drop == pytest.approx(1 - 0.761 / 0.895)
+    assert not bars["review share down >= 30%"]  # 15 %: the rest is the transcripts'
+    assert bars["accepted speaker labels right, equal or better"]
+    assert bars["promoted encoder's EER on judged people's labels lower"]
+    text = result.render()
+    assert "0.761 for other reasons" in text and "for the speaker 0.155 -> 0.124" in text
+    assert json.loads(result.to_json())["after"]["other_review_share_of_speech"] == 0.761
