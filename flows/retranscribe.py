@@ -12,7 +12,9 @@
    already tried with the same model and vocabulary are skipped;
 3. transcribe them again, recording by recording, with their channel's
    vocabulary (``[asr] vocabulary_mode``); a new transcript replaces the old
-   one only when it scores better, and the clip is re-routed.
+   one only when it scores better, and the clip is re-routed; the machine text
+   kept is then post-corrected towards the words people taught the channel
+   (:mod:`convoice.models.post_correction`), which the clip records.
 
 A transcript a person wrote is never a candidate: it lives in the labels
 table, which this flow only reads. It only composes.
