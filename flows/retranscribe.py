@@ -12,7 +12,9 @@
    already tried with the same model and vocabulary are skipped;
 3. transcribe them again, recording by recording, with their channel's
    vocabulary (``[asr] vocabulary_mode``); a new transcript replaces the old
-   one only when it scores better, and the clip is re-routed.
+   one only when it scores better, and the clip is re-routed; the machine text
+   kept is then post-corrected towards the words people taught the channel
+   (:mod:`convoice.models.post_correction`), which the clip records.
 
 A transcript a person wrote is never a candidate: it lives in the labels
 table, which this flow only reads. It only composes.
@@ -28,7 +30,13 @@ from prefect import flow, get_run_logger
 
 from convoice.config import Settings, load_settings
 from convoice.engines.round_two import rare_word, whisper
-from convoice.models.round_two import Revision, attempt_key, tried, wants_round_two
+from convoice.models.round_two import (
+    Revision,
+    attempt_key,
+    attempt_way,
+    tried,
+    wants_round_two,
+)
 from convoice.models.vocabulary import Term, active_for, taught_for
 from convoice.records import ClipStatus, StoredClip
 from convoice.storage import Store
@@ -126,9 +134,12 @@ def _recording(report: RoundTwoReport, run: _Pass, rid: str, group: list[StoredC
         if wants_round_two(r, settings.routing.min_transcript_confidence, every)
     ]  # fmt: skip
     cfg = settings.asr
-    way = f"{cfg.vocabulary_mode}:beam{cfg.round_two_beam_size}"
-    if cfg.post_correction_distance > 0:
-        way += f":fix{cfg.post_correction_distance:g}/{cfg.post_correction_margin:g}"
+    way = attempt_way(
+        cfg.vocabulary_mode,
+        cfg.round_two_beam_size,
+        cfg.post_correction_distance,
+        cfg.post_correction_margin,
+    )
     key = attempt_key(run.name, way, words)
     todo = [r for r in wanted if not tried(r, key)]
     report.candidates += len(wanted)

@@ -53,6 +53,37 @@ def attempt_key(model: str, mode: str, words: Sequence[str]) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
+def attempt_way(mode: str, beam: int, distance: float, margin: float) -> str:
+    """How an attempt transcribes and post-corrects (part of its key)."""
+    way = f"{mode}:beam{beam}"
+    return way + (f":fix{distance:g}/{margin:g}" if distance > 0 else "")
+
+
+def as_round_two(
+    transcripts: Sequence[Transcript | None], key: str, model: str, fixer: Fixer | None
+) -> list[Transcript | None]:
+    """An ingest's transcripts made with the channel's vocabulary, as round two would leave them.
+
+    Each is post-corrected (``fixer``) and, when ``model`` (round two's Whisper) made it,
+    records the attempt ``key``, so round two does not make the same attempt again.
+    """
+    out: list[Transcript | None] = []
+    for made in transcripts:
+        if made is None:
+            out.append(None)
+            continue
+        fixes = fixer(made) if fixer else []
+        fixed = corrected(made, fixes)
+        out.append(
+            replace(
+                fixed,
+                round_two=key if made.model == model else "",
+                post_corrected=tuple((f.before, f.term) for f in fixes),
+            )
+        )
+    return out
+
+
 def tried(row: StoredClip, key: str) -> bool:
     """Whether the clip was transcribed again with ``key`` already."""
     return json.loads(row.models or "{}").get("round_two") == key

@@ -9,9 +9,17 @@ from convoice.storage import Store
 
 def channel_vocabulary(item: MediaItem, settings: Settings) -> list[str]:
     """The words learned for ``item``'s channel (and the whole store): a new ingest uses them."""
-    from convoice.models.vocabulary import active_for
+    return channel_words(item, settings)[0]
+
+
+def channel_words(item: MediaItem, settings: Settings) -> tuple[list[str], list[str]]:
+    """What Whisper is told for ``item``'s channel, and the words people taught the channel
+    itself (its machine text is post-corrected towards those).
+    """
+    from convoice.models.vocabulary import active_for, taught_for
     from convoice.records import channel_of
     from convoice.storage.vocabulary import read_terms
 
     channel = channel_of(item.uploader, item.uploader_url, item.source_url)
-    return active_for(read_terms(Store.open(settings)), channel, settings.asr.vocabulary_size)
+    terms = read_terms(Store.open(settings))
+    return active_for(terms, channel, settings.asr.vocabulary_size), taught_for(terms, channel)

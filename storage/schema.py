@@ -218,6 +218,23 @@ def _with_asr_model(provenance: Provenance, clip: Clip) -> Provenance:
     return replace(provenance, models={**provenance.models, "asr": model})
 
 
+def _clip_provenance(provenance: Provenance, clip: Clip) -> dict[str, str]:
+    """A clip's provenance columns: the Whisper that made its transcript and, when it was made
+    with its channel's vocabulary, the round-two attempt it is and its post-corrections.
+    """
+    columns = _provenance_columns(_with_asr_model(provenance, clip))
+    made = clip.transcript
+    if made is None or not (made.round_two or made.post_corrected):
+        return columns
+    models: dict[str, Any] = json.loads(columns["models"])
+    if made.round_two:
+        models["round_two"] = made.round_two
+    if made.post_corrected:
+        models["post_correction"] = [list(pair) for pair in made.post_corrected]
+    columns["models"] = json.dumps(models, sort_keys=True)
+    return columns
+
+
 def clip_to_row(clip: Clip, provenance: Provenance, run_id: str, created_at: str) -> dict[str, Any]:
     """One ``clips`` row: the clip, its transcript, its labels and its provenance."""
     if clip.end <= clip.start:
@@ -243,7 +260,7 @@ def clip_to_row(clip: Clip, provenance: Provenance, run_id: str, created_at: str
         "embedding": _vector(clip.embedding, f"clip {clip.clip_id} embedding"),
         "audio_uri": clip.audio_uri,
         "extra": json.dumps(clip.extra, sort_keys=True),
-        **_provenance_columns(_with_asr_model(provenance, clip)),
+        **_clip_provenance(provenance, clip),
         "run_id": run_id,
         "created_at": created_at,
         "speaker_embedding": _vector(clip.speaker_embedding, f"clip {clip.clip_id} speaker"),

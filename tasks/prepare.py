@@ -32,9 +32,10 @@ from convoice.models.labelling import RecordingSpeakers
 from convoice.orchestration.prefetch import take_prefetched
 from convoice.records import MediaItem, Transcript
 from convoice.storage import Store
-from convoice.storage.channel_vocabulary import channel_vocabulary
+from convoice.storage.channel_vocabulary import channel_words
 from convoice.storage.clip_audio import write_audio
 from convoice.tasks import stages
+from convoice.tasks.retranscribe import ingest_round_two
 from convoice.training import encoder
 
 WORKER_STAGES = ["download", "decode", "segment", "embed", "identify", "commit", "transcribe"]
@@ -113,10 +114,12 @@ def prepare_recording(
         clips_audio, clips_seg = clips_only(audio, seg)
         del audio  # the whole recording is in the store now: transcription needs its clips only
         with logs.stage(rid, "transcribe", seconds):
-            words = channel_vocabulary(item, settings)
+            words, taught = channel_words(item, settings)
             transcripts = stages.transcribe.fn(
                 clips_audio, clips_seg, settings, speakers.clip_labels, words
             )
+            if words:
+                transcripts = ingest_round_two(transcripts, settings, words, taught)
     return Prepared(
         download_path=path,
         duration=duration,

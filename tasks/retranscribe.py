@@ -16,15 +16,50 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from convoice.config import Settings
+from convoice.engines import loaders
 from convoice.engines.round_two import rare_word, whisper
 from convoice.models import asr
 from convoice.models.from_settings import asr_options, with_vocabulary
 from convoice.models.language import LanguageGuess
 from convoice.models.post_correction import PostCorrection, fixer
-from convoice.models.round_two import Revision, revise
+from convoice.models.round_two import (
+    Fixer,
+    Revision,
+    as_round_two,
+    attempt_key,
+    attempt_way,
+    revise,
+)
 from convoice.records import StoredClip, Transcript
 from convoice.storage import Store
 from convoice.storage.round_two import clip_samples, write_revisions
+
+
+def _fixer(settings: Settings, model: str, taught: list[str]) -> Fixer | None:
+    cfg = settings.asr
+    return fixer(
+        taught,
+        rare_word(model or cfg.model),
+        PostCorrection(cfg.post_correction_distance, cfg.post_correction_margin),
+    )
+
+
+def ingest_round_two(
+    transcripts: list[Transcript | None], settings: Settings, words: list[str], taught: list[str]
+) -> list[Transcript | None]:
+    """An ingest's transcripts made with the channel's ``words``, as round two leaves them:
+    post-corrected towards ``taught``, each recording the attempt it is (module docs).
+    """
+    cfg = settings.asr
+    name = loaders.whisper_name(cfg.model)  # round two's Whisper with no --model
+    way = attempt_way(
+        cfg.vocabulary_mode,
+        cfg.round_two_beam_size,
+        cfg.post_correction_distance,
+        cfg.post_correction_margin,
+    )
+    key = attempt_key(name, way, words)
+    return as_round_two(transcripts, key, name, _fixer(settings, "", taught))
 
 
 @task(name="retranscribe-recording", cache_policy=NO_CACHE)
@@ -55,12 +90,7 @@ def retranscribe_recording(
     new: list[Transcript | None] = asr.transcribe_clips(
         found, samples, regions, options, lambda _: (name, found), languages=guesses
     )
-    cfg = settings.asr
-    fix = fixer(
-        taught or [],
-        rare_word(model or cfg.model),
-        PostCorrection(cfg.post_correction_distance, cfg.post_correction_margin),
-    )
+    fix = _fixer(settings, model, taught or [])
     revisions = [
         revise(r, t, key, settings.routing, words, fix) for r, t in zip(rows, new, strict=True)
     ]

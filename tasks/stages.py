@@ -7,6 +7,7 @@ store instead, which knows which recordings are done.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -148,6 +149,8 @@ def transcribe(
     cfg = settings.asr
     model = loaders.whisper_model(cfg.model, cfg.compute_type, cfg.cpu_threads)
     options = with_vocabulary(asr_options(settings), vocabulary, cfg.vocabulary_mode)
+    if vocabulary:  # as round two transcribes (it then does not do it again)
+        options = dataclasses.replace(options, beam_size=cfg.round_two_beam_size)
 
     def model_for(lang: str) -> tuple[str, Any]:
         source = language.choose_model(cfg.model, cfg.models, lang)

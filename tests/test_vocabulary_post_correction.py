@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,24 @@ def test_the_vocabulary_bench_serves_its_episodes_on_one_port(tmp_path: Path) ->
             pass
         with _serve(tmp_path, port) as other:  # the bench falls back, and says so
             assert other != url and other.startswith("http://127.0.0.1:")
+
+
+def test_an_ingest_with_a_vocabulary_leaves_its_transcripts_as_round_two_would() -> None:
+    from convoice.models.round_two import as_round_two, attempt_way
+
+    words = (Word(" Oife", 0.0, 0.4, 0.5), Word(" sang.", 0.5, 0.8, 0.9))
+    base = Transcript("Oife sang.", "en", 0.9, words, -0.3, 1.0, 0.0, "whisper-base")
+    other = Transcript("Oife sang.", "de", 0.9, words, -0.3, 1.0, 0.0, "whisper-small")
+    fix = fixer(TAUGHT, rare_word(""), PostCorrection())
+    none, made, elsewhere = as_round_two([None, base, other], "key1", "whisper-base", fix)
+    assert none is None
+    assert made is not None and elsewhere is not None
+    assert (made.text, made.round_two, made.post_corrected) == (
+        "Aoife sang.",
+        "key1",
+        (("Oife", "Aoife"),),
+    )
+    assert elsewhere.round_two == "" and elsewhere.text == "Aoife sang."  # round two's Whisper
+    assert as_round_two([base], "k", "whisper-base", None)[0] == replace(base, round_two="k")
+    assert attempt_way("hotwords", 5, 0.34, 0.1) == "hotwords:beam5:fix0.34/0.1"
+    assert attempt_way("hotwords", 5, 0, 0.1) == "hotwords:beam5"  # as before, when off

@@ -126,6 +126,8 @@ class Transcript:
     compression_ratio: float
     no_speech_prob: float
     model: str = ""  # the Whisper that made it ("" = the recording's provenance says)
+    round_two: str = ""  # the round-two attempt it already is (made with a channel's vocabulary)
+    post_corrected: tuple[tuple[str, str], ...] = ()  # (machine span, taught word) replaced
 
 
 @dataclass(frozen=True)
