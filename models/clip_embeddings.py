@@ -7,14 +7,19 @@ and, with CAM++ identifying, CAM++'s of every clip and local speaker.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from convoice.models import embed, labelling
-from convoice.models.diarize import Segmentation
+from convoice.models.diarize import ClipRegion, Segmentation
+from convoice.models.voices import least_part_similarity, pause_cuts
 from convoice.records import FloatArray, Region
+
+PAUSE_S = 0.12  # a pause a voice may change in (as [clips] min_pause_s: where clips are cut)
+PART_S = 1.0  # each part of a clip compared across a pause is at least this long
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class Embeddings:
     identity_nodes: FloatArray  # shape: (num_nodes, dim)
     identity_encoder: str = "resemblyzer"
     clip_windows: list[FloatArray] = field(default_factory=list)  # CAM++ windows per clip
+    part_similarity: list[float] = field(default_factory=list)  # per clip, across its pauses
 
     @property
     def separate_identity(self) -> bool:
@@ -69,6 +75,26 @@ def embed_recording(
         return Embeddings(clips, node_vectors, clips, node_vectors, identity)
     clips = embed.embed_regions(encoder, samples, regions[:n_clips])
     no_nodes = np.zeros((len(nodes), clips.shape[1]), dtype=np.float32)
-    found = embed.embed_regions_campplus(campplus, samples, regions)
-    id_clips, id_nodes = _split(found.vectors, n_clips, len(nodes), missing)
-    return Embeddings(clips, no_nodes, id_clips, id_nodes, identity, found.windows[:n_clips])
+    cuts = [clip_cuts(seg, c) for c in seg.clips]
+    parts: list[Region | list[Region]] = [
+        r for c, mine in zip(seg.clips, cuts, strict=True) for r in _parts(c.region, mine)
+    ]
+    found = embed.embed_regions_campplus(campplus, samples, regions + parts)
+    id_clips, id_nodes = _split(found.vectors[: len(regions)], n_clips, len(nodes), missing)
+    pairs = found.vectors[len(regions) :].reshape(-1, 2, found.vectors.shape[1])
+    bounds = np.cumsum([0, *(len(mine) for mine in cuts)])
+    similar = [
+        least_part_similarity(pairs[a:b, 0], pairs[a:b, 1]) for a, b in itertools.pairwise(bounds)
+    ]
+    windows = found.windows[:n_clips]
+    return Embeddings(clips, no_nodes, id_clips, id_nodes, identity, windows, similar)
+
+
+def clip_cuts(seg: Segmentation, clip: ClipRegion) -> list[float]:
+    """The pauses inside a clip its two voices would change in (:func:`pause_cuts`)."""
+    return pause_cuts(seg.turns[clip.turn].pieces, clip.region, PAUSE_S, PART_S)
+
+
+def _parts(clip: Region, cuts: list[float]) -> list[Region]:
+    """Per cut, the clip before it and the clip after it."""
+    return [r for cut in cuts for r in (Region(clip.start, cut), Region(cut, clip.end))]

@@ -29,6 +29,7 @@ def own_speakers(seg: Segmentation, vectors: Embeddings, settings: Settings) -> 
         cfg.min_speaker_s,
         vectors.clip_windows or None,
         settings.identity.two_voice_rule(),
+        vectors.part_similarity or None,
     )
 
 

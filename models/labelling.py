@@ -68,6 +68,7 @@ def speakers_of_recording(
     min_speaker_s: float = 0.0,
     clip_windows: Sequence[FloatArray] | None = None,
     two_voice_rule: TwoVoiceRule | None = None,
+    part_similarity: Sequence[float] | None = None,
 ) -> RecordingSpeakers:
     """Cluster local speakers into recording speakers (identity embeddings, ``scale``).
 
@@ -75,7 +76,8 @@ def speakers_of_recording(
     without clips, ``node_embeddings`` (its speech embedded whole). Nodes whose
     speech was too short to embed stay unassigned (-1). With ``clip_windows``
     (each clip's window embeddings) and a ``two_voice_rule``, clips holding two
-    voices are flagged (:func:`convoice.models.voices.two_voice_flags`).
+    voices are flagged (:func:`convoice.models.voices.two_voice_flags`; with
+    ``part_similarity``, each clip's parts across its pauses are compared too).
     """
     nodes, pieces = node_regions(seg)
     index = {n: i for i, n in enumerate(nodes)}
@@ -101,7 +103,9 @@ def speakers_of_recording(
     )
     flags = None
     if clip_windows is not None and two_voice_rule is not None:
-        flags = two_voice_flags(clip_windows, clip_labels, centroids, two_voice_rule)
+        flags = two_voice_flags(
+            clip_windows, clip_labels, centroids, two_voice_rule, part_similarity
+        )
     return RecordingSpeakers(nodes, labels, clip_labels, centroids, speech, flags)
 
 

@@ -104,6 +104,28 @@ def test_two_voice_clips_and_shares_in_score() -> None:
     assert out["bcubed_f1_real"] == 1.0 and "bcubed_f1_synthetic" in out
 
 
+def test_silence_in_a_clip_is_not_a_second_voice() -> None:
+    """Two voices are counted by the speech a clip holds, not by its length: one voice
+    with 0.3 s of silence past its turn is one voice (but under 90 % of the clip's length)."""
+    turns = [evaluation.RefTurn(0, 1.2, "a", ""), evaluation.RefTurn(1.8, 4, "b", "")]
+    alone = {"recording_id": "r", "start": 0.0, "end": 1.5}
+    both = {"recording_id": "r", "start": 0.0, "end": 2.2}
+    assert evaluation.main_voice_share(alone, turns) == 1.0
+    assert evaluation.clip_truth(alone, turns)[1] == pytest.approx(0.8)
+    assert evaluation.main_voice_share(both, turns) == pytest.approx(1.2 / 1.6)
+    clips = [
+        {**alone, "speaker_id": "s1", "status": "accepted", "speaker_confidence": 1.0,
+         "words": []},
+        {"recording_id": "r", "start": 1.8, "end": 4.0, "speaker_id": "s2", "status": "accepted",
+         "speaker_confidence": 1.0, "words": []},
+    ]  # fmt: skip
+    out = evaluation.score(clips, {"r": turns}, 4.0)
+    assert out["two_voice_clips"] == 0.0 and out["accepted_two_voice_clips"] == 0.0
+    assert out["accepted_impure_clips"] == 1.0
+    clips[0] = {**clips[0], **both}
+    assert evaluation.score(clips, {"r": turns}, 4.0)["accepted_two_voice_clips"] == 1.0
+
+
 def _own_corpus(folder: Path, cache: Path) -> None:
     """Two episodes as an operator would bring them: WAV + RTTM, one with JSON turns and a
     whole transcript, and a stray media file without annotation."""

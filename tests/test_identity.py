@@ -102,6 +102,43 @@ def test_a_clip_of_two_voices_joined_is_flagged_and_single_voices_are_not(voices
     assert alone.tolist() == [True]  # the windows disagree even with no other speaker known
 
 
+def test_two_voices_of_one_engine_in_one_local_speaker_are_found_at_the_pause(
+    tts_cache: Path,
+) -> None:
+    """espeak's English and German women (a tuning pair) given one local speaker, as the
+    segmentation does: the clip's parts across the pause differ; one voice's do not."""
+    from convoice.config import ClipSettings, DiarizationSettings
+    from convoice.models.clip_embeddings import embed_recording
+    from convoice.models.diarize import segmentation_from_turns
+    from convoice.synth.speech import synthesize
+
+    said = [
+        ("espeak_f", "Nobody expected the train to arrive so early."),
+        ("espeak_de_f", "Der Zug kam heute viel früher als erwartet an."),
+        ("espeak_f", "She painted the kitchen bright green last summer."),
+        ("espeak_f", "The river carried boats past the old stone bridge."),
+    ]
+    waves = [synthesize(voice, text, tts_cache) for voice, text in said]
+    pause, gap = np.zeros(6400, np.float32), np.zeros(32000, np.float32)  # 0.4 s, 2 s
+    audio = np.concatenate([waves[0], pause, waves[1], gap, waves[2], pause, waves[3], gap])
+    edges = np.cumsum([0, len(waves[0]), len(pause), len(waves[1]), len(gap), len(waves[2]),
+                       len(pause), len(waves[3])]) / 16000  # fmt: skip
+    turns = [(float(edges[i]), float(edges[i + 1]), "A" if i < 3 else "B") for i in (0, 2, 4, 6)]
+    seg = segmentation_from_turns(turns, len(audio) / 16000, DiarizationSettings(), ClipSettings())
+    assert len(seg.clips) == 2  # one clip per pair: two voices, then one voice twice
+    vectors = embed_recording(
+        audio, seg, loaders.voice_encoder(), "campplus", loaders.campplus_model()
+    )
+    rule = load_settings(environ={}).identity.two_voice_rule()
+    two, one = vectors.part_similarity
+    assert two < rule.min_part_similarity <= one, (two, one)
+    labels = np.zeros(2, dtype=np.int64)  # one recording speaker: no window is closer to another
+    centroid = vectors.identity_clips.sum(axis=0, keepdims=True)
+    centroid /= np.linalg.norm(centroid)
+    flags = two_voice_flags(vectors.clip_windows, labels, centroid, rule, vectors.part_similarity)
+    assert flags.tolist() == [True, False]
+
+
 def test_an_old_store_keeps_resemblyzer_identity(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     settings = load_settings(environ={}, home=str(tmp_path))
     store = Store.open(settings)
