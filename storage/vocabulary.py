@@ -116,7 +116,7 @@ def learn_from_store(store: Store, keep: Callable[[str], bool] | None = None) ->
 
 
 def set_term(store: Store, channel: str, term: str, state: TermState, by: str) -> Term:
-    """An operator adds (``ACTIVE``) or removes (``REMOVED``) a term of ``channel``."""
+    """An operator adds (``TermState.ACTIVE``) or removes (``TermState.REMOVED``) a term."""
     if state not in (TermState.ACTIVE, TermState.REMOVED):
         raise ValueError(
             f"state must be {TermState.ACTIVE!r} or {TermState.REMOVED!r}, not {state!r}"

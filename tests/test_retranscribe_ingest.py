@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from convoice.records import ACTIVE, Term
+from convoice.records import Term, TermState
 from convoice.storage import Store
 from convoice.storage.vocabulary import set_term, write_terms
 
@@ -23,7 +23,7 @@ def test_an_ingest_with_the_channels_words_is_not_transcribed_again(
 
     channel = urlsplit(served_corpus).netloc  # direct links: the uploader is the host
     store = Store(tmp_path)
-    set_term(store, channel, "Tlaxcala", ACTIVE, "me")
+    set_term(store, channel, "Tlaxcala", TermState.ACTIVE, "me")
     write_terms(store, [Term(channel, "Siobhan", 2, clip_ids=("elsewhere",))])  # taught
     episode = small_corpus.episodes[0].media_path.relative_to(small_corpus.root).as_posix()
     sources = tmp_path / "sources.csv"
