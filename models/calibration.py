@@ -109,6 +109,7 @@ class Judged:
     transcript_raw: float | None = None
     transcript_right: bool | None = None
     language: str = ""
+    clip_id: str = ""
 
 
 def fit_calibration(

@@ -9,29 +9,33 @@ Two sources of truth, never the clips a calibration is judged on:
   ``calibrate`` step of ``convoice loop``): a clip whose speaker a person
   gave is judged right when the machine had said the same speaker, a
   transcript when the person's text is within 10 % WER of the machine's. The
-  recordings are split in two stable halves by hash: the refit is fitted on
-  one and judged (reliability table, ECE) on the other, beside the current
-  calibration judged on the same clips, and saved as the store's next version
-  (``calibration/v<N>``) only when it is no worse there.
+  recording speakers (a recording and the machine's speaker in it: the unit
+  errors cluster by) are split in two stable halves by hash: the refit is
+  fitted on one and judged (reliability table, ECE, accepted precision) on
+  the other, beside the current calibration judged on the same clips, and
+  saved as the store's next version (``calibration/v<N>``) only when it is no
+  worse there. The speaker curve is refitted by
+  :func:`convoice.models.calibration_refit.refit_curve` (the current curve as
+  a prior, never raised above what the labels support); people's labels a
+  trained CAM++ was trained on are left out (their scores flatter it).
 """
 
 from __future__ import annotations
 
 import pprint
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convoice.models import calibration as calib
-from convoice.models import evaluation
+from convoice.models import calibration_refit as refit_rule
+from convoice.models import encoder_eval, evaluation
 from convoice.models.metrics import wer_count
 from convoice.records import ClipStatus, StoredClip
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-MIN_REFIT_CLIPS = 20  # judged clips on each side of the hold-out split before a refit
 
 
 def judged_from_truth(
@@ -52,6 +56,7 @@ def judged_from_truth(
             ),
             transcript_right=text_right.get(c["clip_id"]),
             language=c.get("language") or "",
+            clip_id=c["clip_id"],
         )
         for c, ok in zip(labelled, right, strict=True)
     ]
@@ -121,7 +126,7 @@ def judged_from_labels(machine: Sequence[StoredClip], labels: pa.Table) -> list[
             text_ok = wer_count(text, c.text or "").wer <= evaluation.TRANSCRIPT_RIGHT_WER
         out.append(
             calib.Judged(
-                key=c.recording_id,
+                key=f"{c.recording_id}/{c.speaker_id}",  # a recording speaker
                 speaker_raw=(
                     _raw(c.speaker_score_raw, c.speaker_confidence) if speaker is not None else None
                 ),
@@ -133,6 +138,7 @@ def judged_from_labels(machine: Sequence[StoredClip], labels: pa.Table) -> list[
                 ),
                 transcript_right=text_ok,
                 language=c.language or "",
+                clip_id=c.clip_id,
             )
         )
     return out
@@ -149,11 +155,14 @@ class RefitResult:
     refit: calib.Calibration | None
     saved: bool
     why: str
+    speakers: tuple[int, int] = (0, 0)  # recording speakers fitted on, judged on
+    accepted: str = ""  # accepted precision on the judged half, current and refit
 
     def render(self) -> str:
         lines = [
-            f"people's labels: {self.fitted_on} clips to fit on, {self.judged_on} held out "
-            f"(recordings split by hash)",
+            f"people's labels: {self.fitted_on} clips ({self.speakers[0]} recording speakers) "
+            f"to fit on, {self.judged_on} ({self.speakers[1]}) held out (recording speakers "
+            f"split by hash)",
             f"current calibration {self.current.version}, on the held-out clips: "
             f"ECE {calib.ece(self.current_table):.4f}",
             *calib.render_table(self.current_table),
@@ -164,16 +173,90 @@ class RefitResult:
                 f"{self.refit.speaker_ece or 0.0:.4f}",
                 *calib.render_table(self.refit.speaker_reliability),
             ]
+        if self.accepted:
+            lines.append(self.accepted)
         lines.append(("saved: " if self.saved else "not saved: ") + self.why)
         return "\n".join(lines)
 
 
+def _speaker_judged(judged: Sequence[calib.Judged]) -> list[calib.Judged]:
+    return [j for j in judged if j.speaker_raw is not None and j.speaker_right is not None]
+
+
 def _table(cal: calib.Calibration, held: Sequence[calib.Judged]) -> tuple[calib.Bin, ...]:
-    spk = [j for j in held if j.speaker_raw is not None and j.speaker_right is not None]
+    spk = _speaker_judged(held)
     return calib.reliability_bins(
         [cal.speaker_probability(j.speaker_raw or 0.0) for j in spk],
         [bool(j.speaker_right) for j in spk],
     )
+
+
+def _accepted(cal: calib.Calibration, held: Sequence[calib.Judged], target: float) -> tuple:
+    spk = _speaker_judged(held)
+    return refit_rule.accepted_precision(
+        [cal.speaker_probability(j.speaker_raw or 0.0) for j in spk],
+        [bool(j.speaker_right) for j in spk],
+        target,
+    )
+
+
+def refit_calibration(
+    fit: Sequence[calib.Judged],
+    held: Sequence[calib.Judged],
+    current: calib.Calibration,
+    version: str,
+    rule: str,
+) -> calib.Calibration:
+    """Transcript curves refitted as the shipped ones are; the speaker curve by the safe rule."""
+    cal = calib.fit_calibration(fit, version, rule, judge_on=held)
+    spk = _speaker_judged(fit)
+    speaker = refit_rule.refit_curve(
+        [j.speaker_raw or 0.0 for j in spk],
+        [bool(j.speaker_right) for j in spk],
+        [j.key for j in spk],
+        current.speaker,
+    )
+    cal = replace(cal, speaker=speaker)
+    table = _table(cal, held)
+    return replace(cal, speaker_reliability=table, speaker_ece=round(calib.ece(table), 4))
+
+
+def _refusal(
+    current: calib.Calibration,
+    refit: calib.Calibration,
+    held: Sequence[calib.Judged],
+    target: float,
+) -> tuple[str, str]:
+    """Why a refit may not be saved ("" when it may), and the accepted-precision line."""
+    n_now, p_now = _accepted(current, held, target)
+    n_new, p_new = _accepted(refit, held, target)
+    floor = refit_rule.precision_floor(p_now, target)
+
+    def fmt(n: int, p: float | None) -> str:
+        return f"{n} clips" + ("" if p is None else f", right {p:.4f}")
+
+    line = (
+        f"accepted at {target:g} on the held-out clips: current {fmt(n_now, p_now)}; "
+        f"refit {fmt(n_new, p_new)}"
+    )
+    if p_new is not None and p_new < floor:
+        return f"its accepted labels are right {p_new:.4f} < {floor:.4f} there", line
+    # unrounded (the stored ECE is rounded to 4 places: an equal curve is not worse)
+    if calib.ece(_table(refit, held)) > calib.ece(_table(current, held)) + 1e-9:
+        return "its ECE is worse on the held-out clips", line
+    return "", line
+
+
+def _people_judged(store: Any, settings: Any, encoder: str) -> list[calib.Judged]:
+    """People's labels, without those the current (trained) CAM++ was trained on."""
+    from convoice.storage.encoders import PRETRAINED
+    from convoice.storage.rows import clip_records
+
+    judged = judged_from_labels(clip_records(store.clips()), store.labels())
+    if encoder == PRETRAINED:
+        return judged
+    share = settings.encoder.judge_share
+    return [j for j in judged if j.clip_id and encoder_eval.judged(j.clip_id, share)]
 
 
 def refit_from_labels(
@@ -185,32 +268,38 @@ def refit_from_labels(
     from convoice.storage import calibration as stored
     from convoice.storage.encoders import EncoderRegistry
 
-    store = Store.open(load_settings(config, home=home))
-    from convoice.storage.rows import clip_records
-
-    judged = judged_from_labels(clip_records(store.clips()), store.labels())
+    settings = load_settings(config, home=home)
+    store = Store.open(settings)
+    encoder = EncoderRegistry(store.location).current("campplus")  # whose raw scores these are
+    judged = _people_judged(store, settings, encoder)
     held = [j for j in judged if calib.holdout_half(j.key)]
     fit = [j for j in judged if not calib.holdout_half(j.key)]
-    encoder = EncoderRegistry(store.location).current("campplus")  # whose raw scores these are
     current = stored.current(store.location, encoder)
     now = _table(current, held)
-    n_fit = sum(j.speaker_right is not None for j in fit)
-    n_held = sum(j.speaker_right is not None for j in held)
-    if min(n_fit, n_held) < MIN_REFIT_CLIPS:
-        why = f"{MIN_REFIT_CLIPS} speaker labels by people are needed on each side"
-        return RefitResult(n_fit, n_held, current, now, None, False, why)
+    spk_fit, spk_held = _speaker_judged(fit), _speaker_judged(held)
+    n_fit, n_held = len(spk_fit), len(spk_held)
+    groups = (len({j.key for j in spk_fit}), len({j.key for j in spk_held}))
+    if groups[0] < refit_rule.MIN_FIT_SPEAKERS or groups[1] < refit_rule.MIN_JUDGE_SPEAKERS:
+        why = (
+            f"{refit_rule.MIN_FIT_SPEAKERS} recording speakers labelled by people are needed "
+            f"to fit on and {refit_rule.MIN_JUDGE_SPEAKERS} to judge on"
+        )
+        return RefitResult(n_fit, n_held, current, now, None, False, why, groups)
     version = stored.next_version(store.location)
     rule = (
-        f"isotonic regression on {n_fit} clips people labelled (recordings of hash half 0), "
-        f"judged on {n_held} others (half 1), CAM++ encoder {encoder}; previous: {current.version}"
+        f"the current speaker curve ({current.version}) moved by {n_fit} clips people labelled "
+        f"({groups[0]} recording speakers of hash half 0; the current curve counts as "
+        f"{refit_rule.PRIOR_EVIDENCE:g} recording speakers, raised only to the Wilson lower "
+        f"bound, z {refit_rule.CONFIDENCE_Z}), judged on {n_held} others (half 1), CAM++ "
+        f"encoder {encoder}"
     )
-    refit = calib.fit_calibration(fit, version, rule, judge_on=held)
-    worse = (refit.speaker_ece or 0.0) > calib.ece(now)
-    if worse or not save:
-        why = "it is worse on the held-out clips" if worse else "asked not to save (--dry-run)"
-        return RefitResult(n_fit, n_held, current, now, refit, False, why)
-    key = stored.save_refit(store.location, refit, encoder)
-    return RefitResult(n_fit, n_held, current, now, refit, True, f"{store.location.uri(key)}")
+    refit = refit_calibration(fit, held, current, version, rule)
+    why, line = _refusal(current, refit, held, settings.routing.target_precision)
+    if why or not save:
+        why = why or "asked not to save (--dry-run)"
+        return RefitResult(n_fit, n_held, current, now, refit, False, why, groups, line)
+    uri = store.location.uri(stored.save_refit(store.location, refit, encoder))
+    return RefitResult(n_fit, n_held, current, now, refit, True, uri, groups, line)
 
 
 def write_shipped(bench_home: str, split: str, out: Path, version: str) -> calib.Calibration:
