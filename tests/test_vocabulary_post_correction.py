@@ -128,16 +128,15 @@ def test_round_two_post_corrects_the_machine_text_it_keeps_and_records_it() -> N
 
 def test_the_vocabulary_bench_serves_its_episodes_on_one_port(tmp_path: Path) -> None:
     """Its URLs make the clip ids, hence the audit sample: the port must not change by run."""
-    from convoice.bench.vocabulary import _free_port, _serve
-    from convoice.synth.serve import serve_directory
+    from convoice.synth.serve import free_port, serve_directory, serve_preferring
 
-    port = _free_port()
-    with _serve(tmp_path, port) as url:
+    port = free_port()
+    with serve_preferring(tmp_path, port) as url:
         assert url == f"http://127.0.0.1:{port}/"
         # taken: a fixed port is never silently another
         with pytest.raises(OSError), serve_directory(tmp_path, port):
             pass
-        with _serve(tmp_path, port) as other:  # the bench falls back, and says so
+        with serve_preferring(tmp_path, port) as other:  # the bench falls back, and says so
             assert other != url and other.startswith("http://127.0.0.1:")
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,7 +38,7 @@ from convoice.models import evaluation
 from convoice.records import SPEAKER_REASONS, ClipStatus
 from convoice.storage import Store
 from convoice.synth import samples
-from convoice.synth.serve import serve_directory, write_sources_csv
+from convoice.synth.serve import free_port, serve_directory, write_sources_csv
 
 REVIEW_DROP = 0.30  # the bar: review share down by this share or more ...
 # ... at equal or better accuracy of accepted speaker labels, and a lower EER.
@@ -191,7 +190,7 @@ def _people_round(result: RoundResult, home: Path, corpus: samples.Corpus, steps
     from convoice.review import server as review_server
     from convoice.review.client import connection, local_server
 
-    os.environ["CONVOICE_REVIEW__PORT"] = str(_free_port())
+    os.environ["CONVOICE_REVIEW__PORT"] = str(free_port())
     settings = load_settings(home=str(home))
     store = Store.open(settings)
     program = review_server.ensure_venv()
@@ -280,9 +279,3 @@ def _figures(store: Store, corpus: samples.Corpus, episodes: Any) -> RoundFigure
         accepted_clips=sum(1 for c in clips if c["status"] == ClipStatus.ACCEPTED),
         bcubed_f1=out["bcubed_f1_cross_episode"],
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

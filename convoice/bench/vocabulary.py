@@ -17,13 +17,11 @@ on the other episodes, against the reference transcripts:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import socket
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ from convoice.models.vocabulary import TermErrors, term_errors
 from convoice.records import ClipStatus, LabelSource, StoredClip, Transcript
 from convoice.storage import Store
 from convoice.storage.rows import clip_records
-from convoice.synth.serve import serve_directory
+from convoice.synth.serve import free_port, serve_preferring
 
 # The episodes are served from this port on 127.0.0.1. Their URLs make their recording ids,
 # hence their clip ids, hence the review's audit sample (a hash of the clip id): on a random
@@ -126,23 +124,6 @@ class VocabularyBench:
         return "\n".join(lines)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _serve(folder: Path, port: int = SERVE_PORT) -> Iterator[str]:
-    """Serve ``folder`` on ``port`` (any free port when it is taken)."""
-    with contextlib.ExitStack() as stack:
-        try:
-            base_url = stack.enter_context(serve_directory(folder, port))
-        except OSError:
-            base_url = stack.enter_context(serve_directory(folder))
-        yield base_url
-
-
 def _episode_of(store: Store, episodes: Sequence[ChannelEpisode]) -> dict[str, ChannelEpisode]:
     """Recording id -> the episode it was made from (by file name)."""
     by_name = {e.path.name: e for e in episodes}
@@ -225,8 +206,8 @@ def run_vocabulary_benchmark(quick: bool = False, split: str = "report") -> Voca
         episodes = make_channel(root / "channel", n, turns, split)
         bench = VocabularyBench(split, n, first, sum(e.duration for e in episodes))
         home = str(root / "home")
-        with environment({"CONVOICE_REVIEW__PORT": str(_free_port())}):
-            with _serve(root / "channel") as base_url:
+        with environment({"CONVOICE_REVIEW__PORT": str(free_port())}):
+            with serve_preferring(root / "channel", SERVE_PORT) as base_url:
                 bench.served_on = base_url
                 sources = root / "sources.csv"
                 with sources.open("w", newline="") as handle:

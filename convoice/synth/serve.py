@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -68,3 +69,25 @@ def serve_directory(path: str | Path, port: int = 0) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_preferring(path: str | Path, port: int) -> Iterator[str]:
+    """:func:`serve_directory` on ``port``, or on any free port when it is taken.
+
+    A benchmark whose media ids are its URLs serves on a fixed port so that its ids are the
+    same from run to run; the caller compares the yielded URL with ``port`` to say when not.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            base_url = stack.enter_context(serve_directory(path, port))
+        except OSError:
+            base_url = stack.enter_context(serve_directory(path))
+        yield base_url
