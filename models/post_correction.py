@@ -25,6 +25,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from convoice.models.metrics import edit_distance
 from convoice.models.vocabulary import STOPWORDS
 from convoice.records import Transcript, Word
 
@@ -77,16 +78,11 @@ def sound_key(text: str) -> str:
     return re.sub(r"(.)\1+", r"\1", key)
 
 
-def edit_distance(a: str, b: str) -> float:
+def relative_distance(a: str, b: str) -> float:
     """Levenshtein distance of ``a`` and ``b`` over the longer length (0 same, 1 nothing shared)."""
     if not a and not b:
         return 0.0
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, cb in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-    return row[-1] / max(len(a), len(b))
+    return edit_distance(a, b) / max(len(a), len(b))
 
 
 def closeness(span: str, term: str, max_letter_distance: float = 1.0) -> float:
@@ -96,10 +92,10 @@ def closeness(span: str, term: str, max_letter_distance: float = 1.0) -> float:
     apart in them): a span whose letters are farther than ``max_letter_distance``
     is as far as it gets (1).
     """
-    spelt = edit_distance(letters(span), letters(term))
+    spelt = relative_distance(letters(span), letters(term))
     if spelt > max_letter_distance:
         return 1.0
-    return min(spelt, edit_distance(sound_key(span), sound_key(term)))
+    return min(spelt, relative_distance(sound_key(span), sound_key(term)))
 
 
 def _best(span: str, terms: Sequence[str], cfg: PostCorrection) -> tuple[str, float] | None:
