@@ -15,13 +15,13 @@ trained on; the round judges with thresholds fitted on the other fold of them
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
+from convoice.models.calibration import holdout_half
 from convoice.records import FloatArray
 from convoice.settings import IdentitySettings, SimilarityScale
 
@@ -131,4 +131,4 @@ def _keep(found: ScaleMap, why: str) -> ScaleMap:
 
 def fold(clip_id: str, salt: str = "convoice-encoder-scale-1") -> int:
     """The cross-fitting fold (0 or 1) of a judged clip: a stable half by hash of its id."""
-    return hashlib.sha256(f"{salt}\x1f{clip_id}".encode()).digest()[0] % 2
+    return int(holdout_half(clip_id, salt))
