@@ -26,13 +26,14 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from test_ops import _free_port, postgres_cluster
+from test_ops import postgres_cluster
 from test_storage import SAMPLE_RATE, ingest
 
 from convoice.cli.ops import POOL, STORE_LIMIT
 from convoice.config import ConfigError, load_settings
 from convoice.review.server import LABEL_STUDIO_REQUIREMENT
 from convoice.storage import Store
+from convoice.synth.serve import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deployments"
@@ -299,7 +300,7 @@ def test_label_studio_runs_on_postgresql_as_the_compose_file_configures_it(
     ]
     command = _dockerfile_cmd(DOCKER / "Dockerfile.labelstudio")
     assert command[:2] == ["label-studio", "start"]
-    port = _free_port()
+    port = free_port()
     command[command.index("--port") + 1] = str(port)
     command[command.index("--internal-host") + 1] = "127.0.0.1"  # the container's 0.0.0.0
     program = review_server.ensure_venv()  # the same pin, installed once

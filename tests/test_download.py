@@ -10,7 +10,6 @@ import functools
 import json
 import pickle
 import shutil
-import socket
 import subprocess
 import threading
 from collections import Counter
@@ -28,6 +27,7 @@ from convoice.media.listing import cc_search_url, expand_source
 from convoice.media.sources import read_sources
 from convoice.media.tracks import check_audio
 from convoice.records import MediaItem, SkippedItem, Source
+from convoice.synth.serve import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -103,10 +103,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, _Ser
 @pytest.fixture(scope="module")
 def closed_port() -> int:
     """A local port nobody listens on: connections to it are refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    return free_port()
 
 
 def _one(source: Source, settings: IngestSettings = SETTINGS) -> MediaItem | SkippedItem:

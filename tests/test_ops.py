@@ -13,7 +13,6 @@ import glob
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,15 +30,10 @@ from test_storage import ingest
 from convoice.flows.release import unchanged_since
 from convoice.flows.review import superseded
 from convoice.storage import Release, Store
+from convoice.synth.serve import free_port
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(prefect_home: Path, api_url: str | None) -> dict[str, str]:
@@ -69,7 +63,7 @@ def postgres_cluster(sql: Sequence[str] = ()) -> Iterator[int]:
     data = Path(tempfile.mkdtemp(prefix="convoice-test-pg-"))  # /tmp: the postgres user reaches it
     if as_user:
         shutil.chown(data, "postgres", "postgres")
-    port = _free_port()
+    port = free_port()
 
     def run(program: str, *args: str) -> None:
         command = [*as_user, str(bin_dir / program), *args]
@@ -107,7 +101,7 @@ def prefect_server(
 ) -> Iterator[tuple[str, Path]]:
     """A real ``prefect server start`` on 127.0.0.1; yields (API URL, client PREFECT_HOME)."""
     base = tmp_path_factory.mktemp("prefect-server")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = _env(base / "server-home", None) | {
         "PREFECT_UI_ENABLED": "false",
@@ -182,7 +176,7 @@ def test_a_sync_that_starts_an_interval_late_is_superseded() -> None:
 
 
 def test_deploy_without_a_server_says_so(tmp_path: Path) -> None:
-    closed = f"http://127.0.0.1:{_free_port()}/api"
+    closed = f"http://127.0.0.1:{free_port()}/api"
     done = subprocess.run(
         [str(BIN / "convoice"), "deploy", "--api-url", closed],
         env=_env(tmp_path / "home", None) | {"COLUMNS": "200"},
@@ -262,7 +256,7 @@ def test_deploy_and_run_the_release(
     # The review sync with Label Studio down: the run fails, says why, and writes nothing.
     versions = store.table_versions()
     down = env | {
-        "CONVOICE_REVIEW__URL": f"http://127.0.0.1:{_free_port()}",
+        "CONVOICE_REVIEW__URL": f"http://127.0.0.1:{free_port()}",
         "CONVOICE_REVIEW__RETRIES": "0",
         "LABEL_STUDIO_API_KEY": "not-a-real-token",
     }

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import http.client
 import http.server
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -47,6 +46,7 @@ from convoice.review.layout import (
 from convoice.storage import Store
 from convoice.storage import review_state as review_store
 from convoice.storage.rows import clip_records, label_records, recording_records
+from convoice.synth.serve import free_port
 
 # A real server, installed on first use, and two real ingest runs: minutes, not seconds.
 pytestmark = pytest.mark.slow
@@ -229,12 +229,6 @@ def test_the_labeling_interface_names_every_control() -> None:
 # -- a real Label Studio -----------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     home: Path
@@ -248,7 +242,7 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A real Label Studio on a free 127.0.0.1 port; its document root is the test store."""
     home = tmp_path_factory.mktemp("review-home")
     program = review_server.ensure_venv()  # installs label-studio once (a few minutes)
-    server = review_server.LocalServer(home / "labelstudio", home, _free_port())
+    server = review_server.LocalServer(home / "labelstudio", home, free_port())
     proc, creds = review_server.start(server, program, timeout_s=600)
     assert proc is not None
     overrides = {"CONVOICE_REVIEW__PORT": str(server.port), "CONVOICE_REVIEW__PROJECT_TITLE": TITLE}
@@ -375,7 +369,7 @@ def test_push_in_parts_through_a_failing_server_without_duplicates(
     assert [t["data"]["clip_id"] for t in _project_tasks(reviewed.server)] == reviewed.queue[:3]
 
     with monkeypatch.context() as patch:  # nobody listens there: a clear error, nothing lost
-        patch.setenv("CONVOICE_REVIEW__PORT", str(_free_port()))
+        patch.setenv("CONVOICE_REVIEW__PORT", str(free_port()))
         patch.setenv("CONVOICE_REVIEW__RETRIES", "1")
         with pytest.raises(ReviewIncomplete) as err:
             review_push_flow(home=home)
@@ -721,7 +715,7 @@ def test_a_pull_while_label_studio_is_down_changes_nothing(
 
     store = reviewed.store
     versions = store.table_versions()
-    monkeypatch.setenv("CONVOICE_REVIEW__PORT", str(_free_port()))
+    monkeypatch.setenv("CONVOICE_REVIEW__PORT", str(free_port()))
     monkeypatch.setenv("CONVOICE_REVIEW__RETRIES", "0")
     with pytest.raises(ReviewIncomplete) as err:
         review_pull_flow(home=str(reviewed.home))

@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 from label_studio_sdk.core.api_error import ApiError
-from test_s3 import BUCKET, KEYS, _free_port, s3_endpoint  # noqa: F401 (a fixture)
+from test_s3 import BUCKET, KEYS, s3_endpoint  # noqa: F401 (a fixture)
 from test_storage import SAMPLE_RATE, ingest, make_recording
 
 from convoice.config import ConfigError, Settings, StoreSettings, load_settings
@@ -30,6 +30,7 @@ from convoice.review import client as review
 from convoice.review import server as review_server
 from convoice.storage import Store
 from convoice.storage.location import Location
+from convoice.synth.serve import free_port
 
 pytestmark = pytest.mark.slow  # a real Label Studio: half a minute to start
 
@@ -130,7 +131,7 @@ def labelstudio(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> I
     """A real Label Studio on 127.0.0.1 with no AWS credentials and S3_ENDPOINT = moto."""
     home = tmp_path_factory.mktemp("review-s3-ls")
     program = review_server.ensure_venv()
-    server = review_server.LocalServer(home / "labelstudio", home, _free_port())
+    server = review_server.LocalServer(home / "labelstudio", home, free_port())
     with pytest.MonkeyPatch.context() as env:  # the server copies this environment once
         for name in (*KEYS, "AWS_SESSION_TOKEN"):
             env.delenv(name, raising=False)

@@ -7,7 +7,6 @@ GIL, so an in-process (threaded) moto server would never answer it.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,15 +24,10 @@ from test_storage import ingest
 from convoice.config import Settings, StoreSettings, load_settings
 from convoice.storage import Store
 from convoice.storage.location import s3_filesystem, storage_options
+from convoice.synth.serve import free_port
 
 BUCKET = "convoice-test"
 KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +36,7 @@ def s3_endpoint() -> Iterator[str]:
     program = shutil.which("moto_server", path=str(Path(sys.executable).parent))
     if program is None:
         pytest.skip("moto[server] is not installed (pip install -e '.[dev]')")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [program, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

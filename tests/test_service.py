@@ -37,6 +37,7 @@ from convoice.service.app import create_app
 from convoice.service.bank import load_bank
 from convoice.storage import Store
 from convoice.synth.sentences import pick_sentences
+from convoice.synth.serve import free_port
 from convoice.synth.speech import synthesize
 
 EPISODES = {"rec_a": ["rms", "slt", "ked"], "rec_b": ["slt", "awb"], "rec_c": ["awb", "rms", "ked"]}
@@ -437,13 +438,9 @@ def test_a_batch_runs_as_a_job_with_progress_and_a_zip(client: TestClient) -> No
 
 @pytest.fixture(scope="module")
 def server(home: Path) -> Iterator[str]:
-    import socket
-
     import uvicorn
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     app = create_app(_settings(home))
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     running = uvicorn.Server(config)

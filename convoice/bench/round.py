@@ -26,6 +26,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,13 @@ from convoice.models import evaluation
 from convoice.records import SPEAKER_REASONS, ClipStatus
 from convoice.storage import Store
 from convoice.synth import samples
-from convoice.synth.serve import free_port, serve_directory, write_sources_csv
+from convoice.synth.serve import (
+    BENCH_PORT,
+    free_port,
+    serve_preferring,
+    served_note,
+    write_sources_csv,
+)
 
 REVIEW_DROP = 0.30  # the bar: review share down by this share or more ...
 # ... at equal or better accuracy of accepted speaker labels, and a lower EER.
@@ -89,6 +96,7 @@ class RoundResult:
     baseline: RoundFigures = field(default_factory=RoundFigures)
     after: RoundFigures = field(default_factory=RoundFigures)
     seconds: float = 0.0
+    served_on: str = ""
 
     @property
     def review_drop(self) -> float:
@@ -110,6 +118,7 @@ class RoundResult:
         lines = [
             f"One round on {self.corpus}: {self.first_episodes} episodes before the round, "
             f"{self.later_episodes} after ({self.seconds:.0f} s; machine shared)",
+            f"  {served_note(self.served_on)}",
             f"  review push: {self.pushed} tasks; {self.annotator}",
             f"  review pull: {self.pulled}",
             "  convoice loop:",
@@ -157,24 +166,41 @@ def run_round(
         later_episodes=len(later),
     )  # fmt: skip
     home = Path(tempfile.mkdtemp(prefix="convoice-round-"))
-    with serve_directory(corpus.root) as base_url:
-        sources = write_sources_csv(corpus, base_url, home / "all.csv")
-        lines = sources.read_text().splitlines()
-        names = [ep.media_path.name for ep in later]
-        first_csv, later_csv = home / "first.csv", home / "later.csv"
-        first_csv.write_text("\n".join(ln for ln in lines if not _names(ln, names)) + "\n")
-        later_csv.write_text(
-            "\n".join(ln for i, ln in enumerate(lines) if i == 0 or _names(ln, names)) + "\n"
-        )
-        store_home = home / "store"
-        ingest_flow(sources_file=str(first_csv), home=str(store_home))
-        _people_round(result, store_home, corpus, encoder_steps)
-        baseline_home = home / "baseline"
-        for target, figures in ((baseline_home, "baseline"), (store_home, "after")):
-            ingest_flow(sources_file=str(later_csv), home=str(target))
-            setattr(result, figures, _figures(Store(str(target)), corpus, later))
+    try:
+        with serve_preferring(corpus.root, BENCH_PORT) as base_url:
+            result.served_on = base_url
+            _run_round_in(home, base_url, corpus, later, result, encoder_steps)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)  # the round's stores: 100+ MB each run
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _run_round_in(
+    home: Path,
+    base_url: str,
+    corpus: samples.Corpus,
+    later: Sequence[samples.Episode],
+    result: RoundResult,
+    encoder_steps: int,
+) -> None:
+    """Ingest the first episodes, run the people's round on them, then ingest the later ones
+    into a copy without the round (the baseline) and into the store after it."""
+    sources = write_sources_csv(corpus, base_url, home / "all.csv")
+    lines = sources.read_text().splitlines()
+    names = [ep.media_path.name for ep in later]
+    first_csv, later_csv = home / "first.csv", home / "later.csv"
+    first_csv.write_text("\n".join(ln for ln in lines if not _names(ln, names)) + "\n")
+    later_csv.write_text(
+        "\n".join(ln for i, ln in enumerate(lines) if i == 0 or _names(ln, names)) + "\n"
+    )
+    store_home = home / "store"
+    ingest_flow(sources_file=str(first_csv), home=str(store_home))
+    _people_round(result, store_home, corpus, encoder_steps)
+    baseline_home = home / "baseline"
+    for target, figures in ((baseline_home, "baseline"), (store_home, "after")):
+        ingest_flow(sources_file=str(later_csv), home=str(target))
+        setattr(result, figures, _figures(Store(str(target)), corpus, later))
 
 
 def _names(line: str, names: list[str]) -> bool:

@@ -34,13 +34,7 @@ from convoice.models.vocabulary import TermErrors, term_errors
 from convoice.records import ClipStatus, LabelSource, StoredClip, Transcript
 from convoice.storage import Store
 from convoice.storage.rows import clip_records
-from convoice.synth.serve import free_port, serve_preferring
-
-# The episodes are served from this port on 127.0.0.1. Their URLs make their recording ids,
-# hence their clip ids, hence the review's audit sample (a hash of the clip id): on a random
-# port a different few accepted clips of the first episodes were pushed and corrected on each
-# run (5 in one, 6 in another), and every figure after them moved.
-SERVE_PORT = 41515
+from convoice.synth.serve import BENCH_PORT, free_port, serve_preferring, served_note
 
 
 @dataclass
@@ -90,13 +84,7 @@ class VocabularyBench:
         lines = [
             f"channel: {self.episodes} episodes ({self.split} voices), {self.audio_s:.0f} s of"
             f" audio; ingest {self.ingest_s:.0f} s (machine shared: compare ratios only)",
-            f"served on {self.served_on}"
-            + (
-                ""
-                if self.served_on.endswith(f":{SERVE_PORT}/")
-                else f" (NOT port {SERVE_PORT}:"
-                " other clip ids, another audit sample; figures not comparable)"
-            ),
+            served_note(self.served_on),
             f"people corrected {self.annotated} clips of the first {self.corrected_episodes}"
             f" episodes through Label Studio; learned {len(self.learned)} words:"
             f" {', '.join(self.learned)}",
@@ -207,7 +195,7 @@ def run_vocabulary_benchmark(quick: bool = False, split: str = "report") -> Voca
         bench = VocabularyBench(split, n, first, sum(e.duration for e in episodes))
         home = str(root / "home")
         with environment({"CONVOICE_REVIEW__PORT": str(free_port())}):
-            with serve_preferring(root / "channel", SERVE_PORT) as base_url:
+            with serve_preferring(root / "channel", BENCH_PORT) as base_url:
                 bench.served_on = base_url
                 sources = root / "sources.csv"
                 with sources.open("w", newline="") as handle:

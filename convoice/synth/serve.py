@@ -71,6 +71,23 @@ def serve_directory(path: str | Path, port: int = 0) -> Iterator[str]:
         thread.join(timeout=5)
 
 
+# Benchmarks serve their episodes from this port on 127.0.0.1. Their URLs make their recording
+# ids, hence their clip ids, hence the review's audit sample (a hash of the clip id): on a random
+# port a different few accepted clips were pushed and corrected on each run, and every figure
+# after them moved.
+BENCH_PORT = 41515
+
+
+def served_note(base_url: str) -> str:
+    """``served on URL``, with a warning when it is not :data:`BENCH_PORT`."""
+    if base_url.endswith(f":{BENCH_PORT}/"):
+        return f"served on {base_url}"
+    return (
+        f"served on {base_url} (NOT port {BENCH_PORT}: other clip ids, another audit sample;"
+        " figures not comparable)"
+    )
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
