@@ -4,7 +4,9 @@ Two sources of truth, never the clips a calibration is judged on:
 
 - the benchmark's **tuning half** (``convoice calibrate --bench-home DIR``: the
   store a ``convoice bench --split tune`` run labelled): its fit is the
-  calibration that ships in the package (:mod:`convoice.models.calibration_shipped`);
+  calibration that ships in the package (:mod:`convoice.models.calibration_shipped`),
+  printed with each speaker rule's held-out ECE, leaving one recording out
+  (:mod:`convoice.models.calibration_loro`): whether the curve will carry over;
 - **people's review labels** in a store (``convoice calibrate``, and the
   ``calibrate`` step of ``convoice loop``): a clip whose speaker a person
   gave is judged right when the machine had said the same speaker, a
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convoice.models import calibration as calib
+from convoice.models import calibration_loro as loro
 from convoice.models import calibration_refit as refit_rule
 from convoice.models import encoder_eval, evaluation
 from convoice.models.metrics import wer_count
@@ -57,6 +60,8 @@ def judged_from_truth(
             transcript_right=text_right.get(c["clip_id"]),
             language=c.get("language") or "",
             clip_id=c["clip_id"],
+            group=f"{c['recording_id']}/{c.get('speaker_id')}",
+            duration=float(c.get("duration") or c["end"] - c["start"]),
         )
         for c, ok in zip(labelled, right, strict=True)
     ]
@@ -85,13 +90,30 @@ def bench_judged(home: str, split: str) -> list[calib.Judged]:
 def fit_shipped(judged: Sequence[calib.Judged], version: str) -> calib.Calibration:
     """The package's calibration: fitted on every judged clip of the tuning half."""
     rule = (
-        f"isotonic regression (pool-adjacent-violators, each block shrunk towards the overall "
-        f"rate by {calib.PRIOR_WEIGHT:g} clip) of right labels on the raw scores of the "
+        f"speaker: logistic on the raw score with a hinge at {calib.HINGE:g} (3 parameters, "
+        f"slopes >= 0), each recording speaker weighing 1, ridge {calib.RIDGE:g} towards the "
+        f"overall rate; transcripts: isotonic regression (pool-adjacent-violators, each block "
+        f"shrunk towards the overall rate by {calib.PRIOR_WEIGHT:g} clip); fitted on the "
         f"{len(judged)} clips of `convoice bench --split tune` (split rule convoice-split-1); "
         f"speaker right: evaluation.judge; transcript right: WER <= "
         f"{evaluation.TRANSCRIPT_RIGHT_WER:.0%} on the reference turns its clip covers"
     )
     return calib.fit_calibration(judged, version, rule)
+
+
+SPEAKER_RULES: dict[str, loro.Fitter] = {
+    "logistic (the shipped rule)": calib.fit_logistic,
+    "isotonic (shipped-1's rule)": lambda scores, right, _: calib.fit_curve(scores, right),
+}
+"""The speaker fitting rules whose carry-over :func:`held_out` measures."""
+
+
+def held_out(judged: Sequence[calib.Judged], target: float) -> dict[str, loro.HeldOut]:
+    """Each speaker rule's held-out figures, leaving one recording out (first: the shipped)."""
+    return {
+        name: loro.leave_one_recording_out(judged, fitter, target)
+        for name, fitter in SPEAKER_RULES.items()
+    }
 
 
 def module_source(calibration: calib.Calibration) -> str:
@@ -302,10 +324,24 @@ def refit_from_labels(
     return RefitResult(n_fit, n_held, current, now, refit, True, uri, groups, line)
 
 
-def write_shipped(bench_home: str, split: str, out: Path, version: str) -> calib.Calibration:
-    """Fit on a tuning-half benchmark store and write the package's calibration module."""
+def write_shipped(
+    bench_home: str, split: str, out: Path | None, version: str, target: float
+) -> tuple[calib.Calibration, list[str]]:
+    """Fit on a tuning-half benchmark store and write the package's calibration module
+    (``out`` None: only fit). It carries the reliability table and ECE of its speaker
+    rule left one recording out; returned with every rule's lines (:func:`held_out`)."""
     if split != "tune":
         raise ValueError("the shipped calibration is fitted on the tuning half only (--split tune)")
-    cal = fit_shipped(bench_judged(bench_home, split), version)
-    out.write_text(module_source(cal))
-    return cal
+    judged = bench_judged(bench_home, split)
+    figures = held_out(judged, target)
+    mine = next(iter(figures.values()))
+    cal = replace(
+        fit_shipped(judged, version),
+        judged_on=f"the same {mine.clips} clips, each by the curve fitted without its "
+        f"recording (leave one recording out, {mine.recordings} recordings)",
+        speaker_reliability=mine.table,
+        speaker_ece=mine.ece,
+    )
+    if out is not None:
+        out.write_text(module_source(cal))
+    return cal, [line for name, h in figures.items() for line in h.render(name)]
