@@ -86,3 +86,16 @@ def test_the_shipped_speaker_curve_carries_its_held_out_table_and_never_claims_c
     assert "leave one recording out" in cal.judged_on
     assert sum(b.clips for b in cal.speaker_reliability) == cal.speaker.clips
     assert cal.speaker_probability(2.0) < 1.0 and "logistic" in cal.rule
+
+
+def test_the_tuning_bench_prints_each_rules_held_out_ece() -> None:
+    from convoice.bench.result import BenchmarkResult
+    from convoice.training import calibrate
+
+    figures = calibrate.held_out(clustered(8, seed=4), TARGET)
+    assert list(figures) == list(calibrate.SPEAKER_RULES)
+    lines = [line for name, h in figures.items() for line in h.render(name)]
+    text = BenchmarkResult("c", 1.0, held_out=lines).render()
+    assert "refitted leaving one recording out" in text
+    assert "logistic (the shipped rule): held-out ECE" in text
+    assert "isotonic (shipped-1's rule): held-out ECE" in text
