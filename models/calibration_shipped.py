@@ -4,8 +4,8 @@
 from typing import Any
 
 SHIPPED: dict[str, Any] = {
-    "judged_on": "the same 142 clips, each by the curve fitted without its recording (leave one "
-    "recording out, 19 recordings)",
+    "judged_on": "the 142 tuning clips, each judged by the curve fitted without its recording "
+    "(leave one recording out, 19 recordings)",
     "rule": "speaker: logistic on the raw score with a hinge at 1 (3 parameters, slopes >= 0), "
     "each recording speaker weighing 1, ridge 0.03 towards the overall rate; transcripts: "
     "isotonic regression (pool-adjacent-violators, each block shrunk towards the overall "

@@ -337,8 +337,8 @@ def write_shipped(
     mine = next(iter(figures.values()))
     cal = replace(
         fit_shipped(judged, version),
-        judged_on=f"the same {mine.clips} clips, each by the curve fitted without its "
-        f"recording (leave one recording out, {mine.recordings} recordings)",
+        judged_on=f"the {mine.clips} tuning clips, each judged by the curve fitted without "
+        f"its recording (leave one recording out, {mine.recordings} recordings)",
         speaker_reliability=mine.table,
         speaker_ece=mine.ece,
     )
