@@ -1,20 +1,17 @@
 """From the engine's raw scores to probabilities that a label is right (pure computation).
 
 A :class:`Curve` is a monotone (non-decreasing) piecewise-linear map from a raw
-score to a probability. The speaker curve is a logistic on the raw score with
-three parameters (:func:`fit_logistic`: a hinge at raw 1.0, where the score
-turns from "how sure the clip and its identity are" to "how far the identity
-match is past its threshold"), each recording speaker counting once (errors
-cluster by it) and a weak ridge towards the overall rate: few degrees of
-freedom, so that it carries over to voices it was not fitted on (checked by
-leaving one recording out: :mod:`convoice.models.calibration_loro`).
-Transcript curves are isotonic regressions (pool-adjacent-violators,
-:func:`fit_curve`), each block's rate pulled towards the overall rate by
-``prior_weight`` pseudo-clips so that a handful of right clips never claims
-certainty. A :class:`Calibration` holds one curve for speaker labels and
-transcript curves per language (with one for all languages as a fallback),
-its version, the rule that made it and the reliability table of the clips it
-was judged on (never the clips it was fitted on: :func:`holdout_half`).
+score to a probability, fitted by isotonic regression (pool-adjacent-violators,
+:func:`fit_curve`) on clips whose truth is known, each block's rate pulled
+towards the overall rate by ``prior_weight`` pseudo-clips so that a handful of
+right clips never claims certainty. :func:`fit_logistic` is the candidate with
+fewer degrees of freedom (three parameters, each recording speaker weighing
+one); which of them carries over to voices it was not fitted on is measured by
+leaving one recording out (:mod:`convoice.models.calibration_loro`). A
+:class:`Calibration` holds one curve for speaker labels and transcript curves
+per language (with one for all languages as a fallback), its version, the rule
+that made it and the reliability table of the clips it was judged on (never by
+a curve fitted on them: :func:`holdout_half`, or leaving one recording out).
 """
 
 from __future__ import annotations
@@ -31,7 +28,7 @@ from convoice.records import ALL_LANGUAGES, Bin, Calibration, CalibrationError, 
 
 PRIOR_WEIGHT = 1.0
 MIN_LANGUAGE_CLIPS = 30  # fewer clips of a language: its transcripts use the all-language curve
-RIDGE = 0.03  # the speaker logistic's pull towards the overall rate (chosen by leave-one-out)
+RIDGE = 0.03  # the logistic's pull towards the overall rate (best held-out Brier, tuning half)
 HINGE = 1.0  # raw speaker score where the logistic's slope may change (the score's own kink)
 GRID = tuple(round(0.025 * i, 4) for i in range(81))  # raw 0..2: the speaker curve's knots
 
@@ -191,11 +188,7 @@ def fit_calibration(
     ``judge_on`` (clips the fit never saw) gives the reliability table and ECE it ships with.
     """
     spk = [j for j in judged if j.speaker_raw is not None and j.speaker_right is not None]
-    speaker = fit_logistic(
-        [j.speaker_raw or 0.0 for j in spk],
-        [bool(j.speaker_right) for j in spk],
-        [j.group or j.key for j in spk],
-    )
+    speaker = fit_curve([j.speaker_raw or 0.0 for j in spk], [bool(j.speaker_right) for j in spk])
     text = [j for j in judged if j.transcript_raw is not None and j.transcript_right is not None]
     transcript: dict[str, Curve] = {}
     if len(text) >= 2:

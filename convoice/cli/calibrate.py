@@ -31,7 +31,7 @@ def calibrate_command(
     write: Annotated[Path, typer.Option(help="With --bench-home: the module to write.")] = Path(
         "models/calibration_shipped.py"
     ),
-    version: Annotated[str, typer.Option(help="With --bench-home: its version.")] = "shipped-2",
+    version: Annotated[str, typer.Option(help="With --bench-home: its version.")] = "shipped-1",
     home: HomeOption = None,
 ) -> None:
     """Refit the map from raw scores to probabilities on people's labels (held-out judged)."""

@@ -90,10 +90,8 @@ def bench_judged(home: str, split: str) -> list[calib.Judged]:
 def fit_shipped(judged: Sequence[calib.Judged], version: str) -> calib.Calibration:
     """The package's calibration: fitted on every judged clip of the tuning half."""
     rule = (
-        f"speaker: logistic on the raw score with a hinge at {calib.HINGE:g} (3 parameters, "
-        f"slopes >= 0), each recording speaker weighing 1, ridge {calib.RIDGE:g} towards the "
-        f"overall rate; transcripts: isotonic regression (pool-adjacent-violators, each block "
-        f"shrunk towards the overall rate by {calib.PRIOR_WEIGHT:g} clip); fitted on the "
+        f"isotonic regression (pool-adjacent-violators, each block shrunk towards the overall "
+        f"rate by {calib.PRIOR_WEIGHT:g} clip) of right labels on the raw scores of the "
         f"{len(judged)} clips of `convoice bench --split tune` (split rule convoice-split-1); "
         f"speaker right: evaluation.judge; transcript right: WER <= "
         f"{evaluation.TRANSCRIPT_RIGHT_WER:.0%} on the reference turns its clip covers"
@@ -102,8 +100,8 @@ def fit_shipped(judged: Sequence[calib.Judged], version: str) -> calib.Calibrati
 
 
 SPEAKER_RULES: dict[str, loro.Fitter] = {
-    "logistic (the shipped rule)": calib.fit_logistic,
-    "isotonic (shipped-1's rule)": lambda scores, right, _: calib.fit_curve(scores, right),
+    "isotonic (the shipped rule)": lambda scores, right, _: calib.fit_curve(scores, right),
+    "logistic (3 parameters, candidate)": calib.fit_logistic,
 }
 """The speaker fitting rules whose carry-over :func:`held_out` measures."""
 
