@@ -91,7 +91,9 @@ def _hinge(x: np.ndarray, knot: float) -> np.ndarray:
 
 def _newton(features: np.ndarray, y: np.ndarray, w: np.ndarray, prior: np.ndarray,
             ridge: float) -> np.ndarray:  # fmt: skip
-    """Weighted logistic regression, ridge ``ridge`` towards ``prior`` (Newton steps)."""
+    """Weighted logistic regression, ridge ``ridge`` towards ``prior`` (Newton steps; a
+    floor of 1e-6 keeps a slope with no clips on its side of the hinge at its prior)."""
+    ridge = max(ridge, 1e-6)
     theta = prior.copy()
     for _ in range(100):
         p = 1.0 / (1.0 + np.exp(-(features @ theta)))

@@ -50,6 +50,11 @@ def test_the_logistic_is_monotone_and_calibrated_on_recordings_it_never_saw() ->
     assert calib.ece(table) < 0.05, calib.ece(table)
 
 
+def test_a_logistic_without_clips_past_the_hinge_keeps_that_slope_at_zero() -> None:
+    curve = calib.fit_logistic([0.1, 0.3, 0.5, 0.7, 0.9], [False, False, True, True, True], ridge=0)
+    assert curve(2.0) == curve(1.0) > curve(0.1)
+
+
 def test_each_recording_speaker_weighs_once() -> None:
     # one speaker's 200 wrong clips at raw 1.5 against 20 speakers' right clips there
     scores = [1.5] * 200 + [1.5] * 20 + [0.2] * 20
