@@ -180,6 +180,7 @@ class Judged:
     clip_id: str = ""
     group: str = ""  # the recording speaker (errors cluster by it); "" when not known
     duration: float = 0.0  # seconds of speech (the held-out check's share of speech accepted)
+    voice: str = ""  # the true speaker, where a benchmark knows it
 
 
 def fit_calibration(

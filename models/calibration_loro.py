@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
@@ -26,11 +27,24 @@ Fitter = Callable[[Sequence[float], Sequence[bool], Sequence[str]], Curve]
 """Fits a speaker curve on raw scores, rights and groups (recording speakers)."""
 
 
+class LeaveOut(StrEnum):
+    """What is left out at a time: a recording, or every clip of one voice (the benchmark
+    knows each clip's true speaker; voices recur across recordings, so a recording left
+    out still has its voices in the fit)."""
+
+    RECORDING = "recording"
+    VOICE = "voice"
+
+    def of(self, judged: Judged) -> str:
+        return judged.key if self == LeaveOut.RECORDING else judged.voice
+
+
 @dataclass(frozen=True)
 class HeldOut:
-    """A fitting method's leave-one-recording-out figures on judged clips."""
+    """A fitting method's leave-one-out figures on judged clips."""
 
-    recordings: int
+    unit: LeaveOut
+    units: int  # recordings or voices
     clips: int
     ece: float  # pooled over the held-out predictions
     brier: float  # mean squared error of the held-out probabilities (rewards sharpness too)
@@ -44,8 +58,8 @@ class HeldOut:
     def render(self, method: str) -> list[str]:
         right = "-" if self.accepted_right is None else f"{self.accepted_right:.4f}"
         return [
-            f"{method}: held-out ECE (leave one recording out) {self.ece:.4f} over "
-            f"{self.clips} clips of {self.recordings} recordings (Brier {self.brier:.4f}); "
+            f"{method}: held-out ECE (leave one {self.unit} out) {self.ece:.4f} over "
+            f"{self.clips} clips of {self.units} {self.unit}s (Brier {self.brier:.4f}); "
             f"in-sample ECE {self.in_sample_ece:.4f}",
             f"  accepted at {self.target:g} (held out): {self.accepted} clips, right {right}, "
             f"speech accepted {self.speech_accepted:.4f}",
@@ -64,19 +78,21 @@ def _fit(fitter: Fitter, judged: Sequence[Judged]) -> Curve:
     )
 
 
-def leave_one_recording_out(judged: Sequence[Judged], fitter: Fitter, target: float) -> HeldOut:
-    """Each recording's clips judged by the curve ``fitter`` made from every other recording."""
+def leave_one_recording_out(
+    judged: Sequence[Judged], fitter: Fitter, target: float, unit: LeaveOut = LeaveOut.RECORDING
+) -> HeldOut:
+    """Each recording's (or voice's) clips judged by the curve ``fitter`` made from all others."""
     spk = _speaker(judged)
-    keys = sorted({j.key for j in spk})
-    if len(keys) < 2:
-        raise CalibrationError(f"at least 2 recordings are needed, got {len(keys)}")
+    keys = sorted({unit.of(j) for j in spk})
+    if len(keys) < 2 or "" in keys:
+        raise CalibrationError(f"at least 2 {unit}s are needed, each clip with one")
     probability: list[float] = []
     right: list[bool] = []
     speech = accepted_speech = 0.0
     taken: list[bool] = []
     for key in keys:
-        curve = _fit(fitter, [j for j in spk if j.key != key])
-        for j in (j for j in spk if j.key == key):
+        curve = _fit(fitter, [j for j in spk if unit.of(j) != key])
+        for j in (j for j in spk if unit.of(j) == key):
             p = curve(j.speaker_raw or 0.0)
             probability.append(p)
             right.append(bool(j.speaker_right))
@@ -90,7 +106,8 @@ def leave_one_recording_out(judged: Sequence[Judged], fitter: Fitter, target: fl
         [whole(j.speaker_raw or 0.0) for j in spk], [bool(j.speaker_right) for j in spk]
     )
     return HeldOut(
-        recordings=len(keys),
+        unit=unit,
+        units=len(keys),
         clips=len(spk),
         ece=round(ece(table), 4),
         brier=round(float(np.mean((np.asarray(probability) - np.asarray(right)) ** 2)), 4),

@@ -30,8 +30,10 @@ def clustered(n_recordings: int, seed: int) -> list[calib.Judged]:
         right = bool(rng.uniform() < 1 / (1 + np.exp(-(2.5 * level - 1.0))))
         for c in range(6):
             raw = float(np.clip(level + rng.normal(0, 0.05), 0.0, 2.0).round(3))
-            out.append(calib.Judged(f"rec{r}", raw, right, group=f"rec{r}/s{s}",
-                                    duration=2.0, clip_id=f"rec{r}_s{s}_c{c}"))  # fmt: skip
+            out.append(
+                calib.Judged(f"rec{r}", raw, right, group=f"rec{r}/s{s}", duration=2.0,
+                             clip_id=f"rec{r}_s{s}_c{c}", voice=f"v{(r + s) % 5}")
+            )  # fmt: skip
     return out
 
 
@@ -75,7 +77,7 @@ def test_leaving_one_recording_out_judges_each_clip_by_a_curve_that_never_saw_it
 
     held = loro.leave_one_recording_out(judged, spy, TARGET)
     keys = {j.key for j in judged}
-    assert held.recordings == 20 and held.clips == len(judged) == sum(b.clips for b in held.table)
+    assert held.units == 20 and held.clips == len(judged) == sum(b.clips for b in held.table)
     assert [keys - s for s in seen[:-1]] == [{k} for k in sorted(keys)]  # then the whole fit
     assert seen[-1] == keys
     # the isotonic fit flatters itself in-sample; left out, its recordings show it
@@ -83,6 +85,21 @@ def test_leaving_one_recording_out_judges_each_clip_by_a_curve_that_never_saw_it
     assert iso.in_sample_ece < iso.ece
     lines = held.render("logistic")
     assert "held-out ECE (leave one recording out)" in lines[0] and "speech accepted" in lines[1]
+
+
+def test_leaving_one_voice_out_takes_its_clips_out_of_every_recording() -> None:
+    judged = clustered(20, seed=6)
+    seen: list[set[str]] = []
+
+    def spy(scores, right, groups):  # type: ignore[no-untyped-def]
+        seen.append({g for g in groups})
+        return calib.fit_curve(scores, right)
+
+    held = loro.leave_one_recording_out(judged, spy, TARGET, loro.LeaveOut.VOICE)
+    assert held.unit == loro.LeaveOut.VOICE and held.units == 5
+    for voice, fitted_on in zip(sorted({j.voice for j in judged}), seen, strict=False):
+        assert not fitted_on & {j.group for j in judged if j.voice == voice}
+    assert "(leave one voice out)" in held.render("isotonic")[0]
 
 
 def test_the_first_rule_judged_is_the_one_that_fits_the_shipped_calibration() -> None:
@@ -103,9 +120,12 @@ def test_the_tuning_bench_prints_each_rules_held_out_ece() -> None:
     from convoice.training import calibrate
 
     figures = calibrate.held_out(clustered(8, seed=4), TARGET)
-    assert list(figures) == list(calibrate.SPEAKER_RULES)
-    lines = [line for name, h in figures.items() for line in h.render(name)]
+    assert [(name, h.unit) for name, h in figures] == [
+        (name, unit) for name in calibrate.SPEAKER_RULES for unit in loro.LeaveOut
+    ]
+    lines = [line for name, h in figures for line in h.render(name)]
     text = BenchmarkResult("c", 1.0, held_out=lines).render()
     assert "refitted leaving one recording out" in text
-    assert "isotonic (the shipped rule): held-out ECE" in text
+    assert "isotonic (the shipped rule): held-out ECE (leave one recording out)" in text
+    assert "isotonic (the shipped rule): held-out ECE (leave one voice out)" in text
     assert "logistic (3 parameters, candidate): held-out ECE" in text

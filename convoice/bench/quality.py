@@ -138,7 +138,7 @@ def held_out_lines(
     from convoice.training import calibrate
 
     figures = calibrate.held_out(calibrate.judged_from_truth(clips, truth), target)
-    return [line for name, h in figures.items() for line in h.render(name)]
+    return [line for name, h in figures for line in h.render(name)]
 
 
 def episodes_by_recording(store: Store, corpus: samples.Corpus) -> dict[str, samples.Episode]:

@@ -45,7 +45,7 @@ def judged_from_truth(
     clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[evaluation.RefTurn]]
 ) -> list[calib.Judged]:
     """Every clip of ``truth``'s recordings with its raw scores and whether its labels are right."""
-    labelled, _, right = evaluation.judge(clips, truth)
+    labelled, reference, right = evaluation.judge(clips, truth)
     text_right = evaluation.transcript_right(labelled, truth)
     return [
         calib.Judged(
@@ -62,8 +62,9 @@ def judged_from_truth(
             clip_id=c["clip_id"],
             group=f"{c['recording_id']}/{c.get('speaker_id')}",
             duration=float(c.get("duration") or c["end"] - c["start"]),
+            voice=ref[0],
         )
-        for c, ok in zip(labelled, right, strict=True)
+        for c, ref, ok in zip(labelled, reference, right, strict=True)
     ]
 
 
@@ -106,12 +107,17 @@ SPEAKER_RULES: dict[str, loro.Fitter] = {
 """The speaker fitting rules whose carry-over :func:`held_out` measures."""
 
 
-def held_out(judged: Sequence[calib.Judged], target: float) -> dict[str, loro.HeldOut]:
-    """Each speaker rule's held-out figures, leaving one recording out (first: the shipped)."""
-    return {
-        name: loro.leave_one_recording_out(judged, fitter, target)
+def held_out(judged: Sequence[calib.Judged], target: float) -> list[tuple[str, loro.HeldOut]]:
+    """Each speaker rule's held-out figures, leaving one recording out, then (when every
+    clip's true speaker is known) one voice out; the shipped rule's first."""
+    units = [loro.LeaveOut.RECORDING]
+    if judged and all(j.voice for j in judged):
+        units.append(loro.LeaveOut.VOICE)
+    return [
+        (name, loro.leave_one_recording_out(judged, fitter, target, unit))
         for name, fitter in SPEAKER_RULES.items()
-    }
+        for unit in units
+    ]
 
 
 def module_source(calibration: calib.Calibration) -> str:
@@ -332,14 +338,14 @@ def write_shipped(
         raise ValueError("the shipped calibration is fitted on the tuning half only (--split tune)")
     judged = bench_judged(bench_home, split)
     figures = held_out(judged, target)
-    mine = next(iter(figures.values()))
+    mine = figures[0][1]
     cal = replace(
         fit_shipped(judged, version),
         judged_on=f"the {mine.clips} tuning clips, each judged by the curve fitted without "
-        f"its recording (leave one recording out, {mine.recordings} recordings)",
+        f"its recording (leave one recording out, {mine.units} recordings)",
         speaker_reliability=mine.table,
         speaker_ece=mine.ece,
     )
     if out is not None:
         out.write_text(module_source(cal))
-    return cal, [line for name, h in figures.items() for line in h.render(name)]
+    return cal, [line for name, h in figures for line in h.render(name)]
