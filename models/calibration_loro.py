@@ -5,8 +5,9 @@ isotonic fit that shipped as ``shipped-1``: ECE 0.019 in-sample, 0.084 on the
 reporting half). Errors cluster by recording speaker (one voice given another's
 id is wrong in all its clips), so the honest check refits the curve once per
 recording, leaving that recording out, and judges each clip only by the curve
-that never saw its recording. The pooled held-out reliability table and its
-ECE (:func:`leave_one_recording_out`) are what a curve may be chosen by; the
+that never saw its recording (or, where the truth is known, every clip of one
+voice: :class:`LeaveOut`). The pooled held-out reliability table and its ECE
+(:func:`leave_one_recording_out`) are what a curve may be chosen by; the
 accepted clips at the target precision and the share of their speech are
 printed beside it, because a better calibrated curve changes what is accepted.
 (Pure computation.)

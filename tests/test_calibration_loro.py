@@ -125,7 +125,7 @@ def test_the_tuning_bench_prints_each_rules_held_out_ece() -> None:
     ]
     lines = [line for name, h in figures for line in h.render(name)]
     text = BenchmarkResult("c", 1.0, held_out=lines).render()
-    assert "refitted leaving one recording out" in text
+    assert "rules refitted leaving one recording (or voice) out" in text
     assert "isotonic (the shipped rule): held-out ECE (leave one recording out)" in text
     assert "isotonic (the shipped rule): held-out ECE (leave one voice out)" in text
     assert "logistic (3 parameters, candidate): held-out ECE" in text
