@@ -1,18 +1,24 @@
 """From the engine's raw scores to probabilities that a label is right (pure computation).
 
-A :class:`Curve` is a monotone (non-decreasing) map from a raw score to a
-probability, fitted by isotonic regression (pool-adjacent-violators) on clips
-whose truth is known, each block's rate pulled towards the overall rate by
-``prior_weight`` pseudo-clips so that a handful of right clips never claims
-certainty. A :class:`Calibration` holds one curve for speaker labels and
-transcript curves per language (with one for all languages as a fallback),
-its version, the rule that made it and the reliability table of the clips it
-was judged on (never the clips it was fitted on: :func:`holdout_half`).
+A :class:`Curve` is a monotone (non-decreasing) piecewise-linear map from a raw
+score to a probability, fitted by isotonic regression (pool-adjacent-violators,
+:func:`fit_curve`) on clips whose truth is known, each block's rate pulled
+towards the overall rate by ``prior_weight`` pseudo-clips so that a handful of
+right clips never claims certainty. :func:`fit_logistic` is the candidate with
+fewer degrees of freedom (three parameters, each recording speaker weighing
+one); which of them carries over to voices it was not fitted on is measured by
+leaving one recording out (:mod:`convoice.models.calibration_loro`). A
+:class:`Calibration` holds one curve for speaker labels and transcript curves
+per language (with one for all languages as a fallback), its version, the rule
+that made it and the reliability table of the clips it was judged on (never by
+a curve fitted on them: :func:`holdout_half`, or leaving one recording out).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +28,9 @@ from convoice.records import ALL_LANGUAGES, Bin, Calibration, CalibrationError, 
 
 PRIOR_WEIGHT = 1.0
 MIN_LANGUAGE_CLIPS = 30  # fewer clips of a language: its transcripts use the all-language curve
+RIDGE = 0.03  # the logistic's pull towards the overall rate (best held-out Brier, tuning half)
+HINGE = 1.0  # raw speaker score where the logistic's slope may change (the score's own kink)
+GRID = tuple(round(0.025 * i, 4) for i in range(81))  # raw 0..2: the speaker curve's knots
 
 
 def _pav(y: np.ndarray, w: np.ndarray) -> list[tuple[int, int, float, float]]:
@@ -70,6 +79,65 @@ def fit_curve(
     return Curve(tuple(xs), tuple(round(y, 6) for y in ys), len(x), int(ok.sum()))
 
 
+def group_weights(groups: Sequence[str]) -> np.ndarray:
+    """Each clip's weight: 1 / clips of its group, so that each group counts once."""
+    counts = Counter(groups)
+    return np.asarray([1.0 / counts[g] for g in groups], dtype=np.float64)
+
+
+def _hinge(x: np.ndarray, knot: float) -> np.ndarray:
+    return np.stack([np.ones_like(x), np.minimum(x, knot), np.maximum(x - knot, 0.0)], axis=1)
+
+
+def _newton(features: np.ndarray, y: np.ndarray, w: np.ndarray, prior: np.ndarray,
+            ridge: float) -> np.ndarray:  # fmt: skip
+    """Weighted logistic regression, ridge ``ridge`` towards ``prior`` (Newton steps; a
+    floor of 1e-6 keeps a slope with no clips on its side of the hinge at its prior)."""
+    ridge = max(ridge, 1e-6)
+    theta = prior.copy()
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-(features @ theta)))
+        grad = features.T @ (w * (y - p)) - ridge * (theta - prior)
+        hess = (features.T * (w * p * (1 - p))) @ features + ridge * np.eye(len(theta))
+        step = np.linalg.solve(hess, grad)
+        theta = theta + step
+        if float(np.abs(step).max()) < 1e-10:
+            break
+    return theta
+
+
+def fit_logistic(
+    scores: Sequence[float],
+    right: Sequence[bool],
+    groups: Sequence[str] | None = None,
+    ridge: float = RIDGE,
+    knot: float = HINGE,
+) -> Curve:
+    """P(right) = sigmoid(a + b * min(raw, knot) + c * max(raw - knot, 0)), b, c >= 0.
+
+    Each of ``groups`` (recording speakers; default: each clip its own) weighs
+    one in total; the ridge pulls the slopes to 0 and the intercept to the
+    overall rate's logit. The curve is the logistic at :data:`GRID` (flat outside).
+    """
+    if len(scores) != len(right) or (groups is not None and len(groups) != len(scores)):
+        raise CalibrationError("scores, right and groups must have the same length")
+    if len(scores) < 2:
+        raise CalibrationError(
+            f"at least 2 judged clips are needed to calibrate, got {len(scores)}"
+        )
+    x = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(right, dtype=np.float64)
+    w = group_weights(list(groups) if groups is not None else [str(i) for i in range(len(x))])
+    rate = min(max(float((w * y).sum() / w.sum()), 0.01), 0.99)
+    prior = np.asarray([math.log(rate / (1 - rate)), 0.0, 0.0])
+    theta = _newton(_hinge(x, knot), y, w, prior, ridge)
+    theta[1:] = np.maximum(theta[1:], 0.0)  # never less sure with a higher score
+    grid = np.asarray(GRID)
+    ys = 1.0 / (1.0 + np.exp(-(_hinge(grid, knot) @ theta)))
+    ys = np.maximum.accumulate(np.round(ys, 6))
+    return Curve(GRID, tuple(float(v) for v in ys), len(x), int(y.sum()))
+
+
 def reliability_bins(
     probability: Sequence[float], right: Sequence[bool], bins: int = 10
 ) -> tuple[Bin, ...]:
@@ -110,6 +178,9 @@ class Judged:
     transcript_right: bool | None = None
     language: str = ""
     clip_id: str = ""
+    group: str = ""  # the recording speaker (errors cluster by it); "" when not known
+    duration: float = 0.0  # seconds of speech (the held-out check's share of speech accepted)
+    voice: str = ""  # the true speaker, where a benchmark knows it
 
 
 def fit_calibration(

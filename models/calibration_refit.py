@@ -23,24 +23,17 @@ and accepted labels that were wrong. The rule here (pure computation):
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
-from convoice.models.calibration import _pav
+from convoice.models.calibration import _pav, group_weights
 from convoice.records import CalibrationError, Curve
 
 PRIOR_EVIDENCE = 10.0  # the current curve counts as this many recording speakers
 CONFIDENCE_Z = 1.645  # one-sided 95 % Wilson lower bound
 MIN_FIT_SPEAKERS = 6  # distinct recording speakers to fit on
 MIN_JUDGE_SPEAKERS = 4  # distinct recording speakers to judge on
-
-
-def group_weights(groups: Sequence[str]) -> np.ndarray:
-    """Each clip's weight: 1 / clips of its group, so that each group counts once."""
-    counts = Counter(groups)
-    return np.asarray([1.0 / counts[g] for g in groups], dtype=np.float64)
 
 
 def wilson_lower(right: float, n: float, z: float = CONFIDENCE_Z) -> float:

@@ -106,7 +106,10 @@ def test_a_store_refit_on_confirmed_review_labels_keeps_052_in_review(tmp_path: 
     result = calibrate.refit_from_labels(str(tmp_path / "store"), save=True)
     assert sum(result.speakers) == 16 and result.fitted_on + result.judged_on == 64
     assert result.refit is not None, result.render()
-    assert result.refit.speaker(0.52) <= stored.shipped().speaker(0.52) < TARGET
+    # raised at most to the Wilson lower bound of its recording speakers, all right
+    bound = rule.wilson_lower(result.speakers[0], result.speakers[0])
+    shipped = stored.shipped().speaker(0.52)
+    assert result.refit.speaker(0.52) <= max(shipped, round(bound, 4)) < TARGET
     assert stored.current(store.location).speaker(0.52) < TARGET
     assert "recording speakers" in result.render()
 

@@ -118,6 +118,9 @@ def run_benchmark(
     truth = corpus_truth(episodes, corpus)
     result.reliability = [asdict(b) for b in evaluation.reliability_of(clips, truth)]
     result.review = [asdict(r) for r in evaluation.review_table(clips, truth)]
+    if corpus.metadata.get("half") == Split.TUNE:  # rules may be chosen by the tuning half only
+        target = load_settings(home=home).routing.target_precision
+        result.held_out = held_out_lines(clips, truth, target)
     result.quality["der_pyannote_sample_engine"] = engine_der(load_settings(home=home))
     if naive:
         result.quality["der_pyannote_sample_naive"] = baselines.naive_der()
@@ -125,6 +128,17 @@ def run_benchmark(
         result.hard_pairs = hard_pairs(corpus)
     result.registry_match_ms = baselines.time_registry_matching()
     return result
+
+
+def held_out_lines(
+    clips: list[dict[str, Any]], truth: dict[str, list[evaluation.RefTurn]], target: float
+) -> list[str]:
+    """Whether each speaker calibration rule carries over to recordings it was not fitted
+    on: its held-out ECE leaving one recording out (:mod:`convoice.training.calibrate`)."""
+    from convoice.training import calibrate
+
+    figures = calibrate.held_out(calibrate.judged_from_truth(clips, truth), target)
+    return [line for name, h in figures for line in h.render(name)]
 
 
 def episodes_by_recording(store: Store, corpus: samples.Corpus) -> dict[str, samples.Episode]:

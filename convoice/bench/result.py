@@ -23,6 +23,7 @@ class BenchmarkResult:
     reliability: list[dict[str, float]] = field(default_factory=list)
     review: list[dict[str, Any]] = field(default_factory=list)  # evaluation.ReviewRow
     hard_pairs: list[tuple[str, str, float]] = field(default_factory=list)
+    held_out: list[str] = field(default_factory=list)  # speaker rules, one recording/voice out
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -97,6 +98,9 @@ class BenchmarkResult:
                 f"{b['mean_confidence']:.3f}  {b['accuracy']:.3f}"
                 for b in self.reliability
             ]
+        if self.held_out:
+            lines.append("speaker calibration rules refitted leaving one recording (or voice) out:")
+            lines += [f"  {line}" for line in self.held_out]
         lines += render_review(self.review)
         if self.hard_pairs:
             lines.append(

@@ -15,7 +15,11 @@ console = Console()
 
 def calibrate_command(
     dry_run: Annotated[
-        bool, typer.Option(help="Fit and judge, but do not save the refit in the store.")
+        bool,
+        typer.Option(
+            help="Fit and judge, but do not save the refit in the store (with --bench-home: "
+            "do not write the module)."
+        ),
     ] = False,
     bench_home: Annotated[
         Path | None,
@@ -31,14 +35,18 @@ def calibrate_command(
     home: HomeOption = None,
 ) -> None:
     """Refit the map from raw scores to probabilities on people's labels (held-out judged)."""
-    from convoice.models.calibration import CalibrationError, render_table
+    from convoice.config import load_settings
+    from convoice.models.calibration import CalibrationError
     from convoice.training import calibrate
 
     try:
         if bench_home is not None:
-            cal = calibrate.write_shipped(str(bench_home), "tune", write, version)
-            console.print(f"wrote {write}: {cal.version}, {cal.rule}", markup=False)
-            console.print("\n".join(render_table(cal.speaker_reliability)), markup=False)
+            target = load_settings(home=home).routing.target_precision
+            out = None if dry_run else write
+            cal, held = calibrate.write_shipped(str(bench_home), "tune", out, version, target)
+            did = "fitted (not written)" if dry_run else f"wrote {write}"
+            console.print(f"{did}: {cal.version}, {cal.rule}", markup=False)
+            console.print("\n".join(held), markup=False)
             return
         result = calibrate.refit_from_labels(home, save=not dry_run)
     except (CalibrationError, ValueError) as err:

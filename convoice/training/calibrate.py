@@ -4,7 +4,9 @@ Two sources of truth, never the clips a calibration is judged on:
 
 - the benchmark's **tuning half** (``convoice calibrate --bench-home DIR``: the
   store a ``convoice bench --split tune`` run labelled): its fit is the
-  calibration that ships in the package (:mod:`convoice.models.calibration_shipped`);
+  calibration that ships in the package (:mod:`convoice.models.calibration_shipped`),
+  printed with each speaker rule's held-out ECE, leaving one recording out
+  (:mod:`convoice.models.calibration_loro`): whether the curve will carry over;
 - **people's review labels** in a store (``convoice calibrate``, and the
   ``calibrate`` step of ``convoice loop``): a clip whose speaker a person
   gave is judged right when the machine had said the same speaker, a
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convoice.models import calibration as calib
+from convoice.models import calibration_loro as loro
 from convoice.models import calibration_refit as refit_rule
 from convoice.models import encoder_eval, evaluation
 from convoice.models.metrics import wer_count
@@ -42,7 +45,7 @@ def judged_from_truth(
     clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[evaluation.RefTurn]]
 ) -> list[calib.Judged]:
     """Every clip of ``truth``'s recordings with its raw scores and whether its labels are right."""
-    labelled, _, right = evaluation.judge(clips, truth)
+    labelled, reference, right = evaluation.judge(clips, truth)
     text_right = evaluation.transcript_right(labelled, truth)
     return [
         calib.Judged(
@@ -57,8 +60,11 @@ def judged_from_truth(
             transcript_right=text_right.get(c["clip_id"]),
             language=c.get("language") or "",
             clip_id=c["clip_id"],
+            group=f"{c['recording_id']}/{c.get('speaker_id')}",
+            duration=float(c.get("duration") or c["end"] - c["start"]),
+            voice=ref[0],
         )
-        for c, ok in zip(labelled, right, strict=True)
+        for c, ref, ok in zip(labelled, reference, right, strict=True)
     ]
 
 
@@ -92,6 +98,26 @@ def fit_shipped(judged: Sequence[calib.Judged], version: str) -> calib.Calibrati
         f"{evaluation.TRANSCRIPT_RIGHT_WER:.0%} on the reference turns its clip covers"
     )
     return calib.fit_calibration(judged, version, rule)
+
+
+SPEAKER_RULES: dict[str, loro.Fitter] = {
+    "isotonic (the shipped rule)": lambda scores, right, _: calib.fit_curve(scores, right),
+    "logistic (3 parameters, candidate)": calib.fit_logistic,
+}
+"""The speaker fitting rules whose carry-over :func:`held_out` measures."""
+
+
+def held_out(judged: Sequence[calib.Judged], target: float) -> list[tuple[str, loro.HeldOut]]:
+    """Each speaker rule's held-out figures, leaving one recording out, then (when every
+    clip's true speaker is known) one voice out; the shipped rule's first."""
+    units = [loro.LeaveOut.RECORDING]
+    if judged and all(j.voice for j in judged):
+        units.append(loro.LeaveOut.VOICE)
+    return [
+        (name, loro.leave_one_recording_out(judged, fitter, target, unit))
+        for name, fitter in SPEAKER_RULES.items()
+        for unit in units
+    ]
 
 
 def module_source(calibration: calib.Calibration) -> str:
@@ -302,10 +328,24 @@ def refit_from_labels(
     return RefitResult(n_fit, n_held, current, now, refit, True, uri, groups, line)
 
 
-def write_shipped(bench_home: str, split: str, out: Path, version: str) -> calib.Calibration:
-    """Fit on a tuning-half benchmark store and write the package's calibration module."""
+def write_shipped(
+    bench_home: str, split: str, out: Path | None, version: str, target: float
+) -> tuple[calib.Calibration, list[str]]:
+    """Fit on a tuning-half benchmark store and write the package's calibration module
+    (``out`` None: only fit). It carries the reliability table and ECE of its speaker
+    rule left one recording out; returned with every rule's lines (:func:`held_out`)."""
     if split != "tune":
         raise ValueError("the shipped calibration is fitted on the tuning half only (--split tune)")
-    cal = fit_shipped(bench_judged(bench_home, split), version)
-    out.write_text(module_source(cal))
-    return cal
+    judged = bench_judged(bench_home, split)
+    figures = held_out(judged, target)
+    mine = figures[0][1]
+    cal = replace(
+        fit_shipped(judged, version),
+        judged_on=f"the {mine.clips} tuning clips, each judged by the curve fitted without "
+        f"its recording (leave one recording out, {mine.units} recordings)",
+        speaker_reliability=mine.table,
+        speaker_ece=mine.ece,
+    )
+    if out is not None:
+        out.write_text(module_source(cal))
+    return cal, [line for name, h in figures for line in h.render(name)]
