@@ -30,6 +30,7 @@ from convoice.models.clip_embeddings import Embeddings
 from convoice.models.diarize import Segmentation
 from convoice.models.from_settings import own_speakers
 from convoice.models.labelling import RecordingSpeakers
+from convoice.orchestration.memory import release_freed_memory
 from convoice.orchestration.prefetch import take_prefetched
 from convoice.records import MediaItem, Transcript
 from convoice.storage import Store
@@ -114,6 +115,7 @@ def prepare_recording(
         duration, rate = audio.duration, audio.sample_rate
         clips_audio, clips_seg = clips_only(audio, seg)
         del audio  # transcription needs the clips only (a decoded non-WAV is let go here)
+        release_freed_memory()  # what segment and embed freed, before Whisper's peak
         with logs.stage(rid, "transcribe", seconds):
             words, taught = channel_words(item, settings)
             transcripts = stages.transcribe.fn(

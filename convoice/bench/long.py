@@ -110,8 +110,10 @@ def render(runs: list[LongRun]) -> str:
             f"{r.hours:5g}  {r.speech_minutes:10.1f}  {r.exit_code:4d}  {r.peak_rss_gib:8.2f}  "
             f"{gb:7.2f}  {ratio:7.2f}  {r.wall_s:6.0f}  {r.summary}"
         )
-    if len(runs) > 1:
-        base, last = runs[0], runs[-1]
+    last = runs[-1]
+    for base in dict.fromkeys([runs[0], runs[-2] if len(runs) > 1 else runs[0]]):
+        if base is last:
+            continue
         rss, wall = last.peak_rss_gib / base.peak_rss_gib, last.wall_s / base.wall_s
         longer = last.hours / base.hours
         lines.append(
