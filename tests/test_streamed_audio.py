@@ -131,3 +131,22 @@ def test_no_stage_reads_more_than_a_block_and_the_store_gets_every_sample(  # ty
     expected = whole[int(first.start * SAMPLE_RATE) : int(first.end * SAMPLE_RATE)]
     assert np.array_equal(clip_samples.samples[: len(expected)], expected)
     assert clip_uris
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        line = next(x for x in status if x.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_freed_heap_goes_back_to_the_system_before_transcription() -> None:
+    from convoice.orchestration.memory import release_freed_memory
+
+    blocks = [bytearray(2000) for _ in range(100_000)]  # 200 MB on the heap, not mmap'ed
+    pin = bytearray(2000)  # above them: free() alone cannot shrink the heap
+    del blocks
+    before = _rss_mib()
+    assert release_freed_memory()
+    assert before - _rss_mib() > 100, (before, _rss_mib())
+    del pin
