@@ -16,7 +16,7 @@ import numpy as np
 from convoice.models import embed, labelling
 from convoice.models.diarize import ClipRegion, Segmentation
 from convoice.models.voices import least_part_similarity, pause_cuts
-from convoice.records import FloatArray, Region
+from convoice.records import FloatArray, Region, Samples
 
 PAUSE_S = 0.12  # a pause a voice may change in (as [clips] min_pause_s: where clips are cut)
 PART_S = 1.0  # each part of a clip compared across a pause is at least this long
@@ -54,7 +54,7 @@ def _split(vectors: FloatArray, num_clips: int, num_nodes: int, missing: list[in
 
 
 def embed_recording(
-    samples: FloatArray, seg: Segmentation, encoder: Any, identity: str, campplus: Any = None
+    samples: Samples, seg: Segmentation, encoder: Any, identity: str, campplus: Any = None
 ) -> Embeddings:
     """One embedding per clip, plus one per local speaker without clips.
 

@@ -30,7 +30,7 @@ from convoice.models.segmentation import (
     plan_chunks,
     rms_envelope,
 )
-from convoice.records import SAMPLE_RATE, FloatArray, Region
+from convoice.records import SAMPLE_RATE, Region, Samples
 
 if TYPE_CHECKING:
     from pyannote.audio import Model
@@ -63,7 +63,7 @@ class Segmentation:
 
 
 def detect_speech(
-    samples: FloatArray,
+    samples: Samples,
     min_silence_ms: int = 150,
     block_s: float = VAD_BLOCK_S,
     threshold: float = 0.5,
@@ -98,7 +98,7 @@ def detect_speech(
 
 
 def segment_chunks(
-    model: Model, samples: FloatArray, chunks: list[Chunk], batch_size: int
+    model: Model, samples: Samples, chunks: list[Chunk], batch_size: int
 ) -> list[ChunkSegmentation]:
     """Run the segmentation model once per chunk (zero-padded to 10 s), batched."""
     import torch
@@ -139,11 +139,16 @@ def segment_chunks(
 
 def segment_recording(
     model: Model,
-    samples: FloatArray,
+    samples: Samples,
     diarization: DiarizationSettings,
     clip_settings: ClipSettings,
 ) -> Segmentation:
-    """Speech, chunks, local turns, overlaps and clip regions of one recording."""
+    """Speech, chunks, local turns, overlaps and clip regions of one recording.
+
+    ``samples`` are read a block or a chunk at a time (a whole recording's array,
+    or :class:`~convoice.media.audio.WavSamples` reading its WAV): nothing here
+    holds all of them at once.
+    """
     duration = len(samples) / SAMPLE_RATE
     speech = detect_speech(samples, threshold=diarization.vad_threshold)
     chunks = plan_chunks(speech, duration, rms_envelope(samples, SAMPLE_RATE), max_s=CHUNK_S)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from convoice.records import CAMPPLUS_DIM, EMBEDDING_DIM, SAMPLE_RATE, FloatArray, Region
+from convoice.records import CAMPPLUS_DIM, EMBEDDING_DIM, SAMPLE_RATE, FloatArray, Region, Samples
 
 if TYPE_CHECKING:
     from resemblyzer import VoiceEncoder
@@ -57,7 +57,7 @@ def mel_spectrogram(wav: FloatArray) -> FloatArray:
 
 
 def embed_regions(
-    encoder: VoiceEncoder, samples: FloatArray, regions: Sequence[Region | list[Region]]
+    encoder: VoiceEncoder, samples: Samples, regions: Sequence[Region | list[Region]]
 ) -> FloatArray:
     """One unit-norm embedding per region (or per list of regions, concatenated).
 
@@ -92,7 +92,7 @@ def embed_regions(
     return np.where(norms > 0, out / np.maximum(norms, 1e-8), 0.0).astype(np.float32)
 
 
-def _region_wave(samples: FloatArray, region: Region | list[Region]) -> FloatArray:
+def _region_wave(samples: Samples, region: Region | list[Region]) -> FloatArray:
     parts: list[Region] = region if isinstance(region, list) else [region]
     return np.concatenate(
         [samples[int(r.start * SAMPLE_RATE) : int(r.end * SAMPLE_RATE)] for r in parts]
@@ -139,7 +139,7 @@ class WindowedEmbeddings:
 
 def embed_regions_campplus(
     model: CAMPPlus,
-    samples: FloatArray,
+    samples: Samples,
     regions: Sequence[Region | list[Region]],
     window: int = CAMPPLUS_WINDOW,
 ) -> WindowedEmbeddings:

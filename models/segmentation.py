@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from convoice.records import FloatArray, Region
+from convoice.records import FloatArray, Region, Samples
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -78,14 +78,23 @@ class ChunkSegmentation:
         return np.asarray(self.chunk.start + self.frame_start + offsets, dtype=np.float64)
 
 
-def rms_envelope(samples: FloatArray, sample_rate: int) -> FloatArray:
-    """RMS energy per 10 ms frame, smoothed over 50 ms."""
+def rms_envelope(samples: Samples, sample_rate: int, block_s: float = 600.0) -> FloatArray:
+    """RMS energy per 10 ms frame, smoothed over 50 ms.
+
+    The samples are read ``block_s`` seconds at a time (whole frames): the same
+    figures as all at once, in memory that does not grow with the recording.
+    """
     hop = int(sample_rate * ENVELOPE_HOP_S)
     n = len(samples) // hop
     if n == 0:
         return np.zeros(0, dtype=np.float32)
-    frames = np.asarray(samples[: n * hop], dtype=np.float32).reshape(n, hop)  # a view
-    rms = np.sqrt(np.einsum("ij,ij->i", frames, frames) / hop)  # no squared copy of the file
+    step = max(1, int(block_s * sample_rate) // hop) * hop
+    parts: list[FloatArray] = []
+    for offset in range(0, n * hop, step):
+        block = np.asarray(samples[offset : min(offset + step, n * hop)], dtype=np.float32)
+        frames = block.reshape(-1, hop)  # a view
+        parts.append(np.sqrt(np.einsum("ij,ij->i", frames, frames) / hop))  # no squared copy
+    rms = np.concatenate(parts)
     kernel = np.ones(5, dtype=np.float32) / 5
     return np.convolve(rms, kernel, mode="same").astype(np.float32)
 

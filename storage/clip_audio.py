@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from convoice.media.audio import Audio
+from convoice.media.audio import AnyAudio
 from convoice.models import labelling
 from convoice.models.clip_embeddings import Embeddings
 from convoice.models.diarize import Segmentation
@@ -11,10 +11,14 @@ from convoice.storage import Store
 
 
 def write_audio(
-    store: Store, recording_id: str, audio: Audio, seg: Segmentation, speakers: RecordingSpeakers,
-    vectors: Embeddings,
+    store: Store, recording_id: str, audio: AnyAudio, seg: Segmentation,
+    speakers: RecordingSpeakers, vectors: Embeddings,
 ) -> tuple[str, dict[str, str]]:  # fmt: skip
-    """Write the recording's FLAC and one FLAC per clip that will be kept."""
+    """Write the recording's FLAC and one FLAC per clip that will be kept.
+
+    A long recording is encoded a block at a time (:meth:`Store.write_flac`), so a
+    :class:`~convoice.media.audio.StreamedAudio` is never read whole.
+    """
     rate = audio.sample_rate
     clip_audio: dict[str, str] = {}
     for region, emb, vec, label in zip(

@@ -28,6 +28,7 @@ from convoice.records import (
     FloatArray,
     Provenance,
     Recording,
+    Samples,
     SkippedItem,
     Speaker,
     StoredLabel,
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
 
 AUDIO = "audio"
 _FLAC_IN_MEMORY_S = 600  # longer audio is encoded through a temporary file, not a buffer
+_FLAC_BLOCK_S = 600  # ... read and encoded this many seconds at a time
 
 
 def latest_skips(skipped: pa.Table) -> pa.Table:
@@ -137,31 +139,51 @@ class Store:
         self.location.write_bytes(key, data)
         return key
 
-    def write_flac(self, key: str, samples: FloatArray, sample_rate: int) -> str:
-        """Encode float samples (mono ``(n,)`` or ``(n, channels)``) as 16-bit FLAC at ``key``."""
+    def write_flac(self, key: str, samples: Samples, sample_rate: int) -> str:
+        """Encode float samples (mono ``(n,)`` or ``(n, channels)``) as 16-bit FLAC at ``key``.
+
+        ``samples``: an array, or samples read range by range
+        (:class:`~convoice.media.audio.WavSamples`). Over ten minutes of them are
+        encoded through a temporary file a block at a time, never held whole.
+        """
         import soundfile
 
-        array = np.asarray(samples, dtype=np.float32)
-        if array.ndim not in (1, 2) or array.shape[0] == 0:
+        if (isinstance(samples, np.ndarray) and samples.ndim not in (1, 2)) or len(samples) == 0:
             raise ValueError(
-                f"samples must be a non-empty (n,) or (n, channels) array: {array.shape}"
+                "samples must be a non-empty (n,) or (n, channels) array, "
+                f"got shape {getattr(samples, 'shape', (0,))}"
             )
         if sample_rate <= 0:
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
-        if array.shape[0] > _FLAC_IN_MEMORY_S * sample_rate:  # a whole recording: via a file
-            import tempfile
-
-            key = clean_key(key)
-            if not key.startswith(f"{AUDIO}/"):
-                raise ValueError(f"audio keys live under '{AUDIO}/', got {key!r}")
-            with tempfile.TemporaryDirectory(prefix="convoice-flac-") as tmp:
-                path = Path(tmp) / "audio.flac"
-                soundfile.write(path, array, sample_rate, format="FLAC", subtype="PCM_16")
-                self.location.put_file(path, key)
-            return key
+        if len(samples) > _FLAC_IN_MEMORY_S * sample_rate:  # a whole recording: via a file
+            return self._write_flac_file(key, samples, sample_rate, samples[0:1].shape[1:])
+        array = np.asarray(samples[0 : len(samples)], dtype=np.float32)
         buffer = io.BytesIO()
         soundfile.write(buffer, array, sample_rate, format="FLAC", subtype="PCM_16")
         return self.write_audio(key, buffer.getvalue())
+
+    def _write_flac_file(
+        self, key: str, samples: Samples, sample_rate: int, channels: tuple[int, ...]
+    ) -> str:
+        """:meth:`write_flac` through a temporary file, ``_FLAC_BLOCK_S`` at a time."""
+        import tempfile
+
+        import soundfile
+
+        key = clean_key(key)
+        if not key.startswith(f"{AUDIO}/"):
+            raise ValueError(f"audio keys live under '{AUDIO}/', got {key!r}")
+        block = int(_FLAC_BLOCK_S * sample_rate)
+        with tempfile.TemporaryDirectory(prefix="convoice-flac-") as tmp:
+            path = Path(tmp) / "audio.flac"
+            width = channels[0] if channels else 1
+            with soundfile.SoundFile(
+                path, "w", sample_rate, width, format="FLAC", subtype="PCM_16"
+            ) as out:
+                for start in range(0, len(samples), block):
+                    out.write(np.asarray(samples[start : start + block], dtype=np.float32))
+            self.location.put_file(path, key)
+        return key
 
     def audio_path(self, uri: str) -> Path | str:
         """Where to read the audio ``uri``: a local Path, or a full URI for a remote store."""

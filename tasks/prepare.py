@@ -2,11 +2,12 @@
 
 Download, decode, segment, embed, cluster the recording's own speakers,
 write its audio (the recording and its clips) into the store, then
-transcribe the clips from their own samples (the whole recording is let go
-first: a long one is not held twice). What it hands back is small (no
-samples), so a Dask worker sends little to the flow, which then matches
-speakers against the registry and commits the rows one recording at a time,
-in order.
+transcribe the clips from their own samples. The downloaded WAV is read a
+block or a clip at a time (:class:`~convoice.media.audio.StreamedAudio`): no
+stage holds the whole recording, so memory does not grow with its length.
+What it hands back is small (no samples), so a Dask worker sends little to
+the flow, which then matches speakers against the registry and commits the
+rows one recording at a time, in order.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from prefect.cache_policies import NO_CACHE
 from convoice import logs
 from convoice.config import Settings
 from convoice.media import download
-from convoice.media.audio import Audio
+from convoice.media.audio import AnyAudio
 from convoice.media.clips import clips_only
 from convoice.models.clip_embeddings import Embeddings
 from convoice.models.diarize import Segmentation
 from convoice.models.from_settings import own_speakers
 from convoice.models.labelling import RecordingSpeakers
+from convoice.orchestration.memory import release_freed_memory
 from convoice.orchestration.prefetch import take_prefetched
 from convoice.records import MediaItem, Transcript
 from convoice.storage import Store
@@ -76,7 +78,7 @@ def _with_worker_threads(settings: Settings) -> Settings:
     return dataclasses.replace(settings, asr=dataclasses.replace(settings.asr, cpu_threads=threads))
 
 
-def _embed(audio: Audio, seg: Segmentation, settings: Settings) -> Embeddings:
+def _embed(audio: AnyAudio, seg: Segmentation, settings: Settings) -> Embeddings:
     """The clips' embeddings, with the store's encoders (fine-tuned ones when promoted)."""
     store = Store.open(settings)
     weights = encoder.encoder_weights(settings, store)
@@ -112,7 +114,8 @@ def prepare_recording(
             uri, clip_audio = write_audio(Store.open(settings), rid, audio, seg, speakers, vectors)
         duration, rate = audio.duration, audio.sample_rate
         clips_audio, clips_seg = clips_only(audio, seg)
-        del audio  # the whole recording is in the store now: transcription needs its clips only
+        del audio  # transcription needs the clips only (a decoded non-WAV is let go here)
+        release_freed_memory()  # what segment and embed freed, before Whisper's peak
         with logs.stage(rid, "transcribe", seconds):
             words, taught = channel_words(item, settings)
             transcripts = stages.transcribe.fn(

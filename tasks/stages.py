@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from convoice.config import ConfigError, Settings
 from convoice.engines import loaders
 from convoice.media import download, listing
-from convoice.media.audio import Audio, decode
+from convoice.media.audio import AnyAudio, Audio, open_audio
 from convoice.media.errors import IngestError
 from convoice.models import asr, diarize, labelling, language
 from convoice.models.clip_embeddings import Embeddings, embed_recording
@@ -60,8 +60,9 @@ def _exception(state: object) -> BaseException:
 
 
 @task(name="decode", cache_policy=NO_CACHE)
-def load_audio(path: Path) -> Audio:
-    return decode(path)
+def load_audio(path: Path) -> AnyAudio:
+    """``path``'s audio; a 16 kHz mono WAV (a download) is read range by range, not held whole."""
+    return open_audio(path)
 
 
 @functools.cache
@@ -72,12 +73,13 @@ def _pipeline(name_or_dir: str) -> Any:
 
 
 @task(name="segment", cache_policy=NO_CACHE)
-def segment(audio: Audio, settings: Settings) -> Segmentation:
+def segment(audio: AnyAudio, settings: Settings) -> Segmentation:
     """Speaker segmentation: local turns, overlaps and clip regions.
 
     ``segmentation`` backend: VAD, pause-aligned chunks, pyannote segmentation
-    once per chunk. ``pipeline`` backend: a full pyannote pipeline (a hub name
-    such as community-1, or a local directory) on the whole file.
+    once per chunk, reading the samples a block at a time. ``pipeline`` backend:
+    a full pyannote pipeline (a hub name such as community-1, or a local
+    directory) on the whole file, held whole.
     """
     cfg = settings.diarization
     if cfg.backend == "segmentation":
@@ -86,7 +88,8 @@ def segment(audio: Audio, settings: Settings) -> Segmentation:
     elif cfg.backend == "pipeline":
         from convoice.bench.naive import diarize_whole
 
-        turns = diarize_whole(_pipeline(cfg.pipeline), audio.samples)
+        whole = audio.samples[0 : len(audio.samples)]
+        turns = diarize_whole(_pipeline(cfg.pipeline), whole)
         seg = diarize.segmentation_from_turns(turns, audio.duration, cfg, settings.clips)
     else:
         raise ConfigError(
@@ -99,7 +102,7 @@ def segment(audio: Audio, settings: Settings) -> Segmentation:
 
 @task(name="embed", cache_policy=NO_CACHE)
 def embed_speakers(
-    audio: Audio,
+    audio: AnyAudio,
     seg: Segmentation,
     weights: str = "",
     identity: str = "campplus",

@@ -34,6 +34,7 @@ from convoice.synth.serve import serve_directory
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
 SPEECH_S = 7.0
+LICENCE_URL = "https://creativecommons.org/licenses/by/4.0/"
 VIDEO = ["-f", "lavfi", "-i", "color=c=black:s=160x120:r=10"]
 X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
 
@@ -210,6 +211,7 @@ def test_a_real_crash_keeps_its_traceback_and_exits_1(served, tmp_path: Path) ->
 def _hundred_rows(base: str, fresh: str) -> tuple[str, dict[int, str]]:
     """A sources file as operators write them: 80 good rows and 20 bad ones."""
     files = ["audio.flac", "audio.mp3", "audio.m4a", fresh]
+    licences = [LICENCE_URL, "CC BY 4.0", "CC-BY-4.0"]  # a URL, as written, an SPDX id
     rows = ["\ufeffnote;licence;url", ""]  # BOM, semicolons, columns in another order, blank
     bad: dict[int, str] = {}
     spoilers = [
@@ -230,9 +232,7 @@ def _hundred_rows(base: str, fresh: str) -> tuple[str, dict[int, str]]:
             bad[line] = code
         else:
             note = f"take {good}" if good >= 4 else "first"
-            rows.append(
-                f"{note};https://creativecommons.org/licenses/by/4.0/;{base}{files[good % 4]}"
-            )
+            rows.append(f"{note};{licences[good % 3]};{base}{files[good % 4]}")
             good += 1
     return "\n".join(rows) + "\n", bad
 
@@ -251,6 +251,8 @@ def test_a_sources_file_of_100_rows_with_20_bad_ones(  # type: ignore[no-untyped
     assert run.code == 0, run.stderr[-3000:]
     assert "Traceback" not in run.stderr
     assert "1 recordings labelled" in run.stdout and "79 already done" in run.stdout
+    [fresh] = [r for r in Store(str(home)).recordings().to_pylist() if "/fresh." in r["url"]]
+    assert (fresh["license"], fresh["license_raw"]) == ("CC-BY-4.0", LICENCE_URL)  # both kept
     run_rows = [
         r for r in Store(str(home)).tables.read("skipped", SKIPPED_SCHEMA).to_pylist()
         if r["source_url"] == str(sources)

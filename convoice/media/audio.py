@@ -1,4 +1,5 @@
-"""Audio in memory: a recording decoded to 16 kHz mono float32, encoded clip bytes, WAV bytes."""
+"""Audio: a recording decoded to 16 kHz mono float32 (whole, or read from its WAV range by
+range), encoded clip bytes, WAV bytes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy.typing as npt
 
 from convoice.media import ffmpeg
 from convoice.media.errors import IngestError
-from convoice.records import SAMPLE_RATE, SkipReason
+from convoice.records import SAMPLE_RATE, FloatArray, SkipReason
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,66 @@ class Audio:
     @property
     def duration(self) -> float:
         return len(self.samples) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class WavSamples:
+    """The samples of a 16 kHz mono WAV on disk, read one range at a time.
+
+    ``samples[a:b]`` reads those samples only, as float32 (the values
+    :func:`decode` gives): what holds a recording's samples for the stages that
+    go over all of it, so that memory does not grow with its length.
+    """
+
+    path: Path
+    frames: int
+
+    def __len__(self) -> int:
+        return self.frames
+
+    def __getitem__(self, index: slice, /) -> FloatArray:
+        import soundfile
+
+        if not isinstance(index, slice):
+            raise TypeError(f"WavSamples reads ranges (a slice), not {type(index).__name__}")
+        start, stop, step = index.indices(self.frames)
+        if step != 1:
+            raise ValueError("WavSamples reads ranges with a step of 1 only")
+        with soundfile.SoundFile(str(self.path)) as wav:
+            wav.seek(start)
+            data = wav.read(max(0, stop - start), dtype="float32", always_2d=False)
+        return np.ascontiguousarray(data, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class StreamedAudio:
+    """A recording like :class:`Audio` whose samples stay in its WAV until a range is read."""
+
+    samples: WavSamples
+    sample_rate: int
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+AnyAudio = Audio | StreamedAudio
+"""A recording's audio as the stages take it: held whole, or read range by range."""
+
+
+def open_audio(path: Path) -> AnyAudio:
+    """``path``'s audio: a 16 kHz mono WAV (what the download makes) is read range by range
+    (:class:`StreamedAudio`); any other file is decoded whole (:func:`decode`).
+
+    Raises:
+        IngestError: as :func:`decode`.
+    """
+    frames = _wav_frames(path)
+    if frames is None:
+        return decode(path)
+    if frames == 0:
+        raise IngestError(SkipReason.NO_AUDIO, f"{path.name} decodes to no audio")
+    return StreamedAudio(WavSamples(path, frames), SAMPLE_RATE)
 
 
 def decode(path: Path) -> Audio:
@@ -73,8 +134,8 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     return samples.mean(axis=1) if samples.ndim == 2 else samples
 
 
-def _read_wav(path: Path) -> npt.NDArray[np.float32] | None:
-    """The samples of a readable 16 kHz mono WAV, or None for any other file."""
+def _wav_frames(path: Path) -> int | None:
+    """How many samples a readable 16 kHz mono WAV holds, or None for any other file."""
     import soundfile
 
     try:
@@ -82,6 +143,15 @@ def _read_wav(path: Path) -> npt.NDArray[np.float32] | None:
     except (RuntimeError, soundfile.LibsndfileError):
         return None
     if info.format != "WAV" or (info.samplerate, info.channels) != (SAMPLE_RATE, 1):
+        return None
+    return int(info.frames)
+
+
+def _read_wav(path: Path) -> npt.NDArray[np.float32] | None:
+    """The samples of a readable 16 kHz mono WAV, or None for any other file."""
+    import soundfile
+
+    if _wav_frames(path) is None:
         return None
     data, _ = soundfile.read(str(path), dtype="float32", always_2d=False)
     return np.ascontiguousarray(data, dtype=np.float32)

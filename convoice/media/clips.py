@@ -6,17 +6,18 @@ import dataclasses
 
 import numpy as np
 
-from convoice.media.audio import Audio
+from convoice.media.audio import AnyAudio, Audio
 from convoice.models.diarize import ClipRegion, Segmentation
 from convoice.records import FloatArray, Region
 
 
-def clips_only(audio: Audio, seg: Segmentation) -> tuple[Audio, Segmentation]:
+def clips_only(audio: AnyAudio, seg: Segmentation) -> tuple[Audio, Segmentation]:
     """The clips' samples end to end, and ``seg`` with its clip regions moved onto them.
 
     What transcription needs of a recording: for three hours of audio with ten
     minutes of clips, 40 MB instead of 690 MB, so the whole recording need not be
-    held while Whisper runs. The clips' own lengths and order are kept.
+    held while Whisper runs (a :class:`StreamedAudio` reads each clip from its
+    WAV). The clips' own lengths and order are kept.
     """
     rate = audio.sample_rate
     guard = np.zeros(rate // 100, dtype=np.float32)  # 10 ms apart: no sample bleeds over

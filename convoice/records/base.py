@@ -5,12 +5,27 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float32]
 """Audio samples and embeddings: float32 everywhere."""
+
+
+class Samples(Protocol):
+    """A recording's mono float32 samples, read one range at a time.
+
+    An array is one; so is :class:`convoice.media.audio.WavSamples`, which reads
+    each range from the decoded WAV on demand, so that a recording of any length
+    is never held whole (``samples[a:b]`` with a step of 1 only).
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: slice, /) -> FloatArray: ...
+
 
 SAMPLE_RATE = 16_000
 """Every waveform inside the engine: 16 kHz mono."""
