@@ -11,7 +11,7 @@ and a region's embedding is the normalised sum of its windows' embeddings.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,6 +34,9 @@ BATCH = 64
 CAMPPLUS_WINDOW = 100  # frames (1 s) per CAM++ window: a clip's parts are compared
 CAMPPLUS_QUANTUM = 20  # shorter regions are cut to a multiple of this (equal lengths batch)
 MIN_SAMPLES = SAMPLE_RATE // 4  # shorter regions get no embedding (a zero vector)
+
+BatchNet = Callable[[FloatArray], FloatArray]
+"""A network on numpy batches: (batch, frames, 80) fbank features -> (batch, 192)."""
 
 
 def _partials(mel: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
@@ -137,20 +140,36 @@ class WindowedEmbeddings:
     windows: list[FloatArray]  # per region, shape (num_windows, 192); (0, 192) when too short
 
 
+def _batch_net(model: CAMPPlus | BatchNet) -> BatchNet:
+    """``model`` as a function of numpy batches (a torch module runs in inference mode)."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        return model
+    module = model
+
+    def run(batch: FloatArray) -> FloatArray:
+        with torch.inference_mode():
+            return np.asarray(module(torch.from_numpy(batch)).numpy(), dtype=np.float32)
+
+    return run
+
+
 def embed_regions_campplus(
-    model: CAMPPlus,
+    model: CAMPPlus | BatchNet,
     samples: FloatArray,
     regions: Sequence[Region | list[Region]],
     window: int = CAMPPLUS_WINDOW,
 ) -> WindowedEmbeddings:
     """CAM++ embeddings of regions, every window of a recording batched by length.
 
+    ``model``: the torch network, or the same network as a function of numpy
+    batches (ONNX Runtime, :func:`convoice.engines.loaders.campplus_encoder`).
     A region's embedding is the normalised sum of its windows' (``window``
     frames each); regions shorter than 0.25 s get a zero vector, as in
     :func:`embed_regions`.
     """
-    import torch
-
+    run = _batch_net(model)
     by_length: dict[int, list[tuple[int, int, FloatArray]]] = {}
     counts = [0] * len(regions)
     for i, region in enumerate(regions):
@@ -161,15 +180,13 @@ def embed_regions_campplus(
             by_length.setdefault(w.shape[0], []).append((i, counts[i], w))
             counts[i] += 1
     windows: list[FloatArray] = [np.zeros((n, CAMPPLUS_DIM), np.float32) for n in counts]
-    with torch.inference_mode():
-        for group in by_length.values():
-            for s in range(0, len(group), BATCH):
-                part = group[s : s + BATCH]
-                batch = torch.from_numpy(np.stack([w for _, _, w in part]))  # (b, frames, 80)
-                emb = model(batch).numpy()  # shape: (b, 192)
-                emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-8)
-                for (i, j, _), e in zip(part, emb, strict=True):
-                    windows[i][j] = e
+    for group in by_length.values():
+        for s in range(0, len(group), BATCH):
+            part = group[s : s + BATCH]
+            emb = run(np.stack([w for _, _, w in part]))  # shape: (b, 192)
+            emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-8)
+            for (i, j, _), e in zip(part, emb, strict=True):
+                windows[i][j] = e
     sums = np.stack([w.sum(axis=0) for w in windows]) if windows else np.zeros((0, CAMPPLUS_DIM))
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     vectors = np.where(norms > 0, sums / np.maximum(norms, 1e-8), 0.0).astype(np.float32)

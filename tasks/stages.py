@@ -113,7 +113,7 @@ def embed_speakers(
     alone cluster the local speakers (resemblyzer embeds only the clips).
     """
     encoder = loaders.voice_encoder(weights)
-    campplus = None if identity == "resemblyzer" else loaders.campplus_model(identity_weights)
+    campplus = None if identity == "resemblyzer" else loaders.campplus_encoder(identity_weights)
     return embed_recording(audio.samples, seg, encoder, identity, campplus)
 
 

