@@ -184,20 +184,34 @@ def _whisper_model(source: str, compute_type: str, threads: int) -> WhisperModel
 def preload(settings: Settings) -> None:
     """Load the models a recording of ``settings`` needs into this process's caches.
 
-    Meant for a thread started while the sources are expanded, so that loading
-    overlaps that network work; the caller joins it before any model is used
-    (two threads loading one model would load it twice). Errors are left to the
-    stage that needs the model, which reports them with its recording.
+    Meant for a thread started while Prefect's server starts and the sources
+    expand (:mod:`convoice.orchestration.preload`), so that loading overlaps that
+    work; the caller joins it before any model is used (two threads loading one
+    model would load it twice). Also pays the first calls' set-up (resemblyzer's
+    mel filters, Silero VAD's session). Errors are left to the stage that needs
+    the model, which reports them with its recording.
     """
     try:
         if settings.diarization.backend == "segmentation":
             segmentation_model(settings.diarization.segmentation_model)
+        voice_encoder()
         if settings.identity.encoder == "campplus":
             campplus_encoder()
         asr = settings.asr
         whisper_model(asr.model, asr.compute_type, asr.cpu_threads)
+        _first_calls()
     except Exception as err:  # the stage raises it again, with its recording
         log.debug("preloading models failed: %s", err)
+
+
+def _first_calls() -> None:
+    """The feature pipelines' one-off set-up (librosa's mel filters, about 4 s; the VAD's)."""
+    from convoice.models import diarize, embed
+
+    noise = np.random.default_rng(0).normal(0.0, 0.01, 16000).astype(np.float32)
+    embed.mel_spectrogram(noise)
+    embed.fbank(noise)
+    diarize.detect_speech(noise)
 
 
 def new_voice_encoder(weights: str = "") -> VoiceEncoder:
