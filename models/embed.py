@@ -36,7 +36,8 @@ CAMPPLUS_QUANTUM = 20  # shorter regions are cut to a multiple of this (equal le
 MIN_SAMPLES = SAMPLE_RATE // 4  # shorter regions get no embedding (a zero vector)
 
 BatchNet = Callable[[FloatArray], FloatArray]
-"""A network on numpy batches: (batch, frames, 80) fbank features -> (batch, 192)."""
+"""A network on numpy batches (CAM++: (batch, frames, 80) fbank features -> (batch, 192);
+resemblyzer: (batch, 160, 40) mel windows -> (batch, 256))."""
 
 
 def _partials(mel: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
@@ -60,15 +61,18 @@ def mel_spectrogram(wav: FloatArray) -> FloatArray:
 
 
 def embed_regions(
-    encoder: VoiceEncoder, samples: FloatArray, regions: Sequence[Region | list[Region]]
+    encoder: VoiceEncoder | BatchNet,
+    samples: FloatArray,
+    regions: Sequence[Region | list[Region]],
 ) -> FloatArray:
     """One unit-norm embedding per region (or per list of regions, concatenated).
 
-    Returns shape (len(regions), 256). A region too short to hold any speech
-    gets a zero vector, which callers treat as "no embedding".
+    ``encoder``: resemblyzer's, or the same network as a function of numpy
+    batches (:func:`convoice.engines.loaders.voice_encoder_net`). Returns shape
+    (len(regions), 256). A region too short to hold any speech gets a zero
+    vector, which callers treat as "no embedding".
     """
-    import torch
-
+    run = _batch_net(encoder)
     windows: list[npt.NDArray[np.float32]] = []
     owner: list[int] = []
     for i, region in enumerate(regions):
@@ -85,10 +89,7 @@ def embed_regions(
     if not windows:
         return out
     batch = np.stack(windows)  # shape: (num_partials, 160, 40)
-    parts_out = []
-    with torch.inference_mode():
-        for s in range(0, len(batch), BATCH):
-            parts_out.append(encoder(torch.from_numpy(batch[s : s + BATCH])).numpy())
+    parts_out = [run(batch[s : s + BATCH]) for s in range(0, len(batch), BATCH)]
     partial_embeds = np.concatenate(parts_out)  # shape: (num_partials, 256), unit norm
     np.add.at(out, np.array(owner), partial_embeds)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
@@ -140,7 +141,7 @@ class WindowedEmbeddings:
     windows: list[FloatArray]  # per region, shape (num_windows, 192); (0, 192) when too short
 
 
-def _batch_net(model: CAMPPlus | BatchNet) -> BatchNet:
+def _batch_net(model: CAMPPlus | VoiceEncoder | BatchNet) -> BatchNet:
     """``model`` as a function of numpy batches (a torch module runs in inference mode)."""
     import torch
 

