@@ -38,3 +38,13 @@ def test_preload_loads_what_the_stages_use() -> None:
     assert loaders.segmentation_model.cache_info().currsize >= 1
     assert isinstance(loaders.campplus_encoder(), onnx_runtime.OnnxRunner)
     assert loaders.campplus_encoder.cache_info().hits >= 1  # loaded by preload, reused here
+
+
+def test_the_command_line_imports_no_prefect_until_a_flow_runs() -> None:
+    """`convoice --help` answers without importing Prefect (about 2 s of a 2-core machine)."""
+    import subprocess
+    import sys
+
+    code = "import sys, convoice.cli.root; print(sorted(m for m in sys.modules if 'prefect' in m))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout[:500]
