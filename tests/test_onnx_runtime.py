@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -126,3 +127,22 @@ def test_an_export_failure_falls_back_to_torch(
     finally:
         loaders.campplus_encoder.cache_clear()
     assert "campplus runs in torch" in caplog.text and "exporter changed" in caplog.text
+
+
+def test_only_the_last_used_graphs_stay_cached(tmp_path: Path) -> None:
+    """Every fine-tuned encoder exports a graph of its own: old ones are pruned."""
+    shipped = loaders.campplus_encoder()
+    assert isinstance(shipped, onnx_runtime.OnnxRunner)
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    for i in range(onnx_runtime.KEEP_GRAPHS + 2):
+        old = folder / f"campplus-old{i}.onnx"
+        old.write_bytes(b"x")
+        os.utime(old, (1000.0 + i, 1000.0 + i))
+    (folder / "resemblyzer-other.onnx").write_bytes(b"x")  # another network's: kept
+    runner = onnx_runtime.onnx_runner(
+        loaders.campplus_model(), _graph(), loaders.campplus_weights(), tmp_path, 1
+    )
+    left = sorted(p.name for p in folder.glob("*.onnx"))
+    newest = [f"campplus-old{i}.onnx" for i in range(3, onnx_runtime.KEEP_GRAPHS + 2)]
+    assert left == sorted([runner.path.name, *newest, "resemblyzer-other.onnx"])

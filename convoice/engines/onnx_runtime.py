@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROBE_COSINE = 0.9999  # an exported graph must agree with torch this closely on a probe batch
+KEEP_GRAPHS = 4  # per network, the graphs of this many weights files stay cached (last used)
 
 
 class OnnxUnavailable(RuntimeError):
@@ -158,6 +159,8 @@ def onnx_runner(
         if not target.is_file():
             log.info("exporting %s to ONNX (once per weights file): %s", graph.name, target)
             export(module, graph, target)
+            _prune(target)
+        os.utime(target)  # last used: what pruning keeps
         runner = OnnxRunner(target, threads)
     except Exception as err:  # no onnxruntime, an exporter change, a broken file
         target.unlink(missing_ok=True)
@@ -168,3 +171,13 @@ def onnx_runner(
         target.unlink(missing_ok=True)  # exported by another version: export again next time
         raise
     return runner
+
+
+def _prune(keep: Path) -> None:
+    """Remove all but the last used ``KEEP_GRAPHS`` graphs of ``keep``'s network (each
+    fine-tuned encoder's weights file gets a graph of its own, about 30 MB)."""
+    stem = keep.name.rsplit("-", 1)[0]
+    graphs = sorted(keep.parent.glob(f"{stem}-*.onnx"), key=lambda p: p.stat().st_mtime)
+    for old in graphs[:-KEEP_GRAPHS]:
+        if old != keep:
+            old.unlink(missing_ok=True)
