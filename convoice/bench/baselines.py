@@ -32,7 +32,7 @@ def warm_up() -> None:
     warm()
     loaders.segmentation_model()
     loaders.voice_encoder()
-    loaders.campplus_model()
+    loaders.campplus_encoder()  # what the embed stage runs (ONNX Runtime, else torch)
     loaders.whisper_model()
 
 

@@ -94,7 +94,7 @@ def _load_models(model: str, compute_type: str) -> None:
     threads = int(os.environ.get("CONVOICE_TORCH_THREADS", "0"))
     loaders.segmentation_model()
     loaders.voice_encoder()
-    loaders.campplus_model()
+    loaders.campplus_encoder()
     loaders.whisper_model(model, compute_type, threads)
 
 

@@ -142,10 +142,14 @@ def ingest(
     """
     _check_sources(urls, sources)
     prefect_defaults()
-    from convoice.flows.ingest import ingest_flow
-
     cfg = _settings(config, home)
     runner_settings = _runner_settings(cfg.runner, runner, workers, address)
+    if (runner_settings or cfg.runner).kind == RunnerKind.THREADS:
+        from convoice.orchestration.preload import start_preload
+
+        start_preload(cfg)  # models load while Prefect is imported and its server starts
+    from convoice.flows.ingest import ingest_flow
+
     fmt = log_format.value if log_format else None
     if fmt:
         _use_log_format(fmt)

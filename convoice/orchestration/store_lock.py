@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from prefect import get_run_logger
-
 STORE_LIMIT = "convoice-store"
 """Global concurrency limit held by the flows that write the store."""
 
@@ -30,6 +28,7 @@ def store_lock(locked: bool = True) -> Iterator[None]:
 
 def store_limit_exists() -> bool:
     """Whether the Prefect server has the ``convoice-store`` limit; warns once when not."""
+    from prefect import get_run_logger
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 

@@ -1,0 +1,50 @@
+"""Models load once, in one thread, while Prefect starts and the sources expand."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from convoice.config import load_settings
+from convoice.engines import loaders, onnx_runtime
+from convoice.orchestration import preload
+
+
+def test_one_loading_thread_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's thread is the one the flow joins; a later run may start another."""
+    release = threading.Event()
+    calls: list[str] = []
+
+    def slow_load(settings: object) -> None:
+        calls.append(threading.current_thread().name)
+        release.wait(10)
+
+    monkeypatch.setattr(loaders, "preload", slow_load)
+    settings = load_settings(environ={})
+    first = preload.start_preload(settings)
+    with preload.preloading(settings):  # the flow, while the CLI's thread still loads
+        assert preload.start_preload(settings) is first
+        release.set()
+    assert not first.is_alive() and calls == ["convoice-preload"]
+    second = preload.start_preload(settings)
+    second.join()
+    assert second is not first and len(calls) == 2
+
+
+def test_preload_loads_what_the_stages_use() -> None:
+    loaders.preload(load_settings(environ={}))
+    assert loaders.voice_encoder.cache_info().currsize >= 1
+    assert loaders.segmentation_model.cache_info().currsize >= 1
+    assert isinstance(loaders.campplus_encoder(), onnx_runtime.OnnxRunner)
+    assert loaders.campplus_encoder.cache_info().hits >= 1  # loaded by preload, reused here
+
+
+def test_the_command_line_imports_no_prefect_until_a_flow_runs() -> None:
+    """`convoice --help` answers without importing Prefect (about 2 s of a 2-core machine)."""
+    import subprocess
+    import sys
+
+    code = "import sys, convoice.cli.root; print(sorted(m for m in sys.modules if 'prefect' in m))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout[:500]
