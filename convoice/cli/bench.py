@@ -122,7 +122,11 @@ def _languages(opts: BenchOptions) -> None:
     from convoice.bench.languages import run_language_benchmark
 
     names = [m.strip() for m in opts.models.split(",") if m.strip()]
-    lingual = run_language_benchmark(turns=4 if opts.quick else 6, models=names)
+    if opts.split == Split.SEVEN:
+        raise typer.BadParameter("--languages runs on --split tune or report", param_hint="--split")
+    lingual = run_language_benchmark(
+        turns=4 if opts.quick else 6, models=names, half=opts.split.value, quick=opts.quick
+    )
     console.print(lingual.render(), soft_wrap=True, markup=False)
     _write(opts.out, lingual.to_json())
 
