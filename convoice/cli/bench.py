@@ -227,8 +227,9 @@ Requests = Annotated[int, typer.Option(help="With --service: requests per synthe
 Languages = Annotated[
     bool,
     typer.Option(
-        help="Instead: the multilingual corpus: clip language, WER per language, and the "
-        "Whisper models of --models compared on the same clips."
+        help="Instead: the multilingual corpus (--split: which half of its voices; --quick: "
+        "four episodes): clip language, WER per language, and the Whisper models of --models "
+        "compared on the same clips."
     ),
 ]
 Models = Annotated[
