@@ -12,18 +12,50 @@ APT_PACKAGES := ffmpeg flite festival festvox-kallpc16k festvox-kdlpc16k espeak-
 # PostgreSQL: tests/test_ops.py runs a Prefect server on it, as deployments/compose.yaml
 # does. The engine image leaves it out (`make system APT_TEST_PACKAGES=`).
 APT_TEST_PACKAGES ?= postgresql
+# Benchmark voices only (`convoice bench --languages`, README "Languages"): mbrola
+# diphone voices, from Debian's non-free component (`make system` enables it when
+# needed). Their databases may be used for non-commercial purposes only; the corpus
+# they speak is a benchmark and nothing of it is released. mbrola de4, de5, fr1, fr4
+# are reserved for the independent evaluation: never add them. The engine image
+# leaves these out (`make system APT_BENCH_PACKAGES=`).
+APT_BENCH_PACKAGES ?= mbrola mbrola-us1 mbrola-us2 mbrola-en1 mbrola-de1 mbrola-de2 mbrola-de6 mbrola-de7 \
+	mbrola-fr2 mbrola-fr3 mbrola-fr5 mbrola-fr6 mbrola-br1 mbrola-br3 mbrola-br4 mbrola-pt1 \
+	mbrola-it1 mbrola-it3 mbrola-it4 mbrola-ir1 mbrola-nl2 mbrola-nl3 mbrola-tr1 mbrola-tr2
+DEBIAN_SOURCES := /etc/apt/sources.list.d/debian.sources
+NONFREE_SOURCES := /etc/apt/sources.list.d/convoice-nonfree.sources
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system demo test lint typecheck bench clean labelstudio
+.PHONY: setup system nonfree-sources demo test lint typecheck bench clean labelstudio
 
 setup: system $(BIN)/.installed labelstudio
 
 system:
-	@missing=$$(for p in $(APT_PACKAGES) $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	@missing=$$(for p in $(APT_PACKAGES) $(APT_TEST_PACKAGES) $(APT_BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages: $$missing"; \
 		$(SUDO) apt-get update -qq && \
+		$(MAKE) --no-print-directory nonfree-sources WANTED="$$missing" && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# When a wanted package has no install candidate (the mbrola voices: Debian's
+# non-free), add contrib and non-free for the same mirror and suites as the
+# main archive of /etc/apt/sources.list.d/debian.sources (else deb.debian.org and
+# this release), in a file of its own, and update the lists. Nothing else in
+# /etc/apt changes; delete that file to undo it.
+nonfree-sources:
+	@absent=$$(for p in $(WANTED); do apt-cache show $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$absent" ] && [ ! -e $(NONFREE_SOURCES) ]; then \
+		. /etc/os-release; \
+		uris=$$(sed -n 's/^URIs: *//p' $(DEBIAN_SOURCES) 2>/dev/null | head -n 1); \
+		suites=$$(sed -n 's/^Suites: *//p' $(DEBIAN_SOURCES) 2>/dev/null | head -n 1); \
+		uris=$${uris:-http://deb.debian.org/debian}; \
+		suites=$${suites:-$$VERSION_CODENAME $$VERSION_CODENAME-updates}; \
+		echo "no install candidate for: $$absent; enabling contrib non-free in $(NONFREE_SOURCES)"; \
+		printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: contrib non-free\nSigned-By: %s\n' \
+			"$$uris" "$$suites" /usr/share/keyrings/debian-archive-keyring.gpg \
+			| $(SUDO) tee $(NONFREE_SOURCES) >/dev/null && \
+		$(SUDO) apt-get update -qq; \
 	fi
 
 # torch 2.9.1 with torchaudio 2.9.1 is the pairing pyannote.audio 4 needs (PyPI

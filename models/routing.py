@@ -137,6 +137,21 @@ def transcript_confidence(t: Transcript) -> float:
     return round(math.exp(sum(logs) / len(logs)), 4)
 
 
+def transcript_bar(cfg: RoutingSettings, language: str) -> float:
+    """The raw transcript confidence a clip in ``language`` needs: the higher of
+    ``min_transcript_confidence`` and the language's bar in ``transcript_confidence_by_language``
+    (a language's bar only raises it, so one setting still sends everything to review)."""
+    bars = cfg.transcript_confidence_by_language
+    if isinstance(bars, str):  # the environment's form: "ru=0.9,tr=0.95"
+        pairs = [p.split("=", 1) for p in bars.split(",") if p.strip()]
+        try:
+            bars = {k.strip(): float(v) for k, v in pairs}
+        except ValueError as err:
+            what = "[routing] transcript_confidence_by_language"
+            raise ValueError(f"{what}={bars!r}: write language=number pairs") from err
+    return max(cfg.min_transcript_confidence, float(bars.get(language, 0.0)))
+
+
 def transcript_reasons(
     t: Transcript,
     duration: float,
@@ -145,7 +160,7 @@ def transcript_reasons(
     bar: float | None = None,
 ) -> list[str]:
     """Why the transcript needs a person; ``score`` below ``bar`` is low confidence
-    (by default the raw geometric mean against ``min_transcript_confidence``)."""
+    (by default the raw geometric mean against the language's :func:`transcript_bar`)."""
     reasons: list[str] = []
     words = [w.word.strip().lower() for w in t.words if w.word.strip()]
     if not words:
@@ -153,7 +168,7 @@ def transcript_reasons(
     if any(w.probability < cfg.min_word_probability for w in t.words):
         reasons.append(ReviewReason.LOW_WORD_PROBABILITY)
     score = transcript_confidence(t) if score is None else score
-    if score < (cfg.min_transcript_confidence if bar is None else bar):
+    if score < (transcript_bar(cfg, t.language) if bar is None else bar):
         reasons.append(ReviewReason.LOW_TRANSCRIPT_CONFIDENCE)
     if (
         compression_ratio(t.text) > cfg.max_compression_ratio
@@ -226,7 +241,7 @@ def route(
         reasons.append(ReviewReason.NO_SPEECH)
     else:
         t_raw_rule = raw or cfg.transcript_target_precision <= 0.0  # 0: the raw rule routes
-        t_bar = cfg.min_transcript_confidence if t_raw_rule else cfg.transcript_target_precision
+        t_bar = transcript_bar(cfg, language) if t_raw_rule else cfg.transcript_target_precision
         t_score = t_raw if t_raw_rule else t_prob
         reasons.extend(transcript_reasons(transcript, duration, cfg, t_score, t_bar))
     unique = tuple(dict.fromkeys(reasons))

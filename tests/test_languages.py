@@ -14,7 +14,7 @@ from convoice.flows.ingest import ingest_flow
 from convoice.models import asr, lang_eval, language
 from convoice.records import Region
 from convoice.storage import Store
-from convoice.synth import multilingual
+from convoice.synth import inventory, multilingual
 from convoice.synth.serve import serve_directory, write_sources_csv
 
 SR = 16000
@@ -32,9 +32,9 @@ def _recording(lines: list[tuple[str, str, str]]) -> tuple[np.ndarray, list[Regi
 
 LINES = [
     ("flite-slt", "en", "Thank you for having me on the show today."),
-    ("espeak-m", "de", "Ich bin in einer kleinen Stadt an der Küste aufgewachsen."),
+    ("espeak-m3", "de", "Ich bin in einer kleinen Stadt an der Küste aufgewachsen."),
     ("flite-slt", "en", "Could you tell our listeners how it all began?"),
-    ("espeak-m", "de", "Wir haben das Projekt mit drei Freunden und einem alten Laptop begonnen."),
+    ("espeak-m3", "de", "Wir haben das Projekt mit drei Freunden und einem alten Laptop begonnen."),
 ]
 
 
@@ -115,3 +115,60 @@ def test_an_english_german_interview_ingested_end_to_end(tmp_path: Path) -> None
     scores = lang_eval.score_languages(clips, {clips[0]["recording_id"]: refs})
     assert scores["en"].wer_all.words > 10 and scores["en"].wer_all.wer < 0.15
     assert scores["de"].wer_all.wer < 0.5
+
+
+def test_the_corpus_halves_share_no_voice_and_use_no_reserved_one() -> None:
+    from convoice.synth import multilingual_voices as mv
+
+    reserved = {"mb-de4", "mb-de5", "mb-fr1", "mb-fr4"}
+    assert not reserved & {v.name for v in mv.voices()}
+    halves = mv.halves()
+    assert set(halves.values()) == {"tune", "report"}
+    assert halves["ru_nsh"] == inventory.halves()["ru_nsh"]  # same half as in the voice split
+    for half in ("tune", "report"):
+        casts = multilingual.casts(half)
+        speakers = {name for cast in casts.values() for name, _ in cast}
+        assert {halves[s] for s in speakers} == {half}, half
+        assert {f"mono-{lang}" for lang in multilingual.ROADMAP} <= set(casts)
+        interviews = [k for k, cast in casts.items() if k.startswith("interview-")]
+        assert interviews and all(len({c[1][0] for c in casts[k]}) == 2 for k in interviews)
+        assert any(k.startswith("switch-") for k in casts)
+        for cast in casts.values():
+            for name, langs in cast:
+                assert set(langs) <= set(mv.by_name(name).languages), (name, langs)
+
+
+def test_a_transcript_bar_per_language_only_raises_the_global_one() -> None:
+    from convoice.config import RoutingSettings
+    from convoice.models import routing
+
+    cfg = RoutingSettings(
+        min_transcript_confidence=0.8, transcript_confidence_by_language={"tr": 0.95, "en": 0.5}
+    )
+    assert routing.transcript_bar(cfg, "tr") == 0.95
+    assert routing.transcript_bar(cfg, "en") == 0.8 and routing.transcript_bar(cfg, "de") == 0.8
+    env = RoutingSettings(transcript_confidence_by_language="tr=0.9, nl=0.97")  # type: ignore[arg-type]
+    assert routing.transcript_bar(env, "nl") == 0.97
+    with pytest.raises(ValueError, match="language=number"):
+        routing.transcript_bar(RoutingSettings(transcript_confidence_by_language="tr"), "tr")  # type: ignore[arg-type]
+
+
+def test_fitted_bars_are_the_lowest_that_meet_the_wer_target() -> None:
+    refs = [
+        lang_eval.RefSentence(0.0, 2.0, "one two three four", "nl"),
+        lang_eval.RefSentence(3.0, 5.0, "five six seven eight", "nl"),
+    ]
+
+    def clip(start: float, words: str, score: float) -> dict[str, object]:
+        ws = [
+            {"word": w, "start": 0.1 + i * 0.4, "end": 0.4 + i * 0.4}
+            for i, w in enumerate(words.split())
+        ]
+        return {"recording_id": "r", "start": start, "end": start + 2.0, "words": ws,
+                "transcript_score_raw": score, "review_reasons": []}  # fmt: skip
+
+    clips = [clip(0.0, "one two three four", 0.93), clip(3.0, "five sex seven ate", 0.85)]
+    (fit,) = lang_eval.fit_transcript_bars(clips, {"r": refs}, 0.08).values()
+    assert (fit.bar, fit.wer, fit.accepted_words, fit.words) == (0.86, 0.0, 4, 8)
+    clips[0]["review_reasons"] = ["uncertain_speaker"]  # held by another reason: no bar helps
+    assert lang_eval.fit_transcript_bars(clips, {"r": refs}, 0.08)["nl"].bar is None

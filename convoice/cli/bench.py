@@ -122,7 +122,11 @@ def _languages(opts: BenchOptions) -> None:
     from convoice.bench.languages import run_language_benchmark
 
     names = [m.strip() for m in opts.models.split(",") if m.strip()]
-    lingual = run_language_benchmark(turns=4 if opts.quick else 6, models=names)
+    if opts.split == Split.SEVEN:
+        raise typer.BadParameter("--languages runs on --split tune or report", param_hint="--split")
+    lingual = run_language_benchmark(
+        turns=4 if opts.quick else 6, models=names, half=opts.split.value, quick=opts.quick
+    )
     console.print(lingual.render(), soft_wrap=True, markup=False)
     _write(opts.out, lingual.to_json())
 
@@ -223,8 +227,9 @@ Requests = Annotated[int, typer.Option(help="With --service: requests per synthe
 Languages = Annotated[
     bool,
     typer.Option(
-        help="Instead: the multilingual corpus: clip language, WER per language, and the "
-        "Whisper models of --models compared on the same clips."
+        help="Instead: the multilingual corpus (--split: which half of its voices; --quick: "
+        "four episodes): clip language, WER per language, and the Whisper models of --models "
+        "compared on the same clips."
     ),
 ]
 Models = Annotated[

@@ -23,8 +23,9 @@ version of the rule, and a change of the split changes it.
 
 Not in the inventory, on purpose: the reserved voices of the independent
 evaluation (Debian's asterisk sounds and prompts, fillets-ng, klettres, RHVoice's
-Russian voices, mbrola de4, de5, fr1, fr4). This Debian mirror has no mbrola
-voice packages at all (contrib / non-free are not configured), and the
+Russian voices, mbrola de4, de5, fr1, fr4). The other mbrola voices (Debian
+non-free, ``make system``) speak only the multilingual corpus
+(:mod:`convoice.synth.multilingual_voices`), and the
 Indic festival voices (hi, mr, te) are left out: they do not read Latin text.
 Real speech looked at and left out: the freedesktop sound theme's channel names
 (the same ALSA recordings), pocketsphinx's ``goforward.raw`` (one utterance of

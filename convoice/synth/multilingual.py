@@ -1,40 +1,37 @@
-"""A multilingual development corpus from voices that ship offline.
+"""A multilingual development corpus from voices that ship offline, in two halves by voice.
 
-The eleven roadmap languages are spoken by espeak-ng (formant synthesis: one
-male and one female variant per language; the same variant counts as one
-speaker in every language it speaks) and, for English hosts, by flite.
-Sentences come from ``multilingual_sentences.toml`` (written for this project).
+The eleven roadmap languages are spoken by the voices of
+:mod:`convoice.synth.multilingual_voices` (mbrola, festival, espeak-ng), each
+in one half of the voice split: an episode is made of one half's voices only,
+so ``convoice bench --languages --split tune`` is what settings may look at and
+the default (``report``) is what is reported. Sentences come from
+``multilingual_sentences.toml`` (written for this project).
 
 Three kinds of episode, each a :class:`convoice.synth.samples.Episode` whose
 truth has one turn per sentence; the language of each of those turns is in
 the corpus metadata (``languages``: episode id -> one code per turn):
 
-- ``mono-<lang>``: two speakers talking in one language;
-- ``interview-en-<lang>``: an English host (flite) and a guest answering in another language;
-- ``switch-<a>-<b>``: two speakers who change language from one sentence to the next.
-
-Reserved voices (``../shared/notes/evaluation.md``) are not used: no mbrola, no RHVoice.
+- ``mono-<lang>``: the half's own voices of that language (up to two; espeak-ng
+  variants where the half has none);
+- ``interview-en-<lang>``: an English host and a guest answering in another language;
+- ``switch-<a>-<b>``: speakers who change language from one sentence to the next:
+  German and Dutch mbrola voices that also speak English, and espeak-ng variants
+  in Spanish and English (formant speech: a share of the hard kind).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import random
-import shutil
-import subprocess
-import tempfile
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from convoice.engines import loaders
 from convoice.models.lang_eval import RefSentence
 from convoice.records import SAMPLE_RATE, FloatArray
 from convoice.synth.media_files import write_media
+from convoice.synth.multilingual_voices import CACHE_VERSION, Voice, half_voices, speak
 from convoice.synth.samples import (
     EDGE_SILENCE_S,
     Corpus,
@@ -43,27 +40,14 @@ from convoice.synth.samples import (
     mix_turns,
     write_rttm,
 )
-from convoice.synth.speech import (
-    TARGET_RMS_DBFS,
-    SynthesisError,
-    synthesize,
-    trimmed,
-)
 
 ROADMAP = ("en", "ru", "de", "fr", "es", "pt", "zh", "it", "fa", "nl", "tr")
-ESPEAK_VOICES = {
-    "en": "en-us", "ru": "ru", "de": "de", "fr": "fr-fr", "es": "es", "pt": "pt",
-    "zh": "cmn-latn-pinyin", "it": "it", "fa": "fa", "nl": "nl", "tr": "tr",
-}  # fmt: skip
-# espeak-ng's "cmn" voice reads Chinese characters as pinyin spelled in English;
-# "cmn-latn-pinyin" reads them as Mandarin.
-VARIANTS = {"espeak-m": "m3", "espeak-f": "f2"}
-FLITE_HOST = "slt"  # an English host voice of convoice/synth/speech.py
 SENTENCES_FILE = Path(__file__).with_name("multilingual_sentences.toml")
-CACHE_VERSION = "ml-1"
 SENTENCE_PAUSE_S = (0.35, 0.5)  # between sentences of one turn: clips are cut there
 TURN_GAP_S = (0.5, 0.9)
-SWITCH_PAIRS = (("en", "de"), ("ru", "en"), ("es", "en"), ("fr", "it"))
+SWITCH_PAIRS = (("de", "en"), ("nl", "en"))  # spoken by voices of both languages, if any
+ESPEAK_SWITCH = ("es", "en")  # spoken by the half's espeak-ng variants
+QUICK = ("mono-ru", "mono-nl", "interview-en-tr", "switch-de-en")  # --quick: a few episodes
 
 Line = tuple[str, str, str]  # speaker label, language, sentence
 Script = list[list[Line]]  # turns of sentences
@@ -74,57 +58,6 @@ def sentences() -> dict[str, tuple[str, ...]]:
     """The sentence pool per language."""
     data = tomllib.loads(SENTENCES_FILE.read_text(encoding="utf-8"))
     return {lang: tuple(data[lang]) for lang in ROADMAP}
-
-
-def _level(audio: FloatArray) -> FloatArray:
-    peak = float(np.max(np.abs(audio))) if audio.size else 0.0
-    if peak <= 0.0:
-        raise SynthesisError("espeak-ng produced silence")
-    audio = trimmed(audio, peak)
-    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
-    gain = min(10 ** (TARGET_RMS_DBFS / 20) / max(rms, 1e-9), 0.95 / peak)
-    return (audio * gain).astype(np.float32)
-
-
-def _espeak(voice: str, text: str) -> FloatArray:
-    import soundfile as sf
-
-    espeak, sox = shutil.which("espeak-ng"), shutil.which("sox")
-    if espeak is None or sox is None:
-        raise SynthesisError("espeak-ng and sox are needed: install the Debian packages")
-    with tempfile.TemporaryDirectory(prefix="convoice-ml-") as tmp:
-        raw, out = Path(tmp) / "raw.wav", Path(tmp) / "out.wav"
-        for cmd in (
-            [espeak, "-v", voice, "-w", str(raw), "--", text],
-            [sox, "-V1", "-G", str(raw), "-r", "16000", "-c", "1", "-e", "floating-point",
-             "-b", "32", str(out)],
-        ):  # fmt: skip
-            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise SynthesisError(f"{cmd[0]} failed: {done.stderr.strip()[-300:]}")
-        data, _ = sf.read(out, dtype="float32", always_2d=True)
-    return _level(np.ascontiguousarray(data[:, 0]))
-
-
-def speak(speaker: str, language: str, text: str) -> FloatArray:
-    """``text`` in ``language`` by ``speaker`` (a key of :data:`VARIANTS` or "flite-<voice>")."""
-    if speaker.startswith("flite-"):
-        if language != "en":
-            raise SynthesisError(f"flite speaks English only, not {language!r}")
-        return synthesize(speaker.removeprefix("flite-"), text)
-    if speaker not in VARIANTS or language not in ESPEAK_VOICES:
-        raise SynthesisError(f"no voice {speaker!r} for language {language!r}")
-    voice = f"{ESPEAK_VOICES[language]}+{VARIANTS[speaker]}"
-    key = f"{CACHE_VERSION}\x1f{voice}\x1f{text}".encode()
-    cached = loaders.cache_dir() / "tts-ml" / f"{hashlib.sha256(key).hexdigest()}.npy"
-    if cached.is_file():
-        return np.asarray(np.load(cached), dtype=np.float32)
-    audio = _espeak(voice, text)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_suffix(".tmp.npy")
-    np.save(partial, audio)
-    partial.replace(cached)
-    return audio
 
 
 @dataclass(frozen=True)
@@ -196,40 +129,68 @@ def _turns(
     return script
 
 
-def scripts(seed: int, turns: int) -> dict[str, Script]:
+def _native(voices: Sequence[Voice], language: str) -> list[Voice]:
+    """The half's voices whose own language is ``language`` (not espeak-ng's variants)."""
+    return [v for v in voices if v.group != "espeak" and v.languages[0] == language]
+
+
+def casts(half: str) -> dict[str, list[tuple[str, list[str]]]]:
+    """Every episode's speakers and the languages each speaks, by episode id."""
+    voices = half_voices(half)
+    espeak = [v.name for v in voices if v.group == "espeak"]
+    cast: dict[str, list[tuple[str, list[str]]]] = {}
+    for lang in ROADMAP:
+        names = [v.name for v in _native(voices, lang)][:2] or espeak[:2]
+        cast[f"mono-{lang}"] = [(n, [lang]) for n in names]
+    hosts = [v.name for v in _native(voices, "en")] or espeak[:1]
+    for i, lang in enumerate(ROADMAP[1:]):
+        guest = cast[f"mono-{lang}"][-1][0]
+        cast[f"interview-en-{lang}"] = [(hosts[i % len(hosts)], ["en"]), (guest, [lang])]
+    for a, b in SWITCH_PAIRS:
+        both = [v.name for v in _native(voices, a) if b in v.languages][:2]
+        if both:
+            cast[f"switch-{a}-{b}"] = [(n, [a, b][:: 1 - 2 * k]) for k, n in enumerate(both)]
+    a, b = ESPEAK_SWITCH
+    cast[f"switch-{a}-{b}"] = [(n, [a, b][:: 1 - 2 * k]) for k, n in enumerate(espeak[:2])]
+    return cast
+
+
+def scripts(seed: int, turns: int, half: str = "report") -> dict[str, Script]:
     """Every episode's script, by episode id: monolingual, interviews, code-switching."""
     rng, pool = random.Random(seed), _Pool(seed)
     out: dict[str, Script] = {}
-    for lang in ROADMAP:
-        cast = [("espeak-m", [lang]), ("espeak-f", [lang])]
-        out[f"mono-{lang}"] = _turns(cast, turns, pool, rng)
-    for lang in ROADMAP[1:]:
-        cast = [(f"flite-{FLITE_HOST}", ["en"]), ("espeak-m", [lang])]
-        out[f"interview-en-{lang}"] = _turns(cast, max(turns // 2, 2), pool, rng)
-    for a, b in SWITCH_PAIRS:
-        cast = [("espeak-f", [a, b]), ("espeak-m", [b, a])]
-        out[f"switch-{a}-{b}"] = _turns(cast, max(turns // 2, 2), pool, rng)
+    for episode_id, cast in casts(half).items():
+        n_turns = turns if episode_id.startswith("mono-") else max(turns // 2, 2)
+        out[episode_id] = _turns(cast, n_turns, pool, rng)
     return out
 
 
 def make_corpus(
-    out_dir: str | Path, turns: int = 8, seed: int = 11, only: Sequence[str] = ()
+    out_dir: str | Path,
+    turns: int = 8,
+    seed: int = 11,
+    only: Sequence[str] = (),
+    half: str = "report",
 ) -> Corpus:
-    """Make (or reuse) the corpus under ``out_dir``; ``only`` keeps those episode ids."""
+    """Make (or reuse) one half's corpus under ``out_dir``; ``only`` keeps those episode ids."""
     root = Path(out_dir).resolve()
+    wanted = scripts(seed, turns, half)
+    if only:
+        wanted = {k: v for k, v in wanted.items() if k in only}
+    stamp = {"seed": seed, "half": half, "version": CACHE_VERSION}
     if (root / "truth.json").is_file():
         corpus = Corpus.load(root)
-        wanted = set(only) or set(scripts(seed, turns))
         have = {e.episode_id for e in corpus.episodes}
-        if corpus.metadata.get("seed") == seed and have == wanted:
+        same = all(corpus.metadata.get(k) == v for k, v in stamp.items())
+        if same and have == set(wanted):
             return corpus
     root.mkdir(parents=True, exist_ok=True)
-    made: list[LingualEpisode] = []
-    for i, (episode_id, script) in enumerate(scripts(seed, turns).items()):
-        if not only or episode_id in only:
-            made.append(make_episode(episode_id, script, seed * 1009 + i, root))
+    made = [
+        make_episode(episode_id, script, seed * 1009 + i, root)
+        for i, (episode_id, script) in enumerate(wanted.items())
+    ]
     languages = {m.episode.episode_id: list(m.languages) for m in made}
-    meta = {"kind": "multilingual", "seed": seed, "turns": turns, "languages": languages}
+    meta = {"kind": "multilingual", **stamp, "turns": turns, "languages": languages}
     corpus = Corpus(root, tuple(m.episode for m in made), seed, meta)
     corpus.save()
     return corpus
