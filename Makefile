@@ -14,7 +14,8 @@ APT_PACKAGES := ffmpeg flite festival festvox-kallpc16k festvox-kdlpc16k espeak-
 APT_TEST_PACKAGES ?= postgresql
 # Benchmark voices only (`convoice bench --languages`, README "Languages"): mbrola
 # diphone voices, from Debian's non-free component (`make system` enables it when
-# needed). Their databases may be used for non-commercial purposes only; the corpus
+# needed). Their databases are for use with mbrola only and (all but en1) not to be
+# sold or built into a sold product without asking (README); the corpus
 # they speak is a benchmark and nothing of it is released. mbrola de4, de5, fr1, fr4
 # are reserved for the independent evaluation: never add them. The engine image
 # leaves these out (`make system APT_BENCH_PACKAGES=`).
