@@ -81,6 +81,29 @@ def _coerce(raw: str, like: Any) -> Any:
     return raw
 
 
+def _coerce_map(value: Any, annotation: str, where: str) -> dict[str, Any]:
+    """A table setting (``{ru = 0.9}`` in TOML, ``"ru=0.9,tr=0.95"`` in the environment) with
+    its values of the annotated type (``dict[str, float]`` or ``dict[str, str]``)."""
+    if isinstance(value, str):
+        pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+        if any(len(p) != 2 for p in pairs):
+            raise ConfigError(f"{where}={value!r}: write key=value pairs, comma-separated")
+        value = {k.strip(): v.strip() for k, v in pairs}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table, not {value!r}")
+    if "float" not in annotation:
+        return {str(k): str(v) for k, v in value.items()}
+    out: dict[str, Any] = {}
+    for key, raw in value.items():
+        if isinstance(raw, bool):
+            raise ConfigError(f"{where}.{key}={raw!r}: must be a number")
+        try:
+            out[str(key)] = float(raw)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{where}.{key}={raw!r}: must be a number") from err
+    return out
+
+
 def _apply(obj: Any, values: dict[str, Any], where: str) -> Any:
     known = {f.name: f for f in fields(obj)}
     updates: dict[str, Any] = {}
@@ -92,7 +115,9 @@ def _apply(obj: Any, values: dict[str, Any], where: str) -> Any:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}{key} must be a table")
             updates[key] = _apply(current, value, f"{where}{key}.")
-        elif isinstance(value, str) and not isinstance(current, str | dict):
+        elif isinstance(current, dict):
+            updates[key] = _coerce_map(value, str(known[key].type), f"{where}{key}")
+        elif isinstance(value, str) and not isinstance(current, str):
             try:
                 updates[key] = _coerce(value, current)
             except ValueError as err:

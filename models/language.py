@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -163,19 +163,9 @@ def _detect(
     return dists
 
 
-def parse_model_map(value: Mapping[str, Any] | str) -> dict[str, str]:
-    """``{ru = "small"}`` from TOML, or ``"ru=small,de=small"`` from the environment."""
-    if isinstance(value, str):
-        pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
-        if any(len(p) != 2 for p in pairs):
-            raise LanguageError(f"[asr] models={value!r}: write language=model pairs")
-        return {k.strip(): v.strip() for k, v in pairs}
-    return {str(k): str(v) for k, v in value.items()}
-
-
-def choose_model(pinned: str, per_language: Mapping[str, Any] | str, language: str) -> str:
+def choose_model(pinned: str, per_language: Mapping[str, str], language: str) -> str:
     """The Whisper for ``language``: the operator's map, else the pinned model, else defaults."""
-    chosen = parse_model_map(per_language).get(language)
+    chosen = per_language.get(language)
     if chosen:
         return chosen
     return pinned or DEFAULT_MODELS.get(language, DEFAULT_MODEL)

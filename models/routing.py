@@ -141,15 +141,9 @@ def transcript_bar(cfg: RoutingSettings, language: str) -> float:
     """The raw transcript confidence a clip in ``language`` needs: the higher of
     ``min_transcript_confidence`` and the language's bar in ``transcript_confidence_by_language``
     (a language's bar only raises it, so one setting still sends everything to review)."""
-    bars = cfg.transcript_confidence_by_language
-    if isinstance(bars, str):  # the environment's form: "ru=0.9,tr=0.95"
-        pairs = [p.split("=", 1) for p in bars.split(",") if p.strip()]
-        try:
-            bars = {k.strip(): float(v) for k, v in pairs}
-        except ValueError as err:
-            what = "[routing] transcript_confidence_by_language"
-            raise ValueError(f"{what}={bars!r}: write language=number pairs") from err
-    return max(cfg.min_transcript_confidence, float(bars.get(language, 0.0)))
+    return max(
+        cfg.min_transcript_confidence, cfg.transcript_confidence_by_language.get(language, 0.0)
+    )
 
 
 def transcript_reasons(

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convoice.config import load_settings
+from convoice.config import ConfigError, load_settings
 from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
 from convoice.models import asr, lang_eval, language
@@ -82,9 +82,10 @@ def test_model_per_language_from_settings(tmp_path: Path) -> None:
     assert language.choose_model("", {}, "en") == language.DEFAULT_MODEL
     assert language.choose_model("", {"ru": "small"}, "ru") == "small"
     assert language.choose_model("/models/large", {"ru": "small"}, "de") == "/models/large"
-    assert language.choose_model("", "ru=small, de=/m/de", "de") == "/m/de"  # environment form
-    with pytest.raises(language.LanguageError, match="language=model"):
-        language.parse_model_map("ru:small")
+    env = load_settings(home=str(tmp_path), environ={"CONVOICE_ASR__MODELS": "ru=small, de=/m/de"})
+    assert language.choose_model("", env.asr.models, "de") == "/m/de"  # environment form
+    with pytest.raises(ConfigError, match="key=value"):
+        load_settings(home=str(tmp_path), environ={"CONVOICE_ASR__MODELS": "ru:small"})
     (tmp_path / "config.toml").write_text('[asr]\nmodels = { ru = "small" }\nlanguage = ""\n')
     settings = load_settings(home=str(tmp_path))
     assert language.choose_model(settings.asr.model, settings.asr.models, "ru") == "small"
@@ -138,7 +139,7 @@ def test_the_corpus_halves_share_no_voice_and_use_no_reserved_one() -> None:
                 assert set(langs) <= set(mv.by_name(name).languages), (name, langs)
 
 
-def test_a_transcript_bar_per_language_only_raises_the_global_one() -> None:
+def test_a_transcript_bar_per_language_only_raises_the_global_one(tmp_path: Path) -> None:
     from convoice.config import RoutingSettings
     from convoice.models import routing
 
@@ -147,10 +148,16 @@ def test_a_transcript_bar_per_language_only_raises_the_global_one() -> None:
     )
     assert routing.transcript_bar(cfg, "tr") == 0.95
     assert routing.transcript_bar(cfg, "en") == 0.8 and routing.transcript_bar(cfg, "de") == 0.8
-    env = RoutingSettings(transcript_confidence_by_language="tr=0.9, nl=0.97")  # type: ignore[arg-type]
-    assert routing.transcript_bar(env, "nl") == 0.97
-    with pytest.raises(ValueError, match="language=number"):
-        routing.transcript_bar(RoutingSettings(transcript_confidence_by_language="tr"), "tr")  # type: ignore[arg-type]
+    key = "CONVOICE_ROUTING__TRANSCRIPT_CONFIDENCE_BY_LANGUAGE"
+    env = load_settings(home=str(tmp_path), environ={key: "tr=0.9, nl=0.97"})
+    assert routing.transcript_bar(env.routing, "nl") == 0.97
+    with pytest.raises(ConfigError, match="key=value"):
+        load_settings(home=str(tmp_path), environ={key: "tr"})
+    (tmp_path / "config.toml").write_text(
+        '[routing]\ntranscript_confidence_by_language = { tr = "high" }\n'
+    )
+    with pytest.raises(ConfigError, match="must be a number"):
+        load_settings(home=str(tmp_path), environ={})
 
 
 def test_fitted_bars_are_the_lowest_that_meet_the_wer_target() -> None:
