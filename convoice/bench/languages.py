@@ -12,6 +12,7 @@ so quality and cost of the models compare within one run.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +28,7 @@ from convoice.models import asr, lang_eval, language, routing
 from convoice.records import Region, ReviewReason
 from convoice.storage import Store
 from convoice.synth import multilingual, samples
-from convoice.synth.serve import serve_directory, write_sources_csv
+from convoice.synth.serve import BENCH_PORT, serve_preferring, served_note, write_sources_csv
 
 Row = dict[str, Any]
 WER_BAR = 0.08
@@ -58,6 +59,7 @@ class LanguageBenchmark:
     unavailable: dict[str, str] = field(default_factory=dict)
     suggested: dict[str, str] = field(default_factory=dict)
     bars: dict[str, dict[str, float]] = field(default_factory=dict)  # language -> fitted bar
+    served_on: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False)
@@ -66,6 +68,7 @@ class LanguageBenchmark:
         lines = [
             f"corpus: {self.corpus}, {self.audio_seconds:.0f} s of audio; "
             f"ingest flow {self.flow_s:.0f} s (machine shared: compare ratios only)",
+            served_note(self.served_on),
             "clip language right: " + ", ".join(f"{k} {v:.1%}" for k, v in self.accuracy.items()),
             "per language (engine as configured; WER = CER for zh):",
             f"  {'lang':5} {'clips':>5} {'lang ok':>8} {'WER acc':>8} {'WER all':>8} "
@@ -282,7 +285,8 @@ def run_language_benchmark(
     result = LanguageBenchmark(corpus=desc, audio_seconds=audio_s)
     home = tempfile.mkdtemp(prefix="convoice-bench-lang-")
     progress("ingesting the corpus")
-    with serve_directory(corpus.root) as base_url:
+    with serve_preferring(corpus.root, BENCH_PORT) as base_url:
+        result.served_on = base_url
         sources = write_sources_csv(corpus, base_url, Path(home) / "sources.csv")
         start = time.perf_counter()
         ingest_flow(sources_file=str(sources), home=home)
@@ -311,4 +315,5 @@ def run_language_benchmark(
     progress("comparing models")
     result.models, result.model_seconds, result.unavailable = compare_models(recs, models, settings)
     result.suggested = suggest(result.models)
+    shutil.rmtree(home, ignore_errors=True)  # the benchmark's store
     return result
