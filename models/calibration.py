@@ -46,6 +46,23 @@ def _pav(y: np.ndarray, w: np.ndarray) -> list[tuple[int, int, float, float]]:
     return [(int(a), int(b), wt, s / wt) for a, b, wt, s in blocks]
 
 
+def check_judged(
+    scores: Sequence[float],
+    right: Sequence[bool],
+    groups: Sequence[str] | None = None,
+    purpose: str = "calibrate",
+) -> None:
+    """Raise :class:`CalibrationError` unless there is one ``right`` (and group) per score
+    and at least 2 judged clips to ``purpose``."""
+    if len(right) != len(scores) or (groups is not None and len(groups) != len(scores)):
+        what = "scores and right" if groups is None else "scores, right and groups"
+        raise CalibrationError(f"{what} must have the same length")
+    if len(scores) < 2:
+        raise CalibrationError(
+            f"at least 2 judged clips are needed to {purpose}, got {len(scores)}"
+        )
+
+
 def fit_curve(
     scores: Sequence[float], right: Sequence[bool], prior_weight: float = PRIOR_WEIGHT
 ) -> Curve:
@@ -55,12 +72,7 @@ def fit_curve(
     block's probability is ``(right + prior_weight * rate) / (clips + prior_weight)``,
     which keeps the map monotone; the knots are the block's lowest and highest scores.
     """
-    if len(scores) != len(right):
-        raise CalibrationError("scores and right must have the same length")
-    if len(scores) < 2:
-        raise CalibrationError(
-            f"at least 2 judged clips are needed to calibrate, got {len(scores)}"
-        )
+    check_judged(scores, right)
     x = np.asarray(scores, dtype=np.float64)
     ok = np.asarray(right, dtype=np.float64)
     values, inverse = np.unique(x, return_inverse=True)
@@ -119,12 +131,7 @@ def fit_logistic(
     one in total; the ridge pulls the slopes to 0 and the intercept to the
     overall rate's logit. The curve is the logistic at :data:`GRID` (flat outside).
     """
-    if len(scores) != len(right) or (groups is not None and len(groups) != len(scores)):
-        raise CalibrationError("scores, right and groups must have the same length")
-    if len(scores) < 2:
-        raise CalibrationError(
-            f"at least 2 judged clips are needed to calibrate, got {len(scores)}"
-        )
+    check_judged(scores, right, groups)
     x = np.asarray(scores, dtype=np.float64)
     y = np.asarray(right, dtype=np.float64)
     w = group_weights(list(groups) if groups is not None else [str(i) for i in range(len(x))])

@@ -27,8 +27,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from convoice.models.calibration import _pav, group_weights
-from convoice.records import CalibrationError, Curve
+from convoice.models.calibration import _pav, check_judged, group_weights
+from convoice.records import Curve
 
 PRIOR_EVIDENCE = 10.0  # the current curve counts as this many recording speakers
 CONFIDENCE_Z = 1.645  # one-sided 95 % Wilson lower bound
@@ -60,10 +60,7 @@ def refit_curve(
     Outside the scores people labelled the current curve stays (then the map is
     made monotone by lowering, never by raising).
     """
-    if not len(scores) == len(right) == len(groups):
-        raise CalibrationError("scores, right and groups must have the same length")
-    if len(scores) < 2:
-        raise CalibrationError(f"at least 2 judged clips are needed to refit, got {len(scores)}")
+    check_judged(scores, right, groups, purpose="refit")
     x = np.asarray(scores, dtype=np.float64)
     ok = np.asarray(right, dtype=np.float64)
     values, inverse = np.unique(x, return_inverse=True)
