@@ -45,7 +45,7 @@ system:
 # this release), in a file of its own, and update the lists. Nothing else in
 # /etc/apt changes; delete that file to undo it.
 nonfree-sources:
-	@absent=$$(for p in $(WANTED); do apt-cache show $$p >/dev/null 2>&1 || echo $$p; done); \
+	@absent=$$(for p in $(strip $(WANTED)); do apt-cache show $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$absent" ] && [ ! -e $(NONFREE_SOURCES) ]; then \
 		. /etc/os-release; \
 		uris=$$(sed -n 's/^URIs: *//p' $(DEBIAN_SOURCES) 2>/dev/null | head -n 1); \

@@ -229,6 +229,14 @@ def test_the_engine_image_installs_what_make_setup_installs() -> None:
     assert (DOCKER / "Dockerfile.dockerignore").read_text().count(".venv\n") == 1
 
 
+def test_nonfree_sources_takes_the_missing_list_as_make_system_builds_it() -> None:
+    # `make system` passes the packages it lacks one per line (its shell's $(for ...)); on a
+    # fresh machine that broke the recipe ("Syntax error: end of file unexpected"). Packages
+    # that are installed have an install candidate, so nothing is written.
+    wanted = "\n".join(_make_variable("APT_PACKAGES").split()[:3])
+    assert _make("nonfree-sources", f"WANTED={wanted}") == ""
+
+
 def test_every_wait_has_a_health_check_or_an_exit(compose: dict[str, Any]) -> None:
     services = compose["services"]
     one_shot = {name for name, s in services.items() if s.get("restart") == "no"}
