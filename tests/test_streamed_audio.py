@@ -150,3 +150,16 @@ def test_freed_heap_goes_back_to_the_system_before_transcription() -> None:
     assert release_freed_memory()
     assert before - _rss_mib() > 100, (before, _rss_mib())
     del pin
+
+
+def test_the_long_bench_makes_the_same_file_every_time(tmp_path: Path) -> None:
+    # `convoice bench --long` compares runs: its quiet noise is seeded, so the clips it
+    # finds do not change from run to run (they did: 18 or 21 clips at 0.5 h).
+    from convoice.bench.long import make_long_media
+
+    decoded = []
+    for name in ("a.mp4", "b.mp4"):
+        make_long_media(tmp_path / name, hours=0.02, speech_every_s=40.0)
+        decoded.append(decode(tmp_path / name).samples)
+    assert len(decoded[0]) > 60 * SAMPLE_RATE
+    np.testing.assert_array_equal(decoded[0], decoded[1])

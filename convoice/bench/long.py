@@ -41,9 +41,9 @@ def make_long_media(path: Path, hours: float, speech_every_s: float = 600.0) -> 
     speech, _ = pyannote_sample()
     seconds = hours * 3600
     with tempfile.TemporaryDirectory(prefix="convoice-long-") as tmp:
-        block = Path(tmp) / "block.wav"  # the conversation, then quiet noise up to the period
+        block = Path(tmp) / "block.wav"  # the conversation, then quiet (seeded) noise to the period
         _ffmpeg("-i", str(speech), "-f", "lavfi", "-i",
-                f"anoisesrc=c=pink:a=0.002:r=16000:d={speech_every_s}", "-filter_complex",
+                f"anoisesrc=c=pink:a=0.002:r=16000:seed=1:d={speech_every_s}", "-filter_complex",
                 "[0:a]apad[s];[s][1:a]amix=inputs=2:duration=shortest:normalize=0",
                 "-ac", "1", "-ar", "16000", str(block))  # fmt: skip
         _ffmpeg("-stream_loop", "-1", "-i", str(block), "-f", "lavfi", "-i",
