@@ -356,3 +356,14 @@ def test_a_calibration_belongs_to_the_encoder_whose_scores_it_was_fitted_on(
     registry.rollback("campplus")  # back to the pretrained CAM++: back to its calibration
     assert stored.current(location).version == "store-1"
     assert set(stored.by_version(location)) == {"store-1", "store-2", ship.version}
+
+
+def test_the_shipped_module_is_written_as_the_repository_keeps_it(tmp_path: Path) -> None:
+    # `convoice calibrate --bench-home` writes models/calibration_shipped.py: the shipped
+    # calibration written again is that file byte for byte, so ruff format passes on it.
+    from convoice.training.calibrate import write_module
+
+    out = tmp_path / "calibration_shipped.py"
+    write_module(stored.shipped(), out)
+    shipped = Path(__file__).resolve().parent.parent / "models" / "calibration_shipped.py"
+    assert out.read_text() == shipped.read_text()

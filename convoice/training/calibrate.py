@@ -25,6 +25,7 @@ Two sources of truth, never the clips a calibration is judged on:
 from __future__ import annotations
 
 import pprint
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -129,6 +130,17 @@ def module_source(calibration: calib.Calibration) -> str:
         "from typing import Any\n\n"
         f"SHIPPED: dict[str, Any] = {data}\n"
     )
+
+
+def write_module(calibration: calib.Calibration, out: Path) -> None:
+    """Write :func:`module_source` to ``out``, laid out by ``ruff format`` as the repository's
+    lint expects (ruff is a development dependency: without it the text stays as written)."""
+    out.write_text(module_source(calibration))
+    try:
+        from ruff.__main__ import find_ruff_bin
+    except ImportError:
+        return
+    subprocess.run([find_ruff_bin(), "format", "--quiet", str(out)], check=True)
 
 
 def judged_from_labels(machine: Sequence[StoredClip], labels: pa.Table) -> list[calib.Judged]:
@@ -347,5 +359,5 @@ def write_shipped(
         speaker_ece=mine.ece,
     )
     if out is not None:
-        out.write_text(module_source(cal))
+        write_module(cal, out)
     return cal, [line for name, h in figures for line in h.render(name)]
