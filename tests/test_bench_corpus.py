@@ -82,6 +82,9 @@ def test_inventory_finds_the_voices_and_recordings_that_ship() -> None:
     missing = [name for name, ok in here.items() if not ok]
     assert not missing, f"not installed: {missing} (make setup installs them)"
     assert set(VOICES) <= set(INVENTORY)
+    table = voices.describe(voices.inventory())
+    assert "mb-fr2           report mbrola-fr synthetic fr   yes   Debian mbrola-fr2" in table
+    assert "no commercial use" in table
     diane = voices.utterances(voices.REAL[0])
     assert diane and all(u.text and u.end > u.start for u in diane)
     audio = voices.load_utterance(voices.utterances(voices.REAL[3])[0])  # alsa: 48 kHz source

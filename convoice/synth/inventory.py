@@ -373,11 +373,13 @@ def load_utterance(utt: Utterance) -> FloatArray:
 
 def describe(rows: Sequence[tuple[Identity, str, bool]]) -> str:
     """The inventory as a table for the terminal."""
-    lines = [f"{'identity':<16} {'half':<6} {'group':<9} {'kind':<9} {'lang':<4} here  source"]
+    lines = [
+        f"{'identity':<16} {'half':<6} {'group':<9} {'kind':<9} {'lang':<4} here  source; licence"
+    ]
     for ident, half, here in rows:
         kind = "real" if ident.real else "synthetic"
         lines.append(
             f"{ident.name:<16} {half:<6} {ident.group:<9} {kind:<9} {ident.language:<4} "
-            f"{'yes' if here else 'NO ':<5} {ident.source}"
+            f"{'yes' if here else 'NO ':<5} {ident.source}; {ident.licence}"
         )
     return "\n".join(lines)
