@@ -27,10 +27,11 @@ multilingual corpus (:mod:`convoice.synth.multilingual_voices`), and each is in
 the same half in both corpora: they are named (``mb-XX``) and grouped alike in
 both, and the rule deals every voice of :data:`MBROLA` (those this corpus does
 not speak too: :data:`MBROLA_LEFT_OUT`), so a voice left out here moves none.
-Those with an ``-en`` variant in espeak-ng (German, Dutch) read English with
-English phonemes mapped onto their diphones, the others with their own
-language's rules (an accent); each was checked with Whisper base
-(:data:`MBROLA_LEFT_OUT` says why some are not used here).
+The non-English ones read English with their own language's rules (an
+accent) or, where espeak-ng has an ``-en`` variant (German, Dutch: English
+phonemes on their diphones), whichever of the two Whisper base heard better
+(:data:`convoice.synth.speech.MBROLA_VOICES`); :data:`MBROLA_LEFT_OUT` says
+why some are not used here.
 
 Not in the inventory, on purpose: the reserved voices of the independent
 evaluation (Debian's asterisk sounds and prompts, fillets-ng, klettres, RHVoice's
