@@ -26,16 +26,55 @@ def test_split_is_stable_disjoint_and_keeps_the_tuned_voices_in_tune() -> None:
         shuffled = names[:]
         random.Random(seed).shuffle(shuffled)
         assert voices.split(shuffled, groups) == first
-    tune = {n for n, h in first.items() if h == "tune"}
-    report = {n for n, h in first.items() if h == "report"}
+    which = voices.halves()  # the split of the identities and of every mbrola voice
+    assert {n: h for n, h in which.items() if not n.startswith("mb-")} == {
+        n: h for n, h in first.items() if not n.startswith("mb-")
+    }
+    tune = {n for n in names if which[n] == "tune"}
+    report = {n for n in names if which[n] == "report"}
     assert tune.isdisjoint(report) and tune | report == set(names)
     assert set(VOICES) | {"pyannote_diane", "pyannote_sheila"} <= tune
     assert len(names) >= 20 and len(report) >= 10
     real = {i.name for i in ids if i.real}
     assert report & real and tune & real
-    for half in (tune, report):  # both halves hold same-engine (hard) pairs
-        per_group = [groups[n] for n in half if groups[n] != "recorded"]
-        assert any(per_group.count(g) >= 2 for g in set(per_group))
+    engines = {i.name: i.engine for i in ids}
+    for half in (tune, report):  # both halves hold same-engine (hard) pairs, mbrola's too
+        per_engine = [engines[n] for n in half if engines[n] != "recorded"]
+        assert sum(per_engine.count(e) >= 2 for e in set(per_engine)) >= 3
+        assert per_engine.count("mbrola") >= 5
+
+
+# The halves of the mbrola voices in the languages benchmark (convoice bench --languages)
+# since it began: a voice it reports on must never become one the main corpus tunes on.
+MBROLA_HALVES = {
+    "tune": {"mb-br3", "mb-br4", "mb-de6", "mb-de7", "mb-en1", "mb-fr5", "mb-fr6", "mb-it3",
+             "mb-nl2", "mb-tr1"},
+    "report": {"mb-br1", "mb-de1", "mb-de2", "mb-fr2", "mb-fr3", "mb-ir1", "mb-it1", "mb-it4",
+               "mb-nl3", "mb-pt1", "mb-tr2", "mb-us1", "mb-us2"},
+}  # fmt: skip
+
+
+def test_every_mbrola_voice_is_in_the_same_half_in_both_corpora(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from convoice.synth import multilingual_voices as ml
+
+    main, languages = voices.halves(), ml.halves()
+    mbrola = {v.name for v in ml.voices() if v.group.startswith("mbrola")}
+    assert mbrola == MBROLA_HALVES["tune"] | MBROLA_HALVES["report"]
+    for half, names in MBROLA_HALVES.items():
+        assert {n for n in names if languages[n] == half} == names, half
+        assert {n for n in names if main[n] == half} == names, half
+    used = [i for i in voices.all_identities() if i.engine == "mbrola"]
+    assert {i.name for i in used} == mbrola - set(voices.MBROLA_LEFT_OUT)
+    assert len(used) >= 12 and all(ml.by_name(i.name).group == i.group for i in used)
+    # a voice the main corpus leaves out keeps its place in the deal: without it, de1
+    # would move de2, de6 and de7
+    kept = tuple(i for i in voices.SYNTHETIC if i.name != "mb-de1")
+    monkeypatch.setattr(voices, "SYNTHETIC", kept)
+    assert voices.halves() == main
+    rest = {n: g for n, g in voices.mbrola_groups().items() if n != "mb-de1"}
+    assert voices.split(rest, rest)["mb-de7"] != main["mb-de7"]
 
 
 def test_inventory_finds_the_voices_and_recordings_that_ship() -> None:
@@ -43,13 +82,16 @@ def test_inventory_finds_the_voices_and_recordings_that_ship() -> None:
     missing = [name for name, ok in here.items() if not ok]
     assert not missing, f"not installed: {missing} (make setup installs them)"
     assert set(VOICES) <= set(INVENTORY)
+    table = voices.describe(voices.inventory())
+    assert "mb-fr2           report mbrola-fr synthetic fr   yes   Debian mbrola-fr2" in table
+    assert "no commercial use" in table
     diane = voices.utterances(voices.REAL[0])
     assert diane and all(u.text and u.end > u.start for u in diane)
     audio = voices.load_utterance(voices.utterances(voices.REAL[3])[0])  # alsa: 48 kHz source
     assert audio.dtype == np.float32 and 0.3 < len(audio) / SAMPLE_RATE < 2.0
 
 
-@pytest.mark.parametrize("voice", ["cs_ph", "piper_joe", "slt_hts"])
+@pytest.mark.parametrize("voice", ["cs_ph", "piper_joe", "slt_hts", "mb-de1", "mb-fr2"])
 def test_new_voices_speak(voice: str, tts_cache: Path) -> None:
     audio = synthesize(voice, "The cat sleeps on the warm windowsill.", tts_cache)
     assert 1.0 < len(audio) / SAMPLE_RATE < 6.0
@@ -62,8 +104,8 @@ def test_casts_put_everyone_in_three_episodes_and_pair_same_engine_voices() -> N
     casts = bench_corpus.plan_casts(ids, n, 3, seed=11)
     counts = {i.name: sum(i.name in c for c in casts) for i in ids}
     assert min(counts.values()) >= 3
-    group = {i.name: i.group for i in ids}
-    assert sum(group[c[0]] == group[c[1]] for c in casts) >= n // 3
+    engine = {i.name: i.engine for i in ids}
+    assert sum(engine[c[0]] == engine[c[1]] for c in casts) >= n // 3
     with pytest.raises(ValueError, match="fewer than 3"):
         bench_corpus.plan_casts(ids, n - 3, 3, seed=11)
 

@@ -4,8 +4,8 @@
 in which the identities of one half of :mod:`convoice.synth.inventory` talk:
 
 - every identity talks in three or more episodes (:func:`plan_casts`), and
-  every other episode opens with two identities of the same group (same TTS
-  engine, or two real people): the pairs a speaker encoder confuses;
+  every other episode opens with two identities of the same engine (mbrola of
+  any language, or two real people): the pairs a speaker encoder confuses;
 - each episode has a *condition* (:data:`CONDITIONS`, dealt in turn): a clean
   studio, one speaker on the telephone (300-3400 Hz, 8 kHz mu-law), a
   reverberant room, an equalised speaker, pink noise at 20, 10 and 5 dB SNR;
@@ -72,13 +72,13 @@ def plan_casts(
     """Casts of two or three identities; each identity in ``min_episodes`` or more.
 
     Even episodes open with the least-used identity and the least-used other one
-    of its group (a hard pair) when its group has one.
+    of its engine (a hard pair) when its engine has one.
     """
     if len(ids) < 2:
         raise ValueError(f"need two or more identities, got {len(ids)}")
     rng = random.Random(seed)
     count = {i.name: 0 for i in ids}
-    group = {i.name: i.group for i in ids}
+    group = {i.name: i.engine for i in ids}
     casts: list[tuple[str, ...]] = []
     for e in range(n_episodes):
         k = 3 if e % 2 == 1 and len(ids) >= 3 else 2
@@ -268,7 +268,13 @@ def identity_metadata(ids: Sequence[voices.Identity], half: str) -> dict[str, An
         "half": half,
         "split_rule": voices.SPLIT_SALT,
         "identities": {
-            i.name: {"group": i.group, "real": i.real, "language": i.language, "source": i.source}
+            i.name: {
+                "group": i.group,
+                "engine": i.engine,
+                "real": i.real,
+                "language": i.language,
+                "source": i.source,
+            }
             for i in ids
         },
     }
@@ -278,7 +284,7 @@ def make_half_corpus(
     out_dir: str | Path,
     half: str = "report",
     n_episodes: int = 0,
-    n_turns: int = 7,
+    n_turns: int = 6,
     seed: int = 11,
     cache_dir: str | Path | None = None,
 ) -> Corpus:

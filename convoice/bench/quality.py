@@ -185,8 +185,9 @@ def score_corpus(
 
 
 def hard_pairs(corpus: samples.Corpus, threshold: float = 0.8) -> list[tuple[str, str, float]]:
-    """Same-group identities whose resemblyzer centroids (over their clean turns) exceed
-    ``threshold`` in cosine: the pairs the corpus puts to the engine."""
+    """Same-engine identities whose resemblyzer centroids (over their clean turns) exceed
+    ``threshold`` in cosine: the pairs the corpus puts to the engine (all mbrola voices are
+    one engine, whatever their language)."""
     from convoice.models.clustering import normalize
 
     encoder = loaders.voice_encoder()
@@ -200,7 +201,7 @@ def hard_pairs(corpus: samples.Corpus, threshold: float = 0.8) -> list[tuple[str
             vectors.setdefault(t.speaker, []).append(encoder.embed_utterance(seg))
     names = sorted(vectors)
     cent = normalize(np.stack([np.mean(vectors[n], axis=0) for n in names]).astype(np.float32))
-    groups = {n: v["group"] for n, v in corpus.metadata["identities"].items()}
+    groups = {n: v.get("engine", v["group"]) for n, v in corpus.metadata["identities"].items()}
     sims = cent @ cent.T
     return [
         (a, b, round(float(sims[i, j]), 3))

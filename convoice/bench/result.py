@@ -104,7 +104,7 @@ class BenchmarkResult:
         lines += render_review(self.review)
         if self.hard_pairs:
             lines.append(
-                "hard pairs (same group, resemblyzer centroid cosine > 0.8): "
+                "hard pairs (same engine, resemblyzer centroid cosine > 0.8): "
                 + ", ".join(f"{a}-{b} {c:.2f}" for a, b, c in self.hard_pairs)
             )
         lines += [f"note: {n}" for n in self.notes]

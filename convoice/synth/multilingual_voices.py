@@ -21,9 +21,10 @@ Reserved voices (``../shared/notes/evaluation.md``: mbrola de4, de5, fr1, fr4,
 RHVoice) are never used.
 
 The split: a voice is in the same half as in :func:`convoice.synth.inventory.halves`
-when that inventory knows it (festival voices), else it is dealt by the same
-rule (:func:`convoice.synth.inventory.split`) within its group (espeak-ng
-variants; mbrola voices of one language).
+when that inventory knows it (festival voices, and every mbrola voice: the main
+benchmark deals them within their language, ``mbrola-<lang>``, as this corpus
+always has), else it is dealt by the same rule
+(:func:`convoice.synth.inventory.split`) within its group (espeak-ng variants).
 """
 
 from __future__ import annotations
@@ -51,17 +52,9 @@ ESPEAK_LANGUAGES = {
 # espeak-ng's "cmn" voice reads Chinese characters as pinyin spelled in English;
 # "cmn-latn-pinyin" reads them as Mandarin.
 ESPEAK_VARIANTS = ("m3", "f2", "m5", "f4")
-# mbrola voices per language (the espeak-ng voice of each language it speaks).
-MBROLA: dict[str, tuple[str, ...]] = {
-    "en": ("us1", "us2", "en1"),
-    "de": ("de1", "de2", "de6", "de7"),
-    "fr": ("fr2", "fr3", "fr5", "fr6"),
-    "pt": ("br1", "br3", "br4", "pt1"),
-    "it": ("it1", "it3", "it4"),
-    "fa": ("ir1",),
-    "nl": ("nl2", "nl3"),
-    "tr": ("tr1", "tr2"),
-}
+# mbrola voices per language (the espeak-ng voice of each language it speaks); the
+# main benchmark's inventory holds the list, so that both corpora split them alike.
+MBROLA: dict[str, tuple[str, ...]] = inventory.MBROLA
 MBROLA_ENGLISH = ("de1", "de2", "de6", "nl2")  # voices with an ``mb-XX-en`` variant
 FESTIVAL = {"ru_nsh": "ru"}  # festival's Italian diphone voices do not read UTF-8 text
 
@@ -106,10 +99,13 @@ def voices() -> tuple[Voice, ...]:
 
 @functools.cache
 def halves() -> dict[str, str]:
-    """Voice name -> "tune" or "report" (fixed in code, whatever is installed)."""
+    """Voice name -> "tune" or "report" (fixed in code, whatever is installed): the
+    main benchmark's half for the voices it knows (festival's, every mbrola voice)."""
     known = inventory.halves()
     rest = {v.name: v.group for v in voices() if v.name not in known}
-    return {**inventory.split(rest, rest), **{n: known[n] for n in FESTIVAL}}
+    return inventory.split(rest, rest) | {
+        v.name: known[v.name] for v in voices() if v.name in known
+    }
 
 
 def installed(voice: Voice) -> bool:

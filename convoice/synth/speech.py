@@ -48,7 +48,7 @@ class SynthesisError(RuntimeError):
 class Voice:
     """How to synthesize one voice: an engine, its voice name and optional sox effects."""
 
-    engine: str  # "flite" | "festival" | "espeak" | "piper"
+    engine: str  # "flite" | "festival" | "espeak" | "mbrola" | "piper"
     name: str  # the engine's own voice name (festival: "ked" means ked_diphone)
     gender: str  # "male" | "female"
     pitch_cents: int = 0  # sox `pitch`: deterministic shift, 0 = unchanged
@@ -96,7 +96,22 @@ EXTRA_VOICES: dict[str, Voice] = {
     "piper_joe": Voice("piper", "en_US-joe-medium", "male"),
 }
 
-INVENTORY: dict[str, Voice] = {**VOICES, **EXTRA_VOICES}
+# mbrola diphone voices (Debian non-free), through espeak-ng: the English ones, and those of
+# other languages reading English with their own language's rules or (an ``-en`` variant:
+# English phonemes on their diphones) whichever Whisper base heard better
+# (:data:`convoice.synth.inventory.MBROLA_LEFT_OUT`: those it could not hear).
+_MBROLA: tuple[tuple[str, str, str], ...] = (
+    ("us1", "mb-us1", "female"), ("us2", "mb-us2", "male"), ("en1", "mb-en1", "male"),
+    ("de1", "mb-de1", "female"), ("de2", "mb-de2-en", "male"), ("de6", "mb-de6", "male"),
+    ("de7", "mb-de7", "female"), ("fr2", "mb-fr2", "female"), ("fr3", "mb-fr3", "male"),
+    ("fr5", "mb-fr5", "male"), ("fr6", "mb-fr6", "male"), ("ir1", "mb-ir1", "male"),
+    ("nl2", "mb-nl2-en", "male"),
+)  # fmt: skip
+MBROLA_VOICES: dict[str, Voice] = {
+    f"mb-{db}": Voice("mbrola", espeak, gender) for db, espeak, gender in _MBROLA
+}
+
+INVENTORY: dict[str, Voice] = {**VOICES, **EXTRA_VOICES, **MBROLA_VOICES}
 """Every TTS voice :func:`synthesize` speaks with: :data:`VOICES` first, then the rest."""
 
 
@@ -130,7 +145,7 @@ def _engine_wav(voice: Voice, text: str, raw: Path) -> None:
         name = voice.name if "_" in voice.name else f"{voice.name}_diphone"
         cmd = [require("text2wave", "festival"), "-eval", f"(voice_{name})"]
         _run([*cmd, *voice.options, str(txt), "-o", str(raw)], "festival text2wave")
-    elif voice.engine == "espeak":
+    elif voice.engine in {"espeak", "mbrola"}:  # espeak-ng drives mbrola's voices (mb-XX)
         cmd = [require("espeak-ng", "espeak-ng"), "-v", voice.name, *voice.options]
         _run([*cmd, "-w", str(raw), "--", text], "espeak")
     elif voice.engine == "piper":
