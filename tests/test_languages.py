@@ -73,9 +73,51 @@ def test_an_unsure_clip_leans_on_its_speaker_but_a_sure_switch_stands() -> None:
     sure_en = {"en": 0.97, "de": 0.03}
     dists = [sure_de, sure_de, unsure, sure_en]
     guesses = [language._top(d, "short") for d in dists]
-    pooled = language._pool(guesses, dists, [0, 0, 0, 0], [3.0, 3.0, 2.0, 2.0], 0.8)
+    pooled = language._pool(guesses, dists, [0, 0, 0, 0], [3.0, 3.0, 2.0, 2.0], 2.0)
     assert [g.language for g in pooled] == ["de", "de", "de", "en"]
     assert pooled[2].method == "speaker" and pooled[3].method == "short"
+    alone = language._pool(guesses, dists, [0, 0, 0, 0], [3.0, 3.0, 2.0, 2.0], 0.0)
+    assert [g.language for g in alone] == ["de", "de", "nl", "en"]  # weight 0: no prior
+
+
+def test_the_speaker_prior_is_a_sum_of_log_probabilities() -> None:
+    prior = language.speaker_priors([{"de": 1.0}, {"en": 1.0}], [0, 0], [3.0, 1.0])[0]
+    assert prior == {"de": 0.75, "en": 0.25}  # a mixture: a bilingual speaker keeps both
+    joint = language.combine({"de": 0.2, "en": 0.8}, prior, 2.0)
+    # 0.2 * 0.75^2 = 0.1125 against 0.8 * 0.25^2 = 0.05
+    assert joint["de"] == pytest.approx(0.1125 / 0.1625)
+    assert language.combine({"de": 0.2, "en": 0.8}, prior, 0.0)["en"] == pytest.approx(0.8)
+    with pytest.raises(language.LanguageError, match="0 or more"):
+        language.combine({"de": 1.0}, prior, -1.0)
+
+
+SWITCH = [  # one mbrola voice of the tuning half: German with one English question
+    ("mb-de6", "de", "Ich bin in einer kleinen Stadt an der Küste aufgewachsen."),
+    ("mb-de6", "de", "Wir haben das Projekt mit drei Freunden begonnen."),
+    ("mb-de6", "en", "Could you tell our listeners how it all began?"),
+    ("mb-de6", "de", "Genau."),
+    ("mb-de6", "de", "Na ja, gut."),
+    ("mb-de6", "de", "Am Abend gehen wir oft am Fluss spazieren."),
+    ("mb-de6", "de", "Jawohl."),
+]
+
+
+def test_short_clips_take_their_speakers_language_and_a_switch_stands() -> None:
+    audio, regions = _recording(SWITCH)
+    model = loaders.whisper_model()
+    alone = language.detect_languages(
+        model, audio, regions, language.DetectOptions(pool_speakers=False)
+    )
+    pooled = language.detect_languages(
+        model, audio, regions, language.DetectOptions(), [0] * len(SWITCH)
+    )
+    truth = [lang for _, lang, _ in SWITCH]
+    assert [g.language for g in pooled] == truth
+    assert [g.language for g in alone] != truth  # the short clips alone: other languages
+    assert {g.method for g, a in zip(pooled, alone, strict=True) if g.language != a.language} == {
+        "speaker"
+    }
+    assert pooled[2].probability < 0.99  # the English question: its own, not its speaker's
 
 
 def test_model_per_language_from_settings(tmp_path: Path) -> None:
