@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from convoice.models.packing import SAMPLE_RATE, FloatArray
-from convoice.records import Region
+from convoice.records import Region, Samples
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -176,13 +176,13 @@ def _distributions(
     return out
 
 
-def _cut(samples: FloatArray, clip: Region) -> FloatArray:
-    return samples[int(clip.start * SAMPLE_RATE) : int(clip.end * SAMPLE_RATE)]
+def _cut(samples: Samples, clip: Region) -> FloatArray:
+    return np.asarray(samples[int(clip.start * SAMPLE_RATE) : int(clip.end * SAMPLE_RATE)])
 
 
 def _detect(
     model: WhisperModel,
-    samples: FloatArray,
+    samples: Samples,
     clips: list[Region],
     options: DetectOptions,
     padded: bool,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,11 +12,13 @@ import pytest
 from convoice.config import ConfigError, load_settings
 from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
-from convoice.models import asr, lang_eval, language
+from convoice.media.audio import Audio
+from convoice.models import asr, lang_eval, language, language_cuts
 from convoice.records import Region
 from convoice.storage import Store
 from convoice.synth import inventory, multilingual
 from convoice.synth.serve import serve_directory, write_sources_csv
+from convoice.tasks import stages
 
 SR = 16000
 
@@ -221,3 +224,41 @@ def test_fitted_bars_are_the_lowest_that_meet_the_wer_target() -> None:
     assert (fit.bar, fit.wer, fit.accepted_words, fit.words) == (0.86, 0.0, 4, 8)
     clips[0]["review_reasons"] = ["uncertain_speaker"]  # held by another reason: no bar helps
     assert lang_eval.fit_transcript_bars(clips, {"r": refs}, 0.08)["nl"].bar is None
+
+
+def test_a_clip_is_cut_where_its_language_changes(tmp_path: Path) -> None:
+    lines = [  # one voice, one turn, under [clips] max_s: one clip unless cut
+        ("mb-de6", "de", "Wir haben das Projekt mit drei Freunden begonnen."),
+        ("mb-de6", "en", "Could you tell our listeners how it all began?"),
+    ]
+    audio, regions = _recording(lines)
+    samples = np.concatenate([np.zeros(SR // 2, np.float32), audio])
+    regions = [Region(r.start + 0.5, r.end + 0.5) for r in regions]
+    settings = load_settings(home=str(tmp_path))
+    off = dataclasses.replace(settings, asr=dataclasses.replace(settings.asr, language_cuts=False))
+    whole = stages.segment.fn(Audio(samples, SR), off)
+    assert len(whole.clips) == 1  # both sentences in one clip
+    cut = stages.segment.fn(Audio(samples, SR), settings)
+    assert len(cut.clips) == 2
+    for clip, truth in zip(cut.clips, regions, strict=True):
+        assert clip.region.start <= truth.start + 0.1 and clip.region.end >= truth.end - 0.1
+        assert clip.region.duration < truth.duration + 0.5  # no part of the other sentence
+    model = loaders.whisper_model()
+    own = language.DetectOptions(pool_speakers=False)  # each part heard on its own
+    guesses = language.detect_languages(model, samples, [c.region for c in cut.clips], own)
+    assert [g.language for g in guesses] == ["de", "en"]
+    pinned = dataclasses.replace(settings, asr=dataclasses.replace(settings.asr, language="de"))
+    assert len(stages.segment.fn(Audio(samples, SR), pinned).clips) == 1  # a pinned language
+
+
+def test_language_runs_shorter_than_a_clip_join_their_neighbour() -> None:
+    spans = [Region(0, 2), Region(2.5, 4), Region(4.4, 4.9), Region(5.3, 8)]
+    assert language_cuts.parts([False, True, False], spans, 1.0) == [[0, 1], [2, 3]]
+    assert language_cuts.parts([False, False, True], spans, 1.0) == [[0, 1, 2], [3]]
+    assert language_cuts.parts([True, False, False], spans, 3.0) == [[0, 1, 2, 3]]
+    assert language_cuts.parts([False, False, False], spans, 1.0) == [[0, 1, 2, 3]]
+    sure_de, sure_en = {"de": 0.95, "en": 0.05}, {"en": 0.9, "de": 0.1}
+    assert language_cuts.change_nats(sure_de, sure_en) == pytest.approx(
+        np.log(0.95 * 0.9) - np.log(0.95 * 0.1)
+    )
+    assert language_cuts.change_nats(sure_de, sure_de) == 0.0
