@@ -186,8 +186,10 @@ class AsrSettings:
     beam_size: int = 1  # 5 cut raw WER from 6.0 % to 4.7 % on the benchmark, at +15 % time
     language: str = ""  # "" = detect per clip; else every clip is this language
     language_detection: str = "short"  # "short" (cheap), "short+padded" or "padded" (README)
-    language_min_probability: float = 0.8  # below: unsure (padded again if asked), then speaker
-    language_pool_speakers: bool = True  # unsure clips lean on their recording speaker
+    language_min_probability: float = 0.8  # below: unsure (padded again with "short+padded")
+    language_pool_speakers: bool = True  # each clip's language weighs its recording speaker's
+    language_speaker_weight: float = 2.0  # how much (log p(clip) + weight * log p(speaker))
+    language_cuts: bool = True  # cut a clip where its language changes (not with `language`)
     languages: tuple[str, ...] = ()  # detect only among these (() = all Whisper knows)
     cpu_threads: int = 0  # 0 = all cores
     vocabulary_mode: str = "hotwords"  # how a channel's vocabulary is given: or "initial_prompt"

@@ -53,5 +53,6 @@ def asr_options(settings: Settings) -> asr.AsrOptions:
         candidates=tuple(c.strip() for c in candidates if c.strip()),
         batch_size=cfg.batch_size,
         pool_speakers=cfg.language_pool_speakers,
+        speaker_weight=cfg.language_speaker_weight,
     )
     return asr.AsrOptions(cfg.batch_size, cfg.beam_size, cfg.language, detect)

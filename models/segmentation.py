@@ -255,10 +255,11 @@ def cut_clips(
         current = span if span.duration <= max_s else None
     if current is not None and current.duration >= min_s:
         clips.append(current)
-    return [_pad(c, turn, pad_s) for c in clips]
+    return [pad_clip(c, turn, pad_s) for c in clips]
 
 
-def _pad(clip: Region, turn: LocalTurn, pad_s: float) -> Region:
+def pad_clip(clip: Region, turn: LocalTurn, pad_s: float) -> Region:
+    """``clip`` with up to ``pad_s`` of the silence around it (half of a pause at most)."""
     before = [p.end for p in turn.pieces if p.end <= clip.start]
     after = [p.start for p in turn.pieces if p.start >= clip.end]
     lo_room = (clip.start - before[-1]) / 2 if before else turn.room_before / 2

@@ -21,7 +21,7 @@ from convoice.engines import loaders
 from convoice.media import download, listing
 from convoice.media.audio import AnyAudio, Audio, open_audio
 from convoice.media.errors import IngestError
-from convoice.models import asr, diarize, labelling, language
+from convoice.models import asr, diarize, labelling, language, language_cuts
 from convoice.models.clip_embeddings import Embeddings, embed_recording
 from convoice.models.diarize import Segmentation
 from convoice.models.from_settings import asr_options, own_speakers, with_vocabulary
@@ -74,7 +74,8 @@ def _pipeline(name_or_dir: str) -> Any:
 
 @task(name="segment", cache_policy=NO_CACHE)
 def segment(audio: AnyAudio, settings: Settings) -> Segmentation:
-    """Speaker segmentation: local turns, overlaps and clip regions.
+    """Speaker segmentation: local turns, overlaps and clip regions (cut where the language
+    changes, ``[asr] language_cuts``, unless ``[asr] language`` pins one).
 
     ``segmentation`` backend: VAD, pause-aligned chunks, pyannote segmentation
     once per chunk, reading the samples a block at a time. ``pipeline`` backend:
@@ -98,6 +99,13 @@ def segment(audio: AnyAudio, settings: Settings) -> Segmentation:
         )
     if not seg.speech or not seg.turns:
         raise IngestError(SkipReason.NO_SPEECH, "no speech found (silence, music or noise only)")
+    if settings.asr.language_cuts and not settings.asr.language:
+        asr_cfg = settings.asr
+        whisper = loaders.whisper_model(asr_cfg.model, asr_cfg.compute_type, asr_cfg.cpu_threads)
+        detect = asr_options(settings).detect
+        seg = language_cuts.cut_at_language_changes(
+            whisper, audio.samples, seg, settings.clips.min_s, settings.clips.pad_s, detect
+        )
     return seg
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,11 +12,13 @@ import pytest
 from convoice.config import ConfigError, load_settings
 from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
-from convoice.models import asr, lang_eval, language
+from convoice.media.audio import Audio
+from convoice.models import asr, lang_eval, language, language_cuts
 from convoice.records import Region
 from convoice.storage import Store
 from convoice.synth import inventory, multilingual
 from convoice.synth.serve import serve_directory, write_sources_csv
+from convoice.tasks import stages
 
 SR = 16000
 
@@ -73,9 +76,51 @@ def test_an_unsure_clip_leans_on_its_speaker_but_a_sure_switch_stands() -> None:
     sure_en = {"en": 0.97, "de": 0.03}
     dists = [sure_de, sure_de, unsure, sure_en]
     guesses = [language._top(d, "short") for d in dists]
-    pooled = language._pool(guesses, dists, [0, 0, 0, 0], [3.0, 3.0, 2.0, 2.0], 0.8)
+    pooled = language._pool(guesses, dists, [0, 0, 0, 0], [3.0, 3.0, 2.0, 2.0], 2.0)
     assert [g.language for g in pooled] == ["de", "de", "de", "en"]
     assert pooled[2].method == "speaker" and pooled[3].method == "short"
+    alone = language._pool(guesses, dists, [0, 0, 0, 0], [3.0, 3.0, 2.0, 2.0], 0.0)
+    assert [g.language for g in alone] == ["de", "de", "nl", "en"]  # weight 0: no prior
+
+
+def test_the_speaker_prior_is_a_sum_of_log_probabilities() -> None:
+    prior = language.speaker_priors([{"de": 1.0}, {"en": 1.0}], [0, 0], [3.0, 1.0])[0]
+    assert prior == {"de": 0.75, "en": 0.25}  # a mixture: a bilingual speaker keeps both
+    joint = language.combine({"de": 0.2, "en": 0.8}, prior, 2.0)
+    # 0.2 * 0.75^2 = 0.1125 against 0.8 * 0.25^2 = 0.05
+    assert joint["de"] == pytest.approx(0.1125 / 0.1625)
+    assert language.combine({"de": 0.2, "en": 0.8}, prior, 0.0)["en"] == pytest.approx(0.8)
+    with pytest.raises(language.LanguageError, match="0 or more"):
+        language.combine({"de": 1.0}, prior, -1.0)
+
+
+SWITCH = [  # one mbrola voice of the tuning half: German with one English question
+    ("mb-de6", "de", "Ich bin in einer kleinen Stadt an der Küste aufgewachsen."),
+    ("mb-de6", "de", "Wir haben das Projekt mit drei Freunden begonnen."),
+    ("mb-de6", "en", "Could you tell our listeners how it all began?"),
+    ("mb-de6", "de", "Genau."),
+    ("mb-de6", "de", "Na ja, gut."),
+    ("mb-de6", "de", "Am Abend gehen wir oft am Fluss spazieren."),
+    ("mb-de6", "de", "Jawohl."),
+]
+
+
+def test_short_clips_take_their_speakers_language_and_a_switch_stands() -> None:
+    audio, regions = _recording(SWITCH)
+    model = loaders.whisper_model()
+    alone = language.detect_languages(
+        model, audio, regions, language.DetectOptions(pool_speakers=False)
+    )
+    pooled = language.detect_languages(
+        model, audio, regions, language.DetectOptions(), [0] * len(SWITCH)
+    )
+    truth = [lang for _, lang, _ in SWITCH]
+    assert [g.language for g in pooled] == truth
+    assert [g.language for g in alone] != truth  # the short clips alone: other languages
+    assert {g.method for g, a in zip(pooled, alone, strict=True) if g.language != a.language} == {
+        "speaker"
+    }
+    assert pooled[2].probability < 0.99  # the English question: its own, not its speaker's
 
 
 def test_model_per_language_from_settings(tmp_path: Path) -> None:
@@ -179,3 +224,41 @@ def test_fitted_bars_are_the_lowest_that_meet_the_wer_target() -> None:
     assert (fit.bar, fit.wer, fit.accepted_words, fit.words) == (0.86, 0.0, 4, 8)
     clips[0]["review_reasons"] = ["uncertain_speaker"]  # held by another reason: no bar helps
     assert lang_eval.fit_transcript_bars(clips, {"r": refs}, 0.08)["nl"].bar is None
+
+
+def test_a_clip_is_cut_where_its_language_changes(tmp_path: Path) -> None:
+    lines = [  # one voice, one turn, under [clips] max_s: one clip unless cut
+        ("mb-de6", "de", "Wir haben das Projekt mit drei Freunden begonnen."),
+        ("mb-de6", "en", "Could you tell our listeners how it all began?"),
+    ]
+    audio, regions = _recording(lines)
+    samples = np.concatenate([np.zeros(SR // 2, np.float32), audio])
+    regions = [Region(r.start + 0.5, r.end + 0.5) for r in regions]
+    settings = load_settings(home=str(tmp_path))
+    off = dataclasses.replace(settings, asr=dataclasses.replace(settings.asr, language_cuts=False))
+    whole = stages.segment.fn(Audio(samples, SR), off)
+    assert len(whole.clips) == 1  # both sentences in one clip
+    cut = stages.segment.fn(Audio(samples, SR), settings)
+    assert len(cut.clips) == 2
+    for clip, truth in zip(cut.clips, regions, strict=True):
+        assert clip.region.start <= truth.start + 0.1 and clip.region.end >= truth.end - 0.1
+        assert clip.region.duration < truth.duration + 0.5  # no part of the other sentence
+    model = loaders.whisper_model()
+    own = language.DetectOptions(pool_speakers=False)  # each part heard on its own
+    guesses = language.detect_languages(model, samples, [c.region for c in cut.clips], own)
+    assert [g.language for g in guesses] == ["de", "en"]
+    pinned = dataclasses.replace(settings, asr=dataclasses.replace(settings.asr, language="de"))
+    assert len(stages.segment.fn(Audio(samples, SR), pinned).clips) == 1  # a pinned language
+
+
+def test_language_runs_shorter_than_a_clip_join_their_neighbour() -> None:
+    spans = [Region(0, 2), Region(2.5, 4), Region(4.4, 4.9), Region(5.3, 8)]
+    assert language_cuts.parts([False, True, False], spans, 1.0) == [[0, 1], [2, 3]]
+    assert language_cuts.parts([False, False, True], spans, 1.0) == [[0, 1, 2], [3]]
+    assert language_cuts.parts([True, False, False], spans, 3.0) == [[0, 1, 2, 3]]
+    assert language_cuts.parts([False, False, False], spans, 1.0) == [[0, 1, 2, 3]]
+    sure_de, sure_en = {"de": 0.95, "en": 0.05}, {"en": 0.9, "de": 0.1}
+    assert language_cuts.change_nats(sure_de, sure_en) == pytest.approx(
+        np.log(0.95 * 0.9) - np.log(0.95 * 0.1)
+    )
+    assert language_cuts.change_nats(sure_de, sure_de) == 0.0
