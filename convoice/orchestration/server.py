@@ -101,17 +101,21 @@ def start_early_server() -> EarlyServer | None:
 def use_early_server(server: EarlyServer | None) -> bool:
     """Point Prefect (imported by now) at ``server`` once it answers; True when it does.
 
-    Stops ``server`` instead when Prefect has an API URL from its settings or the
-    server does not answer within Prefect's own start-up timeout.
+    Stops ``server`` instead when Prefect's settings give an API URL or turn its
+    temporary server off, or the server does not answer within Prefect's own
+    start-up timeout.
     """
     if server is None:
         return False
     from prefect.context import refresh_global_settings_context
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+    )
 
-    if PREFECT_API_URL.value() or not server.wait_ready(
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
-    ):
+    ours = not PREFECT_API_URL.value() and PREFECT_SERVER_EPHEMERAL_ENABLED.value()
+    if not ours or not server.wait_ready(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()):
         server.stop()
         return False
     os.environ["PREFECT_API_URL"] = server.api_url
