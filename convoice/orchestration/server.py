@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import logging
 import os
 import socket
 import subprocess
@@ -25,6 +26,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 # What Prefect's SubprocessASGIServer sets for its temporary server (no UI, ephemeral).
 SERVER_ENV = {
@@ -114,9 +117,17 @@ def use_early_server(server: EarlyServer | None) -> bool:
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
     )
 
-    ours = not PREFECT_API_URL.value() and PREFECT_SERVER_EPHEMERAL_ENABLED.value()
-    if not ours or not server.wait_ready(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()):
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
         server.stop()
+        return False
+    timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+    if not server.wait_ready(timeout):
+        code = server.process.poll()
+        server.stop()
+        log.warning(
+            "Prefect's temporary server, started early, %s: Prefect starts its own",
+            f"exited ({code})" if code is not None else f"did not answer in {timeout} s",
+        )
         return False
     os.environ["PREFECT_API_URL"] = server.api_url
     refresh_global_settings_context()  # the settings every thread sees pick it up
