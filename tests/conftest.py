@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,19 @@ os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "90"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# And before any model loads: the suite's own cache (ONNX graphs of the encoders tests
+# train, the assembled Whisper, downloads), so tests never touch a user's
+# ~/.cache/convoice. One per session: each model is exported once per run, not per test.
+# CONVOICE_TEST_CACHE names one to keep between runs instead.
+_KEEP_CACHE = bool(os.environ.get("CONVOICE_TEST_CACHE"))
+_CACHE = os.environ.get("CONVOICE_TEST_CACHE") or tempfile.mkdtemp(prefix="convoice-test-cache-")
+os.environ["CONVOICE_CACHE"] = _CACHE
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the session's cache (not one ``CONVOICE_TEST_CACHE`` names)."""
+    if not _KEEP_CACHE:
+        shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

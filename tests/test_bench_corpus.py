@@ -241,11 +241,16 @@ def _check_profile(output: str, figures: dict[str, Any]) -> None:
         "faster-whisper base int8, batched 8, greedy, VAD, no word timestamps",
         "the same with word_timestamps=True",
         "`convoice ingest` as a process (CLI start to exit)",
+        "its start-up and exit (imports, Prefect's server, flow run set-up)",
+        "its flow (wall time its report gives; models finish loading in it)",
         "the flow (in this process, models loaded)",
         *figures["flow_stages"],
     ):
         seconds, ratio = (float(x) for x in rows[what])
         assert seconds >= 0 and ratio >= 0, what
+    assert "the rest (Prefect's flow and task runs, waits, logging)" in rows
+    outside = figures["process_s"] - figures["process_flow_s"]
+    assert 0 < figures["process_flow_s"] < figures["process_s"] and outside > 0
     whisper = rows["faster-whisper base int8, batched 8, greedy, VAD, no word timestamps"]
     assert float(whisper[1]) == 1.0
     assert figures["whisper_words_s"] > 0 and figures["process_s"] > 0 and figures["flow_s"] > 0

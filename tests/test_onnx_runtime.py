@@ -86,11 +86,13 @@ def test_onnx_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_broken_cached_graph_is_refused_and_removed(tmp_path: Path) -> None:
     weights = loaders.campplus_weights()
-    target = tmp_path / "onnx" / f"campplus-{onnx_runtime.weights_digest(weights)}.onnx"
+    target = onnx_runtime.graph_path(_graph(), weights, tmp_path, shipped=True)
+    assert target.name == f"campplus-{onnx_runtime.weights_digest(weights)}.onnx"
     target.parent.mkdir()
     target.write_bytes(b"not an onnx graph")
     with pytest.raises(onnx_runtime.OnnxUnavailable, match="campplus"):
-        onnx_runtime.onnx_runner(loaders.campplus_model(), _graph(), weights, tmp_path, 1)
+        model = loaders.campplus_model()
+        onnx_runtime.onnx_runner(model, _graph(), weights, tmp_path, 1, shipped=True)
     assert not target.exists()  # exported again next time
 
 
@@ -105,7 +107,8 @@ def test_a_graph_that_disagrees_with_torch_is_refused(tmp_path: Path) -> None:
     tuned = CAMPPlus()
     tuned.load_state_dict(state)
     tuned.eval()
-    target = tmp_path / "onnx" / f"campplus-{onnx_runtime.weights_digest(weights)}.onnx"
+    target = onnx_runtime.graph_path(_graph(), weights, tmp_path, shipped=False)
+    assert target.name == f"campplus-tuned-{onnx_runtime.weights_digest(weights)}.onnx"
     target.parent.mkdir()
     shutil.copyfile(shipped.path, target)
     with pytest.raises(onnx_runtime.OnnxUnavailable, match="cosine"):
@@ -129,20 +132,42 @@ def test_an_export_failure_falls_back_to_torch(
     assert "campplus runs in torch" in caplog.text and "exporter changed" in caplog.text
 
 
-def test_only_the_last_used_graphs_stay_cached(tmp_path: Path) -> None:
-    """Every fine-tuned encoder exports a graph of its own: old ones are pruned."""
+def test_training_encoders_prunes_old_tuned_graphs_never_the_shipped_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Every fine-tuned encoder exports a graph of its own: the least recently used of those
+    are pruned, the shipped weights' graph never (each ingest would export it again)."""
     shipped = loaders.campplus_encoder()
     assert isinstance(shipped, onnx_runtime.OnnxRunner)
     folder = tmp_path / "onnx"
     folder.mkdir()
+    kept = folder / shipped.path.name
+    shutil.copyfile(shipped.path, kept)
+    os.utime(kept, (500.0, 500.0))  # used before any fine-tuned one
     for i in range(onnx_runtime.KEEP_GRAPHS + 2):
-        old = folder / f"campplus-old{i}.onnx"
+        old = folder / f"campplus-tuned-old{i}.onnx"
         old.write_bytes(b"x")
         os.utime(old, (1000.0 + i, 1000.0 + i))
-    (folder / "resemblyzer-other.onnx").write_bytes(b"x")  # another network's: kept
-    runner = onnx_runtime.onnx_runner(
-        loaders.campplus_model(), _graph(), loaders.campplus_weights(), tmp_path, 1
-    )
+    (folder / "resemblyzer-tuned-other.onnx").write_bytes(b"x")  # another network's: kept
+    state = {k: v.clone() for k, v in loaders.campplus_model().state_dict().items()}
+    state["xvector.dense.linear.weight"] *= 0.5  # a fine-tuned encoder, as training writes one
+    weights = tmp_path / "tuned.pt"
+    torch.save(state, weights)
+    monkeypatch.setenv("CONVOICE_CACHE", str(tmp_path))
+    tuned = loaders.campplus_encoder(str(weights))
+    assert isinstance(tuned, onnx_runtime.OnnxRunner) and tuned.path.parent == folder
     left = sorted(p.name for p in folder.glob("*.onnx"))
-    newest = [f"campplus-old{i}.onnx" for i in range(3, onnx_runtime.KEEP_GRAPHS + 2)]
-    assert left == sorted([runner.path.name, *newest, "resemblyzer-other.onnx"])
+    newest = [f"campplus-tuned-old{i}.onnx" for i in range(3, onnx_runtime.KEEP_GRAPHS + 2)]
+    want = [kept.name, tuned.path.name, *newest, "resemblyzer-tuned-other.onnx"]
+    assert left == sorted(want)
+
+    def no_export(*_: object) -> None:
+        raise AssertionError("the shipped graph was exported again")
+
+    monkeypatch.setattr(onnx_runtime, "export", no_export)
+    loaders.campplus_encoder.cache_clear()
+    try:  # the next ingest finds the shipped graph where it was
+        again = loaders.campplus_encoder()
+        assert isinstance(again, onnx_runtime.OnnxRunner) and again.path == kept
+    finally:
+        loaders.campplus_encoder.cache_clear()

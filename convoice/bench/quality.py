@@ -109,7 +109,8 @@ def run_benchmark(
         result.flow_s = time.perf_counter() - start
         if profile:
             process_home = Path(tempfile.mkdtemp(prefix="convoice-bench-process-"))
-            result.process_s = baselines.time_ingest_process(sources, process_home)
+            timing = baselines.time_ingest_process(sources, process_home)
+            result.process_s, result.process_flow_s = timing.seconds, timing.flow_s
             shutil.rmtree(process_home, ignore_errors=True)
     result.flow_stages = report.stage_seconds
     store = Store.open(load_settings(home=home))

@@ -143,12 +143,17 @@ def ingest(
     _check_sources(urls, sources)
     prefect_defaults()
     cfg = _settings(config, home)
+    from convoice.orchestration.server import start_early_server, use_early_server
+
+    server = start_early_server()  # Prefect's temporary server starts while Prefect imports
     runner_settings = _runner_settings(cfg.runner, runner, workers, address)
     if (runner_settings or cfg.runner).kind == RunnerKind.THREADS:
         from convoice.orchestration.preload import start_preload
 
         start_preload(cfg)  # models load while Prefect is imported and its server starts
     from convoice.flows.ingest import ingest_flow
+
+    use_early_server(server)
 
     fmt = log_format.value if log_format else None
     if fmt:

