@@ -189,7 +189,7 @@ class AsrSettings:
     language_min_probability: float = 0.8  # below: unsure (padded again with "short+padded")
     language_pool_speakers: bool = True  # each clip's language weighs its recording speaker's
     language_speaker_weight: float = 2.0  # how much (log p(clip) + weight * log p(speaker))
-    language_cuts: bool = True  # cut a clip where its language changes (not with `language`)
+    language_cuts: bool = False  # cut a clip where its language changes (not with `language`)
     languages: tuple[str, ...] = ()  # detect only among these (() = all Whisper knows)
     cpu_threads: int = 0  # 0 = all cores
     vocabulary_mode: str = "hotwords"  # how a channel's vocabulary is given: or "initial_prompt"

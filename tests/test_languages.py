@@ -234,7 +234,11 @@ def test_a_clip_is_cut_where_its_language_changes(tmp_path: Path) -> None:
     audio, regions = _recording(lines)
     samples = np.concatenate([np.zeros(SR // 2, np.float32), audio])
     regions = [Region(r.start + 0.5, r.end + 0.5) for r in regions]
-    settings = load_settings(home=str(tmp_path))
+    defaults = load_settings(home=str(tmp_path))
+    assert not defaults.asr.language_cuts  # opt-in (README: Languages)
+    settings = dataclasses.replace(
+        defaults, asr=dataclasses.replace(defaults.asr, language_cuts=True)
+    )
     off = dataclasses.replace(settings, asr=dataclasses.replace(settings.asr, language_cuts=False))
     whole = stages.segment.fn(Audio(samples, SR), off)
     assert len(whole.clips) == 1  # both sentences in one clip
