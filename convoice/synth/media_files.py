@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -13,7 +14,11 @@ from convoice.synth.speech import require
 
 
 def write_media(path: str | Path, audio: FloatArray) -> Path:
-    """Write 16 kHz ``audio`` as a WAV, or as an MP4 (black H.264 video + AAC audio)."""
+    """Write 16 kHz ``audio`` as a WAV, or as an MP4 (black H.264 video + AAC audio).
+
+    Written beside ``path`` and renamed onto it, so a reader (or a second writer: two
+    benchmarks building one cached corpus) never sees a half-written file.
+    """
     import soundfile as sf
 
     path = Path(path)
@@ -21,13 +26,18 @@ def write_media(path: str | Path, audio: FloatArray) -> Path:
     suffix = path.suffix.lower()
     if suffix not in {".wav", ".mp4"}:
         raise ValueError(f"{path}: only .wav and .mp4 are written")
-    if suffix == ".wav":
-        sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
-        return path
-    with tempfile.TemporaryDirectory(prefix="convoice-media-") as tmp:
-        wav = Path(tmp) / "audio.wav"
-        sf.write(wav, audio, SAMPLE_RATE, subtype="PCM_16")
-        _mux_mp4(wav, path, len(audio) / SAMPLE_RATE)
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+    try:
+        if suffix == ".wav":
+            sf.write(partial, audio, SAMPLE_RATE, subtype="PCM_16")
+        else:
+            with tempfile.TemporaryDirectory(prefix="convoice-media-") as tmp:
+                wav = Path(tmp) / "audio.wav"
+                sf.write(wav, audio, SAMPLE_RATE, subtype="PCM_16")
+                _mux_mp4(wav, partial, len(audio) / SAMPLE_RATE)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return path
 
 
