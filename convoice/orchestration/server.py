@@ -75,7 +75,8 @@ class EarlyServer:
             self.process.wait()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -89,7 +90,7 @@ def start_early_server() -> EarlyServer | None:
     spec = importlib.util.find_spec("prefect")
     if spec is None or spec.origin is None:
         return None
-    port = _free_port()
+    port = free_port()
     cmd = [
         sys.executable, "-m", "uvicorn", "--app-dir", str(Path(spec.origin).parent.parent),
         "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
-import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -13,6 +12,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+from convoice.orchestration.server import free_port as free_port  # the one helper
 
 if TYPE_CHECKING:
     from convoice.synth.samples import Corpus
@@ -86,13 +87,6 @@ def served_note(base_url: str) -> str:
         f"served on {base_url} (NOT port {BENCH_PORT}: other clip ids, another audit sample;"
         " figures not comparable)"
     )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
