@@ -222,6 +222,11 @@ def mbrola_groups() -> dict[str, str]:
     return {f"mb-{db}": f"mbrola-{lang}" for lang, dbs in MBROLA.items() for db in dbs}
 
 
+def mbrola_installed(db: str) -> bool:
+    """Whether mbrola and its voice database ``db`` (``us1``, ``de6``, ...) are installed."""
+    return shutil.which("mbrola") is not None and (MBROLA_DIR / db / db).is_file()
+
+
 def halves() -> dict[str, str]:
     """The split of :func:`all_identities` and of every mbrola voice (fixed, whatever is
     installed): the mbrola voices this corpus leaves out are dealt too, so that each
@@ -257,8 +262,7 @@ def _tool_for(voice: str) -> bool:
     if shutil.which(tool.get(engine, "espeak-ng")) is None:
         return False
     if engine == "mbrola":
-        db = voice.removeprefix("mb-")
-        return shutil.which("mbrola") is not None and (MBROLA_DIR / db / db).is_file()
+        return mbrola_installed(voice.removeprefix("mb-"))
     if engine == "festival":
         name = INVENTORY[voice].name
         name = name if "_" in name else f"{name}_diphone"

@@ -110,7 +110,7 @@ def halves() -> dict[str, str]:
 
 def installed(voice: Voice) -> bool:
     if voice.group.startswith("mbrola"):
-        return Path(f"/usr/share/mbrola/{voice.name.removeprefix('mb-')}").exists()
+        return inventory.mbrola_installed(voice.name.removeprefix("mb-"))
     return voice.group != "festival" or shutil.which("festival") is not None
 
 
