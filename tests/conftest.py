@@ -26,7 +26,8 @@ os.environ["CONVOICE_CACHE"] = _CACHE
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Remove the session's cache (not one ``CONVOICE_TEST_CACHE`` names)."""
+    """Remove the session's Prefect home and cache (not one ``CONVOICE_TEST_CACHE`` names)."""
+    shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
     if not _KEEP_CACHE:
         shutil.rmtree(_CACHE, ignore_errors=True)
 
