@@ -196,7 +196,7 @@ def preload(settings: Settings) -> None:
     expand (:mod:`convoice.orchestration.preload`), so that loading overlaps that
     work; the caller joins it before any model is used (two threads loading one
     model would load it twice). Also pays the first calls' set-up (resemblyzer's
-    mel filters, Silero VAD's session). Errors are left to the stage that needs
+    mel filters (numpy), Silero VAD's session). Errors are left to the stage that needs
     the model, which reports them with its recording.
     """
     try:
@@ -213,7 +213,7 @@ def preload(settings: Settings) -> None:
 
 
 def _first_calls() -> None:
-    """The feature pipelines' one-off set-up (librosa's mel filters, about 4 s; the VAD's)."""
+    """The feature pipelines' one-off set-up (the mel filterbanks, cached; the VAD's session)."""
     from convoice.models import diarize, embed
 
     noise = np.random.default_rng(0).normal(0.0, 0.01, 16000).astype(np.float32)
