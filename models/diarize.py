@@ -14,10 +14,13 @@ their clip embeddings (:mod:`convoice.models.clustering`).
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from convoice.config import ClipSettings, DiarizationSettings
 from convoice.models.embed import BatchNet
@@ -31,13 +34,114 @@ from convoice.models.segmentation import (
     plan_chunks,
     rms_envelope,
 )
-from convoice.records import SAMPLE_RATE, Region, Samples
+from convoice.records import SAMPLE_RATE, FloatArray, Region, Samples
 
 if TYPE_CHECKING:
     from pyannote.audio import Model
 
 CHUNK_S = 10.0
 VAD_BLOCK_S = 600.0  # VAD runs on blocks this long: its buffers stay small for any length
+
+
+def powerset_mapping(classes: int, max_set: int) -> npt.NDArray[np.bool_]:
+    """Which speakers each powerset class holds, as pyannote's ``Powerset.mapping``:
+    row k for the k-th set in order of size, then of ``itertools.combinations``."""
+    sets = [c for size in range(max_set + 1) for c in itertools.combinations(range(classes), size)]
+    mapping = np.zeros((len(sets), classes), dtype=bool)
+    for k, members in enumerate(sets):
+        mapping[k, list(members)] = True
+    return mapping
+
+
+@dataclass(frozen=True)
+class Segmenter:
+    """A segmentation network as the segment stage runs it, and what it needs to know of it.
+
+    ``net`` takes (batch, 1, 10 s) chunks and gives per-frame scores of shape
+    (batch, frames, classes): powerset log-probabilities when ``powerset_max``
+    is not 0 (pyannote segmentation-3.0: 3 speakers, at most 2 at once, 7
+    classes), else one score per speaker. Frame ``i`` is centred at
+    ``frame_start + i * frame_step`` seconds of its chunk.
+    """
+
+    net: BatchNet
+    frame_start: float
+    frame_step: float
+    speakers: int  # local speakers per chunk
+    powerset_max: int = 0  # most speakers at once of a powerset model; 0: multi-label scores
+
+    def __post_init__(self) -> None:
+        if self.frame_step <= 0 or self.speakers < 1 or self.powerset_max < 0:
+            raise ValueError(f"not a segmentation model's frames and classes: {self}")
+
+    def activity(self, batch: FloatArray) -> npt.NDArray[np.bool_]:
+        """Which local speaker talks in each frame, shape (batch, frames, speakers)."""
+        scores = self.net(batch)
+        if not self.powerset_max:
+            return np.asarray(scores > 0.5)
+        mapping = powerset_mapping(self.speakers, self.powerset_max)
+        if scores.shape[-1] != len(mapping):
+            raise ValueError(f"{scores.shape[-1]} scores a frame, {len(mapping)} powerset classes")
+        return mapping[np.argmax(scores, axis=-1)]  # torch's argmax: the first maximum too
+
+    def meta(self) -> dict[str, Any]:
+        """What :meth:`from_meta` needs (kept beside a cached graph)."""
+        return {
+            "sample_rate": SAMPLE_RATE,
+            "chunk_s": CHUNK_S,
+            "frame_start": self.frame_start,
+            "frame_step": self.frame_step,
+            "speakers": self.speakers,
+            "powerset_max": self.powerset_max,
+        }
+
+    @classmethod
+    def from_meta(cls, net: BatchNet, meta: Mapping[str, Any]) -> Segmenter:
+        """The segmenter of a cached graph; ValueError when ``meta`` does not fit this engine."""
+        try:
+            rate, chunk_s = meta["sample_rate"], meta["chunk_s"]
+            if rate != SAMPLE_RATE or chunk_s != CHUNK_S:
+                raise ValueError(f"a model for {rate} Hz, {chunk_s} s chunks")
+            return cls(
+                net,
+                float(meta["frame_start"]),
+                float(meta["frame_step"]),
+                int(meta["speakers"]),
+                int(meta["powerset_max"]),
+            )
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"incomplete segmentation metadata: {err!r}") from err
+
+
+def segmenter_from_model(model: Model, net: BatchNet | None = None) -> Segmenter:
+    """pyannote ``model`` as a :class:`Segmenter` (run by ``net``, e.g. ONNX Runtime, or
+    else by torch). ValueError for a model this engine cannot use."""
+    specs = model.specifications
+    if isinstance(specs, tuple):
+        raise ValueError("a multi-task segmentation model is not supported")
+    if model.audio.sample_rate != SAMPLE_RATE or abs(float(specs.duration) - CHUNK_S) > 1e-6:
+        raise ValueError(f"a model for {model.audio.sample_rate} Hz, {specs.duration} s chunks")
+    if not specs.classes:
+        raise ValueError("a segmentation model that names no speaker classes")
+    field = model.receptive_field
+    most = specs.powerset_max_classes if specs.powerset else None
+    return Segmenter(
+        net if net is not None else _torch_net(model),
+        float(field[0].middle),
+        float(field.step),
+        len(specs.classes),
+        int(most or 0),
+    )
+
+
+def _torch_net(model: Model) -> BatchNet:
+    import torch
+
+    def run(batch: FloatArray) -> FloatArray:
+        with torch.inference_mode():
+            return np.asarray(model(torch.from_numpy(batch)).numpy(), dtype=np.float32)
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -99,30 +203,17 @@ def detect_speech(
 
 
 def segment_chunks(
-    model: Model,
+    segmenter: Segmenter,
     samples: Samples,
     chunks: list[Chunk],
     batch_size: int,
-    net: BatchNet | None = None,
 ) -> list[ChunkSegmentation]:
     """Run the segmentation model once per chunk (zero-padded to 10 s), batched.
 
-    ``net``: the same model as a function of numpy batches (ONNX Runtime,
-    :func:`convoice.engines.loaders.segmentation_net`); None runs ``model``.
+    ``segmenter``: :func:`convoice.engines.loaders.segmenter` (ONNX Runtime when it can).
     """
-    import torch
-
     window = int(CHUNK_S * SAMPLE_RATE)
-    field = model.receptive_field
-    frame_start, frame_step = float(field[0].middle), float(field.step)
-    specs = model.specifications
-    if isinstance(specs, tuple):
-        raise ValueError("a multi-task segmentation model is not supported")
-    powerset = None
-    if specs.powerset and specs.classes and specs.powerset_max_classes:
-        from pyannote.audio.utils.powerset import Powerset
-
-        powerset = Powerset(len(specs.classes), specs.powerset_max_classes)
+    frame_start, frame_step = segmenter.frame_start, segmenter.frame_step
     out: list[ChunkSegmentation] = []
     for b in range(0, len(chunks), batch_size):
         batch_chunks = chunks[b : b + batch_size]
@@ -130,15 +221,7 @@ def segment_chunks(
         for i, chunk in enumerate(batch_chunks):
             piece = samples[int(chunk.start * SAMPLE_RATE) : int(chunk.end * SAMPLE_RATE)][:window]
             batch[i, 0, : len(piece)] = piece
-        with torch.inference_mode():
-            scores = (
-                torch.from_numpy(net(batch)) if net is not None else model(torch.from_numpy(batch))
-            )
-            # shape: (batch, frames, classes)
-            if powerset is not None:
-                active = powerset.to_multilabel(scores).numpy() > 0.5  # shape: (batch, frames, 3)
-            else:
-                active = scores.numpy() > 0.5
+        active = segmenter.activity(batch)  # shape: (batch, frames, speakers)
         for i, chunk in enumerate(batch_chunks):
             n = int(
                 np.searchsorted(
@@ -150,22 +233,21 @@ def segment_chunks(
 
 
 def segment_recording(
-    model: Model,
+    segmenter: Segmenter,
     samples: Samples,
     diarization: DiarizationSettings,
     clip_settings: ClipSettings,
-    net: BatchNet | None = None,
 ) -> Segmentation:
     """Speech, chunks, local turns, overlaps and clip regions of one recording.
 
     ``samples`` are read a block or a chunk at a time (a whole recording's array,
     or :class:`~convoice.media.audio.WavSamples` reading its WAV): nothing here
-    holds all of them at once. ``net``: as in :func:`segment_chunks`.
+    holds all of them at once. ``segmenter``: as in :func:`segment_chunks`.
     """
     duration = len(samples) / SAMPLE_RATE
     speech = detect_speech(samples, threshold=diarization.vad_threshold)
     chunks = plan_chunks(speech, duration, rms_envelope(samples, SAMPLE_RATE), max_s=CHUNK_S)
-    segs = segment_chunks(model, samples, chunks, diarization.batch_size, net)
+    segs = segment_chunks(segmenter, samples, chunks, diarization.batch_size)
     return assemble(speech, segs, diarization, clip_settings)
 
 

@@ -11,6 +11,8 @@ and a region's embedding is the normalised sum of its windows' embeddings.
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -52,12 +54,78 @@ def _partials(mel: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
     return [mel[s : s + PARTIAL_FRAMES] for s in starts]
 
 
-def mel_spectrogram(wav: FloatArray) -> FloatArray:
-    """The encoder's input features of 16 kHz audio: 40 mel bands, 10 ms frames."""
-    from resemblyzer import audio as rz_audio
+MEL_FFT = 400  # resemblyzer's 25 ms window at 16 kHz (librosa's n_fft)
+MEL_HOP = 160  # 10 ms
+MEL_BANDS = 40
+INT16_MAX = 2**15 - 1
 
-    wav = rz_audio.normalize_volume(wav, -30, increase_only=True)
-    return rz_audio.wav_to_mel_spectrogram(wav).astype(np.float32)
+
+def _hz_to_mel(hz: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
+    mels = hz / (200.0 / 3)
+    log_part = hz >= 1000.0
+    mels[log_part] = 15.0 + np.log(hz[log_part] / 1000.0) / (np.log(6.4) / 27.0)
+    return mels
+
+
+def _mel_to_hz(mels: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    hz = (200.0 / 3) * mels
+    log_part = mels >= 15.0
+    hz[log_part] = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mels[log_part] - 15.0))
+    return hz
+
+
+@functools.cache
+def mel_filterbank(
+    rate: int = SAMPLE_RATE, n_fft: int = MEL_FFT, bands: int = MEL_BANDS
+) -> npt.NDArray[np.float32]:
+    """librosa's ``filters.mel(sr=rate, n_fft=n_fft, n_mels=bands)`` (Slaney scale and
+    area normalisation, 0 Hz to Nyquist, float32), shape (bands, n_fft // 2 + 1)."""
+    fft_hz = np.fft.rfftfreq(n=n_fft, d=1.0 / rate)
+    low, high = _hz_to_mel(np.array([0.0, rate / 2.0]))
+    edges = _mel_to_hz(np.linspace(low, high, bands + 2))
+    widths = np.diff(edges)
+    ramps = np.subtract.outer(edges, fft_hz)
+    weights = np.zeros((bands, len(fft_hz)), dtype=np.float32)
+    for i in range(bands):
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / widths[i], ramps[i + 2] / widths[i + 1]))
+    weights *= (2.0 / (edges[2 : bands + 2] - edges[:bands]))[:, np.newaxis]
+    weights.flags.writeable = False
+    return weights
+
+
+def _normalize_volume(wav: FloatArray, target_dbfs: float = -30.0) -> FloatArray:
+    """resemblyzer's ``normalize_volume(wav, target_dbfs, increase_only=True)``, same arithmetic."""
+    rms = np.sqrt(np.mean((wav * INT16_MAX) ** 2))
+    change = target_dbfs - 20 * np.log10(rms / INT16_MAX)
+    if change < 0:
+        return wav
+    return np.asarray(wav * (10 ** (change / 20)))
+
+
+def mel_spectrogram(wav: FloatArray) -> FloatArray:
+    """The encoder's input features of 16 kHz audio: 40 mel bands, 10 ms frames, shape (frames, 40).
+
+    resemblyzer's ``normalize_volume`` then ``wav_to_mel_spectrogram`` (librosa's
+    power mel spectrogram: centred 25 ms Hann frames, zero-padded ends), computed
+    with numpy alone in librosa's order of operations and dtypes: no librosa import
+    and no numba compilation at start-up (``tests/test_models.py`` checks it
+    against librosa).
+    """
+    y = _normalize_volume(np.asarray(wav, np.float32))
+    pad = MEL_FFT // 2
+    padded = np.pad(y, (pad, pad), mode="constant")
+    frames = np.lib.stride_tricks.sliding_window_view(padded, MEL_FFT)[::MEL_HOP]  # (t, n_fft)
+    spectrum = np.fft.rfft(_hann(MEL_FFT) * frames, axis=-1).astype(np.complex64)  # float64 FFT
+    power = np.abs(spectrum).T ** 2.0  # shape: (freqs, frames), float32
+    mel = np.einsum("ft,mf->mt", power, mel_filterbank(), optimize=True)
+    return np.ascontiguousarray(mel.T, dtype=np.float32)
+
+
+@functools.cache
+def _hann(n: int) -> npt.NDArray[np.float64]:
+    """scipy's ``get_window("hann", n, fftbins=True)``: the periodic Hann window."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
 
 
 def embed_regions(
@@ -103,18 +171,71 @@ def _region_wave(samples: Samples, region: Region | list[Region]) -> FloatArray:
     ).astype(np.float32)
 
 
-def fbank(wav: FloatArray) -> FloatArray:
-    """CAM++'s input features: 80-bin Kaldi fbank, 10 ms frames, mean-normalised."""
-    import torch
-    from torchaudio.compliance import kaldi
+FBANK_WINDOW = 400  # Kaldi's 25 ms frames at 16 kHz
+FBANK_SHIFT = 160  # 10 ms
+FBANK_FFT = 512  # the frame zero-padded to a power of two
+FBANK_BINS = 80
+FBANK_LOW_HZ = 20.0
+PREEMPHASIS = 0.97
+FLOAT32_EPS = float(np.finfo(np.float32).eps)  # Kaldi's floor before the log
 
-    feats = kaldi.fbank(
-        torch.from_numpy(wav * 32768.0).unsqueeze(0),
-        num_mel_bins=80,
-        sample_frequency=SAMPLE_RATE,
-        dither=0.0,
-    )  # shape: (frames, 80)
-    return (feats - feats.mean(dim=0, keepdim=True)).numpy().astype(np.float32)
+
+@functools.cache
+def kaldi_mel_banks(
+    bins: int = FBANK_BINS, n_fft: int = FBANK_FFT, rate: int = SAMPLE_RATE
+) -> npt.NDArray[np.float32]:
+    """Kaldi's triangular mel filters (HTK mel scale, 20 Hz to Nyquist), as torchaudio's
+    ``compliance.kaldi.get_mel_banks`` computes them (float32), shape (n_fft // 2 + 1, bins):
+    transposed, the Nyquist bin's row zero."""
+
+    def mel(hz: npt.NDArray[np.float32] | float) -> npt.NDArray[np.float32]:
+        return np.asarray(1127.0 * np.log(1.0 + np.asarray(hz) / 700.0))
+
+    low, high = float(mel(FBANK_LOW_HZ)), float(mel(rate / 2.0))
+    delta = (high - low) / (bins + 1)
+    index = np.arange(bins, dtype=np.float32)[:, None]
+    left = (low + index * np.float32(delta)).astype(np.float32)
+    centre = (low + (index + 1.0) * np.float32(delta)).astype(np.float32)
+    right = (low + (index + 2.0) * np.float32(delta)).astype(np.float32)
+    freqs = (np.float32(rate / n_fft) * np.arange(n_fft // 2, dtype=np.float32))[None, :]
+    mels = (np.float32(1127.0) * np.log1p(freqs / np.float32(700.0))).astype(np.float32)
+    up = (mels - left) / (centre - left)
+    down = (right - mels) / (right - centre)
+    banks = np.maximum(np.float32(0.0), np.minimum(up, down)).astype(np.float32)
+    out = np.zeros((n_fft // 2 + 1, bins), np.float32)
+    out[: n_fft // 2] = banks.T
+    out.flags.writeable = False
+    return out
+
+
+@functools.cache
+def _povey(n: int) -> npt.NDArray[np.float32]:
+    """Kaldi's "povey" window: a symmetric Hann window to the power 0.85."""
+    hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / (n - 1))
+    return np.asarray(hann**0.85, dtype=np.float32)
+
+
+def fbank(wav: FloatArray) -> FloatArray:
+    """CAM++'s input features: 80-bin Kaldi fbank, 10 ms frames, mean-normalised.
+
+    torchaudio's ``compliance.kaldi.fbank(wav * 32768, num_mel_bins=80, dither=0)``
+    (25 ms frames that fit the audio, DC removed, pre-emphasis 0.97, povey window,
+    512-point power spectrum, log of mel energies floored at float32's epsilon),
+    computed with numpy alone: no torch import on the ingest path
+    (``tests/test_models.py`` checks it against torchaudio). Shape (frames, 80).
+    """
+    samples = np.asarray(wav, np.float32) * np.float32(32768.0)
+    count = 1 + (len(samples) - FBANK_WINDOW) // FBANK_SHIFT if len(samples) >= FBANK_WINDOW else 0
+    if count == 0:
+        return np.zeros((0, FBANK_BINS), np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(samples, FBANK_WINDOW)[::FBANK_SHIFT][:count]
+    frames = frames - frames.mean(axis=1, keepdims=True, dtype=np.float32)
+    previous = np.concatenate([frames[:, :1], frames[:, :-1]], axis=1)
+    frames = (frames - np.float32(PREEMPHASIS) * previous) * _povey(FBANK_WINDOW)
+    spectrum = np.abs(np.fft.rfft(frames.astype(np.float64), n=FBANK_FFT, axis=1)) ** 2
+    energies = spectrum @ kaldi_mel_banks()  # float64: torch's float32 FFT is no closer
+    feats = np.log(np.maximum(energies, FLOAT32_EPS))
+    return np.asarray(feats - feats.mean(axis=0, keepdims=True), dtype=np.float32)
 
 
 def _windows(feats: FloatArray, size: int) -> list[FloatArray]:
@@ -143,9 +264,8 @@ class WindowedEmbeddings:
 
 def _batch_net(model: CAMPPlus | VoiceEncoder | BatchNet) -> BatchNet:
     """``model`` as a function of numpy batches (a torch module runs in inference mode)."""
-    import torch
-
-    if not isinstance(model, torch.nn.Module):
+    torch = sys.modules.get("torch")  # no torch imported: ``model`` is no torch module
+    if torch is None or not isinstance(model, torch.nn.Module):
         return model
     module = model
 

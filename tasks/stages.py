@@ -84,9 +84,8 @@ def segment(audio: AnyAudio, settings: Settings) -> Segmentation:
     """
     cfg = settings.diarization
     if cfg.backend == "segmentation":
-        model = loaders.segmentation_model(cfg.segmentation_model)
-        net = loaders.segmentation_net(cfg.segmentation_model)  # ONNX Runtime, or None: torch
-        seg = diarize.segment_recording(model, audio.samples, cfg, settings.clips, net)
+        segmenter = loaders.segmenter(cfg.segmentation_model)  # ONNX Runtime, else torch
+        seg = diarize.segment_recording(segmenter, audio.samples, cfg, settings.clips)
     elif cfg.backend == "pipeline":
         from convoice.bench.naive import diarize_whole
 

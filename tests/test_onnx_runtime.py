@@ -58,14 +58,14 @@ def test_onnx_resemblyzer_gives_torchs_embeddings_on_real_speech() -> None:
 def test_onnx_segmentation_gives_torchs_turns_on_real_speech() -> None:
     """pyannote's real two-speaker sample: the same speaker activity, frame for frame."""
     from convoice.config import ClipSettings, DiarizationSettings
-    from convoice.models.diarize import segment_recording
+    from convoice.models.diarize import segment_recording, segmenter_from_model
 
-    net = loaders.segmentation_net()
-    assert isinstance(net, onnx_runtime.OnnxRunner), "ONNX Runtime fell back to torch"
+    onnx = loaders.segmenter()
+    assert isinstance(onnx.net, onnx_runtime.OnnxRunner), "ONNX Runtime fell back to torch"
     audio = decode(pyannote_sample()[0]).samples
-    model, cfg, clips = loaders.segmentation_model(), DiarizationSettings(), ClipSettings()
-    want = segment_recording(model, audio, cfg, clips)
-    got = segment_recording(model, audio, cfg, clips, net)
+    cfg, clips = DiarizationSettings(), ClipSettings()
+    want = segment_recording(segmenter_from_model(loaders.segmentation_model()), audio, cfg, clips)
+    got = segment_recording(onnx, audio, cfg, clips)
     assert len(want.chunks) >= 3 and len(want.clips) >= 5
     for a, b in zip(want.chunk_segmentations, got.chunk_segmentations, strict=True):
         assert a.activity.any() and np.array_equal(a.activity, b.activity)
@@ -75,13 +75,14 @@ def test_onnx_segmentation_gives_torchs_turns_on_real_speech() -> None:
 def test_onnx_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONVOICE_ONNX", "0")
     loaders.campplus_encoder.cache_clear()
-    loaders.segmentation_net.cache_clear()
+    loaders.segmenter.cache_clear()
     try:
         assert isinstance(loaders.campplus_encoder(), CAMPPlus)
-        assert loaders.segmentation_net() is None  # torch runs the segmentation model
+        net = loaders.segmenter().net  # torch runs the segmentation model
+        assert not isinstance(net, onnx_runtime.OnnxRunner)
     finally:
         loaders.campplus_encoder.cache_clear()
-        loaders.segmentation_net.cache_clear()
+        loaders.segmenter.cache_clear()
 
 
 def test_a_broken_cached_graph_is_refused_and_removed(tmp_path: Path) -> None:

@@ -34,8 +34,8 @@ def test_one_loading_thread_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_preload_loads_what_the_stages_use() -> None:
     loaders.preload(load_settings(environ={}))
-    assert loaders.voice_encoder.cache_info().currsize >= 1
-    assert loaders.segmentation_model.cache_info().currsize >= 1
+    assert loaders.voice_encoder_net.cache_info().currsize >= 1
+    assert loaders.segmenter.cache_info().currsize >= 1
     assert isinstance(loaders.campplus_encoder(), onnx_runtime.OnnxRunner)
     assert loaders.campplus_encoder.cache_info().hits >= 1  # loaded by preload, reused here
 

@@ -32,8 +32,8 @@ def warm_up() -> None:
         return None
 
     warm()
-    loaders.segmentation_model()
-    loaders.voice_encoder()
+    loaders.segmenter()  # what the segment stage runs (ONNX Runtime, else torch)
+    loaders.voice_encoder_net()
     loaders.campplus_encoder()  # what the embed stage runs (ONNX Runtime, else torch)
     loaders.whisper_model()
 

@@ -92,8 +92,8 @@ class ScaleResult:
 def _load_models(model: str, compute_type: str) -> None:
     """Load every model in this (Dask worker) process, as its tasks will."""
     threads = int(os.environ.get("CONVOICE_TORCH_THREADS", "0"))
-    loaders.segmentation_model()
-    loaders.voice_encoder()
+    loaders.segmenter()  # what the segment stage runs (ONNX Runtime, else torch)
+    loaders.voice_encoder_net()
     loaders.campplus_encoder()
     loaders.whisper_model(model, compute_type, threads)
 

