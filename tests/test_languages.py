@@ -170,6 +170,14 @@ def test_model_per_language_from_settings(tmp_path: Path) -> None:
     settings = load_settings(home=str(tmp_path))
     assert language.choose_model(settings.asr.model, settings.asr.models, "ru") == "small"
     assert loaders.whisper_name("") == loaders.whisper_name("base") == loaders.WHISPER_NAME
+    detect = stages.asr_options(settings).detect
+    assert (detect.window_s, detect.weights, detect.speaker_weight) == (30.0, (("la", 0.1),), 1.0)
+    environ = {
+        "CONVOICE_ASR__LANGUAGE_WEIGHTS": "la=1, ht=0.5",
+        "CONVOICE_ASR__LANGUAGE_WINDOW_S": "0",
+    }
+    detect = stages.asr_options(load_settings(home=str(tmp_path), environ=environ)).detect
+    assert (detect.window_s, dict(detect.weights)) == (0.0, {"la": 1.0, "ht": 0.5})
 
 
 def test_scoring_counts_characters_for_chinese_and_folds_persian_spelling() -> None:
