@@ -191,11 +191,11 @@ class AsrSettings:
     language_detection: str = "short"  # "short" (cheap), "short+padded" or "padded" (README)
     language_min_probability: float = 0.8  # below: unsure (padded again with "short+padded")
     language_pool_speakers: bool = True  # each clip's language weighs its recording speaker's
-    language_speaker_weight: float = 1.0  # how much (log p(clip) + weight * log p(speaker))
+    language_speaker_weight: float = 2.0  # how much (log p(clip) + weight * log p(speaker))
     language_cuts: bool = False  # cut a clip where its language changes (not with `language`)
-    # The speaker's prior: Whisper on one padded window of this many seconds of the speaker's
-    # clips (0: the mean of its clips' distributions). README "Languages".
-    language_window_s: float = 30.0
+    # > 0 (opt-in, with language_speaker_weight 1): the speaker's prior is Whisper on one padded
+    # window of this many seconds of its clips; 0: the mean of its clips' distributions (README).
+    language_window_s: float = 0.0
     # A factor on a language's detected probability: Latin, which Whisper hears in synthetic
     # and accented speech but no one speaks in video, is 0.1 (`{la = 1.0}` undoes it).
     language_weights: dict[str, float] = field(default_factory=lambda: dict(LANGUAGE_WEIGHTS))

@@ -107,8 +107,9 @@ def test_a_voice_heard_as_latin_clip_by_clip_is_persian_over_a_30_s_window() -> 
     speakers = [0] * len(PERSIAN)
     before = language.DetectOptions(window_s=0, weights=())
     old = language.detect_languages(model, audio, regions, before, speakers)
-    new = language.detect_languages(model, audio, regions, language.DetectOptions(), speakers)
-    window = language.window_priors(model, audio, regions, speakers, language.DetectOptions())[0]
+    opt_in = language.DetectOptions(window_s=30.0, speaker_weight=1.0)
+    new = language.detect_languages(model, audio, regions, opt_in, speakers)
+    window = language.window_priors(model, audio, regions, speakers, opt_in)[0]
     assert max(window, key=lambda k: window[k]) == "fa"
     assert sum(g.language == "fa" for g in old) <= 1
     assert sum(g.language == "fa" for g in new) >= 4  # of 6
@@ -171,13 +172,13 @@ def test_model_per_language_from_settings(tmp_path: Path) -> None:
     assert language.choose_model(settings.asr.model, settings.asr.models, "ru") == "small"
     assert loaders.whisper_name("") == loaders.whisper_name("base") == loaders.WHISPER_NAME
     detect = stages.asr_options(settings).detect
-    assert (detect.window_s, detect.weights, detect.speaker_weight) == (30.0, (("la", 0.1),), 1.0)
+    assert (detect.window_s, detect.weights, detect.speaker_weight) == (0.0, (("la", 0.1),), 2.0)
     environ = {
         "CONVOICE_ASR__LANGUAGE_WEIGHTS": "la=1, ht=0.5",
-        "CONVOICE_ASR__LANGUAGE_WINDOW_S": "0",
+        "CONVOICE_ASR__LANGUAGE_WINDOW_S": "30",
     }
     detect = stages.asr_options(load_settings(home=str(tmp_path), environ=environ)).detect
-    assert (detect.window_s, dict(detect.weights)) == (0.0, {"la": 1.0, "ht": 0.5})
+    assert (detect.window_s, dict(detect.weights)) == (30.0, {"la": 1.0, "ht": 0.5})
 
 
 def test_scoring_counts_characters_for_chinese_and_folds_persian_spelling() -> None:

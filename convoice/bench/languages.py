@@ -39,10 +39,11 @@ WER_BAR = 0.08
 DETECTORS: dict[str, language.DetectOptions] = {
     "short only": language.DetectOptions(min_probability=0.0, pool_speakers=False),
     # the rule before: the speaker's prior the mean of its clips' distributions, no weights
-    "short, speaker mean, no weights (before)": language.DetectOptions(
-        window_s=0, weights=(), speaker_weight=2.0
+    "short, speaker, no weights (before)": language.DetectOptions(weights=()),
+    "short, speaker, la x 0.1 (engine default)": language.DetectOptions(),
+    "short, speaker's 30 s window, weight 1 (opt-in)": language.DetectOptions(
+        window_s=30.0, speaker_weight=1.0
     ),
-    "short, speaker window (engine default)": language.DetectOptions(),
     # an operator setting, not the default: `[asr] languages` = the roadmap's eleven
     "short, speaker, [asr] languages = roadmap (operator)": language.DetectOptions(
         candidates=multilingual.ROADMAP
