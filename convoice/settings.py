@@ -170,6 +170,9 @@ class IdentitySettings:
         )  # fmt: skip
 
 
+LANGUAGE_WEIGHTS: dict[str, float] = {"la": 0.1}
+
+
 @dataclass(frozen=True)
 class AsrSettings:
     """Whisper: which model for which language, and how each clip's language is found.
@@ -190,6 +193,12 @@ class AsrSettings:
     language_pool_speakers: bool = True  # each clip's language weighs its recording speaker's
     language_speaker_weight: float = 2.0  # how much (log p(clip) + weight * log p(speaker))
     language_cuts: bool = False  # cut a clip where its language changes (not with `language`)
+    # > 0 (opt-in, with language_speaker_weight 1): the speaker's prior is Whisper on one padded
+    # window of this many seconds of its clips; 0: the mean of its clips' distributions (README).
+    language_window_s: float = 0.0
+    # A factor on a language's detected probability: Latin, which Whisper hears in synthetic
+    # and accented speech but no one speaks in video, is 0.1 (`{la = 1.0}` undoes it).
+    language_weights: dict[str, float] = field(default_factory=lambda: dict(LANGUAGE_WEIGHTS))
     languages: tuple[str, ...] = ()  # detect only among these (() = all Whisper knows)
     cpu_threads: int = 0  # 0 = all cores
     vocabulary_mode: str = "hotwords"  # how a channel's vocabulary is given: or "initial_prompt"

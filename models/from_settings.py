@@ -54,5 +54,7 @@ def asr_options(settings: Settings) -> asr.AsrOptions:
         batch_size=cfg.batch_size,
         pool_speakers=cfg.language_pool_speakers,
         speaker_weight=cfg.language_speaker_weight,
+        window_s=cfg.language_window_s,
+        weights=tuple(sorted(cfg.language_weights.items())),
     )
     return asr.AsrOptions(cfg.batch_size, cfg.beam_size, cfg.language, detect)

@@ -38,7 +38,12 @@ WER_BAR = 0.08
 # to keep the run short.
 DETECTORS: dict[str, language.DetectOptions] = {
     "short only": language.DetectOptions(min_probability=0.0, pool_speakers=False),
-    "short, speaker (engine default)": language.DetectOptions(),
+    # the rule before: the speaker's prior the mean of its clips' distributions, no weights
+    "short, speaker, no weights (before)": language.DetectOptions(weights=()),
+    "short, speaker, la x 0.1 (engine default)": language.DetectOptions(),
+    "short, speaker's 30 s window, weight 1 (opt-in)": language.DetectOptions(
+        window_s=30.0, speaker_weight=1.0
+    ),
     # an operator setting, not the default: `[asr] languages` = the roadmap's eleven
     "short, speaker, [asr] languages = roadmap (operator)": language.DetectOptions(
         candidates=multilingual.ROADMAP
@@ -260,6 +265,26 @@ def suggest(models: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str
     return out
 
 
+def write_clips(recs: Sequence[_Recording], path: Path) -> None:
+    """Every clip as stored, with its episode, reference language and reference text (JSON
+    lines): the material to read wrong-language and badly transcribed clips from."""
+    keep = ("recording_id", "start", "end", "recording_speaker", "language",
+            "language_probability", "status", "review_reasons", "transcript_score_raw",
+            "text")  # fmt: skip
+    with path.open("w", encoding="utf-8") as out:
+        for rec in recs:
+            for c in rec.clips:
+                refs = [r for r in rec.refs if r.end > c["start"] and r.start < c["end"]]
+                row = {k: c.get(k) for k in keep}
+                row |= {
+                    "episode_id": rec.episode_id,
+                    "reference_language": lang_eval.clip_language(c, rec.refs),
+                    "reference_text": " ".join(r.text for r in refs),
+                    "word_probabilities": [w.get("probability") for w in c.get("words") or []],
+                }
+                out.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+
+
 def run_language_benchmark(
     turns: int = 6,
     models: Sequence[str] = ("base", "small"),
@@ -267,11 +292,13 @@ def run_language_benchmark(
     progress: Callable[[str], None] = print,
     half: str = "report",
     quick: bool = False,
+    clips_out: Path | None = None,
 ) -> LanguageBenchmark:
     """Make (or reuse) one half's corpus, ingest it, score it, compare detectors and models.
 
     ``half``: the voices reported on ("report") or the ones settings may look at
-    ("tune"); ``quick``: only the episodes of :data:`multilingual.QUICK`.
+    ("tune"); ``quick``: only the episodes of :data:`multilingual.QUICK`; ``clips_out``:
+    write every clip as ingested, with its reference language and text, here (JSON lines).
     """
     root = Path(workdir) if workdir else loaders.cache_dir() / "bench-languages"
     only = multilingual.QUICK if quick else ()
@@ -302,6 +329,8 @@ def run_language_benchmark(
                "accepted_words": float(f.accepted_words), "words": float(f.words)}
         for lang, f in fitted.items()
     }  # fmt: skip
+    if clips_out is not None:
+        write_clips(recs, clips_out)
     rows = {rec.episode_id: rec.clips for rec in recs}
     mixed = [r for r in recs if not r.episode_id.startswith("mono-")]
     result.accuracy = {

@@ -125,7 +125,11 @@ def _languages(opts: BenchOptions) -> None:
     if opts.split == Split.SEVEN:
         raise typer.BadParameter("--languages runs on --split tune or report", param_hint="--split")
     lingual = run_language_benchmark(
-        turns=4 if opts.quick else 6, models=names, half=opts.split.value, quick=opts.quick
+        turns=4 if opts.quick else 6,
+        models=names,
+        half=opts.split.value,
+        quick=opts.quick,
+        clips_out=opts.out.with_suffix(".clips.jsonl") if opts.out else None,
     )
     console.print(lingual.render(), soft_wrap=True, markup=False)
     _write(opts.out, lingual.to_json())
