@@ -104,6 +104,15 @@ def _coerce_map(value: Any, annotation: str, where: str) -> dict[str, Any]:
     return out
 
 
+def _coerce_list(value: Any, where: str) -> tuple[str, ...]:
+    """A list setting (``["en", "ru"]`` in TOML, ``"en,ru"`` in the environment) as a tuple."""
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{where} must be a list, not {value!r}")
+    return tuple(str(v) for v in value)
+
+
 def _apply(obj: Any, values: dict[str, Any], where: str) -> Any:
     known = {f.name: f for f in fields(obj)}
     updates: dict[str, Any] = {}
@@ -117,6 +126,8 @@ def _apply(obj: Any, values: dict[str, Any], where: str) -> Any:
             updates[key] = _apply(current, value, f"{where}{key}.")
         elif isinstance(current, dict):
             updates[key] = _coerce_map(value, str(known[key].type), f"{where}{key}")
+        elif isinstance(current, tuple):
+            updates[key] = _coerce_list(value, f"{where}{key}")
         elif isinstance(value, str) and not isinstance(current, str):
             try:
                 updates[key] = _coerce(value, current)

@@ -214,6 +214,12 @@ class AsrSettings:
 # Fitted on the tuning half of `convoice bench --languages` (Whisper base, raw score);
 # languages left out keep min_transcript_confidence.
 TRANSCRIPT_BARS: dict[str, float] = {}
+# Languages whose transcripts may be auto-accepted: on the tuning half of `convoice bench
+# --languages` (Whisper base) the raw bar kept their accepted WER <= 8 %. For fa, fr, it,
+# nl, pt, ru and zh no bar did (Whisper base is sure of wrong words there), and no other
+# language was measured, so their transcripts go to review (`unchecked_language`) until an
+# operator who has checked them on their own channel (`convoice bench --corpus`) adds them.
+TRANSCRIPT_LANGUAGES: tuple[str, ...] = ("en", "de", "es", "tr")
 
 
 @dataclass(frozen=True)
@@ -239,6 +245,8 @@ class RoutingSettings:
     transcript_confidence_by_language: dict[str, float] = field(
         default_factory=lambda: dict(TRANSCRIPT_BARS)
     )
+    # Transcripts in other languages always go to review (`unchecked_language`); ("*",) = any.
+    transcript_languages: tuple[str, ...] = TRANSCRIPT_LANGUAGES
     min_word_probability: float = 0.20  # any word below this is a reason for review
     max_compression_ratio: float = 2.4
     max_words_per_second: float = 5.0

@@ -146,6 +146,12 @@ def transcript_bar(cfg: RoutingSettings, language: str) -> float:
     )
 
 
+def accepts_language(cfg: RoutingSettings, language: str) -> bool:
+    """Whether a transcript in ``language`` may be auto-accepted at all
+    (``[routing] transcript_languages``; ``"*"`` there: any language)."""
+    return "*" in cfg.transcript_languages or language in cfg.transcript_languages
+
+
 def transcript_reasons(
     t: Transcript,
     duration: float,
@@ -159,6 +165,8 @@ def transcript_reasons(
     words = [w.word.strip().lower() for w in t.words if w.word.strip()]
     if not words:
         return [ReviewReason.NO_SPEECH]
+    if not accepts_language(cfg, t.language):
+        reasons.append(ReviewReason.UNCHECKED_LANGUAGE)
     if any(w.probability < cfg.min_word_probability for w in t.words):
         reasons.append(ReviewReason.LOW_WORD_PROBABILITY)
     score = transcript_confidence(t) if score is None else score

@@ -367,3 +367,33 @@ def test_the_shipped_module_is_written_as_the_repository_keeps_it(tmp_path: Path
     write_module(stored.shipped(), out)
     shipped = Path(__file__).resolve().parent.parent / "models" / "calibration_shipped.py"
     assert out.read_text() == shipped.read_text()
+
+
+def test_a_transcript_in_a_language_nobody_checked_goes_to_review() -> None:
+    sure = SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25)
+    russian = dataclasses.replace(transcript(0.99), language="ru")
+    default = route(sure, russian, 1.5, False, RoutingSettings(), STEP)
+    assert default.transcript_status == LabelStatus.REVIEW  # raw 0.99, but ru was never checked
+    assert default.reasons == (ReviewReason.UNCHECKED_LANGUAGE,)
+    assert default.speaker_status == LabelStatus.ACCEPTED  # the speaker label is routed on its own
+    english = route(sure, transcript(0.99), 1.5, False, RoutingSettings(), STEP)
+    assert english.transcript_status == LabelStatus.ACCEPTED
+    for languages in (("ru",), ("*",)):  # an operator who has checked Russian adds it
+        checked = RoutingSettings(transcript_languages=languages)
+        assert route(sure, russian, 1.5, False, checked, STEP).status == ClipStatus.ACCEPTED
+
+
+def test_list_settings_are_tuples_from_toml_and_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from convoice.config import load_settings
+
+    assert "ru" not in load_settings(home=str(tmp_path)).routing.transcript_languages
+    monkeypatch.setenv("CONVOICE_ROUTING__TRANSCRIPT_LANGUAGES", "en, ru")
+    monkeypatch.setenv("CONVOICE_ASR__LANGUAGES", "en,ru")  # was kept as the string 'en,ru'
+    settings = load_settings(home=str(tmp_path))
+    assert settings.routing.transcript_languages == ("en", "ru")
+    assert settings.asr.languages == ("en", "ru")
+    monkeypatch.delenv("CONVOICE_ASR__LANGUAGES")
+    (tmp_path / "config.toml").write_text('[asr]\nlanguages = ["de", "nl"]\n')
+    assert load_settings(home=str(tmp_path)).asr.languages == ("de", "nl")  # was a list

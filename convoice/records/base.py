@@ -80,6 +80,7 @@ class ReviewReason(StrEnum):
     NO_SPEECH = "no_speech"
     SPEAKING_RATE = "implausible_speaking_rate"
     TWO_VOICES = "two_voices"  # a part of the clip sounds like somebody else
+    UNCHECKED_LANGUAGE = "unchecked_language"  # no transcript bar was checked for its language
 
 
 SPEAKER_REASONS = frozenset(
@@ -98,6 +99,7 @@ TRANSCRIPT_REASONS = frozenset(
         ReviewReason.LIKELY_HALLUCINATION,
         ReviewReason.NO_SPEECH,
         ReviewReason.SPEAKING_RATE,
+        ReviewReason.UNCHECKED_LANGUAGE,
     }
 )
 
