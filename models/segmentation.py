@@ -23,6 +23,7 @@ from convoice.records import FloatArray, Region, Samples
 BoolArray = npt.NDArray[np.bool_]
 
 ENVELOPE_HOP_S = 0.01  # the RMS envelope used to find quiet points has a 10 ms hop
+CLIP_TIME_DECIMALS = 3  # clip regions are whole milliseconds (as clip rows and ids store them)
 
 
 @dataclass(frozen=True)
@@ -259,9 +260,15 @@ def cut_clips(
 
 
 def pad_clip(clip: Region, turn: LocalTurn, pad_s: float) -> Region:
-    """``clip`` with up to ``pad_s`` of the silence around it (half of a pause at most)."""
+    """``clip`` with up to ``pad_s`` of the silence around it (half of a pause at most).
+
+    Its ends are rounded to 1 ms, as a clip's row, id and released audio give them:
+    the region embedded is then exactly the audio released.
+    """
     before = [p.end for p in turn.pieces if p.end <= clip.start]
     after = [p.start for p in turn.pieces if p.start >= clip.end]
     lo_room = (clip.start - before[-1]) / 2 if before else turn.room_before / 2
     hi_room = (after[0] - clip.end) / 2 if after else turn.room_after / 2
-    return Region(max(0.0, clip.start - min(pad_s, lo_room)), clip.end + min(pad_s, hi_room))
+    start = max(0.0, clip.start - min(pad_s, lo_room))
+    end = clip.end + min(pad_s, hi_room)
+    return Region(round(start, CLIP_TIME_DECIMALS), round(end, CLIP_TIME_DECIMALS))

@@ -177,3 +177,29 @@ def test_word_error_rate_counts_the_words_of_every_script() -> None:
         "мир",
     ]
     assert wer_count("привет мир", "пока мир").errors == 1  # was 0 words: nothing scored
+
+
+def test_a_cut_by_sample_index_is_the_same_samples_everywhere() -> None:
+    """Concatenated waves cut again at their own offsets come back whole: ``int(t * 16000)``
+    landed a sample early at 16016 samples (1.001 s), and a clip's embedding was then not
+    that of its audio."""
+    from convoice.models.embed import _region_wave
+    from convoice.records import SAMPLE_RATE, sample_index
+    from convoice.training.encoder import wave_regions
+
+    rng = np.random.default_rng(0)
+    waves = [rng.normal(size=n).astype(np.float32) for n in (16016, 16000, 8017, 16048)]
+    whole = np.concatenate(waves)
+    for wave, region in zip(waves, wave_regions(waves), strict=True):
+        assert np.array_equal(_region_wave(whole, region), wave)
+    assert all(sample_index(n / SAMPLE_RATE) == n for n in range(0, 200_000, 7))
+
+
+def test_clip_regions_are_whole_milliseconds() -> None:
+    """A clip's region is what its row, id and released audio give (times to 1 ms)."""
+    pieces = (Region(0.123456, 1.987654), Region(2.3333333, 3.7777777))
+    turn = LocalTurn(0, 0, pieces, room_before=0.31, room_after=0.2711)
+    clips = cut_clips(turn, min_s=1.0, max_s=8.0, min_pause_s=0.2, pad_s=0.05)
+    assert clips
+    for clip in clips:
+        assert clip.start == round(clip.start, 3) and clip.end == round(clip.end, 3)
