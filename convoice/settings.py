@@ -60,6 +60,7 @@ class DiarizationSettings:
     batch_size: int = 16
     min_turn_s: float = 0.25  # shorter speech islands are ignored
     vad_threshold: float = 0.5  # Silero VAD's speech probability; lower finds short, quiet turns
+    chunk_context: bool = True  # a chunk under 10 s is seen with the audio after it, not zeros
     pipeline: str = "pyannote/speaker-diarization-community-1"
     cluster_threshold: float = 0.80  # cosine to merge two local speakers (resemblyzer identity)
     max_speakers: int = 12

@@ -23,7 +23,8 @@ def settings():  # type: ignore[no-untyped-def]
 
 
 def test_diarization_of_the_real_two_speaker_recording(settings) -> None:  # type: ignore[no-untyped-def]
-    """pyannote's own sample (30 s, two people on the phone, overlaps): DER <= 10 %."""
+    """pyannote's own sample (30 s, two people on the phone, overlaps): DER 6.0 % (6.8 % when
+    short chunks were zero-padded instead of seen with the audio after them)."""
     wav, rttm = pyannote_sample()
     audio = decode(wav)
     seg = stages.segment.fn(audio, settings)
@@ -36,7 +37,7 @@ def test_diarization_of_the_real_two_speaker_recording(settings) -> None:  # typ
         parse_rttm(Path(rttm).read_text(encoding="utf-8")),
         labelling.diarization_output(seg, speakers),
     )
-    assert der <= 0.10, f"DER {der:.3f}"
+    assert der <= 0.064, f"DER {der:.3f}"
 
 
 def test_the_vad_threshold_setting_reaches_the_speech_detector(settings) -> None:  # type: ignore[no-untyped-def]

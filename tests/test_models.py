@@ -203,3 +203,12 @@ def test_clip_regions_are_whole_milliseconds() -> None:
     assert clips
     for clip in clips:
         assert clip.start == round(clip.start, 3) and clip.end == round(clip.end, 3)
+
+
+def test_a_short_chunk_is_seen_with_the_audio_after_it() -> None:
+    from convoice.models.diarize import context_window
+
+    assert context_window(Chunk(3.0, 7.0), 30.0) == Region(3.0, 13.0)
+    assert context_window(Chunk(25.0, 29.0), 30.0) == Region(20.0, 30.0)  # the recording ends
+    assert context_window(Chunk(1.0, 5.0), 8.0) == Region(0.0, 8.0)  # shorter than a window
+    assert context_window(Chunk(10.0, 20.0), 40.0) == Region(10.0, 20.0)  # a full window
