@@ -27,6 +27,7 @@ from convoice.models.segmentation import (
     LocalTurn,
     cut_clips,
     local_turns,
+    other_voice_probability,
     overlap_regions,
     plan_chunks,
     rms_envelope,
@@ -47,6 +48,8 @@ class ClipRegion:
     turn: int  # index into Segmentation.turns
     region: Region
     overlap_nearby: bool
+    other_voice: float = 0.0  # mean probability that another local speaker talks in it
+    two_voices: bool = False  # other_voice reaches [clips] two_voice_probability
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ def segment_chunks(
     batch_size: int,
     net: BatchNet | None = None,
     context: bool = True,
+    soft: bool = False,
 ) -> list[ChunkSegmentation]:
     """Run the segmentation model once per chunk, batched.
 
@@ -132,6 +136,8 @@ def segment_chunks(
     its :class:`ChunkSegmentation` keeps the frames whose centres fall in the chunk.
     ``net``: the same model as a function of numpy batches (ONNX Runtime,
     :func:`convoice.engines.loaders.segmentation_net`); None runs ``model``.
+    ``soft`` also keeps the model's probability per frame and local speaker
+    (:attr:`ChunkSegmentation.soft`).
     """
     import torch
 
@@ -164,16 +170,18 @@ def segment_chunks(
             # shape: (batch, frames, classes)
             if powerset is not None:
                 active = powerset.to_multilabel(scores).numpy() > 0.5  # shape: (batch, frames, 3)
+                probs = powerset.to_multilabel(scores, soft=True).numpy()
             else:
                 active = scores.numpy() > 0.5
-
+                probs = scores.numpy()
         centres = frame_start + frame_step * np.arange(active.shape[1])
         for i, (chunk, view) in enumerate(zip(batch_chunks, views, strict=True)):
             # frames (of the view) whose centres fall inside the chunk
             first = int(np.searchsorted(centres, chunk.start - view.start))
             last = int(np.searchsorted(centres, chunk.end - view.start))
             offset = view.start - chunk.start + float(centres[first]) if first < len(centres) else 0
-            out.append(ChunkSegmentation(chunk, active[i, first:last], offset, frame_step))
+            kept = probs[i, first:last].astype(np.float32) if soft else None
+            out.append(ChunkSegmentation(chunk, active[i, first:last], offset, frame_step, kept))
     return out
 
 
@@ -194,8 +202,9 @@ def segment_recording(
     speech = detect_speech(samples, threshold=diarization.vad_threshold)
     chunks = plan_chunks(speech, duration, rms_envelope(samples, SAMPLE_RATE), max_s=CHUNK_S)
     segs = segment_chunks(
-        model, samples, chunks, diarization.batch_size, net, diarization.chunk_context
-    )
+        model, samples, chunks, diarization.batch_size, net, diarization.chunk_context,
+        clip_settings.two_voice_probability > 0,
+    )  # fmt: skip
     return assemble(speech, segs, diarization, clip_settings)
 
 
@@ -239,6 +248,7 @@ def assemble(
     turns.sort(key=lambda t: t.start)
     overlaps.sort(key=lambda r: r.start)
     overlap_starts = np.array([o.start for o in overlaps])
+    by_chunk = {s.chunk.index: s for s in segs}
     guard = clip_settings.overlap_guard_s
     clips: list[ClipRegion] = []
     for index, turn in enumerate(turns):
@@ -253,5 +263,7 @@ def assemble(
             # clip's end (+ guard) can reach back to its start (- guard)
             upto = int(np.searchsorted(overlap_starts, region.end + guard, side="right"))
             near = upto > 0 and overlaps[upto - 1].end > region.start - guard
-            clips.append(ClipRegion(index, region, near))
+            other = other_voice_probability(by_chunk[turn.chunk], turn.local, region)
+            bar = clip_settings.two_voice_probability
+            clips.append(ClipRegion(index, region, near, round(other, 4), 0 < bar <= other))
     return Segmentation(speech, [s.chunk for s in segs], segs, turns, overlaps, clips)

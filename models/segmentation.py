@@ -72,6 +72,7 @@ class ChunkSegmentation:
     activity: BoolArray  # shape: (num_frames, num_local_speakers)
     frame_start: float  # time of frame 0's centre, relative to the chunk start
     frame_step: float
+    soft: FloatArray | None = None  # the model's probability per frame and local speaker
 
     def frame_times(self) -> npt.NDArray[np.float64]:
         n = self.activity.shape[0]
@@ -206,6 +207,19 @@ def local_turns(seg: ChunkSegmentation, min_piece_s: float = 0.1) -> list[LocalT
                 )
             )
     return sorted(turns, key=lambda t: t.start)
+
+
+def other_voice_probability(seg: ChunkSegmentation, local: int, region: Region) -> float:
+    """The model's mean probability, over ``region``'s frames, that a local speaker other
+    than ``local`` talks (the likeliest other, frame by frame; ``seg.soft``, 0 without it):
+    a second voice the hard decision left out."""
+    if seg.soft is None or seg.soft.shape[1] < 2:
+        return 0.0
+    times = seg.frame_times()
+    inside = (times >= region.start) & (times <= region.end)
+    if not inside.any():
+        return 0.0
+    return float(np.delete(seg.soft[inside], local, axis=1).max(axis=1).mean())
 
 
 def overlap_regions(seg: ChunkSegmentation) -> list[Region]:

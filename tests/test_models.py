@@ -212,3 +212,25 @@ def test_a_short_chunk_is_seen_with_the_audio_after_it() -> None:
     assert context_window(Chunk(25.0, 29.0), 30.0) == Region(20.0, 30.0)  # the recording ends
     assert context_window(Chunk(1.0, 5.0), 8.0) == Region(0.0, 8.0)  # shorter than a window
     assert context_window(Chunk(10.0, 20.0), 40.0) == Region(10.0, 20.0)  # a full window
+
+
+def test_a_second_voice_the_model_half_heard_marks_a_clip_two_voices() -> None:
+    """The model gave speaker 1 a probability under its hard decision inside speaker 0's
+    turn: the clip is cut as before, but holds two voices when that probability, averaged
+    over the clip, reaches [clips] two_voice_probability (0: off)."""
+    from dataclasses import replace
+
+    from convoice.config import ClipSettings, DiarizationSettings
+    from convoice.models.diarize import assemble
+
+    seg = _segmentation([(0.5, 4.0, 0), (5.0, 8.0, 1)])
+    soft = seg.activity.astype(np.float32)
+    soft[int(2.0 / STEP) : int(3.0 / STEP), 1] = 0.45  # 1 s of a 3.6 s clip: mean 0.125
+    half_heard = replace(seg, soft=soft)
+    for bar, expected in ((0.09, True), (0.2, False), (0.0, False)):
+        cfg = replace(ClipSettings(), two_voice_probability=bar)
+        out = assemble([Region(0.5, 8.0)], [half_heard], DiarizationSettings(), cfg)
+        first = next(c for c in out.clips if c.region.start < 1.0)
+        assert first.other_voice == pytest.approx(0.125, abs=0.01)
+        assert first.two_voices is expected
+        assert not next(c for c in out.clips if c.region.start > 4.5).two_voices
