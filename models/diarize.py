@@ -30,11 +30,12 @@ from convoice.models.segmentation import (
     LocalTurn,
     cut_clips,
     local_turns,
+    other_voice_probability,
     overlap_regions,
     plan_chunks,
     rms_envelope,
 )
-from convoice.records import SAMPLE_RATE, FloatArray, Region, Samples
+from convoice.records import SAMPLE_RATE, FloatArray, Region, Samples, sample_index
 
 if TYPE_CHECKING:
     from pyannote.audio import Model
@@ -76,13 +77,20 @@ class Segmenter:
 
     def activity(self, batch: FloatArray) -> npt.NDArray[np.bool_]:
         """Which local speaker talks in each frame, shape (batch, frames, speakers)."""
-        scores = self.net(batch)
+        return self.decode(self.net(batch))[0]
+
+    def decode(self, scores: FloatArray) -> tuple[npt.NDArray[np.bool_], FloatArray]:
+        """The network's ``scores`` as which local speaker talks in each frame, and the
+        probability that each does (pyannote's ``Powerset.to_multilabel``, hard and
+        ``soft=True``), both shaped (batch, frames, speakers)."""
         if not self.powerset_max:
-            return np.asarray(scores > 0.5)
+            return np.asarray(scores > 0.5), np.asarray(scores, dtype=np.float32)
         mapping = powerset_mapping(self.speakers, self.powerset_max)
         if scores.shape[-1] != len(mapping):
             raise ValueError(f"{scores.shape[-1]} scores a frame, {len(mapping)} powerset classes")
-        return mapping[np.argmax(scores, axis=-1)]  # torch's argmax: the first maximum too
+        active = mapping[np.argmax(scores, axis=-1)]  # torch's argmax: the first maximum too
+        probs = np.exp(scores.astype(np.float32)) @ mapping.astype(np.float32)  # log-softmax in
+        return active, probs
 
     def meta(self) -> dict[str, Any]:
         """What :meth:`from_meta` needs (kept beside a cached graph)."""
@@ -151,6 +159,8 @@ class ClipRegion:
     turn: int  # index into Segmentation.turns
     region: Region
     overlap_nearby: bool
+    other_voice: float = 0.0  # mean probability that another local speaker talks in it
+    two_voices: bool = False  # other_voice reaches [clips] two_voice_probability
 
 
 @dataclass(frozen=True)
@@ -202,33 +212,64 @@ def detect_speech(
     return regions
 
 
+def context_window(chunk: Chunk, duration: float, window_s: float = CHUNK_S) -> Region:
+    """The ``window_s`` seconds of the recording the model sees for ``chunk``.
+
+    A chunk shorter than the model's window used to be followed by zeros; it is
+    now followed by the audio after it (the window starts where the chunk does,
+    moved back only where the recording ends), so the model sees a full window of
+    real audio. Only the frames inside the chunk are kept. On the tuning half
+    this context after the chunk made fewer segmentation errors (missed + false
+    alarm 5.96 % -> 5.26 % of speech) than context centred on the chunk (5.52 %)
+    or before it (5.66 %). A recording shorter than the window is seen whole.
+    """
+    if duration <= window_s:
+        return Region(0.0, duration)
+    if chunk.duration >= window_s:
+        return Region(chunk.start, chunk.end)
+    start = max(0.0, min(chunk.start, duration - window_s))
+    return Region(start, start + window_s)
+
+
 def segment_chunks(
     segmenter: Segmenter,
     samples: Samples,
     chunks: list[Chunk],
     batch_size: int,
+    context: bool = True,
+    soft: bool = False,
 ) -> list[ChunkSegmentation]:
-    """Run the segmentation model once per chunk (zero-padded to 10 s), batched.
+    """Run the segmentation model once per chunk, batched.
 
     ``segmenter``: :func:`convoice.engines.loaders.segmenter` (ONNX Runtime when it can).
+    Each chunk is given to the model inside a 10 s window of the recording
+    (:func:`context_window`; ``context=False``: alone, zero-padded to 10 s), and
+    its :class:`ChunkSegmentation` keeps the frames whose centres fall in the chunk.
+    ``soft`` also keeps the model's probability per frame and local speaker
+    (:attr:`ChunkSegmentation.soft`).
     """
     window = int(CHUNK_S * SAMPLE_RATE)
+    duration = len(samples) / SAMPLE_RATE
     frame_start, frame_step = segmenter.frame_start, segmenter.frame_step
     out: list[ChunkSegmentation] = []
     for b in range(0, len(chunks), batch_size):
         batch_chunks = chunks[b : b + batch_size]
+        views = [
+            context_window(c, duration) if context else Region(c.start, c.end) for c in batch_chunks
+        ]
         batch = np.zeros((len(batch_chunks), 1, window), dtype=np.float32)
-        for i, chunk in enumerate(batch_chunks):
-            piece = samples[int(chunk.start * SAMPLE_RATE) : int(chunk.end * SAMPLE_RATE)][:window]
+        for i, view in enumerate(views):
+            piece = samples[sample_index(view.start) : sample_index(view.end)][:window]
             batch[i, 0, : len(piece)] = piece
-        active = segmenter.activity(batch)  # shape: (batch, frames, speakers)
-        for i, chunk in enumerate(batch_chunks):
-            n = int(
-                np.searchsorted(
-                    frame_start + frame_step * np.arange(active.shape[1]), chunk.duration
-                )
-            )
-            out.append(ChunkSegmentation(chunk, active[i, :n], frame_start, frame_step))
+        active, probs = segmenter.decode(segmenter.net(batch))  # (batch, frames, speakers)
+        centres = frame_start + frame_step * np.arange(active.shape[1])
+        for i, (chunk, view) in enumerate(zip(batch_chunks, views, strict=True)):
+            # frames (of the view) whose centres fall inside the chunk
+            first = int(np.searchsorted(centres, chunk.start - view.start))
+            last = int(np.searchsorted(centres, chunk.end - view.start))
+            offset = view.start - chunk.start + float(centres[first]) if first < len(centres) else 0
+            kept = probs[i, first:last].astype(np.float32) if soft else None
+            out.append(ChunkSegmentation(chunk, active[i, first:last], offset, frame_step, kept))
     return out
 
 
@@ -247,7 +288,10 @@ def segment_recording(
     duration = len(samples) / SAMPLE_RATE
     speech = detect_speech(samples, threshold=diarization.vad_threshold)
     chunks = plan_chunks(speech, duration, rms_envelope(samples, SAMPLE_RATE), max_s=CHUNK_S)
-    segs = segment_chunks(segmenter, samples, chunks, diarization.batch_size)
+    segs = segment_chunks(
+        segmenter, samples, chunks, diarization.batch_size, diarization.chunk_context,
+        clip_settings.two_voice_probability > 0,
+    )  # fmt: skip
     return assemble(speech, segs, diarization, clip_settings)
 
 
@@ -291,6 +335,7 @@ def assemble(
     turns.sort(key=lambda t: t.start)
     overlaps.sort(key=lambda r: r.start)
     overlap_starts = np.array([o.start for o in overlaps])
+    by_chunk = {s.chunk.index: s for s in segs}
     guard = clip_settings.overlap_guard_s
     clips: list[ClipRegion] = []
     for index, turn in enumerate(turns):
@@ -305,5 +350,7 @@ def assemble(
             # clip's end (+ guard) can reach back to its start (- guard)
             upto = int(np.searchsorted(overlap_starts, region.end + guard, side="right"))
             near = upto > 0 and overlaps[upto - 1].end > region.start - guard
-            clips.append(ClipRegion(index, region, near))
+            other = other_voice_probability(by_chunk[turn.chunk], turn.local, region)
+            bar = clip_settings.two_voice_probability
+            clips.append(ClipRegion(index, region, near, round(other, 4), 0 < bar <= other))
     return Segmentation(speech, [s.chunk for s in segs], segs, turns, overlaps, clips)

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from convoice.records import CAMPPLUS_DIM, EMBEDDING_DIM, SAMPLE_RATE, FloatArray, Region, Samples
+from convoice.records import (
+    CAMPPLUS_DIM,
+    EMBEDDING_DIM,
+    SAMPLE_RATE,
+    FloatArray,
+    Region,
+    Samples,
+    sample_index,
+)
 
 if TYPE_CHECKING:
     from resemblyzer import VoiceEncoder
@@ -146,7 +154,7 @@ def embed_regions(
     for i, region in enumerate(regions):
         parts: list[Region] = region if isinstance(region, list) else [region]
         wav = np.concatenate(
-            [samples[int(r.start * SAMPLE_RATE) : int(r.end * SAMPLE_RATE)] for r in parts]
+            [samples[sample_index(r.start) : sample_index(r.end)] for r in parts]
         ).astype(np.float32)
         if len(wav) < MIN_SAMPLES:
             continue
@@ -167,7 +175,7 @@ def embed_regions(
 def _region_wave(samples: Samples, region: Region | list[Region]) -> FloatArray:
     parts: list[Region] = region if isinstance(region, list) else [region]
     return np.concatenate(
-        [samples[int(r.start * SAMPLE_RATE) : int(r.end * SAMPLE_RATE)] for r in parts]
+        [samples[sample_index(r.start) : sample_index(r.end)] for r in parts]
     ).astype(np.float32)
 
 

@@ -237,7 +237,9 @@ def build_clips(
         if not keeps_clip(label, emb, vec):
             continue
         match = by_speaker[label]
-        two = bool(speakers.two_voices[i]) if speakers.two_voices is not None else False
+        two = region.two_voices or (
+            bool(speakers.two_voices[i]) if speakers.two_voices is not None else False
+        )
         evidence = speaker_evidence(speakers.centroids @ vec, label, match, scale, two)
         decision = route(
             evidence, transcript, region.region.duration, region.overlap_nearby, routing,

@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from convoice.models.packing import SAMPLE_RATE, FloatArray
-from convoice.records import Region, Samples
+from convoice.models.packing import FloatArray
+from convoice.records import Region, Samples, sample_index
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -238,7 +238,7 @@ def _distributions(
 
 
 def _cut(samples: Samples, clip: Region) -> FloatArray:
-    return np.asarray(samples[int(clip.start * SAMPLE_RATE) : int(clip.end * SAMPLE_RATE)])
+    return np.asarray(samples[sample_index(clip.start) : sample_index(clip.end)])
 
 
 def _detect(

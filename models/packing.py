@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convoice.records import SAMPLE_RATE, FloatArray, Region
+from convoice.records import SAMPLE_RATE, FloatArray, Region, sample_index
 
 GAP_S = 0.4  # silence between packed clips
 WINDOW_S = 29.0
@@ -36,7 +36,7 @@ def pack(samples: FloatArray, clips: list[Region], window_s: float = WINDOW_S) -
     cursor = 0.0
     window_start = 0.0
     for clip in clips:
-        audio = samples[int(clip.start * SAMPLE_RATE) : int(clip.end * SAMPLE_RATE)]
+        audio = samples[sample_index(clip.start) : sample_index(clip.end)]
         length = len(audio) / SAMPLE_RATE
         if cursor > window_start and cursor + length - window_start > window_s:
             windows.append(Region(window_start, cursor))
@@ -55,4 +55,4 @@ def pack(samples: FloatArray, clips: list[Region], window_s: float = WINDOW_S) -
 
 def window_audio(packing: Packing, index: int) -> FloatArray:
     window = packing.windows[index]
-    return packing.audio[int(window.start * SAMPLE_RATE) : int(window.end * SAMPLE_RATE)]
+    return packing.audio[sample_index(window.start) : sample_index(window.end)]

@@ -23,6 +23,7 @@ from convoice.records import FloatArray, Region, Samples
 BoolArray = npt.NDArray[np.bool_]
 
 ENVELOPE_HOP_S = 0.01  # the RMS envelope used to find quiet points has a 10 ms hop
+CLIP_TIME_DECIMALS = 3  # clip regions are whole milliseconds (as clip rows and ids store them)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class ChunkSegmentation:
     activity: BoolArray  # shape: (num_frames, num_local_speakers)
     frame_start: float  # time of frame 0's centre, relative to the chunk start
     frame_step: float
+    soft: FloatArray | None = None  # the model's probability per frame and local speaker
 
     def frame_times(self) -> npt.NDArray[np.float64]:
         n = self.activity.shape[0]
@@ -207,6 +209,19 @@ def local_turns(seg: ChunkSegmentation, min_piece_s: float = 0.1) -> list[LocalT
     return sorted(turns, key=lambda t: t.start)
 
 
+def other_voice_probability(seg: ChunkSegmentation, local: int, region: Region) -> float:
+    """The model's mean probability, over ``region``'s frames, that a local speaker other
+    than ``local`` talks (the likeliest other, frame by frame; ``seg.soft``, 0 without it):
+    a second voice the hard decision left out."""
+    if seg.soft is None or seg.soft.shape[1] < 2:
+        return 0.0
+    times = seg.frame_times()
+    inside = (times >= region.start) & (times <= region.end)
+    if not inside.any():
+        return 0.0
+    return float(np.delete(seg.soft[inside], local, axis=1).max(axis=1).mean())
+
+
 def overlap_regions(seg: ChunkSegmentation) -> list[Region]:
     """Stretches where two or more local speakers talk at once."""
     times = seg.frame_times()
@@ -259,9 +274,15 @@ def cut_clips(
 
 
 def pad_clip(clip: Region, turn: LocalTurn, pad_s: float) -> Region:
-    """``clip`` with up to ``pad_s`` of the silence around it (half of a pause at most)."""
+    """``clip`` with up to ``pad_s`` of the silence around it (half of a pause at most).
+
+    Its ends are rounded to 1 ms, as a clip's row, id and released audio give them:
+    the region embedded is then exactly the audio released.
+    """
     before = [p.end for p in turn.pieces if p.end <= clip.start]
     after = [p.start for p in turn.pieces if p.start >= clip.end]
     lo_room = (clip.start - before[-1]) / 2 if before else turn.room_before / 2
     hi_room = (after[0] - clip.end) / 2 if after else turn.room_after / 2
-    return Region(max(0.0, clip.start - min(pad_s, lo_room)), clip.end + min(pad_s, hi_room))
+    start = max(0.0, clip.start - min(pad_s, lo_room))
+    end = clip.end + min(pad_s, hi_room)
+    return Region(round(start, CLIP_TIME_DECIMALS), round(end, CLIP_TIME_DECIMALS))

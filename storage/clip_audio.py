@@ -7,6 +7,7 @@ from convoice.models import labelling
 from convoice.models.clip_embeddings import Embeddings
 from convoice.models.diarize import Segmentation
 from convoice.models.labelling import RecordingSpeakers
+from convoice.records import sample_index
 from convoice.storage import Store
 
 
@@ -29,7 +30,7 @@ def write_audio(
             continue
         start, end = region.region.start, region.region.end
         cid = labelling.clip_id(recording_id, start, end)
-        piece = audio.samples[int(round(start, 3) * rate) : int(round(end, 3) * rate)]
+        piece = audio.samples[sample_index(start, rate) : sample_index(end, rate)]  # as embedded
         clip_audio[cid] = store.write_flac(store.clip_audio_key(recording_id, cid), piece, rate)
     uri = store.write_flac(store.recording_audio_key(recording_id), audio.samples, rate)
     return uri, clip_audio

@@ -23,7 +23,8 @@ def settings():  # type: ignore[no-untyped-def]
 
 
 def test_diarization_of_the_real_two_speaker_recording(settings) -> None:  # type: ignore[no-untyped-def]
-    """pyannote's own sample (30 s, two people on the phone, overlaps): DER <= 10 %."""
+    """pyannote's own sample (30 s, two people on the phone, overlaps): DER 6.0 % (6.8 % when
+    short chunks were zero-padded instead of seen with the audio after them)."""
     wav, rttm = pyannote_sample()
     audio = decode(wav)
     seg = stages.segment.fn(audio, settings)
@@ -36,7 +37,7 @@ def test_diarization_of_the_real_two_speaker_recording(settings) -> None:  # typ
         parse_rttm(Path(rttm).read_text(encoding="utf-8")),
         labelling.diarization_output(seg, speakers),
     )
-    assert der <= 0.10, f"DER {der:.3f}"
+    assert der <= 0.064, f"DER {der:.3f}"
 
 
 def test_the_vad_threshold_setting_reaches_the_speech_detector(settings) -> None:  # type: ignore[no-untyped-def]
@@ -129,3 +130,29 @@ def test_an_unknown_backend_is_a_clear_error(settings) -> None:  # type: ignore[
     wav, _ = pyannote_sample()
     with pytest.raises(ConfigError, match="segmentation' or 'pipeline"):
         stages.segment.fn(decode(wav), bad)
+
+
+def test_a_clips_stored_embeddings_are_those_of_its_released_audio(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each clip's d-vector and CAM++ embedding, as ingestion stores them, are the embeddings
+    of the FLAC it releases (they differed by up to 0.006 and 0.015 when the clip was cut
+    at its millisecond-rounded times and embedded at its exact ones)."""
+    from convoice.storage import Store
+    from convoice.storage.clip_audio import write_audio
+    from convoice.training import campplus as campplus_tune
+    from convoice.training import encoder as enc
+
+    audio = decode(pyannote_sample()[0])
+    seg = stages.segment.fn(audio, settings)
+    vectors = stages.embed_speakers.fn(audio, seg)
+    empty = np.zeros((0, 192), dtype=np.float32)
+    speakers, _ = stages.identify.fn("sample", seg, vectors, [], empty, settings)
+    store = Store(str(tmp_path / "home"))
+    _, uris = write_audio(store, "sample", audio, seg, speakers, vectors)
+    ids = [labelling.clip_id("sample", c.region.start, c.region.end) for c in seg.clips]
+    kept = [i for i, cid in enumerate(ids) if cid in uris]
+    assert len(kept) >= 4
+    waves = enc.read_waves(store, [uris[ids[i]] for i in kept])
+    ours = enc.embed_waves(loaders.voice_encoder(), waves)
+    assert np.abs(ours - vectors.clips[kept]).max() < 1e-5
+    campplus = campplus_tune.embed_waves("", waves)
+    assert np.abs(campplus - vectors.identity_clips[kept]).max() < 1e-5

@@ -177,3 +177,60 @@ def test_word_error_rate_counts_the_words_of_every_script() -> None:
         "мир",
     ]
     assert wer_count("привет мир", "пока мир").errors == 1  # was 0 words: nothing scored
+
+
+def test_a_cut_by_sample_index_is_the_same_samples_everywhere() -> None:
+    """Concatenated waves cut again at their own offsets come back whole: ``int(t * 16000)``
+    landed a sample early at 16016 samples (1.001 s), and a clip's embedding was then not
+    that of its audio."""
+    from convoice.models.embed import _region_wave
+    from convoice.records import SAMPLE_RATE, sample_index
+    from convoice.training.encoder import wave_regions
+
+    rng = np.random.default_rng(0)
+    waves = [rng.normal(size=n).astype(np.float32) for n in (16016, 16000, 8017, 16048)]
+    whole = np.concatenate(waves)
+    for wave, region in zip(waves, wave_regions(waves), strict=True):
+        assert np.array_equal(_region_wave(whole, region), wave)
+    assert all(sample_index(n / SAMPLE_RATE) == n for n in range(0, 200_000, 7))
+
+
+def test_clip_regions_are_whole_milliseconds() -> None:
+    """A clip's region is what its row, id and released audio give (times to 1 ms)."""
+    pieces = (Region(0.123456, 1.987654), Region(2.3333333, 3.7777777))
+    turn = LocalTurn(0, 0, pieces, room_before=0.31, room_after=0.2711)
+    clips = cut_clips(turn, min_s=1.0, max_s=8.0, min_pause_s=0.2, pad_s=0.05)
+    assert clips
+    for clip in clips:
+        assert clip.start == round(clip.start, 3) and clip.end == round(clip.end, 3)
+
+
+def test_a_short_chunk_is_seen_with_the_audio_after_it() -> None:
+    from convoice.models.diarize import context_window
+
+    assert context_window(Chunk(3.0, 7.0), 30.0) == Region(3.0, 13.0)
+    assert context_window(Chunk(25.0, 29.0), 30.0) == Region(20.0, 30.0)  # the recording ends
+    assert context_window(Chunk(1.0, 5.0), 8.0) == Region(0.0, 8.0)  # shorter than a window
+    assert context_window(Chunk(10.0, 20.0), 40.0) == Region(10.0, 20.0)  # a full window
+
+
+def test_a_second_voice_the_model_half_heard_marks_a_clip_two_voices() -> None:
+    """The model gave speaker 1 a probability under its hard decision inside speaker 0's
+    turn: the clip is cut as before, but holds two voices when that probability, averaged
+    over the clip, reaches [clips] two_voice_probability (0: off)."""
+    from dataclasses import replace
+
+    from convoice.config import ClipSettings, DiarizationSettings
+    from convoice.models.diarize import assemble
+
+    seg = _segmentation([(0.5, 4.0, 0), (5.0, 8.0, 1)])
+    soft = seg.activity.astype(np.float32)
+    soft[int(2.0 / STEP) : int(3.0 / STEP), 1] = 0.45  # 1 s of a 3.6 s clip: mean 0.125
+    half_heard = replace(seg, soft=soft)
+    for bar, expected in ((0.09, True), (0.2, False), (0.0, False)):
+        cfg = replace(ClipSettings(), two_voice_probability=bar)
+        out = assemble([Region(0.5, 8.0)], [half_heard], DiarizationSettings(), cfg)
+        first = next(c for c in out.clips if c.region.start < 1.0)
+        assert first.other_voice == pytest.approx(0.125, abs=0.01)
+        assert first.two_voices is expected
+        assert not next(c for c in out.clips if c.region.start > 4.5).two_voices

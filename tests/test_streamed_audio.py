@@ -19,7 +19,7 @@ from convoice.config import load_settings
 from convoice.media.audio import Audio, StreamedAudio, WavSamples, decode, open_audio
 from convoice.media.clips import clips_only
 from convoice.models.segmentation import ENVELOPE_HOP_S, rms_envelope
-from convoice.records import SAMPLE_RATE, FloatArray
+from convoice.records import SAMPLE_RATE, FloatArray, sample_index
 from convoice.storage import Store
 from convoice.storage.clip_audio import write_audio
 from convoice.synth.recordings import pyannote_sample
@@ -128,7 +128,7 @@ def test_no_stage_reads_more_than_a_block_and_the_store_gets_every_sample(  # ty
     assert np.array_equal(flac, soundfile.read(long_wav, dtype="int16")[0])
     whole = decode(long_wav).samples
     first = seg.clips[0].region
-    expected = whole[int(first.start * SAMPLE_RATE) : int(first.end * SAMPLE_RATE)]
+    expected = whole[sample_index(first.start) : sample_index(first.end)]
     assert np.array_equal(clip_samples.samples[: len(expected)], expected)
     assert clip_uris
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from convoice.media.audio import AnyAudio, Audio
 from convoice.models.diarize import ClipRegion, Segmentation
-from convoice.records import FloatArray, Region
+from convoice.records import FloatArray, Region, sample_index
 
 
 def clips_only(audio: AnyAudio, seg: Segmentation) -> tuple[Audio, Segmentation]:
@@ -25,7 +25,9 @@ def clips_only(audio: AnyAudio, seg: Segmentation) -> tuple[Audio, Segmentation]
     clips: list[ClipRegion] = []
     cursor = 0
     for clip in seg.clips:
-        piece = audio.samples[int(clip.region.start * rate) : int(clip.region.end * rate)]
+        piece = audio.samples[
+            sample_index(clip.region.start, rate) : sample_index(clip.region.end, rate)
+        ]
         start = cursor / rate
         clips.append(dataclasses.replace(clip, region=Region(start, start + len(piece) / rate)))
         pieces += [piece, guard]

@@ -36,6 +36,7 @@ from convoice.records.base import (
     Samples,
     SkipReason,
     now,
+    sample_index,
     stable_id,
 )
 from convoice.records.calibration import (
@@ -122,6 +123,7 @@ __all__ = [
     "identity_vector",
     "normalise",
     "now",
+    "sample_index",
     "stable_id",
     "term_key",
 ]

@@ -30,6 +30,18 @@ class Samples(Protocol):
 SAMPLE_RATE = 16_000
 """Every waveform inside the engine: 16 kHz mono."""
 
+
+def sample_index(seconds: float, rate: int = SAMPLE_RATE) -> int:
+    """The sample at ``seconds``: the one index every cut of a recording uses.
+
+    Rounded, not truncated: ``int(t * rate)`` lands one sample early for about
+    1 % of times (``int(1.001 * 16000)`` is 16015), so a clip cut by one part of the
+    engine and by another differed by a sample, and its stored embedding was not
+    that of its released audio.
+    """
+    return round(seconds * rate)
+
+
 EMBEDDING_DIM = 256
 """resemblyzer's d-vector, kept on every clip (the TTS export conditions on it)."""
 
