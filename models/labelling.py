@@ -246,7 +246,7 @@ def build_clips(
             continue
         match = by_speaker[label]
         two = bool(speakers.two_voices[i]) if speakers.two_voices is not None else False
-        known_sims = known @ vec if known is not None else (np.zeros(0) if checked else None)
+        known_sims = known @ vec if known is not None else (np.zeros(0, np.float32) if checked else None)
         chosen = known_index.get(match.speaker_id, -1)
         evidence = speaker_evidence(
             speakers.centroids @ vec, label, match, scale, two, known_sims, chosen
