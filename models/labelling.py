@@ -235,7 +235,7 @@ def build_clips(
     identity = clip_embeddings if identity_embeddings is None else identity_embeddings
     by_speaker = {m.recording_speaker: m for m in matches}
     known = registry_centroids if registry_ids else None  # nobody known: nothing to check
-    checked = registry_ids is not None
+    nobody = np.zeros(0, np.float32) if registry_ids is not None else None
     known_index = {s: k for k, s in enumerate(registry_ids or ())}
     clips: list[Clip] = []
     for i, (region, transcript, label) in enumerate(
@@ -246,7 +246,7 @@ def build_clips(
             continue
         match = by_speaker[label]
         two = bool(speakers.two_voices[i]) if speakers.two_voices is not None else False
-        known_sims = known @ vec if known is not None else (np.zeros(0, np.float32) if checked else None)
+        known_sims = known @ vec if known is not None else nobody
         chosen = known_index.get(match.speaker_id, -1)
         evidence = speaker_evidence(
             speakers.centroids @ vec, label, match, scale, two, known_sims, chosen
