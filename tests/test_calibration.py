@@ -416,3 +416,10 @@ def test_the_shipped_module_is_written_as_the_repository_keeps_it(tmp_path: Path
     write_module(stored.shipped(), out)
     shipped = Path(__file__).resolve().parent.parent / "models" / "calibration_shipped.py"
     assert out.read_text() == shipped.read_text()
+
+
+def test_pooled_bench_stores_need_one_seed_each() -> None:
+    from convoice.training.calibrate import pooled_bench_judged
+
+    with pytest.raises(ValueError, match="2 bench stores but 1 seeds"):
+        pooled_bench_judged(["a", "b"], "tune", [11])
