@@ -219,6 +219,8 @@ def build_clips(
     scale: SimilarityScale,
     identity_embeddings: FloatArray | None = None,
     calibration: Calibration | None = None,
+    registry_ids: Sequence[str] | None = None,
+    registry_centroids: FloatArray | None = None,
 ) -> list[Clip]:
     """Labelled, scored and routed clips of one recording.
 
@@ -226,9 +228,15 @@ def build_clips(
     when the d-vectors identify); ``speakers`` was clustered on them.
     ``calibration``: raw scores to probabilities (None: the raw scores route).
     Which clips are kept is :func:`keeps_clip`; their ids, :func:`clip_id`.
+    ``registry_ids`` / ``registry_centroids``: the known speakers the recording was matched
+    against (rows of unit centroids on the identity embedding); given, each clip is also
+    checked on its own against them (:func:`convoice.models.routing.identity_strength`).
     """
     identity = clip_embeddings if identity_embeddings is None else identity_embeddings
     by_speaker = {m.recording_speaker: m for m in matches}
+    known = registry_centroids if registry_ids else None  # nobody known: nothing to check
+    nobody = np.zeros(0, np.float32) if registry_ids is not None else None
+    known_index = {s: k for k, s in enumerate(registry_ids or ())}
     clips: list[Clip] = []
     for i, (region, transcript, label) in enumerate(
         zip(seg.clips, transcripts, speakers.clip_labels.tolist(), strict=True)
@@ -240,7 +248,11 @@ def build_clips(
         two = region.two_voices or (
             bool(speakers.two_voices[i]) if speakers.two_voices is not None else False
         )
-        evidence = speaker_evidence(speakers.centroids @ vec, label, match, scale, two)
+        known_sims = known @ vec if known is not None else nobody
+        chosen = known_index.get(match.speaker_id, -1)
+        evidence = speaker_evidence(
+            speakers.centroids @ vec, label, match, scale, two, known_sims, chosen
+        )
         decision = route(
             evidence, transcript, region.region.duration, region.overlap_nearby, routing,
             calibration,
@@ -287,6 +299,8 @@ def _clip(
             "identity_similarity": round(match.similarity, 4),
             "identity_runner_up": round(match.runner_up, 4),
             "identity_strength": evidence.identity_strength,
+            "clip_identity": round(evidence.clip_identity, 4),
+            "clip_runner_up": round(evidence.clip_runner_up, 4),
         },
         speaker_embedding=None if identity is None else identity.astype(np.float32),
         speaker_status=decision.speaker_status,

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from convoice.models.packing import FloatArray
-from convoice.records import Region, Samples, sample_index
+from convoice.records import SAMPLE_RATE, Region, Samples, sample_index
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel

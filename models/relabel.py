@@ -218,13 +218,17 @@ def _label_recording(
     """New labels of one recording's clips (``absorbed``: whether each counts for the registry)."""
     local = _local_speakers(rid, clips, emb, known)
     sims = emb @ local.centroids.T  # shape: (clips, local speakers)
+    known_sims = emb @ known.centroids.T  # shape: (clips, known speakers)
+    known_index = {s: j for j, s in enumerate(known.ids)}
     evidence: list[SpeakerEvidence] = []
     scores: list[tuple[float, float]] = []  # (raw score, probability) of each clip
     reasons_of: list[list[str]] = []
     for i, clip in enumerate(clips):
         k = int(local.member[i])
         two = ReviewReason.TWO_VOICES in clip.machine_reasons  # kept as found at ingestion
-        ev = speaker_evidence(sims[i], k, local.matches[k], known.scale, two)
+        match = local.matches[k]
+        chosen = known_index.get(match.speaker_id, -1)
+        ev = speaker_evidence(sims[i], k, match, known.scale, two, known_sims[i], chosen)
         raw, probability, doubts = speaker_side(ev, routing_cfg, calibration)
         evidence.append(ev)
         scores.append((raw, min(1.0, raw) if calibration is None else probability))

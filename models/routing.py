@@ -37,6 +37,19 @@ from convoice.records import (
 
 TWO_VOICES_CONFIDENCE = 0.5
 
+CLIP_MARGIN_SPAN = 0.30
+"""A matched clip's identity is full strength when its cosine to the chosen known speaker
+beats its cosine to every other known speaker by the scale's ``margin`` plus this much
+(CAM++: 0.10 + 0.30). Tuning half (two corpora, seeds 11 and 12): the accepted-but-wrong
+matched clips of a second voice inside a recording speaker beat the next known speaker by
+-0.07 to 0.23 (four of five below 0.12); the right accepted ones by 0.17 or more."""
+
+NEW_LOW_SHARE = 0.4
+"""A new speaker's identity starts to count once its closest known speaker is below the
+``new_threshold`` by this share of it (CAM++: 0.5 - 0.2 = 0.3). Tuning half: new speakers
+with anybody known, at closest 0.26-0.31, were right 20 of 27 times (later recordings split
+or merge them); nobody known: full strength."""
+
 TEXT_REASONS = TRANSCRIPT_REASONS - {ReviewReason.OVERLAP_NEARBY}
 """The transcript's reasons that come from its text (:func:`transcript_reasons`, or none at
 all): what a new transcript of the same clip works out again."""
@@ -52,6 +65,8 @@ class SpeakerEvidence:
     fit_margin: float = 0.15
     two_voices: bool = False  # a part of the clip sounds like another voice
     identity_strength: float = 1.0  # 0..1: how far the identity decision is past its threshold
+    clip_identity: float = float("nan")  # the clip's own cosine to its chosen known speaker
+    clip_runner_up: float = -1.0  # the clip's best cosine to any other known speaker (-1: none)
 
 
 @dataclass(frozen=True)
@@ -68,22 +83,44 @@ class Routing:
 
 
 def speaker_evidence(
-    sims: FloatArray, own: int, match: SpeakerMatch, scale: SimilarityScale, two_voices: bool
+    sims: FloatArray,
+    own: int,
+    match: SpeakerMatch,
+    scale: SimilarityScale,
+    two_voices: bool,
+    known_sims: FloatArray | None = None,
+    chosen: int = -1,
 ) -> SpeakerEvidence:
     """What a clip's speaker label rests on, on the encoder's ``scale``.
 
     ``sims``: the clip's cosine to each speaker of its recording (``own``: its
     speaker's index); ``match``: that speaker's identity match across recordings.
+    ``known_sims``: the clip's own cosine to each known speaker the recording was matched
+    against (``chosen``: the index of the one its speaker got, -1 when none); None: the
+    clip is not checked against the registry on its own (its recording speaker's match only).
     """
     other = float(np.delete(sims, own).max()) if len(sims) > 1 else -1.0
+    clip_identity, clip_runner_up = clip_against_known(known_sims, chosen)
     strength = identity_strength(
         match.decision, match.similarity, match.runner_up,
         scale.match_threshold, scale.new_threshold,
+        scale.margin if known_sims is not None else None, clip_identity, clip_runner_up,
     )  # fmt: skip
     return SpeakerEvidence(
         float(sims[own]), other, match.confidence, scale.fit_low, scale.fit_high, scale.fit_margin,
-        two_voices, strength,
+        two_voices, strength, clip_identity, clip_runner_up,
     )  # fmt: skip
+
+
+def clip_against_known(known_sims: FloatArray | None, chosen: int) -> tuple[float, float]:
+    """A clip's cosine to its chosen known speaker (nan: none chosen) and its best cosine to
+    any other known speaker (-1: none)."""
+    if known_sims is None or len(known_sims) == 0:
+        return float("nan"), -1.0
+    if chosen < 0:
+        return float("nan"), float(np.max(known_sims))
+    others = np.delete(known_sims, chosen)
+    return float(known_sims[chosen]), float(others.max()) if others.size else -1.0
 
 
 def clip_fit(ev: SpeakerEvidence) -> float:
@@ -108,14 +145,40 @@ def speaker_confidence(ev: SpeakerEvidence) -> float:
 
 
 def identity_strength(
-    decision: str, similarity: float, runner_up: float, match_threshold: float, new_threshold: float
+    decision: str,
+    similarity: float,
+    runner_up: float,
+    match_threshold: float,
+    new_threshold: float,
+    margin: float | None = None,
+    clip_identity: float = float("nan"),
+    clip_runner_up: float = -1.0,
 ) -> float:
-    """0..1: a match's similarity from ``match_threshold`` to 0.95; a new speaker's best
-    similarity to anybody known from ``new_threshold`` down to 0 (nobody known: 1)."""
+    """0..1: how far the identity decision is past its threshold.
+
+    A match: its recording speaker's similarity from ``match_threshold`` to 0.95, and,
+    with ``margin`` (the clip checked on its own against the registry), at most the clip's
+    own lead of its chosen known speaker over the next known speaker, from ``margin`` to
+    ``margin`` + :data:`CLIP_MARGIN_SPAN` (a second voice inside a recording speaker takes
+    its speaker's match but is no closer to it than to its own look-alike). A new speaker:
+    its best similarity to anybody known (the recording speaker's or, with ``margin``, the
+    clip's, whichever is closer) from ``new_threshold`` less :data:`NEW_LOW_SHARE` of it
+    down to 0 (nobody known: 1; without ``margin``: from ``new_threshold`` down to 0, as before).
+    """
     if decision == MatchDecision.MATCHED:
-        return round(ramp(similarity, match_threshold, 0.95), 4)
+        strength = ramp(similarity, match_threshold, 0.95)
+        if margin is not None and not math.isnan(clip_identity):
+            lead = clip_identity - clip_runner_up
+            strength = min(strength, ramp(lead, margin, margin + CLIP_MARGIN_SPAN))
+        return round(strength, 4)
     if decision == MatchDecision.NEW:
-        return round(ramp(new_threshold - runner_up, 0.0, new_threshold), 4)
+        if margin is None:
+            return round(ramp(new_threshold - runner_up, 0.0, new_threshold), 4)
+        closest = max(runner_up, clip_runner_up)
+        if closest <= -1.0:
+            return 1.0  # nobody known
+        low = NEW_LOW_SHARE * new_threshold
+        return round(ramp(new_threshold - closest, low, new_threshold), 4)
     return 0.0
 
 

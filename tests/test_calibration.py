@@ -284,6 +284,55 @@ def test_a_match_far_past_its_threshold_scores_above_a_close_one() -> None:
     assert speaker_confidence(unsure) < 1.0  # the strength counts only once the fit is full
 
 
+def test_a_new_speaker_whom_somebody_known_resembles_is_not_full_strength() -> None:
+    from convoice.models.routing import identity_strength
+
+    # CAM++ scale (match 0.65, new 0.50, margin 0.10): the registry check is on
+    assert identity_strength("new", float("nan"), -1.0, 0.65, 0.5, 0.1) == 1.0  # nobody known
+    assert identity_strength("new", float("nan"), 0.0, 0.65, 0.5, 0.1) == 1.0
+    assert identity_strength("new", float("nan"), 0.3, 0.65, 0.5, 0.1) == 0.0
+    # the clip's own closest known speaker counts when it is closer than its speaker's
+    assert identity_strength("new", float("nan"), 0.1, 0.65, 0.5, 0.1, float("nan"), 0.3) == 0.0
+    assert identity_strength("new", float("nan"), 0.3, 0.65, 0.5) == 0.4  # unchecked: as before
+
+
+def _voices(cos: float, dim: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit vectors at cosine ``cos``."""
+    a = np.zeros(dim, np.float32)
+    a[0] = 1.0
+    b = np.zeros(dim, np.float32)
+    b[0], b[1] = cos, np.sqrt(1 - cos**2)
+    return a, b
+
+
+def test_a_second_voice_inside_a_matched_speaker_is_not_a_sure_label() -> None:
+    """Recording 2 clusters three clips of voice A and one of its look-alike B into one
+    speaker, which matches A far past the threshold: A's clips stay sure, B's clip does
+    not (it is no closer to A than to B). Before the clip check, all four scored 2.0."""
+    from convoice.config import DiarizationSettings, IdentitySettings, RegistrySettings
+    from convoice.models.relabel import ClipFacts, replay
+
+    a, b = _voices(0.6)
+    scale = IdentitySettings().scale(DiarizationSettings(), RegistrySettings())
+    facts = [
+        ClipFacts("r1a1", "r1", "S0", 2.0, ()),
+        ClipFacts("r1a2", "r1", "S0", 2.0, ()),
+        ClipFacts("r1b1", "r1", "S1", 2.0, ()),
+        ClipFacts("r1b2", "r1", "S1", 2.0, ()),
+        ClipFacts("r2a1", "r2", "S0", 2.0, ()),
+        ClipFacts("r2a2", "r2", "S0", 2.0, ()),
+        ClipFacts("r2a3", "r2", "S0", 2.0, ()),
+        ClipFacts("r2b1", "r2", "S0", 2.0, ()),
+    ]
+    emb = np.stack([a, a, b, b, a, a, a, b])
+    out = replay(["r1", "r2"], facts, emb, {}, scale, RoutingSettings())
+    labels = out.labels
+    assert labels["r2a1"].speaker_id == labels["r1a1"].speaker_id  # matched to A
+    assert labels["r2b1"].speaker_id == labels["r1a1"].speaker_id  # the one label it gets
+    assert labels["r2a1"].speaker_score_raw == 2.0
+    assert labels["r2b1"].speaker_score_raw == 1.0  # sure of A's speaker, not of this clip
+
+
 def test_the_review_table_puts_review_share_beside_precision() -> None:
     from convoice.models.evaluation import RefTurn, review_table
 
@@ -397,3 +446,10 @@ def test_list_settings_are_tuples_from_toml_and_the_environment(
     monkeypatch.delenv("CONVOICE_ASR__LANGUAGES")
     (tmp_path / "config.toml").write_text('[asr]\nlanguages = ["de", "nl"]\n')
     assert load_settings(home=str(tmp_path)).asr.languages == ("de", "nl")  # was a list
+
+
+def test_pooled_bench_stores_need_one_seed_each() -> None:
+    from convoice.training.calibrate import pooled_bench_judged
+
+    with pytest.raises(ValueError, match="2 bench stores but 1 seeds"):
+        pooled_bench_judged(["a", "b"], "tune", [11])

@@ -22,10 +22,17 @@ def calibrate_command(
         ),
     ] = False,
     bench_home: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             help="Developers: fit the package's calibration on this `convoice bench --split "
-            "tune` store instead (writes --write)."
+            "tune` store instead (writes --write); repeat it to pool several stores."
+        ),
+    ] = None,
+    bench_seed: Annotated[
+        list[int] | None,
+        typer.Option(
+            help="With --bench-home: the seed of each store's tuning corpus, in the same order "
+            "(default: the bench's, 11; other seeds deal the same tuning voices other episodes)."
         ),
     ] = None,
     write: Annotated[Path, typer.Option(help="With --bench-home: the module to write.")] = Path(
@@ -40,10 +47,13 @@ def calibrate_command(
     from convoice.training import calibrate
 
     try:
-        if bench_home is not None:
+        if bench_home:
             target = load_settings(home=home).routing.target_precision
             out = None if dry_run else write
-            cal, held = calibrate.write_shipped(str(bench_home), "tune", out, version, target)
+            homes = [str(h) for h in bench_home]
+            cal, held = calibrate.write_shipped(
+                homes, "tune", out, version, target, tuple(bench_seed or ())
+            )
             did = "fitted (not written)" if dry_run else f"wrote {write}"
             console.print(f"{did}: {cal.version}, {cal.rule}", markup=False)
             console.print("\n".join(held), markup=False)

@@ -44,6 +44,7 @@ def identify_and_route(
             prepared.transcripts, settings.routing, scale,
             vectors.identity_clips if vectors.separate_identity else None,
             calibration.current(run.store.location, settings.encoder.campplus or None),
+            ids, centroids,
         )  # fmt: skip
         touched = labelling.update_registry(rid, clips, matches, registry.speakers, now())
     return matches, clips, touched

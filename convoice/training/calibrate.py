@@ -74,27 +74,56 @@ def _raw(score_raw: float | None, confidence: float | None) -> float:
     return float(score_raw if score_raw is not None else confidence or 0.0)
 
 
-def bench_judged(home: str, split: str) -> list[calib.Judged]:
-    """The judged clips of a store that ``convoice bench --split <split>`` labelled."""
+BENCH_SEED = 11
+"""The seed of the corpus ``convoice bench`` generates (``make_half_corpus``'s default)."""
+
+
+def bench_judged(home: str, split: str, seed: int = BENCH_SEED) -> list[calib.Judged]:
+    """The judged clips of a store that ``convoice bench --split <split>`` labelled (or, for
+    another ``seed``, an ingest of that half's corpus generated with it: the same voices in
+    other episodes; cached beside the bench's as ``corpus-<split>-seed<seed>``)."""
     from convoice.bench import corpus as bench_corpus
     from convoice.bench.quality import corpus_truth, episodes_by_recording
     from convoice.engines import loaders
     from convoice.storage import Store
 
+    name = f"corpus-{split}" if seed == BENCH_SEED else f"corpus-{split}-seed{seed}"
     corpus = bench_corpus.make_half_corpus(
-        loaders.cache_dir() / "bench" / f"corpus-{split}", half=split
+        loaders.cache_dir() / "bench" / name, half=split, seed=seed
     )
     store = Store(home)
     truth = corpus_truth(episodes_by_recording(store, corpus), corpus)
     return judged_from_truth(store.clips().to_pylist(), truth)
 
 
-def fit_shipped(judged: Sequence[calib.Judged], version: str) -> calib.Calibration:
+def pooled_bench_judged(
+    homes: Sequence[str], split: str, seeds: Sequence[int] = ()
+) -> list[calib.Judged]:
+    """:func:`bench_judged` of several stores (``seeds``: each one's corpus seed, default the
+    bench's); with more than one, each recording is keyed by its seed too (episode names
+    repeat across seeds)."""
+    seeds = tuple(seeds) or (BENCH_SEED,) * len(homes)
+    if len(seeds) != len(homes):
+        raise ValueError(f"{len(homes)} bench stores but {len(seeds)} seeds")
+    out: list[calib.Judged] = []
+    for home, seed in zip(homes, seeds, strict=True):
+        judged = bench_judged(home, split, seed)
+        if len(homes) > 1:
+            judged = [replace(j, key=f"{seed}:{j.key}", group=f"{seed}:{j.group}") for j in judged]
+        out.extend(judged)
+    return out
+
+
+def fit_shipped(
+    judged: Sequence[calib.Judged], version: str, seeds: Sequence[int] = ()
+) -> calib.Calibration:
     """The package's calibration: fitted on every judged clip of the tuning half."""
+    corpora = f" (corpus seeds {', '.join(map(str, seeds))})" if seeds else ""
     rule = (
         f"isotonic regression (pool-adjacent-violators, each block shrunk towards the overall "
         f"rate by {calib.PRIOR_WEIGHT:g} clip) of right labels on the raw scores of the "
-        f"{len(judged)} clips of `convoice bench --split tune` (split rule convoice-split-1); "
+        f"{len(judged)} clips of `convoice bench --split tune`{corpora} "
+        "(split rule convoice-split-1); "
         f"speaker right: evaluation.judge; transcript right: WER <= "
         f"{evaluation.TRANSCRIPT_RIGHT_WER:.0%} on the reference turns its clip covers"
     )
@@ -341,18 +370,25 @@ def refit_from_labels(
 
 
 def write_shipped(
-    bench_home: str, split: str, out: Path | None, version: str, target: float
+    bench_home: str | Sequence[str],
+    split: str,
+    out: Path | None,
+    version: str,
+    target: float,
+    seeds: Sequence[int] = (),
 ) -> tuple[calib.Calibration, list[str]]:
-    """Fit on a tuning-half benchmark store and write the package's calibration module
-    (``out`` None: only fit). It carries the reliability table and ECE of its speaker
-    rule left one recording out; returned with every rule's lines (:func:`held_out`)."""
+    """Fit on tuning-half benchmark stores (``seeds``: each one's corpus seed) and write the
+    package's calibration module (``out`` None: only fit). It carries the reliability table
+    and ECE of its speaker rule left one recording out; returned with every rule's lines
+    (:func:`held_out`)."""
     if split != "tune":
         raise ValueError("the shipped calibration is fitted on the tuning half only (--split tune)")
-    judged = bench_judged(bench_home, split)
+    homes = [bench_home] if isinstance(bench_home, str) else list(bench_home)
+    judged = pooled_bench_judged(homes, split, seeds)
     figures = held_out(judged, target)
     mine = figures[0][1]
     cal = replace(
-        fit_shipped(judged, version),
+        fit_shipped(judged, version, seeds),
         judged_on=f"the {mine.clips} tuning clips, each judged by the curve fitted without "
         f"its recording (leave one recording out, {mine.units} recordings)",
         speaker_reliability=mine.table,
