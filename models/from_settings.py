@@ -46,11 +46,10 @@ def with_vocabulary(options: asr.AsrOptions, words: Sequence[str], mode: str) ->
 def asr_options(settings: Settings) -> asr.AsrOptions:
     """``[asr]`` settings as the options of :func:`asr.transcribe_clips`."""
     cfg = settings.asr
-    candidates = cfg.languages.split(",") if isinstance(cfg.languages, str) else cfg.languages
     detect = language.DetectOptions(
         method=cfg.language_detection,
         min_probability=cfg.language_min_probability,
-        candidates=tuple(c.strip() for c in candidates if c.strip()),
+        candidates=tuple(c.strip() for c in cfg.languages if c.strip()),
         batch_size=cfg.batch_size,
         pool_speakers=cfg.language_pool_speakers,
         speaker_weight=cfg.language_speaker_weight,
