@@ -152,10 +152,7 @@ def embed_regions(
     windows: list[npt.NDArray[np.float32]] = []
     owner: list[int] = []
     for i, region in enumerate(regions):
-        parts: list[Region] = region if isinstance(region, list) else [region]
-        wav = np.concatenate(
-            [samples[sample_index(r.start) : sample_index(r.end)] for r in parts]
-        ).astype(np.float32)
+        wav = _region_wave(samples, region)
         if len(wav) < MIN_SAMPLES:
             continue
         for w in _partials(mel_spectrogram(wav)):
