@@ -92,6 +92,22 @@ def test_packed_transcription_of_real_read_speech(settings) -> None:  # type: ig
     assert total.wer < 0.25, f"WER {total.wer:.3f} on LibriVox"
 
 
+def test_whisper_features_do_not_depend_on_the_blas_thread_count() -> None:
+    """A Dask worker (one thread) and the flow's process (every core) must hear the same
+    numbers: faster-whisper's own extractor gives last-bit differences on 1 and 2 OpenBLAS
+    threads, enough to flip Whisper's near ties (tests/test_scale.py compares datasets)."""
+    from threadpoolctl import threadpool_limits
+
+    path, _ = librivox_samples()[0]
+    audio = decode(path).samples[: 16000 * 30]
+    extractor = loaders.whisper_model().feature_extractor
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = extractor(audio)
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = extractor(audio)
+    assert two.shape[0] == 80 and np.array_equal(one, two)
+
+
 def test_empty_input_gives_no_transcripts() -> None:
     assert (
         asr.transcribe_clips(loaders.whisper_model(), np.zeros(0, np.float32), [], asr.AsrOptions())

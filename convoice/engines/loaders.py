@@ -180,13 +180,16 @@ def whisper_model(
 def _whisper_model(source: str, compute_type: str, threads: int) -> WhisperModel:
     from faster_whisper import WhisperModel
 
+    from convoice.engines.whisper_features import steady
+
     shipped = source in _SHIPPED_PARTS
     location = str(default_whisper_dir(source)) if shipped else source
     try:
-        return WhisperModel(location, device="cpu", compute_type=compute_type, cpu_threads=threads)
+        model = WhisperModel(location, device="cpu", compute_type=compute_type, cpu_threads=threads)
     except Exception as err:
         hint = f" (the shipped {source!r} parts are incomplete?)" if shipped else ""
         raise ModelUnavailable(f"cannot load Whisper model {location!r}{hint}: {err}") from err
+    return steady(model)  # features that do not depend on the process's thread count
 
 
 def preload(settings: Settings) -> None:
