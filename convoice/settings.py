@@ -102,6 +102,7 @@ class SimilarityScale:
     fit_high: float  # ... this close 100 %
     fit_margin: float  # own minus closest other speaker for a full fit
     refine_margin: float  # a clip closer to another speaker by this much moves to it
+    absorb_threshold: float = -1.0  # a match moves its identity's centroid from here (-1: always)
 
 
 def resemblyzer_scale(
@@ -139,6 +140,11 @@ class IdentitySettings:
     fit_high: float = 0.60
     fit_margin: float = 0.25
     refine_margin: float = 0.15
+    # A match below this labels the speaker but does not move the identity's centroid (no
+    # drift, no merge chain). Tuning half, seed 13: mb-fr6 matched mb-fr5's one-recording id
+    # at 0.689, the blend then took mb-de6, mb-en1 and kal; right matches that moved a
+    # centroid were 0.70 or more apart from one (0.687) on seeds 11-13.
+    absorb_threshold: float = 0.70
     # 1 s windows. Tuning voices (7, every ordered pair joined, main voice 55/65/77 %):
     # flagged 84/84, 84/84, 77/84; single-voice clips 0/35 (switch <= -0.27). pyannote's
     # sample: single-voice clips switch <= -0.28, but one with a 0.4 s backchannel -0.02.
@@ -172,6 +178,7 @@ class IdentitySettings:
         return SimilarityScale(
             self.cluster_threshold, self.match_threshold, self.new_threshold, self.margin,
             self.fit_low, self.fit_high, self.fit_margin, self.refine_margin,
+            self.absorb_threshold,
         )  # fmt: skip
 
 

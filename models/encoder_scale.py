@@ -27,7 +27,10 @@ from convoice.settings import IdentitySettings, SimilarityScale
 
 MIN_SEPARATION = 0.05  # parent's same minus different mean below this: no map (identity)
 SLOPES = (0.5, 2.0)  # a slope outside this range is not believed (identity map)
-LEVELS = ("cluster_threshold", "match_threshold", "new_threshold", "fit_low", "fit_high")
+LEVELS = (
+    "cluster_threshold", "match_threshold", "new_threshold", "fit_low", "fit_high",
+    "absorb_threshold",
+)  # fmt: skip
 DIFFERENCES = ("margin", "fit_margin", "refine_margin")
 
 
@@ -75,14 +78,19 @@ def scale_dict(scale: SimilarityScale) -> dict[str, float]:
 
 
 def scale_from_dict(data: dict[str, float]) -> SimilarityScale:
-    return SimilarityScale(**{f.name: float(data[f.name]) for f in fields(SimilarityScale)})
+    """The scale stored in ``data`` (a field stored before it existed: its default)."""
+    return SimilarityScale(
+        **{f.name: float(data[f.name]) for f in fields(SimilarityScale) if f.name in data}
+    )
 
 
 def identity_on(identity: IdentitySettings, scale: Mapping[str, float]) -> IdentitySettings:
     """``[identity]`` with an encoder's stored thresholds ({}: as it is)."""
     if not scale:
         return identity
-    moved: dict[str, Any] = {f.name: float(scale[f.name]) for f in fields(SimilarityScale)}
+    moved: dict[str, Any] = {  # a field stored before it existed keeps [identity]'s
+        f.name: float(scale[f.name]) for f in fields(SimilarityScale) if f.name in scale
+    }
     return replace(identity, **moved)
 
 

@@ -195,6 +195,7 @@ def match_on_scale(
         scale.match_threshold,
         scale.new_threshold,
         scale.margin,
+        scale.absorb_threshold,
     )
 
 
@@ -312,16 +313,21 @@ def _clip(
 
 
 def absorbed_clips(
-    decision: MatchDecision, known: bool, clip_reasons: Sequence[Sequence[str]]
+    decision: MatchDecision,
+    known: bool,
+    clip_reasons: Sequence[Sequence[str]],
+    moves_centroid: bool = True,
 ) -> list[bool]:
     """Which of a recording speaker's clips count in its identity's registry sum.
 
     An uncertain match to a known speaker counts none (it must not pull that
-    centroid before a person confirms it); otherwise the clips sure of their
+    centroid before a person confirms it), nor does a match below the absorb
+    threshold (``moves_centroid`` False: :func:`~convoice.models.registry.match_speakers`);
+    otherwise the clips sure of their
     speaker (and holding one voice) count, or all of them when none is. ``clip_reasons``: the review
     reasons of the speaker's clips.
     """
-    if known and decision == MatchDecision.UNCERTAIN:
+    if known and (decision == MatchDecision.UNCERTAIN or not moves_centroid):
         return [False] * len(clip_reasons)
     doubt = (ReviewReason.UNCERTAIN_SPEAKER, ReviewReason.TWO_VOICES)
     sure = [not any(r in reasons for r in doubt) for reasons in clip_reasons]
@@ -346,8 +352,9 @@ def update_registry(
         mine = [c for c in clips if c.speaker_id == match.speaker_id]
         speaker = copy.deepcopy(known.get(match.speaker_id))  # the caller's stay as they were
         flags = absorbed_clips(
-            match.decision, speaker is not None, [c.review_reasons for c in mine]
-        )
+            match.decision, speaker is not None, [c.review_reasons for c in mine],
+            match.moves_centroid,
+        )  # fmt: skip
         for clip, flag in zip(mine, flags, strict=True):
             clip.extra["absorbed"] = flag
         counted = [c for c, flag in zip(mine, flags, strict=True) if flag]

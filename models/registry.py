@@ -4,7 +4,15 @@ The cost of matching one recording is one matrix product between its few
 speaker centroids and the registry's centroids (one row per known speaker),
 so it grows with the number of speakers, never with the square of all clips.
 Speakers of one recording are different people, so the assignment is
-one-to-one (Hungarian algorithm on the similarities).
+one-to-one (Hungarian algorithm on the similarities above the new-speaker
+threshold: a recording speaker who would be new anyway gains nothing from a
+known identity, so it cannot push another speaker of the recording off its
+own identity).
+
+A match moves its identity's centroid (its clips are absorbed) only when it
+is close (``absorb_threshold``): a weak match to a look-alike labels the
+speaker but does not drag the look-alike's centroid towards it, where the
+next recording of a third close voice would match the blend (a merge chain).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ class SpeakerMatch:
     similarity: float  # to the chosen known speaker; nan when new
     runner_up: float  # best similarity to any other known speaker; -1 when none
     confidence: float  # 0..1
+    moves_centroid: bool = True  # its clips may count in the identity's registry sum
 
 
 def centroid_matrix(speakers: Iterable[Speaker], dim: int = 0) -> tuple[list[str], FloatArray]:
@@ -62,6 +71,7 @@ def match_speakers(
     match_threshold: float,
     new_threshold: float,
     margin: float,
+    absorb_threshold: float = -1.0,
 ) -> list[SpeakerMatch]:
     """Assign every recording speaker (row of ``centroids``) an identity.
 
@@ -72,6 +82,11 @@ def match_speakers(
     marked uncertain and goes to review: it keeps the best candidate's identity
     when the similarity is above the middle of the two thresholds, and becomes
     a new speaker (which a person may later merge) below it.
+
+    The one-to-one assignment maximises the similarities above ``new_threshold``
+    (below it a speaker is new whatever it is assigned). A match below
+    ``absorb_threshold`` keeps its identity but does not move that identity's
+    centroid (``moves_centroid`` False; -1: every match moves it).
     """
     r = centroids.shape[0]
     if known_centroids.shape[0] == 0 or r == 0:
@@ -79,7 +94,7 @@ def match_speakers(
     sims = (centroids @ known_centroids.T).astype(np.float64)  # shape: (r, K)
     from scipy.optimize import linear_sum_assignment
 
-    rows, cols = linear_sum_assignment(-sims)
+    rows, cols = linear_sum_assignment(-np.maximum(sims - new_threshold, 0.0))
     assigned = dict(zip(rows.tolist(), cols.tolist(), strict=True))
     matches: list[SpeakerMatch] = []
     middle = (match_threshold + new_threshold) / 2
@@ -94,6 +109,9 @@ def match_speakers(
         runner = float(others.max()) if others.size else -1.0
         if sim >= match_threshold and sim - runner >= margin:
             decision, speaker_id, confidence = MatchDecision.MATCHED, known_ids[j], 1.0
+            if sim < absorb_threshold:
+                matches.append(SpeakerMatch(i, speaker_id, decision, sim, runner, 1.0, False))
+                continue
         else:  # unsure: the likelier side wins for now, and a person is asked
             closeness = min(
                 ramp(sim, new_threshold, match_threshold), ramp(sim - runner, 0.0, margin)

@@ -258,8 +258,9 @@ def _absorbed(local: _Locals, known_ids: list[str], reasons_of: list[list[str]])
     for k, match in enumerate(local.matches):  # per recording speaker
         members = [i for i in range(len(reasons_of)) if local.member[i] == k]
         flags = absorbed_clips(
-            match.decision, match.speaker_id in known_ids, [reasons_of[i] for i in members]
-        )
+            match.decision, match.speaker_id in known_ids, [reasons_of[i] for i in members],
+            match.moves_centroid,
+        )  # fmt: skip
         for i, flag in zip(members, flags, strict=True):
             absorbed[i] = flag
     return absorbed

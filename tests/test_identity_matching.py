@@ -1,0 +1,87 @@
+"""Matching recording speakers to the registry: the assignment and what moves a centroid.
+
+Pure functions on small arrays whose cosines are set exactly (the rules are about
+cosines, not about audio); the tuning-half cases they come from are in the README
+("Identity across recordings").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from convoice.config import DiarizationSettings, IdentitySettings, RegistrySettings, RoutingSettings
+from convoice.models import relabel
+from convoice.models.labelling import absorbed_clips, update_registry
+from convoice.models.registry import MatchDecision, match_speakers
+from convoice.records import Clip, Speaker
+
+CAMPPLUS = IdentitySettings().scale(DiarizationSettings(), RegistrySettings())
+
+
+def _with_cosines(gram: list[list[float]]) -> npt.NDArray[np.float32]:
+    """Unit rows whose pairwise cosines are ``gram`` (positive definite)."""
+    rows = np.linalg.cholesky(np.asarray(gram, dtype=np.float64))
+    return rows.astype(np.float32)
+
+
+def _match(mine: npt.NDArray[np.float32], known: npt.NDArray[np.float32], ids: list[str]):  # type: ignore[no-untyped-def]
+    s = CAMPPLUS
+    return match_speakers(
+        "rec", mine, ids, known, s.match_threshold, s.new_threshold, s.margin, s.absorb_threshold
+    )
+
+
+def test_a_speaker_who_is_new_anyway_does_not_push_another_off_its_identity() -> None:
+    # Tuning half, seed 13, tune19: S0 (mb-de6) 0.838 to mb-de6's id and 0.594 to another;
+    # S2 (1.2 s of mb-de6 again) 0.643 to mb-de6's id. Summing raw cosines, S2 took
+    # mb-de6's id and S0 the other voice's.
+    a, b, s0, s2 = _with_cosines(
+        [
+            [1.0, 0.0, 0.80, 0.60],
+            [0.0, 1.0, 0.55, 0.0],
+            [0.80, 0.55, 1.0, 0.48],
+            [0.60, 0.0, 0.48, 1.0],
+        ]
+    )
+    matches = _match(np.stack([s0, s2]), np.stack([a, b]), ["spk_a", "spk_b"])
+    assert matches[0].speaker_id == "spk_a" and matches[0].decision == MatchDecision.MATCHED
+    assert abs(matches[0].similarity - 0.80) < 1e-5
+    assert matches[1].speaker_id not in ("spk_a", "spk_b")  # S2: nobody else is close: new
+
+
+def test_a_weak_match_labels_the_speaker_but_moves_no_centroid() -> None:
+    known = np.eye(3, dtype=np.float32)[:2]
+    weak = np.array([[0.68, 0.0, np.sqrt(1 - 0.68**2)]], dtype=np.float32)
+    close = np.array([[0.90, 0.0, np.sqrt(1 - 0.90**2)]], dtype=np.float32)
+    (w,) = _match(weak, known, ["spk_a", "spk_b"])
+    (c,) = _match(close, known, ["spk_a", "spk_b"])
+    assert w.speaker_id == c.speaker_id == "spk_a"
+    assert w.decision == c.decision == MatchDecision.MATCHED
+    assert not w.moves_centroid and c.moves_centroid
+    assert absorbed_clips(w.decision, True, [(), ()], w.moves_centroid) == [False, False]
+    assert absorbed_clips(c.decision, True, [(), ()], c.moves_centroid) == [True, True]
+    assert absorbed_clips(w.decision, False, [()], w.moves_centroid) == [True]  # a new id's own
+
+    speaker = Speaker("spk_a", known[0] * 3, 3, 9.0, 1, "t0", "t0")
+    clip = Clip("c1", "rec", 0.0, 3.0, "S0", weak[0], "spk_a", 1.0, speaker_embedding=weak[0])
+    assert update_registry("rec", [clip], [w], {"spk_a": speaker}, "t1") == []
+    assert clip.extra["absorbed"] is False
+    assert speaker.n_recordings == 1 and np.allclose(speaker.vector_sum, known[0] * 3)
+
+
+def test_three_close_voices_do_not_chain_into_one_identity() -> None:
+    # Tuning half, seed 13: mb-fr6 matched mb-fr5's one-recording id at 0.689; the blend
+    # of the two then matched mb-de6 (0.805), and the id ended with five voices.
+    a, b, c = _with_cosines([[1.0, 0.68, 0.50], [0.68, 1.0, 0.75], [0.50, 0.75, 1.0]])
+    recordings = ["r1", "r2", "r3"]
+    facts = [
+        relabel.ClipFacts(f"{rid}-{k}", rid, "S0", 4.0, ()) for rid in recordings for k in range(3)
+    ]
+    emb = np.stack([v for v in (a, b, c) for _ in range(3)])
+    out = relabel.replay(recordings, facts, emb, {}, CAMPPLUS, RoutingSettings())
+    first, second, third = (out.labels[f"{rid}-0"] for rid in recordings)
+    assert second.speaker_id == first.speaker_id  # b is labelled as a (a person may say no)
+    assert not second.absorbed  # ... but a's centroid stays a's
+    assert third.speaker_id != first.speaker_id  # so c, close to b only, is not a's either
+    assert out.speakers[first.speaker_id].n_recordings == 1
