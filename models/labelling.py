@@ -168,15 +168,20 @@ def identify(
     registry_ids: list[str],
     registry_centroids: FloatArray,
     scale: SimilarityScale,
+    registry_recordings: Sequence[int] | None = None,
 ) -> list[SpeakerMatch]:
-    """Match the recording's speakers to the registry (one-to-one)."""
+    """Match the recording's speakers to the registry (one-to-one); ``registry_recordings``:
+    per known speaker, how many recordings it was absorbed from (None: not known)."""
     if len(registry_ids) and registry_centroids.shape[1] != speakers.centroids.shape[1]:
         raise ValueError(
             f"the registry holds {registry_centroids.shape[1]}-d speaker vectors but this "
             f"recording was embedded in {speakers.centroids.shape[1]}-d: set [identity] encoder "
             "to the store's encoder"
         )
-    return match_on_scale(recording_id, speakers.centroids, registry_ids, registry_centroids, scale)
+    return match_on_scale(
+        recording_id, speakers.centroids, registry_ids, registry_centroids, scale,
+        registry_recordings,
+    )  # fmt: skip
 
 
 def match_on_scale(
@@ -185,6 +190,7 @@ def match_on_scale(
     registry_ids: list[str],
     registry_centroids: FloatArray,
     scale: SimilarityScale,
+    registry_recordings: Sequence[int] | None = None,
 ) -> list[SpeakerMatch]:
     """:func:`~convoice.models.registry.match_speakers` with the thresholds of ``scale``."""
     return match_speakers(
@@ -196,6 +202,7 @@ def match_on_scale(
         scale.new_threshold,
         scale.margin,
         scale.absorb_threshold,
+        registry_recordings,
     )
 
 

@@ -138,7 +138,7 @@ def _known(
         if ids
         else np.zeros((0, dim), dtype=np.float32)
     )
-    return _Known(ids, centroids, merged_into, scale)
+    return _Known(ids, centroids, merged_into, scale, [len(sums[s].recordings) for s in ids])
 
 
 def _in_ingest_order(
@@ -176,6 +176,7 @@ class _Known:
     centroids: FloatArray  # shape: (known speakers, dim), unit norm
     merged_into: Mapping[str, str]  # people's merges: merged id -> kept id
     scale: SimilarityScale
+    recordings: list[int] = field(default_factory=list)  # per known speaker, recordings absorbed
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,9 @@ def _local_speakers(rid: str, clips: list[ClipFacts], emb: FloatArray, known: _K
     sums = np.zeros((len(names), emb.shape[1]), dtype=np.float32)
     np.add.at(sums, member, emb)
     centroids = normalize(sums)
-    matches = match_on_scale(rid, centroids, known.ids, known.centroids, known.scale)
+    matches = match_on_scale(
+        rid, centroids, known.ids, known.centroids, known.scale, known.recordings
+    )
     ids: list[str] = []
     for k, match in enumerate(matches):
         speaker = match.speaker_id

@@ -36,7 +36,8 @@ def identify_and_route(
         registry.refresh(run.store)
         ids, centroids = registry.matrix()
         scale = settings.similarity_scale()
-        matches = labelling.identify(rid, prepared.speakers, ids, centroids, scale)
+        heard = [registry.speakers[s].n_recordings for s in ids]
+        matches = labelling.identify(rid, prepared.speakers, ids, centroids, scale, heard)
     with clock.stage("route"):
         vectors = prepared.vectors
         clips = labelling.build_clips(
