@@ -141,9 +141,10 @@ class IdentitySettings:
     fit_margin: float = 0.25
     refine_margin: float = 0.15
     # A match below this labels the speaker but does not move the identity's centroid (no
-    # drift, no merge chain). Tuning half, seed 13: mb-fr6 matched mb-fr5's one-recording id
-    # at 0.689, the blend then took mb-de6, mb-en1 and kal; right matches that moved a
-    # centroid were 0.70 or more apart from one (0.687) on seeds 11-13.
+    # drift, no merge chain); to an identity absorbed from one recording only it makes a new
+    # identity, for review (models.registry). Tuning half, seed 13: mb-fr6 matched mb-fr5's
+    # one-recording id at 0.67-0.69, and in session 17's store the blend then took mb-de6,
+    # mb-en1 and kal. 0.75 and 0.80 left more wrong labels there (README, Benchmark).
     absorb_threshold: float = 0.70
     # 1 s windows. Tuning voices (7, every ordered pair joined, main voice 55/65/77 %):
     # flagged 84/84, 84/84, 77/84; single-voice clips 0/35 (switch <= -0.27). pyannote's
