@@ -2,30 +2,27 @@
 
 Every clip's language is detected first (:mod:`convoice.models.language`),
 unless ``language`` pins one. Clips of one language are packed into windows
-of up to 30 s (:mod:`convoice.models.packing`), each window told its language,
-with the Whisper model chosen for it; the windows of every language a model
-transcribes share its batches (:mod:`convoice.models.mixed_batches`, the same
-transcripts as one ``BatchedInferencePipeline`` call per language). Every word
-comes back with a time, which says which clip it belongs to.
+of up to 30 s (:mod:`convoice.models.packing`) and go through
+``BatchedInferencePipeline`` as its ``clip_timestamps``, told that language,
+with the Whisper model chosen for it; every word comes back with a time, which
+says which clip it belongs to.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from convoice.models.language import DetectOptions, LanguageGuess, detect_languages
-from convoice.models.mixed_batches import WindowRequest, transcribe_windows
 from convoice.models.packing import GAP_S, FloatArray, Packing, pack
 from convoice.records import Region, Transcript, Word
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
-    from faster_whisper.transcribe import Segment
 
 __all__ = ["AsrOptions", "Packing", "pack", "transcribe_clips"]
 
@@ -69,53 +66,14 @@ def transcribe_clips(
     else:
         guesses = detect_languages(model, samples, clips, options.detect, speakers)
     out: list[Transcript | None] = [None] * len(clips)
-    by_model: dict[int, list[tuple[str, str, WhisperModel, list[int]]]] = {}
     for language in sorted({g.language for g in guesses}):
         members = [i for i, g in enumerate(guesses) if g.language == language]
         name, whisper = model_for(language) if model_for else ("", model)
-        by_model.setdefault(id(whisper), []).append((language, name, whisper, members))
-    for groups in by_model.values():
-        whisper = groups[0][2]
-        found = _transcribe_languages(
-            whisper,
-            samples,
-            [(lang, [clips[i] for i in mine]) for lang, _, _, mine in groups],
-            options,
-        )
-        for (_, name, _, members), words_stats in zip(groups, found, strict=True):
-            for i, (words, stats) in zip(members, words_stats, strict=True):
-                if words:
-                    out[i] = _transcript(words, stats, guesses[i], name)
+        found = _transcribe_packed(whisper, samples, [clips[i] for i in members], options, language)
+        for i, (words, stats) in zip(members, found, strict=True):
+            if words:
+                out[i] = _transcript(words, stats, guesses[i], name)
     return out
-
-
-def _transcribe_languages(
-    model: WhisperModel,
-    samples: FloatArray,
-    groups: list[tuple[str, list[Region]]],
-    options: AsrOptions,
-) -> list[list[tuple[list[Word], list[Stats]]]]:
-    """The words of each group's clips (each group told its language), the windows of all
-    groups in shared batches (:mod:`convoice.models.mixed_batches`) when the model is
-    multilingual; otherwise one pipeline call per language."""
-    if len(groups) == 1 or not model.model.is_multilingual:
-        return [_transcribe_packed(model, samples, clips, options, lang) for lang, clips in groups]
-    packings = [pack(samples, clips) for _, clips in groups]
-    requests = [WindowRequest(lang, p) for (lang, _), p in zip(groups, packings, strict=True)]
-    segments = transcribe_windows(
-        model,
-        requests,
-        options.batch_size,
-        beam_size=options.beam_size,
-        word_timestamps=True,
-        vad_filter=False,
-        hotwords=options.hotwords or None,
-        initial_prompt=options.initial_prompt or None,
-    )
-    return [
-        _assign(p, clips, segs)
-        for p, (_, clips), segs in zip(packings, groups, segments, strict=True)
-    ]
 
 
 def _transcribe_packed(
@@ -140,13 +98,6 @@ def _transcribe_packed(
         hotwords=options.hotwords or None,
         initial_prompt=options.initial_prompt or None,
     )
-    return _assign(packing, clips, segments)
-
-
-def _assign(
-    packing: Packing, clips: list[Region], segments: Iterable[Segment]
-) -> list[tuple[list[Word], list[Stats]]]:
-    """Each packed clip's words (and its segments' statistics), by where each word lies."""
     found: list[tuple[list[Word], list[Stats]]] = [([], []) for _ in clips]
     starts = np.array(packing.offsets)
     # Each clip owns half of the silence on either side: Whisper's word times

@@ -53,31 +53,6 @@ def test_each_clip_is_transcribed_in_its_own_language() -> None:
     assert {t.language for t in pinned if t} == {"en"}  # `[asr] language` pins one for all
 
 
-def test_windows_of_two_languages_share_one_batch_and_keep_their_transcripts(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Both languages' windows go through the encoder together (one call, not one per
-    language), and every word, time, probability and statistic is the same as with
-    one pipeline call per language."""
-    audio, regions = _recording(LINES)
-    model = loaders.whisper_model()
-    groups = [("de", [regions[1], regions[3]]), ("en", [regions[0], regions[2]])]
-    options = asr.AsrOptions()
-    apart = [asr._transcribe_packed(model, audio, clips, options, lang) for lang, clips in groups]
-    batches: list[int] = []
-    encode = model.encode
-
-    def counted(features: np.ndarray) -> object:
-        batches.append(len(features))
-        return encode(features)
-
-    monkeypatch.setattr(model, "encode", counted)
-    together = asr._transcribe_languages(model, audio, groups, options)
-    assert batches == [2]  # one window per language, one batch
-    assert together == apart
-    assert all(words for group in together for words, _ in group)
-
-
 def test_short_detection_costs_less_than_padded_and_agrees_when_sure() -> None:
     audio, regions = _recording(LINES)
     model = loaders.whisper_model()
