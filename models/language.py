@@ -32,6 +32,11 @@ so it is not the default.
 which Whisper hears in synthetic and accented speech of many languages, is
 weighted 0.1 by default. Measured on the tuning half of ``convoice bench
 --languages`` (README "Languages").
+
+Every guess also names its runner-up language and that one's probability:
+with ``decode_runner_up`` (opt-in) :func:`convoice.models.asr.transcribe_clips`
+transcribes a clip in it too and keeps the language whose words Whisper finds
+likelier.
 """
 
 from __future__ import annotations
