@@ -213,6 +213,9 @@ class AsrSettings:
     # and accented speech but no one speaks in video, is 0.1 (`{la = 1.0}` undoes it).
     language_weights: dict[str, float] = field(default_factory=lambda: dict(LANGUAGE_WEIGHTS))
     languages: tuple[str, ...] = ()  # detect only among these (() = all Whisper knows)
+    # > 0: a clip whose runner-up language has at least this probability is transcribed in it
+    # too and takes it when Whisper's words are likelier there (README "Languages"); 0: off.
+    language_decode_runner_up: float = 0.0
     cpu_threads: int = 0  # 0 = all cores
     vocabulary_mode: str = "hotwords"  # how a channel's vocabulary is given: or "initial_prompt"
     vocabulary_size: int = 40  # at most this many of its words (its own first, most corrected)

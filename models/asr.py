@@ -73,7 +73,56 @@ def transcribe_clips(
         for i, (words, stats) in zip(members, found, strict=True):
             if words:
                 out[i] = _transcript(words, stats, guesses[i], name)
+    if languages is None and not options.language and options.detect.decode_runner_up > 0:
+        _decode_runner_up(model, samples, clips, options, model_for, guesses, out)
     return out
+
+
+# The runner-up's words must be likelier by this much (mean log word probability): at 0 it
+# broke clips that were right on the tuning half; fitted there (README "Languages").
+DECODE_MARGIN = 0.3
+LOOP_RATIO = 2.4  # Whisper's own threshold: text this compressible is a repetition loop
+
+
+def _decode_runner_up(
+    model: WhisperModel,
+    samples: FloatArray,
+    clips: list[Region],
+    options: AsrOptions,
+    model_for: ModelFor | None,
+    guesses: list[LanguageGuess],
+    out: list[Transcript | None],
+) -> None:
+    """Clips whose runner-up language has at least ``detect.decode_runner_up`` probability are
+    transcribed in it too; a clip takes it (``out`` in place, method "decoded") when its words
+    are likelier there: a geometric mean of word probabilities higher by :data:`DECODE_MARGIN`
+    in the log (:func:`word_score`), unless that transcript is a loop."""
+    least = options.detect.decode_runner_up
+    contested = [
+        i
+        for i, (g, t) in enumerate(zip(guesses, out, strict=True))
+        if t is not None and g.runner_up and g.runner_up_probability >= least
+    ]
+    for language in sorted({guesses[i].runner_up for i in contested}):
+        members = [i for i in contested if guesses[i].runner_up == language]
+        name, whisper = model_for(language) if model_for else ("", model)
+        found = _transcribe_packed(whisper, samples, [clips[i] for i in members], options, language)
+        for i, (words, stats) in zip(members, found, strict=True):
+            first, g = out[i], guesses[i]
+            if not words or first is None:
+                continue
+            guess = LanguageGuess(language, g.runner_up_probability, "decoded", g.language,
+                                  g.probability)  # fmt: skip
+            second = _transcript(words, stats, guess, name)
+            if second.compression_ratio > LOOP_RATIO:  # a loop ("0. 0. 0."), not evidence
+                continue
+            if word_score(words) > word_score(first.words) + DECODE_MARGIN:
+                out[i] = second
+
+
+def word_score(words: Sequence[Word]) -> float:
+    """The mean log-probability of ``words`` (the log of their geometric mean)."""
+    return float(np.mean([np.log(max(w.probability, 1e-6)) for w in words])) if words else -np.inf
 
 
 def _transcribe_packed(

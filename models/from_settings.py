@@ -55,5 +55,6 @@ def asr_options(settings: Settings) -> asr.AsrOptions:
         speaker_weight=cfg.language_speaker_weight,
         window_s=cfg.language_window_s,
         weights=tuple(sorted(cfg.language_weights.items())),
+        decode_runner_up=cfg.language_decode_runner_up,
     )
     return asr.AsrOptions(cfg.batch_size, cfg.beam_size, cfg.language, detect)

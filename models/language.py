@@ -32,10 +32,16 @@ so it is not the default.
 which Whisper hears in synthetic and accented speech of many languages, is
 weighted 0.1 by default. Measured on the tuning half of ``convoice bench
 --languages`` (README "Languages").
+
+Every guess also names its runner-up language and that one's probability:
+with ``decode_runner_up`` (opt-in) :func:`convoice.models.asr.transcribe_clips`
+transcribes a clip in it too and keeps the language whose words Whisper finds
+likelier.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -73,13 +79,20 @@ class DetectOptions:
     # long (opt-in, with speaker_weight 1); 0: the duration-weighted mean of its clips'
     # distributions
     weights: tuple[tuple[str, float], ...] = (("la", 0.1),)  # language -> factor on its p
+    # > 0: a clip whose runner-up language has at least this probability is transcribed in
+    # that language too, and takes it when Whisper's words are likelier there (README
+    # "Languages", :func:`convoice.models.asr.transcribe_clips`); 0: off.
+    decode_runner_up: float = 0.0
 
 
 @dataclass(frozen=True)
 class LanguageGuess:
     language: str
     probability: float
-    method: str  # "pinned", "short", "padded" or "speaker" (the speaker's prior changed it)
+    method: str  # "pinned", "short", "padded", "speaker" (the speaker's prior changed it) or
+    # "decoded" (the runner-up, whose transcript Whisper scored higher)
+    runner_up: str = ""  # the second language of the same distribution ("" = none)
+    runner_up_probability: float = 0.0
 
 
 def detect_languages(
@@ -96,6 +109,8 @@ def detect_languages(
         raise LanguageError(f"speaker weight {options.speaker_weight}: must be 0 or more")
     if options.window_s < 0 or options.window_s > WINDOW_MAX_S:
         raise LanguageError(f"language window {options.window_s} s: use 0 to {WINDOW_MAX_S:.0f}")
+    if not 0 <= options.decode_runner_up <= 1:
+        raise LanguageError(f"runner-up decoding {options.decode_runner_up}: use 0 to 1")
     if any(f <= 0 for _, f in options.weights):
         raise LanguageError(f"language weights {dict(options.weights)}: must be over 0")
     if not clips:
@@ -151,8 +166,11 @@ def window_priors(
 
 
 def _top(dist: Distribution, method: str) -> LanguageGuess:
-    language = max(dist, key=lambda k: dist[k])
-    return LanguageGuess(language, round(dist[language], 4), method)
+    ranked = sorted(dist, key=lambda k: -dist[k])
+    if len(ranked) < 2:
+        return LanguageGuess(ranked[0], round(dist[ranked[0]], 4), method)
+    first, second = ranked[0], ranked[1]
+    return LanguageGuess(first, round(dist[first], 4), method, second, round(dist[second], 4))
 
 
 FLOOR = 1e-4  # the least probability a language is given before taking its logarithm
@@ -200,7 +218,7 @@ def _pool(
     for guess, dist, speaker in zip(guesses, dists, speakers, strict=True):
         pooled = _top(combine(dist, priors[speaker], weight), guess.method)
         if pooled.language != guess.language:
-            pooled = LanguageGuess(pooled.language, pooled.probability, "speaker")
+            pooled = dataclasses.replace(pooled, method="speaker")
         out.append(pooled)
     return out
 

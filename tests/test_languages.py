@@ -14,6 +14,7 @@ from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
 from convoice.media.audio import Audio
 from convoice.models import asr, lang_eval, language, language_cuts
+from convoice.models.from_settings import asr_options
 from convoice.records import Region
 from convoice.storage import Store
 from convoice.synth import inventory, multilingual
@@ -93,6 +94,50 @@ def test_the_speaker_prior_is_a_sum_of_log_probabilities() -> None:
     assert language.combine({"de": 0.2, "en": 0.8}, prior, 0.0)["en"] == pytest.approx(0.8)
     with pytest.raises(language.LanguageError, match="0 or more"):
         language.combine({"de": 1.0}, prior, -1.0)
+
+
+# Accented English that Whisper's detection hears as another language with English second
+# (Welsh, German, Dutch); from the tuning half's voices and the corpus's English sentences.
+ACCENTED = [
+    ("mb-de6", "en", "I think the weather will be better next week."),
+    ("mb-de6", "en", "I usually drink tea in the morning and coffee after lunch."),
+    ("mb-nl2", "en", "The museum is closed on Mondays but open late on Fridays."),
+]
+
+
+def test_a_clip_heard_as_another_language_takes_its_runner_up_when_whisper_reads_it_better() -> (
+    None
+):
+    model = loaders.whisper_model()
+    on = asr.AsrOptions(detect=language.DetectOptions(decode_runner_up=0.1))
+    for line in ACCENTED:
+        audio, regions = _recording([line])
+        alone = language.detect_languages(model, audio, regions, on.detect)[0]
+        assert alone.language != "en" and alone.runner_up == "en", alone  # detection is wrong
+        assert alone.runner_up_probability >= 0.1
+        before = asr.transcribe_clips(model, audio, regions, asr.AsrOptions())[0]
+        after = asr.transcribe_clips(model, audio, regions, on)[0]
+        assert before is not None and before.language == alone.language  # off: as detected
+        assert after is not None and after.language == "en", after
+        assert after.language_probability == alone.runner_up_probability
+        assert lang_eval.error_count(line[2], after.text, "en").wer < 0.3, after.text
+        assert asr.word_score(after.words) > asr.word_score(before.words) + asr.DECODE_MARGIN
+    # A clip sure of its language is not decoded again: its runner-up is far below 0.1.
+    audio, regions = _recording([LINES[0]])
+    sure = asr.transcribe_clips(model, audio, regions, on)[0]
+    assert sure is not None and sure.language == "en" and sure.language_probability > 0.9
+    with pytest.raises(language.LanguageError, match="0 to 1"):
+        language.detect_languages(
+            model, audio, regions, language.DetectOptions(decode_runner_up=2.0)
+        )
+
+
+def test_runner_up_decoding_is_off_by_default_and_set_in_asr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert asr_options(load_settings(home=str(tmp_path))).detect.decode_runner_up == 0.0
+    monkeypatch.setenv("CONVOICE_ASR__LANGUAGE_DECODE_RUNNER_UP", "0.1")
+    assert asr_options(load_settings(home=str(tmp_path))).detect.decode_runner_up == 0.1
 
 
 PERSIAN = [("espeak-m5", "fa", text) for text in multilingual.sentences()["fa"][:6]]
