@@ -129,3 +129,22 @@ def test_the_tuning_bench_prints_each_rules_held_out_ece() -> None:
     assert "isotonic (the shipped rule): held-out ECE (leave one recording out)" in text
     assert "isotonic (the shipped rule): held-out ECE (leave one voice out)" in text
     assert "logistic (3 parameters, candidate): held-out ECE" in text
+
+
+def test_the_shipped_curve_is_judged_as_it_is_beside_the_refits() -> None:
+    # `convoice calibrate --bench-home` prints the shipped curve on the pooled clips first:
+    # no refit, every clip judged, accepted where its probability reaches the target.
+    judged = clustered(6, seed=7)
+    curve = calib.Curve((0.0, 0.999, 1.0, 2.0), (0.3, 0.3, 0.996, 0.996), 10, 5)
+    figures = loro.judge_curve(judged, curve, TARGET)
+    sure = [j for j in judged if (j.speaker_raw or 0.0) >= 1.0]
+    assert figures.clips == len(judged) and figures.units == 6
+    assert figures.accepted == len(sure) > 0
+    assert figures.accepted_right == round(sum(bool(j.speaker_right) for j in sure) / len(sure), 4)
+    assert figures.speech_accepted == round(len(sure) / len(judged), 4)  # 2 s each
+    table = calib.reliability_bins(
+        [curve(j.speaker_raw or 0.0) for j in judged], [bool(j.speaker_right) for j in judged]
+    )
+    assert figures.ece == round(calib.ece(table), 4) and figures.table == table
+    lines = figures.render("shipped-9")
+    assert lines[0].startswith("shipped-9 as it ships") and f"{len(sure)} clips" in lines[1]

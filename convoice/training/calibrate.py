@@ -380,7 +380,11 @@ def write_shipped(
     """Fit on tuning-half benchmark stores (``seeds``: each one's corpus seed) and write the
     package's calibration module (``out`` None: only fit). It carries the reliability table
     and ECE of its speaker rule left one recording out; returned with every rule's lines
-    (:func:`held_out`)."""
+    (:func:`held_out`), after the lines of the calibration that ships now, judged as it is on
+    the same clips (:func:`~convoice.models.calibration_loro.judge_curve`): what a refit has to
+    beat held out."""
+    from convoice.storage.calibration import shipped
+
     if split != "tune":
         raise ValueError("the shipped calibration is fitted on the tuning half only (--split tune)")
     homes = [bench_home] if isinstance(bench_home, str) else list(bench_home)
@@ -396,4 +400,6 @@ def write_shipped(
     )
     if out is not None:
         write_module(cal, out)
-    return cal, [line for name, h in figures for line in h.render(name)]
+    now = shipped()
+    lines = loro.judge_curve(judged, now.speaker, target).render(now.version)
+    return cal, lines + [line for name, h in figures for line in h.render(name)]
