@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
 from convoice.models import calibration as calib
 from convoice.models import calibration_loro as loro
@@ -148,3 +149,29 @@ def test_the_shipped_curve_is_judged_as_it_is_beside_the_refits() -> None:
     assert figures.ece == round(calib.ece(table), 4) and figures.table == table
     lines = figures.render("shipped-9")
     assert lines[0].startswith("shipped-9 as it ships") and f"{len(sure)} clips" in lines[1]
+
+
+def test_keeping_the_top_accepts_what_the_curve_accepted_and_calibrates_the_rest() -> None:
+    # shipped-3's rule: the shipped curve where it reaches the target, one rate below it.
+    from convoice.training import calibrate
+
+    judged = clustered(12, seed=9)
+    scores = [j.speaker_raw or 0.0 for j in judged]
+    right = [bool(j.speaker_right) for j in judged]
+    curve = calib.Curve((0.0, 0.5, 1.2, 1.3, 2.0), (0.4, 0.6, 0.9, 0.998, 0.999), 50, 40)
+    kept = calib.keep_top(curve, scores, right, TARGET)
+    grid = np.linspace(-0.5, 2.5, 601)
+    assert [curve(x) >= TARGET for x in grid] == [kept(x) >= TARGET for x in grid]
+    assert [kept(x) for x in grid if curve(x) >= TARGET] == [
+        curve(x) for x in grid if curve(x) >= TARGET
+    ]
+    below = [ok for x, ok in zip(scores, right, strict=True) if curve(x) < TARGET]
+    assert kept(0.0) == kept(1.2) == round(sum(below) / len(below), 4)
+    with pytest.raises(calib.CalibrationError, match="rise"):
+        calib.keep_top(calib.Curve((0.0, 2.0), (0.5, 0.99), 2, 1), scores, right, TARGET)
+    shipped = calib.Calibration("shipped-x", "t", curve, {"*": curve})
+    cal = calibrate.fit_keep_top(judged, shipped, "shipped-y", TARGET, (11, 12))
+    assert cal.speaker == kept and cal.transcript == shipped.transcript
+    assert "shipped-x's curve where it reaches 0.995" in cal.rule and "11, 12" in cal.rule
+    figures = calibrate.held_out(judged, TARGET, curve)
+    assert [name for name, _ in figures][-2:] == [calibrate.KEEP_TOP] * 2
