@@ -7,7 +7,9 @@ towards the overall rate by ``prior_weight`` pseudo-clips so that a handful of
 right clips never claims certainty. :func:`fit_logistic` is the candidate with
 fewer degrees of freedom (three parameters, each recording speaker weighing
 one); which of them carries over to voices it was not fitted on is measured by
-leaving one recording out (:mod:`convoice.models.calibration_loro`). A
+leaving one recording out (:mod:`convoice.models.calibration_loro`);
+:func:`keep_top` keeps a curve where it reaches the target precision and puts one
+rate below it (what ships as ``shipped-3``). A
 :class:`Calibration` holds one curve for speaker labels and transcript curves
 per language (with one for all languages as a fallback), its version, the rule
 that made it and the reliability table of the clips it was judged on (never by
