@@ -7,7 +7,9 @@ towards the overall rate by ``prior_weight`` pseudo-clips so that a handful of
 right clips never claims certainty. :func:`fit_logistic` is the candidate with
 fewer degrees of freedom (three parameters, each recording speaker weighing
 one); which of them carries over to voices it was not fitted on is measured by
-leaving one recording out (:mod:`convoice.models.calibration_loro`). A
+leaving one recording out (:mod:`convoice.models.calibration_loro`);
+:func:`keep_top` keeps a curve where it reaches the target precision and puts one
+rate below it (what ships as ``shipped-3``). A
 :class:`Calibration` holds one curve for speaker labels and transcript curves
 per language (with one for all languages as a fallback), its version, the rule
 that made it and the reliability table of the clips it was judged on (never by
@@ -89,6 +91,29 @@ def fit_curve(
             ys.append(p)
     ys = [float(y) for y in np.maximum.accumulate(np.asarray(ys))]  # keep the order exact
     return Curve(tuple(xs), tuple(round(y, 6) for y in ys), len(x), int(ok.sum()))
+
+
+def keep_top(curve: Curve, scores: Sequence[float], right: Sequence[bool], target: float) -> Curve:
+    """``curve`` from the knot where it reaches ``target`` up (what it accepts is unchanged),
+    and one probability below it: the share right of the judged clips it does not accept.
+
+    The raw speaker score below the acceptance does not order right from wrong on recordings
+    a curve was not fitted on (an isotonic refit of that part of the tuning clips had a
+    held-out ECE worse than one rate); the top is kept because no tuning corpus has the
+    clips to move a 99.5 % decision. The curve between the last knot below and the first at
+    ``target`` stays a straight line, as in ``curve``.
+    """
+    check_judged(scores, right, purpose="fit the rate below the target")
+    top = next((i for i, y in enumerate(curve.ys) if y >= target), None)
+    if top is None or top == 0:
+        raise CalibrationError(f"the curve must rise from below {target:g} to {target:g}")
+    below = [bool(ok) for x, ok in zip(scores, right, strict=True) if curve(x) < target]
+    if not below:
+        raise CalibrationError("no judged clip below the target to fit the rate on")
+    rate = round(min(sum(below) / len(below), curve.ys[top]), 6)
+    xs = (*dict.fromkeys((curve.xs[0], curve.xs[top - 1])), *curve.xs[top:])
+    ys = (rate,) * (len(xs) - len(curve.xs) + top) + curve.ys[top:]
+    return Curve(xs, ys, len(scores), int(sum(bool(ok) for ok in right)))
 
 
 def group_weights(groups: Sequence[str]) -> np.ndarray:

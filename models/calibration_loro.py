@@ -67,6 +67,55 @@ class HeldOut:
         ]
 
 
+@dataclass(frozen=True)
+class AsShipped:
+    """A fixed curve (the calibration that ships) judged on clips it was not fitted on."""
+
+    units: int  # recordings
+    clips: int
+    ece: float
+    brier: float
+    table: tuple[Bin, ...]
+    target: float
+    accepted: int  # clips whose probability reaches the target
+    accepted_right: float | None  # the share of them right (None: none accepted)
+    speech_accepted: float  # their speech over the judged clips' speech
+
+    def render(self, version: str) -> list[str]:
+        right = "-" if self.accepted_right is None else f"{self.accepted_right:.4f}"
+        return [
+            f"{version} as it ships (fitted on none of these clips unless a store is the one "
+            f"it was fitted on): ECE {self.ece:.4f} over {self.clips} clips of {self.units} "
+            f"recordings (Brier {self.brier:.4f})",
+            f"  accepted at {self.target:g}: {self.accepted} clips, right {right}, "
+            f"speech accepted {self.speech_accepted:.4f}",
+        ]
+
+
+def judge_curve(judged: Sequence[Judged], curve: Curve, target: float) -> AsShipped:
+    """``curve`` as it is (no refit) on every judged clip: the figure a refit must beat."""
+    spk = _speaker(judged)
+    if not spk:
+        raise CalibrationError("no judged speaker labels to judge the curve on")
+    probability = [curve(j.speaker_raw or 0.0) for j in spk]
+    right = [bool(j.speaker_right) for j in spk]
+    table = reliability_bins(probability, right)
+    taken = [ok for p, ok in zip(probability, right, strict=True) if p >= target]
+    speech = sum(j.duration for j in spk)
+    accepted_speech = sum(j.duration for j, p in zip(spk, probability, strict=True) if p >= target)
+    return AsShipped(
+        units=len({j.key for j in spk}),
+        clips=len(spk),
+        ece=round(ece(table), 4),
+        brier=round(float(np.mean((np.asarray(probability) - np.asarray(right)) ** 2)), 4),
+        table=table,
+        target=target,
+        accepted=len(taken),
+        accepted_right=round(sum(taken) / len(taken), 4) if taken else None,
+        speech_accepted=round(accepted_speech / speech, 4) if speech else 0.0,
+    )
+
+
 def _speaker(judged: Sequence[Judged]) -> list[Judged]:
     return [j for j in judged if j.speaker_raw is not None and j.speaker_right is not None]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
 from convoice.models import calibration as calib
 from convoice.models import calibration_loro as loro
@@ -129,3 +130,48 @@ def test_the_tuning_bench_prints_each_rules_held_out_ece() -> None:
     assert "isotonic (the shipped rule): held-out ECE (leave one recording out)" in text
     assert "isotonic (the shipped rule): held-out ECE (leave one voice out)" in text
     assert "logistic (3 parameters, candidate): held-out ECE" in text
+
+
+def test_the_shipped_curve_is_judged_as_it_is_beside_the_refits() -> None:
+    # `convoice calibrate --bench-home` prints the shipped curve on the pooled clips first:
+    # no refit, every clip judged, accepted where its probability reaches the target.
+    judged = clustered(6, seed=7)
+    curve = calib.Curve((0.0, 0.999, 1.0, 2.0), (0.3, 0.3, 0.996, 0.996), 10, 5)
+    figures = loro.judge_curve(judged, curve, TARGET)
+    sure = [j for j in judged if (j.speaker_raw or 0.0) >= 1.0]
+    assert figures.clips == len(judged) and figures.units == 6
+    assert figures.accepted == len(sure) > 0
+    assert figures.accepted_right == round(sum(bool(j.speaker_right) for j in sure) / len(sure), 4)
+    assert figures.speech_accepted == round(len(sure) / len(judged), 4)  # 2 s each
+    table = calib.reliability_bins(
+        [curve(j.speaker_raw or 0.0) for j in judged], [bool(j.speaker_right) for j in judged]
+    )
+    assert figures.ece == round(calib.ece(table), 4) and figures.table == table
+    lines = figures.render("shipped-9")
+    assert lines[0].startswith("shipped-9 as it ships") and f"{len(sure)} clips" in lines[1]
+
+
+def test_keeping_the_top_accepts_what_the_curve_accepted_and_calibrates_the_rest() -> None:
+    # shipped-3's rule: the shipped curve where it reaches the target, one rate below it.
+    from convoice.training import calibrate
+
+    judged = clustered(12, seed=9)
+    scores = [j.speaker_raw or 0.0 for j in judged]
+    right = [bool(j.speaker_right) for j in judged]
+    curve = calib.Curve((0.0, 0.5, 1.2, 1.3, 2.0), (0.4, 0.6, 0.9, 0.998, 0.999), 50, 40)
+    kept = calib.keep_top(curve, scores, right, TARGET)
+    grid = np.linspace(-0.5, 2.5, 601)
+    assert [curve(x) >= TARGET for x in grid] == [kept(x) >= TARGET for x in grid]
+    assert [kept(x) for x in grid if curve(x) >= TARGET] == [
+        curve(x) for x in grid if curve(x) >= TARGET
+    ]
+    below = [ok for x, ok in zip(scores, right, strict=True) if curve(x) < TARGET]
+    assert kept(0.0) == kept(1.2) == round(sum(below) / len(below), 4)
+    with pytest.raises(calib.CalibrationError, match="rise"):
+        calib.keep_top(calib.Curve((0.0, 2.0), (0.5, 0.99), 2, 1), scores, right, TARGET)
+    shipped = calib.Calibration("shipped-x", "t", curve, {"*": curve})
+    cal = calibrate.fit_keep_top(judged, shipped, "shipped-y", TARGET, (11, 12))
+    assert cal.speaker == kept and cal.transcript == shipped.transcript
+    assert "shipped-x's curve where it reaches 0.995" in cal.rule and "11, 12" in cal.rule
+    figures = calibrate.held_out(judged, TARGET, curve)
+    assert [name for name, _ in figures][-2:] == [calibrate.KEEP_TOP] * 2

@@ -39,6 +39,14 @@ def calibrate_command(
         "models/calibration_shipped.py"
     ),
     version: Annotated[str, typer.Option(help="With --bench-home: its version.")] = "shipped-1",
+    keep_top: Annotated[
+        bool,
+        typer.Option(
+            help="With --bench-home: keep the shipped speaker curve where it reaches the target "
+            "precision and fit one probability below it (the share right there); transcript "
+            "curves kept as shipped."
+        ),
+    ] = False,
     home: HomeOption = None,
 ) -> None:
     """Refit the map from raw scores to probabilities on people's labels (held-out judged)."""
@@ -52,7 +60,7 @@ def calibrate_command(
             out = None if dry_run else write
             homes = [str(h) for h in bench_home]
             cal, held = calibrate.write_shipped(
-                homes, "tune", out, version, target, tuple(bench_seed or ())
+                homes, "tune", out, version, target, tuple(bench_seed or ()), keep_top
             )
             did = "fitted (not written)" if dry_run else f"wrote {write}"
             console.print(f"{did}: {cal.version}, {cal.rule}", markup=False)

@@ -137,17 +137,53 @@ SPEAKER_RULES: dict[str, loro.Fitter] = {
 """The speaker fitting rules whose carry-over :func:`held_out` measures."""
 
 
-def held_out(judged: Sequence[calib.Judged], target: float) -> list[tuple[str, loro.HeldOut]]:
+KEEP_TOP = "the shipped curve's top, one rate below (candidate)"
+"""The rule of :func:`~convoice.models.calibration.keep_top` on the current shipped curve."""
+
+
+def held_out(
+    judged: Sequence[calib.Judged], target: float, current: calib.Curve | None = None
+) -> list[tuple[str, loro.HeldOut]]:
     """Each speaker rule's held-out figures, leaving one recording out, then (when every
-    clip's true speaker is known) one voice out; the shipped rule's first."""
+    clip's true speaker is known) one voice out; the shipped rule's first. With ``current``
+    (the shipped speaker curve) also :data:`KEEP_TOP`, last."""
     units = [loro.LeaveOut.RECORDING]
     if judged and all(j.voice for j in judged):
         units.append(loro.LeaveOut.VOICE)
+    rules = dict(SPEAKER_RULES)
+    if current is not None:
+        top = current
+        rules[KEEP_TOP] = lambda scores, right, _: calib.keep_top(top, scores, right, target)
     return [
         (name, loro.leave_one_recording_out(judged, fitter, target, unit))
-        for name, fitter in SPEAKER_RULES.items()
+        for name, fitter in rules.items()
         for unit in units
     ]
+
+
+def fit_keep_top(
+    judged: Sequence[calib.Judged],
+    current: calib.Calibration,
+    version: str,
+    target: float,
+    seeds: Sequence[int] = (),
+) -> calib.Calibration:
+    """The package's calibration by :data:`KEEP_TOP`: ``current``'s speaker curve where it
+    reaches ``target``, the share right of every judged clip below it; transcripts as
+    ``current``'s."""
+    spk = [j for j in judged if j.speaker_raw is not None and j.speaker_right is not None]
+    speaker = calib.keep_top(
+        current.speaker, [j.speaker_raw or 0.0 for j in spk], [bool(j.speaker_right) for j in spk],
+        target,
+    )  # fmt: skip
+    corpora = f" (corpus seeds {', '.join(map(str, seeds))})" if seeds else ""
+    rule = (
+        f"speaker: {current.version}'s curve where it reaches {target:g} (what it accepts "
+        f"unchanged), below it one probability, the share right of the {speaker.clips} clips "
+        f"of `convoice bench --split tune`{corpora} (split rule convoice-split-1) it does not "
+        f"accept; speaker right: evaluation.judge; transcripts: {current.version}'s"
+    )
+    return calib.Calibration(version, rule, speaker, dict(current.transcript))
 
 
 def module_source(calibration: calib.Calibration) -> str:
@@ -376,19 +412,31 @@ def write_shipped(
     version: str,
     target: float,
     seeds: Sequence[int] = (),
+    keep_top: bool = False,
 ) -> tuple[calib.Calibration, list[str]]:
     """Fit on tuning-half benchmark stores (``seeds``: each one's corpus seed) and write the
     package's calibration module (``out`` None: only fit). It carries the reliability table
     and ECE of its speaker rule left one recording out; returned with every rule's lines
-    (:func:`held_out`)."""
+    (:func:`held_out`), after the lines of the calibration that ships now, judged as it is on
+    the same clips (:func:`~convoice.models.calibration_loro.judge_curve`): what a refit has to
+    beat held out. ``keep_top``: fit by :data:`KEEP_TOP` (:func:`fit_keep_top`) instead of
+    the isotonic rule."""
+    from convoice.storage.calibration import shipped
+
     if split != "tune":
         raise ValueError("the shipped calibration is fitted on the tuning half only (--split tune)")
     homes = [bench_home] if isinstance(bench_home, str) else list(bench_home)
     judged = pooled_bench_judged(homes, split, seeds)
-    figures = held_out(judged, target)
-    mine = figures[0][1]
+    now = shipped()
+    figures = held_out(judged, target, now.speaker)
+    mine = next(h for name, h in figures if name == KEEP_TOP) if keep_top else figures[0][1]
+    fitted = (
+        fit_keep_top(judged, now, version, target, seeds)
+        if keep_top
+        else fit_shipped(judged, version, seeds)
+    )
     cal = replace(
-        fit_shipped(judged, version, seeds),
+        fitted,
         judged_on=f"the {mine.clips} tuning clips, each judged by the curve fitted without "
         f"its recording (leave one recording out, {mine.units} recordings)",
         speaker_reliability=mine.table,
@@ -396,4 +444,5 @@ def write_shipped(
     )
     if out is not None:
         write_module(cal, out)
-    return cal, [line for name, h in figures for line in h.render(name)]
+    lines = loro.judge_curve(judged, now.speaker, target).render(now.version)
+    return cal, lines + [line for name, h in figures for line in h.render(name)]
