@@ -174,12 +174,12 @@ class ConsolidationSettings:
 
     Two speakers that never share a recording merge when their centroids are
     this alike on the registry's own embedding (CAM++, or resemblyzer for a
-    store pinned to it); see ``models/consolidate.py``. Fitted on the
-    benchmark's tuning half only.
+    store pinned to it) and the guards hold (``max_recordings``, ``margin``); see
+    ``models/consolidate.py``. Fitted on the benchmark's tuning half only.
     """
 
     # Tuning half (`bench --split tune`), the threshold alone: ids of one person split
-    # across recordings and two voices of one engine overlap (0.49-0.73 both), so it merged
+    # across recordings (0.42-0.73) and two voices of one engine (up to 0.71) overlap: it merged
     # 11 different pairs of 19 on seeds 11-13 (B-cubed 0.815 -> 0.777, accepted wrong 2 -> 16).
     # With the guards (max_recordings, margin; models/consolidate.py) it made 6 merges, all one
     # person's: B-cubed 0.8154 -> 0.8271 (mean of the three seeds; 11: 0.8442 -> 0.8636,
