@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from convoice.models.consolidate import Guards
 
 
 @dataclass(frozen=True)
@@ -171,22 +174,31 @@ class ConsolidationSettings:
 
     Two speakers that never share a recording merge when their centroids are
     this alike on the registry's own embedding (CAM++, or resemblyzer for a
-    store pinned to it); see ``models/consolidate.py``. Fitted on the
-    benchmark's tuning half only.
+    store pinned to it) and the guards hold (``max_recordings``, ``margin``); see
+    ``models/consolidate.py``. Fitted on the benchmark's tuning half only.
     """
 
-    # Tuning half (`bench --split tune`, the engine before consolidation): ids of one
-    # person split across recordings sat at CAM++ centroid cosine 0.536-0.567, two
-    # people who never shared a recording at 0.528 and below. resemblyzer separates
-    # nothing there (one person 0.73-0.75, two people up to 0.76): 0.80 merges only
-    # voices the greedy match missed for a margin or a shared recording.
-    # Off by default: on the tuning half the split ids and the different people were only
-    # 0.008 apart, too thin a gap to trust a merge by; turn on once your own corpus
-    # (`convoice bench --corpus`) shows a wider one.
-    enabled: bool = False  # a step at the end of every ingest
+    # Tuning half (`bench --split tune`), the threshold alone: ids of one person split
+    # across recordings (0.42-0.73) and two voices of one engine (up to 0.71) overlap: it merged
+    # 11 different pairs of 19 on seeds 11-13 (B-cubed 0.815 -> 0.777, accepted wrong 2 -> 16).
+    # With the guards (max_recordings, margin; models/consolidate.py) it made 6 merges, all one
+    # person's: B-cubed 0.8154 -> 0.8271 (mean of the three seeds; 11: 0.8442 -> 0.8636,
+    # 12: 0.7783 unchanged, 13: 0.8236 -> 0.8394), accepted labels and their precision unchanged.
+    enabled: bool = True  # a step at the end of every ingest
     threshold_campplus: float = 0.532
     threshold_resemblyzer: float = 0.80
     probe: int = 10  # cells each speaker is compared in (registries of 4096 speakers or more)
+    # A merge needs one of the two heard in at most this many recordings (0: any): two ids
+    # each heard in several were told apart by matching again and again.
+    max_recordings: int = 1
+    # ... each the other's nearest, and no third speaker within this cosine of the merged centroid.
+    margin: float = 0.10
+
+    def guards(self) -> Guards:
+        """The conditions besides the threshold (:class:`convoice.models.consolidate.Guards`)."""
+        from convoice.models.consolidate import Guards
+
+        return Guards(max_recordings=self.max_recordings, margin=self.margin)
 
     def threshold(self, dim: int) -> float:
         """The threshold for a registry of ``dim``-d vectors (192: CAM++, 256: resemblyzer)."""

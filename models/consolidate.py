@@ -15,7 +15,14 @@ ids (a split) for good. Consolidation looks at the registry as a whole:
   inherits all of that, so it can never come to hold two of them;
 - merges are taken closest pair first, and a pair merges only when the two
   groups' centroids (exact: the registry keeps sums) are still alike, so one
-  chain of near neighbours cannot pull unlike voices together.
+  chain of near neighbours cannot pull unlike voices together;
+- with :class:`Guards` (the default of ``[consolidation]``), a pair merges only
+  when one of the two is heard in few recordings (the piece a weak match left
+  behind; two speakers each heard in several recordings were told apart by
+  matching again and again), each is the other's nearest speaker it may merge
+  with, and no third speaker comes within ``margin`` of the merged centroid
+  (two close voices of one engine look like one split person; a third voice
+  close to both is the sign of it).
 
 The cost is near-linear in speakers: candidate pairs come from an inverted
 file (spherical k-means cells, each speaker looked up in its ``probe``
@@ -41,6 +48,27 @@ BLOCK = 2048
 
 class ConsolidationError(ValueError):
     """Inputs that do not describe one registry (lengths, dimensions, thresholds)."""
+
+
+@dataclass(frozen=True)
+class Guards:
+    """Conditions a pair must meet besides the threshold (see the module docstring).
+
+    ``max_recordings``: the smaller of the two (in recordings) is heard in at most
+    this many (0: any). ``margin``: the pair's similarity must exceed the merged
+    centroid's similarity to every third speaker near either of them (candidate
+    pairs at ``margin`` below the threshold) by this much; each must also be the other's nearest
+    speaker it may merge with.
+    """
+
+    max_recordings: int = 1
+    margin: float = 0.10
+
+    def __post_init__(self) -> None:
+        if self.max_recordings < 0:
+            raise ConsolidationError(f"max_recordings must be >= 0, got {self.max_recordings}")
+        if not 0.0 <= self.margin <= 2.0:
+            raise ConsolidationError(f"margin must be a cosine gap in [0, 2], got {self.margin}")
 
 
 @dataclass(frozen=True)
@@ -149,6 +177,7 @@ class _Groups:
         self.apart = {i: set(v) for i, v in apart.items()}
         self.rank = registry.rank
         self.pinned = list(registry.pinned) or [False] * n
+        self.members: dict[int, list[int]] = {}  # root -> rows (only for merged groups)
 
     def find(self, i: int) -> int:
         while self.parent[i] != i:
@@ -176,10 +205,43 @@ class _Groups:
         self.sums[kept] += self.sums[gone]
         self.recordings[kept] = self.recordings[kept] | self.recordings[gone]
         self.recordings[gone] = frozenset()
+        self.members[kept] = self.members.pop(kept, [kept]) + self.members.pop(gone, [gone])
         partners = self.apart.pop(gone, set()) | self.apart.get(kept, set())
         if partners:  # a partner's own set names ``gone``, whose root is now ``kept``
             self.apart[kept] = partners
         return kept, gone
+
+
+def _neighbour_roots(
+    groups: _Groups, near: Mapping[int, list[int]], roots: tuple[int, ...]
+) -> set[int]:
+    """The groups (roots) holding a candidate partner of any member of ``roots``."""
+    out: set[int] = set()
+    for root in roots:
+        for row in groups.members.get(root, [root]):
+            out.update(groups.find(k) for k in near.get(row, ()))
+    return out - set(roots)
+
+
+def _guarded(
+    groups: _Groups, near: Mapping[int, list[int]], a: int, b: int, sim: float, guards: Guards
+) -> str:
+    """Why the roots ``a``, ``b`` (``sim`` alike) may not merge under ``guards``; "" if they may."""
+    fewest = min(len(groups.recordings[a]), len(groups.recordings[b]))
+    if guards.max_recordings and fewest > guards.max_recordings:
+        return f"both heard in more than {guards.max_recordings} recordings"
+    merged = groups.sums[a] + groups.sums[b]
+    merged_norm = float(np.linalg.norm(merged))
+    for k in sorted(_neighbour_roots(groups, near, (a, b))):
+        if groups.may_merge(a, k) and groups.similarity(a, k) > sim:
+            return "not each other's nearest"
+        if groups.may_merge(b, k) and groups.similarity(b, k) > sim:
+            return "not each other's nearest"
+        k_norm = float(np.linalg.norm(groups.sums[k]))
+        third = float(merged @ groups.sums[k]) / (merged_norm * k_norm) if k_norm else -1.0
+        if sim - third < guards.margin:
+            return f"a third speaker at {third:.3f}"
+    return ""
 
 
 def _told_apart(ids: Sequence[str], apart: Iterable[tuple[str, str]]) -> dict[int, set[int]]:
@@ -198,10 +260,12 @@ def plan_consolidation(
     threshold: float,
     apart: Iterable[tuple[str, str]] = (),
     probe: int = 10,
+    guards: Guards | None = None,
 ) -> list[MachineMerge]:
     """The merges that heal ``registry``: closest pair first, each one allowed (see module).
 
-    ``apart``: pairs of speaker ids a person told apart. Returns merges in the
+    ``apart``: pairs of speaker ids a person told apart. ``guards``: the further
+    conditions of :class:`Guards` (None: the threshold alone). Returns merges in the
     order made; each ``kept`` is the speaker that lives on at that moment
     (follow chains with :func:`convoice.records.canonical`).
     """
@@ -216,20 +280,34 @@ def plan_consolidation(
     if n < 2:
         return []
     groups = _Groups(registry, _told_apart(registry.ids, apart))
+    # With guards, third speakers within ``margin`` below the threshold are neighbours too.
+    floor = threshold if guards is None else max(-1.0, threshold - guards.margin)
+    pairs = sorted(candidate_pairs(unit_rows(registry.sums), floor, probe), reverse=True)
+    near: dict[int, list[int]] = {}
+    if guards is not None:
+        for _, i, j in pairs:
+            near.setdefault(i, []).append(j)
+            near.setdefault(j, []).append(i)
     merges: list[MachineMerge] = []
-    for _, i, j in sorted(
-        candidate_pairs(unit_rows(registry.sums), threshold, probe), reverse=True
-    ):
+    for _, i, j in pairs:
         a, b = groups.find(i), groups.find(j)
         if a == b or not groups.may_merge(a, b):
             continue
         sim = groups.similarity(a, b)
         if sim < threshold:
             continue
+        if guards is not None and _guarded(groups, near, a, b, sim, guards):
+            continue
         kept, gone = groups.union(a, b)
         why = (
             f"centroid cosine {sim:.3f} >= {threshold:.3f}, no recording in common,"
             " never told apart by a person"
         )
+        if guards is not None:
+            why += f"; each the other's nearest, no third speaker within {guards.margin:.2f}" + (
+                f", one heard in at most {guards.max_recordings} recording(s)"
+                if guards.max_recordings
+                else ""
+            )
         merges.append(MachineMerge(registry.ids[gone], registry.ids[kept], round(sim, 4), why))
     return merges

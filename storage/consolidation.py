@@ -159,7 +159,11 @@ def consolidate_store(
     if speakers:
         report.threshold = cfg.threshold(len(speakers[0].vector_sum))
         report.merges = plan_consolidation(
-            registry_of(speakers, pairs, pinned), report.threshold, apart, cfg.probe
+            registry_of(speakers, pairs, pinned),
+            report.threshold,
+            apart,
+            cfg.probe,
+            cfg.guards(),
         )
     identity.record_changes(store, report.merges, at, run_id)
     more, gone = apply_merges(registry, {m.merged: m.kept for m in report.merges}, at)

@@ -11,6 +11,7 @@ import pytest
 from convoice.config import ConsolidationSettings
 from convoice.models.consolidate import (
     ConsolidationError,
+    Guards,
     Registry,
     candidate_pairs,
     plan_consolidation,
@@ -106,6 +107,47 @@ def test_bad_inputs_are_refused_with_a_message() -> None:
         plan_consolidation(broken, 0.6)
 
 
+def test_two_speakers_each_heard_in_several_recordings_stay_apart_under_the_guards() -> None:
+    """Matching told them apart recording after recording: two voices of one engine, not a split."""
+    (a,) = _voices(1)
+    reg = _registry([a, _near(a, 0.8, 1)], [{"r1", "r2"}, {"r3", "r4"}], [10, 8])
+    assert len(plan_consolidation(reg, 0.6)) == 1  # the threshold alone merges them
+    assert plan_consolidation(reg, 0.6, guards=Guards()) == []
+    assert len(plan_consolidation(reg, 0.6, guards=Guards(max_recordings=2))) == 1
+
+
+def test_a_piece_heard_in_one_recording_merges_and_the_why_names_the_guards() -> None:
+    a, b = _voices(2)
+    reg = _registry([a, _near(a, 0.8, 1), b], [{"r1", "r2"}, {"r3"}, {"r4", "r5"}], [10, 3, 5])
+    merges = plan_consolidation(reg, 0.6, guards=Guards())
+    assert [(m.merged, m.kept) for m in merges] == [("spk_1", "spk_0")]
+    assert "no third speaker within 0.10" in merges[0].why
+    assert "at most 1 recording" in merges[0].why
+
+
+def test_a_third_speaker_close_to_the_merged_pair_blocks_the_merge() -> None:
+    """Three close voices (one engine's hard pair) are not one person split in two."""
+    (a,) = _voices(1)
+    b = _near(a, 0.8, 1)
+    middle = unit_rows((a + b)[None, :])[0]
+    c = _near(middle, 0.8, 2)  # shares a recording with both: it never merges itself
+    reg = _registry([a, b, c], [{"r1", "r2"}, {"r3"}, {"r1", "r3"}], [10, 3, 10])
+    assert float(c @ middle) > 0.8 - 0.10  # within the margin of the pair's similarity
+    assert len(plan_consolidation(reg, 0.6)) == 1  # the threshold alone merges a and b
+    assert plan_consolidation(reg, 0.6, guards=Guards(margin=0.10)) == []
+    assert len(plan_consolidation(reg, 0.6, guards=Guards(margin=0.0))) == 1
+
+
+def test_bad_guards_are_refused_and_the_shipped_settings_use_them() -> None:
+    with pytest.raises(ConsolidationError, match="max_recordings"):
+        Guards(max_recordings=-1)
+    with pytest.raises(ConsolidationError, match="margin"):
+        Guards(margin=-0.1)
+    cfg = ConsolidationSettings()
+    assert cfg.enabled
+    assert cfg.guards() == Guards(max_recordings=1, margin=0.10)
+
+
 def test_the_inverted_file_finds_the_pairs_all_pairs_would() -> None:
     base = _voices(3000, seed=5)
     twins = np.stack([_near(base[i], 0.85, 100 + i) for i in range(2000)])
@@ -165,12 +207,26 @@ def split_store(tmp_path: Path) -> Store:
     return store
 
 
+def test_the_shipped_guards_leave_a_split_with_a_close_third_voice_to_people(
+    split_store: Store,
+) -> None:
+    report = consolidate_store(split_store, ConsolidationSettings(threshold_campplus=0.6))
+    assert [(m.merged, m.kept) for m in report.merges] == [("spk_c2", "spk_c1")]
+    alone = ConsolidationSettings(threshold_campplus=0.6, max_recordings=0, margin=0.0)
+    assert {(m.merged, m.kept) for m in consolidate_store(split_store, alone).merges} == {
+        ("spk_a2", "spk_a1")
+    }
+
+
 def test_a_store_heals_once_and_records_which_ids_became_which(
     split_store: Store, tmp_path: Path
 ) -> None:
     store = split_store
     release_before = store.release(tag="before")
-    report = consolidate_store(store, ConsolidationSettings(threshold_campplus=0.6), run_id="t")
+    # spk_b (0.75 from A's voice, sharing r1) is within the shipped margin of A's merged
+    # centroid: with the guards as shipped A stays split (for a person); margin 0 lets it heal
+    cfg = ConsolidationSettings(threshold_campplus=0.6, margin=0.0)
+    report = consolidate_store(store, cfg, run_id="t")
     # same clip counts: the older, then smaller id keeps its id (spk_c1)
     assert sorted((m.merged, m.kept) for m in report.merges) == [
         ("spk_a2", "spk_a1"),
@@ -205,7 +261,7 @@ def test_a_store_heals_once_and_records_which_ids_became_which(
     raw = store.tables.read("clips", CLIP_SCHEMA, columns=["clip_id", "speaker_id"])
     assert "spk_a2" in raw["speaker_id"].to_pylist()
     # a second run changes nothing
-    again = consolidate_store(store, ConsolidationSettings(threshold_campplus=0.6))
+    again = consolidate_store(store, cfg)
     assert again.merges == [] and again.finished == 0 and len(changes(store)) == len(table)
     # the old release still returns what it returned; a new one carries the map
     import pyarrow.parquet as pq

@@ -41,7 +41,7 @@ def _corpus_sources(corpus: samples.Corpus, base_url: str, path: Path) -> Path:
 def labelled(tmp_path_factory: pytest.TempPathFactory, small_corpus, served_corpus):  # type: ignore[no-untyped-def]
     """The small corpus ingested once into a fresh store (registry consolidation on)."""
     home = tmp_path_factory.mktemp("home")
-    (home / "config.toml").write_text("[consolidation]\nenabled = true\n")  # off by default
+    (home / "config.toml").write_text("[consolidation]\nenabled = true\n")  # the default, stated
     sources = _corpus_sources(small_corpus, served_corpus, home / "sources.csv")
     report = ingest_flow(sources_file=str(sources), home=str(home))
     return home, report
