@@ -506,22 +506,29 @@ def test_the_labeling_page_loads_a_task_and_plays_its_audio(reviewed: Reviewed) 
 
 
 def _press_play(page: Any, play: Any, mine: str, attempts: int = 2) -> bool:
-    """Press play until the task's audio passes 0.3 s; False when it never does.
+    """Press play until the task's audio has played 0.3 s; False when it never does.
 
-    A second press (as a person would give) only when the first left the audio paused,
-    as a press that lands while the player is still setting up does.
+    "Played" is the element's own record of what it played (``played``), so a clip
+    that played to its end and went back to 0 (slow polling on a loaded machine) still
+    counts. A second press (as a person would give) only when the first left the audio
+    paused and the player shows its play button again, as after a press that lands
+    while the player is still setting up.
     """
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+    played = (
+        f"{mine}.some(a => a.currentTime > 0.3 || "
+        "Array.from({length: a.played.length}, (_, i) => a.played.end(i)).some(t => t > 0.3))"
+    )
     for _ in range(attempts):
-        if page.evaluate(f"{mine}.every(a => a.paused)"):
-            play.click()
+        if page.evaluate(f"{mine}.every(a => a.paused)") and play.is_visible():
+            play.click(timeout=30_000)
         try:
-            page.wait_for_function(f"{mine}.some(a => a.currentTime > 0.3)", timeout=15_000)
+            page.wait_for_function(played, timeout=30_000)
             return True
         except PlaywrightTimeout:
             continue
-    return False
+    return bool(page.evaluate(played))
 
 
 def _submit(
