@@ -61,12 +61,15 @@ def effective_speakers(
     both followed through ``mapping``. A person who moved a clip away from the
     machine's speaker told those two apart.
     """
+    labels = latest_labels(store.labels())
+    labels = labels.filter(pc.equal(labels["field"], "speaker_id"))
+    if labels.num_rows == 0:  # the machine's pairs only: deduplicated before they are read
+        found = store.tables.distinct("clips", CLIP_SCHEMA, ["speaker_id", "recording_id"])
+        return _distinct_pairs(identity.follow(found, mapping)), []
     clips = store.tables.read(
         "clips", CLIP_SCHEMA, columns=["clip_id", "speaker_id", "recording_id"]
     )
     machine = identity.follow(clips, mapping)
-    labels = latest_labels(store.labels())
-    labels = labels.filter(pc.equal(labels["field"], "speaker_id"))
     apart: list[tuple[str, str]] = []
     if labels.num_rows and machine.num_rows:
         where = pc.index_in(machine["clip_id"], value_set=labels["clip_id"].combine_chunks())
@@ -85,12 +88,16 @@ def effective_speakers(
         ):
             if a and b:
                 apart.append((a, b))
-    pairs = (
-        machine.select(["speaker_id", "recording_id"])
+    return _distinct_pairs(machine), sorted(set(apart))
+
+
+def _distinct_pairs(table: pa.Table) -> pa.Table:
+    """The distinct (speaker_id, recording_id) rows of ``table``."""
+    return (
+        table.select(["speaker_id", "recording_id"])
         .group_by(["speaker_id", "recording_id"], use_threads=False)
         .aggregate([])
     )
-    return pairs, sorted(set(apart))
 
 
 def people_ids(store: Store, mapping: dict[str, str]) -> set[str]:
