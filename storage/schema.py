@@ -431,21 +431,20 @@ def table_to_speakers(table: pa.Table) -> list[Speaker]:
     names = [n for n in SPEAKER_SCHEMA.names if n not in ("vector_sum", "last_sum")]
     cols = {name: table[name].take(pa.array(order)).to_pylist() for name in names}
     sources = {s.value: s for s in LabelSource}
-    return [
-        Speaker(
-            speaker_id=cols["speaker_id"][i],
-            vector_sum=sums[i],
-            n_clips=int(cols["n_clips"][i]),
-            total_duration=float(cols["total_duration"][i]),
-            n_recordings=int(cols["n_recordings"][i]),
-            first_seen=cols["first_seen"][i],
-            updated_at=cols["updated_at"][i],
-            last_recording_id=cols["last_recording_id"][i] or "",
-            last_sum=last[i] if has_last[i] else None,
-            last_n=int(cols["last_n"][i] or 0),
-            last_duration=float(cols["last_duration"][i] or 0.0),
-            label_source=sources[cols["label_source"][i] or LabelSource.MACHINE.value],
-            name=cols["name"][i] or "",
-        )
-        for i in range(table.num_rows)
-    ]
+    lasts = [row if has else None for row, has in zip(list(last), has_last.tolist(), strict=True)]
+    columns = (  # in Speaker's field order; one pass per column, then zipped
+        cols["speaker_id"],
+        list(sums),
+        [int(v) for v in cols["n_clips"]],
+        [float(v) for v in cols["total_duration"]],
+        [int(v) for v in cols["n_recordings"]],
+        cols["first_seen"],
+        cols["updated_at"],
+        [v or "" for v in cols["last_recording_id"]],
+        lasts,
+        [int(v or 0) for v in cols["last_n"]],
+        [float(v or 0.0) for v in cols["last_duration"]],
+        [sources[v or LabelSource.MACHINE.value] for v in cols["label_source"]],
+        [v or "" for v in cols["name"]],
+    )
+    return [Speaker(*row) for row in zip(*columns, strict=True)]
