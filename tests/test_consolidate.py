@@ -355,6 +355,8 @@ def test_a_store_read_in_many_files_gives_each_speaker_its_recordings_once(
     assert sorted(zip(*found.to_pydict().values(), strict=True)) == [
         ("spk_a1", "r1"), ("spk_a2", "r2"), ("spk_b", "r1"), ("spk_c1", "r3"), ("spk_c2", "r4"),
     ]  # fmt: skip
+    scanned = store.tables.scan("clips", CLIP_SCHEMA).sort_by("clip_id")
+    assert scanned.equals(store.tables.read("clips", CLIP_SCHEMA).sort_by("clip_id"))
     pairs, apart = effective_speakers(store, {"spk_a2": "spk_a1"})  # followed, then once each
     assert apart == []
     assert sorted(zip(*pairs.to_pydict().values(), strict=True)) == [
