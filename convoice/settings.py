@@ -198,7 +198,13 @@ class AsrSettings:
     model: str = ""
     models: dict[str, str] = field(default_factory=dict)
     compute_type: str = "int8"
-    batch_size: int = 8
+    # 30-second windows Whisper encodes at once. Its encoder's attention takes about 75 MB per
+    # window (base), so 8 held 0.35 GiB more than 4 on a long file; on 2 cores 4 costs no CPU
+    # (same 12 windows: 15.5 s vs 16.6 s at 8, same words; 2: 17.4 s) (README, Benchmark).
+    batch_size: int = 4
+    # Clips whose language is found at once. Clips are short (little memory), and a batch
+    # pads its clips to the longest, so this number changes the languages found: kept at 8.
+    language_batch_size: int = 8
     beam_size: int = 1  # 5 cut raw WER from 6.0 % to 4.7 % on the benchmark, at +15 % time
     language: str = ""  # "" = detect per clip; else every clip is this language
     language_detection: str = "short"  # "short" (cheap), "short+padded" or "padded" (README)

@@ -33,7 +33,7 @@ Stats = tuple[float, float, float]  # avg_logprob, compression_ratio, no_speech_
 
 @dataclass(frozen=True)
 class AsrOptions:
-    batch_size: int = 8
+    batch_size: int = 4  # as [asr] batch_size
     beam_size: int = 1
     language: str = ""  # "" = detect per clip; else every clip is this language
     detect: DetectOptions = field(default_factory=DetectOptions)

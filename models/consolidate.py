@@ -35,13 +35,19 @@ never splits, so it cannot undo one.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from convoice.records import FloatArray, MachineMerge
 
+IntArray = npt.NDArray[np.int64]
+_NO_INTS: IntArray = np.zeros(0, dtype=np.int64)
+_NO_FLOATS: FloatArray = np.zeros(0, dtype=np.float32)
 EXACT_BELOW = 4096  # fewer speakers than this: every pair, in blocks
 BLOCK = 2048
 
@@ -141,29 +147,48 @@ def _inverted_file_pairs(
     n = unit.shape[0]
     centres = _cells(unit, int(np.sqrt(probe * n)), seed)
     n_cells = centres.shape[0]
+    probe = min(probe, n_cells)
     home = np.empty(n, dtype=np.int64)
     near = np.empty((n, probe), dtype=np.int64)
-    for lo in range(0, n, BLOCK):
-        order = np.argsort(-(unit[lo : lo + BLOCK] @ centres.T), axis=1)[:, :probe]
-        home[lo : lo + BLOCK], near[lo : lo + BLOCK] = order[:, 0], order
+
+    def place(lo: int) -> None:
+        """Rows ``lo:lo + BLOCK``: the closest cell, and the ``probe`` closest in any order."""
+        sims = unit[lo : lo + BLOCK] @ centres.T
+        home[lo : lo + BLOCK] = np.argmax(sims, axis=1)
+        near[lo : lo + BLOCK] = np.argpartition(-sims, probe - 1, axis=1)[:, :probe]
+
+    # The products release the GIL: blocks and cells in threads use every core (a shared
+    # machine's scheduler also gives a process its share per runnable thread).
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(place, range(0, n, BLOCK)))
     residents = np.argsort(home, kind="stable")
     bounds = np.searchsorted(home[residents], np.arange(n_cells + 1))
     flat = near.reshape(-1)
     askers = np.argsort(flat, kind="stable")
     ask_bounds = np.searchsorted(flat[askers], np.arange(n_cells + 1))
-    found: dict[tuple[int, int], float] = {}
-    for cell in range(n_cells):
+
+    def in_cell(cell: int) -> tuple[IntArray, IntArray, FloatArray]:
+        """(i, j, similarity) of the alike pairs of one cell's residents and askers."""
         members = residents[bounds[cell] : bounds[cell + 1]]
         queries = askers[ask_bounds[cell] : ask_bounds[cell + 1]] // probe
         if len(members) == 0 or len(queries) == 0:
-            continue
+            return _NO_INTS, _NO_INTS, _NO_FLOATS
         sims = unit[queries] @ unit[members].T
         rows, cols = np.nonzero(sims >= threshold)
-        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
-            i, j = int(queries[r]), int(members[c])
-            if i != j:
-                found[(min(i, j), max(i, j))] = float(sims[r, c])
-    return [(sim, i, j) for (i, j), sim in found.items()]
+        first, second = queries[rows], members[cols]
+        other = first != second
+        return first[other], second[other], sims[rows, cols][other]
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        parts = list(pool.map(in_cell, range(n_cells)))  # in cell order, as one loop would
+    first = np.concatenate([p[0] for p in parts])
+    second = np.concatenate([p[1] for p in parts])
+    sims = np.concatenate([p[2] for p in parts]).astype(np.float64)
+    low, high = np.minimum(first, second), np.maximum(first, second)
+    # a pair met in several cells keeps the similarity of the last cell that met it
+    _, last = np.unique((low * n + high)[::-1], return_index=True)
+    keep = len(low) - 1 - last
+    return list(zip(sims[keep].tolist(), low[keep].tolist(), high[keep].tolist(), strict=True))
 
 
 class _Groups:

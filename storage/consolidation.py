@@ -24,7 +24,7 @@ from convoice.storage import identity
 from convoice.storage.labels import latest_labels
 from convoice.storage.labels import now_iso as _now_iso
 from convoice.storage.review_state import save_speakers
-from convoice.storage.schema import CLIP_SCHEMA
+from convoice.storage.schema import CLIP_SCHEMA, SPEAKER_SCHEMA, table_to_speakers
 
 if TYPE_CHECKING:
     from convoice.config import ConsolidationSettings
@@ -61,12 +61,15 @@ def effective_speakers(
     both followed through ``mapping``. A person who moved a clip away from the
     machine's speaker told those two apart.
     """
+    labels = latest_labels(store.labels())
+    labels = labels.filter(pc.equal(labels["field"], "speaker_id"))
+    if labels.num_rows == 0:  # the machine's pairs only: deduplicated before they are read
+        found = store.tables.distinct("clips", CLIP_SCHEMA, ["speaker_id", "recording_id"])
+        return _distinct_pairs(identity.follow(found, mapping)), []
     clips = store.tables.read(
         "clips", CLIP_SCHEMA, columns=["clip_id", "speaker_id", "recording_id"]
     )
     machine = identity.follow(clips, mapping)
-    labels = latest_labels(store.labels())
-    labels = labels.filter(pc.equal(labels["field"], "speaker_id"))
     apart: list[tuple[str, str]] = []
     if labels.num_rows and machine.num_rows:
         where = pc.index_in(machine["clip_id"], value_set=labels["clip_id"].combine_chunks())
@@ -85,12 +88,16 @@ def effective_speakers(
         ):
             if a and b:
                 apart.append((a, b))
-    pairs = (
-        machine.select(["speaker_id", "recording_id"])
+    return _distinct_pairs(machine), sorted(set(apart))
+
+
+def _distinct_pairs(table: pa.Table) -> pa.Table:
+    """The distinct (speaker_id, recording_id) rows of ``table``."""
+    return (
+        table.select(["speaker_id", "recording_id"])
         .group_by(["speaker_id", "recording_id"], use_threads=False)
         .aggregate([])
     )
-    return pairs, sorted(set(apart))
 
 
 def people_ids(store: Store, mapping: dict[str, str]) -> set[str]:
@@ -146,7 +153,9 @@ def consolidate_store(
     started = time.perf_counter()
     at = at or _now_iso()
     report = ConsolidationReport()
-    registry = {s.speaker_id: s for s in store.speakers()}
+    registry = {
+        s.speaker_id: s for s in table_to_speakers(store.tables.scan("speakers", SPEAKER_SCHEMA))
+    }
     report.speakers_before = len(registry)
     pending = {old: new for old, new in identity.machine_aliases(store).items() if old in registry}
     changed, removed = apply_merges(registry, pending, at)

@@ -52,8 +52,13 @@ def change_records(table: pa.Table) -> list[IdentityChange]:
 
 
 def changes_table(records: Iterable[IdentityChange]) -> pa.Table:
-    """Identity changes back to a table of :data:`CHANGE_SCHEMA`."""
-    return pa.Table.from_pylist([c.to_row() for c in records], schema=CHANGE_SCHEMA)
+    """Identity changes back to a table of :data:`CHANGE_SCHEMA` (built column by column)."""
+    rows = list(records)
+    columns = [
+        pa.array([str(c.kind) if f.name == "kind" else getattr(c, f.name) for c in rows], f.type)
+        for f in CHANGE_SCHEMA
+    ]
+    return pa.Table.from_arrays(columns, schema=CHANGE_SCHEMA)
 
 
 def machine_aliases(store: Store) -> dict[str, str]:

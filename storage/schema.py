@@ -308,8 +308,42 @@ def speaker_to_row(speaker: Speaker) -> dict[str, Any]:
     return row
 
 
+def _vector_column(values: Sequence[FloatArray | None], what: str) -> pa.Array:
+    """Vectors (None: a null) as one ``list<float32>`` column, each checked as :func:`_vector`.
+
+    Built from one concatenated float32 buffer: writing the registry after a
+    consolidation of 100k speakers costs array operations, not a Python float per
+    component.
+    """
+    arrays: list[FloatArray] = []
+    lengths = np.zeros(len(values), dtype=np.int32)
+    for i, value in enumerate(values):
+        if value is None:
+            continue
+        array = np.asarray(value, dtype=np.float32)
+        if array.ndim != 1 or array.size == 0:
+            raise ValueError(f"{what} must be a non-empty 1-D vector, got shape {array.shape}")
+        arrays.append(array)
+        lengths[i] = array.size
+    flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.float32)
+    if not np.all(np.isfinite(flat)):
+        raise ValueError(f"{what} has non-finite values")
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    mask = pa.array([v is None for v in values], pa.bool_())
+    return pa.ListArray.from_arrays(offsets, pa.array(flat, pa.float32()), VECTOR, mask=mask)
+
+
 def speakers_to_table(speakers: Sequence[Speaker]) -> pa.Table:
-    return pa.Table.from_pylist([speaker_to_row(s) for s in speakers], schema=SPEAKER_SCHEMA)
+    """``speakers`` rows (the inverse of :func:`table_to_speakers`), built column-wise."""
+    columns: dict[str, pa.Array] = {
+        "vector_sum": _vector_column([s.vector_sum for s in speakers], "speakers vector_sum"),
+        "last_sum": _vector_column([s.last_sum for s in speakers], "speakers last_sum"),
+        "label_source": pa.array([str(s.label_source) for s in speakers], pa.string()),
+    }
+    for f in SPEAKER_SCHEMA:
+        if f.name not in columns:
+            columns[f.name] = pa.array([getattr(s, f.name) for s in speakers], f.type)
+    return pa.Table.from_arrays([columns[n] for n in SPEAKER_SCHEMA.names], schema=SPEAKER_SCHEMA)
 
 
 def speaker_bucket(speaker_id: str) -> str:
@@ -397,21 +431,20 @@ def table_to_speakers(table: pa.Table) -> list[Speaker]:
     names = [n for n in SPEAKER_SCHEMA.names if n not in ("vector_sum", "last_sum")]
     cols = {name: table[name].take(pa.array(order)).to_pylist() for name in names}
     sources = {s.value: s for s in LabelSource}
-    return [
-        Speaker(
-            speaker_id=cols["speaker_id"][i],
-            vector_sum=sums[i],
-            n_clips=int(cols["n_clips"][i]),
-            total_duration=float(cols["total_duration"][i]),
-            n_recordings=int(cols["n_recordings"][i]),
-            first_seen=cols["first_seen"][i],
-            updated_at=cols["updated_at"][i],
-            last_recording_id=cols["last_recording_id"][i] or "",
-            last_sum=last[i] if has_last[i] else None,
-            last_n=int(cols["last_n"][i] or 0),
-            last_duration=float(cols["last_duration"][i] or 0.0),
-            label_source=sources[cols["label_source"][i] or LabelSource.MACHINE.value],
-            name=cols["name"][i] or "",
-        )
-        for i in range(table.num_rows)
-    ]
+    lasts = [row if has else None for row, has in zip(list(last), has_last.tolist(), strict=True)]
+    columns = (  # in Speaker's field order; one pass per column, then zipped
+        cols["speaker_id"],
+        list(sums),
+        [int(v) for v in cols["n_clips"]],
+        [float(v) for v in cols["total_duration"]],
+        [int(v) for v in cols["n_recordings"]],
+        cols["first_seen"],
+        cols["updated_at"],
+        [v or "" for v in cols["last_recording_id"]],
+        lasts,
+        [int(v or 0) for v in cols["last_n"]],
+        [float(v or 0.0) for v in cols["last_duration"]],
+        [sources[v or LabelSource.MACHINE.value] for v in cols["label_source"]],
+        [v or "" for v in cols["name"]],
+    )
+    return [Speaker(*row) for row in zip(*columns, strict=True)]

@@ -10,9 +10,11 @@ import pytest
 
 from convoice.config import ConsolidationSettings
 from convoice.models.consolidate import (
+    BLOCK,
     ConsolidationError,
     Guards,
     Registry,
+    _cells,
     candidate_pairs,
     plan_consolidation,
     unit_rows,
@@ -361,3 +363,74 @@ def test_a_review_task_pushed_before_a_merge_counts_for_the_surviving_id() -> No
     assert said[("clip_1", "speaker_id")].value == "spk_a1"
     assert said[("clip_1", "speaker_id")].labelled_by == "a@x.org"
     assert plan.merges == [] and plan.new_speakers == []
+
+
+def _pairs_one_loop(unit: np.ndarray, threshold: float, probe: int) -> set[tuple[float, int, int]]:
+    """The inverted file as one loop over cells (the first version): what threads must match."""
+    from threadpoolctl import threadpool_limits
+
+    n = unit.shape[0]
+    with threadpool_limits(1):
+        centres = _cells(unit, int(np.sqrt(probe * n)), 0)
+        order = np.concatenate([
+            np.argsort(-(unit[lo : lo + BLOCK] @ centres.T), axis=1)[:, :probe]
+            for lo in range(0, n, BLOCK)
+        ])  # fmt: skip
+        found: dict[tuple[int, int], float] = {}
+        for cell in range(centres.shape[0]):
+            members = np.flatnonzero(order[:, 0] == cell)
+            queries = np.flatnonzero((order == cell).any(axis=1))
+            sims = unit[queries] @ unit[members].T
+            for r, c in zip(*np.nonzero(sims >= threshold), strict=True):
+                i, j = int(queries[r]), int(members[c])
+                if i != j:
+                    found[(min(i, j), max(i, j))] = float(sims[r, c])
+    return {(sim, i, j) for (i, j), sim in found.items()}
+
+
+def test_the_inverted_file_in_threads_finds_what_one_loop_finds() -> None:
+    base = _voices(3000, seed=5)
+    twins = np.stack([_near(base[i], 0.85, 100 + i) for i in range(2000)])
+    unit = np.concatenate([base, twins])
+    got = candidate_pairs(unit, 0.6, probe=10)
+    assert len(got) == len(set(got))  # each pair once
+    assert set(got) == _pairs_one_loop(unit, 0.6, 10)
+
+
+def test_a_store_read_in_many_files_gives_each_speaker_its_recordings_once(
+    split_store: Store,
+) -> None:
+    from convoice.storage.consolidation import effective_speakers
+
+    store = split_store
+    store.tables.append("clips", _clip_rows([("c6", "r1", "spk_a1"), ("c7", "r2", "spk_a2")]))
+    found = store.tables.distinct("clips", CLIP_SCHEMA, ["speaker_id", "recording_id"])
+    assert found.schema == pa.schema(
+        [CLIP_SCHEMA.field("speaker_id"), CLIP_SCHEMA.field("recording_id")]
+    )
+    assert sorted(zip(*found.to_pydict().values(), strict=True)) == [
+        ("spk_a1", "r1"), ("spk_a2", "r2"), ("spk_b", "r1"), ("spk_c1", "r3"), ("spk_c2", "r4"),
+    ]  # fmt: skip
+    scanned = store.tables.scan("clips", CLIP_SCHEMA).sort_by("clip_id")
+    assert scanned.equals(store.tables.read("clips", CLIP_SCHEMA).sort_by("clip_id"))
+    pairs, apart = effective_speakers(store, {"spk_a2": "spk_a1"})  # followed, then once each
+    assert apart == []
+    assert sorted(zip(*pairs.to_pydict().values(), strict=True)) == [
+        ("spk_a1", "r1"), ("spk_a1", "r2"), ("spk_b", "r1"), ("spk_c1", "r3"), ("spk_c2", "r4"),
+    ]  # fmt: skip
+
+
+def test_the_registry_is_written_column_wise_as_row_by_row() -> None:
+    from convoice.records import LabelSource
+    from convoice.storage.schema import SPEAKER_SCHEMA, speaker_to_row, speakers_to_table
+
+    speakers = [
+        _speaker("spk_a", _voices(1, seed=1)[0], 3),
+        Speaker("spk_b", np.ones(4, np.float64), 2, 1.5, 2, "x", "y", "r1",
+                np.full(4, 2.0, np.float32), 2, 0.5, LabelSource.HUMAN, "Ann"),
+    ]  # fmt: skip
+    rows = pa.Table.from_pylist([speaker_to_row(s) for s in speakers], schema=SPEAKER_SCHEMA)
+    assert speakers_to_table(speakers).equals(rows)
+    assert speakers_to_table([]).schema == SPEAKER_SCHEMA
+    with pytest.raises(ValueError, match="non-finite"):
+        speakers_to_table([_speaker("spk_c", np.array([np.nan, 1.0]), 1)])

@@ -132,6 +132,36 @@ def test_a_clip_heard_as_another_language_takes_its_runner_up_when_whisper_reads
         )
 
 
+def test_whisper_batch_is_four_windows_and_the_language_pass_keeps_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = asr_options(load_settings(home=str(tmp_path)))
+    assert (options.batch_size, options.detect.batch_size) == (4, 8)
+    monkeypatch.setenv("CONVOICE_ASR__BATCH_SIZE", "2")  # memory: the language pass is unmoved
+    options = asr_options(load_settings(home=str(tmp_path)))
+    assert (options.batch_size, options.detect.batch_size) == (2, 8)
+
+
+def test_fewer_windows_at_once_give_the_same_transcripts() -> None:
+    """[asr] batch_size bounds memory only: the clips read the same at 4 windows as at 8."""
+    import soundfile as sf
+
+    from convoice.synth.recordings import pyannote_sample
+
+    wav, _ = pyannote_sample()
+    samples, rate = sf.read(str(wav), dtype="float32")
+    assert rate == 16000
+    audio = np.tile(samples[: 25 * rate], 10)  # ten 25 s clips: two or three batches
+    regions = [Region(25.0 * i + 0.2, 25.0 * i + 24.8) for i in range(10)]
+    model = loaders.whisper_model("base")
+    first, second = (
+        asr.transcribe_clips(model, audio, regions, asr.AsrOptions(batch_size=b, language="en"))
+        for b in (8, 4)
+    )
+    assert [t.text if t else None for t in first] == [t.text if t else None for t in second]
+    assert first == second and any(t is not None for t in first)
+
+
 def test_runner_up_decoding_is_off_by_default_and_set_in_asr(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
