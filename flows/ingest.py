@@ -36,7 +36,6 @@ from convoice.models.run_summary import IngestReport
 from convoice.orchestration import runner
 from convoice.orchestration.preload import preloading
 from convoice.orchestration.run import IngestRun
-from convoice.orchestration.store_lock import store_limit_exists
 from convoice.records import now
 from convoice.storage import Store
 from convoice.tasks.consolidate import consolidate
@@ -77,7 +76,7 @@ def ingest_flow(
             label_all(items, run)
             if settings.consolidation.enabled:
                 with run.clock.stage("consolidate"):
-                    consolidate(store, settings.consolidation, run_id, store_limit_exists())
+                    consolidate(store, settings.consolidation, run_id, run.locked)
     report.finish(time.perf_counter() - started, run.clock)
     get_run_logger().info(report.summary())
     create_markdown_artifact(
