@@ -408,38 +408,48 @@ def split_candidates(registry: Registry, parts: Parts, rule: SplitRule) -> list[
     """Every unpinned id whose recordings fall in two groups less than ``rule.threshold`` alike.
 
     Per id, a two-means of its per-recording centroids (weighted by their
-    sums' norms): cost linear in parts. The group of fewer clips is the piece.
+    sums' norms); an id heard in two recordings is its two recordings (all
+    of those at once). The cost is linear in parts. The group of fewer clips
+    is the piece.
     """
-    pinned = list(registry.pinned) or [False] * len(registry.ids)
+    pinned = np.asarray(list(registry.pinned) or [False] * len(registry.ids), bool)
     order = np.argsort(parts.speaker, kind="stable")
     bounds = np.searchsorted(parts.speaker[order], np.arange(len(registry.ids) + 1))
-    out: list[MachineSplit] = []
-    for row in range(len(registry.ids)):
+    count = np.diff(bounds)
+    sums = parts.sums.astype(np.float64)
+    norms = np.linalg.norm(sums, axis=1)
+    found: list[tuple[int, IntArray, float]] = []  # (row, the piece's parts, cosine)
+    pair_rows = np.flatnonzero((count == 2) & ~pinned)
+    first, second = order[bounds[pair_rows]], order[bounds[pair_rows] + 1]
+    denom = norms[first] * norms[second]
+    cosine = np.einsum("ij,ij->i", sums[first], sums[second]) / np.where(denom > 0, denom, 1.0)
+    fewer = np.where(parts.clips[first] < parts.clips[second], first, second)
+    for k in np.flatnonzero((cosine < rule.threshold) & (denom > 0)):
+        found.append((int(pair_rows[k]), fewer[k : k + 1], float(cosine[k])))
+    for row in np.flatnonzero((count > 2) & ~pinned):
         mine = order[bounds[row] : bounds[row + 1]]
-        if len(mine) < 2 or pinned[row]:
+        if np.any(norms[mine] == 0):
             continue
-        sums = parts.sums[mine].astype(np.float64)
-        norms = np.linalg.norm(sums, axis=1)
-        if np.any(norms == 0):
-            continue
-        label = two_groups(unit_rows(sums.astype(np.float32)), norms, rule.iterations)
+        label = two_groups(unit_rows(sums[mine].astype(np.float32)), norms[mine], rule.iterations)
         if label is None:
             continue
-        first, second = sums[label == 0].sum(0), sums[label == 1].sum(0)
-        cosine = float(first @ second / (np.linalg.norm(first) * np.linalg.norm(second)))
-        if cosine >= rule.threshold:
+        one, two = sums[mine][label == 0].sum(0), sums[mine][label == 1].sum(0)
+        alike = float(one @ two / (np.linalg.norm(one) * np.linalg.norm(two)))
+        if alike >= rule.threshold:
             continue
         counts = [int(parts.clips[mine][label == g].sum()) for g in (0, 1)]
-        piece = 0 if counts[0] < counts[1] else 1
-        recordings = tuple(sorted(parts.recording[k] for k in mine[label == piece]))
+        found.append((int(row), mine[label == (0 if counts[0] < counts[1] else 1)], alike))
+    out: list[MachineSplit] = []
+    for row, piece, alike in sorted(found, key=lambda f: f[0]):
+        recordings = tuple(sorted(parts.recording[k] for k in piece))
         speaker_id = registry.ids[row]
         out.append(
             MachineSplit(
                 speaker_id,
                 piece_id(speaker_id, recordings),
                 recordings,
-                round(cosine, 4),
-                f"its recordings fall in two groups at centroid cosine {cosine:.3f}"
+                round(alike, 4),
+                f"its recordings fall in two groups at centroid cosine {alike:.3f}"
                 f" < {rule.threshold:.3f}",
             )
         )
@@ -458,10 +468,15 @@ def with_splits(registry: Registry, parts: Parts, splits: Sequence[MachineSplit]
     rank, recordings = list(registry.rank), list(registry.recordings)
     pinned = list(registry.pinned) or [False] * len(ids)
     extra: list[np.ndarray] = []
+    of_row: dict[int, list[int]] = {}
+    wanted = {position[s.split] for s in splits}
+    for k, row in enumerate(parts.speaker.tolist()):
+        if row in wanted:
+            of_row.setdefault(row, []).append(k)
     for split in splits:
         row = position[split.split]
         moved = set(split.recordings)
-        mine = [k for k in np.flatnonzero(parts.speaker == row) if parts.recording[k] in moved]
+        mine = [k for k in of_row.get(row, []) if parts.recording[k] in moved]
         sums[row] -= parts.counted[mine].sum(0)
         extra.append(parts.sums[mine].astype(np.float64).sum(0))
         clips = int(parts.clips[mine].sum())

@@ -176,13 +176,57 @@ class _Piece:
     machine_ids: set[str] = field(default_factory=set)
 
 
-def _absorbed(extra: str | None) -> bool:
-    """Whether a clip row counted in its speaker's registry sum (``extra["absorbed"]``)."""
-    if not extra or "absorbed" not in extra:
-        return True
-    import json
+_NOT_ABSORBED = r'"absorbed":\s*false'
 
-    return bool(json.loads(extra).get("absorbed", True))
+
+def _batch_parts(
+    read: pa.Table, speakers: pa.Array, labelled: pa.Array | None
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, list[tuple[int, str]]] | None:
+    """One slice of clip rows (as read now) grouped by (speaker, recording): the groups' keys,
+    sums and counted sums of unit embeddings, [clips, counted clips, seconds, counted seconds],
+    and (group, machine id) pairs; None when no row is wanted."""
+    keep = pc.and_(
+        pc.is_in(read["speaker_id"], value_set=speakers), pc.is_valid(read["speaker_embedding"])
+    )
+    if labelled is not None:
+        keep = pc.and_(keep, pc.invert(pc.is_in(read["clip_id"], value_set=labelled)))
+    read = read.filter(keep)
+    if read.num_rows == 0:
+        return None
+    flat = read["speaker_embedding"].combine_chunks()
+    dim = len(flat[0])
+    vectors = flat.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
+    norms = np.linalg.norm(vectors, axis=1)
+    vectors /= np.where(norms > 0, norms, 1.0)[:, None].astype(np.float32)
+    extra = pc.fill_null(read["extra"], "")
+    counted = pc.invert(pc.match_substring_regex(extra, _NOT_ABSORBED)).to_numpy(
+        zero_copy_only=False
+    )
+    duration = pc.fill_null(read["duration"], 0.0).to_numpy(zero_copy_only=False)
+    key = pc.binary_join_element_wise(read["speaker_id"], read["recording_id"], _SEP)
+    groups = key.combine_chunks().dictionary_encode()
+    codes = groups.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    names = groups.dictionary.to_pylist()
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(len(names)))
+    sums = np.add.reduceat(vectors[order], starts, axis=0)
+    counted_sums = sums.copy()  # less the clips the registry did not count (the unsure ones)
+    skipped = np.flatnonzero(~counted)
+    np.subtract.at(counted_sums, codes[skipped], vectors[skipped])
+    n = len(names)
+    counts = np.stack([
+        np.bincount(codes, minlength=n),
+        np.bincount(codes, weights=counted, minlength=n),
+        np.bincount(codes, weights=duration, minlength=n),
+        np.bincount(codes, weights=duration * counted, minlength=n),
+    ], axis=1)  # fmt: skip
+    pairs = pa.table({"g": groups.indices, "m": read["machine_id"].combine_chunks()})
+    found = pairs.group_by(["g", "m"], use_threads=False).aggregate([])
+    machine = list(zip(found["g"].to_pylist(), found["m"].to_pylist(), strict=True))
+    return names, sums, counted_sums, counts, machine
+
+
+_SEP = "\x1f"
 
 
 def recording_parts(
@@ -191,50 +235,53 @@ def recording_parts(
     """(speaker as read now, recording) -> its clips, for the machine's clips of ``speakers``.
 
     Clips a person labelled are left out: a split never moves them (their
-    label wins over the machine's id anyway).
+    label wins over the machine's id anyway). One pass over the clip rows a
+    slice at a time (memory: the slice and one sum per group).
     """
     out: dict[tuple[str, str], _Piece] = {}
     if not speakers:
         return out
     columns = ["clip_id", "speaker_id", "recording_id", "duration", "speaker_embedding", "extra"]
-    raw = store.tables.read("clips", CLIP_SCHEMA, columns=columns)
-    read = identity.follow(identity.follow_splits(raw, identity.machine_splits(store)), mapping)
-    now = read["speaker_id"].to_pylist()
-    keep = [i for i, s in enumerate(now) if s in speakers]
-    if not keep:
+    splits = identity.machine_splits(store)
+    wanted = pa.array(sorted(speakers), pa.string())
+    people = pa.array(sorted(labelled), pa.string()) if labelled else None
+    index: dict[str, int] = {}
+    codes, sums, counted, counts = [], [], [], []
+    machine: dict[int, set[str]] = {}
+    for raw in store.tables.batches("clips", CLIP_SCHEMA, columns):
+        raw = raw.append_column("machine_id", raw["speaker_id"])
+        found = _batch_parts(
+            identity.follow(identity.follow_splits(raw, splits), mapping), wanted, people
+        )
+        if found is None:
+            continue
+        names, part_sums, part_counted, part_counts, pairs = found
+        local = np.array([index.setdefault(name, len(index)) for name in names], np.int64)
+        codes.append(local)
+        sums.append(part_sums)
+        counted.append(part_counted)
+        counts.append(part_counts)
+        for g, m in pairs:
+            machine.setdefault(int(local[g]), set()).add(m)
+    if not index:
         return out
-    take = pa.array(keep, pa.int64())
-    rows = zip(
-        read["clip_id"].take(take).to_pylist(),
-        [now[i] for i in keep],
-        raw["speaker_id"].take(take).to_pylist(),
-        read["recording_id"].take(take).to_pylist(),
-        read["duration"].take(take).to_pylist(),
-        read["extra"].take(take).to_pylist(),
-        strict=True,
-    )
-    vectors = read["speaker_embedding"].take(take).to_pylist()
-    for (clip_id, speaker, machine_id, recording, duration, extra), vector in zip(
-        rows, vectors, strict=True
-    ):
-        if clip_id in labelled or vector is None:
-            continue
-        unit = np.asarray(vector, np.float64)
-        norm = float(np.linalg.norm(unit))
-        if norm == 0:
-            continue
-        unit /= norm
-        part = out.get((speaker, recording))
-        if part is None:
-            part = out[(speaker, recording)] = _Piece(np.zeros_like(unit), np.zeros_like(unit))
-        part.vector_sum += unit
-        part.clips += 1
-        part.duration += float(duration or 0.0)
-        part.machine_ids.add(machine_id)
-        if _absorbed(extra):
-            part.counted_sum += unit
-            part.counted_clips += 1
-            part.counted_duration += float(duration or 0.0)
+    code = np.concatenate(codes)  # a group met in several slices: its rows summed
+    order = np.argsort(code, kind="stable")
+    starts = np.searchsorted(code[order], np.arange(len(index)))
+    total = np.add.reduceat(np.concatenate(sums)[order], starts, axis=0)
+    total_counted = np.add.reduceat(np.concatenate(counted)[order], starts, axis=0)
+    number = np.add.reduceat(np.concatenate(counts)[order], starts, axis=0)
+    for name, g in index.items():
+        speaker, recording = name.split(_SEP, 1)
+        out[(speaker, recording)] = _Piece(
+            total[g],
+            total_counted[g],
+            int(number[g, 0]),
+            int(number[g, 1]),
+            float(number[g, 2]),
+            float(number[g, 3]),
+            machine.get(g, set()),
+        )
     return out
 
 
