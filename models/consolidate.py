@@ -27,10 +27,15 @@ ids (a split) for good. Consolidation looks at the registry as a whole:
 The cost is near-linear in speakers: candidate pairs come from an inverted
 file (spherical k-means cells, each speaker looked up in its ``probe``
 nearest cells, dense similarities inside a cell only), never from all pairs.
-Clips are not read at all, only which recordings each speaker is in.
+The merge step reads no clip, only which recordings each speaker is in.
 
-A person's merge already is one speaker in the registry; consolidation
-never splits, so it cannot undo one.
+A person's merge already is one speaker in the registry, and an id people
+gave or made is never split, so consolidation cannot undo what people decided.
+
+Before the merges, :func:`plan_healing` splits ids that hold two voices: an
+id's recordings (their centroids) fall in two groups less than
+``SplitRule.threshold`` alike, and the smaller group then joins a third id in
+the merge step (see the README, "Splitting an id that holds two voices").
 """
 
 from __future__ import annotations
