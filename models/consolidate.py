@@ -27,10 +27,15 @@ ids (a split) for good. Consolidation looks at the registry as a whole:
 The cost is near-linear in speakers: candidate pairs come from an inverted
 file (spherical k-means cells, each speaker looked up in its ``probe``
 nearest cells, dense similarities inside a cell only), never from all pairs.
-Clips are not read at all, only which recordings each speaker is in.
+The merge step reads no clip, only which recordings each speaker is in.
 
-A person's merge already is one speaker in the registry; consolidation
-never splits, so it cannot undo one.
+A person's merge already is one speaker in the registry, and an id people
+gave or made is never split, so consolidation cannot undo what people decided.
+
+Before the merges, :func:`plan_healing` splits ids that hold two voices: an
+id's recordings (their centroids) fall in two groups less than
+``SplitRule.threshold`` alike, and the smaller group then joins a third id in
+the merge step (see the README, "Splitting an id that holds two voices").
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from convoice.records import FloatArray, MachineMerge
+from convoice.records import FloatArray, MachineMerge, MachineSplit, canonical
 
 IntArray = npt.NDArray[np.int64]
 _NO_INTS: IntArray = np.zeros(0, dtype=np.int64)
@@ -336,3 +341,205 @@ def plan_consolidation(
             )
         merges.append(MachineMerge(registry.ids[gone], registry.ids[kept], round(sim, 4), why))
     return merges
+
+
+# -- splits: one id holding two voices -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Parts:
+    """One row per (speaker, recording): the clips a speaker has in that recording.
+
+    ``speaker`` indexes :class:`Registry` rows; ``sums`` are sums of the clips'
+    unit embeddings (a fresh centroid); ``counted`` the part of ``sums`` the
+    registry's own sum holds (the clips it absorbed); ``clips`` how many clips.
+    """
+
+    speaker: IntArray
+    recording: Sequence[str]
+    sums: FloatArray
+    counted: FloatArray
+    clips: IntArray
+
+    def __post_init__(self) -> None:
+        m = len(self.speaker)
+        if not (len(self.recording) == self.sums.shape[0] == self.counted.shape[0] == m):
+            raise ConsolidationError("parts: one row of speaker, recording, sums, counted each")
+        if len(self.clips) != m:
+            raise ConsolidationError("parts: one clip count per row")
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """When an id is two voices: its recordings fall in two groups less than ``threshold`` alike.
+
+    A split is kept only when a piece then joins a third identity (the merge
+    step reattaches it): an id whose recordings merely vary stays whole.
+    """
+
+    threshold: float = 0.65
+    iterations: int = 10
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.threshold <= 1.0:
+            raise ConsolidationError(f"split threshold must be a cosine, got {self.threshold}")
+
+
+def two_groups(unit: FloatArray, weights: FloatArray, iterations: int = 10) -> IntArray | None:
+    """Two-means of unit rows (seeded by the least alike pair); 0/1 per row, None if one group."""
+    sims = unit @ unit.T
+    i, j = np.unravel_index(int(np.argmin(sims)), sims.shape)
+    label = (sims[:, j] > sims[:, i]).astype(np.int64)
+    for _ in range(iterations):
+        if label.min() == label.max():
+            return None
+        first = unit_rows((unit[label == 0] * weights[label == 0, None]).sum(0, keepdims=True))
+        second = unit_rows((unit[label == 1] * weights[label == 1, None]).sum(0, keepdims=True))
+        new = (unit @ second[0] > unit @ first[0]).astype(np.int64)
+        if np.array_equal(new, label):
+            break
+        label = new
+    return None if label.min() == label.max() else label
+
+
+def piece_id(speaker_id: str, recordings: Iterable[str]) -> str:
+    """The id a split's piece gets (same inputs, same id)."""
+    from convoice.records import stable_id
+
+    return stable_id("spk", "split", speaker_id, *sorted(recordings), length=12)
+
+
+def split_candidates(registry: Registry, parts: Parts, rule: SplitRule) -> list[MachineSplit]:
+    """Every unpinned id whose recordings fall in two groups less than ``rule.threshold`` alike.
+
+    Per id, a two-means of its per-recording centroids (weighted by their
+    sums' norms); an id heard in two recordings is its two recordings (all
+    of those at once). The cost is linear in parts. The group of fewer clips
+    is the piece.
+    """
+    pinned = np.asarray(list(registry.pinned) or [False] * len(registry.ids), bool)
+    order = np.argsort(parts.speaker, kind="stable")
+    bounds = np.searchsorted(parts.speaker[order], np.arange(len(registry.ids) + 1))
+    count = np.diff(bounds)
+    sums = parts.sums.astype(np.float64)
+    norms = np.linalg.norm(sums, axis=1)
+    found: list[tuple[int, IntArray, float]] = []  # (row, the piece's parts, cosine)
+    pair_rows = np.flatnonzero((count == 2) & ~pinned)
+    first, second = order[bounds[pair_rows]], order[bounds[pair_rows] + 1]
+    denom = norms[first] * norms[second]
+    cosine = np.einsum("ij,ij->i", sums[first], sums[second]) / np.where(denom > 0, denom, 1.0)
+    fewer = np.where(parts.clips[first] < parts.clips[second], first, second)
+    for k in np.flatnonzero((cosine < rule.threshold) & (denom > 0)):
+        found.append((int(pair_rows[k]), fewer[k : k + 1], float(cosine[k])))
+    for row in np.flatnonzero((count > 2) & ~pinned):
+        mine = order[bounds[row] : bounds[row + 1]]
+        if np.any(norms[mine] == 0):
+            continue
+        label = two_groups(unit_rows(sums[mine].astype(np.float32)), norms[mine], rule.iterations)
+        if label is None:
+            continue
+        one, two = sums[mine][label == 0].sum(0), sums[mine][label == 1].sum(0)
+        alike = float(one @ two / (np.linalg.norm(one) * np.linalg.norm(two)))
+        if alike >= rule.threshold:
+            continue
+        counts = [int(parts.clips[mine][label == g].sum()) for g in (0, 1)]
+        found.append((int(row), mine[label == (0 if counts[0] < counts[1] else 1)], alike))
+    out: list[MachineSplit] = []
+    for row, piece, alike in sorted(found, key=lambda f: f[0]):
+        recordings = tuple(sorted(parts.recording[k] for k in piece))
+        speaker_id = registry.ids[row]
+        out.append(
+            MachineSplit(
+                speaker_id,
+                piece_id(speaker_id, recordings),
+                recordings,
+                round(alike, 4),
+                f"its recordings fall in two groups at centroid cosine {alike:.3f}"
+                f" < {rule.threshold:.3f}",
+            )
+        )
+    return out
+
+
+def with_splits(registry: Registry, parts: Parts, splits: Sequence[MachineSplit]) -> Registry:
+    """``registry`` after ``splits``: each piece a new row with a fresh centroid (its clips' sum).
+
+    The split id keeps its sum less what the piece's clips had added to it.
+    """
+    if not splits:
+        return registry
+    position = {s: i for i, s in enumerate(registry.ids)}
+    ids, sums = list(registry.ids), registry.sums.astype(np.float64)
+    rank, recordings = list(registry.rank), list(registry.recordings)
+    pinned = list(registry.pinned) or [False] * len(ids)
+    extra: list[np.ndarray] = []
+    of_row: dict[int, list[int]] = {}
+    wanted = {position[s.split] for s in splits}
+    for k, row in enumerate(parts.speaker.tolist()):
+        if row in wanted:
+            of_row.setdefault(row, []).append(k)
+    for split in splits:
+        row = position[split.split]
+        moved = set(split.recordings)
+        mine = [k for k in of_row.get(row, []) if parts.recording[k] in moved]
+        sums[row] -= parts.counted[mine].sum(0)
+        extra.append(parts.sums[mine].astype(np.float64).sum(0))
+        clips = int(parts.clips[mine].sum())
+        ids.append(split.piece)
+        rank.append((rank[row][0], -clips, rank[row][2]))
+        recordings[row] = recordings[row] - moved
+        recordings.append(frozenset(moved))
+        pinned.append(False)
+    return Registry(
+        ids=ids,
+        sums=np.vstack([sums, np.stack(extra)]).astype(np.float32),
+        rank=rank,
+        recordings=recordings,
+        pinned=pinned,
+    )
+
+
+def plan_healing(
+    registry: Registry,
+    parts: Parts,
+    threshold: float,
+    rule: SplitRule | None,
+    apart: Iterable[tuple[str, str]] = (),
+    probe: int = 10,
+    guards: Guards | None = None,
+) -> tuple[list[MachineSplit], list[MachineMerge]]:
+    """Splits, then merges (see :func:`plan_consolidation`) on the registry they leave.
+
+    Candidates come from :func:`split_candidates`; merges are planned on the
+    registry with all of them, and a split is kept only when its piece or
+    the id it left joins a third identity there. The merges are then planned
+    again with the kept splits only, each piece told apart from its id.
+    ``rule`` None: merges only.
+    """
+    apart = list(apart)
+    if rule is None:
+        return [], plan_consolidation(registry, threshold, apart, probe, guards)
+    candidates = split_candidates(registry, parts, rule)
+    if candidates:
+        trial = plan_consolidation(
+            with_splits(registry, parts, candidates), threshold, apart, probe, guards
+        )
+        steps = {m.merged: m.kept for m in trial}
+        final: dict[str, set[str]] = {}
+        for member in set(steps) | set(steps.values()):
+            final.setdefault(canonical(member, steps), set()).add(member)
+        kept = []
+        for split in candidates:
+            piece, rest = canonical(split.piece, steps), canonical(split.split, steps)
+            joined = (final.get(piece, set()) | final.get(rest, set())) - {split.piece, split.split}
+            if piece != rest and joined:
+                kept.append(split)
+        candidates = kept
+    merges = plan_consolidation(
+        with_splits(registry, parts, candidates),
+        threshold,
+        [*apart, *((s.split, s.piece) for s in candidates)],
+        probe,
+        guards,
+    )
+    return candidates, merges

@@ -17,8 +17,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from convoice.models.consolidate import Registry, plan_consolidation
-from convoice.records import LabelSource, MachineMerge, Speaker, canonical
+from convoice.models.consolidate import Parts, Registry, plan_healing
+from convoice.records import (
+    CONSOLIDATE_BY,
+    ChangeKind,
+    IdentityChange,
+    LabelSource,
+    MachineMerge,
+    MachineSplit,
+    Speaker,
+    canonical,
+)
 from convoice.review.decisions import merge_into
 from convoice.storage import identity
 from convoice.storage.labels import latest_labels
@@ -39,16 +48,23 @@ class ConsolidationReport:
     speakers_after: int = 0
     threshold: float = float("nan")
     merges: list[MachineMerge] = field(default_factory=list)
-    finished: int = 0  # merges recorded by a killed run, completed now
+    splits: list[MachineSplit] = field(default_factory=list)
+    split_threshold: float | None = None  # None: the split step is off
+    finished: int = 0  # merges and splits recorded by a killed run, completed now
     apart: int = 0  # pairs of speakers a person told apart
     seconds: float = 0.0
 
     def summary(self) -> str:
+        split = (
+            "split step off"
+            if self.split_threshold is None
+            else f"{len(self.splits)} split at cosine < {self.split_threshold:.3f}"
+        )
         return (
             f"registry consolidated in {self.seconds:.2f} s: {self.speakers_before} speakers ->"
-            f" {self.speakers_after} ({len(self.merges)} merged at cosine >= {self.threshold:.3f},"
-            f" {self.finished} merges of an interrupted run finished, {self.apart} pairs kept"
-            " apart by people)"
+            f" {self.speakers_after} ({split}, {len(self.merges)} merged at cosine >="
+            f" {self.threshold:.3f}, {self.finished} changes of an interrupted run finished,"
+            f" {self.apart} pairs kept apart by people)"
         )
 
 
@@ -63,13 +79,14 @@ def effective_speakers(
     """
     labels = latest_labels(store.labels())
     labels = labels.filter(pc.equal(labels["field"], "speaker_id"))
+    splits = identity.machine_splits(store)
     if labels.num_rows == 0:  # the machine's pairs only: deduplicated before they are read
         found = store.tables.distinct("clips", CLIP_SCHEMA, ["speaker_id", "recording_id"])
-        return _distinct_pairs(identity.follow(found, mapping)), []
+        return _distinct_pairs(identity.follow(identity.follow_splits(found, splits), mapping)), []
     clips = store.tables.read(
         "clips", CLIP_SCHEMA, columns=["clip_id", "speaker_id", "recording_id"]
     )
-    machine = identity.follow(clips, mapping)
+    machine = identity.follow(identity.follow_splits(clips, splits), mapping)
     apart: list[tuple[str, str]] = []
     if labels.num_rows and machine.num_rows:
         where = pc.index_in(machine["clip_id"], value_set=labels["clip_id"].combine_chunks())
@@ -146,10 +163,226 @@ def apply_merges(
     return changed, removed
 
 
+@dataclass
+class _Piece:
+    """What a split moves: its clips' sums (all, and those the registry counted) and counts."""
+
+    vector_sum: np.ndarray
+    counted_sum: np.ndarray
+    clips: int = 0
+    counted_clips: int = 0
+    duration: float = 0.0
+    counted_duration: float = 0.0
+    machine_ids: set[str] = field(default_factory=set)
+
+
+_NOT_ABSORBED = r'"absorbed":\s*false'
+
+
+def _batch_parts(
+    read: pa.Table, speakers: pa.Array, labelled: pa.Array | None
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, list[tuple[int, str]]] | None:
+    """One slice of clip rows (as read now) grouped by (speaker, recording): the groups' keys,
+    sums and counted sums of unit embeddings, [clips, counted clips, seconds, counted seconds],
+    and (group, machine id) pairs; None when no row is wanted."""
+    keep = pc.and_(
+        pc.is_in(read["speaker_id"], value_set=speakers), pc.is_valid(read["speaker_embedding"])
+    )
+    if labelled is not None:
+        keep = pc.and_(keep, pc.invert(pc.is_in(read["clip_id"], value_set=labelled)))
+    read = read.filter(keep)
+    if read.num_rows == 0:
+        return None
+    flat = read["speaker_embedding"].combine_chunks()
+    dim = len(flat[0])
+    vectors = flat.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32)
+    norms = np.linalg.norm(vectors, axis=1)
+    vectors /= np.where(norms > 0, norms, 1.0)[:, None].astype(np.float32)
+    extra = pc.fill_null(read["extra"], "")
+    counted = pc.invert(pc.match_substring_regex(extra, _NOT_ABSORBED)).to_numpy(
+        zero_copy_only=False
+    )
+    duration = pc.fill_null(read["duration"], 0.0).to_numpy(zero_copy_only=False)
+    key = pc.binary_join_element_wise(read["speaker_id"], read["recording_id"], _SEP)
+    groups = key.combine_chunks().dictionary_encode()
+    codes = groups.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    names = groups.dictionary.to_pylist()
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(len(names)))
+    sums = np.add.reduceat(vectors[order], starts, axis=0)
+    counted_sums = sums.copy()  # less the clips the registry did not count (the unsure ones)
+    skipped = np.flatnonzero(~counted)
+    np.subtract.at(counted_sums, codes[skipped], vectors[skipped])
+    n = len(names)
+    counts = np.stack([
+        np.bincount(codes, minlength=n),
+        np.bincount(codes, weights=counted, minlength=n),
+        np.bincount(codes, weights=duration, minlength=n),
+        np.bincount(codes, weights=duration * counted, minlength=n),
+    ], axis=1)  # fmt: skip
+    pairs = pa.table({"g": groups.indices, "m": read["machine_id"].combine_chunks()})
+    found = pairs.group_by(["g", "m"], use_threads=False).aggregate([])
+    machine = list(zip(found["g"].to_pylist(), found["m"].to_pylist(), strict=True))
+    return names, sums, counted_sums, counts, machine
+
+
+_SEP = "\x1f"
+
+
+def recording_parts(
+    store: Store, speakers: set[str], mapping: dict[str, str], labelled: set[str]
+) -> dict[tuple[str, str], _Piece]:
+    """(speaker as read now, recording) -> its clips, for the machine's clips of ``speakers``.
+
+    Clips a person labelled are left out: a split never moves them (their
+    label wins over the machine's id anyway). One pass over the clip rows a
+    slice at a time (memory: the slice and one sum per group).
+    """
+    out: dict[tuple[str, str], _Piece] = {}
+    if not speakers:
+        return out
+    columns = ["clip_id", "speaker_id", "recording_id", "duration", "speaker_embedding", "extra"]
+    splits = identity.machine_splits(store)
+    wanted = pa.array(sorted(speakers), pa.string())
+    people = pa.array(sorted(labelled), pa.string()) if labelled else None
+    index: dict[str, int] = {}
+    codes, sums, counted, counts = [], [], [], []
+    machine: dict[int, set[str]] = {}
+    for raw in store.tables.batches("clips", CLIP_SCHEMA, columns):
+        raw = raw.append_column("machine_id", raw["speaker_id"])
+        found = _batch_parts(
+            identity.follow(identity.follow_splits(raw, splits), mapping), wanted, people
+        )
+        if found is None:
+            continue
+        names, part_sums, part_counted, part_counts, pairs = found
+        local = np.array([index.setdefault(name, len(index)) for name in names], np.int64)
+        codes.append(local)
+        sums.append(part_sums)
+        counted.append(part_counted)
+        counts.append(part_counts)
+        for g, m in pairs:
+            machine.setdefault(int(local[g]), set()).add(m)
+    if not index:
+        return out
+    code = np.concatenate(codes)  # a group met in several slices: its rows summed
+    order = np.argsort(code, kind="stable")
+    starts = np.searchsorted(code[order], np.arange(len(index)))
+    total = np.add.reduceat(np.concatenate(sums)[order], starts, axis=0)
+    total_counted = np.add.reduceat(np.concatenate(counted)[order], starts, axis=0)
+    number = np.add.reduceat(np.concatenate(counts)[order], starts, axis=0)
+    for name, g in index.items():
+        speaker, recording = name.split(_SEP, 1)
+        out[(speaker, recording)] = _Piece(
+            total[g],
+            total_counted[g],
+            int(number[g, 0]),
+            int(number[g, 1]),
+            float(number[g, 2]),
+            float(number[g, 3]),
+            machine.get(g, set()),
+        )
+    return out
+
+
+def parts_table(registry: Registry, parts: dict[tuple[str, str], _Piece]) -> Parts:
+    """The :class:`Parts` of ``registry``'s rows from :func:`recording_parts`."""
+    position = {s: i for i, s in enumerate(registry.ids)}
+    keys = sorted(k for k in parts if k[0] in position)
+    dim = registry.sums.shape[1]
+    return Parts(
+        speaker=np.array([position[k[0]] for k in keys], np.int64),
+        recording=[k[1] for k in keys],
+        sums=np.array([parts[k].vector_sum for k in keys], np.float32).reshape(-1, dim),
+        counted=np.array([parts[k].counted_sum for k in keys], np.float32).reshape(-1, dim),
+        clips=np.array([parts[k].clips for k in keys], np.int64),
+    )
+
+
+def split_off(
+    registry: dict[str, Speaker],
+    split: MachineSplit,
+    parts: dict[tuple[str, str], _Piece],
+    at: str,
+) -> None:
+    """Move ``split``'s recordings from its speaker to a new one (a fresh centroid)."""
+    source = registry[split.split]
+    moved = [parts[(split.split, r)] for r in split.recordings if (split.split, r) in parts]
+    dim = len(source.vector_sum)
+    counted = sum((p.counted_sum for p in moved), np.zeros(dim))
+    shrunk = replace(
+        source,
+        vector_sum=(source.vector_sum - counted).astype(np.float32),
+        n_clips=max(0, source.n_clips - sum(p.counted_clips for p in moved)),
+        total_duration=max(0.0, source.total_duration - sum(p.counted_duration for p in moved)),
+        n_recordings=max(0, source.n_recordings - sum(p.counted_clips > 0 for p in moved)),
+        updated_at=at,
+    )
+    if source.last_recording_id in split.recordings:  # its latest recording is the piece's now
+        shrunk = replace(shrunk, last_recording_id="", last_sum=None, last_n=0, last_duration=0.0)
+    registry[split.split] = shrunk
+    registry[split.piece] = Speaker(
+        split.piece,
+        sum((p.vector_sum for p in moved), np.zeros(dim)).astype(np.float32),
+        sum(p.clips for p in moved),
+        sum(p.duration for p in moved),
+        len(moved),
+        at,
+        at,
+    )
+
+
+def split_changes(
+    splits: list[MachineSplit], parts: dict[tuple[str, str], _Piece], at: str, run_id: str
+) -> list[IdentityChange]:
+    """The ``speaker_changes`` rows of ``splits``: one per machine id and recording moved."""
+    return [
+        IdentityChange(
+            old_id=s.split,
+            new_id=s.piece,
+            kind=ChangeKind.SPLIT,
+            why=s.why,
+            decided_by=CONSOLIDATE_BY,
+            at=at,
+            similarity=s.similarity,
+            run_id=run_id,
+            recording_id=recording,
+            machine_id=machine_id,
+        )
+        for s in splits
+        for recording in s.recordings
+        for machine_id in sorted(parts[(s.split, recording)].machine_ids)
+    ]
+
+
+def _pending_splits(
+    store: Store, registry: dict[str, Speaker], mapping: dict[str, str]
+) -> list[MachineSplit]:
+    """Splits a killed run recorded but did not commit: the piece is not in the registry,
+    and either its speaker was not updated since or nothing merged the piece away.
+    """
+    grouped: dict[tuple[str, str, str], set[str]] = {}
+    for c in identity.split_records(store):
+        source = registry.get(c.old_id)
+        if c.new_id in registry or source is None:
+            continue
+        if source.updated_at >= c.at and c.new_id in mapping:
+            continue
+        grouped.setdefault((c.old_id, c.new_id, c.at), set()).add(c.recording_id or "")
+    return [
+        MachineSplit(old, new, tuple(sorted(recs)), float("nan"), "an interrupted run's split")
+        for (old, new, _), recs in sorted(grouped.items())
+    ]
+
+
 def consolidate_store(
     store: Store, cfg: ConsolidationSettings, run_id: str = "", at: str | None = None
 ) -> ConsolidationReport:
-    """Heal ``store``'s registry (see :mod:`convoice.models.consolidate`); safe to repeat."""
+    """Heal ``store``'s registry (see :mod:`convoice.models.consolidate`); safe to repeat.
+
+    Splits (when ``cfg.split``) and merges are recorded first, then the
+    registry changes in one commit.
+    """
     started = time.perf_counter()
     at = at or _now_iso()
     report = ConsolidationReport()
@@ -157,27 +390,64 @@ def consolidate_store(
         s.speaker_id: s for s in table_to_speakers(store.tables.scan("speakers", SPEAKER_SCHEMA))
     }
     report.speakers_before = len(registry)
-    pending = {old: new for old, new in identity.machine_aliases(store).items() if old in registry}
-    changed, removed = apply_merges(registry, pending, at)
-    report.finished = len(removed)
     mapping = identity.identity_map(store)
+    labelled = _labelled_clips(store)
+    changed: set[str] = set()
+    pending = _pending_splits(store, registry, mapping)
+    if pending:
+        # the clips already read as split: their parts sit under the pieces' ids (not followed
+        # into what the killed run merged them with: that merge is finished next)
+        pieces = {p.piece for p in pending}
+        unmerged = {old: new for old, new in mapping.items() if old not in pieces}
+        parts = recording_parts(store, pieces, unmerged, labelled)
+        for p in pending:
+            moved = {
+                (p.split, r): parts[(p.piece, r)] for r in p.recordings if (p.piece, r) in parts
+            }
+            split_off(registry, p, moved, at)
+            changed |= {p.split, p.piece}
+    report.finished = len(pending)
+    aliases = {old: new for old, new in identity.machine_aliases(store).items() if old in registry}
+    more, removed = apply_merges(registry, aliases, at)
+    changed |= more
+    report.finished += len(removed)
     pairs, apart = effective_speakers(store, mapping)
     pinned = people_ids(store, mapping)
     report.apart = len(apart)
     speakers = [registry[s] for s in sorted(registry)]
+    parts = {}
     if speakers:
         report.threshold = cfg.threshold(len(speakers[0].vector_sum))
-        report.merges = plan_consolidation(
-            registry_of(speakers, pairs, pinned),
-            report.threshold,
-            apart,
-            cfg.probe,
-            cfg.guards(),
+        rule = cfg.split_rule()
+        report.split_threshold = None if rule is None else rule.threshold
+        plan = registry_of(speakers, pairs, pinned)
+        if rule is not None:
+            several = {
+                s
+                for s, recs, pin in zip(plan.ids, plan.recordings, plan.pinned, strict=True)
+                if len(recs) > 1 and not pin
+            }
+            parts = recording_parts(store, several, mapping, labelled)
+        apart = [*apart, *((c.old_id, c.new_id) for c in identity.split_records(store))]
+        report.splits, report.merges = plan_healing(
+            plan, parts_table(plan, parts), report.threshold, rule, apart, cfg.probe, cfg.guards()
         )
-    identity.record_changes(store, report.merges, at, run_id)
+    identity.record_changes(
+        store, report.merges, at, run_id, split_changes(report.splits, parts, at, run_id)
+    )
+    for split in report.splits:
+        split_off(registry, split, parts, at)
+        changed |= {split.split, split.piece}
     more, gone = apply_merges(registry, {m.merged: m.kept for m in report.merges}, at)
-    changed = (changed | more) - {s.speaker_id for s in gone}
+    changed = (changed | more) - {s.speaker_id for s in [*removed, *gone]}
     save_speakers(store, [registry[s] for s in sorted(changed)], [*removed, *gone])
     report.speakers_after = len(registry)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _labelled_clips(store: Store) -> set[str]:
+    """Clips a person gave a speaker label (a split never moves them)."""
+    labels = store.labels()
+    said = labels.filter(pc.equal(labels["field"], "speaker_id"))
+    return set(said["clip_id"].to_pylist())

@@ -37,6 +37,8 @@ CHANGE_SCHEMA = pa.schema(
         ("at", pa.string()),
         ("similarity", pa.float64()),
         ("run_id", pa.string()),
+        ("recording_id", pa.string()),  # a split's: the recording whose clips moved
+        ("machine_id", pa.string()),  # a split's: the machine's id on those clips' rows
     ]
 )
 
@@ -61,10 +63,52 @@ def changes_table(records: Iterable[IdentityChange]) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=CHANGE_SCHEMA)
 
 
+def _of_kind(table: pa.Table, kind: ChangeKind) -> pa.Table:
+    """The rows of ``kind`` (rows without a kind are merges: written before splits existed)."""
+    kinds = pc.fill_null(table["kind"], str(ChangeKind.MERGE))
+    return table.filter(pc.equal(kinds, str(kind)))
+
+
 def machine_aliases(store: Store) -> dict[str, str]:
     """old id -> the id it was folded into by consolidation (one step; chains via canonical)."""
-    table = changes(store)
+    table = _of_kind(changes(store), ChangeKind.MERGE)
     return dict(zip(table["old_id"].to_pylist(), table["new_id"].to_pylist(), strict=True))
+
+
+def machine_splits(store: Store) -> dict[tuple[str, str], str]:
+    """(machine id on a clip row, recording) -> the id a split gave those clips (latest wins)."""
+    table = _of_kind(changes(store), ChangeKind.SPLIT)
+    keys = zip(table["machine_id"].to_pylist(), table["recording_id"].to_pylist(), strict=True)
+    return dict(zip(keys, table["new_id"].to_pylist(), strict=True))
+
+
+def split_records(store: Store) -> list[IdentityChange]:
+    """Every split row, in the order made."""
+    return change_records(_of_kind(changes(store), ChangeKind.SPLIT))
+
+
+def follow_splits(
+    table: pa.Table, splits: Mapping[tuple[str, str], str], column: str = "speaker_id"
+) -> pa.Table:
+    """Machine clip rows with the ids splits gave them (keyed by machine id and recording).
+
+    Applied to the machine's rows before :func:`follow`, never after people's
+    labels: a clip a person labelled reads as they labelled it.
+    """
+    if not splits or table.num_rows == 0 or "recording_id" not in table.column_names:
+        return table
+    sep = "\x1f"
+    keys = pa.array([f"{m}{sep}{r}" for m, r in splits], pa.string())
+    new = pa.array(list(splits.values()), pa.string())
+    values = table[column].combine_chunks()
+    mine = pc.binary_join_element_wise(values, table["recording_id"].combine_chunks(), sep)
+    mapped = pc.coalesce(pc.take(new, pc.index_in(mine, value_set=keys)), values)
+    return table.set_column(table.schema.get_field_index(column), column, mapped)
+
+
+def machine_clips(store: Store, table: pa.Table) -> pa.Table:
+    """Machine clip rows as they read now: splits, then merges (people's and the machine's)."""
+    return follow(follow_splits(table, machine_splits(store)), identity_map(store))
 
 
 def identity_map(store: Store) -> dict[str, str]:
@@ -112,11 +156,17 @@ def release_changes(store: Store) -> pa.Table:
     return both.sort_by([("at", "ascending")])
 
 
-def record_changes(store: Store, merges: Sequence[MachineMerge], at: str, run_id: str) -> None:
-    """Append ``merges`` (written before the registry commit: a killed run finishes them)."""
-    if not merges:
+def record_changes(
+    store: Store,
+    merges: Sequence[MachineMerge],
+    at: str,
+    run_id: str,
+    splits: Sequence[IdentityChange] = (),
+) -> None:
+    """Append ``splits``, then ``merges`` (before the registry commit: see consolidation)."""
+    if not merges and not splits:
         return
-    records = [
+    records = [*splits] + [
         IdentityChange(
             old_id=m.merged,
             new_id=m.kept,

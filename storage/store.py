@@ -286,10 +286,10 @@ class Store:
         speaker ids merged away since (by people or by consolidation) read as the
         id they live on as (:mod:`convoice.storage.identity`).
         """
-        from convoice.storage.identity import follow, identity_map
+        from convoice.storage.identity import machine_clips
 
         table = with_label_kinds(self.tables.read("clips", CLIP_SCHEMA, version=version))
-        return follow(table, identity_map(self))
+        return machine_clips(self, table)
 
     def recordings(self) -> pa.Table:
         return self.tables.read("recordings", RECORDING_SCHEMA)
@@ -346,13 +346,13 @@ class Store:
         versions = self.table_versions()
         if versions["clips"] is None:
             raise ValueError("the store has no clips yet: there is nothing to release")
-        from convoice.storage.identity import follow, identity_map
+        from convoice.storage.identity import follow, identity_map, machine_clips
         from convoice.storage.identity import release_changes as identity_changes
 
         mapping = identity_map(self)
         clips = follow(
             apply_labels(
-                follow(self._pinned("clips", CLIP_SCHEMA, versions["clips"]), mapping),
+                machine_clips(self, self._pinned("clips", CLIP_SCHEMA, versions["clips"])),
                 self._pinned("labels", LABEL_SCHEMA, versions["labels"]),
             ),
             mapping,

@@ -8,6 +8,7 @@ touches a table should not pay for it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -114,6 +115,30 @@ class Tables:
         row_filter = None if where is None else pc.field(where[0]) == where[1]
         read_columns = [c for c in wanted.names if c in present]
         return conform(dataset.to_table(columns=read_columns, filter=row_filter), wanted)
+
+    def batches(
+        self, name: str, schema: pa.Schema, columns: list[str], rows: int = 65_536
+    ) -> Iterator[pa.Table]:
+        """Table ``name`` (latest version), ``columns`` of ``schema``, a slice of rows at a time.
+
+        For a pass over a large table in bounded memory (consolidation's split
+        step reads every clip's embedding this way).
+        """
+        wanted = pa.schema([schema.field(c) for c in columns])
+        delta = self.open(name)
+        if delta is None:
+            return
+        present = set(delta.schema().to_arrow().names)
+        dataset = delta.to_pyarrow_dataset(filesystem=self._filesystem(name))
+        read_columns = [c for c in wanted.names if c in present]
+        held: list[pa.RecordBatch] = []  # small row groups gathered into slices of ``rows``
+        for batch in dataset.to_batches(columns=read_columns, batch_size=rows):
+            held.append(batch)
+            if sum(b.num_rows for b in held) >= rows:
+                yield conform(pa.Table.from_batches(held), wanted)
+                held = []
+        if any(b.num_rows for b in held):
+            yield conform(pa.Table.from_batches(held), wanted)
 
     def distinct(self, name: str, schema: pa.Schema, columns: list[str]) -> pa.Table:
         """The distinct rows of ``columns`` of table ``name`` (latest version), as ``schema`` types.

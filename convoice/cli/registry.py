@@ -22,7 +22,8 @@ def consolidate_command(
         typer.Option(help="Centroid cosine to merge at (default: [consolidation] of the encoder)."),
     ] = None,
 ) -> None:
-    """Merge identities of one person split across recordings (ingest does this after each run)."""
+    """Heal identities (ingest does this after each run): split ids holding two voices, merge
+    ids of one person split across recordings."""
     import dataclasses
 
     from convoice.config import load_settings
@@ -42,14 +43,20 @@ def consolidate_command(
     except (ConsolidationError, ConcurrentCommitError) as err:
         fail(err, 1)
     console.print(escape(report.summary()))
+    for s in report.splits:
+        console.print(
+            f"  split {s.split} -> {s.piece}  recordings {', '.join(s.recordings)}"
+            f"  cosine {s.similarity:.3f}"
+        )
     for m in report.merges:
         console.print(f"  {m.merged} -> {m.kept}  cosine {m.similarity:.3f}")
 
 
 @registry_app.command("changes")
 def changes_command(home: HomeOption = None) -> None:
-    """Every identity the machine folded into another: old id, new id, when, why."""
+    """Every identity the machine folded into another or split: old id, new id, when, why."""
     from convoice.config import load_settings
+    from convoice.records import ChangeKind
     from convoice.storage import Store
     from convoice.storage.identity import change_records, changes
 
@@ -57,4 +64,5 @@ def changes_command(home: HomeOption = None) -> None:
     if not records:
         console.print("no identity changes")
     for c in records:
-        console.print(escape(f"{c.at}  {c.old_id} -> {c.new_id}  {c.why}"))
+        where = f" (recording {c.recording_id})" if c.kind == ChangeKind.SPLIT else ""
+        console.print(escape(f"{c.at}  {c.kind} {c.old_id} -> {c.new_id}{where}  {c.why}"))

@@ -23,10 +23,27 @@ class MachineMerge:
     why: str
 
 
+@dataclass(frozen=True)
+class MachineSplit:
+    """Part of one identity given a new one by consolidation: two voices had one id.
+
+    The clips ``split`` holds in ``recordings`` read as ``piece`` from then on
+    (a recording's clips move together); ``piece`` is a new id with its own
+    centroid, and the two are never merged back.
+    """
+
+    split: str
+    piece: str
+    recordings: tuple[str, ...]
+    similarity: float  # cosine of the two groups' centroids when split
+    why: str
+
+
 class ChangeKind(StrEnum):
     """What an identity change did (the ``kind`` column of ``speaker_changes``)."""
 
     MERGE = "merge"  # ``old_id`` lives on as ``new_id``
+    SPLIT = "split"  # ``old_id``'s clips in ``recording_id`` now read as ``new_id``
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,8 @@ class IdentityChange:
     at: str = ""
     similarity: float | None = None  # consolidation's cosine; None for people's merges
     run_id: str = ""
+    recording_id: str | None = None  # a split's: the recording whose clips moved
+    machine_id: str | None = None  # a split's: the machine's id on those clips' rows
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> IdentityChange:

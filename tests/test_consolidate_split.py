@@ -1,0 +1,265 @@
+"""Consolidation's split step: an id holding two voices gives one a new id (pure, and a store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from convoice.config import ConsolidationSettings
+from convoice.models.consolidate import (
+    ConsolidationError,
+    Guards,
+    Parts,
+    Registry,
+    SplitRule,
+    plan_healing,
+    two_groups,
+    unit_rows,
+)
+from convoice.records import ChangeKind, Speaker
+from convoice.storage import Store
+from convoice.storage.consolidation import consolidate_store
+from convoice.storage.identity import change_records, changes
+from convoice.storage.schema import CLIP_SCHEMA
+
+DIM = 192
+GUARDS = Guards(max_recordings=1, margin=0.10)
+
+
+def _voices(n: int, seed: int = 0) -> np.ndarray:
+    return unit_rows(np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32))
+
+
+def _near(v: np.ndarray, cosine: float, seed: int) -> np.ndarray:
+    """A unit vector at about ``cosine`` from ``v``."""
+    noise = np.random.default_rng(seed).standard_normal(v.shape).astype(np.float32)
+    noise -= (noise @ v) * v
+    noise /= np.linalg.norm(noise)
+    return (cosine * v + np.sqrt(1 - cosine**2) * noise).astype(np.float32)
+
+
+def _case(
+    parts: list[tuple[int, str, np.ndarray, int]], ids: list[str], pinned: tuple[bool, ...] = ()
+) -> tuple[Registry, Parts]:
+    """A registry whose rows are the sums of their parts (speaker row, recording, voice, clips)."""
+    sums = np.zeros((len(ids), DIM), np.float32)
+    recordings: list[set[str]] = [set() for _ in ids]
+    for row, recording, voice, clips in parts:
+        sums[row] += voice * clips
+        recordings[row].add(recording)
+    registry = Registry(
+        ids=ids,
+        sums=sums,
+        rank=[(1, -1, f"2025-0{i + 1}") for i in range(len(ids))],
+        recordings=[frozenset(r) for r in recordings],
+        pinned=pinned,
+    )
+    table = Parts(
+        speaker=np.array([p[0] for p in parts], np.int64),
+        recording=[p[1] for p in parts],
+        sums=np.stack([p[2] * p[3] for p in parts]).astype(np.float32),
+        counted=np.stack([p[2] * p[3] for p in parts]).astype(np.float32),
+        clips=np.array([p[3] for p in parts], np.int64),
+    )
+    return registry, table
+
+
+def _two_voices_in_one_id(pinned: tuple[bool, ...] = ()) -> tuple[Registry, Parts]:
+    """spk_a: voice A in r1, r2 and voice B in r3; spk_b: voice B alone in r4."""
+    a, b = _voices(2, seed=4)
+    return _case(
+        [
+            (0, "r1", _near(a, 0.9, 1), 5),
+            (0, "r2", _near(a, 0.9, 2), 5),
+            (0, "r3", _near(b, 0.9, 3), 3),
+            (1, "r4", _near(b, 0.9, 5), 4),
+        ],
+        ["spk_a", "spk_b"],
+        pinned,
+    )
+
+
+def test_an_id_holding_two_voices_splits_and_the_piece_joins_the_other_voice() -> None:
+    registry, parts = _two_voices_in_one_id()
+    splits, merges = plan_healing(registry, parts, 0.532, SplitRule(0.70), guards=GUARDS)
+    assert [(s.split, s.recordings) for s in splits] == [("spk_a", ("r3",))]
+    assert splits[0].similarity < 0.70 and "two groups" in splits[0].why
+    piece = splits[0].piece
+    assert piece not in registry.ids
+    assert [{m.merged, m.kept} for m in merges] == [{piece, "spk_b"}]
+    # merges only (the old behaviour): spk_a keeps both voices
+    none, only = plan_healing(registry, parts, 0.532, None, guards=GUARDS)
+    assert none == [] and only == []
+
+
+def test_an_id_whose_recordings_merely_vary_stays_whole() -> None:
+    # the same two groups, but nobody for the piece to join: the split is not kept
+    registry, parts = _two_voices_in_one_id()
+    alone = Registry(
+        ids=["spk_a"],
+        sums=registry.sums[:1],
+        rank=registry.rank[:1],
+        recordings=registry.recordings[:1],
+    )
+    mine = Parts(parts.speaker[:3], parts.recording[:3], parts.sums[:3], parts.counted[:3],
+                 parts.clips[:3])  # fmt: skip
+    assert plan_healing(alone, mine, 0.532, SplitRule(0.70), guards=GUARDS) == ([], [])
+
+
+def test_an_id_people_gave_or_made_is_never_split() -> None:
+    registry, parts = _two_voices_in_one_id(pinned=(True, False))
+    splits, _ = plan_healing(registry, parts, 0.532, SplitRule(0.70), guards=GUARDS)
+    assert splits == []
+
+
+def test_two_means_finds_the_two_voices_and_bad_inputs_are_refused() -> None:
+    a, b = _voices(2, seed=8)
+    rows = unit_rows(np.stack([_near(a, 0.9, 1), _near(b, 0.9, 2), _near(a, 0.9, 3)]))
+    label = two_groups(rows, np.ones(3, np.float32))
+    assert label is not None and label[0] == label[2] != label[1]
+    assert two_groups(unit_rows(np.stack([a, a])), np.ones(2, np.float32)) is None
+    with pytest.raises(ConsolidationError, match="cosine"):
+        SplitRule(threshold=1.5)
+    with pytest.raises(ConsolidationError, match="one row"):
+        Parts(np.zeros(2, np.int64), ["r1"], np.zeros((2, DIM), np.float32),
+              np.zeros((2, DIM), np.float32), np.zeros(2, np.int64))  # fmt: skip
+    assert ConsolidationSettings().split_rule() == SplitRule(0.70)
+    assert ConsolidationSettings(split=False).split_rule() is None
+
+
+# -- a real store --------------------------------------------------------------
+
+
+def _clip_rows(rows: list[tuple[str, str, str, np.ndarray]]) -> pa.Table:
+    n = len(rows)
+    columns = {
+        "clip_id": pa.array([r[0] for r in rows]),
+        "recording_id": pa.array([r[1] for r in rows]),
+        "speaker_id": pa.array([r[2] for r in rows]),
+        "start": pa.array([0.0] * n),
+        "end": pa.array([3.0] * n),
+        "duration": pa.array([3.0] * n),
+        "status": pa.array(["accepted"] * n),
+        "audio_uri": pa.array([f"audio/clips/{r[1]}/{r[0]}.flac" for r in rows]),
+        "embedding": pa.array([[0.1] * 256] * n, CLIP_SCHEMA.field("embedding").type),
+        "speaker_embedding": pa.array(
+            [r[3].tolist() for r in rows], CLIP_SCHEMA.field("speaker_embedding").type
+        ),
+    }
+    arrays = [columns.get(f.name, pa.nulls(n, f.type)) for f in CLIP_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=CLIP_SCHEMA)
+
+
+@pytest.fixture
+def two_voice_store(tmp_path: Path) -> Store:
+    """spk_a: voice A in r1, r2 (3 clips each) and voice B in r3 (2 clips); spk_b: B in r4."""
+    from convoice.storage.review_state import save_speakers
+
+    store = Store(tmp_path / "store")
+    a, b = _voices(2, seed=11)
+    plan = [("r1", "spk_a", a), ("r2", "spk_a", a), ("r3", "spk_a", b), ("r4", "spk_b", b)]
+    rows = []
+    for k, (recording, speaker, voice) in enumerate(plan):
+        for j in range(3 if recording in ("r1", "r2") else 2):
+            rows.append((f"c{k}{j}", recording, speaker, _near(voice, 0.9, 10 * k + j)))
+    store.tables.append("clips", _clip_rows(rows))
+    sums = {s: sum(r[3] for r in rows if r[2] == s) for s in ("spk_a", "spk_b")}
+    save_speakers(store, [
+        Speaker("spk_a", sums["spk_a"].astype(np.float32), 8, 24.0, 3, "2025-01-01", "2025-01-01"),
+        Speaker("spk_b", sums["spk_b"].astype(np.float32), 2, 6.0, 1, "2025-01-02", "2025-01-02"),
+    ])  # fmt: skip
+    return store
+
+
+def _read_as(store: Store) -> dict[str, str]:
+    clips = store.clips()
+    return dict(zip(clips["clip_id"].to_pylist(), clips["speaker_id"].to_pylist(), strict=True))
+
+
+def test_a_store_splits_once_records_it_and_old_releases_keep_their_ids(
+    two_voice_store: Store, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    store = two_voice_store
+    before = store.release(tag="before")
+    report = consolidate_store(store, ConsolidationSettings(), run_id="t")
+    assert [(s.split, s.recordings) for s in report.splits] == [("spk_a", ("r3",))]
+    piece = report.splits[0].piece
+    assert [{m.merged, m.kept} for m in report.merges] == [{piece, "spk_b"}]
+    seen = _read_as(store)
+    # voice B reads as one id (not spk_a); voice A stays spk_a
+    assert seen["c20"] == seen["c21"] == seen["c30"] != "spk_a"
+    assert seen["c00"] == seen["c10"] == "spk_a"
+    rows = change_records(changes(store))
+    split_rows = [c for c in rows if c.kind == ChangeKind.SPLIT]
+    assert [(c.old_id, c.new_id, c.recording_id, c.machine_id) for c in split_rows] == [
+        ("spk_a", piece, "r3", "spk_a")
+    ]
+    assert split_rows[0].why and split_rows[0].run_id == "t"
+    # the machine rows are untouched; spk_a's centroid lost voice B, the survivor holds it
+    raw = store.tables.read("clips", CLIP_SCHEMA, columns=["clip_id", "speaker_id"])
+    assert raw.filter(pc.equal(raw["clip_id"], "c20"))["speaker_id"].to_pylist() == ["spk_a"]
+    ids = {s.speaker_id: s for s in store.speakers()}
+    assert ids["spk_a"].n_clips == 6 and ids["spk_a"].n_recordings == 2
+    survivor = ids[seen["c20"]]
+    assert survivor.n_clips == 4
+    b = _voices(2, seed=11)[1]
+    assert float(survivor.centroid @ b) > 0.9 and float(ids["spk_a"].centroid @ b) < 0.3
+    # a second run changes nothing
+    again = consolidate_store(store, ConsolidationSettings(), run_id="again")
+    assert again.splits == [] and again.merges == [] and again.finished == 0
+    assert len(changes(store)) == len(rows)
+    # the old release still says spk_a; a new one reads voice B as one id and carries the split
+    old = pq.read_table(Path(before.path) / "clips.parquet").to_pylist()
+    assert {r["clip_id"]: r["speaker_id"] for r in old}["c20"] == "spk_a"
+    new = store.release(tag="after")
+    released = {
+        r["clip_id"]: r["speaker_id"]
+        for r in pq.read_table(Path(new.path) / "clips.parquet").to_pylist()
+    }
+    assert released["c20"] == released["c30"] != "spk_a"
+    carried = pq.read_table(Path(new.path) / "speaker_changes.parquet").to_pylist()
+    assert ("spk_a", piece, "split") in {(r["old_id"], r["new_id"], r["kind"]) for r in carried}
+    from typer.testing import CliRunner
+
+    from convoice.cli.root import app
+
+    listed = CliRunner().invoke(app, ["registry", "changes", "--home", str(tmp_path / "store")])
+    assert listed.exit_code == 0 and f"split spk_a -> {piece} (recording r3)" in listed.output
+
+
+def test_a_persons_label_keeps_the_id_whole(two_voice_store: Store) -> None:
+    store = two_voice_store
+    store.add_labels([{"clip_id": "c20", "field": "speaker_id", "value": "spk_a",
+                       "labelled_by": "ann@example.org"}])  # fmt: skip
+    report = consolidate_store(store, ConsolidationSettings())
+    assert report.splits == []
+    assert _read_as(store)["c21"] == "spk_a"
+    seen = store.materialized_clips().to_pylist()
+    c20 = next(r for r in seen if r["clip_id"] == "c20")
+    assert c20["speaker_id"] == "spk_a" and c20["labelled_by"] == "ann@example.org"
+
+
+def test_the_split_step_off_changes_nothing_and_a_killed_runs_split_is_finished(
+    two_voice_store: Store,
+) -> None:
+    from convoice.records import IdentityChange
+    from convoice.storage.identity import record_changes
+
+    store = two_voice_store
+    off = consolidate_store(store, ConsolidationSettings(split=False))
+    assert off.splits == [] and off.split_threshold is None and "split step off" in off.summary()
+    killed = IdentityChange("spk_a", "spk_piece", ChangeKind.SPLIT, "test", "t", "2099-01-01",
+                            0.1, "killed", "r3", "spk_a")  # fmt: skip
+    record_changes(store, [], "2099-01-01", "killed", [killed])
+    assert _read_as(store)["c20"] == "spk_piece"  # readers follow the split at once
+    no_merges = ConsolidationSettings(split=False, threshold_campplus=0.99)
+    report = consolidate_store(store, no_merges, at="2099-01-02")
+    assert report.finished == 1
+    ids = {s.speaker_id: s for s in store.speakers()}
+    assert ids["spk_piece"].n_clips == 2 and ids["spk_a"].n_clips == 6
