@@ -11,7 +11,13 @@ from convoice.config import load_settings
 from convoice.engines import loaders
 from convoice.media.audio import decode
 from convoice.models import asr, embed, labelling
-from convoice.models.metrics import WerCount, diarization_error_rate, parse_rttm, wer_count
+from convoice.models.metrics import (
+    WerCount,
+    diarization_error_rate,
+    diarization_errors,
+    parse_rttm,
+    wer_count,
+)
 from convoice.records import Region
 from convoice.synth.recordings import librivox_samples, pyannote_sample
 from convoice.tasks import stages
@@ -38,6 +44,40 @@ def test_diarization_of_the_real_two_speaker_recording(settings) -> None:  # typ
         labelling.diarization_output(seg, speakers),
     )
     assert der <= 0.064, f"DER {der:.3f}"
+
+
+def test_diarization_errors_split_by_kind_and_add_up_by_speech(settings) -> None:  # type: ignore[no-untyped-def]
+    """``convoice bench`` prints DER with its parts (``der_*_missed`` etc.): the parts of the
+    engine's DER on the real sample add up to it, and recordings add up by their speech."""
+    from convoice.bench.quality import der_figures, engine_der
+
+    ref = parse_rttm(Path(pyannote_sample()[1]).read_text(encoding="utf-8"))
+    assert diarization_errors(ref, ref).der == 0.0
+    none = diarization_errors(ref, [])
+    assert none.missed == none.der == 1.0 and none.false_alarm == none.confusion == 0.0
+    one = diarization_errors(ref, [(s, e, "X") for s, e, _ in ref])  # both people as one
+    assert one.confusion > 0.1 and one.missed == 0.0
+    assert (none + diarization_errors(ref, ref)).missed == pytest.approx(0.5)
+    engine = engine_der(settings)
+    figures = der_figures("sample", engine)
+    parts = [figures[f"der_sample_{k}"] for k in ("missed", "false_alarm", "confusion")]
+    assert figures["der_sample"] == pytest.approx(sum(parts)) and min(parts) >= 0
+    assert engine.speech_s == pytest.approx(none.speech_s)
+    assert 0.0 < engine.der <= 0.064, f"DER {engine.der:.3f}"
+
+
+def test_a_recording_where_the_engine_hears_no_speech_has_all_its_speech_missed(
+    settings,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    import soundfile as sf
+
+    from convoice.bench.quality import engine_diarization
+
+    wav = tmp_path / "quiet.wav"
+    sf.write(wav, np.zeros(5 * 16000, dtype=np.float32), 16000)
+    errors = engine_diarization(settings, wav, [(1.0, 3.5, "A")])
+    assert errors.missed == errors.der == 1.0 and errors.speech_s == pytest.approx(2.5)
 
 
 def test_the_vad_threshold_setting_reaches_the_speech_detector(settings) -> None:  # type: ignore[no-untyped-def]
