@@ -80,6 +80,29 @@ def test_a_recording_where_the_engine_hears_no_speech_has_all_its_speech_missed(
     assert errors.missed == errors.der == 1.0 and errors.speech_s == pytest.approx(2.5)
 
 
+def test_the_corpus_der_adds_up_its_episodes_and_names_media_it_cannot_read(
+    settings,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    from convoice.bench.quality import corpus_der, engine_diarization
+    from convoice.synth.samples import Corpus, Episode, TruthTurn
+
+    wav, rttm = pyannote_sample()
+    ref = parse_rttm(Path(rttm).read_text(encoding="utf-8"))
+    turns = tuple(TruthTurn(s, e, who, "") for s, e, who in ref)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not media at all")
+    episodes = tuple(
+        Episode(name, ("a", "b"), turns, 30.0, path, path)
+        for name, path in (("one", Path(wav)), ("two", Path(wav)), ("broken", broken))
+    )
+    total, left_out = corpus_der(settings, Corpus(tmp_path, episodes))
+    one = engine_diarization(settings, Path(wav), ref)
+    assert total.speech_s == pytest.approx(2 * one.speech_s)
+    assert total.der == pytest.approx(one.der) and total.missed == pytest.approx(one.missed)
+    assert len(left_out) == 1 and left_out[0].startswith("broken.mp4: not in the corpus DER")
+
+
 def test_the_vad_threshold_setting_reaches_the_speech_detector(settings) -> None:  # type: ignore[no-untyped-def]
     """pyannote's sample opens with a short, quiet turn (6.69-7.12 s) that 0.5 misses."""
     from dataclasses import replace

@@ -126,7 +126,9 @@ def run_benchmark(
         result.held_out = held_out_lines(clips, truth, target)
     settings = load_settings(home=home)
     result.quality.update(der_figures("pyannote_sample_engine", engine_der(settings)))
-    result.quality.update(der_figures("corpus_engine", corpus_der(settings, corpus)))
+    corpus_errors, left_out = corpus_der(settings, corpus)
+    result.quality.update(der_figures("corpus_engine", corpus_errors))
+    result.notes += left_out
     if naive:
         result.quality["der_pyannote_sample_naive"] = baselines.naive_der()
     if corpus.metadata.get("identities"):
@@ -242,14 +244,18 @@ def engine_der(settings: Settings) -> DiarizationErrors:
     return engine_diarization(settings, Path(wav), reference)
 
 
-def corpus_der(settings: Settings, corpus: samples.Corpus) -> DiarizationErrors:
+def corpus_der(settings: Settings, corpus: samples.Corpus) -> tuple[DiarizationErrors, list[str]]:
     """The engine's diarization errors summed over the corpus's episodes (their reference
-    turns), each recording on its own: what the ``der_corpus_*`` figures print."""
-    total = DiarizationErrors()
+    turns), each recording on its own: what the ``der_corpus_*`` figures print; and a
+    note for each episode left out because its media cannot be decoded."""
+    total, left_out = DiarizationErrors(), []
     for episode in corpus.episodes:
         reference = [(t.start, t.end, t.speaker) for t in episode.turns]
-        total += engine_diarization(settings, episode.audio_path, reference)
-    return total
+        try:
+            total += engine_diarization(settings, episode.audio_path, reference)
+        except IngestError as err:
+            left_out.append(f"{episode.audio_path.name}: not in the corpus DER ({err})")
+    return total, left_out
 
 
 def der_figures(name: str, errors: DiarizationErrors) -> dict[str, float]:
