@@ -68,10 +68,49 @@ def one_to_one_mapping(overlap: dict[tuple[str, str], float]) -> dict[str, str]:
     return {preds[i]: refs[j] for i, j in zip(rows, cols, strict=True) if matrix[i, j] > 0}
 
 
-def diarization_error_rate(
+@dataclass(frozen=True)
+class DiarizationErrors:
+    """Seconds of diarization error against a reference (collar 0, overlap scored), by kind;
+    summed over recordings with ``+``, so a corpus's rates weigh every second of speech alike."""
+
+    missed_s: float = 0.0
+    false_alarm_s: float = 0.0
+    confusion_s: float = 0.0
+    speech_s: float = 0.0  # reference speech, overlap counted once per speaker
+
+    def __add__(self, other: DiarizationErrors) -> DiarizationErrors:
+        return DiarizationErrors(
+            self.missed_s + other.missed_s,
+            self.false_alarm_s + other.false_alarm_s,
+            self.confusion_s + other.confusion_s,
+            self.speech_s + other.speech_s,
+        )
+
+    def _rate(self, seconds: float) -> float:
+        return seconds / self.speech_s if self.speech_s else 0.0
+
+    @property
+    def der(self) -> float:
+        return self._rate(self.missed_s + self.false_alarm_s + self.confusion_s)
+
+    @property
+    def missed(self) -> float:
+        return self._rate(self.missed_s)
+
+    @property
+    def false_alarm(self) -> float:
+        return self._rate(self.false_alarm_s)
+
+    @property
+    def confusion(self) -> float:
+        return self._rate(self.confusion_s)
+
+
+def diarization_errors(
     reference: list[tuple[float, float, str]], hypothesis: list[tuple[float, float, str]]
-) -> float:
-    """DER (collar 0, overlap scored) with pyannote.metrics."""
+) -> DiarizationErrors:
+    """Missed, false-alarm and confused speech (collar 0, overlap scored), with
+    pyannote.metrics."""
     from pyannote.core import Annotation, Segment
     from pyannote.metrics.diarization import DiarizationErrorRate
 
@@ -80,7 +119,20 @@ def diarization_error_rate(
         ref[Segment(s, e), i] = label
     for i, (s, e, label) in enumerate(hypothesis):
         hyp[Segment(s, e), i] = label
-    return float(DiarizationErrorRate()(ref, hyp))
+    parts = DiarizationErrorRate()(ref, hyp, detailed=True)
+    return DiarizationErrors(
+        float(parts["missed detection"]),
+        float(parts["false alarm"]),
+        float(parts["confusion"]),
+        float(parts["total"]),
+    )
+
+
+def diarization_error_rate(
+    reference: list[tuple[float, float, str]], hypothesis: list[tuple[float, float, str]]
+) -> float:
+    """DER (collar 0, overlap scored) with pyannote.metrics."""
+    return diarization_errors(reference, hypothesis).der
 
 
 def parse_rttm(text: str) -> list[tuple[float, float, str]]:

@@ -228,6 +228,10 @@ def test_bench_corpus_dir_scores_the_engine_on_own_audio(
     assert quality["bcubed_f1_cross_episode"] > 0.8
     assert quality["wer_transcripts_all_clips"] < 0.3
     assert 0.0 <= quality["speaker_confidence_ece"] <= 1.0
+    for name in ("corpus_engine", "pyannote_sample_engine"):  # DER and its parts
+        parts = [quality[f"der_{name}_{k}"] for k in ("missed", "false_alarm", "confusion")]
+        assert quality[f"der_{name}"] == pytest.approx(sum(parts)), name
+    assert 0.0 < quality["der_corpus_engine"] < 0.3
     bad = CliRunner().invoke(app, ["bench", "--corpus", str(tmp_path / "missing")])
     assert bad.exit_code == 2 and "is not a directory" in " ".join(bad.output.split())
 

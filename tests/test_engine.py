@@ -11,7 +11,13 @@ from convoice.config import load_settings
 from convoice.engines import loaders
 from convoice.media.audio import decode
 from convoice.models import asr, embed, labelling
-from convoice.models.metrics import WerCount, diarization_error_rate, parse_rttm, wer_count
+from convoice.models.metrics import (
+    WerCount,
+    diarization_error_rate,
+    diarization_errors,
+    parse_rttm,
+    wer_count,
+)
 from convoice.records import Region
 from convoice.synth.recordings import librivox_samples, pyannote_sample
 from convoice.tasks import stages
@@ -38,6 +44,63 @@ def test_diarization_of_the_real_two_speaker_recording(settings) -> None:  # typ
         labelling.diarization_output(seg, speakers),
     )
     assert der <= 0.064, f"DER {der:.3f}"
+
+
+def test_diarization_errors_split_by_kind_and_add_up_by_speech(settings) -> None:  # type: ignore[no-untyped-def]
+    """``convoice bench`` prints DER with its parts (``der_*_missed`` etc.): the parts of the
+    engine's DER on the real sample add up to it, and recordings add up by their speech."""
+    from convoice.bench.quality import der_figures, engine_der
+
+    ref = parse_rttm(Path(pyannote_sample()[1]).read_text(encoding="utf-8"))
+    assert diarization_errors(ref, ref).der == 0.0
+    none = diarization_errors(ref, [])
+    assert none.missed == none.der == 1.0 and none.false_alarm == none.confusion == 0.0
+    one = diarization_errors(ref, [(s, e, "X") for s, e, _ in ref])  # both people as one
+    assert one.confusion > 0.1 and one.missed == 0.0
+    assert (none + diarization_errors(ref, ref)).missed == pytest.approx(0.5)
+    engine = engine_der(settings)
+    figures = der_figures("sample", engine)
+    parts = [figures[f"der_sample_{k}"] for k in ("missed", "false_alarm", "confusion")]
+    assert figures["der_sample"] == pytest.approx(sum(parts)) and min(parts) >= 0
+    assert engine.speech_s == pytest.approx(none.speech_s)
+    assert 0.0 < engine.der <= 0.064, f"DER {engine.der:.3f}"
+
+
+def test_a_recording_where_the_engine_hears_no_speech_has_all_its_speech_missed(
+    settings,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    import soundfile as sf
+
+    from convoice.bench.quality import engine_diarization
+
+    wav = tmp_path / "quiet.wav"
+    sf.write(wav, np.zeros(5 * 16000, dtype=np.float32), 16000)
+    errors = engine_diarization(settings, wav, [(1.0, 3.5, "A")])
+    assert errors.missed == errors.der == 1.0 and errors.speech_s == pytest.approx(2.5)
+
+
+def test_the_corpus_der_adds_up_its_episodes_and_names_media_it_cannot_read(
+    settings,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    from convoice.bench.quality import corpus_der, engine_diarization
+    from convoice.synth.samples import Corpus, Episode, TruthTurn
+
+    wav, rttm = pyannote_sample()
+    ref = parse_rttm(Path(rttm).read_text(encoding="utf-8"))
+    turns = tuple(TruthTurn(s, e, who, "") for s, e, who in ref)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not media at all")
+    episodes = tuple(
+        Episode(name, ("a", "b"), turns, 30.0, path, path)
+        for name, path in (("one", Path(wav)), ("two", Path(wav)), ("broken", broken))
+    )
+    total, left_out = corpus_der(settings, Corpus(tmp_path, episodes))
+    one = engine_diarization(settings, Path(wav), ref)
+    assert total.speech_s == pytest.approx(2 * one.speech_s)
+    assert total.der == pytest.approx(one.der) and total.missed == pytest.approx(one.missed)
+    assert len(left_out) == 1 and left_out[0].startswith("broken.mp4: not in the corpus DER")
 
 
 def test_the_vad_threshold_setting_reaches_the_speech_detector(settings) -> None:  # type: ignore[no-untyped-def]

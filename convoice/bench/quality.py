@@ -34,8 +34,10 @@ from convoice.config import Settings, load_settings
 from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
 from convoice.media.audio import decode
+from convoice.media.errors import IngestError
 from convoice.models import evaluation, labelling
-from convoice.models.metrics import diarization_error_rate, parse_rttm
+from convoice.models.metrics import DiarizationErrors, diarization_errors, parse_rttm
+from convoice.records import SkipReason
 from convoice.storage import Store
 from convoice.synth import samples
 from convoice.synth.recordings import pyannote_sample
@@ -122,7 +124,11 @@ def run_benchmark(
     if corpus.metadata.get("half") == Split.TUNE:  # rules may be chosen by the tuning half only
         target = load_settings(home=home).routing.target_precision
         result.held_out = held_out_lines(clips, truth, target)
-    result.quality["der_pyannote_sample_engine"] = engine_der(load_settings(home=home))
+    settings = load_settings(home=home)
+    result.quality.update(der_figures("pyannote_sample_engine", engine_der(settings)))
+    corpus_errors, left_out = corpus_der(settings, corpus)
+    result.quality.update(der_figures("corpus_engine", corpus_errors))
+    result.notes += left_out
     if naive:
         result.quality["der_pyannote_sample_naive"] = baselines.naive_der()
     if corpus.metadata.get("identities"):
@@ -212,15 +218,51 @@ def hard_pairs(corpus: samples.Corpus, threshold: float = 0.8) -> list[tuple[str
     ]
 
 
-def engine_der(settings: Settings) -> float:
-    """DER of the engine's own diarization on pyannote's real two-speaker sample."""
-    wav, rttm = pyannote_sample()
+def engine_diarization(
+    settings: Settings, wav: Path, reference: list[tuple[float, float, str]]
+) -> DiarizationErrors:
+    """Missed, false-alarm and confused speech of the engine's own diarization of one
+    recording (segment, embed, identify; no registry), against ``reference``. A
+    recording where the engine finds no speech has all of its speech missed."""
     audio = decode(wav)
-    seg = stages.segment.fn(audio, settings)
+    try:
+        seg = stages.segment.fn(audio, settings)
+    except IngestError as err:
+        if err.reason_code != SkipReason.NO_SPEECH:
+            raise
+        return diarization_errors(reference, [])
     vectors = stages.embed_speakers.fn(audio, seg, "", settings.identity.encoder)
     empty = np.zeros((0, 0), dtype=np.float32)
-    speakers, _ = stages.identify.fn("sample", seg, vectors, [], empty, settings)
-    return diarization_error_rate(
-        parse_rttm(Path(rttm).read_text(encoding="utf-8")),
-        labelling.diarization_output(seg, speakers),
-    )
+    speakers, _ = stages.identify.fn(wav.stem, seg, vectors, [], empty, settings)
+    return diarization_errors(reference, labelling.diarization_output(seg, speakers))
+
+
+def engine_der(settings: Settings) -> DiarizationErrors:
+    """The engine's diarization errors on pyannote's real two-speaker sample."""
+    wav, rttm = pyannote_sample()
+    reference = parse_rttm(Path(rttm).read_text(encoding="utf-8"))
+    return engine_diarization(settings, Path(wav), reference)
+
+
+def corpus_der(settings: Settings, corpus: samples.Corpus) -> tuple[DiarizationErrors, list[str]]:
+    """The engine's diarization errors summed over the corpus's episodes (their reference
+    turns), each recording on its own: what the ``der_corpus_*`` figures print; and a
+    note for each episode left out because its media cannot be decoded."""
+    total, left_out = DiarizationErrors(), []
+    for episode in corpus.episodes:
+        reference = [(t.start, t.end, t.speaker) for t in episode.turns]
+        try:
+            total += engine_diarization(settings, episode.audio_path, reference)
+        except IngestError as err:
+            left_out.append(f"{episode.audio_path.name}: not in the corpus DER ({err})")
+    return total, left_out
+
+
+def der_figures(name: str, errors: DiarizationErrors) -> dict[str, float]:
+    """``der_<name>`` and its parts, as shares of the reference speech."""
+    return {
+        f"der_{name}": errors.der,
+        f"der_{name}_missed": errors.missed,
+        f"der_{name}_false_alarm": errors.false_alarm,
+        f"der_{name}_confusion": errors.confusion,
+    }
