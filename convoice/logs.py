@@ -236,9 +236,11 @@ def stage(recording_id: str, name: str, seconds: dict[str, float]) -> Iterator[N
     """Time a worker-side stage into ``seconds`` and announce its start and end."""
     import time
 
+    from convoice import cpu_clock
+
     stage_event(recording_id, name, "start")
     start = time.perf_counter()
-    with log_context(stage=name):
+    with log_context(stage=name), cpu_clock.measure(name):
         try:
             yield
         finally:

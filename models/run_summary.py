@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from convoice import cpu_clock
 from convoice.models.registry import MatchDecision, SpeakerMatch
 from convoice.records import Clip, ClipStatus, MediaItem, SkippedItem, SkipReason
 
@@ -44,11 +45,14 @@ class StageClock:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        """Time the block as stage ``name`` (its CPU too: :mod:`convoice.cpu_clock`)."""
         start = time.perf_counter()
+        cpu = cpu_clock.cpu_seconds()
         try:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            cpu_clock.add(name, cpu_clock.cpu_seconds() - cpu)
 
 
 @dataclass(frozen=True)

@@ -215,7 +215,8 @@ def test_bench_corpus_dir_scores_the_engine_on_own_audio(
     own.mkdir()
     _own_corpus(own, tts_cache)
     out = tmp_path / "bench.json"
-    args = ["bench", "--corpus", str(own), "--no-naive", "--profile", "--out", str(out)]
+    args = ["bench", "--corpus", str(own), "--no-naive", "--profile", "--repeat", "2"]
+    args += ["--out", str(out)]
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 0, done.output
     printed = " ".join(done.output.split())  # the console wraps long lines
@@ -234,29 +235,42 @@ def test_bench_corpus_dir_scores_the_engine_on_own_audio(
     assert 0.0 < quality["der_corpus_engine"] < 0.3
     bad = CliRunner().invoke(app, ["bench", "--corpus", str(tmp_path / "missing")])
     assert bad.exit_code == 2 and "is not a directory" in " ".join(bad.output.split())
+    never = CliRunner().invoke(app, ["bench", "--corpus", str(own), "--profile", "--repeat", "0"])
+    assert never.exit_code == 2 and "at least 1" in " ".join(never.output.split())
 
 
 def _check_profile(output: str, figures: dict[str, Any]) -> None:
-    """``--profile``: one row per timed thing and per stage, seconds and ratio to Whisper."""
+    """``--profile --repeat 2``: one row per timed thing and per stage: median wall seconds,
+    their spread, the ratio of medians to Whisper alone's, and the same for CPU seconds."""
     lines = output[output.index("profile:") :].splitlines()
-    assert "/ Whisper alone" in lines[1]
-    rows = {line[:75].strip(): line[75:].split() for line in lines[2:] if line[75:].strip()}
+    assert "2 rounds alternating" in " ".join(lines[0:2]) and "/ W" in output
+    rows = {line[:72].strip(): line[72:].split() for line in lines if line[72:].strip()}
+    runs = figures["profile_runs"]
+    assert len(runs) == 2 and figures["repeat"] == 2
     for what in (
         "faster-whisper base int8, batched 8, greedy, VAD, no word timestamps",
         "the same with word_timestamps=True",
         "`convoice ingest` as a process (CLI start to exit)",
-        "its start-up and exit (imports, Prefect's server, flow run set-up)",
-        "its flow (wall time its report gives; models finish loading in it)",
         "the flow (in this process, models loaded)",
         *figures["flow_stages"],
     ):
-        seconds, ratio = (float(x) for x in rows[what])
-        assert seconds >= 0 and ratio >= 0, what
-    assert "the rest (Prefect's flow and task runs, waits, logging)" in rows
-    outside = figures["process_s"] - figures["process_flow_s"]
-    assert 0 < figures["process_flow_s"] < figures["process_s"] and outside > 0
+        wall, spread, ratio, cpu, cpu_spread, cpu_ratio = rows[what]
+        low, high = (float(x) for x in spread.split("-"))
+        assert 0 <= low <= float(wall) <= high and float(ratio) >= 0, what
+        assert float(cpu) >= 0 and float(cpu_ratio) >= 0 and "-" in cpu_spread, what
+    for what in (
+        "its start-up and exit (imports, Prefect's server, flow run set-up)",
+        "its flow (wall time its report gives; models finish loading in it)",
+    ):
+        assert rows[what][-1] == "-" and float(rows[what][0]) > 0, what
     whisper = rows["faster-whisper base int8, batched 8, greedy, VAD, no word timestamps"]
-    assert float(whisper[1]) == 1.0
+    assert whisper[2] == "1.00" and whisper[5] == "1.00"
+    for run in runs:
+        assert 0 < run["process_flow_s"] < run["process_s"]
+        assert run["whisper_cpu_s"] > 0 and run["whisper_words_cpu_s"] > 0
+        assert run["process_cpu_s"] > 0 and run["flow_cpu_s"] > 0
+        assert {"segment", "embed", "transcribe", "commit"} <= set(run["flow_stages_cpu"])
+        assert run["clips"] == figures["quality"]["clips"]
     assert figures["whisper_words_s"] > 0 and figures["process_s"] > 0 and figures["flow_s"] > 0
     assert {"segment", "embed", "transcribe", "commit"} <= set(figures["flow_stages"])
 

@@ -172,3 +172,20 @@ def test_training_encoders_prunes_old_tuned_graphs_never_the_shipped_one(
         assert isinstance(again, onnx_runtime.OnnxRunner) and again.path == kept
     finally:
         loaders.campplus_encoder.cache_clear()
+
+
+def test_a_batch_split_over_threads_gives_every_row_bit_for_bit() -> None:
+    """Each network's batch cut in slices run side by side, one thread each: the same bytes
+    as one run on two threads (real speech: CAM++'s fbank and resemblyzer's mel windows)."""
+    audio = decode(pyannote_sample()[0]).samples
+    cam = np.stack(embed._windows(embed.fbank(audio[16000:176000]), embed.CAMPPLUS_WINDOW)[:7])
+    mel = np.stack(list(embed._partials(embed.mel_spectrogram(audio[:160000])))[:9])
+    for runner, batch in ((loaders.campplus_encoder(), cam), (loaders.voice_encoder_net(), mel)):
+        assert isinstance(runner, onnx_runtime.OnnxRunner), "ONNX Runtime fell back to torch"
+        split = onnx_runtime.OnnxRunner(runner.path, 2, split=True)
+        whole = onnx_runtime.OnnxRunner(runner.path, 2, split=False)
+        assert (split.slices, whole.slices) == (2, 1)
+        got, want = split(batch), whole(batch)
+        assert got.shape == want.shape == (len(batch), want.shape[1])
+        assert np.array_equal(got, want)
+        assert np.array_equal(split(batch[:1]), want[:1])  # one row: no slicing

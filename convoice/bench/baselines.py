@@ -9,6 +9,7 @@ ingest command as a process of its own, and registry matching by size.
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convoice import cpu_clock
 from convoice.engines import loaders
 from convoice.media.audio import decode
 from convoice.models.metrics import diarization_error_rate, parse_rttm
@@ -38,22 +40,36 @@ def warm_up() -> None:
     loaders.whisper_model()
 
 
+@dataclass(frozen=True)
+class Timing:
+    """Wall seconds and CPU seconds (user + sys, this process and its finished children)."""
+
+    seconds: float
+    cpu_s: float
+
+
 def time_whisper_fastest(wavs: list[Path], words: bool = False) -> float:
     """faster-whisper alone on the same audio: batched, greedy, VAD, no word timestamps
-    (``words``: with them)."""
+    (``words``: with them); wall seconds."""
+    return time_whisper(wavs, words).seconds
+
+
+def time_whisper(wavs: list[Path], words: bool = False) -> Timing:
+    """:func:`time_whisper_fastest` with its CPU seconds (decoding the files not counted)."""
     from faster_whisper import BatchedInferencePipeline
 
     pipeline = BatchedInferencePipeline(loaders.whisper_model())
-    total = 0.0
+    total, cpu = 0.0, 0.0
     for wav in wavs:
         samples = decode(wav).samples
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu_clock.cpu_seconds()
         segments, _ = pipeline.transcribe(
             samples, batch_size=8, beam_size=1, vad_filter=True, word_timestamps=words
         )
         list(segments)
         total += time.perf_counter() - start
-    return total
+        cpu += cpu_clock.cpu_seconds() - cpu_start
+    return Timing(total, cpu)
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,7 @@ class ProcessTiming:
 
     seconds: float  # CLI start to exit
     flow_s: float  # the flow's wall time in that process, from its report's summary line
+    cpu_s: float = 0.0  # its CPU seconds, user + sys, with its children (Prefect's server)
 
     @property
     def outside_flow_s(self) -> float:
@@ -76,15 +93,16 @@ def time_ingest_process(sources: Path, home: Path) -> ProcessTiming:
     """``convoice ingest --sources`` in a process of its own, start to exit."""
     cmd = [sys.executable, "-m", "convoice.cli.root", "ingest", "--sources", str(sources)]
     cmd += ["--home", str(home)]
-    start = time.perf_counter()
+    start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
+    seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if proc.returncode != 0:
         raise RuntimeError(f"convoice ingest exited {proc.returncode}: {proc.stderr[-2000:]}")
     found = _WALL.findall(" ".join(proc.stdout.split()))
     if not found:
         raise RuntimeError(f"no wall time in convoice ingest's summary: {proc.stdout[-2000:]}")
-    return ProcessTiming(seconds, float(found[-1]))
+    return ProcessTiming(seconds, float(found[-1]), cpu)
 
 
 def time_naive(wavs: list[Path]) -> tuple[float, dict[str, float]]:

@@ -17,6 +17,7 @@ printed by :mod:`convoice.bench.result`; ``--scale`` is :mod:`convoice.bench.sca
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -27,8 +28,9 @@ from urllib.parse import unquote
 
 import numpy as np
 
+from convoice import cpu_clock
 from convoice.bench import baselines
-from convoice.bench.result import BenchmarkResult
+from convoice.bench.result import BenchmarkResult, ProfileRun
 from convoice.bench.splits import Split
 from convoice.config import Settings, load_settings
 from convoice.engines import loaders
@@ -84,37 +86,40 @@ def run_benchmark(
     split: str = "report",
     corpus_dir: str | None = None,
     profile: bool = False,
+    repeat: int = 1,
 ) -> BenchmarkResult:
     """Generate (or reuse) the corpus, time the baselines and the flow, score the labels.
 
     ``profile`` also times Whisper with word timestamps and ``convoice ingest`` as a
-    process of its own (into a second store) on the same audio.
+    process of its own (into a second store) on the same audio. ``repeat`` (with
+    ``profile``) times the four ``repeat`` times, alternating (Whisper, with words,
+    the process, the flow; again ...): every run is kept, the figures of the result
+    are the medians, and the labels scored are the last flow's.
     """
+    if repeat < 1:
+        raise ValueError(f"repeat must be at least 1, got {repeat}")
     name = "bench-quick" if quick else "bench"
     root = Path(workdir) if workdir else loaders.cache_dir() / name
     corpus, notes = bench_corpus(root, quick, split, corpus_dir)
     wavs = [ep.audio_path for ep in corpus.episodes]
     audio_s = sum(ep.duration for ep in corpus.episodes)
     result = BenchmarkResult(corpus=_describe(corpus), audio_seconds=audio_s, notes=notes)
+    result.repeat = repeat if profile else 1
     baselines.warm_up()
-    result.whisper_fastest_s = baselines.time_whisper_fastest(wavs)
-    if profile:
-        result.whisper_words_s = baselines.time_whisper_fastest(wavs, words=True)
     if naive:
         result.naive_s, result.naive_steps = baselines.time_naive(wavs)
-    home = tempfile.mkdtemp(prefix="convoice-bench-")
+    workspace = Path(tempfile.mkdtemp(prefix="convoice-bench-sources-"))
     with serve_directory(corpus.root) as base_url:
-        sources = Path(home) / "sources.csv"
+        sources = workspace / "sources.csv"
         write_sources_csv(corpus, base_url, sources)
-        start = time.perf_counter()
-        report = ingest_flow(sources_file=str(sources), home=home)
-        result.flow_s = time.perf_counter() - start
-        if profile:
-            process_home = Path(tempfile.mkdtemp(prefix="convoice-bench-process-"))
-            timing = baselines.time_ingest_process(sources, process_home)
-            result.process_s, result.process_flow_s = timing.seconds, timing.flow_s
-            shutil.rmtree(process_home, ignore_errors=True)
-    result.flow_stages = report.stage_seconds
+        home = ""
+        for _ in range(result.repeat):
+            if home:
+                shutil.rmtree(home, ignore_errors=True)  # only the last flow's labels are scored
+            home = tempfile.mkdtemp(prefix="convoice-bench-")
+            result.profile_runs.append(_timed_run(wavs, sources, home, profile))
+    shutil.rmtree(workspace, ignore_errors=True)
+    result.take_medians()
     store = Store.open(load_settings(home=home))
     clips, episodes = store.clips().to_pylist(), episodes_by_recording(store, corpus)
     result.quality = score_corpus(clips, episodes, corpus)
@@ -135,6 +140,30 @@ def run_benchmark(
         result.hard_pairs = hard_pairs(corpus)
     result.registry_match_ms = baselines.time_registry_matching()
     return result
+
+
+def _timed_run(wavs: list[Path], sources: Path, home: str, profile: bool) -> ProfileRun:
+    """Whisper alone, with words and the process (with ``profile``), then the flow into ``home``."""
+    run = ProfileRun(load_average=round(os.getloadavg()[0], 2))
+    whisper = baselines.time_whisper(wavs)
+    run.whisper_s, run.whisper_cpu_s = whisper.seconds, whisper.cpu_s
+    if profile:
+        words = baselines.time_whisper(wavs, words=True)
+        run.whisper_words_s, run.whisper_words_cpu_s = words.seconds, words.cpu_s
+        process_home = Path(tempfile.mkdtemp(prefix="convoice-bench-process-"))
+        timing = baselines.time_ingest_process(sources, process_home)
+        run.process_s, run.process_flow_s = timing.seconds, timing.flow_s
+        run.process_cpu_s = timing.cpu_s
+        shutil.rmtree(process_home, ignore_errors=True)
+    stages_before, cpu_before = cpu_clock.totals(), cpu_clock.cpu_seconds()
+    start = time.perf_counter()
+    report = ingest_flow(sources_file=str(sources), home=home)
+    run.flow_s = time.perf_counter() - start
+    run.flow_cpu_s = cpu_clock.cpu_seconds() - cpu_before
+    run.flow_stages = dict(report.stage_seconds)
+    run.flow_stages_cpu = cpu_clock.since(stages_before)
+    run.clips = report.clips
+    return run
 
 
 def held_out_lines(

@@ -3,8 +3,36 @@
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+@dataclass
+class ProfileRun:
+    """One round of ``convoice bench --profile --repeat N``: each timed thing once.
+
+    Wall and CPU seconds (user + sys, the process and its finished children); the
+    stages' CPU is the whole process's while each stage ran (:mod:`convoice.cpu_clock`).
+    """
+
+    load_average: float = 0.0  # the machine's 1-minute load average when the round began
+    whisper_s: float = 0.0
+    whisper_cpu_s: float = 0.0
+    whisper_words_s: float = 0.0
+    whisper_words_cpu_s: float = 0.0
+    process_s: float = 0.0
+    process_flow_s: float = 0.0
+    process_cpu_s: float = 0.0  # with its Prefect server's
+    flow_s: float = 0.0
+    flow_cpu_s: float = 0.0
+    flow_stages: dict[str, float] = field(default_factory=dict)
+    flow_stages_cpu: dict[str, float] = field(default_factory=dict)
+    clips: int = 0  # the flow's clips (the same every round, or the engine is not deterministic)
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
 
 
 @dataclass
@@ -26,6 +54,26 @@ class BenchmarkResult:
     hard_pairs: list[tuple[str, str, float]] = field(default_factory=list)
     held_out: list[str] = field(default_factory=list)  # speaker rules, one recording/voice out
     notes: list[str] = field(default_factory=list)
+    repeat: int = 1  # rounds of --profile --repeat: the figures above are their medians
+    flow_stages_cpu: dict[str, float] = field(default_factory=dict)  # CPU s, median of rounds
+    profile_runs: list[ProfileRun] = field(default_factory=list)  # every round, in order
+
+    def take_medians(self) -> None:
+        """Set the figures from :attr:`profile_runs`: each the median of its rounds."""
+        runs = self.profile_runs
+        if not runs:
+            return
+        self.whisper_fastest_s = _median([r.whisper_s for r in runs])
+        self.whisper_words_s = _median([r.whisper_words_s for r in runs])
+        self.process_s = _median([r.process_s for r in runs])
+        self.process_flow_s = _median([r.process_flow_s for r in runs])
+        self.flow_s = _median([r.flow_s for r in runs])
+        stages = list(dict.fromkeys(k for r in runs for k in r.flow_stages))
+        self.flow_stages = {k: _median([r.flow_stages.get(k, 0.0) for r in runs]) for k in stages}
+        cpu = list(dict.fromkeys(k for r in runs for k in r.flow_stages_cpu))
+        self.flow_stages_cpu = {
+            k: _median([r.flow_stages_cpu.get(k, 0.0) for r in runs]) for k in cpu
+        }
 
     @property
     def ratio_to_whisper(self) -> float:
@@ -66,7 +114,10 @@ class BenchmarkResult:
         return rows
 
     def render_profile(self) -> str:
-        """The per-stage table of issue 12: seconds and ratio to Whisper alone, one run."""
+        """The per-stage table of issue 12: seconds and ratio to Whisper alone, one run
+        (with ``--repeat N``: :meth:`render_repeats`)."""
+        if self.repeat > 1:
+            return self.render_repeats()
         base = self.whisper_fastest_s
         lines = [
             f"profile: {self.corpus}, {self.audio_seconds:.1f} s of audio (one run, same audio)",
@@ -75,6 +126,54 @@ class BenchmarkResult:
         for what, seconds in self.profile_rows():
             ratio = f"{seconds / base:16.2f}" if base else f"{'-':>16}"
             lines.append(f"  {what:<72} {seconds:8.1f} {ratio}")
+        if self.naive_s:
+            lines.append(f"  naive chain / flow = {self.naive_s / self.flow_s:.1f} (bar >= 10)")
+        if self.profile_runs:
+            lines.append("  CPU s (user + sys): " + _cpu_line(self.profile_runs[0]))
+        return "\n".join(lines)
+
+    def repeat_rows(self) -> list[tuple[str, list[float], list[float]]]:
+        """(what, wall seconds per round, CPU seconds per round) of :meth:`render_repeats`."""
+        runs = self.profile_runs
+        rows = [
+            ("faster-whisper base int8, batched 8, greedy, VAD, no word timestamps",
+             [r.whisper_s for r in runs], [r.whisper_cpu_s for r in runs]),
+            ("the same with word_timestamps=True",
+             [r.whisper_words_s for r in runs], [r.whisper_words_cpu_s for r in runs]),
+            ("`convoice ingest` as a process (CLI start to exit)",
+             [r.process_s for r in runs], [r.process_cpu_s for r in runs]),
+            ("  its start-up and exit (imports, Prefect's server, flow run set-up)",
+             [r.process_s - r.process_flow_s for r in runs], []),
+            ("  its flow (wall time its report gives; models finish loading in it)",
+             [r.process_flow_s for r in runs], []),
+            ("the flow (in this process, models loaded)",
+             [r.flow_s for r in runs], [r.flow_cpu_s for r in runs]),
+        ]  # fmt: skip
+        stages = list(dict.fromkeys(k for r in runs for k in (*r.flow_stages, *r.flow_stages_cpu)))
+        rows += [
+            (f"  {k}", [r.flow_stages.get(k, 0.0) for r in runs],
+             [r.flow_stages_cpu.get(k, 0.0) for r in runs])
+            for k in stages
+        ]  # fmt: skip
+        return rows
+
+    def render_repeats(self) -> str:
+        """``--profile --repeat N``: per row the median of the N rounds, their spread (min-max),
+        and the ratio of medians to Whisper alone's, for wall and for CPU seconds."""
+        runs = self.profile_runs
+        loads = [r.load_average for r in runs]
+        clips = sorted({r.clips for r in runs})
+        lines = [
+            f"profile: {self.corpus}, {self.audio_seconds:.1f} s of audio, {len(runs)} rounds "
+            "alternating (Whisper, with words, the process, the flow), same audio; "
+            f"load average {min(loads):.1f}-{max(loads):.1f}; clips per round {clips}",
+            f"  {'':<70} {'wall s':>7} {'min-max':>13} {'/ W':>5}"
+            f"   {'CPU s':>7} {'min-max':>13} {'/ W':>5}",
+        ]
+        base = _median([r.whisper_s for r in runs])
+        base_cpu = _median([r.whisper_cpu_s for r in runs])
+        for what, wall, cpu in self.repeat_rows():
+            lines.append(f"  {what:<70} {_spread(wall, base)}   {_spread(cpu, base_cpu)}")
         if self.naive_s:
             lines.append(f"  naive chain / flow = {self.naive_s / self.flow_s:.1f} (bar >= 10)")
         return "\n".join(lines)
@@ -124,6 +223,24 @@ class BenchmarkResult:
             + ", ".join(f"N={k}: {v:.1f} ms" for k, v in self.registry_match_ms.items())
         )
         return "\n".join(lines)
+
+
+def _spread(values: list[float], base: float) -> str:
+    """Median, min-max and median / ``base`` of one row's rounds (blank when not measured)."""
+    if not values:
+        return f"{'-':>7} {'':>13} {'':>5}"
+    mid = _median(values)
+    ratio = f"{mid / base:5.2f}" if base else f"{'-':>5}"
+    return f"{mid:7.1f} {f'{min(values):.1f}-{max(values):.1f}':>13} {ratio}"
+
+
+def _cpu_line(run: ProfileRun) -> str:
+    """One round's CPU seconds: Whisper's rows, the process, the flow and its stages."""
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in run.flow_stages_cpu.items())
+    return (
+        f"Whisper alone {run.whisper_cpu_s:.1f}, with words {run.whisper_words_cpu_s:.1f}, "
+        f"the process {run.process_cpu_s:.1f}, the flow {run.flow_cpu_s:.1f} ({stages})"
+    )
 
 
 def render_review(rows: list[dict[str, Any]]) -> list[str]:

@@ -51,6 +51,7 @@ class BenchOptions:
     out: Path | None = None
     profile: bool = False
     long: str | None = None
+    repeat: int = 1
 
 
 def bench_mode(
@@ -156,6 +157,8 @@ def _quality(opts: BenchOptions) -> None:
     from convoice.bench.corpus import CorpusFormatError
     from convoice.bench.quality import run_benchmark
 
+    if opts.repeat < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--repeat")
     try:
         result = run_benchmark(
             quick=opts.quick,
@@ -163,6 +166,7 @@ def _quality(opts: BenchOptions) -> None:
             split=opts.split.value,
             corpus_dir=str(opts.corpus) if opts.corpus else None,
             profile=opts.profile,
+            repeat=opts.repeat,
         )
     except CorpusFormatError as err:
         fail(err)
@@ -247,6 +251,13 @@ Profile = Annotated[
         "`convoice ingest` as a process, the flow and each stage, as ratios."
     ),
 ]
+Repeat = Annotated[
+    int,
+    typer.Option(
+        help="With --profile: time Whisper alone, with words, the process and the flow this "
+        "many times, alternating; print median, spread and ratios of medians (wall and CPU)."
+    ),
+]
 Vocabulary = Annotated[
     bool,
     typer.Option(
@@ -291,9 +302,10 @@ def bench_command(
     vocabulary: Vocabulary = False,
     long: Long = None,
     round_: Round = False,
+    repeat: Repeat = 1,
 ) -> None:
     """Measure quality and speed against baselines in the same run (see README)."""
     mode = bench_mode(voices, service, vocabulary, long, languages, round_, scale)
     opts = BenchOptions(quick, split, corpus, naive, sizes, requests, home, models, out,
-                        profile, long)  # fmt: skip
+                        profile, long, repeat)  # fmt: skip
     run_bench(mode, opts)

@@ -32,6 +32,7 @@ import re
 import sys
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,14 +73,27 @@ class OnnxGraph:
     dynamic_axes: dict[int, str]  # input axis -> name (the output's axis 0 is the batch)
 
 
-class OnnxRunner:
-    """One ONNX Runtime session: a float32 batch in, the network's output out (numpy)."""
+def split_batches() -> bool:
+    """Whether a runner splits each batch over its threads (``CONVOICE_ONNX_SPLIT=0``: no)."""
+    value = os.environ.get("CONVOICE_ONNX_SPLIT", "1").strip().lower()
+    return value not in {"0", "false", "no", "off"}
 
-    def __init__(self, path: Path, threads: int) -> None:
+
+class OnnxRunner:
+    """One ONNX Runtime session: a float32 batch in, the network's output out (numpy).
+
+    With ``threads`` > 1 and ``split`` (the default), the session runs on one thread and
+    each batch is cut into ``threads`` slices run side by side: every row's answer is the
+    same bit for bit (these networks treat a batch's rows independently), for less CPU
+    than one run whose operators each wake the other threads (``tests/test_onnx_runtime.py``).
+    """
+
+    def __init__(self, path: Path, threads: int, split: bool | None = None) -> None:
         import onnxruntime as ort
 
+        self.slices = threads if (split_batches() if split is None else split) else 1
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = 1 if self.slices > 1 else threads
         options.inter_op_num_threads = 1
         # Like OMP_WAIT_POLICY=PASSIVE for torch: idle threads sleep instead of
         # spinning, so they do not starve CTranslate2 or another process.
@@ -91,10 +105,19 @@ class OnnxRunner:
         self.path = path
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
+        self._pool: ThreadPoolExecutor | None = None
 
-    def __call__(self, batch: FloatArray) -> FloatArray:
+    def _run(self, batch: FloatArray) -> FloatArray:
         out = self.session.run(None, {self.input: np.ascontiguousarray(batch, np.float32)})
         return np.asarray(out[0], dtype=np.float32)
+
+    def __call__(self, batch: FloatArray) -> FloatArray:
+        parts = min(self.slices, len(batch))
+        if parts <= 1:
+            return self._run(batch)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.slices, thread_name_prefix="onnx")
+        return np.concatenate(list(self._pool.map(self._run, np.array_split(batch, parts))))
 
 
 def torch_version() -> str:

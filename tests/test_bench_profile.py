@@ -1,0 +1,106 @@
+"""``convoice bench --profile --repeat N``: CPU per stage, medians, spread, ratios of medians."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from convoice import cpu_clock
+from convoice.bench.result import BenchmarkResult, ProfileRun
+from convoice.models.run_summary import StageClock
+
+WHISPER = "faster-whisper base int8, batched 8, greedy, VAD, no word timestamps"
+FLOW = "the flow (in this process, models loaded)"
+
+
+def _busy(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_a_stage_is_charged_its_cpu_and_its_childrens() -> None:
+    before = cpu_clock.totals()
+    with cpu_clock.measure("probe-own"):
+        _busy(0.3)
+    child = "import time\nt = time.process_time() + 0.3\nwhile time.process_time() < t: pass"
+    with cpu_clock.measure("probe-child"):
+        subprocess.run([sys.executable, "-c", child], check=True)  # ffmpeg's CPU counts too
+    clock = StageClock()
+    with clock.stage("probe-clock"):
+        _busy(0.2)
+    time.sleep(0.3)  # waiting costs no CPU: outside any stage
+    spent = cpu_clock.since(before)
+    assert 0.3 <= spent["probe-own"] < 1.0
+    assert spent["probe-child"] >= 0.3
+    assert 0.2 <= spent["probe-clock"] < 1.0 and clock.seconds["probe-clock"] >= 0.2
+    assert cpu_clock.since(cpu_clock.totals()) == {}
+
+
+def _run(whisper: float, flow: float, cpu: float, load: float) -> ProfileRun:
+    return ProfileRun(
+        load_average=load,
+        whisper_s=whisper,
+        whisper_cpu_s=2 * whisper,
+        whisper_words_s=whisper * 1.1,
+        whisper_words_cpu_s=2.2 * whisper,
+        process_s=flow + 10,
+        process_flow_s=flow + 2,
+        process_cpu_s=2 * flow + 12,
+        flow_s=flow,
+        flow_cpu_s=cpu,
+        flow_stages={"embed": flow / 10, "transcribe": flow / 2},
+        flow_stages_cpu={"embed": cpu / 10, "transcribe": cpu / 2},
+        clips=49,
+    )
+
+
+def _rows(text: str) -> dict[str, list[str]]:
+    lines = text.splitlines()[2:]
+    return {line[:72].strip(): line[72:].split() for line in lines}
+
+
+def test_repeats_print_medians_spread_and_ratios_of_medians() -> None:
+    result = BenchmarkResult(corpus="4 episodes", audio_seconds=237.0, repeat=3)
+    # one disturbed round (Whisper twice as slow) moves no median
+    result.profile_runs = [
+        _run(10.0, 13.0, 24.0, 1.2),
+        _run(20.0, 14.0, 26.0, 9.5),
+        _run(11.0, 12.0, 25.0, 2.0),
+    ]
+    result.take_medians()
+    assert (result.whisper_fastest_s, result.flow_s, result.process_s) == (11.0, 13.0, 23.0)
+    assert result.flow_stages == {"embed": 1.3, "transcribe": 6.5}
+    assert result.flow_stages_cpu == {"embed": 2.5, "transcribe": 12.5}
+    text = result.render_profile()
+    assert "3 rounds alternating" in text and "load average 1.2-9.5" in text
+    assert "clips per round [49]" in text
+    rows = _rows(text)
+    assert rows[WHISPER] == ["11.0", "10.0-20.0", "1.00", "22.0", "20.0-40.0", "1.00"]
+    # ratios of medians: 13 / 11 wall, 25 / 22 CPU
+    assert rows[FLOW] == ["13.0", "12.0-14.0", "1.18", "25.0", "24.0-26.0", "1.14"]
+    assert rows["embed"] == ["1.3", "1.2-1.4", "0.12", "2.5", "2.4-2.6", "0.11"]
+    start_up = "its start-up and exit (imports, Prefect's server, flow run set-up)"
+    assert rows[start_up] == ["8.0", "8.0-8.0", "0.73", "-"]  # no CPU of its own
+
+
+def test_one_round_keeps_the_one_run_table_and_adds_its_cpu() -> None:
+    result = BenchmarkResult(corpus="4 episodes", audio_seconds=237.0)
+    result.profile_runs = [_run(10.0, 13.0, 24.0, 1.0)]
+    result.take_medians()
+    text = result.render_profile()
+    assert "(one run, same audio)" in text and "rounds" not in text
+    line = next(x for x in text.splitlines() if x.strip().startswith(WHISPER))
+    assert line.split()[-2:] == ["10.0", "1.00"]
+    assert "CPU s (user + sys): Whisper alone 20.0, with words 22.0, the process 38.0" in text
+    assert "the flow 24.0 (embed 2.4, transcribe 12.0)" in text
+
+
+def test_repeat_must_be_positive() -> None:
+    from convoice.bench.quality import run_benchmark
+
+    with pytest.raises(ValueError, match="at least 1"):
+        run_benchmark(repeat=0)
