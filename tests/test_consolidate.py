@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from store_rows import clip_rows
 
 from convoice.config import ConsolidationSettings
 from convoice.models.consolidate import (
@@ -169,23 +170,6 @@ def _speaker(sid: str, vector: np.ndarray, n: int, name: str = "") -> Speaker:
                    name=name)  # fmt: skip
 
 
-def _clip_rows(rows: list[tuple[str, str, str]]) -> pa.Table:
-    n = len(rows)
-    columns = {
-        "clip_id": pa.array([r[0] for r in rows]),
-        "recording_id": pa.array([r[1] for r in rows]),
-        "speaker_id": pa.array([r[2] for r in rows]),
-        "start": pa.array([0.0] * n),
-        "end": pa.array([3.0] * n),
-        "duration": pa.array([3.0] * n),
-        "status": pa.array(["accepted"] * n),
-        "audio_uri": pa.array([f"audio/clips/{r[1]}/{r[0]}.flac" for r in rows]),
-        "embedding": pa.array([[0.1] * 256] * n, CLIP_SCHEMA.field("embedding").type),
-    }
-    arrays = [columns.get(f.name, pa.nulls(n, f.type)) for f in CLIP_SCHEMA]
-    return pa.Table.from_arrays(arrays, schema=CLIP_SCHEMA)
-
-
 @pytest.fixture
 def split_store(tmp_path: Path) -> Store:
     """A: two ids in two recordings (a split); B: another voice sharing r1 with A's first."""
@@ -193,7 +177,7 @@ def split_store(tmp_path: Path) -> Store:
     a, b, c = _voices(3, seed=9)
     store.tables.append(
         "clips",
-        _clip_rows([
+        clip_rows([
             ("c1", "r1", "spk_a1"), ("c2", "r1", "spk_b"), ("c3", "r2", "spk_a2"),
             ("c4", "r3", "spk_c1"), ("c5", "r4", "spk_c2"),
         ]),
@@ -403,7 +387,7 @@ def test_a_store_read_in_many_files_gives_each_speaker_its_recordings_once(
     from convoice.storage.consolidation import effective_speakers
 
     store = split_store
-    store.tables.append("clips", _clip_rows([("c6", "r1", "spk_a1"), ("c7", "r2", "spk_a2")]))
+    store.tables.append("clips", clip_rows([("c6", "r1", "spk_a1"), ("c7", "r2", "spk_a2")]))
     found = store.tables.distinct("clips", CLIP_SCHEMA, ["speaker_id", "recording_id"])
     assert found.schema == pa.schema(
         [CLIP_SCHEMA.field("speaker_id"), CLIP_SCHEMA.field("recording_id")]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from store_rows import clip_rows
 
 from convoice.config import ConsolidationSettings
 from convoice.models.consolidate import (
@@ -134,26 +134,6 @@ def test_two_means_finds_the_two_voices_and_bad_inputs_are_refused() -> None:
 # -- a real store --------------------------------------------------------------
 
 
-def _clip_rows(rows: list[tuple[str, str, str, np.ndarray]]) -> pa.Table:
-    n = len(rows)
-    columns = {
-        "clip_id": pa.array([r[0] for r in rows]),
-        "recording_id": pa.array([r[1] for r in rows]),
-        "speaker_id": pa.array([r[2] for r in rows]),
-        "start": pa.array([0.0] * n),
-        "end": pa.array([3.0] * n),
-        "duration": pa.array([3.0] * n),
-        "status": pa.array(["accepted"] * n),
-        "audio_uri": pa.array([f"audio/clips/{r[1]}/{r[0]}.flac" for r in rows]),
-        "embedding": pa.array([[0.1] * 256] * n, CLIP_SCHEMA.field("embedding").type),
-        "speaker_embedding": pa.array(
-            [r[3].tolist() for r in rows], CLIP_SCHEMA.field("speaker_embedding").type
-        ),
-    }
-    arrays = [columns.get(f.name, pa.nulls(n, f.type)) for f in CLIP_SCHEMA]
-    return pa.Table.from_arrays(arrays, schema=CLIP_SCHEMA)
-
-
 @pytest.fixture
 def two_voice_store(tmp_path: Path) -> Store:
     """spk_a: voice A in r1, r2 (3 clips each) and voice B in r3 (2 clips); spk_b: B in r4."""
@@ -166,7 +146,7 @@ def two_voice_store(tmp_path: Path) -> Store:
     for k, (recording, speaker, voice) in enumerate(plan):
         for j in range(3 if recording in ("r1", "r2") else 2):
             rows.append((f"c{k}{j}", recording, speaker, _near(voice, 0.9, 10 * k + j)))
-    store.tables.append("clips", _clip_rows(rows))
+    store.tables.append("clips", clip_rows([r[:3] for r in rows], [r[3] for r in rows]))
     sums = {s: sum(r[3] for r in rows if r[2] == s) for s in ("spk_a", "spk_b")}
     save_speakers(store, [
         Speaker("spk_a", sums["spk_a"].astype(np.float32), 8, 24.0, 3, "2025-01-01", "2025-01-01"),

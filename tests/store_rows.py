@@ -1,0 +1,39 @@
+"""Minimal ``clips`` rows for store tests: the columns consolidation reads, nulls elsewhere."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from convoice.storage.schema import CLIP_SCHEMA
+
+
+def clip_rows(
+    rows: Sequence[tuple[str, str, str]], speaker_embeddings: Sequence[np.ndarray] | None = None
+) -> pa.Table:
+    """Accepted 3 s clips from (clip id, recording id, speaker id) rows.
+
+    ``speaker_embeddings``: one CAM++ vector per row (the split step reads them);
+    without it the column is null, as in a store made before CAM++.
+    """
+    n = len(rows)
+    columns = {
+        "clip_id": pa.array([r[0] for r in rows]),
+        "recording_id": pa.array([r[1] for r in rows]),
+        "speaker_id": pa.array([r[2] for r in rows]),
+        "start": pa.array([0.0] * n),
+        "end": pa.array([3.0] * n),
+        "duration": pa.array([3.0] * n),
+        "status": pa.array(["accepted"] * n),
+        "audio_uri": pa.array([f"audio/clips/{r[1]}/{r[0]}.flac" for r in rows]),
+        "embedding": pa.array([[0.1] * 256] * n, CLIP_SCHEMA.field("embedding").type),
+    }
+    if speaker_embeddings is not None:
+        columns["speaker_embedding"] = pa.array(
+            [np.asarray(v).tolist() for v in speaker_embeddings],
+            CLIP_SCHEMA.field("speaker_embedding").type,
+        )
+    arrays = [columns.get(f.name, pa.nulls(n, f.type)) for f in CLIP_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=CLIP_SCHEMA)
