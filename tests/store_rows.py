@@ -1,4 +1,4 @@
-"""Minimal ``clips`` rows for store tests: the columns consolidation reads, nulls elsewhere."""
+"""Made-up voices and minimal ``clips`` rows for the consolidation tests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,23 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from convoice.models.consolidate import unit_rows
 from convoice.storage.schema import CLIP_SCHEMA
+
+DIM = 192  # CAM++'s embedding size
+
+
+def voices(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` random unit vectors (unlike voices: near-orthogonal in 192 dimensions)."""
+    return unit_rows(np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32))
+
+
+def near(v: np.ndarray, cosine: float, seed: int) -> np.ndarray:
+    """A unit vector at about ``cosine`` from ``v``."""
+    noise = np.random.default_rng(seed).standard_normal(v.shape).astype(np.float32)
+    noise -= (noise @ v) * v
+    noise /= np.linalg.norm(noise)
+    return (cosine * v + np.sqrt(1 - cosine**2) * noise).astype(np.float32)
 
 
 def clip_rows(

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from store_rows import clip_rows
+from store_rows import clip_rows, near, voices
 
 from convoice.config import ConsolidationSettings
 from convoice.models.consolidate import (
@@ -26,20 +26,6 @@ from convoice.storage.consolidation import consolidate_store
 from convoice.storage.identity import change_records, changes
 from convoice.storage.schema import CLIP_SCHEMA
 
-DIM = 192
-
-
-def _voices(n: int, seed: int = 0) -> np.ndarray:
-    return unit_rows(np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32))
-
-
-def _near(v: np.ndarray, cosine: float, seed: int) -> np.ndarray:
-    """A unit vector at about ``cosine`` from ``v``."""
-    noise = np.random.default_rng(seed).standard_normal(v.shape).astype(np.float32)
-    noise -= (noise @ v) * v
-    noise /= np.linalg.norm(noise)
-    return (cosine * v + np.sqrt(1 - cosine**2) * noise).astype(np.float32)
-
 
 def _registry(vectors: list[np.ndarray], recordings: list[set[str]], clips: list[int]) -> Registry:
     return Registry(
@@ -51,8 +37,8 @@ def _registry(vectors: list[np.ndarray], recordings: list[set[str]], clips: list
 
 
 def test_a_split_across_recordings_merges_into_the_larger_speaker() -> None:
-    a, b = _voices(2)
-    reg = _registry([a, _near(a, 0.8, 1), b], [{"r1", "r2"}, {"r3"}, {"r4"}], [10, 3, 5])
+    a, b = voices(2)
+    reg = _registry([a, near(a, 0.8, 1), b], [{"r1", "r2"}, {"r3"}, {"r4"}], [10, 3, 5])
     merges = plan_consolidation(reg, 0.6)
     assert [(m.merged, m.kept) for m in merges] == [("spk_1", "spk_0")]
     assert merges[0].similarity == pytest.approx(0.8, abs=0.01)
@@ -60,15 +46,15 @@ def test_a_split_across_recordings_merges_into_the_larger_speaker() -> None:
 
 
 def test_speakers_of_one_recording_never_merge_however_alike() -> None:
-    (a,) = _voices(1)
-    reg = _registry([a, _near(a, 0.95, 1)], [{"r1", "r2"}, {"r2"}], [10, 3])
+    (a,) = voices(1)
+    reg = _registry([a, near(a, 0.95, 1)], [{"r1", "r2"}, {"r2"}], [10, 3])
     assert plan_consolidation(reg, 0.6) == []
 
 
 def test_a_merged_group_inherits_its_members_recordings() -> None:
     # 0 and 2 share r1; 1 is close to both: it may join one of them, never bridge the two.
-    (a,) = _voices(1)
-    reg = _registry([a, _near(a, 0.9, 1), _near(a, 0.85, 2)], [{"r1"}, {"r2"}, {"r1"}], [10, 5, 4])
+    (a,) = voices(1)
+    reg = _registry([a, near(a, 0.9, 1), near(a, 0.85, 2)], [{"r1"}, {"r2"}, {"r1"}], [10, 5, 4])
     merges = plan_consolidation(reg, 0.6)
     assert len(merges) == 1 and {merges[0].merged, merges[0].kept} <= {"spk_0", "spk_1", "spk_2"}
     survivors = {"spk_0", "spk_1", "spk_2"} - {merges[0].merged}
@@ -76,15 +62,15 @@ def test_a_merged_group_inherits_its_members_recordings() -> None:
 
 
 def test_speakers_a_person_told_apart_never_merge() -> None:
-    (a,) = _voices(1)
-    reg = _registry([a, _near(a, 0.9, 1)], [{"r1"}, {"r2"}], [10, 3])
+    (a,) = voices(1)
+    reg = _registry([a, near(a, 0.9, 1)], [{"r1"}, {"r2"}], [10, 3])
     assert plan_consolidation(reg, 0.6, apart=[("spk_1", "spk_0")]) == []
     assert len(plan_consolidation(reg, 0.6)) == 1
 
 
 def test_an_id_people_gave_is_never_merged_away() -> None:
-    (a,) = _voices(1)
-    reg = _registry([a, _near(a, 0.9, 1)], [{"r1"}, {"r2"}], [10, 3])
+    (a,) = voices(1)
+    reg = _registry([a, near(a, 0.9, 1)], [{"r1"}, {"r2"}], [10, 3])
     pinned_small = Registry(reg.ids, reg.sums, reg.rank, reg.recordings, [False, True])
     merges = plan_consolidation(pinned_small, 0.6)
     assert [(m.merged, m.kept) for m in merges] == [("spk_0", "spk_1")]  # the pinned id lives on
@@ -93,7 +79,7 @@ def test_an_id_people_gave_is_never_merged_away() -> None:
 
 
 def test_a_chain_of_neighbours_does_not_pull_unlike_voices_together() -> None:
-    a, b = _voices(2)
+    a, b = voices(2)
     middle = unit_rows((a + b)[None, :])[0]  # about 0.7 from each, a and b about 0
     reg = _registry([a, middle, b], [{"r1"}, {"r2"}, {"r3"}], [10, 1, 10])
     merges = plan_consolidation(reg, 0.6)
@@ -101,7 +87,7 @@ def test_a_chain_of_neighbours_does_not_pull_unlike_voices_together() -> None:
 
 
 def test_bad_inputs_are_refused_with_a_message() -> None:
-    (a,) = _voices(1)
+    (a,) = voices(1)
     reg = _registry([a], [{"r1"}], [1])
     with pytest.raises(ConsolidationError, match="threshold"):
         plan_consolidation(reg, 1.5)
@@ -112,16 +98,16 @@ def test_bad_inputs_are_refused_with_a_message() -> None:
 
 def test_two_speakers_each_heard_in_several_recordings_stay_apart_under_the_guards() -> None:
     """Matching told them apart recording after recording: two voices of one engine, not a split."""
-    (a,) = _voices(1)
-    reg = _registry([a, _near(a, 0.8, 1)], [{"r1", "r2"}, {"r3", "r4"}], [10, 8])
+    (a,) = voices(1)
+    reg = _registry([a, near(a, 0.8, 1)], [{"r1", "r2"}, {"r3", "r4"}], [10, 8])
     assert len(plan_consolidation(reg, 0.6)) == 1  # the threshold alone merges them
     assert plan_consolidation(reg, 0.6, guards=Guards()) == []
     assert len(plan_consolidation(reg, 0.6, guards=Guards(max_recordings=2))) == 1
 
 
 def test_a_piece_heard_in_one_recording_merges_and_the_why_names_the_guards() -> None:
-    a, b = _voices(2)
-    reg = _registry([a, _near(a, 0.8, 1), b], [{"r1", "r2"}, {"r3"}, {"r4", "r5"}], [10, 3, 5])
+    a, b = voices(2)
+    reg = _registry([a, near(a, 0.8, 1), b], [{"r1", "r2"}, {"r3"}, {"r4", "r5"}], [10, 3, 5])
     merges = plan_consolidation(reg, 0.6, guards=Guards())
     assert [(m.merged, m.kept) for m in merges] == [("spk_1", "spk_0")]
     assert "no third speaker within 0.10" in merges[0].why
@@ -130,10 +116,10 @@ def test_a_piece_heard_in_one_recording_merges_and_the_why_names_the_guards() ->
 
 def test_a_third_speaker_close_to_the_merged_pair_blocks_the_merge() -> None:
     """Three close voices (one engine's hard pair) are not one person split in two."""
-    (a,) = _voices(1)
-    b = _near(a, 0.8, 1)
+    (a,) = voices(1)
+    b = near(a, 0.8, 1)
     middle = unit_rows((a + b)[None, :])[0]
-    c = _near(middle, 0.8, 2)  # shares a recording with both: it never merges itself
+    c = near(middle, 0.8, 2)  # shares a recording with both: it never merges itself
     reg = _registry([a, b, c], [{"r1", "r2"}, {"r3"}, {"r1", "r3"}], [10, 3, 10])
     assert float(c @ middle) > 0.8 - 0.10  # within the margin of the pair's similarity
     assert len(plan_consolidation(reg, 0.6)) == 1  # the threshold alone merges a and b
@@ -152,8 +138,8 @@ def test_bad_guards_are_refused_and_the_shipped_settings_use_them() -> None:
 
 
 def test_the_inverted_file_finds_the_pairs_all_pairs_would() -> None:
-    base = _voices(3000, seed=5)
-    twins = np.stack([_near(base[i], 0.85, 100 + i) for i in range(2000)])
+    base = voices(3000, seed=5)
+    twins = np.stack([near(base[i], 0.85, 100 + i) for i in range(2000)])
     unit = np.concatenate([base, twins])  # 5000 rows: above the exact limit
     found = {(i, j) for _, i, j in candidate_pairs(unit, 0.6)}
     wanted = {(i, 3000 + i) for i in range(2000)}
@@ -174,7 +160,7 @@ def _speaker(sid: str, vector: np.ndarray, n: int, name: str = "") -> Speaker:
 def split_store(tmp_path: Path) -> Store:
     """A: two ids in two recordings (a split); B: another voice sharing r1 with A's first."""
     store = Store(tmp_path / "store")
-    a, b, c = _voices(3, seed=9)
+    a, b, c = voices(3, seed=9)
     store.tables.append(
         "clips",
         clip_rows([
@@ -185,9 +171,9 @@ def split_store(tmp_path: Path) -> Store:
     from convoice.storage.review_state import save_speakers
 
     save_speakers(store, [
-        _speaker("spk_a1", a, 6), _speaker("spk_a2", _near(a, 0.8, 1), 2),
-        _speaker("spk_b", _near(a, 0.75, 2), 4),
-        _speaker("spk_c1", c, 3), _speaker("spk_c2", _near(c, 0.8, 3), 3),
+        _speaker("spk_a1", a, 6), _speaker("spk_a2", near(a, 0.8, 1), 2),
+        _speaker("spk_b", near(a, 0.75, 2), 4),
+        _speaker("spk_c1", c, 3), _speaker("spk_c2", near(c, 0.8, 3), 3),
     ])  # fmt: skip
     del b
     return store
@@ -316,7 +302,7 @@ def test_a_review_task_pushed_before_a_merge_counts_for_the_surviving_id() -> No
     from convoice.records import StoredClip
     from convoice.review.decisions import plan_pull
 
-    (a,) = _voices(1, seed=4)
+    (a,) = voices(1, seed=4)
     speakers = {"spk_a1": _speaker("spk_a1", a, 8)}  # spk_a2 was folded into spk_a1
     rows = {
         "clip_1": {
@@ -373,8 +359,8 @@ def _pairs_one_loop(unit: np.ndarray, threshold: float, probe: int) -> set[tuple
 
 
 def test_the_inverted_file_in_threads_finds_what_one_loop_finds() -> None:
-    base = _voices(3000, seed=5)
-    twins = np.stack([_near(base[i], 0.85, 100 + i) for i in range(2000)])
+    base = voices(3000, seed=5)
+    twins = np.stack([near(base[i], 0.85, 100 + i) for i in range(2000)])
     unit = np.concatenate([base, twins])
     got = candidate_pairs(unit, 0.6, probe=10)
     assert len(got) == len(set(got))  # each pair once
@@ -409,7 +395,7 @@ def test_the_registry_is_written_column_wise_as_row_by_row() -> None:
     from convoice.storage.schema import SPEAKER_SCHEMA, speaker_to_row, speakers_to_table
 
     speakers = [
-        _speaker("spk_a", _voices(1, seed=1)[0], 3),
+        _speaker("spk_a", voices(1, seed=1)[0], 3),
         Speaker("spk_b", np.ones(4, np.float64), 2, 1.5, 2, "x", "y", "r1",
                 np.full(4, 2.0, np.float32), 2, 0.5, LabelSource.HUMAN, "Ann"),
     ]  # fmt: skip

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 import pytest
-from store_rows import clip_rows
+from store_rows import DIM, clip_rows, near, voices
 
 from convoice.config import ConsolidationSettings
 from convoice.models.consolidate import (
@@ -26,20 +26,7 @@ from convoice.storage.consolidation import consolidate_store
 from convoice.storage.identity import change_records, changes
 from convoice.storage.schema import CLIP_SCHEMA
 
-DIM = 192
 GUARDS = Guards(max_recordings=1, margin=0.10)
-
-
-def _voices(n: int, seed: int = 0) -> np.ndarray:
-    return unit_rows(np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32))
-
-
-def _near(v: np.ndarray, cosine: float, seed: int) -> np.ndarray:
-    """A unit vector at about ``cosine`` from ``v``."""
-    noise = np.random.default_rng(seed).standard_normal(v.shape).astype(np.float32)
-    noise -= (noise @ v) * v
-    noise /= np.linalg.norm(noise)
-    return (cosine * v + np.sqrt(1 - cosine**2) * noise).astype(np.float32)
 
 
 def _case(
@@ -70,13 +57,13 @@ def _case(
 
 def _two_voices_in_one_id(pinned: tuple[bool, ...] = ()) -> tuple[Registry, Parts]:
     """spk_a: voice A in r1, r2 and voice B in r3; spk_b: voice B alone in r4."""
-    a, b = _voices(2, seed=4)
+    a, b = voices(2, seed=4)
     return _case(
         [
-            (0, "r1", _near(a, 0.9, 1), 5),
-            (0, "r2", _near(a, 0.9, 2), 5),
-            (0, "r3", _near(b, 0.9, 3), 3),
-            (1, "r4", _near(b, 0.9, 5), 4),
+            (0, "r1", near(a, 0.9, 1), 5),
+            (0, "r2", near(a, 0.9, 2), 5),
+            (0, "r3", near(b, 0.9, 3), 3),
+            (1, "r4", near(b, 0.9, 5), 4),
         ],
         ["spk_a", "spk_b"],
         pinned,
@@ -117,8 +104,8 @@ def test_an_id_people_gave_or_made_is_never_split() -> None:
 
 
 def test_two_means_finds_the_two_voices_and_bad_inputs_are_refused() -> None:
-    a, b = _voices(2, seed=8)
-    rows = unit_rows(np.stack([_near(a, 0.9, 1), _near(b, 0.9, 2), _near(a, 0.9, 3)]))
+    a, b = voices(2, seed=8)
+    rows = unit_rows(np.stack([near(a, 0.9, 1), near(b, 0.9, 2), near(a, 0.9, 3)]))
     label = two_groups(rows, np.ones(3, np.float32))
     assert label is not None and label[0] == label[2] != label[1]
     assert two_groups(unit_rows(np.stack([a, a])), np.ones(2, np.float32)) is None
@@ -140,12 +127,12 @@ def two_voice_store(tmp_path: Path) -> Store:
     from convoice.storage.review_state import save_speakers
 
     store = Store(tmp_path / "store")
-    a, b = _voices(2, seed=11)
+    a, b = voices(2, seed=11)
     plan = [("r1", "spk_a", a), ("r2", "spk_a", a), ("r3", "spk_a", b), ("r4", "spk_b", b)]
     rows = []
     for k, (recording, speaker, voice) in enumerate(plan):
         for j in range(3 if recording in ("r1", "r2") else 2):
-            rows.append((f"c{k}{j}", recording, speaker, _near(voice, 0.9, 10 * k + j)))
+            rows.append((f"c{k}{j}", recording, speaker, near(voice, 0.9, 10 * k + j)))
     store.tables.append("clips", clip_rows([r[:3] for r in rows], [r[3] for r in rows]))
     sums = {s: sum(r[3] for r in rows if r[2] == s) for s in ("spk_a", "spk_b")}
     save_speakers(store, [
@@ -188,7 +175,7 @@ def test_a_store_splits_once_records_it_and_old_releases_keep_their_ids(
     assert ids["spk_a"].n_clips == 6 and ids["spk_a"].n_recordings == 2
     survivor = ids[seen["c20"]]
     assert survivor.n_clips == 4
-    b = _voices(2, seed=11)[1]
+    b = voices(2, seed=11)[1]
     assert float(survivor.centroid @ b) > 0.9 and float(ids["spk_a"].centroid @ b) < 0.3
     # a second run changes nothing
     again = consolidate_store(store, ConsolidationSettings(), run_id="again")
