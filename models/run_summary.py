@@ -47,12 +47,11 @@ class StageClock:
     def stage(self, name: str) -> Iterator[None]:
         """Time the block as stage ``name`` (its CPU too: :mod:`convoice.cpu_clock`)."""
         start = time.perf_counter()
-        cpu = cpu_clock.cpu_seconds()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
-            cpu_clock.add(name, cpu_clock.cpu_seconds() - cpu)
+        with cpu_clock.measure(name):
+            try:
+                yield
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
 @dataclass(frozen=True)
