@@ -27,12 +27,15 @@ def near(v: np.ndarray, cosine: float, seed: int) -> np.ndarray:
 
 
 def clip_rows(
-    rows: Sequence[tuple[str, str, str]], speaker_embeddings: Sequence[np.ndarray] | None = None
+    rows: Sequence[tuple[str, str, str]],
+    speaker_embeddings: Sequence[np.ndarray] | None = None,
+    recording_speakers: Sequence[str] | None = None,
 ) -> pa.Table:
     """Accepted 3 s clips from (clip id, recording id, speaker id) rows.
 
     ``speaker_embeddings``: one CAM++ vector per row (the split step reads them);
     without it the column is null, as in a store made before CAM++.
+    ``recording_speakers``: each clip's local speaker ("S0", ...; a re-label reads it).
     """
     n = len(rows)
     columns = {
@@ -46,6 +49,8 @@ def clip_rows(
         "audio_uri": pa.array([f"audio/clips/{r[1]}/{r[0]}.flac" for r in rows]),
         "embedding": pa.array([[0.1] * 256] * n, CLIP_SCHEMA.field("embedding").type),
     }
+    if recording_speakers is not None:
+        columns["recording_speaker"] = pa.array(list(recording_speakers), pa.string())
     if speaker_embeddings is not None:
         columns["speaker_embedding"] = pa.array(
             [np.asarray(v).tolist() for v in speaker_embeddings],

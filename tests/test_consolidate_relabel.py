@@ -1,0 +1,174 @@
+"""A consolidated store re-labelled after an encoder promotion: the healing stays, nothing stale.
+
+A real store (clip rows, recordings, registry, people's labels), real
+consolidation (a split, merges), the re-label ``convoice retrain encoder`` /
+``encoder promote`` runs after a promotion (:func:`relabel_store`), then what
+readers, a release and a second consolidation see.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from store_rows import DIM, clip_rows, near, voices
+
+from convoice.config import ConsolidationSettings, load_settings
+from convoice.models.registry import new_speaker_id
+from convoice.records import ChangeKind, Speaker
+from convoice.storage import Store
+from convoice.storage.consolidation import consolidate_store
+from convoice.storage.review_state import save_speakers
+from convoice.storage.schema import RECORDING_SCHEMA
+from convoice.training.round_store import relabel_store
+
+# (recording, local speaker, voice, machine id at ingest); recordings in ingest order
+INGEST = ["r1", "r5", "r2", "r4", "r3"]
+ID_A, ID_C = new_speaker_id("r1", 0), new_speaker_id("r1", 1)
+ID_Y, ID_B, ID_X = new_speaker_id("r5", 0), new_speaker_id("r4", 0), new_speaker_id("r3", 1)
+PERSON_CLIP = "r2-S0-0"
+
+
+def _plan() -> list[tuple[str, str, np.ndarray, str]]:
+    """Voice A in r1, r2, r3 (S1) and, weaker, r5; B in r4 and r3 (S0); C in r1 (S1).
+
+    As ingested: r3's B took A's id (the greedy match's mistake), r3's A a new
+    id (x), r5's weak A a new id (y).
+    """
+    a, b, c = voices(3, seed=21)
+    weak_a = near(a, 0.62, 7)
+    return [
+        ("r1", "S0", a, ID_A),
+        ("r1", "S1", c, ID_C),
+        ("r5", "S0", weak_a, ID_Y),
+        ("r2", "S0", a, ID_A),
+        ("r4", "S0", b, ID_B),
+        ("r3", "S0", b, ID_A),
+        ("r3", "S1", a, ID_X),
+    ]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    """The store as ingested, one person's label on a clip of A (they say it is C)."""
+    store = Store(tmp_path / "store")
+    rows, embeddings, local = [], [], []
+    for k, (recording, speaker, voice, machine) in enumerate(_plan()):
+        for j in range(3):
+            rows.append((f"{recording}-{speaker}-{j}", recording, machine))
+            embeddings.append(near(voice, 0.92, 100 * k + j))
+            local.append(speaker)
+    store.tables.append("clips", clip_rows(rows, embeddings, local))
+    n = len(INGEST)
+    recordings = {
+        "recording_id": pa.array(INGEST),
+        "ingested_at": pa.array([f"2025-01-0{i + 1}T00:00:00+00:00" for i in range(n)]),
+    }
+    store.tables.append(
+        "recordings",
+        pa.Table.from_arrays(
+            [recordings.get(f.name, pa.nulls(n, f.type)) for f in RECORDING_SCHEMA],
+            schema=RECORDING_SCHEMA,
+        ),
+    )
+    speakers: dict[str, Speaker] = {}
+    for (_, recording, machine), vector in zip(rows, embeddings, strict=True):
+        first = f"2025-01-0{INGEST.index(recording) + 1}"
+        old = speakers.get(machine) or Speaker(machine, np.zeros(DIM, np.float32), 0, 0.0, 0,
+                                               first, first)  # fmt: skip
+        speakers[machine] = Speaker(
+            machine, (old.vector_sum + vector).astype(np.float32), old.n_clips + 1,
+            old.total_duration + 3.0, len({r[1] for r in rows if r[2] == machine}),
+            old.first_seen, first,
+        )  # fmt: skip
+    save_speakers(store, list(speakers.values()))
+    store.add_labels([
+        {"clip_id": PERSON_CLIP, "field": "speaker_id", "value": ID_C, "labelled_by": "ann@x.org"},
+        {"clip_id": PERSON_CLIP, "field": "status", "value": "accepted", "labelled_by": "ann@x.org"},
+    ])  # fmt: skip
+    return store
+
+
+def _reads(store: Store) -> dict[str, str]:
+    """Each clip's speaker as every reader sees it (people's labels applied)."""
+    table = store.materialized_clips()
+    return dict(zip(table["clip_id"].to_pylist(), table["speaker_id"].to_pylist(), strict=True))
+
+
+def _voice_of(clip_id: str) -> str:
+    recording, speaker, _ = clip_id.split("-")
+    return {("r1", "S0"): "A", ("r1", "S1"): "C", ("r5", "S0"): "A", ("r2", "S0"): "A",
+            ("r4", "S0"): "B", ("r3", "S0"): "B", ("r3", "S1"): "A"}[(recording, speaker)]  # fmt: skip
+
+
+def _one_id_per_voice(reads: dict[str, str]) -> None:
+    """Every voice reads as one id, no two voices share one; the person's clip as they said."""
+    assert reads[PERSON_CLIP] == ID_C
+    ids: dict[str, set[str]] = {}
+    for clip_id, speaker in reads.items():
+        if clip_id != PERSON_CLIP:
+            ids.setdefault(_voice_of(clip_id), set()).add(speaker)
+    assert all(len(v) == 1 for v in ids.values()), ids
+    assert len(set().union(*ids.values())) == 3, ids
+
+
+def _relabel(store: Store, tmp_path: Path) -> None:
+    """The re-label after a promotion, on embeddings the new encoder made (here: the same)."""
+    settings = load_settings(None, home=str(tmp_path / "home"))
+    clips = store.tables.read("clips", store.clips().schema)
+    known = {
+        c: np.asarray(v, np.float32)
+        for c, v in zip(
+            clips["clip_id"].to_pylist(), clips["speaker_embedding"].to_pylist(), strict=True
+        )
+    }
+    relabel_store(store, settings, "pretrained", "", known, "campplus")
+
+
+def test_a_relabel_keeps_the_healing_and_moves_no_clip_by_a_stale_change(
+    store: Store, tmp_path: Path
+) -> None:
+    healed = consolidate_store(store, ConsolidationSettings(), run_id="heal")
+    assert [(s.split, s.recordings) for s in healed.splits] == [(ID_A, ("r3",))]
+    piece = healed.splits[0].piece
+    merged = {(m.merged, m.kept) for m in healed.merges}
+    assert merged == {(ID_B, piece), (ID_X, ID_A), (ID_Y, ID_A)}  # the piece keeps A's rank
+    before = _reads(store)
+    _one_id_per_voice(before)
+
+    _relabel(store, tmp_path)
+    after = _reads(store)
+    assert after == before  # no clip moved by a change row made on the old ids
+    _one_id_per_voice(after)
+    # the registry holds the ids clips read as, with the clips they read as
+    registry = {s.speaker_id: s for s in store.speakers()}
+    assert set(registry) == {ID_A, piece, ID_C}
+    a, b, _ = voices(3, seed=21)
+    assert float(registry[piece].centroid @ b) > 0.9 and float(registry[ID_A].centroid @ b) < 0.3
+
+    # a release (what `dataset pull` gets) reads the same
+    release = store.release(tag="after-relabel")
+    released = pq.read_table(Path(release.path) / "clips.parquet").to_pylist()
+    assert {r["clip_id"]: r["speaker_id"] for r in released} == after
+    person = next(r for r in released if r["clip_id"] == PERSON_CLIP)
+    assert person["labelled_by"] == "ann@x.org"
+
+    # consolidating again finds nothing left to do
+    again = consolidate_store(store, ConsolidationSettings(), run_id="again")
+    assert (again.splits, again.merges, again.finished) == ([], [], 0)
+    assert _reads(store) == after
+    # re-labelling again (a second promotion) changes nothing either
+    _relabel(store, tmp_path)
+    assert _reads(store) == after
+    assert {s.speaker_id for s in store.speakers()} == {ID_A, piece, ID_C}
+    kinds = [c.kind for c in _changes(store)]
+    assert kinds.count(ChangeKind.SPLIT) == 1  # history kept, nothing duplicated
+
+
+def _changes(store: Store) -> list:  # type: ignore[type-arg]
+    from convoice.storage.identity import change_records, changes
+
+    return change_records(changes(store))
