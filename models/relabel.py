@@ -7,7 +7,16 @@ matched one-to-one to the registry built from the recordings before it
 (:func:`convoice.models.registry.match_speakers`), the sure clips absorbed.
 People's labels are inputs, never outputs: a clip a person labelled feeds the
 registry under the person's speaker and keeps the person's label (the release
-overlays it); speaker merges people made map machine ids onto the kept ones.
+overlays it); speaker merges (people's and consolidation's) map the ids the
+replay gives onto the kept ones, so an id merged away is never given again.
+Consolidation's splits are carried too (``splits``): a recording speaker a
+split moved off an id gets the split's piece when the replay gives it that
+id again (the new encoder repeats the mistake the split healed), and keeps
+the replay's id when it does not (it heard the voice apart by itself).
+Consolidation never puts two speakers of one recording under one id, and the
+carried changes do not either: a recording speaker that a machine merge or a
+split would send to an id another speaker of its recording has gets an id of
+its own instead (:func:`own_id`; a person's merge is followed whatever).
 
 What is not redone: the diarization inside a recording (which clip belongs to
 which local speaker, ``recording_speaker``) and the transcripts; reasons for
@@ -41,6 +50,7 @@ from convoice.records import (
     LabelSource,
     ReviewReason,
     Speaker,
+    stable_id,
 )
 from convoice.records import canonical as resolve_merges
 
@@ -91,6 +101,8 @@ def replay(
     previous: Mapping[str, Speaker] | None = None,
     at: str = "",
     calibration: Calibration | None = None,
+    splits: Mapping[tuple[str, str], tuple[str, str]] | None = None,
+    machine_merged: frozenset[str] = frozenset(),
 ) -> Replay:
     """Label ``clips`` (rows of unit ``embeddings``) recording by recording, in ingest order.
 
@@ -102,6 +114,13 @@ def replay(
 
     ``previous`` (the registry being replaced) lends its speakers' names,
     label sources and first-seen times to the rebuilt ones.
+
+    ``merged_into``: every merge, people's and the machine's (old id -> kept id);
+    ``machine_merged``: the ids among them consolidation merged away.
+    ``splits``: (recording, recording speaker) -> (the id a split moved it off,
+    the split's piece): see the module docstring. A clip of such a speaker is
+    labelled with the piece itself (its rows say which split they carry; the
+    merges say what the piece lives on as); the registry holds the id it lives on as.
     """
     if embeddings.shape[0] != len(clips):
         raise ValueError(f"{len(clips)} clips but {embeddings.shape[0]} embeddings")
@@ -111,14 +130,16 @@ def replay(
     sums: dict[str, _Sum] = {}
     dim = embeddings.shape[1]
     for rid, rows in _in_ingest_order(recordings, clips):
-        registry = _known(sums, dim, merged_into, registry_cfg)
+        registry = _known(sums, dim, merged_into, registry_cfg, splits or {}, machine_merged)
         labels = _label_recording(
             rid, [clips[i] for i in rows], embeddings[rows], registry, routing_cfg, calibration
         )
         for i, label in zip(rows, labels, strict=True):
             out.labels[clips[i].clip_id] = label
             # Every identity the machine gives is registered, even before a sure clip.
-            sums.setdefault(label.speaker_id, _Sum(np.zeros(dim, np.float32)))
+            sums.setdefault(
+                resolve_merges(label.speaker_id, merged_into), _Sum(np.zeros(dim, np.float32))
+            )
             owner = _owner(clips[i], label, merged_into)
             if owner:
                 sums.setdefault(owner, _Sum(np.zeros(dim, np.float32))).add(
@@ -129,7 +150,12 @@ def replay(
 
 
 def _known(
-    sums: Mapping[str, _Sum], dim: int, merged_into: Mapping[str, str], scale: SimilarityScale
+    sums: Mapping[str, _Sum],
+    dim: int,
+    merged_into: Mapping[str, str],
+    scale: SimilarityScale,
+    splits: Mapping[tuple[str, str], tuple[str, str]],
+    machine_merged: frozenset[str] = frozenset(),
 ) -> _Known:
     """The registry the next recording is matched against: every identity given so far."""
     ids = sorted(sums)  # as ingestion sees them: empty ones (zero rows) never match
@@ -138,7 +164,10 @@ def _known(
         if ids
         else np.zeros((0, dim), dtype=np.float32)
     )
-    return _Known(ids, centroids, merged_into, scale, [len(sums[s].recordings) for s in ids])
+    return _Known(
+        ids, centroids, merged_into, scale, [len(sums[s].recordings) for s in ids], splits,
+        machine_merged,
+    )  # fmt: skip
 
 
 def _in_ingest_order(
@@ -165,7 +194,7 @@ def _owner(clip: ClipFacts, label: ClipLabel, merged_into: Mapping[str, str]) ->
         return ""
     if clip.human_status == ClipStatus.ACCEPTED:
         return resolve_merges(clip.human_speaker or label.speaker_id, merged_into)
-    return label.speaker_id if label.absorbed else ""
+    return resolve_merges(label.speaker_id, merged_into) if label.absorbed else ""
 
 
 @dataclass(frozen=True)
@@ -174,9 +203,12 @@ class _Known:
 
     ids: list[str]
     centroids: FloatArray  # shape: (known speakers, dim), unit norm
-    merged_into: Mapping[str, str]  # people's merges: merged id -> kept id
+    merged_into: Mapping[str, str]  # every merge: merged id -> kept id
     scale: SimilarityScale
     recordings: list[int] = field(default_factory=list)  # per known speaker, recordings absorbed
+    # (recording, recording speaker) -> (id a split moved it off, the split's piece)
+    splits: Mapping[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    machine_merged: frozenset[str] = frozenset()  # ids consolidation merged away
 
 
 @dataclass(frozen=True)
@@ -188,6 +220,7 @@ class _Locals:
     centroids: FloatArray  # shape: (local speakers, dim), unit norm
     matches: list[SpeakerMatch]  # per local speaker, its match to the registry
     ids: list[str]  # per local speaker, the identity it gets (merges followed)
+    written: list[str]  # per local speaker, the id its clip rows carry (a split's piece)
 
 
 def _local_speakers(rid: str, clips: list[ClipFacts], emb: FloatArray, known: _Known) -> _Locals:
@@ -202,12 +235,30 @@ def _local_speakers(rid: str, clips: list[ClipFacts], emb: FloatArray, known: _K
         rid, centroids, known.ids, known.centroids, known.scale, known.recordings
     )
     ids: list[str] = []
+    written: list[str] = []
+    carried: list[bool] = []  # whether a machine merge or a split chose the id
     for k, match in enumerate(matches):
         speaker = match.speaker_id
         if speaker == new_speaker_id(rid, k):  # new speakers keep the id ingestion gave them
             speaker = new_speaker_id(rid, _local_index(names[k]))
+        carried.append(speaker in known.machine_merged)
+        speaker = resolve_merges(speaker, known.merged_into)
+        moved_off, piece = known.splits.get((rid, names[k]), ("", ""))
+        if piece and speaker == resolve_merges(moved_off, known.merged_into):
+            speaker = piece  # the split it was healed by, carried into the new ids
+            carried[k] = True
         ids.append(resolve_merges(speaker, known.merged_into))
-    return _Locals(names, member, centroids, matches, ids)
+        written.append(speaker)
+    for k in range(len(names)):
+        others = [ids[j] for j in range(len(names)) if j != k and not (carried[j] and j > k)]
+        if carried[k] and ids[k] in others:
+            ids[k] = written[k] = own_id(rid, names[k])
+    return _Locals(names, member, centroids, matches, ids, written)
+
+
+def own_id(recording_id: str, recording_speaker: str) -> str:
+    """The id of a recording speaker a carried change would put under another's id."""
+    return stable_id("spk", "relabel", recording_id, recording_speaker, length=12)
 
 
 def _label_recording(
@@ -240,7 +291,7 @@ def _label_recording(
     return [
         ClipLabel(
             clip_id=clip.clip_id,
-            speaker_id=local.ids[int(local.member[i])],
+            speaker_id=local.written[int(local.member[i])],
             speaker_confidence=scores[i][1],  # raw, capped at 1, when not calibrated
             status=clip_status(reasons_of[i]),
             review_reasons=tuple(reasons_of[i]),

@@ -428,7 +428,10 @@ def consolidate_store(
                 if len(recs) > 1 and not pin
             }
             parts = recording_parts(store, several, mapping, labelled)
-        apart = [*apart, *((c.old_id, c.new_id) for c in identity.split_records(store))]
+        apart = [
+            *apart,
+            *((c.old_id, c.new_id) for c in identity.split_records(store, history=True)),
+        ]
         report.splits, report.merges = plan_healing(
             plan, parts_table(plan, parts), report.threshold, rule, apart, cfg.probe, cfg.guards()
         )

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from convoice.records import CONSOLIDATE_BY, ChangeKind, IdentityChange, MachineMerge, canonical
+from convoice.records import (
+    CONSOLIDATE_BY,
+    RELABEL_BY,
+    ChangeKind,
+    IdentityChange,
+    MachineMerge,
+    canonical,
+)
 
 if TYPE_CHECKING:
     from convoice.storage.store import Store
@@ -31,7 +38,7 @@ CHANGE_SCHEMA = pa.schema(
     [
         ("old_id", pa.string()),
         ("new_id", pa.string()),
-        ("kind", pa.string()),  # a ChangeKind: "merge"
+        ("kind", pa.string()),  # a ChangeKind: "merge", "split", "relabel"
         ("why", pa.string()),
         ("decided_by", pa.string()),
         ("at", pa.string()),
@@ -75,16 +82,50 @@ def machine_aliases(store: Store) -> dict[str, str]:
     return dict(zip(table["old_id"].to_pylist(), table["new_id"].to_pylist(), strict=True))
 
 
+def since_relabel(table: pa.Table) -> pa.Table:
+    """The rows made after the latest re-labelling (all rows when the store was never re-labelled).
+
+    A split row names the machine id on the clip rows it moves; a re-labelling
+    rewrites those ids (carrying each split into them, :mod:`convoice.storage.relabel`),
+    so the split rows before it are history: applied to the new ids they would
+    move clips the split never meant.
+    """
+    marks = _of_kind(table, ChangeKind.RELABEL)
+    if marks.num_rows == 0:
+        return table
+    latest = pc.max(marks["at"]).as_py()  # by time: a table's rows need not come in append order
+    return table.filter(pc.greater(pc.fill_null(table["at"], ""), latest))
+
+
 def machine_splits(store: Store) -> dict[tuple[str, str], str]:
-    """(machine id on a clip row, recording) -> the id a split gave those clips (latest wins)."""
-    table = _of_kind(changes(store), ChangeKind.SPLIT)
+    """(machine id on a clip row, recording) -> the id a split gave those clips (latest wins).
+
+    Only the splits since the latest re-labelling (:func:`since_relabel`).
+    """
+    table = _of_kind(since_relabel(changes(store)), ChangeKind.SPLIT).sort_by("at")  # stable
     keys = zip(table["machine_id"].to_pylist(), table["recording_id"].to_pylist(), strict=True)
     return dict(zip(keys, table["new_id"].to_pylist(), strict=True))
 
 
-def split_records(store: Store) -> list[IdentityChange]:
-    """Every split row, in the order made."""
-    return change_records(_of_kind(changes(store), ChangeKind.SPLIT))
+def split_records(store: Store, history: bool = False) -> list[IdentityChange]:
+    """The split rows since the latest re-labelling (``history``: every one), in the order made."""
+    table = changes(store)
+    return change_records(_of_kind(table if history else since_relabel(table), ChangeKind.SPLIT))
+
+
+def record_relabel(store: Store, encoder: str, at: str, run_id: str = "") -> None:
+    """Mark the split rows so far as history: the clip rows are about to be re-labelled."""
+    mark = IdentityChange(
+        old_id="",
+        new_id="",
+        kind=ChangeKind.RELABEL,
+        why=f"clip rows re-labelled with encoder {encoder}: the splits before this row are"
+        " carried into the ids it wrote and no longer applied to clip rows",
+        decided_by=RELABEL_BY,
+        at=at,
+        run_id=run_id,
+    )
+    store.tables.append(CHANGES, changes_table([mark]))
 
 
 def follow_splits(

@@ -4,6 +4,16 @@ Only the machine's columns of the ``clips`` table change (embedding, speaker,
 confidence, status, reasons, measurements, models); people's labels live in
 the ``labels`` table and are applied over them as before, so a person's label
 is never overwritten. The registry is replaced in one commit.
+
+Consolidation's changes (``speaker_changes``): the replay follows every merge
+(an id merged away is never written again, so merge rows keep applying: to
+people's labels and to older releases' ids) and carries every split into the
+ids it writes (:func:`carried_splits`). Split rows name the machine id on the
+clip rows they move, which the re-label rewrites, so before the rows change a
+``relabel`` row marks the split rows so far as history (readers stop applying
+them). In that order a re-label killed half-way can only leave a split
+unapplied (the rows not yet rewritten read as before it; the next re-label or
+consolidation redoes it), never move clips a split did not mean.
 """
 
 from __future__ import annotations
@@ -24,8 +34,10 @@ from convoice.records import (
     FloatArray,
     Speaker,
 )
+from convoice.storage import identity
 from convoice.storage.review_state import save_contributions, save_speakers
 from convoice.storage.rows import clip_records, clips_table
+from convoice.storage.schema import CLIP_SCHEMA
 
 if TYPE_CHECKING:
     from convoice.storage.store import Store
@@ -70,19 +82,55 @@ def relabelled_rows(
     return clips_table(rows)
 
 
+def carried_splits(store: Store) -> dict[tuple[str, str], tuple[str, str]]:
+    """(recording, recording speaker) -> (the id a split moved it off, the piece) of every split.
+
+    A split since the latest re-labelling names the machine id and recording of
+    the clip rows it moves; one carried by an earlier re-labelling is in the rows
+    already (their id is its piece). Recording speakers come from diarization,
+    which a re-label keeps, so they say which clips a split meant whatever ids
+    the new encoder gives.
+    """
+    current = identity.machine_splits(store)
+    carried = {c.new_id: c.old_id for c in identity.split_records(store, history=True)}
+    if not current and not carried:
+        return {}
+    rows = store.tables.read(
+        "clips", CLIP_SCHEMA, columns=["recording_id", "recording_speaker", "speaker_id"]
+    )
+    found = rows.group_by(rows.column_names, use_threads=False).aggregate([])
+    out: dict[tuple[str, str], tuple[str, str]] = {}
+    for recording, local, machine in zip(
+        found["recording_id"].to_pylist(),
+        found["recording_speaker"].to_pylist(),
+        found["speaker_id"].to_pylist(),
+        strict=True,
+    ):
+        if (machine, recording) in current:
+            out[(recording, local)] = (machine, current[(machine, recording)])
+        elif machine in carried:
+            out[(recording, local)] = (carried[machine], machine)
+    return out
+
+
 def write_relabel(
     store: Store,
     rows: pa.Table,
     speakers: Mapping[str, Speaker],
     contributions: Sequence[Contribution] = (),
+    encoder: str = "",
+    at: str = "",
 ) -> None:
-    """Upsert the re-labelled clip rows, the review contributions, then replace the registry.
+    """Mark the split rows as history, upsert the re-labelled clip rows, the review
+    contributions, then replace the registry (see the module docstring for the order).
 
     ``contributions`` are what people's decisions add to the machine's sums
     given the new machine rows (an empty one clears a stale one), so that a
     later review pull, which keeps the registry equal to machine sums plus
     contributions, finds nothing to correct.
     """
+    if identity.split_records(store):  # nothing to mark when no split applies to the rows
+        identity.record_relabel(store, encoder, at)
     if rows.num_rows:
         store.tables.upsert("clips", rows, "clip_id")
     save_contributions(store, list(contributions))

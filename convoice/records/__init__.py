@@ -48,6 +48,7 @@ from convoice.records.calibration import (
 )
 from convoice.records.identity import (
     CONSOLIDATE_BY,
+    RELABEL_BY,
     ChangeKind,
     Contribution,
     IdentityChange,
@@ -76,6 +77,7 @@ __all__ = [
     "CAMPPLUS_DIM",
     "CONSOLIDATE_BY",
     "EMBEDDING_DIM",
+    "RELABEL_BY",
     "SAMPLE_RATE",
     "SPEAKER_REASONS",
     "STORE_WIDE",

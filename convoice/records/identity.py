@@ -12,6 +12,9 @@ from convoice.records.stored import known_fields
 CONSOLIDATE_BY = "convoice consolidate"
 """``decided_by`` of the identity changes consolidation makes."""
 
+RELABEL_BY = "convoice relabel"
+"""``decided_by`` of the row a re-labelling writes (:attr:`ChangeKind.RELABEL`)."""
+
 
 @dataclass(frozen=True)
 class MachineMerge:
@@ -44,6 +47,9 @@ class ChangeKind(StrEnum):
 
     MERGE = "merge"  # ``old_id`` lives on as ``new_id``
     SPLIT = "split"  # ``old_id``'s clips in ``recording_id`` now read as ``new_id``
+    # The clip rows were re-labelled (a new encoder): the split rows before this row are
+    # history, carried into the ids the re-label wrote (old_id, new_id: "", why: the encoder)
+    RELABEL = "relabel"
 
 
 @dataclass(frozen=True)

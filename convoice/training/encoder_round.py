@@ -152,11 +152,18 @@ def replay_labels(
     previous: Mapping[str, Speaker] | None = None,
     latest: Mapping[tuple[str, str], StoredLabel] | None = None,
     calibration: Calibration | None = None,
+    splits: Mapping[tuple[str, str], tuple[str, str]] | None = None,
+    machine_merged: frozenset[str] = frozenset(),
 ) -> Replay:
-    """The ingest's labelling again, with ``embeddings`` (routed through ``calibration``)."""
+    """The ingest's labelling again, with ``embeddings`` (routed through ``calibration``).
+
+    ``merged``, ``splits``, ``machine_merged``: the identity changes to carry
+    (:func:`convoice.models.relabel.replay`).
+    """
     return replay(
         order, facts(rows, latest), embeddings, merged, scale, settings.routing,
-        previous=previous, at=now_iso(), calibration=calibration,
+        previous=previous, at=now_iso(), calibration=calibration, splits=splits,
+        machine_merged=machine_merged,
     )  # fmt: skip
 
 

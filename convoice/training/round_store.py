@@ -33,8 +33,9 @@ from convoice.review.decisions import desired_contributions, latest_values
 from convoice.storage import Release, Store
 from convoice.storage import calibration as stored_calibration
 from convoice.storage.encoders import EncoderCard, EncoderRegistry
+from convoice.storage.identity import identity_map, machine_aliases
 from convoice.storage.labels import now_iso
-from convoice.storage.relabel import relabelled_rows, write_relabel
+from convoice.storage.relabel import carried_splits, relabelled_rows, write_relabel
 from convoice.storage.releases import read_release_table
 from convoice.storage.review_state import contributions as review_contributions
 from convoice.storage.review_state import merges
@@ -334,14 +335,15 @@ def relabel_store(
     order = ingest_order(recording_records(store.recordings()))
     known = _embeddings(store, rows, kind, weights, dict(known or {}))
     embeddings = np.stack([known[r.clip_id] for r in rows]).astype(np.float32)
-    merged = {m.merged: m.kept for m in merges(store)}
+    merged = identity_map(store)  # people's merges and consolidation's
     old_speakers = {s.speaker_id: s for s in store.speakers()}
     before = clip_records(store.materialized_clips().select(_COUNTED))
     scale = scale_of(kind, settings)
     cal = stored_calibration.current(store.location, encoder_name if kind == "campplus" else None)
     result = replay_labels(
-        scale, settings, order, rows, embeddings, merged, old_speakers, latest, cal
-    )
+        scale, settings, order, rows, embeddings, merged, old_speakers, latest, cal,
+        carried_splits(store), frozenset(machine_aliases(store)),
+    )  # fmt: skip
     if kind == "campplus":
         name = enc.campplus_name(encoder_name)
         rows_out = relabelled_rows(machine, result.labels, known, name, "speaker_embedding")
@@ -352,7 +354,7 @@ def relabel_store(
     desired = desired_contributions(relabelled, latest, merged)
     stale = set(review_contributions(store)) - set(desired)
     contributions = [*desired.values(), *(Contribution(c) for c in sorted(stale))]
-    write_relabel(store, rows_out, result.speakers, contributions)
+    write_relabel(store, rows_out, result.speakers, contributions, encoder_name, now_iso())
     after = clip_records(store.materialized_clips().select(_COUNTED))
     _count_relabel(report, rows, before, after, result)
     report.speakers_before, report.speakers_after = len(old_speakers), len(result.speakers)
