@@ -168,6 +168,11 @@ class ServiceSettings:
     token: str = field(default="", repr=False)
 
 
+SPLIT_THRESHOLD = 0.70
+"""``[consolidation] split_threshold``, and :class:`convoice.models.consolidate.SplitRule`'s
+default (one value: see the setting for how it was chosen)."""
+
+
 @dataclass(frozen=True)
 class ConsolidationSettings:
     """Re-checking the whole registry after each ingest (``convoice registry consolidate``).
@@ -200,7 +205,7 @@ class ConsolidationSettings:
     # -> 0.8787, 12: 0.7783 -> 0.8213, 13: 0.8394 unchanged), accepted labels and wrong ones
     # unchanged; the same for every split_threshold from 0.64 to 0.75 (0.60: nothing split).
     split: bool = True
-    split_threshold: float = 0.70
+    split_threshold: float = SPLIT_THRESHOLD
 
     def split_rule(self) -> SplitRule | None:
         """The split step's rule (:class:`convoice.models.consolidate.SplitRule`); None when off."""

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from convoice.operational_settings import SPLIT_THRESHOLD
 from convoice.records import FloatArray, MachineMerge, MachineSplit, canonical
 
 IntArray = npt.NDArray[np.int64]
@@ -91,6 +92,10 @@ class Registry:
     rank: Sequence[tuple[int, int, str]]  # smaller keeps its id: (unnamed, -clips, first_seen)
     recordings: Sequence[frozenset[str]]  # the recordings each speaker has clips in
     pinned: Sequence[bool] = ()  # ids people gave or made: never merged away (empty: none)
+
+    def pins(self) -> list[bool]:
+        """``pinned`` with one entry per speaker (all False when empty)."""
+        return list(self.pinned) or [False] * len(self.ids)
 
 
 def unit_rows(matrix: FloatArray) -> FloatArray:
@@ -206,7 +211,7 @@ class _Groups:
         self.recordings: list[frozenset[str]] = list(registry.recordings)
         self.apart = {i: set(v) for i, v in apart.items()}
         self.rank = registry.rank
-        self.pinned = list(registry.pinned) or [False] * n
+        self.pinned = registry.pins()
         self.members: dict[int, list[int]] = {}  # root -> rows (only for merged groups)
 
     def find(self, i: int) -> int:
@@ -377,7 +382,7 @@ class SplitRule:
     step reattaches it): an id whose recordings merely vary stays whole.
     """
 
-    threshold: float = 0.65
+    threshold: float = SPLIT_THRESHOLD  # ``[consolidation] split_threshold``'s default
     iterations: int = 10
 
     def __post_init__(self) -> None:
@@ -417,7 +422,7 @@ def split_candidates(registry: Registry, parts: Parts, rule: SplitRule) -> list[
     of those at once). The cost is linear in parts. The group of fewer clips
     is the piece.
     """
-    pinned = np.asarray(list(registry.pinned) or [False] * len(registry.ids), bool)
+    pinned = np.asarray(registry.pins(), bool)
     order = np.argsort(parts.speaker, kind="stable")
     bounds = np.searchsorted(parts.speaker[order], np.arange(len(registry.ids) + 1))
     count = np.diff(bounds)
@@ -471,7 +476,7 @@ def with_splits(registry: Registry, parts: Parts, splits: Sequence[MachineSplit]
     position = {s: i for i, s in enumerate(registry.ids)}
     ids, sums = list(registry.ids), registry.sums.astype(np.float64)
     rank, recordings = list(registry.rank), list(registry.recordings)
-    pinned = list(registry.pinned) or [False] * len(ids)
+    pinned = registry.pins()
     extra: list[np.ndarray] = []
     of_row: dict[int, list[int]] = {}
     wanted = {position[s.split] for s in splits}

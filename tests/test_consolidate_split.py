@@ -114,7 +114,7 @@ def test_two_means_finds_the_two_voices_and_bad_inputs_are_refused() -> None:
     with pytest.raises(ConsolidationError, match="one row"):
         Parts(np.zeros(2, np.int64), ["r1"], np.zeros((2, DIM), np.float32),
               np.zeros((2, DIM), np.float32), np.zeros(2, np.int64))  # fmt: skip
-    assert ConsolidationSettings().split_rule() == SplitRule(0.70)
+    assert ConsolidationSettings().split_rule() == SplitRule(0.70) == SplitRule()  # one default
     assert ConsolidationSettings(split=False).split_rule() is None
 
 
