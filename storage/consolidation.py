@@ -80,12 +80,17 @@ def effective_speakers(
     labels = latest_labels(store.labels())
     labels = labels.filter(pc.equal(labels["field"], "speaker_id"))
     splits = identity.machine_splits(store)
+    pairs = ["speaker_id", "recording_id"]
     if labels.num_rows == 0:  # the machine's pairs only: deduplicated before they are read
-        found = store.tables.distinct("clips", CLIP_SCHEMA, ["speaker_id", "recording_id"])
+        found = store.tables.distinct("clips", CLIP_SCHEMA, pairs)
         return _distinct_pairs(identity.follow(identity.follow_splits(found, splits), mapping)), []
-    clips = store.tables.read(
-        "clips", CLIP_SCHEMA, columns=["clip_id", "speaker_id", "recording_id"]
-    )
+    # The clips nobody labelled: their pairs deduplicated by the Delta engine; the labelled
+    # ones (a few) read one row each, as a person may have moved each of them.
+    unlabelled, clips = _unlabelled_pairs(store), _labelled_rows(store)
+    if unlabelled is None or clips is None:  # a store written before a column: read it all
+        unlabelled = CLIP_SCHEMA.empty_table().select(pairs)
+        clips = store.tables.read("clips", CLIP_SCHEMA, columns=["clip_id", *pairs])
+    unlabelled = identity.follow(identity.follow_splits(unlabelled, splits), mapping)
     machine = identity.follow(identity.follow_splits(clips, splits), mapping)
     apart: list[tuple[str, str]] = []
     if labels.num_rows and machine.num_rows:
@@ -105,7 +110,32 @@ def effective_speakers(
         ):
             if a and b:
                 apart.append((a, b))
-    return _distinct_pairs(machine), sorted(set(apart))
+    both = pa.concat_tables([unlabelled.select(pairs), machine.select(pairs)])
+    return _distinct_pairs(both), sorted(set(apart))
+
+
+# The clips a person gave a speaker label (any label row: the latest may say "none").
+_LABELLED = 'SELECT "clip_id" FROM labels WHERE "field" = \'speaker_id\' AND "clip_id" IS NOT NULL'
+
+
+def _unlabelled_pairs(store: Store) -> pa.Table | None:
+    """The distinct (speaker_id, recording_id) of the machine rows of clips nobody labelled."""
+    wanted = pa.schema([CLIP_SCHEMA.field("speaker_id"), CLIP_SCHEMA.field("recording_id")])
+    sql = (
+        'SELECT DISTINCT "speaker_id", "recording_id" FROM clips'
+        f' WHERE "clip_id" NOT IN ({_LABELLED})'
+    )
+    return store.tables.query(sql, ["clips", "labels"], wanted)
+
+
+def _labelled_rows(store: Store) -> pa.Table | None:
+    """(clip_id, speaker_id, recording_id) of the machine rows of clips a person labelled."""
+    wanted = pa.schema([CLIP_SCHEMA.field(c) for c in ("clip_id", "speaker_id", "recording_id")])
+    sql = (
+        'SELECT "clip_id", "speaker_id", "recording_id" FROM clips'
+        f' WHERE "clip_id" IN ({_LABELLED})'
+    )
+    return store.tables.query(sql, ["clips", "labels"], wanted)
 
 
 def _distinct_pairs(table: pa.Table) -> pa.Table:

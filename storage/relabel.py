@@ -35,6 +35,7 @@ from convoice.records import (
     Speaker,
 )
 from convoice.storage import identity
+from convoice.storage.labels import now_iso
 from convoice.storage.review_state import save_contributions, save_speakers
 from convoice.storage.rows import clip_records, clips_table
 from convoice.storage.schema import CLIP_SCHEMA
@@ -92,7 +93,9 @@ def carried_splits(store: Store) -> dict[tuple[str, str], tuple[str, str]]:
     the new encoder gives.
     """
     current = identity.machine_splits(store)
-    carried = {c.new_id: c.old_id for c in identity.split_records(store, history=True)}
+    carried = {
+        (c.new_id, c.recording_id): c.old_id for c in identity.split_records(store, history=True)
+    }
     if not current and not carried:
         return {}
     rows = store.tables.read(
@@ -108,8 +111,8 @@ def carried_splits(store: Store) -> dict[tuple[str, str], tuple[str, str]]:
     ):
         if (machine, recording) in current:
             out[(recording, local)] = (machine, current[(machine, recording)])
-        elif machine in carried:
-            out[(recording, local)] = (carried[machine], machine)
+        elif (machine, recording) in carried:  # its piece, in a recording the split moved
+            out[(recording, local)] = (carried[(machine, recording)], machine)
     return out
 
 
@@ -130,7 +133,7 @@ def write_relabel(
     contributions, finds nothing to correct.
     """
     if identity.split_records(store):  # nothing to mark when no split applies to the rows
-        identity.record_relabel(store, encoder, at)
+        identity.record_relabel(store, encoder, at or now_iso())
     if rows.num_rows:
         store.tables.upsert("clips", rows, "clip_id")
     save_contributions(store, list(contributions))

@@ -162,6 +162,27 @@ class Tables:
         found = QueryBuilder().register("t", delta).execute(f"SELECT DISTINCT {quoted} FROM t")
         return conform(pa.RecordBatchReader.from_stream(found).read_all(), wanted)
 
+    def query(self, sql: str, names: list[str], wanted: pa.Schema) -> pa.Table | None:
+        """``sql`` over the tables ``names`` (each registered under its name), by the Delta engine.
+
+        Returns ``wanted``'s columns; None when a table does not exist or lacks a
+        column ``wanted`` names (a store written before it: the caller reads instead).
+        """
+        from deltalake import QueryBuilder
+
+        builder = QueryBuilder()
+        columns: set[str] = set()
+        for name in names:
+            delta = self.open(name)
+            if delta is None:
+                return None
+            columns |= set(delta.schema().to_arrow().names)
+            builder = builder.register(name, delta)
+        if not set(wanted.names) <= columns:
+            return None
+        found = builder.execute(sql)
+        return conform(pa.RecordBatchReader.from_stream(found).read_all(), wanted)
+
     def scan(self, name: str, schema: pa.Schema) -> pa.Table:
         """Every row of table ``name`` (latest version) as ``schema``, read by the Delta engine.
 
