@@ -150,7 +150,12 @@ def test_a_relabel_keeps_the_healing_and_moves_no_clip_by_a_stale_change(
     b = voices(3, seed=21)[1]
     assert float(registry[piece].centroid @ b) > 0.9 and float(registry[ID_A].centroid @ b) < 0.3
 
-    # a release (what `dataset pull` gets) reads the same
+    # what a review pull decides on (the machine's rows as read) agrees, but for the person's
+    from convoice.storage.review_state import machine_clips
+
+    seen = {c: r.speaker_id for c, r in machine_clips(store).items() if c != PERSON_CLIP}
+    assert seen == {c: s for c, s in after.items() if c != PERSON_CLIP}
+    # a release (what `dataset pull` copies) reads the same
     release = store.release(tag="after-relabel")
     released = pq.read_table(Path(release.path) / "clips.parquet").to_pylist()
     assert {r["clip_id"]: r["speaker_id"] for r in released} == after
