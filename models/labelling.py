@@ -138,7 +138,8 @@ def _cluster_clips(
     item_nodes = np.concatenate([clip_nodes, whole]).astype(np.int64)
     labels = np.full(len(nodes), -1, dtype=np.int64)
     if not len(item_nodes):
-        empty = NodeClustering(np.zeros(0, np.int64), np.zeros((0, clip_embeddings.shape[1])))
+        dim = clip_embeddings.shape[1]
+        empty = NodeClustering(np.zeros(0, np.int64), np.zeros((0, dim), np.float32))
         return labels, empty, np.zeros(0, np.int64)
     embeddings = normalize(np.concatenate([clip_embeddings, node_embeddings[whole]]))
     durations = [c.region.duration for c in seg.clips] + [float(node_speech[i]) for i in whole]
@@ -452,8 +453,8 @@ def diarization_output(
             fallback = speakers.label_of(node)
             for r in speaker_regions(chunk_seg, local):
                 seconds: dict[int, float] = {}
-                for clip, label in clips_of.get(node, []):
-                    both = min(clip.end, r.end) - max(clip.start, r.start)
+                for where, label in clips_of.get(node, []):
+                    both = min(where.end, r.end) - max(where.start, r.start)
                     if both > 0:
                         seconds[label] = seconds.get(label, 0.0) + both
                 label = max(seconds, key=lambda k: seconds[k]) if seconds else fallback
