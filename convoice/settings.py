@@ -64,7 +64,8 @@ class DiarizationSettings:
     pipeline: str = "pyannote/speaker-diarization-community-1"
     cluster_threshold: float = 0.80  # cosine to merge two local speakers (resemblyzer identity)
     max_speakers: int = 12
-    min_speaker_s: float = 3.0  # a "speaker" with less speech joins its closest neighbour
+    min_speaker_s: float = 2.0  # a "speaker" with less speech joins its closest neighbour
+    cluster_unit: str = "clip"  # "clip": each clip clustered (a local speaker may split); "node"
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class IdentitySettings:
     # pyannote's real sample: its two people's clusters and DER are the same for any
     # cluster_threshold in 0.35-0.70; clips to their own speaker 0.74-0.93, to the other <= 0.49.
     encoder: str = "campplus"
-    cluster_threshold: float = 0.50
+    cluster_threshold: float = 0.55
     match_threshold: float = 0.65
     new_threshold: float = 0.50
     margin: float = 0.10

@@ -1,9 +1,12 @@
 """Who is who inside one recording: cluster the segmentation model's local speakers.
 
-Nodes are (chunk, local speaker) pairs. Each has one embedding (the mean of
-its clips' unit embeddings, or of its speech when it has no clip) and a
-weight (seconds of speech). Two local speakers of the same chunk are
-different people by construction: a cannot-link constraint.
+Nodes are (chunk, local speaker) pairs, or (``[diarization] cluster_unit =
+"clip"``, the default) each clip of them. Each has one embedding and a weight
+(seconds of speech). Two local speakers of the same chunk are different
+people by construction: a cannot-link constraint. Two clips of the SAME
+local speaker of a chunk carry no constraint: the segmentation model
+sometimes gives two voices of one chunk one local label, and clips let the
+clustering take them apart.
 """
 
 from __future__ import annotations
@@ -52,11 +55,14 @@ def cluster_nodes(
     threshold: float,
     max_clusters: int = 12,
     min_weight: float = 0.0,
+    speakers: IntArray | None = None,
 ) -> NodeClustering:
     """Average-linkage clustering on cosine similarity with cannot-link groups.
 
     ``groups[i]`` is node i's chunk: nodes of one chunk never share a cluster,
-    so no merge that would join them is ever made. Clusters stop merging below
+    so no merge that would join them is ever made. With ``speakers`` (node i's
+    local speaker in its chunk, e.g. when nodes are clips), only nodes of one
+    chunk whose local speakers differ are kept apart. Clusters stop merging below
     ``threshold`` cosine similarity (or merge on down to ``max_clusters``). Clusters
     with less than ``min_weight`` seconds of speech are merged into their
     closest larger cluster that no cannot-link forbids (pyannote's
@@ -69,16 +75,28 @@ def cluster_nodes(
         )
     if n == 1:
         return NodeClustering(np.zeros(1, dtype=np.int64), normalize(embeddings[:1]))
-    labels = _constrained_average_linkage(embeddings, groups, threshold, max_clusters)
-    labels = _absorb_small(embeddings, weights, groups, labels, min_weight)
+    forbid = cannot_link(groups, speakers)
+    labels = _constrained_average_linkage(embeddings, forbid, threshold, max_clusters)
+    labels = _absorb_small(embeddings, weights, forbid, labels, min_weight)
     labels = _relabel_by_weight(labels, weights)
     return NodeClustering(labels, centroids_of(embeddings, weights, labels))
+
+
+def cannot_link(groups: IntArray, speakers: IntArray | None = None) -> npt.NDArray[np.bool_]:
+    """Which pairs of nodes may never share a cluster: nodes of one group (chunk), or, with
+    ``speakers``, nodes of one group whose local speakers differ. Shape (n, n)."""
+    if speakers is not None and speakers.shape != groups.shape:
+        raise ValueError(f"{len(speakers)} local speakers for {len(groups)} nodes")
+    forbid = groups[:, None] == groups[None, :]
+    if speakers is not None:
+        forbid &= speakers[:, None] != speakers[None, :]
+    return np.asarray(forbid)
 
 
 def _absorb_small(
     embeddings: FloatArray,
     weights: npt.NDArray[np.float64],
-    groups: IntArray,
+    forbid: npt.NDArray[np.bool_],
     labels: IntArray,
     min_weight: float,
 ) -> IntArray:
@@ -90,7 +108,7 @@ def _absorb_small(
     centroids = centroids_of(embeddings, weights, labels)
     for small in sorted(set(totals) - set(large), key=lambda c: totals[c]):
         members = labels == small
-        forbidden = {int(c) for c in labels[np.isin(groups, groups[members])]}
+        forbidden = {int(c) for c in labels[forbid[members].any(axis=0)]}
         candidates = [c for c in large if c not in forbidden]
         if candidates:
             sims = centroids[candidates] @ centroids[small]
@@ -99,7 +117,7 @@ def _absorb_small(
 
 
 def _constrained_average_linkage(
-    embeddings: FloatArray, groups: IntArray, threshold: float, max_clusters: int
+    embeddings: FloatArray, forbid: npt.NDArray[np.bool_], threshold: float, max_clusters: int
 ) -> IntArray:
     """Merge the most similar allowed pair until none reaches ``threshold``.
 
@@ -108,7 +126,7 @@ def _constrained_average_linkage(
     """
     n = embeddings.shape[0]
     sims = (embeddings @ embeddings.T).astype(np.float64)  # shape: (n, n)
-    forbid = groups[:, None] == groups[None, :]  # cannot-link between nodes of one chunk
+    forbid = forbid.copy()  # cannot-link (see cannot_link)
     np.fill_diagonal(forbid, True)
     sizes = np.ones(n)
     alive = np.ones(n, dtype=bool)

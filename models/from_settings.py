@@ -30,6 +30,7 @@ def own_speakers(seg: Segmentation, vectors: Embeddings, settings: Settings) -> 
         vectors.clip_windows or None,
         settings.identity.two_voice_rule(),
         vectors.part_similarity or None,
+        cfg.cluster_unit,
     )
 
 

@@ -69,37 +69,47 @@ def speakers_of_recording(
     clip_windows: Sequence[FloatArray] | None = None,
     two_voice_rule: TwoVoiceRule | None = None,
     part_similarity: Sequence[float] | None = None,
+    unit: str = "node",
 ) -> RecordingSpeakers:
     """Cluster local speakers into recording speakers (identity embeddings, ``scale``).
 
-    A node's embedding is the mean of its clips' embeddings, or, for a node
-    without clips, ``node_embeddings`` (its speech embedded whole). Nodes whose
+    ``unit`` "node": each (chunk, local speaker) is clustered whole, its embedding the
+    mean of its clips' (or, for a node without clips, ``node_embeddings``: its speech
+    embedded whole). ``unit`` "clip": each clip is clustered on its own (a node without
+    clips as one item), so a local speaker the segmentation model gave two voices is
+    split; a node's label is then the one most of its clips' seconds got. Nodes whose
     speech was too short to embed stay unassigned (-1). With ``clip_windows``
     (each clip's window embeddings) and a ``two_voice_rule``, clips holding two
     voices are flagged (:func:`convoice.models.voices.two_voice_flags`; with
     ``part_similarity``, each clip's parts across its pauses are compared too).
     """
+    if unit not in ("node", "clip"):
+        raise ValueError(f"cluster unit must be 'node' or 'clip', not {unit!r}")
     nodes, pieces = node_regions(seg)
     index = {n: i for i, n in enumerate(nodes)}
-    sums = _node_sums(seg, index, clip_embeddings, node_embeddings)
     weights = np.array([sum(p.duration for p in ps) for ps in pieces], dtype=np.float64)
-    usable = np.linalg.norm(sums, axis=1) > 0
-    emb = normalize(sums[usable])
-    groups = np.array([n[0] for n in nodes], dtype=np.int64)[usable]
-    clustering = cluster_nodes(
-        emb, weights[usable], groups, scale.cluster_threshold, max_speakers, min_speaker_s
-    )
-    labels = np.full(len(nodes), -1, dtype=np.int64)
-    labels[usable] = clustering.labels
+    clip_nodes = np.array([index[seg.turns[c.turn].node] for c in seg.clips], dtype=np.int64)
+    if unit == "clip":
+        labels, clustering, clip_start = _cluster_clips(
+            seg, nodes, clip_nodes, clip_embeddings, node_embeddings, weights, scale,
+            max_speakers, min_speaker_s,
+        )  # fmt: skip
+    else:
+        sums = _node_sums(seg, index, clip_embeddings, node_embeddings)
+        usable = np.linalg.norm(sums, axis=1) > 0
+        groups = np.array([n[0] for n in nodes], dtype=np.int64)[usable]
+        clustering = cluster_nodes(
+            normalize(sums[usable]), weights[usable], groups, scale.cluster_threshold,
+            max_speakers, min_speaker_s,
+        )  # fmt: skip
+        labels = np.full(len(nodes), -1, dtype=np.int64)
+        labels[usable] = clustering.labels
+        clip_start = labels[clip_nodes] if len(clip_nodes) else np.zeros(0, np.int64)
     speech = np.array(
         [weights[labels == c].sum() for c in range(clustering.num_clusters)], dtype=np.float64
     )
-    clip_nodes = np.array([index[seg.turns[c.turn].node] for c in seg.clips], dtype=np.int64)
     clip_labels, centroids = refine_clip_labels(
-        clip_embeddings,
-        labels[clip_nodes] if len(clip_nodes) else np.zeros(0, np.int64),
-        clustering,
-        margin=scale.refine_margin,
+        clip_embeddings, clip_start, clustering, margin=scale.refine_margin
     )
     flags = None
     if clip_windows is not None and two_voice_rule is not None:
@@ -107,6 +117,44 @@ def speakers_of_recording(
             clip_windows, clip_labels, centroids, two_voice_rule, part_similarity
         )
     return RecordingSpeakers(nodes, labels, clip_labels, centroids, speech, flags)
+
+
+def _cluster_clips(
+    seg: Segmentation,
+    nodes: list[tuple[int, int]],
+    clip_nodes: npt.NDArray[np.int64],
+    clip_embeddings: FloatArray,
+    node_embeddings: FloatArray,
+    node_speech: npt.NDArray[np.float64],
+    scale: SimilarityScale,
+    max_speakers: int,
+    min_speaker_s: float,
+) -> tuple[npt.NDArray[np.int64], NodeClustering, npt.NDArray[np.int64]]:
+    """Cluster every clip, and every node without clips whole; per node the label most of
+    its seconds got, the clustering, and each clip's label."""
+    with_clip = np.zeros(len(nodes), dtype=bool)
+    with_clip[clip_nodes] = True
+    whole = np.flatnonzero(~with_clip & (np.linalg.norm(node_embeddings, axis=1) > 0))
+    item_nodes = np.concatenate([clip_nodes, whole]).astype(np.int64)
+    labels = np.full(len(nodes), -1, dtype=np.int64)
+    if not len(item_nodes):
+        dim = clip_embeddings.shape[1]
+        empty = NodeClustering(np.zeros(0, np.int64), np.zeros((0, dim), np.float32))
+        return labels, empty, np.zeros(0, np.int64)
+    embeddings = normalize(np.concatenate([clip_embeddings, node_embeddings[whole]]))
+    durations = [c.region.duration for c in seg.clips] + [float(node_speech[i]) for i in whole]
+    weights = np.array(durations, dtype=np.float64)
+    chunk_of = np.array([nodes[i][0] for i in item_nodes], dtype=np.int64)
+    local_of = np.array([nodes[i][1] for i in item_nodes], dtype=np.int64)
+    clustering = cluster_nodes(
+        embeddings, weights, chunk_of, scale.cluster_threshold, max_speakers, min_speaker_s,
+        speakers=local_of,
+    )  # fmt: skip
+    for node in np.unique(item_nodes):
+        mine = item_nodes == node
+        votes = np.bincount(clustering.labels[mine], weights[mine])
+        labels[node] = int(np.argmax(votes))
+    return labels, clustering, clustering.labels[: len(seg.clips)]
 
 
 def _node_sums(
@@ -386,14 +434,30 @@ def update_registry(
 def diarization_output(
     seg: Segmentation, speakers: RecordingSpeakers
 ) -> list[tuple[float, float, str]]:
-    """(start, end, speaker) for every stretch of speech, overlap included, for DER."""
+    """(start, end, speaker) for every stretch of speech, overlap included, for DER.
+
+    A stretch takes the label of the clips inside it (most seconds of overlap; the
+    clips' labels are the clustering's, refined), else its local speaker's: a local
+    speaker the clustering split keeps each voice where its clips are.
+    """
     from convoice.models.segmentation import speaker_regions
 
+    clips_of: dict[tuple[int, int], list[tuple[Region, int]]] = {}
+    for clip, label in zip(seg.clips, speakers.clip_labels, strict=True):
+        if label >= 0:
+            clips_of.setdefault(seg.turns[clip.turn].node, []).append((clip.region, int(label)))
     out: list[tuple[float, float, str]] = []
     for chunk_seg in seg.chunk_segmentations:
         for local in range(chunk_seg.activity.shape[1]):
-            label = speakers.label_of((chunk_seg.chunk.index, local))
-            if label < 0:
-                continue
-            out.extend((r.start, r.end, f"S{label}") for r in speaker_regions(chunk_seg, local))
+            node = (chunk_seg.chunk.index, local)
+            fallback = speakers.label_of(node)
+            for r in speaker_regions(chunk_seg, local):
+                seconds: dict[int, float] = {}
+                for where, label in clips_of.get(node, []):
+                    both = min(where.end, r.end) - max(where.start, r.start)
+                    if both > 0:
+                        seconds[label] = seconds.get(label, 0.0) + both
+                label = max(seconds, key=lambda k: seconds[k]) if seconds else fallback
+                if label >= 0:
+                    out.append((r.start, r.end, f"S{label}"))
     return sorted(out)

@@ -139,6 +139,53 @@ def test_two_voices_of_one_engine_in_one_local_speaker_are_found_at_the_pause(
     assert flags.tolist() == [True, False]
 
 
+def test_two_voices_given_one_local_speaker_become_two_recording_speakers(
+    tts_cache: Path,
+) -> None:
+    """flite's rms and slt, three sentences each, taking turns, all given ONE local
+    speaker of one chunk, as the segmentation model sometimes does: clustered
+    clip by clip (the default), they become two speakers, in the clips and in the
+    diarization; clustered as whole local speakers (the former engine), one."""
+    from convoice.config import ClipSettings
+    from convoice.models.clip_embeddings import embed_recording
+    from convoice.models.diarize import segmentation_from_turns
+    from convoice.models.from_settings import own_speakers
+    from convoice.models.labelling import diarization_output
+    from convoice.synth.speech import synthesize
+
+    texts = [
+        "Nobody expected the train to arrive so early.",
+        "She painted the kitchen bright green last summer.",
+        "The river carried boats past the old stone bridge.",
+    ]
+    said = [(v, t) for t in texts for v in ("rms", "slt")]  # taking turns
+    gap = np.zeros(48000, np.float32)  # 3 s: each sentence its own clip (two exceed 8 s)
+    waves = [synthesize(voice, text, tts_cache) for voice, text in said]
+    audio = np.concatenate([x for w in waves for x in (w, gap)])
+    starts = np.cumsum([0, *(len(w) + len(gap) for w in waves)])[:-1] / 16000
+    turns = [(float(s), float(s) + len(w) / 16000, "A") for s, w in zip(starts, waves, strict=True)]
+    settings = load_settings(environ={})
+    seg = segmentation_from_turns(turns, len(audio) / 16000, settings.diarization, ClipSettings())
+    assert len(seg.clips) == 6 and len(seg.chunks) == 1 and {t.local for t in seg.turns} == {0}
+    vectors = embed_recording(
+        audio, seg, loaders.voice_encoder(), "campplus", loaders.campplus_model()
+    )
+    voice = [said[i][0] for i in range(6)]  # clips in time order, one per sentence
+    speakers = own_speakers(seg, vectors, settings)
+    assert speakers.num_speakers == 2
+    labels = speakers.clip_labels.tolist()
+    by_voice = {v: {x for x, w in zip(labels, voice, strict=True) if w == v} for v in voice}
+    assert len(by_voice["rms"]) == len(by_voice["slt"]) == 1, by_voice
+    assert by_voice["rms"] != by_voice["slt"]
+    timeline = diarization_output(seg, speakers)
+    assert len({label for *_, label in timeline}) == 2
+    for (start, end, _), who in zip(turns, voice, strict=True):
+        inside = {label for s, e, label in timeline if s < end and e > start}
+        assert inside == {f"S{next(iter(by_voice[who]))}"}, (start, inside)
+    whole = replace(settings, diarization=replace(settings.diarization, cluster_unit="node"))
+    assert own_speakers(seg, vectors, whole).num_speakers == 1
+
+
 def test_an_old_store_keeps_resemblyzer_identity(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     settings = load_settings(environ={}, home=str(tmp_path))
     store = Store.open(settings)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from convoice.config import RoutingSettings
-from convoice.models.clustering import b_cubed, cluster_nodes, normalize
+from convoice.models.clustering import b_cubed, cannot_link, cluster_nodes, normalize
 from convoice.models.registry import MatchDecision, match_speakers
 from convoice.models.routing import SpeakerEvidence, max_ngram_repeats, route
 from convoice.models.segmentation import (
@@ -89,6 +89,25 @@ def test_clustering_never_joins_speakers_of_one_chunk() -> None:
     result = cluster_nodes(emb, np.ones(3), np.array([0, 0, 1]), threshold=0.5)
     assert result.labels[0] != result.labels[1]
     assert result.num_clusters == 2
+
+
+def test_clips_of_two_local_speakers_of_one_chunk_are_never_joined() -> None:
+    """Clips as nodes: the chunk's two local speakers stay apart (cannot-link), but two
+    clips of ONE local speaker whose voices differ may part (no constraint between them)."""
+    rng = np.random.default_rng(3)
+    a, b = normalize(rng.normal(size=(2, 256)).astype(np.float32))
+    noise = 0.01 * rng.normal(size=(4, 256)).astype(np.float32)
+    emb = normalize(np.stack([a, a, b, b]) + noise)  # clip 1 (local 1) sounds like clip 0
+    groups, local = np.array([0, 0, 1, 0]), np.array([0, 1, 1, 0])
+    result = cluster_nodes(emb, np.ones(4) * 5, groups, threshold=0.5, speakers=local)
+    assert result.labels[0] != result.labels[1]  # one chunk, two local speakers
+    assert result.labels[0] != result.labels[3]  # one local speaker, two voices: split
+    assert result.labels[2] == result.labels[3]  # the same voice across chunks
+    # as whole local speakers (no ``speakers``) every node of chunk 0 is kept apart
+    whole = cluster_nodes(emb, np.ones(4) * 5, groups, threshold=0.5)
+    assert len(set(whole.labels[[0, 1, 3]].tolist())) == 3
+    with pytest.raises(ValueError, match="local speakers"):
+        cannot_link(groups, local[:2])
 
 
 def test_clustering_groups_the_same_voice_across_chunks() -> None:
