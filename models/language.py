@@ -259,6 +259,11 @@ def _cut(samples: Samples, clip: Region) -> FloatArray:
     return np.asarray(samples[sample_index(clip.start) : sample_index(clip.end)])
 
 
+def _cut_length(samples: Samples, clip: Region) -> int:
+    """The number of samples :func:`_cut` gives, without reading them."""
+    return len(range(*slice(sample_index(clip.start), sample_index(clip.end)).indices(len(samples))))
+
+
 def _detect(
     model: WhisperModel,
     samples: Samples,
@@ -266,15 +271,28 @@ def _detect(
     options: DetectOptions,
     padded: bool,
 ) -> list[Distribution]:
-    """Each clip's language distribution; short clips are batched by similar length."""
-    order = sorted(range(len(clips)), key=lambda i: clips[i].duration)
+    """Each clip's language distribution, independent of the other clips.
+
+    Clips are encoded together only when their features have the same number of frames
+    (up to ``options.batch_size`` at once): padding a clip to a longer neighbour changes
+    what Whisper's encoder hears in it (its self-attention spans the padding), so a clip's
+    language would depend on which clips share its batch. Same-length batches give the
+    same distributions as each clip alone; most short clips differ in length, so they are
+    encoded one by one, which costs no more CPU than padded batches (README "Languages").
+    """
+    groups: dict[int, list[int]] = {}  # padded: all one length; else by sample count
+    for i, c in enumerate(clips):
+        length = 0 if padded else _cut_length(samples, c)
+        groups.setdefault(length, []).append(i)
     dists: list[Distribution] = [{} for _ in clips]
-    for first in range(0, len(order), options.batch_size):
-        batch = order[first : first + options.batch_size]
-        feats = [_features(model, _cut(samples, clips[i]), padded) for i in batch]
-        found = _distributions(model, feats, options.candidates, options.weights)
-        for i, dist in zip(batch, found, strict=True):
-            dists[i] = dist
+    for length in sorted(groups):
+        members = groups[length]
+        for first in range(0, len(members), options.batch_size):
+            batch = members[first : first + options.batch_size]
+            feats = [_features(model, _cut(samples, clips[i]), padded) for i in batch]
+            found = _distributions(model, feats, options.candidates, options.weights)
+            for i, dist in zip(batch, found, strict=True):
+                dists[i] = dist
     return dists
 
 

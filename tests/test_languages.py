@@ -193,6 +193,24 @@ def test_a_voice_heard_as_latin_clip_by_clip_is_persian_over_a_30_s_window() -> 
             language.detect_languages(model, audio, regions, bad, speakers)
 
 
+def test_a_clips_language_does_not_depend_on_the_clips_detected_with_it() -> None:
+    # A short German clip alone, then batched with a long clip and with another short one
+    # of its own length: padding it to a long neighbour used to change what Whisper heard.
+    audio, regions = _recording(LINES[1:2] + LINES[3:4] + LINES[0:1])
+    short, long_ = Region(regions[0].start, regions[0].start + 1.5), regions[1]
+    twin = Region(regions[2].start, regions[2].start + 1.5)  # same length, another clip
+    model = loaders.whisper_model()
+    options = language.DetectOptions(pool_speakers=False)
+    alone = language.detect_languages(model, audio, [short], options)[0]
+    with_long = language.detect_languages(model, audio, [short, long_], options)[0]
+    with_twin = language.detect_languages(model, audio, [twin, short, long_], options)[1]
+    assert (with_long.language, with_long.probability) == (alone.language, alone.probability)
+    assert (with_twin.language, with_twin.probability) == (alone.language, alone.probability)
+    assert language._detect(model, audio, [short, long_], options, False)[0] == (
+        language._detect(model, audio, [short], options, False)[0]
+    )
+
+
 def test_language_weights_scale_a_language_before_the_decision() -> None:
     audio, regions = _recording(PERSIAN[:2])
     model = loaders.whisper_model()
