@@ -206,9 +206,24 @@ def test_a_clips_language_does_not_depend_on_the_clips_detected_with_it() -> Non
     with_twin = language.detect_languages(model, audio, [twin, short, long_], options)[1]
     assert (with_long.language, with_long.probability) == (alone.language, alone.probability)
     assert (with_twin.language, with_twin.probability) == (alone.language, alone.probability)
-    assert language._detect(model, audio, [short, long_], options, False)[0] == (
-        language._detect(model, audio, [short], options, False)[0]
+    assert (
+        language._detect(model, audio, [short, long_], options, False)[0]
+        == (language._detect(model, audio, [short], options, False)[0])
     )
+
+
+def test_a_tight_short_clip_is_heard_with_silence_after_it() -> None:
+    # Cut exactly at its speech, espeak-ng's German sentence of 2.6 s alone is Welsh (0.22);
+    # with silence after it up to 3 s (what Whisper was trained on) it is German (0.99).
+    audio, regions = _recording(LINES)
+    model = loaders.whisper_model()
+    tight = language.DetectOptions(pool_speakers=False, min_s=0.0)
+    assert language.detect_languages(model, audio, regions, tight)[1].language != "de"
+    heard = language.detect_languages(model, audio, regions, language.DetectOptions(
+        pool_speakers=False))  # fmt: skip
+    assert [g.language for g in heard] == [lang for _, lang, _ in LINES]
+    with pytest.raises(language.LanguageError, match="least clip length"):
+        language.detect_languages(model, audio, regions, language.DetectOptions(min_s=-1))
 
 
 def test_language_weights_scale_a_language_before_the_decision() -> None:
@@ -266,6 +281,7 @@ def test_model_per_language_from_settings(tmp_path: Path) -> None:
     assert loaders.whisper_name("") == loaders.whisper_name("base") == loaders.WHISPER_NAME
     detect = stages.asr_options(settings).detect
     assert (detect.window_s, detect.weights, detect.speaker_weight) == (0.0, (("la", 0.1),), 2.0)
+    assert detect.min_s == 3.0
     environ = {
         "CONVOICE_ASR__LANGUAGE_WEIGHTS": "la=1, ht=0.5",
         "CONVOICE_ASR__LANGUAGE_WINDOW_S": "30",
