@@ -4,7 +4,9 @@ Whisper detects a language from the first decoder step over its encoder
 output. Its encoder is trained on 30 s inputs, and a 1-8 s clip padded to
 30 s costs a full encoder pass (``method="padded"``). CTranslate2 also
 encodes a clip at its own length, about twenty times cheaper, with a less
-sure answer (``method="short"``, the default). With ``method="short+padded"``
+sure answer (``method="short"``, the default; a clip under ``min_s`` gets silence after it
+up to that length, and clips share an encoder batch only at equal length, so a clip's
+language never depends on its neighbours). With ``method="short+padded"``
 a clip whose short answer is below ``min_probability`` is encoded again,
 padded: on the multilingual benchmark that re-encoding cost six times the
 short pass for under one point of accuracy, so it is not the default.
