@@ -203,9 +203,12 @@ class AsrSettings:
     # window (base), so 8 held 0.35 GiB more than 4 on a long file; on 2 cores 4 costs no CPU
     # (same 12 windows: 15.5 s vs 16.6 s at 8, same words; 2: 17.4 s) (README, Benchmark).
     batch_size: int = 4
-    # Clips whose language is found at once. Clips are short (little memory), and a batch
-    # pads its clips to the longest, so this number changes the languages found: kept at 8.
+    # Clips (or speakers' windows) whose language is found at once. Only clips of the same
+    # length share a batch (padding changed what Whisper heard), so it changes no language.
     language_batch_size: int = 8
+    # A clip shorter than this is heard with silence after it up to this length ("short"):
+    # Whisper heard tight 1-3 s clips worse alone (README "Languages"); 0 = as they are.
+    language_min_clip_s: float = 3.0
     beam_size: int = 1  # 5 cut raw WER from 6.0 % to 4.7 % on the benchmark, at +15 % time
     language: str = ""  # "" = detect per clip; else every clip is this language
     language_detection: str = "short"  # "short" (cheap), "short+padded" or "padded" (README)

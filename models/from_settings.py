@@ -52,6 +52,7 @@ def asr_options(settings: Settings) -> asr.AsrOptions:
         min_probability=cfg.language_min_probability,
         candidates=tuple(c.strip() for c in cfg.languages if c.strip()),
         batch_size=cfg.language_batch_size,
+        min_s=cfg.language_min_clip_s,
         pool_speakers=cfg.language_pool_speakers,
         speaker_weight=cfg.language_speaker_weight,
         window_s=cfg.language_window_s,

@@ -4,7 +4,9 @@ Whisper detects a language from the first decoder step over its encoder
 output. Its encoder is trained on 30 s inputs, and a 1-8 s clip padded to
 30 s costs a full encoder pass (``method="padded"``). CTranslate2 also
 encodes a clip at its own length, about twenty times cheaper, with a less
-sure answer (``method="short"``, the default). With ``method="short+padded"``
+sure answer (``method="short"``, the default; a clip under ``min_s`` gets silence after it
+up to that length, and clips share an encoder batch only at equal length, so a clip's
+language never depends on its neighbours). With ``method="short+padded"``
 a clip whose short answer is below ``min_probability`` is encoded again,
 padded: on the multilingual benchmark that re-encoding cost six times the
 short pass for under one point of accuracy, so it is not the default.
@@ -73,6 +75,9 @@ class DetectOptions:
     min_probability: float = 0.8  # below this a short guess is unsure: redone padded if asked
     candidates: tuple[str, ...] = ()  # only these languages (() = all Whisper knows)
     batch_size: int = 8
+    # a shorter clip is encoded with silence after it up to this many seconds ("short" only):
+    # alone, a tight 1-3 s clip was heard worse than in the padded batches it had before
+    min_s: float = 3.0
     pool_speakers: bool = True  # every clip's distribution times its speaker's (a prior)
     speaker_weight: float = 2.0  # the exponent of the speaker's distribution (0: none)
     window_s: float = 0.0  # > 0: the speaker's prior is one padded window of its clips this
@@ -107,6 +112,8 @@ def detect_languages(
         raise LanguageError(f"language detection {options.method!r}: use one of {METHODS}")
     if options.speaker_weight < 0:
         raise LanguageError(f"speaker weight {options.speaker_weight}: must be 0 or more")
+    if not 0 <= options.min_s <= WINDOW_MAX_S:
+        raise LanguageError(f"least clip length {options.min_s} s: use 0 to {WINDOW_MAX_S:.0f}")
     if options.window_s < 0 or options.window_s > WINDOW_MAX_S:
         raise LanguageError(f"language window {options.window_s} s: use 0 to {WINDOW_MAX_S:.0f}")
     if not 0 <= options.decode_runner_up <= 1:
@@ -259,6 +266,12 @@ def _cut(samples: Samples, clip: Region) -> FloatArray:
     return np.asarray(samples[sample_index(clip.start) : sample_index(clip.end)])
 
 
+def _cut_length(samples: Samples, clip: Region) -> int:
+    """The number of samples :func:`_cut` gives, without reading them."""
+    cut = slice(sample_index(clip.start), sample_index(clip.end))
+    return len(range(*cut.indices(len(samples))))
+
+
 def _detect(
     model: WhisperModel,
     samples: Samples,
@@ -266,15 +279,34 @@ def _detect(
     options: DetectOptions,
     padded: bool,
 ) -> list[Distribution]:
-    """Each clip's language distribution; short clips are batched by similar length."""
-    order = sorted(range(len(clips)), key=lambda i: clips[i].duration)
+    """Each clip's language distribution, independent of the other clips.
+
+    Clips are encoded together only when their features have the same number of frames
+    (up to ``options.batch_size`` at once): padding a clip to a longer neighbour changes
+    what Whisper's encoder hears in it (its self-attention spans the padding), so a clip's
+    language would depend on which clips share its batch. Same-length batches give the
+    same distributions as each clip alone; most clips differ in length, so they are
+    encoded one by one, which costs no more CPU than padded batches (README "Languages").
+    A clip under ``options.min_s`` is first given silence (zeros in the audio, what Whisper
+    was trained on) up to that length, the same whatever its neighbours.
+    """
+    least = round(options.min_s * SAMPLE_RATE)
+    groups: dict[int, list[int]] = {}  # padded: all one length; else by sample count
+    for i, c in enumerate(clips):
+        length = 0 if padded else max(_cut_length(samples, c), least)
+        groups.setdefault(length, []).append(i)
     dists: list[Distribution] = [{} for _ in clips]
-    for first in range(0, len(order), options.batch_size):
-        batch = order[first : first + options.batch_size]
-        feats = [_features(model, _cut(samples, clips[i]), padded) for i in batch]
-        found = _distributions(model, feats, options.candidates, options.weights)
-        for i, dist in zip(batch, found, strict=True):
-            dists[i] = dist
+    for length in sorted(groups):
+        members = groups[length]
+        for first in range(0, len(members), options.batch_size):
+            batch = members[first : first + options.batch_size]
+            cuts = [_cut(samples, clips[i]) for i in batch]
+            if not padded:  # silence after a short clip, up to the least length
+                cuts = [np.pad(c, (0, max(least - len(c), 0))) for c in cuts]
+            feats = [_features(model, c.astype(np.float32, copy=False), padded) for c in cuts]
+            found = _distributions(model, feats, options.candidates, options.weights)
+            for i, dist in zip(batch, found, strict=True):
+                dists[i] = dist
     return dists
 
 

@@ -110,7 +110,11 @@ def test_a_clip_heard_as_another_language_takes_its_runner_up_when_whisper_reads
 ):
     model = loaders.whisper_model()
     on = asr.AsrOptions(detect=language.DetectOptions(decode_runner_up=0.1))
-    for line in ACCENTED:
+    # The Dutch voice's English (2.8 s) was heard as Dutch, English second, when a clip was
+    # heard at its own length; with silence after it up to 3 s detection alone hears English.
+    audio, regions = _recording(ACCENTED[2:])
+    assert language.detect_languages(model, audio, regions, on.detect)[0].language == "en"
+    for line in ACCENTED[:2]:
         audio, regions = _recording([line])
         alone = language.detect_languages(model, audio, regions, on.detect)[0]
         assert alone.language != "en" and alone.runner_up == "en", alone  # detection is wrong
@@ -193,6 +197,39 @@ def test_a_voice_heard_as_latin_clip_by_clip_is_persian_over_a_30_s_window() -> 
             language.detect_languages(model, audio, regions, bad, speakers)
 
 
+def test_a_clips_language_does_not_depend_on_the_clips_detected_with_it() -> None:
+    # A short German clip alone, then batched with a long clip and with another short one
+    # of its own length: padding it to a long neighbour used to change what Whisper heard.
+    audio, regions = _recording(LINES[1:2] + LINES[3:4] + LINES[0:1])
+    short, long_ = Region(regions[0].start, regions[0].start + 1.5), regions[1]
+    twin = Region(regions[2].start, regions[2].start + 1.5)  # same length, another clip
+    model = loaders.whisper_model()
+    options = language.DetectOptions(pool_speakers=False)
+    alone = language.detect_languages(model, audio, [short], options)[0]
+    with_long = language.detect_languages(model, audio, [short, long_], options)[0]
+    with_twin = language.detect_languages(model, audio, [twin, short, long_], options)[1]
+    assert (with_long.language, with_long.probability) == (alone.language, alone.probability)
+    assert (with_twin.language, with_twin.probability) == (alone.language, alone.probability)
+    assert (
+        language._detect(model, audio, [short, long_], options, False)[0]
+        == (language._detect(model, audio, [short], options, False)[0])
+    )
+
+
+def test_a_tight_short_clip_is_heard_with_silence_after_it() -> None:
+    # Cut exactly at its speech, espeak-ng's German sentence of 2.6 s alone is Welsh (0.22);
+    # with silence after it up to 3 s (what Whisper was trained on) it is German (0.99).
+    audio, regions = _recording(LINES)
+    model = loaders.whisper_model()
+    tight = language.DetectOptions(pool_speakers=False, min_s=0.0)
+    assert language.detect_languages(model, audio, regions, tight)[1].language != "de"
+    heard = language.detect_languages(model, audio, regions, language.DetectOptions(
+        pool_speakers=False))  # fmt: skip
+    assert [g.language for g in heard] == [lang for _, lang, _ in LINES]
+    with pytest.raises(language.LanguageError, match="least clip length"):
+        language.detect_languages(model, audio, regions, language.DetectOptions(min_s=-1))
+
+
 def test_language_weights_scale_a_language_before_the_decision() -> None:
     audio, regions = _recording(PERSIAN[:2])
     model = loaders.whisper_model()
@@ -248,6 +285,7 @@ def test_model_per_language_from_settings(tmp_path: Path) -> None:
     assert loaders.whisper_name("") == loaders.whisper_name("base") == loaders.WHISPER_NAME
     detect = stages.asr_options(settings).detect
     assert (detect.window_s, detect.weights, detect.speaker_weight) == (0.0, (("la", 0.1),), 2.0)
+    assert detect.min_s == 3.0
     environ = {
         "CONVOICE_ASR__LANGUAGE_WEIGHTS": "la=1, ht=0.5",
         "CONVOICE_ASR__LANGUAGE_WINDOW_S": "30",

@@ -24,6 +24,7 @@ from convoice.config import Settings, load_settings
 from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
 from convoice.media.audio import decode
+from convoice.media.tracks import choose_audio_track, extract_audio
 from convoice.models import asr, lang_eval, language, routing
 from convoice.records import Region, ReviewReason
 from convoice.storage import Store
@@ -175,10 +176,19 @@ def _recordings(store: Store, corpus: samples.Corpus) -> list[_Recording]:
         ep = by_name.get(rec["url"].rsplit("/", 1)[-1])
         if ep is not None and rec["recording_id"] in clips:
             mine = sorted(clips[rec["recording_id"]], key=lambda c: c["start"])
-            out.append(
-                _Recording(ep.episode_id, decode(ep.audio_path).samples, mine, refs[ep.episode_id])
-            )
+            out.append(_Recording(ep.episode_id, ingested_audio(ep.media_path), mine,
+                                  refs[ep.episode_id]))  # fmt: skip
     return out
+
+
+def ingested_audio(media: Path) -> Any:
+    """The samples the engine ingested from ``media``: its audio track decoded as the download
+    decodes it (for the corpus's MP4s, AAC), not the lossless WAV the corpus was made from.
+    Whisper hears a short clip's language differently in the two, so re-detecting on the WAV
+    was not re-detecting the clips as ingested (README "Languages")."""
+    with tempfile.TemporaryDirectory(prefix="convoice-bench-audio-") as tmp:
+        wav = extract_audio(media, choose_audio_track(media), Path(tmp) / "audio.wav")
+        return decode(wav).samples
 
 
 def _accuracy(recs: Sequence[_Recording], rows: Mapping[str, Sequence[Row]]) -> float:
