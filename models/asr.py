@@ -125,6 +125,31 @@ def word_score(words: Sequence[Word]) -> float:
     return float(np.mean([np.log(max(w.probability, 1e-6)) for w in words])) if words else -np.inf
 
 
+# Whisper's decoder stops at 448 tokens (its prompt included) per 30 s window: about 15 tokens a
+# second. A window of a few seconds that Whisper hears as a repetition loop ("Bus-Bus-Bus-...")
+# ran to those 448 tokens, and the word alignment over them, at several times the cost of the
+# window's encoder pass (README "Where the time goes"). Its budget is twice that rate over its own
+# length: at Whisper's rate itself a short window of accented Latvian (its long vowels cost a
+# token each) lost its last words on the tuning half; at twice it none did.
+TOKENS_PER_S = 2 * 448 / 30
+TOKEN_MARGIN = 16
+MAX_TOKENS = 448
+PROMPT_TOKENS = 228  # the longest prompt faster-whisper builds: half the context, plus 4 specials
+SPECIAL_TOKENS = 8  # sot, language, task, no-timestamps, with room to spare
+
+
+def token_budget(window_s: float, prompted: bool) -> int | None:
+    """At most how many tokens Whisper may decode for windows of at most ``window_s`` seconds:
+    ``TOKENS_PER_S`` of them, plus ``TOKEN_MARGIN``; None (Whisper's own limit) when that is no
+    less than what the prompt leaves of Whisper's context (``prompted``: hotwords or an initial
+    prompt, up to :data:`PROMPT_TOKENS` long)."""
+    if window_s < 0:
+        raise ValueError(f"window_s must not be negative, got {window_s}")
+    budget = int(np.ceil(window_s * TOKENS_PER_S)) + TOKEN_MARGIN
+    room = MAX_TOKENS - (PROMPT_TOKENS if prompted else SPECIAL_TOKENS)
+    return budget if budget < room else None
+
+
 def _transcribe_packed(
     model: WhisperModel,
     samples: FloatArray,
@@ -136,6 +161,8 @@ def _transcribe_packed(
     from faster_whisper import BatchedInferencePipeline
 
     packing = pack(samples, clips)
+    longest = max(w.duration for w in packing.windows)
+    prompted = bool(options.hotwords or options.initial_prompt)
     segments, _ = BatchedInferencePipeline(model).transcribe(
         packing.audio,
         clip_timestamps=[{"start": w.start, "end": w.end} for w in packing.windows],
@@ -146,6 +173,7 @@ def _transcribe_packed(
         vad_filter=False,
         hotwords=options.hotwords or None,
         initial_prompt=options.initial_prompt or None,
+        max_new_tokens=token_budget(longest, prompted),
     )
     found: list[tuple[list[Word], list[Stats]]] = [([], []) for _ in clips]
     starts = np.array(packing.offsets)

@@ -18,7 +18,14 @@ from rich.table import Table
 
 from convoice.cli.bench import bench_command
 from convoice.cli.calibrate import calibrate_command
-from convoice.cli.common import HomeOption, fail, prefect_defaults
+from convoice.cli.common import (
+    HomeOption,
+    end_without_teardown,
+    exit_process,
+    fail,
+    fast_exit_requested,
+    prefect_defaults,
+)
 from convoice.cli.ops import deploy_command, report_command
 from convoice.cli.registry import registry_app
 from convoice.cli.review import review_app
@@ -167,6 +174,7 @@ def ingest(
         log_format=fmt,
     )
     print_report(report)
+    end_without_teardown()  # the process ends without freeing the models one by one
     if report.exit_code:
         console.print(f"[red]{len(report.crashed)} item(s) crashed[/]: see the ERROR lines above")
         raise typer.Exit(report.exit_code)
@@ -329,6 +337,10 @@ def main() -> None:
 
     try:
         app()
+    except SystemExit as done:  # how a typer app always ends, its exit code in it
+        if fast_exit_requested() and isinstance(done.code, int | None):
+            exit_process(done.code or 0)
+        raise
     except KeyboardInterrupt:
         sys.exit(130)
     except ConfigError as err:  # any command: a bad settings file is a message, not a traceback
