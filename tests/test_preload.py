@@ -48,3 +48,23 @@ def test_the_command_line_imports_no_prefect_until_a_flow_runs() -> None:
     code = "import sys, convoice.cli.root; print(sorted(m for m in sys.modules if 'prefect' in m))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout[:500]
+
+
+def test_ingest_without_runner_options_starts_loading_models_before_prefect_imports() -> None:
+    """`convoice ingest` with no runner option starts the loading thread before Prefect is imported.
+
+    Prefect's import then runs beside the model loading, as ``ingest``'s comment says; checking
+    the command's runner options must not import it first.
+    """
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from convoice.cli.root import _runner_settings\n"
+        "from convoice.config import load_settings\n"
+        "assert _runner_settings(load_settings(environ={}).runner, None, None, None) is None\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout[:500]

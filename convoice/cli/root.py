@@ -212,13 +212,13 @@ def _runner_settings(
     address: str | None,
 ) -> RunnerSettings | None:
     """``[runner]`` with the command's options over it, checked; None when none is given."""
+    if runner is None and workers is None and address is None:
+        return None
     from dataclasses import replace
 
     from convoice.config import ConfigError
-    from convoice.orchestration.runner import check
+    from convoice.orchestration.runner import check  # imports Prefect: only when options are given
 
-    if runner is None and workers is None and address is None:
-        return None
     chosen = replace(
         settings,
         kind=settings.kind if runner is None else runner.value,
