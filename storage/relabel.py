@@ -98,10 +98,9 @@ def carried_splits(store: Store) -> dict[tuple[str, str], tuple[str, str]]:
     }
     if not current and not carried:
         return {}
-    rows = store.tables.read(
-        "clips", CLIP_SCHEMA, columns=["recording_id", "recording_speaker", "speaker_id"]
+    found = store.tables.distinct(
+        "clips", CLIP_SCHEMA, ["recording_id", "recording_speaker", "speaker_id"]
     )
-    found = rows.group_by(rows.column_names, use_threads=False).aggregate([])
     out: dict[tuple[str, str], tuple[str, str]] = {}
     for recording, local, machine in zip(
         found["recording_id"].to_pylist(),
