@@ -65,8 +65,13 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory, tts_cache: Path):  # 
 
 @pytest.fixture(scope="session")
 def served_corpus(small_corpus) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """The small corpus on a real HTTP server on 127.0.0.1; yields the base URL."""
-    from convoice.synth.serve import serve_directory
+    """The small corpus on a real HTTP server on 127.0.0.1; yields the base URL.
 
-    with serve_directory(small_corpus.root) as base_url:
+    On :data:`~convoice.synth.serve.TEST_PORT` (any free port when another session holds
+    it): the URLs make the recording and clip ids, so on the fixed port every session's
+    stores have the same ids, hence the same audit sample and judged share.
+    """
+    from convoice.synth.serve import TEST_PORT, serve_preferring
+
+    with serve_preferring(small_corpus.root, TEST_PORT) as base_url:
         yield base_url
