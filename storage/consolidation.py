@@ -86,7 +86,7 @@ def effective_speakers(
         return _distinct_pairs(identity.follow(identity.follow_splits(found, splits), mapping)), []
     # The clips nobody labelled: their pairs deduplicated by the Delta engine; the labelled
     # ones (a few) read one row each, as a person may have moved each of them.
-    unlabelled, clips = _unlabelled_pairs(store), _labelled_rows(store)
+    unlabelled, clips = _machine_rows(store, labelled=False), _machine_rows(store, labelled=True)
     if unlabelled is None or clips is None:  # a store written before a column: read it all
         unlabelled = CLIP_SCHEMA.empty_table().select(pairs)
         clips = store.tables.read("clips", CLIP_SCHEMA, columns=["clip_id", *pairs])
@@ -118,23 +118,20 @@ def effective_speakers(
 _LABELLED = 'SELECT "clip_id" FROM labels WHERE "field" = \'speaker_id\' AND "clip_id" IS NOT NULL'
 
 
-def _unlabelled_pairs(store: Store) -> pa.Table | None:
-    """The distinct (speaker_id, recording_id) of the machine rows of clips nobody labelled."""
-    wanted = pa.schema([CLIP_SCHEMA.field("speaker_id"), CLIP_SCHEMA.field("recording_id")])
-    sql = (
-        'SELECT DISTINCT "speaker_id", "recording_id" FROM clips'
-        f' WHERE "clip_id" NOT IN ({_LABELLED})'
-    )
-    return store.tables.query(sql, ["clips", "labels"], wanted)
+def _machine_rows(store: Store, labelled: bool) -> pa.Table | None:
+    """The machine rows of clips a person gave a speaker label (``labelled``), or of the others.
 
-
-def _labelled_rows(store: Store) -> pa.Table | None:
-    """(clip_id, speaker_id, recording_id) of the machine rows of clips a person labelled."""
-    wanted = pa.schema([CLIP_SCHEMA.field(c) for c in ("clip_id", "speaker_id", "recording_id")])
-    sql = (
-        'SELECT "clip_id", "speaker_id", "recording_id" FROM clips'
-        f' WHERE "clip_id" IN ({_LABELLED})'
-    )
+    Labelled: (clip_id, speaker_id, recording_id), one row each (a person may have moved
+    each). Unlabelled: their distinct (speaker_id, recording_id), deduplicated by the engine.
+    None when a table lacks a column (a store written before it: the caller reads instead).
+    """
+    columns = ["speaker_id", "recording_id"]
+    columns = ["clip_id", *columns] if labelled else columns
+    wanted = pa.schema([CLIP_SCHEMA.field(c) for c in columns])
+    select = "SELECT" if labelled else "SELECT DISTINCT"
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    where = "IN" if labelled else "NOT IN"
+    sql = f'{select} {quoted} FROM clips WHERE "clip_id" {where} ({_LABELLED})'
     return store.tables.query(sql, ["clips", "labels"], wanted)
 
 
