@@ -42,6 +42,13 @@ class EncoderKind(StrEnum):
     CAMPPLUS = "campplus"  # 3D-Speaker CAM++, 192-d: identifies by default
 
 
+class ClusterUnit(StrEnum):
+    """What a recording's speaker clustering clusters (``[diarization] cluster_unit``)."""
+
+    CLIP = "clip"  # each clip on its own: a local speaker holding two voices may split
+    NODE = "node"  # each (chunk, local speaker) whole
+
+
 @dataclass(frozen=True)
 class DiarizationSettings:
     """Speaker segmentation.
@@ -65,7 +72,7 @@ class DiarizationSettings:
     cluster_threshold: float = 0.80  # cosine to merge two local speakers (resemblyzer identity)
     max_speakers: int = 12
     min_speaker_s: float = 2.0  # a "speaker" with less speech joins its closest neighbour
-    cluster_unit: str = "clip"  # "clip": each clip clustered (a local speaker may split); "node"
+    cluster_unit: str = ClusterUnit.CLIP  # a ClusterUnit: "clip" (the default) or "node"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from convoice.config import RoutingSettings, SimilarityScale
+from convoice.config import ClusterUnit, RoutingSettings, SimilarityScale
 from convoice.models.calibration import Calibration
 from convoice.models.clustering import NodeClustering, cluster_nodes, normalize
 from convoice.models.diarize import ClipRegion, Segmentation
@@ -69,7 +69,7 @@ def speakers_of_recording(
     clip_windows: Sequence[FloatArray] | None = None,
     two_voice_rule: TwoVoiceRule | None = None,
     part_similarity: Sequence[float] | None = None,
-    unit: str = "node",
+    unit: str = ClusterUnit.NODE,
 ) -> RecordingSpeakers:
     """Cluster local speakers into recording speakers (identity embeddings, ``scale``).
 
@@ -83,13 +83,13 @@ def speakers_of_recording(
     voices are flagged (:func:`convoice.models.voices.two_voice_flags`; with
     ``part_similarity``, each clip's parts across its pauses are compared too).
     """
-    if unit not in ("node", "clip"):
+    if unit not in tuple(ClusterUnit):
         raise ValueError(f"cluster unit must be 'node' or 'clip', not {unit!r}")
     nodes, pieces = node_regions(seg)
     index = {n: i for i, n in enumerate(nodes)}
     weights = np.array([sum(p.duration for p in ps) for ps in pieces], dtype=np.float64)
     clip_nodes = np.array([index[seg.turns[c.turn].node] for c in seg.clips], dtype=np.int64)
-    if unit == "clip":
+    if unit == ClusterUnit.CLIP:
         labels, clustering, clip_start = _cluster_clips(
             seg, nodes, clip_nodes, clip_embeddings, node_embeddings, weights, scale,
             max_speakers, min_speaker_s,

@@ -231,3 +231,21 @@ def test_the_identity_vector_follows_the_registry_space() -> None:
     assert len(identity_vector(row)) == 192
     assert len(identity_vector(row, 192)) == 192
     assert len(identity_vector(row, 256)) == 256
+
+
+def test_cluster_unit_is_a_checked_enum_with_the_same_config_syntax(tmp_path: Path) -> None:
+    from convoice.config import ClusterUnit
+    from convoice.models.labelling import speakers_of_recording
+
+    config = tmp_path / "node.toml"
+    config.write_text('[diarization]\ncluster_unit = "node"\n')
+    assert load_settings(config, environ={}, home=str(tmp_path)).diarization.cluster_unit == "node"
+    default = load_settings(environ={}, home=str(tmp_path)).diarization
+    assert default.cluster_unit == ClusterUnit.CLIP
+    assert [str(u) for u in ClusterUnit] == ["clip", "node"]
+    no_vectors = np.zeros((0, 4), np.float32)
+    with pytest.raises(ValueError, match="cluster unit must be 'node' or 'clip', not 'voice'"):
+        speakers_of_recording(
+            None,  # type: ignore[arg-type]  # checked before the segmentation is read
+            no_vectors, no_vectors, load_settings(environ={}).similarity_scale(), 4, unit="voice",
+        )  # fmt: skip
