@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from convoice.models.consolidate import Parts, Registry, plan_healing
+from convoice.models.consolidate import ConsolidationError, Parts, Registry, plan_healing
 from convoice.records import (
     CONSOLIDATE_BY,
     ChangeKind,
@@ -38,6 +38,24 @@ from convoice.storage.schema import CLIP_SCHEMA, SPEAKER_SCHEMA, table_to_speake
 if TYPE_CHECKING:
     from convoice.config import ConsolidationSettings
     from convoice.storage.store import Store
+
+
+class UnfinishedRelabel(ConsolidationError):
+    """A re-label was killed half-way (its ``relabel`` row is open): consolidating would
+    redo its splits and overwrite their pieces' registry entries."""
+
+
+def refuse_open_relabel(store: Store) -> None:
+    """:class:`UnfinishedRelabel` when a re-label left its mark open (:mod:`.relabel`)."""
+    opened = identity.open_relabels(store)
+    if opened:
+        mark = opened[-1]
+        encoder = mark.run_id.split(" ")[1] if mark.run_id.count(" ") >= 2 else "?"
+        raise UnfinishedRelabel(
+            f"a re-label with encoder {encoder} started at {mark.at} did not finish (killed"
+            " half-way?): consolidating now could redo its splits and drop what merges added"
+            f" to their pieces; finish it first with `convoice encoder promote {encoder}`"
+        )
 
 
 @dataclass
@@ -408,8 +426,10 @@ def consolidate_store(
     """Heal ``store``'s registry (see :mod:`convoice.models.consolidate`); safe to repeat.
 
     Splits (when ``cfg.split``) and merges are recorded first, then the
-    registry changes in one commit.
+    registry changes in one commit. Refuses (:class:`UnfinishedRelabel`) while a
+    re-label killed half-way is open.
     """
+    refuse_open_relabel(store)
     started = time.perf_counter()
     at = at or _now_iso()
     report = ConsolidationReport()

@@ -113,8 +113,14 @@ def split_records(store: Store, history: bool = False) -> list[IdentityChange]:
     return change_records(_of_kind(table if history else since_relabel(table), ChangeKind.SPLIT))
 
 
-def record_relabel(store: Store, encoder: str, at: str, run_id: str = "") -> None:
-    """Mark the split rows so far as history: the clip rows are about to be re-labelled."""
+def record_relabel(store: Store, encoder: str, at: str, run_id: str) -> None:
+    """Mark the split rows so far as history: the clip rows are about to be re-labelled.
+
+    The first of two rows: :func:`record_relabel_done` with the same ``run_id`` says
+    the re-label finished; until then it is open (:func:`open_relabels`).
+    """
+    if not run_id:
+        raise ValueError("a re-label's mark needs a run id (its done row names it)")
     mark = IdentityChange(
         old_id="",
         new_id="",
@@ -126,6 +132,62 @@ def record_relabel(store: Store, encoder: str, at: str, run_id: str = "") -> Non
         run_id=run_id,
     )
     store.tables.append(CHANGES, changes_table([mark]))
+
+
+def record_relabel_done(store: Store, run_ids: Sequence[str], at: str) -> None:
+    """Close the re-labels ``run_ids`` (their clip rows, contributions and registry are written)."""
+    done = [
+        IdentityChange(
+            old_id="",
+            new_id="",
+            kind=ChangeKind.RELABEL_DONE,
+            why="the re-label this run id names finished",
+            decided_by=RELABEL_BY,
+            at=at,
+            run_id=run_id,
+        )
+        for run_id in run_ids
+    ]
+    if done:
+        store.tables.append(CHANGES, changes_table(done))
+
+
+def open_relabels(store: Store) -> list[IdentityChange]:
+    """The ``relabel`` rows no ``relabel-done`` row closes: re-labels killed half-way.
+
+    Rows written before the done rows existed (no run id) count as finished.
+    """
+    table = changes(store)
+    closed = set(_of_kind(table, ChangeKind.RELABEL_DONE)["run_id"].to_pylist())
+    marks = change_records(_of_kind(table, ChangeKind.RELABEL))
+    return [m for m in marks if m.run_id and m.run_id not in closed]
+
+
+def open_splits(store: Store) -> dict[tuple[str, str], str]:
+    """(machine id, recording) -> piece of the splits an open re-label was carrying.
+
+    The splits after the latest finished re-label and before the open mark: the open
+    re-label marked them as history, but it may have been killed before it rewrote the
+    clip rows (:func:`convoice.storage.relabel.carried_splits` tells which from the rows).
+    """
+    opened = open_relabels(store)
+    if not opened:
+        return {}
+    table = changes(store)
+    closed = {m.run_id for m in opened}
+    finished = [
+        m.at
+        for m in change_records(_of_kind(table, ChangeKind.RELABEL))
+        if m.run_id not in closed and m.at
+    ]
+    start = max(finished, default="")
+    end = max(m.at for m in opened)
+    at = pc.fill_null(table["at"], "")
+    kept = _of_kind(
+        table.filter(pc.and_(pc.greater(at, start), pc.less(at, end))), ChangeKind.SPLIT
+    ).sort_by("at")
+    keys = zip(kept["machine_id"].to_pylist(), kept["recording_id"].to_pylist(), strict=True)
+    return dict(zip(keys, kept["new_id"].to_pylist(), strict=True))
 
 
 def follow_splits(

@@ -11,9 +11,14 @@ people's labels and to older releases' ids) and carries every split into the
 ids it writes (:func:`carried_splits`). Split rows name the machine id on the
 clip rows they move, which the re-label rewrites, so before the rows change a
 ``relabel`` row marks the split rows so far as history (readers stop applying
-them). In that order a re-label killed half-way can only leave a split
-unapplied (the rows not yet rewritten read as before it; the next re-label or
-consolidation redoes it), never move clips a split did not mean.
+them), and after the registry a ``relabel-done`` row with the same run id
+closes it. In that order a re-label killed half-way can only leave a split
+unapplied (the rows not yet rewritten read as before it), never move clips a
+split did not mean; and while the mark is open consolidation refuses (it
+would redo such a split and overwrite the piece's registry entry with only
+the piece's clips, dropping what a merge had added): the next re-label
+carries the open mark's splits into the rows the killed one did not rewrite
+(:func:`carried_splits`) and closes it.
 """
 
 from __future__ import annotations
@@ -93,6 +98,7 @@ def carried_splits(store: Store) -> dict[tuple[str, str], tuple[str, str]]:
     the new encoder gives.
     """
     current = identity.machine_splits(store)
+    pending = identity.open_splits(store)  # a killed re-label's: carried only if not rewritten
     carried = {
         (c.new_id, c.recording_id): c.old_id for c in identity.split_records(store, history=True)
     }
@@ -101,6 +107,12 @@ def carried_splits(store: Store) -> dict[tuple[str, str], tuple[str, str]]:
     found = store.tables.distinct(
         "clips", CLIP_SCHEMA, ["recording_id", "recording_speaker", "speaker_id"]
     )
+    present = set(
+        zip(found["speaker_id"].to_pylist(), found["recording_id"].to_pylist(), strict=True)
+    )
+    for (machine, recording), piece in pending.items():  # rows still carry the id it split
+        if (piece, recording) not in present:
+            current.setdefault((machine, recording), piece)
     out: dict[tuple[str, str], tuple[str, str]] = {}
     for recording, local, machine in zip(
         found["recording_id"].to_pylist(),
@@ -124,18 +136,24 @@ def write_relabel(
     at: str = "",
 ) -> None:
     """Mark the split rows as history, upsert the re-labelled clip rows, the review
-    contributions, then replace the registry (see the module docstring for the order).
+    contributions, replace the registry, then close the mark and any a killed re-label
+    left open (see the module docstring for the order).
 
     ``contributions`` are what people's decisions add to the machine's sums
     given the new machine rows (an empty one clears a stale one), so that a
     later review pull, which keeps the registry equal to machine sums plus
     contributions, finds nothing to correct.
     """
-    if identity.split_records(store):  # nothing to mark when no split applies to the rows
-        identity.record_relabel(store, encoder, at or now_iso())
+    at = at or now_iso()
+    run_id = f"relabel {encoder} {at}"
+    opened = [m.run_id for m in identity.open_relabels(store)]
+    marked = bool(identity.split_records(store))  # nothing to mark when no split applies
+    if marked:
+        identity.record_relabel(store, encoder, at, run_id)
     if rows.num_rows:
         store.tables.upsert("clips", rows, "clip_id")
     save_contributions(store, list(contributions))
     old = {s.speaker_id: s for s in store.speakers()}
     removed = [s for sid, s in old.items() if sid not in speakers]
     save_speakers(store, list(speakers.values()), removed)
+    identity.record_relabel_done(store, [*opened, *([run_id] if marked else [])], now_iso())

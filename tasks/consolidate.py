@@ -12,7 +12,11 @@ from prefect.cache_policies import NO_CACHE
 from convoice.config import ConsolidationSettings
 from convoice.orchestration.store_lock import store_lock
 from convoice.storage import Store
-from convoice.storage.consolidation import ConsolidationReport, consolidate_store
+from convoice.storage.consolidation import (
+    ConsolidationReport,
+    UnfinishedRelabel,
+    consolidate_store,
+)
 from convoice.storage.store import ConcurrentCommitError
 
 
@@ -27,6 +31,9 @@ def consolidate(
             done = consolidate_store(store, cfg, run_id)
         except ConcurrentCommitError as err:
             logger.warning("registry not consolidated this run (%s); the next run will", err)
+            return None
+        except UnfinishedRelabel as err:
+            logger.warning("registry not consolidated: %s", err)
             return None
     logger.info(done.summary())
     return done

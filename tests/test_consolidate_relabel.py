@@ -203,6 +203,43 @@ def test_a_relabel_killed_before_its_rows_are_written_is_finished_by_the_next(
     assert [c.kind for c in _changes(store)].count(ChangeKind.RELABEL) == 1
 
 
+def test_consolidation_refuses_while_a_killed_relabel_is_open(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-label killed after its mark (its first phase only) and never re-run: consolidating
+    would redo the split and overwrite the piece's registry entry with only the piece's
+    clips, dropping r4's clips of B that a merge had added to it. It refuses until a re-label
+    finishes the open one."""
+    from convoice.models.consolidate import ConsolidationError
+    from convoice.storage.identity import open_relabels
+
+    healed = consolidate_store(store, ConsolidationSettings(), run_id="heal")
+    piece = healed.splits[0].piece
+    before, registry = _reads(store), {s.speaker_id: s for s in store.speakers()}
+    assert registry[piece].n_clips == 6  # r3's B, and r4's B merged into it
+    upsert = store.tables.upsert
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(store.tables, "upsert", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _relabel(store, tmp_path)
+    monkeypatch.setattr(store.tables, "upsert", upsert)
+    assert len(open_relabels(store)) == 1
+    with pytest.raises(ConsolidationError, match=r"did not finish.*convoice encoder promote"):
+        consolidate_store(store, ConsolidationSettings(), run_id="after-kill")
+    assert {s.speaker_id: s.n_clips for s in store.speakers()} == {
+        s: r.n_clips for s, r in registry.items()
+    }  # nothing written
+    _relabel(store, tmp_path)  # the next re-label carries the open mark's split, closes it
+    assert open_relabels(store) == [] and _reads(store) == before
+    again = consolidate_store(store, ConsolidationSettings(), run_id="after-finish")
+    assert (again.splits, again.merges) == ([], [])
+    assert {s.speaker_id: s.n_clips for s in store.speakers()}[piece] == 6
+    assert _reads(store) == before
+
+
 def test_the_replay_carries_a_split_when_the_new_encoder_repeats_the_mistake() -> None:
     from convoice.config import RoutingSettings
     from convoice.models.relabel import ClipFacts, replay

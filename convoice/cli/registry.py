@@ -64,8 +64,9 @@ def changes_command(home: HomeOption = None) -> None:
     if not records:
         console.print("no identity changes")
     for c in records:
-        if c.kind == ChangeKind.RELABEL:
-            console.print(escape(f"{c.at}  {c.kind}  {c.why}"))
+        if c.kind in (ChangeKind.RELABEL, ChangeKind.RELABEL_DONE):
+            run = f" [{c.run_id}]" if c.run_id else ""
+            console.print(escape(f"{c.at}  {c.kind}{run}  {c.why}"))
             continue
         where = f" (recording {c.recording_id})" if c.kind == ChangeKind.SPLIT else ""
         console.print(escape(f"{c.at}  {c.kind} {c.old_id} -> {c.new_id}{where}  {c.why}"))

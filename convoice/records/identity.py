@@ -50,6 +50,10 @@ class ChangeKind(StrEnum):
     # The clip rows were re-labelled (a new encoder): the split rows before this row are
     # history, carried into the ids the re-label wrote (old_id, new_id: "", why: the encoder)
     RELABEL = "relabel"
+    # The re-labelling its ``run_id`` names finished (clip rows, contributions, registry
+    # written). A ``relabel`` row with a run id and no such row is a re-label killed half-way:
+    # consolidation refuses until a re-label finishes it (rows written before: no run id).
+    RELABEL_DONE = "relabel-done"
 
 
 @dataclass(frozen=True)
