@@ -180,11 +180,10 @@ def _changes(store: Store) -> list:  # type: ignore[type-arg]
     return change_records(changes(store))
 
 
-def test_a_relabel_killed_before_its_rows_are_written_is_finished_by_the_next(
+def _relabel_killed_at_its_rows(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    consolidate_store(store, ConsolidationSettings(), run_id="heal")
-    before = _reads(store)
+    """A re-label killed when it writes its clip rows: its mark written, nothing after it."""
     upsert = store.tables.upsert
 
     def killed(*args: object, **kwargs: object) -> None:
@@ -193,11 +192,19 @@ def test_a_relabel_killed_before_its_rows_are_written_is_finished_by_the_next(
     monkeypatch.setattr(store.tables, "upsert", killed)
     with pytest.raises(KeyboardInterrupt):
         _relabel(store, tmp_path)
+    monkeypatch.setattr(store.tables, "upsert", upsert)
+
+
+def test_a_relabel_killed_before_its_rows_are_written_is_finished_by_the_next(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consolidate_store(store, ConsolidationSettings(), run_id="heal")
+    before = _reads(store)
+    _relabel_killed_at_its_rows(store, tmp_path, monkeypatch)
     # the split rows are history now, the clip rows not yet rewritten: r3's voice B reads as
     # the id it had before the split (unhealed for now), and no other clip moved
     half = _reads(store)
     assert {c for c in before if half[c] != before[c]} == {f"r3-S0-{j}" for j in range(3)}
-    monkeypatch.setattr(store.tables, "upsert", upsert)
     _relabel(store, tmp_path)
     assert _reads(store) == before
     assert [c.kind for c in _changes(store)].count(ChangeKind.RELABEL) == 1
@@ -217,15 +224,7 @@ def test_consolidation_refuses_while_a_killed_relabel_is_open(
     piece = healed.splits[0].piece
     before, registry = _reads(store), {s.speaker_id: s for s in store.speakers()}
     assert registry[piece].n_clips == 6  # r3's B, and r4's B merged into it
-    upsert = store.tables.upsert
-
-    def killed(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt("killed")
-
-    monkeypatch.setattr(store.tables, "upsert", killed)
-    with pytest.raises(KeyboardInterrupt):
-        _relabel(store, tmp_path)
-    monkeypatch.setattr(store.tables, "upsert", upsert)
+    _relabel_killed_at_its_rows(store, tmp_path, monkeypatch)
     assert len(open_relabels(store)) == 1
     with pytest.raises(ConsolidationError, match=r"did not finish.*convoice encoder promote"):
         consolidate_store(store, ConsolidationSettings(), run_id="after-kill")
