@@ -62,3 +62,42 @@ def test_wrong_labels_get_their_kind() -> None:
     assert kinds[6] == ErrorKind.REGISTRY_SPLIT
     assert kinds[9] == ErrorKind.REGISTRY_MERGE
     assert kinds[10] == ErrorKind.CONSOLIDATION
+
+
+def test_the_bench_block_from_clip_rows() -> None:
+    from convoice.models.identity_errors import errors_by_kind, render_errors
+
+    rng = __import__("numpy").random.default_rng(0)
+    voice_vec = {"A": rng.normal(size=8), "B": rng.normal(size=8)}
+
+    def row(n: int, rec: str, local: str, sid: str, status: str) -> dict[str, object]:
+        return dict(
+            clip_id=f"c{n}", recording_id=rec, recording_speaker=local, speaker_id=sid,
+            start=10.0 * n, end=10.0 * n + 5, speaker_status=status, status=status,
+            speaker_embedding=list(voice_vec["A" if n < 4 else "B"] + rng.normal(size=8) * 0.1),
+        )  # fmt: skip
+
+    # A in r1 and r2 (r2's A got a new id "a2" at ingest), B in r3 matched to A's id "a".
+    clips = [
+        row(0, "r1", "S0", "a", "accepted"),
+        row(1, "r1", "S0", "a", "accepted"),
+        row(2, "r1", "S0", "a", "accepted"),
+        row(3, "r2", "S0", "a2", "review"),
+        row(4, "r3", "S0", "a", "accepted"),
+    ]
+    truth = {
+        rec: [
+            evaluation.RefTurn(10.0 * n, 10.0 * n + 5, "A" if n < 4 else "B", "") for n in range(5)
+        ]
+        for rec in ("r1", "r2", "r3")
+    }
+    block = errors_by_kind(clips, {f"c{n}": c["speaker_id"] for n, c in enumerate(clips)}, truth)
+    kinds = block["kinds"]
+    assert kinds["registry_split"][1] > 0 and kinds["registry_merge"][0] > 0
+    assert kinds["cluster_merge"] == [0.0, 0.0, block["bcubed"][2]]
+    assert block["wrong_labels"]["accepted"] == {"registry_merge": 1}
+    assert block["wrong_labels"]["review"] == {"registry_split": 1}
+    a, b = block["pairs"][0][:2]
+    assert (a, b) == ("A", "B") and block["pairs"][0][4] < 0.9
+    text = "\n".join(render_errors(block))
+    assert "(c) known voice given a new id" in text and "accepted: registry_merge 1" in text
