@@ -37,10 +37,11 @@ from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
 from convoice.media.audio import decode
 from convoice.media.errors import IngestError
-from convoice.models import evaluation, labelling
+from convoice.models import evaluation, identity_errors, labelling
 from convoice.models.metrics import DiarizationErrors, diarization_errors, parse_rttm
 from convoice.records import SkipReason
 from convoice.storage import Store
+from convoice.storage.schema import CLIP_SCHEMA
 from convoice.synth import samples
 from convoice.synth.recordings import pyannote_sample
 from convoice.synth.serve import serve_directory, write_sources_csv
@@ -125,6 +126,7 @@ def run_benchmark(
     result.quality = score_corpus(clips, episodes, corpus)
     truth = corpus_truth(episodes, corpus)
     result.reliability = [asdict(b) for b in evaluation.reliability_of(clips, truth)]
+    result.identity_errors = identity_errors.errors_by_kind(clips, ingest_ids(store), truth)
     result.review = [asdict(r) for r in evaluation.review_table(clips, truth)]
     if corpus.metadata.get("half") == Split.TUNE:  # rules may be chosen by the tuning half only
         target = load_settings(home=home).routing.target_precision
@@ -175,6 +177,12 @@ def held_out_lines(
 
     figures = calibrate.held_out(calibrate.judged_from_truth(clips, truth), target)
     return [line for name, h in figures for line in h.render(name)]
+
+
+def ingest_ids(store: Store) -> dict[str, str]:
+    """Clip id -> the speaker id the ingest wrote on its row (before consolidation)."""
+    rows = store.tables.read("clips", CLIP_SCHEMA, columns=["clip_id", "speaker_id"])
+    return dict(zip(rows["clip_id"].to_pylist(), rows["speaker_id"].to_pylist(), strict=True))
 
 
 def episodes_by_recording(store: Store, corpus: samples.Corpus) -> dict[str, samples.Episode]:

@@ -7,6 +7,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from convoice.models.identity_errors import render_errors
+
 
 @dataclass
 class ProfileRun:
@@ -53,6 +55,7 @@ class BenchmarkResult:
     review: list[dict[str, Any]] = field(default_factory=list)  # evaluation.ReviewRow
     hard_pairs: list[tuple[str, str, float]] = field(default_factory=list)
     held_out: list[str] = field(default_factory=list)  # speaker rules, one recording/voice out
+    identity_errors: dict[str, Any] = field(default_factory=dict)  # models.identity_errors
     notes: list[str] = field(default_factory=list)
     repeat: int = 1  # rounds of --profile --repeat: the figures above are their medians
     flow_stages_cpu: dict[str, float] = field(default_factory=dict)  # CPU s, median of rounds
@@ -212,6 +215,7 @@ class BenchmarkResult:
             lines.append("speaker calibration rules refitted leaving one recording (or voice) out:")
             lines += [f"  {line}" for line in self.held_out]
         lines += render_review(self.review)
+        lines += render_errors(self.identity_errors)
         if self.hard_pairs:
             lines.append(
                 "hard pairs (same engine, resemblyzer centroid cosine > 0.8): "
