@@ -233,6 +233,12 @@ class AsrSettings:
     # > 0: a clip whose runner-up language has at least this probability is transcribed in it
     # too and takes it when Whisper's words are likelier there (README "Languages"); 0: off.
     language_decode_runner_up: float = 0.0
+    # > 0: a clip whose language probability is under this is transcribed in the next of its
+    # `language_decode_top` likeliest languages and its speaker's majority language too, and
+    # takes the one whose words Whisper reads likeliest (README "Languages"); 0: off.
+    language_decode_below: float = 0.0
+    language_decode_top: int = 3
+    language_decode_speaker: bool = True
     cpu_threads: int = 0  # 0 = all cores
     vocabulary_mode: str = "hotwords"  # how a channel's vocabulary is given: or "initial_prompt"
     vocabulary_size: int = 40  # at most this many of its words (its own first, most corrected)

@@ -73,8 +73,9 @@ def transcribe_clips(
         for i, (words, stats) in zip(members, found, strict=True):
             if words:
                 out[i] = _transcript(words, stats, guesses[i], name)
-    if languages is None and not options.language and options.detect.decode_runner_up > 0:
-        _decode_runner_up(model, samples, clips, options, model_for, guesses, out)
+    again = options.detect.decode_runner_up or options.detect.decode_below
+    if languages is None and not options.language and again:
+        _decode_alternatives(model, samples, clips, options, model_for, guesses, out)
     return out
 
 
@@ -84,7 +85,21 @@ DECODE_MARGIN = 0.3
 LOOP_RATIO = 2.4  # Whisper's own threshold: text this compressible is a repetition loop
 
 
-def _decode_runner_up(
+def alternatives(guess: LanguageGuess, options: DetectOptions) -> list[tuple[str, float]]:
+    """The languages (and their probabilities) a clip is transcribed in besides its own: its
+    runner-up when that has at least ``decode_runner_up``; its ``alternatives`` when its own
+    probability is under ``decode_below``."""
+    out: dict[str, float] = {}
+    if options.decode_below and guess.probability < options.decode_below:
+        out.update(guess.alternatives)
+    runner_up = guess.runner_up_probability >= options.decode_runner_up
+    if options.decode_runner_up and guess.runner_up and runner_up:
+        out[guess.runner_up] = guess.runner_up_probability
+    out.pop(guess.language, None)
+    return list(out.items())
+
+
+def _decode_alternatives(
     model: WhisperModel,
     samples: FloatArray,
     clips: list[Region],
@@ -93,31 +108,29 @@ def _decode_runner_up(
     guesses: list[LanguageGuess],
     out: list[Transcript | None],
 ) -> None:
-    """Clips whose runner-up language has at least ``detect.decode_runner_up`` probability are
-    transcribed in it too; a clip takes it (``out`` in place, method "decoded") when its words
-    are likelier there: a geometric mean of word probabilities higher by :data:`DECODE_MARGIN`
-    in the log (:func:`word_score`), unless that transcript is a loop."""
-    least = options.detect.decode_runner_up
-    contested = [
-        i
-        for i, (g, t) in enumerate(zip(guesses, out, strict=True))
-        if t is not None and g.runner_up and g.runner_up_probability >= least
-    ]
-    for language in sorted({guesses[i].runner_up for i in contested}):
-        members = [i for i in contested if guesses[i].runner_up == language]
+    """Unsure clips (:func:`alternatives`) are transcribed in their other languages too; a
+    clip takes the one whose words Whisper reads likeliest (``out`` in place, method
+    "decoded"), by :data:`DECODE_MARGIN` in the mean log word probability (:func:`word_score`)
+    over the language it had, unless that transcript is a repetition loop. Only the kept
+    transcript is stored: the clip's own language is not decoded again."""
+    others = {i: alternatives(g, options.detect) for i, g in enumerate(guesses)}
+    others = {i: a for i, a in others.items() if a and out[i] is not None}
+    best = {i: word_score(t.words) + DECODE_MARGIN for i, t in enumerate(out) if t is not None}
+    for language in sorted({lang for a in others.values() for lang, _ in a}):
+        members = [i for i, a in others.items() if language in dict(a)]
         name, whisper = model_for(language) if model_for else ("", model)
         found = _transcribe_packed(whisper, samples, [clips[i] for i in members], options, language)
         for i, (words, stats) in zip(members, found, strict=True):
-            first, g = out[i], guesses[i]
-            if not words or first is None:
+            g = guesses[i]
+            if not words:
                 continue
-            guess = LanguageGuess(language, g.runner_up_probability, "decoded", g.language,
+            guess = LanguageGuess(language, dict(others[i])[language], "decoded", g.language,
                                   g.probability)  # fmt: skip
             second = _transcript(words, stats, guess, name)
             if second.compression_ratio > LOOP_RATIO:  # a loop ("0. 0. 0."), not evidence
                 continue
-            if word_score(words) > word_score(first.words) + DECODE_MARGIN:
-                out[i] = second
+            if word_score(words) > best[i]:
+                out[i], best[i] = second, word_score(words)
 
 
 def word_score(words: Sequence[Word]) -> float:

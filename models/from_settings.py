@@ -58,5 +58,8 @@ def asr_options(settings: Settings) -> asr.AsrOptions:
         window_s=cfg.language_window_s,
         weights=tuple(sorted(cfg.language_weights.items())),
         decode_runner_up=cfg.language_decode_runner_up,
+        decode_below=cfg.language_decode_below,
+        decode_top=cfg.language_decode_top,
+        decode_speaker=cfg.language_decode_speaker,
     )
     return asr.AsrOptions(cfg.batch_size, cfg.beam_size, cfg.language, detect)

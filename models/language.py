@@ -38,7 +38,10 @@ weighted 0.1 by default. Measured on the tuning half of ``convoice bench
 Every guess also names its runner-up language and that one's probability:
 with ``decode_runner_up`` (opt-in) :func:`convoice.models.asr.transcribe_clips`
 transcribes a clip in it too and keeps the language whose words Whisper finds
-likelier.
+likelier; with ``decode_below`` (opt-in) an unsure clip is transcribed in all its
+``alternatives`` (the rest of its ``decode_top`` likeliest languages and its speaker's
+majority language). On the tuning half neither mended more clips than it broke (README
+"Languages", session 22).
 """
 
 from __future__ import annotations
@@ -88,6 +91,13 @@ class DetectOptions:
     # that language too, and takes it when Whisper's words are likelier there (README
     # "Languages", :func:`convoice.models.asr.transcribe_clips`); 0: off.
     decode_runner_up: float = 0.0
+    # > 0: a clip whose language probability is below this is transcribed in each of its
+    # ``alternatives`` too (the next of the ``decode_top`` likeliest languages, and its
+    # speaker's majority language with ``decode_speaker``), and takes the one whose words
+    # Whisper reads likeliest (:func:`convoice.models.asr.transcribe_clips`); 0: off.
+    decode_below: float = 0.0
+    decode_top: int = 3
+    decode_speaker: bool = True
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,9 @@ class LanguageGuess:
     # "decoded" (the runner-up, whose transcript Whisper scored higher)
     runner_up: str = ""  # the second language of the same distribution ("" = none)
     runner_up_probability: float = 0.0
+    # the languages a transcript may still choose (language, probability), likeliest first:
+    # the next of the distribution's top ``decode_top``, then the speaker's majority language
+    alternatives: tuple[tuple[str, float], ...] = ()
 
 
 def detect_languages(
@@ -118,6 +131,10 @@ def detect_languages(
         raise LanguageError(f"language window {options.window_s} s: use 0 to {WINDOW_MAX_S:.0f}")
     if not 0 <= options.decode_runner_up <= 1:
         raise LanguageError(f"runner-up decoding {options.decode_runner_up}: use 0 to 1")
+    if not 0 <= options.decode_below <= 1:
+        raise LanguageError(f"decoding below {options.decode_below}: use 0 to 1")
+    if options.decode_top < 1:
+        raise LanguageError(f"decoding the top {options.decode_top} languages: use 1 or more")
     if any(f <= 0 for _, f in options.weights):
         raise LanguageError(f"language weights {dict(options.weights)}: must be over 0")
     if not clips:
@@ -130,14 +147,16 @@ def detect_languages(
         again = _detect(model, samples, [clips[i] for i in unsure], options, padded=True)
         for i, dist in zip(unsure, again, strict=True):
             dists[i], methods[i] = dist, "padded"
-    guesses = [_top(d, m) for d, m in zip(dists, methods, strict=True)]
+    keep = options.decode_top
+    guesses = [_top(d, m, keep) for d, m in zip(dists, methods, strict=True)]
     if speakers is not None and options.pool_speakers:
         labels = list(speakers)
         if options.window_s > 0:
             priors = window_priors(model, samples, clips, labels, options)
         else:
             priors = speaker_priors(dists, labels, [c.duration for c in clips])
-        guesses = _pool(guesses, dists, labels, priors, options.speaker_weight)
+        guesses = _pool(guesses, dists, labels, priors, options.speaker_weight, keep,
+                        options.decode_speaker)  # fmt: skip
     return guesses
 
 
@@ -172,12 +191,18 @@ def window_priors(
     return out
 
 
-def _top(dist: Distribution, method: str) -> LanguageGuess:
+def _top(dist: Distribution, method: str, keep: int = 3, also: str = "") -> LanguageGuess:
+    """The likeliest language of ``dist``, its runner-up, and as ``alternatives`` the rest of
+    the ``keep`` likeliest and ``also`` (a speaker's majority language; "" = none)."""
     ranked = sorted(dist, key=lambda k: -dist[k])
+    others = [k for k in dict.fromkeys([*ranked[1:keep], also]) if k and k != ranked[0]]
+    alternatives = tuple((k, round(dist.get(k, 0.0), 4)) for k in others)
     if len(ranked) < 2:
-        return LanguageGuess(ranked[0], round(dist[ranked[0]], 4), method)
+        return LanguageGuess(ranked[0], round(dist[ranked[0]], 4), method,
+                             alternatives=alternatives)  # fmt: skip
     first, second = ranked[0], ranked[1]
-    return LanguageGuess(first, round(dist[first], 4), method, second, round(dist[second], 4))
+    return LanguageGuess(first, round(dist[first], 4), method, second, round(dist[second], 4),
+                         alternatives)  # fmt: skip
 
 
 FLOOR = 1e-4  # the least probability a language is given before taking its logarithm
@@ -219,11 +244,16 @@ def _pool(
     speakers: list[int],
     priors: Mapping[int, Distribution],
     weight: float,
+    keep: int = 3,
+    majority: bool = True,
 ) -> list[LanguageGuess]:
-    """Every clip: its distribution combined with its speaker's (:func:`combine`)."""
+    """Every clip: its distribution combined with its speaker's (:func:`combine`); with
+    ``majority`` the speaker's likeliest language is among the clip's alternatives."""
     out = []
     for guess, dist, speaker in zip(guesses, dists, speakers, strict=True):
-        pooled = _top(combine(dist, priors[speaker], weight), guess.method)
+        prior = priors[speaker]
+        also = max(prior, key=lambda k: prior[k]) if majority and prior else ""
+        pooled = _top(combine(dist, prior, weight), guess.method, keep, also)
         if pooled.language != guess.language:
             pooled = dataclasses.replace(pooled, method="speaker")
         out.append(pooled)

@@ -136,6 +136,37 @@ def test_a_clip_heard_as_another_language_takes_its_runner_up_when_whisper_reads
         )
 
 
+# A Dutch mbrola voice (tuning half) reading English, alone: heard as Dutch (0.90), English
+# second at 0.06, under the runner-up opt-in's 0.1; Dutch words for it ("We moesten zich ...").
+TWELVE = ("mb-nl2", "en", "We moved to the city when I was twelve years old.")
+
+
+def test_an_unsure_clip_takes_the_language_whose_words_whisper_reads_likeliest() -> None:
+    model = loaders.whisper_model()
+    audio, regions = _recording([TWELVE])
+    on = asr.AsrOptions(detect=language.DetectOptions(decode_below=0.95))
+    guess = language.detect_languages(model, audio, regions, on.detect)[0]
+    assert guess.language == "nl" and guess.probability < 0.95, guess  # the language head
+    assert "en" in dict(guess.alternatives) and guess.runner_up_probability < 0.1
+    before = asr.transcribe_clips(model, audio, regions, asr.AsrOptions())[0]
+    assert before is not None and before.language == "nl", before  # as detected
+    runner_up = asr.AsrOptions(detect=language.DetectOptions(decode_runner_up=0.1))
+    assert asr.transcribe_clips(model, audio, regions, runner_up)[0] == before  # 0.06 < 0.1
+    after = asr.transcribe_clips(model, audio, regions, on)[0]
+    assert after is not None and after.language == "en", after
+    assert after.language_probability == dict(guess.alternatives)["en"]
+    assert lang_eval.error_count(TWELVE[2], after.text, "en").wer < 0.3, after.text
+    assert asr.word_score(after.words) > asr.word_score(before.words) + asr.DECODE_MARGIN
+    # A clip sure of its language (over 0.95) is transcribed once, in it.
+    audio, regions = _recording([LINES[0]])
+    sure = asr.transcribe_clips(model, audio, regions, on)[0]
+    assert sure is not None and sure.language == "en" and sure.language_probability > 0.95
+    with pytest.raises(language.LanguageError, match="0 to 1"):
+        language.detect_languages(model, audio, regions, language.DetectOptions(decode_below=2.0))
+    with pytest.raises(language.LanguageError, match="1 or more"):
+        language.detect_languages(model, audio, regions, language.DetectOptions(decode_top=0))
+
+
 def test_whisper_batch_is_four_windows_and_the_language_pass_keeps_its_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -169,9 +200,13 @@ def test_fewer_windows_at_once_give_the_same_transcripts() -> None:
 def test_runner_up_decoding_is_off_by_default_and_set_in_asr(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert asr_options(load_settings(home=str(tmp_path))).detect.decode_runner_up == 0.0
+    detect = asr_options(load_settings(home=str(tmp_path))).detect
+    assert (detect.decode_runner_up, detect.decode_below) == (0.0, 0.0)
+    assert (detect.decode_top, detect.decode_speaker) == (3, True)
     monkeypatch.setenv("CONVOICE_ASR__LANGUAGE_DECODE_RUNNER_UP", "0.1")
-    assert asr_options(load_settings(home=str(tmp_path))).detect.decode_runner_up == 0.1
+    monkeypatch.setenv("CONVOICE_ASR__LANGUAGE_DECODE_BELOW", "0.95")
+    detect = asr_options(load_settings(home=str(tmp_path))).detect
+    assert (detect.decode_runner_up, detect.decode_below) == (0.1, 0.95)
 
 
 PERSIAN = [("espeak-m5", "fa", text) for text in multilingual.sentences()["fa"][:6]]
