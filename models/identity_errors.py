@@ -29,7 +29,7 @@ precision losses, recall likewise (B-cubed averages per-clip shares).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -144,22 +144,12 @@ def decompose(clips: Sequence[ClipIdentity]) -> IdentityErrors:
     r_loss: dict[ErrorKind, float] = defaultdict(float)
     voice_loss: dict[tuple[str, ErrorKind], float] = defaultdict(float)
     pair_loss: dict[tuple[str, str, ErrorKind], float] = defaultdict(float)
-    for members in by_final.values():
-        for i in members:
-            for j in members:
-                kind = pair_kind(clips[i], clips[j], intruder[i], intruder[j])
-                if kind is not None:
-                    share = 1.0 / (len(members) * n)
-                    p_loss[kind] += share
-                    pair_loss[(clips[i].voice, clips[j].voice, kind)] += share
-    for voice, members in by_voice.items():
-        for i in members:
-            for j in members:
-                kind = pair_kind(clips[i], clips[j], intruder[i], intruder[j])
-                if kind is not None:
-                    share = 1.0 / (len(members) * n)
-                    r_loss[kind] += share
-                    voice_loss[(voice, kind)] += share
+    for _, i, j, kind, share in _charged_pairs(by_final, clips, intruder, n):
+        p_loss[kind] += share
+        pair_loss[(clips[i].voice, clips[j].voice, kind)] += share
+    for voice, _, _, kind, share in _charged_pairs(by_voice, clips, intruder, n):
+        r_loss[kind] += share
+        voice_loss[(voice, kind)] += share
     out.precision_loss = {k: p_loss.get(k, 0.0) for k in KINDS}
     out.recall_loss = {k: r_loss.get(k, 0.0) for k in KINDS}
     out.precision = 1.0 - sum(out.precision_loss.values())
@@ -167,6 +157,19 @@ def decompose(clips: Sequence[ClipIdentity]) -> IdentityErrors:
     out.by_voice = dict(voice_loss)
     out.by_pair = dict(pair_loss)
     return out
+
+
+def _charged_pairs(
+    groups: dict[str, list[int]], clips: Sequence[ClipIdentity], intruder: list[bool], n: int
+) -> Iterator[tuple[str, int, int, ErrorKind, float]]:
+    """Every ordered pair of clips inside one group that is wrong, with its kind and its
+    share of the B-cubed loss (1 / (group size x clips))."""
+    for key, members in groups.items():
+        for i in members:
+            for j in members:
+                kind = pair_kind(clips[i], clips[j], intruder[i], intruder[j])
+                if kind is not None:
+                    yield key, i, j, kind, 1.0 / (len(members) * n)
 
 
 def wrong_label_kind(
