@@ -8,6 +8,7 @@ and Delta tables. When stages ran comes from the flow's own stage records
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -64,19 +65,20 @@ def test_the_next_recording_is_segmented_and_embedded_while_this_one_is_transcri
     piped, sequential = reports["pipelined"], reports["sequential"]
     order = [r.recording_id for r in piped.recordings]
     assert len(order) == 3 and not piped.skipped
-    for this, following in zip(order, order[1:], strict=False):
+    for this, following in itertools.pairwise(order):
         _, transcribed = _span(piped, this, "transcribe")
         segment_start, _ = _span(piped, following, "segment")
         embed_start, _ = _span(piped, following, "embed")
         assert segment_start < transcribed and embed_start < transcribed
         # Whisper takes turns in item order: never two transcriptions at once
         assert _span(piped, following, "transcribe")[0] >= transcribed
-    for this, following in zip(order, order[1:], strict=False):  # the sequential path: none
-        assert _span(sequential, following, "segment")[0] >= _span(sequential, this, "transcribe")[1]
+    for this, following in itertools.pairwise(order):  # the sequential path: no overlap
+        ended = _span(sequential, this, "transcribe")[1]
+        assert _span(sequential, following, "segment")[0] >= ended
 
 
 def test_the_pipelined_dataset_is_the_sequential_one_field_by_field(runs) -> None:  # type: ignore[no-untyped-def]
-    home, reports = runs
+    home, _ = runs
     a, b = _dataset(home / "pipelined"), _dataset(home / "sequential")
     assert len(a["clips"]) >= 8
     assert a["clips"] == b["clips"]  # ids, times, speakers, texts, statuses, reasons, audio
