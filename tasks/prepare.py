@@ -30,8 +30,8 @@ from convoice.models.clip_embeddings import Embeddings
 from convoice.models.diarize import Segmentation
 from convoice.models.from_settings import own_speakers
 from convoice.models.labelling import RecordingSpeakers
+from convoice.orchestration import pipeline
 from convoice.orchestration.memory import release_freed_memory
-from convoice.orchestration.pipeline import TURNS
 from convoice.orchestration.prefetch import take_prefetched
 from convoice.records import MediaItem, Transcript
 from convoice.storage import Store
@@ -102,7 +102,7 @@ def prepare_recording(
     try:
         return _prepare(item, _with_worker_threads(settings), workdir, run_id)
     finally:
-        TURNS.leave(item.recording_id)  # failed before its turn: the next recording's comes
+        pipeline.TURNS.leave(item.recording_id)  # failed before its turn: the next one goes
 
 
 def _prepare(item: MediaItem, settings: Settings, workdir: Path, run_id: str) -> Prepared:
@@ -129,7 +129,7 @@ def _prepare(item: MediaItem, settings: Settings, workdir: Path, run_id: str) ->
         clips_audio, clips_seg = clips_only(audio, seg)
         del audio  # transcription needs the clips only (a decoded non-WAV is let go here)
         release_freed_memory()  # what segment and embed freed, before Whisper's peak
-        with TURNS.turn(rid), logs.stage(rid, "transcribe", seconds, spans):
+        with pipeline.TURNS.turn(rid), logs.stage(rid, "transcribe", seconds, spans):
             words, taught = channel_words(item, settings)
             transcripts = stages.transcribe.fn(
                 clips_audio, clips_seg, settings, speakers.clip_labels, words
