@@ -232,19 +232,31 @@ def stage_event(recording_id: str, stage: str, what: str) -> None:
 
 
 @contextmanager
-def stage(recording_id: str, name: str, seconds: dict[str, float]) -> Iterator[None]:
-    """Time a worker-side stage into ``seconds`` and announce its start and end."""
+def stage(
+    recording_id: str,
+    name: str,
+    seconds: dict[str, float],
+    spans: list[tuple[str, float, float]] | None = None,
+) -> Iterator[None]:
+    """Time a worker-side stage into ``seconds`` and announce its start and end.
+
+    ``spans`` (when given) gets ``(name, start, end)`` in seconds since the epoch:
+    when the stage ran, comparable across recordings, threads and processes.
+    """
     import time
 
     from convoice import cpu_clock
 
     stage_event(recording_id, name, "start")
     start = time.perf_counter()
+    began = time.time()
     with log_context(stage=name), cpu_clock.measure(name):
         try:
             yield
         finally:
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+            if spans is not None:
+                spans.append((name, began, time.time()))
             stage_event(recording_id, name, "done")
 
 

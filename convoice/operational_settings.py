@@ -88,12 +88,16 @@ class RunnerSettings:
     ``kind``: ``"threads"`` (one process, a thread pool of ``workers``),
     ``"dask-local"`` (a Dask ``LocalCluster`` of ``workers`` processes started
     for the run) or ``"dask"`` (an existing Dask scheduler at ``address``).
+    ``pipeline`` (threads): prepare the next recording (download to its own
+    speakers) while Whisper transcribes this one, one recording ahead
+    (:mod:`convoice.orchestration.pipeline`).
     """
 
     kind: str = "threads"
     workers: int = 1
     threads_per_worker: int = 1
     address: str = ""  # tcp://host:8786 when kind = "dask"
+    pipeline: bool = True
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from convoice.flows.ingest_run import as_skipped, report_skip
 from convoice.media.errors import IngestError
 from convoice.orchestration import runner
 from convoice.orchestration.dask_events import watch_dask
+from convoice.orchestration.pipeline import TURNS
 from convoice.orchestration.prefetch import Prefetcher, download_dir
 from convoice.orchestration.run import IngestRun
 from convoice.orchestration.sequential import label_prepared
@@ -44,6 +45,9 @@ class _Submitter:
         # download overlaps this one's compute (Dask workers download for themselves).
         ahead = run.settings.runner.kind == "threads"
         self.prefetcher = Prefetcher() if ahead else None
+        # Pipelined (threads): Whisper's turns in item order, the next recording's other
+        # stages beside this one's transcription.
+        self.turns = TURNS if runner.pipelined(run.settings.runner) else None
 
     def submit_next(self) -> bool:
         """Submit the next item; False when there is none left."""
@@ -58,6 +62,8 @@ class _Submitter:
         with logs.log_context(recording_id=item.recording_id):
             if self.prefetcher is not None:
                 self.prefetcher.start(item, self.workdir, run.settings)
+            if self.turns is not None:
+                self.turns.queue(item.recording_id)
             self.pending.append((item, self.task_runner.submit(prepare_recording, parameters)))
         return True
 
@@ -70,6 +76,8 @@ class _Submitter:
         """Stop the downloads started ahead; forget those no worker took."""
         if self.prefetcher is not None:
             self.prefetcher.close([i.recording_id for i in items])
+        if self.turns is not None:
+            self.turns.clear()
 
 
 def label_all(items: list[MediaItem], run: IngestRun) -> None:
@@ -109,6 +117,7 @@ def finish_one(item: MediaItem, future: PrefectFuture[Prepared], run: IngestRun)
     try:
         prepared = future.result()
         report.worked_on(prepared.worker)
+        report.ran(rid, prepared.stage_spans)
         for name, seconds in prepared.stage_seconds.items():
             run.clock.add(name, seconds)
         outcome = label_prepared(item, prepared, run)

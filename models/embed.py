@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from convoice.engines.blas import blas_threads
 from convoice.records import (
     CAMPPLUS_DIM,
     EMBEDDING_DIM,
@@ -127,7 +128,8 @@ def mel_spectrogram(wav: FloatArray) -> FloatArray:
     frames = np.lib.stride_tricks.sliding_window_view(padded, MEL_FFT)[::MEL_HOP]  # (t, n_fft)
     spectrum = np.fft.rfft(_hann(MEL_FFT) * frames, axis=-1).astype(np.complex64)  # float64 FFT
     power = np.abs(spectrum).T ** 2.0  # shape: (freqs, frames), float32
-    mel = np.einsum("ft,mf->mt", power, mel_filterbank(), optimize=True)
+    with blas_threads():  # not while Whisper's features hold BLAS at one thread
+        mel = np.einsum("ft,mf->mt", power, mel_filterbank(), optimize=True)
     return np.ascontiguousarray(mel.T, dtype=np.float32)
 
 

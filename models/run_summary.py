@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -104,6 +104,8 @@ class IngestReport:
     wall_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     workers: list[str] = field(default_factory=list)  # processes that prepared recordings
+    # (recording id, worker stage, start, end): when each ran, seconds since the epoch
+    timeline: list[tuple[str, str, float, float]] = field(default_factory=list)
 
     def add(self, outcome: RecordingOutcome) -> None:
         self.recordings.append(outcome)
@@ -112,6 +114,10 @@ class IngestReport:
         """Note that the process ``worker`` (host:pid) prepared a recording."""
         if worker not in self.workers:
             self.workers.append(worker)
+
+    def ran(self, recording_id: str, spans: Sequence[tuple[str, float, float]]) -> None:
+        """Note when ``recording_id``'s worker stages ran (``(stage, start, end)``)."""
+        self.timeline.extend((recording_id, name, a, b) for name, a, b in spans)
 
     def skip(self, item: SkippedItem) -> None:
         self.skipped.append(item)

@@ -30,6 +30,7 @@ from convoice.models.clip_embeddings import Embeddings
 from convoice.models.diarize import Segmentation
 from convoice.models.from_settings import own_speakers
 from convoice.models.labelling import RecordingSpeakers
+from convoice.orchestration import pipeline
 from convoice.orchestration.memory import release_freed_memory
 from convoice.orchestration.prefetch import take_prefetched
 from convoice.records import MediaItem, Transcript
@@ -61,6 +62,7 @@ class Prepared:
     stage_seconds: dict[str, float]
     worker: str  # host:pid of the process that did the work
     source_audio: str = ""  # the original's audio track that was decoded
+    stage_spans: tuple[tuple[str, float, float], ...] = ()  # (stage, start, end), epoch s
 
 
 def _download(item: MediaItem, workdir: Path, settings: Settings) -> Path:
@@ -91,32 +93,43 @@ def _embed(audio: AnyAudio, seg: Segmentation, settings: Settings) -> Embeddings
 def prepare_recording(
     item: MediaItem, settings: Settings, workdir: Path, run_id: str, log_format: str = "text"
 ) -> Prepared:
-    """Everything about ``item`` that does not need the registry; audio goes to the store."""
+    """Everything about ``item`` that does not need the registry; audio goes to the store.
+
+    Transcription waits for the recording's turn (:data:`~convoice.orchestration.pipeline.TURNS`,
+    when the flow queued it): what comes before it overlaps the previous recording's.
+    """
     logs.configure_logging(log_format)  # a Dask worker process starts with Prefect's
+    try:
+        return _prepare(item, _with_worker_threads(settings), workdir, run_id)
+    finally:
+        pipeline.TURNS.leave(item.recording_id)  # failed before its turn: the next one goes
+
+
+def _prepare(item: MediaItem, settings: Settings, workdir: Path, run_id: str) -> Prepared:
     rid = item.recording_id
-    settings = _with_worker_threads(settings)
     seconds: dict[str, float] = {}
+    spans: list[tuple[str, float, float]] = []
     with logs.log_context(flow_run_id=run_id, recording_id=rid):
-        with logs.stage(rid, "download", seconds):
+        with logs.stage(rid, "download", seconds, spans):
             path = _download(item, workdir, settings)
         # The compute stages run as plain calls inside this task: a nested Prefect task
         # run costs time per call and its state keeps its result (the whole
         # recording's samples) alive until this task ends, whatever is deleted here.
-        with logs.stage(rid, "decode", seconds):
+        with logs.stage(rid, "decode", seconds, spans):
             audio = stages.load_audio.fn(path)
-        with logs.stage(rid, "segment", seconds):
+        with logs.stage(rid, "segment", seconds, spans):
             seg = stages.segment.fn(audio, settings)
-        with logs.stage(rid, "embed", seconds):
+        with logs.stage(rid, "embed", seconds, spans):
             vectors = _embed(audio, seg, settings)
-        with logs.stage(rid, "identify", seconds):  # the recording's own speakers
+        with logs.stage(rid, "identify", seconds, spans):  # the recording's own speakers
             speakers = own_speakers(seg, vectors, settings)
-        with logs.stage(rid, "commit", seconds):  # the audio files; rows come later, in order
+        with logs.stage(rid, "commit", seconds, spans):  # the audio files; rows come in order
             uri, clip_audio = write_audio(Store.open(settings), rid, audio, seg, speakers, vectors)
         duration, rate = audio.duration, audio.sample_rate
         clips_audio, clips_seg = clips_only(audio, seg)
         del audio  # transcription needs the clips only (a decoded non-WAV is let go here)
         release_freed_memory()  # what segment and embed freed, before Whisper's peak
-        with logs.stage(rid, "transcribe", seconds):
+        with pipeline.TURNS.turn(rid), logs.stage(rid, "transcribe", seconds, spans):
             words, taught = channel_words(item, settings)
             transcripts = stages.transcribe.fn(
                 clips_audio, clips_seg, settings, speakers.clip_labels, words
@@ -136,4 +149,5 @@ def prepare_recording(
         stage_seconds=seconds,
         worker=f"{socket.gethostname()}:{os.getpid()}",
         source_audio=download.source_audio(path),
+        stage_spans=tuple(spans),
     )

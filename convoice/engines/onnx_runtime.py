@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from convoice.engines import budget
 from convoice.records import FloatArray
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ class OnnxRunner:
         return np.asarray(out[0], dtype=np.float32)
 
     def __call__(self, batch: FloatArray) -> FloatArray:
-        parts = min(self.slices, len(batch))
+        parts = min(budget.network_threads(self.slices), len(batch))
         if parts <= 1:
             return self._run(batch)
         if self._pool is None:

@@ -8,23 +8,18 @@ threads, "day. The" on one). A Dask worker given one thread and the flow's
 own process given two would then label the same clip differently. Computed
 on one BLAS thread always, the features (and so the transcripts) no longer
 depend on where they were made; the product is small, so it costs nothing
-measurable.
+measurable. The limit is the process's: :func:`~convoice.engines.blas.blas_threads`
+keeps other threads' products from running under it.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
 from faster_whisper.feature_extractor import FeatureExtractor
 
-
-@functools.cache
-def _controller() -> Any:
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()  # scans the loaded BLAS libraries once per process
+from convoice.engines.blas import blas_threads
 
 
 class SteadyFeatures(FeatureExtractor):
@@ -33,7 +28,7 @@ class SteadyFeatures(FeatureExtractor):
     def __call__(
         self, waveform: np.ndarray, padding: int = 160, chunk_length: int | None = None
     ) -> np.ndarray:
-        with _controller().limit(limits=1, user_api="blas"):
+        with blas_threads(1):  # and no other BLAS user of the process meanwhile
             return super().__call__(waveform, padding=padding, chunk_length=chunk_length)
 
 

@@ -46,6 +46,11 @@ def model_threads(cfg: RunnerSettings, cores: int | None = None) -> int:
     return max(1, cores // (cfg.workers * cfg.threads_per_worker))
 
 
+def pipelined(cfg: RunnerSettings) -> bool:
+    """Whether the next recording is prepared beside this one's transcription (threads)."""
+    return cfg.kind == "threads" and cfg.pipeline
+
+
 def in_flight(cfg: RunnerSettings) -> int:
     """Recordings submitted ahead of the sequential step (bounds memory: audio is large)."""
     return 2 * cfg.workers * cfg.threads_per_worker
@@ -55,7 +60,9 @@ def task_runner(cfg: RunnerSettings) -> TaskRunner[Any]:
     """A new, not yet started, task runner for ``cfg`` (enter it with ``with``)."""
     check(cfg)
     if cfg.kind == "threads":
-        return ThreadPoolTaskRunner(max_workers=cfg.workers * cfg.threads_per_worker)
+        # Pipelined: one more thread prepares the next recording while Whisper runs.
+        extra = 1 if pipelined(cfg) else 0
+        return ThreadPoolTaskRunner(max_workers=cfg.workers * cfg.threads_per_worker + extra)
     from prefect_dask import DaskTaskRunner
 
     if cfg.kind == "dask":

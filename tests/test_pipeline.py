@@ -1,0 +1,110 @@
+"""The threads runner's pipeline: the next recording is prepared while Whisper transcribes this one.
+
+Real parts: the served sample corpus, the real models, real Prefect flow runs
+and Delta tables. When stages ran comes from the flow's own stage records
+(``IngestReport.timeline``), not from wall-clock thresholds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from convoice.config import RunnerSettings
+from convoice.flows.ingest import ingest_flow
+from convoice.models.run_summary import IngestReport
+from convoice.orchestration.pipeline import WhisperTurns
+from convoice.storage import Store
+from convoice.synth.serve import write_sources_csv
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+RUN_COLUMNS = {"run_id", "created_at", "labelled_at"}  # when and by which run, not what
+
+
+def _dataset(home: Path) -> dict[str, Any]:
+    store = Store(str(home))
+    clips = store.clips().sort_by("clip_id")
+    columns = [c for c in clips.column_names if c not in RUN_COLUMNS]
+    return {
+        "clips": clips.select(columns).to_pylist(),  # every field, embeddings too
+        "embeddings": np.stack(clips["embedding"].to_numpy(zero_copy_only=False)),
+        "speakers": sorted((s.speaker_id, s.n_clips, s.n_recordings) for s in store.speakers()),
+    }
+
+
+def _span(report: IngestReport, rid: str, stage: str) -> tuple[float, float]:
+    found = [(a, b) for r, s, a, b in report.timeline if r == rid and s == stage]
+    assert len(found) == 1, (rid, stage, report.timeline)
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, small_corpus, served_corpus):  # type: ignore[no-untyped-def]
+    """Three episodes labelled pipelined (the default) and one recording at a time."""
+    home = tmp_path_factory.mktemp("pipeline")
+    three = dataclasses.replace(small_corpus, episodes=small_corpus.episodes[:3])
+    sources = write_sources_csv(three, served_corpus, home / "sources.csv")
+    reports = {}
+    for name, pipeline in (("pipelined", True), ("sequential", False)):
+        reports[name] = ingest_flow(
+            sources_file=str(sources),
+            home=str(home / name),
+            runner_settings=RunnerSettings(kind="threads", workers=1, pipeline=pipeline),
+        )
+    return home, reports
+
+
+def test_the_next_recording_is_segmented_and_embedded_while_this_one_is_transcribed(runs) -> None:  # type: ignore[no-untyped-def]
+    _, reports = runs
+    piped, sequential = reports["pipelined"], reports["sequential"]
+    order = [r.recording_id for r in piped.recordings]
+    assert len(order) == 3 and not piped.skipped
+    for this, following in itertools.pairwise(order):
+        _, transcribed = _span(piped, this, "transcribe")
+        segment_start, _ = _span(piped, following, "segment")
+        embed_start, _ = _span(piped, following, "embed")
+        assert segment_start < transcribed and embed_start < transcribed
+        # Whisper takes turns in item order: never two transcriptions at once
+        assert _span(piped, following, "transcribe")[0] >= transcribed
+    for this, following in itertools.pairwise(order):  # the sequential path: no overlap
+        ended = _span(sequential, this, "transcribe")[1]
+        assert _span(sequential, following, "segment")[0] >= ended
+
+
+def test_the_pipelined_dataset_is_the_sequential_one_field_by_field(runs) -> None:  # type: ignore[no-untyped-def]
+    home, _ = runs
+    a, b = _dataset(home / "pipelined"), _dataset(home / "sequential")
+    assert len(a["clips"]) >= 8
+    assert a["clips"] == b["clips"]  # ids, times, speakers, texts, statuses, reasons, audio
+    assert a["speakers"] == b["speakers"]
+    np.testing.assert_array_equal(a["embeddings"], b["embeddings"])  # bit for bit
+
+
+def test_whisper_turns_follow_the_queue_and_a_failed_recording_passes_its_turn_on() -> None:
+    import threading
+
+    turns = WhisperTurns()
+    for rid in ("a", "b", "c"):
+        turns.queue(rid)
+    ran: list[str] = []
+
+    def transcribe(rid: str) -> None:
+        with turns.turn(rid):
+            ran.append(rid)
+
+    threads = [threading.Thread(target=transcribe, args=(r,)) for r in ("c", "b")]
+    for t in threads:
+        t.start()
+    turns.leave("a")  # "a" failed before its transcription
+    for t in threads:
+        t.join(timeout=30)
+    assert ran == ["b", "c"]
+    with turns.turn("never-queued"):  # Dask workers, pipeline off: no wait
+        ran.append("x")
+    assert ran == ["b", "c", "x"]
