@@ -96,13 +96,18 @@ def test_the_speaker_prior_is_a_sum_of_log_probabilities() -> None:
         language.combine({"de": 1.0}, prior, -1.0)
 
 
-# Accented English that Whisper's detection hears as another language with English second
-# (Welsh, German, Dutch); from the tuning half's voices and the corpus's English sentences.
+# Accented English from the tuning half's voices and the corpus's English sentences. Which of
+# them Whisper's detection mishears (another language first, English second) moves with the
+# synthesiser's build: Debian's espeak-ng 1.51+dfsg-10+deb12u2 made the first line heard as
+# English (0.46, Welsh 0.40), which an earlier build made Welsh. The test takes the lines
+# misheard on this machine and needs at least one of them.
 ACCENTED = [
     ("mb-de6", "en", "I think the weather will be better next week."),
     ("mb-de6", "en", "I usually drink tea in the morning and coffee after lunch."),
-    ("mb-nl2", "en", "The museum is closed on Mondays but open late on Fridays."),
+    ("mb-de6", "en", "The museum is closed on Mondays but open late on Fridays."),
+    ("mb-nl2", "en", "I usually drink tea in the morning and coffee after lunch."),
 ]
+HEARD_PADDED = ("mb-nl2", "en", "The museum is closed on Mondays but open late on Fridays.")
 
 
 def test_a_clip_heard_as_another_language_takes_its_runner_up_when_whisper_reads_it_better() -> (
@@ -112,13 +117,15 @@ def test_a_clip_heard_as_another_language_takes_its_runner_up_when_whisper_reads
     on = asr.AsrOptions(detect=language.DetectOptions(decode_runner_up=0.1))
     # The Dutch voice's English (2.8 s) was heard as Dutch, English second, when a clip was
     # heard at its own length; with silence after it up to 3 s detection alone hears English.
-    audio, regions = _recording(ACCENTED[2:])
+    audio, regions = _recording([HEARD_PADDED])
     assert language.detect_languages(model, audio, regions, on.detect)[0].language == "en"
-    for line in ACCENTED[:2]:
+    misheard = 0
+    for line in ACCENTED:
         audio, regions = _recording([line])
         alone = language.detect_languages(model, audio, regions, on.detect)[0]
-        assert alone.language != "en" and alone.runner_up == "en", alone  # detection is wrong
-        assert alone.runner_up_probability >= 0.1
+        if alone.language == "en" or alone.runner_up != "en" or alone.runner_up_probability < 0.1:
+            continue  # heard right, or English too far down: not the case under test
+        misheard += 1
         before = asr.transcribe_clips(model, audio, regions, asr.AsrOptions())[0]
         after = asr.transcribe_clips(model, audio, regions, on)[0]
         assert before is not None and before.language == alone.language  # off: as detected
@@ -126,6 +133,7 @@ def test_a_clip_heard_as_another_language_takes_its_runner_up_when_whisper_reads
         assert after.language_probability == alone.runner_up_probability
         assert lang_eval.error_count(line[2], after.text, "en").wer < 0.3, after.text
         assert asr.word_score(after.words) > asr.word_score(before.words) + asr.DECODE_MARGIN
+    assert misheard >= 1, "no accented line was misheard with English second: pick other lines"
     # A clip sure of its language is not decoded again: its runner-up is far below 0.1.
     audio, regions = _recording([LINES[0]])
     sure = asr.transcribe_clips(model, audio, regions, on)[0]
