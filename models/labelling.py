@@ -239,6 +239,7 @@ def match_on_scale(
     registry_centroids: FloatArray,
     scale: SimilarityScale,
     registry_recordings: Sequence[int] | None = None,
+    allowed: npt.NDArray[np.bool_] | None = None,
 ) -> list[SpeakerMatch]:
     """:func:`~convoice.models.registry.match_speakers` with the thresholds of ``scale``."""
     return match_speakers(
@@ -251,6 +252,7 @@ def match_on_scale(
         scale.margin,
         scale.absorb_threshold,
         registry_recordings,
+        allowed,
     )
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
+import numpy.typing as npt
 
 from convoice.records import FloatArray, Speaker, stable_id
 
@@ -82,6 +83,7 @@ def match_speakers(
     margin: float,
     absorb_threshold: float = -1.0,
     known_recordings: Sequence[int] | None = None,
+    allowed: npt.NDArray[np.bool_] | None = None,
 ) -> list[SpeakerMatch]:
     """Assign every recording speaker (row of ``centroids``) an identity.
 
@@ -100,11 +102,19 @@ def match_speakers(
     identity is young (``known_recordings``, per known speaker the recordings it was
     absorbed from, below :data:`YOUNG_RECORDINGS`) it is not taken at all: the speaker
     becomes a new identity, uncertain.
+
+    ``allowed`` (shape (r, K); None: every pair): pairs that may match at all. A pair
+    it rules out (a veto, e.g. :func:`convoice.models.pitch.pitch_allowed`: voices far
+    apart in pitch) is never assigned and is nobody's runner-up, as if its cosine were -1.
     """
     r = centroids.shape[0]
     if known_centroids.shape[0] == 0 or r == 0:
         return [_new(recording_id, i, -1.0) for i in range(r)]
     sims = (centroids @ known_centroids.T).astype(np.float64)  # shape: (r, K)
+    if allowed is not None:
+        if allowed.shape != sims.shape:
+            raise ValueError(f"allowed has shape {allowed.shape}, the similarities {sims.shape}")
+        sims = np.where(allowed, sims, -1.0)
     from scipy.optimize import linear_sum_assignment
 
     rows, cols = linear_sum_assignment(-np.maximum(sims - new_threshold, 0.0))

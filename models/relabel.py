@@ -35,6 +35,7 @@ from convoice.config import RegistrySettings, RoutingSettings, SimilarityScale, 
 from convoice.models.calibration import Calibration
 from convoice.models.clustering import normalize
 from convoice.models.labelling import absorbed_clips, match_on_scale
+from convoice.models.pitch import pitch_allowed
 from convoice.models.registry import SpeakerMatch, new_speaker_id
 from convoice.models.routing import (
     SpeakerEvidence,
@@ -82,13 +83,17 @@ class _Sum:
     n: int = 0
     duration: float = 0.0
     recordings: set[str] = field(default_factory=set)
+    pitches: list[float] = field(default_factory=list)  # its clips' median F0 (Hz), when known
 
-    def add(self, vector: FloatArray, duration: float, recording_id: str) -> None:
-        """Count one clip of ``recording_id`` in the sum."""
+    def add(
+        self, vector: FloatArray, duration: float, recording_id: str, pitch: float = float("nan")
+    ) -> None:
+        """Count one clip of ``recording_id`` (its median F0 ``pitch``) in the sum."""
         self.vector = self.vector + vector
         self.n += 1
         self.duration += duration
         self.recordings.add(recording_id)
+        self.pitches.append(pitch)
 
 
 def replay(
@@ -103,6 +108,8 @@ def replay(
     calibration: Calibration | None = None,
     splits: Mapping[tuple[str, str], tuple[str, str]] | None = None,
     machine_merged: frozenset[str] = frozenset(),
+    pitch: Mapping[str, float] | None = None,
+    pitch_veto: float = 0.0,
 ) -> Replay:
     """Label ``clips`` (rows of unit ``embeddings``) recording by recording, in ingest order.
 
@@ -121,6 +128,10 @@ def replay(
     the split's piece): see the module docstring. A clip of such a speaker is
     labelled with the piece itself (its rows say which split they carry; the
     merges say what the piece lives on as); the registry holds the id it lives on as.
+
+    ``pitch`` (clip id -> median F0 in Hz, :mod:`convoice.models.pitch`) with
+    ``pitch_veto`` > 0 (semitones): a recording speaker never matches an identity whose
+    clips are all further apart in pitch than that from all of its own (opt-in; 0: off).
     """
     if embeddings.shape[0] != len(clips):
         raise ValueError(f"{len(clips)} clips but {embeddings.shape[0]} embeddings")
@@ -130,10 +141,14 @@ def replay(
     sums: dict[str, _Sum] = {}
     dim = embeddings.shape[1]
     for rid, rows in _in_ingest_order(recordings, clips):
-        registry = _known(sums, dim, merged_into, registry_cfg, splits or {}, machine_merged)
-        labels = _label_recording(
-            rid, [clips[i] for i in rows], embeddings[rows], registry, routing_cfg, calibration
+        registry = _known(
+            sums, dim, merged_into, registry_cfg, splits or {}, machine_merged, pitch_veto
         )
+        pitches = [_pitch(pitch, clips[i].clip_id) for i in rows]
+        labels = _label_recording(
+            rid, [clips[i] for i in rows], embeddings[rows], registry, routing_cfg, calibration,
+            pitches,
+        )  # fmt: skip
         for i, label in zip(rows, labels, strict=True):
             out.labels[clips[i].clip_id] = label
             # Every identity the machine gives is registered, even before a sure clip.
@@ -143,10 +158,14 @@ def replay(
             owner = _owner(clips[i], label, merged_into)
             if owner:
                 sums.setdefault(owner, _Sum(np.zeros(dim, np.float32))).add(
-                    embeddings[i], clips[i].duration, rid
+                    embeddings[i], clips[i].duration, rid, _pitch(pitch, clips[i].clip_id)
                 )
     out.speakers = _speakers(sums, previous or {}, at)
     return out
+
+
+def _pitch(pitch: Mapping[str, float] | None, clip_id: str) -> float:
+    return float("nan") if pitch is None else float(pitch.get(clip_id, float("nan")))
 
 
 def _known(
@@ -156,6 +175,7 @@ def _known(
     scale: SimilarityScale,
     splits: Mapping[tuple[str, str], tuple[str, str]],
     machine_merged: frozenset[str] = frozenset(),
+    pitch_veto: float = 0.0,
 ) -> _Known:
     """The registry the next recording is matched against: every identity given so far."""
     ids = sorted(sums)  # as ingestion sees them: empty ones (zero rows) never match
@@ -166,7 +186,7 @@ def _known(
     )
     return _Known(
         ids, centroids, merged_into, scale, [len(sums[s].recordings) for s in ids], splits,
-        machine_merged,
+        machine_merged, [sums[s].pitches for s in ids], pitch_veto,
     )  # fmt: skip
 
 
@@ -209,6 +229,8 @@ class _Known:
     # (recording, recording speaker) -> (id a split moved it off, the split's piece)
     splits: Mapping[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     machine_merged: frozenset[str] = frozenset()  # ids consolidation merged away
+    pitches: list[list[float]] = field(default_factory=list)  # per known speaker, clip F0s
+    pitch_veto: float = 0.0  # semitones (0: off), see :func:`replay`
 
 
 @dataclass(frozen=True)
@@ -223,7 +245,13 @@ class _Locals:
     written: list[str]  # per local speaker, the id its clip rows carry (a split's piece)
 
 
-def _local_speakers(rid: str, clips: list[ClipFacts], emb: FloatArray, known: _Known) -> _Locals:
+def _local_speakers(
+    rid: str,
+    clips: list[ClipFacts],
+    emb: FloatArray,
+    known: _Known,
+    pitches: Sequence[float] = (),
+) -> _Locals:
     """The recording's local speakers matched one-to-one to the registry, as ingestion does."""
     names = sorted({c.recording_speaker for c in clips}, key=_local_index)
     index = {name: k for k, name in enumerate(names)}
@@ -231,8 +259,14 @@ def _local_speakers(rid: str, clips: list[ClipFacts], emb: FloatArray, known: _K
     sums = np.zeros((len(names), emb.shape[1]), dtype=np.float32)
     np.add.at(sums, member, emb)
     centroids = normalize(sums)
+    allowed = None
+    if known.pitch_veto > 0 and pitches:
+        mine = [
+            [p for p, m in zip(pitches, member, strict=True) if m == k] for k in range(len(names))
+        ]
+        allowed = pitch_allowed(mine, known.pitches, known.pitch_veto)
     matches = match_on_scale(
-        rid, centroids, known.ids, known.centroids, known.scale, known.recordings
+        rid, centroids, known.ids, known.centroids, known.scale, known.recordings, allowed
     )
     ids: list[str] = []
     written: list[str] = []
@@ -268,9 +302,10 @@ def _label_recording(
     known: _Known,
     routing_cfg: RoutingSettings,
     calibration: Calibration | None = None,
+    pitches: Sequence[float] = (),
 ) -> list[ClipLabel]:
     """New labels of one recording's clips (``absorbed``: whether each counts for the registry)."""
-    local = _local_speakers(rid, clips, emb, known)
+    local = _local_speakers(rid, clips, emb, known, pitches)
     sims = emb @ local.centroids.T  # shape: (clips, local speakers)
     known_sims = emb @ known.centroids.T  # shape: (clips, known speakers)
     known_index = {s: j for j, s in enumerate(known.ids)}

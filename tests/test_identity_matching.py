@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
 from convoice.config import DiarizationSettings, IdentitySettings, RegistrySettings, RoutingSettings
 from convoice.models import relabel
@@ -107,3 +108,46 @@ def test_a_weak_match_to_an_identity_heard_once_is_a_new_identity_for_review() -
         "rec", b[None, :], ["spk_a"], a[None, :], 0.65, 0.5, 0.1, 0.70, [2]
     )
     assert heard_twice.speaker_id == "spk_a" and not heard_twice.moves_centroid
+
+
+def test_a_pitch_veto_keeps_an_octave_apart_look_alike_off_an_identity() -> None:
+    # Reporting half, session 22: espeak's en-GB woman and man at CAM++ 0.96, an octave
+    # apart in pitch, shared one id. The veto is opt-in (pitch_veto 0: off).
+    a, b = _with_cosines([[1.0, 0.96], [0.96, 1.0]])
+    facts = [
+        relabel.ClipFacts(f"{rid}-{k}", rid, "S0", 4.0, ())
+        for rid in ("r1", "r2")
+        for k in range(3)
+    ]
+    emb = np.stack([a, a, a, b, b, b])
+    pitch = {f"r1-{k}": 110.0 for k in range(3)} | {f"r2-{k}": 220.0 for k in range(3)}
+    pitch["r2-2"] = float("nan")  # unknown pitch: no evidence either way
+
+    def ids(veto: float) -> tuple[str, str]:
+        out = relabel.replay(
+            ["r1", "r2"], facts, emb, {}, CAMPPLUS, RoutingSettings(), pitch=pitch, pitch_veto=veto
+        )
+        return out.labels["r1-0"].speaker_id, out.labels["r2-0"].speaker_id
+
+    first, second = ids(0.0)
+    assert first == second  # without the veto: one identity for both voices
+    first, second = ids(7.0)
+    assert first != second
+
+
+def test_a_vetoed_identity_is_never_assigned_nor_anyones_runner_up() -> None:
+    a, b, s = _with_cosines([[1.0, 0.0, 0.75], [0.0, 1.0, 0.66], [0.75, 0.66, 1.0]])
+    known = np.stack([a, b])
+    (free,) = _match(s[None, :], known, ["spk_a", "spk_b"])  # a, but b is within the margin
+    assert free.speaker_id == "spk_a" and free.decision == MatchDecision.UNCERTAIN
+    allowed = np.array([[False, True]])
+    s_ = CAMPPLUS
+    (vetoed,) = match_speakers(
+        "rec", s[None, :], ["spk_a", "spk_b"], known, s_.match_threshold, s_.new_threshold,
+        s_.margin, s_.absorb_threshold, None, allowed,
+    )  # fmt: skip
+    assert vetoed.speaker_id == "spk_b" and vetoed.decision == MatchDecision.MATCHED
+    assert vetoed.runner_up == -1.0 and abs(vetoed.similarity - 0.66) < 1e-5
+    with pytest.raises(ValueError, match="shape"):
+        match_speakers("rec", s[None, :], ["spk_a", "spk_b"], known, 0.65, 0.5, 0.1, 0.7, None,
+                       np.ones((2, 2), dtype=bool))  # fmt: skip
