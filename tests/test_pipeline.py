@@ -108,3 +108,44 @@ def test_whisper_turns_follow_the_queue_and_a_failed_recording_passes_its_turn_o
     with turns.turn("never-queued"):  # Dask workers, pipeline off: no wait
         ran.append("x")
     assert ran == ["b", "c", "x"]
+
+
+def test_the_next_recording_prepares_once_the_one_before_it_is_transcribing() -> None:
+    import threading
+
+    turns = WhisperTurns()
+    for rid in ("a", "b", "c"):
+        turns.queue(rid)
+    events: list[str] = []
+    a_transcribing, a_may_end = threading.Event(), threading.Event()
+
+    def prepare(rid: str) -> None:
+        turns.prepare_after(rid)
+        events.append(f"{rid} prepares")
+        with turns.turn(rid):
+            events.append(f"{rid} transcribes")
+            if rid == "a":
+                a_transcribing.set()
+                a_may_end.wait(timeout=30)
+
+    turns.prepare_after("a")  # the first one never waits
+    b = threading.Thread(target=prepare, args=("b",))
+    b.start()
+    b.join(timeout=0.5)
+    assert b.is_alive() and events == []  # "a" has not reached Whisper: "b" waits
+    a = threading.Thread(target=prepare, args=("a",))
+    a.start()
+    assert a_transcribing.wait(timeout=30)
+    c = threading.Thread(target=prepare, args=("c",))
+    c.start()
+    c.join(timeout=0.5)
+    assert c.is_alive()  # "b" is not transcribing yet: "c" waits
+    a_may_end.set()
+    for t in (a, b, c):
+        t.join(timeout=30)
+    assert [e for e in events if e.endswith("transcribes")] == [
+        "a transcribes", "b transcribes", "c transcribes"
+    ]  # fmt: skip
+    assert events.index("b prepares") > events.index("a prepares")
+    assert events.index("c prepares") > events.index("b prepares")
+    turns.prepare_after("never-queued")  # Dask workers, pipeline off: no wait
