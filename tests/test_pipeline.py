@@ -149,3 +149,35 @@ def test_the_next_recording_prepares_once_the_one_before_it_is_transcribing() ->
     assert events.index("b prepares") > events.index("a prepares")
     assert events.index("c prepares") > events.index("b prepares")
     turns.prepare_after("never-queued")  # Dask workers, pipeline off: no wait
+
+
+def test_the_first_planned_recordings_download_at_once_each_once(  # type: ignore[no-untyped-def]
+    tmp_path: Path, small_corpus, served_corpus
+) -> None:
+    from convoice.config import load_settings
+    from convoice.flows.ingest_pipeline import first_downloads
+    from convoice.media import listing
+    from convoice.media.sources import read_sources
+    from convoice.orchestration import prefetch
+    from convoice.orchestration.run import IngestRun
+
+    settings = load_settings(home=str(tmp_path / "home"))
+    run = IngestRun(Store.open(settings), settings, "run", IngestReport(run_id="run", home=""))
+    sources = read_sources(write_sources_csv(small_corpus, served_corpus, tmp_path / "s.csv"))
+    items = [i for s in sources.sources for i in listing.expand_source(s, settings.ingest)]
+    assert len(items) == 3
+    prefetcher = prefetch.Prefetcher()
+    planned = first_downloads(prefetcher, run)
+    for item in [*items, items[0]]:  # as the plan keeps them (one listed twice)
+        planned(item)
+    # threads, pipelined: as many as the flow submits at once start downloading
+    assert prefetcher.started == {i.recording_id for i in items[:3]}
+    prefetcher.start(items[0], prefetch.download_dir(), settings)  # the flow submits it: no twice
+    first = prefetch.take_prefetched(items[0].recording_id)
+    assert first is not None and first.result().exists()
+    from convoice.media.download import remove_download
+
+    remove_download(first.result())
+    assert prefetch.take_prefetched(items[0].recording_id) is None  # taken once
+    prefetcher.close([])
+    assert all(prefetch.take_prefetched(i.recording_id) is None for i in items)  # forgotten
