@@ -31,7 +31,7 @@ from prefect.runtime import flow_run
 from convoice import logs
 from convoice.config import RunnerSettings, load_settings
 from convoice.flows import ingest_run
-from convoice.flows.ingest_pipeline import label_all
+from convoice.flows.ingest_pipeline import downloads_ahead, first_downloads, label_all
 from convoice.models.run_summary import IngestReport
 from convoice.orchestration import runner
 from convoice.orchestration.preload import preloading
@@ -70,13 +70,18 @@ def ingest_flow(
     started = time.perf_counter()
     with logs.log_context(flow_run_id=run_id):
         sources = ingest_run.sources(urls or [], sources_file, run)
-        with preloading(settings):
-            items = ingest_run.plan(sources, run)
-        if items:
-            label_all(items, run)
-            if settings.consolidation.enabled:
-                with run.clock.stage("consolidate"):
-                    consolidate(store, settings.consolidation, run_id, run.locked)
+        prefetcher = downloads_ahead(run)  # the first downloads start as items are planned
+        try:
+            with preloading(settings):
+                items = ingest_run.plan(sources, run, first_downloads(prefetcher, run))
+            if items:
+                label_all(items, run, prefetcher)
+        finally:
+            if prefetcher is not None:
+                prefetcher.close([])
+        if items and settings.consolidation.enabled:
+            with run.clock.stage("consolidate"):
+                consolidate(store, settings.consolidation, run_id, run.locked)
     report.finish(time.perf_counter() - started, run.clock)
     get_run_logger().info(report.summary())
     create_markdown_artifact(

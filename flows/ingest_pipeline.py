@@ -13,6 +13,7 @@ of its own.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from prefect import get_run_logger
@@ -35,16 +36,19 @@ from convoice.tasks.prepare import WORKER_STAGES, Prepared, prepare_recording
 class _Submitter:
     """Submits the items one by one to the task runner (their downloads ahead, with threads)."""
 
-    def __init__(self, items: list[MediaItem], run: IngestRun, task_runner: Any) -> None:
+    def __init__(
+        self,
+        items: list[MediaItem],
+        run: IngestRun,
+        task_runner: Any,
+        prefetcher: Prefetcher | None = None,
+    ) -> None:
         self.queue = iter(items)
         self.run = run
         self.task_runner = task_runner
         self.workdir = download_dir()
         self.pending: deque[tuple[MediaItem, PrefectFuture[Prepared]]] = deque()
-        # With threads, downloads run ahead in a thread of their own: the next recording's
-        # download overlaps this one's compute (Dask workers download for themselves).
-        ahead = run.settings.runner.kind == "threads"
-        self.prefetcher = Prefetcher() if ahead else None
+        self.prefetcher = prefetcher
         # Pipelined (threads): Whisper's turns in item order, the next recording's other
         # stages beside this one's transcription.
         self.turns = TURNS if runner.pipelined(run.settings.runner) else None
@@ -80,8 +84,32 @@ class _Submitter:
             self.turns.clear()
 
 
-def label_all(items: list[MediaItem], run: IngestRun) -> None:
-    """Prepare up to a few recordings ahead on the runner; finish them here, in order."""
+def downloads_ahead(run: IngestRun) -> Prefetcher | None:
+    """With threads, downloads run ahead in a thread of their own: the next recording's
+    download overlaps this one's compute (Dask workers download for themselves)."""
+    return Prefetcher() if run.settings.runner.kind == "threads" else None
+
+
+def first_downloads(prefetcher: Prefetcher | None, run: IngestRun) -> Callable[[MediaItem], None]:
+    """What the plan calls with each item it keeps: the first ones the flow will submit
+    start downloading at once, while the other sources expand and the models load."""
+    first = runner.in_flight(run.settings.runner)
+    started: list[str] = []
+
+    def planned(item: MediaItem) -> None:
+        if prefetcher is not None and len(started) < first:
+            started.append(item.recording_id)
+            with logs.log_context(recording_id=item.recording_id):
+                prefetcher.start(item, download_dir(), run.settings)
+
+    return planned
+
+
+def label_all(items: list[MediaItem], run: IngestRun, prefetcher: Prefetcher | None = None) -> None:
+    """Prepare up to a few recordings ahead on the runner; finish them here, in order.
+
+    ``prefetcher`` (:func:`downloads_ahead`): the downloads run ahead there; it is closed here.
+    """
     logger = get_run_logger()
     settings = run.settings
     run.locked = store_limit_exists()
@@ -93,7 +121,7 @@ def label_all(items: list[MediaItem], run: IngestRun) -> None:
             "labelling %d recordings on %s (%d workers)",
             len(items), settings.runner.kind, settings.runner.workers,
         )  # fmt: skip
-        submitter = _Submitter(items, run, task_runner)
+        submitter = _Submitter(items, run, task_runner, prefetcher)
         try:
             submitter.fill()
             while submitter.pending:

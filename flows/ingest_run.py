@@ -8,6 +8,7 @@ recordings the store has done.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from prefect import get_run_logger
 
@@ -46,8 +47,14 @@ def report_skip(report: IngestReport, skipped: SkippedItem, **extra: str) -> Non
     )
 
 
-def plan(found: list[Source], run: IngestRun) -> list[MediaItem]:
-    """Expand every source; record skips; the items still to label, in order, once each."""
+def plan(
+    found: list[Source], run: IngestRun, planned: Callable[[MediaItem], None] | None = None
+) -> list[MediaItem]:
+    """Expand every source; record skips; the items still to label, in order, once each.
+
+    ``planned`` is called with each item as it is kept, before the next source expands
+    (the flow starts the first downloads there).
+    """
     logger = get_run_logger()
     done = run.store.done_recording_ids()
     todo: dict[str, MediaItem] = {}
@@ -71,6 +78,8 @@ def plan(found: list[Source], run: IngestRun) -> list[MediaItem]:
                 )
                 continue
             todo[rid] = entry
+            if planned is not None:
+                planned(entry)
     return list(todo.values())
 
 

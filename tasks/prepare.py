@@ -96,7 +96,8 @@ def prepare_recording(
     """Everything about ``item`` that does not need the registry; audio goes to the store.
 
     Transcription waits for the recording's turn (:data:`~convoice.orchestration.pipeline.TURNS`,
-    when the flow queued it): what comes before it overlaps the previous recording's.
+    when the flow queued it), and the compute before it for the previous recording to
+    reach Whisper: what comes before it overlaps the previous recording's transcription.
     """
     logs.configure_logging(log_format)  # a Dask worker process starts with Prefect's
     try:
@@ -112,6 +113,7 @@ def _prepare(item: MediaItem, settings: Settings, workdir: Path, run_id: str) ->
     with logs.log_context(flow_run_id=run_id, recording_id=rid):
         with logs.stage(rid, "download", seconds, spans):
             path = _download(item, workdir, settings)
+        pipeline.TURNS.prepare_after(rid)  # the one before it has both cores until Whisper
         # The compute stages run as plain calls inside this task: a nested Prefect task
         # run costs time per call and its state keeps its result (the whole
         # recording's samples) alive until this task ends, whatever is deleted here.

@@ -108,3 +108,76 @@ def test_whisper_turns_follow_the_queue_and_a_failed_recording_passes_its_turn_o
     with turns.turn("never-queued"):  # Dask workers, pipeline off: no wait
         ran.append("x")
     assert ran == ["b", "c", "x"]
+
+
+def test_the_next_recording_prepares_once_the_one_before_it_is_transcribing() -> None:
+    import threading
+
+    turns = WhisperTurns()
+    for rid in ("a", "b", "c"):
+        turns.queue(rid)
+    events: list[str] = []
+    a_transcribing, a_may_end = threading.Event(), threading.Event()
+
+    def prepare(rid: str) -> None:
+        turns.prepare_after(rid)
+        events.append(f"{rid} prepares")
+        with turns.turn(rid):
+            events.append(f"{rid} transcribes")
+            if rid == "a":
+                a_transcribing.set()
+                a_may_end.wait(timeout=30)
+
+    turns.prepare_after("a")  # the first one never waits
+    b = threading.Thread(target=prepare, args=("b",))
+    b.start()
+    b.join(timeout=0.5)
+    assert b.is_alive() and events == []  # "a" has not reached Whisper: "b" waits
+    a = threading.Thread(target=prepare, args=("a",))
+    a.start()
+    assert a_transcribing.wait(timeout=30)
+    c = threading.Thread(target=prepare, args=("c",))
+    c.start()
+    c.join(timeout=0.5)
+    assert c.is_alive()  # "b" is not transcribing yet: "c" waits
+    a_may_end.set()
+    for t in (a, b, c):
+        t.join(timeout=30)
+    assert [e for e in events if e.endswith("transcribes")] == [
+        "a transcribes", "b transcribes", "c transcribes"
+    ]  # fmt: skip
+    assert events.index("b prepares") > events.index("a prepares")
+    assert events.index("c prepares") > events.index("b prepares")
+    turns.prepare_after("never-queued")  # Dask workers, pipeline off: no wait
+
+
+def test_the_first_planned_recordings_download_at_once_each_once(  # type: ignore[no-untyped-def]
+    tmp_path: Path, small_corpus, served_corpus
+) -> None:
+    from convoice.config import load_settings
+    from convoice.flows.ingest_pipeline import first_downloads
+    from convoice.media import listing
+    from convoice.media.sources import read_sources
+    from convoice.orchestration import prefetch
+    from convoice.orchestration.run import IngestRun
+
+    settings = load_settings(home=str(tmp_path / "home"))
+    run = IngestRun(Store.open(settings), settings, "run", IngestReport(run_id="run", home=""))
+    sources = read_sources(write_sources_csv(small_corpus, served_corpus, tmp_path / "s.csv"))
+    items = [i for s in sources.sources for i in listing.expand_source(s, settings.ingest)]
+    assert len(items) == 3
+    prefetcher = prefetch.Prefetcher()
+    planned = first_downloads(prefetcher, run)
+    for item in [*items, items[0]]:  # as the plan keeps them (one listed twice)
+        planned(item)
+    # threads, pipelined: as many as the flow submits at once start downloading
+    assert prefetcher.started == {i.recording_id for i in items[:3]}
+    prefetcher.start(items[0], prefetch.download_dir(), settings)  # the flow submits it: no twice
+    first = prefetch.take_prefetched(items[0].recording_id)
+    assert first is not None and first.result().exists()
+    from convoice.media.download import remove_download
+
+    remove_download(first.result())
+    assert prefetch.take_prefetched(items[0].recording_id) is None  # taken once
+    prefetcher.close([])
+    assert all(prefetch.take_prefetched(i.recording_id) is None for i in items)  # forgotten

@@ -9,6 +9,12 @@ Transcription itself takes turns in item order (:class:`WhisperTurns`): one
 Whisper at a time, recording N before N+1, so N+1 waits with its clips (at
 most one recording ahead of the one transcribed) and N is ready for the flow's
 in-order step (identify against the registry, route, commit) first.
+
+N+1's compute (decode, segment, embed) also waits for N to reach Whisper
+(:meth:`WhisperTurns.prepare_after`), its download does not: two recordings
+prepared side by side would each take half the cores and delay the first
+transcription; one after the other, recording 1 reaches Whisper as soon as it
+can, and N+1 fills the cycles Whisper leaves idle.
 """
 
 from __future__ import annotations
@@ -46,6 +52,20 @@ class WhisperTurns:
             self._queue.clear()
             self._cond.notify_all()
 
+    def prepare_after(self, recording_id: str) -> None:
+        """Wait until every recording queued before ``recording_id`` is transcribing or done.
+
+        A recording that was never queued (Dask workers, pipeline off) does not wait.
+        """
+        with self._cond:
+            self._cond.wait_for(lambda: self._may_prepare(recording_id))
+
+    def _may_prepare(self, recording_id: str) -> bool:
+        if recording_id not in self._queue:
+            return True
+        ahead = self._queue.index(recording_id)
+        return ahead == 0 or (ahead == 1 and self._busy)
+
     @contextlib.contextmanager
     def turn(self, recording_id: str) -> Iterator[None]:
         """Wait for ``recording_id``'s turn, run the block as Whisper's, then pass the turn on.
@@ -56,6 +76,7 @@ class WhisperTurns:
             if recording_id in self._queue:
                 self._cond.wait_for(lambda: not self._busy and self._queue[0] == recording_id)
                 self._busy = True
+                self._cond.notify_all()  # the next recording may prepare now
         try:
             with budget.whisper_running():
                 yield

@@ -2,8 +2,9 @@
 
 The flow starts the next recording's download when it submits the recording,
 so it overlaps the current one's compute; the ``prepare-recording`` task then
-takes it (:func:`take_prefetched`) instead of downloading. Dask workers
-download for themselves.
+takes it (:func:`take_prefetched`) instead of downloading. The first
+recordings' downloads start as soon as they are planned, while the other
+sources still expand and the models load. Dask workers download for themselves.
 """
 
 from __future__ import annotations
@@ -55,12 +56,16 @@ class Prefetcher:
 
     def __init__(self) -> None:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="convoice-download")
+        self.started: set[str] = set()
 
     def start(self, item: MediaItem, workdir: Path, settings: Settings) -> None:
-        """Start ``item``'s download (see :func:`prefetch`)."""
-        prefetch(self.executor, item, workdir, settings)
+        """Start ``item``'s download (see :func:`prefetch`), unless it was started already."""
+        if item.recording_id not in self.started:
+            self.started.add(item.recording_id)
+            prefetch(self.executor, item, workdir, settings)
 
     def close(self, recording_ids: list[str]) -> None:
-        """Stop the downloads started ahead; forget those no worker took."""
+        """Stop the downloads started ahead; forget those no worker took (``recording_ids``
+        and every one this prefetcher started). Closing twice is harmless."""
         self.executor.shutdown(wait=True, cancel_futures=True)
-        forget_prefetched(recording_ids)
+        forget_prefetched([*recording_ids, *self.started])

@@ -52,8 +52,15 @@ def pipelined(cfg: RunnerSettings) -> bool:
 
 
 def in_flight(cfg: RunnerSettings) -> int:
-    """Recordings submitted ahead of the sequential step (bounds memory: audio is large)."""
-    return 2 * cfg.workers * cfg.threads_per_worker
+    """Recordings submitted ahead of the sequential step (bounds memory: audio is large).
+
+    Pipelined, one more: recording N+2 is submitted while N is committed, so it starts
+    (its download ahead, then its compute beside N+1's transcription) as soon as N's
+    thread is free, not after N's commit; it waits in the pool's queue until then, and
+    its compute waits for N+1 to reach Whisper (:mod:`convoice.orchestration.pipeline`),
+    so no more clips are held than before.
+    """
+    return 2 * cfg.workers * cfg.threads_per_worker + (1 if pipelined(cfg) else 0)
 
 
 def task_runner(cfg: RunnerSettings) -> TaskRunner[Any]:
