@@ -140,8 +140,8 @@ def render(runs: list[LongRun]) -> str:
             f"{gb:7.2f}  {ratio:7.2f}  {r.wall_s:6.0f}  {r.summary}"
         )
     everything, runs = runs, [r for r in runs if r.files == 1]
-    last = runs[-1]
-    for base in dict.fromkeys([runs[0], runs[-2] if len(runs) > 1 else runs[0]]):
+    pairs = [(base, runs[-1]) for base in dict.fromkeys(runs[:1] + runs[-2:-1])]
+    for base, last in pairs:
         if base is last:
             continue
         rss, wall = last.peak_rss_gib / base.peak_rss_gib, last.wall_s / base.wall_s

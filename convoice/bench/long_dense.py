@@ -185,9 +185,11 @@ def run_stages(wav: Path, home: Path) -> tuple[int, int, list[StageCost]]:
             speakers = own_speakers(seg, vectors, settings)
         with _stage("write audio", sampler, costs):
             uri, clip_audio = write_audio(store, rid, audio, seg, speakers, vectors)
+        held_at = home / f"{rid}.clips.wav"  # where the ingest keeps them: on disk
         with _stage("clips for Whisper", sampler, costs):
-            held = clips_only(audio, seg)
+            held = clips_only(audio, seg, held_at)
         del held
+        held_at.unlink()
         prepared = Prepared(wav, audio.duration, audio.sample_rate, uri, seg, vectors, speakers,
                             [None] * len(seg.clips), clip_audio, {}, "bench")  # fmt: skip
         run = IngestRun(
