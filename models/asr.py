@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from convoice.models.language import DetectOptions, LanguageGuess, detect_languages
-from convoice.models.packing import GAP_S, FloatArray, Packing, pack
-from convoice.records import Region, Transcript, Word
+from convoice.models.packing import GAP_S, WINDOW_S, Packing, pack, window_groups
+from convoice.records import Region, Samples, Transcript, Word
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -29,6 +29,11 @@ __all__ = ["AsrOptions", "Packing", "pack", "transcribe_clips"]
 # language -> (model name for provenance, model); "" = the detecting model
 ModelFor = Callable[[str], "tuple[str, WhisperModel]"]
 Stats = tuple[float, float, float]  # avg_logprob, compression_ratio, no_speech_prob
+
+GROUP_S = 600.0
+"""At most this much packed audio goes to Whisper at once (rounded to whole batches of
+windows): the packed audio, its windows and their log-mel features of a long recording
+are held ten minutes at a time, not all at once (three hours of dense speech: 1.5 GB)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class AsrOptions:
 
 def transcribe_clips(
     model: WhisperModel,
-    samples: FloatArray,
+    samples: Samples,
     clips: list[Region],
     options: AsrOptions,
     model_for: ModelFor | None = None,
@@ -101,7 +106,7 @@ def alternatives(guess: LanguageGuess, options: DetectOptions) -> list[tuple[str
 
 def _decode_alternatives(
     model: WhisperModel,
-    samples: FloatArray,
+    samples: Samples,
     clips: list[Region],
     options: AsrOptions,
     model_for: ModelFor | None,
@@ -165,12 +170,32 @@ def token_budget(window_s: float, prompted: bool) -> int | None:
 
 def _transcribe_packed(
     model: WhisperModel,
-    samples: FloatArray,
+    samples: Samples,
     clips: list[Region],
     options: AsrOptions,
     language: str,
 ) -> list[tuple[list[Word], list[Stats]]]:
-    """The words of each clip, all clips told ``language``, packed into windows."""
+    """The words of each clip, all clips told ``language``, packed into windows.
+
+    Whisper takes the windows :data:`GROUP_S` at a time (whole batches of
+    windows, so every batch holds the windows it holds when all go at once); a
+    recording that fits in one group goes exactly as before.
+    """
+    per_group = max(1, int(GROUP_S / WINDOW_S) // options.batch_size) * options.batch_size
+    found: list[tuple[list[Word], list[Stats]]] = []
+    for lo, hi in window_groups(len(samples), clips, per_group):
+        found += _transcribe_windows(model, samples, clips[lo:hi], options, language)
+    return found
+
+
+def _transcribe_windows(
+    model: WhisperModel,
+    samples: Samples,
+    clips: list[Region],
+    options: AsrOptions,
+    language: str,
+) -> list[tuple[list[Word], list[Stats]]]:
+    """:func:`_transcribe_packed` of clips that go to Whisper in one call."""
     from faster_whisper import BatchedInferencePipeline
 
     packing = pack(samples, clips)

@@ -115,7 +115,7 @@ class LanguageGuess:
 
 def detect_languages(
     model: WhisperModel,
-    samples: FloatArray,
+    samples: Samples,
     clips: list[Region],
     options: DetectOptions,
     speakers: Sequence[int] | None = None,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convoice.records import SAMPLE_RATE, FloatArray, Region, sample_index
+from convoice.records import SAMPLE_RATE, FloatArray, Region, Samples, sample_index
 
 GAP_S = 0.4  # silence between packed clips
 WINDOW_S = 29.0
@@ -26,7 +26,7 @@ class Packing:
     window_of: list[int]  # the window each clip lies in
 
 
-def pack(samples: FloatArray, clips: list[Region], window_s: float = WINDOW_S) -> Packing:
+def pack(samples: Samples, clips: list[Region], window_s: float = WINDOW_S) -> Packing:
     """Lay clips end to end with ``GAP_S`` of silence, in windows of at most ``window_s``."""
     gap = np.zeros(int(GAP_S * SAMPLE_RATE), dtype=np.float32)
     pieces: list[FloatArray] = []
@@ -51,6 +51,35 @@ def pack(samples: FloatArray, clips: list[Region], window_s: float = WINDOW_S) -
         pieces.append(gap)
     audio_all = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
     return Packing(audio_all.astype(np.float32), windows, offsets, window_of)
+
+
+def window_groups(
+    num_samples: int, clips: list[Region], windows_per_group: int, window_s: float = WINDOW_S
+) -> list[tuple[int, int]]:
+    """Clip ranges ``[lo, hi)`` that each fill ``windows_per_group`` windows of :func:`pack`.
+
+    Cut at window boundaries, so :func:`pack` of one range lays out its windows as
+    the pack of all clips does (the last window of a range gets the trailing
+    ``GAP_S`` of silence the last window always gets). Reads no samples: only
+    the clips' lengths, as slicing ``num_samples`` samples would give them.
+    """
+    if windows_per_group < 1:
+        raise ValueError(f"windows_per_group must be at least 1, got {windows_per_group}")
+    groups: list[tuple[int, int]] = []
+    lo, windows, cursor, window_start = 0, 0, 0.0, 0.0
+    for i, clip in enumerate(clips):
+        cut = slice(sample_index(clip.start), sample_index(clip.end))
+        length = len(range(*cut.indices(num_samples))) / SAMPLE_RATE
+        if cursor > window_start and cursor + length - window_start > window_s:
+            windows += 1
+            window_start = cursor
+            if windows == windows_per_group:
+                groups.append((lo, i))
+                lo, windows = i, 0
+        cursor += GAP_S + length
+    if clips:
+        groups.append((lo, len(clips)))
+    return groups
 
 
 def window_audio(packing: Packing, index: int) -> FloatArray:

@@ -128,16 +128,23 @@ def _prepare(item: MediaItem, settings: Settings, workdir: Path, run_id: str) ->
         with logs.stage(rid, "commit", seconds, spans):  # the audio files; rows come in order
             uri, clip_audio = write_audio(Store.open(settings), rid, audio, seg, speakers, vectors)
         duration, rate = audio.duration, audio.sample_rate
-        clips_audio, clips_seg = clips_only(audio, seg)
-        del audio  # transcription needs the clips only (a decoded non-WAV is let go here)
-        release_freed_memory()  # what segment and embed freed, before Whisper's peak
-        with pipeline.TURNS.turn(rid), logs.stage(rid, "transcribe", seconds, spans):
-            words, taught = channel_words(item, settings)
-            transcripts = stages.transcribe.fn(
-                clips_audio, clips_seg, settings, speakers.clip_labels, words
-            )
-            if words:
-                transcripts = ingest_round_two(transcripts, settings, words, taught)
+        # The clips wait for Whisper's turn on disk (a float32 WAV, the same values), read
+        # back clip by clip: a long recording held ahead of the one transcribed keeps no
+        # samples in memory, so two of them fit the memory of one.
+        clips_path = workdir / f"{rid}.clips.wav"
+        try:
+            clips_audio, clips_seg = clips_only(audio, seg, clips_path)
+            del audio  # transcription needs the clips only (a decoded non-WAV is let go here)
+            release_freed_memory()  # what segment and embed freed, before Whisper's peak
+            with pipeline.TURNS.turn(rid), logs.stage(rid, "transcribe", seconds, spans):
+                words, taught = channel_words(item, settings)
+                transcripts = stages.transcribe.fn(
+                    clips_audio, clips_seg, settings, speakers.clip_labels, words
+                )
+                if words:
+                    transcripts = ingest_round_two(transcripts, settings, words, taught)
+        finally:
+            clips_path.unlink(missing_ok=True)
     return Prepared(
         download_path=path,
         duration=duration,

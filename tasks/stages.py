@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from convoice.config import ConfigError, Settings
 from convoice.engines import loaders
 from convoice.media import download, listing
-from convoice.media.audio import AnyAudio, Audio, open_audio
+from convoice.media.audio import AnyAudio, open_audio
 from convoice.media.errors import IngestError
 from convoice.models import asr, diarize, labelling, language, language_cuts
 from convoice.models.clip_embeddings import Embeddings, embed_recording
@@ -147,7 +147,7 @@ def identify(
 
 @task(name="transcribe", cache_policy=NO_CACHE)
 def transcribe(
-    audio: Audio,
+    audio: AnyAudio,
     seg: Segmentation,
     settings: Settings,
     speakers: Any = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,58 @@ def test_packed_transcription_of_real_read_speech(settings) -> None:  # type: ig
         assert [w.start for w in t.words] == sorted(w.start for w in t.words)
         total += wer_count(text, t.text)
     assert total.wer < 0.25, f"WER {total.wer:.3f} on LibriVox"
+
+
+def test_window_groups_cut_where_the_whole_pack_cuts_its_windows() -> None:
+    """Each group of clips packs into the windows the whole pack has (whole windows per
+    group, at most ``windows_per_group`` of them); the groups cover every clip in order."""
+    from convoice.models.packing import pack, window_groups
+
+    rng = np.random.default_rng(4)
+    lengths = rng.uniform(0.5, 9.0, size=300)
+    ends = np.cumsum(lengths + 0.2)
+    regions = [Region(float(e - n), float(e)) for e, n in zip(ends, lengths, strict=True)]
+    samples = np.zeros(int(ends[-1] * 16000) + 1, dtype=np.float32)
+    whole = pack(samples, regions)
+    groups = window_groups(len(samples), regions, 4)
+    assert groups[0][0] == 0 and groups[-1][1] == len(regions)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(groups))
+    for lo, hi in groups:
+        part = pack(samples, regions[lo:hi])
+        assert len(part.windows) <= 4 and part.window_of == [
+            w - whole.window_of[lo] for w in whole.window_of[lo:hi]
+        ]
+    assert len(groups) == -(-len(whole.windows) // 4)
+    assert window_groups(len(samples), regions, 10_000) == [(0, len(regions))]
+
+
+def test_transcription_in_groups_of_windows_reads_the_same_words(  # type: ignore[no-untyped-def]
+    settings, tmp_path, monkeypatch
+) -> None:
+    """LibriVox clips read from a WAV range by range, one window per Whisper call against
+    all at once: the same words in every clip."""
+    import soundfile
+
+    from convoice.media.audio import WavSamples
+
+    items = librivox_samples()
+    pieces = [decode(path).samples for path, _ in items] * 2
+    audio = np.concatenate(pieces)
+    regions, start = [], 0.0
+    for p in pieces:
+        regions.append(Region(start, start + len(p) / 16000))
+        start += len(p) / 16000
+    wav = tmp_path / "clips.wav"
+    soundfile.write(wav, audio, 16000, subtype="FLOAT")
+    model = loaders.whisper_model()
+    options = asr.AsrOptions(1, settings.asr.beam_size, "en")
+    at_once = asr.transcribe_clips(model, audio, regions, options)
+    monkeypatch.setattr(asr, "GROUP_S", 1.0)  # one window per call
+    grouped = asr.transcribe_clips(model, WavSamples(wav, len(audio)), regions, options)
+    assert len(asr.pack(audio, regions).windows) >= 2
+    for a, b in zip(at_once, grouped, strict=True):
+        assert a is not None and b is not None
+        assert [w.word for w in a.words] == [w.word for w in b.words]
 
 
 def test_whisper_features_do_not_depend_on_the_blas_thread_count() -> None:

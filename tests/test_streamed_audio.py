@@ -163,3 +163,30 @@ def test_the_long_bench_makes_the_same_file_every_time(tmp_path: Path) -> None:
         decoded.append(decode(tmp_path / name).samples)
     assert len(decoded[0]) > 60 * SAMPLE_RATE
     np.testing.assert_array_equal(decoded[0], decoded[1])
+
+
+def test_clips_waiting_for_whisper_are_on_disk_with_the_same_values(  # type: ignore[no-untyped-def]
+    both, tmp_path: Path
+) -> None:
+    """The bound on a recording held ahead of the one transcribed: its clips wait in a
+    float32 WAV (no samples in memory) and read back as the in-memory clips, bit for bit."""
+    audio, seg, _ = both["streamed"]
+    held, held_seg = clips_only(audio, seg)
+    on_disk, disk_seg = clips_only(audio, seg, tmp_path / "clips.wav")
+    assert isinstance(on_disk, StreamedAudio) and isinstance(held, Audio)
+    assert disk_seg == held_seg and len(on_disk.samples) == len(held.samples)
+    for clip in disk_seg.clips:
+        cut = slice(sample_index(clip.region.start), sample_index(clip.region.end))
+        assert np.array_equal(on_disk.samples[cut], held.samples[cut])
+    assert (tmp_path / "clips.wav").stat().st_size >= 4 * len(held.samples)
+
+
+def test_the_dense_long_bench_is_speech_throughout_and_the_same_every_time() -> None:
+    """`--long-dense`: four voices of the tuning half, about nine tenths of the block speech."""
+    from convoice.bench.long_dense import BLOCK_S, make_dense_block
+
+    first, again = make_dense_block(11), make_dense_block(11)
+    np.testing.assert_array_equal(first, again)
+    assert len(first) == int(BLOCK_S * SAMPLE_RATE)
+    loud = np.abs(first[: len(first) // 1600 * 1600]).reshape(-1, 1600).max(axis=1) > 0.02
+    assert 0.8 < loud.mean() < 0.98

@@ -34,6 +34,7 @@ class LongRun:
     peak_rss_gib: float  # ru_maxrss (KiB) / 1024**2
     wall_s: float
     summary: str  # the ingest's own summary line
+    files: int = 1  # recordings in the one sources file (2: two of ``hours / 2`` each)
 
 
 def make_long_media(path: Path, hours: float, speech_every_s: float = 600.0) -> float:
@@ -61,12 +62,14 @@ def _ffmpeg(*args: str) -> None:
         raise RuntimeError(f"ffmpeg failed: {done.stderr.strip()[-500:]}")
 
 
-def measure_ingest(url: str, home: Path) -> tuple[int, float, float, str]:
-    """Run ``convoice ingest`` on ``url`` (declared CC0 in a sources file): exit code, peak
-    RSS (GiB), wall seconds, summary line."""
+def measure_ingest(url: str | list[str], home: Path) -> tuple[int, float, float, str]:
+    """Run ``convoice ingest`` on ``url`` (or each of a list, one batch; declared CC0 in a
+    sources file): exit code, peak RSS (GiB), wall seconds, summary line."""
     home.mkdir(parents=True, exist_ok=True)
     sources = home / "sources.csv"
-    sources.write_text(f"url,license\n{url},CC0-1.0\n", encoding="utf-8")
+    urls = [url] if isinstance(url, str) else url
+    rows = "".join(f"{u},CC0-1.0\n" for u in urls)
+    sources.write_text(f"url,license\n{rows}", encoding="utf-8")
     cmd = [sys.executable, "-m", "convoice.cli.root", "ingest", "--sources", str(sources)]
     cmd += ["--home", str(home)]
     env = {**os.environ, "COLUMNS": "250"}
@@ -82,20 +85,45 @@ def measure_ingest(url: str, home: Path) -> tuple[int, float, float, str]:
     return proc.returncode, usage.ru_maxrss / 1024**2, wall, summary.strip()
 
 
-def run_long_benchmark(hours: list[float], speech_every_s: float = 600.0) -> list[LongRun]:
-    """Make, serve and ingest one recording per length; the figures of each."""
+def run_long_benchmark(
+    hours: list[float], speech_every_s: float = 600.0, dense: bool = False, pair: bool = False
+) -> list[LongRun]:
+    """Make, serve and ingest one recording per length; the figures of each.
+
+    ``dense``: a conversation throughout (:mod:`convoice.bench.long_dense`) instead of
+    the sample every ``speech_every_s``. ``pair``: then one more ingest, of two
+    recordings of the first length in one sources file (the threads runner's
+    pipeline prepares the second while the first is transcribed).
+    """
+    from convoice.bench.long_dense import make_dense_media
+
     runs: list[LongRun] = []
     with tempfile.TemporaryDirectory(prefix="convoice-bench-long-") as tmp:
         root = Path(tmp)
         www = root / "www"
         www.mkdir()
+
+        def make(name: str, h: float, seed: int = 11) -> float:
+            if dense:
+                return make_dense_media(www / name, h, seed)
+            return make_long_media(www / name, h, speech_every_s)
+
+        kind = "dense" if dense else "long"
         with serve_directory(www) as base:
             for h in hours:
-                name = f"long-{h:g}h.mp4"
-                speech_s = make_long_media(www / name, h, speech_every_s)
+                name = f"{kind}-{h:g}h.mp4"
+                speech_s = make(name, h)
                 code, peak, wall, summary = measure_ingest(base + name, root / f"home-{h:g}")
                 runs.append(LongRun(h, speech_s / 60, code, peak, wall, summary))
                 (www / name).unlink()
+            if pair and hours:
+                h = hours[0]
+                names = [f"{kind}-{h:g}h-{k}.mp4" for k in (1, 2)]
+                speech_s = sum(make(n, h, 11 + k) for k, n in enumerate(names))
+                code, peak, wall, summary = measure_ingest(
+                    [base + n for n in names], root / "home-pair"
+                )
+                runs.append(LongRun(2 * h, speech_s / 60, code, peak, wall, summary, files=2))
     return runs
 
 
@@ -106,12 +134,14 @@ def render(runs: list[LongRun]) -> str:
     lines = ["hours  speech min  exit  peak GiB  peak GB  x first  wall s  (ingest's summary)"]
     for r in runs:
         gb, ratio = r.peak_rss_gib * 1024**3 / 1e9, r.peak_rss_gib / runs[0].peak_rss_gib
+        hours = f"{r.hours:5g}" if r.files == 1 else f"2x{r.hours / 2:g}"
         lines.append(
-            f"{r.hours:5g}  {r.speech_minutes:10.1f}  {r.exit_code:4d}  {r.peak_rss_gib:8.2f}  "
+            f"{hours:>5s}  {r.speech_minutes:10.1f}  {r.exit_code:4d}  {r.peak_rss_gib:8.2f}  "
             f"{gb:7.2f}  {ratio:7.2f}  {r.wall_s:6.0f}  {r.summary}"
         )
-    last = runs[-1]
-    for base in dict.fromkeys([runs[0], runs[-2] if len(runs) > 1 else runs[0]]):
+    everything, runs = runs, [r for r in runs if r.files == 1]
+    pairs = [(base, runs[-1]) for base in dict.fromkeys(runs[:1] + runs[-2:-1])]
+    for base, last in pairs:
         if base is last:
             continue
         rss, wall = last.peak_rss_gib / base.peak_rss_gib, last.wall_s / base.wall_s
@@ -120,7 +150,7 @@ def render(runs: list[LongRun]) -> str:
             f"{last.hours:g} h vs {base.hours:g} h: peak RSS x{rss:.2f} for x{longer:g} the length,"
             f" wall x{wall:.2f} (same run; the machine may be shared)"
         )
-    worst = max(r.peak_rss_gib * 1024**3 / 1e9 for r in runs)
+    worst = max(r.peak_rss_gib * 1024**3 / 1e9 for r in everything)
     under = "under" if worst < BAR_GB else "NOT under"
     lines.append(f"highest peak {worst:.2f} GB: {under} the {BAR_GB:g} GB bar")
     return "\n".join(lines)

@@ -52,6 +52,8 @@ class BenchOptions:
     profile: bool = False
     long: str | None = None
     repeat: int = 1
+    long_dense: bool = False
+    long_pair: bool = False
 
 
 def bench_mode(
@@ -116,7 +118,16 @@ def _long(opts: BenchOptions) -> None:
     from convoice.bench.long import render, run_long_benchmark
 
     hours = _numbers("--long", opts.long or "", float)
-    console.print(render(run_long_benchmark(hours)), soft_wrap=True)
+    if not opts.long_dense:
+        console.print(render(run_long_benchmark(hours, pair=opts.long_pair)), soft_wrap=True)
+        return
+    from convoice.bench.long_dense import WHOLE_MAX_H, render_stages, run_stages_benchmark
+
+    console.print(render_stages(run_stages_benchmark(hours)), soft_wrap=True, markup=False)
+    whole = [h for h in hours if h <= WHOLE_MAX_H]
+    if whole:
+        runs = run_long_benchmark(whole, dense=True, pair=opts.long_pair)
+        console.print(render(runs), soft_wrap=True, markup=False)
 
 
 def _languages(opts: BenchOptions) -> None:
@@ -274,6 +285,23 @@ Long = Annotated[
         "many hours long, comma-separated (e.g. 0.5,3), made with ffmpeg.",
     ),
 ]
+LongDense = Annotated[
+    bool,
+    typer.Option(
+        "--long-dense",
+        help="With --long: recordings of speech throughout (a conversation of four corpus "
+        "voices): every stage but Whisper on each length (wall, CPU, peak memory per stage), "
+        "then `convoice ingest` on the lengths up to 1 h.",
+    ),
+]
+LongPair = Annotated[
+    bool,
+    typer.Option(
+        "--long-pair",
+        help="With --long: one more `convoice ingest`, of two recordings of the first (whole-"
+        "ingest) length in one sources file (the pipeline holds both at once).",
+    ),
+]
 Round = Annotated[
     bool,
     typer.Option(
@@ -303,9 +331,11 @@ def bench_command(
     long: Long = None,
     round_: Round = False,
     repeat: Repeat = 1,
+    long_dense: LongDense = False,
+    long_pair: LongPair = False,
 ) -> None:
     """Measure quality and speed against baselines in the same run (see README)."""
     mode = bench_mode(voices, service, vocabulary, long, languages, round_, scale)
     opts = BenchOptions(quick, split, corpus, naive, sizes, requests, home, models, out,
-                        profile, long, repeat)  # fmt: skip
+                        profile, long, repeat, long_dense, long_pair)  # fmt: skip
     run_bench(mode, opts)
