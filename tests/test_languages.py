@@ -97,10 +97,10 @@ def test_the_speaker_prior_is_a_sum_of_log_probabilities() -> None:
 
 
 # Accented English from the tuning half's voices and the corpus's English sentences. Which of
-# them Whisper's detection mishears (another language first, English second) moves with the
-# synthesiser's build: Debian's espeak-ng 1.51+dfsg-10+deb12u2 made the first line heard as
-# English (0.46, Welsh 0.40), which an earlier build made Welsh. The test takes the lines
-# misheard on this machine and needs at least one of them.
+# them Whisper's detection mishears (another language first, English second) moves between
+# machines: session 23's fresh one (ctranslate2 4.8.5, espeak-ng 1.51+dfsg-10+deb12u2) heard
+# the first line as English (0.46, Welsh 0.40), which the machines before heard as Welsh; the
+# cause was not found. The test takes the lines misheard here and needs at least one.
 ACCENTED = [
     ("mb-de6", "en", "I think the weather will be better next week."),
     ("mb-de6", "en", "I usually drink tea in the morning and coffee after lunch."),
