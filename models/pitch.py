@@ -19,9 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from convoice.records import FloatArray
+from convoice.records import SAMPLE_RATE, FloatArray
 
-SAMPLE_RATE = 16_000
 FRAME_S = 0.040
 HOP_S = 0.010
 F0_MIN = 60.0
