@@ -94,11 +94,9 @@ def first_downloads(prefetcher: Prefetcher | None, run: IngestRun) -> Callable[[
     """What the plan calls with each item it keeps: the first ones the flow will submit
     start downloading at once, while the other sources expand and the models load."""
     first = runner.in_flight(run.settings.runner)
-    started: list[str] = []
 
     def planned(item: MediaItem) -> None:
-        if prefetcher is not None and len(started) < first:
-            started.append(item.recording_id)
+        if prefetcher is not None and len(prefetcher.started) < first:
             with logs.log_context(recording_id=item.recording_id):
                 prefetcher.start(item, download_dir(), run.settings)
 
