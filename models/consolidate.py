@@ -414,13 +414,31 @@ def piece_id(speaker_id: str, recordings: Iterable[str]) -> str:
     return stable_id("spk", "split", speaker_id, *sorted(recordings), length=12)
 
 
+def _first_is_piece(
+    clips: IntArray, sums: npt.NDArray[np.float64], own: npt.NDArray[np.float64]
+) -> bool:
+    """Whether the first of two groups (their clip counts, their sums) is the piece that splits off.
+
+    The group of fewer clips; on a tie, the one less like ``own`` (the id's registry
+    sum): the id keeps the voice it is most like. Only an exact tie of both leaves it
+    to the second group. Nothing here depends on the order or the names of the rows.
+    """
+    if clips[0] != clips[1]:
+        return bool(clips[0] < clips[1])
+    norms = np.linalg.norm(sums, axis=1) * float(np.linalg.norm(own))
+    alike = (sums @ own.astype(np.float64)) / np.where(norms > 0, norms, 1.0)
+    return bool(alike[0] < alike[1])
+
+
 def split_candidates(registry: Registry, parts: Parts, rule: SplitRule) -> list[MachineSplit]:
     """Every unpinned id whose recordings fall in two groups less than ``rule.threshold`` alike.
 
     Per id, a two-means of its per-recording centroids (weighted by their
     sums' norms); an id heard in two recordings is its two recordings (all
     of those at once). The cost is linear in parts. The group of fewer clips
-    is the piece.
+    is the piece; of two groups with as many clips, the one less like the id's own
+    centroid (:func:`_first_is_piece`), so the piece never depends on how the ids or the
+    recordings are named (their order decided it before, and with it the merges after).
     """
     pinned = np.asarray(registry.pins(), bool)
     order = np.argsort(parts.speaker, kind="stable")
@@ -433,9 +451,11 @@ def split_candidates(registry: Registry, parts: Parts, rule: SplitRule) -> list[
     first, second = order[bounds[pair_rows]], order[bounds[pair_rows] + 1]
     denom = norms[first] * norms[second]
     cosine = np.einsum("ij,ij->i", sums[first], sums[second]) / np.where(denom > 0, denom, 1.0)
-    fewer = np.where(parts.clips[first] < parts.clips[second], first, second)
+    own = registry.sums.astype(np.float64)
     for k in np.flatnonzero((cosine < rule.threshold) & (denom > 0)):
-        found.append((int(pair_rows[k]), fewer[k : k + 1], float(cosine[k])))
+        one, two, row = int(first[k]), int(second[k]), int(pair_rows[k])
+        fewer = one if _first_is_piece(parts.clips[[one, two]], sums[[one, two]], own[row]) else two
+        found.append((row, np.array([fewer], np.int64), float(cosine[k])))
     for row in np.flatnonzero((count > 2) & ~pinned):
         mine = order[bounds[row] : bounds[row + 1]]
         if np.any(norms[mine] == 0):
@@ -447,8 +467,9 @@ def split_candidates(registry: Registry, parts: Parts, rule: SplitRule) -> list[
         alike = float(one @ two / (np.linalg.norm(one) * np.linalg.norm(two)))
         if alike >= rule.threshold:
             continue
-        counts = [int(parts.clips[mine][label == g].sum()) for g in (0, 1)]
-        found.append((int(row), mine[label == (0 if counts[0] < counts[1] else 1)], alike))
+        counts = np.array([parts.clips[mine][label == g].sum() for g in (0, 1)], np.int64)
+        zero = _first_is_piece(counts, np.stack([one, two]), own[row])
+        found.append((int(row), mine[label == (0 if zero else 1)], alike))
     out: list[MachineSplit] = []
     for row, piece, alike in sorted(found, key=lambda f: f[0]):
         recordings = tuple(sorted(parts.recording[k] for k in piece))

@@ -169,12 +169,16 @@ def _sox_effect(audio: FloatArray, channel: str) -> FloatArray:
         src, mid, out = Path(tmp) / "in.wav", Path(tmp) / "mid.wav", Path(tmp) / "out.wav"
         sf.write(src, audio, SAMPLE_RATE, subtype="FLOAT")
         fmt = ["-e", "floating-point", "-b", "32"]
+        # -R: sox dithers the mu-law step with an unseeded generator (up to 0.015 of full
+        # scale apart between two makes of one corpus, every telephone episode); repeatable
+        # mode seeds it, so a corpus made again is the same bytes.
+        sox_r = [sox, "-R", "-V1"]
         if channel == "phone":
-            steps = [[sox, "-V1", str(src), "-r", "8000", "-e", "mu-law", str(mid),
+            steps = [[*sox_r, str(src), "-r", "8000", "-e", "mu-law", str(mid),
                       "sinc", "300-3400"],
-                     [sox, "-V1", str(mid), "-r", str(SAMPLE_RATE), *fmt, str(out)]]  # fmt: skip
+                     [*sox_r, str(mid), "-r", str(SAMPLE_RATE), *fmt, str(out)]]  # fmt: skip
         else:
-            steps = [[sox, "-V1", str(src), *fmt, str(out), *_EFFECTS[channel]]]
+            steps = [[*sox_r, str(src), *fmt, str(out), *_EFFECTS[channel]]]
         for cmd in steps:
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if done.returncode != 0:
