@@ -131,7 +131,7 @@ def _recording(report: RoundTwoReport, run: _Pass, rid: str, group: list[StoredC
     every = not run.review_only
     wanted = [
         r for r in group
-        if wants_round_two(r, settings.routing.min_transcript_confidence, every)
+        if wants_round_two(r, settings.routing, every)
     ]  # fmt: skip
     cfg = settings.asr
     way = attempt_way(
