@@ -276,7 +276,25 @@ def score(
         if g in by_group and real:
             out[f"bcubed_f1_{g}"] = by_group[g][2]
     out["speaker_confidence_ece"] = expected_calibration_error(reliability_of(clips, truth))
+    text_table = transcript_reliability_of(clips, truth)
+    out["transcript_confidence_ece"] = expected_calibration_error(text_table)
+    out["transcript_judged_clips"] = float(sum(b.clips for b in text_table))
     return out
+
+
+def transcript_reliability_of(
+    clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[RefTurn]]
+) -> list[ReliabilityBin]:
+    """The reliability table of ``transcript_confidence`` over the clips of ``truth``'s
+    recordings whose transcript can be judged (:func:`transcript_right`)."""
+    labelled = [c for c in clips if c["recording_id"] in truth]
+    right = transcript_right(labelled, truth)
+    pairs = [
+        (float(c["transcript_confidence"]), right[c["clip_id"]])
+        for c in labelled
+        if c["clip_id"] in right and c.get("transcript_confidence") is not None
+    ]
+    return reliability([p[0] for p in pairs], [p[1] for p in pairs])
 
 
 def reliability_of(

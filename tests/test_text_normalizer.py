@@ -94,3 +94,27 @@ def test_the_benchmark_gives_both_scorings_and_judges_the_standard_one() -> None
     assert (accepted.errors, accepted.words) == (0, 5)
     assert (raw.errors, raw.words) == (3, 5)
     assert wer_count("seven", "7").errors == 1  # the raw scoring is kept as it was
+
+
+def test_the_benchmark_gives_transcript_ece_over_judged_clips() -> None:
+    from convoice.models.evaluation import score
+
+    truth = {"r": [RefTurn(0.0, 2.0, "a", "Seven of clubs, five five.")]}
+    heard = ["7", "of", "clubs.", "5,", "5."]
+    words = [{"word": w, "start": 0.2 + 0.3 * i, "end": 0.4 + 0.3 * i} for i, w in enumerate(heard)]
+    clip = {
+        "recording_id": "r",
+        "clip_id": "c",
+        "speaker_id": "s",
+        "start": 0.0,
+        "end": 2.0,
+        "words": words,
+        "status": "accepted",
+        "transcript_status": "accepted",
+        "speaker_confidence": 0.9,
+        "transcript_confidence": 0.75,
+    }
+    figures = score([clip], truth, 2.0)
+    assert figures["transcript_judged_clips"] == 1.0
+    assert figures["transcript_confidence_ece"] == pytest.approx(0.25)  # right, said 0.75
+    assert figures["wer_accepted"] == 0.0 and figures["wer_accepted_raw"] == 0.6
