@@ -247,6 +247,26 @@ def test_a_store_written_before_per_kind_statuses_still_reads(tmp_path: Path) ->
     ]
 
 
+def test_a_person_s_text_judges_the_machine_s_as_the_benchmark_scores(tmp_path: Path) -> None:
+    """ "7 of clubs" typed for the machine's "seven of clubs" is the same transcript; "eleven
+    of clubs" is not (right: WER <= 10 % on the field's scoring, `models/text_normalizer.py`)."""
+    from convoice.training import calibrate
+
+    store = Store(tmp_path / "store")
+    commit(store, "rec_a", ["spk_1", "spk_2"], 0, [0.9])
+    machine = [
+        dataclasses.replace(c, text="Seven of clubs, five five.", language="en")
+        for c in clip_records(store.clips())
+    ]
+    store.add_labels([
+        {"clip_id": "rec_a_c0", "field": "text", "value": "7 of clubs 5 5", "labelled_by": "ann"},
+        {"clip_id": "rec_a_c1", "field": "text", "value": "11 of clubs 5 5", "labelled_by": "ann"},
+    ])  # fmt: skip
+    judged = {j.clip_id: j for j in calibrate.judged_from_labels(machine, store.labels())}
+    assert judged["rec_a_c0"].transcript_right is True
+    assert judged["rec_a_c1"].transcript_right is False
+
+
 def test_refit_from_peoples_labels_is_judged_on_recordings_it_never_saw(tmp_path: Path) -> None:
     from convoice.training import calibrate
 
