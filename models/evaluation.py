@@ -286,8 +286,9 @@ def transcript_reliability_of(
     clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[RefTurn]]
 ) -> list[ReliabilityBin]:
     """The reliability table of ``transcript_confidence`` over the clips of ``truth``'s
-    recordings whose transcript can be judged (:func:`transcript_right`)."""
-    labelled = [c for c in clips if c["recording_id"] in truth]
+    recordings whose transcript can be judged (:func:`transcript_right`; clip records without
+    an id, as some tests make, are left out)."""
+    labelled = [c for c in clips if c["recording_id"] in truth and "clip_id" in c]
     right = transcript_right(labelled, truth)
     pairs = [
         (float(c["transcript_confidence"]), right[c["clip_id"]])
