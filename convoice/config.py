@@ -73,6 +73,12 @@ __all__ = [
 ]
 
 
+# Table settings whose keys an operator adds to (or changes) over the defaults, rather than
+# replacing the whole default table: `{tr = 0.95}` keeps English's 0.88 bar; `{en = 0.8}`
+# lowers it explicitly.
+MERGED_TABLES = frozenset({"transcript_confidence_by_language"})
+
+
 def _coerce(raw: str, like: Any) -> Any:
     if isinstance(like, bool):
         return raw.strip().lower() in {"1", "true", "yes", "on"}
@@ -127,7 +133,8 @@ def _apply(obj: Any, values: dict[str, Any], where: str) -> Any:
                 raise ConfigError(f"{where}{key} must be a table")
             updates[key] = _apply(current, value, f"{where}{key}.")
         elif isinstance(current, dict):
-            updates[key] = _coerce_map(value, str(known[key].type), f"{where}{key}")
+            table = _coerce_map(value, str(known[key].type), f"{where}{key}")
+            updates[key] = {**current, **table} if key in MERGED_TABLES else table
         elif isinstance(current, tuple):
             updates[key] = _coerce_list(value, f"{where}{key}")
         elif isinstance(value, str) and not isinstance(current, str):

@@ -282,8 +282,10 @@ class RoutingSettings:
     min_speaker_confidence: float = 0.70  # raw score, with raw_thresholds
     min_transcript_confidence: float = 0.80  # raw: geometric mean of the word probabilities
     # Per language, a higher raw bar than min_transcript_confidence (`{ru = 0.9}`, or
-    # "ru=0.9,tr=0.95" in the environment). Default: English 0.88 (TRANSCRIPT_BARS; accepted
-    # WER <= 4 % on the tuning half of `convoice bench`); README "Confidence and review".
+    # "ru=0.9,tr=0.95" in the environment), merged over the default: English 0.88
+    # (TRANSCRIPT_BARS; accepted WER <= 4 % on the tuning half of `convoice bench`), which an
+    # operator lowers with `en = 0.8`; README "Confidence and review". Routing and
+    # vocabulary round two (`wants_round_two`) use the same bar.
     transcript_confidence_by_language: dict[str, float] = field(
         default_factory=lambda: dict(TRANSCRIPT_BARS)
     )

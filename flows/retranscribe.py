@@ -7,7 +7,7 @@
 2. pick, in each recording whose channel has a vocabulary (of one recording,
    or one channel, when asked), the machine transcripts not made with that
    vocabulary yet (with ``review_only``: only those that wait for review or
-   score below ``[routing] min_transcript_confidence``): Whisper base is often
+   score below the bar routing holds them to, per language): Whisper base is often
    sure of a wrong name, so accepted clips are transcribed again too; clips
    already tried with the same model and vocabulary are skipped;
 3. transcribe them again, recording by recording, with their channel's
@@ -131,7 +131,7 @@ def _recording(report: RoundTwoReport, run: _Pass, rid: str, group: list[StoredC
     every = not run.review_only
     wanted = [
         r for r in group
-        if wants_round_two(r, settings.routing.min_transcript_confidence, every)
+        if wants_round_two(r, settings.routing, every)
     ]  # fmt: skip
     cfg = settings.asr
     way = attempt_way(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from convoice.models.clustering import b_cubed
-from convoice.models.metrics import WerCount, one_to_one_mapping, wer_count
+from convoice.models.metrics import WerCount, one_to_one_mapping, standard_wer_count, wer_count
 from convoice.records import SPEAKER_REASONS, ClipStatus
 
 TWO_VOICE_PURITY = 0.9  # a clip whose main voice is less than this of its speech holds two voices
@@ -168,16 +168,24 @@ def speaker_status(clip: Mapping[str, Any]) -> str:
     return str(clip.get("speaker_status") or clip["status"])
 
 
-def _turn_wer(turn: RefTurn, clips: Sequence[Mapping[str, Any]]) -> WerCount:
-    heard = words_heard([(c["start"], c["words"]) for c in clips], turn.start, turn.end, 0.25)
-    return wer_count(turn.text, " ".join(heard))
+def _turn_wer(turn: RefTurn, clips: Sequence[Mapping[str, Any]], standard: bool = True) -> WerCount:
+    """The turn's WER on the words the clips heard inside it: scored as the field scores
+    (``metrics.standard_wer_count``, English: the benchmark's reference texts are English),
+    or with ``standard=False`` on the raw word forms (``metrics.wer_count``)."""
+    heard = " ".join(
+        words_heard([(c["start"], c["words"]) for c in clips], turn.start, turn.end, 0.25)
+    )
+    return standard_wer_count(turn.text, heard) if standard else wer_count(turn.text, heard)
 
 
 def wer_by_status(
-    clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[RefTurn]]
+    clips: Sequence[Mapping[str, Any]],
+    truth: Mapping[str, Sequence[RefTurn]],
+    standard: bool = True,
 ) -> tuple[WerCount, WerCount]:
     """WER over reference turns covered only by accepted transcripts, and over all covered
-    turns (rows written before per-kind statuses count by their ``status``)."""
+    turns (rows written before per-kind statuses count by their ``status``); ``standard``
+    as in :func:`_turn_wer`."""
     accepted, everything = WerCount(0, 0), WerCount(0, 0)
     by_rec: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for c in clips:
@@ -189,7 +197,7 @@ def wer_by_status(
             mine = covering_clips(by_rec[rid], turn.start, turn.end)
             if not mine:
                 continue
-            count = _turn_wer(turn, mine)
+            count = _turn_wer(turn, mine, standard)
             everything += count
             if all(
                 (c.get("transcript_status") or c["status"]) == ClipStatus.ACCEPTED for c in mine
@@ -236,6 +244,7 @@ def score(
     _, _, f1 = b_cubed([r[0] for r in ref], [c["speaker_id"] for c in labelled])
     two = [main_voice_share(c, truth[c["recording_id"]]) < TWO_VOICE_PURITY for c in labelled]
     wer_acc, wer_all = wer_by_status(labelled, truth)
+    raw_acc, raw_all = wer_by_status(labelled, truth, standard=False)
     out = {
         "clips": float(len(labelled)),
         "bcubed_f1_cross_episode": f1,
@@ -247,8 +256,12 @@ def score(
         if kept
         else 0.0,
         "review_share_of_speech": review / kept if kept else 0.0,
-        "wer_accepted": wer_acc.wer,
+        "wer_accepted": wer_acc.wer,  # scored as the field scores: the figure the bar judges
+        "wer_accepted_errors": float(wer_acc.errors),
+        "wer_accepted_words": float(wer_acc.words),
+        "wer_accepted_raw": raw_acc.wer,  # the raw word forms ("7" is not "seven")
         "wer_all_clips": wer_all.wer,
+        "wer_all_clips_raw": raw_all.wer,
         "kept_over_raw": kept / raw_seconds if raw_seconds else 0.0,
         "clip_purity": sum(r[1] for r in ref) / len(ref) if ref else 0.0,
         "accepted_two_voice_clips": float(sum(two[i] for i in accepted)),
@@ -263,7 +276,26 @@ def score(
         if g in by_group and real:
             out[f"bcubed_f1_{g}"] = by_group[g][2]
     out["speaker_confidence_ece"] = expected_calibration_error(reliability_of(clips, truth))
+    text_table = transcript_reliability_of(clips, truth)
+    out["transcript_confidence_ece"] = expected_calibration_error(text_table)
+    out["transcript_judged_clips"] = float(sum(b.clips for b in text_table))
     return out
+
+
+def transcript_reliability_of(
+    clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[RefTurn]]
+) -> list[ReliabilityBin]:
+    """The reliability table of ``transcript_confidence`` over the clips of ``truth``'s
+    recordings whose transcript can be judged (:func:`transcript_right`; clip records without
+    an id, as some tests make, are left out)."""
+    labelled = [c for c in clips if c["recording_id"] in truth and "clip_id" in c]
+    right = transcript_right(labelled, truth)
+    pairs = [
+        (float(c["transcript_confidence"]), right[c["clip_id"]])
+        for c in labelled
+        if c["clip_id"] in right and c.get("transcript_confidence") is not None
+    ]
+    return reliability([p[0] for p in pairs], [p[1] for p in pairs])
 
 
 def reliability_of(
@@ -285,7 +317,7 @@ def recording_wer(clips: Sequence[Mapping[str, Any]], texts: Mapping[str, str]) 
     for rid, text in texts.items():
         mine = sorted((c for c in clips if c["recording_id"] == rid), key=lambda c: c["start"])
         words = [w["word"] for c in mine for w in (c["words"] or [])]
-        total += wer_count(text, " ".join(words))
+        total += standard_wer_count(text, " ".join(words))
     return total
 
 

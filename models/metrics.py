@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convoice.models.text_normalizer import scoring_words
+
 _SPELLING = {"neighbours": "neighbors", "neighbour": "neighbor", "colour": "color",
              "colours": "colors", "favourite": "favorite", "harbour": "harbor",
              "grey": "gray", "theatre": "theater", "centre": "center", "travelled": "traveled",
@@ -49,7 +51,15 @@ class WerCount:
 
 
 def wer_count(reference: str, hypothesis: str) -> WerCount:
+    """WER on :func:`normalize_words` (the raw scoring: "seven" and "7" differ)."""
     ref, hyp = normalize_words(reference), normalize_words(hypothesis)
+    return WerCount(edit_distance(ref, hyp), len(ref))
+
+
+def standard_wer_count(reference: str, hypothesis: str, language: str = "en") -> WerCount:
+    """WER as the field scores it (``text_normalizer.scoring_words``: numbers, spellings,
+    contractions, titles for English; Whisper's basic normalisation otherwise)."""
+    ref, hyp = scoring_words(reference, language), scoring_words(hypothesis, language)
     return WerCount(edit_distance(ref, hyp), len(ref))
 
 

@@ -2,7 +2,7 @@
 
 Pure decisions on clip rows (:class:`~convoice.records.StoredClip` records of the
 ``clips`` table, people's labels applied): :func:`wants_round_two` picks machine
-transcripts still waiting for review or below the transcript-confidence bar;
+transcripts still waiting for review or below the transcript bar routing holds them to;
 :func:`revise` gives the new machine fields of a clip when the new transcript
 scores better, and re-routes it (its speaker reasons stay, its transcript
 reasons are worked out again). The machine transcript kept (new or old) is
@@ -25,6 +25,7 @@ from convoice.models.post_correction import Fix, corrected
 from convoice.models.routing import (
     clip_status,
     retranscribed_reasons,
+    transcript_bar,
     transcript_confidence,
     transcript_reasons,
 )
@@ -32,8 +33,22 @@ from convoice.models.vocabulary import normalise
 from convoice.records import ClipStatus, LabelSource, ReviewReason, StoredClip, Transcript, Word
 
 
-def wants_round_two(row: StoredClip, min_confidence: float, every: bool = False) -> bool:
-    """A machine transcript that waits for review or scores below ``min_confidence``.
+def below_transcript_bar(row: StoredClip, cfg: RoutingSettings) -> bool:
+    """Whether the clip's transcript scores under the bar routing holds it to: the raw score
+    under its language's :func:`~convoice.models.routing.transcript_bar` (the higher of
+    ``min_transcript_confidence`` and ``transcript_confidence_by_language``), or, when
+    routing is by ``transcript_target_precision``, the calibrated probability under it.
+    Rows written before raw scores were kept hold the raw score as their confidence."""
+    if not cfg.raw_thresholds and cfg.transcript_target_precision > 0.0:
+        return (row.transcript_confidence or 0.0) < cfg.transcript_target_precision
+    raw = row.transcript_score_raw
+    score = row.transcript_confidence if raw is None else raw
+    return (score or 0.0) < transcript_bar(cfg, row.language or "")
+
+
+def wants_round_two(row: StoredClip, cfg: RoutingSettings, every: bool = False) -> bool:
+    """A machine transcript that waits for review or scores below its routing bar
+    (:func:`below_transcript_bar`: English's 0.88, not the global 0.80).
 
     ``every``: any machine transcript (not rejected) of a channel whose vocabulary it
     was not made with; Whisper is often wrong about a name with high confidence.
@@ -42,9 +57,7 @@ def wants_round_two(row: StoredClip, min_confidence: float, every: bool = False)
         return False
     if row.status == ClipStatus.REJECTED:
         return False
-    return every or bool(
-        row.status == ClipStatus.REVIEW or (row.transcript_confidence or 0.0) < min_confidence
-    )
+    return every or bool(row.status == ClipStatus.REVIEW or below_transcript_bar(row, cfg))
 
 
 def attempt_key(model: str, mode: str, words: Sequence[str]) -> str:
@@ -210,6 +223,7 @@ def revise(
         compression_ratio=new.compression_ratio,
         no_speech_prob=new.no_speech_prob,
         transcript_confidence=transcript_confidence(scored),
+        transcript_score_raw=transcript_confidence(scored),  # what it was routed on
         status=str(after),
         review_reasons=reasons,
     )

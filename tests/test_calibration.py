@@ -79,6 +79,18 @@ def test_the_shipped_calibration_loads_and_says_how_it_was_made() -> None:
     assert cal.speaker_probability(1.0) >= cal.speaker_probability(0.0)
 
 
+def test_the_shipped_transcript_curve_is_one_for_every_language() -> None:
+    """shipped-4: fitted on the 227 judged tuning transcripts (English voices) pooled; with an
+    'en' curve beside it, held-out ECE fell by 0.0002 on seed 13 (README, Confidence and review)."""
+    cal = stored.shipped()
+    assert set(cal.transcript) == {calib.ALL_LANGUAGES}
+    assert cal.transcript[calib.ALL_LANGUAGES].clips == 227
+    assert cal.transcript_probability(0.9, "en") == cal.transcript_probability(0.9, "de")
+    assert (
+        cal.transcript_probability(0.5, "en") < 0.1 < 0.5 < cal.transcript_probability(0.95, "en")
+    )
+
+
 def test_hold_out_halves_are_stable_and_about_half() -> None:
     keys = [f"rec_{i}" for i in range(1000)]
     held = [calib.holdout_half(k) for k in keys]
@@ -233,6 +245,26 @@ def test_a_store_written_before_per_kind_statuses_still_reads(tmp_path: Path) ->
     assert filter_clips(legacy, KindFilter.parse(transcript="accepted"))["clip_id"].to_pylist() == [
         "x"
     ]
+
+
+def test_a_person_s_text_judges_the_machine_s_as_the_benchmark_scores(tmp_path: Path) -> None:
+    """ "7 of clubs" typed for the machine's "seven of clubs" is the same transcript; "eleven
+    of clubs" is not (right: WER <= 10 % on the field's scoring, `models/text_normalizer.py`)."""
+    from convoice.training import calibrate
+
+    store = Store(tmp_path / "store")
+    commit(store, "rec_a", ["spk_1", "spk_2"], 0, [0.9])
+    machine = [
+        dataclasses.replace(c, text="Seven of clubs, five five.", language="en")
+        for c in clip_records(store.clips())
+    ]
+    store.add_labels([
+        {"clip_id": "rec_a_c0", "field": "text", "value": "7 of clubs 5 5", "labelled_by": "ann"},
+        {"clip_id": "rec_a_c1", "field": "text", "value": "11 of clubs 5 5", "labelled_by": "ann"},
+    ])  # fmt: skip
+    judged = {j.clip_id: j for j in calibrate.judged_from_labels(machine, store.labels())}
+    assert judged["rec_a_c0"].transcript_right is True
+    assert judged["rec_a_c1"].transcript_right is False
 
 
 def test_refit_from_peoples_labels_is_judged_on_recordings_it_never_saw(tmp_path: Path) -> None:

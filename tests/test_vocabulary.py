@@ -307,13 +307,39 @@ def test_round_two_scores_old_and_new_alike_crediting_taught_words() -> None:
     taught = revise(StoredClip.from_row(row), new, "k", cfg, ["Siobhan"])
     assert taught.replaced and taught.fields["text"] == "Siobhan flew"
     assert taught.fields["transcript_confidence"] == 0.9747  # sqrt(1.0 * 0.95)
+    assert taught.fields["transcript_score_raw"] == 0.9747  # round two's bar reads this one
     assert taught.fields["words"][0]["probability"] == 0.3  # Whisper's own stays in the row
     assert taught.fields["review_reasons"] == ["uncertain_speaker"]  # speaker reasons stay
     assert taught.status_after == "review"
     assert json.loads(taught.fields["models"])["round_two"] == "k"
     assert not wants_round_two(
-        StoredClip.from_row({**row, "transcript_label_source": "human"}), 0.8, every=True
+        StoredClip.from_row({**row, "transcript_label_source": "human"}), cfg, every=True
     )
-    assert not wants_round_two(StoredClip.from_row({**row, "status": "rejected"}), 0.8, every=True)
-    assert not wants_round_two(StoredClip.from_row({**row, "status": "accepted"}), 0.8)
-    assert wants_round_two(StoredClip.from_row({**row, "status": "accepted"}), 0.8, every=True)
+    assert not wants_round_two(StoredClip.from_row({**row, "status": "rejected"}), cfg, every=True)
+    assert not wants_round_two(StoredClip.from_row({**row, "status": "accepted"}), cfg)
+    assert wants_round_two(StoredClip.from_row({**row, "status": "accepted"}), cfg, every=True)
+
+
+def test_round_two_holds_a_transcript_to_the_bar_routing_holds_it_to() -> None:
+    """English's 0.88 (not the global 0.80), on the raw score routing compares with it (not
+    the calibrated probability); another language keeps 0.80."""
+    import dataclasses
+
+    from convoice.config import RoutingSettings
+    from convoice.models.round_two import wants_round_two
+
+    row = {
+        "clip_id": "c", "start": 0.0, "end": 1.0, "text": "a b", "words": [], "language": "en",
+        "transcript_score_raw": 0.85, "transcript_confidence": 0.34, "status": "accepted",
+        "review_reasons": [], "models": "{}", "transcript_label_source": "machine",
+    }  # fmt: skip
+    cfg = RoutingSettings()
+    assert wants_round_two(StoredClip.from_row(row), cfg)  # 0.85 < English's 0.88
+    assert not wants_round_two(StoredClip.from_row({**row, "transcript_score_raw": 0.9}), cfg)
+    assert not wants_round_two(StoredClip.from_row({**row, "language": "de"}), cfg)  # 0.80
+    lowered = dataclasses.replace(cfg, transcript_confidence_by_language={"en": 0.8})
+    assert not wants_round_two(StoredClip.from_row(row), lowered)
+    old = {**row, "transcript_score_raw": None, "transcript_confidence": 0.86}  # no raw kept
+    assert wants_round_two(StoredClip.from_row(old), cfg)
+    by_target = dataclasses.replace(cfg, transcript_target_precision=0.3)  # routing by p
+    assert not wants_round_two(StoredClip.from_row(row), by_target)  # p 0.34 >= 0.3

@@ -269,7 +269,7 @@ def _compare_modes(
     clips = [
         c
         for c in clip_records(store.materialized_clips())
-        if c.recording_id in later and wants_round_two(c, cfg.min_transcript_confidence, True)
+        if c.recording_id in later and wants_round_two(c, cfg, True)
     ]
     refs = corrections(clips, later)
     clips = [c for c in clips if c.clip_id in refs]

@@ -10,7 +10,8 @@ Two sources of truth, never the clips a calibration is judged on:
 - **people's review labels** in a store (``convoice calibrate``, and the
   ``calibrate`` step of ``convoice loop``): a clip whose speaker a person
   gave is judged right when the machine had said the same speaker, a
-  transcript when the person's text is within 10 % WER of the machine's. The
+  transcript when the person's text is within 10 % WER of the machine's (scored as
+  the benchmark scores: ``metrics.standard_wer_count`` in the clip's language). The
   recording speakers (a recording and the machine's speaker in it: the unit
   errors cluster by) are split in two stable halves by hash: the refit is
   fitted on one and judged (reliability table, ECE, accepted precision) on
@@ -35,7 +36,7 @@ from convoice.models import calibration as calib
 from convoice.models import calibration_loro as loro
 from convoice.models import calibration_refit as refit_rule
 from convoice.models import encoder_eval, evaluation
-from convoice.models.metrics import wer_count
+from convoice.models.metrics import standard_wer_count
 from convoice.records import ClipStatus, StoredClip
 
 if TYPE_CHECKING:
@@ -226,7 +227,8 @@ def judged_from_labels(machine: Sequence[StoredClip], labels: pa.Table) -> list[
             continue
         text_ok = None
         if text is not None:
-            text_ok = wer_count(text, c.text or "").wer <= evaluation.TRANSCRIPT_RIGHT_WER
+            count = standard_wer_count(text, c.text or "", c.language or "en")
+            text_ok = count.wer <= evaluation.TRANSCRIPT_RIGHT_WER  # scored as the bench scores
         out.append(
             calib.Judged(
                 key=f"{c.recording_id}/{c.speaker_id}",  # a recording speaker
