@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from convoice.models.pitch import pitch_range
 from convoice.records import (
     ClipStatus,
     Contribution,
@@ -87,6 +88,9 @@ def merge_into(kept: Speaker, merged: Speaker, at: str) -> Speaker:
         updated_at=at,
         label_source=LabelSource.HUMAN,
         name=kept.name or merged.name,
+        # the pitch range of both (a person's merge may join voices the veto keeps apart)
+        f0_low_hz=pitch_range([*kept.pitch, *merged.pitch])[0],
+        f0_high_hz=pitch_range([*kept.pitch, *merged.pitch])[1],
     )
 
 
