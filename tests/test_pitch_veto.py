@@ -162,3 +162,24 @@ def test_a_store_written_before_pitch_reads_and_grows_it(tmp_path: Path) -> None
     # absorbing the same recording again (a resumed run) leaves the range as it was
     grown.absorb("r2", a[None, :], 3.0, "2025-03-01", [150.0])
     assert grown.pitch == (150.0, 150.0)
+
+
+def test_a_clip_a_person_puts_under_a_speaker_widens_its_pitch_range() -> None:
+    from convoice.records import Contribution, StoredClip
+    from convoice.review.decisions import widen_by_people
+
+    (a,) = voices(1, seed=6)
+    man = _speaker("spk_man", a, MAN)
+    machine = {
+        "c_woman": StoredClip("c_woman", f0_hz=218.0),
+        "c_unknown": StoredClip("c_unknown", f0_hz=None),
+    }
+    moves = [
+        Contribution("c_woman", plus="spk_old", minus="spk_x"),
+        Contribution("c_unknown", "spk_man"),
+    ]
+    widen_by_people([man], moves, machine, {"spk_old": "spk_man"})  # spk_old merged into spk_man
+    assert man.pitch == (104.0, 218.0)
+    # the veto then lets the woman's next recording match the id people gave her clip
+    allowed = labelling.speaker_pitch_allowed(_speakers(a, 2), [215.0, 220.0], [man.pitch], 8.0)
+    assert allowed is not None and bool(allowed[0, 0])

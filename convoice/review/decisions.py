@@ -219,6 +219,24 @@ def apply_deltas(
     return touched, created
 
 
+def widen_by_people(
+    touched: Sequence[Speaker],
+    contributions: Sequence[Contribution],
+    machine: Mapping[str, StoredClip],
+    merges: Mapping[str, str],
+) -> None:
+    """Widen each touched speaker's pitch range by the clips people's labels now add to it
+    (``f0_hz`` of the clip rows): a clip a person puts under a speaker is that speaker's,
+    so the pitch veto never keeps its voice from it. A range never narrows (a wider range
+    vetoes less)."""
+    by_id = {s.speaker_id: s for s in touched}
+    for c in contributions:
+        row = machine.get(c.clip_id)
+        speaker = by_id.get(canonical(c.plus, merges)) if c.plus else None
+        if speaker is not None and row is not None and row.f0_hz is not None:
+            speaker.widen_pitch([row.f0_hz])
+
+
 @dataclass
 class _Registry:
     """The registry as a pull changes it: speakers, merges so far, who was touched."""
@@ -348,6 +366,7 @@ def _update_registry(
         applied_contributions, desired, embeddings, registry.merged_to
     )
     touched, plan.new_speakers = apply_deltas(registry.speakers, deltas, registry.at)
+    widen_by_people(touched, plan.contributions, machine, registry.merged_to)
     registry.speakers.update({s.speaker_id: s for s in touched})
     registry.changed |= {s.speaker_id for s in touched}
     here = registry.speakers
