@@ -26,7 +26,7 @@ ids (a split) for good. Consolidation looks at the registry as a whole:
 - with a pitch veto (``Registry.pitch_veto`` semitones, ``[identity]
   pitch_veto_semitones``), two groups whose clips' pitch ranges lie further apart
   than that never merge (:func:`convoice.models.pitch.apart`: a woman and a man
-  of one TTS engine at CAM++ cosine 0.96); a merged group's range is both ranges.
+  the encoder hears alike); a merged group's range is both ranges.
 
 The cost is near-linear in speakers: candidate pairs come from an inverted
 file (spherical k-means cells, each speaker looked up in its ``probe``
