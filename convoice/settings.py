@@ -163,6 +163,10 @@ class IdentitySettings:
     # single-voice clips >= 0.544 (the next 0.665); espeak en-f and de-f merged in one
     # recording speaker (no window flagged the one accepted-to-be) 0.49, 0.56, 0.63.
     two_voice_part_similarity: float = 0.65  # parts across a pause less similar than this
+    # Voices this many semitones apart in pitch never share an identity: the gap between the
+    # ranges of their clips' median F0 (models.pitch.apart) rules the pair out of matching and
+    # of consolidation's merges (a person's merge still wins). 0: off. See README, "pitch".
+    pitch_veto_semitones: float = 0.0
 
     def two_voice_rule(self) -> TwoVoiceRule:
         """When a clip holds two voices (CAM++ windows; resemblyzer identity does not check)."""

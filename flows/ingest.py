@@ -81,7 +81,10 @@ def ingest_flow(
                 prefetcher.close([])
         if items and settings.consolidation.enabled:
             with run.clock.stage("consolidate"):
-                consolidate(store, settings.consolidation, run_id, run.locked)
+                consolidate(
+                    store, settings.consolidation, run_id, run.locked,
+                    settings.identity.pitch_veto_semitones,
+                )  # fmt: skip
     report.finish(time.perf_counter() - started, run.clock)
     get_run_logger().info(report.summary())
     create_markdown_artifact(

@@ -22,7 +22,11 @@ ids (a split) for good. Consolidation looks at the registry as a whole:
   matching again and again), each is the other's nearest speaker it may merge
   with, and no third speaker comes within ``margin`` of the merged centroid
   (two close voices of one engine look like one split person; a third voice
-  close to both is the sign of it).
+  close to both is the sign of it);
+- with a pitch veto (``Registry.pitch_veto`` semitones, ``[identity]
+  pitch_veto_semitones``), two groups whose clips' pitch ranges lie further apart
+  than that never merge (:func:`convoice.models.pitch.apart`: a woman and a man
+  the encoder hears alike); a merged group's range is both ranges.
 
 The cost is near-linear in speakers: candidate pairs come from an inverted
 file (spherical k-means cells, each speaker looked up in its ``probe``
@@ -48,6 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from convoice.models.pitch import apart
 from convoice.operational_settings import SPLIT_THRESHOLD
 from convoice.records import FloatArray, MachineMerge, MachineSplit, canonical
 
@@ -92,6 +97,8 @@ class Registry:
     rank: Sequence[tuple[int, int, str]]  # smaller keeps its id: (unnamed, -clips, first_seen)
     recordings: Sequence[frozenset[str]]  # the recordings each speaker has clips in
     pinned: Sequence[bool] = ()  # ids people gave or made: never merged away (empty: none)
+    pitch: npt.NDArray[np.float64] | None = None  # (n, 2) lowest, highest clip F0 (Hz; NaN unknown)
+    pitch_veto: float = 0.0  # semitones: groups further apart in pitch never merge (0: off)
 
     def pins(self) -> list[bool]:
         """``pinned`` with one entry per speaker (all False when empty)."""
@@ -213,6 +220,12 @@ class _Groups:
         self.rank = registry.rank
         self.pinned = registry.pins()
         self.members: dict[int, list[int]] = {}  # root -> rows (only for merged groups)
+        self.veto = registry.pitch_veto if registry.pitch is not None else 0.0
+        self.pitch = (
+            np.asarray(registry.pitch, np.float64).copy()
+            if registry.pitch is not None
+            else np.full((n, 2), np.nan)
+        )
 
     def find(self, i: int) -> int:
         while self.parent[i] != i:
@@ -228,6 +241,8 @@ class _Groups:
     def may_merge(self, a: int, b: int) -> bool:
         if self.recordings[a] & self.recordings[b] or (self.pinned[a] and self.pinned[b]):
             return False
+        if self.veto > 0 and apart(self.pitch[a].tolist(), self.pitch[b].tolist(), self.veto):
+            return False
         return all(self.find(x) != b for x in self.apart.get(a, ()))
 
     def union(self, a: int, b: int) -> tuple[int, int]:
@@ -240,6 +255,9 @@ class _Groups:
         self.sums[kept] += self.sums[gone]
         self.recordings[kept] = self.recordings[kept] | self.recordings[gone]
         self.recordings[gone] = frozenset()
+        both = self.pitch[[kept, gone]]
+        if np.isfinite(both).any():
+            self.pitch[kept] = np.nanmin(both[:, 0]), np.nanmax(both[:, 1])
         self.members[kept] = self.members.pop(kept, [kept]) + self.members.pop(gone, [gone])
         partners = self.apart.pop(gone, set()) | self.apart.get(kept, set())
         if partners:  # a partner's own set names ``gone``, whose root is now ``kept``
@@ -310,6 +328,8 @@ def plan_consolidation(
         raise ConsolidationError("ids, sums, rank and recordings must have one row per speaker")
     if pins not in (0, n):
         raise ConsolidationError("pinned must be empty or have one entry per speaker")
+    if registry.pitch is not None and np.shape(registry.pitch) != (n, 2):
+        raise ConsolidationError(f"pitch must be (speakers, 2), got {np.shape(registry.pitch)}")
     if not -1.0 <= threshold <= 1.0:
         raise ConsolidationError(f"threshold must be a cosine in [-1, 1], got {threshold}")
     if n < 2:
@@ -498,6 +518,7 @@ def with_splits(registry: Registry, parts: Parts, splits: Sequence[MachineSplit]
     ids, sums = list(registry.ids), registry.sums.astype(np.float64)
     rank, recordings = list(registry.rank), list(registry.recordings)
     pinned = registry.pins()
+    pitch = None if registry.pitch is None else [tuple(p) for p in registry.pitch.tolist()]
     extra: list[np.ndarray] = []
     of_row: dict[int, list[int]] = {}
     wanted = {position[s.split] for s in splits}
@@ -516,12 +537,16 @@ def with_splits(registry: Registry, parts: Parts, splits: Sequence[MachineSplit]
         recordings[row] = recordings[row] - moved
         recordings.append(frozenset(moved))
         pinned.append(False)
+        if pitch is not None:  # the piece's pitch is not known here: it never vetoes
+            pitch.append((float("nan"), float("nan")))
     return Registry(
         ids=ids,
         sums=np.vstack([sums, np.stack(extra)]).astype(np.float32),
         rank=rank,
         recordings=recordings,
         pinned=pinned,
+        pitch=None if pitch is None else np.array(pitch, np.float64).reshape(-1, 2),
+        pitch_veto=registry.pitch_veto,
     )
 
 

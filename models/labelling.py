@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +19,7 @@ from convoice.config import ClusterUnit, RoutingSettings, SimilarityScale
 from convoice.models.calibration import Calibration
 from convoice.models.clustering import NodeClustering, cluster_nodes, normalize
 from convoice.models.diarize import ClipRegion, Segmentation
+from convoice.models.pitch import pitch_allowed
 from convoice.models.registry import MatchDecision, SpeakerMatch, match_speakers
 from convoice.models.routing import Routing, SpeakerEvidence, route, speaker_evidence
 from convoice.models.voices import TwoVoiceRule, two_voice_flags
@@ -217,9 +218,12 @@ def identify(
     registry_centroids: FloatArray,
     scale: SimilarityScale,
     registry_recordings: Sequence[int] | None = None,
+    allowed: npt.NDArray[np.bool_] | None = None,
 ) -> list[SpeakerMatch]:
     """Match the recording's speakers to the registry (one-to-one); ``registry_recordings``:
-    per known speaker, how many recordings it was absorbed from (None: not known)."""
+    per known speaker, how many recordings it was absorbed from (None: not known);
+    ``allowed``: (recording speaker, known speaker) pairs that may match at all (the pitch
+    veto, :func:`speaker_pitch_allowed`; None: every pair)."""
     if len(registry_ids) and registry_centroids.shape[1] != speakers.centroids.shape[1]:
         raise ValueError(
             f"the registry holds {registry_centroids.shape[1]}-d speaker vectors but this "
@@ -228,8 +232,33 @@ def identify(
         )
     return match_on_scale(
         recording_id, speakers.centroids, registry_ids, registry_centroids, scale,
-        registry_recordings,
+        registry_recordings, allowed,
     )  # fmt: skip
+
+
+def speaker_pitch_allowed(
+    speakers: RecordingSpeakers,
+    clip_f0: Sequence[float],
+    registry_pitch: Sequence[tuple[float, float]],
+    limit: float,
+) -> npt.NDArray[np.bool_] | None:
+    """Which (recording speaker, known speaker) pairs the pitch veto lets match.
+
+    ``clip_f0``: per clip region, its median F0 (Hz; NaN unknown); ``registry_pitch``: per
+    known speaker, its (lowest, highest) clip F0. A recording speaker's pitch is the range of
+    its clips' (:func:`convoice.models.pitch.pitch_allowed`). None (every pair) when
+    ``limit`` is 0 (off) or no clip pitch is known (a recording prepared before pitch).
+    """
+    if limit <= 0 or not len(clip_f0):
+        return None
+    if len(clip_f0) != len(speakers.clip_labels):
+        raise ValueError(f"{len(clip_f0)} clip pitches for {len(speakers.clip_labels)} clips")
+    labels = speakers.clip_labels.tolist()
+    mine = [
+        [f for f, k in zip(clip_f0, labels, strict=True) if k == s]
+        for s in range(speakers.num_speakers)
+    ]
+    return pitch_allowed(mine, [list(p) for p in registry_pitch], limit)
 
 
 def match_on_scale(
@@ -279,6 +308,7 @@ def build_clips(
     calibration: Calibration | None = None,
     registry_ids: Sequence[str] | None = None,
     registry_centroids: FloatArray | None = None,
+    clip_f0: Sequence[float] = (),
 ) -> list[Clip]:
     """Labelled, scored and routed clips of one recording.
 
@@ -289,6 +319,7 @@ def build_clips(
     ``registry_ids`` / ``registry_centroids``: the known speakers the recording was matched
     against (rows of unit centroids on the identity embedding); given, each clip is also
     checked on its own against them (:func:`convoice.models.routing.identity_strength`).
+    ``clip_f0``: per clip region, its median F0 (Hz), kept on the clip (empty: unknown).
     """
     identity = clip_embeddings if identity_embeddings is None else identity_embeddings
     by_speaker = {m.recording_speaker: m for m in matches}
@@ -316,11 +347,10 @@ def build_clips(
             calibration,
         )  # fmt: skip
         own_vector = None if identity_embeddings is None else vec
-        clips.append(
-            _clip(
-                recording_id, region, transcript, label, match, evidence, decision, emb, own_vector
-            )
+        clip = _clip(
+            recording_id, region, transcript, label, match, evidence, decision, emb, own_vector
         )
+        clips.append(replace(clip, f0_hz=clip_f0[i]) if len(clip_f0) else clip)
     return clips
 
 
@@ -428,7 +458,9 @@ def update_registry(
                 first_seen=at,
                 updated_at=at,
             )
-        speaker.absorb(recording_id, emb, sum(c.duration for c in counted), at)
+        speaker.absorb(
+            recording_id, emb, sum(c.duration for c in counted), at, [c.f0_hz for c in counted]
+        )
         touched.append(speaker)
     return touched
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from convoice.records import SAMPLE_RATE, FloatArray
+from convoice.records import SAMPLE_RATE, FloatArray, Region, Samples, sample_index
 
 FRAME_S = 0.040
 HOP_S = 0.010
@@ -80,6 +80,14 @@ def median_f0(wave: FloatArray, sample_rate: int = SAMPLE_RATE, min_voiced: int 
     return float(np.median(voiced)) if voiced.size >= min_voiced else float("nan")
 
 
+def clip_f0(samples: Samples, regions: Sequence[Region]) -> tuple[float, ...]:
+    """Each region's :func:`median_f0` (Hz, NaN when too little is voiced), read one at a time.
+
+    About 4 ms of CPU per second of clip audio (tuning half, seeds 11-13: 2.4 s for 660 s).
+    """
+    return tuple(median_f0(samples[sample_index(r.start) : sample_index(r.end)]) for r in regions)
+
+
 def speaker_f0(clip_f0: Sequence[float], durations: Sequence[float]) -> float:
     """A speaker's pitch from its clips': the duration-weighted median of the known ones."""
     f = np.asarray(clip_f0, dtype=np.float64)
@@ -100,15 +108,32 @@ def semitones(a: float, b: float) -> float:
     return abs(12.0 * math.log2(a / b))
 
 
+def pitch_range(values: Sequence[float]) -> tuple[float, float]:
+    """The lowest and highest of the known pitches (Hz; NaN, NaN when none is known)."""
+    x = np.asarray([f for f in values if f > 0], dtype=np.float64)
+    if x.size == 0:
+        return float("nan"), float("nan")
+    return float(x.min()), float(x.max())
+
+
 def apart(a: Sequence[float], b: Sequence[float], limit: float) -> bool:
-    """Whether two speakers' clips are more than ``limit`` semitones apart in pitch, nearest
-    clip to nearest clip (a clip overlapped by another voice cannot make two alike voices
-    look apart; an unknown pitch on either side never vetoes)."""
-    x = np.asarray([f for f in a if f > 0], dtype=np.float64)
-    y = np.asarray([f for f in b if f > 0], dtype=np.float64)
-    if limit <= 0 or x.size == 0 or y.size == 0:
+    """Whether two speakers are more than ``limit`` semitones apart in pitch: the gap between
+    the ranges of their clips' pitches (lowest to highest) exceeds it.
+
+    ``a``/``b``: clip pitches (Hz; NaN or 0 unknown), or a range ``[low, high]`` (the
+    registry keeps each speaker's so, :func:`pitch_range`). The ranges are apart exactly when
+    every clip of one is more than the limit from every clip of the other on the same side;
+    a clip overlapped by another voice only widens its speaker's range, so it cannot make two
+    alike voices look apart; an unknown pitch on either side never vetoes.
+    """
+    if limit <= 0:
         return False
-    return bool(np.min(np.abs(12.0 * np.log2(x[:, None] / y[None, :]))) > limit)
+    lo_a, hi_a = pitch_range(a)
+    lo_b, hi_b = pitch_range(b)
+    if not (lo_a > 0 and lo_b > 0):
+        return False
+    gap = max(math.log2(lo_b / hi_a), math.log2(lo_a / hi_b), 0.0)
+    return 12.0 * gap > limit
 
 
 def pitch_allowed(
@@ -116,8 +141,8 @@ def pitch_allowed(
 ) -> npt.NDArray[np.bool_]:
     """Per (recording speaker, known speaker), whether they may match: not :func:`apart`.
 
-    ``mine``/``known``: each speaker's clip pitches (Hz; NaN or 0 unknown); ``limit``:
-    semitones (0: no veto, every pair allowed).
+    ``mine``/``known``: each speaker's clip pitches, or its pitch range (Hz; NaN or 0
+    unknown); ``limit``: semitones (0: no veto, every pair allowed).
     """
     out = np.ones((len(mine), len(known)), dtype=bool)
     if limit > 0:

@@ -35,7 +35,7 @@ from convoice.config import RegistrySettings, RoutingSettings, SimilarityScale, 
 from convoice.models.calibration import Calibration
 from convoice.models.clustering import normalize
 from convoice.models.labelling import absorbed_clips, match_on_scale
-from convoice.models.pitch import pitch_allowed
+from convoice.models.pitch import pitch_allowed, pitch_range
 from convoice.models.registry import SpeakerMatch, new_speaker_id
 from convoice.models.routing import (
     SpeakerEvidence,
@@ -131,7 +131,8 @@ def replay(
 
     ``pitch`` (clip id -> median F0 in Hz, :mod:`convoice.models.pitch`) with
     ``pitch_veto`` > 0 (semitones): a recording speaker never matches an identity whose
-    clips are all further apart in pitch than that from all of its own (opt-in; 0: off).
+    clips' pitch range lies further than that from its own clips' (as the ingest rules,
+    ``[identity] pitch_veto_semitones``; 0: off). The speakers carry their clips' range.
     """
     if embeddings.shape[0] != len(clips):
         raise ValueError(f"{len(clips)} clips but {embeddings.shape[0]} embeddings")
@@ -379,6 +380,8 @@ def _speakers(
             updated_at=at,
             label_source=old.label_source if old else LabelSource.MACHINE,
             name=old.name if old else "",
+            f0_low_hz=pitch_range(s.pitches)[0],
+            f0_high_hz=pitch_range(s.pitches)[1],
         )
     return out
 

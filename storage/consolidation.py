@@ -169,8 +169,11 @@ def people_ids(store: Store, mapping: dict[str, str]) -> set[str]:
     return {canonical(v, mapping) for v in said if v}
 
 
-def registry_of(speakers: list[Speaker], pairs: pa.Table, pinned: set[str]) -> Registry:
-    """The :class:`Registry` consolidation plans on (recordings from the clips as read)."""
+def registry_of(
+    speakers: list[Speaker], pairs: pa.Table, pinned: set[str], pitch_veto: float = 0.0
+) -> Registry:
+    """The :class:`Registry` consolidation plans on (recordings from the clips as read);
+    ``pitch_veto``: semitones (0: off), each speaker's pitch range from its registry row."""
     recordings: dict[str, set[str]] = {}
     for spk, rec in zip(
         pairs["speaker_id"].to_pylist(), pairs["recording_id"].to_pylist(), strict=True
@@ -182,6 +185,8 @@ def registry_of(speakers: list[Speaker], pairs: pa.Table, pinned: set[str]) -> R
         rank=[(0 if s.name else 1, -s.n_clips, s.first_seen) for s in speakers],
         recordings=[frozenset(recordings.get(s.speaker_id, ())) for s in speakers],
         pinned=[s.speaker_id in pinned or s.label_source == LabelSource.HUMAN for s in speakers],
+        pitch=np.array([s.pitch for s in speakers], np.float64).reshape(-1, 2),
+        pitch_veto=pitch_veto,
     )
 
 
@@ -421,9 +426,17 @@ def _pending_splits(
 
 
 def consolidate_store(
-    store: Store, cfg: ConsolidationSettings, run_id: str = "", at: str | None = None
+    store: Store,
+    cfg: ConsolidationSettings,
+    run_id: str = "",
+    at: str | None = None,
+    pitch_veto: float = 0.0,
 ) -> ConsolidationReport:
     """Heal ``store``'s registry (see :mod:`convoice.models.consolidate`); safe to repeat.
+
+    ``pitch_veto`` (``[identity] pitch_veto_semitones``; 0: off): speakers whose pitch
+    ranges lie further apart never merge. A split's piece starts with an unknown pitch
+    (it never vetoes until it absorbs clips); the id it left keeps its range.
 
     Splits (when ``cfg.split``) and merges are recorded first, then the
     registry changes in one commit. Refuses (:class:`UnfinishedRelabel`) while a
@@ -467,7 +480,7 @@ def consolidate_store(
         report.threshold = cfg.threshold(len(speakers[0].vector_sum))
         rule = cfg.split_rule()
         report.split_threshold = None if rule is None else rule.threshold
-        plan = registry_of(speakers, pairs, pinned)
+        plan = registry_of(speakers, pairs, pinned, pitch_veto)
         if rule is not None:
             several = {
                 s

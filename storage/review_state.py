@@ -168,6 +168,7 @@ def save_speakers(
                 predicate="target.speaker_id = source.speaker_id AND target.bucket = source.bucket",
                 source_alias="source",
                 target_alias="target",
+                merge_schema=True,  # a registry written before a column (f0_low_hz) takes it
             )
             .when_matched_delete(predicate="source._remove")
             .when_matched_update(updates=columns)

@@ -90,6 +90,8 @@ CLIP_SCHEMA = pa.schema(
         ("speaker_score_raw", pa.float64()),
         ("transcript_score_raw", pa.float64()),
         ("calibration_version", pa.string()),
+        # The clip's median F0 in Hz (models.pitch); null when unknown or in older rows.
+        ("f0_hz", pa.float64()),
     ]
 )
 
@@ -130,6 +132,9 @@ SPEAKER_SCHEMA = pa.schema(
         ("last_duration", pa.float64()),
         ("label_source", pa.string()),
         ("name", pa.string()),
+        # Its absorbed clips' lowest and highest F0 (Hz); null when unknown or in older rows.
+        ("f0_low_hz", pa.float64()),
+        ("f0_high_hz", pa.float64()),
     ]
 )
 
@@ -269,8 +274,14 @@ def clip_to_row(clip: Clip, provenance: Provenance, run_id: str, created_at: str
         "speaker_score_raw": float(clip.speaker_score),
         "transcript_score_raw": float(clip.transcript_score),
         "calibration_version": clip.calibration,
+        "f0_hz": _known(clip.f0_hz),
     }
     return row
+
+
+def _known(hz: float) -> float | None:
+    """A pitch as a column value: None (null) when unknown."""
+    return float(hz) if hz > 0 else None
 
 
 def clips_to_table(
@@ -305,6 +316,7 @@ def speaker_to_row(speaker: Speaker) -> dict[str, Any]:
     row["vector_sum"] = _vector(speaker.vector_sum, f"speaker {speaker.speaker_id} vector_sum")
     row["last_sum"] = _vector(speaker.last_sum, f"speaker {speaker.speaker_id} last_sum")
     row["label_source"] = str(speaker.label_source)
+    row["f0_low_hz"], row["f0_high_hz"] = _known(speaker.f0_low_hz), _known(speaker.f0_high_hz)
     return row
 
 
@@ -339,6 +351,8 @@ def speakers_to_table(speakers: Sequence[Speaker]) -> pa.Table:
         "vector_sum": _vector_column([s.vector_sum for s in speakers], "speakers vector_sum"),
         "last_sum": _vector_column([s.last_sum for s in speakers], "speakers last_sum"),
         "label_source": pa.array([str(s.label_source) for s in speakers], pa.string()),
+        "f0_low_hz": pa.array([_known(s.f0_low_hz) for s in speakers], pa.float64()),
+        "f0_high_hz": pa.array([_known(s.f0_high_hz) for s in speakers], pa.float64()),
     }
     for f in SPEAKER_SCHEMA:
         if f.name not in columns:
@@ -375,7 +389,14 @@ def row_to_speaker(row: dict[str, Any]) -> Speaker:
         last_duration=float(row.get("last_duration") or 0.0),
         label_source=LabelSource(row.get("label_source") or LabelSource.MACHINE),
         name=row.get("name") or "",
+        f0_low_hz=_hz(row.get("f0_low_hz")),
+        f0_high_hz=_hz(row.get("f0_high_hz")),
     )
+
+
+def _hz(value: Any) -> float:
+    """A pitch column's value as a float (NaN for a null: unknown)."""
+    return float("nan") if value is None else float(value)
 
 
 def vectors(column: pa.ChunkedArray | pa.Array, what: str) -> FloatArray:
@@ -446,5 +467,7 @@ def table_to_speakers(table: pa.Table) -> list[Speaker]:
         [float(v or 0.0) for v in cols["last_duration"]],
         [sources[v or LabelSource.MACHINE.value] for v in cols["label_source"]],
         [v or "" for v in cols["name"]],
+        [_hz(v) for v in cols["f0_low_hz"]],
+        [_hz(v) for v in cols["f0_high_hz"]],
     )
     return [Speaker(*row) for row in zip(*columns, strict=True)]

@@ -22,13 +22,15 @@ from convoice.storage.store import ConcurrentCommitError
 
 @task(name="consolidate", cache_policy=NO_CACHE)
 def consolidate(
-    store: Store, cfg: ConsolidationSettings, run_id: str, locked: bool
+    store: Store, cfg: ConsolidationSettings, run_id: str, locked: bool, pitch_veto: float = 0.0
 ) -> ConsolidationReport | None:
-    """Heal the registry as a whole (models/consolidate.py); a clash waits for the next run."""
+    """Heal the registry as a whole (models/consolidate.py); a clash waits for the next run.
+
+    ``pitch_veto``: ``[identity] pitch_veto_semitones`` (0: off)."""
     logger = get_run_logger()
     with store_lock(locked):
         try:
-            done = consolidate_store(store, cfg, run_id)
+            done = consolidate_store(store, cfg, run_id, pitch_veto=pitch_veto)
         except ConcurrentCommitError as err:
             logger.warning("registry not consolidated this run (%s); the next run will", err)
             return None

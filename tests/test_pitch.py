@@ -60,6 +60,8 @@ def test_real_voices_keep_their_pitch_across_turns_and_channels(small_corpus) ->
         ([110.0, 180.0], [220.0, 225.0], False),  # one clip (another voice over it?) is near
         ([110.0], [float("nan")], False),  # unknown: never a veto
         ([110.0], [140.0], False),  # 4.2 semitones: within the limit
+        ([100.0, 300.0], [180.0], False),  # the ranges overlap: no veto (8.8 st nearest)
+        ([105.0, 112.0], [float("nan"), 230.0], True),  # a range [low, high], an unknown clip
     ],
 )
 def test_two_speakers_are_apart_only_when_every_clip_is(a, b, apart_) -> None:  # type: ignore[no-untyped-def]

@@ -65,16 +65,25 @@ def stored_clips(store: Store) -> tuple[list[StoredClip], FloatArray]:
 
 
 def clip_pitches(store: Store, rows: list[StoredClip]) -> dict[str, float]:
-    """Each clip's median F0 (Hz; NaN when too little is voiced), from its stored audio."""
-    waves = read_waves(store, [r.audio_uri for r in rows])
-    return {r.clip_id: median_f0(w) for r, w in zip(rows, waves, strict=True)}
+    """Each clip's median F0 (Hz; NaN when too little is voiced): the row's ``f0_hz`` when the
+    ingest stored one, else from its stored audio (a store written before pitch)."""
+    missing = [r for r in rows if r.f0_hz is None]
+    waves = read_waves(store, [r.audio_uri for r in missing])
+    out = {r.clip_id: median_f0(w) for r, w in zip(missing, waves, strict=True)}
+    return out | {r.clip_id: float(r.f0_hz) for r in rows if r.f0_hz is not None}
 
 
 def consolidated_ids(
-    labels: Replay, rows: list[StoredClip], emb: FloatArray, settings: Settings, order: list[str]
+    labels: Replay,
+    rows: list[StoredClip],
+    emb: FloatArray,
+    settings: Settings,
+    order: list[str],
+    pitch_veto: float = 0.0,
 ) -> tuple[dict[str, str], int, int]:
     """Clip id -> its id after consolidation as the ingest's last step plans it; (map, splits,
-    merges). No person's label or merge: nothing is pinned or told apart."""
+    merges). No person's label or merge: nothing is pinned or told apart. ``pitch_veto``:
+    semitones (0: off), on the replayed speakers' pitch ranges."""
     cfg = settings.consolidation
     rank_of = {r: i for i, r in enumerate(order)}
     ids = sorted(labels.speakers)
@@ -90,6 +99,8 @@ def consolidated_ids(
         sums=np.stack([s.vector_sum for s in speakers]).astype(np.float32),
         rank=[(1, -s.n_clips, f"{first.get(s.speaker_id, 0):08d}") for s in speakers],
         recordings=[frozenset(recordings.get(s, ())) for s in ids],
+        pitch=np.array([s.pitch for s in speakers], np.float64).reshape(-1, 2),
+        pitch_veto=pitch_veto,
     )
     position = {s: i for i, s in enumerate(ids)}
     several = {s for s, r in zip(ids, registry.recordings, strict=True) if len(r) > 1}
@@ -141,7 +152,7 @@ def replay_store(
         order, facts(rows, None), emb, {}, scale_of("campplus", settings), settings.routing,
         calibration=cal, pitch=pitch, pitch_veto=pitch_veto,
     )  # fmt: skip
-    final, n_splits, n_merges = consolidated_ids(labels, rows, emb, settings, order)
+    final, n_splits, n_merges = consolidated_ids(labels, rows, emb, settings, order, pitch_veto)
     embeddings = {r.clip_id: emb[i] for i, r in enumerate(rows)}
     table = relabelled_rows(raw, labels.labels, embeddings, "replay", "speaker_embedding")
     clips = table.to_pylist()

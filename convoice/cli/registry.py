@@ -39,7 +39,10 @@ def consolidate_command(
             cfg, threshold_campplus=threshold, threshold_resemblyzer=threshold
         )
     try:
-        report = consolidate_store(Store.open(settings), cfg, run_id="cli")
+        report = consolidate_store(
+            Store.open(settings), cfg, run_id="cli",
+            pitch_veto=settings.identity.pitch_veto_semitones,
+        )  # fmt: skip
     except (ConsolidationError, ConcurrentCommitError) as err:
         fail(err, 1)
     console.print(escape(report.summary()))

@@ -37,7 +37,11 @@ def identify_and_route(
         ids, centroids = registry.matrix()
         scale = settings.similarity_scale()
         heard = [registry.speakers[s].n_recordings for s in ids]
-        matches = labelling.identify(rid, prepared.speakers, ids, centroids, scale, heard)
+        allowed = labelling.speaker_pitch_allowed(
+            prepared.speakers, prepared.clip_f0, [registry.speakers[s].pitch for s in ids],
+            settings.identity.pitch_veto_semitones,
+        )  # fmt: skip
+        matches = labelling.identify(rid, prepared.speakers, ids, centroids, scale, heard, allowed)
     with clock.stage("route"):
         vectors = prepared.vectors
         clips = labelling.build_clips(
@@ -45,7 +49,7 @@ def identify_and_route(
             prepared.transcripts, settings.routing, scale,
             vectors.identity_clips if vectors.separate_identity else None,
             calibration.current(run.store.location, settings.encoder.campplus or None),
-            ids, centroids,
+            ids, centroids, prepared.clip_f0,
         )  # fmt: skip
         touched = labelling.update_registry(rid, clips, matches, registry.speakers, now())
     return matches, clips, touched

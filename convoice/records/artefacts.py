@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -176,6 +176,7 @@ class Clip:
     speaker_score: float = 0.0  # the raw score speaker_confidence was calibrated from
     transcript_score: float = 0.0  # the raw score transcript_confidence was calibrated from
     calibration: str = ""  # the calibration version that made the confidences ("" = raw)
+    f0_hz: float = float("nan")  # median F0 of its voiced frames (models.pitch); NaN unknown
 
     @property
     def duration(self) -> float:
@@ -226,6 +227,10 @@ class Speaker:
     last_duration: float = 0.0
     label_source: LabelSource = LabelSource.MACHINE
     name: str = ""
+    # The lowest and highest median F0 (Hz) of the clips it absorbed (models.pitch.apart);
+    # NaN while none is known (speakers of stores written before pitch).
+    f0_low_hz: float = float("nan")
+    f0_high_hz: float = float("nan")
 
     @property
     def centroid(self) -> FloatArray:
@@ -233,9 +238,16 @@ class Speaker:
         return (self.vector_sum / norm).astype(np.float32) if norm > 0 else self.vector_sum
 
     def absorb(
-        self, recording_id: str, embeddings: FloatArray, total_duration: float, at: str
+        self,
+        recording_id: str,
+        embeddings: FloatArray,
+        total_duration: float,
+        at: str,
+        f0_hz: Sequence[float] = (),
     ) -> None:
-        """Add one recording's clips (rows of unit vectors); idempotent per recording."""
+        """Add one recording's clips (rows of unit vectors, their F0s ``f0_hz`` when known);
+        idempotent per recording (the same clips again leave the pitch range as it was)."""
+        self.widen_pitch(f0_hz)
         new_sum = embeddings.sum(axis=0).astype(np.float32)
         if self.last_recording_id == recording_id and self.last_sum is not None:
             self.vector_sum = self.vector_sum - self.last_sum
@@ -251,6 +263,17 @@ class Speaker:
         self.last_n = int(embeddings.shape[0])
         self.last_duration = float(total_duration)
         self.updated_at = at
+
+    @property
+    def pitch(self) -> tuple[float, float]:
+        """(lowest, highest) clip F0 in Hz, NaN when unknown."""
+        return self.f0_low_hz, self.f0_high_hz
+
+    def widen_pitch(self, f0_hz: Sequence[float]) -> None:
+        """Widen the pitch range to hold ``f0_hz`` (NaN or 0: unknown, ignored)."""
+        known = [float(f) for f in (*f0_hz, self.f0_low_hz, self.f0_high_hz) if f > 0]
+        if known:
+            self.f0_low_hz, self.f0_high_hz = min(known), max(known)
 
 
 @dataclass(frozen=True)

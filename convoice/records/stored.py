@@ -75,6 +75,7 @@ class StoredClip:
     speaker_score_raw: float | None = None
     transcript_score_raw: float | None = None
     calibration_version: str | None = None
+    f0_hz: float | None = None  # median F0 (Hz); None unknown or written before pitch
 
     _ENUMS: ClassVar[dict[str, type[StrEnum]]] = _CLIP_ENUMS  # columns read as enums
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from convoice.models.pitch import pitch_range
 from convoice.records import (
     ClipStatus,
     Contribution,
@@ -87,6 +88,9 @@ def merge_into(kept: Speaker, merged: Speaker, at: str) -> Speaker:
         updated_at=at,
         label_source=LabelSource.HUMAN,
         name=kept.name or merged.name,
+        # the pitch range of both (a person's merge may join voices the veto keeps apart)
+        f0_low_hz=pitch_range([*kept.pitch, *merged.pitch])[0],
+        f0_high_hz=pitch_range([*kept.pitch, *merged.pitch])[1],
     )
 
 
@@ -213,6 +217,24 @@ def apply_deltas(
             )
         )
     return touched, created
+
+
+def widen_by_people(
+    touched: Sequence[Speaker],
+    contributions: Sequence[Contribution],
+    machine: Mapping[str, StoredClip],
+    merges: Mapping[str, str],
+) -> None:
+    """Widen each touched speaker's pitch range by the clips people's labels now add to it
+    (``f0_hz`` of the clip rows): a clip a person puts under a speaker is that speaker's,
+    so the pitch veto never keeps its voice from it. A range never narrows (a wider range
+    vetoes less)."""
+    by_id = {s.speaker_id: s for s in touched}
+    for c in contributions:
+        row = machine.get(c.clip_id)
+        speaker = by_id.get(canonical(c.plus, merges)) if c.plus else None
+        if speaker is not None and row is not None and row.f0_hz is not None:
+            speaker.widen_pitch([row.f0_hz])
 
 
 @dataclass
@@ -344,6 +366,7 @@ def _update_registry(
         applied_contributions, desired, embeddings, registry.merged_to
     )
     touched, plan.new_speakers = apply_deltas(registry.speakers, deltas, registry.at)
+    widen_by_people(touched, plan.contributions, machine, registry.merged_to)
     registry.speakers.update({s.speaker_id: s for s in touched})
     registry.changed |= {s.speaker_id for s in touched}
     here = registry.speakers

@@ -163,8 +163,14 @@ def replay_labels(
     return replay(
         order, facts(rows, latest), embeddings, merged, scale, settings.routing,
         previous=previous, at=now_iso(), calibration=calibration, splits=splits,
-        machine_merged=machine_merged,
+        machine_merged=machine_merged, pitch=stored_pitch(rows),
+        pitch_veto=settings.identity.pitch_veto_semitones,
     )  # fmt: skip
+
+
+def stored_pitch(rows: Sequence[StoredClip]) -> dict[str, float]:
+    """Clip id -> its stored median F0 (Hz), for the clips whose rows hold one."""
+    return {r.clip_id: float(r.f0_hz) for r in rows if r.f0_hz is not None}
 
 
 def scale_of(
