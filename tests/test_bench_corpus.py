@@ -91,6 +91,20 @@ def test_inventory_finds_the_voices_and_recordings_that_ship() -> None:
     assert audio.dtype == np.float32 and 0.3 < len(audio) / SAMPLE_RATE < 2.0
 
 
+def test_no_two_espeak_voices_of_the_inventory_say_a_line_alike(tts_cache: Path) -> None:
+    """Every espeak-ng voice of the benchmark is its own voice: an engine that ignores a
+    variant (espeak-ng 1.51 with "en-gb+f4") would put one voice under two names, and
+    the benchmark would count the engine's right answer as a merge."""
+    line = "The cat sleeps on the warm windowsill."
+    names = sorted(name for name, voice in INVENTORY.items() if voice.engine == "espeak")
+    audio = {name: synthesize(name, line, tts_cache) for name in names}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            same = len(audio[a]) == len(audio[b]) and np.allclose(audio[a], audio[b], atol=1e-4)
+            if same:
+                raise AssertionError(f"{a} and {b} are the same audio")
+
+
 @pytest.mark.parametrize("voice", ["cs_ph", "piper_joe", "slt_hts", "mb-de1", "mb-fr2"])
 def test_new_voices_speak(voice: str, tts_cache: Path) -> None:
     audio = synthesize(voice, "The cat sleeps on the warm windowsill.", tts_cache)

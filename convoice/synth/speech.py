@@ -87,8 +87,10 @@ EXTRA_VOICES: dict[str, Voice] = {
     "it_lp": Voice("festival", "lp_diphone", "female"),
     "it_pc": Voice("festival", "pc_diphone", "male"),
     "ru_nsh": Voice("festival", "msu_ru_nsh_clunits", "male"),
-    "espeak_gb_m": Voice("espeak", "en-gb+m1", "male", options=("-s", "150")),
-    "espeak_gb_f": Voice("espeak", "en-gb+f4", "female", options=("-s", "150")),
+    # British English is "en": espeak-ng 1.51 ignores a variant after "en-gb" ("en-gb+f4"
+    # and "en-gb+m1" wrote the same audio, one voice under two names in the benchmark)
+    "espeak_gb_m": Voice("espeak", "en+m1", "male", options=("-s", "150")),
+    "espeak_gb_f": Voice("espeak", "en+f4", "female", options=("-s", "150")),
     "espeak_de_m": Voice("espeak", "de+m4", "male", options=("-s", "150")),
     "espeak_de_f": Voice("espeak", "de+f3", "female", options=("-s", "150")),
     "espeak_es_m": Voice("espeak", "es+m2", "male", options=("-s", "150")),
