@@ -411,3 +411,25 @@ def test_a_sources_file_that_cannot_be_read_says_why(
     csv_path.write_text(text)
     with pytest.raises(SourcesError, match=message):
         read_sources(csv_path)
+
+
+def test_check_audio_reads_the_wav_header_as_ffprobe_does(
+    server: tuple[str, _Server], tmp_path: Path
+) -> None:
+    import numpy as np
+    import soundfile
+
+    path = download_audio(_item(f"{server[0]}/clip.mp4"), tmp_path / "audio", SETTINGS)
+    want = float(_probe(path)["format"]["duration"])
+    assert check_audio(path, SETTINGS) == pytest.approx(want, abs=1e-3)
+    with pytest.raises(IngestError) as caught:
+        check_audio(path, SETTINGS, expected_s=want + 2.0)
+    assert caught.value.reason_code == "corrupt_media" and "truncated" in str(caught.value)
+    soundfile.write(tmp_path / "8k.wav", np.zeros(8000, np.int16), 8000)
+    soundfile.write(tmp_path / "empty.wav", np.zeros(0, np.int16), 16000)
+    (tmp_path / "garbage.wav").write_bytes(b"RIFF garbage")
+    for name, reason in [("8k.wav", "corrupt_media"), ("empty.wav", "no_audio"),
+                         ("garbage.wav", "corrupt_media")]:  # fmt: skip
+        with pytest.raises(IngestError) as caught:
+            check_audio(tmp_path / name, SETTINGS)
+        assert caught.value.reason_code == reason, name

@@ -173,20 +173,23 @@ def check_audio(path: Path, settings: IngestSettings, expected_s: float | None =
 
     ``expected_s`` is the duration the source's audio track declares: a WAV
     shorter than that (by more than 1 s or 5 %) was decoded from a truncated file.
+    The WAV is ffmpeg's own output (:func:`extract_audio`), so its header is read
+    in-process (its data chunk's length, as ffprobe reads it) rather than by a third
+    ffprobe/ffmpeg process per download.
 
     Raises:
         IngestError: ``corrupt_media``, ``no_audio`` or ``too_long``.
     """
-    probe = _ffprobe(path)
-    if probe is None:
-        raise IngestError(SkipReason.CORRUPT_MEDIA, f"{path.name}: ffprobe cannot read it")
-    audio = [s for s in probe.get("streams", []) if s.get("codec_type") == "audio"]
-    if not audio:
-        raise IngestError(SkipReason.NO_AUDIO, f"{path.name}: no audio stream")
-    rate, channels = int(audio[0].get("sample_rate") or 0), int(audio[0].get("channels") or 0)
+    import soundfile  # libsndfile reads the header in this process: no ffprobe to start
+
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, OSError) as err:  # LibsndfileError is a RuntimeError
+        raise IngestError(SkipReason.CORRUPT_MEDIA, f"{path.name}: not a readable WAV") from err
+    rate, channels = int(info.samplerate), int(info.channels)
     if (rate, channels) != (SAMPLE_RATE, 1):
         raise IngestError(SkipReason.CORRUPT_MEDIA, f"{path.name}: {rate} Hz, {channels} channels")
-    duration = float(probe.get("format", {}).get("duration") or 0.0)
+    duration = float(info.frames) / rate
     if duration <= 0:
         raise IngestError(SkipReason.NO_AUDIO, "the audio track decodes to no samples")
     if duration > settings.max_duration_s:
