@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -103,6 +104,19 @@ def test_no_two_espeak_voices_of_the_inventory_say_a_line_alike(tts_cache: Path)
             same = len(audio[a]) == len(audio[b]) and np.allclose(audio[a], audio[b], atol=1e-4)
             if same:
                 raise AssertionError(f"{a} and {b} are the same audio")
+
+
+def test_a_voice_made_another_way_makes_the_corpus_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A corpus on disk is reused only while its metadata is the same: the voices' own
+    keys are in it, so changing how a voice is synthesised (session 24's en-GB voices)
+    makes the corpus again instead of scoring the engine on the old voice's audio."""
+    ident = next(i for i in voices.identities("report") if i.name == "espeak_gb_f")
+    before = bench_corpus.identity_metadata([ident], "report")
+    assert before["corpus_version"] == bench_corpus.CORPUS_VERSION
+    assert before["identities"]["espeak_gb_f"]["voices"] == [INVENTORY["espeak_gb_f"].key()]
+    old_voice = dataclasses.replace(INVENTORY["espeak_gb_f"], name="en-gb+f4")
+    monkeypatch.setitem(INVENTORY, "espeak_gb_f", old_voice)
+    assert bench_corpus.identity_metadata([ident], "report") != before
 
 
 @pytest.mark.parametrize("voice", ["cs_ph", "piper_joe", "slt_hts", "mb-de1", "mb-fr2"])

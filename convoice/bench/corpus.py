@@ -33,8 +33,11 @@ from convoice.records import SAMPLE_RATE, FloatArray
 from convoice.synth import inventory as voices
 from convoice.synth.media_files import write_media
 from convoice.synth.samples import Corpus, Episode, TruthTurn, write_rttm
-from convoice.synth.speech import SynthesisError, synthesize
+from convoice.synth.speech import INVENTORY, SynthesisError, synthesize
 
+# How episodes are made from the voices; bumped when the same voices would give other
+# bytes (2: sox in repeatable mode, so the telephone channel's dither is the same each make)
+CORPUS_VERSION = 2
 TURN_GAP_S = (0.25, 0.8)
 EDGE_SILENCE_S = 0.5
 NOISE_FLOOR_DBFS = -70.0
@@ -278,9 +281,13 @@ def identity_metadata(ids: Sequence[voices.Identity], half: str) -> dict[str, An
                 "real": i.real,
                 "language": i.language,
                 "source": i.source,
+                # the voices' own keys: a voice whose engine settings change makes the
+                # corpus again instead of reusing audio of the voice it was
+                "voices": [INVENTORY[v].key() for v in i.voices if v in INVENTORY],
             }
             for i in ids
         },
+        "corpus_version": CORPUS_VERSION,
     }
 
 
