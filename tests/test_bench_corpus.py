@@ -106,6 +106,15 @@ def test_no_two_espeak_voices_of_the_inventory_say_a_line_alike(tts_cache: Path)
                 raise AssertionError(f"{a} and {b} are the same audio")
 
 
+def test_piper_says_a_line_the_same_way_each_time(tmp_path: Path) -> None:
+    """A corpus made on another machine (another TTS cache) is the same corpus: piper's
+    random noise is off for the benchmark's voice (with it, two calls differ in length)."""
+    line = "The cat sleeps on the warm windowsill."
+    first = synthesize("piper_joe", line, tmp_path / "one")
+    second = synthesize("piper_joe", line, tmp_path / "two")
+    assert np.array_equal(first, second)
+
+
 def test_a_voice_made_another_way_makes_the_corpus_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """A corpus on disk is reused only while its metadata is the same: the voices' own
     keys are in it, so changing how a voice is synthesised (session 24's en-GB voices)

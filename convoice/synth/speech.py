@@ -95,7 +95,12 @@ EXTRA_VOICES: dict[str, Voice] = {
     "espeak_de_f": Voice("espeak", "de+f3", "female", options=("-s", "150")),
     "espeak_es_m": Voice("espeak", "es+m2", "male", options=("-s", "150")),
     "espeak_es_f": Voice("espeak", "es+f1", "female", options=("-s", "150")),
-    "piper_joe": Voice("piper", "en_US-joe-medium", "male"),
+    # piper's VITS draws its generator and phoneme-width noise at random on every call
+    # (the same line came out 32,520 and 32,836 samples long): at 0 the voice says a line
+    # the same way each time, so a corpus made on another machine is the same corpus
+    "piper_joe": Voice(
+        "piper", "en_US-joe-medium", "male", options=("--noise-scale", "0", "--noise-w-scale", "0")
+    ),
 }
 
 # mbrola diphone voices (Debian non-free), through espeak-ng: the English ones, and those of
