@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from convoice.models.pitch import apart
+from convoice.models.pitch import apart, pitch_range
 from convoice.operational_settings import SPLIT_THRESHOLD
 from convoice.records import FloatArray, MachineMerge, MachineSplit, canonical
 
@@ -255,9 +255,7 @@ class _Groups:
         self.sums[kept] += self.sums[gone]
         self.recordings[kept] = self.recordings[kept] | self.recordings[gone]
         self.recordings[gone] = frozenset()
-        both = self.pitch[[kept, gone]]
-        if np.isfinite(both).any():
-            self.pitch[kept] = np.nanmin(both[:, 0]), np.nanmax(both[:, 1])
+        self.pitch[kept] = pitch_range([*self.pitch[kept], *self.pitch[gone]])
         self.members[kept] = self.members.pop(kept, [kept]) + self.members.pop(gone, [gone])
         partners = self.apart.pop(gone, set()) | self.apart.get(kept, set())
         if partners:  # a partner's own set names ``gone``, whose root is now ``kept``

@@ -370,6 +370,7 @@ def _speakers(
     out: dict[str, Speaker] = {}
     for speaker_id, s in sorted(sums.items()):
         old = previous.get(speaker_id)
+        low, high = pitch_range(s.pitches)
         out[speaker_id] = Speaker(
             speaker_id=speaker_id,
             vector_sum=s.vector.astype(np.float32),
@@ -380,8 +381,8 @@ def _speakers(
             updated_at=at,
             label_source=old.label_source if old else LabelSource.MACHINE,
             name=old.name if old else "",
-            f0_low_hz=pitch_range(s.pitches)[0],
-            f0_high_hz=pitch_range(s.pitches)[1],
+            f0_low_hz=low,
+            f0_high_hz=high,
         )
     return out
 

@@ -78,6 +78,8 @@ def choose_kept(a: Speaker, b: Speaker) -> tuple[Speaker, Speaker]:
 
 def merge_into(kept: Speaker, merged: Speaker, at: str) -> Speaker:
     """``kept`` with ``merged``'s sums added (the registry keeps sums, so this is exact)."""
+    # the pitch range of both (a person's merge may join voices the veto keeps apart)
+    low, high = pitch_range([*kept.pitch, *merged.pitch])
     return replace(
         kept,
         vector_sum=(kept.vector_sum + merged.vector_sum).astype(np.float32),
@@ -88,9 +90,8 @@ def merge_into(kept: Speaker, merged: Speaker, at: str) -> Speaker:
         updated_at=at,
         label_source=LabelSource.HUMAN,
         name=kept.name or merged.name,
-        # the pitch range of both (a person's merge may join voices the veto keeps apart)
-        f0_low_hz=pitch_range([*kept.pitch, *merged.pitch])[0],
-        f0_high_hz=pitch_range([*kept.pitch, *merged.pitch])[1],
+        f0_low_hz=low,
+        f0_high_hz=high,
     )
 
 
