@@ -34,7 +34,7 @@ from convoice.models import identity_errors
 from convoice.models.consolidate import Parts, Registry, plan_healing
 from convoice.models.pitch import median_f0
 from convoice.models.relabel import Replay, replay
-from convoice.records import FloatArray, canonical
+from convoice.records import FloatArray, canonical, stored_pitch
 from convoice.storage import Store
 from convoice.storage import calibration as stored_calibration
 from convoice.storage.relabel import relabelled_rows
@@ -70,7 +70,7 @@ def clip_pitches(store: Store, rows: list[StoredClip]) -> dict[str, float]:
     missing = [r for r in rows if r.f0_hz is None]
     waves = read_waves(store, [r.audio_uri for r in missing])
     out = {r.clip_id: median_f0(w) for r, w in zip(missing, waves, strict=True)}
-    return out | {r.clip_id: float(r.f0_hz) for r in rows if r.f0_hz is not None}
+    return out | stored_pitch(rows)
 
 
 def consolidated_ids(

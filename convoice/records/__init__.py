@@ -59,7 +59,13 @@ from convoice.records.identity import (
     ReviewVerdict,
     canonical,
 )
-from convoice.records.stored import ReleaseClip, ReleaseSpeaker, StoredClip, StoredLabel
+from convoice.records.stored import (
+    ReleaseClip,
+    ReleaseSpeaker,
+    StoredClip,
+    StoredLabel,
+    stored_pitch,
+)
 from convoice.records.vocabulary import (
     STORE_WIDE,
     Correction,
@@ -129,5 +135,6 @@ __all__ = [
     "now",
     "sample_index",
     "stable_id",
+    "stored_pitch",
     "term_key",
 ]

@@ -12,7 +12,7 @@ gives back exactly what was read. The conversions from and to Arrow tables live 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import Any, ClassVar, Self
@@ -181,6 +181,11 @@ class StoredLabel:
 
     def to_row(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def stored_pitch(rows: Iterable[StoredClip]) -> dict[str, float]:
+    """Clip id -> its stored median F0 (Hz), for the clips whose rows hold one."""
+    return {r.clip_id: float(r.f0_hz) for r in rows if r.f0_hz is not None}
 
 
 def known_fields(cls: type[Any], row: Mapping[str, Any]) -> dict[str, Any]:

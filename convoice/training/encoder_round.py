@@ -24,7 +24,15 @@ from convoice.models.calibration import Calibration
 from convoice.models.encoder_eval import EncoderMetrics
 from convoice.models.ge2e import FloatArray
 from convoice.models.relabel import ClipFacts, Replay, replay
-from convoice.records import ClipStatus, LabelSource, Recording, Speaker, StoredClip, StoredLabel
+from convoice.records import (
+    ClipStatus,
+    LabelSource,
+    Recording,
+    Speaker,
+    StoredClip,
+    StoredLabel,
+    stored_pitch,
+)
 from convoice.storage.labels import now_iso
 from convoice.training import campplus as campplus_tune
 from convoice.training import encoder as enc
@@ -166,11 +174,6 @@ def replay_labels(
         machine_merged=machine_merged, pitch=stored_pitch(rows),
         pitch_veto=settings.identity.pitch_veto_semitones,
     )  # fmt: skip
-
-
-def stored_pitch(rows: Sequence[StoredClip]) -> dict[str, float]:
-    """Clip id -> its stored median F0 (Hz), for the clips whose rows hold one."""
-    return {r.clip_id: float(r.f0_hz) for r in rows if r.f0_hz is not None}
 
 
 def scale_of(
