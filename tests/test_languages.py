@@ -420,6 +420,11 @@ def test_an_operator_s_transcript_bars_are_merged_over_the_defaults(tmp_path: Pa
     lowered = load_settings(home=str(tmp_path), environ={}).routing
     assert routing.transcript_bar(lowered, "en") == 0.8
     assert load_settings(home=str(tmp_path), environ={}).asr.language_weights == {"la": 0.1}
+    (tmp_path / "config.toml").write_text("[asr]\nlanguage_weights = { fa = 2.0 }\n")
+    weights = load_settings(home=str(tmp_path), environ={}).asr.language_weights
+    assert weights == {"la": 0.1, "fa": 2.0}  # it replaced the table: Latin back at 1
+    (tmp_path / "config.toml").write_text("[asr]\nlanguage_weights = { la = 1.0 }\n")
+    assert load_settings(home=str(tmp_path), environ={}).asr.language_weights == {"la": 1.0}
     (tmp_path / "config.toml").write_text(
         '[routing]\ntranscript_confidence_by_language = { tr = "high" }\n'
     )
