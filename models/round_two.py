@@ -24,13 +24,23 @@ from convoice.config import RoutingSettings
 from convoice.models.post_correction import Fix, corrected
 from convoice.models.routing import (
     clip_status,
+    kind_status,
     retranscribed_reasons,
     transcript_bar,
     transcript_confidence,
     transcript_reasons,
 )
 from convoice.models.vocabulary import normalise
-from convoice.records import ClipStatus, LabelSource, ReviewReason, StoredClip, Transcript, Word
+from convoice.records import (
+    TRANSCRIPT_REASONS,
+    Calibration,
+    ClipStatus,
+    LabelSource,
+    ReviewReason,
+    StoredClip,
+    Transcript,
+    Word,
+)
 
 
 def below_transcript_bar(row: StoredClip, cfg: RoutingSettings) -> bool:
@@ -154,6 +164,22 @@ def better(
     return transcript_confidence(new) > old_confidence
 
 
+def _transcript_side(
+    scored: Transcript, duration: float, cfg: RoutingSettings, calibration: Calibration | None
+) -> tuple[float, float, list[str]]:
+    """A new transcript's raw score, its probability and its text's reasons, routed the way
+    :func:`convoice.models.routing.route` routes an ingest's."""
+    raw = transcript_confidence(scored)
+    if calibration is None:
+        return raw, raw, transcript_reasons(scored, duration, cfg)
+    probability = calibration.transcript_probability(raw, scored.language)
+    by_raw = cfg.raw_thresholds or cfg.transcript_target_precision <= 0.0
+    if by_raw:
+        return raw, probability, transcript_reasons(scored, duration, cfg)
+    bar = cfg.transcript_target_precision
+    return raw, probability, transcript_reasons(scored, duration, cfg, probability, bar)
+
+
 def _words(transcript: Transcript) -> list[dict[str, Any]]:
     return [
         {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
@@ -191,6 +217,7 @@ def revise(
     cfg: RoutingSettings,
     vocabulary: Sequence[str] = (),
     fixer: Fixer | None = None,
+    calibration: Calibration | None = None,
 ) -> Revision:
     """The clip's machine fields after round two (``key`` is always recorded).
 
@@ -198,6 +225,10 @@ def revise(
     sure in both (:func:`credited`); the new one's confidence and routing too.
     ``fixer``: the post-correction of the transcript kept, recorded in the
     clip's ``models.post_correction`` (its confidence and routing stay).
+    ``calibration``: the store's, which turns the new raw score into the clip's
+    ``transcript_confidence`` as the ingest's routing does (without one it is the raw
+    score), and routes it by ``transcript_target_precision`` when routing is by precision.
+    A replaced transcript's ``transcript_status`` follows its new reasons.
     """
     duration = float(row.end) - float(row.start)
     models = json.loads(row.models or "{}")
@@ -211,9 +242,8 @@ def revise(
         fixes = _post_correct(fields, models, old, fixer, fresh=False)
         changed = fields.get("text", row.text or "") != (row.text or "")
         return Revision(row.clip_id, fields, False, changed, status, status, fixes)
-    reasons = retranscribed_reasons(
-        transcript_reasons(scored, duration, cfg), row.review_reasons or []
-    )
+    t_raw, t_prob, t_reasons = _transcript_side(scored, duration, cfg, calibration)
+    reasons = retranscribed_reasons(t_reasons, row.review_reasons or [])
     after = clip_status(reasons)
     models["asr"] = new.model or models.get("asr", "")
     fields.update(
@@ -222,9 +252,10 @@ def revise(
         avg_logprob=new.avg_logprob,
         compression_ratio=new.compression_ratio,
         no_speech_prob=new.no_speech_prob,
-        transcript_confidence=transcript_confidence(scored),
-        transcript_score_raw=transcript_confidence(scored),  # what it was routed on
+        transcript_confidence=t_prob,
+        transcript_score_raw=t_raw,  # round two's bar reads this one
         status=str(after),
+        transcript_status=str(kind_status(tuple(reasons), TRANSCRIPT_REASONS)),
         review_reasons=reasons,
     )
     fixes = _post_correct(fields, models, new, fixer, fresh=True)

@@ -32,6 +32,7 @@ from convoice.models.round_two import (
 )
 from convoice.records import StoredClip, Transcript
 from convoice.storage import Store
+from convoice.storage import calibration as stored_calibration
 from convoice.storage.round_two import clip_samples, write_revisions
 
 
@@ -91,8 +92,9 @@ def retranscribe_recording(
         found, samples, regions, options, lambda _: (name, found), languages=guesses
     )
     fix = _fixer(settings, model, taught or [])
+    cal = stored_calibration.current(store.location, settings.encoder.campplus or None)
     revisions = [
-        revise(r, t, key, settings.routing, words, fix) for r, t in zip(rows, new, strict=True)
+        revise(r, t, key, settings.routing, words, fix, cal) for r, t in zip(rows, new, strict=True)
     ]
     write_revisions(store, rows[0].recording_id, revisions)
     return revisions

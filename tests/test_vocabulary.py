@@ -185,6 +185,7 @@ def test_round_two_keeps_people_and_only_takes_better_scores(
     tmp_path: Path, prefect_harness: None, tts_cache: Path
 ) -> None:
     from convoice.flows.retranscribe import retranscribe_flow
+    from convoice.storage import calibration as stored_calibration
     from convoice.synth.speech import synthesize
 
     store = Store(tmp_path)
@@ -236,7 +237,10 @@ def test_round_two_keeps_people_and_only_takes_better_scores(
     models = json.loads(rows["rec1_c2"]["models"])
     assert models["round_two"] and ["TLA XCAA.", "Tlaxcala"] in models["post_correction"]
     new = rows["rec1_c3"]
-    assert new["transcript_confidence"] > 0.3 and new["text"] != machine[3]
+    assert new["transcript_score_raw"] > 0.3 and new["text"] != machine[3]
+    shipped = stored_calibration.shipped()  # the store's current calibration (none refitted)
+    raw, language = new["transcript_score_raw"], new["language"]
+    assert new["transcript_confidence"] == shipped.transcript_probability(raw, language)
     assert "Kwabena" in new["text"] or "Ouarzazate" in new["text"], new["text"]
     assert report.replaced == 1 and report.text_changed == 2 and report.post_corrected >= 1
     changes = store.release().changes  # the next release says what changed
@@ -284,6 +288,7 @@ def test_retranscribe_says_when_the_model_does_not_load(tmp_path: Path) -> None:
 def test_round_two_scores_old_and_new_alike_crediting_taught_words() -> None:
     from convoice.config import RoutingSettings
     from convoice.models.round_two import revise, wants_round_two
+    from convoice.storage import calibration as stored_calibration
 
     old = [
         {"word": " Shabun", "start": 0.0, "end": 0.4, "probability": 0.9},
@@ -310,6 +315,13 @@ def test_round_two_scores_old_and_new_alike_crediting_taught_words() -> None:
     assert taught.fields["transcript_score_raw"] == 0.9747  # round two's bar reads this one
     assert taught.fields["words"][0]["probability"] == 0.3  # Whisper's own stays in the row
     assert taught.fields["review_reasons"] == ["uncertain_speaker"]  # speaker reasons stay
+    assert taught.fields["transcript_status"] == "accepted"  # its own kind's status follows
+    shipped = stored_calibration.shipped()
+    calibrated = revise(StoredClip.from_row(row), new, "k", cfg, ["Siobhan"], None, shipped)
+    probability = shipped.transcript_probability(0.9747, "en")
+    assert probability != 0.9747  # the raw score is not a probability
+    assert calibrated.fields["transcript_confidence"] == probability  # as the ingest stores it
+    assert calibrated.fields["transcript_score_raw"] == 0.9747
     assert taught.status_after == "review"
     assert json.loads(taught.fields["models"])["round_two"] == "k"
     assert not wants_round_two(
