@@ -58,7 +58,9 @@ def below_transcript_bar(row: StoredClip, cfg: RoutingSettings) -> bool:
 
 def wants_round_two(row: StoredClip, cfg: RoutingSettings, every: bool = False) -> bool:
     """A machine transcript that waits for review or scores below its routing bar
-    (:func:`below_transcript_bar`: English's 0.88, not the global 0.80).
+    (:func:`below_transcript_bar`: English's 0.88, not the global 0.80). Waiting is the
+    transcript's own status (``transcript_status``; a row written before it: the clip's), so
+    a clip in review for its speaker label only is not transcribed again.
 
     ``every``: any machine transcript (not rejected) of a channel whose vocabulary it
     was not made with; Whisper is often wrong about a name with high confidence.
@@ -67,7 +69,8 @@ def wants_round_two(row: StoredClip, cfg: RoutingSettings, every: bool = False) 
         return False
     if row.status == ClipStatus.REJECTED:
         return False
-    return every or bool(row.status == ClipStatus.REVIEW or below_transcript_bar(row, cfg))
+    waiting = (row.transcript_status or row.status) == ClipStatus.REVIEW
+    return every or waiting or below_transcript_bar(row, cfg)
 
 
 def attempt_key(model: str, mode: str, words: Sequence[str]) -> str:

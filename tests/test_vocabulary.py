@@ -329,6 +329,9 @@ def test_round_two_scores_old_and_new_alike_crediting_taught_words() -> None:
     )
     assert not wants_round_two(StoredClip.from_row({**row, "status": "rejected"}), cfg, every=True)
     assert not wants_round_two(StoredClip.from_row({**row, "status": "accepted"}), cfg)
+    speaker_only = {**row, "transcript_confidence": 0.95, "transcript_status": "accepted"}
+    assert not wants_round_two(StoredClip.from_row(speaker_only), cfg)  # in review for its speaker
+    assert wants_round_two(StoredClip.from_row({**speaker_only, "transcript_status": None}), cfg)
     assert wants_round_two(StoredClip.from_row({**row, "status": "accepted"}), cfg, every=True)
 
 
