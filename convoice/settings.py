@@ -89,8 +89,8 @@ class ClipSettings:
     # A detected overlap ends (starts) this early: a clip beginning (ending) within this of a
     # detected overlap is trimmed to begin this far past its end (end this far before its
     # start), where at least min_s is left; else its speaker label is held as two_voices (0:
-    # off). Tuning half (seeds 11-13): true overlaps reach past the detected ones by at most
-    # 0.28 s at their ends (one of 41 by 0.39 s at a start).
+    # off). Tuning half (seeds 11-13, 38 detected overlaps): true ones reach past them by at
+    # most 0.28 s at their ends, 0.30 s at their starts but twice (0.39, 0.50 s). README.
     overlap_margin_s: float = 0.3
 
 
