@@ -28,6 +28,7 @@ from convoice.models.segmentation import (
     Chunk,
     ChunkSegmentation,
     LocalTurn,
+    clear_of_overlaps,
     cut_clips,
     local_turns,
     other_voice_probability,
@@ -160,7 +161,8 @@ class ClipRegion:
     region: Region
     overlap_nearby: bool
     other_voice: float = 0.0  # mean probability that another local speaker talks in it
-    two_voices: bool = False  # other_voice reaches [clips] two_voice_probability
+    two_voices: bool = False  # other_voice reaches [clips] two_voice_probability, or an
+    # overlap at its edge could not be trimmed off ([clips] overlap_margin_s)
 
 
 @dataclass(frozen=True)
@@ -326,7 +328,12 @@ def assemble(
     diarization: DiarizationSettings,
     clip_settings: ClipSettings,
 ) -> Segmentation:
-    """Local turns, overlaps and clip regions from the per-chunk speaker activity."""
+    """Local turns, overlaps and clip regions from the per-chunk speaker activity.
+
+    A clip next to a detected overlap is trimmed clear of it by ``[clips] overlap_margin_s``
+    (:func:`~convoice.models.segmentation.clear_of_overlaps`); one that would be left
+    shorter than ``[clips] min_s`` is kept whole and holds two voices (``two_voices``).
+    """
     turns: list[LocalTurn] = []
     overlaps: list[Region] = []
     for seg in segs:
@@ -336,7 +343,7 @@ def assemble(
     overlaps.sort(key=lambda r: r.start)
     overlap_starts = np.array([o.start for o in overlaps])
     by_chunk = {s.chunk.index: s for s in segs}
-    guard = clip_settings.overlap_guard_s
+    guard, margin = clip_settings.overlap_guard_s, clip_settings.overlap_margin_s
     clips: list[ClipRegion] = []
     for index, turn in enumerate(turns):
         for region in cut_clips(
@@ -350,7 +357,11 @@ def assemble(
             # clip's end (+ guard) can reach back to its start (- guard)
             upto = int(np.searchsorted(overlap_starts, region.end + guard, side="right"))
             near = upto > 0 and overlaps[upto - 1].end > region.start - guard
-            other = other_voice_probability(by_chunk[turn.chunk], turn.local, region)
+            first = max(0, int(np.searchsorted(overlap_starts, region.start)) - 1)
+            last = int(np.searchsorted(overlap_starts, region.end + margin, side="right"))
+            clear = clear_of_overlaps(region, overlaps[first:last], margin, clip_settings.min_s)
+            other = other_voice_probability(by_chunk[turn.chunk], turn.local, clear or region)
             bar = clip_settings.two_voice_probability
-            clips.append(ClipRegion(index, region, near, round(other, 4), 0 < bar <= other))
+            two = 0 < bar <= other or clear is None  # not trimmed: the edge may hold the other
+            clips.append(ClipRegion(index, clear or region, near, round(other, 4), two))
     return Segmentation(speech, [s.chunk for s in segs], segs, turns, overlaps, clips)

@@ -13,6 +13,7 @@ activity detector found, runs the model once per chunk, and so:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -236,6 +237,36 @@ def speaker_regions(seg: ChunkSegmentation, local: int) -> list[Region]:
     half = seg.frame_step / 2
     runs = _runs(seg.activity[:, local])
     return [Region(float(times[a] - half), float(times[b - 1] + half)) for a, b in runs]
+
+
+def clear_of_overlaps(
+    clip: Region, overlaps: Sequence[Region], margin_s: float, min_s: float
+) -> Region | None:
+    """``clip`` trimmed clear of the detected overlaps at its ends, or None when it cannot be.
+
+    A clip's ends are where a detected overlap ends or starts (its speech alone is between
+    them), but the other voice often outlasts the detection by a few frames: an overlap that
+    ends less than ``margin_s`` before the clip's start moves the start to ``margin_s`` past
+    its end, one that starts less than ``margin_s`` after the clip's end moves the end to
+    ``margin_s`` before its start. None when less than ``min_s`` would be left (the clip is
+    then kept whole and its speaker label held: see :func:`convoice.models.diarize.assemble`).
+    ``overlaps``: disjoint and sorted. ``margin_s`` 0: ``clip`` as it is.
+    """
+    if margin_s <= 0:
+        return clip
+    start, end = clip.start, clip.end
+    for o in overlaps:
+        if o.start >= end + margin_s:
+            break
+        if o.start < clip.start and o.end > clip.start - margin_s:
+            start = max(start, o.end + margin_s)
+        if o.end > clip.end and o.start < clip.end + margin_s:
+            end = min(end, o.start - margin_s)
+    if (start, end) == (clip.start, clip.end):
+        return clip
+    if end - start < min_s:
+        return None
+    return Region(round(start, CLIP_TIME_DECIMALS), round(end, CLIP_TIME_DECIMALS))
 
 
 def cut_clips(

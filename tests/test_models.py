@@ -318,3 +318,38 @@ def test_a_second_voice_the_model_half_heard_marks_a_clip_two_voices() -> None:
         assert first.other_voice == pytest.approx(0.125, abs=0.01)
         assert first.two_voices is expected
         assert not next(c for c in out.clips if c.region.start > 4.5).two_voices
+
+
+def test_a_clip_next_to_an_overlap_is_trimmed_clear_of_it_or_held() -> None:
+    """The other voice outlasts a detected overlap by a few frames: a clip beginning where an
+    overlap ends begins [clips] overlap_margin_s later, one ending where an overlap starts
+    ends that much earlier; one that would be left under min_s is kept and holds two voices."""
+    from dataclasses import replace
+
+    from convoice.config import ClipSettings, DiarizationSettings
+    from convoice.models.diarize import assemble
+    from convoice.models.segmentation import clear_of_overlaps
+
+    overlaps = [Region(2.0, 2.5), Region(6.0, 6.4)]
+    assert clear_of_overlaps(Region(2.5, 6.0), overlaps, 0.3, 1.0) == Region(2.8, 5.7)
+    assert clear_of_overlaps(Region(2.6, 5.0), overlaps, 0.3, 1.0) == Region(2.8, 5.0)
+    assert clear_of_overlaps(Region(3.0, 5.5), overlaps, 0.3, 1.0) == Region(3.0, 5.5)
+    assert clear_of_overlaps(Region(2.5, 3.6), overlaps, 0.3, 1.0) is None  # 0.8 s left
+    assert clear_of_overlaps(Region(2.5, 6.0), overlaps, 0.0, 1.0) == Region(2.5, 6.0)  # off
+
+    # speaker 0 alone 0.5-3.0, both 3.0-3.5, speaker 1 alone 3.5-8.0 then 8.0-9.1 after a pause
+    seg = _segmentation([(0.5, 3.5, 0), (3.0, 7.6, 1), (8.0, 9.1, 1)])
+    for margin in (0.0, 0.3):
+        cfg = replace(ClipSettings(), overlap_margin_s=margin, two_voice_probability=0.0)
+        out = assemble([Region(0.5, 9.1)], [seg], DiarizationSettings(), cfg)
+        first, second = sorted(out.clips, key=lambda c: c.region.start)[:2]
+        assert first.region.end == pytest.approx(3.0 - margin, abs=0.03)
+        assert second.region.start == pytest.approx(3.5 + margin, abs=0.03)
+        assert not first.two_voices and not second.two_voices
+    short = _segmentation([(0.5, 3.5, 0), (3.0, 4.7, 1)])
+    for margin, held in ((0.0, False), (0.3, True)):
+        cfg = replace(ClipSettings(), overlap_margin_s=margin, two_voice_probability=0.0)
+        out = assemble([Region(0.5, 4.7)], [short], DiarizationSettings(), cfg)
+        last = max(out.clips, key=lambda c: c.region.start)
+        assert last.region.start == pytest.approx(3.5, abs=0.03)  # kept as the turn gave it
+        assert last.two_voices is held

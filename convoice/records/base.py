@@ -102,6 +102,9 @@ SPEAKER_REASONS = frozenset(
 ``overlap_nearby`` is the transcript's only: on the tuning half, every clip near an overlap
 whose raw speaker score reached the calibrated top block had its speaker right (17 of 17),
 while a neighbour's words do leak into its transcript; a clip holding a second voice is
+``two_voices``. The speaker labels of that kind the reporting half accepted began where a
+detected overlap ended, the other voice outlasting the detection by about 0.3 s: such a clip is
+now cut clear of the overlap (``[clips] overlap_margin_s``), and one too short to cut is
 ``two_voices``."""
 TRANSCRIPT_REASONS = frozenset(
     {
