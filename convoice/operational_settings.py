@@ -197,9 +197,9 @@ class ConsolidationSettings:
     # held by margin 0.10 (a third voice of the same engine 0.06-0.09 under the pair) or lay
     # under 0.532 (kal's pieces 0.516 and 0.475 from kal's registry centroid, seeds 11 and 12);
     # 0.46 with margin 0.02 heals them: B-cubed 0.9131 -> 0.9279, 0.8883 -> 0.9037,
-    # 0.9452 -> 0.9479, precision the same to the 4th decimal, accepted wrong 0/2/0 -> 0/1/0. Every margin 0-0.04
-    # gives the same (0.05 leaves seed 13 as it was); thresholds 0.30-0.40 heal one more piece
-    # (seed 12: 0.9112) but on `bench --scale`'s store (100,000 random speakers) merged two
+    # 0.9452 -> 0.9479, precision the same to the 4th decimal, accepted wrong 0/2/0 -> 0/1/0.
+    # Every margin 0-0.04 gives the same (0.05 leaves seed 13 as it was); 0.30-0.40 heal one more
+    # piece (seed 12: 0.9112) but on `bench --scale`'s store (100,000 random speakers) merged two
     # unrelated ones at 0.403 and 0.455; 0.46 merges the same 8,923 twins as 0.532 and no other.
     enabled: bool = True  # a step at the end of every ingest
     threshold_campplus: float = 0.46
