@@ -465,13 +465,6 @@ def update_registry(
     return touched
 
 
-# A recording speaker's pause shorter than this is their speech in the diarization timeline
-# (pyannote's min_duration_off; DER only, clips are not touched). Chosen on the tuning half
-# (seeds 11-13, collar 0, missed + false alarm of all episodes and of real people's): README,
-# Benchmark, "Pauses inside a turn".
-TIMELINE_GAP_S = 0.5
-
-
 def bridge_pauses(
     turns: list[tuple[float, float, str]], gap_s: float
 ) -> list[tuple[float, float, str]]:
@@ -500,15 +493,15 @@ def bridge_pauses(
 
 
 def diarization_output(
-    seg: Segmentation, speakers: RecordingSpeakers, gap_s: float = TIMELINE_GAP_S
+    seg: Segmentation, speakers: RecordingSpeakers, gap_s: float = 0.0
 ) -> list[tuple[float, float, str]]:
     """(start, end, speaker) for every stretch of speech, overlap included, for DER.
 
     A stretch takes the label of the clips inside it (most seconds of overlap; the
     clips' labels are the clustering's, refined), else its local speaker's: a local
     speaker the clustering split keeps each voice where its clips are. A speaker's
-    pauses shorter than ``gap_s`` are their speech (:func:`bridge_pauses`); 0 keeps
-    the segmentation's frames as they are.
+    pauses shorter than ``gap_s`` (``[diarization] timeline_gap_s``) are their speech
+    (:func:`bridge_pauses`); 0 keeps the segmentation's frames as they are.
     """
     from convoice.models.segmentation import speaker_regions
 
