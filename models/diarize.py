@@ -184,6 +184,8 @@ def detect_speech(
     min_silence_ms: int = 150,
     block_s: float = VAD_BLOCK_S,
     threshold: float = 0.5,
+    pad_ms: int = 60,
+    min_speech_ms: int = 150,
 ) -> list[Region]:
     """Speech regions found by Silero VAD (the copy that ships with faster-whisper).
 
@@ -195,9 +197,9 @@ def detect_speech(
 
     options = VadOptions(
         threshold=threshold,
-        min_speech_duration_ms=150,
+        min_speech_duration_ms=min_speech_ms,
         min_silence_duration_ms=min_silence_ms,
-        speech_pad_ms=60,
+        speech_pad_ms=pad_ms,
     )
     block = int(block_s * SAMPLE_RATE) // 512 * 512  # whole VAD windows
     regions: list[Region] = []

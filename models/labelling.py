@@ -465,14 +465,43 @@ def update_registry(
     return touched
 
 
+def bridge_pauses(
+    turns: list[tuple[float, float, str]], gap_s: float
+) -> list[tuple[float, float, str]]:
+    """``turns`` with each speaker's stretches joined across pauses shorter than ``gap_s``
+    (pyannote's ``min_duration_off``), and across overlaps of their own; sorted.
+
+    A speaker's stretches of speech with a pause of under ``gap_s`` between them
+    (and no matter who else talks in it) become one: a diarization timeline, like
+    a person's reference, counts the short pauses inside a turn as its speech.
+    """
+    if gap_s < 0:
+        raise ValueError(f"a pause cannot be shorter than 0 s, got {gap_s}")
+    by_speaker: dict[str, list[tuple[float, float]]] = {}
+    for start, end, label in turns:
+        by_speaker.setdefault(label, []).append((start, end))
+    out: list[tuple[float, float, str]] = []
+    for label, stretches in by_speaker.items():
+        joined: list[list[float]] = []
+        for start, end in sorted(stretches):
+            if joined and start - joined[-1][1] < gap_s:
+                joined[-1][1] = max(joined[-1][1], end)
+            else:
+                joined.append([start, end])
+        out.extend((start, end, label) for start, end in joined)
+    return sorted(out)
+
+
 def diarization_output(
-    seg: Segmentation, speakers: RecordingSpeakers
+    seg: Segmentation, speakers: RecordingSpeakers, gap_s: float = 0.0
 ) -> list[tuple[float, float, str]]:
     """(start, end, speaker) for every stretch of speech, overlap included, for DER.
 
     A stretch takes the label of the clips inside it (most seconds of overlap; the
     clips' labels are the clustering's, refined), else its local speaker's: a local
-    speaker the clustering split keeps each voice where its clips are.
+    speaker the clustering split keeps each voice where its clips are. A speaker's
+    pauses shorter than ``gap_s`` (``[diarization] timeline_gap_s``) are their speech
+    (:func:`bridge_pauses`); 0 keeps the segmentation's frames as they are.
     """
     from convoice.models.segmentation import speaker_regions
 
@@ -494,4 +523,4 @@ def diarization_output(
                 label = max(seconds, key=lambda k: seconds[k]) if seconds else fallback
                 if label >= 0:
                     out.append((r.start, r.end, f"S{label}"))
-    return sorted(out)
+    return bridge_pauses(out, gap_s) if gap_s > 0 else sorted(out)

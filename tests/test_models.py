@@ -81,6 +81,27 @@ def test_speech_longer_than_max_without_a_pause_is_dropped_not_cut() -> None:
     assert cut_clips(turn, 1.0, 8.0, 0.2, 0.05) == []
 
 
+def test_a_speakers_short_pauses_are_their_speech_in_the_timeline() -> None:
+    """The DER timeline joins one speaker's stretches across a pause under the gap (whoever
+    else talks in it) and across their own overlaps; a longer pause and another speaker's
+    stretches stay apart; 0 s joins only what overlaps."""
+    from convoice.models.labelling import bridge_pauses
+
+    turns = [(0.0, 1.0, "S0"), (1.3, 2.0, "S0"), (1.1, 1.2, "S1"), (2.4, 3.0, "S0")]
+    turns += [(1.25, 1.5, "S1"), (1.4, 1.45, "S1")]
+    assert bridge_pauses(turns, 0.5) == [(0.0, 3.0, "S0"), (1.1, 1.5, "S1")]
+    assert bridge_pauses(turns, 0.6) == bridge_pauses(turns, 0.5)
+    assert bridge_pauses(turns, 0.35) == [(0.0, 2.0, "S0"), (1.1, 1.5, "S1"), (2.4, 3.0, "S0")]
+    assert bridge_pauses(turns, 0.3) == [
+        (0.0, 1.0, "S0"), (1.1, 1.5, "S1"), (1.3, 2.0, "S0"), (2.4, 3.0, "S0"),
+    ]  # fmt: skip
+    assert (1.1, 1.2, "S1") in bridge_pauses(turns, 0.0)
+    assert (1.25, 1.5, "S1") in bridge_pauses(turns, 0.0)  # (1.4, 1.45) lies inside it
+    assert bridge_pauses([], 0.5) == []
+    with pytest.raises(ValueError, match="shorter than 0"):
+        bridge_pauses(turns, -0.1)
+
+
 def test_clustering_never_joins_speakers_of_one_chunk() -> None:
     rng = np.random.default_rng(0)
     voice = normalize(rng.normal(size=(1, 256)).astype(np.float32))

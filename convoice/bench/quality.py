@@ -271,7 +271,8 @@ def engine_diarization(
     vectors = stages.embed_speakers.fn(audio, seg, "", settings.identity.encoder)
     empty = np.zeros((0, 0), dtype=np.float32)
     speakers, _ = stages.identify.fn(wav.stem, seg, vectors, [], empty, settings)
-    return diarization_errors(reference, labelling.diarization_output(seg, speakers))
+    timeline = labelling.diarization_output(seg, speakers, settings.diarization.timeline_gap_s)
+    return diarization_errors(reference, timeline)
 
 
 def engine_der(settings: Settings) -> DiarizationErrors:
