@@ -11,7 +11,7 @@ machine ids clip for clip and the consolidated partition (``Replayed.reproduces`
 The store is only read.
 
     python -m convoice.bench.identity_replay --home HOME --corpus CORPUS [--pitch-veto 7]
-        [--margin 0.05] [--threshold 0.532]
+        [--margin 0.02] [--threshold 0.46]
 
 ``HOME`` is a store (a ``CONVOICE_HOME``) made by ingesting the corpus ``CORPUS``
 (a tuning-half corpus with its ``truth.json``, :mod:`convoice.bench.corpus`).
