@@ -29,6 +29,7 @@ from convoice.models.routing import (
     transcript_bar,
     transcript_confidence,
     transcript_reasons,
+    transcript_side,
 )
 from convoice.models.vocabulary import normalise
 from convoice.records import (
@@ -167,22 +168,6 @@ def better(
     return transcript_confidence(new) > old_confidence
 
 
-def _transcript_side(
-    scored: Transcript, duration: float, cfg: RoutingSettings, calibration: Calibration | None
-) -> tuple[float, float, list[str]]:
-    """A new transcript's raw score, its probability and its text's reasons, routed the way
-    :func:`convoice.models.routing.route` routes an ingest's."""
-    raw = transcript_confidence(scored)
-    if calibration is None:
-        return raw, raw, transcript_reasons(scored, duration, cfg)
-    probability = calibration.transcript_probability(raw, scored.language)
-    by_raw = cfg.raw_thresholds or cfg.transcript_target_precision <= 0.0
-    if by_raw:
-        return raw, probability, transcript_reasons(scored, duration, cfg)
-    bar = cfg.transcript_target_precision
-    return raw, probability, transcript_reasons(scored, duration, cfg, probability, bar)
-
-
 def _words(transcript: Transcript) -> list[dict[str, Any]]:
     return [
         {"word": w.word, "start": w.start, "end": w.end, "probability": w.probability}
@@ -245,7 +230,7 @@ def revise(
         fixes = _post_correct(fields, models, old, fixer, fresh=False)
         changed = fields.get("text", row.text or "") != (row.text or "")
         return Revision(row.clip_id, fields, False, changed, status, status, fixes)
-    t_raw, t_prob, t_reasons = _transcript_side(scored, duration, cfg, calibration)
+    t_raw, t_prob, t_reasons = transcript_side(scored, duration, cfg, calibration)
     reasons = retranscribed_reasons(t_reasons, row.review_reasons or [])
     after = clip_status(reasons)
     models["asr"] = new.model or models.get("asr", "")

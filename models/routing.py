@@ -279,6 +279,31 @@ def speaker_side(
     return s_raw, s_prob, speaker_reasons(ev, s_score, s_bar)
 
 
+def transcript_side(
+    transcript: Transcript,
+    duration: float,
+    cfg: RoutingSettings,
+    calibration: Calibration | None = None,
+) -> tuple[float, float, list[str]]:
+    """A transcript's raw score, its probability, and why it needs a person (if it does).
+
+    Calibrated, and with ``transcript_target_precision`` above 0, the probability routes
+    against it; else (no calibration, ``raw_thresholds``, or that target 0) the raw score
+    against the language's :func:`transcript_bar`. Without ``calibration`` the
+    probability is the raw score.
+    """
+    t_raw = transcript_confidence(transcript)
+    if calibration is None:
+        t_prob = t_raw
+    else:
+        t_prob = calibration.transcript_probability(t_raw, transcript.language)
+    by_raw = cfg.raw_thresholds or calibration is None or cfg.transcript_target_precision <= 0.0
+    if by_raw:
+        return t_raw, t_prob, transcript_reasons(transcript, duration, cfg, t_raw)
+    target = cfg.transcript_target_precision
+    return t_raw, t_prob, transcript_reasons(transcript, duration, cfg, t_prob, target)
+
+
 def route(
     ev: SpeakerEvidence,
     transcript: Transcript | None,
@@ -292,23 +317,16 @@ def route(
     Without ``calibration`` the confidences are the raw scores (and the raw thresholds route).
     """
     s_raw, s_prob, reasons = speaker_side(ev, cfg, calibration)
-    t_raw = transcript_confidence(transcript) if transcript is not None else 0.0
-    language = transcript.language if transcript is not None else ""
-    if calibration is None:
-        t_prob, version = t_raw, ""
-    else:
-        t_prob = calibration.transcript_probability(t_raw, language)
-        version = calibration.version
-    raw = cfg.raw_thresholds or calibration is None
+    version = "" if calibration is None else calibration.version
     if overlap_nearby:
         reasons.append(ReviewReason.OVERLAP_NEARBY)
     if transcript is None:
+        t_raw = 0.0
+        t_prob = 0.0 if calibration is None else calibration.transcript_probability(0.0, "")
         reasons.append(ReviewReason.NO_SPEECH)
     else:
-        t_raw_rule = raw or cfg.transcript_target_precision <= 0.0  # 0: the raw rule routes
-        t_bar = transcript_bar(cfg, language) if t_raw_rule else cfg.transcript_target_precision
-        t_score = t_raw if t_raw_rule else t_prob
-        reasons.extend(transcript_reasons(transcript, duration, cfg, t_score, t_bar))
+        t_raw, t_prob, text_reasons = transcript_side(transcript, duration, cfg, calibration)
+        reasons.extend(text_reasons)
     unique = tuple(dict.fromkeys(reasons))
     status = clip_status(unique)
     return Routing(
