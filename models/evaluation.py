@@ -408,3 +408,58 @@ def review_table(
         ok = spk_ok if reason in SPEAKER_REASONS else text_ok
         out.append(row(f"reason:{reason}", flagged, ok, [False] * len(labelled)))
     return out
+
+
+@dataclass(frozen=True)
+class ConditionRow:
+    """The speaker labels of one recording condition (a channel: studio, telephone, noise)."""
+
+    condition: str
+    clips: int
+    speech_share: float  # of the speech of all judged clips
+    right: float  # speaker labels right among this condition's clips
+    accepted_share: float  # of this condition's speech, speaker label auto-accepted
+    accepted_right: float | None  # right among those accepted (None: none accepted)
+    review_confidence: float | None  # mean speaker_confidence of the rest (None: no rest)
+    review_right: float | None  # right among the rest: beside the line above, calibration
+
+
+def condition_table(
+    clips: Sequence[Mapping[str, Any]],
+    truth: Mapping[str, Sequence[RefTurn]],
+    condition_of: Mapping[str, str],
+) -> list[ConditionRow]:
+    """Speaker labels per recording condition (``condition_of``: recording id -> condition),
+    judged as :func:`judge` judges them across the whole corpus; a recording without a
+    condition is left out. Where the engine's labels and its confidence fail by channel."""
+    labelled, _, right = judge(clips, truth)
+    seconds = [float(c["end"]) - float(c["start"]) for c in labelled]
+    total = sum(seconds) or 1.0
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(labelled):
+        if c["recording_id"] in condition_of:
+            groups[condition_of[c["recording_id"]]].append(i)
+
+    def mean(values: list[float]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    out = []
+    for condition in sorted(groups):
+        mine = groups[condition]
+        speech = sum(seconds[i] for i in mine)
+        sure = [speaker_status(labelled[i]) == ClipStatus.ACCEPTED for i in mine]
+        accepted = [i for i, ok in zip(mine, sure, strict=True) if ok]
+        rest = [i for i, ok in zip(mine, sure, strict=True) if not ok]
+        out.append(
+            ConditionRow(
+                condition,
+                len(mine),
+                speech / total,
+                sum(right[i] for i in mine) / len(mine),
+                sum(seconds[i] for i in accepted) / speech if speech else 0.0,
+                mean([float(right[i]) for i in accepted]),
+                mean([float(labelled[i].get("speaker_confidence") or 0.0) for i in rest]),
+                mean([float(right[i]) for i in rest]),
+            )
+        )
+    return out

@@ -391,6 +391,40 @@ def test_the_review_table_puts_review_share_beside_precision() -> None:
     assert rows["reason:low_transcript_confidence"].review_share == 0.5
 
 
+def test_the_condition_table_shows_where_labels_and_their_confidence_fail() -> None:
+    """Two recordings of one voice pair: a studio one (its labels right) and a telephone
+    one whose speakers got swapped ids (wrong, though one was accepted); a recording
+    without a condition is left out of the table."""
+    from convoice.models.evaluation import RefTurn, condition_table
+
+    def clip(cid: str, rid: str, start: float, spk: str, status: str, p: float) -> dict:
+        return {"clip_id": cid, "recording_id": rid, "start": start, "end": start + 2.0,
+                "speaker_id": spk, "status": status, "speaker_confidence": p}  # fmt: skip
+
+    turns = [RefTurn(0, 2, "ann", ""), RefTurn(2, 4, "bob", ""), RefTurn(4, 6, "ann", "")]
+    truth = {"studio": turns, "phone": turns[:2], "other": turns[:2]}
+    clips = [
+        clip("s1", "studio", 0.0, "x", "accepted", 0.99),
+        clip("s2", "studio", 2.0, "y", "review", 0.8),
+        clip("s3", "studio", 4.0, "x", "accepted", 0.99),
+        clip("p1", "phone", 0.0, "y", "accepted", 0.99),
+        clip("p2", "phone", 2.0, "x", "review", 0.6),
+        clip("o1", "other", 0.0, "x", "review", 0.5),
+    ]
+    rows = {
+        r.condition: r
+        for r in condition_table(clips, truth, {"studio": "studio", "phone": "telephone"})
+    }
+    assert set(rows) == {"studio", "telephone"}
+    studio, phone = rows["studio"], rows["telephone"]
+    assert (studio.clips, studio.right, studio.accepted_right) == (3, 1.0, 1.0)
+    assert studio.accepted_share == pytest.approx(2 / 3)
+    assert (studio.review_confidence, studio.review_right) == (0.8, 1.0)
+    assert (phone.clips, phone.right, phone.accepted_right) == (2, 0.0, 0.0)
+    assert (phone.review_confidence, phone.review_right) == (0.6, 0.0)
+    assert studio.speech_share == pytest.approx(0.5) and phone.speech_share == pytest.approx(1 / 3)
+
+
 def test_a_full_fit_with_a_weak_match_is_an_uncertain_identity() -> None:
     weak = SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25, False, 0.1)  # raw 1.1: p 0.66
     steep = dataclasses.replace(STEP, speaker=calib.Curve((0.0, 1.0, 2.0), (0.1, 0.6, 0.999), 9, 8))

@@ -128,6 +128,7 @@ def run_benchmark(
     result.reliability = [asdict(b) for b in evaluation.reliability_of(clips, truth)]
     result.identity_errors = identity_errors.errors_by_kind(clips, ingest_ids(store), truth)
     result.review = [asdict(r) for r in evaluation.review_table(clips, truth)]
+    result.conditions = [asdict(r) for r in condition_rows(clips, episodes, corpus)]
     if corpus.metadata.get("half") == Split.TUNE:  # rules may be chosen by the tuning half only
         target = load_settings(home=home).routing.target_precision
         result.held_out = held_out_lines(clips, truth, target)
@@ -209,6 +210,22 @@ def corpus_truth(
         rid: [evaluation.RefTurn(t.start, t.end, t.speaker, text(t)) for t in ep.turns]
         for rid, ep in episodes.items()
     }
+
+
+def condition_rows(
+    clips: list[dict[str, Any]], episodes: dict[str, samples.Episode], corpus: samples.Corpus
+) -> list[evaluation.ConditionRow]:
+    """Speaker labels per recording condition, where the corpus names each episode's
+    (the generated halves do: studio, telephone, noise, ...; an operator's corpus does not)."""
+    conditions = corpus.metadata.get("conditions", {})
+    condition_of = {
+        rid: conditions[ep.episode_id]
+        for rid, ep in episodes.items()
+        if ep.episode_id in conditions
+    }
+    if not condition_of:
+        return []
+    return evaluation.condition_table(clips, corpus_truth(episodes, corpus), condition_of)
 
 
 def score_corpus(

@@ -53,6 +53,7 @@ class BenchmarkResult:
     registry_match_ms: dict[str, float] = field(default_factory=dict)
     reliability: list[dict[str, float]] = field(default_factory=list)
     review: list[dict[str, Any]] = field(default_factory=list)  # evaluation.ReviewRow
+    conditions: list[dict[str, Any]] = field(default_factory=list)  # evaluation.ConditionRow
     hard_pairs: list[tuple[str, str, float]] = field(default_factory=list)
     held_out: list[str] = field(default_factory=list)  # speaker rules, one recording/voice out
     identity_errors: dict[str, Any] = field(default_factory=dict)  # models.identity_errors
@@ -215,6 +216,7 @@ class BenchmarkResult:
             lines.append("speaker calibration rules refitted leaving one recording (or voice) out:")
             lines += [f"  {line}" for line in self.held_out]
         lines += render_review(self.review)
+        lines += render_conditions(self.conditions)
         lines += render_errors(self.identity_errors)
         if self.hard_pairs:
             lines.append(
@@ -245,6 +247,29 @@ def _cpu_line(run: ProfileRun) -> str:
         f"Whisper alone {run.whisper_cpu_s:.1f}, with words {run.whisper_words_cpu_s:.1f}, "
         f"the process {run.process_cpu_s:.1f}, the flow {run.flow_cpu_s:.1f} ({stages})"
     )
+
+
+def render_conditions(rows: list[dict[str, Any]]) -> list[str]:
+    """Speaker labels per recording condition of the corpus (evaluation.ConditionRow)."""
+    if not rows:
+        return []
+
+    def pct(x: float | None) -> str:
+        return "    -" if x is None else f"{x:5.3f}"
+
+    lines = [
+        "speaker labels by recording condition (speech: share of all; accepted: share of the",
+        "condition's speech, right among them; the rest: mean speaker_confidence, right):",
+        "  condition                           clips  speech  right  accepted  right(acc)"
+        "  rest: conf  right",
+    ]
+    for r in rows:
+        lines.append(
+            f"  {r['condition'][:34]:34s}  {r['clips']:5d}  {r['speech_share']:6.3f}  "
+            f"{r['right']:5.3f}  {r['accepted_share']:8.3f}  {pct(r['accepted_right']):>10}  "
+            f"{pct(r['review_confidence']):>10}  {pct(r['review_right'])}"
+        )
+    return lines
 
 
 def render_review(rows: list[dict[str, Any]]) -> list[str]:
