@@ -17,7 +17,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from convoice.models.consolidate import ConsolidationError, Parts, Registry, plan_healing
+from convoice.models.consolidate import (
+    ConsolidationError,
+    HeldApart,
+    Parts,
+    Registry,
+    held_apart,
+    plan_healing,
+)
 from convoice.records import (
     CONSOLIDATE_BY,
     ChangeKind,
@@ -507,6 +514,25 @@ def consolidate_store(
     report.speakers_after = len(registry)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def explain_store(
+    store: Store, cfg: ConsolidationSettings, pitch_veto: float = 0.0, floor: float = 0.30
+) -> list[HeldApart]:
+    """Why consolidation leaves each pair of ``store``'s speakers (``floor`` alike or more)
+    apart, on the registry as it reads now (:func:`convoice.models.consolidate.held_apart`;
+    reads only, changes nothing). The split step is not replayed: run it on a consolidated
+    store to see which rule keeps each remaining split."""
+    speakers = table_to_speakers(store.tables.scan("speakers", SPEAKER_SCHEMA))
+    if not speakers:
+        return []
+    speakers = sorted(speakers, key=lambda s: s.speaker_id)
+    mapping = identity.identity_map(store)
+    pairs, apart = effective_speakers(store, mapping)
+    plan = registry_of(speakers, pairs, people_ids(store, mapping), pitch_veto)
+    apart = [*apart, *((c.old_id, c.new_id) for c in identity.split_records(store, history=True))]
+    threshold = cfg.threshold(len(speakers[0].vector_sum))
+    return held_apart(plan, threshold, apart, cfg.probe, cfg.guards(), floor)
 
 
 def _labelled_clips(store: Store) -> set[str]:
