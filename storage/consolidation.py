@@ -356,6 +356,25 @@ def parts_table(registry: Registry, parts: dict[tuple[str, str], _Piece]) -> Par
     )
 
 
+def _with_rest(
+    shrunk: Speaker, split: MachineSplit, parts: dict[tuple[str, str], _Piece]
+) -> Speaker:
+    """``shrunk`` (no absorbed clip left after ``split``) given its remaining recordings'
+    clips, as a piece is given its own (its zero centroid could never merge nor match:
+    tuning seed 14 left a pyannote_diane id of three clips so); as it was when none is known."""
+    rest = [p for (s, r), p in parts.items() if s == split.split and r not in split.recordings]
+    if not rest:
+        return shrunk
+    dim = len(shrunk.vector_sum)
+    return replace(
+        shrunk,
+        vector_sum=sum((p.vector_sum for p in rest), np.zeros(dim)).astype(np.float32),
+        n_clips=sum(p.clips for p in rest),
+        total_duration=sum(p.duration for p in rest),
+        n_recordings=len(rest),
+    )
+
+
 def split_off(
     registry: dict[str, Speaker],
     split: MachineSplit,
@@ -377,6 +396,8 @@ def split_off(
     )
     if source.last_recording_id in split.recordings:  # its latest recording is the piece's now
         shrunk = replace(shrunk, last_recording_id="", last_sum=None, last_n=0, last_duration=0.0)
+    if shrunk.n_clips == 0:  # every absorbed clip left with the piece: its other clips' sum
+        shrunk = _with_rest(shrunk, split, parts)
     registry[split.split] = shrunk
     registry[split.piece] = Speaker(
         split.piece,
