@@ -201,6 +201,11 @@ class ConsolidationSettings:
     # Every margin 0-0.04 gives the same (0.05 leaves seed 13 as it was); 0.30-0.40 heal one more
     # piece (seed 12: 0.9112) but on `bench --scale`'s store (100,000 random speakers) merged two
     # unrelated ones at 0.403 and 0.455; 0.46 merges the same 8,923 twins as 0.532 and no other.
+    # Session 26 (replays of the same ingests, seeds 11-13 then 14-15; README, "What
+    # consolidation cannot heal"): the 12 splits left on 11-13 lie at 0.36-0.60, inside the
+    # 0.46-0.73 of different voices of one engine; every looser rule tried (nearest among
+    # mergeable ids, margins 0.01 to -0.03, third speaker close to both, a telephone-channel
+    # projection, all-clip centroids) merged two different voices on some seed. Unchanged.
     enabled: bool = True  # a step at the end of every ingest
     threshold_campplus: float = 0.46
     threshold_resemblyzer: float = 0.80

@@ -238,12 +238,20 @@ class _Groups:
         denom = float(np.linalg.norm(x) * np.linalg.norm(y))
         return float(x @ y) / denom if denom > 0 else -1.0
 
-    def may_merge(self, a: int, b: int) -> bool:
-        if self.recordings[a] & self.recordings[b] or (self.pinned[a] and self.pinned[b]):
-            return False
+    def refusal(self, a: int, b: int) -> str:
+        """Why the groups ``a`` and ``b`` may never merge, however alike; "" if they may."""
+        if self.recordings[a] & self.recordings[b]:
+            return "a recording in common"
+        if self.pinned[a] and self.pinned[b]:
+            return "both ids people gave or made"
         if self.veto > 0 and apart(self.pitch[a].tolist(), self.pitch[b].tolist(), self.veto):
-            return False
-        return all(self.find(x) != b for x in self.apart.get(a, ()))
+            return f"pitch ranges more than {self.veto:g} semitones apart"
+        if any(self.find(x) == b for x in self.apart.get(a, ())):
+            return "told apart by a person"
+        return ""
+
+    def may_merge(self, a: int, b: int) -> bool:
+        return not self.refusal(a, b)
 
     def union(self, a: int, b: int) -> tuple[int, int]:
         """Merge the groups ``a`` and ``b``; (kept root, merged root)."""
@@ -275,23 +283,32 @@ def _neighbour_roots(
 
 
 def _guarded(
-    groups: _Groups, near: Mapping[int, list[int]], a: int, b: int, sim: float, guards: Guards
+    groups: _Groups,
+    near: Mapping[int, list[int]],
+    a: int,
+    b: int,
+    sim: float,
+    guards: Guards,
+    ids: Sequence[str] = (),
 ) -> str:
-    """Why the roots ``a``, ``b`` (``sim`` alike) may not merge under ``guards``; "" if they may."""
+    """Why the roots ``a``, ``b`` (``sim`` alike) may not merge under ``guards``; "" if they may.
+
+    ``ids``: the registry's ids, to name the third speaker in the reason (row numbers without).
+    """
     fewest = min(len(groups.recordings[a]), len(groups.recordings[b]))
     if guards.max_recordings and fewest > guards.max_recordings:
         return f"both heard in more than {guards.max_recordings} recordings"
     merged = groups.sums[a] + groups.sums[b]
     merged_norm = float(np.linalg.norm(merged))
     for k in sorted(_neighbour_roots(groups, near, (a, b))):
-        if groups.may_merge(a, k) and groups.similarity(a, k) > sim:
-            return "not each other's nearest"
-        if groups.may_merge(b, k) and groups.similarity(b, k) > sim:
-            return "not each other's nearest"
+        name = ids[k] if ids else f"row {k}"
+        for one in (a, b):
+            if groups.may_merge(one, k) and groups.similarity(one, k) > sim:
+                return f"not each other's nearest ({name} at {groups.similarity(one, k):.3f})"
         k_norm = float(np.linalg.norm(groups.sums[k]))
         third = float(merged @ groups.sums[k]) / (merged_norm * k_norm) if k_norm else -1.0
         if sim - third < guards.margin:
-            return f"a third speaker at {third:.3f}"
+            return f"a third speaker at {third:.3f} ({name})"
     return ""
 
 
@@ -364,6 +381,58 @@ def plan_consolidation(
             )
         merges.append(MachineMerge(registry.ids[gone], registry.ids[kept], round(sim, 4), why))
     return merges
+
+
+@dataclass(frozen=True)
+class HeldApart:
+    """Two speakers consolidation leaves apart, and the first rule that holds them."""
+
+    first: str
+    second: str
+    similarity: float  # centroid cosine
+    reason: str  # "" when nothing holds them: the merge step would merge them now
+
+
+def held_apart(
+    registry: Registry,
+    threshold: float,
+    apart: Iterable[tuple[str, str]] = (),
+    probe: int = 10,
+    guards: Guards | None = None,
+    floor: float = 0.30,
+) -> list[HeldApart]:
+    """Every pair of ``registry``'s speakers at least ``floor`` alike, closest first, with
+    the rule of :func:`plan_consolidation` that refuses it on the registry as it stands
+    (no merge made): a recording in common, both pinned, a pitch veto, a person's split, the
+    threshold, or a guard (naming the third speaker). A consolidated registry's pairs of one
+    voice show which rule keeps each split (the README's "What consolidation cannot heal").
+    """
+    if registry.sums.shape[0] != len(registry.ids) or len(registry.recordings) != len(registry.ids):
+        raise ConsolidationError("ids, sums and recordings must have one row per speaker")
+    if len(registry.ids) < 2:
+        return []
+    groups = _Groups(registry, _told_apart(registry.ids, apart))
+    plan_floor = threshold if guards is None else max(-1.0, threshold - guards.margin)
+    pairs = sorted(
+        candidate_pairs(unit_rows(registry.sums), min(floor, plan_floor), probe), reverse=True
+    )
+    near: dict[int, list[int]] = {}
+    for sim, i, j in pairs:  # the neighbours plan_consolidation's guards look at
+        if sim >= plan_floor:
+            near.setdefault(i, []).append(j)
+            near.setdefault(j, []).append(i)
+    out = []
+    for _, i, j in pairs:
+        sim = groups.similarity(i, j)
+        if sim < floor:
+            continue
+        reason = groups.refusal(i, j)
+        if not reason and sim < threshold:
+            reason = f"under the threshold {threshold:.3f}"
+        if not reason and guards is not None:
+            reason = _guarded(groups, near, i, j, sim, guards, registry.ids)
+        out.append(HeldApart(registry.ids[i], registry.ids[j], round(sim, 4), reason))
+    return out
 
 
 # -- splits: one id holding two voices -------------------------------------------------------

@@ -17,7 +17,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from convoice.models.consolidate import ConsolidationError, Parts, Registry, plan_healing
+from convoice.models.consolidate import (
+    ConsolidationError,
+    HeldApart,
+    Parts,
+    Registry,
+    held_apart,
+    plan_healing,
+)
 from convoice.records import (
     CONSOLIDATE_BY,
     ChangeKind,
@@ -349,6 +356,25 @@ def parts_table(registry: Registry, parts: dict[tuple[str, str], _Piece]) -> Par
     )
 
 
+def _with_rest(
+    shrunk: Speaker, split: MachineSplit, parts: dict[tuple[str, str], _Piece]
+) -> Speaker:
+    """``shrunk`` (no absorbed clip left after ``split``) given its remaining recordings'
+    clips, as a piece is given its own (its zero centroid could never merge nor match:
+    tuning seed 14 left a pyannote_diane id of three clips so); as it was when none is known."""
+    rest = [p for (s, r), p in parts.items() if s == split.split and r not in split.recordings]
+    if not rest:
+        return shrunk
+    dim = len(shrunk.vector_sum)
+    return replace(
+        shrunk,
+        vector_sum=sum((p.vector_sum for p in rest), np.zeros(dim)).astype(np.float32),
+        n_clips=sum(p.clips for p in rest),
+        total_duration=sum(p.duration for p in rest),
+        n_recordings=len(rest),
+    )
+
+
 def split_off(
     registry: dict[str, Speaker],
     split: MachineSplit,
@@ -370,6 +396,8 @@ def split_off(
     )
     if source.last_recording_id in split.recordings:  # its latest recording is the piece's now
         shrunk = replace(shrunk, last_recording_id="", last_sum=None, last_n=0, last_duration=0.0)
+    if shrunk.n_clips == 0:  # every absorbed clip left with the piece: its other clips' sum
+        shrunk = _with_rest(shrunk, split, parts)
     registry[split.split] = shrunk
     registry[split.piece] = Speaker(
         split.piece,
@@ -507,6 +535,25 @@ def consolidate_store(
     report.speakers_after = len(registry)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def explain_store(
+    store: Store, cfg: ConsolidationSettings, pitch_veto: float = 0.0, floor: float = 0.30
+) -> list[HeldApart]:
+    """Why consolidation leaves each pair of ``store``'s speakers (``floor`` alike or more)
+    apart, on the registry as it reads now (:func:`convoice.models.consolidate.held_apart`;
+    reads only, changes nothing). The split step is not replayed: run it on a consolidated
+    store to see which rule keeps each remaining split."""
+    speakers = table_to_speakers(store.tables.scan("speakers", SPEAKER_SCHEMA))
+    if not speakers:
+        return []
+    speakers = sorted(speakers, key=lambda s: s.speaker_id)
+    mapping = identity.identity_map(store)
+    pairs, apart = effective_speakers(store, mapping)
+    plan = registry_of(speakers, pairs, people_ids(store, mapping), pitch_veto)
+    apart = [*apart, *((c.old_id, c.new_id) for c in identity.split_records(store, history=True))]
+    threshold = cfg.threshold(len(speakers[0].vector_sum))
+    return held_apart(plan, threshold, apart, cfg.probe, cfg.guards(), floor)
 
 
 def _labelled_clips(store: Store) -> set[str]:

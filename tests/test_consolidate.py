@@ -17,12 +17,13 @@ from convoice.models.consolidate import (
     Registry,
     _cells,
     candidate_pairs,
+    held_apart,
     plan_consolidation,
     unit_rows,
 )
 from convoice.records import ChangeKind, Speaker
 from convoice.storage import Store
-from convoice.storage.consolidation import consolidate_store
+from convoice.storage.consolidation import consolidate_store, explain_store
 from convoice.storage.identity import change_records, changes
 from convoice.storage.schema import CLIP_SCHEMA
 
@@ -125,6 +126,64 @@ def test_a_third_speaker_close_to_the_merged_pair_blocks_the_merge() -> None:
     assert len(plan_consolidation(reg, 0.6)) == 1  # the threshold alone merges a and b
     assert plan_consolidation(reg, 0.6, guards=Guards(margin=0.10)) == []
     assert len(plan_consolidation(reg, 0.6, guards=Guards(margin=0.0))) == 1
+
+
+def test_held_apart_names_the_rule_that_keeps_each_pair_and_agrees_with_the_plan() -> None:
+    """The third-speaker case above: which rule holds each pair, and the pair the plan merges
+    when nothing holds it."""
+    (a,) = voices(1)
+    b = near(a, 0.8, 1)
+    c = near(unit_rows((a + b)[None, :])[0], 0.8, 2)
+    far = near(a, 0.2, 3)  # below the floor: not listed
+    reg = _registry([a, b, c, far], [{"r1", "r2"}, {"r3"}, {"r1", "r3"}, {"r4"}], [10, 3, 10, 4])
+    held = {(h.first, h.second): h for h in held_apart(reg, 0.6, guards=Guards(margin=0.10))}
+    assert set(held) == {("spk_0", "spk_1"), ("spk_0", "spk_2"), ("spk_1", "spk_2")}
+    assert held[("spk_0", "spk_2")].reason == "a recording in common"
+    assert held[("spk_1", "spk_2")].reason == "a recording in common"
+    assert held[("spk_0", "spk_1")].reason.startswith("a third speaker at")
+    assert held[("spk_0", "spk_1")].reason.endswith("(spk_2)")
+    assert held[("spk_0", "spk_1")].similarity == pytest.approx(0.8, abs=0.01)
+    loose = held_apart(reg, 0.6, guards=Guards(margin=0.0))
+    free = [(h.first, h.second) for h in loose if not h.reason]
+    plan = plan_consolidation(reg, 0.6, guards=Guards(margin=0.0))
+    merged = [tuple(sorted((m.merged, m.kept))) for m in plan]
+    assert free == merged == [("spk_0", "spk_1")]
+    under = held_apart(reg, 0.85, guards=Guards(margin=0.0))
+    assert {h.reason for h in under if h.first == "spk_0" and h.second == "spk_1"} == {
+        "under the threshold 0.850"
+    }
+    told = held_apart(reg, 0.6, apart=[("spk_1", "spk_0")], guards=Guards(margin=0.0))
+    assert [h.reason for h in told if (h.first, h.second) == ("spk_0", "spk_1")] == [
+        "told apart by a person"
+    ]
+
+
+def test_held_apart_names_the_nearer_speaker_that_holds_a_pair() -> None:
+    """A piece nearer a third id it may merge with than its partner: not each other's nearest."""
+    a, b = voices(2)
+    piece = unit_rows((0.75 * a + 0.66 * b)[None, :])[0]
+    reg = _registry([a, b, piece], [{"r1", "r2"}, {"r3", "r4"}, {"r5"}], [10, 10, 3])
+    held = {(h.first, h.second): h.reason for h in held_apart(reg, 0.5, guards=Guards())}
+    assert held[("spk_1", "spk_2")].startswith("not each other's nearest (spk_0 at 0.")
+    assert ("spk_0", "spk_1") not in held  # unlike voices: below the floor, not listed
+
+
+def test_a_consolidated_store_says_why_its_split_stays(split_store: Store, tmp_path: Path) -> None:
+    """As shipped, A's two ids stay apart for a person (test above): the store says which guard."""
+    cfg = ConsolidationSettings(threshold_campplus=0.6)
+    consolidate_store(split_store, cfg)
+    held = {(h.first, h.second): h.reason for h in explain_store(split_store, cfg)}
+    assert held[("spk_a1", "spk_a2")].startswith("a third speaker at")
+    assert held[("spk_a1", "spk_b")] == "a recording in common"
+    assert not any("spk_c2" in pair for pair in held)  # merged away: no longer in the registry
+    from typer.testing import CliRunner
+
+    from convoice.cli.root import app
+
+    listed = CliRunner().invoke(app, ["registry", "apart", "--home", str(tmp_path / "store")])
+    assert listed.exit_code == 0, listed.output
+    assert "spk_a1  spk_a2  a third speaker at" in listed.output
+    assert "spk_a1  spk_b  a recording in common" in listed.output
 
 
 def test_bad_guards_are_refused_and_the_shipped_settings_use_them() -> None:

@@ -279,3 +279,39 @@ def test_of_two_groups_with_as_many_clips_the_piece_does_not_depend_on_the_names
         voice = dict(zip(names, "AABBCD", strict=True))
         pieces.append({s.split: "".join(voice[r] for r in s.recordings) for s in splits})
     assert pieces[0] == pieces[1] == {"spk_a": "BB", "spk_c": "D"}
+
+
+def test_an_id_left_without_an_absorbed_clip_keeps_its_other_clips_as_centroid(
+    tmp_path: Path,
+) -> None:
+    """Tuning seed 14 (session 26): a pyannote_diane id had absorbed one clip, in the recording
+    the split step moved to a piece; its three other clips (never absorbed: unsure) stayed
+    with it under a zero centroid, which no later consolidation could merge nor an ingest
+    match. It now gets those clips' sum, as a piece gets its own."""
+    import pyarrow as pa
+
+    from convoice.storage.review_state import save_speakers
+
+    store = Store(tmp_path / "store")
+    a, b = voices(2, seed=31)
+    rows = [("x0", "r1", "spk_x", near(a, 0.9, 1))]
+    rows += [(f"x{j}", "r2", "spk_x", near(b, 0.9, 10 + j)) for j in range(1, 4)]
+    rows += [(f"y{j}", "r3", "spk_y", near(a, 0.9, 20 + j)) for j in range(3)]
+    table = clip_rows([r[:3] for r in rows], [r[3] for r in rows])
+    unsure = ['{"absorbed": false}' if r[1] == "r2" else '{"absorbed": true}' for r in rows]
+    where = table.schema.get_field_index("extra")
+    table = table.set_column(where, table.schema.field(where), pa.array(unsure, pa.string()))
+    store.tables.append("clips", table)
+    save_speakers(store, [
+        Speaker("spk_x", rows[0][3].astype(np.float32), 1, 3.0, 1, "2025-01-01", "2025-01-01"),
+        Speaker("spk_y", sum(r[3] for r in rows[4:]).astype(np.float32), 3, 9.0, 1,
+                "2025-01-02", "2025-01-02"),
+    ])  # fmt: skip
+    report = consolidate_store(store, ConsolidationSettings())
+    assert [(s.split, s.recordings) for s in report.splits] == [("spk_x", ("r1",))]
+    assert [m.kept for m in report.merges] == ["spk_y"]  # the piece (voice A) joined spk_y
+    left = {s.speaker_id: s for s in store.speakers()}["spk_x"]
+    assert left.n_clips == 3 and left.n_recordings == 1
+    centroid = left.vector_sum / np.linalg.norm(left.vector_sum)
+    assert float(centroid @ b) > 0.8  # voice B's clips, not a zero vector
+    assert {c for c, s in _read_as(store).items() if s == "spk_x"} == {"x1", "x2", "x3"}

@@ -1,4 +1,5 @@
-"""``convoice registry``: look after the speaker registry (``consolidate``, ``changes``)."""
+"""``convoice registry``: look after the speaker registry (``consolidate``, ``apart``,
+``changes``)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,32 @@ def consolidate_command(
         )
     for m in report.merges:
         console.print(f"  {m.merged} -> {m.kept}  cosine {m.similarity:.3f}")
+
+
+@registry_app.command("apart")
+def apart_command(
+    home: HomeOption = None,
+    floor: Annotated[
+        float, typer.Option(help="List pairs of speakers at least this alike (centroid cosine).")
+    ] = 0.30,
+) -> None:
+    """Why consolidation keeps each pair of alike speakers apart (reads only): a recording in
+    common, the threshold, or the guard that holds (README, "What consolidation cannot heal")."""
+    from convoice.config import load_settings
+    from convoice.storage import Store
+    from convoice.storage.consolidation import explain_store
+
+    settings = load_settings(home=home)
+    held = explain_store(
+        Store.open(settings), settings.consolidation, settings.identity.pitch_veto_semitones, floor
+    )
+    if not held:
+        console.print(f"no two speakers at least {floor:.2f} alike")
+    for h in held:
+        console.print(
+            escape(f"{h.similarity:.3f}  {h.first}  {h.second}  {h.reason or 'would merge now'}"),
+            soft_wrap=True,
+        )
 
 
 @registry_app.command("changes")
