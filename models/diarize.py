@@ -163,6 +163,7 @@ class ClipRegion:
     other_voice: float = 0.0  # mean probability that another local speaker talks in it
     two_voices: bool = False  # other_voice reaches [clips] two_voice_probability, or an
     # overlap at its edge could not be trimmed off ([clips] overlap_margin_s)
+    edge_overlap: bool = False  # an overlap at its edge could not be trimmed off
 
 
 @dataclass(frozen=True)
@@ -365,5 +366,7 @@ def assemble(
             other = other_voice_probability(by_chunk[turn.chunk], turn.local, clear or region)
             bar = clip_settings.two_voice_probability
             two = 0 < bar <= other or clear is None  # not trimmed: the edge may hold the other
-            clips.append(ClipRegion(index, clear or region, near, round(other, 4), two))
+            clips.append(
+                ClipRegion(index, clear or region, near, round(other, 4), two, clear is None)
+            )
     return Segmentation(speech, [s.chunk for s in segs], segs, turns, overlaps, clips)
