@@ -87,9 +87,13 @@ class ClipSettings:
     pad_s: float = 0.05  # silence kept on both sides, taken from the pause
     overlap_guard_s: float = 0.5  # overlap closer than this marks "overlap nearby"
     # A clip over whose frames the segmentation model gives another local speaker a mean
-    # probability of this or more holds two voices (0: off). Tuning half: the one two-voice
-    # clip accepted 0.099, single-voice clips accepted at most 0.113 (one), then 0.079.
-    two_voice_probability: float = 0.09
+    # probability this much above its level over this local speaker's own frames of the chunk
+    # (their median: the model's steady doubt over which label a voice is) holds two voices
+    # (0: off; models.segmentation.other_voice_excess). Tuning half, seeds 11-13 (session 26):
+    # the one two-voice clip only this flags 0.087; single-voice clips 0.344, 0.246, 0.145,
+    # 0.143, 0.121, 0.111, 0.093, then 0.064 and below: 0.065-0.085 all flag the same 7
+    # single-voice clips (the plain mean at 0.09 flagged 39). README, "Two voices".
+    two_voice_probability: float = 0.075
     # A detected overlap ends (starts) this early: a clip beginning (ending) within this of a
     # detected overlap is trimmed to begin this far past its end (end this far before its
     # start), where at least min_s is left; else its speaker label is held as two_voices (0:

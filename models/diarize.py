@@ -31,7 +31,7 @@ from convoice.models.segmentation import (
     clear_of_overlaps,
     cut_clips,
     local_turns,
-    other_voice_probability,
+    other_voice_excess,
     overlap_regions,
     plan_chunks,
     rms_envelope,
@@ -160,7 +160,8 @@ class ClipRegion:
     turn: int  # index into Segmentation.turns
     region: Region
     overlap_nearby: bool
-    other_voice: float = 0.0  # mean probability that another local speaker talks in it
+    other_voice: float = 0.0  # mean probability that another local speaker talks in it, above
+    # its level over the chunk's frames of this one (segmentation.other_voice_excess)
     two_voices: bool = False  # other_voice reaches [clips] two_voice_probability, or an
     # overlap at its edge could not be trimmed off ([clips] overlap_margin_s)
     edge_overlap: bool = False  # an overlap at its edge could not be trimmed off
@@ -363,7 +364,7 @@ def assemble(
             first = max(0, int(np.searchsorted(overlap_starts, region.start)) - 1)
             last = int(np.searchsorted(overlap_starts, region.end + margin, side="right"))
             clear = clear_of_overlaps(region, overlaps[first:last], margin, clip_settings.min_s)
-            other = other_voice_probability(by_chunk[turn.chunk], turn.local, clear or region)
+            other = other_voice_excess(by_chunk[turn.chunk], turn.local, clear or region)
             bar = clip_settings.two_voice_probability
             two = 0 < bar <= other or clear is None  # not trimmed: the edge may hold the other
             clips.append(

@@ -223,6 +223,29 @@ def other_voice_probability(seg: ChunkSegmentation, local: int, region: Region) 
     return float(np.delete(seg.soft[inside], local, axis=1).max(axis=1).mean())
 
 
+def other_voice_excess(seg: ChunkSegmentation, local: int, region: Region) -> float:
+    """The model's mean probability, over ``region``'s frames, that a local speaker other
+    than ``local`` talks, above the level it gives one while ``local`` talks anywhere in the
+    chunk (the median over ``local``'s active frames): a second voice the hard decision
+    left out, not the model's steady doubt over which local label a voice is.
+
+    The model often hedges one voice between two local labels for a whole chunk (another
+    label at 0.15-0.45 on every frame of a single-voice clip); :func:`other_voice_probability`
+    reads that as a second voice. A voice that really joins part of a clip raises the other
+    label above its own chunk's level there. ``seg.soft`` None: 0.
+    """
+    if seg.soft is None or seg.soft.shape[1] < 2:
+        return 0.0
+    times = seg.frame_times()
+    inside = (times >= region.start) & (times <= region.end)
+    if not inside.any():
+        return 0.0
+    other = np.delete(seg.soft, local, axis=1).max(axis=1)
+    own = seg.activity[:, local]
+    level = float(np.median(other[own])) if own.any() else 0.0
+    return float(np.maximum(other[inside] - level, 0.0).mean())
+
+
 def overlap_regions(seg: ChunkSegmentation) -> list[Region]:
     """Stretches where two or more local speakers talk at once."""
     times = seg.frame_times()
