@@ -92,8 +92,8 @@ class ClipSettings:
     # off). The plain mean of the other label's probability (0.09 until session 25) also read
     # the model's steady doubt over which label one voice is. Tuning half, seeds 11-13: the
     # one two-voice clip only this flags 0.097, single-voice clips 0.178, 0.170, 0.105,
-    # 0.094, 0.083 ...; 0.06 (a margin of 1.6 below that clip) flags 15 single-voice clips,
-    # 4/6/5 by seed (the plain mean at 0.09: 39, 8/16/15). README, "Two voices in a clip".
+    # 0.094, 0.083 ...; 0.06 (that clip at 1.6 times the bar) flags 15 single-voice clips,
+    # 4/6/5 by seed (the plain mean at 0.09: 39, 8/16/15). README, "Two voices in one clip".
     two_voice_probability: float = 0.06
     # A detected overlap ends (starts) this early: a clip beginning (ending) within this of a
     # detected overlap is trimmed to begin this far past its end (end this far before its
