@@ -87,9 +87,14 @@ class ClipSettings:
     pad_s: float = 0.05  # silence kept on both sides, taken from the pause
     overlap_guard_s: float = 0.5  # overlap closer than this marks "overlap nearby"
     # A clip over whose frames the segmentation model gives another local speaker a mean
-    # probability of this or more holds two voices (0: off). Tuning half: the one two-voice
-    # clip accepted 0.099, single-voice clips accepted at most 0.113 (one), then 0.079.
-    two_voice_probability: float = 0.09
+    # probability of this or more of talking AT THE SAME TIME as its own (pyannote's powerset
+    # classes of two speakers; models.segmentation.other_voice_together) holds two voices (0:
+    # off). The plain mean of the other label's probability (0.09 until session 25) also read
+    # the model's steady doubt over which label one voice is. Tuning half, seeds 11-13: the
+    # one two-voice clip only this flags 0.097, single-voice clips 0.178, 0.170, 0.105,
+    # 0.094, 0.083 ...; 0.06 (that clip at 1.6 times the bar) flags 15 single-voice clips,
+    # 4/6/5 by seed (the plain mean at 0.09: 39, 8/16/15). README, "Two voices in one clip".
+    two_voice_probability: float = 0.06
     # A detected overlap ends (starts) this early: a clip beginning (ending) within this of a
     # detected overlap is trimmed to begin this far past its end (end this far before its
     # start), where at least min_s is left; else its speaker label is held as two_voices (0:

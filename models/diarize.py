@@ -31,7 +31,7 @@ from convoice.models.segmentation import (
     clear_of_overlaps,
     cut_clips,
     local_turns,
-    other_voice_probability,
+    other_voice_together,
     overlap_regions,
     plan_chunks,
     rms_envelope,
@@ -92,6 +92,20 @@ class Segmenter:
         active = mapping[np.argmax(scores, axis=-1)]  # torch's argmax: the first maximum too
         probs = np.exp(scores.astype(np.float32)) @ mapping.astype(np.float32)  # log-softmax in
         return active, probs
+
+    def together(self, scores: FloatArray) -> FloatArray:
+        """The probability that each local speaker talks at the same time as another, per
+        frame, shaped (batch, frames, speakers): a powerset model's classes of two or more
+        speakers holding it; multi-label scores: its score times the likeliest other's."""
+        if not self.powerset_max:
+            p = np.asarray(scores, dtype=np.float32)
+            if p.shape[-1] < 2:
+                return np.zeros_like(p)
+            others = [np.delete(p, k, axis=-1).max(axis=-1) for k in range(p.shape[-1])]
+            return p * np.stack(others, axis=-1)
+        mapping = powerset_mapping(self.speakers, self.powerset_max)
+        shared = mapping & (mapping.sum(axis=1, keepdims=True) >= 2)
+        return np.exp(scores.astype(np.float32)) @ shared.astype(np.float32)
 
     def meta(self) -> dict[str, Any]:
         """What :meth:`from_meta` needs (kept beside a cached graph)."""
@@ -160,9 +174,11 @@ class ClipRegion:
     turn: int  # index into Segmentation.turns
     region: Region
     overlap_nearby: bool
-    other_voice: float = 0.0  # mean probability that another local speaker talks in it
+    other_voice: float = 0.0  # mean probability that another local speaker talks at the same
+    # time as this one over it (segmentation.other_voice_together)
     two_voices: bool = False  # other_voice reaches [clips] two_voice_probability, or an
     # overlap at its edge could not be trimmed off ([clips] overlap_margin_s)
+    edge_overlap: bool = False  # an overlap at its edge could not be trimmed off
 
 
 @dataclass(frozen=True)
@@ -250,7 +266,8 @@ def segment_chunks(
     (:func:`context_window`; ``context=False``: alone, zero-padded to 10 s), and
     its :class:`ChunkSegmentation` keeps the frames whose centres fall in the chunk.
     ``soft`` also keeps the model's probability per frame and local speaker
-    (:attr:`ChunkSegmentation.soft`).
+    (:attr:`ChunkSegmentation.soft`) and that each talks at once with another
+    (:attr:`ChunkSegmentation.together`).
     """
     window = int(CHUNK_S * SAMPLE_RATE)
     duration = len(samples) / SAMPLE_RATE
@@ -265,7 +282,9 @@ def segment_chunks(
         for i, view in enumerate(views):
             piece = samples[sample_index(view.start) : sample_index(view.end)][:window]
             batch[i, 0, : len(piece)] = piece
-        active, probs = segmenter.decode(segmenter.net(batch))  # (batch, frames, speakers)
+        scores = segmenter.net(batch)
+        active, probs = segmenter.decode(scores)  # (batch, frames, speakers)
+        shared = segmenter.together(scores) if soft else None
         centres = frame_start + frame_step * np.arange(active.shape[1])
         for i, (chunk, view) in enumerate(zip(batch_chunks, views, strict=True)):
             # frames (of the view) whose centres fall inside the chunk
@@ -273,7 +292,10 @@ def segment_chunks(
             last = int(np.searchsorted(centres, chunk.end - view.start))
             offset = view.start - chunk.start + float(centres[first]) if first < len(centres) else 0
             kept = probs[i, first:last].astype(np.float32) if soft else None
-            out.append(ChunkSegmentation(chunk, active[i, first:last], offset, frame_step, kept))
+            both = shared[i, first:last].astype(np.float32) if shared is not None else None
+            out.append(
+                ChunkSegmentation(chunk, active[i, first:last], offset, frame_step, kept, both)
+            )
     return out
 
 
@@ -362,8 +384,10 @@ def assemble(
             first = max(0, int(np.searchsorted(overlap_starts, region.start)) - 1)
             last = int(np.searchsorted(overlap_starts, region.end + margin, side="right"))
             clear = clear_of_overlaps(region, overlaps[first:last], margin, clip_settings.min_s)
-            other = other_voice_probability(by_chunk[turn.chunk], turn.local, clear or region)
+            other = other_voice_together(by_chunk[turn.chunk], turn.local, clear or region)
             bar = clip_settings.two_voice_probability
             two = 0 < bar <= other or clear is None  # not trimmed: the edge may hold the other
-            clips.append(ClipRegion(index, clear or region, near, round(other, 4), two))
+            clips.append(
+                ClipRegion(index, clear or region, near, round(other, 4), two, clear is None)
+            )
     return Segmentation(speech, [s.chunk for s in segs], segs, turns, overlaps, clips)

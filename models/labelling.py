@@ -22,7 +22,7 @@ from convoice.models.diarize import ClipRegion, Segmentation
 from convoice.models.pitch import pitch_allowed
 from convoice.models.registry import MatchDecision, SpeakerMatch, match_speakers
 from convoice.models.routing import Routing, SpeakerEvidence, route, speaker_evidence
-from convoice.models.voices import TwoVoiceRule, two_voice_flags
+from convoice.models.voices import TwoVoiceRule, VoiceEvidence, flagged, voice_evidence
 from convoice.records import Clip, FloatArray, Region, ReviewReason, Speaker, Transcript, stable_id
 
 
@@ -36,6 +36,7 @@ class RecordingSpeakers:
     centroids: FloatArray  # shape: (num_speakers, dim), unit norm, from the clips
     speech: npt.NDArray[np.float64]  # seconds of speech per recording speaker
     two_voices: npt.NDArray[np.bool_] | None = None  # per clip; None when not checked
+    voice_evidence: list[VoiceEvidence] | None = None  # per clip, what flagged it or not
 
     @property
     def num_speakers(self) -> int:
@@ -112,12 +113,18 @@ def speakers_of_recording(
     clip_labels, centroids = refine_clip_labels(
         clip_embeddings, clip_start, clustering, margin=scale.refine_margin
     )
-    flags = None
+    flags, evidence = None, None
     if clip_windows is not None and two_voice_rule is not None:
-        flags = two_voice_flags(
-            clip_windows, clip_labels, centroids, two_voice_rule, part_similarity
+        evidence = voice_evidence(clip_windows, clip_labels, centroids, part_similarity)
+        rule = two_voice_rule
+        flags = np.array(
+            [
+                k >= 0 and flagged(e, rule)
+                for e, k in zip(evidence, clip_labels.tolist(), strict=True)
+            ],
+            dtype=bool,
         )
-    return RecordingSpeakers(nodes, labels, clip_labels, centroids, speech, flags)
+    return RecordingSpeakers(nodes, labels, clip_labels, centroids, speech, flags, evidence)
 
 
 def _cluster_clips(
@@ -350,6 +357,11 @@ def build_clips(
         clip = _clip(
             recording_id, region, transcript, label, match, evidence, decision, emb, own_vector
         )
+        clip.extra.update(
+            two_voice_extra(
+                region, None if speakers.voice_evidence is None else speakers.voice_evidence[i]
+            )
+        )
         clips.append(replace(clip, f0_hz=clip_f0[i]) if len(clip_f0) else clip)
     return clips
 
@@ -397,6 +409,26 @@ def _clip(
         transcript_score=decision.transcript_score,
         calibration=decision.calibration,
     )
+
+
+def two_voice_extra(region: ClipRegion, voices: VoiceEvidence | None) -> dict[str, float]:
+    """What each two-voice detector measured on a clip (kept in its ``extra``):
+    ``two_voice_other`` (segmentation: another local speaker's mean probability),
+    ``two_voice_edge`` (1: an overlap at its edge was not trimmed off), and with CAM++
+    windows ``two_voice_switch``, ``two_voice_pair``, ``two_voice_part``
+    (:class:`VoiceEvidence`).
+    """
+    out = {
+        "two_voice_other": round(region.other_voice, 4),
+        "two_voice_edge": float(region.edge_overlap),
+    }
+    if voices is not None:
+        out |= {
+            "two_voice_switch": round(voices.switch, 4),
+            "two_voice_pair": round(voices.pair, 4),
+            "two_voice_part": round(voices.part, 4),
+        }
+    return out
 
 
 def absorbed_clips(

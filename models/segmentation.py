@@ -74,6 +74,7 @@ class ChunkSegmentation:
     frame_start: float  # time of frame 0's centre, relative to the chunk start
     frame_step: float
     soft: FloatArray | None = None  # the model's probability per frame and local speaker
+    together: FloatArray | None = None  # per frame and local speaker: it talks with another
 
     def frame_times(self) -> npt.NDArray[np.float64]:
         n = self.activity.shape[0]
@@ -210,17 +211,29 @@ def local_turns(seg: ChunkSegmentation, min_piece_s: float = 0.1) -> list[LocalT
     return sorted(turns, key=lambda t: t.start)
 
 
-def other_voice_probability(seg: ChunkSegmentation, local: int, region: Region) -> float:
-    """The model's mean probability, over ``region``'s frames, that a local speaker other
-    than ``local`` talks (the likeliest other, frame by frame; ``seg.soft``, 0 without it):
-    a second voice the hard decision left out."""
-    if seg.soft is None or seg.soft.shape[1] < 2:
-        return 0.0
+def other_voice_together(seg: ChunkSegmentation, local: int, region: Region) -> float:
+    """The model's mean probability, over ``region``'s frames, that another local speaker
+    talks at the same time as ``local`` (``seg.together``; without it, ``seg.soft``'s
+    ``local`` times the likeliest other; 0 with neither): a second voice the hard decision
+    left out, and not the model's doubt over which local label one voice is.
+
+    The model often gives one voice's chunk a second local label at a steady 0.15-0.45
+    (pyannote's powerset puts that on the classes of one speaker: "0 or 1 talks"); a second
+    voice under this one lands on the classes of two ("0 and 1 talk"). Tuning half, seeds
+    11-13 (session 26): single-voice clips over the bar 39 -> 15 (the plain mean of the other
+    label's probability, at 0.09, read the doubt as a voice); see ``[clips]
+    two_voice_probability``.
+    """
     times = seg.frame_times()
     inside = (times >= region.start) & (times <= region.end)
     if not inside.any():
         return 0.0
-    return float(np.delete(seg.soft[inside], local, axis=1).max(axis=1).mean())
+    if seg.together is not None:
+        return float(seg.together[inside, local].mean())
+    if seg.soft is None or seg.soft.shape[1] < 2:
+        return 0.0
+    soft = seg.soft[inside]
+    return float((soft[:, local] * np.delete(soft, local, axis=1).max(axis=1)).mean())
 
 
 def overlap_regions(seg: ChunkSegmentation) -> list[Region]:

@@ -79,6 +79,33 @@ def window_evidence(windows: FloatArray, own: int, centroids: FloatArray) -> tup
     return switch, pair
 
 
+@dataclass(frozen=True)
+class VoiceEvidence:
+    """What the identity encoder's windows and parts say of one clip (see :class:`TwoVoiceRule`)."""
+
+    switch: float  # largest "other speaker minus own speaker" over its windows (-1: one window)
+    pair: float  # least cosine of two of its windows (1: one window)
+    part: float  # least cosine of its parts across a pause (1: no pause compared)
+
+
+def voice_evidence(
+    clip_windows: Sequence[FloatArray],
+    labels: npt.NDArray[np.int64],
+    centroids: FloatArray,
+    part_similarity: Sequence[float] | None = None,
+) -> list[VoiceEvidence]:
+    """Per clip, its :class:`VoiceEvidence` (a clip with no speaker, or one window: the
+    neutral -1 / 1 figures)."""
+    parts = [1.0] * len(clip_windows) if part_similarity is None else list(part_similarity)
+    out = []
+    for windows, label, part in zip(clip_windows, labels.tolist(), parts, strict=True):
+        switch, pair = -1.0, 1.0
+        if label >= 0 and windows.shape[0] >= 2:
+            switch, pair = window_evidence(windows, label, centroids)
+        out.append(VoiceEvidence(switch, pair, part))
+    return out
+
+
 def two_voice_flags(
     clip_windows: Sequence[FloatArray],
     labels: npt.NDArray[np.int64],
@@ -89,13 +116,20 @@ def two_voice_flags(
     """Which clips hold two voices; clips with no speaker are never flagged, nor by their
     windows clips with one window. ``part_similarity``: per clip, the least similarity of
     its parts across a pause (:func:`least_part_similarity`; None: not compared)."""
-    flags = np.zeros(len(clip_windows), dtype=bool)
-    parts = [1.0] * len(clip_windows) if part_similarity is None else list(part_similarity)
-    for i, (windows, label) in enumerate(zip(clip_windows, labels.tolist(), strict=True)):
-        if label < 0:
-            continue
-        flags[i] = parts[i] < rule.min_part_similarity
-        if windows.shape[0] >= 2:
-            switch, pair = window_evidence(windows, label, centroids)
-            flags[i] |= switch > rule.switch_margin or pair < rule.min_window_similarity
-    return flags
+    evidence = voice_evidence(clip_windows, labels, centroids, part_similarity)
+    return np.array(
+        [
+            label >= 0 and flagged(e, rule)
+            for e, label in zip(evidence, labels.tolist(), strict=True)
+        ],
+        dtype=bool,
+    )
+
+
+def flagged(evidence: VoiceEvidence, rule: TwoVoiceRule) -> bool:
+    """Whether ``evidence`` says two voices by ``rule``."""
+    return (
+        evidence.part < rule.min_part_similarity
+        or evidence.switch > rule.switch_margin
+        or evidence.pair < rule.min_window_similarity
+    )

@@ -12,8 +12,10 @@ from convoice.config import ConfigError, load_settings
 from convoice.engines import loaders
 from convoice.media.audio import decode
 from convoice.models import embed
+from convoice.models.diarize import ClipRegion
+from convoice.models.labelling import two_voice_extra
 from convoice.models.metrics import parse_rttm
-from convoice.models.voices import two_voice_flags
+from convoice.models.voices import flagged, two_voice_flags, voice_evidence
 from convoice.records import Region, Speaker
 from convoice.storage import Store
 from convoice.synth.recordings import pyannote_sample
@@ -100,6 +102,13 @@ def test_a_clip_of_two_voices_joined_is_flagged_and_single_voices_are_not(voices
     assert flags.tolist() == [False, False, False, False, True, False, False]
     alone = two_voice_flags(found.windows[4:5], labels[4:5], centroids[:1], rule)
     assert alone.tolist() == [True]  # the windows disagree even with no other speaker known
+    evidence = voice_evidence(found.windows, labels, centroids)  # what a clip's extra keeps
+    assert [flagged(e, rule) for e in evidence] == flags.tolist()
+    assert evidence[4].switch > rule.switch_margin > max(e.switch for e in evidence[:4])
+    region = ClipRegion(0, regions[4], False, 0.1, True, edge_overlap=True)
+    kept = two_voice_extra(region, evidence[4])
+    assert kept["two_voice_edge"] == 1.0
+    assert kept["two_voice_switch"] == round(evidence[4].switch, 4)
 
 
 def test_two_voices_of_one_engine_in_one_local_speaker_are_found_at_the_pause(

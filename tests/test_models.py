@@ -341,6 +341,37 @@ def test_a_second_voice_the_model_half_heard_marks_a_clip_two_voices() -> None:
         assert not next(c for c in out.clips if c.region.start > 4.5).two_voices
 
 
+def test_the_model_doubting_which_local_label_a_voice_is_does_not_make_two_voices() -> None:
+    """Tuning half: the model often gives one voice's whole chunk a second local label at a
+    steady 0.15-0.45 ("0 or 1 talks"); single-voice clips were held as two voices for it. Only
+    the probability that another label talks at the same time ("0 and 1") counts."""
+    from dataclasses import replace
+
+    from convoice.config import ClipSettings, DiarizationSettings
+    from convoice.models.diarize import Segmenter, assemble, powerset_mapping
+
+    mapping = powerset_mapping(3, 2)  # {}, {0}, {1}, {2}, {0,1}, {0,2}, {1,2}
+    n = int(10.0 / STEP)
+    doubt = np.full((n, len(mapping)), 1e-4, np.float32)
+    doubt[:, 0] = 1.0  # silence ...
+    speech = slice(int(0.5 / STEP), int(6.0 / STEP))
+    doubt[speech, 0], doubt[speech, 1], doubt[speech, 2] = 1e-4, 0.65, 0.35  # ... then 0 or 1
+    joined = doubt.copy()
+    second = slice(int(2.0 / STEP), int(3.5 / STEP))  # 1.5 s of "0 and 1", under the hard
+    joined[second, 1], joined[second, 2], joined[second, 4] = 0.5, 0.1, 0.4  # decision ("0")
+    segmenter = Segmenter(lambda b: b, STEP / 2, STEP, 3, 2)
+    for probs, expected in ((doubt, False), (joined, True)):
+        scores = np.log(probs / probs.sum(axis=1, keepdims=True))[None]
+        active, soft = segmenter.decode(scores)
+        both = segmenter.together(scores)[0]
+        seg = replace(_segmentation([]), activity=active[0], soft=soft[0], together=both)
+        out = assemble([Region(0.5, 6.0)], [seg], DiarizationSettings(), ClipSettings())
+        (first,) = [c for c in out.clips if c.region.start < 2.0]
+        assert first.region.start < 2.0 < 3.0 < first.region.end
+        assert soft[0, int(4.0 / STEP), 1] == pytest.approx(0.35, abs=0.01)  # the doubt, as ever
+        assert first.two_voices is expected, first.other_voice
+
+
 def test_a_clip_next_to_an_overlap_is_trimmed_clear_of_it_or_held() -> None:
     """The other voice outlasts a detected overlap by a few frames: a clip beginning where an
     overlap ends begins [clips] overlap_margin_s later, one ending where an overlap starts

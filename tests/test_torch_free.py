@@ -108,6 +108,12 @@ def test_powerset_decoding_is_pyannotes() -> None:
         segmenter = diarize.Segmenter(net, 0.0, 0.1, classes, most)
         want = powerset.to_multilabel(torch.from_numpy(scores.astype(np.float32))).numpy() > 0.5
         assert np.array_equal(segmenter.activity(np.zeros((2, 1, 10), np.float32)), want)
+        # "talks at the same time as another": the classes of pyannote's mapping holding it
+        # and somebody else, weighted by their probability (log-softmax scores, as the model's)
+        logp = torch.log_softmax(torch.from_numpy(scores.astype(np.float32)), dim=-1)
+        shared = powerset.mapping * (powerset.mapping.sum(dim=1, keepdim=True) >= 2)
+        expected = (logp.exp() @ shared).numpy()
+        assert np.allclose(segmenter.together(logp.numpy()), expected, atol=1e-6)
 
 
 def test_torch_version_is_read_without_importing_torch() -> None:
