@@ -22,7 +22,7 @@ from convoice.models.diarize import ClipRegion, Segmentation
 from convoice.models.pitch import pitch_allowed
 from convoice.models.registry import MatchDecision, SpeakerMatch, match_speakers
 from convoice.models.routing import Routing, SpeakerEvidence, route, speaker_evidence
-from convoice.models.voices import TwoVoiceRule, VoiceEvidence, flagged, voice_evidence
+from convoice.models.voices import TwoVoiceRule, VoiceEvidence, flags_of, voice_evidence
 from convoice.records import Clip, FloatArray, Region, ReviewReason, Speaker, Transcript, stable_id
 
 
@@ -116,14 +116,7 @@ def speakers_of_recording(
     flags, evidence = None, None
     if clip_windows is not None and two_voice_rule is not None:
         evidence = voice_evidence(clip_windows, clip_labels, centroids, part_similarity)
-        rule = two_voice_rule
-        flags = np.array(
-            [
-                k >= 0 and flagged(e, rule)
-                for e, k in zip(evidence, clip_labels.tolist(), strict=True)
-            ],
-            dtype=bool,
-        )
+        flags = flags_of(evidence, clip_labels, two_voice_rule)
     return RecordingSpeakers(nodes, labels, clip_labels, centroids, speech, flags, evidence)
 
 

@@ -116,7 +116,14 @@ def two_voice_flags(
     """Which clips hold two voices; clips with no speaker are never flagged, nor by their
     windows clips with one window. ``part_similarity``: per clip, the least similarity of
     its parts across a pause (:func:`least_part_similarity`; None: not compared)."""
-    evidence = voice_evidence(clip_windows, labels, centroids, part_similarity)
+    return flags_of(voice_evidence(clip_windows, labels, centroids, part_similarity), labels, rule)
+
+
+def flags_of(
+    evidence: Sequence[VoiceEvidence], labels: npt.NDArray[np.int64], rule: TwoVoiceRule
+) -> npt.NDArray[np.bool_]:
+    """Per clip, whether its ``evidence`` says two voices by ``rule`` (never for a clip with
+    no speaker, ``labels`` -1)."""
     return np.array(
         [
             label >= 0 and flagged(e, rule)
