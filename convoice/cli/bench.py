@@ -181,7 +181,7 @@ def _quality(opts: BenchOptions) -> None:
         )
     except CorpusFormatError as err:
         fail(err)
-    console.print(result.render(), markup=False)
+    console.print(result.render(), markup=False, soft_wrap=True)  # tables, not prose
     if opts.profile:
         console.print(result.render_profile(), markup=False, soft_wrap=True)
     _write(opts.out, result.to_json())
