@@ -249,14 +249,15 @@ def _cpu_line(run: ProfileRun) -> str:
     )
 
 
+def _rate(x: float | None) -> str:
+    """A share right (or "-" when nothing was judged), five characters wide."""
+    return "    -" if x is None else f"{x:5.3f}"
+
+
 def render_conditions(rows: list[dict[str, Any]]) -> list[str]:
     """Speaker labels per recording condition of the corpus (evaluation.ConditionRow)."""
     if not rows:
         return []
-
-    def pct(x: float | None) -> str:
-        return "    -" if x is None else f"{x:5.3f}"
-
     lines = [
         "speaker labels by recording condition (speech: share of all; accepted: share of the",
         "condition's speech, right among them; the rest: mean speaker_confidence, right):",
@@ -266,8 +267,8 @@ def render_conditions(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         lines.append(
             f"  {r['condition'][:34]:34s}  {r['clips']:5d}  {r['speech_share']:6.3f}  "
-            f"{r['right']:5.3f}  {r['accepted_share']:8.3f}  {pct(r['accepted_right']):>10}  "
-            f"{pct(r['review_confidence']):>10}  {pct(r['review_right'])}"
+            f"{r['right']:5.3f}  {r['accepted_share']:8.3f}  {_rate(r['accepted_right']):>10}  "
+            f"{_rate(r['review_confidence']):>10}  {_rate(r['review_right'])}"
         )
     return lines
 
@@ -276,10 +277,6 @@ def render_review(rows: list[dict[str, Any]]) -> list[str]:
     """Review share next to precision, per label kind and per reason."""
     if not rows:
         return []
-
-    def pct(x: float | None) -> str:
-        return "    -" if x is None else f"{x:5.3f}"
-
     lines = [
         "review share of speech next to precision (right: labels right among the accepted /",
         "among those sent to review; a reason's labels are its kind's):",
@@ -288,7 +285,7 @@ def render_review(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         acc = f"{r['accepted_share']:8.3f}" if not r["what"].startswith("reason:") else "       -"
         lines.append(
-            f"  {r['what']:<32} {r['review_share']:7.3f}  {acc}  {pct(r['accepted_right']):>10}"
-            f"  {pct(r['review_right']):>13}"
+            f"  {r['what']:<32} {r['review_share']:7.3f}  {acc}  {_rate(r['accepted_right']):>10}"
+            f"  {_rate(r['review_right']):>13}"
         )
     return lines
