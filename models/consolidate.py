@@ -323,6 +323,45 @@ def _told_apart(ids: Sequence[str], apart: Iterable[tuple[str, str]]) -> dict[in
     return out
 
 
+def _check(registry: Registry, threshold: float) -> None:
+    """Raise :class:`ConsolidationError` unless ``registry``'s rows agree and ``threshold``
+    is a cosine."""
+    n = len(registry.ids)
+    if registry.sums.shape[0] != n or len(registry.recordings) != n or len(registry.rank) != n:
+        raise ConsolidationError("ids, sums, rank and recordings must have one row per speaker")
+    if len(registry.pinned) not in (0, n):
+        raise ConsolidationError("pinned must be empty or have one entry per speaker")
+    if registry.pitch is not None and np.shape(registry.pitch) != (n, 2):
+        raise ConsolidationError(f"pitch must be (speakers, 2), got {np.shape(registry.pitch)}")
+    if not -1.0 <= threshold <= 1.0:
+        raise ConsolidationError(f"threshold must be a cosine in [-1, 1], got {threshold}")
+
+
+def _candidates(
+    registry: Registry,
+    threshold: float,
+    probe: int,
+    guards: Guards | None,
+    lowest: float = 1.0,
+) -> tuple[list[tuple[float, int, int]], dict[int, list[int]]]:
+    """The candidate pairs (closest first) down to the planning floor, or ``lowest`` where it
+    is lower, and each speaker's neighbours the guards look at (with ``guards`` only).
+
+    With guards, third speakers within ``margin`` below the threshold are neighbours too.
+    """
+    floor = threshold if guards is None else max(-1.0, threshold - guards.margin)
+    pairs = sorted(
+        candidate_pairs(unit_rows(registry.sums), min(floor, lowest), probe), reverse=True
+    )
+    near: dict[int, list[int]] = {}
+    if guards is not None:
+        for sim, i, j in pairs:
+            if sim >= floor:
+                near.setdefault(i, []).append(j)
+                near.setdefault(j, []).append(i)
+    return pairs, near
+
+
 def plan_consolidation(
     registry: Registry,
     threshold: float,
@@ -337,27 +376,11 @@ def plan_consolidation(
     order made; each ``kept`` is the speaker that lives on at that moment
     (follow chains with :func:`convoice.records.canonical`).
     """
-    n = len(registry.ids)
-    pins = len(registry.pinned)
-    if registry.sums.shape[0] != n or len(registry.recordings) != n or len(registry.rank) != n:
-        raise ConsolidationError("ids, sums, rank and recordings must have one row per speaker")
-    if pins not in (0, n):
-        raise ConsolidationError("pinned must be empty or have one entry per speaker")
-    if registry.pitch is not None and np.shape(registry.pitch) != (n, 2):
-        raise ConsolidationError(f"pitch must be (speakers, 2), got {np.shape(registry.pitch)}")
-    if not -1.0 <= threshold <= 1.0:
-        raise ConsolidationError(f"threshold must be a cosine in [-1, 1], got {threshold}")
-    if n < 2:
+    _check(registry, threshold)
+    if len(registry.ids) < 2:
         return []
     groups = _Groups(registry, _told_apart(registry.ids, apart))
-    # With guards, third speakers within ``margin`` below the threshold are neighbours too.
-    floor = threshold if guards is None else max(-1.0, threshold - guards.margin)
-    pairs = sorted(candidate_pairs(unit_rows(registry.sums), floor, probe), reverse=True)
-    near: dict[int, list[int]] = {}
-    if guards is not None:
-        for _, i, j in pairs:
-            near.setdefault(i, []).append(j)
-            near.setdefault(j, []).append(i)
+    pairs, near = _candidates(registry, threshold, probe, guards)
     merges: list[MachineMerge] = []
     for _, i, j in pairs:
         a, b = groups.find(i), groups.find(j)
@@ -407,20 +430,11 @@ def held_apart(
     threshold, or a guard (naming the third speaker). A consolidated registry's pairs of one
     voice show which rule keeps each split (the README's "What consolidation cannot heal").
     """
-    if registry.sums.shape[0] != len(registry.ids) or len(registry.recordings) != len(registry.ids):
-        raise ConsolidationError("ids, sums and recordings must have one row per speaker")
+    _check(registry, threshold)
     if len(registry.ids) < 2:
         return []
     groups = _Groups(registry, _told_apart(registry.ids, apart))
-    plan_floor = threshold if guards is None else max(-1.0, threshold - guards.margin)
-    pairs = sorted(
-        candidate_pairs(unit_rows(registry.sums), min(floor, plan_floor), probe), reverse=True
-    )
-    near: dict[int, list[int]] = {}
-    for sim, i, j in pairs:  # the neighbours plan_consolidation's guards look at
-        if sim >= plan_floor:
-            near.setdefault(i, []).append(j)
-            near.setdefault(j, []).append(i)
+    pairs, near = _candidates(registry, threshold, probe, guards, floor)  # plan's neighbours
     out = []
     for _, i, j in pairs:
         sim = groups.similarity(i, j)
