@@ -30,7 +30,7 @@ import numpy as np
 
 from convoice import cpu_clock
 from convoice.bench import baselines
-from convoice.bench.result import BenchmarkResult, ProfileRun
+from convoice.bench.result import BenchmarkResult, Draw, ProfileRun
 from convoice.bench.splits import Split
 from convoice.config import Settings, load_settings
 from convoice.engines import loaders
@@ -88,6 +88,7 @@ def run_benchmark(
     corpus_dir: str | None = None,
     profile: bool = False,
     repeat: int = 1,
+    draws: int = 1,
 ) -> BenchmarkResult:
     """Generate (or reuse) the corpus, time the baselines and the flow, score the labels.
 
@@ -95,10 +96,13 @@ def run_benchmark(
     process of its own (into a second store) on the same audio. ``repeat`` (with
     ``profile``) times the four ``repeat`` times, alternating (Whisper, with words,
     the process, the flow; again ...): every run is kept, the figures of the result
-    are the medians, and the labels scored are the last flow's.
+    are the medians, and the labels scored are the last flow's. ``draws`` (a generated
+    half only) deals the same voices into ``draws - 1`` more corpora (the next seeds),
+    ingests each into a store of its own and scores it (:func:`score_draw`).
     """
     if repeat < 1:
         raise ValueError(f"repeat must be at least 1, got {repeat}")
+    check_draws(draws, quick, split, corpus_dir)
     name = "bench-quick" if quick else "bench"
     root = Path(workdir) if workdir else loaders.cache_dir() / name
     corpus, notes = bench_corpus(root, quick, split, corpus_dir)
@@ -142,7 +146,45 @@ def run_benchmark(
     if corpus.metadata.get("identities"):
         result.hard_pairs = hard_pairs(corpus)
     result.registry_match_ms = baselines.time_registry_matching()
+    if draws > 1:
+        first = int(corpus.metadata["seed"])
+        result.draws = [Draw(first, dict(result.quality))]
+        result.draws += [score_draw(root, split, first + n) for n in range(1, draws)]
     return result
+
+
+def check_draws(draws: int, quick: bool, split: str, corpus_dir: str | None) -> None:
+    """Raise ``ValueError`` unless ``draws`` can be dealt: at least one, and more only on a
+    generated half (the quick, seven-voice and an operator's corpora are one fixed draw)."""
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
+    if draws > 1 and (quick or corpus_dir or split == Split.SEVEN):
+        raise ValueError(
+            "more than one draw needs a generated half (--split report or tune): "
+            "the quick, seven-voice and --corpus corpora are one fixed corpus"
+        )
+
+
+def score_draw(root: Path, split: str, seed: int) -> Draw:
+    """Deal the half's voices into the corpus of ``seed``, ingest it into a store of its
+    own (removed after) and score its labels as the first corpus's are scored."""
+    from convoice.bench import corpus as half_corpus
+
+    corpus = half_corpus.make_half_corpus(
+        root / f"corpus-{split}-seed{seed}", half=split, seed=seed
+    )
+    workspace = Path(tempfile.mkdtemp(prefix="convoice-bench-sources-"))
+    home = tempfile.mkdtemp(prefix="convoice-bench-")
+    try:
+        with serve_directory(corpus.root) as base_url:
+            write_sources_csv(corpus, base_url, workspace / "sources.csv")
+            ingest_flow(sources_file=str(workspace / "sources.csv"), home=home)
+        store = Store.open(load_settings(home=home))
+        clips = store.clips().to_pylist()
+        return Draw(seed, score_corpus(clips, episodes_by_recording(store, corpus), corpus))
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _timed_run(wavs: list[Path], sources: Path, home: str, profile: bool) -> ProfileRun:

@@ -1,4 +1,5 @@
-"""What ``convoice bench`` prints: one run's figures, the ``--profile`` table, the review table."""
+"""What ``convoice bench`` prints: one run's figures, the ``--profile`` table, the review
+table, and the figures of every draw of the corpus (``--draws``)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,53 @@ class ProfileRun:
     clips: int = 0  # the flow's clips (the same every round, or the engine is not deterministic)
 
 
+@dataclass
+class Draw:
+    """One corpus the half's voices were dealt into (``convoice bench --draws``).
+
+    The draws share the voices and the recording conditions; the seed deals them into
+    other episodes with other sentences, so the spread of a figure over the draws is
+    how far one corpus of those voices can move it.
+    """
+
+    seed: int
+    quality: dict[str, float]  # the figures of :func:`convoice.bench.quality.score_corpus`
+
+
+# The figures compared over the draws: (quality key, label, bar).
+DRAW_FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("clips", "clips", ""),
+    ("bcubed_f1_cross_episode", "cross-episode B-cubed F1", ">= 0.97 / 0.95"),
+    ("bcubed_f1_synthetic", "  synthetic voices", ">= 0.97"),
+    ("bcubed_f1_real", "  real people", ">= 0.95"),
+    ("accepted_speaker_accuracy", "accepted speaker labels right", ">= 0.995"),
+    ("speaker_accepted_share_of_speech", "  their share of speech", ">= 0.80"),
+    ("speaker_confidence_ece", "speaker ECE", "<= 0.03"),
+    ("accepted_two_voice_clips", "two-voice clips accepted", "0"),
+    ("wer_accepted", "accepted WER (English)", "<= 0.04"),
+    ("review_share_of_speech", "review share of speech", ""),
+)
+
+
+def render_draws(draws: list[Draw]) -> list[str]:
+    """Each draw's figures side by side, with their mean and range (none for one draw)."""
+    if len(draws) < 2:
+        return []
+    heads = "".join(f"{f'seed {d.seed}':>9}" for d in draws)
+    lines = [
+        f"the same voices dealt into {len(draws)} corpora (--draws; the first is the one above):",
+        f"  {'figure':<32}{heads}{'mean':>9}  {'min-max':<13}  bar",
+    ]
+    for key, label, bar in DRAW_FIGURES:
+        values = [d.quality[key] for d in draws if key in d.quality]
+        if len(values) < len(draws):
+            continue  # not measured on every draw (no real people, no English text)
+        cells = "".join(f"{v:9.4f}" for v in values)
+        spread = f"{min(values):.4f}-{max(values):.4f}"
+        lines.append(f"  {label:<32}{cells}{statistics.mean(values):9.4f}  {spread:<13}  {bar}")
+    return lines
+
+
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
@@ -61,6 +109,7 @@ class BenchmarkResult:
     repeat: int = 1  # rounds of --profile --repeat: the figures above are their medians
     flow_stages_cpu: dict[str, float] = field(default_factory=dict)  # CPU s, median of rounds
     profile_runs: list[ProfileRun] = field(default_factory=list)  # every round, in order
+    draws: list[Draw] = field(default_factory=list)  # --draws: this corpus first, then others
 
     def take_medians(self) -> None:
         """Set the figures from :attr:`profile_runs`: each the median of its rounds."""
@@ -217,6 +266,7 @@ class BenchmarkResult:
             lines += [f"  {line}" for line in self.held_out]
         lines += render_review(self.review)
         lines += render_conditions(self.conditions)
+        lines += render_draws(self.draws)
         lines += render_errors(self.identity_errors)
         if self.hard_pairs:
             lines.append(

@@ -1,0 +1,60 @@
+"""``convoice bench --draws N``: the half's voices dealt into N corpora, each figure's spread."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from convoice.bench.quality import check_draws
+from convoice.bench.result import Draw, render_draws
+from convoice.bench.splits import Split
+from convoice.cli.bench import DEFAULT_DRAWS, BenchOptions, draws_of
+from convoice.cli.root import app
+
+
+def _draw(seed: int, bcubed: float, right: float, real: float | None = None) -> Draw:
+    quality = {"clips": 100.0 + seed, "bcubed_f1_cross_episode": bcubed}
+    quality["accepted_speaker_accuracy"] = right
+    if real is not None:
+        quality["bcubed_f1_real"] = real
+    return Draw(seed, quality)
+
+
+def test_every_draw_is_printed_with_the_mean_and_range_of_each_figure() -> None:
+    lines = render_draws([_draw(11, 0.9, 1.0, 0.8), _draw(12, 0.8, 0.9), _draw(13, 0.7, 0.95, 0.6)])
+    assert "3 corpora" in lines[0]
+    assert lines[1].split()[1:6] == ["seed", "11", "seed", "12", "seed"]
+    rows = {line[:34].strip(): line[34:].split() for line in lines[2:]}
+    bcubed = ["0.9000", "0.8000", "0.7000", "0.8000", "0.7000-0.9000", ">=", "0.97", "/", "0.95"]
+    assert rows["cross-episode B-cubed F1"] == bcubed
+    assert rows["accepted speaker labels right"][3:5] == ["0.9500", "0.9000-1.0000"]
+    assert rows["clips"][:4] == ["111.0000", "112.0000", "113.0000", "112.0000"]
+    assert "real people" not in rows  # one draw has no real person: no mean over two of three
+
+
+def test_one_draw_adds_nothing_to_the_report() -> None:
+    assert render_draws([_draw(11, 0.9, 1.0)]) == []
+    assert render_draws([]) == []
+
+
+def test_draws_default_to_several_on_a_generated_half_and_one_on_a_fixed_corpus() -> None:
+    assert draws_of(BenchOptions()) == DEFAULT_DRAWS > 1
+    assert draws_of(BenchOptions(split=Split.TUNE)) == DEFAULT_DRAWS
+    assert draws_of(BenchOptions(quick=True)) == 1
+    assert draws_of(BenchOptions(split=Split.SEVEN)) == 1
+    assert draws_of(BenchOptions(split=Split.TUNE, draws=5)) == 5
+    check_draws(4, quick=False, split="report", corpus_dir=None)
+    with pytest.raises(ValueError, match="at least 1"):
+        check_draws(0, quick=False, split="report", corpus_dir=None)
+    with pytest.raises(ValueError, match="generated half"):
+        check_draws(2, quick=False, split="report", corpus_dir="/tmp/own")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--quick", "--draws", "2"], "generated half"), (["--draws", "0"], "at least 1")],
+)
+def test_bench_refuses_draws_it_cannot_deal_before_any_work(args: list[str], message: str) -> None:
+    done = CliRunner().invoke(app, ["bench", "--no-naive", *args])
+    assert done.exit_code == 2, done.output
+    assert message in " ".join(done.output.split())
