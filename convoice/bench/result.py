@@ -61,6 +61,8 @@ DRAW_FIGURES: tuple[tuple[str, str, str], ...] = (
     ("review_share_of_speech", "review share of speech", ""),
 )
 
+COUNTS = frozenset({"clips", "accepted_two_voice_clips"})  # printed without decimals
+
 
 def render_draws(draws: list[Draw]) -> list[str]:
     """Each draw's figures side by side, with their mean and range (none for one draw)."""
@@ -75,9 +77,11 @@ def render_draws(draws: list[Draw]) -> list[str]:
         values = [d.quality[key] for d in draws if key in d.quality]
         if len(values) < len(draws):
             continue  # not measured on every draw (no real people, no English text)
-        cells = "".join(f"{v:9.4f}" for v in values)
-        spread = f"{min(values):.4f}-{max(values):.4f}"
-        lines.append(f"  {label:<32}{cells}{statistics.mean(values):9.4f}  {spread:<13}  {bar}")
+        places = 0 if key in COUNTS else 4
+        cells = "".join(f"{v:9.{places}f}" for v in values)
+        spread = f"{min(values):.{places}f}-{max(values):.{places}f}"
+        mean = f"{statistics.mean(values):9.{places + 1 if places == 0 else places}f}"
+        lines.append(f"  {label:<32}{cells}{mean}  {spread:<13}  {bar}".rstrip())
     return lines
 
 
