@@ -237,6 +237,7 @@ def transcript_reasons(
         reasons.append(ReviewReason.LOW_TRANSCRIPT_CONFIDENCE)
     if (
         compression_ratio(t.text) > cfg.max_compression_ratio
+        or t.compression_ratio > cfg.max_compression_ratio  # the window's text looped here
         or max_ngram_repeats(words) > cfg.max_repeated_ngram
     ):
         reasons.append(ReviewReason.LIKELY_HALLUCINATION)

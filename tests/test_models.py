@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from convoice.config import RoutingSettings
 from convoice.models.clustering import b_cubed, cannot_link, cluster_nodes, normalize
 from convoice.models.registry import MatchDecision, match_speakers
-from convoice.models.routing import SpeakerEvidence, max_ngram_repeats, route
+from convoice.models.routing import SpeakerEvidence, compression_ratio, max_ngram_repeats, route
 from convoice.models.segmentation import (
     Chunk,
     ChunkSegmentation,
@@ -263,6 +264,23 @@ def test_confident_repetition_loop_is_flagged_as_hallucination() -> None:
     assert max_ngram_repeats(loop.split()) == 6
     decision = route(SpeakerEvidence(0.9, -1.0, 1.0), t, 8.0, False, RoutingSettings())
     assert ReviewReason.LIKELY_HALLUCINATION in decision.reasons
+
+
+def test_a_clip_whose_words_came_from_a_looping_window_is_flagged() -> None:
+    """Packed clips share Whisper's windows: a loop that began in one spills into the next
+    clip, whose own share of it can be too short to compress (seen on the tuning half: "are
+    coming and Yankee down here. They are coming and Yankee down here." accepted at 0.95)."""
+    text = "are coming and yankee down here they are coming and yankee down here they"
+    spilled = replace(_transcript(text, [0.95] * len(text.split())), compression_ratio=11.27)
+    assert compression_ratio(text) < 2.4 and max_ngram_repeats(text.split()) == 2
+    decision = route(SpeakerEvidence(0.9, -1.0, 1.0), spilled, 4.9, False, RoutingSettings())
+    assert decision.reasons == (ReviewReason.LIKELY_HALLUCINATION,)
+    plain = replace(
+        spilled, compression_ratio=1.9
+    )  # the same words from a segment that did not loop
+    assert (
+        route(SpeakerEvidence(0.9, -1.0, 1.0), plain, 4.9, False, RoutingSettings()).reasons == ()
+    )
 
 
 def test_words_that_cannot_fit_the_clip_are_flagged() -> None:
