@@ -59,7 +59,7 @@ def below_transcript_bar(row: StoredClip, cfg: RoutingSettings) -> bool:
 
 def wants_round_two(row: StoredClip, cfg: RoutingSettings, every: bool = False) -> bool:
     """A machine transcript that waits for review or scores below its routing bar
-    (:func:`below_transcript_bar`: English's 0.88, not the global 0.80). Waiting is the
+    (:func:`below_transcript_bar`: English's 0.92, not the global 0.80). Waiting is the
     transcript's own status (``transcript_status``; a row written before it: the clip's), so
     a clip in review for its speaker label only is not transcribed again.
 

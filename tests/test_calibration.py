@@ -498,15 +498,15 @@ def test_a_transcript_in_a_language_nobody_checked_goes_to_review() -> None:
         assert route(sure, russian, 1.5, False, checked, STEP).status == ClipStatus.ACCEPTED
 
 
-def test_an_english_transcript_needs_a_raw_score_of_0_88_by_default() -> None:
+def test_an_english_transcript_needs_a_raw_score_of_0_92_by_default() -> None:
     sure = SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25)
     cfg = RoutingSettings()
-    assert cfg.transcript_confidence_by_language == {"en": 0.88}
-    english = route(sure, transcript(0.85), 1.5, False, cfg, STEP)  # raw 0.85: over 0.80 only
+    assert cfg.transcript_confidence_by_language == {"en": 0.92}
+    english = route(sure, transcript(0.9), 1.5, False, cfg, STEP)  # raw 0.90: over 0.80 only
     assert english.reasons == (ReviewReason.LOW_TRANSCRIPT_CONFIDENCE,)
     assert english.transcript_status == LabelStatus.REVIEW
     assert english.speaker_status == LabelStatus.ACCEPTED  # the speaker label is routed on its own
-    assert route(sure, transcript(0.88), 1.5, False, cfg, STEP).status == ClipStatus.ACCEPTED
+    assert route(sure, transcript(0.92), 1.5, False, cfg, STEP).status == ClipStatus.ACCEPTED
     german = dataclasses.replace(transcript(0.85), language="de")  # other languages: 0.80
     assert route(sure, german, 1.5, False, cfg, STEP).transcript_status == LabelStatus.ACCEPTED
     no_bar = dataclasses.replace(cfg, transcript_confidence_by_language={})  # 0.80 for English too

@@ -401,7 +401,7 @@ def test_a_transcript_bar_per_language_only_raises_the_global_one(tmp_path: Path
 
 
 def test_an_operator_s_transcript_bars_are_merged_over_the_defaults(tmp_path: Path) -> None:
-    """`{tr = 0.95}` adds Turkish and keeps English at 0.88 (it replaced the whole table,
+    """`{tr = 0.95}` adds Turkish and keeps English at 0.92 (it replaced the whole table,
     putting English back at 0.80); English is lowered only by naming it."""
     from convoice.models import routing
 
@@ -409,11 +409,11 @@ def test_an_operator_s_transcript_bars_are_merged_over_the_defaults(tmp_path: Pa
         "[routing]\ntranscript_confidence_by_language = { tr = 0.95 }\n"
     )
     cfg = load_settings(home=str(tmp_path), environ={}).routing
-    assert cfg.transcript_confidence_by_language == {"en": 0.88, "tr": 0.95}
-    assert routing.transcript_bar(cfg, "en") == 0.88 and routing.transcript_bar(cfg, "tr") == 0.95
+    assert cfg.transcript_confidence_by_language == {"en": 0.92, "tr": 0.95}
+    assert routing.transcript_bar(cfg, "en") == 0.92 and routing.transcript_bar(cfg, "tr") == 0.95
     key = "CONVOICE_ROUTING__TRANSCRIPT_CONFIDENCE_BY_LANGUAGE"
     both = load_settings(home=str(tmp_path), environ={key: "nl=0.97"}).routing
-    assert both.transcript_confidence_by_language == {"en": 0.88, "tr": 0.95, "nl": 0.97}
+    assert both.transcript_confidence_by_language == {"en": 0.92, "tr": 0.95, "nl": 0.97}
     (tmp_path / "config.toml").write_text(
         "[routing]\ntranscript_confidence_by_language = { en = 0.8 }\n"
     )

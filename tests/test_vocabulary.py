@@ -328,7 +328,9 @@ def test_round_two_scores_old_and_new_alike_crediting_taught_words() -> None:
         StoredClip.from_row({**row, "transcript_label_source": "human"}), cfg, every=True
     )
     assert not wants_round_two(StoredClip.from_row({**row, "status": "rejected"}), cfg, every=True)
-    assert not wants_round_two(StoredClip.from_row({**row, "status": "accepted"}), cfg)
+    accepted = {**row, "status": "accepted", "transcript_confidence": 0.95}  # over English's 0.92
+    assert not wants_round_two(StoredClip.from_row(accepted), cfg)
+    assert wants_round_two(StoredClip.from_row({**accepted, "transcript_confidence": 0.9}), cfg)
     speaker_only = {**row, "transcript_confidence": 0.95, "transcript_status": "accepted"}
     assert not wants_round_two(StoredClip.from_row(speaker_only), cfg)  # in review for its speaker
     assert wants_round_two(StoredClip.from_row({**speaker_only, "transcript_status": None}), cfg)
@@ -336,7 +338,7 @@ def test_round_two_scores_old_and_new_alike_crediting_taught_words() -> None:
 
 
 def test_round_two_holds_a_transcript_to_the_bar_routing_holds_it_to() -> None:
-    """English's 0.88 (not the global 0.80), on the raw score routing compares with it (not
+    """English's 0.92 (not the global 0.80), on the raw score routing compares with it (not
     the calibrated probability); another language keeps 0.80."""
     import dataclasses
 
@@ -349,8 +351,9 @@ def test_round_two_holds_a_transcript_to_the_bar_routing_holds_it_to() -> None:
         "review_reasons": [], "models": "{}", "transcript_label_source": "machine",
     }  # fmt: skip
     cfg = RoutingSettings()
-    assert wants_round_two(StoredClip.from_row(row), cfg)  # 0.85 < English's 0.88
-    assert not wants_round_two(StoredClip.from_row({**row, "transcript_score_raw": 0.9}), cfg)
+    assert wants_round_two(StoredClip.from_row(row), cfg)  # 0.85 < English's 0.92
+    assert wants_round_two(StoredClip.from_row({**row, "transcript_score_raw": 0.9}), cfg)
+    assert not wants_round_two(StoredClip.from_row({**row, "transcript_score_raw": 0.93}), cfg)
     assert not wants_round_two(StoredClip.from_row({**row, "language": "de"}), cfg)  # 0.80
     lowered = dataclasses.replace(cfg, transcript_confidence_by_language={"en": 0.8})
     assert not wants_round_two(StoredClip.from_row(row), lowered)
