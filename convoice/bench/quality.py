@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ def run_benchmark(
     profile: bool = False,
     repeat: int = 1,
     draws: int = 1,
+    progress: Callable[[str], None] | None = None,
 ) -> BenchmarkResult:
     """Generate (or reuse) the corpus, time the baselines and the flow, score the labels.
 
@@ -98,7 +100,8 @@ def run_benchmark(
     the process, the flow; again ...): every run is kept, the figures of the result
     are the medians, and the labels scored are the last flow's. ``draws`` (a generated
     half only) deals the same voices into ``draws - 1`` more corpora (the next seeds),
-    ingests each into a store of its own and scores it (:func:`score_draw`).
+    ingests each into a store of its own and scores it (:func:`score_draw`); ``progress``
+    is told as each one starts.
     """
     if repeat < 1:
         raise ValueError(f"repeat must be at least 1, got {repeat}")
@@ -149,7 +152,10 @@ def run_benchmark(
     if draws > 1:
         first = int(corpus.metadata["seed"])
         result.draws = [Draw(first, dict(result.quality))]
-        result.draws += [score_draw(root, split, first + n) for n in range(1, draws)]
+        for n in range(1, draws):
+            if progress is not None:
+                progress(f"draw {n + 1} of {draws}: the same voices dealt by seed {first + n}")
+            result.draws.append(score_draw(root, split, first + n))
     return result
 
 

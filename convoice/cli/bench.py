@@ -199,6 +199,7 @@ def _quality(opts: BenchOptions) -> None:
             profile=opts.profile,
             repeat=opts.repeat,
             draws=draws,
+            progress=lambda line: console.print(line, markup=False),
         )
     except CorpusFormatError as err:
         fail(err)
