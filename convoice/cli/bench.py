@@ -295,8 +295,8 @@ Draws = Annotated[
     int | None,
     typer.Option(
         help="Deal the half's voices into this many corpora (seeds), ingest and score each, "
-        f"and print every figure's mean and range [default: {DEFAULT_DRAWS} on --split report"
-        " or tune, else 1].",
+        f"and print every figure's mean and range (default: {DEFAULT_DRAWS} on --split report"
+        " or tune, else 1).",
         show_default=False,
     ),
 ]
