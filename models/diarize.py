@@ -35,6 +35,7 @@ from convoice.models.segmentation import (
     overlap_regions,
     plan_chunks,
     rms_envelope,
+    talking_together,
 )
 from convoice.records import SAMPLE_RATE, FloatArray, Region, Samples, sample_index
 
@@ -98,11 +99,7 @@ class Segmenter:
         frame, shaped (batch, frames, speakers): a powerset model's classes of two or more
         speakers holding it; multi-label scores: its score times the likeliest other's."""
         if not self.powerset_max:
-            p = np.asarray(scores, dtype=np.float32)
-            if p.shape[-1] < 2:
-                return np.zeros_like(p)
-            others = [np.delete(p, k, axis=-1).max(axis=-1) for k in range(p.shape[-1])]
-            return p * np.stack(others, axis=-1)
+            return talking_together(scores)
         mapping = powerset_mapping(self.speakers, self.powerset_max)
         shared = mapping & (mapping.sum(axis=1, keepdims=True) >= 2)
         return np.exp(scores.astype(np.float32)) @ shared.astype(np.float32)

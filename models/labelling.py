@@ -406,7 +406,8 @@ def _clip(
 
 def two_voice_extra(region: ClipRegion, voices: VoiceEvidence | None) -> dict[str, float]:
     """What each two-voice detector measured on a clip (kept in its ``extra``):
-    ``two_voice_other`` (segmentation: another local speaker's mean probability),
+    ``two_voice_other`` (segmentation: the mean probability that another local speaker
+    talks at the same time, :func:`~convoice.models.segmentation.other_voice_together`),
     ``two_voice_edge`` (1: an overlap at its edge was not trimmed off), and with CAM++
     windows ``two_voice_switch``, ``two_voice_pair``, ``two_voice_part``
     (:class:`VoiceEvidence`).

@@ -211,10 +211,20 @@ def local_turns(seg: ChunkSegmentation, min_piece_s: float = 0.1) -> list[LocalT
     return sorted(turns, key=lambda t: t.start)
 
 
+def talking_together(probs: FloatArray) -> FloatArray:
+    """From multi-label probabilities (..., frames, speakers): per frame and local speaker,
+    its probability times the likeliest other's (0 with a single local speaker)."""
+    p = np.asarray(probs, dtype=np.float32)
+    if p.shape[-1] < 2:
+        return np.zeros_like(p)
+    others = [np.delete(p, k, axis=-1).max(axis=-1) for k in range(p.shape[-1])]
+    return p * np.stack(others, axis=-1)
+
+
 def other_voice_together(seg: ChunkSegmentation, local: int, region: Region) -> float:
     """The model's mean probability, over ``region``'s frames, that another local speaker
-    talks at the same time as ``local`` (``seg.together``; without it, ``seg.soft``'s
-    ``local`` times the likeliest other; 0 with neither): a second voice the hard decision
+    talks at the same time as ``local`` (``seg.together``; without it, :func:`talking_together`
+    of ``seg.soft``; 0 with neither): a second voice the hard decision
     left out, and not the model's doubt over which local label one voice is.
 
     The model often gives one voice's chunk a second local label at a steady 0.15-0.45
@@ -229,11 +239,12 @@ def other_voice_together(seg: ChunkSegmentation, local: int, region: Region) -> 
     if not inside.any():
         return 0.0
     if seg.together is not None:
-        return float(seg.together[inside, local].mean())
-    if seg.soft is None or seg.soft.shape[1] < 2:
+        together = seg.together
+    elif seg.soft is not None:
+        together = talking_together(seg.soft)
+    else:
         return 0.0
-    soft = seg.soft[inside]
-    return float((soft[:, local] * np.delete(soft, local, axis=1).max(axis=1)).mean())
+    return float(together[inside, local].mean())
 
 
 def overlap_regions(seg: ChunkSegmentation) -> list[Region]:
