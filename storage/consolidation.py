@@ -453,6 +453,12 @@ def _pending_splits(
     ]
 
 
+def with_split_history(store: Store, apart: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``apart`` (the pairs people told apart) and every pair of ids a split ever made: what
+    consolidation keeps apart (a split is never undone by a merge)."""
+    return [*apart, *((c.old_id, c.new_id) for c in identity.split_records(store, history=True))]
+
+
 def consolidate_store(
     store: Store,
     cfg: ConsolidationSettings,
@@ -516,10 +522,7 @@ def consolidate_store(
                 if len(recs) > 1 and not pin
             }
             parts = recording_parts(store, several, mapping, labelled)
-        apart = [
-            *apart,
-            *((c.old_id, c.new_id) for c in identity.split_records(store, history=True)),
-        ]
+        apart = with_split_history(store, apart)
         report.splits, report.merges = plan_healing(
             plan, parts_table(plan, parts), report.threshold, rule, apart, cfg.probe, cfg.guards()
         )
@@ -551,7 +554,7 @@ def explain_store(
     mapping = identity.identity_map(store)
     pairs, apart = effective_speakers(store, mapping)
     plan = registry_of(speakers, pairs, people_ids(store, mapping), pitch_veto)
-    apart = [*apart, *((c.old_id, c.new_id) for c in identity.split_records(store, history=True))]
+    apart = with_split_history(store, apart)
     threshold = cfg.threshold(len(speakers[0].vector_sum))
     return held_apart(plan, threshold, apart, cfg.probe, cfg.guards(), floor)
 
