@@ -32,7 +32,7 @@ import numpy as np
 from convoice import cpu_clock
 from convoice.bench import baselines
 from convoice.bench.result import BenchmarkResult, Draw, ProfileRun
-from convoice.bench.splits import Split
+from convoice.bench.splits import Split, generated_half
 from convoice.config import Settings, load_settings
 from convoice.engines import loaders
 from convoice.flows.ingest import ingest_flow
@@ -161,10 +161,10 @@ def run_benchmark(
 
 def check_draws(draws: int, quick: bool, split: str, corpus_dir: str | None) -> None:
     """Raise ``ValueError`` unless ``draws`` can be dealt: at least one, and more only on a
-    generated half (the quick, seven-voice and an operator's corpora are one fixed draw)."""
+    :func:`generated_half`."""
     if draws < 1:
         raise ValueError(f"draws must be at least 1, got {draws}")
-    if draws > 1 and (quick or corpus_dir or split == Split.SEVEN):
+    if draws > 1 and not generated_half(quick, split, corpus_dir):
         raise ValueError(
             "more than one draw needs a generated half (--split report or tune): "
             "the quick, seven-voice and --corpus corpora are one fixed corpus"

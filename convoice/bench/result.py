@@ -80,7 +80,7 @@ def render_draws(draws: list[Draw]) -> list[str]:
         places = 0 if key in COUNTS else 4
         cells = "".join(f"{v:9.{places}f}" for v in values)
         spread = f"{min(values):.{places}f}-{max(values):.{places}f}"
-        mean = f"{statistics.mean(values):9.{places + 1 if places == 0 else places}f}"
+        mean = f"{statistics.mean(values):9.{places or 1}f}"  # a count's mean: one decimal
         lines.append(f"  {label:<32}{cells}{mean}  {spread:<13}  {bar}".rstrip())
     return lines
 

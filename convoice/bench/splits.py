@@ -17,3 +17,9 @@ class Split(StrEnum):
     REPORT = "report"  # the half nothing is tuned on
     TUNE = "tune"  # the half settings may look at
     SEVEN = "seven"  # the former 20-minute corpus of seven voices
+
+
+def generated_half(quick: bool, split: str, corpus_dir: str | None) -> bool:
+    """Whether the corpus is dealt from a half's voices by a seed (so it has other draws,
+    ``--draws``): not the quick, seven-voice or an operator's corpus, each one fixed corpus."""
+    return not (quick or corpus_dir or split == Split.SEVEN)

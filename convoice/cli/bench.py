@@ -16,7 +16,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.console import Console
 
-from convoice.bench.splits import Split
+from convoice.bench.splits import Split, generated_half
 from convoice.cli.common import HomeOption, fail, prefect_defaults
 
 console = Console()
@@ -67,8 +67,11 @@ def draws_of(opts: BenchOptions) -> int:
     from a half's voices (not ``--quick``, ``--split seven`` or ``--corpus``)."""
     if opts.draws is not None:
         return opts.draws
-    fixed = opts.quick or opts.corpus is not None or opts.split == Split.SEVEN
-    return 1 if fixed else DEFAULT_DRAWS
+    return DEFAULT_DRAWS if generated_half(opts.quick, opts.split, _corpus_dir(opts)) else 1
+
+
+def _corpus_dir(opts: BenchOptions) -> str | None:
+    return str(opts.corpus) if opts.corpus else None
 
 
 def bench_mode(
@@ -187,7 +190,7 @@ def _quality(opts: BenchOptions) -> None:
         raise typer.BadParameter("must be at least 1", param_hint="--repeat")
     draws = draws_of(opts)
     try:
-        check_draws(draws, opts.quick, opts.split.value, str(opts.corpus or "") or None)
+        check_draws(draws, opts.quick, opts.split.value, _corpus_dir(opts))
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--draws") from err
     try:
@@ -195,7 +198,7 @@ def _quality(opts: BenchOptions) -> None:
             quick=opts.quick,
             naive=opts.naive,
             split=opts.split.value,
-            corpus_dir=str(opts.corpus) if opts.corpus else None,
+            corpus_dir=_corpus_dir(opts),
             profile=opts.profile,
             repeat=opts.repeat,
             draws=draws,
