@@ -254,7 +254,7 @@ def segment_chunks(
     chunks: list[Chunk],
     batch_size: int,
     context: bool = True,
-    soft: bool = False,
+    together: bool = False,
 ) -> list[ChunkSegmentation]:
     """Run the segmentation model once per chunk, batched.
 
@@ -262,9 +262,8 @@ def segment_chunks(
     Each chunk is given to the model inside a 10 s window of the recording
     (:func:`context_window`; ``context=False``: alone, zero-padded to 10 s), and
     its :class:`ChunkSegmentation` keeps the frames whose centres fall in the chunk.
-    ``soft`` also keeps the model's probability per frame and local speaker
-    (:attr:`ChunkSegmentation.soft`) and that each talks at once with another
-    (:attr:`ChunkSegmentation.together`).
+    ``together`` also keeps the model's probability per frame that each local speaker
+    talks at once with another (:attr:`ChunkSegmentation.together`).
     """
     window = int(CHUNK_S * SAMPLE_RATE)
     duration = len(samples) / SAMPLE_RATE
@@ -280,19 +279,16 @@ def segment_chunks(
             piece = samples[sample_index(view.start) : sample_index(view.end)][:window]
             batch[i, 0, : len(piece)] = piece
         scores = segmenter.net(batch)
-        active, probs = segmenter.decode(scores)  # (batch, frames, speakers)
-        shared = segmenter.together(scores) if soft else None
+        active = segmenter.decode(scores)[0]  # (batch, frames, speakers)
+        shared = segmenter.together(scores) if together else None
         centres = frame_start + frame_step * np.arange(active.shape[1])
         for i, (chunk, view) in enumerate(zip(batch_chunks, views, strict=True)):
             # frames (of the view) whose centres fall inside the chunk
             first = int(np.searchsorted(centres, chunk.start - view.start))
             last = int(np.searchsorted(centres, chunk.end - view.start))
             offset = view.start - chunk.start + float(centres[first]) if first < len(centres) else 0
-            kept = probs[i, first:last].astype(np.float32) if soft else None
             both = shared[i, first:last].astype(np.float32) if shared is not None else None
-            out.append(
-                ChunkSegmentation(chunk, active[i, first:last], offset, frame_step, kept, both)
-            )
+            out.append(ChunkSegmentation(chunk, active[i, first:last], offset, frame_step, both))
     return out
 
 

@@ -73,7 +73,6 @@ class ChunkSegmentation:
     activity: BoolArray  # shape: (num_frames, num_local_speakers)
     frame_start: float  # time of frame 0's centre, relative to the chunk start
     frame_step: float
-    soft: FloatArray | None = None  # the model's probability per frame and local speaker
     together: FloatArray | None = None  # per frame and local speaker: it talks with another
 
     def frame_times(self) -> npt.NDArray[np.float64]:
@@ -223,9 +222,8 @@ def talking_together(probs: FloatArray) -> FloatArray:
 
 def other_voice_together(seg: ChunkSegmentation, local: int, region: Region) -> float:
     """The model's mean probability, over ``region``'s frames, that another local speaker
-    talks at the same time as ``local`` (``seg.together``; without it, :func:`talking_together`
-    of ``seg.soft``; 0 with neither): a second voice the hard decision
-    left out, and not the model's doubt over which local label one voice is.
+    talks at the same time as ``local`` (``seg.together``; 0 without it): a second voice the
+    hard decision left out, and not the model's doubt over which local label one voice is.
 
     The model often gives one voice's chunk a second local label at a steady 0.15-0.45
     (pyannote's powerset puts that on the classes of one speaker: "0 or 1 talks"); a second
@@ -238,13 +236,9 @@ def other_voice_together(seg: ChunkSegmentation, local: int, region: Region) -> 
     inside = (times >= region.start) & (times <= region.end)
     if not inside.any():
         return 0.0
-    if seg.together is not None:
-        together = seg.together
-    elif seg.soft is not None:
-        together = talking_together(seg.soft)
-    else:
+    if seg.together is None:
         return 0.0
-    return float(together[inside, local].mean())
+    return float(seg.together[inside, local].mean())
 
 
 def overlap_regions(seg: ChunkSegmentation) -> list[Region]:

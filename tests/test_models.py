@@ -338,18 +338,18 @@ def test_a_short_chunk_is_seen_with_the_audio_after_it() -> None:
 
 
 def test_a_second_voice_the_model_half_heard_marks_a_clip_two_voices() -> None:
-    """The model gave speaker 1 a probability under its hard decision inside speaker 0's
-    turn: the clip is cut as before, but holds two voices when that probability, averaged
-    over the clip, reaches [clips] two_voice_probability (0: off)."""
+    """The model gave speaker 0 a probability of talking at once with another, under its hard
+    decision, inside speaker 0's turn: the clip is cut as before, but holds two voices when
+    that probability, averaged over the clip, reaches [clips] two_voice_probability (0: off)."""
     from dataclasses import replace
 
     from convoice.config import ClipSettings, DiarizationSettings
     from convoice.models.diarize import assemble
 
     seg = _segmentation([(0.5, 4.0, 0), (5.0, 8.0, 1)])
-    soft = seg.activity.astype(np.float32)
-    soft[int(2.0 / STEP) : int(3.0 / STEP), 1] = 0.45  # 1 s of a 3.6 s clip: mean 0.125
-    half_heard = replace(seg, soft=soft)
+    together = np.zeros(seg.activity.shape, np.float32)
+    together[int(2.0 / STEP) : int(3.0 / STEP), 0] = 0.45  # 1 s of a 3.6 s clip: mean 0.125
+    half_heard = replace(seg, together=together)
     for bar, expected in ((0.09, True), (0.2, False), (0.0, False)):
         cfg = replace(ClipSettings(), two_voice_probability=bar)
         out = assemble([Region(0.5, 8.0)], [half_heard], DiarizationSettings(), cfg)
@@ -382,7 +382,7 @@ def test_the_model_doubting_which_local_label_a_voice_is_does_not_make_two_voice
         scores = np.log(probs / probs.sum(axis=1, keepdims=True))[None]
         active, soft = segmenter.decode(scores)
         both = segmenter.together(scores)[0]
-        seg = replace(_segmentation([]), activity=active[0], soft=soft[0], together=both)
+        seg = replace(_segmentation([]), activity=active[0], together=both)
         out = assemble([Region(0.5, 6.0)], [seg], DiarizationSettings(), ClipSettings())
         (first,) = [c for c in out.clips if c.region.start < 2.0]
         assert first.region.start < 2.0 < 3.0 < first.region.end
