@@ -118,6 +118,9 @@ class EncoderSettings:
     # never trained on; the rest is trained on with the sure machine clips.
     judge_share: float = 0.3
     campplus: str = ""  # the CAM++ that identifies: "" = the store's current one; an id pins one
+    # The CAM++ a new store starts on (its first ingest records it as the current one): the
+    # one whose layer was tuned on the benchmark's tuning half; "pretrained": 3D-Speaker's own.
+    start_campplus: str = "campplus-tune-1"
     head_learning_rate: float = 1e-3  # CAM++ fine-tuning: its embedding layer's learning rate
 
 

@@ -8,7 +8,9 @@ new clips are labelled with the newest refit made under the current CAM++;
 without one, a trained encoder routes with the calibration its card names
 (the one it was judged with when it was trained); the pretrained one, and
 a store without refits, with the calibration that ships in the package
-(``convoice.models.calibration_shipped``), fitted on the benchmark's tuning half.
+(``convoice.models.calibration_shipped``), fitted on the benchmark's tuning half; so does
+the tuned CAM++ that ships (``campplus-tune-1``: the same mapping held on tuning-half voices
+it was not trained on, README "Speaker identity").
 """
 
 from __future__ import annotations
@@ -63,9 +65,9 @@ def current(location: Location, encoder: str | None = None) -> Calibration:
     ``encoder``: an encoder id (default: the store's current CAM++). Its newest
     refit; else the calibration its card names; else the newest refit of any
     encoder (cards written before calibrations were recorded) or, for the
-    pretrained encoder, the shipped one.
+    CAM++ encoders that ship, the shipped one.
     """
-    from convoice.storage.encoders import PRETRAINED, EncoderRegistry
+    from convoice.storage.encoders import EncoderRegistry, built_in
 
     registry = EncoderRegistry(location)
     chosen = encoder or registry.current("campplus")
@@ -73,7 +75,7 @@ def current(location: Location, encoder: str | None = None) -> Calibration:
     for number in reversed(versions):
         if refit_encoder(location, number) == chosen:
             return read_refit(location, number)
-    if chosen == PRETRAINED:
+    if built_in(chosen):
         return shipped()
     named = registry.card(chosen).calibration
     if named:

@@ -30,6 +30,11 @@ from convoice.storage.labels import now_iso
 from convoice.storage.location import Location
 
 PRETRAINED = "pretrained"
+SHIPPED_CAMPPLUS = "campplus-tune-1"
+"""CAM++ with its embedding layer fine-tuned on the benchmark's tuning half (the layer ships
+in the package, ``convoice/weights``): the CAM++ a new store starts on (``[encoder]
+start_campplus``; README "Speaker identity")."""
+BUILT_IN = (PRETRAINED, SHIPPED_CAMPPLUS)
 ROOT = "encoders"
 CURRENT = f"{ROOT}/current.json"
 KINDS = tuple(EncoderKind)
@@ -43,6 +48,11 @@ def _current_key(kind: str) -> str:
 
 class UnknownEncoderError(LookupError):
     """No encoder with that id is registered."""
+
+
+def built_in(encoder_id: str) -> bool:
+    """Whether ``encoder_id`` names weights that ship (no card, no store files)."""
+    return encoder_id in BUILT_IN
 
 
 @dataclass
@@ -84,8 +94,13 @@ class EncoderRegistry:
         return dict(json.loads(self.location.read_bytes(key)))
 
     def current(self, kind: str = "resemblyzer") -> str:
-        """The id of the ``kind`` encoder that labels now (``pretrained`` until a promotion)."""
+        """The id of the ``kind`` encoder that labels now (``pretrained`` until a promotion
+        or, for CAM++, until a first ingest starts the store on one: :meth:`start`)."""
         return str(self._state(kind)["current"])
+
+    def started(self, kind: str) -> bool:
+        """Whether the store has chosen a ``kind`` encoder (a start or a promotion)."""
+        return self.location.exists(_current_key(kind))
 
     def history(self, kind: str = "resemblyzer") -> list[str]:
         """Encoders of ``kind`` promoted before the current one, oldest first."""
@@ -93,7 +108,7 @@ class EncoderRegistry:
 
     def card(self, encoder_id: str) -> EncoderCard:
         key = f"{ROOT}/{encoder_id}/card.json"
-        if encoder_id == PRETRAINED or not self.location.exists(key):
+        if built_in(encoder_id) or not self.location.exists(key):
             raise UnknownEncoderError(
                 f"no encoder {encoder_id!r}; registered: {', '.join(self.ids()) or 'none'}"
             )
@@ -101,7 +116,7 @@ class EncoderRegistry:
 
     def scale(self, encoder_id: str) -> dict[str, float]:
         """The stored thresholds of an encoder ({} for ``pretrained`` and older cards)."""
-        return {} if encoder_id == PRETRAINED else dict(self.card(encoder_id).scale)
+        return {} if built_in(encoder_id) else dict(self.card(encoder_id).scale)
 
     def ids(self) -> list[str]:
         """Every registered encoder id (oldest first; ids sort by time)."""
@@ -114,6 +129,10 @@ class EncoderRegistry:
         """A local path of the encoder's weights ("" for the pretrained ones)."""
         if encoder_id == PRETRAINED:
             return ""
+        if encoder_id == SHIPPED_CAMPPLUS:
+            from convoice.engines import loaders
+
+            return str(loaders.tuned_campplus_weights(encoder_id))
         key = f"{ROOT}/{encoder_id}/weights.pt"
         if not self.location.exists(key):
             raise UnknownEncoderError(f"encoder {encoder_id!r} has no weights in {self.location}")
@@ -142,7 +161,17 @@ class EncoderRegistry:
 
     def kind(self, encoder_id: str, default: str = "resemblyzer") -> str:
         """The kind of a registered encoder (``default`` for ``pretrained``)."""
+        if encoder_id == SHIPPED_CAMPPLUS:
+            return "campplus"
         return default if encoder_id == PRETRAINED else self.card(encoder_id).kind
+
+    def start(self, encoder_id: str, kind: str) -> None:
+        """The first ``kind`` encoder of a store that has none chosen yet (nothing to roll
+        back to: its registry has no vectors of another)."""
+        if self.kind(encoder_id, kind) != kind:
+            raise ValueError(f"{encoder_id!r} is not a {kind} encoder")
+        state = {"current": encoder_id, "history": [], "updated_at": now_iso()}
+        self.location.write_bytes(_current_key(kind), json.dumps(state, indent=2).encode())
 
     def promote(self, encoder_id: str, kind: str = "resemblyzer") -> str:
         """Make ``encoder_id`` the current encoder of its kind; returns the one it replaced.

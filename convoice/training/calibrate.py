@@ -354,11 +354,11 @@ def _refusal(
 
 def _people_judged(store: Any, settings: Any, encoder: str) -> list[calib.Judged]:
     """People's labels, without those the current (trained) CAM++ was trained on."""
-    from convoice.storage.encoders import PRETRAINED
+    from convoice.storage.encoders import built_in
     from convoice.storage.rows import clip_records
 
     judged = judged_from_labels(clip_records(store.clips()), store.labels())
-    if encoder == PRETRAINED:
+    if built_in(encoder):  # trained on none of the store's labels
         return judged
     share = settings.encoder.judge_share
     return [j for j in judged if j.clip_id and encoder_eval.judged(j.clip_id, share)]

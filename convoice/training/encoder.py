@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from resemblyzer import VoiceEncoder
 
     from convoice.storage import Store
+    from convoice.storage.encoders import EncoderRegistry
     from convoice.training.tracking import TrainingRun
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,15 @@ def pin_encoder(settings: Settings, store: Store) -> Settings:
     A run pins its encoders once at the start, so a promotion during a run
     never mixes two embedding spaces in one run.
     """
-    from convoice.storage.encoders import PRETRAINED, EncoderRegistry
+    from convoice.storage.encoders import EncoderRegistry
 
     registry = EncoderRegistry(store.location)
+    start_campplus(settings, store, registry)
     pinned: list[str] = []
     for kind, key in (("resemblyzer", "use"), ("campplus", "campplus")):
         chosen = str(getattr(settings.encoder, key)) or registry.current(kind)
         # UnknownEncoderError names the registered ones
-        if chosen != PRETRAINED and registry.card(chosen).kind != kind:
+        if registry.kind(chosen, kind) != kind:
             raise ValueError(f"[encoder] {key} = {chosen!r} is not a {kind} encoder")
         pinned.append(chosen)
     pinned_settings = replace(
@@ -78,6 +80,15 @@ def pin_encoder(settings: Settings, store: Store) -> Settings:
     from convoice.models.encoder_scale import identity_on
 
     return replace(pinned_settings, identity=identity_on(settings.identity, scale))
+
+
+def start_campplus(settings: Settings, store: Store, registry: EncoderRegistry) -> None:
+    """A store with no speakers and no CAM++ chosen starts on ``[encoder] campplus`` when
+    that pins one, else on ``[encoder] start_campplus``; recorded, so that later runs keep
+    it. A store with speakers built before keeps the pretrained CAM++ they came from."""
+    if registry.started("campplus") or registry_encoder(store) is not None:
+        return
+    registry.start(settings.encoder.campplus or settings.encoder.start_campplus, "campplus")
 
 
 IDENTITY_DIMS = {"campplus": 192, "resemblyzer": 256}
