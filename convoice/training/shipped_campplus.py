@@ -74,7 +74,7 @@ def build(out: Path, stores: Sequence[tuple[str, int]]) -> int:
         state = torch.load(result.weights, map_location="cpu", weights_only=True)
     base = loaders.campplus_model("").state_dict()
     moved = {k: v.numpy() for k, v in state.items() if not torch.equal(v, base[k])}
-    np.savez_compressed(out, **moved)  # type: ignore[arg-type]
+    np.savez_compressed(out, **moved)
     return len(waves)
 
 
