@@ -123,7 +123,9 @@ def encoder_list(home: HomeOption = None) -> None:
 
 @encoder_app.command("promote")
 def encoder_promote(
-    encoder_id: Annotated[str, typer.Argument(help="A registered encoder id, or 'pretrained'.")],
+    encoder_id: Annotated[
+        str, typer.Argument(help="A registered id, 'pretrained', or 'campplus-tune-1' (CAM++).")
+    ],
     relabel: Annotated[bool, typer.Option(help="Re-label the store with it.")] = True,
     home: HomeOption = None,
     encoder: EncoderOption = None,
