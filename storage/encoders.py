@@ -170,7 +170,11 @@ class EncoderRegistry:
         back to: its registry has no vectors of another)."""
         if self.kind(encoder_id, kind) != kind:
             raise ValueError(f"{encoder_id!r} is not a {kind} encoder")
-        state = {"current": encoder_id, "history": [], "updated_at": now_iso()}
+        self._save_state(kind, {"current": encoder_id, "history": []})
+
+    def _save_state(self, kind: str, state: dict[str, Any]) -> None:
+        """Write ``kind``'s current encoder and history, stamped with the time."""
+        state = {**state, "updated_at": now_iso()}
         self.location.write_bytes(_current_key(kind), json.dumps(state, indent=2).encode())
 
     def promote(self, encoder_id: str, kind: str = "resemblyzer") -> str:
@@ -185,8 +189,7 @@ class EncoderRegistry:
             return before
         state["history"] = [*state["history"], before]
         state["current"] = encoder_id
-        state["updated_at"] = now_iso()
-        self.location.write_bytes(_current_key(kind), json.dumps(state, indent=2).encode())
+        self._save_state(kind, state)
         return before
 
     def rollback(self, kind: str = "resemblyzer") -> str:
@@ -197,6 +200,5 @@ class EncoderRegistry:
                 f"nothing to roll back to: no {kind} encoder was promoted before"
             )
         state["current"] = state["history"].pop()
-        state["updated_at"] = now_iso()
-        self.location.write_bytes(_current_key(kind), json.dumps(state, indent=2).encode())
+        self._save_state(kind, state)
         return str(state["current"])
