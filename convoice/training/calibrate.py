@@ -42,6 +42,8 @@ from convoice.records import ClipStatus, StoredClip
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from convoice.storage import Store
+
 
 def judged_from_truth(
     clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[evaluation.RefTurn]]
@@ -79,10 +81,13 @@ BENCH_SEED = 11
 """The seed of the corpus ``convoice bench`` generates (``make_half_corpus``'s default)."""
 
 
-def bench_judged(home: str, split: str, seed: int = BENCH_SEED) -> list[calib.Judged]:
-    """The judged clips of a store that ``convoice bench --split <split>`` labelled (or, for
-    another ``seed``, an ingest of that half's corpus generated with it: the same voices in
-    other episodes; cached beside the bench's as ``corpus-<split>-seed<seed>``)."""
+def bench_truth(
+    home: str, split: str, seed: int = BENCH_SEED
+) -> tuple[Store, dict[str, list[evaluation.RefTurn]]]:
+    """A store that ``convoice bench --split <split>`` labelled (or, for another ``seed``, an
+    ingest of that half's corpus generated with it: the same voices in other episodes;
+    cached beside the bench's as ``corpus-<split>-seed<seed>``), and its reference turns
+    per recording id."""
     from convoice.bench import corpus as bench_corpus
     from convoice.bench.quality import corpus_truth, episodes_by_recording
     from convoice.engines import loaders
@@ -93,7 +98,12 @@ def bench_judged(home: str, split: str, seed: int = BENCH_SEED) -> list[calib.Ju
         loaders.cache_dir() / "bench" / name, half=split, seed=seed
     )
     store = Store(home)
-    truth = corpus_truth(episodes_by_recording(store, corpus), corpus)
+    return store, corpus_truth(episodes_by_recording(store, corpus), corpus)
+
+
+def bench_judged(home: str, split: str, seed: int = BENCH_SEED) -> list[calib.Judged]:
+    """The judged clips of a store :func:`bench_truth` reads."""
+    store, truth = bench_truth(home, split, seed)
     return judged_from_truth(store.clips().to_pylist(), truth)
 
 

@@ -29,18 +29,11 @@ MAIN_VOICE = 0.9  # a training clip's true voice covers at least this share of i
 
 def truth_clips(home: str, seed: int) -> tuple[list[FloatArray], list[str]]:
     """The audio and true voice of each single-voice clip of a tuning-half store."""
-    from convoice.bench import corpus as half_corpus
-    from convoice.bench.quality import corpus_truth, episodes_by_recording
-    from convoice.engines import loaders
     from convoice.models import evaluation
-    from convoice.storage import Store
+    from convoice.training.calibrate import bench_truth
     from convoice.training.encoder import read_waves
 
-    corpus = half_corpus.make_half_corpus(
-        loaders.cache_dir() / "bench" / f"corpus-tune-seed{seed}", half="tune", seed=seed
-    )
-    store = Store(home)
-    truth = corpus_truth(episodes_by_recording(store, corpus), corpus)
+    store, truth = bench_truth(home, "tune", seed)
     uris, voices = [], []
     for clip in store.clips().to_pylist():
         turns = truth.get(clip["recording_id"], [])
