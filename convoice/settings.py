@@ -113,6 +113,11 @@ class RegistrySettings:
     margin: float = 0.05  # best must beat second best by this much to be sure
 
 
+TWO_VOICE_MIN_SIMILARITY = 0.25
+"""Two 1 s windows of one clip less similar than this hold two voices: ``[identity]``'s
+default, and a scale's when its encoder brings none (a card stored before the field)."""
+
+
 @dataclass(frozen=True)
 class SimilarityScale:
     """The cosine thresholds of one speaker encoder's similarity scale."""
@@ -126,7 +131,7 @@ class SimilarityScale:
     fit_margin: float  # own minus closest other speaker for a full fit
     refine_margin: float  # a clip closer to another speaker by this much moves to it
     absorb_threshold: float = -1.0  # a match moves its identity's centroid from here (-1: always)
-    two_voice_min_similarity: float = 0.25  # two 1 s windows of one clip less similar: two voices
+    two_voice_min_similarity: float = TWO_VOICE_MIN_SIMILARITY  # two 1 s windows less alike
 
 
 def resemblyzer_scale(
@@ -176,7 +181,7 @@ class IdentitySettings:
     two_voice_switch_margin: float = -0.10  # a window this close to another speaker as to its own
     # Two windows of one clip less similar than this. A level of the encoder's cosine scale:
     # an encoder with its own scale brings its own (campplus-tune-1: 0.20, storage.encoders).
-    two_voice_min_similarity: float = 0.25
+    two_voice_min_similarity: float = TWO_VOICE_MIN_SIMILARITY
     # The parts of a clip before and after a pause (each >= 1 s), embedded whole. Tuning half:
     # single-voice clips >= 0.544 (the next 0.665); espeak en-f and de-f merged in one
     # recording speaker (no window flagged the one accepted-to-be) 0.49, 0.56, 0.63.
