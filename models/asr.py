@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from convoice.engines.lanes import side_by_side
 from convoice.models.language import DetectOptions, LanguageGuess, detect_languages
 from convoice.models.packing import GAP_S, WINDOW_S, Packing, pack, window_groups
 from convoice.records import Region, Samples, Transcript, Word
@@ -71,11 +72,13 @@ def transcribe_clips(
     else:
         guesses = detect_languages(model, samples, clips, options.detect, speakers)
     out: list[Transcript | None] = [None] * len(clips)
-    for language in sorted({g.language for g in guesses}):
-        members = [i for i, g in enumerate(guesses) if g.language == language]
-        name, whisper = model_for(language) if model_for else ("", model)
-        found = _transcribe_packed(whisper, samples, [clips[i] for i in members], options, language)
-        for i, (words, stats) in zip(members, found, strict=True):
+    by_language = {
+        language: [i for i, g in enumerate(guesses) if g.language == language]
+        for language in sorted({g.language for g in guesses})
+    }
+    found = _transcribe_by_language(model, samples, clips, options, model_for, by_language)
+    for members, (name, words_stats) in zip(by_language.values(), found, strict=True):
+        for i, (words, stats) in zip(members, words_stats, strict=True):
             if words:
                 out[i] = _transcript(words, stats, guesses[i], name)
     again = options.detect.decode_runner_up or options.detect.decode_below
@@ -121,11 +124,13 @@ def _decode_alternatives(
     others = {i: alternatives(g, options.detect) for i, g in enumerate(guesses)}
     others = {i: a for i, a in others.items() if a and out[i] is not None}
     best = {i: word_score(t.words) + DECODE_MARGIN for i, t in enumerate(out) if t is not None}
-    for language in sorted({lang for a in others.values() for lang, _ in a}):
-        members = [i for i, a in others.items() if language in dict(a)]
-        name, whisper = model_for(language) if model_for else ("", model)
-        found = _transcribe_packed(whisper, samples, [clips[i] for i in members], options, language)
-        for i, (words, stats) in zip(members, found, strict=True):
+    by_language = {
+        language: [i for i, a in others.items() if language in dict(a)]
+        for language in sorted({lang for a in others.values() for lang, _ in a})
+    }
+    found = _transcribe_by_language(model, samples, clips, options, model_for, by_language)
+    for (language, members), (name, words_stats) in zip(by_language.items(), found, strict=True):
+        for i, (words, stats) in zip(members, words_stats, strict=True):
             g = guesses[i]
             if not words:
                 continue
@@ -168,37 +173,63 @@ def token_budget(window_s: float, prompted: bool) -> int | None:
     return budget if budget < room else None
 
 
-def _transcribe_packed(
+ClipWords = list[tuple[list[Word], list[Stats]]]  # per clip: its words and their stats
+
+
+@dataclass(frozen=True)
+class _Call:
+    """Clips of one language packed for one Whisper call (a group of their windows)."""
+
+    whisper: WhisperModel
+    packing: Packing
+    clips: list[Region]
+    language: str
+
+
+def _transcribe_by_language(
     model: WhisperModel,
     samples: Samples,
     clips: list[Region],
     options: AsrOptions,
-    language: str,
-) -> list[tuple[list[Word], list[Stats]]]:
-    """The words of each clip, all clips told ``language``, packed into windows.
+    model_for: ModelFor | None,
+    by_language: dict[str, list[int]],
+) -> list[tuple[str, ClipWords]]:
+    """Per language of ``by_language`` (language -> clip indices): the Whisper model's name
+    and the words of each of its clips, all told that language, packed into windows.
 
-    Whisper takes the windows :data:`GROUP_S` at a time (whole batches of
-    windows, so every batch holds the windows it holds when all go at once); a
-    recording that fits in one group goes exactly as before.
+    Whisper takes a language's windows :data:`GROUP_S` at a time (whole batches of
+    windows, so every batch holds the windows it holds when all go at once); each group
+    is a Whisper call of its own, and the calls run side by side
+    (:func:`convoice.engines.lanes.side_by_side`): the same words as one after the other.
     """
-    per_group = max(1, int(GROUP_S / WINDOW_S) // options.batch_size) * options.batch_size
-    found: list[tuple[list[Word], list[Stats]]] = []
-    for lo, hi in window_groups(len(samples), clips, per_group):
-        found += _transcribe_windows(model, samples, clips[lo:hi], options, language)
-    return found
+    names: list[str] = []
+    calls: list[tuple[int, WhisperModel, list[Region], str]] = []
+    for n, (language, members) in enumerate(by_language.items()):
+        name, whisper = model_for(language) if model_for else ("", model)
+        names.append(name)
+        calls.append((n, whisper, [clips[i] for i in members], language))
+    found: list[ClipWords] = [[] for _ in calls]
+    jobs = (
+        (n, _Call(whisper, pack(samples, mine[lo:hi]), mine[lo:hi], language))
+        for n, whisper, mine, language in calls
+        for lo, hi in window_groups(len(samples), mine, _windows_per_group(options))
+    )
+    done = side_by_side(jobs, lambda job: (job[0], _transcribe_windows(job[1], options)))
+    for n, words in done:
+        found[n] += words
+    return list(zip(names, found, strict=True))
 
 
-def _transcribe_windows(
-    model: WhisperModel,
-    samples: Samples,
-    clips: list[Region],
-    options: AsrOptions,
-    language: str,
-) -> list[tuple[list[Word], list[Stats]]]:
-    """:func:`_transcribe_packed` of clips that go to Whisper in one call."""
+def _windows_per_group(options: AsrOptions) -> int:
+    """Windows per Whisper call: :data:`GROUP_S` of them, in whole batches."""
+    return max(1, int(GROUP_S / WINDOW_S) // options.batch_size) * options.batch_size
+
+
+def _transcribe_windows(call: _Call, options: AsrOptions) -> ClipWords:
+    """The words of ``call``'s clips: its windows in one Whisper call."""
     from faster_whisper import BatchedInferencePipeline
 
-    packing = pack(samples, clips)
+    model, packing, clips, language = call.whisper, call.packing, call.clips, call.language
     longest = max(w.duration for w in packing.windows)
     prompted = bool(options.hotwords or options.initial_prompt)
     segments, _ = BatchedInferencePipeline(model).transcribe(

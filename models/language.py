@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from convoice.engines.lanes import side_by_side
 from convoice.models.packing import FloatArray
 from convoice.records import SAMPLE_RATE, Region, Samples, sample_index
 
@@ -325,18 +326,28 @@ def _detect(
     for i, c in enumerate(clips):
         length = 0 if padded else max(_cut_length(samples, c), least)
         groups.setdefault(length, []).append(i)
+    batches = [
+        members[first : first + options.batch_size]
+        for length in sorted(groups)
+        for members in [groups[length]]
+        for first in range(0, len(members), options.batch_size)
+    ]
+
+    def cut(batch: list[int]) -> list[FloatArray]:  # read here, in order (a streamed WAV)
+        cuts = [_cut(samples, clips[i]) for i in batch]
+        if not padded:  # silence after a short clip, up to the least length
+            cuts = [np.pad(c, (0, max(least - len(c), 0))) for c in cuts]
+        return cuts
+
+    def heard(cuts: list[FloatArray]) -> list[Distribution]:
+        feats = [_features(model, c.astype(np.float32, copy=False), padded) for c in cuts]
+        return _distributions(model, feats, options.candidates, options.weights)
+
     dists: list[Distribution] = [{} for _ in clips]
-    for length in sorted(groups):
-        members = groups[length]
-        for first in range(0, len(members), options.batch_size):
-            batch = members[first : first + options.batch_size]
-            cuts = [_cut(samples, clips[i]) for i in batch]
-            if not padded:  # silence after a short clip, up to the least length
-                cuts = [np.pad(c, (0, max(least - len(c), 0))) for c in cuts]
-            feats = [_features(model, c.astype(np.float32, copy=False), padded) for c in cuts]
-            found = _distributions(model, feats, options.candidates, options.weights)
-            for i, dist in zip(batch, found, strict=True):
-                dists[i] = dist
+    found = side_by_side((cut(batch) for batch in batches), heard)  # each batch on its own
+    for batch, batch_dists in zip(batches, found, strict=True):
+        for i, dist in zip(batch, batch_dists, strict=True):
+            dists[i] = dist
     return dists
 
 

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from convoice.engines import lanes
+
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
     from pyannote.audio import Model
@@ -188,7 +190,13 @@ def _whisper_model(source: str, compute_type: str, threads: int) -> WhisperModel
     shipped = source in _SHIPPED_PARTS
     location = str(default_whisper_dir(source)) if shipped else source
     try:
-        model = WhisperModel(location, device="cpu", compute_type=compute_type, cpu_threads=threads)
+        model = WhisperModel(
+            location,
+            device="cpu",
+            compute_type=compute_type,
+            cpu_threads=threads,
+            num_workers=lanes.WORKERS,  # calls side by side (convoice.engines.lanes)
+        )
     except Exception as err:
         hint = f" (the shipped {source!r} parts are incomplete?)" if shipped else ""
         raise ModelUnavailable(f"cannot load Whisper model {location!r}{hint}: {err}") from err

@@ -1,0 +1,57 @@
+"""Independent Whisper calls run side by side, at most ``workers`` at once, results in order.
+
+Whisper alone keeps about 1.4 of two cores busy: its decoder's small products do not
+spread over two threads. Two calls that each run on the model's threads fill both
+(``WhisperModel(num_workers=2)`` lets CTranslate2 run them at once), for less CPU than
+one call after the other (README "Where the time goes"). The calls must not depend on
+each other: each language's packed windows, each group of them and each clip the
+language pass encodes already go to Whisper alone, so every result is what it was one
+call at a time, bit for bit (``tests/test_asr_packing.py``).
+
+The inputs are prepared in the caller's thread, in order (they read the recording's
+samples, which a streamed WAV gives one reader at a time), and at most ``workers``
+prepared inputs wait or run: a long recording is not read ahead whole.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+WORKERS = 2
+"""Whisper calls at once, and the ``num_workers`` each loaded Whisper is given."""
+
+Job = TypeVar("Job")
+Result = TypeVar("Result")
+
+
+def side_by_side(
+    jobs: Iterable[Job],
+    run: Callable[[Job], Result],
+    workers: int = WORKERS,
+) -> list[Result]:
+    """``[run(job) for job in jobs]``, up to ``workers`` runs at once.
+
+    ``jobs`` is consumed in this thread, one job ahead of a free worker at most;
+    an exception from any run is raised here once the runs before it are collected.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if workers == 1:
+        return [run(job) for job in jobs]
+    out: list[Result] = []
+    pending: deque[Future[Result]] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="whisper") as pool:
+        try:
+            for job in jobs:
+                if len(pending) >= workers:
+                    out.append(pending.popleft().result())
+                pending.append(pool.submit(run, job))
+            while pending:
+                out.append(pending.popleft().result())
+        finally:
+            for future in pending:
+                future.cancel()
+    return out
