@@ -18,7 +18,7 @@ import pytest
 from convoice.config import RunnerSettings
 from convoice.flows.ingest import ingest_flow
 from convoice.models.run_summary import IngestReport
-from convoice.orchestration.pipeline import WhisperTurns
+from convoice.orchestration.pipeline import SLOTS, WhisperTurns
 from convoice.storage import Store
 from convoice.synth.serve import write_sources_csv
 
@@ -66,12 +66,14 @@ def test_the_next_recording_is_segmented_and_embedded_while_this_one_is_transcri
     order = [r.recording_id for r in piped.recordings]
     assert len(order) == 3 and not piped.skipped
     for this, following in itertools.pairwise(order):
-        _, transcribed = _span(piped, this, "transcribe")
+        started, transcribed = _span(piped, this, "transcribe")
         segment_start, _ = _span(piped, following, "segment")
         embed_start, _ = _span(piped, following, "embed")
         assert segment_start < transcribed and embed_start < transcribed
-        # Whisper takes turns in item order: never two transcriptions at once
-        assert _span(piped, following, "transcribe")[0] >= transcribed
+        assert _span(piped, following, "transcribe")[0] >= started  # turns in item order
+    spans = [_span(piped, rid, "transcribe") for rid in order]
+    for start, _ in spans:  # never more transcriptions at once than Whisper has slots
+        assert sum(a <= start < b for a, b in spans) <= SLOTS
     for this, following in itertools.pairwise(order):  # the sequential path: no overlap
         ended = _span(sequential, this, "transcribe")[1]
         assert _span(sequential, following, "segment")[0] >= ended
@@ -89,7 +91,7 @@ def test_the_pipelined_dataset_is_the_sequential_one_field_by_field(runs) -> Non
 def test_whisper_turns_follow_the_queue_and_a_failed_recording_passes_its_turn_on() -> None:
     import threading
 
-    turns = WhisperTurns()
+    turns = WhisperTurns(slots=1)
     for rid in ("a", "b", "c"):
         turns.queue(rid)
     ran: list[str] = []
@@ -113,7 +115,7 @@ def test_whisper_turns_follow_the_queue_and_a_failed_recording_passes_its_turn_o
 def test_the_next_recording_prepares_once_the_one_before_it_is_transcribing() -> None:
     import threading
 
-    turns = WhisperTurns()
+    turns = WhisperTurns(slots=1)
     for rid in ("a", "b", "c"):
         turns.queue(rid)
     events: list[str] = []
@@ -149,6 +151,41 @@ def test_the_next_recording_prepares_once_the_one_before_it_is_transcribing() ->
     assert events.index("b prepares") > events.index("a prepares")
     assert events.index("c prepares") > events.index("b prepares")
     turns.prepare_after("never-queued")  # Dask workers, pipeline off: no wait
+
+
+def test_two_recordings_transcribe_side_by_side_and_the_third_waits_for_a_slot() -> None:
+    import threading
+
+    turns = WhisperTurns(slots=2)
+    for rid in ("a", "b", "c"):
+        turns.queue(rid)
+    inside: set[str] = set()
+    both, may_end = threading.Barrier(3, timeout=30), threading.Event()
+    seen: list[set[str]] = []
+
+    def transcribe(rid: str) -> None:
+        turns.prepare_after(rid)
+        with turns.turn(rid):
+            inside.add(rid)
+            seen.append(set(inside))
+            if rid in "ab":
+                both.wait()  # "a" and "b" are in Whisper at the same time
+                may_end.wait(timeout=30)
+            inside.discard(rid)
+
+    threads = {r: threading.Thread(target=transcribe, args=(r,)) for r in "abc"}
+    for t in threads.values():
+        t.start()
+    both.wait()
+    threads["c"].join(timeout=0.5)
+    assert threads["c"].is_alive() and "c" not in inside  # no third slot
+    may_end.set()
+    for t in threads.values():
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads.values())
+    assert {"a", "b"} in seen and all(len(s) <= 2 for s in seen)
+    with pytest.raises(ValueError, match="slots"):
+        WhisperTurns(slots=0)
 
 
 def test_the_first_planned_recordings_download_at_once_each_once(  # type: ignore[no-untyped-def]

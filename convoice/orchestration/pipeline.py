@@ -1,20 +1,21 @@
-"""One recording ahead of Whisper (threads runner): Whisper's turns, in item order.
+"""Recordings ahead of Whisper (threads runner): Whisper's turns, in item order.
 
-With ``[runner] pipeline = true`` (the default) the threads runner runs two
-``prepare-recording`` tasks at a time: while recording N is transcribed,
-recording N+1 is downloaded, decoded, segmented, embedded and its own speakers
-clustered in the other thread, its networks on one thread while Whisper runs
+With ``[runner] pipeline = true`` (the default) the threads runner runs three
+``prepare-recording`` tasks at a time: while recordings N and N+1 are
+transcribed side by side (:data:`SLOTS`; their Whisper calls share the model's
+workers, :mod:`convoice.engines.lanes`), recording N+2 is downloaded, decoded,
+segmented, embedded and its own speakers clustered in the third thread, its
+networks on one thread while Whisper runs
 (:func:`convoice.engines.budget.network_threads`; CTranslate2 keeps its own).
-Transcription itself takes turns in item order (:class:`WhisperTurns`): one
-Whisper at a time, recording N before N+1, so N+1 waits with its clips (at
-most one recording ahead of the one transcribed) and N is ready for the flow's
-in-order step (identify against the registry, route, commit) first.
+Transcription itself takes turns in item order (:class:`WhisperTurns`): a
+recording starts only once every recording queued before it has, so N+2 waits
+with its clips (at most one recording ahead of those transcribed) and the
+flow's in-order step (identify against the registry, route, commit) gets N first.
 
-N+1's compute (decode, segment, embed) also waits for N to reach Whisper
-(:meth:`WhisperTurns.prepare_after`), its download does not: two recordings
-prepared side by side would each take half the cores and delay the first
-transcription; one after the other, recording 1 reaches Whisper as soon as it
-can, and N+1 fills the cycles Whisper leaves idle.
+N+2's compute (decode, segment, embed) also waits for N and N+1 to reach
+Whisper (:meth:`WhisperTurns.prepare_after`), its download does not: recordings
+prepared side by side would each take part of the cores and delay the first
+transcriptions; this way recording 1 reaches Whisper as soon as it can.
 """
 
 from __future__ import annotations
@@ -23,16 +24,23 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from convoice.engines import budget
+from convoice.engines import budget, lanes
+
+SLOTS = lanes.WORKERS
+"""Recordings transcribed at once: one Whisper call each keeps a core of its own busy, where
+one recording's calls alone leave much of the second idle (README "Where the time goes")."""
 
 
 class WhisperTurns:
-    """Transcription turns in the order recordings were queued; one at a time."""
+    """Transcription turns in the order recordings were queued; ``slots`` at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, slots: int = SLOTS) -> None:
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}")
+        self.slots = slots
         self._cond = threading.Condition()
         self._queue: list[str] = []
-        self._busy = False
+        self._busy: set[str] = set()
 
     def queue(self, recording_id: str) -> None:
         """Give ``recording_id`` the next turn after those queued before it."""
@@ -58,13 +66,17 @@ class WhisperTurns:
         A recording that was never queued (Dask workers, pipeline off) does not wait.
         """
         with self._cond:
-            self._cond.wait_for(lambda: self._may_prepare(recording_id))
+            self._cond.wait_for(lambda: self._ahead_started(recording_id))
 
-    def _may_prepare(self, recording_id: str) -> bool:
+    def _ahead_started(self, recording_id: str) -> bool:
+        """Whether every recording queued before ``recording_id`` is transcribing (the done
+        ones have left the queue); True for one never queued."""
         if recording_id not in self._queue:
             return True
-        ahead = self._queue.index(recording_id)
-        return ahead == 0 or (ahead == 1 and self._busy)
+        return all(r in self._busy for r in self._queue[: self._queue.index(recording_id)])
+
+    def _may_start(self, recording_id: str) -> bool:
+        return len(self._busy) < self.slots and self._ahead_started(recording_id)
 
     @contextlib.contextmanager
     def turn(self, recording_id: str) -> Iterator[None]:
@@ -74,15 +86,15 @@ class WhisperTurns:
         """
         with self._cond:
             if recording_id in self._queue:
-                self._cond.wait_for(lambda: not self._busy and self._queue[0] == recording_id)
-                self._busy = True
+                self._cond.wait_for(lambda: self._may_start(recording_id))
+                self._busy.add(recording_id)
                 self._cond.notify_all()  # the next recording may prepare now
         try:
             with budget.whisper_running():
                 yield
         finally:
             with self._cond:
-                self._busy = False
+                self._busy.discard(recording_id)
             self.leave(recording_id)
 
 

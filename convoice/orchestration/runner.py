@@ -17,6 +17,7 @@ from typing import Any
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from convoice.config import ConfigError, RunnerKind, RunnerSettings
+from convoice.orchestration.pipeline import SLOTS
 
 KINDS = tuple(RunnerKind)
 
@@ -51,25 +52,33 @@ def pipelined(cfg: RunnerSettings) -> bool:
     return cfg.kind == "threads" and cfg.pipeline
 
 
+def _pipeline_threads(cfg: RunnerSettings) -> int:
+    """Threads a pipelined runner has besides its workers': one per extra Whisper slot, and
+    one that prepares the next recording."""
+    return SLOTS if pipelined(cfg) else 0
+
+
 def in_flight(cfg: RunnerSettings) -> int:
     """Recordings submitted ahead of the sequential step (bounds memory: audio is large).
 
-    Pipelined, one more: recording N+2 is submitted while N is committed, so it starts
-    (its download ahead, then its compute beside N+1's transcription) as soon as N's
-    thread is free, not after N's commit; it waits in the pool's queue until then, and
-    its compute waits for N+1 to reach Whisper (:mod:`convoice.orchestration.pipeline`),
-    so no more clips are held than before.
+    Pipelined, :data:`~convoice.orchestration.pipeline.SLOTS` more: the recordings
+    transcribed side by side, and one submitted while the first of them is committed, so
+    it starts (its download ahead, then its compute beside their transcription) as soon
+    as a thread is free, not after the commit; it waits in the pool's queue until then,
+    and its compute waits for the ones before it to reach Whisper
+    (:mod:`convoice.orchestration.pipeline`), so at most one recording's clips wait.
     """
-    return 2 * cfg.workers * cfg.threads_per_worker + (1 if pipelined(cfg) else 0)
+    return 2 * cfg.workers * cfg.threads_per_worker + _pipeline_threads(cfg)
 
 
 def task_runner(cfg: RunnerSettings) -> TaskRunner[Any]:
     """A new, not yet started, task runner for ``cfg`` (enter it with ``with``)."""
     check(cfg)
     if cfg.kind == "threads":
-        # Pipelined: one more thread prepares the next recording while Whisper runs.
-        extra = 1 if pipelined(cfg) else 0
-        return ThreadPoolTaskRunner(max_workers=cfg.workers * cfg.threads_per_worker + extra)
+        # Pipelined: recordings transcribed side by side, and one more thread prepares the
+        # next recording meanwhile.
+        threads = cfg.workers * cfg.threads_per_worker + _pipeline_threads(cfg)
+        return ThreadPoolTaskRunner(max_workers=threads)
     from prefect_dask import DaskTaskRunner
 
     if cfg.kind == "dask":
