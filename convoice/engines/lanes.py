@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 WORKERS = 2
 """Whisper calls at once, and the ``num_workers`` each loaded Whisper is given."""
@@ -34,8 +34,9 @@ def side_by_side(
 ) -> list[Result]:
     """``[run(job) for job in jobs]``, up to ``workers`` runs at once.
 
-    ``jobs`` is consumed in this thread, one job ahead of a free worker at most;
-    an exception from any run is raised here once the runs before it are collected.
+    ``jobs`` is consumed in this thread, a job only once fewer than ``workers`` are
+    running or waiting to be collected; an exception from any run is raised here once
+    the runs before it are collected.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -43,11 +44,15 @@ def side_by_side(
         return [run(job) for job in jobs]
     out: list[Result] = []
     pending: deque[Future[Result]] = deque()
+    queue = iter(jobs)
     with ThreadPoolExecutor(workers, thread_name_prefix="whisper") as pool:
         try:
-            for job in jobs:
+            while True:
                 if len(pending) >= workers:
                     out.append(pending.popleft().result())
+                job = next(queue, _END)
+                if job is _END:
+                    break
                 pending.append(pool.submit(run, job))
             while pending:
                 out.append(pending.popleft().result())
@@ -55,3 +60,6 @@ def side_by_side(
             for future in pending:
                 future.cancel()
     return out
+
+
+_END: Any = object()  # the end of the jobs

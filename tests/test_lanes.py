@@ -1,0 +1,89 @@
+"""Whisper calls side by side: results in order, bounded read-ahead, the same words."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from convoice.engines import lanes, loaders
+from convoice.media.audio import decode
+from convoice.models import asr
+from convoice.models.language import LanguageGuess
+from convoice.records import Region
+from convoice.synth.recordings import librivox_samples
+
+SR = 16000
+
+
+def test_results_come_back_in_job_order_with_at_most_workers_jobs_read_ahead() -> None:
+    alive = 0
+    most = 0
+    lock = threading.Lock()
+
+    def jobs() -> Iterator[int]:
+        nonlocal alive, most
+        for n in range(12):
+            with lock:
+                alive += 1
+                most = max(most, alive)
+            yield n
+
+    def run(n: int) -> int:
+        nonlocal alive
+        time.sleep(0.02 * (n % 3))  # later jobs finish first now and then
+        with lock:
+            alive -= 1
+        return n * n
+
+    assert lanes.side_by_side(jobs(), run, workers=2) == [n * n for n in range(12)]
+    assert most <= 2  # no job is read before a worker can take it
+
+
+def test_a_failing_run_is_raised_and_one_worker_runs_in_the_callers_thread() -> None:
+    def run(n: int) -> int:
+        if n == 3:
+            raise RuntimeError("job 3 failed")
+        return n
+
+    with pytest.raises(RuntimeError, match="job 3 failed"):
+        lanes.side_by_side(range(6), run, workers=2)
+    threads: list[str] = []
+    lanes.side_by_side(range(3), lambda n: threads.append(threading.current_thread().name), 1)
+    assert set(threads) == {threading.current_thread().name}
+    with pytest.raises(ValueError, match="workers"):
+        lanes.side_by_side(range(3), run, workers=0)
+
+
+def test_clips_of_several_languages_transcribe_the_same_side_by_side(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Real read speech (LibriVox), its clips told three languages: three Whisper calls, run
+    two at a time on two threads, give every word, time and probability that one call after
+    the other gives."""
+    pieces = [decode(path).samples for path, _ in librivox_samples()]
+    audio = np.concatenate(pieces).astype(np.float32)
+    clips, start = [], 0.0
+    for piece in pieces:
+        clips.append(Region(start, start + len(piece) / SR))
+        start += len(piece) / SR
+    told = [LanguageGuess(("en", "fr", "de")[i % 3], 0.9, "short") for i in range(len(clips))]
+    model = loaders.whisper_model()
+    options = asr.AsrOptions(4, 1)
+    threads: set[str] = set()
+    windows = asr._transcribe_windows
+
+    def watched(call: asr._Call, opts: asr.AsrOptions) -> asr.ClipWords:
+        threads.add(threading.current_thread().name)
+        return windows(call, opts)
+
+    monkeypatch.setattr(asr, "_transcribe_windows", watched)
+    side = asr.transcribe_clips(model, audio, clips, options, languages=told)
+    assert len(threads) == 2 and all(t.startswith("whisper") for t in threads)
+    monkeypatch.setattr(asr, "side_by_side", lambda jobs, run: [run(j) for j in jobs])
+    one_by_one = asr.transcribe_clips(model, audio, clips, options, languages=told)
+    assert side == one_by_one
+    assert sum(t is not None for t in side) >= 3
