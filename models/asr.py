@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from convoice.engines import lanes
 from convoice.engines.lanes import side_by_side
 from convoice.models.language import DetectOptions, LanguageGuess, detect_languages
 from convoice.models.packing import GAP_S, WINDOW_S, Packing, pack, window_groups
-from convoice.records import Region, Samples, Transcript, Word
+from convoice.records import SAMPLE_RATE, Region, Samples, Transcript, Word
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -200,7 +201,8 @@ def _transcribe_by_language(
     Whisper takes a language's windows :data:`GROUP_S` at a time (whole batches of
     windows, so every batch holds the windows it holds when all go at once); each group
     is a Whisper call of its own, and the calls run side by side
-    (:func:`convoice.engines.lanes.side_by_side`): the same words as one after the other.
+    (:func:`convoice.engines.lanes.side_by_side`; one at a time for more than
+    :data:`~convoice.engines.lanes.ALONE_S` of clips): the same words either way.
     """
     names: list[str] = []
     calls: list[tuple[int, WhisperModel, list[Region], str]] = []
@@ -214,7 +216,8 @@ def _transcribe_by_language(
         for n, whisper, mine, language in calls
         for lo, hi in window_groups(len(samples), mine, _windows_per_group(options))
     )
-    done = side_by_side(jobs, lambda job: (job[0], _transcribe_windows(job[1], options)))
+    workers = lanes.workers_for(len(samples) / SAMPLE_RATE)
+    done = side_by_side(jobs, lambda job: (job[0], _transcribe_windows(job[1], options)), workers)
     for n, words in done:
         found[n] += words
     return list(zip(names, found, strict=True))

@@ -23,6 +23,7 @@ from prefect.cache_policies import NO_CACHE
 
 from convoice import logs
 from convoice.config import Settings
+from convoice.engines import lanes
 from convoice.media import download
 from convoice.media.audio import AnyAudio
 from convoice.media.clips import clips_only
@@ -139,7 +140,8 @@ def _prepare(item: MediaItem, settings: Settings, workdir: Path, run_id: str) ->
             clips_audio, clips_seg = clips_only(audio, seg, clips_path)
             del audio  # transcription needs the clips only (a decoded non-WAV is let go here)
             release_freed_memory()  # what segment and embed freed, before Whisper's peak
-            with pipeline.TURNS.turn(rid), logs.stage(rid, "transcribe", seconds, spans):
+            alone = lanes.alone(clips_audio.duration)  # a long one: memory
+            with pipeline.TURNS.turn(rid, alone), logs.stage(rid, "transcribe", seconds, spans):
                 words, taught = channel_words(item, settings)
                 transcripts = stages.transcribe.fn(
                     clips_audio, clips_seg, settings, speakers.clip_labels, words

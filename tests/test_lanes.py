@@ -58,6 +58,11 @@ def test_a_failing_run_is_raised_and_one_worker_runs_in_the_callers_thread() -> 
         lanes.side_by_side(range(3), run, workers=0)
 
 
+def test_more_than_an_hour_of_clips_goes_one_call_at_a_time() -> None:
+    assert lanes.workers_for(lanes.ALONE_S) == lanes.WORKERS == 2
+    assert lanes.workers_for(lanes.ALONE_S + 1) == 1 and lanes.alone(3 * 3600.0)
+
+
 def test_clips_of_several_languages_transcribe_the_same_side_by_side(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -83,7 +88,7 @@ def test_clips_of_several_languages_transcribe_the_same_side_by_side(
     monkeypatch.setattr(asr, "_transcribe_windows", watched)
     side = asr.transcribe_clips(model, audio, clips, options, languages=told)
     assert len(threads) == 2 and all(t.startswith("whisper") for t in threads)
-    monkeypatch.setattr(asr, "side_by_side", lambda jobs, run: [run(j) for j in jobs])
+    monkeypatch.setattr(asr, "side_by_side", lambda jobs, run, workers: [run(j) for j in jobs])
     one_by_one = asr.transcribe_clips(model, audio, clips, options, languages=told)
     assert side == one_by_one
     assert sum(t is not None for t in side) >= 3

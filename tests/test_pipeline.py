@@ -188,6 +188,40 @@ def test_two_recordings_transcribe_side_by_side_and_the_third_waits_for_a_slot()
         WhisperTurns(slots=0)
 
 
+def test_a_long_recording_is_transcribed_alone() -> None:
+    """A recording of more than an hour of clips holds both slots (memory), in item order."""
+    import threading
+
+    turns = WhisperTurns(slots=2)
+    for rid in ("long", "short", "late"):
+        turns.queue(rid)
+    inside: set[str] = set()
+    seen: list[set[str]] = []
+    long_in, long_may_end = threading.Event(), threading.Event()
+
+    def transcribe(rid: str, alone: bool) -> None:
+        with turns.turn(rid, alone):
+            inside.add(rid)
+            seen.append(set(inside))
+            if rid == "long":
+                long_in.set()
+                long_may_end.wait(timeout=30)
+            inside.discard(rid)
+
+    first = threading.Thread(target=transcribe, args=("long", True))
+    first.start()
+    assert long_in.wait(timeout=30)
+    others = [threading.Thread(target=transcribe, args=(r, r == "late")) for r in ("short", "late")]
+    for t in others:
+        t.start()
+    others[0].join(timeout=0.5)
+    assert others[0].is_alive() and inside == {"long"}  # a free slot, but "long" is alone
+    long_may_end.set()
+    for t in (first, *others):
+        t.join(timeout=30)
+    assert seen[0] == {"long"} and {"short", "late"} not in seen  # "late" was alone too
+
+
 def test_the_first_planned_recordings_download_at_once_each_once(  # type: ignore[no-untyped-def]
     tmp_path: Path, small_corpus, served_corpus
 ) -> None:

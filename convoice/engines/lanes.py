@@ -23,6 +23,23 @@ from typing import Any, TypeVar
 WORKERS = 2
 """Whisper calls at once, and the ``num_workers`` each loaded Whisper is given."""
 
+ALONE_S = 3600.0
+"""Clips longer than this in all go to Whisper one call at a time, and their recording
+alone: a second call's batch adds about 0.33 GB at the peak (1,414 s of clips: 980 ->
+1,309 MB), and a three-hour recording's other stages already hold most of the memory
+its ingest may use (README "Dense long files")."""
+
+
+def alone(clip_seconds: float) -> bool:
+    """Whether clips this long in all go to Whisper one call at a time (:data:`ALONE_S`)."""
+    return clip_seconds > ALONE_S
+
+
+def workers_for(clip_seconds: float) -> int:
+    """Whisper calls at once for a recording of ``clip_seconds`` of clips."""
+    return 1 if alone(clip_seconds) else WORKERS
+
+
 Job = TypeVar("Job")
 Result = TypeVar("Result")
 

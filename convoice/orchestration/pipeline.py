@@ -41,6 +41,7 @@ class WhisperTurns:
         self._cond = threading.Condition()
         self._queue: list[str] = []
         self._busy: set[str] = set()
+        self._alone = False  # a recording transcribed alone holds every slot
 
     def queue(self, recording_id: str) -> None:
         """Give ``recording_id`` the next turn after those queued before it."""
@@ -75,19 +76,23 @@ class WhisperTurns:
             return True
         return all(r in self._busy for r in self._queue[: self._queue.index(recording_id)])
 
-    def _may_start(self, recording_id: str) -> bool:
-        return len(self._busy) < self.slots and self._ahead_started(recording_id)
+    def _may_start(self, recording_id: str, alone: bool) -> bool:
+        free = not self._busy if alone else len(self._busy) < self.slots
+        return free and not self._alone and self._ahead_started(recording_id)
 
     @contextlib.contextmanager
-    def turn(self, recording_id: str) -> Iterator[None]:
+    def turn(self, recording_id: str, alone: bool = False) -> Iterator[None]:
         """Wait for ``recording_id``'s turn, run the block as Whisper's, then pass the turn on.
 
-        A recording that was never queued (Dask workers, pipeline off) does not wait.
+        ``alone``: no other recording is transcribed meanwhile (a long one,
+        :func:`convoice.engines.lanes.alone`: memory). A recording that was never queued
+        (Dask workers, pipeline off) does not wait.
         """
         with self._cond:
             if recording_id in self._queue:
-                self._cond.wait_for(lambda: self._may_start(recording_id))
+                self._cond.wait_for(lambda: self._may_start(recording_id, alone))
                 self._busy.add(recording_id)
+                self._alone = alone
                 self._cond.notify_all()  # the next recording may prepare now
         try:
             with budget.whisper_running():
@@ -95,6 +100,8 @@ class WhisperTurns:
         finally:
             with self._cond:
                 self._busy.discard(recording_id)
+                if not self._busy:
+                    self._alone = False
             self.leave(recording_id)
 
 
