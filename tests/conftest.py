@@ -75,3 +75,20 @@ def served_corpus(small_corpus) -> Iterator[str]:  # type: ignore[no-untyped-def
 
     with serve_preferring(small_corpus.root, TEST_PORT) as base_url:
         yield base_url
+
+
+@pytest.fixture(scope="session")
+def librivox_clips():  # type: ignore[no-untyped-def]
+    """The shipped LibriVox readings end to end (16 kHz float32), and each one's region."""
+    import numpy as np
+
+    from convoice.media.audio import decode
+    from convoice.records import SAMPLE_RATE, Region
+    from convoice.synth.recordings import librivox_samples
+
+    pieces = [decode(path).samples for path, _ in librivox_samples()]
+    clips, start = [], 0.0
+    for piece in pieces:
+        clips.append(Region(start, start + len(piece) / SAMPLE_RATE))
+        start += len(piece) / SAMPLE_RATE
+    return np.concatenate(pieces).astype(np.float32), clips

@@ -6,15 +6,11 @@ import threading
 import time
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
 
 from convoice.engines import lanes, loaders
-from convoice.media.audio import decode
 from convoice.models import asr
 from convoice.models.language import LanguageGuess
-from convoice.records import Region
-from convoice.synth.recordings import librivox_samples
 
 SR = 16000
 
@@ -63,18 +59,13 @@ def test_more_than_an_hour_of_clips_goes_one_call_at_a_time() -> None:
     assert lanes.workers_for(lanes.ALONE_S + 1) == 1 and lanes.alone(3 * 3600.0)
 
 
-def test_clips_of_several_languages_transcribe_the_same_side_by_side(
-    monkeypatch: pytest.MonkeyPatch,
+def test_clips_of_several_languages_transcribe_the_same_side_by_side(  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch, librivox_clips
 ) -> None:
     """Real read speech (LibriVox), its clips told three languages: three Whisper calls, run
     two at a time on two threads, give every word, time and probability that one call after
     the other gives."""
-    pieces = [decode(path).samples for path, _ in librivox_samples()]
-    audio = np.concatenate(pieces).astype(np.float32)
-    clips, start = [], 0.0
-    for piece in pieces:
-        clips.append(Region(start, start + len(piece) / SR))
-        start += len(piece) / SR
+    audio, clips = librivox_clips
     told = [LanguageGuess(("en", "fr", "de")[i % 3], 0.9, "short") for i in range(len(clips))]
     model = loaders.whisper_model()
     options = asr.AsrOptions(4, 1)

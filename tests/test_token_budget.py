@@ -48,15 +48,12 @@ def test_a_repetition_loop_stops_at_the_budget(monkeypatch: pytest.MonkeyPatch) 
     assert len(uncapped.words) > 2 * len(capped.words), (capped.text, uncapped.text)
 
 
-def test_speech_decodes_the_same_under_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_speech_decodes_the_same_under_the_budget(  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch, librivox_clips
+) -> None:
     """Real read speech (LibriVox), each clip a window of its own: the same words, times and
     probabilities with the budget and without it."""
-    pieces = [decode(path).samples for path, _ in librivox_samples()]
-    audio = np.concatenate(pieces).astype(np.float32)
-    clips, start = [], 0.0
-    for piece in pieces:
-        clips.append(Region(start, start + len(piece) / SR))
-        start += len(piece) / SR
+    audio, clips = librivox_clips
     model = loaders.whisper_model()
     options = asr.AsrOptions(4, 1, "en")
     capped = [asr.transcribe_clips(model, audio, [clip], options)[0] for clip in clips]
