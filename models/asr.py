@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from convoice.engines import lanes
-from convoice.engines.lanes import side_by_side
+from convoice.engines.lanes import side_by_side, workers_for
 from convoice.models.language import DetectOptions, LanguageGuess, detect_languages
 from convoice.models.packing import GAP_S, WINDOW_S, Packing, pack, window_groups
 from convoice.records import SAMPLE_RATE, Region, Samples, Transcript, Word
@@ -205,18 +204,18 @@ def _transcribe_by_language(
     :data:`~convoice.engines.lanes.ALONE_S` of clips): the same words either way.
     """
     names: list[str] = []
-    calls: list[tuple[int, WhisperModel, list[Region], str]] = []
-    for n, (language, members) in enumerate(by_language.items()):
+    calls: list[tuple[WhisperModel, list[Region], str]] = []
+    for language, members in by_language.items():
         name, whisper = model_for(language) if model_for else ("", model)
         names.append(name)
-        calls.append((n, whisper, [clips[i] for i in members], language))
+        calls.append((whisper, [clips[i] for i in members], language))
     found: list[ClipWords] = [[] for _ in calls]
     jobs = (
         (n, _Call(whisper, pack(samples, mine[lo:hi]), mine[lo:hi], language))
-        for n, whisper, mine, language in calls
+        for n, (whisper, mine, language) in enumerate(calls)
         for lo, hi in window_groups(len(samples), mine, _windows_per_group(options))
     )
-    workers = lanes.workers_for(len(samples) / SAMPLE_RATE)
+    workers = workers_for(len(samples) / SAMPLE_RATE)
     done = side_by_side(jobs, lambda job: (job[0], _transcribe_windows(job[1], options)), workers)
     for n, words in done:
         found[n] += words

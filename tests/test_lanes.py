@@ -12,8 +12,6 @@ from convoice.engines import lanes, loaders
 from convoice.models import asr
 from convoice.models.language import LanguageGuess
 
-SR = 16000
-
 
 def test_results_come_back_in_job_order_with_at_most_workers_jobs_read_ahead() -> None:
     alive = 0

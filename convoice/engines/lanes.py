@@ -6,7 +6,7 @@ spread over two threads. Two calls that each run on the model's threads fill bot
 one call after the other (README "Where the time goes"). The calls must not depend on
 each other: each language's packed windows, each group of them and each clip the
 language pass encodes already go to Whisper alone, so every result is what it was one
-call at a time, bit for bit (``tests/test_asr_packing.py``).
+call at a time, bit for bit (``tests/test_lanes.py``).
 
 The inputs are prepared in the caller's thread, in order (they read the recording's
 samples, which a streamed WAV gives one reader at a time), and at most ``workers``
