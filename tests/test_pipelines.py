@@ -34,7 +34,7 @@ def sample() -> tuple[np.ndarray, Any]:
 
 @pytest.fixture(scope="module")
 def baseline(sample: tuple[np.ndarray, Any]) -> pipelines.NaiveResult:
-    """The naive baseline (offline_pipeline() at step 0.1, batch 1) run once for the module."""
+    """The naive baseline (offline_pipeline() at step 0.1, batch 1, CAM++) run once."""
     return pipelines.naive_baseline(sample[0])
 
 
@@ -74,6 +74,46 @@ def test_embedding_model_matches_resemblyzer(sample: tuple[np.ndarray, Any]) -> 
     assert np.isclose(np.linalg.norm(whole), 1.0, atol=1e-4)
 
 
+def test_campplus_embedding_model(sample: tuple[np.ndarray, Any]) -> None:
+    """The masked forward is CAM++ of the speech alone; no speech gives NaN; too short raises."""
+    import torch
+
+    from convoice.engines.loaders import campplus_model
+    from convoice.models.embed import fbank
+
+    samples, _ = sample
+    chunk = samples[10 * SR : 20 * SR]  # speaker90 speaks 10.57 to 14.70 s
+    num_frames = 589
+    times = 10 + (np.arange(num_frames) + 0.5) * 10 / num_frames
+    mask = torch.from_numpy(((times >= 10.57) & (times < 14.49)).astype(np.float32))
+    model = pipelines.CamPPlusEmbedding()
+    waveforms = torch.from_numpy(np.stack([chunk, chunk]))[:, None]
+    with torch.inference_mode():
+        out = model(waveforms, weights=torch.stack([mask, torch.zeros(num_frames)])).numpy()
+        speech = fbank(samples[int(10.57 * SR) : int(14.49 * SR)])
+        alone = campplus_model()(torch.from_numpy(speech)[None])[0].numpy()
+    assert out.shape == (2, pipelines.CAMPPLUS_DIM)
+    assert np.isnan(out[1]).all()
+    assert np.isclose(np.linalg.norm(out[0]), 1.0, atol=1e-4)
+    assert float(out[0] @ alone) / float(np.linalg.norm(alone)) > 0.95
+    with pytest.raises(ValueError, match="shorter than one fbank frame"):
+        model(torch.zeros(1, 1, 100))
+
+
+def test_ge2e_pipeline_der(sample: tuple[np.ndarray, Any]) -> None:
+    """The other embedding, GE2E with its own clustering threshold, finds both speakers too."""
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    samples, reference = sample
+    pipeline = pipelines.offline_pipeline(embedding="resemblyzer")
+    assert pipeline.default_parameters() == pipelines.GE2E_PARAMETERS
+    turns = pipelines.diarize_whole(pipeline, samples)
+    der = DiarizationErrorRate(collar=0.0)(reference, _annotation(turns))
+    print(f"offline GE2E pipeline DER on pyannote's sample: {der:.4f}")
+    assert der <= MAX_DER
+    assert len({speaker for *_, speaker in turns}) == 2
+
+
 def test_offline_pipeline_der(
     sample: tuple[np.ndarray, Any], baseline: pipelines.NaiveResult
 ) -> None:
@@ -104,7 +144,7 @@ def test_load_pipeline_from_local_config(tmp_path: Path, sample: tuple[np.ndarra
     config = pipelines.write_pipeline_config(tmp_path / "offline", segmentation_step=1.0)
     pipeline = pipelines.load_pipeline(str(config.parent))
     assert type(pipeline).__name__ == "OfflineSpeakerDiarization"
-    assert pipeline.parameters(instantiated=True) == pipelines.DEFAULT_PARAMETERS
+    assert pipeline.parameters(instantiated=True) == pipelines.CAMPPLUS_PARAMETERS
     turns = pipelines.diarize_whole(pipeline, sample[0])
     assert turns
     assert all(0 <= start < end <= 30.01 for start, end, _ in turns)
@@ -133,6 +173,11 @@ def test_offline_pipeline_rejects_bad_arguments(kwargs: dict[str, Any], message:
         pipelines.offline_pipeline(**kwargs)
 
 
+def test_unknown_embedding_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown embedding 'ecapa'"):
+        pipelines.OfflineSpeakerDiarization(embedding="ecapa")
+
+
 def test_vbx_clustering_is_refused() -> None:
     with pytest.raises(ValueError, match="PLDA"):
         pipelines.OfflineSpeakerDiarization(clustering="VBxClustering")
@@ -141,3 +186,19 @@ def test_vbx_clustering_is_refused() -> None:
 def test_unknown_attribute() -> None:
     with pytest.raises(AttributeError):
         _ = pipelines.NoSuchThing
+
+
+def test_bench_names_the_naive_chain_embedding_and_refuses_an_unknown_one() -> None:
+    from typer.testing import CliRunner
+
+    from convoice.bench.result import BenchmarkResult
+    from convoice.cli.root import app
+
+    result = BenchmarkResult(corpus="c", audio_seconds=1.0, naive_s=2.0, flow_s=1.0)
+    assert "with CAM++" in result.naive_label
+    result.naive_embedding = "resemblyzer"
+    assert "with GE2E" in result.naive_label
+    assert dict(result.profile_rows())[result.naive_label] == 2.0
+    done = CliRunner().invoke(app, ["bench", "--quick", "--naive-embedding", "ecapa"])
+    assert done.exit_code == 2, done.output
+    assert "campplus, resemblyzer" in " ".join(done.output.split())

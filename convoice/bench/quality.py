@@ -91,6 +91,7 @@ def run_benchmark(
     repeat: int = 1,
     draws: int = 1,
     progress: Callable[[str], None] | None = None,
+    naive_embedding: str = "campplus",
 ) -> BenchmarkResult:
     """Generate (or reuse) the corpus, time the baselines and the flow, score the labels.
 
@@ -101,7 +102,8 @@ def run_benchmark(
     are the medians, and the labels scored are the last flow's. ``draws`` (a generated
     half only) deals the same voices into ``draws - 1`` more corpora (the next seeds),
     ingests each into a store of its own and scores it (:func:`score_draw`); ``progress``
-    is told as each one starts.
+    is told as each one starts. ``naive_embedding``: the embedding of the naive chain's
+    pyannote pipeline (:data:`convoice.bench.naive.EMBEDDINGS`).
     """
     if repeat < 1:
         raise ValueError(f"repeat must be at least 1, got {repeat}")
@@ -115,7 +117,8 @@ def run_benchmark(
     result.repeat = repeat if profile else 1
     baselines.warm_up()
     if naive:
-        result.naive_s, result.naive_steps = baselines.time_naive(wavs)
+        result.naive_embedding = naive_embedding
+        result.naive_s, result.naive_steps = baselines.time_naive(wavs, naive_embedding)
     workspace = Path(tempfile.mkdtemp(prefix="convoice-bench-sources-"))
     with serve_directory(corpus.root) as base_url:
         sources = workspace / "sources.csv"
@@ -145,7 +148,7 @@ def run_benchmark(
     result.quality.update(der_figures("corpus_engine", corpus_errors))
     result.notes += left_out
     if naive:
-        result.quality["der_pyannote_sample_naive"] = baselines.naive_der()
+        result.quality["der_pyannote_sample_naive"] = baselines.naive_der(naive_embedding)
     if corpus.metadata.get("identities"):
         result.hard_pairs = hard_pairs(corpus)
     result.registry_match_ms = baselines.time_registry_matching()

@@ -55,6 +55,7 @@ class BenchOptions:
     long_dense: bool = False
     long_pair: bool = False
     draws: int | None = None  # None: DEFAULT_DRAWS on a generated half, else one
+    naive_embedding: str = "campplus"  # the naive chain's pyannote embedding
 
 
 DEFAULT_DRAWS = 3
@@ -203,6 +204,7 @@ def _quality(opts: BenchOptions) -> None:
             repeat=opts.repeat,
             draws=draws,
             progress=lambda line: console.print(line, markup=False),
+            naive_embedding=opts.naive_embedding,
         )
     except CorpusFormatError as err:
         fail(err)
@@ -249,7 +251,16 @@ CorpusOption = Annotated[
 Voices = Annotated[
     bool, typer.Option(help="Only list the voice inventory and its split, then stop.")
 ]
-Naive = Annotated[bool, typer.Option(help="Also time the naive baseline (slower than real time).")]
+Naive = Annotated[
+    bool, typer.Option(help="Also time the naive chain (pyannote, Whisper, resemblyzer per turn).")
+]
+NaiveEmbedding = Annotated[
+    str,
+    typer.Option(
+        help="The naive chain's pyannote embedding: campplus (CAM++, nearest to the hub "
+        "pipeline's ResNet34; what issue 12 times) or resemblyzer (GE2E)."
+    ),
+]
 Scale = Annotated[
     bool,
     typer.Option(
@@ -368,9 +379,15 @@ def bench_command(
     long_dense: LongDense = False,
     long_pair: LongPair = False,
     draws: Draws = None,
+    naive_embedding: NaiveEmbedding = "campplus",
 ) -> None:
     """Measure quality and speed against baselines in the same run (see README)."""
+    from convoice.bench.naive import EMBEDDINGS
+
+    if naive_embedding not in EMBEDDINGS:
+        raise typer.BadParameter(f"one of {', '.join(EMBEDDINGS)}", param_hint="--naive-embedding")
     mode = bench_mode(voices, service, vocabulary, long, languages, round_, scale)
     opts = BenchOptions(quick, split, corpus, naive, sizes, requests, home, models, out,
-                        profile, long, repeat, long_dense, long_pair, draws)  # fmt: skip
+                        profile, long, repeat, long_dense, long_pair, draws,
+                        naive_embedding)  # fmt: skip
     run_bench(mode, opts)
