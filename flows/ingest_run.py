@@ -1,16 +1,19 @@
 """The plan of one ingest run: sources in, items still to label out.
 
 The planning reads the sources (a bad row of the
-sources file is recorded as skipped), expands each one once and leaves out the
-recordings the store has done.
+sources file is recorded as skipped), expands each one once (a few at a time on
+the flow's task runner: listing a source mostly waits for its platform) and
+leaves out the recordings the store has done.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 
 from prefect import get_run_logger
+from prefect.futures import PrefectFuture
 
 from convoice.media.errors import IngestError
 from convoice.media.sources import read_sources
@@ -47,24 +50,52 @@ def report_skip(report: IngestReport, skipped: SkippedItem, **extra: str) -> Non
     )
 
 
+EXPAND_AHEAD = 4
+"""Sources expanded at once: listing one mostly waits on its platform (yt-dlp's requests,
+Prefect's task run), and four at a time do not hammer one platform with a whole file."""
+
+Expansion = list[MediaItem | SkippedItem]
+SourceKey = tuple[str, str | None]
+
+
+def expansions(found: list[Source], run: IngestRun) -> Iterator[tuple[Source, Expansion]]:
+    """Each source with what it expands to, in the sources' order.
+
+    A URL listed again (with the same declared licence) is expanded once; up to
+    :data:`EXPAND_AHEAD` distinct ones expand at once on the flow's task runner, ahead
+    of the one the caller waits for. The ``expand`` stage clocks that wait.
+    """
+    first: dict[SourceKey, Source] = {}
+    for source in found:
+        first.setdefault((source.url, source.declared_license), source)
+    waiting = iter(first.items())
+    running: deque[tuple[SourceKey, PrefectFuture[Expansion]]] = deque()
+    expanded: dict[SourceKey, Expansion] = {}
+    for source in found:
+        key = (source.url, source.declared_license)
+        while key not in expanded:  # the sources of ``first`` finish in its order
+            while len(running) < EXPAND_AHEAD and (nxt := next(waiting, None)) is not None:
+                future = stages.expand.submit(nxt[1], run.settings, run.run_id)
+                running.append((nxt[0], future))
+            done_key, future = running.popleft()
+            with run.clock.stage("expand"):
+                expanded[done_key] = future.result()
+        yield source, expanded[key]
+
+
 def plan(
     found: list[Source], run: IngestRun, planned: Callable[[MediaItem], None] | None = None
 ) -> list[MediaItem]:
     """Expand every source; record skips; the items still to label, in order, once each.
 
-    ``planned`` is called with each item as it is kept, before the next source expands
-    (the flow starts the first downloads there).
+    ``planned`` is called with each item as it is kept, while later sources still
+    expand (the flow starts the first downloads there).
     """
     logger = get_run_logger()
     done = run.store.done_recording_ids()
     todo: dict[str, MediaItem] = {}
-    expanded: dict[tuple[str, str | None], list[MediaItem | SkippedItem]] = {}
-    for source in found:
-        key = (source.url, source.declared_license)
-        if key not in expanded:  # a URL listed again is not asked for again
-            with run.clock.stage("expand"):
-                expanded[key] = stages.expand(source, run.settings, run.run_id)
-        for entry in expanded[key]:
+    for source, expanded in expansions(found, run):
+        for entry in expanded:
             if isinstance(entry, SkippedItem):
                 entry = dataclasses.replace(entry, line=source.line)
                 run.store.record_skipped([entry])

@@ -252,3 +252,73 @@ def test_the_first_planned_recordings_download_at_once_each_once(  # type: ignor
     assert prefetch.take_prefetched(items[0].recording_id) is None  # taken once
     prefetcher.close([])
     assert all(prefetch.take_prefetched(i.recording_id) is None for i in items)  # forgotten
+
+
+def test_sources_expand_a_few_at_a_time_in_their_order_each_url_once(tmp_path: Path) -> None:
+    """The plan lists up to EXPAND_AHEAD sources at once (a real server that answers slowly
+    counts the requests in flight), hands them on in the sources' order, and asks for a
+    URL listed twice once."""
+    import threading
+    import time
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    import soundfile as sf
+    from prefect import flow
+
+    from convoice.config import load_settings
+    from convoice.flows.ingest_run import EXPAND_AHEAD, expansions
+    from convoice.orchestration.run import IngestRun
+    from convoice.records import Source
+
+    media = tmp_path / "media"
+    media.mkdir()
+    for i in range(6):
+        sf.write(media / f"m{i}.wav", np.zeros(16000, np.float32), 16000)
+    lock = threading.Lock()
+    in_flight, most, asked = [0], [0], dict[str, int]()
+
+    class Slow(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            """No per-request lines."""
+
+        def _slowly(self, serve: Any) -> None:
+            with lock:
+                in_flight[0] += 1
+                most[0] = max(most[0], in_flight[0])
+                asked[self.path] = asked.get(self.path, 0) + 1
+            try:
+                time.sleep(0.3)  # a platform that takes its time to answer
+                serve()
+            finally:
+                with lock:
+                    in_flight[0] -= 1
+
+        def do_GET(self) -> None:
+            self._slowly(super().do_GET)
+
+        def do_HEAD(self) -> None:
+            self._slowly(super().do_HEAD)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Slow, directory=str(media)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    urls = [f"{base}/m{i}.wav" for i in range(6)]
+    found = [Source(u, "CC-BY-4.0") for u in [*urls[:3], urls[0], *urls[3:]]]
+    settings = load_settings(home=str(tmp_path / "home"))
+    run = IngestRun(Store.open(settings), settings, "run", IngestReport(run_id="run", home=""))
+
+    @flow
+    def expand_all() -> list[tuple[str, list[str]]]:
+        return [(s.url, [e.url for e in entries]) for s, entries in expansions(found, run)]
+
+    try:
+        out = expand_all()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [url for url, _ in out] == [s.url for s in found]  # the sources' order
+    assert [entries for _, entries in out] == [[s.url] for s in found]  # each its own item
+    assert 2 <= most[0] <= EXPAND_AHEAD  # several at once, never more than allowed
+    assert asked["/m0.wav"] == asked["/m1.wav"]  # listed twice, asked for once
