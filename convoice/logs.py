@@ -294,18 +294,26 @@ class Progress:
             self._progress = None
 
     def plan(self, recordings: list[tuple[str, str]], stages: list[str]) -> None:
-        """The recordings (id, title) to label, in order, and the stages of each."""
-        self._stages = stages
-        for rid, title in recordings:
-            self._titles[rid] = title
-            if self._progress is not None:
-                self._rows[rid] = self._progress.add_task(
-                    title[:40], total=len(stages), stage="queued"
+        """More recordings (id, title) to label, in order, and the stages of each (called
+        again as later sources list theirs: the overall count grows with them)."""
+        with self._lock:
+            self._stages = stages
+            for rid, title in recordings:
+                if rid in self._titles:
+                    continue
+                self._titles[rid] = title
+                if self._progress is not None:
+                    self._rows[rid] = self._progress.add_task(
+                        title[:40], total=len(stages), stage="queued"
+                    )
+            if self._progress is None or len(self._titles) < 2:
+                return
+            if self._overall is None:
+                self._overall = self._progress.add_task(
+                    "[bold]recordings", total=len(self._titles), stage=""
                 )
-        if self._progress is not None and len(recordings) > 1:
-            self._overall = self._progress.add_task(
-                "[bold]recordings", total=len(recordings), stage=""
-            )
+            else:
+                self._progress.update(self._overall, total=len(self._titles))
 
     def event(self, recording_id: str, stage: str, what: str) -> None:
         """A stage of ``recording_id`` started or finished (callable from any thread)."""

@@ -71,15 +71,18 @@ def ingest_flow(
     with logs.log_context(flow_run_id=run_id):
         sources = ingest_run.sources(urls or [], sources_file, run)
         prefetcher = downloads_ahead(run)  # the first downloads start as items are planned
+        planned = ingest_run.Planned(
+            ingest_run.plan(sources, run, first_downloads(prefetcher, run))
+        )
         try:
-            with preloading(settings):
-                items = ingest_run.plan(sources, run, first_downloads(prefetcher, run))
-            if items:
-                label_all(items, run, prefetcher)
+            with preloading(settings):  # the first few listed while the models load
+                planned.ahead(runner.in_flight(settings.runner))
+            if planned.items:
+                label_all(planned, run, prefetcher)  # later sources expand as it goes
         finally:
             if prefetcher is not None:
                 prefetcher.close([])
-        if items and settings.consolidation.enabled:
+        if planned.items and settings.consolidation.enabled:
             with run.clock.stage("consolidate"):
                 consolidate(
                     store, settings.consolidation, run_id, run.locked,

@@ -13,14 +13,14 @@ of its own.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prefect import get_run_logger
 from prefect.futures import PrefectFuture
 
 from convoice import logs
-from convoice.flows.ingest_run import as_skipped, report_skip
+from convoice.flows.ingest_run import Planned, as_skipped, report_skip
 from convoice.media.errors import IngestError
 from convoice.orchestration import runner
 from convoice.orchestration.dask_events import watch_dask
@@ -38,12 +38,15 @@ class _Submitter:
 
     def __init__(
         self,
-        items: list[MediaItem],
+        items: Iterable[MediaItem],
         run: IngestRun,
         task_runner: Any,
         prefetcher: Prefetcher | None = None,
+        progress: logs.Progress | None = None,
     ) -> None:
-        self.queue = iter(items)
+        self.queue = iter(items)  # a lazy plan lists the next source's items when asked
+        self.progress = progress
+        self.submitted: list[str] = []
         self.run = run
         self.task_runner = task_runner
         self.workdir = download_dir()
@@ -63,6 +66,9 @@ class _Submitter:
             "item": item, "settings": run.settings, "workdir": self.workdir,
             "run_id": run.run_id, "log_format": run.log_format,
         }  # fmt: skip
+        self.submitted.append(item.recording_id)
+        if self.progress is not None:
+            self.progress.plan([(item.recording_id, item.title)], WORKER_STAGES)
         with logs.log_context(recording_id=item.recording_id):
             if self.prefetcher is not None:
                 self.prefetcher.start(item, self.workdir, run.settings)
@@ -76,10 +82,12 @@ class _Submitter:
         while len(self.pending) < runner.in_flight(self.run.settings.runner) and self.submit_next():
             pass
 
-    def close(self, items: list[MediaItem]) -> None:
-        """Stop the downloads started ahead; forget those no worker took."""
+    def close(self, listed: list[MediaItem]) -> None:
+        """Stop the downloads started ahead; forget those no worker took (of the items
+        ``listed``: a lazy plan's first downloads start before the flow submits them)."""
         if self.prefetcher is not None:
-            self.prefetcher.close([i.recording_id for i in items])
+            ids = [i.recording_id for i in listed]
+            self.prefetcher.close(list(dict.fromkeys([*ids, *self.submitted])))
         if self.turns is not None:
             self.turns.clear()
 
@@ -103,23 +111,26 @@ def first_downloads(prefetcher: Prefetcher | None, run: IngestRun) -> Callable[[
     return planned
 
 
-def label_all(items: list[MediaItem], run: IngestRun, prefetcher: Prefetcher | None = None) -> None:
+def label_all(
+    items: Planned | list[MediaItem], run: IngestRun, prefetcher: Prefetcher | None = None
+) -> None:
     """Prepare up to a few recordings ahead on the runner; finish them here, in order.
 
-    ``prefetcher`` (:func:`downloads_ahead`): the downloads run ahead there; it is closed here.
+    ``items``: a list, or the flow's lazy plan (:class:`~convoice.flows.ingest_run.Planned`),
+    whose later sources expand while the first recordings are labelled. ``prefetcher``
+    (:func:`downloads_ahead`): the downloads run ahead there; it is closed here.
     """
     logger = get_run_logger()
     settings = run.settings
     run.locked = store_limit_exists()
     with logs.Progress(logger) as progress, runner.task_runner(settings.runner) as task_runner:
-        progress.plan([(i.recording_id, i.title) for i in items], WORKER_STAGES)
         logs.add_stage_listener(progress.event)
         watch_dask(task_runner, progress)
         logger.info(
-            "labelling %d recordings on %s (%d workers)",
-            len(items), settings.runner.kind, settings.runner.workers,
+            "labelling on %s (%d workers); later sources expand meanwhile",
+            settings.runner.kind, settings.runner.workers,
         )  # fmt: skip
-        submitter = _Submitter(items, run, task_runner, prefetcher)
+        submitter = _Submitter(items, run, task_runner, prefetcher, progress)
         try:
             submitter.fill()
             while submitter.pending:
@@ -131,7 +142,7 @@ def label_all(items: list[MediaItem], run: IngestRun, prefetcher: Prefetcher | N
                 submitter.submit_next()
         finally:
             logs.remove_stage_listener(progress.event)
-            submitter.close(items)
+            submitter.close(items.items if isinstance(items, Planned) else items)
 
 
 def finish_one(item: MediaItem, future: PrefectFuture[Prepared], run: IngestRun) -> None:

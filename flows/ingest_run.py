@@ -85,15 +85,17 @@ def expansions(found: list[Source], run: IngestRun) -> Iterator[tuple[Source, Ex
 
 def plan(
     found: list[Source], run: IngestRun, planned: Callable[[MediaItem], None] | None = None
-) -> list[MediaItem]:
-    """Expand every source; record skips; the items still to label, in order, once each.
+) -> Iterator[MediaItem]:
+    """Expand the sources as asked; record skips; the items still to label, in order, once each.
 
-    ``planned`` is called with each item as it is kept, while later sources still
-    expand (the flow starts the first downloads there).
+    A generator: a source expands when its items are asked for (with up to
+    :data:`EXPAND_AHEAD` ahead of it), so labelling can begin before the last source has
+    expanded. ``planned`` is called with each item as it is kept (the flow starts the
+    first downloads there).
     """
     logger = get_run_logger()
     done = run.store.done_recording_ids()
-    todo: dict[str, MediaItem] = {}
+    kept: set[str] = set()
     for source, expanded in expansions(found, run):
         for entry in expanded:
             if isinstance(entry, SkippedItem):
@@ -102,16 +104,46 @@ def plan(
                 report_skip(run.report, entry)
                 continue
             rid = entry.recording_id
-            if rid in done or rid in todo:
+            if rid in done or rid in kept:
                 run.report.already_done += 1
                 logger.info(
                     "already labelled: %s (%s)", entry.title, rid, extra={"recording_id": rid}
                 )
                 continue
-            todo[rid] = entry
+            kept.add(rid)
             if planned is not None:
                 planned(entry)
-    return list(todo.values())
+            yield entry
+
+
+class Planned:
+    """The items of :func:`plan`, listed as they are asked for and kept in ``items``.
+
+    :meth:`ahead` lists the first few at once (the flow does so while the models load);
+    iterating lists the rest as the labelling asks for them, the same items in the same
+    order every time.
+    """
+
+    def __init__(self, items: Iterator[MediaItem]) -> None:
+        self._listing = items
+        self.items: list[MediaItem] = []
+
+    def _more(self) -> bool:
+        item = next(self._listing, None)
+        if item is not None:
+            self.items.append(item)
+        return item is not None
+
+    def ahead(self, count: int) -> None:
+        """List items until ``count`` are listed or none are left."""
+        while len(self.items) < count and self._more():
+            pass
+
+    def __iter__(self) -> Iterator[MediaItem]:
+        index = 0
+        while index < len(self.items) or self._more():
+            yield self.items[index]
+            index += 1
 
 
 def as_skipped(item: MediaItem, err: Exception, run_id: str) -> SkippedItem:

@@ -7,8 +7,10 @@ and Delta tables. When stages ran comes from the flow's own stage records
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,29 +256,24 @@ def test_the_first_planned_recordings_download_at_once_each_once(  # type: ignor
     assert all(prefetch.take_prefetched(i.recording_id) is None for i in items)  # forgotten
 
 
-def test_sources_expand_a_few_at_a_time_in_their_order_each_url_once(tmp_path: Path) -> None:
-    """The plan lists up to EXPAND_AHEAD sources at once (a real server that answers slowly
-    counts the requests in flight), hands them on in the sources' order, and asks for a
-    URL listed twice once."""
+@contextlib.contextmanager
+def _media_server(count: int, root: Path, delay: float = 0.0) -> Iterator[tuple[list[str], Any]]:
+    """``count`` one-second WAVs served over real HTTP, each request answered after ``delay``
+    s; yields their URLs and the server's tally (``most``: requests at once, ``asked``: per
+    path)."""
     import threading
     import time
     from functools import partial
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    from types import SimpleNamespace
 
     import soundfile as sf
-    from prefect import flow
 
-    from convoice.config import load_settings
-    from convoice.flows.ingest_run import EXPAND_AHEAD, expansions
-    from convoice.orchestration.run import IngestRun
-    from convoice.records import Source
-
-    media = tmp_path / "media"
-    media.mkdir()
-    for i in range(6):
-        sf.write(media / f"m{i}.wav", np.zeros(16000, np.float32), 16000)
+    root.mkdir()
+    for i in range(count):
+        sf.write(root / f"m{i}.wav", np.zeros(16000, np.float32), 16000)
     lock = threading.Lock()
-    in_flight, most, asked = [0], [0], dict[str, int]()
+    tally = SimpleNamespace(now=0, most=0, asked={})
 
     class Slow(SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -284,15 +281,15 @@ def test_sources_expand_a_few_at_a_time_in_their_order_each_url_once(tmp_path: P
 
         def _slowly(self, serve: Any) -> None:
             with lock:
-                in_flight[0] += 1
-                most[0] = max(most[0], in_flight[0])
-                asked[self.path] = asked.get(self.path, 0) + 1
+                tally.now += 1
+                tally.most = max(tally.most, tally.now)
+                tally.asked[self.path] = tally.asked.get(self.path, 0) + 1
             try:
-                time.sleep(0.3)  # a platform that takes its time to answer
+                time.sleep(delay)  # a platform that takes its time to answer
                 serve()
             finally:
                 with lock:
-                    in_flight[0] -= 1
+                    tally.now -= 1
 
         def do_GET(self) -> None:
             self._slowly(super().do_GET)
@@ -300,25 +297,71 @@ def test_sources_expand_a_few_at_a_time_in_their_order_each_url_once(tmp_path: P
         def do_HEAD(self) -> None:
             self._slowly(super().do_HEAD)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Slow, directory=str(media)))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Slow, directory=str(root)))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    urls = [f"{base}/m{i}.wav" for i in range(6)]
-    found = [Source(u, "CC-BY-4.0") for u in [*urls[:3], urls[0], *urls[3:]]]
-    settings = load_settings(home=str(tmp_path / "home"))
-    run = IngestRun(Store.open(settings), settings, "run", IngestReport(run_id="run", home=""))
-
-    @flow
-    def expand_all() -> list[tuple[str, list[str]]]:
-        return [(s.url, [e.url for e in entries]) for s, entries in expansions(found, run)]
-
     try:
-        out = expand_all()
+        yield [f"{base}/m{i}.wav" for i in range(count)], tally
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _plain_run(tmp_path: Path) -> Any:
+    from convoice.config import load_settings
+    from convoice.orchestration.run import IngestRun
+
+    settings = load_settings(home=str(tmp_path / "home"))
+    return IngestRun(Store.open(settings), settings, "run", IngestReport(run_id="run", home=""))
+
+
+def test_sources_expand_a_few_at_a_time_in_their_order_each_url_once(tmp_path: Path) -> None:
+    """The plan lists up to EXPAND_AHEAD sources at once (a real server that answers slowly
+    counts the requests in flight), hands them on in the sources' order, and asks for a
+    URL listed twice once."""
+    from prefect import flow
+
+    from convoice.flows.ingest_run import EXPAND_AHEAD, expansions
+    from convoice.records import Source
+
+    run = _plain_run(tmp_path)
+    with _media_server(6, tmp_path / "media", delay=0.3) as (urls, tally):
+        found = [Source(u, "CC-BY-4.0") for u in [*urls[:3], urls[0], *urls[3:]]]
+
+        @flow
+        def expand_all() -> list[tuple[str, list[str]]]:
+            return [(s.url, [e.url for e in entries]) for s, entries in expansions(found, run)]
+
+        out = expand_all()
     assert [url for url, _ in out] == [s.url for s in found]  # the sources' order
     assert [entries for _, entries in out] == [[s.url] for s in found]  # each its own item
-    assert 2 <= most[0] <= EXPAND_AHEAD  # several at once, never more than allowed
-    assert asked["/m0.wav"] == asked["/m1.wav"]  # listed twice, asked for once
+    assert 2 <= tally.most <= EXPAND_AHEAD  # several at once, never more than allowed
+    assert tally.asked["/m0.wav"] == tally.asked["/m1.wav"]  # listed twice, asked for once
+
+
+def test_the_plan_lists_later_sources_only_as_labelling_asks(tmp_path: Path) -> None:
+    """The flow's plan is lazy: the first item listed asks no more sources of the server than
+    the few expanding ahead; the rest come, in order, once each, as they are asked for."""
+    from prefect import flow
+
+    from convoice.flows.ingest_run import EXPAND_AHEAD, Planned, plan
+    from convoice.records import Source
+
+    run = _plain_run(tmp_path)
+    count = EXPAND_AHEAD + 4
+    with _media_server(count, tmp_path / "media") as (urls, tally):
+        found = [Source(u, "CC-BY-4.0") for u in [*urls, urls[1]]]
+
+        @flow
+        def listing() -> tuple[int, list[str], list[str]]:
+            planned = Planned(plan(found, run))
+            planned.ahead(1)
+            early = len(tally.asked)
+            return early, [i.url for i in planned], [i.url for i in planned]
+
+        early, first_pass, again = listing()
+    assert 1 <= early <= EXPAND_AHEAD < count  # not every source before labelling
+    assert first_pass == again == urls  # in order, the repeat left out, the same each time
+    assert len(tally.asked) == count
+    assert run.report.already_done == 1  # the repeat, counted as done once, as before
