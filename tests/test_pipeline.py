@@ -365,3 +365,20 @@ def test_the_plan_lists_later_sources_only_as_labelling_asks(tmp_path: Path) -> 
     assert first_pass == again == urls  # in order, the repeat left out, the same each time
     assert len(tally.asked) == count
     assert run.report.already_done == 1  # the repeat, counted as done once, as before
+
+
+def test_progress_rows_grow_as_a_lazy_plan_lists_items() -> None:
+    """The live display gets a row per recording as it is listed, the overall count grows
+    with them, and a recording listed again is not a second row."""
+    import logging
+
+    from convoice.logs import Progress
+
+    with Progress(logging.getLogger("test-progress"), live=True) as progress:
+        progress.plan([("a", "first")], ["segment", "embed"])
+        progress.plan([("b", "second"), ("a", "first")], ["segment", "embed"])
+        progress.finish("a", "done")
+        progress.plan([("c", "third")], ["segment", "embed"])
+        rows, overall = len(progress._rows), progress._progress.tasks[progress._overall]
+    assert rows == 3
+    assert (overall.total, overall.completed) == (3, 1)
