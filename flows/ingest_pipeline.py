@@ -46,7 +46,6 @@ class _Submitter:
     ) -> None:
         self.queue = iter(items)  # a lazy plan lists the next source's items when asked
         self.progress = progress
-        self.submitted: list[str] = []
         self.run = run
         self.task_runner = task_runner
         self.workdir = download_dir()
@@ -66,7 +65,6 @@ class _Submitter:
             "item": item, "settings": run.settings, "workdir": self.workdir,
             "run_id": run.run_id, "log_format": run.log_format,
         }  # fmt: skip
-        self.submitted.append(item.recording_id)
         if self.progress is not None:
             self.progress.plan([(item.recording_id, item.title)], WORKER_STAGES)
         with logs.log_context(recording_id=item.recording_id):
@@ -84,10 +82,10 @@ class _Submitter:
 
     def close(self, listed: list[MediaItem]) -> None:
         """Stop the downloads started ahead; forget those no worker took (of the items
-        ``listed``: a lazy plan's first downloads start before the flow submits them)."""
+        ``listed``, every one submitted among them: a lazy plan's first downloads start
+        before the flow submits them)."""
         if self.prefetcher is not None:
-            ids = [i.recording_id for i in listed]
-            self.prefetcher.close(list(dict.fromkeys([*ids, *self.submitted])))
+            self.prefetcher.close([i.recording_id for i in listed])
         if self.turns is not None:
             self.turns.clear()
 
@@ -111,13 +109,11 @@ def first_downloads(prefetcher: Prefetcher | None, run: IngestRun) -> Callable[[
     return planned
 
 
-def label_all(
-    items: Planned | list[MediaItem], run: IngestRun, prefetcher: Prefetcher | None = None
-) -> None:
+def label_all(planned: Planned, run: IngestRun, prefetcher: Prefetcher | None = None) -> None:
     """Prepare up to a few recordings ahead on the runner; finish them here, in order.
 
-    ``items``: a list, or the flow's lazy plan (:class:`~convoice.flows.ingest_run.Planned`),
-    whose later sources expand while the first recordings are labelled. ``prefetcher``
+    ``planned``: the flow's lazy plan (:class:`~convoice.flows.ingest_run.Planned`), whose
+    later sources expand while the first recordings are labelled. ``prefetcher``
     (:func:`downloads_ahead`): the downloads run ahead there; it is closed here.
     """
     logger = get_run_logger()
@@ -130,7 +126,7 @@ def label_all(
             "labelling on %s (%d workers); later sources expand meanwhile",
             settings.runner.kind, settings.runner.workers,
         )  # fmt: skip
-        submitter = _Submitter(items, run, task_runner, prefetcher, progress)
+        submitter = _Submitter(planned, run, task_runner, prefetcher, progress)
         try:
             submitter.fill()
             while submitter.pending:
@@ -142,7 +138,7 @@ def label_all(
                 submitter.submit_next()
         finally:
             logs.remove_stage_listener(progress.event)
-            submitter.close(items.items if isinstance(items, Planned) else items)
+            submitter.close(planned.items)
 
 
 def finish_one(item: MediaItem, future: PrefectFuture[Prepared], run: IngestRun) -> None:
