@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from convoice import cpu_clock
+from convoice.bench.naive import DEFAULT_EMBEDDING
 from convoice.engines import loaders
 from convoice.media.audio import decode
 from convoice.models.metrics import diarization_error_rate, parse_rttm
@@ -105,7 +106,9 @@ def time_ingest_process(sources: Path, home: Path) -> ProcessTiming:
     return ProcessTiming(seconds, float(found[-1]), cpu)
 
 
-def time_naive(wavs: list[Path], embedding: str = "campplus") -> tuple[float, dict[str, float]]:
+def time_naive(
+    wavs: list[Path], embedding: str = DEFAULT_EMBEDDING
+) -> tuple[float, dict[str, float]]:
     """pyannote's pipeline at its defaults (with ``embedding``, one of
     :data:`convoice.bench.naive.EMBEDDINGS`), then faster-whisper, then resemblyzer per turn."""
     from convoice.bench.naive import naive_baseline, offline_pipeline
@@ -142,7 +145,7 @@ def time_registry_matching(sizes: tuple[int, ...] = (1_000, 10_000, 100_000)) ->
     return out
 
 
-def naive_der(embedding: str = "campplus") -> float:
+def naive_der(embedding: str = DEFAULT_EMBEDDING) -> float:
     """DER of pyannote's pipeline at its default settings (with ``embedding``) on the sample."""
     from convoice.bench.naive import diarize_whole, offline_pipeline
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from convoice import cpu_clock
 from convoice.bench import baselines
+from convoice.bench.naive import DEFAULT_EMBEDDING
 from convoice.bench.result import BenchmarkResult, Draw, ProfileRun
 from convoice.bench.splits import Split, generated_half
 from convoice.config import Settings, load_settings
@@ -91,7 +92,7 @@ def run_benchmark(
     repeat: int = 1,
     draws: int = 1,
     progress: Callable[[str], None] | None = None,
-    naive_embedding: str = "campplus",
+    naive_embedding: str = DEFAULT_EMBEDDING,
 ) -> BenchmarkResult:
     """Generate (or reuse) the corpus, time the baselines and the flow, score the labels.
 

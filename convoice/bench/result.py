@@ -8,6 +8,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from convoice.bench.naive import DEFAULT_EMBEDDING
 from convoice.models.identity_errors import render_errors
 
 
@@ -102,7 +103,7 @@ class BenchmarkResult:
     process_flow_s: float = 0.0  # of which its flow's wall time, by its report (--profile)
     naive_s: float = 0.0
     naive_steps: dict[str, float] = field(default_factory=dict)
-    naive_embedding: str = "campplus"  # the naive chain's pyannote embedding
+    naive_embedding: str = DEFAULT_EMBEDDING  # the naive chain's pyannote embedding
     flow_s: float = 0.0
     flow_stages: dict[str, float] = field(default_factory=dict)
     quality: dict[str, float] = field(default_factory=dict)

@@ -55,7 +55,7 @@ class BenchOptions:
     long_dense: bool = False
     long_pair: bool = False
     draws: int | None = None  # None: DEFAULT_DRAWS on a generated half, else one
-    naive_embedding: str = "campplus"  # the naive chain's pyannote embedding
+    naive_embedding: str = "campplus"  # naive.DEFAULT_EMBEDDING; not imported, --help stays light
 
 
 DEFAULT_DRAWS = 3
