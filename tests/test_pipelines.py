@@ -47,6 +47,20 @@ def _annotation(turns: list[pipelines.Turn]) -> Any:
     return hyp
 
 
+def _speaker90_chunk(samples: np.ndarray) -> tuple[Any, Any]:
+    """The 10-20 s chunk twice, as pyannote batches it, with weights (segmentation-3.0's
+    589 frames per 10 s): speaker90's speech (10.57 to 14.49 s) in the first, none in the
+    second."""
+    import torch
+
+    chunk = samples[10 * SR : 20 * SR]  # speaker90 speaks 10.57 to 14.70 s
+    num_frames = 589
+    times = 10 + (np.arange(num_frames) + 0.5) * 10 / num_frames
+    mask = torch.from_numpy(((times >= 10.57) & (times < 14.49)).astype(np.float32))
+    waveforms = torch.from_numpy(np.stack([chunk, chunk]))[:, None]
+    return waveforms, torch.stack([mask, torch.zeros(num_frames)])
+
+
 def test_embedding_model_matches_resemblyzer(sample: tuple[np.ndarray, Any]) -> None:
     """The masked forward equals embed_utterance on the same speech; no speech gives NaN."""
     import torch
@@ -55,14 +69,10 @@ def test_embedding_model_matches_resemblyzer(sample: tuple[np.ndarray, Any]) -> 
     from convoice.engines.loaders import voice_encoder
 
     samples, _ = sample
-    chunk = samples[10 * SR : 20 * SR]  # speaker90 speaks 10.57 to 14.70 s
-    num_frames = 589  # segmentation-3.0's frames per 10 s
-    times = 10 + (np.arange(num_frames) + 0.5) * 10 / num_frames
-    mask = torch.from_numpy(((times >= 10.57) & (times < 14.49)).astype(np.float32))
+    waveforms, weights = _speaker90_chunk(samples)
     model = pipelines.resemblyzer_embedding()
-    waveforms = torch.from_numpy(np.stack([chunk, chunk]))[:, None]
     with torch.inference_mode():
-        out = model(waveforms, weights=torch.stack([mask, torch.zeros(num_frames)])).numpy()
+        out = model(waveforms, weights=weights).numpy()
     assert out.shape == (2, pipelines.EMBEDDING_DIM)
     assert np.isnan(out[1]).all()
     expected = voice_encoder().embed_utterance(
@@ -82,14 +92,10 @@ def test_campplus_embedding_model(sample: tuple[np.ndarray, Any]) -> None:
     from convoice.models.embed import fbank
 
     samples, _ = sample
-    chunk = samples[10 * SR : 20 * SR]  # speaker90 speaks 10.57 to 14.70 s
-    num_frames = 589
-    times = 10 + (np.arange(num_frames) + 0.5) * 10 / num_frames
-    mask = torch.from_numpy(((times >= 10.57) & (times < 14.49)).astype(np.float32))
+    waveforms, weights = _speaker90_chunk(samples)
     model = pipelines.CamPPlusEmbedding()
-    waveforms = torch.from_numpy(np.stack([chunk, chunk]))[:, None]
     with torch.inference_mode():
-        out = model(waveforms, weights=torch.stack([mask, torch.zeros(num_frames)])).numpy()
+        out = model(waveforms, weights=weights).numpy()
         speech = fbank(samples[int(10.57 * SR) : int(14.49 * SR)])
         alone = campplus_model()(torch.from_numpy(speech)[None])[0].numpy()
     assert out.shape == (2, pipelines.CAMPPLUS_DIM)
