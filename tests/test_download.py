@@ -291,6 +291,59 @@ def test_archive_without_the_file_downloads_again(
     assert download_audio(item, tmp_path, SETTINGS, archive=archive).exists()
 
 
+def test_yt_dlp_is_made_once_per_thread_and_names_each_file(
+    server: tuple[str, _Server], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Listing and downloading reuse the thread's yt-dlp; each download lands in its own
+    directory (the kept instance takes the call's file name), and another thread makes its
+    own."""
+    import yt_dlp
+
+    made: list[str] = []
+    init = yt_dlp.YoutubeDL.__init__
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> None:
+        made.append(threading.current_thread().name)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(yt_dlp.YoutubeDL, "__init__", counted)
+
+    def work(n: int) -> list[Path]:
+        items = [_item(f"{server[0]}/clip.mp4"), _item(f"{server[0]}/end-card.mp4")]
+        return [download_audio(it, tmp_path / f"{n}-{i}", SETTINGS) for i, it in enumerate(items)]
+
+    results: list[list[Path]] = []
+    for n in range(2):  # a fresh thread each: its cache starts empty
+        thread = threading.Thread(target=lambda n=n: results.append(work(n)), name=f"t{n}")
+        thread.start()
+        thread.join()
+    assert made == ["t0", "t0", "t1", "t1"]  # listing + download, per thread
+    paths = [p for ps in results for p in ps]
+    assert [p.parent.name for p in paths] == ["0-0", "0-1", "1-0", "1-1"]
+    assert all(_leftovers(p.parent) == sorted([p.name, f"{p.stem}.track.txt"]) for p in paths)
+
+
+def test_a_thread_keeps_its_latest_yt_dlp_instances_only() -> None:
+    from convoice.media import ytdlp
+
+    def kept_in_new_thread() -> list[Any]:
+        found: list[Any] = []
+
+        def run() -> None:
+            made = [ytdlp.kept(ytdlp.options(SETTINGS, socket_timeout=n)) for n in range(6)]
+            again = ytdlp.kept(ytdlp.options(SETTINGS, socket_timeout=5))
+            found.extend([made, again, list(ytdlp._kept.instances.values())])
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+        return found
+
+    made, again, instances = kept_in_new_thread()
+    assert again is made[5]
+    assert instances == made[2:] and len(instances) == ytdlp.KEPT_PER_THREAD
+
+
 def test_an_invalid_leftover_is_replaced(server: tuple[str, _Server], tmp_path: Path) -> None:
     item = _item(f"{server[0]}/clip.mp4")
     (tmp_path / f"{item.recording_id}.wav").write_bytes(b"RIFF garbage")

@@ -16,7 +16,7 @@ from pathlib import Path
 from convoice.config import IngestSettings
 from convoice.media.errors import IngestError
 from convoice.media.tracks import check_audio, choose_audio_track, extract_audio
-from convoice.media.ytdlp import classify, options
+from convoice.media.ytdlp import classify, kept, options
 from convoice.records import MediaItem, SkipReason
 
 log = logging.getLogger(__name__)
@@ -78,18 +78,14 @@ def _track_file(wav: Path) -> Path:
 
 def _fetch(item: MediaItem, tmp: Path, settings: IngestSettings, archive: Path | None) -> Path:
     """Run yt-dlp into ``tmp``; the media file it downloaded, as the site serves it."""
-    from yt_dlp import YoutubeDL
-
-    opts = options(settings, noplaylist=True)
-    opts.update(outtmpl={"default": str(tmp / "media.%(ext)s")}, paths={})  # ours, always
+    opts = {**options(settings, noplaylist=True), "paths": {}}  # our file name, always
     for use_archive in (True, False) if archive is not None else (False,):
         if use_archive:
             opts["download_archive"] = str(archive)
         else:
             opts.pop("download_archive", None)
         try:
-            with YoutubeDL(opts) as ydl:
-                ydl.extract_info(item.url, download=True)
+            kept(opts, str(tmp / "media.%(ext)s")).extract_info(item.url, download=True)
         except Exception as err:
             code, reason = classify(err)
             raise IngestError(code, reason) from err

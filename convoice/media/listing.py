@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
 from convoice.config import IngestSettings
-from convoice.media.ytdlp import classify, options
+from convoice.media.ytdlp import classify, kept, options
 from convoice.models.licence import decide_licence
 from convoice.records import MediaItem, SkippedItem, SkipReason, Source, now
 
@@ -45,15 +45,13 @@ def expand_source(
     an unsupported or unreachable URL, an extractor failure, media longer than
     ``settings.max_duration_s``. Never raises for one bad entry.
     """
-    from yt_dlp import YoutubeDL
-
-    with YoutubeDL(options(settings, extract_flat="in_playlist")) as ydl:
-        try:
-            info = ydl.extract_info(source.url, download=False)
-        except Exception as err:  # one bad source must not stop a batch
-            yield _skip_error(source, source.url, "", err, run_id)
-            return
-        yield from _walk(ydl, source, dict(info or {}), settings, run_id, 0)
+    ydl = kept(options(settings, extract_flat="in_playlist"))
+    try:
+        info = ydl.extract_info(source.url, download=False)
+    except Exception as err:  # one bad source must not stop a batch
+        yield _skip_error(source, source.url, "", err, run_id)
+        return
+    yield from _walk(ydl, source, dict(info or {}), settings, run_id, 0)
 
 
 def _walk(
