@@ -266,7 +266,9 @@ class AsrSettings:
     language_decode_below: float = 0.0
     language_decode_top: int = 3
     language_decode_speaker: bool = True
-    cpu_threads: int = 0  # 0 = all cores
+    # threads of each of Whisper's two lanes (calls side by side); 0 = the process's cores
+    # shared out between them (CONVOICE_TORCH_THREADS, else every core): one each on two cores
+    cpu_threads: int = 0
     vocabulary_mode: str = "hotwords"  # how a channel's vocabulary is given: or "initial_prompt"
     vocabulary_size: int = 40  # at most this many of its words (its own first, most corrected)
     round_two_beam_size: int = 5  # round two's beam (tuning half: recurring-word WER 48 % -> 17 %)

@@ -12,7 +12,6 @@ rows one recording at a time, in order.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 from dataclasses import dataclass
@@ -75,14 +74,6 @@ def _download(item: MediaItem, workdir: Path, settings: Settings) -> Path:
     return stages.fetch(item, workdir, settings)
 
 
-def _with_worker_threads(settings: Settings) -> Settings:
-    """Give CTranslate2 the threads this worker process was given (``CONVOICE_TORCH_THREADS``)."""
-    threads = int(os.environ.get("CONVOICE_TORCH_THREADS", "0"))
-    if settings.asr.cpu_threads or not threads:
-        return settings
-    return dataclasses.replace(settings, asr=dataclasses.replace(settings.asr, cpu_threads=threads))
-
-
 def _embed(audio: AnyAudio, seg: Segmentation, settings: Settings) -> Embeddings:
     """The clips' embeddings, with the store's encoders (fine-tuned ones when promoted)."""
     store = Store.open(settings)
@@ -104,7 +95,7 @@ def prepare_recording(
     """
     logs.configure_logging(log_format)  # a Dask worker process starts with Prefect's
     try:
-        return _prepare(item, _with_worker_threads(settings), workdir, run_id)
+        return _prepare(item, settings, workdir, run_id)
     finally:
         pipeline.TURNS.leave(item.recording_id)  # failed before its turn: the next one goes
 

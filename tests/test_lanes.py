@@ -81,3 +81,16 @@ def test_clips_of_several_languages_transcribe_the_same_side_by_side(  # type: i
     one_by_one = asr.transcribe_clips(model, audio, clips, options, languages=told)
     assert side == one_by_one
     assert sum(t is not None for t in side) >= 3
+
+
+def test_whisper_lanes_share_the_process_cores(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``[asr] cpu_threads = 0``: each of the lanes gets its share of the cores (one each
+    on two), never none; the bench's Whisper alone keeps every core on its one call."""
+    from convoice.engines import loaders
+
+    for cores, each in (("2", 1), ("1", 1), ("6", 3), ("7", 3)):
+        monkeypatch.setenv("CONVOICE_TORCH_THREADS", cores)
+        assert loaders.whisper_lane_threads() == each
+    monkeypatch.setenv("CONVOICE_TORCH_THREADS", "2")
+    flow, alone = loaders.whisper_model(), loaders.whisper_model(cpu_threads=2)
+    assert flow is loaders.whisper_model("base", "int8", 1) and alone is not flow

@@ -38,6 +38,7 @@ from convoice.records import CAMPPLUS_DIM, EMBEDDING_DIM, SAMPLE_RATE, FloatArra
 
 if TYPE_CHECKING:
     import torch
+    from faster_whisper import WhisperModel
     from faster_whisper.transcribe import Segment
     from pyannote.audio import Model, Pipeline
     from pyannote.audio.core.plda import PLDA
@@ -451,6 +452,12 @@ class NaiveResult:
         return " ".join(s.text.strip() for s in self.segments).strip()
 
 
+def user_whisper() -> WhisperModel:
+    """Whisper base as a user runs it alone: one call at a time on every core (the flow's
+    model shares the cores out among its lanes: :func:`loaders.whisper_lane_threads`)."""
+    return loaders.whisper_model(cpu_threads=loaders.torch_threads())
+
+
 def naive_baseline(samples: FloatArray, pipeline: Pipeline | None = None) -> NaiveResult:
     """Diarize, transcribe and embed the whole file one step after another, as a user would.
 
@@ -460,7 +467,7 @@ def naive_baseline(samples: FloatArray, pipeline: Pipeline | None = None) -> Nai
     from resemblyzer import preprocess_wav
 
     pipeline = pipeline or offline_pipeline()
-    whisper = loaders.whisper_model()
+    whisper = user_whisper()
     encoder = loaders.voice_encoder()
     step_seconds: dict[str, float] = {}
 

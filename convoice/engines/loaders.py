@@ -85,6 +85,20 @@ def torch_threads() -> int:
     return int(os.environ.get("CONVOICE_TORCH_THREADS", "0")) or (os.cpu_count() or 1)
 
 
+def whisper_lane_threads() -> int:
+    """Threads of each Whisper lane when ``[asr] cpu_threads`` is 0: the process's cores
+    (:func:`torch_threads`) shared out among the :data:`~convoice.engines.lanes.WORKERS`
+    calls that run side by side, one each on two cores.
+
+    On two cores, with one thread per lane the tuning half's flow took 60.2 s (112 CPU s)
+    where two threads per lane, four threads on two cores, took 64.2 s (119.5 CPU s; two
+    runs each, README "Where the time goes", session 32). A call alone (a recording of
+    over an hour of clips goes one call at a time) is about 5 % slower on one thread than
+    on two, for a fifth less CPU. The words are the same either way.
+    """
+    return max(1, torch_threads() // lanes.WORKERS)
+
+
 def set_torch_threads() -> None:
     import torch
 
@@ -175,10 +189,12 @@ def whisper_model(
 ) -> WhisperModel:
     """A Whisper: "" or "base" / "small" (shipped on PyPI), a CT2 directory or a hub name.
 
-    One per process for each model: "" and "base" (what the language pass and the
-    per-language choice each ask for) are the same model, loaded once.
+    One per process for each model and thread count: "" and "base" (what the language
+    pass and the per-language choice each ask for) are the same model, loaded once.
+    ``cpu_threads``: threads per lane (:data:`~convoice.engines.lanes.WORKERS` lanes run
+    calls side by side); 0 = :func:`whisper_lane_threads`.
     """
-    return _whisper_model(source or "base", compute_type, cpu_threads or (os.cpu_count() or 1))
+    return _whisper_model(source or "base", compute_type, cpu_threads or whisper_lane_threads())
 
 
 @functools.cache
