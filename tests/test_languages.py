@@ -223,7 +223,11 @@ PERSIAN = [("espeak-m5", "fa", text) for text in multilingual.sentences()["fa"][
 def test_a_voice_heard_as_latin_clip_by_clip_is_persian_over_a_30_s_window() -> None:
     """espeak-ng's Persian (a tuning-half voice): most of its short clips are taken for Latin
     and the mean of them with it (at most 1 of 6 Persian); one padded window of the speaker's
-    clips hears Persian."""
+    clips hears Persian, and with it half or more of them are Persian and none is Latin.
+
+    How many exactly depends on the CPU: 4 or more of 6 on the machines of sessions 29-31,
+    3 (two Georgian, one Basque) on an AVX2 machine without AVX-512, whatever the thread
+    count (session 32's note)."""
     audio, regions = _recording(PERSIAN)
     model = loaders.whisper_model()
     speakers = [0] * len(PERSIAN)
@@ -234,7 +238,8 @@ def test_a_voice_heard_as_latin_clip_by_clip_is_persian_over_a_30_s_window() -> 
     window = language.window_priors(model, audio, regions, speakers, opt_in)[0]
     assert max(window, key=lambda k: window[k]) == "fa"
     assert sum(g.language == "fa" for g in old) <= 1
-    assert sum(g.language == "fa" for g in new) >= 4  # of 6
+    assert sum(g.language == "fa" for g in new) >= 3  # of 6
+    assert not any(g.language == "la" for g in new)
     for bad in (language.DetectOptions(window_s=31), language.DetectOptions(weights=(("la", 0),))):
         with pytest.raises(language.LanguageError):
             language.detect_languages(model, audio, regions, bad, speakers)
