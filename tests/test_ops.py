@@ -29,6 +29,7 @@ from test_storage import ingest
 
 from convoice.flows.release import unchanged_since
 from convoice.flows.review import superseded
+from convoice.orchestration import memory
 from convoice.storage import Release, Store
 from convoice.synth.serve import free_port
 
@@ -303,6 +304,9 @@ def _check_registered(api_url: str, home: str) -> None:
         options = deployment.concurrency_options
         assert options is not None
         assert options.collision_strategy == spec["concurrency_limit"]["collision_strategy"]
+    for name in ("nightly-ingest", "loop"):  # Whisper runs there: its buffers kept for reuse
+        env = registered[name].job_variables["env"]
+        assert env["GLIBC_TUNABLES"] == memory.TUNABLES, name
     sync = registered["review-sync"]
     interval = sync.schedules[0].schedule.interval
     assert interval <= timedelta(minutes=10)  # "every few minutes"

@@ -334,7 +334,9 @@ def dataset_pull(
 
 def main() -> None:
     from convoice.config import ConfigError
+    from convoice.orchestration.memory import keep_freed_memory
 
+    keep_freed_memory()  # before any thread starts (Whisper's buffers reused: see the module)
     try:
         app()
     except SystemExit as done:  # how a typer app always ends, its exit code in it
