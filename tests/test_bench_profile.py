@@ -5,11 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from convoice import cpu_clock
-from convoice.bench.result import BenchmarkResult, ProfileRun
+from convoice.bench.result import PLAIN_WHISPER, BenchmarkResult, ProfileRun
 from convoice.models.run_summary import StageClock
 
 WHISPER = "faster-whisper base int8, batched 8, greedy, VAD, no word timestamps"
@@ -50,6 +51,8 @@ def _run(whisper: float, flow: float, cpu: float, load: float) -> ProfileRun:
         whisper_cpu_s=2 * whisper,
         whisper_words_s=whisper * 1.1,
         whisper_words_cpu_s=2.2 * whisper,
+        whisper_plain_s=whisper * 1.2,
+        whisper_plain_cpu_s=2.4 * whisper,
         process_s=flow + 10,
         process_flow_s=flow + 2,
         process_cpu_s=2 * flow + 12,
@@ -86,6 +89,10 @@ def test_repeats_print_medians_spread_and_ratios_of_medians() -> None:
     # ratios of medians: 13 / 11 wall, 25 / 22 CPU
     assert rows[FLOW] == ["13.0", "12.0-14.0", "1.18", "25.0", "24.0-26.0", "1.14"]
     assert rows["embed"] == ["1.3", "1.2-1.4", "0.12", "2.5", "2.4-2.6", "0.11"]
+    # Whisper as a user runs it (its own process): its row, and the process and flow against it
+    assert rows[PLAIN_WHISPER] == ["13.2", "12.0-24.0", "1.20", "26.4", "24.0-48.0", "1.20"]
+    against = "against faster-whisper alone as a user runs it: the process 1.74, the flow 0.98"
+    assert against in text
     start_up = "its start-up and exit (imports, Prefect's server, flow run set-up)"
     assert rows[start_up] == ["8.0", "8.0-8.0", "0.73", "-"]  # no CPU of its own
 
@@ -107,3 +114,18 @@ def test_repeat_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="at least 1"):
         run_benchmark(repeat=0)
+
+
+def test_whisper_alone_as_a_user_runs_it_is_timed_without_convoice_s_allocator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from convoice.bench import whisper_plain
+    from convoice.orchestration import memory
+    from convoice.synth.recordings import pyannote_sample
+
+    monkeypatch.setenv("GLIBC_TUNABLES", memory.TUNABLES)  # as `convoice bench` sets it
+    env = whisper_plain.plain_environment()
+    assert "GLIBC_TUNABLES" not in env and env[memory.KEEP_ENV] == "0"
+    wav, _ = pyannote_sample()
+    seconds, cpu = whisper_plain.time_in_plain_process([Path(wav)])
+    assert 0 < seconds < 120 and cpu > 0

@@ -30,7 +30,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from convoice import cpu_clock
-from convoice.bench import baselines
+from convoice.bench import baselines, whisper_plain
 from convoice.bench.naive import DEFAULT_EMBEDDING
 from convoice.bench.result import BenchmarkResult, Draw, ProfileRun
 from convoice.bench.splits import Split, generated_half
@@ -205,6 +205,7 @@ def _timed_run(wavs: list[Path], sources: Path, home: str, profile: bool) -> Pro
     if profile:
         words = baselines.time_whisper(wavs, words=True)
         run.whisper_words_s, run.whisper_words_cpu_s = words.seconds, words.cpu_s
+        run.whisper_plain_s, run.whisper_plain_cpu_s = whisper_plain.time_in_plain_process(wavs)
         process_home = Path(tempfile.mkdtemp(prefix="convoice-bench-process-"))
         timing = baselines.time_ingest_process(sources, process_home)
         run.process_s, run.process_flow_s = timing.seconds, timing.flow_s

@@ -25,6 +25,8 @@ class ProfileRun:
     whisper_cpu_s: float = 0.0
     whisper_words_s: float = 0.0
     whisper_words_cpu_s: float = 0.0
+    whisper_plain_s: float = 0.0  # in a process of its own, glibc's default allocator
+    whisper_plain_cpu_s: float = 0.0
     process_s: float = 0.0
     process_flow_s: float = 0.0
     process_cpu_s: float = 0.0  # with its Prefect server's
@@ -90,6 +92,11 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
+PLAIN_WHISPER = "faster-whisper alone as a user runs it (own process, glibc's defaults)"
+# the rows above are timed in the benchmark's process, whose allocator keeps freed memory
+# (convoice.orchestration.memory); this one is what a user of faster-whisper gets
+
+
 NAIVE_EMBEDDING_NAMES = {"resemblyzer": "GE2E", "campplus": "CAM++"}
 
 
@@ -99,6 +106,7 @@ class BenchmarkResult:
     audio_seconds: float
     whisper_fastest_s: float = 0.0
     whisper_words_s: float = 0.0  # the same with word_timestamps=True (--profile)
+    whisper_plain_s: float = 0.0  # as a user runs it: own process, glibc's defaults (--profile)
     process_s: float = 0.0  # `convoice ingest` as a process, start to exit (--profile)
     process_flow_s: float = 0.0  # of which its flow's wall time, by its report (--profile)
     naive_s: float = 0.0
@@ -127,6 +135,7 @@ class BenchmarkResult:
             return
         self.whisper_fastest_s = _median([r.whisper_s for r in runs])
         self.whisper_words_s = _median([r.whisper_words_s for r in runs])
+        self.whisper_plain_s = _median([r.whisper_plain_s for r in runs])
         self.process_s = _median([r.process_s for r in runs])
         self.process_flow_s = _median([r.process_flow_s for r in runs])
         self.flow_s = _median([r.flow_s for r in runs])
@@ -163,8 +172,10 @@ class BenchmarkResult:
             ("faster-whisper base int8, batched 8, greedy, VAD, no word timestamps",
              self.whisper_fastest_s),
             ("the same with word_timestamps=True", self.whisper_words_s),
-            ("`convoice ingest` as a process (CLI start to exit)", self.process_s),
         ]  # fmt: skip
+        if self.whisper_plain_s:
+            rows.append((PLAIN_WHISPER, self.whisper_plain_s))
+        rows.append(("`convoice ingest` as a process (CLI start to exit)", self.process_s))
         if self.process_flow_s:
             rows += [
                 ("  its start-up and exit (imports, Prefect's server, flow run set-up)",
@@ -181,6 +192,16 @@ class BenchmarkResult:
             rows.append((self.naive_label, self.naive_s))
         return rows
 
+    def plain_lines(self) -> list[str]:
+        """The process and the flow against Whisper as a user runs it (none when not timed)."""
+        if not self.whisper_plain_s:
+            return []
+        return [
+            f"  against faster-whisper alone as a user runs it: the process "
+            f"{self.process_s / self.whisper_plain_s:.2f}, the flow "
+            f"{self.flow_s / self.whisper_plain_s:.2f} (the rows' / W: Whisper in this process)"
+        ]
+
     def render_profile(self) -> str:
         """The per-stage table of issue 12: seconds and ratio to Whisper alone, one run
         (with ``--repeat N``: :meth:`render_repeats`)."""
@@ -194,6 +215,7 @@ class BenchmarkResult:
         for what, seconds in self.profile_rows():
             ratio = f"{seconds / base:16.2f}" if base else f"{'-':>16}"
             lines.append(f"  {what:<72} {seconds:8.1f} {ratio}")
+        lines += self.plain_lines()
         if self.naive_s:
             lines.append(f"  naive chain / flow = {self.naive_s / self.flow_s:.1f} (bar >= 10)")
         if self.profile_runs:
@@ -208,6 +230,8 @@ class BenchmarkResult:
              [r.whisper_s for r in runs], [r.whisper_cpu_s for r in runs]),
             ("the same with word_timestamps=True",
              [r.whisper_words_s for r in runs], [r.whisper_words_cpu_s for r in runs]),
+            (PLAIN_WHISPER,
+             [r.whisper_plain_s for r in runs], [r.whisper_plain_cpu_s for r in runs]),
             ("`convoice ingest` as a process (CLI start to exit)",
              [r.process_s for r in runs], [r.process_cpu_s for r in runs]),
             ("  its start-up and exit (imports, Prefect's server, flow run set-up)",
@@ -242,6 +266,7 @@ class BenchmarkResult:
         base_cpu = _median([r.whisper_cpu_s for r in runs])
         for what, wall, cpu in self.repeat_rows():
             lines.append(f"  {what:<70} {_spread(wall, base)}   {_spread(cpu, base_cpu)}")
+        lines += self.plain_lines()
         if self.naive_s:
             lines.append(f"  naive chain / flow = {self.naive_s / self.flow_s:.1f} (bar >= 10)")
         return "\n".join(lines)
