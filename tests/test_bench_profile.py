@@ -71,6 +71,7 @@ def _rows(text: str) -> dict[str, list[str]]:
 
 def test_repeats_print_medians_spread_and_ratios_of_medians() -> None:
     result = BenchmarkResult(corpus="4 episodes", audio_seconds=237.0, repeat=3)
+    result.machine = "AMD EPYC, 2 cores; avx2 fma, no avx512f"
     # one disturbed round (Whisper twice as slow) moves no median
     result.profile_runs = [
         _run(10.0, 13.0, 24.0, 1.2),
@@ -83,7 +84,7 @@ def test_repeats_print_medians_spread_and_ratios_of_medians() -> None:
     assert result.flow_stages_cpu == {"embed": 2.5, "transcribe": 12.5}
     text = result.render_profile()
     assert "3 rounds alternating" in text and "load average 1.2-9.5" in text
-    assert "clips per round [49]" in text
+    assert "clips per round [49]; machine: AMD EPYC, 2 cores; avx2 fma, no avx512f" in text
     rows = _rows(text)
     assert rows[WHISPER] == ["11.0", "10.0-20.0", "1.00", "22.0", "20.0-40.0", "1.00"]
     # ratios of medians: 13 / 11 wall, 25 / 22 CPU
@@ -129,3 +130,17 @@ def test_whisper_alone_as_a_user_runs_it_is_timed_without_convoice_s_allocator(
     wav, _ = pyannote_sample()
     seconds, cpu = whisper_plain.time_in_plain_process([Path(wav)])
     assert 0 < seconds < 120 and cpu > 0
+
+
+def test_the_machine_is_named_with_the_instruction_sets_kernels_choose_by() -> None:
+    from convoice.bench import machine
+
+    cpuinfo = (
+        "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx2 fma avx512f\n\n"
+        "processor\t: 1\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx2 fma avx512f\n"
+    )
+    line = machine.describe(cpuinfo)
+    assert line.startswith("AMD EPYC 7B13, ") and " cores; avx2 fma avx512f, no avx512_vnni" in line
+    assert "none of avx2" in machine.describe("model name : Old\nflags : fpu sse2\n")
+    result = BenchmarkResult(corpus="4 episodes", audio_seconds=237.0, machine=line)
+    assert f"machine: {line}" in result.render().splitlines()[1]

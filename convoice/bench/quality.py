@@ -30,7 +30,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from convoice import cpu_clock
-from convoice.bench import baselines, whisper_plain
+from convoice.bench import baselines, machine, whisper_plain
 from convoice.bench.naive import DEFAULT_EMBEDDING
 from convoice.bench.result import BenchmarkResult, Draw, ProfileRun
 from convoice.bench.splits import Split, generated_half
@@ -115,6 +115,7 @@ def run_benchmark(
     wavs = [ep.audio_path for ep in corpus.episodes]
     audio_s = sum(ep.duration for ep in corpus.episodes)
     result = BenchmarkResult(corpus=_describe(corpus), audio_seconds=audio_s, notes=notes)
+    result.machine = machine.describe()
     result.repeat = repeat if profile else 1
     baselines.warm_up()
     if naive:

@@ -104,6 +104,7 @@ NAIVE_EMBEDDING_NAMES = {"resemblyzer": "GE2E", "campplus": "CAM++"}
 class BenchmarkResult:
     corpus: str
     audio_seconds: float
+    machine: str = ""  # the CPU (convoice.bench.machine): figures differ between CPUs
     whisper_fastest_s: float = 0.0
     whisper_words_s: float = 0.0  # the same with word_timestamps=True (--profile)
     whisper_plain_s: float = 0.0  # as a user runs it: own process, glibc's defaults (--profile)
@@ -192,6 +193,10 @@ class BenchmarkResult:
             rows.append((self.naive_label, self.naive_s))
         return rows
 
+    def machine_note(self) -> str:
+        """``"; machine: ..."`` for a table's heading (empty when not recorded)."""
+        return f"; machine: {self.machine}" if self.machine else ""
+
     def plain_lines(self) -> list[str]:
         """The process and the flow against Whisper as a user runs it (none when not timed)."""
         if not self.whisper_plain_s:
@@ -209,7 +214,8 @@ class BenchmarkResult:
             return self.render_repeats()
         base = self.whisper_fastest_s
         lines = [
-            f"profile: {self.corpus}, {self.audio_seconds:.1f} s of audio (one run, same audio)",
+            f"profile: {self.corpus}, {self.audio_seconds:.1f} s of audio (one run, same audio)"
+            + self.machine_note(),
             f"  {'':<72} {'wall s':>8} {'/ Whisper alone':>16}",
         ]
         for what, seconds in self.profile_rows():
@@ -258,7 +264,8 @@ class BenchmarkResult:
         lines = [
             f"profile: {self.corpus}, {self.audio_seconds:.1f} s of audio, {len(runs)} rounds "
             "alternating (Whisper, with words, the process, the flow), same audio; "
-            f"load average {min(loads):.1f}-{max(loads):.1f}; clips per round {clips}",
+            f"load average {min(loads):.1f}-{max(loads):.1f}; clips per round {clips}"
+            + self.machine_note(),
             f"  {'':<70} {'wall s':>7} {'min-max':>13} {'/ W':>5}"
             f"   {'CPU s':>7} {'min-max':>13} {'/ W':>5}",
         ]
@@ -275,6 +282,7 @@ class BenchmarkResult:
         a = self.audio_seconds
         lines = [
             f"corpus: {self.corpus}, {a:.1f} s of audio",
+            f"machine: {self.machine or 'not recorded'}",
             "speed (wall s, real-time factor on this machine):",
             f"  faster-whisper alone, batched, fastest: {self.whisper_fastest_s:8.1f} s  "
             f"RTF {self.whisper_fastest_s / a:.3f}",
