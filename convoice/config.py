@@ -80,6 +80,15 @@ __all__ = [
 MERGED_TABLES = frozenset({"transcript_confidence_by_language", "language_weights"})
 
 
+OFF = frozenset({"0", "false", "no", "off"})  # how a process switch below is turned off
+
+
+def switched_on(name: str) -> bool:
+    """Whether the process switch ``name`` (an environment variable, on by default) is on:
+    ``CONVOICE_ONNX``, ``CONVOICE_ONNX_SPLIT``, ``CONVOICE_KEEP_FREED_MEMORY``."""
+    return os.environ.get(name, "1").strip().lower() not in OFF
+
+
 def _coerce(raw: str, like: Any) -> Any:
     if isinstance(like, bool):
         return raw.strip().lower() in {"1", "true", "yes", "on"}

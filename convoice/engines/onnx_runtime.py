@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from convoice.config import switched_on
 from convoice.engines import budget
 from convoice.records import FloatArray
 
@@ -62,7 +63,7 @@ class OnnxUnavailable(RuntimeError):
 
 def onnx_enabled() -> bool:
     """Whether ONNX Runtime may be used (``CONVOICE_ONNX=0`` turns it off)."""
-    return os.environ.get("CONVOICE_ONNX", "1").strip().lower() not in {"0", "false", "no", "off"}
+    return switched_on("CONVOICE_ONNX")
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,7 @@ class OnnxGraph:
 
 def split_batches() -> bool:
     """Whether a runner splits each batch over its threads (``CONVOICE_ONNX_SPLIT=0``: no)."""
-    value = os.environ.get("CONVOICE_ONNX_SPLIT", "1").strip().lower()
-    return value not in {"0", "false", "no", "off"}
+    return switched_on("CONVOICE_ONNX_SPLIT")
 
 
 class OnnxRunner:
