@@ -125,7 +125,7 @@ def test_whisper_alone_as_a_user_runs_it_is_timed_without_convoice_s_allocator(
     from convoice.synth.recordings import pyannote_sample
 
     monkeypatch.setenv("GLIBC_TUNABLES", memory.TUNABLES)  # as `convoice bench` sets it
-    env = whisper_plain.plain_environment()
+    env = memory.child_environment(keep=False)
     assert "GLIBC_TUNABLES" not in env and env[memory.KEEP_ENV] == "0"
     wav, _ = pyannote_sample()
     seconds, cpu = whisper_plain.time_in_plain_process([Path(wav)])

@@ -3,7 +3,6 @@ thread (as CTranslate2's are), faults no page in again; glibc's defaults fault e
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -37,9 +36,8 @@ print(faults[1])
 PAGES = (96 << 20) // 4096
 
 
-def _second_block_faults(keep: str) -> tuple[bool, int]:
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    env[memory.KEEP_ENV] = keep
+def _second_block_faults(keep: bool) -> tuple[bool, int]:
+    env = memory.child_environment(keep)
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120, env=env
     )
@@ -50,10 +48,10 @@ def _second_block_faults(keep: str) -> tuple[bool, int]:
 
 @pytest.mark.skipif(memory._libc() is None, reason="glibc's allocator only")
 def test_freed_blocks_are_reused_without_faulting_their_pages_again() -> None:
-    kept, faults = _second_block_faults("1")
+    kept, faults = _second_block_faults(True)
     assert kept
     assert faults < PAGES // 100, faults
-    kept, faults = _second_block_faults("0")  # glibc's defaults: unmapped at free, faulted again
+    kept, faults = _second_block_faults(False)  # glibc's defaults: unmapped at free, faulted again
     assert not kept
     assert faults > PAGES // 2, faults
 

@@ -11,26 +11,19 @@ then prints the timing as JSON.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from convoice.orchestration.memory import KEEP_ENV
-
-
-def plain_environment() -> dict[str, str]:
-    """This process's environment without the allocator settings ``convoice`` gives children."""
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    env[KEEP_ENV] = "0"
-    return env
+from convoice.orchestration.memory import child_environment
 
 
 def time_in_plain_process(wavs: list[Path]) -> tuple[float, float]:
     """Wall and CPU seconds of :func:`convoice.bench.baselines.time_whisper` in a plain process."""
     cmd = [sys.executable, "-m", "convoice.bench.whisper_plain", *map(str, wavs)]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=plain_environment(), check=False)
+    env = child_environment(keep=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"Whisper alone in a plain process failed: {done.stderr[-2000:]}")
     timing = json.loads(done.stdout.strip().splitlines()[-1])

@@ -25,6 +25,8 @@ import logging
 import os
 from collections.abc import Callable
 
+from convoice.config import switched_on
+
 log = logging.getLogger(__name__)
 
 # mallopt(3) parameters, from glibc's <malloc.h>
@@ -63,7 +65,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 def keep_wanted() -> bool:
     """Whether the allocator should keep freed memory (``CONVOICE_KEEP_FREED_MEMORY=0``: no)."""
-    return os.environ.get(KEEP_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+    return switched_on(KEEP_ENV)
 
 
 def keep_freed_memory() -> bool:
@@ -81,13 +83,24 @@ def keep_freed_memory() -> bool:
     libc = _libc()
     if libc is None:
         return False
-    settings = [(M_ARENA_MAX, ARENAS), (M_MMAP_THRESHOLD, MMAP_THRESHOLD)]
-    settings.append((M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    settings = (
+        (M_ARENA_MAX, ARENAS),
+        (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+        (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
+    )
     done = all(libc.mallopt(param, value) == 1 for param, value in settings)
     if not done:
         log.debug("glibc refused a mallopt setting: its defaults stay")
     os.environ.setdefault("GLIBC_TUNABLES", TUNABLES)
     return done
+
+
+def child_environment(keep: bool) -> dict[str, str]:
+    """This process's environment for a child that keeps freed memory or, with ``keep``
+    False, runs on glibc's defaults (``GLIBC_TUNABLES`` as the parent had it is dropped)."""
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    env[KEEP_ENV] = "1" if keep else "0"
+    return env
 
 
 def release_freed_memory() -> bool:
