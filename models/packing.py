@@ -8,6 +8,7 @@ clip landed, so a time in the packed audio says which clip it belongs to.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,19 @@ def pack(samples: Samples, clips: list[Region], window_s: float = WINDOW_S) -> P
     return Packing(audio_all.astype(np.float32), windows, offsets, window_of)
 
 
+def window_of_lengths(lengths: Sequence[float], window_s: float = WINDOW_S) -> list[int]:
+    """The window :func:`pack` lays each clip in, given the clips' lengths in seconds."""
+    where: list[int] = []
+    windows, cursor, window_start = 0, 0.0, 0.0
+    for length in lengths:
+        if cursor > window_start and cursor + length - window_start > window_s:
+            windows += 1
+            window_start = cursor
+        where.append(windows)
+        cursor += GAP_S + length
+    return where
+
+
 def window_groups(
     num_samples: int, clips: list[Region], windows_per_group: int, window_s: float = WINDOW_S
 ) -> list[tuple[int, int]]:
@@ -65,18 +79,18 @@ def window_groups(
     """
     if windows_per_group < 1:
         raise ValueError(f"windows_per_group must be at least 1, got {windows_per_group}")
+    lengths = [
+        len(range(*slice(sample_index(c.start), sample_index(c.end)).indices(num_samples)))
+        / SAMPLE_RATE
+        for c in clips
+    ]
+    where = window_of_lengths(lengths, window_s)
     groups: list[tuple[int, int]] = []
-    lo, windows, cursor, window_start = 0, 0, 0.0, 0.0
-    for i, clip in enumerate(clips):
-        cut = slice(sample_index(clip.start), sample_index(clip.end))
-        length = len(range(*cut.indices(num_samples))) / SAMPLE_RATE
-        if cursor > window_start and cursor + length - window_start > window_s:
-            windows += 1
-            window_start = cursor
-            if windows == windows_per_group:
-                groups.append((lo, i))
-                lo, windows = i, 0
-        cursor += GAP_S + length
+    lo = 0
+    for i in range(1, len(clips)):
+        if where[i] != where[i - 1] and where[i] % windows_per_group == 0:
+            groups.append((lo, i))
+            lo = i
     if clips:
         groups.append((lo, len(clips)))
     return groups
