@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from convoice.engines import encoder_tally
 from convoice.engines.lanes import side_by_side, workers_for
 from convoice.models.language import DetectOptions, LanguageGuess, detect_languages
 from convoice.models.packing import GAP_S, WINDOW_S, Packing, pack, window_groups
@@ -246,6 +247,8 @@ def _transcribe_windows(call: _Call, options: AsrOptions) -> ClipWords:
         initial_prompt=options.initial_prompt or None,
         max_new_tokens=token_budget(longest, prompted),
     )
+    speech_s = sum(c.duration for c in clips)
+    encoder_tally.add(encoder_tally.WINDOWS, len(packing.windows), speech_s)
     found: list[tuple[list[Word], list[Stats]]] = [([], []) for _ in clips]
     starts = np.array(packing.offsets)
     # Each clip owns half of the silence on either side: Whisper's word times

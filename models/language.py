@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from convoice.engines import encoder_tally
 from convoice.engines.lanes import side_by_side
 from convoice.models.packing import FloatArray
 from convoice.records import SAMPLE_RATE, Region, Samples, sample_index
@@ -271,6 +272,9 @@ def _features(model: WhisperModel, audio: FloatArray, padded: bool) -> FloatArra
     return np.asarray(pad_or_trim(features, frames), dtype=np.float32)
 
 
+FRAMES_PER_S = 100  # Whisper's log-mel frames: a 10 ms hop
+
+
 def _distributions(
     model: WhisperModel,
     features: list[FloatArray],
@@ -280,6 +284,7 @@ def _distributions(
     width = max(f.shape[-1] for f in features)
     batch = np.stack([np.pad(f, ((0, 0), (0, width - f.shape[-1]))) for f in features])
     encoded = model.encode(np.ascontiguousarray(batch))  # shape: (batch, width // 2, d_model)
+    encoder_tally.add(encoder_tally.LANGUAGE, len(features), len(features) * width / FRAMES_PER_S)
     out = []
     for result in model.model.detect_language(encoded):
         probs = {token[2:-2]: float(p) for token, p in result}

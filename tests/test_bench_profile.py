@@ -144,3 +144,26 @@ def test_the_machine_is_named_with_the_instruction_sets_kernels_choose_by() -> N
     assert "none of avx2" in machine.describe("model name : Old\nflags : fpu sse2\n")
     result = BenchmarkResult(corpus="4 episodes", audio_seconds=237.0, machine=line)
     assert f"machine: {line}" in result.render().splitlines()[1]
+
+
+def test_whisper_alone_s_encoder_passes_are_its_vad_chunks_and_one_language_pass() -> None:
+    """pyannote's 30 s sample: Silero's speech in chunks of at most 30 s, one pass each,
+    and one 30 s pass per file for its language; printed under the profile table."""
+    from convoice.bench import encoder_passes
+    from convoice.synth.recordings import pyannote_sample
+
+    wav, _ = pyannote_sample()
+    alone = encoder_passes.whisper_alone([Path(wav), Path(wav)])
+    assert alone.language_passes == 2 and alone.language_s == 60.0
+    assert alone.windows in (2, 4) and 40.0 < alone.speech_s <= 60.0  # speech, no silence
+    assert 0.6 < alone.fill <= 1.0
+    flow = encoder_passes.flow({"windows": (5, 30.0), "language": (12, 40.0)})
+    assert flow.fill == 0.2 and flow.describe() == (
+        "5 windows 20 % full, 12 language passes (40 s)"
+    )
+    result = BenchmarkResult(corpus="2 episodes", audio_seconds=60.0)
+    result.profile_runs = [_run(10.0, 13.0, 24.0, 1.0)]
+    result.take_medians()
+    assert "Whisper's encoder" not in result.render_profile()  # not counted: no lines
+    result.encoder_passes = {"whisper_alone": alone, "flow": flow}
+    assert f"the flow       {flow.describe()}; clips packed" in result.render_profile()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from convoice.config import load_settings
-from convoice.engines import loaders
+from convoice.engines import encoder_tally, loaders
 from convoice.media.audio import decode
 from convoice.models import asr, embed, labelling
 from convoice.models.metrics import (
@@ -19,6 +19,7 @@ from convoice.models.metrics import (
     parse_rttm,
     wer_count,
 )
+from convoice.models.packing import pack
 from convoice.records import Region
 from convoice.synth.recordings import librivox_samples, pyannote_sample
 from convoice.tasks import stages
@@ -206,8 +207,18 @@ def test_packed_transcription_of_real_read_speech(settings) -> None:  # type: ig
         start += len(p) / 16000
     model = loaders.whisper_model()
     assert loaders.whisper_model("base") is model  # the default is loaded once per process
+    before = encoder_tally.totals()
     out = asr.transcribe_clips(model, audio, regions, asr.AsrOptions(8, settings.asr.beam_size, ""))
     assert len(out) == len(items) and all(t is not None for t in out)
+    # the encoder passes it counts (convoice bench --profile): a window per pack, a language
+    # pass per clip (a clip under 3 s encoded as 3 s)
+    counted = encoder_tally.since(before)
+    speech = sum(r.duration for r in regions)
+    assert counted["windows"][0] == len(pack(audio, regions).windows) >= 1
+    assert counted["windows"][1] == pytest.approx(speech)
+    assert counted["language"][0] == len(regions)
+    wanted = sum(max(r.duration, settings.asr.language_min_clip_s) for r in regions)
+    assert counted["language"][1] == pytest.approx(wanted, abs=0.02 * len(regions))
     total = WerCount(0, 0)
     for (_, text), t, region in zip(items, out, regions, strict=True):
         assert t is not None and t.language == "en"
@@ -238,6 +249,22 @@ def test_window_groups_cut_where_the_whole_pack_cuts_its_windows() -> None:
         ]
     assert len(groups) == -(-len(whole.windows) // 4)
     assert window_groups(len(samples), regions, 10_000) == [(0, len(regions))]
+
+
+def test_window_of_lengths_lays_clips_where_pack_does() -> None:
+    """From the clips' lengths alone, each clip's window is the one :func:`pack` gives it."""
+    from convoice.models.packing import pack, window_of_lengths
+    from convoice.records import sample_index
+
+    rng = np.random.default_rng(5)
+    lengths = rng.uniform(0.3, 12.0, size=200)
+    ends = np.cumsum(lengths + 0.5)
+    regions = [Region(float(e - n), float(e)) for e, n in zip(ends, lengths, strict=True)]
+    samples = np.zeros(int(ends[-1] * 16000) + 1, dtype=np.float32)
+    whole = pack(samples, regions)
+    sliced = [len(samples[sample_index(r.start) : sample_index(r.end)]) / 16000 for r in regions]
+    assert window_of_lengths(sliced) == whole.window_of
+    assert max(whole.window_of) + 1 == len(whole.windows) > 40
 
 
 def test_transcription_in_groups_of_windows_reads_the_same_words(  # type: ignore[no-untyped-def]

@@ -30,12 +30,12 @@ from urllib.parse import unquote
 import numpy as np
 
 from convoice import cpu_clock
-from convoice.bench import baselines, machine, whisper_plain
+from convoice.bench import baselines, encoder_passes, machine, whisper_plain
 from convoice.bench.naive import DEFAULT_EMBEDDING
 from convoice.bench.result import BenchmarkResult, Draw, ProfileRun
 from convoice.bench.splits import Split, generated_half
 from convoice.config import Settings, load_settings
-from convoice.engines import loaders
+from convoice.engines import encoder_tally, loaders
 from convoice.flows.ingest import ingest_flow
 from convoice.media.audio import decode
 from convoice.media.errors import IngestError
@@ -135,6 +135,11 @@ def run_benchmark(
     result.take_medians()
     store = Store.open(load_settings(home=home))
     clips, episodes = store.clips().to_pylist(), episodes_by_recording(store, corpus)
+    if profile:
+        result.encoder_passes = {
+            "whisper_alone": encoder_passes.whisper_alone(wavs),
+            "flow": encoder_passes.flow(result.profile_runs[-1].encoder_passes),
+        }
     result.quality = score_corpus(clips, episodes, corpus)
     truth = corpus_truth(episodes, corpus)
     result.reliability = [asdict(b) for b in evaluation.reliability_of(clips, truth)]
@@ -213,10 +218,12 @@ def _timed_run(wavs: list[Path], sources: Path, home: str, profile: bool) -> Pro
         run.process_cpu_s = timing.cpu_s
         shutil.rmtree(process_home, ignore_errors=True)
     stages_before, cpu_before = cpu_clock.totals(), cpu_clock.cpu_seconds()
+    passes_before = encoder_tally.totals()
     start = time.perf_counter()
     report = ingest_flow(sources_file=str(sources), home=home)
     run.flow_s = time.perf_counter() - start
     run.flow_cpu_s = cpu_clock.cpu_seconds() - cpu_before
+    run.encoder_passes = encoder_tally.since(passes_before)
     run.flow_stages = dict(report.stage_seconds)
     run.flow_stages_cpu = cpu_clock.since(stages_before)
     run.clips = report.clips

@@ -8,6 +8,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from convoice.bench.encoder_passes import EncoderPasses, render_passes
 from convoice.bench.naive import DEFAULT_EMBEDDING
 from convoice.models.identity_errors import render_errors
 
@@ -35,6 +36,8 @@ class ProfileRun:
     flow_stages: dict[str, float] = field(default_factory=dict)
     flow_stages_cpu: dict[str, float] = field(default_factory=dict)
     clips: int = 0  # the flow's clips (the same every round, or the engine is not deterministic)
+    # Whisper's encoder passes in the flow: kind -> (passes, seconds) (engines.encoder_tally)
+    encoder_passes: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -128,6 +131,8 @@ class BenchmarkResult:
     flow_stages_cpu: dict[str, float] = field(default_factory=dict)  # CPU s, median of rounds
     profile_runs: list[ProfileRun] = field(default_factory=list)  # every round, in order
     draws: list[Draw] = field(default_factory=list)  # --draws: this corpus first, then others
+    # --profile: Whisper's encoder passes, "whisper_alone" and "flow" (bench.encoder_passes)
+    encoder_passes: dict[str, EncoderPasses] = field(default_factory=dict)
 
     def take_medians(self) -> None:
         """Set the figures from :attr:`profile_runs`: each the median of its rounds."""
@@ -207,6 +212,13 @@ class BenchmarkResult:
             f"{self.flow_s / self.whisper_plain_s:.2f} (the rows' / W: Whisper in this process)"
         ]
 
+    def passes_lines(self) -> list[str]:
+        """Whisper's encoder passes, alone and in the flow (none when not counted)."""
+        passes = self.encoder_passes
+        if "whisper_alone" not in passes or "flow" not in passes:
+            return []
+        return render_passes(passes["whisper_alone"], passes["flow"])
+
     def render_profile(self) -> str:
         """The per-stage table of issue 12: seconds and ratio to Whisper alone, one run
         (with ``--repeat N``: :meth:`render_repeats`)."""
@@ -221,7 +233,7 @@ class BenchmarkResult:
         for what, seconds in self.profile_rows():
             ratio = f"{seconds / base:16.2f}" if base else f"{'-':>16}"
             lines.append(f"  {what:<72} {seconds:8.1f} {ratio}")
-        lines += self.plain_lines()
+        lines += self.plain_lines() + self.passes_lines()
         if self.naive_s:
             lines.append(f"  naive chain / flow = {self.naive_s / self.flow_s:.1f} (bar >= 10)")
         if self.profile_runs:
@@ -273,7 +285,7 @@ class BenchmarkResult:
         base_cpu = _median([r.whisper_cpu_s for r in runs])
         for what, wall, cpu in self.repeat_rows():
             lines.append(f"  {what:<70} {_spread(wall, base)}   {_spread(cpu, base_cpu)}")
-        lines += self.plain_lines()
+        lines += self.plain_lines() + self.passes_lines()
         if self.naive_s:
             lines.append(f"  naive chain / flow = {self.naive_s / self.flow_s:.1f} (bar >= 10)")
         return "\n".join(lines)
