@@ -167,3 +167,19 @@ def test_whisper_alone_s_encoder_passes_are_its_vad_chunks_and_one_language_pass
     assert "Whisper's encoder" not in result.render_profile()  # not counted: no lines
     result.encoder_passes = {"whisper_alone": alone, "flow": flow}
     assert f"the flow       {flow.describe()}; clips packed" in result.render_profile()
+
+
+def test_stages_that_overlap_are_not_printed_as_a_negative_rest() -> None:
+    """With the pipeline, two recordings' stages run at once: their seconds add up to more
+    than the flow's wall, and the table says by how much instead of a negative "rest"."""
+    from convoice.bench.result import OVERLAP
+
+    result = BenchmarkResult(corpus="4 episodes", audio_seconds=237.0)
+    result.whisper_fastest_s, result.flow_s = 10.0, 20.0
+    result.flow_stages = {"embed": 8.0, "transcribe": 17.0}
+    rows = dict(result.profile_rows())
+    assert rows[OVERLAP] == 5.0 and not any("the rest" in what for what in rows)
+    result.flow_stages = {"embed": 4.0, "transcribe": 13.0}
+    rows = dict(result.profile_rows())
+    assert OVERLAP not in rows
+    assert rows["  the rest (Prefect's flow and task runs, waits, logging)"] == 3.0
