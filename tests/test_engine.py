@@ -228,16 +228,22 @@ def test_packed_transcription_of_real_read_speech(settings) -> None:  # type: ig
     assert total.wer < 0.25, f"WER {total.wer:.3f} on LibriVox"
 
 
+def _random_clips(
+    seed: int, shortest: float, longest: float, count: int, pause: float
+) -> tuple[list[Region], np.ndarray]:
+    """``count`` clips of random lengths, ``pause`` s apart, and silence for them."""
+    lengths = np.random.default_rng(seed).uniform(shortest, longest, size=count)
+    ends = np.cumsum(lengths + pause)
+    regions = [Region(float(e - n), float(e)) for e, n in zip(ends, lengths, strict=True)]
+    return regions, np.zeros(int(ends[-1] * 16000) + 1, dtype=np.float32)
+
+
 def test_window_groups_cut_where_the_whole_pack_cuts_its_windows() -> None:
     """Each group of clips packs into the windows the whole pack has (whole windows per
     group, at most ``windows_per_group`` of them); the groups cover every clip in order."""
     from convoice.models.packing import pack, window_groups
 
-    rng = np.random.default_rng(4)
-    lengths = rng.uniform(0.5, 9.0, size=300)
-    ends = np.cumsum(lengths + 0.2)
-    regions = [Region(float(e - n), float(e)) for e, n in zip(ends, lengths, strict=True)]
-    samples = np.zeros(int(ends[-1] * 16000) + 1, dtype=np.float32)
+    regions, samples = _random_clips(4, 0.5, 9.0, 300, 0.2)
     whole = pack(samples, regions)
     groups = window_groups(len(samples), regions, 4)
     assert groups[0][0] == 0 and groups[-1][1] == len(regions)
@@ -256,11 +262,7 @@ def test_window_of_lengths_lays_clips_where_pack_does() -> None:
     from convoice.models.packing import pack, window_of_lengths
     from convoice.records import sample_index
 
-    rng = np.random.default_rng(5)
-    lengths = rng.uniform(0.3, 12.0, size=200)
-    ends = np.cumsum(lengths + 0.5)
-    regions = [Region(float(e - n), float(e)) for e, n in zip(ends, lengths, strict=True)]
-    samples = np.zeros(int(ends[-1] * 16000) + 1, dtype=np.float32)
+    regions, samples = _random_clips(5, 0.3, 12.0, 200, 0.5)
     whole = pack(samples, regions)
     sliced = [len(samples[sample_index(r.start) : sample_index(r.end)]) / 16000 for r in regions]
     assert window_of_lengths(sliced) == whole.window_of
