@@ -28,25 +28,24 @@ class Packing:
 
 
 def pack(samples: Samples, clips: list[Region], window_s: float = WINDOW_S) -> Packing:
-    """Lay clips end to end with ``GAP_S`` of silence, in windows of at most ``window_s``."""
+    """Lay clips end to end with ``GAP_S`` of silence, in windows of at most ``window_s``
+    (:func:`window_of_lengths` says which window each clip goes in)."""
     gap = np.zeros(int(GAP_S * SAMPLE_RATE), dtype=np.float32)
+    audios = [samples[sample_index(clip.start) : sample_index(clip.end)] for clip in clips]
+    window_of = window_of_lengths([len(audio) / SAMPLE_RATE for audio in audios], window_s)
     pieces: list[FloatArray] = []
     windows: list[Region] = []
     offsets: list[float] = []
-    window_of: list[int] = []
     cursor = 0.0
     window_start = 0.0
-    for clip in clips:
-        audio = samples[sample_index(clip.start) : sample_index(clip.end)]
-        length = len(audio) / SAMPLE_RATE
-        if cursor > window_start and cursor + length - window_start > window_s:
+    for i, audio in enumerate(audios):
+        if i and window_of[i] != window_of[i - 1]:
             windows.append(Region(window_start, cursor))
             window_start = cursor
         pieces += [gap, audio]
         cursor += GAP_S
         offsets.append(cursor)
-        window_of.append(len(windows))
-        cursor += length
+        cursor += len(audio) / SAMPLE_RATE
     if clips:
         windows.append(Region(window_start, cursor + GAP_S))
         pieces.append(gap)
@@ -55,7 +54,9 @@ def pack(samples: Samples, clips: list[Region], window_s: float = WINDOW_S) -> P
 
 
 def window_of_lengths(lengths: Sequence[float], window_s: float = WINDOW_S) -> list[int]:
-    """The window :func:`pack` lays each clip in, given the clips' lengths in seconds."""
+    """The window each clip of these lengths (seconds) is packed in: clips go end to end,
+    each after ``GAP_S`` of silence, and a clip that would end more than ``window_s`` after
+    its window's start opens the next window (unless it is the window's first)."""
     where: list[int] = []
     windows, cursor, window_start = 0, 0.0, 0.0
     for length in lengths:
@@ -63,7 +64,8 @@ def window_of_lengths(lengths: Sequence[float], window_s: float = WINDOW_S) -> l
             windows += 1
             window_start = cursor
         where.append(windows)
-        cursor += GAP_S + length
+        cursor += GAP_S
+        cursor += length  # two steps, as pack places the clip: the same float sums
     return where
 
 

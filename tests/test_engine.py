@@ -257,16 +257,27 @@ def test_window_groups_cut_where_the_whole_pack_cuts_its_windows() -> None:
     assert window_groups(len(samples), regions, 10_000) == [(0, len(regions))]
 
 
-def test_window_of_lengths_lays_clips_where_pack_does() -> None:
-    """From the clips' lengths alone, each clip's window is the one :func:`pack` gives it."""
-    from convoice.models.packing import pack, window_of_lengths
+def test_pack_opens_a_window_only_for_a_clip_that_would_not_fit() -> None:
+    """Every clip of a window, less the silence before it, ends within ``WINDOW_S`` of the
+    window's start (or is its first clip), and the clip that opens the next window would
+    not have: what
+    :func:`window_of_lengths` decides from the clips' lengths alone."""
+    from convoice.models.packing import GAP_S, WINDOW_S, pack, window_of_lengths
     from convoice.records import sample_index
 
     regions, samples = _random_clips(5, 0.3, 12.0, 200, 0.5)
     whole = pack(samples, regions)
-    sliced = [len(samples[sample_index(r.start) : sample_index(r.end)]) / 16000 for r in regions]
-    assert window_of_lengths(sliced) == whole.window_of
+    lengths = [len(samples[sample_index(r.start) : sample_index(r.end)]) / 16000 for r in regions]
+    assert window_of_lengths(lengths) == whole.window_of
     assert max(whole.window_of) + 1 == len(whole.windows) > 40
+    for i, (w, offset) in enumerate(zip(whole.window_of, whole.offsets, strict=True)):
+        start = whole.windows[w].start
+        opens = i == 0 or whole.window_of[i - 1] != w
+        if not opens:
+            assert offset - GAP_S + lengths[i] - start <= WINDOW_S + 1e-9
+        elif i:  # it did not fit the window before
+            before = whole.windows[w - 1].start
+            assert offset - GAP_S + lengths[i] - before > WINDOW_S - 1e-9
 
 
 def test_transcription_in_groups_of_windows_reads_the_same_words(  # type: ignore[no-untyped-def]
