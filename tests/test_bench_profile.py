@@ -165,7 +165,7 @@ def test_whisper_alone_s_encoder_passes_are_its_vad_chunks_and_one_language_pass
     result.profile_runs = [_run(10.0, 13.0, 24.0, 1.0)]
     result.take_medians()
     assert "Whisper's encoder" not in result.render_profile()  # not counted: no lines
-    result.encoder_passes = {"whisper_alone": alone, "flow": flow}
+    result.whisper_alone_passes, result.flow_passes = alone, flow
     assert f"the flow       {flow.describe()}; clips packed" in result.render_profile()
 
 

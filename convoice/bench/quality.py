@@ -136,10 +136,8 @@ def run_benchmark(
     store = Store.open(load_settings(home=home))
     clips, episodes = store.clips().to_pylist(), episodes_by_recording(store, corpus)
     if profile:
-        result.encoder_passes = {
-            "whisper_alone": encoder_passes.whisper_alone(wavs),
-            "flow": encoder_passes.flow(result.profile_runs[-1].encoder_passes),
-        }
+        result.whisper_alone_passes = encoder_passes.whisper_alone(wavs)
+        result.flow_passes = encoder_passes.flow(result.profile_runs[-1].encoder_passes)
     result.quality = score_corpus(clips, episodes, corpus)
     truth = corpus_truth(episodes, corpus)
     result.reliability = [asdict(b) for b in evaluation.reliability_of(clips, truth)]

@@ -133,8 +133,9 @@ class BenchmarkResult:
     flow_stages_cpu: dict[str, float] = field(default_factory=dict)  # CPU s, median of rounds
     profile_runs: list[ProfileRun] = field(default_factory=list)  # every round, in order
     draws: list[Draw] = field(default_factory=list)  # --draws: this corpus first, then others
-    # --profile: Whisper's encoder passes, "whisper_alone" and "flow" (bench.encoder_passes)
-    encoder_passes: dict[str, EncoderPasses] = field(default_factory=dict)
+    # --profile: Whisper's encoder passes alone and in the flow (bench.encoder_passes)
+    whisper_alone_passes: EncoderPasses | None = None
+    flow_passes: EncoderPasses | None = None
 
     def take_medians(self) -> None:
         """Set the figures from :attr:`profile_runs`: each the median of its rounds."""
@@ -219,10 +220,9 @@ class BenchmarkResult:
 
     def passes_lines(self) -> list[str]:
         """Whisper's encoder passes, alone and in the flow (none when not counted)."""
-        passes = self.encoder_passes
-        if "whisper_alone" not in passes or "flow" not in passes:
+        if self.whisper_alone_passes is None or self.flow_passes is None:
             return []
-        return render_passes(passes["whisper_alone"], passes["flow"])
+        return render_passes(self.whisper_alone_passes, self.flow_passes)
 
     def render_profile(self) -> str:
         """The per-stage table of issue 12: seconds and ratio to Whisper alone, one run
