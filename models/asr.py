@@ -46,6 +46,9 @@ class AsrOptions:
     detect: DetectOptions = field(default_factory=DetectOptions)
     hotwords: str = ""  # words Whisper is told to expect (a channel's vocabulary), or ""
     initial_prompt: str = ""  # or the same as a previous-text prompt (README "Vocabulary")
+    # windows encoded at their own length (one that loops again at 30 s); False: every window
+    # padded to 30 s, as faster-whisper does (:mod:`convoice.engines.whisper_windows`)
+    own_length: bool = True
 
 
 def transcribe_clips(
@@ -232,10 +235,13 @@ def _transcribe_windows(call: _Call, options: AsrOptions) -> ClipWords:
     """The words of ``call``'s clips: its windows in one Whisper call."""
     from faster_whisper import BatchedInferencePipeline
 
+    from convoice.engines.whisper_windows import OwnLengthPipeline
+
     model, packing, clips, language = call.whisper, call.packing, call.clips, call.language
     longest = max(w.duration for w in packing.windows)
     prompted = bool(options.hotwords or options.initial_prompt)
-    segments, _ = BatchedInferencePipeline(model).transcribe(
+    pipeline = OwnLengthPipeline if options.own_length else BatchedInferencePipeline
+    segments, _ = pipeline(model).transcribe(
         packing.audio,
         clip_timestamps=[{"start": w.start, "end": w.end} for w in packing.windows],
         batch_size=options.batch_size,

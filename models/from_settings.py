@@ -62,4 +62,6 @@ def asr_options(settings: Settings) -> asr.AsrOptions:
         decode_top=cfg.language_decode_top,
         decode_speaker=cfg.language_decode_speaker,
     )
-    return asr.AsrOptions(cfg.batch_size, cfg.beam_size, cfg.language, detect)
+    return asr.AsrOptions(
+        cfg.batch_size, cfg.beam_size, cfg.language, detect, own_length=cfg.windows_at_own_length
+    )

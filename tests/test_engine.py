@@ -216,6 +216,10 @@ def test_packed_transcription_of_real_read_speech(settings) -> None:  # type: ig
     speech = sum(r.duration for r in regions)
     assert counted["windows"][0] == len(pack(audio, regions).windows) >= 1
     assert counted["windows"][1] == pytest.approx(speech)
+    # each window encoded at its own length, rounded up to a whole second, not padded to 30 s
+    own = sum(np.ceil(w.duration - 1e-9) for w in pack(audio, regions).windows)
+    assert counted["encoded"] == (counted["windows"][0], pytest.approx(min(own, 30.0)))
+    assert "again" not in counted  # no window looped
     assert counted["language"][0] == len(regions)
     wanted = sum(max(r.duration, settings.asr.language_min_clip_s) for r in regions)
     assert counted["language"][1] == pytest.approx(wanted, abs=0.02 * len(regions))
@@ -226,6 +230,48 @@ def test_packed_transcription_of_real_read_speech(settings) -> None:  # type: ig
         assert [w.start for w in t.words] == sorted(w.start for w in t.words)
         total += wer_count(text, t.text)
     assert total.wer < 0.25, f"WER {total.wer:.3f} on LibriVox"
+
+
+def test_a_window_that_loops_is_decoded_again_padded(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A window whose words look like a repetition loop at its own length is decoded again
+    padded to 30 s, and that answer is the one kept: with every window taken for a loop, the
+    words are faster-whisper's own (every window padded), word for word."""
+    from convoice.engines import whisper_windows
+
+    items = librivox_samples()[:3]
+    pieces = [decode(path).samples for path, _ in items]
+    audio = np.concatenate(pieces)
+    ends = np.cumsum([len(p) / 16000 for p in pieces])
+    regions = [
+        Region(float(e - len(p) / 16000), float(e)) for e, p in zip(ends, pieces, strict=True)
+    ]
+    model = loaders.whisper_model()
+    padded = asr.transcribe_clips(
+        model, audio, regions, asr.AsrOptions(language="en", own_length=False)
+    )
+    monkeypatch.setattr(whisper_windows, "LOOP_COMPRESSION_RATIO", -1.0)
+    before = encoder_tally.totals()
+    again = asr.transcribe_clips(model, audio, regions, asr.AsrOptions(language="en"))
+    counted = encoder_tally.since(before)
+    windows = len(pack(audio, regions).windows)
+    assert counted["again"] == (windows, 30.0 * windows) and counted["encoded"][0] == windows
+    assert counted["encoded"][1] < 30.0 * windows  # the first pass was at the windows' length
+    assert again == padded and all(t is not None and t.words for t in again)
+
+
+def test_windows_are_encoded_at_their_longest_whole_second() -> None:
+    from convoice.engines.whisper_windows import looped, own_frames
+
+    assert own_frames([3.2, 12.01], 100, 3000) == 1300
+    assert own_frames([12.0], 100, 3000) == 1200 and own_frames([0.2], 100, 3000) == 100
+    assert own_frames([29.5, 31.0], 100, 3000) == 3000
+    with pytest.raises(ValueError, match="at least one window"):
+        own_frames([], 100, 3000)
+    words = {"compression_ratio": 1.3, "tokens": [1, 2, 3]}
+    assert not looped([words, words], max_new_tokens=10)
+    assert looped([words, {"compression_ratio": 3.1, "tokens": [4] * 40}], max_new_tokens=None)
+    assert looped([words, words], max_new_tokens=6)  # the token budget used up
+    assert not looped([], max_new_tokens=6)
 
 
 def _random_clips(

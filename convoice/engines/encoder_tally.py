@@ -1,7 +1,6 @@
 """Passes of Whisper's encoder this process has made, for ``convoice bench --profile``.
 
-Whisper's encoder pads every transcription window to 30 s, so a window costs the same
-full or not; the flow counts its windows (and the speech in them) and its language
+The flow counts its windows (and the speech in them) and its language
 passes (and the audio they encode) here, and the benchmark reads the totals before and
 after a flow (:mod:`convoice.bench.encoder_passes`). Counting is all this does.
 """
@@ -12,6 +11,8 @@ import threading
 
 WINDOWS = "windows"  # transcription windows; seconds: the clips' speech in them
 LANGUAGE = "language"  # language detection passes; seconds: the audio each encodes
+ENCODED = "encoded"  # transcription windows; seconds: the length they were encoded at
+AGAIN = "again"  # windows encoded again padded to 30 s (they looped); seconds: 30 each
 
 _lock = threading.Lock()
 _totals: dict[str, tuple[int, float]] = {}
