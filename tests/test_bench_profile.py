@@ -164,6 +164,12 @@ def test_whisper_alone_s_encoder_passes_are_its_vad_chunks_and_one_language_pass
     result = BenchmarkResult(corpus="2 episodes", audio_seconds=60.0)
     result.profile_runs = [_run(10.0, 13.0, 24.0, 1.0)]
     result.take_medians()
+    own = encoder_passes.flow(
+        {"windows": (5, 30.0), "language": (12, 40.0), "encoded": (5, 45.0), "again": (1, 30.0)}
+    )
+    assert own.window_s == 75.0 and own.describe() == (
+        "5 windows 20 % full, encoded as 75 s (1 again at 30 s), 12 language passes (40 s)"
+    )
     assert "Whisper's encoder" not in result.render_profile()  # not counted: no lines
     result.whisper_alone_passes, result.flow_passes = alone, flow
     assert f"the flow       {flow.describe()}; clips packed" in result.render_profile()
