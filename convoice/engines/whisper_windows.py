@@ -26,7 +26,6 @@ from faster_whisper import BatchedInferencePipeline
 
 from convoice.engines import encoder_tally
 
-PADDED_FRAMES = 3000  # 30 s of log-mel frames: what faster-whisper pads every window to
 LOOP_COMPRESSION_RATIO = 2.4  # faster-whisper's compression_ratio_threshold; routing's default
 
 
