@@ -215,6 +215,24 @@ class Judged:
     voice: str = ""  # the true speaker, where a benchmark knows it
 
 
+def fit_transcript_curves(judged: Sequence[Judged], per_language: bool = True) -> dict[str, Curve]:
+    """Transcript curves (:func:`fit_curve`): one for all languages, and (``per_language``) one
+    for each language with ``MIN_LANGUAGE_CLIPS`` judged transcripts, right and wrong among them."""
+    text = [j for j in judged if j.transcript_raw is not None and j.transcript_right is not None]
+    transcript: dict[str, Curve] = {}
+    if len(text) >= 2:
+        transcript[ALL_LANGUAGES] = fit_curve(
+            [j.transcript_raw or 0.0 for j in text], [bool(j.transcript_right) for j in text]
+        )
+    for lang in sorted({j.language for j in text if j.language and per_language}):
+        mine = [j for j in text if j.language == lang]
+        if len(mine) >= MIN_LANGUAGE_CLIPS and len({j.transcript_right for j in mine}) == 2:
+            transcript[lang] = fit_curve(
+                [j.transcript_raw or 0.0 for j in mine], [bool(j.transcript_right) for j in mine]
+            )
+    return transcript
+
+
 def fit_calibration(
     judged: Sequence[Judged], version: str, rule: str, judge_on: Sequence[Judged] = ()
 ) -> Calibration:
@@ -224,18 +242,7 @@ def fit_calibration(
     """
     spk = [j for j in judged if j.speaker_raw is not None and j.speaker_right is not None]
     speaker = fit_curve([j.speaker_raw or 0.0 for j in spk], [bool(j.speaker_right) for j in spk])
-    text = [j for j in judged if j.transcript_raw is not None and j.transcript_right is not None]
-    transcript: dict[str, Curve] = {}
-    if len(text) >= 2:
-        transcript[ALL_LANGUAGES] = fit_curve(
-            [j.transcript_raw or 0.0 for j in text], [bool(j.transcript_right) for j in text]
-        )
-    for lang in sorted({j.language for j in text if j.language}):
-        mine = [j for j in text if j.language == lang]
-        if len(mine) >= MIN_LANGUAGE_CLIPS and len({j.transcript_right for j in mine}) == 2:
-            transcript[lang] = fit_curve(
-                [j.transcript_raw or 0.0 for j in mine], [bool(j.transcript_right) for j in mine]
-            )
+    transcript = fit_transcript_curves(judged)
     out = Calibration(version, rule, speaker, transcript)
     held = [j for j in judge_on if j.speaker_raw is not None and j.speaker_right is not None]
     if not held:

@@ -16,7 +16,7 @@ printed beside it, because a better calibrated curve changes what is accepted.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
@@ -168,3 +168,13 @@ def leave_one_recording_out(
         accepted_right=round(sum(taken) / len(taken), 4) if taken else None,
         speech_accepted=round(accepted_speech / speech, 4) if speech else 0.0,
     )
+
+
+def transcript_rows(judged: Sequence[Judged]) -> list[Judged]:
+    """The judged transcripts, their raw score and rightness in the fields the checks here
+    read, so that a transcript curve (one for every language) is judged as a speaker curve is."""
+    return [
+        replace(j, speaker_raw=j.transcript_raw, speaker_right=j.transcript_right)
+        for j in judged
+        if j.transcript_raw is not None and j.transcript_right is not None
+    ]

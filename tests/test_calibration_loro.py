@@ -175,3 +175,35 @@ def test_keeping_the_top_accepts_what_the_curve_accepted_and_calibrates_the_rest
     assert "shipped-x's curve where it reaches 0.995" in cal.rule and "11, 12" in cal.rule
     figures = calibrate.held_out(judged, TARGET, curve)
     assert [name for name, _ in figures][-2:] == [calibrate.KEEP_TOP] * 2
+
+
+def test_transcript_curves_refit_with_the_top_kept_and_are_judged_held_out() -> None:
+    # `convoice calibrate --bench-home ... --keep-top --refit-transcripts`: the speaker side as
+    # keep_top makes it, the transcript curves fitted on the same clips, and the lines that
+    # judge the shipped transcript curve as it is beside an isotonic refit left one recording out.
+    from dataclasses import replace
+
+    from convoice.training import calibrate
+
+    judged = [
+        replace(j, transcript_raw=round(0.5 + (j.speaker_raw or 0.0) / 4, 4),
+                transcript_right=j.speaker_right, language="en")
+        for j in clustered(40, seed=11)
+    ]  # fmt: skip
+    top = calib.Curve((0.0, 0.5, 1.2, 1.3, 2.0), (0.4, 0.6, 0.9, 0.998, 0.999), 50, 40)
+    overconfident = calib.Curve((0.0, 1.0), (0.97, 0.97), 50, 48)
+    shipped = calib.Calibration("shipped-x", "t", top, {"*": overconfident})
+    kept = calibrate.fit_keep_top(judged, shipped, "shipped-y", TARGET, (11,))
+    cal = calibrate.fit_keep_top(judged, shipped, "shipped-y", TARGET, (11,), transcripts=True)
+    assert cal.speaker == kept.speaker and kept.transcript == shipped.transcript
+    assert cal.transcript == {"*": calib.fit_transcript_curves(judged)["*"]}  # one curve
+    assert set(calib.fit_transcript_curves(judged)) == {"*", "en"}
+    assert cal.rule.split("transcripts: ")[1].startswith("isotonic regression")
+    lines = calibrate.transcript_lines(judged, shipped)
+    assert lines[0].startswith("transcripts, shipped-x's all-language curve as it ships")
+    assert lines[2].startswith("transcripts, isotonic refit: held-out ECE (leave one recording")
+    ece = [float(line.split(" over ")[0].split()[-1]) for line in (lines[0], lines[2])]
+    assert ece[1] < ece[0] - 0.05, ece  # 0.1448 against 0.2200 on these clips
+    assert calibrate.transcript_lines(judged[:6], shipped) == [
+        "transcripts: fewer than 2 recordings with judged transcripts"
+    ]

@@ -44,7 +44,14 @@ def calibrate_command(
         typer.Option(
             help="With --bench-home: keep the shipped speaker curve where it reaches the target "
             "precision and fit one probability below it (the share right there); transcript "
-            "curves kept as shipped."
+            "curves kept as shipped unless --refit-transcripts."
+        ),
+    ] = False,
+    refit_transcripts: Annotated[
+        bool,
+        typer.Option(
+            help="With --bench-home --keep-top: refit the transcript curves on the same stores "
+            "(isotonic, one curve for every language)."
         ),
     ] = False,
     home: HomeOption = None,
@@ -60,8 +67,9 @@ def calibrate_command(
             out = None if dry_run else write
             homes = [str(h) for h in bench_home]
             cal, held = calibrate.write_shipped(
-                homes, "tune", out, version, target, tuple(bench_seed or ()), keep_top
-            )
+                homes, "tune", out, version, target, tuple(bench_seed or ()), keep_top,
+                refit_transcripts,
+            )  # fmt: skip
             did = "fitted (not written)" if dry_run else f"wrote {write}"
             console.print(f"{did}: {cal.version}, {cal.rule}", markup=False)
             console.print("\n".join(held), markup=False)
