@@ -288,7 +288,9 @@ class AsrSettings:
 # accepted WER is <= 4 % on the tuning half of `convoice bench` for every corpus seed of
 # nine (11-19, with loops caught by their segment: at most 3.85 %, pooled 2.15 % on 9.2 %
 # of speech transcript-accepted; 0.88, chosen on seeds 11-13 in session 23, gave 6.5 % and
-# 5.7 % on seeds 15 and 17, pooled 3.96 % on 15.4 %); README "Confidence and review".
+# 5.7 % on seeds 15 and 17, pooled 3.96 % on 15.4 %); re-checked with Whisper's windows at
+# their own length (session 37): still the lowest, at most 3.67 %, pooled 1.92 % on 9.4 %;
+# README "Confidence and review".
 TRANSCRIPT_BARS: dict[str, float] = {"en": 0.92}
 # Languages whose transcripts may be auto-accepted: on the tuning half of `convoice bench
 # --languages` (Whisper base) the raw bar kept their accepted WER <= 8 %. For fa, fr, it,
