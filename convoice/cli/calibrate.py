@@ -51,7 +51,8 @@ def calibrate_command(
         bool,
         typer.Option(
             help="With --bench-home --keep-top: refit the transcript curves on the same stores "
-            "(isotonic, one curve for every language)."
+            "(isotonic, one curve for every language; without --keep-top the isotonic rule "
+            "refits them anyway, per language)."
         ),
     ] = False,
     home: HomeOption = None,
