@@ -186,6 +186,14 @@ class IdentitySettings:
     # single-voice clips >= 0.544 (the next 0.665); espeak en-f and de-f merged in one
     # recording speaker (no window flagged the one accepted-to-be) 0.49, 0.56, 0.63.
     two_voice_part_similarity: float = 0.65  # parts across a pause less similar than this
+    # Opt-in: a clip whose parts are less alike than that is cut in two at its least alike
+    # pause, each half labelled on its own (models.clip_embeddings.cut_at_voice_changes), where
+    # both halves last two_voice_cut_min_s; else flagged. Nine tuning corpora: B-cubed 0.940 ->
+    # 0.953, speaker-accepted speech 0.458 -> 0.507, but accepted labels right 0.9959 -> 0.9939,
+    # two-voice clips accepted 1 -> 2 and real people's B-cubed 0.954 -> 0.933: off by default
+    # (README "Two voices in one clip", session 37). 1.0 s halves: 0.947, 0.512, 0.9940, 0.918.
+    two_voice_cut: bool = False
+    two_voice_cut_min_s: float = 1.5
     # Voices this many semitones apart in pitch never share an identity: the gap between the
     # ranges of their clips' median F0 (models.pitch.apart) rules the pair out of matching and
     # of consolidation's merges (a person's merge still wins). 0: off. See README, "pitch".

@@ -7,7 +7,10 @@ and, with CAM++ identifying, CAM++'s of every clip and local speaker.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +18,7 @@ import numpy as np
 
 from convoice.models import embed, labelling
 from convoice.models.diarize import ClipRegion, Segmentation
-from convoice.models.voices import least_part_similarity, pause_cuts
+from convoice.models.voices import least_part_cut, least_part_similarity, pause_cuts
 from convoice.records import FloatArray, Region, Samples
 
 PAUSE_S = 0.12  # a pause a voice may change in (as [clips] min_pause_s: where clips are cut)
@@ -38,6 +41,7 @@ class Embeddings:
     identity_encoder: str = "resemblyzer"
     clip_windows: list[FloatArray] = field(default_factory=list)  # CAM++ windows per clip
     part_similarity: list[float] = field(default_factory=list)  # per clip, across its pauses
+    part_cut: list[float] = field(default_factory=list)  # per clip, that least alike pause (nan)
 
     @property
     def separate_identity(self) -> bool:
@@ -75,19 +79,33 @@ def embed_recording(
         return Embeddings(clips, node_vectors, clips, node_vectors, identity)
     clips = embed.embed_regions(encoder, samples, regions[:n_clips])
     no_nodes = np.zeros((len(nodes), clips.shape[1]), dtype=np.float32)
-    cuts = [clip_cuts(seg, c) for c in seg.clips]
-    parts: list[Region | list[Region]] = [
-        r for c, mine in zip(seg.clips, cuts, strict=True) for r in _parts(c.region, mine)
-    ]
-    found = embed.embed_regions_campplus(campplus, samples, regions + parts)
+    found, similar, least = _campplus_with_parts(campplus, samples, seg, seg.clips, regions)
     id_clips, id_nodes = _split(found.vectors[: len(regions)], n_clips, len(nodes), missing)
+    windows = found.windows[:n_clips]
+    return Embeddings(clips, no_nodes, id_clips, id_nodes, identity, windows, similar, least)
+
+
+def _campplus_with_parts(
+    campplus: Any,
+    samples: Samples,
+    seg: Segmentation,
+    clips: Sequence[ClipRegion],
+    regions: Sequence[Region | list[Region]],
+) -> tuple[embed.WindowedEmbeddings, list[float], list[float]]:
+    """CAM++ of ``regions`` (``clips``' first), and per clip the least cosine of its parts
+    across a pause and that pause (nan: none)."""
+    cuts = [clip_cuts(seg, c) for c in clips]
+    parts: list[Region | list[Region]] = [
+        r for c, mine in zip(clips, cuts, strict=True) for r in _parts(c.region, mine)
+    ]
+    found = embed.embed_regions_campplus(campplus, samples, [*regions, *parts])
     pairs = found.vectors[len(regions) :].reshape(-1, 2, found.vectors.shape[1])
     bounds = np.cumsum([0, *(len(mine) for mine in cuts)])
-    similar = [
-        least_part_similarity(pairs[a:b, 0], pairs[a:b, 1]) for a, b in itertools.pairwise(bounds)
-    ]
-    windows = found.windows[:n_clips]
-    return Embeddings(clips, no_nodes, id_clips, id_nodes, identity, windows, similar)
+    similar, least = [], []
+    for (a, b), mine in zip(itertools.pairwise(bounds), cuts, strict=True):
+        similar.append(least_part_similarity(pairs[a:b, 0], pairs[a:b, 1]))
+        least.append(least_part_cut(pairs[a:b, 0], pairs[a:b, 1], mine))
+    return found, similar, least
 
 
 def clip_cuts(seg: Segmentation, clip: ClipRegion) -> list[float]:
@@ -98,3 +116,67 @@ def clip_cuts(seg: Segmentation, clip: ClipRegion) -> list[float]:
 def _parts(clip: Region, cuts: list[float]) -> list[Region]:
     """Per cut, the clip before it and the clip after it."""
     return [r for cut in cuts for r in (Region(clip.start, cut), Region(cut, clip.end))]
+
+
+def cut_at_voice_changes(
+    samples: Samples,
+    seg: Segmentation,
+    emb: Embeddings,
+    encoder: Any,
+    campplus: Any,
+    below: float,
+    min_half_s: float = PART_S,
+) -> tuple[Segmentation, Embeddings]:
+    """``seg`` with every clip whose parts across a pause are less alike than ``below`` cut in
+    two at that pause (the least alike one), where both halves last ``min_half_s`` or more,
+    and ``emb`` with the halves embedded afresh.
+
+    Such a clip holds two voices by the pause rule (:mod:`convoice.models.voices`), and the
+    voices change at the pause: cut there, each half can be labelled with its own speaker
+    instead of the whole clip going to review. A half keeps its clip's segmentation
+    evidence (``other_voice``, ``two_voices``, ``edge_overlap``, ``overlap_nearby``) and gets
+    its own windows and pause check, so a half that still holds two voices is flagged.
+    With no CAM++ (resemblyzer identifies) nothing is cut.
+    """
+    if not emb.part_cut:
+        return seg, emb
+    todo = {
+        k for k, (sim, cut) in enumerate(zip(emb.part_similarity, emb.part_cut, strict=True))
+        if sim < below and not math.isnan(cut)
+        and min(cut - seg.clips[k].region.start, seg.clips[k].region.end - cut) >= min_half_s
+    }  # fmt: skip
+    if not todo:
+        return seg, emb
+    halves: list[ClipRegion] = []
+    for k in sorted(todo):
+        clip, cut = seg.clips[k], emb.part_cut[k]
+        for region in (Region(clip.region.start, cut), Region(cut, clip.region.end)):
+            halves.append(dataclasses.replace(clip, region=region))
+    regions: list[Region | list[Region]] = [h.region for h in halves]
+    vectors = embed.embed_regions(encoder, samples, regions)
+    found, similar, least = _campplus_with_parts(campplus, samples, seg, halves, regions)
+    clips: list[ClipRegion] = []
+    rows: list[int] = []  # per new clip: its old clip's row, or -(1 + its half's row)
+    half = 0
+    for k, clip in enumerate(seg.clips):
+        if k not in todo:
+            clips.append(clip)
+            rows.append(k)
+            continue
+        for _ in range(2):
+            clips.append(halves[half])
+            rows.append(-1 - half)
+            half += 1
+
+    def pick(old: Sequence[Any] | FloatArray, new: Sequence[Any] | FloatArray) -> list[Any]:
+        return [old[r] if r >= 0 else new[-1 - r] for r in rows]
+
+    cut_emb = dataclasses.replace(
+        emb,
+        clips=np.stack(pick(emb.clips, vectors)).astype(np.float32),
+        identity_clips=np.stack(pick(emb.identity_clips, found.vectors)).astype(np.float32),
+        clip_windows=pick(emb.clip_windows, found.windows),
+        part_similarity=pick(emb.part_similarity, similar),
+        part_cut=pick(emb.part_cut, least),
+    )
+    return dataclasses.replace(seg, clips=clips), cut_emb

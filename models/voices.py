@@ -20,6 +20,7 @@ Pure computation on arrays.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -60,6 +61,16 @@ def least_part_similarity(befores: FloatArray, afters: FloatArray) -> float:
     1.0 with no cut."""
     sims = [float(a @ b) for a, b in zip(befores, afters, strict=True) if a.any() and b.any()]
     return min(sims, default=1.0)
+
+
+def least_part_cut(befores: FloatArray, afters: FloatArray, cuts: Sequence[float]) -> float:
+    """Where the parts are least alike: the cut of :func:`least_part_similarity`'s pair (nan:
+    no cut, or no pair both long enough to embed)."""
+    best, where = math.inf, math.nan
+    for a, b, cut in zip(befores, afters, cuts, strict=True):
+        if a.any() and b.any() and float(a @ b) < best:
+            best, where = float(a @ b), cut
+    return where
 
 
 def window_evidence(windows: FloatArray, own: int, centroids: FloatArray) -> tuple[float, float]:

@@ -74,12 +74,15 @@ def _download(item: MediaItem, workdir: Path, settings: Settings) -> Path:
     return stages.fetch(item, workdir, settings)
 
 
-def _embed(audio: AnyAudio, seg: Segmentation, settings: Settings) -> Embeddings:
-    """The clips' embeddings, with the store's encoders (fine-tuned ones when promoted)."""
+def _embed(
+    audio: AnyAudio, seg: Segmentation, settings: Settings
+) -> tuple[Segmentation, Embeddings]:
+    """The clips' embeddings, with the store's encoders (fine-tuned ones when promoted), and
+    the clips cut where their voice changes (``[identity] two_voice_cut``)."""
     store = Store.open(settings)
     weights = encoder.encoder_weights(settings, store)
-    return stages.embed_speakers.fn(
-        audio, seg, weights, settings.identity.encoder, encoder.identity_weights(settings, store)
+    return stages.embed_and_cut(
+        audio, seg, settings, weights, encoder.identity_weights(settings, store)
     )
 
 
@@ -116,7 +119,7 @@ def _prepare(item: MediaItem, settings: Settings, workdir: Path, run_id: str) ->
         with logs.stage(rid, "segment", seconds, spans):
             seg = stages.segment.fn(audio, settings)
         with logs.stage(rid, "embed", seconds, spans):
-            vectors = _embed(audio, seg, settings)
+            seg, vectors = _embed(audio, seg, settings)
             f0 = pitch.clip_f0(audio.samples, [c.region for c in seg.clips])  # ~0.4 % of it
         with logs.stage(rid, "identify", seconds, spans):  # the recording's own speakers
             speakers = own_speakers(seg, vectors, settings)

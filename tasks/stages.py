@@ -22,7 +22,7 @@ from convoice.media import download, listing
 from convoice.media.audio import AnyAudio, open_audio
 from convoice.media.errors import IngestError
 from convoice.models import asr, diarize, labelling, language, language_cuts
-from convoice.models.clip_embeddings import Embeddings, embed_recording
+from convoice.models.clip_embeddings import Embeddings, cut_at_voice_changes, embed_recording
 from convoice.models.diarize import Segmentation
 from convoice.models.from_settings import asr_options, own_speakers, with_vocabulary
 from convoice.models.labelling import RecordingSpeakers
@@ -126,6 +126,26 @@ def embed_speakers(
     encoder = loaders.voice_encoder_net(weights)
     campplus = None if identity == "resemblyzer" else loaders.campplus_encoder(identity_weights)
     return embed_recording(audio.samples, seg, encoder, identity, campplus)
+
+
+def embed_and_cut(
+    audio: AnyAudio,
+    seg: Segmentation,
+    settings: Settings,
+    weights: str = "",
+    identity_weights: str = "",
+) -> tuple[Segmentation, Embeddings]:
+    """:func:`embed_speakers`, then (``[identity] two_voice_cut``) every clip whose voice
+    changes at a pause cut there (:func:`~convoice.models.clip_embeddings.cut_at_voice_changes`)."""
+    ident = settings.identity
+    vectors = embed_speakers.fn(audio, seg, weights, ident.encoder, identity_weights)
+    if not ident.two_voice_cut or ident.encoder == "resemblyzer":
+        return seg, vectors
+    return cut_at_voice_changes(
+        audio.samples, seg, vectors, loaders.voice_encoder_net(weights),
+        loaders.campplus_encoder(identity_weights), ident.two_voice_part_similarity,
+        ident.two_voice_cut_min_s,
+    )  # fmt: skip
 
 
 @task(name="identify", cache_policy=NO_CACHE)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convoice.config import ConfigError, load_settings
+from convoice.config import ClipSettings, ConfigError, load_settings
 from convoice.engines import loaders
-from convoice.media.audio import decode
+from convoice.media.audio import Audio, decode
 from convoice.models import embed
 from convoice.models.diarize import ClipRegion
 from convoice.models.labelling import two_voice_extra
@@ -146,6 +146,60 @@ def test_two_voices_of_one_engine_in_one_local_speaker_are_found_at_the_pause(
     centroid /= np.linalg.norm(centroid)
     flags = two_voice_flags(vectors.clip_windows, labels, centroid, rule, vectors.part_similarity)
     assert flags.tolist() == [True, False]
+
+
+def test_a_clip_whose_voice_changes_at_a_pause_is_cut_there_and_each_half_labelled(
+    tts_cache: Path,
+) -> None:
+    """flite's rms and slt given one local speaker (as below), one clip of each voice after
+    the other at a 0.4 s pause, then each voice alone twice: with
+    ``[identity] two_voice_cut`` the first clip is cut inside that pause, each half is
+    embedded as itself, and the halves join their own voices' speakers, none of them
+    flagged; off, the clip stays whole and flagged."""
+    from convoice.models import embed
+    from convoice.models.diarize import segmentation_from_turns
+    from convoice.models.from_settings import own_speakers
+    from convoice.synth.speech import synthesize
+    from convoice.tasks import stages
+
+    said = [
+        ("rms", "Nobody expected the train to arrive so early."),
+        ("slt", "She painted the kitchen bright green last summer."),
+        ("rms", "The river carried boats past the old stone bridge."),
+        ("slt", "We sat in the garden for the whole evening."),
+        ("rms", "Tomorrow we will ride our bicycles into town."),
+        ("slt", "The library closes early on public holidays."),
+    ]
+    waves = [synthesize(voice, text, tts_cache) for voice, text in said]
+    pause, gap = np.zeros(6400, np.float32), np.zeros(48000, np.float32)  # 0.4 s, 3 s
+    pieces = [waves[0], pause, waves[1], gap] + [x for w in waves[2:] for x in (w, gap)]
+    audio = np.concatenate(pieces)
+    starts = np.cumsum([0, *(len(x) for x in pieces)])[:-1] / 16000
+    spans = [(float(starts[i]), float(starts[i]) + len(pieces[i]) / 16000) for i in range(0, 12, 2)]
+    change = (spans[0][1] + spans[1][0]) / 2  # the middle of the pause
+    settings = load_settings(environ={})
+    turns = [(a, b, "A") for a, b in spans]
+    seg = segmentation_from_turns(turns, len(audio) / 16000, settings.diarization, ClipSettings())
+    assert len(seg.clips) == 5 and {t.local for t in seg.turns} == {0}  # the first: two voices
+    whole = stages.embed_and_cut(Audio(audio, 16000), seg, settings)
+    flags = own_speakers(seg, whole[1], settings).two_voices
+    assert whole[0] is seg and flags is not None and flags.tolist()[0]
+    cutting = replace(settings, identity=replace(settings.identity, two_voice_cut=True))
+    cut, vectors = stages.embed_and_cut(Audio(audio, 16000), seg, cutting)
+    assert [c.region for c in cut.clips[2:]] == [c.region for c in seg.clips[1:]]
+    first, second = cut.clips[0].region, cut.clips[1].region
+    assert first.start == seg.clips[0].region.start and second.end == seg.clips[0].region.end
+    assert first.end == second.start and abs(first.end - change) < 0.2, (first, change)
+    alone = embed.embed_regions_campplus(loaders.campplus_model(), audio, [first, second])
+    assert np.allclose(vectors.identity_clips[:2], alone.vectors, atol=1e-4)
+    assert len(vectors.clips) == len(vectors.clip_windows) == len(vectors.part_cut) == 6
+    speakers = own_speakers(cut, vectors, cutting)
+    labels = speakers.clip_labels.tolist()
+    voice = [v for v, _ in said]
+    by_voice = {v: {x for x, w in zip(labels, voice, strict=True) if w == v} for v in voice}
+    assert speakers.num_speakers == 2 and by_voice["rms"] != by_voice["slt"]
+    assert all(len(labels) == 1 for labels in by_voice.values()), by_voice
+    assert speakers.two_voices is not None and not speakers.two_voices.any()
 
 
 def test_two_voices_given_one_local_speaker_become_two_recording_speakers(

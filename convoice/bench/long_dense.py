@@ -180,7 +180,7 @@ def run_stages(wav: Path, home: Path) -> tuple[int, int, list[StageCost]]:
         with _stage("segment", sampler, costs):
             seg = stages.segment.fn(audio, settings)
         with _stage("embed", sampler, costs):
-            vectors = _embed(audio, seg, settings)
+            seg, vectors = _embed(audio, seg, settings)
         with _stage("identify", sampler, costs):
             speakers = own_speakers(seg, vectors, settings)
         with _stage("write audio", sampler, costs):

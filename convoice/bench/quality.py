@@ -344,7 +344,7 @@ def engine_diarization(
         if err.reason_code != SkipReason.NO_SPEECH:
             raise
         return diarization_errors(reference, [])
-    vectors = stages.embed_speakers.fn(audio, seg, "", settings.identity.encoder)
+    seg, vectors = stages.embed_and_cut(audio, seg, settings)
     empty = np.zeros((0, 0), dtype=np.float32)
     speakers, _ = stages.identify.fn(wav.stem, seg, vectors, [], empty, settings)
     timeline = labelling.diarization_output(seg, speakers, settings.diarization.timeline_gap_s)

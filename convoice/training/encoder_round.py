@@ -184,7 +184,8 @@ def scale_of(
     ``stored``: a trained CAM++'s own thresholds (its card's ``scale``), over ``[identity]``'s.
     """
     if kind == "campplus":
-        identity = replace(settings.identity, encoder="campplus", **dict(stored or {}))
+        overrides: dict[str, Any] = dict(stored or {})  # thresholds only (floats)
+        identity = replace(settings.identity, encoder="campplus", **overrides)
         return identity.scale(settings.diarization, settings.registry)
     return settings.registry
 
