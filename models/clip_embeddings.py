@@ -18,7 +18,7 @@ import numpy as np
 
 from convoice.models import embed, labelling
 from convoice.models.diarize import ClipRegion, Segmentation
-from convoice.models.voices import least_part_cut, least_part_similarity, pause_cuts
+from convoice.models.voices import least_part, pause_cuts
 from convoice.records import FloatArray, Region, Samples
 
 PAUSE_S = 0.12  # a pause a voice may change in (as [clips] min_pause_s: where clips are cut)
@@ -101,11 +101,11 @@ def _campplus_with_parts(
     found = embed.embed_regions_campplus(campplus, samples, [*regions, *parts])
     pairs = found.vectors[len(regions) :].reshape(-1, 2, found.vectors.shape[1])
     bounds = np.cumsum([0, *(len(mine) for mine in cuts)])
-    similar, least = [], []
-    for (a, b), mine in zip(itertools.pairwise(bounds), cuts, strict=True):
-        similar.append(least_part_similarity(pairs[a:b, 0], pairs[a:b, 1]))
-        least.append(least_part_cut(pairs[a:b, 0], pairs[a:b, 1], mine))
-    return found, similar, least
+    found_least = [
+        least_part(pairs[a:b, 0], pairs[a:b, 1], mine)
+        for (a, b), mine in zip(itertools.pairwise(bounds), cuts, strict=True)
+    ]
+    return found, [sim for sim, _ in found_least], [cut for _, cut in found_least]
 
 
 def clip_cuts(seg: Segmentation, clip: ClipRegion) -> list[float]:

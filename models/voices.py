@@ -55,22 +55,17 @@ def pause_cuts(
     return cuts
 
 
-def least_part_similarity(befores: FloatArray, afters: FloatArray) -> float:
-    """The least cosine between a clip's part before a pause and its part after it
-    (unit rows, one pair per cut; a zero row, too short to embed, counts as alike);
-    1.0 with no cut."""
-    sims = [float(a @ b) for a, b in zip(befores, afters, strict=True) if a.any() and b.any()]
-    return min(sims, default=1.0)
-
-
-def least_part_cut(befores: FloatArray, afters: FloatArray, cuts: Sequence[float]) -> float:
-    """Where the parts are least alike: the cut of :func:`least_part_similarity`'s pair (nan:
-    no cut, or no pair both long enough to embed)."""
-    best, where = math.inf, math.nan
+def least_part(
+    befores: FloatArray, afters: FloatArray, cuts: Sequence[float]
+) -> tuple[float, float]:
+    """The least cosine between a clip's part before a pause and its part after it (unit
+    rows, one pair per cut in ``cuts``; a zero row, too short to embed, counts as alike), and
+    that pause: (1.0, nan) with no cut."""
+    least, where = 1.0, math.nan
     for a, b, cut in zip(befores, afters, cuts, strict=True):
-        if a.any() and b.any() and float(a @ b) < best:
-            best, where = float(a @ b), cut
-    return where
+        if a.any() and b.any() and (math.isnan(where) or float(a @ b) < least):
+            least, where = float(a @ b), cut
+    return least, where
 
 
 def window_evidence(windows: FloatArray, own: int, centroids: FloatArray) -> tuple[float, float]:
@@ -126,7 +121,7 @@ def two_voice_flags(
 ) -> npt.NDArray[np.bool_]:
     """Which clips hold two voices; clips with no speaker are never flagged, nor by their
     windows clips with one window. ``part_similarity``: per clip, the least similarity of
-    its parts across a pause (:func:`least_part_similarity`; None: not compared)."""
+    its parts across a pause (:func:`least_part`; None: not compared)."""
     return flags_of(voice_evidence(clip_windows, labels, centroids, part_similarity), labels, rule)
 
 

@@ -156,7 +156,6 @@ def test_a_clip_whose_voice_changes_at_a_pause_is_cut_there_and_each_half_labell
     ``[identity] two_voice_cut`` the first clip is cut inside that pause, each half is
     embedded as itself, and the halves join their own voices' speakers, none of them
     flagged; off, the clip stays whole and flagged."""
-    from convoice.models import embed
     from convoice.models.diarize import segmentation_from_turns
     from convoice.models.from_settings import own_speakers
     from convoice.synth.speech import synthesize
