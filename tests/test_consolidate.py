@@ -168,9 +168,13 @@ def test_held_apart_names_the_nearer_speaker_that_holds_a_pair() -> None:
     assert ("spk_0", "spk_1") not in held  # unlike voices: below the floor, not listed
 
 
-def test_a_consolidated_store_says_why_its_split_stays(split_store: Store, tmp_path: Path) -> None:
-    """As shipped, A's two ids stay apart for a person (test above): the store says which guard."""
-    cfg = ConsolidationSettings(threshold_campplus=0.6)
+def test_a_consolidated_store_says_why_its_split_stays(
+    split_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a margin of 0.02, A's two ids stay apart for a person (test below): the store says
+    which guard."""
+    monkeypatch.setenv("CONVOICE_CONSOLIDATION__MARGIN", "0.02")  # what `registry apart` reads
+    cfg = ConsolidationSettings(threshold_campplus=0.6, margin=0.02)
     consolidate_store(split_store, cfg)
     held = {(h.first, h.second): h.reason for h in explain_store(split_store, cfg)}
     assert held[("spk_a1", "spk_a2")].startswith("a third speaker at")
@@ -193,7 +197,7 @@ def test_bad_guards_are_refused_and_the_shipped_settings_use_them() -> None:
         Guards(margin=-0.1)
     cfg = ConsolidationSettings()
     assert cfg.enabled
-    assert cfg.guards() == Guards(max_recordings=1, margin=0.02)
+    assert cfg.guards() == Guards(max_recordings=1, margin=0.0)
 
 
 def test_the_shipped_settings_heal_a_piece_whose_engine_has_a_second_voice_nearby() -> None:
@@ -270,13 +274,14 @@ def split_store(tmp_path: Path) -> Store:
     return store
 
 
-def test_the_shipped_guards_leave_a_split_with_a_close_third_voice_to_people(
-    split_store: Store,
-) -> None:
-    report = consolidate_store(split_store, ConsolidationSettings(threshold_campplus=0.6))
+def test_a_margin_leaves_a_split_with_a_close_third_voice_to_people(split_store: Store) -> None:
+    """spk_b is 0.786 from A's merged centroid, the pair 0.800: a margin of 0.02 holds A split;
+    the shipped margin (0, session 38) heals it, as any third voice less close than the pair."""
+    held = ConsolidationSettings(threshold_campplus=0.6, margin=0.02)
+    report = consolidate_store(split_store, held)
     assert [(m.merged, m.kept) for m in report.merges] == [("spk_c2", "spk_c1")]
-    alone = ConsolidationSettings(threshold_campplus=0.6, max_recordings=0, margin=0.0)
-    assert {(m.merged, m.kept) for m in consolidate_store(split_store, alone).merges} == {
+    shipped = ConsolidationSettings(threshold_campplus=0.6)
+    assert {(m.merged, m.kept) for m in consolidate_store(split_store, shipped).merges} == {
         ("spk_a2", "spk_a1")
     }
 
@@ -286,10 +291,10 @@ def test_a_store_heals_once_and_records_which_ids_became_which(
 ) -> None:
     store = split_store
     release_before = store.release(tag="before")
-    # spk_b (0.79 from A's voice, sharing r1) is 0.786 from A's merged centroid, within the
-    # shipped margin (0.02) of the pair's 0.800: as shipped A stays split (for a person);
-    # margin 0 lets it heal
-    cfg = ConsolidationSettings(threshold_campplus=0.6, margin=0.0)
+    # spk_b (0.79 from A's voice, sharing r1) is 0.786 from A's merged centroid, within a
+    # margin of 0.02 of the pair's 0.800 (A would stay split, test above); the shipped margin
+    # (0) lets it heal
+    cfg = ConsolidationSettings(threshold_campplus=0.6)
     report = consolidate_store(store, cfg, run_id="t")
     # same clip counts: the older, then smaller id keeps its id (spk_c1)
     assert sorted((m.merged, m.kept) for m in report.merges) == [

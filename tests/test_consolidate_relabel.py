@@ -27,6 +27,7 @@ from convoice.training.round_store import relabel_store
 
 # (recording, local speaker, voice, machine id at ingest); recordings in ingest order
 INGEST = ["r1", "r5", "r2", "r4", "r3"]
+SPLITTING = ConsolidationSettings(split=True)  # the split step is opt-in (session 38)
 ID_A, ID_C = new_speaker_id("r1", 0), new_speaker_id("r1", 1)
 ID_Y, ID_B, ID_X = new_speaker_id("r5", 0), new_speaker_id("r4", 0), new_speaker_id("r3", 1)
 PERSON_CLIP = "r2-S0-0"
@@ -132,7 +133,7 @@ def _relabel(store: Store, tmp_path: Path) -> None:
 def test_a_relabel_keeps_the_healing_and_moves_no_clip_by_a_stale_change(
     store: Store, tmp_path: Path
 ) -> None:
-    healed = consolidate_store(store, ConsolidationSettings(), run_id="heal")
+    healed = consolidate_store(store, SPLITTING, run_id="heal")
     assert [(s.split, s.recordings) for s in healed.splits] == [(ID_A, ("r3",))]
     piece = healed.splits[0].piece
     merged = {(m.merged, m.kept) for m in healed.merges}
@@ -163,7 +164,7 @@ def test_a_relabel_keeps_the_healing_and_moves_no_clip_by_a_stale_change(
     assert person["labelled_by"] == "ann@x.org"
 
     # consolidating again finds nothing left to do
-    again = consolidate_store(store, ConsolidationSettings(), run_id="again")
+    again = consolidate_store(store, SPLITTING, run_id="again")
     assert (again.splits, again.merges, again.finished) == ([], [], 0)
     assert _reads(store) == after
     # re-labelling again (a second promotion) changes nothing either
@@ -198,7 +199,7 @@ def _relabel_killed_at_its_rows(
 def test_a_relabel_killed_before_its_rows_are_written_is_finished_by_the_next(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    consolidate_store(store, ConsolidationSettings(), run_id="heal")
+    consolidate_store(store, SPLITTING, run_id="heal")
     before = _reads(store)
     _relabel_killed_at_its_rows(store, tmp_path, monkeypatch)
     # the split rows are history now, the clip rows not yet rewritten: r3's voice B reads as
@@ -220,20 +221,20 @@ def test_consolidation_refuses_while_a_killed_relabel_is_open(
     from convoice.models.consolidate import ConsolidationError
     from convoice.storage.identity import open_relabels
 
-    healed = consolidate_store(store, ConsolidationSettings(), run_id="heal")
+    healed = consolidate_store(store, SPLITTING, run_id="heal")
     piece = healed.splits[0].piece
     before, registry = _reads(store), {s.speaker_id: s for s in store.speakers()}
     assert registry[piece].n_clips == 6  # r3's B, and r4's B merged into it
     _relabel_killed_at_its_rows(store, tmp_path, monkeypatch)
     assert len(open_relabels(store)) == 1
     with pytest.raises(ConsolidationError, match=r"did not finish.*convoice encoder promote"):
-        consolidate_store(store, ConsolidationSettings(), run_id="after-kill")
+        consolidate_store(store, SPLITTING, run_id="after-kill")
     assert {s.speaker_id: s.n_clips for s in store.speakers()} == {
         s: r.n_clips for s, r in registry.items()
     }  # nothing written
     _relabel(store, tmp_path)  # the next re-label carries the open mark's split, closes it
     assert open_relabels(store) == [] and _reads(store) == before
-    again = consolidate_store(store, ConsolidationSettings(), run_id="after-finish")
+    again = consolidate_store(store, SPLITTING, run_id="after-finish")
     assert (again.splits, again.merges) == ([], [])
     assert {s.speaker_id: s.n_clips for s in store.speakers()}[piece] == 6
     assert _reads(store) == before

@@ -28,6 +28,7 @@ from convoice.storage.identity import change_records, changes
 from convoice.storage.schema import CLIP_SCHEMA
 
 GUARDS = Guards(max_recordings=1, margin=0.10)
+SPLITTING = ConsolidationSettings(split=True)  # the split step is opt-in (session 38)
 
 
 def _case(
@@ -115,8 +116,8 @@ def test_two_means_finds_the_two_voices_and_bad_inputs_are_refused() -> None:
     with pytest.raises(ConsolidationError, match="one row"):
         Parts(np.zeros(2, np.int64), ["r1"], np.zeros((2, DIM), np.float32),
               np.zeros((2, DIM), np.float32), np.zeros(2, np.int64))  # fmt: skip
-    assert ConsolidationSettings().split_rule() == SplitRule(0.70) == SplitRule()  # one default
-    assert ConsolidationSettings(split=False).split_rule() is None
+    assert SPLITTING.split_rule() == SplitRule(0.70) == SplitRule()  # one default threshold
+    assert ConsolidationSettings().split_rule() is None  # off as shipped (session 38)
 
 
 # -- a real store --------------------------------------------------------------
@@ -155,7 +156,7 @@ def test_a_store_splits_once_records_it_and_old_releases_keep_their_ids(
 
     store = two_voice_store
     before = store.release(tag="before")
-    report = consolidate_store(store, ConsolidationSettings(), run_id="t")
+    report = consolidate_store(store, SPLITTING, run_id="t")
     assert [(s.split, s.recordings) for s in report.splits] == [("spk_a", ("r3",))]
     piece = report.splits[0].piece
     assert [{m.merged, m.kept} for m in report.merges] == [{piece, "spk_b"}]
@@ -179,7 +180,7 @@ def test_a_store_splits_once_records_it_and_old_releases_keep_their_ids(
     b = voices(2, seed=11)[1]
     assert float(survivor.centroid @ b) > 0.9 and float(ids["spk_a"].centroid @ b) < 0.3
     # a second run changes nothing
-    again = consolidate_store(store, ConsolidationSettings(), run_id="again")
+    again = consolidate_store(store, SPLITTING, run_id="again")
     assert again.splits == [] and again.merges == [] and again.finished == 0
     assert len(changes(store)) == len(rows)
     # the old release still says spk_a; a new one reads voice B as one id and carries the split
@@ -205,7 +206,7 @@ def test_a_persons_label_keeps_the_id_whole(two_voice_store: Store) -> None:
     store = two_voice_store
     store.add_labels([{"clip_id": "c20", "field": "speaker_id", "value": "spk_a",
                        "labelled_by": "ann@example.org"}])  # fmt: skip
-    report = consolidate_store(store, ConsolidationSettings())
+    report = consolidate_store(store, SPLITTING)
     assert report.splits == []
     assert _read_as(store)["c21"] == "spk_a"
     seen = store.materialized_clips().to_pylist()
@@ -307,7 +308,7 @@ def test_an_id_left_without_an_absorbed_clip_keeps_its_other_clips_as_centroid(
         Speaker("spk_y", sum(r[3] for r in rows[4:]).astype(np.float32), 3, 9.0, 1,
                 "2025-01-02", "2025-01-02"),
     ])  # fmt: skip
-    report = consolidate_store(store, ConsolidationSettings())
+    report = consolidate_store(store, SPLITTING)
     assert [(s.split, s.recordings) for s in report.splits] == [("spk_x", ("r1",))]
     assert [m.kept for m in report.merges] == ["spk_y"]  # the piece (voice A) joined spk_y
     left = {s.speaker_id: s for s in store.speakers()}["spk_x"]
