@@ -7,9 +7,11 @@ order: :func:`speakers_of_recording` (cluster local speakers),
 
 from __future__ import annotations
 
+import bisect
 import copy
 import functools
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -492,14 +494,16 @@ def update_registry(
 
 
 def bridge_pauses(
-    turns: list[tuple[float, float, str]], gap_s: float
+    turns: list[tuple[float, float, str]], gap_s: float, lone: bool = False
 ) -> list[tuple[float, float, str]]:
     """``turns`` with each speaker's stretches joined across pauses shorter than ``gap_s``
     (pyannote's ``min_duration_off``), and across overlaps of their own; sorted.
 
-    A speaker's stretches of speech with a pause of under ``gap_s`` between them
-    (and no matter who else talks in it) become one: a diarization timeline, like
-    a person's reference, counts the short pauses inside a turn as its speech.
+    A speaker's stretches of speech with a pause of under ``gap_s`` between them become
+    one: a diarization timeline, like a person's reference, counts the short pauses inside
+    a turn as its speech. With ``lone``, only a pause in which no other speaker's stretch
+    falls: where someone else talks between two stretches of a speaker, the turn changed
+    (two people answering each other within ``gap_s``), and that gap is nobody's pause.
     """
     if gap_s < 0:
         raise ValueError(f"a pause cannot be shorter than 0 s, got {gap_s}")
@@ -508,9 +512,11 @@ def bridge_pauses(
         by_speaker.setdefault(label, []).append((start, end))
     out: list[tuple[float, float, str]] = []
     for label, stretches in by_speaker.items():
+        talks = _someone_else(turns, label) if lone else None
         joined: list[list[float]] = []
         for start, end in sorted(stretches):
-            if joined and start - joined[-1][1] < gap_s:
+            gap = start - joined[-1][1] if joined else gap_s
+            if gap < gap_s and (gap <= 0 or talks is None or not talks(joined[-1][1], start)):
                 joined[-1][1] = max(joined[-1][1], end)
             else:
                 joined.append([start, end])
@@ -518,8 +524,24 @@ def bridge_pauses(
     return sorted(out)
 
 
+def _someone_else(
+    turns: list[tuple[float, float, str]], label: str
+) -> Callable[[float, float], bool]:
+    """Whether a speaker other than ``label`` has a stretch inside the open interval (a, b):
+    one bisection over the others' stretches sorted by start, with the running latest end."""
+    others = sorted((start, end) for start, end, who in turns if who != label)
+    starts = [start for start, _ in others]
+    latest = list(itertools.accumulate((end for _, end in others), max))
+
+    def talks(a: float, b: float) -> bool:
+        before = bisect.bisect_left(starts, b)  # the stretches that start before b
+        return before > 0 and latest[before - 1] > a
+
+    return talks
+
+
 def diarization_output(
-    seg: Segmentation, speakers: RecordingSpeakers, gap_s: float = 0.0
+    seg: Segmentation, speakers: RecordingSpeakers, gap_s: float = 0.0, lone: bool = False
 ) -> list[tuple[float, float, str]]:
     """(start, end, speaker) for every stretch of speech, overlap included, for DER.
 
@@ -527,7 +549,8 @@ def diarization_output(
     clips' labels are the clustering's, refined), else its local speaker's: a local
     speaker the clustering split keeps each voice where its clips are. A speaker's
     pauses shorter than ``gap_s`` (``[diarization] timeline_gap_s``) are their speech
-    (:func:`bridge_pauses`); 0 keeps the segmentation's frames as they are.
+    (:func:`bridge_pauses`; with ``lone``, ``timeline_gap_lone``, only pauses in which nobody
+    else talks); 0 keeps the segmentation's frames as they are.
     """
     from convoice.models.segmentation import speaker_regions
 
@@ -549,4 +572,4 @@ def diarization_output(
                 label = max(seconds, key=lambda k: seconds[k]) if seconds else fallback
                 if label >= 0:
                     out.append((r.start, r.end, f"S{label}"))
-    return bridge_pauses(out, gap_s) if gap_s > 0 else sorted(out)
+    return bridge_pauses(out, gap_s, lone) if gap_s > 0 else sorted(out)

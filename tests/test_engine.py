@@ -76,16 +76,21 @@ def test_clips_of_the_real_recording_are_trimmed_clear_of_its_overlaps(settings)
     assert [round(c.region.start, 1) for c in held] == [14.7]
 
 
-def test_the_timeline_can_count_a_speakers_short_pauses_as_speech(settings) -> None:  # type: ignore[no-untyped-def]
-    """With ``[diarization] timeline_gap_s`` (opt-in, 0 by default) the engine's diarization
-    timeline, what DER scores, joins each speaker's stretches across shorter pauses: on the
-    real sample it covers every second the segmentation's frames give, leaves no such pause
-    and misses less of the reference; by default it is the frames as they are."""
+def test_the_timeline_counts_a_speakers_short_lone_pauses_as_speech(settings) -> None:  # type: ignore[no-untyped-def]
+    """The engine's diarization timeline, what DER scores, joins each speaker's stretches across
+    pauses under ``[diarization] timeline_gap_s`` (0.5 s) in which nobody else talks
+    (``timeline_gap_lone``): on the real sample it covers every second the segmentation's frames
+    give, every short pause left holds the other person's speech, and it misses less of the
+    reference than the frames; bridging every pause bridges those too (session 25's rule);
+    ``timeline_gap_s = 0`` gives the frames as they are."""
     from dataclasses import replace
 
     from convoice.bench.quality import engine_der
 
-    gap = 0.5
+    cfg = settings.diarization
+    assert (cfg.timeline_gap_s, cfg.timeline_gap_lone) == (0.5, True)
+    shaping = set(settings.model_settings()["diarization"])  # what shapes rows: not these
+    assert not {"timeline_gap_s", "timeline_gap_lone"} & shaping
     wav, rttm = pyannote_sample()
     audio = decode(wav)
     seg = stages.segment.fn(audio, settings)
@@ -93,20 +98,25 @@ def test_the_timeline_can_count_a_speakers_short_pauses_as_speech(settings) -> N
     empty = np.zeros((0, 0), dtype=np.float32)
     speakers, _ = stages.identify.fn("sample", seg, vectors, [], empty, settings)
     frames = labelling.diarization_output(seg, speakers)
-    timeline = labelling.diarization_output(seg, speakers, gap)
-    assert settings.diarization.timeline_gap_s == 0.0 and len(timeline) < len(frames)
-    assert "timeline_gap_s" not in settings.model_settings()["diarization"]  # shapes no row
+    timeline = labelling.diarization_output(seg, speakers, cfg.timeline_gap_s, lone=True)
+    every = labelling.diarization_output(seg, speakers, cfg.timeline_gap_s)
+    assert len(every) < len(timeline) < len(frames)
     for start, end, label in frames:
         assert any(s <= start and end <= e for s, e, lab in timeline if lab == label)
     for label in {lab for _, _, lab in timeline}:
         own = [(s, e) for s, e, lab in timeline if lab == label]
-        assert all(b[0] - a[1] >= gap for a, b in itertools.pairwise(own))
+        others = [(s, e) for s, e, lab in timeline if lab != label]
+        for a, b in itertools.pairwise(own):
+            short = b[0] - a[1] < cfg.timeline_gap_s
+            assert not short or any(s < b[0] and e > a[1] for s, e in others)
+        own_every = [(s, e) for s, e, lab in every if lab == label]
+        assert all(b[0] - a[1] >= cfg.timeline_gap_s for a, b in itertools.pairwise(own_every))
     reference = parse_rttm(Path(rttm).read_text(encoding="utf-8"))
     bridged, plain = diarization_errors(reference, timeline), diarization_errors(reference, frames)
     assert bridged.missed < plain.missed and bridged.speech_s == pytest.approx(plain.speech_s)
-    opted = replace(settings, diarization=replace(settings.diarization, timeline_gap_s=gap))
-    assert engine_der(opted).missed == pytest.approx(bridged.missed)
-    assert engine_der(settings).missed == pytest.approx(plain.missed)
+    assert engine_der(settings).missed == pytest.approx(bridged.missed)
+    opted_out = replace(settings, diarization=replace(cfg, timeline_gap_s=0.0))
+    assert engine_der(opted_out).missed == pytest.approx(plain.missed)
 
 
 def test_diarization_errors_split_by_kind_and_add_up_by_speech(settings) -> None:  # type: ignore[no-untyped-def]

@@ -84,8 +84,8 @@ def test_speech_longer_than_max_without_a_pause_is_dropped_not_cut() -> None:
 
 def test_a_speakers_short_pauses_are_their_speech_in_the_timeline() -> None:
     """The DER timeline joins one speaker's stretches across a pause under the gap (whoever
-    else talks in it) and across their own overlaps; a longer pause and another speaker's
-    stretches stay apart; 0 s joins only what overlaps."""
+    else talks in it, or with ``lone`` only when nobody does) and across their own overlaps; a
+    longer pause and another speaker's stretches stay apart; 0 s joins only what overlaps."""
     from convoice.models.labelling import bridge_pauses
 
     turns = [(0.0, 1.0, "S0"), (1.3, 2.0, "S0"), (1.1, 1.2, "S1"), (2.4, 3.0, "S0")]
@@ -99,6 +99,12 @@ def test_a_speakers_short_pauses_are_their_speech_in_the_timeline() -> None:
     assert (1.1, 1.2, "S1") in bridge_pauses(turns, 0.0)
     assert (1.25, 1.5, "S1") in bridge_pauses(turns, 0.0)  # (1.4, 1.45) lies inside it
     assert bridge_pauses([], 0.5) == []
+    # only lone pauses: S1 talks in S0's first pause (a turn change), nobody in its second;
+    # S1's own overlapping stretches still join
+    assert bridge_pauses(turns, 0.5, lone=True) == [
+        (0.0, 1.0, "S0"), (1.1, 1.5, "S1"), (1.3, 3.0, "S0"),
+    ]  # fmt: skip
+    assert bridge_pauses(turns, 0.35, lone=True) == bridge_pauses(turns, 0.3)
     with pytest.raises(ValueError, match="shorter than 0"):
         bridge_pauses(turns, -0.1)
 

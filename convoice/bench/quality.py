@@ -347,7 +347,9 @@ def engine_diarization(
     seg, vectors = stages.embed_and_cut(audio, seg, settings)
     empty = np.zeros((0, 0), dtype=np.float32)
     speakers, _ = stages.identify.fn(wav.stem, seg, vectors, [], empty, settings)
-    timeline = labelling.diarization_output(seg, speakers, settings.diarization.timeline_gap_s)
+    cfg = settings.diarization
+    gap, lone = cfg.timeline_gap_s, cfg.timeline_gap_lone
+    timeline = labelling.diarization_output(seg, speakers, gap, lone)
     return diarization_errors(reference, timeline)
 
 
