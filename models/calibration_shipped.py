@@ -6,21 +6,20 @@ from typing import Any
 SHIPPED: dict[str, Any] = {
     "judged_on": "the 1506 tuning clips, each judged by the curve fitted without its recording "
     "(leave one recording out, 234 recordings)",
-    "rule": "speaker: shipped-6's curve where it reaches 0.995 (what it accepts unchanged), below "
+    "rule": "speaker: shipped-7's curve where it reaches 0.995 (what it accepts unchanged), below "
     "it one probability, the share right of the 1506 clips of `convoice bench --split "
     "tune` (corpus seeds 11, 12, 13, 14, 15, 16, 17, 18, 19) (split rule "
     "convoice-split-1) it does not accept; speaker right: evaluation.judge; transcripts: "
-    "shipped-6's",
+    "shipped-7's",
     "speaker": {
         "clips": 1506,
-        "right": 1420,
+        "right": 1435,
         "xs": (0.0, 1.3169, 1.3331, 2.0),
-        "ys": (0.892626, 0.892626, 0.998215, 0.998215),
+        "ys": (0.909444, 0.909444, 0.998215, 0.998215),
     },
-    "speaker_ece": 0.0015,
+    "speaker_ece": 0.0,
     "speaker_reliability": (
-        {"clips": 761, "high": 0.9, "low": 0.8, "mean_probability": 0.8926, "right": 0.8922},
-        {"clips": 745, "high": 1.0, "low": 0.9, "mean_probability": 0.9973, "right": 0.9946},
+        {"clips": 1506, "high": 1.0, "low": 0.9, "mean_probability": 0.9529, "right": 0.9529},
     ),
     "transcript": {
         "*": {
@@ -72,5 +71,5 @@ SHIPPED: dict[str, Any] = {
             ),
         }
     },
-    "version": "shipped-7",
+    "version": "shipped-8",
 }
