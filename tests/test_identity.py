@@ -85,14 +85,24 @@ def voices(tts_cache: Path) -> dict[str, list[np.ndarray]]:
     return {v: [synthesize(v, t, tts_cache) for t in texts] for v in ("rms", "slt")}
 
 
+def _laid_out(
+    waves: list[np.ndarray], silences: list[int]
+) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """16 kHz ``waves`` end to end, each followed by its silence (samples), and each wave's
+    (start, end) in seconds."""
+    pieces = [x for w, n in zip(waves, silences, strict=True) for x in (w, np.zeros(n, np.float32))]
+    edges = np.cumsum([0, *(len(x) for x in pieces)]) / 16000
+    spans = [(float(edges[i]), float(edges[i + 1])) for i in range(0, len(pieces), 2)]
+    return np.concatenate(pieces).astype(np.float32), spans
+
+
 def test_a_clip_of_two_voices_joined_is_flagged_and_single_voices_are_not(voices) -> None:  # type: ignore[no-untyped-def]
     rms, slt = voices["rms"], voices["slt"]
     head = rms[2][: int(len(rms[2]) * 0.9)]
     tail = slt[2][: max(len(head) // 2, 16000)]  # main voice about 65 % of the clip
     pieces = [rms[0], rms[1], slt[0], slt[1], np.concatenate([head, tail]), rms[2], slt[2]]
-    audio = np.concatenate(pieces).astype(np.float32)
-    edges = np.cumsum([0, *(len(p) for p in pieces)]) / 16000
-    regions = [Region(float(edges[i]), float(edges[i + 1])) for i in range(len(pieces))]
+    audio, spans = _laid_out(pieces, [0] * len(pieces))
+    regions = [Region(a, b) for a, b in spans]
     found = embed.embed_regions_campplus(loaders.campplus_model(), audio, regions)
     centroids = np.stack([found.vectors[0] + found.vectors[1], found.vectors[2] + found.vectors[3]])
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
@@ -128,11 +138,9 @@ def test_two_voices_of_one_engine_in_one_local_speaker_are_found_at_the_pause(
         ("espeak_f", "The river carried boats past the old stone bridge."),
     ]
     waves = [synthesize(voice, text, tts_cache) for voice, text in said]
-    pause, gap = np.zeros(6400, np.float32), np.zeros(32000, np.float32)  # 0.4 s, 2 s
-    audio = np.concatenate([waves[0], pause, waves[1], gap, waves[2], pause, waves[3], gap])
-    edges = np.cumsum([0, len(waves[0]), len(pause), len(waves[1]), len(gap), len(waves[2]),
-                       len(pause), len(waves[3])]) / 16000  # fmt: skip
-    turns = [(float(edges[i]), float(edges[i + 1]), "A" if i < 3 else "B") for i in (0, 2, 4, 6)]
+    pause, gap = 6400, 32000  # 0.4 s, 2 s
+    audio, spans = _laid_out(waves, [pause, gap, pause, gap])
+    turns = [(a, b, "A" if k < 2 else "B") for k, (a, b) in enumerate(spans)]
     seg = segmentation_from_turns(turns, len(audio) / 16000, DiarizationSettings(), ClipSettings())
     assert len(seg.clips) == 2  # one clip per pair: two voices, then one voice twice
     vectors = embed_recording(
@@ -170,11 +178,8 @@ def test_a_clip_whose_voice_changes_at_a_pause_is_cut_there_and_each_half_labell
         ("slt", "The library closes early on public holidays."),
     ]
     waves = [synthesize(voice, text, tts_cache) for voice, text in said]
-    pause, gap = np.zeros(6400, np.float32), np.zeros(48000, np.float32)  # 0.4 s, 3 s
-    pieces = [waves[0], pause, waves[1], gap] + [x for w in waves[2:] for x in (w, gap)]
-    audio = np.concatenate(pieces)
-    starts = np.cumsum([0, *(len(x) for x in pieces)])[:-1] / 16000
-    spans = [(float(starts[i]), float(starts[i]) + len(pieces[i]) / 16000) for i in range(0, 12, 2)]
+    pause, gap = 6400, 48000  # 0.4 s, 3 s
+    audio, spans = _laid_out(waves, [pause] + [gap] * 5)
     change = (spans[0][1] + spans[1][0]) / 2  # the middle of the pause
     settings = load_settings(environ={})
     turns = [(a, b, "A") for a, b in spans]
@@ -221,11 +226,10 @@ def test_two_voices_given_one_local_speaker_become_two_recording_speakers(
         "The river carried boats past the old stone bridge.",
     ]
     said = [(v, t) for t in texts for v in ("rms", "slt")]  # taking turns
-    gap = np.zeros(48000, np.float32)  # 3 s: each sentence its own clip (two exceed 8 s)
+    gap = 48000  # 3 s: each sentence its own clip (two exceed 8 s)
     waves = [synthesize(voice, text, tts_cache) for voice, text in said]
-    audio = np.concatenate([x for w in waves for x in (w, gap)])
-    starts = np.cumsum([0, *(len(w) + len(gap) for w in waves)])[:-1] / 16000
-    turns = [(float(s), float(s) + len(w) / 16000, "A") for s, w in zip(starts, waves, strict=True)]
+    audio, spans = _laid_out(waves, [gap] * len(waves))
+    turns = [(a, b, "A") for a, b in spans]
     settings = load_settings(environ={})
     seg = segmentation_from_turns(turns, len(audio) / 16000, settings.diarization, ClipSettings())
     assert len(seg.clips) == 6 and len(seg.chunks) == 1 and {t.local for t in seg.turns} == {0}
