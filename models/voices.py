@@ -63,8 +63,11 @@ def least_part(
     that pause: (1.0, nan) with no cut."""
     least, where = 1.0, math.nan
     for a, b, cut in zip(befores, afters, cuts, strict=True):
-        if a.any() and b.any() and (math.isnan(where) or float(a @ b) < least):
-            least, where = float(a @ b), cut
+        if not (a.any() and b.any()):
+            continue
+        similarity = float(a @ b)
+        if math.isnan(where) or similarity < least:
+            least, where = similarity, cut
     return least, where
 
 
