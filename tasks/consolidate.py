@@ -28,7 +28,7 @@ def consolidate(
 
     ``pitch_veto``: ``[identity] pitch_veto_semitones`` (0: off)."""
     logger = get_run_logger()
-    with store_lock(locked):
+    with store_lock(locked, store.root):
         try:
             done = consolidate_store(store, cfg, run_id, pitch_veto=pitch_veto)
         except ConcurrentCommitError as err:

@@ -62,7 +62,7 @@ def label_prepared(item: MediaItem, prepared: Prepared, run: IngestRun) -> Recor
     registry inside it, so concurrent ingests match against each other's speakers.
     """
     rid = item.recording_id
-    with store_lock(run.locked):
+    with store_lock(run.locked, run.store.root):
         matches, clips, touched = identify_and_route(rid, prepared, run)
         with run.clock.stage("commit"):
             written = commit(run.store, item, prepared, clips, touched, run.settings, run.run_id)
