@@ -34,6 +34,8 @@ from convoice.flows import ingest_run
 from convoice.flows.ingest_pipeline import downloads_ahead, first_downloads, label_all
 from convoice.models.run_summary import IngestReport
 from convoice.orchestration import runner
+from convoice.orchestration.claims import Claims
+from convoice.orchestration.prefetch import download_dir
 from convoice.orchestration.preload import preloading
 from convoice.orchestration.run import IngestRun
 from convoice.records import now
@@ -66,7 +68,8 @@ def ingest_flow(
     settings = encoder.pin_identity(settings, store)  # and the registry's embedding space
     run_id = str(flow_run.get_id() or now())
     report = IngestReport(run_id=run_id, home=store.root)
-    run = IngestRun(store, settings, run_id, report, log_format=fmt)
+    claims = Claims(download_dir(store.root))  # recordings another ingest labels: left to it
+    run = IngestRun(store, settings, run_id, report, log_format=fmt, claims=claims)
     started = time.perf_counter()
     with logs.log_context(flow_run_id=run_id):
         sources = ingest_run.sources(urls or [], sources_file, run)
@@ -82,6 +85,7 @@ def ingest_flow(
         finally:
             if prefetcher is not None:
                 prefetcher.close([])
+            claims.release_all()
         if planned.items and settings.consolidation.enabled:
             with run.clock.stage("consolidate"):
                 consolidate(

@@ -48,7 +48,7 @@ class _Submitter:
         self.progress = progress
         self.run = run
         self.task_runner = task_runner
-        self.workdir = download_dir()
+        self.workdir = download_dir(run.store.root)
         self.pending: deque[tuple[MediaItem, PrefectFuture[Prepared]]] = deque()
         self.prefetcher = prefetcher
         # Pipelined (threads): Whisper's turns in item order, the next recording's other
@@ -104,7 +104,7 @@ def first_downloads(prefetcher: Prefetcher | None, run: IngestRun) -> Callable[[
     def planned(item: MediaItem) -> None:
         if prefetcher is not None and len(prefetcher.started) < first:
             with logs.log_context(recording_id=item.recording_id):
-                prefetcher.start(item, download_dir(), run.settings)
+                prefetcher.start(item, download_dir(run.store.root), run.settings)
 
     return planned
 
@@ -135,6 +135,8 @@ def label_all(planned: Planned, run: IngestRun, prefetcher: Prefetcher | None = 
                     finish_one(item, future, run)
                     progress.finish(item.recording_id, "done")
                 del future  # the worker may drop the recording's results now
+                if run.claims is not None:  # committed or skipped: another run may take it
+                    run.claims.release(item.recording_id)
                 submitter.submit_next()
         finally:
             logs.remove_stage_listener(progress.event)

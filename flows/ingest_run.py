@@ -3,7 +3,8 @@
 The planning reads the sources (a bad row of the
 sources file is recorded as skipped), expands each one once (a few at a time on
 the flow's task runner: listing a source mostly waits for its platform) and
-leaves out the recordings the store has done.
+leaves out the recordings the store has done and those another ingest into the store is
+labelling now (:mod:`convoice.orchestration.claims`).
 """
 
 from __future__ import annotations
@@ -110,10 +111,32 @@ def plan(
                     "already labelled: %s (%s)", entry.title, rid, extra={"recording_id": rid}
                 )
                 continue
+            if not _claim(entry, run):
+                continue
             kept.add(rid)
             if planned is not None:
                 planned(entry)
             yield entry
+
+
+def _claim(item: MediaItem, run: IngestRun) -> bool:
+    """Claim ``item`` for this run (:mod:`convoice.orchestration.claims`); False, counted and
+    said, when another ingest into the store holds it or has labelled it since the plan read
+    what is done (one small read per item: it saves a recording's work labelled twice)."""
+    if run.claims is None:
+        return True
+    rid, logger, extra = item.recording_id, get_run_logger(), {"recording_id": item.recording_id}
+    if not run.claims.claim(rid):
+        run.report.elsewhere += 1
+        logger.info("being labelled by another run: %s (%s); left to it", item.title, rid,
+                    extra=extra)  # fmt: skip
+        return False
+    if run.store.is_done(rid):
+        run.claims.release(rid)
+        run.report.already_done += 1
+        logger.info("already labelled by another run: %s (%s)", item.title, rid, extra=extra)
+        return False
+    return True
 
 
 class Planned:

@@ -101,6 +101,7 @@ class IngestReport:
     recordings: list[RecordingOutcome] = field(default_factory=list)
     skipped: list[SkippedItem] = field(default_factory=list)
     already_done: int = 0
+    elsewhere: int = 0  # being labelled by another ingest into the store: left to it
     wall_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     workers: list[str] = field(default_factory=list)  # processes that prepared recordings
@@ -172,7 +173,9 @@ class IngestReport:
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in self.stage_seconds.items())
         return (
             f"{len(self.recordings)} recordings labelled ({self.audio_seconds / 3600:.3f} h), "
-            f"{self.already_done} already done, {len(self.skipped)} skipped {self.skip_reasons}; "
+            f"{self.already_done} already done, "
+            + (f"{self.elsewhere} being labelled by another run, " if self.elsewhere else "")
+            + f"{len(self.skipped)} skipped {self.skip_reasons}; "
             f"{self.clips} clips ({self.kept_seconds / 3600:.3f} h kept), "
             f"{self.review_clips} to review; wall {self.wall_seconds:.1f} s (RTF {rtf:.3f}); "
             f"{stages}"

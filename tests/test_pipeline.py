@@ -245,7 +245,8 @@ def test_the_first_planned_recordings_download_at_once_each_once(  # type: ignor
         planned(item)
     # threads, pipelined: as many as the flow submits at once start downloading
     assert prefetcher.started == {i.recording_id for i in items[:3]}
-    prefetcher.start(items[0], prefetch.download_dir(), settings)  # the flow submits it: no twice
+    # the flow submits it: no twice
+    prefetcher.start(items[0], prefetch.download_dir(run.store.root), settings)
     first = prefetch.take_prefetched(items[0].recording_id)
     assert first is not None and first.result().exists()
     from convoice.media.download import remove_download

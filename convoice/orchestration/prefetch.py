@@ -15,13 +15,20 @@ from pathlib import Path
 
 from convoice.config import Settings
 from convoice.engines import loaders
+from convoice.orchestration.store_lock import store_key
 from convoice.records import MediaItem
 from convoice.tasks import stages
 
 
-def download_dir() -> Path:
-    """Where an ingest's downloads go (each is removed once its recording is committed)."""
-    return loaders.cache_dir() / "downloads"
+def download_dir(store_root: str) -> Path:
+    """Where an ingest into the store at ``store_root`` downloads (each download is removed
+    once its recording is committed; a killed run's are taken up by the next run).
+
+    One directory per store: ingests into two stores never share (or remove) each other's
+    files, and the recordings an ingest claims (:mod:`convoice.orchestration.claims`) are
+    claimed in the store they are labelled into.
+    """
+    return loaders.cache_dir() / "downloads" / store_key(store_root)
 
 
 _PREFETCHED: dict[str, Future[Path]] = {}

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from convoice.config import Settings
 from convoice.models.run_summary import IngestReport, StageClock
+from convoice.orchestration.claims import Claims
 from convoice.storage import Store
 from convoice.storage.registry_cache import Registry
 
@@ -26,3 +27,4 @@ class IngestRun:
     log_format: str = "text"
     registry: Registry = field(default_factory=lambda: Registry({}))
     locked: bool = True  # whether commits hold the ``convoice-store`` limit
+    claims: Claims | None = None  # the recordings it labels, kept from other ingests
