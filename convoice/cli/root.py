@@ -142,8 +142,9 @@ def ingest(
     """Ingest and label every Creative Commons item behind URLS and/or a sources file.
 
     Exit codes: 0 when every item was labelled, already done, left to another
-    ingest into the store that is labelling it, or skipped for a reason (not Creative Commons, no speech, truncated, a bad row of the sources
-    file, ...: the table lists them); 1 when the engine crashed on some item
+    ingest into the store that is labelling it, or skipped for a reason (not
+    Creative Commons, no speech, truncated, a bad row of the sources file, ...:
+    the table lists them); 1 when the engine crashed on some item
     (reason ``labelling_failed``, logged with its traceback) or the run itself
     failed; 2 for bad usage (options, a sources file that cannot be read as a whole).
     """
