@@ -42,7 +42,7 @@ def release_flow(tag: str | None = None, note: str = "", home: str | None = None
     logger = get_run_logger()
     settings = load_settings(home=home)
     store = Store.open(settings)
-    with store_lock():
+    with store_lock(store_root=store.root):
         releases = store.releases()
         latest = releases[-1] if releases else None
         versions = store.table_versions()

@@ -19,7 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from convoice.config import Settings, load_settings
-from convoice.orchestration.store_lock import store_lock
+from convoice.orchestration.store_lock import machine_lock, store_lock
 from convoice.records import Speaker, StoredClip
 from convoice.review import audio as review_audio
 from convoice.review import client as review
@@ -139,20 +139,21 @@ def review_pull_flow(home: str | None = None, config: str | None = None) -> Pull
         logger.error("review pull stopped: %s", report.summary())
         raise ReviewIncomplete(report) from err
     at = now_iso()
-    registry: dict[str, Speaker] = {s.speaker_id: s for s in store.speakers()}
-    plan = plan_pull(
-        tasks,
-        users,
-        review_store.machine_clips(store),
-        label_records(store.labels()),
-        registry,
-        review_store.merges(store),
-        review_store.applied_annotations(store),
-        review_store.contributions(store),
-        at,
-        aliases=machine_aliases(store),
-    )
-    report.labels_applied = _apply(store, plan, registry, client.url, project_id, at)
+    with machine_lock(store.root):  # read, decide and write with no ingest writing meanwhile
+        registry: dict[str, Speaker] = {s.speaker_id: s for s in store.speakers()}
+        plan = plan_pull(
+            tasks,
+            users,
+            review_store.machine_clips(store),
+            label_records(store.labels()),
+            registry,
+            review_store.merges(store),
+            review_store.applied_annotations(store),
+            review_store.contributions(store),
+            at,
+            aliases=machine_aliases(store),
+        )
+        report.labels_applied = _apply(store, plan, registry, client.url, project_id, at)
     _count_pull(report, plan, tasks)
     logger.info(report.summary())
     return report
@@ -237,7 +238,8 @@ def review_sync_flow(
     :class:`ReviewIncomplete` (its report says what was done); nothing is lost,
     the next run does the rest. The pull writes labels and the speaker registry,
     so it holds the ``convoice-store`` global concurrency limit (the release
-    flow holds it too; a missing limit only warns). ``max_lateness_s``: a
+    flow holds it too; Prefect lets a missing limit pass) and the store's lock file on
+    this machine (:func:`~convoice.orchestration.store_lock.machine_lock`). ``max_lateness_s``: a
     scheduled run that starts later than this after its time does nothing (see
     :func:`superseded`); the deployment sets it to its interval.
     """

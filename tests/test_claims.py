@@ -105,3 +105,71 @@ def test_two_ingest_processes_at_once_label_each_recording_once(  # type: ignore
     labelled = sum(int(log.split(" recordings labelled (")[0].rsplit("\n", 1)[-1].split()[-1])
                    for log in logs)  # fmt: skip
     assert labelled == 3, logs
+
+
+def _hold_machine_lock(store_root: str) -> subprocess.Popen[str]:
+    """Another process holding the store's lock file; it says "held" once it does."""
+    holder = subprocess.Popen(
+        [
+            sys.executable, "-c",
+            "import time; from convoice.orchestration.store_lock import machine_lock\n"
+            f"with machine_lock({store_root!r}):\n    print('held', flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_the_store_lock_is_one_writer_per_machine_and_reentrant_in_a_thread(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    from convoice.orchestration.store_lock import machine_lock
+
+    root = str(tmp_path / "store")
+    with machine_lock(root), machine_lock(root):  # a pull inside a sync that holds it
+        pass
+    holder = _hold_machine_lock(root)
+    entered = threading.Event()
+
+    def write() -> None:
+        with machine_lock(root):
+            entered.set()
+
+    writer = threading.Thread(target=write)
+    try:
+        writer.start()
+        assert not entered.wait(1.5), "two writers of one store at once"
+    finally:
+        holder.kill()
+        holder.wait()
+    writer.join(timeout=30)
+    assert entered.is_set()  # the killed holder let go
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_release_waits_for_a_writer_of_the_store(tmp_path: Path) -> None:
+    import threading
+
+    from convoice.flows.release import release_flow
+
+    home = str(tmp_path / "home")
+    holder = _hold_machine_lock(Store.open(load_settings(home=home)).root)
+    done = threading.Event()
+    result: list[object] = []
+
+    def release() -> None:
+        result.append(release_flow(home=home))
+        done.set()
+
+    thread = threading.Thread(target=release)
+    try:
+        thread.start()
+        assert not done.wait(3.0), "the release wrote while another process held the store"
+    finally:
+        holder.kill()
+        holder.wait()
+    thread.join(timeout=120)
+    assert done.is_set() and result == [None]  # then it ran: no clips yet, nothing released

@@ -1,13 +1,14 @@
-"""Commits kept apart: the ``convoice-store`` limit, or a lock file on this machine.
+"""Commits kept apart: the ``convoice-store`` limit, and a lock file on this machine.
 
 ``convoice deploy`` creates the ``convoice-store`` global concurrency limit with one
 slot (the work queue of the same name runs one flow at a time); ingests, releases,
 review pulls and re-labelling hold it while they write, so they never commit over
 each other. A plain ``convoice ingest`` talks to a temporary Prefect server of its
-own, which has no such limit: its commits then hold an exclusive ``flock`` on a lock
-file of the store (:func:`machine_lock`), which keeps apart the ingests of one machine
-(two at once used to clash at the registry: ``ConcurrentCommitError``, the recording
-skipped as a crash), not workers on several machines.
+own, which has no such limit (Prefect then lets ``concurrency`` pass). So every writer
+also holds an exclusive ``flock`` on a lock file of the store (:func:`machine_lock`),
+which keeps apart the writers of one machine whatever the server has (two ingests at
+once used to clash at the registry: ``ConcurrentCommitError``, the recording skipped as
+a crash), not workers on several machines.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,30 +34,49 @@ def store_key(store_root: str) -> str:
 
 @contextlib.contextmanager
 def store_lock(locked: bool = True, store_root: str = "") -> Iterator[None]:
-    """Hold the ``convoice-store`` limit for the block; when not ``locked`` (the server has
-    no such limit), the store's lock file on this machine (:func:`machine_lock`; nothing
-    when no ``store_root`` is given)."""
-    if not locked:
-        with machine_lock(store_root) if store_root else contextlib.nullcontext():
-            yield
-        return
-    from prefect.concurrency.sync import concurrency
+    """Hold the ``convoice-store`` limit (when ``locked``: the server has it, or the caller
+    is a flow that always takes it; Prefect lets a missing one pass), then the store's lock
+    file on this machine (:func:`machine_lock`, when ``store_root`` is given). Always in
+    that order, so two writers never wait for each other's second lock."""
+    with contextlib.ExitStack() as held:
+        if locked:
+            from prefect.concurrency.sync import concurrency
 
-    with concurrency(STORE_LIMIT, occupy=1):
+            held.enter_context(concurrency(STORE_LIMIT, occupy=1))
+        if store_root:
+            held.enter_context(machine_lock(store_root))
         yield
+
+
+_local = threading.local()  # per thread: store key -> how deep this thread holds it
 
 
 @contextlib.contextmanager
 def machine_lock(store_root: str) -> Iterator[None]:
     """Hold the store's lock file (``<cache>/locks/<store key>.lock``) for the block, waiting
-    for another process of this machine that holds it; the kernel lets go of a killed one's."""
-    path = loaders.cache_dir() / "locks" / f"{store_key(store_root)}.lock"
+    for another process (or thread) that holds it; the kernel lets go of a killed one's.
+
+    Re-entrant in one thread: a review pull inside a review sync that holds it already
+    goes on (a second ``flock`` on a new descriptor would wait for itself).
+    """
+    key = store_key(store_root)
+    depth: dict[str, int] = _local.__dict__.setdefault("depth", {})
+    if depth.get(key):
+        depth[key] += 1
+        try:
+            yield
+        finally:
+            depth[key] -= 1
+        return
+    path = loaders.cache_dir() / "locks" / f"{key}.lock"
     Path(path.parent).mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        depth[key] = 1
         yield
     finally:
+        depth.pop(key, None)
         os.close(fd)  # closing lets the lock go
 
 

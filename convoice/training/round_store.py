@@ -300,7 +300,7 @@ def relabel_after_promotion(report: EncoderRound, settings: Settings, store: Sto
     """Re-label the store with the promoted encoder, then release."""
     registry = EncoderRegistry(store.location)
     weights = registry.weights(report.encoder_id, loaders.cache_dir() / "encoders")
-    with store_lock():  # no ingest or pull writes meanwhile
+    with store_lock(store_root=store.root):  # no ingest or pull writes meanwhile
         report.relabel = relabel_store(
             store, settings, report.encoder_id, weights, report.known, report.kind
         )
