@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from convoice.media import listing
 from convoice.media.sources import read_sources
 from convoice.orchestration.claims import Claims
 from convoice.orchestration.prefetch import download_dir
+from convoice.orchestration.store_lock import machine_lock
 from convoice.storage import Store
 from convoice.synth.serve import write_sources_csv
 
@@ -107,8 +110,11 @@ def test_two_ingest_processes_at_once_label_each_recording_once(  # type: ignore
     assert labelled == 3, logs
 
 
-def _hold_machine_lock(store_root: str) -> subprocess.Popen[str]:
-    """Another process holding the store's lock file; it says "held" once it does."""
+def _waits_for_another_writer(
+    store_root: str, write: Callable[[], object], seconds: float
+) -> object:
+    """Run ``write`` in a thread while another process holds the store's lock file: it must
+    not finish within ``seconds``; once that process is killed it must. Its result."""
     holder = subprocess.Popen(
         [
             sys.executable, "-c",
@@ -117,59 +123,40 @@ def _hold_machine_lock(store_root: str) -> subprocess.Popen[str]:
         ],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-    return holder
+    result: list[object] = []
+    thread = threading.Thread(target=lambda: result.append(write()))
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        thread.start()
+        thread.join(timeout=seconds)
+        assert thread.is_alive(), "it wrote while another process held the store"
+    finally:
+        holder.kill()
+        holder.wait()
+    thread.join(timeout=120)
+    assert not thread.is_alive() and len(result) == 1  # the killed holder let go
+    return result[0]
 
 
 def test_the_store_lock_is_one_writer_per_machine_and_reentrant_in_a_thread(
     tmp_path: Path,
 ) -> None:
-    import threading
-
-    from convoice.orchestration.store_lock import machine_lock
-
     root = str(tmp_path / "store")
     with machine_lock(root), machine_lock(root):  # a pull inside a sync that holds it
         pass
-    holder = _hold_machine_lock(root)
-    entered = threading.Event()
 
-    def write() -> None:
+    def write() -> str:
         with machine_lock(root):
-            entered.set()
+            return "written"
 
-    writer = threading.Thread(target=write)
-    try:
-        writer.start()
-        assert not entered.wait(1.5), "two writers of one store at once"
-    finally:
-        holder.kill()
-        holder.wait()
-    writer.join(timeout=30)
-    assert entered.is_set()  # the killed holder let go
+    assert _waits_for_another_writer(root, write, 1.5) == "written"
 
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_a_release_waits_for_a_writer_of_the_store(tmp_path: Path) -> None:
-    import threading
-
     from convoice.flows.release import release_flow
 
     home = str(tmp_path / "home")
-    holder = _hold_machine_lock(Store.open(load_settings(home=home)).root)
-    done = threading.Event()
-    result: list[object] = []
-
-    def release() -> None:
-        result.append(release_flow(home=home))
-        done.set()
-
-    thread = threading.Thread(target=release)
-    try:
-        thread.start()
-        assert not done.wait(3.0), "the release wrote while another process held the store"
-    finally:
-        holder.kill()
-        holder.wait()
-    thread.join(timeout=120)
-    assert done.is_set() and result == [None]  # then it ran: no clips yet, nothing released
+    root = Store.open(load_settings(home=home)).root
+    # then it runs: the store has no clips yet, so nothing is released
+    assert _waits_for_another_writer(root, lambda: release_flow(home=home), 3.0) is None
