@@ -30,6 +30,7 @@ from convoice.models.round_two import (
     attempt_way,
     revise,
 )
+from convoice.orchestration.store_lock import machine_lock
 from convoice.records import StoredClip, Transcript
 from convoice.storage import Store
 from convoice.storage import calibration as stored_calibration
@@ -96,5 +97,6 @@ def retranscribe_recording(
     revisions = [
         revise(r, t, key, settings.routing, words, fix, cal) for r, t in zip(rows, new, strict=True)
     ]
-    write_revisions(store, rows[0].recording_id, revisions)
+    with machine_lock(store.root):  # an ingest's commit does not write the clips meanwhile
+        write_revisions(store, rows[0].recording_id, revisions)
     return revisions
