@@ -21,6 +21,7 @@ from prefect.futures import PrefectFuture
 
 from convoice import logs
 from convoice.flows.ingest_run import Planned, as_skipped, report_skip
+from convoice.media.download import download_path, remove_download
 from convoice.media.errors import IngestError
 from convoice.orchestration import runner
 from convoice.orchestration.dask_events import watch_dask
@@ -135,7 +136,10 @@ def label_all(planned: Planned, run: IngestRun, prefetcher: Prefetcher | None = 
                     finish_one(item, future, run)
                     progress.finish(item.recording_id, "done")
                 del future  # the worker may drop the recording's results now
-                if run.claims is not None:  # committed or skipped: another run may take it
+                # committed (the store has it as FLAC) or skipped: its download goes (a
+                # skipped one's too: no speech, a crash), and another run may take it
+                remove_download(download_path(submitter.workdir, item.recording_id))
+                if run.claims is not None:
                     run.claims.release(item.recording_id)
                 submitter.submit_next()
         finally:

@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterator
 from prefect import get_run_logger
 from prefect.futures import PrefectFuture
 
+from convoice.media import download
 from convoice.media.errors import IngestError
 from convoice.media.sources import read_sources
 from convoice.models.run_summary import IngestReport
+from convoice.orchestration.prefetch import download_dir
 from convoice.orchestration.run import IngestRun
 from convoice.records import MediaItem, SkippedItem, SkipReason, Source, now
 from convoice.tasks import stages
@@ -136,6 +138,7 @@ def _claim(item: MediaItem, run: IngestRun) -> bool:
         run.report.already_done += 1
         logger.info("already labelled by another run: %s (%s)", item.title, rid, extra=extra)
         return False
+    download.remove_partial_downloads(download_dir(run.store.root), rid)  # a killed run's
     return True
 
 

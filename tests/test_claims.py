@@ -66,12 +66,18 @@ def test_a_recording_another_ingest_holds_is_left_to_it_then_taken_up(  # type: 
         i for s in read_sources(sources).sources for i in listing.expand_source(s, settings.ingest)
     ]
     held = items[1].recording_id
-    other = Claims(download_dir(Store.open(settings).root))  # another ingest into this store
+    downloads = download_dir(Store.open(settings).root)
+    other = Claims(downloads)  # another ingest into this store
     assert other.claim(held)
+    stale = {i.recording_id: downloads / f".{i.recording_id}.x1y2.part" for i in items[:2]}
+    for path in stale.values():  # what a killed download leaves
+        path.mkdir(parents=True)
     try:
         report = ingest_flow(sources_file=str(sources), home=home)
     finally:
         other.release(held)
+    assert not stale[items[0].recording_id].exists()  # claimed by this run: cleaned
+    assert stale[held].exists()  # the other run's: not touched
     assert report.elsewhere == 1 and report.exit_code == 0
     assert sorted(r.recording_id for r in report.recordings) == sorted(
         i.recording_id for i in items if i.recording_id != held
@@ -81,6 +87,8 @@ def test_a_recording_another_ingest_holds_is_left_to_it_then_taken_up(  # type: 
     again = ingest_flow(sources_file=str(sources), home=home)  # the holder let go: taken up
     assert [r.recording_id for r in again.recordings] == [held]
     assert again.already_done == 2 and again.elsewhere == 0
+    assert not stale[held].exists()
+    assert not list(downloads.glob("*.wav"))  # every download goes once its recording is in
 
 
 @pytest.mark.usefixtures("prefect_harness")

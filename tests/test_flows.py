@@ -16,6 +16,7 @@ import pytest
 from convoice.flows.ingest import ingest_flow
 from convoice.models.clustering import b_cubed
 from convoice.models.evaluation import clip_truth
+from convoice.orchestration.prefetch import download_dir
 from convoice.storage import Store
 from convoice.synth import samples
 from convoice.synth.media_files import make_music, make_silence, make_truncated
@@ -187,6 +188,8 @@ def test_every_bad_item_fails_alone_with_a_reason(
     assert store.done_recording_ids() == {report.recordings[0].recording_id}
     assert set(store.clips()["recording_id"].to_pylist()) == {report.recordings[0].recording_id}
     assert len(store.skipped()) == 7  # every skip is recorded with its reason
+    # silence and music were downloaded, then skipped: their downloads go too
+    assert not list(download_dir(store.root).glob("*.wav"))
 
 
 def test_killed_run_resumes_without_duplicates(

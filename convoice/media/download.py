@@ -39,7 +39,7 @@ def download_audio(
             ``corrupt_media``, ``no_audio`` or ``too_long``.
     """
     dest_dir.mkdir(parents=True, exist_ok=True)
-    dest = dest_dir / f"{item.recording_id}.wav"
+    dest = download_path(dest_dir, item.recording_id)
     if dest.exists():
         try:
             check_audio(dest, settings)
@@ -64,6 +64,20 @@ def source_audio(wav: Path) -> str:
     """Which track of the original media ``wav`` was made from ("" when not recorded)."""
     path = _track_file(wav)
     return path.read_text(encoding="utf-8").strip() if path.exists() else ""
+
+
+def download_path(dest_dir: Path, recording_id: str) -> Path:
+    """Where :func:`download_audio` puts ``recording_id``'s audio in ``dest_dir``."""
+    return dest_dir / f"{recording_id}.wav"
+
+
+def remove_partial_downloads(dest_dir: Path, recording_id: str) -> int:
+    """Remove the temporary directories a killed download of ``recording_id`` left in
+    ``dest_dir`` (only its claimant may call this: no download of it runs); how many."""
+    stale = list(dest_dir.glob(f".{recording_id}.*.part")) if dest_dir.is_dir() else []
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(stale)
 
 
 def remove_download(wav: Path) -> None:

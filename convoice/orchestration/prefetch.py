@@ -22,7 +22,8 @@ from convoice.tasks import stages
 
 def download_dir(store_root: str) -> Path:
     """Where an ingest into the store at ``store_root`` downloads (each download is removed
-    once its recording is committed; a killed run's are taken up by the next run).
+    once its recording is committed or skipped; a killed run's are taken up by the next run,
+    its half-done ones removed when the next run claims their recording).
 
     One directory per store: ingests into two stores never share (or remove) each other's
     files, and the recordings an ingest claims (:mod:`convoice.orchestration.claims`) are
