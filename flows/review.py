@@ -67,9 +67,12 @@ def review_push_flow(
     try:
         client = review.client_for(settings, store)
         report.url = client.url
-        project_id = client.ensure_project(settings.review.project_title, label_config())
-        report.project_id = project_id
-        _push(client, project_id, queue, references, store, settings, report, limit)
+        # one push at a time (a sync's and an operator's): each reads what the project holds
+        # and imports the rest, so two at once made a project, or a clip's task, twice
+        with machine_lock(store.root, "review-push"):
+            project_id = client.ensure_project(settings.review.project_title, label_config())
+            report.project_id = project_id
+            _push(client, project_id, queue, references, store, settings, report, limit)
     except ReviewServerError as err:
         report.error = str(err)
         logger.error("review push stopped: %s", report.summary())

@@ -862,3 +862,31 @@ def test_candidates_carry_a_reference_clip_that_label_studio_serves(reviewed: Re
             path.write_bytes(answer.content)
             assert 2.0 <= soundfile.info(path).duration <= 6.01
             assert refs[ref["speaker_id"]].clip_id in ref["audio"]
+
+
+def test_two_pushes_at_once_make_one_project_with_each_clip_once(reviewed: Reviewed) -> None:
+    import threading
+
+    from convoice.flows.review import review_push_flow
+
+    title = f"{TITLE} two pushes"
+    reports: list[Any] = []
+    with environment({"CONVOICE_REVIEW__PROJECT_TITLE": title}):
+        runs = [
+            threading.Thread(
+                target=lambda: reports.append(review_push_flow(home=str(reviewed.home)))
+            )
+            for _ in range(2)
+        ]
+        for run in runs:
+            run.start()
+        for run in runs:
+            run.join(timeout=600)
+    assert len(reports) == 2
+    sdk = _sdk(reviewed.server)
+    projects = [p for p in sdk.projects.list() if p.title == title]
+    assert len(projects) == 1, f"{len(projects)} projects named {title!r}"
+    tasks = [t.dict() for t in sdk.tasks.list(project=projects[0].id, fields="all", page_size=500)]
+    clip_ids = sorted(t["data"]["clip_id"] for t in tasks)
+    assert clip_ids == sorted(reviewed.queue)  # each clip once
+    assert sorted(r.pushed for r in reports) == [0, len(reviewed.queue)]

@@ -52,14 +52,16 @@ _local = threading.local()  # per thread: store key -> how deep this thread hold
 
 
 @contextlib.contextmanager
-def machine_lock(store_root: str) -> Iterator[None]:
+def machine_lock(store_root: str, purpose: str = "") -> Iterator[None]:
     """Hold the store's lock file (``<cache>/locks/<store key>.lock``) for the block, waiting
     for another process (or thread) that holds it; the kernel lets go of a killed one's.
 
+    ``purpose``: a lock of its own for one kind of work on the store (``review-push``:
+    ``<store key>.review-push.lock``), which does not keep the store's writers waiting.
     Re-entrant in one thread: a review pull inside a review sync that holds it already
     goes on (a second ``flock`` on a new descriptor would wait for itself).
     """
-    key = store_key(store_root)
+    key = store_key(store_root) + (f".{purpose}" if purpose else "")
     depth: dict[str, int] = _local.__dict__.setdefault("depth", {})
     if depth.get(key):
         depth[key] += 1
