@@ -12,7 +12,6 @@ import logging
 
 from prefect import get_run_logger
 
-from convoice.media.download import remove_download
 from convoice.models import labelling
 from convoice.models.registry import SpeakerMatch
 from convoice.models.run_summary import RecordingOutcome
@@ -58,8 +57,10 @@ def identify_and_route(
 def label_prepared(item: MediaItem, prepared: Prepared, run: IngestRun) -> RecordingOutcome | None:
     """Identify, route and commit one prepared recording; None when another run did it.
 
-    With ``run.locked``, holds the ``convoice-store`` concurrency limit and reads the
-    registry inside it, so concurrent ingests match against each other's speakers.
+    Holds the store's lock file on this machine (and, with ``run.locked``, the
+    ``convoice-store`` concurrency limit) and reads the registry inside it, so concurrent
+    ingests match against each other's speakers. Its download is removed by the caller
+    (:func:`convoice.flows.ingest_pipeline.label_all`), committed or not.
     """
     rid = item.recording_id
     with store_lock(run.locked, run.store.root):
@@ -70,7 +71,6 @@ def label_prepared(item: MediaItem, prepared: Prepared, run: IngestRun) -> Recor
             return None
         run.registry.committed(run.store, touched, run.locked)
     _log_clips(rid, clips)
-    remove_download(prepared.download_path)  # the store keeps the recording as FLAC now
     return RecordingOutcome.of(item, prepared.duration, clips, matches)
 
 
