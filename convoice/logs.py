@@ -118,21 +118,31 @@ class JsonFormatter(logging.Formatter):
 
 
 class ExpectedSkipFilter(logging.Filter):
-    """Demotes Prefect's report of a task that failed with an expected ``IngestError``.
+    """Demotes Prefect's report of a task that failed with an expected ``IngestError``
+    or on a full disk.
 
     A recording with no speech, a truncated file, ... fails its task with
     :class:`~convoice.media.errors.IngestError`; Prefect would log that as an
     ERROR with the traceback, once per task it passes through. The flow logs
     the skip itself, as one WARNING line, so these records become DEBUG lines
-    without a traceback. Any other exception keeps Prefect's ERROR and traceback.
+    without a traceback. A full disk (:mod:`convoice.orchestration.disk_space`)
+    stops the run with one ERROR line of the flow's, so it is demoted too. Any other
+    exception keeps Prefect's ERROR and traceback.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         from convoice.media.errors import IngestError
+        from convoice.orchestration.disk_space import FULL_TEXTS, says_out_of_space
 
+        if getattr(record, "stopped_run", False):  # the flow's own line: it stays
+            return True
         exc = record.exc_info[1] if record.exc_info else None
-        expected = isinstance(exc, IngestError) or (
-            exc is None and record.levelno >= logging.ERROR and "IngestError" in record.getMessage()
+        message = record.getMessage() if record.levelno >= logging.ERROR else ""
+        expected = (
+            isinstance(exc, IngestError)
+            or (exc is not None and says_out_of_space(exc))
+            or (exc is None and "IngestError" in message)
+            or (exc is None and any(text in message.lower() for text in FULL_TEXTS))
         )
         if expected:
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"

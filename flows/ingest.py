@@ -72,21 +72,24 @@ def ingest_flow(
     run = IngestRun(store, settings, run_id, report, log_format=fmt, claims=claims)
     started = time.perf_counter()
     with logs.log_context(flow_run_id=run_id):
-        sources = ingest_run.sources(urls or [], sources_file, run)
-        prefetcher = downloads_ahead(run)  # the first downloads start as items are planned
-        planned = ingest_run.Planned(
-            ingest_run.plan(sources, run, first_downloads(prefetcher, run))
-        )
-        try:
-            with preloading(settings):  # the first few listed while the models load
-                planned.ahead(runner.in_flight(settings.runner))
-            if planned.items:
-                label_all(planned, run, prefetcher)  # later sources expand as it goes
-        finally:
-            if prefetcher is not None:
-                prefetcher.close([])
-            claims.release_all()
-        if planned.items and settings.consolidation.enabled:
+        labelled = False
+        with ingest_run.stopping_when_full(run):  # a full disk stops the run: exit code 3
+            sources = ingest_run.sources(urls or [], sources_file, run)
+            prefetcher = downloads_ahead(run)  # the first downloads start as items are planned
+            planned = ingest_run.Planned(
+                ingest_run.plan(sources, run, first_downloads(prefetcher, run))
+            )
+            try:
+                with preloading(settings):  # the first few listed while the models load
+                    planned.ahead(runner.in_flight(settings.runner))
+                labelled = bool(planned.items)
+                if planned.items:
+                    label_all(planned, run, prefetcher)  # later sources expand as it goes
+            finally:
+                if prefetcher is not None:
+                    prefetcher.close([])
+                claims.release_all()
+        if labelled and settings.consolidation.enabled and not report.stopped:
             with run.clock.stage("consolidate"):
                 consolidate(
                     store, settings.consolidation, run_id, run.locked,

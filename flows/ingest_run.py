@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from prefect import get_run_logger
 from prefect.futures import PrefectFuture
@@ -20,6 +21,7 @@ from convoice.media import download
 from convoice.media.errors import IngestError
 from convoice.media.sources import read_sources
 from convoice.models.run_summary import IngestReport
+from convoice.orchestration.disk_space import DiskFull, out_of_space
 from convoice.orchestration.prefetch import download_dir
 from convoice.orchestration.run import IngestRun
 from convoice.records import MediaItem, SkippedItem, SkipReason, Source, now
@@ -41,6 +43,21 @@ def sources(urls: list[str], sources_file: str | None, run: IngestRun) -> list[S
     for skipped in rejected:
         report_skip(run.report, skipped)
     return found
+
+
+@contextmanager
+def stopping_when_full(run: IngestRun) -> Iterator[None]:
+    """Stop the run, rather than fail it, when a disk it writes to is full
+    (:mod:`convoice.orchestration.disk_space`): one ERROR line saying where, no traceback,
+    and ``report.stopped`` set (exit code 3). Any other error goes on up."""
+    try:
+        yield
+    except Exception as err:
+        full = err if isinstance(err, DiskFull) else out_of_space(err, run.places())
+        if full is None:
+            raise
+        run.report.stopped = str(full)
+        get_run_logger().error("%s", full, extra={"stopped_run": True})
 
 
 def report_skip(report: IngestReport, skipped: SkippedItem, **extra: str) -> None:

@@ -102,6 +102,7 @@ class IngestReport:
     skipped: list[SkippedItem] = field(default_factory=list)
     already_done: int = 0
     elsewhere: int = 0  # being labelled by another ingest into the store: left to it
+    stopped: str = ""  # why the run stopped before its last item (a full disk), else ""
     wall_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
     workers: list[str] = field(default_factory=list)  # processes that prepared recordings
@@ -158,7 +159,10 @@ class IngestReport:
 
     @property
     def exit_code(self) -> int:
-        """0: every item labelled, already done or skipped for a reason; 1: something crashed."""
+        """0: every item labelled, already done or skipped for a reason; 1: something
+        crashed; 3: the run stopped before its last item (out of disk space)."""
+        if self.stopped:
+            return 3
         return 1 if self.crashed else 0
 
     def skipped_by_reason(self) -> dict[str, list[SkippedItem]]:
@@ -178,7 +182,7 @@ class IngestReport:
             + f"{len(self.skipped)} skipped {self.skip_reasons}; "
             f"{self.clips} clips ({self.kept_seconds / 3600:.3f} h kept), "
             f"{self.review_clips} to review; wall {self.wall_seconds:.1f} s (RTF {rtf:.3f}); "
-            f"{stages}"
+            f"{stages}" + (f"; {self.stopped}" if self.stopped else "")
         )
 
     def markdown(self) -> str:

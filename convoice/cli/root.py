@@ -146,7 +146,9 @@ def ingest(
     Creative Commons, no speech, truncated, a bad row of the sources file, ...:
     the table lists them); 1 when the engine crashed on some item
     (reason ``labelling_failed``, logged with its traceback) or the run itself
-    failed; 2 for bad usage (options, a sources file that cannot be read as a whole).
+    failed; 2 for bad usage (options, a sources file that cannot be read as a whole);
+    3 when the run stopped because a disk it writes to (store, downloads, temporary
+    files) is full: what was labelled is kept, and the same command resumes.
     """
     _check_sources(urls, sources)
     prefect_defaults()
@@ -176,8 +178,11 @@ def ingest(
     )
     print_report(report)
     end_without_teardown()  # the process ends without freeing the models one by one
-    if report.exit_code:
+    if report.stopped:
+        console.print(f"[red]{escape(report.stopped)}[/]", soft_wrap=True)
+    elif report.exit_code:
         console.print(f"[red]{len(report.crashed)} item(s) crashed[/]: see the ERROR lines above")
+    if report.exit_code:
         raise typer.Exit(report.exit_code)
 
 

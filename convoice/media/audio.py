@@ -3,6 +3,7 @@ range), encoded clip bytes, WAV bytes."""
 
 from __future__ import annotations
 
+import errno
 import io
 import tempfile
 from dataclasses import dataclass
@@ -162,7 +163,10 @@ def _ffmpeg_to_raw(path: Path, raw: Path) -> None:
             "-ar", str(SAMPLE_RATE), str(raw)]  # fmt: skip
     proc = ffmpeg.run("ffmpeg", args, timeout=7200)
     if proc.returncode != 0:
-        detail = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+        stderr = proc.stderr.decode(errors="replace")
+        detail = stderr.strip().splitlines()[-1:] or ["?"]
+        if "no space left on device" in stderr.lower():  # the disk, not the media
+            raise OSError(errno.ENOSPC, f"ffmpeg: {detail[0]}", str(raw))
         raise IngestError(
             SkipReason.CORRUPT_MEDIA, f"ffmpeg cannot decode {path.name}: {detail[0]}"
         )

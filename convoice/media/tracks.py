@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from dataclasses import dataclass
@@ -150,6 +151,8 @@ def extract_audio(path: Path, track: AudioTrack, wav: Path) -> Path:
     done = ffmpeg.run("ffmpeg", args, timeout=7200, text=True)
     if done.returncode != 0 or not wav.exists():
         detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        if "no space left on device" in done.stderr.lower():  # the disk, not the media
+            raise OSError(errno.ENOSPC, f"ffmpeg: {short(detail)}", str(wav))
         raise IngestError(
             SkipReason.CORRUPT_MEDIA, f"ffmpeg cannot decode its audio: {short(detail)}"
         )

@@ -6,11 +6,13 @@ used to hand each other.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 
 from convoice.config import Settings
 from convoice.models.run_summary import IngestReport, StageClock
 from convoice.orchestration.claims import Claims
+from convoice.orchestration.prefetch import download_dir
 from convoice.storage import Store
 from convoice.storage.registry_cache import Registry
 
@@ -28,3 +30,11 @@ class IngestRun:
     registry: Registry = field(default_factory=lambda: Registry({}))
     locked: bool = True  # whether commits hold the ``convoice-store`` limit
     claims: Claims | None = None  # the recordings it labels, kept from other ingests
+
+    def places(self) -> dict[str, str]:
+        """Where the run writes (what a full disk is looked for on): store, downloads, temp."""
+        return {
+            "store": self.store.root,
+            "downloads": str(download_dir(self.store.root)),
+            "temporary files": tempfile.gettempdir(),
+        }
