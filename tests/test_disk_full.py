@@ -48,7 +48,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def _grow(mount: Path) -> None:
-    subprocess.run(["mount", "-o", "remount,size=1g", str(mount)], check=True)
+    subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], check=True)
 
 
 def _fill(mount: Path) -> None:
@@ -133,3 +133,15 @@ def test_an_ingest_on_a_full_disk_stops_and_the_same_command_resumes(  # type: i
     ids = store.clips()["clip_id"].to_pylist()
     assert len(ids) == len(set(ids)), "a clip written twice"
     assert len(store.done_recording_ids()) == 3
+
+    # any command: a release on a full disk is one line and exit code 3, and leaves no version
+    _fill(small_disk)
+    release = [sys.executable, "-m", "convoice.cli.root", "dataset", "release", "--home", str(home)]
+    full = subprocess.run(release, capture_output=True, text=True, timeout=300)
+    assert full.returncode == 3, full.stdout + full.stderr
+    assert "out of disk space" in full.stdout and "Traceback" not in full.stdout + full.stderr
+    assert store.releases() == []
+    (small_disk / "filler").unlink()
+    done = subprocess.run(release, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [r.version for r in store.releases()] == [1]

@@ -354,6 +354,18 @@ def main() -> None:
     except ConfigError as err:  # any command: a bad settings file is a message, not a traceback
         console.print(f"[red]Error:[/] settings: {err}")
         sys.exit(2)
+    except Exception as err:  # any command: a full disk is a message too, exit code 3
+        from convoice.orchestration.disk_space import says_out_of_space
+
+        if not says_out_of_space(err):
+            raise
+        first = (str(err).strip().splitlines() or [""])[0]
+        console.print(
+            f"[red]Error:[/] out of disk space ({type(err).__name__}: {escape(first)}). "
+            "Free space and run the same command again.",
+            soft_wrap=True,
+        )
+        sys.exit(3)
 
 
 if __name__ == "__main__":
