@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 
 from convoice.config import load_settings
 from convoice.engines import loaders
-from convoice.flows.ingest import ingest_flow
+from convoice.flows.ingest import run_ingest
 from convoice.models.run_summary import IngestReport
 from convoice.storage import Release, Store
 from convoice.synth import samples
@@ -44,6 +44,6 @@ def demo_flow(home: str | None = None, workdir: str | None = None) -> DemoResult
         write_sources_csv(corpus, base_url, sources)
         add_unlicensed(corpus, base_url, sources)
         logger.info("serving %d videos at %s", len(corpus.episodes) + 1, base_url)
-        report = ingest_flow(sources_file=str(sources), home=settings.home)
+        report = run_ingest(sources_file=str(sources), home=settings.home)
     release = store.release(note=f"demo: {len(report.recordings)} recordings")
     return DemoResult(report, release, len(store.speakers()))

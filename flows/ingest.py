@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
+from prefect.states import Failed, State
 
 from convoice import logs
 from convoice.config import RunnerSettings, load_settings
@@ -52,11 +54,15 @@ def ingest_flow(
     config: str | None = None,
     runner_settings: RunnerSettings | None = None,
     log_format: str | None = None,
-) -> IngestReport:
+) -> IngestReport | State[IngestReport]:
     """Ingest and label every Creative Commons item behind ``urls`` and ``sources_file``.
 
     ``runner_settings`` replaces the ``[runner]`` settings (where per-recording
     work runs); ``log_format`` (``text`` or ``json``) the ``$CONVOICE_LOG_FORMAT``.
+    The flow run ends Completed with the report, or Failed, the report its data, when
+    the engine crashed on some item or a full disk stopped it (exit codes 1 and 3), so
+    the Prefect UI and its automations see it. Call :func:`run_ingest` for the report
+    either way.
     """
     fmt = logs.configure_logging(log_format)
     settings = load_settings(config, home=home)
@@ -100,4 +106,18 @@ def ingest_flow(
     create_markdown_artifact(
         report.markdown(), key="ingest-report", description="Ingest run summary"
     )
+    if report.exit_code:
+        return Failed(message=report.failure(), data=report)
     return report
+
+
+def run_ingest(**parameters: Any) -> IngestReport:
+    """Run :func:`ingest_flow` with ``parameters``; its report, also when the run is Failed
+    (an item crashed, a full disk stopped it: ``report.exit_code`` says which)."""
+    state = ingest_flow(**parameters, return_state=True)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, IngestReport):
+        return result
+    if isinstance(result, BaseException):  # the flow itself failed: its error
+        raise result
+    raise RuntimeError(f"the ingest flow ended {state.name}: {state.message}")

@@ -100,11 +100,13 @@ class LoopRun:
 
 
 def ingest(run: LoopRun) -> tuple[str, str]:
-    from convoice.flows.ingest import ingest_flow
+    from convoice.flows.ingest import run_ingest
 
     if not run.sources_file:
         return SKIPPED, "no sources file given"
-    result = ingest_flow(sources_file=run.sources_file, home=run.home, config=run.config)
+    result = run_ingest(sources_file=run.sources_file, home=run.home, config=run.config)
+    if result.stopped:  # a full disk: the loop's later steps write too, so it stops here
+        raise RuntimeError(result.stopped)
     return RAN, result.summary()
 
 

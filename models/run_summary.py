@@ -165,6 +165,16 @@ class IngestReport:
             return 3
         return 1 if self.crashed else 0
 
+    def failure(self) -> str:
+        """Why the run is Failed (exit code 1 or 3), in one line; "" when it is not."""
+        if self.stopped:
+            return self.stopped
+        if self.crashed:
+            urls = ", ".join(s.url or s.source_url or "?" for s in self.crashed[:3])
+            more = f" and {len(self.crashed) - 3} more" if len(self.crashed) > 3 else ""
+            return f"the engine crashed on {len(self.crashed)} item(s): {urls}{more}"
+        return ""
+
     def skipped_by_reason(self) -> dict[str, list[SkippedItem]]:
         """The skipped items grouped by reason code, the largest group first."""
         groups: dict[str, list[SkippedItem]] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import signal
 import subprocess
@@ -13,9 +14,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from convoice.flows.ingest import ingest_flow
+from convoice.flows.ingest import ingest_flow, run_ingest
 from convoice.models.clustering import b_cubed
 from convoice.models.evaluation import clip_truth
+from convoice.models.run_summary import IngestReport
 from convoice.orchestration.prefetch import download_dir
 from convoice.storage import Store
 from convoice.synth import samples
@@ -265,3 +267,25 @@ def test_release_pull_and_load_like_a_trainer(labelled, tmp_path: Path, monkeypa
     assert len(audio["array"]) == pytest.approx(df["duration"][0] * 16000, abs=800)
     missing = runner.invoke(app, ["dataset", "pull", "v9", "--to", str(dest), "--home", str(home)])
     assert missing.exit_code == 2 and "v1" in missing.output
+
+
+def test_a_run_the_engine_crashed_in_ends_failed_with_its_report(  # type: ignore[no-untyped-def]
+    tmp_path: Path, small_corpus, served_corpus
+) -> None:
+    """The Prefect UI and its automations see a run with a crashed item as Failed; the
+    report is the state's data, and :func:`run_ingest` returns it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "audio").write_text("a file where the store's audio folder should be")
+    one = dataclasses.replace(small_corpus, episodes=small_corpus.episodes[:1])
+    sources = str(_corpus_sources(one, served_corpus, tmp_path / "one.csv"))
+    state = ingest_flow(sources_file=sources, home=str(home), return_state=True)
+    assert state.is_failed(), state
+    assert (state.message or "").startswith("the engine crashed on 1 item(s): http"), state
+    report = state.result(raise_on_failure=False)
+    assert isinstance(report, IngestReport) and report.exit_code == 1
+    again = run_ingest(sources_file=sources, home=str(home))
+    assert again.exit_code == 1 and len(again.crashed) == 1
+    (home / "audio").unlink()
+    done = ingest_flow(sources_file=sources, home=str(home), return_state=True)
+    assert done.is_completed() and done.result().exit_code == 0

@@ -22,7 +22,7 @@ from typing import Any
 
 from convoice.config import Settings, load_settings
 from convoice.engines import loaders
-from convoice.flows.ingest import ingest_flow
+from convoice.flows.ingest import run_ingest
 from convoice.media.audio import decode
 from convoice.media.tracks import choose_audio_track, extract_audio
 from convoice.models import asr, lang_eval, language, routing
@@ -326,7 +326,7 @@ def run_language_benchmark(
         result.served_on = base_url
         sources = write_sources_csv(corpus, base_url, Path(home) / "sources.csv")
         start = time.perf_counter()
-        ingest_flow(sources_file=str(sources), home=home)
+        run_ingest(sources_file=str(sources), home=home)
         result.flow_s = time.perf_counter() - start
     settings = load_settings(home=home)
     recs = _recordings(Store.open(settings), corpus)

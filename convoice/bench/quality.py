@@ -36,7 +36,7 @@ from convoice.bench.result import BenchmarkResult, Draw, ProfileRun
 from convoice.bench.splits import Split, generated_half
 from convoice.config import Settings, load_settings
 from convoice.engines import encoder_tally, loaders
-from convoice.flows.ingest import ingest_flow
+from convoice.flows.ingest import run_ingest
 from convoice.media.audio import decode
 from convoice.media.errors import IngestError
 from convoice.models import evaluation, identity_errors, labelling
@@ -192,7 +192,7 @@ def score_draw(root: Path, split: str, seed: int) -> Draw:
     try:
         with serve_directory(corpus.root) as base_url:
             write_sources_csv(corpus, base_url, workspace / "sources.csv")
-            ingest_flow(sources_file=str(workspace / "sources.csv"), home=home)
+            run_ingest(sources_file=str(workspace / "sources.csv"), home=home)
         store = Store.open(load_settings(home=home))
         clips = store.clips().to_pylist()
         return Draw(seed, score_corpus(clips, episodes_by_recording(store, corpus), corpus))
@@ -218,7 +218,7 @@ def _timed_run(wavs: list[Path], sources: Path, home: str, profile: bool) -> Pro
     stages_before, cpu_before = cpu_clock.totals(), cpu_clock.cpu_seconds()
     passes_before = encoder_tally.totals()
     start = time.perf_counter()
-    report = ingest_flow(sources_file=str(sources), home=home)
+    report = run_ingest(sources_file=str(sources), home=home)
     run.flow_s = time.perf_counter() - start
     run.flow_cpu_s = cpu_clock.cpu_seconds() - cpu_before
     run.encoder_passes = encoder_tally.since(passes_before)

@@ -34,7 +34,7 @@ from typing import Any
 from convoice.bench.quality import bench_corpus, corpus_truth, episodes_by_recording
 from convoice.config import load_settings
 from convoice.engines import loaders
-from convoice.flows.ingest import ingest_flow
+from convoice.flows.ingest import run_ingest
 from convoice.models import evaluation
 from convoice.records import SPEAKER_REASONS, ClipStatus
 from convoice.storage import Store
@@ -195,11 +195,11 @@ def _run_round_in(
         "\n".join(ln for i, ln in enumerate(lines) if i == 0 or _names(ln, names)) + "\n"
     )
     store_home = home / "store"
-    ingest_flow(sources_file=str(first_csv), home=str(store_home))
+    run_ingest(sources_file=str(first_csv), home=str(store_home))
     _people_round(result, store_home, corpus, encoder_steps)
     baseline_home = home / "baseline"
     for target, figures in ((baseline_home, "baseline"), (store_home, "after")):
-        ingest_flow(sources_file=str(later_csv), home=str(target))
+        run_ingest(sources_file=str(later_csv), home=str(target))
         setattr(result, figures, _figures(Store(str(target)), corpus, later))
 
 

@@ -25,7 +25,7 @@ from convoice.bench.baselines import warm_up
 from convoice.bench.costs import CostCase, measure, write_registry_store, write_synthetic_store
 from convoice.config import load_settings
 from convoice.engines import loaders
-from convoice.flows.ingest import ingest_flow
+from convoice.flows.ingest import run_ingest
 from convoice.storage import Store
 from convoice.synth import samples
 from convoice.synth.serve import serve_directory, write_sources_csv
@@ -130,9 +130,7 @@ def time_runners(
                 address, out.startup_s[label] = stack.enter_context(warm_cluster(workers))
             settings = RunnerSettings(kind=kind, workers=workers, address=address)
             start = time.perf_counter()
-            report = ingest_flow(
-                sources_file=str(sources), home=str(home), runner_settings=settings
-            )
+            report = run_ingest(sources_file=str(sources), home=str(home), runner_settings=settings)
             out.runs[label] = time.perf_counter() - start
         out.workers_used[label] = len(report.workers)
         clips = Store(str(home)).clips().sort_by("clip_id")

@@ -208,10 +208,10 @@ def run_vocabulary_benchmark(quick: bool = False, split: str = "report") -> Voca
 
 
 def _ingest(bench: VocabularyBench, home: str, sources: str) -> None:
-    from convoice.flows.ingest import ingest_flow
+    from convoice.flows.ingest import run_ingest
 
     started = time.perf_counter()
-    ingest_flow(sources_file=sources, home=home)
+    run_ingest(sources_file=sources, home=home)
     bench.ingest_s = time.perf_counter() - started
 
 

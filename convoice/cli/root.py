@@ -161,14 +161,14 @@ def ingest(
         from convoice.orchestration.preload import start_preload
 
         start_preload(cfg)  # models load while Prefect is imported and its server starts
-    from convoice.flows.ingest import ingest_flow
+    from convoice.flows.ingest import run_ingest
 
     use_early_server(server)
 
     fmt = log_format.value if log_format else None
     if fmt:
         _use_log_format(fmt)
-    report = ingest_flow(
+    report = run_ingest(
         urls=list(urls or []),
         sources_file=str(sources) if sources else None,
         home=home,

@@ -20,7 +20,10 @@ from pathlib import Path
 from convoice.storage.location import is_local_root
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-FULL_TEXTS = ("no space left on device", "os error 28", "disk quota exceeded", "os error 122")
+FULL_TEXTS = (
+    "no space left on device", "os error 28", "disk quota exceeded", "os error 122",
+    "out of disk space",  # a DiskFull's own message, carried on (a loop's ingest step)
+)  # fmt: skip
 LOW_FREE_BYTES = 64 * 1024 * 1024
 """Under this much free space where the run writes, any write error counts as a full disk
 (torch's "file write failed" says nothing more); an hour of audio decodes to 115 MB."""
