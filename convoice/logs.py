@@ -131,8 +131,8 @@ class ExpectedSkipFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from convoice.media.errors import IngestError
-        from convoice.orchestration.disk_space import FULL_TEXTS, says_out_of_space
+        from convoice.media.errors import IngestError, mentions_full_disk
+        from convoice.orchestration.disk_space import says_out_of_space
 
         if getattr(record, "stopped_run", False):  # the flow's own line: it stays
             return True
@@ -142,7 +142,7 @@ class ExpectedSkipFilter(logging.Filter):
             isinstance(exc, IngestError)
             or (exc is not None and says_out_of_space(exc))
             or (exc is None and "IngestError" in message)
-            or (exc is None and any(text in message.lower() for text in FULL_TEXTS))
+            or (exc is None and mentions_full_disk(message))
         )
         if expected:
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"

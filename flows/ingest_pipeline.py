@@ -25,7 +25,7 @@ from convoice.media.download import download_path, remove_download
 from convoice.media.errors import IngestError
 from convoice.orchestration import runner
 from convoice.orchestration.dask_events import watch_dask
-from convoice.orchestration.disk_space import DiskFull, out_of_space, says_out_of_space
+from convoice.orchestration.disk_space import out_of_space
 from convoice.orchestration.pipeline import TURNS
 from convoice.orchestration.prefetch import Prefetcher, download_dir
 from convoice.orchestration.run import IngestRun
@@ -161,17 +161,19 @@ def finish_one(item: MediaItem, future: PrefectFuture[Prepared], run: IngestRun)
         for name, seconds in prepared.stage_seconds.items():
             run.clock.add(name, seconds)
         outcome = label_prepared(item, prepared, run)
-    except IngestError as err:  # expected (no speech, truncated, ...): one line, no traceback
-        if says_out_of_space(err):  # the disk, not the item (a download's own messages)
-            raise _disk_full(err, run) from err
-        skipped = as_skipped(item, err, run.run_id)
-        run.store.record_skipped([skipped])
-        report_skip(report, skipped, **extra)
-        return
-    except Exception as err:  # a real crash: its traceback, and the batch goes on
-        full = out_of_space(err, run.places())
-        if full is not None:  # every item after it would fail too: the run stops
+    except Exception as err:
+        # A full disk is no item's fault, and every item after it would fail too: the run
+        # stops. An expected skip counts only if it says so (low space alone is no reason).
+        expected = isinstance(err, IngestError)
+        full = out_of_space(err, run.places(), by_free_space=not expected)
+        if full is not None:
             raise full from err
+        if expected:  # no speech, truncated, ...: one line, no traceback
+            skipped = as_skipped(item, err, run.run_id)
+            run.store.record_skipped([skipped])
+            report_skip(report, skipped, **extra)
+            return
+        # a real crash: its traceback, and the batch goes on
         logger.error("crashed on %s", item.url, exc_info=True, extra=extra)
         skipped = as_skipped(item, err, run.run_id)
         run.store.record_skipped([skipped])
@@ -183,7 +185,3 @@ def finish_one(item: MediaItem, future: PrefectFuture[Prepared], run: IngestRun)
         return
     report.add(outcome)
     logger.info("%s", outcome.summary(), extra=extra)
-
-
-def _disk_full(err: Exception, run: IngestRun) -> DiskFull:
-    return out_of_space(err, run.places()) or DiskFull([], str(err))

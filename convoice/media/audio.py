@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from convoice.media import ffmpeg
-from convoice.media.errors import IngestError
+from convoice.media.errors import IngestError, mentions_full_disk
 from convoice.records import SAMPLE_RATE, FloatArray, SkipReason
 
 
@@ -165,7 +165,7 @@ def _ffmpeg_to_raw(path: Path, raw: Path) -> None:
     if proc.returncode != 0:
         stderr = proc.stderr.decode(errors="replace")
         detail = stderr.strip().splitlines()[-1:] or ["?"]
-        if "no space left on device" in stderr.lower():  # the disk, not the media
+        if mentions_full_disk(stderr):  # the disk, not the media
             raise OSError(errno.ENOSPC, f"ffmpeg: {detail[0]}", str(raw))
         raise IngestError(
             SkipReason.CORRUPT_MEDIA, f"ffmpeg cannot decode {path.name}: {detail[0]}"

@@ -2,7 +2,8 @@
 
 Every failure of one item becomes a :class:`~convoice.records.SkippedItem` (listing)
 or an :class:`IngestError` (download, decode) with a machine-readable ``reason_code``:
-one bad item never stops a batch.
+one bad item never stops a batch. A full disk is no item's failure
+(:func:`mentions_full_disk`, :mod:`convoice.orchestration.disk_space`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,16 @@ from __future__ import annotations
 from convoice.records import SkipReason
 
 REASON_CODES = frozenset(SkipReason)
+FULL_DISK_TEXTS = (
+    "no space left on device", "os error 28", "disk quota exceeded", "os error 122",
+    "out of disk space",  # a DiskFull's own message, carried on (a loop's ingest step)
+)  # fmt: skip
+
+
+def mentions_full_disk(text: str) -> bool:
+    """Whether an error message (Python's, deltalake's, ffmpeg's stderr) says a disk is full."""
+    lowered = text.lower()
+    return any(phrase in lowered for phrase in FULL_DISK_TEXTS)
 
 
 class IngestError(Exception):

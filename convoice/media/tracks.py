@@ -11,7 +11,7 @@ from typing import Any
 
 from convoice.config import IngestSettings
 from convoice.media import ffmpeg
-from convoice.media.errors import IngestError
+from convoice.media.errors import IngestError, mentions_full_disk
 from convoice.media.ytdlp import short
 from convoice.records import SAMPLE_RATE, SkipReason
 
@@ -151,7 +151,7 @@ def extract_audio(path: Path, track: AudioTrack, wav: Path) -> Path:
     done = ffmpeg.run("ffmpeg", args, timeout=7200, text=True)
     if done.returncode != 0 or not wav.exists():
         detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        if "no space left on device" in done.stderr.lower():  # the disk, not the media
+        if mentions_full_disk(done.stderr):  # the disk, not the media
             raise OSError(errno.ENOSPC, f"ffmpeg: {short(detail)}", str(wav))
         raise IngestError(
             SkipReason.CORRUPT_MEDIA, f"ffmpeg cannot decode its audio: {short(detail)}"

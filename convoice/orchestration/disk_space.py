@@ -17,13 +17,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from convoice.media.errors import mentions_full_disk
 from convoice.storage.location import is_local_root
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-FULL_TEXTS = (
-    "no space left on device", "os error 28", "disk quota exceeded", "os error 122",
-    "out of disk space",  # a DiskFull's own message, carried on (a loop's ingest step)
-)  # fmt: skip
 LOW_FREE_BYTES = 64 * 1024 * 1024
 """Under this much free space where the run writes, any write error counts as a full disk
 (torch's "file write failed" says nothing more); an hour of audio decodes to 115 MB."""
@@ -73,7 +70,7 @@ def says_out_of_space(err: BaseException) -> bool:
     for e in _chain(err):
         if isinstance(e, OSError) and e.errno in FULL_ERRNOS:
             return True
-        if any(text in str(e).lower() for text in FULL_TEXTS):
+        if mentions_full_disk(str(e)):
             return True
     return False
 
@@ -94,15 +91,19 @@ def free_space(places: Mapping[str, str | Path]) -> list[Space]:
     return spaces
 
 
-def out_of_space(err: BaseException, places: Mapping[str, str | Path]) -> DiskFull | None:
+def out_of_space(
+    err: BaseException, places: Mapping[str, str | Path], by_free_space: bool = True
+) -> DiskFull | None:
     """A :class:`DiskFull` when ``err`` came from a full disk, else None.
 
-    Full when ``err`` says so, or when one of ``places`` has under
+    Full when ``err`` says so, or (``by_free_space``) when one of ``places`` has under
     :data:`LOW_FREE_BYTES` free (a writer that says only that its write failed).
     """
+    said = says_out_of_space(err)
+    if not said and not by_free_space:
+        return None
     spaces = free_space(places)
-    first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    detail = f"{type(err).__name__}: {first_line[:160]}"
-    if says_out_of_space(err) or any(s.free_bytes < LOW_FREE_BYTES for s in spaces):
-        return DiskFull(spaces, detail)
+    if said or any(s.free_bytes < LOW_FREE_BYTES for s in spaces):
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        return DiskFull(spaces, f"{type(err).__name__}: {first_line[:160]}")
     return None
