@@ -318,8 +318,10 @@ class RoutingSettings:
     """What decides auto-accept or review, for each kind of label on its own.
 
     A label is accepted when its calibrated probability of being right reaches
-    ``target_precision`` (speaker) or ``transcript_target_precision``. Experts may
-    route on the raw scores instead (``raw_thresholds = true``: ``min_*`` below).
+    ``target_precision`` (speaker; or the calibration's operating point for that target,
+    where the labels it accepts are right that often as a whole: ``Calibration.speaker_bar``)
+    or ``transcript_target_precision``. Experts may route on the raw scores instead
+    (``raw_thresholds = true``: ``min_*`` below).
     """
 
     target_precision: float = 0.995  # speaker labels auto-accepted are right this often

@@ -170,6 +170,40 @@ def fit_logistic(
     return Curve(GRID, tuple(float(v) for v in ys), len(x), int(y.sum()))
 
 
+def kind_level(judged: Sequence[Judged], kind: str, prior_weight: float = PRIOR_WEIGHT) -> Curve:
+    """One probability for every speaker label of ``kind`` (a flat curve): the share right of
+    the judged clips of that kind, pulled towards the share right of all judged clips by
+    ``prior_weight`` clips. The raw score does not order right from wrong inside a kind on
+    the tuning half, so the kind gets its rate, not a curve of the raw score."""
+    spk = [j for j in judged if j.speaker_raw is not None and j.speaker_right is not None]
+    mine = [bool(j.speaker_right) for j in spk if j.speaker_kind == kind]
+    if not mine:
+        raise CalibrationError(f"no judged clip of kind {kind!r} to fit its level on")
+    rate = sum(bool(j.speaker_right) for j in spk) / len(spk)
+    p = round((sum(mine) + prior_weight * rate) / (len(mine) + prior_weight), 6)
+    return Curve((0.0, 2.0), (p, p), len(mine), sum(mine))
+
+
+def operating_point(
+    probability: Sequence[float], right: Sequence[bool], target: float, levels: Sequence[float]
+) -> tuple[float, float]:
+    """``(target, lowest probability accepted)``: the lowest of ``levels`` (the kinds' own
+    probabilities) such that the judged clips from it up are right at least ``target`` of
+    the time, counted and by their mean probability alike (the precision of what is accepted
+    as a whole); ``target`` itself when none is (each clip reaching it is accepted anyway).
+    Only the kinds' levels are candidates: a point between two knots of a curve would rest
+    on the handful of clips that happen to fall there."""
+    check_judged(probability, right, purpose="choose an operating point")
+    p = np.asarray(probability, dtype=np.float64)
+    ok = np.asarray(right, dtype=np.float64)
+    lowest = target
+    for level in sorted(set(levels), reverse=True):
+        taken = p >= level
+        if level < lowest and taken.any() and min(ok[taken].mean(), p[taken].mean()) >= target:
+            lowest = float(level)
+    return target, round(lowest, 6)
+
+
 def reliability_bins(
     probability: Sequence[float], right: Sequence[bool], bins: int = 10
 ) -> tuple[Bin, ...]:
@@ -213,6 +247,7 @@ class Judged:
     group: str = ""  # the recording speaker (errors cluster by it); "" when not known
     duration: float = 0.0  # seconds of speech (the held-out check's share of speech accepted)
     voice: str = ""  # the true speaker, where a benchmark knows it
+    speaker_kind: str = ""  # routing.speaker_kind of its evidence ("" in rows made before it)
 
 
 def fit_transcript_curves(judged: Sequence[Judged], per_language: bool = True) -> dict[str, Curve]:
@@ -248,7 +283,7 @@ def fit_calibration(
     if not held:
         return out
     table = reliability_bins(
-        [out.speaker_probability(j.speaker_raw or 0.0) for j in held],
+        [out.speaker_probability(j.speaker_raw or 0.0, j.speaker_kind) for j in held],
         [bool(j.speaker_right) for j in held],
     )
     return Calibration(

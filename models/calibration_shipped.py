@@ -6,6 +6,7 @@ from typing import Any
 SHIPPED: dict[str, Any] = {
     "judged_on": "the 1506 tuning clips, each judged by the curve fitted without its recording "
     "(leave one recording out, 234 recordings)",
+    "operating_point": None,
     "rule": "speaker: shipped-7's curve where it reaches 0.995 (what it accepts unchanged), below "
     "it one probability, the share right of the 1506 clips of `convoice bench --split "
     "tune` (corpus seeds 11, 12, 13, 14, 15, 16, 17, 18, 19) (split rule "
@@ -18,6 +19,7 @@ SHIPPED: dict[str, Any] = {
         "ys": (0.909444, 0.909444, 0.998215, 0.998215),
     },
     "speaker_ece": 0.0,
+    "speaker_kinds": {},
     "speaker_reliability": (
         {"clips": 1506, "high": 1.0, "low": 0.9, "mean_probability": 0.9529, "right": 0.9529},
     ),

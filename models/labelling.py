@@ -23,7 +23,13 @@ from convoice.models.clustering import NodeClustering, cluster_nodes, normalize
 from convoice.models.diarize import ClipRegion, Segmentation
 from convoice.models.pitch import pitch_allowed
 from convoice.models.registry import MatchDecision, SpeakerMatch, match_speakers
-from convoice.models.routing import Routing, SpeakerEvidence, route, speaker_evidence
+from convoice.models.routing import (
+    Routing,
+    SpeakerEvidence,
+    route,
+    speaker_evidence,
+    speaker_kind,
+)
 from convoice.models.voices import TwoVoiceRule, VoiceEvidence, flags_of, voice_evidence
 from convoice.records import Clip, FloatArray, Region, ReviewReason, Speaker, Transcript, stable_id
 
@@ -396,6 +402,7 @@ def _clip(
             "identity_strength": evidence.identity_strength,
             "clip_identity": round(evidence.clip_identity, 4),
             "clip_runner_up": round(evidence.clip_runner_up, 4),
+            "speaker_kind": speaker_kind(evidence),  # the calibration curve it was judged by
         },
         speaker_embedding=None if identity is None else identity.astype(np.float32),
         speaker_status=decision.speaker_status,

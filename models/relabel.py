@@ -42,6 +42,7 @@ from convoice.models.routing import (
     clip_status,
     rerouted_reasons,
     speaker_evidence,
+    speaker_kind,
     speaker_side,
 )
 from convoice.records import (
@@ -337,6 +338,7 @@ def _label_recording(
             absorbed=absorbed[i],
             speaker_score_raw=scores[i][0],
             calibration="" if calibration is None else calibration.version,
+            speaker_kind=speaker_kind(evidence[i]),
         )
         for i, clip in enumerate(clips)
     ]

@@ -70,6 +70,7 @@ def relabelled_rows(
             other_similarity=label.other_similarity,
             identity_similarity=label.identity_similarity,
             absorbed=label.absorbed,
+            speaker_kind=label.speaker_kind,
         )
         models = {**row.model_names, column: encoder_name}
         new = {

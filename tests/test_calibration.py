@@ -20,7 +20,7 @@ from test_storage import PROVENANCE, absorb, make_clips, make_recording
 
 from convoice.config import RoutingSettings
 from convoice.models import calibration as calib
-from convoice.models.routing import SpeakerEvidence, route
+from convoice.models.routing import SpeakerEvidence, route, speaker_kind
 from convoice.records import ClipStatus, LabelStatus, ReviewReason, Transcript, Word
 from convoice.storage import Store
 from convoice.storage import calibration as stored
@@ -534,3 +534,49 @@ def test_pooled_bench_stores_need_one_seed_each() -> None:
 
     with pytest.raises(ValueError, match="2 bench stores but 1 seeds"):
         pooled_bench_judged(["a", "b"], "tune", [11])
+
+
+def test_a_kind_of_evidence_gets_its_own_probability_and_the_target_holds_as_a_whole() -> None:
+    # 100 sure clips (raw 2.0, 100 right) and 20 uncertain matches (raw 0.6, 19 right): per
+    # clip the uncertain ones stay under 0.995; accepted with the sure ones, 119 of 120 are
+    # right (0.9917), so at 0.99 the operating point takes them and at 0.995 it does not.
+    sure = [calib.Judged("r", 2.0, True, speaker_kind="new") for _ in range(100)]
+    unsure = [calib.Judged("r", 0.6, i > 0, speaker_kind="uncertain") for i in range(20)]
+    level = calib.kind_level(sure + unsure, "uncertain")
+    assert level(0.0) == level(2.0) == pytest.approx((19 + 119 / 120) / 21, abs=1e-4)
+    with pytest.raises(calib.CalibrationError):
+        calib.kind_level(sure, "uncertain")  # no clip of that kind
+    probability = [0.998] * 100 + [level(0.6)] * 20
+    right = [True] * 100 + [j.speaker_right is True for j in unsure]
+    assert calib.operating_point(probability, right, 0.99, [level(0.6)]) == (0.99, level(0.6))
+    assert calib.operating_point(probability, right, 0.995, [level(0.6)]) == (0.995, 0.995)
+    # a point only at the kinds' levels: 0.5 is no level, however right the clips under it
+    assert calib.operating_point([*probability, 0.5], [*right, True], 0.99, [0.5]) == (0.99, 0.99)
+
+
+def test_an_uncertain_match_is_accepted_at_the_operating_point_of_its_target_only() -> None:
+    # A full fit with an uncertain match (identity confidence 0.6): raw 0.6, main curve 0.4022.
+    ev = SpeakerEvidence(0.9, 0.1, 0.6, 0.35, 0.6, 0.25, decision="uncertain")
+    kinds = dataclasses.replace(
+        STEP, speaker_kinds={"uncertain": calib.Curve((0.0, 2.0), (0.99, 0.99), 50, 50)},
+        operating_point=(0.995, 0.99),
+    )  # fmt: skip
+    assert speaker_kind(ev) == "uncertain"
+    assert speaker_kind(dataclasses.replace(ev, two_voices=True)) == ""  # the main curve's
+    assert speaker_kind(dataclasses.replace(ev, own_similarity=0.5)) == ""  # not a full fit
+    cfg = RoutingSettings()
+    before = route(ev, transcript(0.99), 1.5, False, cfg, STEP)
+    assert before.speaker_status == LabelStatus.REVIEW and before.speaker_confidence == 0.4022
+    assert ReviewReason.UNCERTAIN_IDENTITY in before.reasons
+    now = route(ev, transcript(0.99), 1.5, False, cfg, kinds)
+    assert now.speaker_status == LabelStatus.ACCEPTED and now.speaker_confidence == 0.99
+    assert now.reasons == ()
+    other_target = dataclasses.replace(cfg, target_precision=0.999)  # not the point's target
+    assert route(ev, transcript(0.99), 1.5, False, other_target, kinds).speaker_status == (
+        LabelStatus.REVIEW
+    )
+    two = route(dataclasses.replace(ev, two_voices=True), transcript(0.99), 1.5, False, cfg, kinds)
+    assert two.speaker_status == LabelStatus.REVIEW and ReviewReason.TWO_VOICES in two.reasons
+    back = calib.Calibration.from_dict(json.loads(kinds.to_json()))
+    assert back == kinds  # the kinds and the operating point are stored and read back
+    assert calib.Calibration.from_dict(json.loads(STEP.to_json())).operating_point is None

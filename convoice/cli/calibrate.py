@@ -55,6 +55,14 @@ def calibrate_command(
             "refits them anyway, per language)."
         ),
     ] = False,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --bench-home --keep-top: give this kind of speaker evidence (e.g. "
+            "uncertain) a probability of its own and accept by the precision of all that is "
+            "accepted (README, Kinds of speaker evidence); repeat it for several."
+        ),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Refit the map from raw scores to probabilities on people's labels (held-out judged)."""
@@ -69,7 +77,7 @@ def calibrate_command(
             homes = [str(h) for h in bench_home]
             cal, held = calibrate.write_shipped(
                 homes, "tune", out, version, target, tuple(bench_seed or ()), keep_top,
-                refit_transcripts,
+                refit_transcripts, tuple(kind or ()),
             )  # fmt: skip
             did = "fitted (not written)" if dry_run else f"wrote {write}"
             console.print(f"{did}: {cal.version}, {cal.rule}", markup=False)

@@ -169,7 +169,7 @@ class Clip:
     labelled_by: str = ""
     labelled_at: str = ""
     audio_uri: str = ""
-    extra: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, float | str] = field(default_factory=dict)  # measurements; a few names
     speaker_embedding: FloatArray | None = None  # the identity encoder's (CAM++, 192-d), unit
     speaker_status: LabelStatus | None = None  # routed on its own; None: as ``status``
     transcript_status: LabelStatus | None = None
@@ -291,3 +291,4 @@ class ClipLabel:
     absorbed: bool  # counted in its speaker's registry sum (labelling.absorbed_clips)
     speaker_score_raw: float = 0.0  # the raw score ``speaker_confidence`` was mapped from
     calibration: str = ""  # the calibration version that mapped it ("" = raw)
+    speaker_kind: str = ""  # the calibration curve it was judged by (routing.speaker_kind)

@@ -51,6 +51,14 @@ class Bin:
     right: float
 
 
+def _pair(value: Any) -> tuple[float, float] | None:
+    """An operating point read back (JSON has lists), None when there is none."""
+    if value is None:
+        return None
+    target, lowest = value
+    return float(target), float(lowest)
+
+
 @dataclass(frozen=True)
 class Calibration:
     """The maps of one calibration version, and how it was made and judged."""
@@ -62,9 +70,23 @@ class Calibration:
     judged_on: str = ""  # the held-out clips its table and ECE come from
     speaker_reliability: tuple[Bin, ...] = ()
     speaker_ece: float | None = None
+    # Per kind of speaker evidence (routing.speaker_kind, e.g. "uncertain"), a curve of its
+    # own over the main one; and the operating point (target, lowest probability accepted):
+    # at that target, a label is accepted from that probability up (the accepted clips it
+    # was fitted on were right at least ``target`` of the time as a whole).
+    speaker_kinds: dict[str, Curve] = field(default_factory=dict)
+    operating_point: tuple[float, float] | None = None
 
-    def speaker_probability(self, raw: float) -> float:
-        return self.speaker(raw)
+    def speaker_probability(self, raw: float, kind: str = "") -> float:
+        """The kind's curve when it has one, else the main speaker curve."""
+        return self.speaker_kinds.get(kind, self.speaker)(raw)
+
+    def speaker_bar(self, target: float) -> float:
+        """The lowest speaker probability accepted at ``target``: the operating point's when
+        it was chosen for this target, else ``target`` itself (each clip on its own)."""
+        if self.operating_point is not None and abs(self.operating_point[0] - target) < 1e-9:
+            return self.operating_point[1]
+        return target
 
     def transcript_probability(self, raw: float, language: str) -> float:
         """The language's curve when it has one, else the all-language curve (else ``raw``)."""
@@ -89,6 +111,8 @@ class Calibration:
                 judged_on=str(data.get("judged_on", "")),
                 speaker_reliability=tuple(Bin(**b) for b in data.get("speaker_reliability", [])),
                 speaker_ece=data.get("speaker_ece"),
+                speaker_kinds={k: curve(v) for k, v in dict(data.get("speaker_kinds", {})).items()},
+                operating_point=_pair(data.get("operating_point")),
             )
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise CalibrationError(f"malformed calibration: {err!r}") from err

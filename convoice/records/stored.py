@@ -120,9 +120,9 @@ class StoredClip:
         return self.status == ClipStatus.ACCEPTED
 
     @property
-    def extra_values(self) -> dict[str, float]:
+    def extra_values(self) -> dict[str, float | str]:
         """The clip's measurements (the ``extra`` JSON)."""
-        values: dict[str, float] = json.loads(self.extra or "{}")
+        values: dict[str, float | str] = json.loads(self.extra or "{}")
         return values
 
     @property

@@ -25,6 +25,7 @@ Two sources of truth, never the clips a calibration is judged on:
 
 from __future__ import annotations
 
+import json
 import pprint
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -67,9 +68,15 @@ def judged_from_truth(
             group=f"{c['recording_id']}/{c.get('speaker_id')}",
             duration=float(c.get("duration") or c["end"] - c["start"]),
             voice=ref[0],
+            speaker_kind=stored_kind(c.get("extra")),
         )
         for c, ref, ok in zip(labelled, reference, right, strict=True)
     ]
+
+
+def stored_kind(extra: str | None) -> str:
+    """The ``speaker_kind`` a clip row's ``extra`` JSON records ("" in rows made before it)."""
+    return str(json.loads(extra or "{}").get("speaker_kind", ""))
 
 
 def _raw(score_raw: float | None, confidence: float | None) -> float:
@@ -179,35 +186,63 @@ def fit_keep_top(
     target: float,
     seeds: Sequence[int] = (),
     transcripts: bool = False,
+    kinds: Sequence[str] = (),
 ) -> calib.Calibration:
     """The package's calibration by :data:`KEEP_TOP`: ``current``'s speaker curve where it
     reaches ``target``, the share right of every judged clip below it; transcripts as
     ``current``'s, or (``transcripts``) one curve for every language refitted on the judged
     clips (as ``shipped-4`` chose: the tuning half has text for English voices only, and an
-    'en' curve beside it gained nothing held out; README "Confidence and review")."""
+    'en' curve beside it gained nothing held out; README "Confidence and review").
+
+    ``kinds`` (speaker kinds, :func:`~convoice.models.routing.speaker_kind`): each gets a
+    level of its own (:func:`~convoice.models.calibration.kind_level`), the share below the
+    top is fitted on the other clips, and the operating point is chosen on all of them
+    (:func:`~convoice.models.calibration.operating_point`)."""
     spk = [j for j in judged if j.speaker_raw is not None and j.speaker_right is not None]
+    main = [j for j in spk if j.speaker_kind not in kinds]
     speaker = calib.keep_top(
-        current.speaker, [j.speaker_raw or 0.0 for j in spk], [bool(j.speaker_right) for j in spk],
-        target,
+        current.speaker, [j.speaker_raw or 0.0 for j in main],
+        [bool(j.speaker_right) for j in main], target,
     )  # fmt: skip
+    levels = {kind: calib.kind_level(spk, kind) for kind in kinds}
     corpora = f" (corpus seeds {', '.join(map(str, seeds))})" if seeds else ""
     rule = (
         f"speaker: {current.version}'s curve where it reaches {target:g} (what it accepts "
         f"unchanged), below it one probability, the share right of the {speaker.clips} clips "
         f"of `convoice bench --split tune`{corpora} (split rule convoice-split-1) it does not "
-        f"accept; speaker right: evaluation.judge; transcripts: "
+        f"accept"
     )
+    point = None
+    if levels:
+        rule += "".join(
+            f"; kind {kind!r}: one probability, the share right of its {c.clips} clips "
+            f"({c.right} right), pulled towards all clips' by {calib.PRIOR_WEIGHT:g}"
+            for kind, c in levels.items()
+        )
+        probe = calib.Calibration(version, rule, speaker, speaker_kinds=levels)
+        point = calib.operating_point(
+            [probe.speaker_probability(j.speaker_raw or 0.0, j.speaker_kind) for j in spk],
+            [bool(j.speaker_right) for j in spk], target, [c(0.0) for c in levels.values()],
+        )  # fmt: skip
+        rule += (
+            f"; accepted from probability {point[1]:g} at target {target:g} (the accepted "
+            f"clips right at least {target:g} of the time as a whole)"
+        )
+    rule += "; speaker right: evaluation.judge; transcripts: "
     if not transcripts:
         return calib.Calibration(
-            version, rule + f"{current.version}'s", speaker, dict(current.transcript)
-        )
+            version, rule + f"{current.version}'s", speaker, dict(current.transcript),
+            speaker_kinds=levels, operating_point=point,
+        )  # fmt: skip
     rule += (
         f"isotonic regression of right transcripts (WER <= {evaluation.TRANSCRIPT_RIGHT_WER:.0%} "
         "on the reference turns the clip covers) on their raw scores, the same clips, one "
         "curve for every language"
     )
     curves = calib.fit_transcript_curves(judged, per_language=False)
-    return calib.Calibration(version, rule, speaker, curves)
+    return calib.Calibration(
+        version, rule, speaker, curves, speaker_kinds=levels, operating_point=point
+    )
 
 
 def module_source(calibration: calib.Calibration) -> str:
@@ -267,6 +302,7 @@ def judged_from_labels(machine: Sequence[StoredClip], labels: pa.Table) -> list[
                 transcript_right=text_ok,
                 language=c.language or "",
                 clip_id=c.clip_id,
+                speaker_kind=stored_kind(c.extra),
             )
         )
     return out
@@ -314,7 +350,7 @@ def _speaker_judged(judged: Sequence[calib.Judged]) -> list[calib.Judged]:
 def _table(cal: calib.Calibration, held: Sequence[calib.Judged]) -> tuple[calib.Bin, ...]:
     spk = _speaker_judged(held)
     return calib.reliability_bins(
-        [cal.speaker_probability(j.speaker_raw or 0.0) for j in spk],
+        [cal.speaker_probability(j.speaker_raw or 0.0, j.speaker_kind) for j in spk],
         [bool(j.speaker_right) for j in spk],
     )
 
@@ -322,9 +358,9 @@ def _table(cal: calib.Calibration, held: Sequence[calib.Judged]) -> tuple[calib.
 def _accepted(cal: calib.Calibration, held: Sequence[calib.Judged], target: float) -> tuple:
     spk = _speaker_judged(held)
     return refit_rule.accepted_precision(
-        [cal.speaker_probability(j.speaker_raw or 0.0) for j in spk],
+        [cal.speaker_probability(j.speaker_raw or 0.0, j.speaker_kind) for j in spk],
         [bool(j.speaker_right) for j in spk],
-        target,
+        cal.speaker_bar(target),
     )
 
 
@@ -344,7 +380,12 @@ def refit_calibration(
         [j.key for j in spk],
         current.speaker,
     )
-    cal = replace(cal, speaker=speaker)
+    # the kinds' levels and the operating point are the tuning half's: people's labels move
+    # the main curve only
+    cal = replace(
+        cal, speaker=speaker, speaker_kinds=dict(current.speaker_kinds),
+        operating_point=current.operating_point,
+    )  # fmt: skip
     table = _table(cal, held)
     return replace(cal, speaker_reliability=table, speaker_ece=round(calib.ece(table), 4))
 
@@ -439,6 +480,7 @@ def write_shipped(
     seeds: Sequence[int] = (),
     keep_top: bool = False,
     transcripts: bool = False,
+    kinds: Sequence[str] = (),
 ) -> tuple[calib.Calibration, list[str]]:
     """Fit on tuning-half benchmark stores (``seeds``: each one's corpus seed) and write the
     package's calibration module (``out`` None: only fit). It carries the reliability table
@@ -446,7 +488,9 @@ def write_shipped(
     (:func:`held_out`), after the lines of the calibration that ships now, judged as it is on
     the same clips (:func:`~convoice.models.calibration_loro.judge_curve`): what a refit has to
     beat held out. ``keep_top``: fit by :data:`KEEP_TOP` (:func:`fit_keep_top`) instead of
-    the isotonic rule, and with ``transcripts`` refit the transcript curves as well. The
+    the isotonic rule, and with ``transcripts`` refit the transcript curves as well, with
+    ``kinds`` give those speaker kinds a level each and an operating point
+    (:func:`held_out_kinds` judges that). The
     transcript lines come last: the shipped all-language curve as it is, then its isotonic
     refit held out (:func:`transcript_lines`)."""
     from convoice.storage.calibration import shipped
@@ -459,22 +503,64 @@ def write_shipped(
     figures = held_out(judged, target, now.speaker)
     mine = next(h for name, h in figures if name == KEEP_TOP) if keep_top else figures[0][1]
     fitted = (
-        fit_keep_top(judged, now, version, target, seeds, transcripts)
+        fit_keep_top(judged, now, version, target, seeds, transcripts, kinds)
         if keep_top
         else fit_shipped(judged, version, seeds)
     )
+    table, ece, units = mine.table, mine.ece, mine.units
+    kind_lines: list[str] = []
+    if keep_top and kinds:
+        table, units, kind_lines = held_out_kinds(judged, now, target, kinds)
+        ece = round(calib.ece(table), 4)
     cal = replace(
         fitted,
-        judged_on=f"the {mine.clips} tuning clips, each judged by the curve fitted without "
-        f"its recording (leave one recording out, {mine.units} recordings)",
-        speaker_reliability=mine.table,
-        speaker_ece=mine.ece,
+        judged_on=f"the {sum(b.clips for b in table)} tuning clips, each judged by the "
+        f"calibration fitted without its recording (leave one recording out, {units} "
+        "recordings)",
+        speaker_reliability=table,
+        speaker_ece=ece,
     )
     if out is not None:
         write_module(cal, out)
     lines = loro.judge_curve(judged, now.speaker, target).render(now.version)
     lines += [line for name, h in figures for line in h.render(name)]
-    return cal, lines + transcript_lines(judged, now)
+    return cal, lines + kind_lines + transcript_lines(judged, now)
+
+
+def held_out_kinds(
+    judged: Sequence[calib.Judged], now: calib.Calibration, target: float, kinds: Sequence[str]
+) -> tuple[tuple[calib.Bin, ...], int, list[str]]:
+    """:func:`fit_keep_top` with ``kinds`` left one recording out: each recording's clips
+    judged by the calibration (levels and operating point too) fitted on the others. The
+    reliability table, the recordings, and lines saying what it accepts there."""
+    spk = _speaker_judged(judged)
+    keys = sorted({j.key for j in spk})
+    probability: list[float] = []
+    right: list[bool] = []
+    accepted: list[tuple[bool, float]] = []  # (right, seconds) of the accepted clips
+    for key in keys:
+        cal = fit_keep_top([j for j in spk if j.key != key], now, "held-out", target, (), False,
+                           kinds)  # fmt: skip
+        bar = cal.speaker_bar(target)
+        for j in (j for j in spk if j.key == key):
+            p = cal.speaker_probability(j.speaker_raw or 0.0, j.speaker_kind)
+            probability.append(p)
+            right.append(bool(j.speaker_right))
+            if p >= bar:
+                accepted.append((bool(j.speaker_right), j.duration))
+    table = calib.reliability_bins(probability, right)
+    speech = sum(j.duration for j in spk) or 1.0
+    share = sum(s for _, s in accepted) / speech
+    hits = sum(ok for ok, _ in accepted)
+    precision = f"{hits / len(accepted):.4f}" if accepted else "-"
+    lines = [
+        f"kinds {', '.join(kinds)} with a level each, operating point (held out, leave one "
+        f"recording out): ECE {calib.ece(table):.4f} over {len(spk)} clips of {len(keys)} "
+        f"recordings",
+        f"  accepted (held out): {len(accepted)} clips, right {precision} "
+        f"({len(accepted) - hits} wrong), speech accepted {share:.4f}",
+    ]
+    return table, len(keys), lines
 
 
 TRANSCRIPT_JUDGE_TARGET = 0.9
