@@ -207,3 +207,57 @@ def test_transcript_curves_refit_with_the_top_kept_and_are_judged_held_out() -> 
     assert calibrate.transcript_lines(judged[:6], shipped) == [
         "transcripts: fewer than 2 recordings with judged transcripts"
     ]
+
+
+def test_a_kind_s_level_and_operating_point_are_fitted_and_judged_held_out() -> None:
+    # `convoice calibrate --bench-home ... --keep-top --kind uncertain`: the kind's clips get
+    # their share right, the rest keep_top's rate, the point the kind's level when the
+    # accepted clips stay right 0.995 of the time as a whole; held out, each recording is
+    # judged by the calibration (level and point too) fitted without it.
+    from dataclasses import replace
+
+    from convoice.training import calibrate
+
+    top = calib.Curve((0.0, 1.2, 1.3, 2.0), (0.5, 0.5, 0.998, 0.999), 50, 40)
+    shipped = calib.Calibration("shipped-x", "t", top, {"*": top})
+    sure = [calib.Judged(f"r{i % 40}", 1.8, True, duration=2.0, speaker_kind="matched")
+            for i in range(400)]  # fmt: skip
+    unsure = [calib.Judged(f"r{i % 40}", 0.5, i != 7, duration=2.0, speaker_kind="uncertain")
+              for i in range(120)]  # fmt: skip
+    weak = [calib.Judged(f"r{i % 40}", 1.1, i % 5 > 0, duration=2.0, speaker_kind="new")
+            for i in range(100)]  # fmt: skip
+    judged = sure + unsure + weak
+    cal = calibrate.fit_keep_top(judged, shipped, "shipped-y", TARGET, (11,), kinds=("uncertain",))
+    level = cal.speaker_kinds["uncertain"]
+    assert (level.clips, level.right) == (120, 119) and 0.98 < level(0.0) < TARGET
+    assert cal.speaker(1.1) == 0.8  # keep_top's rate of the other kinds below the top: 80/100
+    assert cal.operating_point == (TARGET, level(0.0))
+    assert cal.speaker_bar(TARGET) == level(0.0) and cal.speaker_bar(0.99) == 0.99
+    assert "kind 'uncertain'" in cal.rule and "accepted from probability" in cal.rule
+    plain = calibrate.fit_keep_top(judged, shipped, "shipped-y", TARGET, (11,))
+    assert plain.speaker_kinds == {} and plain.operating_point is None
+    table, units, lines = calibrate.held_out_kinds(judged, shipped, TARGET, ("uncertain",))
+    assert units == 40 and sum(b.clips for b in table) == len(judged)
+    assert "accepted (held out): 520 clips, right 0.9981 (1 wrong)" in lines[1]
+    # a kind as often wrong as the weak ones gets a level, but no operating point at it
+    bad = [replace(j, speaker_right=j.speaker_right and i % 4 > 0) for i, j in enumerate(unsure)]
+    worse = calibrate.fit_keep_top(
+        sure + bad + weak, shipped, "y", TARGET, (), kinds=("uncertain",)
+    )
+    assert worse.operating_point == (TARGET, TARGET)
+    assert worse.speaker_bar(TARGET) == TARGET
+
+
+def test_a_refit_from_people_s_labels_keeps_the_kinds_and_the_operating_point() -> None:
+    from convoice.training import calibrate
+
+    top = calib.Curve((0.0, 1.2, 1.3, 2.0), (0.5, 0.5, 0.998, 0.999), 50, 40)
+    level = calib.Curve((0.0, 2.0), (0.99, 0.99), 100, 99)
+    current = calib.Calibration(
+        "c", "t", top, {}, speaker_kinds={"uncertain": level}, operating_point=(TARGET, 0.99)
+    )
+    judged = clustered(30, seed=5)
+    fit = [j for j in judged if not calib.holdout_half(j.key)]
+    held = [j for j in judged if calib.holdout_half(j.key)]
+    refit = calibrate.refit_calibration(fit, held, current, "r", "rule")
+    assert refit.speaker_kinds == {"uncertain": level} and refit.operating_point == (TARGET, 0.99)
