@@ -37,6 +37,7 @@ from convoice.flows.ingest_pipeline import downloads_ahead, first_downloads, lab
 from convoice.models.run_summary import IngestReport
 from convoice.orchestration import runner
 from convoice.orchestration.claims import Claims
+from convoice.orchestration.disk_space import low_space_warning
 from convoice.orchestration.prefetch import download_dir
 from convoice.orchestration.preload import preloading
 from convoice.orchestration.run import IngestRun
@@ -78,6 +79,8 @@ def ingest_flow(
     run = IngestRun(store, settings, run_id, report, log_format=fmt, claims=claims)
     started = time.perf_counter()
     with logs.log_context(flow_run_id=run_id):
+        if warning := low_space_warning(run.places()):  # seen before a full disk stops it
+            get_run_logger().warning("%s", warning)
         labelled = False
         with ingest_run.stopping_when_full(run):  # a full disk stops the run: exit code 3
             sources = ingest_run.sources(urls or [], sources_file, run)

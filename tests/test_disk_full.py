@@ -22,6 +22,7 @@ from convoice.orchestration.disk_space import (
     LOW_FREE_BYTES,
     DiskFull,
     Space,
+    low_space_warning,
     out_of_space,
     says_out_of_space,
 )
@@ -94,6 +95,11 @@ def test_a_write_error_where_the_disk_is_full_is_a_full_disk(small_disk: Path) -
     full = out_of_space(torch_like, {"downloads": str(small_disk / "not" / "made")})
     assert isinstance(full, DiskFull)
     assert f"{small_disk / 'not' / 'made'} (downloads) has 0.0 MB free" in str(full)
+    roomy = str(Path(__file__).resolve().parent)  # the repository's disk
+    warning = low_space_warning({"store": str(small_disk), "temporary files": roomy})
+    assert warning is not None and f"{small_disk} (store) has 0.0 MB free" in warning
+    assert "temporary files" not in warning  # only the places short of space
+    assert low_space_warning({"temporary files": roomy}) is None
 
 
 def test_ffmpeg_on_a_full_disk_is_no_corrupt_media(small_corpus, small_disk: Path) -> None:  # type: ignore[no-untyped-def]
@@ -118,6 +124,7 @@ def test_an_ingest_on_a_full_disk_stops_and_the_same_command_resumes(  # type: i
     log = first.stdout + first.stderr
     assert first.returncode == 3, log
     assert "stopped: out of disk space" in log and f"{home} (store) has" in log, log
+    assert f"low disk space before the run: {home} (store) has" in log, log  # said first
     assert "Traceback" not in log and "crashed" not in log, log
     store = Store(str(home))
     done_before = store.done_recording_ids()

@@ -24,6 +24,10 @@ FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 LOW_FREE_BYTES = 64 * 1024 * 1024
 """Under this much free space where the run writes, any write error counts as a full disk
 (torch's "file write failed" says nothing more); an hour of audio decodes to 115 MB."""
+WARN_FREE_BYTES = 1_000_000_000
+"""Under this much free space where it writes, an ingest warns before it starts (about
+nine hours of decoded audio, or a few downloaded videos), so a nightly run that will fill
+the disk is seen coming rather than found stopped."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,18 @@ def free_space(places: Mapping[str, str | Path]) -> list[Space]:
         except OSError:
             continue
     return spaces
+
+
+def low_space_warning(places: Mapping[str, str | Path]) -> str | None:
+    """One line naming the places with under :data:`WARN_FREE_BYTES` free (None: none)."""
+    low = [s for s in free_space(places) if s.free_bytes < WARN_FREE_BYTES]
+    if not low:
+        return None
+    return (
+        f"low disk space before the run: {'; '.join(s.describe() for s in low)} (under "
+        f"{WARN_FREE_BYTES / 1e9:.1f} GB). If it fills up, the run stops with exit code 3 and "
+        "keeps what it labelled"
+    )
 
 
 def out_of_space(
