@@ -20,7 +20,7 @@ from convoice.models.run_summary import IngestReport
 from convoice.storage import Release, Store
 from convoice.synth import samples
 from convoice.synth.demo_sources import add_unlicensed
-from convoice.synth.serve import serve_directory, write_sources_csv
+from convoice.synth.serve import DEMO_PORT, serve_preferring, write_sources_csv
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,16 @@ def demo_flow(home: str | None = None, workdir: str | None = None) -> DemoResult
     media = Path(workdir) if workdir else loaders.cache_dir() / "demo-media"
     logger.info("making sample videos in %s", media)
     corpus = samples.demo_corpus(media)
-    with serve_directory(corpus.root) as base_url:
+    with serve_preferring(corpus.root, DEMO_PORT) as base_url:
         sources = media / "sources.csv"
         write_sources_csv(corpus, base_url, sources)
         add_unlicensed(corpus, base_url, sources)
         logger.info("serving %d videos at %s", len(corpus.episodes) + 1, base_url)
+        if not base_url.endswith(f":{DEMO_PORT}/"):
+            logger.warning(
+                "port %d is taken: the videos' URLs, hence their recording ids, are new, so a "
+                "store that has the demo already gets its videos again", DEMO_PORT,
+            )  # fmt: skip
         report = run_ingest(sources_file=str(sources), home=settings.home)
     release = store.release(note=f"demo: {len(report.recordings)} recordings")
     return DemoResult(report, release, len(store.speakers()))

@@ -33,3 +33,10 @@ def test_demo_ingests_by_url_releases_and_prints_what_it_made(tmp_path: Path) ->
     assert len(released) == int(clips)
     recs = pd.read_parquet(home / "releases" / "v1" / "recordings.parquet")
     assert recs["url"].str.startswith("http://127.0.0.1:").all()  # ingested by URL
+
+    # the same command again into the same store: the same videos, nothing ingested twice
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, check=False)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "4 already done" in " ".join(again.stdout.split()), again.stdout[-2000:]
+    rows = pd.read_parquet(home / "releases" / "v2" / "clips.parquet")
+    assert len(rows) == int(clips) and rows["clip_id"].is_unique

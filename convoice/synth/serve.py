@@ -81,6 +81,10 @@ BENCH_PORT = 41515
 # people's labels (a hash of the clip id) of tests/test_encoder.py's store was another one each
 # session, and about one session in 175 left a round nothing to train on.
 TEST_PORT = 41516
+# `convoice demo` serves its videos from this port: their URLs make their recording ids, and on
+# a random port a second demo into the same store ingested the same four videos again under
+# new ids (session 41: v2 held 120 clips, each one twice).
+DEMO_PORT = 41514
 
 
 def served_note(base_url: str) -> str:
