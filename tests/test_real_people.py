@@ -15,16 +15,17 @@ from convoice.records import SAMPLE_RATE
 from convoice.synth import inventory as voices
 from convoice.synth import real_people, real_sources
 
-# Real people in the reporting half. The fetched people are a group of their own
-# (recorded-2), so adding them moved nobody: the first three are the ones before them.
+# Real people in the reporting half. The fetched people are groups of their own
+# (recorded-2, recorded-3), so adding them moved nobody: the first three were there before.
 REPORT_REAL = {
     "librivox_reader", "alsa_speaker", "sphinx_cards",
     "podcast_uk", "nst_se016", "sonnet_reader", "polish_m1", "polish_m2", "polish_m4",
+    "uqm_bennett", "uqm_bryce", "uqm_johnson", "uqm_van_tighem", "uqm_leyland", "uqm_otus",
 }  # fmt: skip
 
 
 def test_every_fetched_person_speaks_with_a_transcript() -> None:
-    for ident in voices.REAL_FETCHED:
+    for ident in voices.REAL_FETCHED + voices.REAL_ACTORS:
         utts = voices.utterances(ident)
         assert len(utts) >= 3, ident.name
         assert all(u.text.strip() and u.path.is_file() for u in utts), ident.name
@@ -40,9 +41,12 @@ def test_adding_the_fetched_people_moved_nobody(monkeypatch: pytest.MonkeyPatch)
     which = voices.halves()
     real = {i.name for i in voices.all_identities() if i.real}
     assert {n for n in real if which[n] == "report"} == REPORT_REAL
-    monkeypatch.setattr(voices, "REAL_FETCHED", ())
+    monkeypatch.setattr(voices, "REAL_ACTORS", ())
     before = voices.halves()
     assert before == {n: h for n, h in which.items() if n in before}
+    monkeypatch.setattr(voices, "REAL_FETCHED", ())
+    first = voices.halves()
+    assert first == {n: h for n, h in which.items() if n in first}
 
 
 def test_textgrid_long_and_short_formats_read_alike(tmp_path: Path) -> None:
@@ -117,3 +121,66 @@ def test_fetch_checks_the_checksum_and_extracts_only_the_recordings(
     assert got == [".complete", "data/POLISH/m1.n_nie_1.wav", "data/POLISH/m1.n_tak_1.wav",
                    "tests/data/wav/a.wav"]  # fmt: skip
     assert real_sources.main(["pkg"]) == 0 and real_sources.main(["nope"]) == 2
+    wider = real_sources.ARCHIVES["pkg"].__class__(
+        **{**real_sources.ARCHIVES["pkg"].__dict__, "members": ("tests/", "data/people.zip")}
+    )
+    monkeypatch.setitem(real_sources.ARCHIVES, "pkg", wider)
+    assert not real_sources.fetched("pkg")  # other members wanted: extracted again
+
+
+def test_a_game_character_s_lines_get_their_text_and_length() -> None:
+    text = (
+        "#(HELLO)\thello-000.ogg\n Hello there,\nhuman.\n#(reply)\nNo audio here.\n"
+        "#(BYE) hello-001.ogg\nGoodbye.\n#(LONG) hello-002.ogg\nA line with no timing.\n"
+    )
+    timings = "#(HELLO) 1500,900\n#(reply) \n#(BYE) 2100\n"
+    assert real_people.uqm_lines(text, timings) == {
+        "hello-000.ogg": ("Hello there, human.", 2.4),
+        "hello-001.ogg": ("Goodbye.", 2.1),
+    }
+    spathi = real_people.uqm_actor("uqm_bryce")
+    assert len(spathi) >= 10 and all(u.path.parent.name == "spathi" for u in spathi)
+
+
+def _deb(tmp_path: Path, inner: str, zipped: dict[str, bytes]) -> Path:
+    """A Debian package (ar: debian-binary, control, data) whose data holds one zip."""
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as z:
+        for name, data in zipped.items():
+            z.writestr(name, data)
+    data_tar = io.BytesIO()
+    with tarfile.open(fileobj=data_tar, mode="w:xz") as tar:
+        info = tarfile.TarInfo(f"./{inner}")
+        info.size = len(packed.getvalue())
+        tar.addfile(info, io.BytesIO(packed.getvalue()))
+    out = io.BytesIO()
+    out.write(b"!<arch>\n")
+    for name, body in ((b"debian-binary", b"2.0\n"), (b"control.tar.xz", b"x"),
+                       (b"data.tar.xz", data_tar.getvalue())):  # fmt: skip
+        out.write(name.ljust(16) + b"0".ljust(12) + b"0".ljust(6) + b"0".ljust(6))
+        out.write(b"100644".ljust(8) + str(len(body)).encode().ljust(10) + b"`\n" + body)
+        if len(body) % 2:
+            out.write(b"\n")
+    path = tmp_path / "pkg.deb"
+    path.write_bytes(out.getvalue())
+    return path
+
+
+def test_a_debian_package_gives_only_the_wanted_members_of_its_zip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVOICE_REAL_SPEECH", str(tmp_path / "real"))
+    inner = "usr/share/games/x/voice.uqm"
+    path = _deb(tmp_path, inner, {"3dovoice/a/a-000.ogg": b"OggS", "3dovoice/b/b.ogg": b"OggS"})
+    archive = real_sources.Archive(
+        "pkg", "1.0", path.as_uri(), hashlib.sha256(path.read_bytes()).hexdigest(),
+        ("3dovoice/a/",), "CC BY-NC-SA 2.5", inner=inner,
+    )  # fmt: skip
+    monkeypatch.setitem(real_sources.ARCHIVES, "deb", archive)
+    out = real_sources.fetch("deb")
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        ".complete", "3dovoice/a/a-000.ogg"]  # fmt: skip
+    not_deb = tmp_path / "plain.tar.gz"
+    not_deb.write_bytes(b"not an ar archive")
+    with pytest.raises(real_sources.SourceUnavailable, match="not a Debian package"):
+        real_sources.deb_data(not_deb)

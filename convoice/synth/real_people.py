@@ -14,7 +14,10 @@ transcripts, read from the archives ``make setup`` fetched:
 - speaker 03 of the Berlin Emotional Speech Database (EmoDB, German, 7 acted
   sentences) in nkululeko's tests;
 - five young Polish men each saying six words five times in three emotions
-  (Gdańsk University of Technology, CC BY 4.0) in nkululeko's data.
+  (Gdańsk University of Technology, CC BY 4.0) in nkululeko's data;
+- twelve voice actors of The Ur-Quan Masters' 3DO voice pack (Debian non-free,
+  CC BY-NC-SA 2.5), one character each (:data:`UQM_ACTORS`: the game's credits
+  name who speaks whom), their lines of 2-10 s with the game's dialogue text.
 
 Every one of them was checked with CAM++ (each set's clips near their own
 centroid; the closest two people, Polish m2 and m5, at cosine 0.63) and with
@@ -174,4 +177,55 @@ def polish_speaker(n: int) -> list[Utterance]:
     folder = _archive("nkululeko") / "data" / "polish" / "POLISH"
     return [
         Utterance(wav, wav.stem.split("_")[1]) for wav in sorted(folder.glob(f"m{n}.*_*_*.wav"))
+    ]
+
+
+UQM_ACTORS = real_sources.UQM_ACTORS  # voice actor -> character
+UQM_SECONDS = (2.0, 10.0)  # lines this long are used whole
+
+
+def uqm_lines(text: str, timings: str) -> dict[str, tuple[str, float]]:
+    """File name -> (what is said, seconds) from a character's dialogue (``<race>.txt``:
+    ``#(KEY) file.ogg`` then its lines) and the voice pack's timings (``<race>.ts``:
+    ``#(KEY) ms,ms,...``, one per line of text)."""
+    seconds: dict[str, float] = {}
+    for row in timings.splitlines():
+        key, _, ms = row.partition(" ")
+        if ms.strip():
+            seconds[key] = sum(int(x) for x in ms.split(",") if x.strip()) / 1000
+    out: dict[str, tuple[str, float]] = {}
+    key = file = ""
+    said: list[str] = []
+
+    def close() -> None:
+        if file and key in seconds and said:
+            out[file] = (" ".join(said), seconds[key])
+
+    for row in text.splitlines():
+        if row.startswith("#("):
+            close()
+            head = row.split()
+            key, file, said = head[0], head[1] if len(head) > 1 else "", []
+        elif row.strip():
+            said.append(row.strip())
+    close()
+    return out
+
+
+def uqm_actor(name: str) -> list[Utterance]:
+    """One voice actor of The Ur-Quan Masters in the character of :data:`UQM_ACTORS`: each
+    line of 2-10 s with its text (a line holding a mark that is not speech is left out)."""
+    race = UQM_ACTORS[name]
+    voice = _archive("uqm-voice") / "3dovoice" / race
+    text = _archive("uqm-content") / "base" / "comm" / race / f"{race}.txt"
+    lines = uqm_lines(
+        text.read_text(encoding="utf-8"), (voice / f"{race}.ts").read_text(encoding="utf-8")
+    )
+    low, high = UQM_SECONDS
+    return [
+        Utterance(voice / file, said)
+        for file, (said, seconds) in sorted(lines.items())
+        if low <= seconds <= high
+        and not any(c in said for c in "<>[]*%_")
+        and (voice / file).is_file()
     ]

