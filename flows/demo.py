@@ -20,7 +20,7 @@ from convoice.models.run_summary import IngestReport
 from convoice.storage import Release, Store
 from convoice.synth import samples
 from convoice.synth.demo_sources import add_unlicensed
-from convoice.synth.serve import DEMO_PORT, serve_preferring, write_sources_csv
+from convoice.synth.serve import DEMO_PORT, on_port, serve_preferring, write_sources_csv
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def demo_flow(home: str | None = None, workdir: str | None = None) -> DemoResult
         write_sources_csv(corpus, base_url, sources)
         add_unlicensed(corpus, base_url, sources)
         logger.info("serving %d videos at %s", len(corpus.episodes) + 1, base_url)
-        if not base_url.endswith(f":{DEMO_PORT}/"):
+        if not on_port(base_url, DEMO_PORT):
             logger.warning(
                 "port %d is taken: the videos' URLs, hence their recording ids, are new, so a "
                 "store that has the demo already gets its videos again", DEMO_PORT,

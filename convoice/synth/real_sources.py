@@ -176,7 +176,8 @@ def _download(archive: Archive, path: Path) -> None:
             shutil.copyfileobj(response, f)
     except OSError as err:
         raise SourceUnavailable(f"{archive.name}: cannot download {archive.url}: {err}") from err
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with path.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
     if digest != archive.sha256:
         raise SourceUnavailable(f"{archive.name}: SHA-256 {digest}, expected {archive.sha256}")
 

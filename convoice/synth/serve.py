@@ -87,9 +87,14 @@ TEST_PORT = 41516
 DEMO_PORT = 41514
 
 
+def on_port(base_url: str, port: int) -> bool:
+    """Whether ``base_url`` (of :func:`serve_preferring`) is served on ``port``."""
+    return base_url.endswith(f":{port}/")
+
+
 def served_note(base_url: str) -> str:
     """``served on URL``, with a warning when it is not :data:`BENCH_PORT`."""
-    if base_url.endswith(f":{BENCH_PORT}/"):
+    if on_port(base_url, BENCH_PORT):
         return f"served on {base_url}"
     return (
         f"served on {base_url} (NOT port {BENCH_PORT}: other clip ids, another audit sample;"
