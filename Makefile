@@ -81,14 +81,21 @@ realspeech: $(BIN)/.installed
 # SDK, so it gets a virtual environment of its own; `convoice review serve` and
 # the review tests also make it on first use (same pin: convoice/review/server.py).
 LS_VENV ?= .venv-labelstudio
+# sentry-sdk 3 stops Label Studio 1.23.2 from starting ("Unknown option
+# 'send_default_pii'"). The venv records its pins in convoice-requirements.txt and
+# is installed over when they change (as ensure_venv does).
 LABEL_STUDIO ?= label-studio==1.23.2
+LS_REQUIREMENTS = $(LABEL_STUDIO) sentry-sdk<3
+LS_QUOTED = $(foreach r,$(LS_REQUIREMENTS),'$(r)')
 
-labelstudio: $(LS_VENV)/bin/label-studio
-
-$(LS_VENV)/bin/label-studio:
-	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
-	$(LS_VENV)/bin/pip install -q --upgrade pip
-	$(LS_VENV)/bin/pip install -q '$(LABEL_STUDIO)'
+labelstudio:
+	@printf '%s\n' $(LS_QUOTED) | cmp -s - $(LS_VENV)/convoice-requirements.txt || { \
+	  set -e; \
+	  test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV); \
+	  $(LS_VENV)/bin/pip install -q --upgrade pip; \
+	  $(LS_VENV)/bin/pip install -q $(LS_QUOTED); \
+	  printf '%s\n' $(LS_QUOTED) > $(LS_VENV)/convoice-requirements.txt; \
+	  echo "label studio: installed $(LS_QUOTED) into $(LS_VENV)"; }
 
 demo: setup
 	$(BIN)/convoice demo

@@ -31,7 +31,7 @@ from test_storage import SAMPLE_RATE, ingest
 
 from convoice.cli.ops import POOL, STORE_LIMIT
 from convoice.config import ConfigError, load_settings
-from convoice.review.server import LABEL_STUDIO_REQUIREMENT
+from convoice.review.server import LABEL_STUDIO_REQUIREMENT, LABEL_STUDIO_REQUIREMENTS
 from convoice.storage import Store
 from convoice.synth.serve import free_port
 
@@ -196,6 +196,9 @@ def test_label_studio_runs_on_postgresql_from_the_pinned_release(
 
     pin = _make_variable("LABEL_STUDIO")
     assert pin == LABEL_STUDIO_REQUIREMENT == "label-studio==1.23.2"
+    # the Makefile and ensure_venv install the same pins (sentry-sdk 3 stops 1.23.2)
+    assert _make_variable("LS_QUOTED").split() == list(LABEL_STUDIO_REQUIREMENTS)
+    assert "sentry-sdk<3" in LABEL_STUDIO_REQUIREMENTS
     assert service["image"].endswith(":" + pin.split("==")[1])
     assert service["build"]["dockerfile"] == "deployments/docker/Dockerfile.labelstudio"
     runs = _run_lines(DOCKER / "Dockerfile.labelstudio")

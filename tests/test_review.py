@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import http.client
 import http.server
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -235,6 +236,25 @@ class Server:
     url: str
     port: int
     token: str = field(repr=False)
+
+
+def test_a_label_studio_venv_with_sentry_sdk_3_is_mended_before_start() -> None:
+    """sentry-sdk 3 stops Label Studio 1.23.2 at start ("Unknown option
+    'send_default_pii'"). A venv made before the pin (no record of it, sentry-sdk 3
+    inside) is installed over with the pins, so the server starts again."""
+    program = review_server.ensure_venv()
+    venv = program.parent.parent
+    python = str(venv / "bin" / "python")
+    marker = venv / review_server.REQUIREMENTS_FILE
+    subprocess.run([python, "-m", "pip", "install", "-q", "sentry-sdk==3.0.0"], check=True)
+    marker.write_text("label-studio==1.23.2\n")  # what such a venv would have recorded
+    assert review_server.ensure_venv() == program
+    sentry = subprocess.run(
+        [python, "-c", "import sentry_sdk; print(sentry_sdk.VERSION)"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    assert int(sentry.split(".")[0]) < 3, sentry
+    assert marker.read_text().splitlines() == list(review_server.LABEL_STUDIO_REQUIREMENTS)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,11 @@ from pathlib import Path
 import convoice
 
 LABEL_STUDIO_REQUIREMENT = "label-studio==1.23.2"
+# Everything installed into Label Studio's venv, the Makefile's LS_REQUIREMENTS too.
+# sentry-sdk 3 (December 2026) removed options Label Studio 1.23.2 passes at start
+# ("TypeError: Unknown option 'send_default_pii'"), and nothing in 1.23.2 caps it.
+LABEL_STUDIO_REQUIREMENTS = (LABEL_STUDIO_REQUIREMENT, "sentry-sdk<3")
+REQUIREMENTS_FILE = "convoice-requirements.txt"
 CREDENTIALS = "convoice-credentials.json"
 PID_FILE = "labelstudio.pid"
 LOG_FILE = "labelstudio.log"
@@ -85,26 +90,30 @@ def executable(venv: Path) -> Path:
 
 
 def ensure_venv(venv: Path | None = None, log: object = None) -> Path:
-    """The ``label-studio`` program, installing it into its own venv first when missing."""
+    """The ``label-studio`` program, installing it into its own venv first when missing.
+
+    The venv records what it was installed with (``convoice-requirements.txt``, the
+    Makefile writes the same file); when the pins change, they are installed again
+    over it, so a venv made before a pin was added is mended rather than kept."""
     venv = venv or venv_path()
     program = executable(venv)
-    if program.is_file():
+    marker = venv / REQUIREMENTS_FILE
+    wanted = "".join(f"{r}\n" for r in LABEL_STUDIO_REQUIREMENTS)
+    if program.is_file() and marker.is_file() and marker.read_text() == wanted:
         return program
     say = log if callable(log) else (lambda _msg: None)
-    say(f"installing {LABEL_STUDIO_REQUIREMENT} into {venv} (once; about 1 GB, a few minutes)")
+    pins = " ".join(LABEL_STUDIO_REQUIREMENTS)
+    say(f"installing {pins} into {venv} (once; about 1 GB, a few minutes)")
     try:
         if not (venv / "bin" / "python").is_file():
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run(
-            [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", LABEL_STUDIO_REQUIREMENT],
-            check=True,
-        )
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+        subprocess.run([*pip, *LABEL_STUDIO_REQUIREMENTS], check=True)
     except (OSError, subprocess.CalledProcessError) as err:
-        raise ServerError(
-            f"could not install {LABEL_STUDIO_REQUIREMENT} into {venv}: {err}"
-        ) from err
+        raise ServerError(f"could not install {pins} into {venv}: {err}") from err
     if not program.is_file():
-        raise ServerError(f"{LABEL_STUDIO_REQUIREMENT} installed but {program} is missing")
+        raise ServerError(f"{pins} installed but {program} is missing")
+    marker.write_text(wanted)
     return program
 
 
