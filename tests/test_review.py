@@ -251,7 +251,9 @@ def test_a_label_studio_venv_with_sentry_sdk_3_is_mended_before_start() -> None:
     assert review_server.ensure_venv() == program
     sentry = subprocess.run(
         [python, "-c", "import sentry_sdk; print(sentry_sdk.VERSION)"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     assert int(sentry.split(".")[0]) < 3, sentry
     assert marker.read_text().splitlines() == list(review_server.LABEL_STUDIO_REQUIREMENTS)
