@@ -84,7 +84,12 @@ def test_inventory_finds_the_voices_and_recordings_that_ship() -> None:
     assert not missing, f"not installed: {missing} (make setup installs them)"
     assert set(VOICES) <= set(INVENTORY)
     table = voices.describe(voices.inventory())
-    assert "mb-fr2           report mbrola-fr synthetic fr   yes   Debian mbrola-fr2" in table
+    assert "mb-fr2           report mbrola-fr  synthetic fr   yes   Debian mbrola-fr2" in table
+    assert "uqm_bennett      report recorded-3 real      en   yes   Debian uqm-voice" in table
+    assert (
+        len({line.index(" synthetic ") for line in table.splitlines() if " synthetic " in line})
+        == 1
+    )
     assert "no commercial use" in table
     diane = voices.utterances(voices.REAL[0])
     assert diane and all(u.text and u.end > u.start for u in diane)

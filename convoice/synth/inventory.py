@@ -415,14 +415,17 @@ def load_utterance(utt: Utterance) -> FloatArray:
 
 
 def describe(rows: Sequence[tuple[Identity, str, bool]]) -> str:
-    """The inventory as a table for the terminal."""
+    """The inventory as a table for the terminal (each column as wide as its longest entry)."""
+    name = max([16, *(len(ident.name) for ident, _, _ in rows)])
+    group = max([9, *(len(ident.group) for ident, _, _ in rows)])
     lines = [
-        f"{'identity':<16} {'half':<6} {'group':<9} {'kind':<9} {'lang':<4} here  source; licence"
+        f"{'identity':<{name}} {'half':<6} {'group':<{group}} {'kind':<9} {'lang':<4} here  "
+        "source; licence"
     ]
     for ident, half, here in rows:
         kind = "real" if ident.real else "synthetic"
         lines.append(
-            f"{ident.name:<16} {half:<6} {ident.group:<9} {kind:<9} {ident.language:<4} "
-            f"{'yes' if here else 'NO ':<5} {ident.source}; {ident.licence}"
+            f"{ident.name:<{name}} {half:<6} {ident.group:<{group}} {kind:<9} "
+            f"{ident.language:<4} {'yes' if here else 'NO ':<5} {ident.source}; {ident.licence}"
         )
     return "\n".join(lines)
