@@ -269,15 +269,20 @@ def fit_transcript_curves(judged: Sequence[Judged], per_language: bool = True) -
 
 
 def fit_calibration(
-    judged: Sequence[Judged], version: str, rule: str, judge_on: Sequence[Judged] = ()
+    judged: Sequence[Judged],
+    version: str,
+    rule: str,
+    judge_on: Sequence[Judged] = (),
+    per_language: bool = True,
 ) -> Calibration:
-    """Fit the speaker curve and transcript curves (per language with enough clips).
+    """Fit the speaker curve and transcript curves (``per_language``: also one per language
+    with enough clips, see :func:`fit_transcript_curves`).
 
     ``judge_on`` (clips the fit never saw) gives the reliability table and ECE it ships with.
     """
     spk = [j for j in judged if j.speaker_raw is not None and j.speaker_right is not None]
     speaker = fit_curve([j.speaker_raw or 0.0 for j in spk], [bool(j.speaker_right) for j in spk])
-    transcript = fit_transcript_curves(judged)
+    transcript = fit_transcript_curves(judged, per_language)
     out = Calibration(version, rule, speaker, transcript)
     held = [j for j in judge_on if j.speaker_raw is not None and j.speaker_right is not None]
     if not held:

@@ -108,12 +108,14 @@ def test_the_first_rule_judged_is_the_one_that_fits_the_shipped_calibration() ->
 
     judged = clustered(10, seed=5)
     shipped_rule = next(iter(calibrate.SPEAKER_RULES.values()))
-    fitted = calibrate.fit_shipped(judged, "shipped-test").speaker
+    shipped = calibrate.fit_shipped(judged, "shipped-test")
+    fitted = shipped.speaker
     assert shipped_rule(
         [j.speaker_raw or 0.0 for j in judged], [bool(j.speaker_right) for j in judged],
         [j.group for j in judged],
     ) == fitted  # fmt: skip
     assert "isotonic" in next(iter(calibrate.SPEAKER_RULES))
+    assert set(shipped.transcript) <= {calib.ALL_LANGUAGES}  # one curve for every language
 
 
 def test_the_tuning_bench_prints_each_rules_held_out_ece() -> None:
