@@ -9,7 +9,9 @@ fewer degrees of freedom (three parameters, each recording speaker weighing
 one); which of them carries over to voices it was not fitted on is measured by
 leaving one recording out (:mod:`convoice.models.calibration_loro`);
 :func:`keep_top` keeps a curve where it reaches the target precision and puts one
-rate below it (what ships as ``shipped-3``). A
+rate below it (what shipped as ``shipped-3`` to ``shipped-8``; ``shipped-9`` is the
+isotonic curve again, fitted on a tuning half with real people, README "Confidence and
+review"). A
 :class:`Calibration` holds one curve for speaker labels and transcript curves
 per language (with one for all languages as a fallback), its version, the rule
 that made it and the reliability table of the clips it was judged on (never by
