@@ -52,7 +52,7 @@ def calibrate_command(
         typer.Option(
             help="With --bench-home --keep-top: refit the transcript curves on the same stores "
             "(isotonic, one curve for every language; without --keep-top the isotonic rule "
-            "refits them anyway, per language)."
+            "refits them anyway, the same way)."
         ),
     ] = False,
     kind: Annotated[
