@@ -29,7 +29,7 @@ import convoice
 
 LABEL_STUDIO_REQUIREMENT = "label-studio==1.23.2"
 # Everything installed into Label Studio's venv, the Makefile's LS_REQUIREMENTS too.
-# sentry-sdk 3 (December 2026) removed options Label Studio 1.23.2 passes at start
+# sentry-sdk 3 (now on PyPI) removed options Label Studio 1.23.2 passes at start
 # ("TypeError: Unknown option 'send_default_pii'"), and nothing in 1.23.2 caps it.
 LABEL_STUDIO_REQUIREMENTS = (LABEL_STUDIO_REQUIREMENT, "sentry-sdk<3")
 REQUIREMENTS_FILE = "convoice-requirements.txt"
