@@ -247,24 +247,37 @@ def test_load_annotated_reads_the_format_and_says_what_it_skips(
 
 
 def test_bench_corpus_dir_scores_the_engine_on_own_audio(
-    tmp_path: Path, tts_cache: Path, prefect_harness: None
+    tmp_path: Path, tts_cache: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import tempfile
+
     from typer.testing import CliRunner
 
     from convoice.cli.root import app
+    from convoice.storage import Store
 
     own = tmp_path / "own"
     own.mkdir()
     _own_corpus(own, tts_cache)
-    out = tmp_path / "bench.json"
+    out, kept = tmp_path / "bench.json", tmp_path / "kept"
+    temp = tmp_path / "temp"  # the bench's scratch stores, each removed when scored
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     args = ["bench", "--corpus", str(own), "--no-naive", "--profile", "--repeat", "2"]
-    args += ["--out", str(out)]
+    args += ["--out", str(out), "--keep-stores", str(kept)]
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 0, done.output
     printed = " ".join(done.output.split())  # the console wraps long lines
     assert "stray.wav: no stray.rttm" in printed
     assert "reliability of speaker_confidence" in printed
+    assert f"stores kept (the labels scored above, one per draw): seed 0: {kept}/corpus" in printed
+    assert "nothing may be fitted on these stores" in printed
+    assert not [p.name for p in temp.iterdir() if p.name.startswith("convoice-bench-")]
     figures = json.loads(out.read_text())
+    assert figures["kept_stores"] == [[0, str(kept / "corpus")]]
+    assert len(Store(str(kept / "corpus")).clips()) == figures["quality"]["clips"]
+    again = CliRunner().invoke(app, ["bench", "--corpus", str(own), "--keep-stores", str(kept)])
+    assert again.exit_code == 2 and "not an empty directory" in " ".join(again.output.split())
     _check_profile(done.output, figures)
     quality = figures["quality"]
     assert quality["true_speakers"] == 3.0 and quality["clips"] > 4

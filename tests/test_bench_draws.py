@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from convoice.bench.quality import check_draws
-from convoice.bench.result import Draw, render_draws
+from convoice.bench.result import Draw, render_draws, render_kept
 from convoice.bench.splits import Split
 from convoice.cli.bench import DEFAULT_DRAWS, BenchOptions, draws_of
 from convoice.cli.root import app
@@ -58,3 +58,14 @@ def test_bench_refuses_draws_it_cannot_deal_before_any_work(args: list[str], mes
     done = CliRunner().invoke(app, ["bench", "--no-naive", *args])
     assert done.exit_code == 2, done.output
     assert message in " ".join(done.output.split())
+
+
+def test_kept_tuning_stores_print_the_calibrate_command_that_reads_them() -> None:
+    kept = [(11, "/k/tune-seed11"), (12, "/k/tune-seed12")]
+    lines = render_kept(kept, tuning_half=True)
+    assert lines[1:3] == ["  seed 11: /k/tune-seed11", "  seed 12: /k/tune-seed12"]
+    homes = "--bench-home /k/tune-seed11 --bench-home /k/tune-seed12"
+    seeds = "--bench-seed 11 --bench-seed 12"
+    assert lines[3].endswith(f"convoice calibrate --dry-run {homes} {seeds}")
+    assert "calibrate" not in " ".join(render_kept([(11, "/k/report-seed11")], tuning_half=False))
+    assert render_kept([], tuning_half=True) == []

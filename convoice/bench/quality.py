@@ -93,6 +93,7 @@ def run_benchmark(
     draws: int = 1,
     progress: Callable[[str], None] | None = None,
     naive_embedding: str = DEFAULT_EMBEDDING,
+    keep_stores: Path | None = None,
 ) -> BenchmarkResult:
     """Generate (or reuse) the corpus, time the baselines and the flow, score the labels.
 
@@ -104,7 +105,9 @@ def run_benchmark(
     half only) deals the same voices into ``draws - 1`` more corpora (the next seeds),
     ingests each into a store of its own and scores it (:func:`score_draw`); ``progress``
     is told as each one starts. ``naive_embedding``: the embedding of the naive chain's
-    pyannote pipeline (:data:`convoice.bench.naive.EMBEDDINGS`).
+    pyannote pipeline (:data:`convoice.bench.naive.EMBEDDINGS`). ``keep_stores``: a
+    directory to keep each draw's labelled store in (:func:`store_name`), the stores
+    ``convoice calibrate --bench-home`` fits on; None: every store is removed.
     """
     if repeat < 1:
         raise ValueError(f"repeat must be at least 1, got {repeat}")
@@ -157,14 +160,40 @@ def run_benchmark(
     if corpus.metadata.get("identities"):
         result.hard_pairs = hard_pairs(corpus)
     result.registry_match_ms = baselines.time_registry_matching()
+    seed = corpus.seed
+    kept = keep_or_remove(home, keep_stores, store_name(corpus, seed))
+    result.kept_stores = [(seed, kept)] if kept else []
     if draws > 1:
-        first = int(corpus.metadata["seed"])
-        result.draws = [Draw(first, dict(result.quality))]
+        result.draws = [Draw(seed, dict(result.quality), kept)]
         for n in range(1, draws):
             if progress is not None:
-                progress(f"draw {n + 1} of {draws}: the same voices dealt by seed {first + n}")
-            result.draws.append(score_draw(root, split, first + n))
+                progress(f"draw {n + 1} of {draws}: the same voices dealt by seed {seed + n}")
+            draw = score_draw(root, split, seed + n, keep_stores)
+            result.draws.append(draw)
+            if draw.store:
+                result.kept_stores.append((draw.seed, draw.store))
     return result
+
+
+def store_name(corpus: samples.Corpus, seed: int) -> str:
+    """The name a kept store of ``corpus`` gets: ``<half>-seed<seed>`` for a generated half
+    (what ``convoice calibrate --bench-home ... --bench-seed <seed>`` reads), else ``corpus``."""
+    half = corpus.metadata.get("half")
+    return f"{half}-seed{seed}" if half in (Split.TUNE, Split.REPORT) else "corpus"
+
+
+def keep_or_remove(home: str, keep: Path | None, name: str) -> str:
+    """Move the labelled store ``home`` to ``keep / name`` and return that path, or remove
+    it (``keep`` None) and return ""."""
+    if keep is None:
+        shutil.rmtree(home, ignore_errors=True)
+        return ""
+    target = keep / name
+    if target.exists():
+        raise FileExistsError(f"{target} already exists: keep stores in a new directory")
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.move(home, target)
+    return str(target)
 
 
 def check_draws(draws: int, quick: bool, split: str, corpus_dir: str | None) -> None:
@@ -179,9 +208,10 @@ def check_draws(draws: int, quick: bool, split: str, corpus_dir: str | None) -> 
         )
 
 
-def score_draw(root: Path, split: str, seed: int) -> Draw:
+def score_draw(root: Path, split: str, seed: int, keep: Path | None = None) -> Draw:
     """Deal the half's voices into the corpus of ``seed``, ingest it into a store of its
-    own (removed after) and score its labels as the first corpus's are scored."""
+    own (removed after, or kept as ``keep / <split>-seed<seed>``) and score its labels as
+    the first corpus's are scored."""
     from convoice.bench import corpus as half_corpus
 
     corpus = half_corpus.make_half_corpus(
@@ -195,10 +225,13 @@ def score_draw(root: Path, split: str, seed: int) -> Draw:
             run_ingest(sources_file=str(workspace / "sources.csv"), home=home)
         store = Store.open(load_settings(home=home))
         clips = store.clips().to_pylist()
-        return Draw(seed, score_corpus(clips, episodes_by_recording(store, corpus), corpus))
+        quality = score_corpus(clips, episodes_by_recording(store, corpus), corpus)
+    except BaseException:
+        shutil.rmtree(home, ignore_errors=True)  # nothing scored: nothing worth keeping
+        raise
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
-        shutil.rmtree(home, ignore_errors=True)
+    return Draw(seed, quality, keep_or_remove(home, keep, store_name(corpus, seed)))
 
 
 def _timed_run(wavs: list[Path], sources: Path, home: str, profile: bool) -> ProfileRun:

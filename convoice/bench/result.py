@@ -51,6 +51,7 @@ class Draw:
 
     seed: int
     quality: dict[str, float]  # the figures of :func:`convoice.bench.quality.score_corpus`
+    store: str = ""  # where its labelled store was kept (``--keep-stores``); "": removed
 
 
 # The figures compared over the draws: (quality key, label, bar).
@@ -68,6 +69,23 @@ DRAW_FIGURES: tuple[tuple[str, str, str], ...] = (
 )
 
 COUNTS = frozenset({"clips", "accepted_two_voice_clips"})  # printed without decimals
+
+
+def render_kept(kept: list[tuple[int, str]], tuning_half: bool) -> list[str]:
+    """Where ``--keep-stores`` kept each draw's store and, for the tuning half, the
+    ``convoice calibrate`` command that judges a calibration on them (add ``--write`` and
+    drop ``--dry-run`` to fit the one that ships); the reporting half is not fitted on."""
+    if not kept:
+        return []
+    lines = ["stores kept (the labels scored above, one per draw):"]
+    lines += [f"  seed {seed}: {path}" for seed, path in kept]
+    if tuning_half:
+        homes = " ".join(f"--bench-home {path}" for _, path in kept)
+        seeds = " ".join(f"--bench-seed {seed}" for seed, _ in kept)
+        lines.append(f"judge a calibration on them: convoice calibrate --dry-run {homes} {seeds}")
+    else:
+        lines.append("nothing may be fitted on these stores: only the tuning half's (--split tune)")
+    return lines
 
 
 def render_draws(draws: list[Draw]) -> list[str]:
@@ -133,6 +151,7 @@ class BenchmarkResult:
     flow_stages_cpu: dict[str, float] = field(default_factory=dict)  # CPU s, median of rounds
     profile_runs: list[ProfileRun] = field(default_factory=list)  # every round, in order
     draws: list[Draw] = field(default_factory=list)  # --draws: this corpus first, then others
+    kept_stores: list[tuple[int, str]] = field(default_factory=list)  # --keep-stores: (seed, path)
     # --profile: Whisper's encoder passes alone and in the flow (bench.encoder_passes)
     whisper_alone_passes: EncoderPasses | None = None
     flow_passes: EncoderPasses | None = None

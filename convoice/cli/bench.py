@@ -56,6 +56,7 @@ class BenchOptions:
     long_pair: bool = False
     draws: int | None = None  # None: DEFAULT_DRAWS on a generated half, else one
     naive_embedding: str = "campplus"  # naive.DEFAULT_EMBEDDING; not imported, --help stays light
+    keep_stores: Path | None = None  # keep each draw's labelled store here (quality mode)
 
 
 DEFAULT_DRAWS = 3
@@ -183,12 +184,25 @@ def _scale(opts: BenchOptions) -> None:
     _write(opts.out, scaled.to_json())
 
 
+def check_keep_stores(keep: Path | None) -> None:
+    """``--keep-stores`` must name a directory that is new or empty: a kept store is the
+    labels of this run alone (an ingest into an old store would only add to it)."""
+    if keep is None:
+        return
+    if keep.exists() and (not keep.is_dir() or any(keep.iterdir())):
+        raise typer.BadParameter(
+            f"{keep} exists and is not an empty directory", param_hint="--keep-stores"
+        )
+
+
 def _quality(opts: BenchOptions) -> None:
     from convoice.bench.corpus import CorpusFormatError
     from convoice.bench.quality import check_draws, run_benchmark
+    from convoice.bench.result import render_kept
 
     if opts.repeat < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--repeat")
+    check_keep_stores(opts.keep_stores)
     draws = draws_of(opts)
     try:
         check_draws(draws, opts.quick, opts.split.value, _corpus_dir(opts))
@@ -205,10 +219,15 @@ def _quality(opts: BenchOptions) -> None:
             draws=draws,
             progress=lambda line: console.print(line, markup=False),
             naive_embedding=opts.naive_embedding,
+            keep_stores=opts.keep_stores,
         )
     except CorpusFormatError as err:
         fail(err)
     console.print(result.render(), markup=False, soft_wrap=True)  # tables, not prose
+    tuning = opts.split is Split.TUNE and generated_half(opts.quick, opts.split, _corpus_dir(opts))
+    kept = render_kept(result.kept_stores, tuning)
+    if kept:
+        console.print("\n".join(kept), markup=False, soft_wrap=True)
     if opts.profile:
         console.print(result.render_profile(), markup=False, soft_wrap=True)
     _write(opts.out, result.to_json())
@@ -305,6 +324,15 @@ Repeat = Annotated[
         "many times, alternating; print median, spread and ratios of medians (wall and CPU)."
     ),
 ]
+KeepStores = Annotated[
+    Path | None,
+    typer.Option(
+        help="Keep each draw's labelled store in this new (or empty) directory, as "
+        "<split>-seed<N>, and print them; on --split tune, the `convoice calibrate "
+        "--bench-home` command that fits on them (default: every store is removed).",
+        show_default=False,
+    ),
+]
 Draws = Annotated[
     int | None,
     typer.Option(
@@ -380,6 +408,7 @@ def bench_command(
     long_pair: LongPair = False,
     draws: Draws = None,
     naive_embedding: NaiveEmbedding = "campplus",
+    keep_stores: KeepStores = None,
 ) -> None:
     """Measure quality and speed against baselines in the same run (see README)."""
     from convoice.bench.naive import EMBEDDINGS
@@ -389,5 +418,5 @@ def bench_command(
     mode = bench_mode(voices, service, vocabulary, long, languages, round_, scale)
     opts = BenchOptions(quick, split, corpus, naive, sizes, requests, home, models, out,
                         profile, long, repeat, long_dense, long_pair, draws,
-                        naive_embedding)  # fmt: skip
+                        naive_embedding, keep_stores)  # fmt: skip
     run_bench(mode, opts)

@@ -24,8 +24,9 @@ def calibrate_command(
     bench_home: Annotated[
         list[Path] | None,
         typer.Option(
-            help="Developers: fit the package's calibration on this `convoice bench --split "
-            "tune` store instead (writes --write); repeat it to pool several stores."
+            help="Developers: fit the package's calibration on this store, one that `convoice "
+            "bench --split tune --keep-stores DIR` kept, instead (writes --write); repeat it to "
+            "pool several stores."
         ),
     ] = None,
     bench_seed: Annotated[
