@@ -376,17 +376,35 @@ def test_the_corpus_halves_share_no_voice_and_use_no_reserved_one() -> None:
     halves = mv.halves()
     assert set(halves.values()) == {"tune", "report"}
     assert halves["ru_nsh"] == inventory.halves()["ru_nsh"]  # same half as in the voice split
+    people = {i.name: i for i in inventory.all_identities() if i.real}
     for half in ("tune", "report"):
         casts = multilingual.casts(half)
-        speakers = {name for cast in casts.values() for name, _ in cast}
+        synthetic = {k: cast for k, cast in casts.items() if not k.startswith("real-")}
+        speakers = {name for cast in synthetic.values() for name, _ in cast}
         assert {halves[s] for s in speakers} == {half}, half
         assert {f"mono-{lang}" for lang in multilingual.ROADMAP} <= set(casts)
         interviews = [k for k, cast in casts.items() if k.startswith("interview-")]
         assert interviews and all(len({c[1][0] for c in casts[k]}) == 2 for k in interviews)
         assert any(k.startswith("switch-") for k in casts)
-        for cast in casts.values():
+        for cast in synthetic.values():
             for name, langs in cast:
                 assert set(langs) <= set(mv.by_name(name).languages), (name, langs)
+        real = {k: cast for k, cast in casts.items() if k.startswith("real-")}
+        assert len(real) >= 3, half  # every non-English real person of the half, as a guest
+        for (host, host_langs), (guest, guest_langs) in real.values():
+            assert inventory.halves()[host] == inventory.halves()[guest] == half
+            assert host_langs == [people[host].language] == ["en"]
+            assert guest_langs == [people[guest].language] != ["en"]
+
+
+def test_a_real_person_s_lines_are_their_own_words_joined_to_a_sentence() -> None:
+    lines = multilingual.real_lines("polish_m3")  # one word per recording
+    assert len(lines) >= 5
+    for text, audio in lines.items():
+        assert len(text.split()) >= 2 and len(audio) >= multilingual.REAL_LINE_S * SR, text
+        assert set(text.split()) <= {"nie", "oddaj", "podaj", "stop", "tak", "trzymaj"}, text
+    swedish = multilingual.real_lines("nst_se016")
+    assert next(iter(swedish)).startswith("Testar en två tre")
 
 
 def test_a_transcript_bar_per_language_only_raises_the_global_one(tmp_path: Path) -> None:

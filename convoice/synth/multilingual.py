@@ -16,7 +16,10 @@ the corpus metadata (``languages``: episode id -> one code per turn):
 - ``interview-en-<lang>``: an English host and a guest answering in another language;
 - ``switch-<a>-<b>``: speakers who change language from one sentence to the next:
   German and Dutch mbrola voices that also speak English, and espeak-ng variants
-  in Spanish and English (formant speech: a share of the hard kind).
+  in Spanish and English (formant speech: a share of the hard kind);
+- ``real-en-<lang>-<guest>``: real people (:mod:`convoice.synth.inventory`'s recorded
+  identities of the same half): an English-speaking host and a guest who speaks their own
+  language (German, Polish, Swedish: whatever the half has) in their own recorded words.
 """
 
 from __future__ import annotations
@@ -28,8 +31,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from convoice.models.lang_eval import RefSentence
 from convoice.records import SAMPLE_RATE, FloatArray
+from convoice.synth import inventory
 from convoice.synth.media_files import write_media
 from convoice.synth.multilingual_voices import CACHE_VERSION, Voice, half_voices, speak
 from convoice.synth.samples import (
@@ -48,6 +54,9 @@ TURN_GAP_S = (0.5, 0.9)
 SWITCH_PAIRS = (("de", "en"), ("nl", "en"))  # spoken by voices of both languages, if any
 ESPEAK_SWITCH = ("es", "en")  # spoken by the half's espeak-ng variants
 QUICK = ("mono-ru", "mono-nl", "interview-en-tr", "switch-de-en")  # --quick: a few episodes
+CORPUS_VERSION = 2  # 2: real people's interviews (as many turns as a monolingual episode)
+REAL_LINE_S = 2.5  # a real person's line: their utterances in order, 0.3 s apart, this long
+REAL_GAP_S = 0.3
 
 Line = tuple[str, str, str]  # speaker label, language, sentence
 Script = list[list[Line]]  # turns of sentences
@@ -58,6 +67,44 @@ def sentences() -> dict[str, tuple[str, ...]]:
     """The sentence pool per language."""
     data = tomllib.loads(SENTENCES_FILE.read_text(encoding="utf-8"))
     return {lang: tuple(data[lang]) for lang in ROADMAP}
+
+
+REAL_NAMES = frozenset(i.name for i in inventory.all_identities() if i.real)
+
+
+@functools.cache
+def real_people(half: str) -> tuple[inventory.Identity, ...]:
+    """The half's real people whose recordings are here (the voice split's halves)."""
+    return tuple(i for i in inventory.identities(half) if i.real and inventory.available(i))
+
+
+@functools.cache
+def real_lines(name: str) -> dict[str, FloatArray]:
+    """A real person's lines by text: their utterances in order, joined :data:`REAL_GAP_S`
+    apart until at least :data:`REAL_LINE_S` long (the Polish speakers say one word at a
+    time); a text said twice keeps its first line."""
+    (ident,) = [i for i in inventory.all_identities() if i.name == name and i.real]
+    gap = np.zeros(round(REAL_GAP_S * SAMPLE_RATE), np.float32)
+    lines: dict[str, FloatArray] = {}
+    parts: list[FloatArray] = []
+    texts: list[str] = []
+    for utt in inventory.utterances(ident):
+        parts += [gap, inventory.load_utterance(utt)] if parts else [inventory.load_utterance(utt)]
+        texts.append(utt.text)
+        if sum(len(p) for p in parts) >= REAL_LINE_S * SAMPLE_RATE:
+            lines.setdefault(" ".join(texts), np.concatenate(parts))
+            parts, texts = [], []
+    if parts and not lines:
+        lines[" ".join(texts)] = np.concatenate(parts)
+    return lines
+
+
+def say(speaker: str, language: str, text: str) -> FloatArray:
+    """A line of the corpus: a real person's recorded one (:func:`real_lines`), else
+    ``text`` spoken by the voice (:func:`convoice.synth.multilingual_voices.speak`)."""
+    if speaker in REAL_NAMES:
+        return real_lines(speaker)[text]
+    return speak(speaker, language, text)
 
 
 @dataclass(frozen=True)
@@ -78,7 +125,7 @@ def make_episode(episode_id: str, script: Script, seed: int, out_dir: Path) -> L
             if t or s:
                 pause = rng.uniform(*(SENTENCE_PAUSE_S if s else TURN_GAP_S))
                 cursor += round(pause * SAMPLE_RATE)
-            audio = speak(speaker, language, text)
+            audio = say(speaker, language, text)
             placed.append((cursor, audio))
             end = cursor + len(audio)
             turns.append(TruthTurn(cursor / SAMPLE_RATE, end / SAMPLE_RATE, speaker, text))
@@ -103,12 +150,14 @@ class _Pool:
         self.rng = random.Random(seed)
         self.left: dict[str, list[str]] = {}
 
-    def take(self, language: str) -> str:
-        if not self.left.get(language):
-            pool = list(sentences()[language])
+    def take(self, language: str, speaker: str = "") -> str:
+        """The next sentence in ``language``; a real ``speaker``'s next own line."""
+        key = speaker if speaker in REAL_NAMES else language
+        if not self.left.get(key):
+            pool = list(real_lines(speaker) if key == speaker else sentences()[language])
             self.rng.shuffle(pool)
-            self.left[language] = pool
-        return self.left[language].pop()
+            self.left[key] = pool
+        return self.left[key].pop()
 
 
 def _turns(
@@ -123,7 +172,7 @@ def _turns(
         turn: list[Line] = []
         for _ in range(rng.choice((1, 2, 2))):
             language = languages[said[k] % len(languages)]
-            turn.append((speaker, language, pool.take(language)))
+            turn.append((speaker, language, pool.take(language, speaker)))
             said[k] += 1
         script.append(turn)
     return script
@@ -152,6 +201,11 @@ def casts(half: str) -> dict[str, list[tuple[str, list[str]]]]:
             cast[f"switch-{a}-{b}"] = [(n, [a, b][:: 1 - 2 * k]) for k, n in enumerate(both)]
     a, b = ESPEAK_SWITCH
     cast[f"switch-{a}-{b}"] = [(n, [a, b][:: 1 - 2 * k]) for k, n in enumerate(espeak[:2])]
+    real = real_people(half)
+    real_hosts = [i.name for i in real if i.language == "en"]
+    for k, person in enumerate(i for i in real if i.language != "en" and real_hosts):
+        host, lang = real_hosts[k % len(real_hosts)], person.language
+        cast[f"real-en-{lang}-{person.name}"] = [(host, ["en"]), (person.name, [lang])]
     return cast
 
 
@@ -160,7 +214,7 @@ def scripts(seed: int, turns: int, half: str = "report") -> dict[str, Script]:
     rng, pool = random.Random(seed), _Pool(seed)
     out: dict[str, Script] = {}
     for episode_id, cast in casts(half).items():
-        n_turns = turns if episode_id.startswith("mono-") else max(turns // 2, 2)
+        n_turns = turns if episode_id.startswith(("mono-", "real-")) else max(turns // 2, 2)
         out[episode_id] = _turns(cast, n_turns, pool, rng)
     return out
 
@@ -177,7 +231,7 @@ def make_corpus(
     wanted = scripts(seed, turns, half)
     if only:
         wanted = {k: v for k, v in wanted.items() if k in only}
-    stamp = {"seed": seed, "half": half, "version": CACHE_VERSION}
+    stamp = {"seed": seed, "half": half, "version": CACHE_VERSION, "corpus": CORPUS_VERSION}
     if (root / "truth.json").is_file():
         corpus = Corpus.load(root)
         have = {e.episode_id for e in corpus.episodes}
