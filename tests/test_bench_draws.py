@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -69,3 +71,10 @@ def test_kept_tuning_stores_print_the_calibrate_command_that_reads_them() -> Non
     assert lines[3].endswith(f"convoice calibrate --dry-run {homes} {seeds}")
     assert "calibrate" not in " ".join(render_kept([(11, "/k/report-seed11")], tuning_half=False))
     assert render_kept([], tuning_half=True) == []
+
+
+def test_keep_stores_is_refused_with_a_mode_that_keeps_no_store(tmp_path: Path) -> None:
+    done = CliRunner().invoke(app, ["bench", "--languages", "--keep-stores", str(tmp_path / "k")])
+    assert done.exit_code == 2, done.output
+    assert "Invalid value for --keep-stores" in done.output and "not of --languages" in done.output
+    assert not (tmp_path / "k").exists()

@@ -416,6 +416,11 @@ def bench_command(
     if naive_embedding not in EMBEDDINGS:
         raise typer.BadParameter(f"one of {', '.join(EMBEDDINGS)}", param_hint="--naive-embedding")
     mode = bench_mode(voices, service, vocabulary, long, languages, round_, scale)
+    if keep_stores is not None and mode is not BenchMode.QUALITY:
+        raise typer.BadParameter(
+            f"keeps the stores of the quality benchmark only, not of --{mode.value}",
+            param_hint="--keep-stores",
+        )
     opts = BenchOptions(quick, split, corpus, naive, sizes, requests, home, models, out,
                         profile, long, repeat, long_dense, long_pair, draws,
                         naive_embedding, keep_stores)  # fmt: skip
