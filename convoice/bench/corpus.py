@@ -150,7 +150,7 @@ class _Speech:
             audio, text = pool[self._next[ident.name] % len(pool)]
             self._next[ident.name] += 1
             if parts:
-                parts.append(np.zeros(round(0.3 * SAMPLE_RATE), np.float32))
+                parts.append(np.zeros(round(voices.UTTERANCE_GAP_S * SAMPLE_RATE), np.float32))
             parts.append(audio)
             texts.append(text)
             seconds += len(audio) / SAMPLE_RATE

@@ -88,6 +88,7 @@ TUNE_PINNED: tuple[str, ...] = (
     "rms", "slt", "awb", "kal", "ked", "espeak_f", "espeak_m", "pyannote_diane", "pyannote_sheila",
 )  # fmt: skip
 MIN_UTTERANCE_S = 0.8
+UTTERANCE_GAP_S = 0.3  # silence between a real person's utterances joined into one turn or line
 ALSA_DIR = Path("/usr/share/sounds/alsa")
 CARDS_DIR = Path("/usr/share/pocketsphinx/test/data/cards")
 ALSA_PHRASES: tuple[str, ...] = (

@@ -55,8 +55,7 @@ SWITCH_PAIRS = (("de", "en"), ("nl", "en"))  # spoken by voices of both language
 ESPEAK_SWITCH = ("es", "en")  # spoken by the half's espeak-ng variants
 QUICK = ("mono-ru", "mono-nl", "interview-en-tr", "switch-de-en")  # --quick: a few episodes
 CORPUS_VERSION = 2  # 2: real people's interviews (as many turns as a monolingual episode)
-REAL_LINE_S = 2.5  # a real person's line: their utterances in order, 0.3 s apart, this long
-REAL_GAP_S = 0.3
+REAL_LINE_S = 2.5  # a real person's line: their utterances in order, joined, this long
 
 Line = tuple[str, str, str]  # speaker label, language, sentence
 Script = list[list[Line]]  # turns of sentences
@@ -80,11 +79,12 @@ def real_people(half: str) -> tuple[inventory.Identity, ...]:
 
 @functools.cache
 def real_lines(name: str) -> dict[str, FloatArray]:
-    """A real person's lines by text: their utterances in order, joined :data:`REAL_GAP_S`
-    apart until at least :data:`REAL_LINE_S` long (the Polish speakers say one word at a
-    time); a text said twice keeps its first line."""
+    """A real person's lines by text: their utterances in order, joined
+    :data:`~convoice.synth.inventory.UTTERANCE_GAP_S` apart (as the main corpus joins them)
+    until at least :data:`REAL_LINE_S` long (the Polish speakers say one word at a time); a
+    text said twice keeps its first line."""
     (ident,) = [i for i in inventory.all_identities() if i.name == name and i.real]
-    gap = np.zeros(round(REAL_GAP_S * SAMPLE_RATE), np.float32)
+    gap = np.zeros(round(inventory.UTTERANCE_GAP_S * SAMPLE_RATE), np.float32)
     lines: dict[str, FloatArray] = {}
     parts: list[FloatArray] = []
     texts: list[str] = []
