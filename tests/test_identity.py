@@ -125,7 +125,9 @@ def test_two_voices_of_one_engine_in_one_local_speaker_are_found_at_the_pause(
     tts_cache: Path,
 ) -> None:
     """espeak's English and German women (a tuning pair) given one local speaker, as the
-    segmentation does: the clip's parts across the pause differ; one voice's do not."""
+    segmentation does: the clip's parts across the pause differ; one voice's do not. The
+    pause rule is opt-in (``[identity] two_voice_pause_check``); off, the parts are not
+    embedded at all."""
     from convoice.config import ClipSettings, DiarizationSettings
     from convoice.models.clip_embeddings import embed_recording
     from convoice.models.diarize import segmentation_from_turns
@@ -146,7 +148,9 @@ def test_two_voices_of_one_engine_in_one_local_speaker_are_found_at_the_pause(
     vectors = embed_recording(
         audio, seg, loaders.voice_encoder(), "campplus", loaders.campplus_model()
     )
-    rule = load_settings(environ={}).identity.two_voice_rule()
+    default = load_settings(environ={}).identity
+    assert not default.compares_parts and default.two_voice_rule().min_part_similarity == -1.0
+    rule = replace(default, two_voice_pause_check=True).two_voice_rule()
     two, one = vectors.part_similarity
     assert two < rule.min_part_similarity <= one, (two, one)
     labels = np.zeros(2, dtype=np.int64)  # one recording speaker: no window is closer to another
@@ -154,6 +158,11 @@ def test_two_voices_of_one_engine_in_one_local_speaker_are_found_at_the_pause(
     centroid /= np.linalg.norm(centroid)
     flags = two_voice_flags(vectors.clip_windows, labels, centroid, rule, vectors.part_similarity)
     assert flags.tolist() == [True, False]
+    unchecked = embed_recording(
+        audio, seg, loaders.voice_encoder(), "campplus", loaders.campplus_model(), parts=False
+    )
+    assert unchecked.part_similarity == [] and unchecked.part_cut == []
+    assert np.array_equal(unchecked.identity_clips, vectors.identity_clips)
 
 
 def test_a_clip_whose_voice_changes_at_a_pause_is_cut_there_and_each_half_labelled(
