@@ -197,6 +197,7 @@ def test_a_clip_whose_voice_changes_at_a_pause_is_cut_there_and_each_half_labell
     whole = stages.embed_and_cut(Audio(audio, 16000), seg, settings)
     flags = own_speakers(seg, whole[1], settings).two_voices
     assert whole[0] is seg and flags is not None and flags.tolist()[0]
+    assert whole[1].part_similarity == []  # the pause rule is off: no parts embedded
     cutting = replace(settings, identity=replace(settings.identity, two_voice_cut=True))
     cut, vectors = stages.embed_and_cut(Audio(audio, 16000), seg, cutting)
     assert [c.region for c in cut.clips[2:]] == [c.region for c in seg.clips[1:]]
