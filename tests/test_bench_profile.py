@@ -189,3 +189,14 @@ def test_stages_that_overlap_are_not_printed_as_a_negative_rest() -> None:
     rows = dict(result.profile_rows())
     assert OVERLAP not in rows
     assert rows["  the rest (Prefect's flow and task runs, waits, logging)"] == 3.0
+
+
+def test_the_speed_lines_state_issue_12_s_bars() -> None:
+    """The summary states the bars the speed figures are held to (issue 12: the process
+    within 1.3 x of Whisper alone, the naive chain at least 10 x the flow's time)."""
+    timed = BenchmarkResult("c", 100.0, whisper_fastest_s=10.0, flow_s=12.0, naive_s=60.0)
+    line = next(x for x in timed.render().splitlines() if "flow / whisper alone" in x)
+    assert "= 1.20" in line and "<= 1.3" in line
+    assert "naive / flow = 5.0 (bar >= 10)" in line
+    skipped = BenchmarkResult("c", 100.0, whisper_fastest_s=10.0, flow_s=12.0)
+    assert "naive / flow: - (--no-naive)" in skipped.render()
