@@ -30,6 +30,7 @@ from convoice.review.layout import (
     PullReport,
     PushReport,
     Reference,
+    audit_count,
     label_config,
     reference_clips,
     review_queue,
@@ -64,6 +65,7 @@ def review_push_flow(
     queue = review_queue(clips, audit_share=settings.review.audit_share)
     references = reference_clips(clips)  # per speaker, the clip annotators hear it by
     report.needing_review = report.remaining = len(queue)
+    report.audit = audit_count(queue)
     try:
         client = review.client_for(settings, store)
         report.url = client.url

@@ -40,6 +40,8 @@ from convoice.review.decisions import plan_pull
 from convoice.review.layout import (
     NEW_SPEAKER,
     UNKNOWN_SPEAKER,
+    PushReport,
+    audit_count,
     label_config,
     review_queue,
     uncertainty_score,
@@ -119,9 +121,18 @@ def test_audit_sample_is_a_stable_share_of_unreviewed_accepted_clips() -> None:
     rows += [{"clip_id": "r", "status": "review", "speaker_confidence": 0.1}]
     rows += [{"clip_id": f"h{i}", "status": "accepted", "labelled_by": "ann"} for i in range(500)]
     rows = [StoredClip.from_row(r) for r in rows]
-    queue = [r.clip_id for r in review_queue(rows, audit_share=0.1)]
+    rows_queued = review_queue(rows, audit_share=0.1)
+    queue = [r.clip_id for r in rows_queued]
     assert queue[0] == "r"  # clips needing review come first
     audited = queue[1:]
+    assert audit_count(rows_queued) == len(audited)  # what a push reports apart
+    report = PushReport("local:8089", needing_review=len(queue), remaining=len(queue))
+    assert report.summary().endswith(f"({len(queue)} clips need review)")
+    report.audit = len(audited)
+    assert report.summary().endswith(
+        f"({len(queue)} clips need review, {len(audited)} of them accepted ones in the audit "
+        "sample)"
+    )
     assert 150 <= len(audited) <= 250  # about 10 % of 2000
     assert not [c for c in audited if c.startswith("h")]  # a person looked at those already
     again = [r.clip_id for r in review_queue(list(reversed(rows)), audit_share=0.1)]

@@ -100,7 +100,10 @@ class PushReport:
 
     url: str
     project_id: int | None = None
-    needing_review: int = 0  # clips whose status is review (human labels applied)
+    # clips in the review queue (human labels applied): those whose status is review, then
+    # the audit sample of accepted clips (:func:`review_queue`), ``audit`` of them
+    needing_review: int = 0
+    audit: int = 0
     already_in_project: int = 0
     pushed: int = 0
     remaining: int = 0  # still to push (limit reached or the server failed)
@@ -111,7 +114,9 @@ class PushReport:
         text = (
             f"{self.pushed} tasks pushed to project {self.project_id or '?'} at {self.url}; "
             f"{self.already_in_project} already there, {self.remaining} still to push "
-            f"({self.needing_review} clips need review)"
+            f"({self.needing_review} clips need review"
+            + (f", {self.audit} of them accepted ones in the audit sample" if self.audit else "")
+            + ")"
         )
         return text + (f"; ERROR: {self.error}" if self.error else "")
 
@@ -169,6 +174,11 @@ def in_audit_sample(clip_id: str, share: float) -> bool:
         return False
     bucket = int(hashlib.sha1(f"audit\x1f{clip_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     return bucket < share
+
+
+def audit_count(queue: Sequence[StoredClip]) -> int:
+    """How many clips of a :func:`review_queue` are accepted ones of its audit sample."""
+    return sum(r.status == ClipStatus.ACCEPTED for r in queue)
 
 
 def review_queue(
