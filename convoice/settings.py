@@ -192,9 +192,10 @@ class IdentitySettings:
     # (single-voice clips >= 0.544, the next 0.665; espeak en-f and de-f merged in one
     # recording speaker 0.49, 0.56, 0.63). Off by default since session 45: on the nine tuning
     # stores of today's corpus (real people since session 42) it flagged 221 single-voice
-    # clips and no two-voice clip the other detectors missed (0 of 198), and with it off
-    # seeds 11-13 accepted more speech at the same precision (README "Two voices in one
-    # clip", session 45). Its CAM++ passes over the parts are skipped when off.
+    # clips and no two-voice clip the other detectors missed (0 of 198); with it off every
+    # seed was equal or better (B-cubed 0.8715 -> 0.8736, speaker-accepted speech 0.1309 ->
+    # 0.1443, 1 wrong of 325 -> 1 of 353 accepted; README "Two voices in one clip", session
+    # 45). Its CAM++ passes over the parts are skipped when off.
     two_voice_pause_check: bool = False
     two_voice_part_similarity: float = 0.65  # parts across a pause less similar than this
     # Opt-in: a clip whose parts are less alike than that is cut in two at its least alike
