@@ -334,7 +334,7 @@ class BenchmarkResult:
             f"  flow / whisper alone = {self.ratio_to_whisper:.2f} (issue 12's bar, for "
             "`convoice ingest` as a process: <= 1.3; --profile times it); "
             + (
-                f"naive / flow = {1 / self.ratio_to_naive:.1f} (bar >= 10)"
+                f"naive / flow = {self.naive_s / self.flow_s:.1f} (bar >= 10)"
                 if self.naive_s and self.flow_s
                 else "naive / flow: - (--no-naive)"
             ),
