@@ -273,7 +273,9 @@ class AsrSettings:
     # padded to 30 s; a window that loops there is decoded again padded (tuning half: Whisper's
     # CPU 128 -> 95 s, WER of all clips 0.238 -> 0.215; README "Where the time goes", session 36)
     windows_at_own_length: bool = True
-    beam_size: int = 1  # 5 cut raw WER from 6.0 % to 4.7 % on the benchmark, at +15 % time
+    # 5 cut raw WER 6.0 % -> 4.7 % on the first benchmark (+15 % time); on today's tuning half it
+    # made accepted English transcripts worse, 4.9 % -> 6.1 % (README, Confidence and review)
+    beam_size: int = 1
     language: str = ""  # "" = detect per clip; else every clip is this language
     language_detection: str = "short"  # "short" (cheap), "short+padded" or "padded" (README)
     language_min_probability: float = 0.8  # below: unsure (padded again with "short+padded")
