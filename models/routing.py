@@ -261,7 +261,14 @@ def transcript_reasons(
     rate = len(words) / max(duration, 1e-3)
     if rate > cfg.max_words_per_second or rate < cfg.min_words_per_second:
         reasons.append(ReviewReason.SPEAKING_RATE)
+    if 0.0 < cfg.max_first_word_s < first_word_start(t):
+        reasons.append(ReviewReason.WORDS_MISSING)
     return reasons
+
+
+def first_word_start(t: Transcript) -> float:
+    """Seconds into the clip where its first spoken word starts (0 with no words)."""
+    return next((w.start for w in t.words if w.word.strip()), 0.0)
 
 
 def kind_status(reasons: tuple[str, ...], kind: frozenset[str]) -> LabelStatus:

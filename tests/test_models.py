@@ -21,7 +21,15 @@ from convoice.models.segmentation import (
     overlap_regions,
     plan_chunks,
 )
-from convoice.records import ClipStatus, Region, ReviewReason, Speaker, Transcript, Word
+from convoice.records import (
+    ClipStatus,
+    LabelStatus,
+    Region,
+    ReviewReason,
+    Speaker,
+    Transcript,
+    Word,
+)
 
 STEP = 0.02
 
@@ -293,6 +301,21 @@ def test_words_that_cannot_fit_the_clip_are_flagged() -> None:
     t = _transcript("one two three four five six seven eight nine ten", [0.9] * 10)
     decision = route(SpeakerEvidence(0.9, -1.0, 1.0), t, 1.0, False, RoutingSettings())
     assert ReviewReason.SPEAKING_RATE in decision.reasons
+
+
+def test_a_clip_whose_first_words_went_to_its_neighbour_is_flagged() -> None:
+    """Seen on the tuning half: "Our garden is full of bees ..." heard as "is full of bees
+    ...", Whisper's first word 0.59 s into a clip cut 0.05 s before its speech (the packed
+    clip before it held "Our garden")."""
+    heard = _transcript("is full of bees whenever the lavender blooms", [0.97] * 8)
+    late = replace(heard, words=tuple(replace(w, start=w.start + 0.59) for w in heard.words))
+    decision = route(SpeakerEvidence(0.9, -1.0, 1.0), late, 3.0, False, RoutingSettings())
+    assert decision.reasons == (ReviewReason.WORDS_MISSING,)
+    assert decision.transcript_status == LabelStatus.REVIEW
+    assert decision.speaker_status == LabelStatus.ACCEPTED  # the speaker is not in doubt
+    sure = SpeakerEvidence(0.9, -1.0, 1.0)
+    assert route(sure, heard, 3.0, False, RoutingSettings()).reasons == ()
+    assert route(sure, late, 3.0, False, RoutingSettings(max_first_word_s=0.0)).reasons == ()
 
 
 def test_word_error_rate_counts_the_words_of_every_script() -> None:

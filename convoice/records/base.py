@@ -93,6 +93,7 @@ class ReviewReason(StrEnum):
     SPEAKING_RATE = "implausible_speaking_rate"
     TWO_VOICES = "two_voices"  # a part of the clip sounds like somebody else
     UNCHECKED_LANGUAGE = "unchecked_language"  # no transcript bar was checked for its language
+    WORDS_MISSING = "words_missing"  # the clip's speech begins well before its first word
 
 
 SPEAKER_REASONS = frozenset(
@@ -115,6 +116,7 @@ TRANSCRIPT_REASONS = frozenset(
         ReviewReason.NO_SPEECH,
         ReviewReason.SPEAKING_RATE,
         ReviewReason.UNCHECKED_LANGUAGE,
+        ReviewReason.WORDS_MISSING,
     }
 )
 
