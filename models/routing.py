@@ -52,7 +52,7 @@ NEW_LOW_SHARE = 0.4
 with anybody known, at closest 0.26-0.31, were right 20 of 27 times (later recordings split
 or merge them); nobody known: full strength."""
 
-TEXT_REASONS = TRANSCRIPT_REASONS - {ReviewReason.OVERLAP_NEARBY}
+TEXT_REASONS = TRANSCRIPT_REASONS - {ReviewReason.OVERLAP_NEARBY, ReviewReason.TWO_VOICES}
 """The transcript's reasons that come from its text (:func:`transcript_reasons`, or none at
 all): what a new transcript of the same clip works out again."""
 

@@ -34,6 +34,7 @@ import pyarrow as pa
 from convoice.models.routing import kind_status
 from convoice.records import (
     SPEAKER_REASONS,
+    TRANSCRIPT_REASONS,
     ClipLabel,
     Contribution,
     FloatArray,
@@ -80,6 +81,8 @@ def relabelled_rows(
             "status": label.status,
             "review_reasons": tuple(label.review_reasons),
             "speaker_status": kind_status(tuple(label.review_reasons), SPEAKER_REASONS),
+            # two_voices is both kinds': a re-label that finds or clears it moves the transcript
+            "transcript_status": kind_status(tuple(label.review_reasons), TRANSCRIPT_REASONS),
             "speaker_score_raw": label.speaker_score_raw,
             "calibration_version": label.calibration or row.calibration_version,
             "extra": json.dumps(extra, sort_keys=True),

@@ -153,11 +153,16 @@ def test_raw_thresholds_are_an_expert_override() -> None:
     assert decision.speaker_confidence == STEP.speaker_probability(0.8) < 0.5  # still a probability
 
 
-def test_two_voices_and_no_speech_send_only_their_kind_to_review() -> None:
+def test_two_voices_send_both_kinds_and_no_speech_only_the_transcript_to_review() -> None:
+    """A second voice's words are lost or not the speaker's, however sure Whisper is."""
     two = SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25, two_voices=True)
     decision = route(two, transcript(0.99), 1.5, False, RoutingSettings(), STEP)
+    assert decision.reasons == (ReviewReason.TWO_VOICES,)
     assert decision.speaker_status == LabelStatus.REVIEW
-    assert decision.transcript_status == LabelStatus.ACCEPTED
+    assert decision.transcript_status == LabelStatus.REVIEW
+    one_voice = dataclasses.replace(two, two_voices=False)
+    one = route(one_voice, transcript(0.99), 1.5, False, RoutingSettings(), STEP)
+    assert one.transcript_status == LabelStatus.ACCEPTED
     silent = route(SpeakerEvidence(0.9, 0.1, 1.0, 0.35, 0.6, 0.25), None, 1.5, False,
                    RoutingSettings(), STEP)  # fmt: skip
     assert silent.speaker_status == LabelStatus.ACCEPTED

@@ -292,3 +292,28 @@ def test_a_carried_merge_never_puts_two_speakers_of_a_recording_under_one_id() -
     # a person's merge is followed whatever: they said the two are one person
     by_person = replay(["r1", "r2"], facts, emb, merged, scale, RoutingSettings())
     assert {lab.speaker_id for lab in by_person.labels.values()} == {id_a}
+
+
+def test_a_relabel_that_finds_or_clears_two_voices_moves_the_transcript_with_the_speaker() -> None:
+    """``two_voices`` is both kinds' reason: the re-label rewrites ``transcript_status`` from
+    the reasons it writes, so a clip that gains it has no accepted transcript left behind."""
+    from convoice.records import ClipLabel, ClipStatus
+    from convoice.storage.relabel import relabelled_rows
+
+    clips = clip_rows([("c-two", "r1", "spk_a"), ("c-one", "r1", "spk_a")])
+    clips = clips.set_column(  # c-two was in review for two voices, c-one accepted
+        clips.schema.get_field_index("transcript_status"),
+        "transcript_status",
+        pa.array(["review", "accepted"]),
+    )
+
+    def label(clip_id: str, reasons: tuple[str, ...]) -> ClipLabel:
+        status = ClipStatus.REVIEW if reasons else ClipStatus.ACCEPTED
+        return ClipLabel(clip_id, "spk_a", 0.9, status, reasons, 0.8, 0.1, 0.9, True)
+
+    labels = {"c-two": label("c-two", ()), "c-one": label("c-one", ("two_voices",))}
+    out = relabelled_rows(clips, labels, {c: np.zeros(DIM) for c in labels}, "enc")
+    got = dict(zip(out["clip_id"].to_pylist(), out["transcript_status"].to_pylist(), strict=True))
+    assert got == {"c-two": "accepted", "c-one": "review"}
+    speaker = dict(zip(out["clip_id"].to_pylist(), out["speaker_status"].to_pylist(), strict=True))
+    assert speaker == {"c-two": "accepted", "c-one": "review"}
