@@ -276,6 +276,12 @@ def kind_status(reasons: tuple[str, ...], kind: frozenset[str]) -> LabelStatus:
     return LabelStatus.REVIEW if any(r in kind for r in reasons) else LabelStatus.ACCEPTED
 
 
+def kind_statuses(reasons: tuple[str, ...]) -> tuple[LabelStatus, LabelStatus]:
+    """The speaker's and the transcript's status under ``reasons``, both from the same reasons
+    (``two_voices`` belongs to both kinds)."""
+    return kind_status(reasons, SPEAKER_REASONS), kind_status(reasons, TRANSCRIPT_REASONS)
+
+
 def speaker_reasons(ev: SpeakerEvidence, probability: float, bar: float) -> list[str]:
     """Why the speaker label needs a person: which part is unsure, and two voices."""
     reasons: list[str] = []
@@ -361,11 +367,7 @@ def route(
         reasons.extend(text_reasons)
     unique = tuple(dict.fromkeys(reasons))
     status = clip_status(unique)
-    return Routing(
-        s_prob, t_prob, status, unique,
-        kind_status(unique, SPEAKER_REASONS), kind_status(unique, TRANSCRIPT_REASONS),
-        s_raw, t_raw, version,
-    )  # fmt: skip
+    return Routing(s_prob, t_prob, status, unique, *kind_statuses(unique), s_raw, t_raw, version)
 
 
 def clip_status(reasons: Sequence[str]) -> ClipStatus:

@@ -31,10 +31,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from convoice.models.routing import kind_status
+from convoice.models.routing import kind_statuses
 from convoice.records import (
-    SPEAKER_REASONS,
-    TRANSCRIPT_REASONS,
     ClipLabel,
     Contribution,
     FloatArray,
@@ -74,15 +72,16 @@ def relabelled_rows(
             speaker_kind=label.speaker_kind,
         )
         models = {**row.model_names, column: encoder_name}
+        speaker_status, transcript_status = kind_statuses(tuple(label.review_reasons))
         new = {
             column: np.asarray(embeddings[row.clip_id], dtype=np.float32).tolist(),
             "speaker_id": label.speaker_id,
             "speaker_confidence": label.speaker_confidence,
             "status": label.status,
             "review_reasons": tuple(label.review_reasons),
-            "speaker_status": kind_status(tuple(label.review_reasons), SPEAKER_REASONS),
+            "speaker_status": speaker_status,
             # two_voices is both kinds': a re-label that finds or clears it moves the transcript
-            "transcript_status": kind_status(tuple(label.review_reasons), TRANSCRIPT_REASONS),
+            "transcript_status": transcript_status,
             "speaker_score_raw": label.speaker_score_raw,
             "calibration_version": label.calibration or row.calibration_version,
             "extra": json.dumps(extra, sort_keys=True),
