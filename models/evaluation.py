@@ -17,12 +17,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from convoice.models.clustering import b_cubed
 from convoice.models.metrics import WerCount, one_to_one_mapping, standard_wer_count, wer_count
 from convoice.records import SPEAKER_REASONS, ClipStatus
 
 TWO_VOICE_PURITY = 0.9  # a clip whose main voice is less than this of its speech holds two voices
 ECE_BINS = 10
+FLOOR_DRAWS = 2000  # outcomes drawn per clip by :func:`ece_floor`
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,33 @@ def expected_calibration_error(table: Sequence[ReliabilityBin]) -> float:
     if not total:
         return 0.0
     return sum(b.clips * abs(b.accuracy - b.mean_confidence) for b in table) / total
+
+
+def ece_floor(
+    confidence: Sequence[float], bins: int = ECE_BINS, draws: int = FLOOR_DRAWS, seed: int = 0
+) -> tuple[float, float, float]:
+    """The ECE a perfectly calibrated score would show on these clips: its mean, 5th and
+    95th percentile over ``draws`` sets of outcomes, each clip right with probability its
+    ``confidence`` (a fixed ``seed``: the same clips give the same floor).
+
+    The ECE of a few hundred clips is not zero even when every confidence is the true
+    probability: each bin's share right scatters around its mean confidence. A measured ECE
+    near the floor is as calibrated as these clips can show; the floor is a lower bound
+    when errors come in groups (a recording speaker's clips are right or wrong together).
+    """
+    conf = np.clip(np.asarray(confidence, dtype=np.float64), 0.0, 1.0)
+    if conf.size == 0:
+        return 0.0, 0.0, 0.0
+    edges = np.array([b / bins for b in range(bins)])  # the lows :func:`reliability` bins by
+    index = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, bins - 1)
+    outcomes = np.random.default_rng(seed).random((draws, conf.size)) < conf
+    gaps = np.zeros(draws)
+    for b in np.unique(index):
+        inside = index == b
+        gaps += np.abs(outcomes[:, inside].sum(axis=1) - conf[inside].sum())
+    eces = gaps / conf.size  # sum over bins of clips * |accuracy - mean confidence|, / clips
+    low, high = np.percentile(eces, [5, 95])
+    return float(eces.mean()), float(low), float(high)
 
 
 def b_cubed_by_group(
@@ -275,7 +305,9 @@ def score(
     for g in ("synthetic", "real"):
         if g in by_group and real:
             out[f"bcubed_f1_{g}"] = by_group[g][2]
-    out["speaker_confidence_ece"] = expected_calibration_error(reliability_of(clips, truth))
+    confidence, right_of = speaker_judgements(clips, truth)
+    out["speaker_confidence_ece"] = expected_calibration_error(reliability(confidence, right_of))
+    out["speaker_confidence_ece_floor"] = ece_floor(confidence)[0]
     text_table = transcript_reliability_of(clips, truth)
     out["transcript_confidence_ece"] = expected_calibration_error(text_table)
     out["transcript_judged_clips"] = float(sum(b.clips for b in text_table))
@@ -298,17 +330,25 @@ def transcript_reliability_of(
     return reliability([p[0] for p in pairs], [p[1] for p in pairs])
 
 
+def speaker_judgements(
+    clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[RefTurn]]
+) -> tuple[list[float], list[bool]]:
+    """``speaker_confidence`` of every clip of ``truth``'s recordings that has one, and
+    whether its speaker label is right (:func:`judge`)."""
+    labelled, _, right = judge(clips, truth)
+    pairs = [
+        (float(c["speaker_confidence"]), bool(r))
+        for c, r in zip(labelled, right, strict=True)
+        if c.get("speaker_confidence") is not None
+    ]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
 def reliability_of(
     clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[RefTurn]]
 ) -> list[ReliabilityBin]:
     """The reliability table of ``speaker_confidence`` over the clips of ``truth``'s recordings."""
-    labelled, _, right = judge(clips, truth)
-    pairs = [
-        (float(c["speaker_confidence"]), r)
-        for c, r in zip(labelled, right, strict=True)
-        if c.get("speaker_confidence") is not None
-    ]
-    return reliability([p[0] for p in pairs], [p[1] for p in pairs])
+    return reliability(*speaker_judgements(clips, truth))
 
 
 def recording_wer(clips: Sequence[Mapping[str, Any]], texts: Mapping[str, str]) -> WerCount:

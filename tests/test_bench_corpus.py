@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,24 @@ def test_calibration_figures() -> None:
     ece = evaluation.expected_calibration_error(table)
     assert ece == pytest.approx(0.5 * 0.15 + 0.5 * 0.05)
     assert evaluation.reliability([1.0], [True])[0].low == pytest.approx(0.9)
+
+
+def test_a_calibrated_score_has_an_ece_floor_that_shrinks_with_clips_and_is_zero_when_sure() -> (
+    None
+):
+    assert evaluation.ece_floor([1.0] * 50 + [0.0] * 50) == (0.0, 0.0, 0.0)
+    assert evaluation.ece_floor([]) == (0.0, 0.0, 0.0)
+    # 280 clips said 0.5: one bin whose share right scatters by sqrt(0.25 / 280); the mean
+    # absolute gap of a normal is sqrt(2 / pi) of that
+    mean, low, high = evaluation.ece_floor([0.5] * 280)
+    assert mean == pytest.approx((0.25 / 280) ** 0.5 * (2 / math.pi) ** 0.5, rel=0.1)
+    assert low < mean < high
+    assert evaluation.ece_floor([0.5] * 280) == (mean, low, high)  # the same clips, the same floor
+    assert evaluation.ece_floor([0.5] * 2800)[0] < mean / 3
+    # a score that says 0.5 for clips always right is far above its floor
+    table = evaluation.reliability([0.5] * 280, [True] * 280)
+    assert evaluation.expected_calibration_error(table) == pytest.approx(0.5)
+    assert 10 * mean < 0.5
 
 
 def test_b_cubed_by_group_sees_a_merge_from_both_sides() -> None:

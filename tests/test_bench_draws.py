@@ -34,6 +34,17 @@ def test_every_draw_is_printed_with_the_mean_and_range_of_each_figure() -> None:
     assert "real people" not in rows  # one draw has no real person: no mean over two of three
 
 
+def test_the_draws_ece_is_pooled_beside_what_a_calibrated_score_would_show() -> None:
+    sure = Draw(11, {"speaker_confidence_ece": 0.1}, "", [0.9] * 10, [True] * 10)
+    unsure = Draw(12, {"speaker_confidence_ece": 0.1}, "", [0.9] * 10, [True] * 8 + [False] * 2)
+    lines = render_draws([sure, unsure])
+    pooled = lines[-1]
+    assert "pooled over the 2 draws (20 clips): 0.0000;" in pooled  # 18 of 20 right at 0.9
+    floor = float(pooled.split("these confidences: ")[1].split()[0])
+    assert 0.0 < floor < 0.2
+    assert render_draws([Draw(11, {}), Draw(12, {})])[-1].startswith("  figure")  # none kept
+
+
 def test_one_draw_adds_nothing_to_the_report() -> None:
     assert render_draws([_draw(11, 0.9, 1.0)]) == []
     assert render_draws([]) == []

@@ -164,7 +164,7 @@ def run_benchmark(
     kept = keep_or_remove(home, keep_stores, store_name(corpus, seed))
     result.kept_stores = [(seed, kept)] if kept else []
     if draws > 1:
-        result.draws = [Draw(seed, dict(result.quality), kept)]
+        result.draws = [Draw(seed, dict(result.quality), kept, *speaker_judged(clips, truth))]
         for n in range(1, draws):
             if progress is not None:
                 progress(f"draw {n + 1} of {draws}: the same voices dealt by seed {seed + n}")
@@ -224,14 +224,23 @@ def score_draw(root: Path, split: str, seed: int, keep: Path | None = None) -> D
             write_sources_csv(corpus, base_url, workspace / "sources.csv")
             run_ingest(sources_file=str(workspace / "sources.csv"), home=home)
         store = Store.open(load_settings(home=home))
-        clips = store.clips().to_pylist()
-        quality = score_corpus(clips, episodes_by_recording(store, corpus), corpus)
+        clips, episodes = store.clips().to_pylist(), episodes_by_recording(store, corpus)
+        quality = score_corpus(clips, episodes, corpus)
+        judged = speaker_judged(clips, corpus_truth(episodes, corpus))
     except BaseException:
         shutil.rmtree(home, ignore_errors=True)  # nothing scored: nothing worth keeping
         raise
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
-    return Draw(seed, quality, keep_or_remove(home, keep, store_name(corpus, seed)))
+    return Draw(seed, quality, keep_or_remove(home, keep, store_name(corpus, seed)), *judged)
+
+
+def speaker_judged(
+    clips: list[dict[str, Any]], truth: dict[str, list[evaluation.RefTurn]]
+) -> tuple[list[float], list[bool]]:
+    """Each judged clip's ``speaker_confidence`` and whether its speaker label is right:
+    what a :class:`Draw` keeps for the pooled ECE."""
+    return evaluation.speaker_judgements(clips, truth)
 
 
 def _timed_run(wavs: list[Path], sources: Path, home: str, profile: bool) -> ProfileRun:

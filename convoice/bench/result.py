@@ -10,6 +10,7 @@ from typing import Any
 
 from convoice.bench.encoder_passes import EncoderPasses, render_passes
 from convoice.bench.naive import DEFAULT_EMBEDDING
+from convoice.models import evaluation
 from convoice.models.identity_errors import render_errors
 
 
@@ -52,6 +53,10 @@ class Draw:
     seed: int
     quality: dict[str, float]  # the figures of :func:`convoice.bench.quality.score_corpus`
     store: str = ""  # where its labelled store was kept (``--keep-stores``); "": removed
+    # every judged clip's speaker_confidence and whether its label is right, so the draws'
+    # ECE can be pooled (evaluation.speaker_judgements)
+    speaker_confidence: list[float] = field(default_factory=list)
+    speaker_right: list[bool] = field(default_factory=list)
 
 
 # The figures compared over the draws: (quality key, label, bar).
@@ -63,6 +68,7 @@ DRAW_FIGURES: tuple[tuple[str, str, str], ...] = (
     ("accepted_speaker_accuracy", "accepted speaker labels right", ">= 0.995"),
     ("speaker_accepted_share_of_speech", "  their share of speech", ">= 0.80"),
     ("speaker_confidence_ece", "speaker ECE", "<= 0.03"),
+    ("speaker_confidence_ece_floor", "  a calibrated score's (mean)", ""),
     ("accepted_two_voice_clips", "two-voice clips accepted", "0"),
     ("wer_accepted", "accepted WER (English)", "<= 0.04"),
     ("review_share_of_speech", "review share of speech", ""),
@@ -106,7 +112,24 @@ def render_draws(draws: list[Draw]) -> list[str]:
         spread = f"{min(values):.{places}f}-{max(values):.{places}f}"
         mean = f"{statistics.mean(values):9.{places or 1}f}"  # a count's mean: one decimal
         lines.append(f"  {label:<32}{cells}{mean}  {spread:<13}  {bar}".rstrip())
-    return lines
+    return lines + render_pooled_ece(draws)
+
+
+def render_pooled_ece(draws: list[Draw]) -> list[str]:
+    """The speaker ECE of every draw's clips together, beside the ECE a perfectly calibrated
+    score would show on them (:func:`~convoice.models.evaluation.ece_floor`): one draw's
+    few hundred clips cannot tell an ECE of 0.03 from one of 0.05."""
+    confidence = [c for d in draws for c in d.speaker_confidence]
+    right = [r for d in draws for r in d.speaker_right]
+    if not confidence or len(confidence) != len(right):
+        return []
+    pooled = evaluation.expected_calibration_error(evaluation.reliability(confidence, right))
+    floor, low, high = evaluation.ece_floor(confidence)
+    return [
+        f"  speaker ECE pooled over the {len(draws)} draws ({len(confidence)} clips): "
+        f"{pooled:.4f}; a perfectly calibrated score with these confidences: {floor:.4f} "
+        f"(5-95 %: {low:.4f}-{high:.4f}; README, Benchmark)"
+    ]
 
 
 def _median(values: list[float]) -> float:
