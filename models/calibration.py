@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -250,6 +250,14 @@ class Judged:
     duration: float = 0.0  # seconds of speech (the held-out check's share of speech accepted)
     voice: str = ""  # the true speaker, where a benchmark knows it
     speaker_kind: str = ""  # routing.speaker_kind of its evidence ("" in rows made before it)
+    # routing.evidence_features of the clip (None: unknown), what a speaker model reads
+    speaker_evidence: Mapping[str, float] | None = None
+
+
+def judged_probability(calibration: Calibration, j: Judged) -> float:
+    """The speaker probability ``calibration`` gives a judged clip (its kind's curve, or its
+    speaker model under the bar when the clip's evidence is known)."""
+    return calibration.speaker_probability(j.speaker_raw or 0.0, j.speaker_kind, j.speaker_evidence)
 
 
 def fit_transcript_curves(judged: Sequence[Judged], per_language: bool = True) -> dict[str, Curve]:
@@ -290,7 +298,7 @@ def fit_calibration(
     if not held:
         return out
     table = reliability_bins(
-        [out.speaker_probability(j.speaker_raw or 0.0, j.speaker_kind) for j in held],
+        [judged_probability(out, j) for j in held],
         [bool(j.speaker_right) for j in held],
     )
     return Calibration(

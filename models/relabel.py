@@ -320,7 +320,7 @@ def _label_recording(
         match = local.matches[k]
         chosen = known_index.get(match.speaker_id, -1)
         ev = speaker_evidence(sims[i], k, match, known.scale, two, known_sims[i], chosen)
-        raw, probability, doubts = speaker_side(ev, routing_cfg, calibration)
+        raw, probability, doubts = speaker_side(ev, routing_cfg, calibration, clip.duration)
         evidence.append(ev)
         scores.append((raw, min(1.0, raw) if calibration is None else probability))
         reasons_of.append(rerouted_reasons(doubts, clip.machine_reasons))

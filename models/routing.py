@@ -70,6 +70,8 @@ class SpeakerEvidence:
     clip_identity: float = float("nan")  # the clip's own cosine to its chosen known speaker
     clip_runner_up: float = -1.0  # the clip's best cosine to any other known speaker (-1: none)
     decision: str = ""  # the identity match's MatchDecision ("" when not known)
+    match_similarity: float = float("nan")  # the recording speaker's match: its similarity
+    match_runner_up: float = -1.0  # and the next known speaker's (-1: none)
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ def speaker_evidence(
     return SpeakerEvidence(
         float(sims[own]), other, match.confidence, scale.fit_low, scale.fit_high, scale.fit_margin,
         two_voices, strength, clip_identity, clip_runner_up, str(match.decision),
+        float(match.similarity), float(match.runner_up),
     )  # fmt: skip
 
 
@@ -146,6 +149,54 @@ def speaker_kind(ev: SpeakerEvidence) -> str:
     if ev.two_voices or clip_fit(ev) < 1.0:
         return ""
     return ev.decision
+
+
+SPEAKER_FEATURES = (
+    "matched", "new", "uncertain", "raw", "fit_lead", "match_lead", "clip_lead", "new_closest",
+    "log_duration",
+)  # fmt: skip
+"""The evidence a calibration's speaker model reads (:func:`evidence_features`). Chosen on the
+tuning half, held out by voice and by recording (README, "Confidence and review", session 48):
+the raw score alone does not order the labels it does not accept."""
+
+
+def evidence_features(
+    kind: str,
+    raw: float,
+    own_similarity: float,
+    other_similarity: float,
+    match_similarity: float,
+    match_runner_up: float,
+    clip_identity: float,
+    clip_runner_up: float,
+    duration: float,
+) -> dict[str, float]:
+    """A clip's :data:`SPEAKER_FEATURES`: its :func:`speaker_kind` (one flag each), its raw
+    score, its lead inside the recording (own speaker's cosine over the next speaker's), a
+    match's lead over the next known speaker, the clip's own lead over the known speaker
+    after its chosen one (0 when none was chosen), a new speaker's closest known speaker, and
+    the log of its length. Both the ingest (:func:`speaker_features`) and the calibration's
+    fit (from stored clip rows) compute them here."""
+    has_clip = not math.isnan(clip_identity)
+    return {
+        "matched": float(kind == MatchDecision.MATCHED),
+        "new": float(kind == MatchDecision.NEW),
+        "uncertain": float(kind == MatchDecision.UNCERTAIN),
+        "raw": raw,
+        "fit_lead": own_similarity - other_similarity,
+        "match_lead": match_similarity - match_runner_up if kind == MatchDecision.MATCHED else 0.0,
+        "clip_lead": clip_identity - clip_runner_up if has_clip else 0.0,
+        "new_closest": max(match_runner_up, clip_runner_up) if kind == MatchDecision.NEW else 0.0,
+        "log_duration": math.log(max(duration, 0.1)),
+    }
+
+
+def speaker_features(ev: SpeakerEvidence, duration: float) -> dict[str, float]:
+    """:func:`evidence_features` of a clip being labelled."""
+    return evidence_features(
+        speaker_kind(ev), speaker_confidence(ev), ev.own_similarity, ev.other_similarity,
+        ev.match_similarity, ev.match_runner_up, ev.clip_identity, ev.clip_runner_up, duration,
+    )  # fmt: skip
 
 
 def speaker_confidence(ev: SpeakerEvidence) -> float:
@@ -296,20 +347,26 @@ def speaker_reasons(ev: SpeakerEvidence, probability: float, bar: float) -> list
 
 
 def speaker_side(
-    ev: SpeakerEvidence, cfg: RoutingSettings, calibration: Calibration | None = None
+    ev: SpeakerEvidence,
+    cfg: RoutingSettings,
+    calibration: Calibration | None = None,
+    duration: float | None = None,
 ) -> tuple[float, float, list[str]]:
     """A speaker label's raw score, its probability, and why it needs a person (if it does).
 
     Calibrated, the probability (by the curve of the clip's :func:`speaker_kind`) routes
     against the calibration's bar for ``target_precision`` (``Calibration.speaker_bar``: its
-    operating point, or the target itself); without a calibration (or with
-    ``raw_thresholds``) the raw score against ``min_speaker_confidence``.
+    operating point, or the target itself); under its speaker model's ``below``, the
+    probability is the model's when the clip's ``duration`` is given
+    (:func:`speaker_features`). Without a calibration (or with ``raw_thresholds``) the raw
+    score routes, against ``min_speaker_confidence``.
     """
     s_raw = speaker_confidence(ev)
     if calibration is None:
         s_prob = s_raw
     else:
-        s_prob = calibration.speaker_probability(s_raw, speaker_kind(ev))
+        features = None if duration is None else speaker_features(ev, duration)
+        s_prob = calibration.speaker_probability(s_raw, speaker_kind(ev), features)
     if cfg.raw_thresholds or calibration is None:
         s_score, s_bar = s_raw, cfg.min_speaker_confidence
     else:
@@ -354,7 +411,7 @@ def route(
 
     Without ``calibration`` the confidences are the raw scores (and the raw thresholds route).
     """
-    s_raw, s_prob, reasons = speaker_side(ev, cfg, calibration)
+    s_raw, s_prob, reasons = speaker_side(ev, cfg, calibration, duration)
     version = "" if calibration is None else calibration.version
     if overlap_nearby:
         reasons.append(ReviewReason.OVERLAP_NEARBY)

@@ -64,6 +64,14 @@ def calibrate_command(
             "accepted (README, Kinds of speaker evidence); repeat it for several."
         ),
     ] = None,
+    speaker_model: Annotated[
+        bool,
+        typer.Option(
+            help="With --bench-home: keep the shipped curves and add a speaker model fitted on "
+            "the labels they do not accept, which orders and gives their probability (README, "
+            "Confidence and review, session 48)."
+        ),
+    ] = False,
     home: HomeOption = None,
 ) -> None:
     """Refit the map from raw scores to probabilities on people's labels (held-out judged)."""
@@ -78,7 +86,7 @@ def calibrate_command(
             homes = [str(h) for h in bench_home]
             cal, held = calibrate.write_shipped(
                 homes, "tune", out, version, target, tuple(bench_seed or ()), keep_top,
-                refit_transcripts, tuple(kind or ()),
+                refit_transcripts, tuple(kind or ()), speaker_model,
             )  # fmt: skip
             did = "fitted (not written)" if dry_run else f"wrote {write}"
             console.print(f"{did}: {cal.version}, {cal.rule}", markup=False)

@@ -45,6 +45,7 @@ from convoice.records.calibration import (
     Calibration,
     CalibrationError,
     Curve,
+    SpeakerModel,
 )
 from convoice.records.identity import (
     CONSOLIDATE_BY,
@@ -121,6 +122,7 @@ __all__ = [
     "SkippedItem",
     "Source",
     "Speaker",
+    "SpeakerModel",
     "StoredClip",
     "StoredLabel",
     "Term",

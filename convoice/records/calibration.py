@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -51,6 +52,51 @@ class Bin:
     right: float
 
 
+@dataclass(frozen=True)
+class SpeakerModel:
+    """A logistic regression of "speaker label right" on a clip's evidence, for the labels
+    whose curve probability is under ``below``: it orders them (the review queue puts the
+    least sure first) and gives their probability, at most ``cap``.
+
+    ``features``: the evidence's names (``routing.SPEAKER_FEATURES``); ``mean`` and
+    ``scale`` standardise each; ``weights``: the intercept, then one per feature.
+    ``below``: the curve's probability from which the curve rules (the acceptance bar of
+    the target it was fitted for, so a label it would accept is the curve's to accept).
+    """
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    weights: tuple[float, ...]
+    below: float
+    cap: float
+    clips: int  # how many judged clips it was fitted on (those under ``below``)
+    right: int
+
+    def __post_init__(self) -> None:
+        n = len(self.features)
+        if not n or len(self.mean) != n or len(self.scale) != n or len(self.weights) != n + 1:
+            raise CalibrationError(
+                "a speaker model needs a mean, a scale and a weight per feature, and an intercept"
+            )
+        if any(s <= 0.0 for s in self.scale):
+            raise CalibrationError("a speaker model's scales must be positive")
+        if not 0.0 < self.cap <= self.below <= 1.0:
+            raise CalibrationError(
+                f"a speaker model needs 0 < cap <= below <= 1, not cap {self.cap} below "
+                f"{self.below}"
+            )
+
+    def __call__(self, evidence: Mapping[str, float]) -> float:
+        """The probability that the label is right, at most ``cap``."""
+        terms = zip(self.features, self.mean, self.scale, self.weights[1:], strict=True)
+        z = self.weights[0] + sum(
+            w * (float(evidence.get(name, 0.0)) - m) / s for name, m, s, w in terms
+        )
+        p = 1.0 / (1.0 + math.exp(-min(30.0, max(-30.0, z))))
+        return round(min(p, self.cap), 4)
+
+
 def _pair(value: Any) -> tuple[float, float] | None:
     """An operating point read back (JSON has lists), None when there is none."""
     if value is None:
@@ -76,10 +122,20 @@ class Calibration:
     # was fitted on were right at least ``target`` of the time as a whole).
     speaker_kinds: dict[str, Curve] = field(default_factory=dict)
     operating_point: tuple[float, float] | None = None
+    # Below the acceptance bar, the probability from the clip's evidence (None: the curve's)
+    speaker_model: SpeakerModel | None = None
 
-    def speaker_probability(self, raw: float, kind: str = "") -> float:
-        """The kind's curve when it has one, else the main speaker curve."""
-        return self.speaker_kinds.get(kind, self.speaker)(raw)
+    def speaker_probability(
+        self, raw: float, kind: str = "", evidence: Mapping[str, float] | None = None
+    ) -> float:
+        """The kind's curve when it has one, else the main speaker curve; where that is
+        under the :attr:`speaker_model`'s ``below`` and the clip's ``evidence`` is given,
+        the model's probability instead."""
+        p = self.speaker_kinds.get(kind, self.speaker)(raw)
+        model = self.speaker_model
+        if model is None or evidence is None or p >= model.below:
+            return p
+        return model(evidence)
 
     def speaker_bar(self, target: float) -> float:
         """The lowest speaker probability accepted at ``target``: the operating point's when
@@ -113,6 +169,23 @@ class Calibration:
                 speaker_ece=data.get("speaker_ece"),
                 speaker_kinds={k: curve(v) for k, v in dict(data.get("speaker_kinds", {})).items()},
                 operating_point=_pair(data.get("operating_point")),
+                speaker_model=_model(data.get("speaker_model")),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise CalibrationError(f"malformed calibration: {err!r}") from err
+
+
+def _model(data: Mapping[str, Any] | None) -> SpeakerModel | None:
+    """A speaker model read back (JSON has lists), None when there is none."""
+    if data is None:
+        return None
+    return SpeakerModel(
+        features=tuple(str(f) for f in data["features"]),
+        mean=tuple(float(v) for v in data["mean"]),
+        scale=tuple(float(v) for v in data["scale"]),
+        weights=tuple(float(v) for v in data["weights"]),
+        below=float(data["below"]),
+        cap=float(data["cap"]),
+        clips=int(data["clips"]),
+        right=int(data["right"]),
+    )

@@ -69,6 +69,11 @@ def judged_from_truth(
             duration=float(c.get("duration") or c["end"] - c["start"]),
             voice=ref[0],
             speaker_kind=stored_kind(c.get("extra")),
+            speaker_evidence=stored_evidence(
+                c.get("extra"),
+                _raw(c.get("speaker_score_raw"), c.get("speaker_confidence")),
+                float(c.get("duration") or c["end"] - c["start"]),
+            ),
         )
         for c, ref, ok in zip(labelled, reference, right, strict=True)
     ]
@@ -77,6 +82,30 @@ def judged_from_truth(
 def stored_kind(extra: str | None) -> str:
     """The ``speaker_kind`` a clip row's ``extra`` JSON records ("" in rows made before it)."""
     return str(json.loads(extra or "{}").get("speaker_kind", ""))
+
+
+STORED_EVIDENCE = ("own_similarity", "other_similarity", "identity_similarity")
+"""What a clip row's ``extra`` must hold for its :func:`stored_evidence` (rows of stores made
+before session 24 lack some)."""
+
+
+def stored_evidence(extra: str | None, raw: float, duration: float) -> dict[str, float] | None:
+    """The speaker evidence (:func:`~convoice.models.routing.evidence_features`) a clip row
+    records: the measurements in its ``extra`` JSON with its raw score and length, as the
+    ingest computed them (None when the row lacks them)."""
+    from convoice.models.routing import evidence_features
+
+    data = json.loads(extra or "{}")
+    if any(key not in data for key in STORED_EVIDENCE):
+        return None
+    clip_identity = data.get("clip_identity")
+    return evidence_features(
+        str(data.get("speaker_kind", "")), raw, float(data["own_similarity"]),
+        float(data["other_similarity"]), float(data["identity_similarity"]),
+        float(data.get("identity_runner_up", -1.0)),
+        float("nan") if clip_identity is None else float(clip_identity),
+        float(data.get("clip_runner_up", -1.0)), duration,
+    )  # fmt: skip
 
 
 def _raw(score_raw: float | None, confidence: float | None) -> float:
@@ -224,7 +253,7 @@ def fit_keep_top(
         )
         probe = calib.Calibration(version, rule, speaker, speaker_kinds=levels)
         point = calib.operating_point(
-            [probe.speaker_probability(j.speaker_raw or 0.0, j.speaker_kind) for j in spk],
+            [calib.judged_probability(probe, j) for j in spk],
             [bool(j.speaker_right) for j in spk], target, [c(0.0) for c in levels.values()],
         )  # fmt: skip
         rule += (
@@ -306,6 +335,9 @@ def judged_from_labels(machine: Sequence[StoredClip], labels: pa.Table) -> list[
                 language=c.language or "",
                 clip_id=c.clip_id,
                 speaker_kind=stored_kind(c.extra),
+                speaker_evidence=stored_evidence(
+                    c.extra, _raw(c.speaker_score_raw, c.speaker_confidence), c.duration
+                ),
             )
         )
     return out
@@ -353,7 +385,7 @@ def _speaker_judged(judged: Sequence[calib.Judged]) -> list[calib.Judged]:
 def _table(cal: calib.Calibration, held: Sequence[calib.Judged]) -> tuple[calib.Bin, ...]:
     spk = _speaker_judged(held)
     return calib.reliability_bins(
-        [cal.speaker_probability(j.speaker_raw or 0.0, j.speaker_kind) for j in spk],
+        [calib.judged_probability(cal, j) for j in spk],
         [bool(j.speaker_right) for j in spk],
     )
 
@@ -361,7 +393,7 @@ def _table(cal: calib.Calibration, held: Sequence[calib.Judged]) -> tuple[calib.
 def _accepted(cal: calib.Calibration, held: Sequence[calib.Judged], target: float) -> tuple:
     spk = _speaker_judged(held)
     return refit_rule.accepted_precision(
-        [cal.speaker_probability(j.speaker_raw or 0.0, j.speaker_kind) for j in spk],
+        [calib.judged_probability(cal, j) for j in spk],
         [bool(j.speaker_right) for j in spk],
         cal.speaker_bar(target),
     )
@@ -383,11 +415,11 @@ def refit_calibration(
         [j.key for j in spk],
         current.speaker,
     )
-    # the kinds' levels and the operating point are the tuning half's: people's labels move
-    # the main curve only
+    # the kinds' levels, the operating point and the speaker model are the tuning half's:
+    # people's labels move the main curve only
     cal = replace(
         cal, speaker=speaker, speaker_kinds=dict(current.speaker_kinds),
-        operating_point=current.operating_point,
+        operating_point=current.operating_point, speaker_model=current.speaker_model,
     )  # fmt: skip
     table = _table(cal, held)
     return replace(cal, speaker_reliability=table, speaker_ece=round(calib.ece(table), 4))
@@ -484,6 +516,7 @@ def write_shipped(
     keep_top: bool = False,
     transcripts: bool = False,
     kinds: Sequence[str] = (),
+    speaker_model: bool = False,
 ) -> tuple[calib.Calibration, list[str]]:
     """Fit on tuning-half benchmark stores (``seeds``: each one's corpus seed) and write the
     package's calibration module (``out`` None: only fit). It carries the reliability table
@@ -503,6 +536,8 @@ def write_shipped(
     homes = [bench_home] if isinstance(bench_home, str) else list(bench_home)
     judged = pooled_bench_judged(homes, split, seeds)
     now = shipped()
+    if speaker_model:
+        return with_speaker_model(judged, now, version, target, seeds, out)
     figures = held_out(judged, target, now.speaker)
     mine = next(h for name, h in figures if name == KEEP_TOP) if keep_top else figures[0][1]
     fitted = (
@@ -546,7 +581,7 @@ def held_out_kinds(
                            kinds)  # fmt: skip
         bar = cal.speaker_bar(target)
         for j in (j for j in spk if j.key == key):
-            p = cal.speaker_probability(j.speaker_raw or 0.0, j.speaker_kind)
+            p = calib.judged_probability(cal, j)
             probability.append(p)
             right.append(bool(j.speaker_right))
             if p >= bar:
@@ -564,6 +599,51 @@ def held_out_kinds(
         f"({len(accepted) - hits} wrong), speech accepted {share:.4f}",
     ]
     return table, len(keys), lines
+
+
+def with_speaker_model(
+    judged: Sequence[calib.Judged],
+    now: calib.Calibration,
+    version: str,
+    target: float,
+    seeds: Sequence[int] = (),
+    out: Path | None = None,
+) -> tuple[calib.Calibration, list[str]]:
+    """``now`` with a speaker model (:mod:`convoice.models.calibration_model`) fitted on the
+    judged labels its curve leaves under the bar of ``target``; its curves unchanged, so it
+    accepts what ``now`` accepts. Returned (and written to ``out``) with the model's figures
+    held out by recording and by voice: what it carries over to."""
+    from convoice.models import calibration_model as cm
+    from convoice.models.routing import SPEAKER_FEATURES
+
+    if now.speaker_kinds:
+        raise calib.CalibrationError(
+            f"{now.version} has levels per kind of evidence: a speaker model replaces them"
+        )
+    below = now.speaker_bar(target)
+    model = cm.fit_under(judged, now.speaker, SPEAKER_FEATURES, below)
+    units = [loro.LeaveOut.RECORDING] + (
+        [loro.LeaveOut.VOICE] if all(j.voice for j in judged) else []
+    )
+    figures = [cm.held_out_model(judged, now.speaker, SPEAKER_FEATURES, below, u) for u in units]
+    corpora = f" (corpus seeds {', '.join(map(str, seeds))})" if seeds else ""
+    rule = (
+        f"{now.rule}; under {below:g}, a speaker model: ridge {cm.RIDGE:g} logistic regression "
+        f"of right labels on {', '.join(SPEAKER_FEATURES)} (each standardised), fitted on the "
+        f"{model.clips} clips of `convoice bench --split tune`{corpora} that {now.version}'s "
+        f"curve leaves under it ({model.right} right), at most {model.cap:g}"
+    )
+    by_recording = figures[0]
+    cal = replace(
+        now, version=version, rule=rule, speaker_model=model,
+        judged_on=f"the {by_recording.clips} tuning clips, each judged by the speaker model "
+        f"fitted without its recording (leave one recording out, {by_recording.units} "
+        "recordings; the curve is the one that ships)",
+        speaker_reliability=by_recording.table, speaker_ece=by_recording.ece[1],
+    )  # fmt: skip
+    if out is not None:
+        write_module(cal, out)
+    return cal, [line for f in figures for line in f.render()]
 
 
 TRANSCRIPT_JUDGE_TARGET = 0.9
