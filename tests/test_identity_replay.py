@@ -48,3 +48,28 @@ def test_the_pitch_veto_keeps_these_voices_ids(ingested) -> None:  # type: ignor
     plain = identity_replay.replay_store(store, settings)
     vetoed = identity_replay.replay_store(store, settings, pitch, 7.0)
     assert vetoed.machine_ids == plain.machine_ids
+
+
+def test_each_clips_speaker_probability_is_its_stored_evidence_through_the_shipped_calibration(
+    ingested,
+) -> None:  # type: ignore[no-untyped-def]
+    from convoice.storage.calibration import shipped
+    from convoice.training.calibrate import stored_evidence, stored_kind
+
+    store, _ = ingested
+    calibration = shipped()
+    assert calibration.speaker_model is not None
+    rows = store.clips().to_pylist()
+    modelled = 0
+    for row in rows:
+        raw = row["speaker_score_raw"]
+        evidence = stored_evidence(row["extra"], raw, row["duration"])
+        assert evidence is not None
+        curve = calibration.speaker_probability(raw, stored_kind(row["extra"]))
+        again = calibration.speaker_probability(raw, stored_kind(row["extra"]), evidence)
+        assert row["speaker_confidence"] == pytest.approx(again, abs=2e-3)  # stored rounded
+        if curve < calibration.speaker_model.below:
+            modelled += curve != again
+        else:
+            assert again == curve and row["speaker_status"] == "accepted"
+    assert modelled > 0  # the model, not the curve, gave the labels under the bar
