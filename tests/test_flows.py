@@ -107,13 +107,19 @@ def test_each_label_kind_is_routed_released_and_pulled_on_its_own(labelled, tmp_
 
     from convoice.cli.root import app
     from convoice.storage.calibration import shipped
+    from convoice.training.calibrate import stored_evidence, stored_kind
 
     home, _ = labelled
     clips = Store(str(home)).clips().to_pylist()
+    calibration = shipped()
     for c in clips:
-        assert c["calibration_version"] == shipped().version
+        assert c["calibration_version"] == calibration.version
         assert 0.0 <= c["speaker_confidence"] <= 1.0 and 0.0 <= c["transcript_confidence"] <= 1.0
-        assert c["speaker_confidence"] == shipped().speaker_probability(c["speaker_score_raw"])
+        raw = c["speaker_score_raw"]
+        evidence = stored_evidence(c["extra"], raw, c["duration"])  # under the bar: the model's
+        assert c["speaker_confidence"] == pytest.approx(
+            calibration.speaker_probability(raw, stored_kind(c["extra"]), evidence), abs=2e-3
+        )
         assert c["speaker_status"] in {"accepted", "review"}
         assert c["transcript_status"] in {"accepted", "review"}
         both = c["speaker_status"] == c["transcript_status"] == "accepted"
