@@ -177,7 +177,7 @@ def kind_level(judged: Sequence[Judged], kind: str, prior_weight: float = PRIOR_
     the judged clips of that kind, pulled towards the share right of all judged clips by
     ``prior_weight`` clips. The raw score does not order right from wrong inside a kind on
     the tuning half, so the kind gets its rate, not a curve of the raw score."""
-    spk = [j for j in judged if j.speaker_raw is not None and j.speaker_right is not None]
+    spk = speaker_judged(judged)
     mine = [bool(j.speaker_right) for j in spk if j.speaker_kind == kind]
     if not mine:
         raise CalibrationError(f"no judged clip of kind {kind!r} to fit its level on")
@@ -254,6 +254,11 @@ class Judged:
     speaker_evidence: Mapping[str, float] | None = None
 
 
+def speaker_judged(judged: Sequence[Judged]) -> list[Judged]:
+    """The clips whose speaker label has a raw score and is judged right or wrong."""
+    return [j for j in judged if j.speaker_raw is not None and j.speaker_right is not None]
+
+
 def judged_probability(calibration: Calibration, j: Judged) -> float:
     """The speaker probability ``calibration`` gives a judged clip (its kind's curve, or its
     speaker model under the bar when the clip's evidence is known)."""
@@ -290,11 +295,11 @@ def fit_calibration(
 
     ``judge_on`` (clips the fit never saw) gives the reliability table and ECE it ships with.
     """
-    spk = [j for j in judged if j.speaker_raw is not None and j.speaker_right is not None]
+    spk = speaker_judged(judged)
     speaker = fit_curve([j.speaker_raw or 0.0 for j in spk], [bool(j.speaker_right) for j in spk])
     transcript = fit_transcript_curves(judged, per_language)
     out = Calibration(version, rule, speaker, transcript)
-    held = [j for j in judge_on if j.speaker_raw is not None and j.speaker_right is not None]
+    held = speaker_judged(judge_on)
     if not held:
         return out
     table = reliability_bins(

@@ -21,7 +21,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from convoice.models.calibration import Judged, ece, reliability_bins
+from convoice.models.calibration import Judged, ece, reliability_bins, speaker_judged
 from convoice.records import Bin, CalibrationError, Curve
 
 Fitter = Callable[[Sequence[float], Sequence[bool], Sequence[str]], Curve]
@@ -94,7 +94,7 @@ class AsShipped:
 
 def judge_curve(judged: Sequence[Judged], curve: Curve, target: float) -> AsShipped:
     """``curve`` as it is (no refit) on every judged clip: the figure a refit must beat."""
-    spk = _speaker(judged)
+    spk = speaker_judged(judged)
     if not spk:
         raise CalibrationError("no judged speaker labels to judge the curve on")
     probability = [curve(j.speaker_raw or 0.0) for j in spk]
@@ -116,8 +116,13 @@ def judge_curve(judged: Sequence[Judged], curve: Curve, target: float) -> AsShip
     )
 
 
-def _speaker(judged: Sequence[Judged]) -> list[Judged]:
-    return [j for j in judged if j.speaker_raw is not None and j.speaker_right is not None]
+def leave_out_keys(spk: Sequence[Judged], unit: LeaveOut) -> list[str]:
+    """The recordings (or voices) of ``spk`` to leave out one at a time, sorted; at least two
+    are needed, and every clip must name its own."""
+    keys = sorted({unit.of(j) for j in spk})
+    if len(keys) < 2 or "" in keys:
+        raise CalibrationError(f"at least 2 {unit}s are needed, each clip with one")
+    return keys
 
 
 def _fit(fitter: Fitter, judged: Sequence[Judged]) -> Curve:
@@ -132,10 +137,8 @@ def leave_one_recording_out(
     judged: Sequence[Judged], fitter: Fitter, target: float, unit: LeaveOut = LeaveOut.RECORDING
 ) -> HeldOut:
     """Each recording's (or voice's) clips judged by the curve ``fitter`` made from all others."""
-    spk = _speaker(judged)
-    keys = sorted({unit.of(j) for j in spk})
-    if len(keys) < 2 or "" in keys:
-        raise CalibrationError(f"at least 2 {unit}s are needed, each clip with one")
+    spk = speaker_judged(judged)
+    keys = leave_out_keys(spk, unit)
     probability: list[float] = []
     right: list[bool] = []
     speech = accepted_speech = 0.0

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convoice.models.calibration import Judged, ece, reliability_bins
-from convoice.models.calibration_loro import LeaveOut
+from convoice.models.calibration import Judged, ece, reliability_bins, speaker_judged
+from convoice.models.calibration_loro import LeaveOut, leave_out_keys
 from convoice.records import Bin, CalibrationError, Curve, SpeakerModel
 
 RIDGE = 10.0  # the pull of each standardised weight towards 0 (tuning half, held out by voice)
@@ -76,11 +76,8 @@ def under_the_curve(judged: Sequence[Judged], curve: Curve, below: float) -> lis
     """The judged speaker labels with evidence whose ``curve`` probability is under ``below``."""
     return [
         j
-        for j in judged
-        if j.speaker_raw is not None
-        and j.speaker_right is not None
-        and j.speaker_evidence is not None
-        and curve(j.speaker_raw) < below
+        for j in speaker_judged(judged)
+        if j.speaker_evidence is not None and curve(j.speaker_raw or 0.0) < below
     ]
 
 
@@ -128,10 +125,8 @@ def held_out_model(
 ) -> ModelHeldOut:
     """Each clip's probability by ``curve``, and under ``below`` by the speaker model fitted
     on the clips of the other recordings (or voices): how far the model carries over."""
-    spk = [j for j in judged if j.speaker_raw is not None and j.speaker_right is not None]
-    keys = sorted({unit.of(j) for j in spk})
-    if len(keys) < 2 or "" in keys:
-        raise CalibrationError(f"at least 2 {unit}s are needed, each clip with one")
+    spk = speaker_judged(judged)
+    keys = leave_out_keys(spk, unit)
     by_curve: list[float] = []
     by_model: list[float] = []
     right: list[bool] = []

@@ -230,7 +230,7 @@ def fit_keep_top(
     level of its own (:func:`~convoice.models.calibration.kind_level`), the share below the
     top is fitted on the other clips, and the operating point is chosen on all of them
     (:func:`~convoice.models.calibration.operating_point`)."""
-    spk = [j for j in judged if j.speaker_raw is not None and j.speaker_right is not None]
+    spk = calib.speaker_judged(judged)
     main = [j for j in spk if j.speaker_kind not in kinds]
     speaker = calib.keep_top(
         current.speaker, [j.speaker_raw or 0.0 for j in main],
@@ -378,12 +378,8 @@ class RefitResult:
         return "\n".join(lines)
 
 
-def _speaker_judged(judged: Sequence[calib.Judged]) -> list[calib.Judged]:
-    return [j for j in judged if j.speaker_raw is not None and j.speaker_right is not None]
-
-
 def _table(cal: calib.Calibration, held: Sequence[calib.Judged]) -> tuple[calib.Bin, ...]:
-    spk = _speaker_judged(held)
+    spk = calib.speaker_judged(held)
     return calib.reliability_bins(
         [calib.judged_probability(cal, j) for j in spk],
         [bool(j.speaker_right) for j in spk],
@@ -391,7 +387,7 @@ def _table(cal: calib.Calibration, held: Sequence[calib.Judged]) -> tuple[calib.
 
 
 def _accepted(cal: calib.Calibration, held: Sequence[calib.Judged], target: float) -> tuple:
-    spk = _speaker_judged(held)
+    spk = calib.speaker_judged(held)
     return refit_rule.accepted_precision(
         [calib.judged_probability(cal, j) for j in spk],
         [bool(j.speaker_right) for j in spk],
@@ -408,7 +404,7 @@ def refit_calibration(
 ) -> calib.Calibration:
     """Transcript curves refitted as the shipped ones are; the speaker curve by the safe rule."""
     cal = calib.fit_calibration(fit, version, rule, judge_on=held)
-    spk = _speaker_judged(fit)
+    spk = calib.speaker_judged(fit)
     speaker = refit_rule.refit_curve(
         [j.speaker_raw or 0.0 for j in spk],
         [bool(j.speaker_right) for j in spk],
@@ -480,7 +476,7 @@ def refit_from_labels(
     fit = [j for j in judged if not calib.holdout_half(j.key)]
     current = stored.current(store.location, encoder)
     now = _table(current, held)
-    spk_fit, spk_held = _speaker_judged(fit), _speaker_judged(held)
+    spk_fit, spk_held = calib.speaker_judged(fit), calib.speaker_judged(held)
     n_fit, n_held = len(spk_fit), len(spk_held)
     groups = (len({j.key for j in spk_fit}), len({j.key for j in spk_held}))
     if groups[0] < refit_rule.MIN_FIT_SPEAKERS or groups[1] < refit_rule.MIN_JUDGE_SPEAKERS:
@@ -571,7 +567,7 @@ def held_out_kinds(
     """:func:`fit_keep_top` with ``kinds`` left one recording out: each recording's clips
     judged by the calibration (levels and operating point too) fitted on the others. The
     reliability table, the recordings, and lines saying what it accepts there."""
-    spk = _speaker_judged(judged)
+    spk = calib.speaker_judged(judged)
     keys = sorted({j.key for j in spk})
     probability: list[float] = []
     right: list[bool] = []
