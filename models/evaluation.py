@@ -344,13 +344,6 @@ def speaker_judgements(
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def reliability_of(
-    clips: Sequence[Mapping[str, Any]], truth: Mapping[str, Sequence[RefTurn]]
-) -> list[ReliabilityBin]:
-    """The reliability table of ``speaker_confidence`` over the clips of ``truth``'s recordings."""
-    return reliability(*speaker_judgements(clips, truth))
-
-
 def recording_wer(clips: Sequence[Mapping[str, Any]], texts: Mapping[str, str]) -> WerCount:
     """WER of every clip's words in time order against a whole-recording transcript."""
     total = WerCount(0, 0)

@@ -143,7 +143,8 @@ def run_benchmark(
         result.flow_passes = encoder_passes.flow(result.profile_runs[-1].encoder_passes)
     result.quality = score_corpus(clips, episodes, corpus)
     truth = corpus_truth(episodes, corpus)
-    result.reliability = [asdict(b) for b in evaluation.reliability_of(clips, truth)]
+    judged = evaluation.speaker_judgements(clips, truth)
+    result.reliability = [asdict(b) for b in evaluation.reliability(*judged)]
     result.identity_errors = identity_errors.errors_by_kind(clips, ingest_ids(store), truth)
     result.review = [asdict(r) for r in evaluation.review_table(clips, truth)]
     result.conditions = [asdict(r) for r in condition_rows(clips, episodes, corpus)]
@@ -164,7 +165,7 @@ def run_benchmark(
     kept = keep_or_remove(home, keep_stores, store_name(corpus, seed))
     result.kept_stores = [(seed, kept)] if kept else []
     if draws > 1:
-        result.draws = [Draw(seed, dict(result.quality), kept, *speaker_judged(clips, truth))]
+        result.draws = [Draw(seed, dict(result.quality), kept, *judged)]
         for n in range(1, draws):
             if progress is not None:
                 progress(f"draw {n + 1} of {draws}: the same voices dealt by seed {seed + n}")
@@ -226,21 +227,13 @@ def score_draw(root: Path, split: str, seed: int, keep: Path | None = None) -> D
         store = Store.open(load_settings(home=home))
         clips, episodes = store.clips().to_pylist(), episodes_by_recording(store, corpus)
         quality = score_corpus(clips, episodes, corpus)
-        judged = speaker_judged(clips, corpus_truth(episodes, corpus))
+        judged = evaluation.speaker_judgements(clips, corpus_truth(episodes, corpus))
     except BaseException:
         shutil.rmtree(home, ignore_errors=True)  # nothing scored: nothing worth keeping
         raise
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
     return Draw(seed, quality, keep_or_remove(home, keep, store_name(corpus, seed)), *judged)
-
-
-def speaker_judged(
-    clips: list[dict[str, Any]], truth: dict[str, list[evaluation.RefTurn]]
-) -> tuple[list[float], list[bool]]:
-    """Each judged clip's ``speaker_confidence`` and whether its speaker label is right:
-    what a :class:`Draw` keeps for the pooled ECE."""
-    return evaluation.speaker_judgements(clips, truth)
 
 
 def _timed_run(wavs: list[Path], sources: Path, home: str, profile: bool) -> ProfileRun:

@@ -53,30 +53,35 @@ def judged_from_truth(
     labelled, reference, right = evaluation.judge(clips, truth)
     text_right = evaluation.transcript_right(labelled, truth)
     return [
-        calib.Judged(
-            key=c["recording_id"],
-            speaker_raw=_raw(c.get("speaker_score_raw"), c.get("speaker_confidence")),
-            speaker_right=bool(ok),
-            transcript_raw=(
-                _raw(c.get("transcript_score_raw"), c.get("transcript_confidence"))
-                if c["clip_id"] in text_right
-                else None
-            ),
-            transcript_right=text_right.get(c["clip_id"]),
-            language=c.get("language") or "",
-            clip_id=c["clip_id"],
-            group=f"{c['recording_id']}/{c.get('speaker_id')}",
-            duration=float(c.get("duration") or c["end"] - c["start"]),
-            voice=ref[0],
-            speaker_kind=stored_kind(c.get("extra")),
-            speaker_evidence=stored_evidence(
-                c.get("extra"),
-                _raw(c.get("speaker_score_raw"), c.get("speaker_confidence")),
-                float(c.get("duration") or c["end"] - c["start"]),
-            ),
-        )
+        _judged_row(c, ref[0], bool(ok), text_right)
         for c, ref, ok in zip(labelled, reference, right, strict=True)
     ]
+
+
+def _judged_row(
+    c: Mapping[str, Any], voice: str, right: bool, text_right: Mapping[str, bool]
+) -> calib.Judged:
+    """One clip row of :func:`judged_from_truth`, its true speaker ``voice``."""
+    raw = _raw(c.get("speaker_score_raw"), c.get("speaker_confidence"))
+    duration = float(c.get("duration") or c["end"] - c["start"])
+    return calib.Judged(
+        key=c["recording_id"],
+        speaker_raw=raw,
+        speaker_right=right,
+        transcript_raw=(
+            _raw(c.get("transcript_score_raw"), c.get("transcript_confidence"))
+            if c["clip_id"] in text_right
+            else None
+        ),
+        transcript_right=text_right.get(c["clip_id"]),
+        language=c.get("language") or "",
+        clip_id=c["clip_id"],
+        group=f"{c['recording_id']}/{c.get('speaker_id')}",
+        duration=duration,
+        voice=voice,
+        speaker_kind=stored_kind(c.get("extra")),
+        speaker_evidence=stored_evidence(c.get("extra"), raw, duration),
+    )
 
 
 def stored_kind(extra: str | None) -> str:
