@@ -369,10 +369,9 @@ class RoutingSettings:
     max_repeated_ngram: int = 3  # the same 3-gram more often than this: hallucination
     # A clip is cut `[clips] pad_s` (0.05 s) before its speech, so its first word starts near
     # 0; Whisper's first word later than this into the clip: the clip's first words are missing
-    # (`words_missing`;
-    # in a packed window Whisper can time them into the clip before it: "Our garden is full of
-    # bees" heard as "is full of bees", the previous clip holding "Our garden"). Nine tuning
-    # corpora: README "Confidence and review", session 47. 0 = off.
+    # (`words_missing`; in a packed window Whisper can time them into the clip before it: "Our
+    # garden is full of bees" heard as "is full of bees", the previous clip holding "Our
+    # garden"). Nine tuning corpora: README "Confidence and review", session 47. 0 = off.
     max_first_word_s: float = 0.4
 
 
