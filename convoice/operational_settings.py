@@ -55,6 +55,7 @@ class ReviewSettings:
     timeout_s: float = 30.0  # per request
     retries: int = 4  # after the first attempt, with exponential backoff
     audit_share: float = 0.10  # of machine-accepted clips, also sent to people (see review_queue)
+    queue: str = "clip"  # what a push sends, least sure first: clip, speaker or transcript labels
     s3_endpoint: str = ""  # s3:// stores: as Label Studio reaches it; "" = store's; "env" = its own
     s3_presign: bool = False  # s3:// stores: browsers fetch presigned URLs (else LS streams)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from convoice.config import Settings, load_settings
+from convoice.config import ConfigError, Settings, load_settings
 from convoice.orchestration.store_lock import machine_lock, store_lock
 from convoice.records import Speaker, StoredClip
 from convoice.review import audio as review_audio
@@ -29,6 +29,7 @@ from convoice.review.decisions import PullPlan, plan_pull
 from convoice.review.layout import (
     PullReport,
     PushReport,
+    QueueKind,
     Reference,
     audit_count,
     label_config,
@@ -54,15 +55,25 @@ class ReviewIncomplete(RuntimeError):
 
 @flow(name="convoice-review-push", log_prints=True)
 def review_push_flow(
-    home: str | None = None, config: str | None = None, limit: int | None = None
+    home: str | None = None,
+    config: str | None = None,
+    limit: int | None = None,
+    queue_kind: str | None = None,
 ) -> PushReport:
-    """Send the clips that need review to Label Studio, most uncertain first, each once."""
+    """Send the clips that need review to Label Studio, most uncertain first, each once.
+
+    ``queue_kind`` (default ``[review] queue``): which labels, by :class:`QueueKind`.
+    """
     logger = get_run_logger()
     settings = load_settings(config, home=home)
+    try:
+        kind = QueueKind.parse(queue_kind or settings.review.queue)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     store = Store.open(settings)
-    report = PushReport(url=settings.review.url or f"local:{settings.review.port}")
+    report = PushReport(url=settings.review.url or f"local:{settings.review.port}", queue=kind)
     clips = clip_records(store.materialized_clips())
-    queue = review_queue(clips, audit_share=settings.review.audit_share)
+    queue = review_queue(clips, audit_share=settings.review.audit_share, kind=kind)
     references = reference_clips(clips)  # per speaker, the clip annotators hear it by
     report.needing_review = report.remaining = len(queue)
     report.audit = audit_count(queue)

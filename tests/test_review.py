@@ -41,7 +41,9 @@ from convoice.review.layout import (
     NEW_SPEAKER,
     UNKNOWN_SPEAKER,
     PushReport,
+    QueueKind,
     audit_count,
+    expected_wrong_labels,
     label_config,
     review_queue,
     uncertainty_score,
@@ -114,6 +116,49 @@ def test_queue_puts_the_most_uncertain_first_and_skips_pushed_clips() -> None:
     rows = [StoredClip.from_row(r) for r in rows]
     assert [r.clip_id for r in review_queue(rows)] == ["b", "d", "a"]
     assert [r.clip_id for r in review_queue(rows, exclude={"b"})] == ["d", "a"]
+
+
+def test_a_queue_of_one_label_kind_holds_that_kind_in_review_least_sure_first() -> None:
+    def clip(cid: str, spk: str, txt: str, s: float, t: float) -> StoredClip:
+        both = "accepted" if spk == txt == "accepted" else "review"
+        return StoredClip.from_row(
+            {
+                "clip_id": cid,
+                "status": both,
+                "speaker_status": spk,
+                "transcript_status": txt,
+                "speaker_confidence": s,
+                "transcript_confidence": t,
+            }
+        )
+
+    rows = [
+        clip("fair_speaker_bad_text", "review", "review", 0.80, 0.10),  # product 0.08
+        clip("bad_speaker", "review", "review", 0.30, 0.70),  # product 0.21
+        clip("sure_speaker", "accepted", "review", 0.999, 0.05),
+        clip("only_speaker", "review", "accepted", 0.50, 0.99),
+        clip("done", "accepted", "accepted", 0.999, 0.99),
+    ]
+    # the clip queue: most wrong labels expected first (1.1, 1.0, 0.95, 0.5), where the
+    # product of both probabilities would put sure_speaker first (0.05, 0.08, 0.21, 0.495)
+    ids = [r.clip_id for r in review_queue(rows)]
+    assert ids == ["fair_speaker_bad_text", "bad_speaker", "sure_speaker", "only_speaker"]
+    assert expected_wrong_labels(rows[2]) == pytest.approx(0.95)  # its speaker is not in review
+    by_speaker = [r.clip_id for r in review_queue(rows, kind=QueueKind.SPEAKER)]
+    assert by_speaker == ["bad_speaker", "only_speaker", "fair_speaker_bad_text"]
+    by_text = [r.clip_id for r in review_queue(rows, kind=QueueKind.TRANSCRIPT)]
+    assert by_text == ["sure_speaker", "fair_speaker_bad_text", "bad_speaker"]
+    # the audit sample of a kind: that label accepted by the machine, whatever the other's
+    audited = review_queue(rows, audit_share=1.0, kind=QueueKind.SPEAKER)[3:]
+    assert [r.clip_id for r in audited] == ["done", "sure_speaker"]
+    assert [r.clip_id for r in review_queue(rows, audit_share=1.0)[4:]] == ["done"]
+    # rows written before per-kind statuses: the clip's own status stands for both
+    old = StoredClip.from_row({"clip_id": "old", "status": "review", "speaker_confidence": 0.2})
+    assert [r.clip_id for r in review_queue([old], kind=QueueKind.SPEAKER)] == ["old"]
+    with pytest.raises(ValueError, match="must be one of clip, speaker, transcript"):
+        QueueKind.parse("speakers")
+    report = PushReport("local:8089", needing_review=3, remaining=3, queue=QueueKind.SPEAKER)
+    assert report.summary().endswith("(3 clips need review of their speaker label)")
 
 
 def test_audit_sample_is_a_stable_share_of_unreviewed_accepted_clips() -> None:
@@ -428,9 +473,10 @@ def test_push_in_parts_through_a_failing_server_without_duplicates(
     assert (again.pushed, again.already_in_project) == (0, n)
     tasks = _project_tasks(reviewed.server)
     assert [t["data"]["clip_id"] for t in tasks] == reviewed.queue  # no duplicate, in order
-    scores = [t["predictions"][0]["score"] for t in tasks]
-    assert scores == sorted(scores)  # most uncertain first
-    for task in tasks:
+    for task in tasks:  # scored by how sure the machine is of both labels
+        data = task["data"]
+        sure = data["speaker_confidence"] * data["transcript_confidence"]
+        assert task["predictions"][0]["score"] == pytest.approx(sure, abs=1e-6)
         prediction = task["predictions"][0]
         assert prediction["model_version"].startswith("convoice-")
         assert {r["from_name"] for r in prediction["result"]} >= {"clip", "speaker"}
@@ -926,3 +972,43 @@ def test_two_pushes_at_once_make_one_project_with_each_clip_once(reviewed: Revie
     # this one labelled some of it), the other found it there
     first = max(reports, key=lambda r: r.pushed)
     assert sorted(r.pushed for r in reports) == [0, len(clip_ids)] == [0, first.needing_review]
+
+
+def test_a_push_of_the_speaker_queue_sends_the_doubtful_speakers_least_sure_first(
+    reviewed: Reviewed,
+) -> None:
+    """`convoice review push --queue speaker`, as an operator types it, into a project of
+    its own: the clips whose speaker label needs a person, least sure speaker first; a
+    wrong queue name is a message and exit code 2 before anything is sent."""
+    import sys
+
+    title = f"{TITLE} speaker queue"
+    env = {"CONVOICE_REVIEW__PROJECT_TITLE": title, "CONVOICE_HOME": str(reviewed.home)}
+    command = [sys.executable, "-c", "from convoice.cli import main; main()", "review", "push"]
+    with environment(env):
+        wrong = subprocess.run(
+            [*command, "--queue", "speakers"], capture_output=True, text=True, timeout=300
+        )
+        done = subprocess.run(
+            [*command, "--queue", "speaker"], capture_output=True, text=True, timeout=600
+        )
+    assert wrong.returncode == 2, wrong.stderr
+    assert "review queue 'speakers': must be one of clip, speaker, transcript" in " ".join(
+        wrong.stdout.split()
+    )
+    assert "Traceback" not in wrong.stdout + wrong.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "least sure speaker label first" in done.stdout
+    rows = clip_records(reviewed.store.materialized_clips())
+    expected = [r.clip_id for r in review_queue(rows, kind=QueueKind.SPEAKER)]
+    assert expected, "the test store has no speaker label in review"
+    assert len(expected) < len(review_queue(rows))  # some clips have only a doubtful transcript
+    sdk = _sdk(reviewed.server)
+    project = next(p for p in sdk.projects.list() if p.title == title)
+    tasks = sorted(
+        (t.dict() for t in sdk.tasks.list(project=project.id, fields="all", page_size=500)),
+        key=lambda t: t["id"],
+    )
+    assert [t["data"]["clip_id"] for t in tasks] == expected
+    confidences = [t["data"]["speaker_confidence"] for t in tasks]
+    assert confidences == sorted(confidences)

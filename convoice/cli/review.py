@@ -97,7 +97,8 @@ def _print_push(report: PushReport) -> None:
     console.print(report.summary())
     if report.task_ids:
         first, last = report.task_ids[0], report.task_ids[-1]
-        console.print(f"task ids {first}..{last} (most uncertain first)")
+        what = "clip" if report.queue == "clip" else f"{report.queue} label"
+        console.print(f"task ids {first}..{last} (least sure {what} first)")
 
 
 def _print_pull(report: PullReport) -> None:
@@ -115,13 +116,31 @@ def push(
     home: HomeOption = None,
     config: ConfigOption = None,
     limit: Annotated[int | None, typer.Option(help="At most this many new tasks.")] = None,
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            help="Which labels: clip (any label in review, least sure clip first), speaker "
+            "or transcript (that label in review, least sure first). Default: [review] queue."
+        ),
+    ] = None,
 ) -> None:
     """Send the clips that need review to Label Studio (most uncertain first, never twice)."""
+    from convoice.config import ConfigError, load_settings
+    from convoice.review.layout import QueueKind
+
+    try:  # a wrong name is a message before any flow starts
+        kind = QueueKind.parse(queue) if queue else None
+    except ValueError as err:
+        fail(err)
+    try:
+        kind = kind or QueueKind.parse(load_settings(config, home=home).review.queue)
+    except ValueError as err:
+        raise ConfigError(f"[review] queue: {err}") from None  # the settings file's mistake
     prefect_defaults()
     from convoice.flows.review import ReviewIncomplete, review_push_flow
 
     try:
-        _print_push(review_push_flow(home=home, config=config, limit=limit))
+        _print_push(review_push_flow(home=home, config=config, limit=limit, queue_kind=kind))
     except ReviewIncomplete as err:
         report = err.report
         console.print(f"[red]push incomplete:[/] {report.error}")
