@@ -400,6 +400,33 @@ def test_the_review_table_puts_review_share_beside_precision() -> None:
     assert rows["reason:low_transcript_confidence"].review_share == 0.5
 
 
+def test_the_queue_order_counts_the_wrong_labels_each_queue_puts_first() -> None:
+    """Two of eight speaker labels are wrong, and the machine doubts their speaker most but
+    their transcript least: the speaker queue puts both first, the clip queue (most wrong
+    labels expected) puts the clips with doubtful transcripts first."""
+    from convoice.bench.queue_order import queue_order, render_queue_order
+    from convoice.models.evaluation import RefTurn
+
+    voices = ["ann", "bob"] * 4
+    truth = {"r": [RefTurn(2 * i, 2 * i + 2, v, "") for i, v in enumerate(voices)]}
+    wrong = {3, 7}  # two of bob's turns labelled as ann's speaker
+
+    def clip(i: int) -> dict[str, object]:
+        spk = "s1" if voices[i] == "ann" or i in wrong else "s2"
+        return {"clip_id": f"c{i}", "recording_id": "r", "start": 2.0 * i,
+                "end": 2.0 * i + 2, "speaker_id": spk, "status": "review",
+                "speaker_status": "review", "transcript_status": "review",
+                "speaker_confidence": 0.3 if i in wrong else 0.8,
+                "transcript_confidence": 0.95 if i in wrong else 0.2}  # fmt: skip
+
+    speaker, transcript = queue_order([clip(i) for i in range(8)], truth)
+    assert (speaker.label, speaker.in_review, speaker.wrong, speaker.head) == ("speaker", 8, 2, 2)
+    assert speaker.wrong_in_head_own_queue == 2 and speaker.wrong_in_head_clip_queue == 0
+    assert transcript.in_review == 0  # no reference text: no transcript can be judged
+    lines = render_queue_order([dataclasses.asdict(speaker)])
+    assert lines[-1].split() == ["speaker", "8", "2", "2", "0", "2"]
+
+
 def test_the_condition_table_shows_where_labels_and_their_confidence_fail() -> None:
     """Two recordings of one voice pair: a studio one (its labels right) and a telephone
     one whose speakers got swapped ids (wrong, though one was accepted); a recording

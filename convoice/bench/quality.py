@@ -32,6 +32,7 @@ import numpy as np
 from convoice import cpu_clock
 from convoice.bench import baselines, encoder_passes, machine, whisper_plain
 from convoice.bench.naive import DEFAULT_EMBEDDING
+from convoice.bench.queue_order import queue_order
 from convoice.bench.result import BenchmarkResult, Draw, ProfileRun
 from convoice.bench.splits import Split, generated_half
 from convoice.config import Settings, load_settings
@@ -147,6 +148,7 @@ def run_benchmark(
     result.reliability = [asdict(b) for b in evaluation.reliability(*judged)]
     result.identity_errors = identity_errors.errors_by_kind(clips, ingest_ids(store), truth)
     result.review = [asdict(r) for r in evaluation.review_table(clips, truth)]
+    result.queue_order = [asdict(r) for r in queue_order(clips, truth)]
     result.conditions = [asdict(r) for r in condition_rows(clips, episodes, corpus)]
     if corpus.metadata.get("half") == Split.TUNE:  # rules may be chosen by the tuning half only
         target = load_settings(home=home).routing.target_precision

@@ -10,6 +10,7 @@ from typing import Any
 
 from convoice.bench.encoder_passes import EncoderPasses, render_passes
 from convoice.bench.naive import DEFAULT_EMBEDDING
+from convoice.bench.queue_order import render_queue_order
 from convoice.models import evaluation
 from convoice.models.identity_errors import render_errors
 
@@ -165,6 +166,7 @@ class BenchmarkResult:
     registry_match_ms: dict[str, float] = field(default_factory=dict)
     reliability: list[dict[str, float]] = field(default_factory=list)
     review: list[dict[str, Any]] = field(default_factory=list)  # evaluation.ReviewRow
+    queue_order: list[dict[str, Any]] = field(default_factory=list)  # queue_order.QueueOrder
     conditions: list[dict[str, Any]] = field(default_factory=list)  # evaluation.ConditionRow
     hard_pairs: list[tuple[str, str, float]] = field(default_factory=list)
     held_out: list[str] = field(default_factory=list)  # speaker rules, one recording/voice out
@@ -377,6 +379,7 @@ class BenchmarkResult:
             lines.append("speaker calibration rules refitted leaving one recording (or voice) out:")
             lines += [f"  {line}" for line in self.held_out]
         lines += render_review(self.review)
+        lines += render_queue_order(self.queue_order)
         lines += render_conditions(self.conditions)
         lines += render_draws(self.draws)
         lines += render_errors(self.identity_errors)
