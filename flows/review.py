@@ -76,7 +76,7 @@ def review_push_flow(
     queue = review_queue(clips, audit_share=settings.review.audit_share, kind=kind)
     references = reference_clips(clips)  # per speaker, the clip annotators hear it by
     report.needing_review = report.remaining = len(queue)
-    report.audit = audit_count(queue)
+    report.audit = audit_count(queue, kind)
     try:
         client = review.client_for(settings, store)
         report.url = client.url

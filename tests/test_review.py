@@ -45,6 +45,7 @@ from convoice.review.layout import (
     audit_count,
     expected_wrong_labels,
     label_config,
+    queue_sizes,
     review_queue,
     uncertainty_score,
 )
@@ -149,14 +150,20 @@ def test_a_queue_of_one_label_kind_holds_that_kind_in_review_least_sure_first() 
     by_text = [r.clip_id for r in review_queue(rows, kind=QueueKind.TRANSCRIPT)]
     assert by_text == ["sure_speaker", "fair_speaker_bad_text", "bad_speaker"]
     # the audit sample of a kind: that label accepted by the machine, whatever the other's
-    audited = review_queue(rows, audit_share=1.0, kind=QueueKind.SPEAKER)[3:]
-    assert [r.clip_id for r in audited] == ["done", "sure_speaker"]
+    with_audit = review_queue(rows, audit_share=1.0, kind=QueueKind.SPEAKER)
+    assert [r.clip_id for r in with_audit[3:]] == ["done", "sure_speaker"]
+    assert audit_count(with_audit, QueueKind.SPEAKER) == 2  # sure_speaker's clip is in review
     assert [r.clip_id for r in review_queue(rows, audit_share=1.0)[4:]] == ["done"]
     # rows written before per-kind statuses: the clip's own status stands for both
     old = StoredClip.from_row({"clip_id": "old", "status": "review", "speaker_confidence": 0.2})
     assert [r.clip_id for r in review_queue([old], kind=QueueKind.SPEAKER)] == ["old"]
     with pytest.raises(ValueError, match="must be one of clip, speaker, transcript"):
         QueueKind.parse("speakers")
+    sizes = {q.queue: q for q in queue_sizes(rows, audit_share=1.0)}
+    assert [sizes[k].clips for k in ("clip", "speaker", "transcript")] == [4, 3, 3]
+    assert sizes["speaker"].expected_wrong == pytest.approx(0.2 + 0.7 + 0.5)
+    assert sizes["clip"].expected_wrong == pytest.approx(1.1 + 1.0 + 0.95 + 0.5)
+    assert (sizes["clip"].audit, sizes["speaker"].audit, sizes["transcript"].audit) == (1, 2, 2)
     report = PushReport("local:8089", needing_review=3, remaining=3, queue=QueueKind.SPEAKER)
     assert report.summary().endswith("(3 clips need review of their speaker label)")
 
@@ -986,6 +993,9 @@ def test_a_push_of_the_speaker_queue_sends_the_doubtful_speakers_least_sure_firs
     env = {"CONVOICE_REVIEW__PROJECT_TITLE": title, "CONVOICE_HOME": str(reviewed.home)}
     command = [sys.executable, "-c", "from convoice.cli import main; main()", "review", "push"]
     with environment(env):
+        status = subprocess.run(
+            [*command[:-1], "status"], capture_output=True, text=True, timeout=300
+        )
         wrong = subprocess.run(
             [*command, "--queue", "speakers"], capture_output=True, text=True, timeout=300
         )
@@ -1010,5 +1020,10 @@ def test_a_push_of_the_speaker_queue_sends_the_doubtful_speakers_least_sure_firs
         key=lambda t: t["id"],
     )
     assert [t["data"]["clip_id"] for t in tasks] == expected
+    assert status.returncode == 0, status.stdout + status.stderr
+    rows_printed = [line.split() for line in status.stdout.splitlines()]
+    table = {r[0]: r[1:] for r in rows_printed if len(r) == 5 and r[0] in set(QueueKind)}
+    assert table["speaker"][0] == str(len(expected)), status.stdout
+    assert table["clip"][0] == str(len(review_queue(rows)))
     confidences = [t["data"]["speaker_confidence"] for t in tasks]
     assert confidences == sorted(confidences)

@@ -149,6 +149,33 @@ def push(
 
 
 @review_app.command()
+def status(home: HomeOption = None, config: ConfigOption = None) -> None:
+    """What each review queue holds now: clips, speech, the wrong labels people can expect."""
+    from convoice.config import load_settings
+    from convoice.review.layout import queue_sizes
+    from convoice.storage import Store
+    from convoice.storage.rows import clip_records
+
+    settings = load_settings(config, home=home)
+    clips = clip_records(Store.open(settings).materialized_clips())
+    by_people = sum(1 for c in clips if c.labelled_by)
+    console.print(
+        f"{len(clips)} clips in {settings.home}; {by_people} labelled by people. "
+        f"`convoice review push --queue Q` sends a queue (default [review] queue = "
+        f"{settings.review.queue!r}), least sure first:",
+        markup=False,
+    )
+    console.print(
+        f"  {'queue':<11} {'clips':>7} {'speech h':>9} {'wrong labels expected':>22} {'+ audit':>8}"
+    )
+    for q in queue_sizes(clips, settings.review.audit_share):
+        console.print(
+            f"  {q.queue:<11} {q.clips:7d} {q.speech_s / 3600:9.2f} {q.expected_wrong:22.1f} "
+            f"{q.audit:8d}"
+        )
+
+
+@review_app.command()
 def pull(
     home: HomeOption = None,
     config: ConfigOption = None,

@@ -180,11 +180,6 @@ def in_audit_sample(clip_id: str, share: float) -> bool:
     return bucket < share
 
 
-def audit_count(queue: Sequence[StoredClip]) -> int:
-    """How many clips of a :func:`review_queue` are accepted ones of its audit sample."""
-    return sum(r.status == ClipStatus.ACCEPTED for r in queue)
-
-
 class QueueKind(StrEnum):
     """Which labels a review queue holds, and by which probability it puts them in order
     (``[review] queue``, ``convoice review push --queue``)."""
@@ -232,6 +227,12 @@ def _sort_key(row: StoredClip, kind: QueueKind) -> float:
     return -expected_wrong_labels(row)
 
 
+def audit_count(queue: Sequence[StoredClip], kind: QueueKind = QueueKind.CLIP) -> int:
+    """How many clips of a :func:`review_queue` of ``kind`` are its audit sample (their label
+    of that kind, or both for CLIP, accepted by the machine)."""
+    return sum(_label_status(r, kind) == LabelStatus.ACCEPTED for r in queue)
+
+
 def review_queue(
     rows: Sequence[StoredClip],
     exclude: set[str] | frozenset[str] = frozenset(),
@@ -275,6 +276,42 @@ def review_queue(
     return sorted(
         wanted, key=lambda r: (_sort_key(r, kind), -len(r.review_reasons or ()), r.clip_id)
     ) + sorted(audit, key=lambda r: r.clip_id)
+
+
+@dataclass(frozen=True)
+class QueueSize:
+    """What one review queue holds (``convoice review status``)."""
+
+    queue: str  # a QueueKind
+    clips: int  # clips with the queue's label (CLIP: any label) in review
+    speech_s: float  # their speech
+    expected_wrong: float  # labels a person is expected to find wrong in them
+    audit: int  # machine-accepted clips the audit sample adds
+
+
+def queue_sizes(rows: Sequence[StoredClip], audit_share: float = 0.0) -> list[QueueSize]:
+    """Each queue of :class:`QueueKind` as a push would send it now, in numbers."""
+
+    def wrong(r: StoredClip, kind: QueueKind) -> float:
+        if kind == QueueKind.CLIP:
+            return expected_wrong_labels(r)
+        return 1.0 - _sort_key(r, kind)
+
+    out = []
+    for kind in QueueKind:
+        queue = review_queue(rows, audit_share=audit_share, kind=kind)
+        audit = audit_count(queue, kind)
+        wanted = queue[: len(queue) - audit]
+        out.append(
+            QueueSize(
+                queue=str(kind),
+                clips=len(wanted),
+                speech_s=sum(float(r.end) - float(r.start) for r in wanted),
+                expected_wrong=sum(wrong(r, kind) for r in wanted),
+                audit=audit,
+            )
+        )
+    return out
 
 
 def context_window(
