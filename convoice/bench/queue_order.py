@@ -3,7 +3,7 @@
 People's time goes to the head of the queue (``convoice review push`` sends at most
 ``[review] max_tasks_per_push`` tasks, least sure first). For each label kind, the
 clips whose label of that kind is in review (and can be judged) are put in the order of
-the clip queue (both probabilities multiplied) and in the order of that kind's own queue
+the clip queue (most wrong labels expected first) and in the order of that kind's own queue
 (``--queue speaker`` / ``transcript``: its probability alone,
 :func:`convoice.review.layout.review_queue`); the figure is how many of their wrong labels
 the first quarter of each order holds. A random order holds about a quarter of them.
@@ -70,8 +70,8 @@ def render_queue_order(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         return []
     lines = [
         "review queues: wrong labels in the first quarter of the clips with that label in",
-        "review, in the clip queue's order (both probabilities) and in the label's own queue",
-        "(`review push --queue speaker|transcript`; a random order: about a quarter):",
+        "review, in the clip queue's order (most wrong labels expected) and in the label's own",
+        "queue (`review push --queue speaker|transcript`; a random order: about a quarter):",
         "  label        in review  wrong  first quarter  clip queue  own queue",
     ]
     for r in rows:
