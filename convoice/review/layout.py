@@ -160,9 +160,12 @@ def uncertainty_score(
 ) -> float:
     """0..1, how sure the machine is of the whole clip: the product of its two confidences
     (a task's prediction score in Label Studio)."""
-    s = float(speaker_confidence or 0.0)
-    t = float(transcript_confidence or 0.0)
-    return float(np.clip(s, 0.0, 1.0) * np.clip(t, 0.0, 1.0))
+    return _unit(speaker_confidence) * _unit(transcript_confidence)
+
+
+def _unit(probability: float | None) -> float:
+    """A stored probability held to 0..1 (None: 0)."""
+    return float(np.clip(float(probability or 0.0), 0.0, 1.0))
 
 
 def model_version(pipeline_version: str | None, models_json: str | None) -> str:
@@ -207,24 +210,29 @@ def _label_status(row: StoredClip, kind: QueueKind) -> str:
     return str(own)
 
 
+def _label_probability(row: StoredClip, kind: QueueKind) -> float:
+    """How sure the machine is of a clip's speaker label (SPEAKER) or transcript (else)."""
+    return _unit(row.speaker_confidence if kind == QueueKind.SPEAKER else row.transcript_confidence)
+
+
 def expected_wrong_labels(row: StoredClip) -> float:
     """How many wrong labels a person is expected to find in a clip: the chances that its
     labels in review are wrong, added (each label's probability of being right, 0..1)."""
-    wrong = 0.0
-    if _label_status(row, QueueKind.SPEAKER) == LabelStatus.REVIEW:
-        wrong += 1.0 - float(np.clip(row.speaker_confidence or 0.0, 0.0, 1.0))
-    if _label_status(row, QueueKind.TRANSCRIPT) == LabelStatus.REVIEW:
-        wrong += 1.0 - float(np.clip(row.transcript_confidence or 0.0, 0.0, 1.0))
-    return wrong
+    return sum(
+        (
+            1.0 - _label_probability(row, kind)
+            for kind in (QueueKind.SPEAKER, QueueKind.TRANSCRIPT)
+            if _label_status(row, kind) == LabelStatus.REVIEW
+        ),
+        0.0,
+    )
 
 
 def _sort_key(row: StoredClip, kind: QueueKind) -> float:
     """A clip's place in the queue ``kind`` (lower: sooner)."""
-    if kind == QueueKind.SPEAKER:
-        return float(np.clip(row.speaker_confidence or 0.0, 0.0, 1.0))
-    if kind == QueueKind.TRANSCRIPT:
-        return float(np.clip(row.transcript_confidence or 0.0, 0.0, 1.0))
-    return -expected_wrong_labels(row)
+    if kind == QueueKind.CLIP:
+        return -expected_wrong_labels(row)
+    return _label_probability(row, kind)
 
 
 def audit_count(queue: Sequence[StoredClip], kind: QueueKind = QueueKind.CLIP) -> int:
@@ -295,7 +303,7 @@ def queue_sizes(rows: Sequence[StoredClip], audit_share: float = 0.0) -> list[Qu
     def wrong(r: StoredClip, kind: QueueKind) -> float:
         if kind == QueueKind.CLIP:
             return expected_wrong_labels(r)
-        return 1.0 - _sort_key(r, kind)
+        return 1.0 - _label_probability(r, kind)
 
     out = []
     for kind in QueueKind:
