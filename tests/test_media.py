@@ -53,6 +53,12 @@ VALID: dict[str, list[str]] = {
     "stereo-44k.wav": ["-ac", "2", "-ar", "44100"],
     "telephone-8k.wav": ["-af", "highpass=f=300,lowpass=f=3400", "-ar", "8000",
                          "-c:a", "pcm_mulaw"],
+    # headerless telephone audio, as Asterisk's sound files come: the extension names it
+    "telephone.ulaw": ["-af", "highpass=f=300,lowpass=f=3400", "-ar", "8000", "-f", "mulaw"],
+    "telephone.ul": ["-af", "highpass=f=300,lowpass=f=3400", "-ar", "8000", "-f", "mulaw"],
+    "telephone.alaw": ["-af", "highpass=f=300,lowpass=f=3400", "-ar", "8000", "-f", "alaw"],
+    "telephone.gsm": ["-ar", "8000", "-c:a", "libgsm", "-f", "gsm"],
+    "wideband.sln16": ["-ar", "16000", "-f", "s16le"],
     "stereo-48k.mp4": [*VIDEO, "-t", f"{SPEECH_S}", "-map", "1:v", "-map", "0:a", *X264,
                        "-ac", "2", "-ar", "48000", "-c:a", "aac"],
     "surround-5.1.mkv": [*VIDEO, "-t", f"{SPEECH_S}", "-map", "1:v", "-map", "0:a", *X264,
@@ -173,7 +179,8 @@ def test_every_valid_file_is_labelled_and_every_broken_one_rejected(matrix_run) 
         assert abs(rec["duration"] - SPEECH_S) < 0.3, (name, rec["duration"])
     assert recordings["two-tracks.mkv"]["source_audio"].startswith("track 2 of 2 (default, rus)")
     assert "6 ch" in recordings["surround-5.1.mkv"]["source_audio"]
-    assert "8000 Hz" in recordings["telephone-8k.wav"]["source_audio"]
+    for name in ("telephone-8k.wav", "telephone.ulaw", "telephone.ul", "telephone.alaw"):
+        assert "8000 Hz 1 ch" in recordings[name]["source_audio"], name
     assert "truncated" in skipped["truncated-faststart.mp4"]["reason"]
 
 

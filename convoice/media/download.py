@@ -12,10 +12,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 from convoice.config import IngestSettings
 from convoice.media.errors import IngestError
-from convoice.media.tracks import check_audio, choose_audio_track, extract_audio
+from convoice.media.tracks import RAW_AUDIO, check_audio, choose_audio_track, extract_audio
 from convoice.media.ytdlp import classify, kept, options
 from convoice.records import MediaItem, SkipReason
 
@@ -49,7 +50,7 @@ def download_audio(
             dest.unlink(missing_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{item.recording_id}.", suffix=".part", dir=dest_dir))
     try:
-        original = _fetch(item, tmp, settings, archive)
+        original = _named_as_served(_fetch(item, tmp, settings, archive), item.url)
         track = choose_audio_track(original)
         wav = extract_audio(original, track, tmp / "audio.wav")
         check_audio(wav, settings, track.duration)
@@ -88,6 +89,16 @@ def remove_download(wav: Path) -> None:
 
 def _track_file(wav: Path) -> Path:
     return wav.with_suffix(".track.txt")
+
+
+def _named_as_served(media: Path, url: str) -> Path:
+    """``media`` renamed to the extension of ``url``'s path when that names headerless audio
+    (:data:`~convoice.media.tracks.RAW_AUDIO`): yt-dlp saves a ``.ulaw`` or ``.sln16`` it
+    does not know as ``.unknown_video``, and only the extension says how to read it."""
+    suffix = Path(urlparse(url).path).suffix.lower()
+    if suffix not in RAW_AUDIO or media.suffix.lower() == suffix:
+        return media
+    return media.rename(media.with_suffix(suffix))
 
 
 def _fetch(item: MediaItem, tmp: Path, settings: IngestSettings, archive: Path | None) -> Path:

@@ -41,6 +41,28 @@ class AudioTrack:
         return f"{which}: {self.codec} {self.sample_rate} Hz {self.channels} ch"
 
 
+RAW_AUDIO: dict[str, tuple[str, int]] = {
+    ".ulaw": ("mulaw", 8000), ".ul": ("mulaw", 8000), ".mulaw": ("mulaw", 8000),
+    ".alaw": ("alaw", 8000), ".al": ("alaw", 8000),
+    ".sln": ("s16le", 8000), ".sln12": ("s16le", 12000), ".sln16": ("s16le", 16000),
+    ".sln24": ("s16le", 24000), ".sln32": ("s16le", 32000), ".sln44": ("s16le", 44100),
+    ".sln48": ("s16le", 48000), ".sln96": ("s16le", 96000), ".sln192": ("s16le", 192000),
+}  # fmt: skip
+"""Headerless audio named by its file's extension (Asterisk's telephone sound formats): the
+ffmpeg format and sample rate, mono. Without them ffprobe cannot read ``.ulaw``, ``.alaw`` or
+``.sln16`` at all, and reads ``.ul`` and ``.al`` as 44.1 kHz (the speech five times too
+fast). Such a file has no length in it, so one cut short cannot be told from a short one."""
+
+
+def raw_input_args(path: Path) -> list[str]:
+    """The ffmpeg/ffprobe options that go before ``path`` when it is headerless audio
+    (:data:`RAW_AUDIO`); none for any other file (its container says what it holds)."""
+    raw = RAW_AUDIO.get(path.suffix.lower())
+    if raw is None:
+        return []
+    return ["-f", raw[0], "-sample_rate", str(raw[1]), "-ch_layout", "mono"]
+
+
 def choose_audio_track(path: Path) -> AudioTrack:
     """The audio stream to label: the one marked default, else the original, else the first.
 
@@ -145,7 +167,8 @@ def extract_audio(path: Path, track: AudioTrack, wav: Path) -> Path:
     Raises:
         IngestError: ``corrupt_media`` when ffmpeg cannot decode it.
     """
-    args = ["-nostdin", "-v", "error", "-y", "-i", str(path), "-map", f"0:{track.index}",
+    args = ["-nostdin", "-v", "error", "-y", *raw_input_args(path), "-i", str(path),
+            "-map", f"0:{track.index}",
             "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE), "-c:a", "pcm_s16le",
             str(wav)]  # fmt: skip
     done = ffmpeg.run("ffmpeg", args, timeout=7200, text=True)
@@ -161,7 +184,8 @@ def extract_audio(path: Path, track: AudioTrack, wav: Path) -> Path:
 
 def _ffprobe(path: Path) -> dict[str, Any] | None:
     """ffprobe's streams and format of ``path``, or None when it cannot read the file."""
-    args = ["-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)]
+    args = ["-v", "error", "-show_streams", "-show_format", "-of", "json", *raw_input_args(path),
+            str(path)]  # fmt: skip
     done = ffmpeg.run("ffprobe", args, timeout=120, text=True)
     if done.returncode != 0:
         return None
