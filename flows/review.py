@@ -23,6 +23,7 @@ from convoice.orchestration.store_lock import machine_lock, store_lock
 from convoice.records import Speaker, StoredClip
 from convoice.review import audio as review_audio
 from convoice.review import client as review
+from convoice.review.annotations import ServerProgress, server_progress
 from convoice.review.build import build_tasks
 from convoice.review.client import ReviewClient, ReviewServerError
 from convoice.review.decisions import PullPlan, plan_pull
@@ -43,6 +44,7 @@ from convoice.storage.labels import now_iso
 from convoice.storage.rows import clip_records, label_records, recording_records
 
 BATCH = 50
+STATUS_TIMEOUT_S = 10.0  # `review status` reads Label Studio once, without retries
 
 
 class ReviewIncomplete(RuntimeError):
@@ -131,6 +133,25 @@ def _push(
         logger.info("pushed %d tasks (%d to go)", report.pushed, report.remaining)
     if versions:
         client.set_model_version(project_id, max(set(versions), key=versions.count))
+
+
+def review_server_progress(settings: Settings, store: Store) -> ServerProgress:
+    """What the review project in Label Studio holds against what ``store`` has pulled (read
+    only, one try of each call: for `convoice review status`, not a flow).
+
+    Raises:
+        ReviewServerError: Label Studio is not configured, not running or refused.
+    """
+    cfg = settings.review
+    conn = review.connection(settings, store)
+    client = ReviewClient(conn, min(cfg.timeout_s, STATUS_TIMEOUT_S), retries=0)
+    project_id = client.find_project(cfg.project_title)
+    if project_id is None:
+        return ServerProgress(client.url, cfg.project_title, None)
+    tasks = len(client.existing_clip_ids(project_id))
+    annotated = client.annotated_tasks(project_id)
+    applied = review_store.applied_annotations(store)
+    return server_progress(client.url, cfg.project_title, project_id, tasks, annotated, applied)
 
 
 @flow(name="convoice-review-pull", log_prints=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import http.client
 import http.server
+import os
 import subprocess
 import threading
 import time
@@ -1027,3 +1028,39 @@ def test_a_push_of_the_speaker_queue_sends_the_doubtful_speakers_least_sure_firs
     assert table["clip"][0] == str(len(review_queue(rows)))
     confidences = [t["data"]["speaker_confidence"] for t in tasks]
     assert confidences == sorted(confidences)
+    before = " ".join(status.stdout.split())
+    assert f"project {title!r}: not there yet (`convoice review push` makes it)" in before
+
+    # an annotator answers the first task and skips the second: status counts both, pulls none
+    _submit(reviewed.server, tasks[0])
+    _sdk(reviewed.server).annotations.create(id=tasks[1]["id"], result=[], was_cancelled=True)
+    with environment(env):
+        after = subprocess.run(
+            [*command[:-1], "status"], capture_output=True, text=True, timeout=300
+        )
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert (
+        f"project {title!r} (id {project.id}): {len(tasks)} tasks, 2 annotated (2 annotations, "
+        "0 pulled, 1 skipped by the annotator); 1 not pulled yet: run `convoice review pull`"
+    ) in " ".join(after.stdout.split())
+
+
+def test_review_status_says_when_label_studio_cannot_be_reached(tmp_path: Path) -> None:
+    """`convoice review status` on a store whose Label Studio is down: the queues, then one
+    line saying why the server's side is missing, exit 0 and no traceback."""
+    import sys
+
+    env = {
+        **os.environ,
+        "CONVOICE_HOME": str(tmp_path / "home"),
+        "CONVOICE_REVIEW__URL": "http://127.0.0.1:9",  # the discard port: nothing listens
+        "CONVOICE_REVIEW__TOKEN": "not-a-token",
+    }
+    command = [sys.executable, "-c", "from convoice.cli import main; main()", "review", "status"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = " ".join(done.stdout.split())
+    assert "0 clips in" in out
+    assert "Label Studio: Label Studio at http://127.0.0.1:9 could not" in out
+    assert "(the queues above are the store's alone)" in out
+    assert "Traceback" not in done.stdout + done.stderr

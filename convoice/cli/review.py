@@ -150,14 +150,18 @@ def push(
 
 @review_app.command()
 def status(home: HomeOption = None, config: ConfigOption = None) -> None:
-    """What each review queue holds now: clips, speech, the wrong labels people can expect."""
+    """What each review queue holds now: clips, speech, the wrong labels people can expect;
+    then what the review project in Label Studio holds and what waits to be pulled."""
     from convoice.config import load_settings
+    from convoice.flows.review import review_server_progress
+    from convoice.review.client import ReviewServerError
     from convoice.review.layout import queue_sizes
     from convoice.storage import Store
     from convoice.storage.rows import clip_records
 
     settings = load_settings(config, home=home)
-    clips = clip_records(Store.open(settings).materialized_clips())
+    store = Store.open(settings)
+    clips = clip_records(store.materialized_clips())
     by_people = sum(1 for c in clips if c.labelled_by)
     console.print(
         f"{len(clips)} clips in {settings.home}; {by_people} labelled by people. "
@@ -173,6 +177,10 @@ def status(home: HomeOption = None, config: ConfigOption = None) -> None:
             f"  {q.queue:<11} {q.clips:7d} {q.speech_s / 3600:9.2f} {q.expected_wrong:22.1f} "
             f"{q.audit:8d}"
         )
+    try:
+        console.print(review_server_progress(settings, store).summary(), markup=False)
+    except ReviewServerError as err:
+        console.print(f"Label Studio: {err} (the queues above are the store's alone)", markup=False)
 
 
 @review_app.command()

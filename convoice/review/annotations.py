@@ -5,12 +5,14 @@ labeling interface of :mod:`convoice.review.layout` and the registry, and
 raises :class:`AnnotationError` naming the task and the annotation for
 anything malformed; :func:`parse_all` does it for every annotation a pull
 reads, leaving out those applied before; :func:`decision_labels` gives the
-``labels`` rows of a valid decision.
+``labels`` rows of a valid decision; :func:`server_progress` counts what a project holds
+against what was pulled.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -266,3 +268,59 @@ def decision_labels(d: ReviewDecision) -> list[StoredLabel]:
     if d.speaker != UNKNOWN_SPEAKER:
         rows.append(label("status", ClipStatus.ACCEPTED.value))
     return rows
+
+
+@dataclass(frozen=True)
+class ServerProgress:
+    """What a review project in Label Studio holds against what the store has pulled."""
+
+    url: str
+    project: str
+    project_id: int | None  # None: no project of that title yet (nothing pushed)
+    tasks: int = 0
+    annotated_tasks: int = 0
+    annotations: int = 0
+    pulled: int = 0  # applied to the store by an earlier `review pull`
+    cancelled: int = 0  # skipped by the annotator, not yet pulled: nothing to apply
+
+    @property
+    def awaiting_pull(self) -> int:
+        """Annotations a `review pull` would read and apply (or report as malformed)."""
+        return self.annotations - self.pulled - self.cancelled
+
+    def summary(self) -> str:
+        """One line for ``convoice review status``."""
+        where = f"Label Studio {self.url}, project {self.project!r}"
+        if self.project_id is None:
+            return f"{where}: not there yet (`convoice review push` makes it)"
+        line = (
+            f"{where} (id {self.project_id}): {self.tasks} tasks, {self.annotated_tasks} "
+            f"annotated ({self.annotations} annotations, {self.pulled} pulled"
+        )
+        line += f", {self.cancelled} skipped by the annotator)" if self.cancelled else ")"
+        if self.awaiting_pull:
+            return f"{line}; {self.awaiting_pull} not pulled yet: run `convoice review pull`"
+        return f"{line}; nothing waits to be pulled"
+
+
+def server_progress(
+    url: str,
+    project: str,
+    project_id: int,
+    tasks: int,
+    annotated: Sequence[Mapping[str, Any]],
+    applied: set[tuple[int, str]],
+) -> ServerProgress:
+    """Count ``annotated`` tasks' annotations (as :func:`parse_all` reads them) by whether
+    ``applied`` (the store's pulled annotations) holds them."""
+    annotations = pulled = cancelled = 0
+    for task in annotated:
+        for annotation in task.get("annotations") or []:
+            annotations += 1
+            if (int(annotation.get("id") or 0), annotation_time(annotation)) in applied:
+                pulled += 1
+            elif annotation.get("was_cancelled"):
+                cancelled += 1
+    return ServerProgress(
+        url, project, project_id, tasks, len(annotated), annotations, pulled, cancelled
+    )

@@ -143,8 +143,9 @@ class ReviewClient:
             if attempt + 1 < attempts:
                 self.sleep(self.backoff_s * 2**attempt)
         hint = " (is it running? start it with `convoice review serve`)" if self.conn.local else ""
+        tries = f"{attempts} attempts" if attempts > 1 else "one attempt"
         raise ReviewServerError(
-            f"Label Studio at {self.url} could not {what} after {attempts} attempts{hint}: {reason}"
+            f"Label Studio at {self.url} could not {what} after {tries}{hint}: {reason}"
         )
 
     def find_project(self, title: str) -> int | None:
