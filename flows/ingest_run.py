@@ -13,12 +13,14 @@ import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from prefect import get_run_logger
 from prefect.futures import PrefectFuture
 
 from convoice.media import download
 from convoice.media.errors import IngestError
+from convoice.media.local import local_url
 from convoice.media.sources import read_sources
 from convoice.models.run_summary import IngestReport
 from convoice.orchestration.disk_space import DiskFull, out_of_space
@@ -30,7 +32,7 @@ from convoice.tasks import stages
 
 def sources(urls: list[str], sources_file: str | None, run: IngestRun) -> list[Source]:
     """The sources to expand; a bad row of the sources file is recorded as skipped."""
-    found = [Source(u) for u in urls]
+    found = [Source(local_url(u, Path.cwd()) or u) for u in urls]  # a path: its file:// URL
     rejected: list[SkippedItem] = []
     if sources_file:
         read = read_sources(sources_file, run.run_id)

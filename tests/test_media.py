@@ -200,6 +200,54 @@ def test_expected_skips_are_one_warning_line_each_and_no_traceback(matrix_run) -
     assert re.search(rf"corrupt_media\s+│\s+{corrupt}\b", run.stdout)
 
 
+def test_local_files_and_folders_are_ingested_by_path(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A sources file naming local media: a folder (with a space in its name, a subfolder
+    and a file that is not media), a bare file name beside the sources file, a ``file://``
+    URL; a path where nothing is is a bad row. A path given on the command line without a
+    licence is refused with a hint."""
+    root, _ = served
+    folder = tmp_path / "our talks"
+    (folder / "day 2").mkdir(parents=True)
+    shutil.copy(root / "audio.flac", folder / "one.flac")
+    shutil.copy(root / "audio.m4a", folder / "day 2" / "two.m4a")
+    (folder / "programme.txt").write_text("not media")
+    shutil.copy(root / "audio.mp3", tmp_path / "three.mp3")
+    shutil.copy(root / "telephone.ulaw", tmp_path / "four.ulaw")
+    sources = tmp_path / "local.csv"
+    sources.write_text(
+        "url;license;note\n"
+        "./our talks;CC BY 4.0;the conference\n"
+        "three.mp3;CC0;\n"
+        f"{(tmp_path / 'four.ulaw').as_uri()};CC-BY-SA-4.0;\n"
+        "./missing.mp4;CC-BY-4.0;\n",
+        encoding="utf-8",
+    )
+    home = tmp_path / "home"
+    run = ingest(sources, home)
+    assert run.code == 0, run.stderr[-3000:]
+    store = Store(str(home))
+    recordings = {Path(r["url"]).name: r for r in store.recordings().to_pylist()}
+    assert set(recordings) == {"one.flac", "two.m4a", "three.mp3", "four.ulaw"}
+    assert recordings["two.m4a"]["url"] == (folder / "day 2" / "two.m4a").as_uri()
+    assert recordings["one.flac"]["license"] == "CC-BY-4.0"
+    assert recordings["three.mp3"]["license"] == "CC0-1.0"
+    assert all(abs(r["duration"] - SPEECH_S) < 0.3 for r in recordings.values()), recordings
+    skipped = store.skipped().to_pylist()
+    assert [(s["line"], s["reason_code"]) for s in skipped] == [(5, "unreachable")]
+    assert f"no such file or folder: {tmp_path / 'missing.mp4'}" in skipped[0]["reason"]
+    assert "Traceback" not in run.stderr
+
+    again = ingest(sources, home)  # a re-run labels nothing twice
+    assert again.code == 0 and "0 recordings labelled" in " ".join(again.stdout.split())
+    assert len(Store(str(home)).recordings()) == 4
+
+    cmd = [sys.executable, "-m", "convoice.cli.root", "ingest", "three.mp3", "--home", str(home)]
+    bare = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    out = " ".join(bare.stdout.split())
+    assert bare.returncode == 0, bare.stderr[-3000:]
+    assert "not_creative_commons" in out and "declare it in a sources file" in out.replace("│ ", "")
+
+
 def test_a_real_crash_keeps_its_traceback_and_exits_1(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _, base = served
     home = tmp_path / "home"

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from convoice.config import IngestSettings
 from convoice.media.errors import IngestError
+from convoice.media.local import allows_file_urls
 from convoice.media.tracks import RAW_AUDIO, check_audio, choose_audio_track, extract_audio
 from convoice.media.ytdlp import classify, kept, options
 from convoice.records import MediaItem, SkipReason
@@ -103,7 +104,8 @@ def _named_as_served(media: Path, url: str) -> Path:
 
 def _fetch(item: MediaItem, tmp: Path, settings: IngestSettings, archive: Path | None) -> Path:
     """Run yt-dlp into ``tmp``; the media file it downloaded, as the site serves it."""
-    opts = {**options(settings, noplaylist=True), "paths": {}}  # our file name, always
+    opts = options(settings, noplaylist=True, **allows_file_urls(item.url))
+    opts["paths"] = {}  # our file name, always
     for use_archive in (True, False) if archive is not None else (False,):
         if use_archive:
             opts["download_archive"] = str(archive)

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
 from convoice.config import IngestSettings
+from convoice.media.local import allows_file_urls, is_file_url, local_media
 from convoice.media.ytdlp import classify, kept, options
 from convoice.models.licence import decide_licence
 from convoice.records import MediaItem, SkippedItem, SkipReason, Source, now
@@ -45,6 +46,9 @@ def expand_source(
     an unsupported or unreachable URL, an extractor failure, media longer than
     ``settings.max_duration_s``. Never raises for one bad entry.
     """
+    if is_file_url(source.url):
+        yield from _expand_local(source, settings, run_id)
+        return
     ydl = kept(options(settings, extract_flat="in_playlist"))
     try:
         info = ydl.extract_info(source.url, download=False)
@@ -52,6 +56,32 @@ def expand_source(
         yield _skip_error(source, source.url, "", err, run_id)
         return
     yield from _walk(ydl, source, dict(info or {}), settings, run_id, 0)
+
+
+def _expand_local(
+    source: Source, settings: IngestSettings, run_id: str
+) -> Iterator[MediaItem | SkippedItem]:
+    """A local file, or each media file of a local folder, through the same gate."""
+    try:
+        urls = local_media(source.url)
+    except FileNotFoundError as err:
+        yield SkippedItem(
+            source.url, source.url, "", SkipReason.UNREACHABLE, str(err), run_id, now(),
+            source.line,
+        )  # fmt: skip
+        return
+    if not urls:
+        reason = "a folder with no media files (see convoice.media.local.MEDIA_SUFFIXES)"
+        yield _skipped(source, source.url, {}, SkipReason.UNSUPPORTED_URL, reason, run_id)
+        return
+    ydl = kept(options(settings, **allows_file_urls(source.url)))
+    for url in urls:
+        try:
+            info = ydl.extract_info(url, download=False)
+        except Exception as err:  # each file fails on its own
+            yield _skip_error(source, url, "", err, run_id)
+            continue
+        yield _gate(source, dict(info or {}), settings, run_id)
 
 
 def _walk(
@@ -90,7 +120,10 @@ def _gate(
     url = info.get("webpage_url") or info.get("original_url") or source.url
     decision = decide_licence(info.get("license"), source.declared_license)
     if not decision.accepted:
-        return _skipped(source, url, info, SkipReason.NOT_CREATIVE_COMMONS, decision.reason, run_id)
+        reason = decision.reason
+        if is_file_url(url) and not source.declared_license:
+            reason += "; a local file has no platform to report one: declare it in a sources file"
+        return _skipped(source, url, info, SkipReason.NOT_CREATIVE_COMMONS, reason, run_id)
     if info.get("live_status") in ("is_live", "is_upcoming") or info.get("is_live"):
         reason = "a live or upcoming stream, not a recording"
         return _skipped(source, url, info, SkipReason.UNSUPPORTED_URL, reason, run_id)

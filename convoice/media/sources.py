@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from convoice.media.local import local_url, url_path
 from convoice.models.licence import licence_problem
 from convoice.records import SkippedItem, SkipReason, Source, now
 
@@ -39,9 +40,12 @@ def read_sources(path: str | os.PathLike[str], run_id: str = "") -> SourcesFile:
     ``licence``, ``note``; any order, other columns ignored); without one, the
     columns are ``url,license[,note]``. Blank lines and lines starting with ``#``
     are ignored; a blank licence means "none declared" (the platform must then
-    report one). A bad row (an empty or malformed URL, a licence that is not
-    Creative Commons or is unknown, a repeat of an earlier row) becomes a
-    rejected :class:`SkippedItem` with its line number; the other rows still run.
+    report one). A path (``/data/a.mp4``, ``./talks``, ``~/talks``, relative to the
+    sources file's folder) or ``file://`` URL names local media: a file, or every media
+    file in a folder (:mod:`convoice.media.local`). A bad row (an empty or malformed
+    URL, a path where nothing is, a licence that is not Creative Commons or is unknown,
+    a repeat of an earlier row) becomes a rejected :class:`SkippedItem` with its line
+    number; the other rows still run.
 
     Raises:
         SourcesError: the file is not UTF-8 text, has no rows, or its header has no
@@ -58,10 +62,15 @@ def read_sources(path: str | os.PathLike[str], run_id: str = "") -> SourcesFile:
     columns, rows = _columns(name, rows)
     result = SourcesFile([], [])
     seen: dict[tuple[str, str, str], int] = {}
+    base = Path(path).resolve().parent
     for line, cells in rows:
         row = {col: cell.strip() for col, cell in zip(columns, cells, strict=False)}
         url, declared, note = row.get("url", ""), row.get("license", ""), row.get("note", "")
-        problem = _row_problem(url, declared) or _repeat(seen, (url, declared, note), line)
+        local = local_url(url, base)
+        url = local or url
+        problem = _row_problem(url, declared, local is not None) or _repeat(
+            seen, (url, declared, note), line
+        )
         if problem is None:
             result.sources.append(Source(url, declared or None, note, line))
             continue
@@ -98,7 +107,7 @@ def _columns(
                 f"{name}, line {line}: missing column 'license' (found: {', '.join(header)})"
             )
         return header, rows[1:]
-    if _url_problem(first[0].strip()) is None:
+    if local_url(first[0], Path.cwd()) or _url_problem(first[0].strip()) is None:
         return list(SOURCE_COLUMNS), rows  # no header: url,license[,note]
     raise SourcesError(
         f"{name}, line {line}: missing column 'url' (found: {', '.join(header)}); the first "
@@ -106,9 +115,12 @@ def _columns(
     )
 
 
-def _row_problem(url: str, declared: str) -> tuple[str, str] | None:
-    """Why one row cannot be ingested (reason code, reason), or None."""
-    problem = _url_problem(url)
+def _row_problem(url: str, declared: str, local: bool = False) -> tuple[str, str] | None:
+    """Why one row cannot be ingested (reason code, reason), or None; a ``local`` row's
+    ``url`` is the ``file://`` URL of the path it names."""
+    if local and not url_path(url).exists():
+        return SkipReason.UNREACHABLE, f"no such file or folder: {url_path(url)}"
+    problem = None if local else _url_problem(url)
     if problem is not None:
         return SkipReason.MALFORMED_URL, problem
     if declared:
@@ -128,7 +140,7 @@ def _url_problem(url: str) -> str | None:
     except ValueError as err:
         return f"malformed url {url!r}: {err}"
     if not re.fullmatch(r"[a-z][a-z0-9+.-]*", parts.scheme):
-        return f"malformed url {url!r}: no scheme (write http:// or https://)"
+        return f"malformed url {url!r}: no scheme (write http:// or https://, or a path: ./{url})"
     if parts.scheme in ("http", "https", "ftp") and not parts.hostname:
         return f"malformed url {url!r}: no host"
     return None
