@@ -215,11 +215,11 @@ def test_local_files_and_folders_are_ingested_by_path(served, tmp_path: Path) ->
     shutil.copy(root / "telephone.ulaw", tmp_path / "four.ulaw")
     sources = tmp_path / "local.csv"
     sources.write_text(
-        "url;license;note\n"
-        "./our talks;CC BY 4.0;the conference\n"
-        "three.mp3;CC0;\n"
-        f"{(tmp_path / 'four.ulaw').as_uri()};CC-BY-SA-4.0;\n"
-        "./missing.mp4;CC-BY-4.0;\n",
+        "url;license;note;author\n"
+        "./our talks;CC BY 4.0;the conference;Ada Lovelace\n"
+        "three.mp3;CC0;;\n"
+        f"{(tmp_path / 'four.ulaw').as_uri()};CC-BY-SA-4.0;;\n"
+        "./missing.mp4;CC-BY-4.0;;\n",
         encoding="utf-8",
     )
     home = tmp_path / "home"
@@ -231,6 +231,10 @@ def test_local_files_and_folders_are_ingested_by_path(served, tmp_path: Path) ->
     assert recordings["two.m4a"]["url"] == (folder / "day 2" / "two.m4a").as_uri()
     assert recordings["one.flac"]["license"] == "CC-BY-4.0"
     assert recordings["three.mp3"]["license"] == "CC0-1.0"
+    assert recordings["one.flac"]["attribution"] == (
+        f'"one" by Ada Lovelace ({(folder / "one.flac").as_uri()}), licensed under CC BY 4.0 '
+        "(https://creativecommons.org/licenses/by/4.0/)"
+    )
     assert all(abs(r["duration"] - SPEECH_S) < 0.3 for r in recordings.values()), recordings
     skipped = store.skipped().to_pylist()
     assert [(s["line"], s["reason_code"]) for s in skipped] == [(5, "unreachable")]

@@ -140,7 +140,7 @@ def _gate(
         # the generic extractor's id is the file name: the URL keeps hosts apart
         media_id=url if extractor == "Generic" else str(info.get("id") or url),
         title=str(info.get("title") or ""),
-        uploader=str(info.get("uploader") or info.get("channel") or host),
+        uploader=str(info.get("uploader") or info.get("channel") or source.author or host),
         uploader_url=str(info.get("uploader_url") or info.get("channel_url") or ""),
         upload_date=str(info.get("upload_date") or ""),
         license=decision.license,

@@ -33,6 +33,7 @@ class Source:
     declared_license: str | None = None  # the operator's declaration, e.g. "CC-BY-4.0"
     note: str = ""
     line: int | None = None  # where it is in the operator's sources file
+    author: str = ""  # who made it, for the attribution where the platform names nobody
 
 
 @dataclass(frozen=True)
