@@ -129,7 +129,11 @@ LogFormatOption = Annotated[
 @app.command()
 def ingest(
     urls: Annotated[
-        list[str] | None, typer.Argument(help="Video, playlist, channel or search URLs.")
+        list[str] | None,
+        typer.Argument(
+            help="Video, playlist, channel or search URLs, or local paths (a local file"
+            " needs its licence declared in a --sources file)."
+        ),
     ] = None,
     sources: SourcesOption = None,
     home: HomeOption = None,
