@@ -46,7 +46,9 @@ def _recording_row(item: MediaItem, prepared: Prepared, run_id: str) -> Recordin
         license=item.license,
         license_raw=item.license_raw,
         license_origin=item.license_origin,
-        attribution=attribution_line(item.title, item.uploader, item.url, item.license),
+        attribution=attribution_line(
+            item.title, item.uploader, item.attribution_link, item.license
+        ),
         duration=round(prepared.duration, 3),
         sample_rate=prepared.sample_rate,
         audio_uri=prepared.audio_uri,

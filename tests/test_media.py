@@ -215,11 +215,11 @@ def test_local_files_and_folders_are_ingested_by_path(served, tmp_path: Path) ->
     shutil.copy(root / "telephone.ulaw", tmp_path / "four.ulaw")
     sources = tmp_path / "local.csv"
     sources.write_text(
-        "url;license;note;author\n"
-        "./our talks;CC BY 4.0;the conference;Ada Lovelace\n"
-        "three.mp3;CC0;;\n"
-        f"{(tmp_path / 'four.ulaw').as_uri()};CC-BY-SA-4.0;;\n"
-        "./missing.mp4;CC-BY-4.0;;\n",
+        "url;license;note;author;page\n"
+        "./our talks;CC BY 4.0;the conference;Ada Lovelace;https://example.org/talks\n"
+        "three.mp3;CC0;;;\n"
+        f"{(tmp_path / 'four.ulaw').as_uri()};CC-BY-SA-4.0;;;\n"
+        "./missing.mp4;CC-BY-4.0;;;\n",
         encoding="utf-8",
     )
     home = tmp_path / "home"
@@ -232,8 +232,12 @@ def test_local_files_and_folders_are_ingested_by_path(served, tmp_path: Path) ->
     assert recordings["one.flac"]["license"] == "CC-BY-4.0"
     assert recordings["three.mp3"]["license"] == "CC0-1.0"
     assert recordings["one.flac"]["attribution"] == (
-        f'"one" by Ada Lovelace ({(folder / "one.flac").as_uri()}), licensed under CC BY 4.0 '
+        '"one" by Ada Lovelace (https://example.org/talks), licensed under CC BY 4.0 '
         "(https://creativecommons.org/licenses/by/4.0/)"
+    )  # the operator's page, not the local path
+    assert recordings["one.flac"]["url"] == (folder / "one.flac").as_uri()
+    assert f'"three" ({(tmp_path / "three.mp3").as_uri()}), marked with' in (
+        recordings["three.mp3"]["attribution"]
     )
     assert all(abs(r["duration"] - SPEECH_S) < 0.3 for r in recordings.values()), recordings
     skipped = store.skipped().to_pylist()

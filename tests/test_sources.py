@@ -154,23 +154,23 @@ def test_a_bad_settings_file_stops_ingest_with_a_message(
     assert says in " ".join(result.output.split()) and "Traceback" not in result.output
 
 
-def test_paths_name_local_media_and_an_author_column_names_who_made_it(tmp_path: Path) -> None:
+def test_paths_name_local_media_and_author_and_page_columns_attribute_it(tmp_path: Path) -> None:
     (tmp_path / "talks").mkdir()
     (tmp_path / "one.mp3").write_bytes(b"")
     text = (
-        "url,license,creator\n"
-        "./talks,CC BY 4.0,Ada Lovelace\n"  # 2: a folder beside the sources file
-        "one.mp3,CC0,\n"  # 3: a bare name of a file that is there
-        f"{(tmp_path / 'talks').as_uri()},CC BY 4.0,\n"  # 4: line 2 again, as a file:// URL
-        "./gone.mp4,CC0,\n"  # 5: nothing there
-        "two.mp3,CC0,\n"  # 6: a bare name of nothing: not a path, a URL without a scheme
-        "https://v.example/1,CC BY 4.0,Grace Hopper\n"  # 7
+        "url,license,creator,webpage\n"
+        "./talks,CC BY 4.0,Ada Lovelace,https://p.example/talks\n"  # 2: a folder beside it
+        "one.mp3,CC0,,\n"  # 3: a bare name of a file that is there
+        f"{(tmp_path / 'talks').as_uri()},CC BY 4.0,,\n"  # 4: line 2 again, as a file:// URL
+        "./gone.mp4,CC0,,\n"  # 5: nothing there
+        "two.mp3,CC0,,\n"  # 6: a bare name of nothing: not a path, a URL without a scheme
+        "https://v.example/1,CC BY 4.0,Grace Hopper,\n"  # 7
     )
     read = read_sources(_write(tmp_path / "s.csv", text))
-    assert [(s.line, s.url, s.author) for s in read.sources] == [
-        (2, (tmp_path / "talks").as_uri(), "Ada Lovelace"),
-        (3, (tmp_path / "one.mp3").as_uri(), ""),
-        (7, GOOD.format(1), "Grace Hopper"),
+    assert [(s.line, s.url, s.author, s.page) for s in read.sources] == [
+        (2, (tmp_path / "talks").as_uri(), "Ada Lovelace", "https://p.example/talks"),
+        (3, (tmp_path / "one.mp3").as_uri(), "", ""),
+        (7, GOOD.format(1), "Grace Hopper", ""),
     ]
     rejected = {s.line: (s.reason_code, s.reason) for s in read.rejected}
     assert rejected[5] == ("unreachable", f"no such file or folder: {tmp_path / 'gone.mp4'}")

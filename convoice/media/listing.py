@@ -147,6 +147,7 @@ def _gate(
         license_raw=decision.license_raw,
         license_origin=decision.origin,
         duration=duration,
+        page=source.page,
     )
 
 

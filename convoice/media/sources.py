@@ -18,6 +18,7 @@ SOURCE_COLUMNS = ("url", "license", "note")
 """The columns of a sources file without a header row, in that order."""
 _COLUMN_ALIASES = {
     "licence": "license", "link": "url", "notes": "note", "creator": "author", "by": "author",
+    "webpage": "page",
 }  # fmt: skip
 _DELIMITERS = (",", ";", "\t")
 
@@ -40,7 +41,8 @@ def read_sources(path: str | os.PathLike[str], run_id: str = "") -> SourcesFile:
     The file is UTF-8 (a BOM is fine), comma-, semicolon- or tab-separated (seen
     from its first row). A header row names the columns (``url``, ``license`` or
     ``licence``, ``note``, ``author`` or ``creator``: who made the work, named in its
-    attribution where the platform names nobody; any order, other columns ignored);
+    attribution where the platform names nobody, ``page``: where people find it, linked in
+    its attribution instead of the media's own URL; any order, other columns ignored);
     without one, the columns are ``url,license[,note]``. Blank lines and lines starting with ``#``
     are ignored; a blank licence means "none declared" (the platform must then
     report one). A path (``/data/a.mp4``, ``./talks``, ``~/talks``, relative to the
@@ -75,8 +77,8 @@ def read_sources(path: str | os.PathLike[str], run_id: str = "") -> SourcesFile:
             seen, (url, declared, note), line
         )
         if problem is None:
-            author = row.get("author", "")
-            result.sources.append(Source(url, declared or None, note, line, author))
+            author, page = row.get("author", ""), row.get("page", "")
+            result.sources.append(Source(url, declared or None, note, line, author, page))
             continue
         code, reason = problem
         skipped = SkippedItem(str(path), url, note, code, reason, run_id, now(), line)

@@ -34,6 +34,7 @@ class Source:
     note: str = ""
     line: int | None = None  # where it is in the operator's sources file
     author: str = ""  # who made it, for the attribution where the platform names nobody
+    page: str = ""  # where people find the work, for the attribution of a local file or link
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,12 @@ class MediaItem:
     license_raw: str  # what the platform or the operator said, verbatim
     license_origin: str  # "platform" | "declared" | "none"
     duration: float | None
+    page: str = ""  # the operator's public address of the work, linked in its attribution
+
+    @property
+    def attribution_link(self) -> str:
+        """What the attribution links to: the operator's page, else the media's URL."""
+        return self.page or self.url
 
     @property
     def recording_id(self) -> str:
