@@ -236,8 +236,9 @@ def test_local_files_and_folders_are_ingested_by_path(served, tmp_path: Path) ->
         "(https://creativecommons.org/licenses/by/4.0/)"
     )  # the operator's page, not the local path
     assert recordings["one.flac"]["url"] == (folder / "one.flac").as_uri()
-    assert f'"three" ({(tmp_path / "three.mp3").as_uri()}), marked with' in (
-        recordings["three.mp3"]["attribution"]
+    assert (
+        f'"three" ({(tmp_path / "three.mp3").as_uri()}), marked with'
+        in (recordings["three.mp3"]["attribution"])
     )
     assert all(abs(r["duration"] - SPEECH_S) < 0.3 for r in recordings.values()), recordings
     skipped = store.skipped().to_pylist()
