@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from convoice.config import load_settings
+from convoice.models.licence import LOCAL_ATTRIBUTION_HINT, local_attributions
 from convoice.orchestration.store_lock import store_lock
 from convoice.storage import Release, Store
 
@@ -65,5 +66,8 @@ def release_flow(tag: str | None = None, note: str = "", home: str | None = None
         release.path,
         {k: v for k, v in release.changes.items() if k != "text_changed_clips"},
     )
+    local = local_attributions(store.recordings().column("attribution").to_pylist())
+    if local:
+        logger.warning("%d recording(s) %s", local, LOCAL_ATTRIBUTION_HINT)
     create_markdown_artifact(_markdown(release), key="release", description="Dataset release")
     return release

@@ -208,6 +208,18 @@ def attribution_line(title: str, uploader: str, url: str, license: str) -> str:
     return f"{work}, {verb} {named}"
 
 
+def local_attributions(attributions: list[str | None]) -> int:
+    """How many attribution lines link to a local ``file://`` path (local media ingested
+    without a ``page`` in the sources file): a release's users cannot follow them."""
+    return sum(1 for line in attributions if line and "(file:" in line)
+
+
+LOCAL_ATTRIBUTION_HINT = (
+    "attributed to a local file:// path: give the works' public address in the sources "
+    "file's page column and ingest them again (README, sources file)"
+)
+
+
 def decide_licence(platform_raw: str | None, declared: str | None) -> LicenceDecision:
     """Apply the gate to one item.
 

@@ -246,6 +246,15 @@ def test_local_files_and_folders_are_ingested_by_path(served, tmp_path: Path) ->
     assert f"no such file or folder: {tmp_path / 'missing.mp4'}" in skipped[0]["reason"]
     assert "Traceback" not in run.stderr
 
+    release = subprocess.run(
+        [sys.executable, "-m", "convoice.cli.root", "dataset", "release", "--home", str(home)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert release.returncode == 0, release.stderr[-3000:]
+    assert "warning: 2 recording(s) attributed to a local file:// path" in " ".join(
+        release.stdout.split()
+    )  # three.mp3 and four.ulaw: no page
+
     again = ingest(sources, home)  # a re-run labels nothing twice
     assert again.code == 0 and "0 recordings labelled" in " ".join(again.stdout.split())
     assert len(Store(str(home)).recordings()) == 4

@@ -283,8 +283,11 @@ def dataset_release(
     home: HomeOption = None,
 ) -> None:
     """Publish the current labels as the next immutable version."""
+    from convoice.models.licence import LOCAL_ATTRIBUTION_HINT, local_attributions
+
+    store = _store(home)
     try:
-        rel = _store(home).release(tag=tag, note=note)
+        rel = store.release(tag=tag, note=note)
     except ValueError as err:  # a tag already used or malformed, or nothing to release
         fail(err)
     console.print(
@@ -292,6 +295,9 @@ def dataset_release(
         f"{rel.n_recordings} recordings, {rel.n_speakers} speakers, {rel.hours:.3f} h, "
         f"by status {rel.clips_by_status}"
     )
+    local = local_attributions(store.recordings().column("attribution").to_pylist())
+    if local:
+        console.print(f"[yellow]warning:[/] {local} recording(s) {LOCAL_ATTRIBUTION_HINT}")
 
 
 @dataset_app.command("list")
