@@ -215,8 +215,9 @@ def local_attributions(attributions: list[str | None]) -> int:
 
 
 LOCAL_ATTRIBUTION_HINT = (
-    "attributed to a local file:// path: give the works' public address in the sources "
-    "file's page column and ingest them again (README, sources file)"
+    "attributed to a local file:// path, which the release's users cannot follow: give "
+    "local works' public address in the sources file's page column when they are ingested "
+    "(README, sources file)"
 )
 
 
