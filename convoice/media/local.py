@@ -37,7 +37,7 @@ def local_url(cell: str, base: Path) -> str | None:
     ``base``), or None when ``cell`` is not a path (a web URL, say)."""
     text = cell.strip()
     if is_file_url(text):
-        path = Path(unquote(urlsplit(text).path))
+        path = url_path(text)
     elif text.startswith(_PATH_STARTS) or text in (".", ".."):
         path = Path(text).expanduser()
     elif text and "://" not in text and (base / text).exists():
@@ -46,7 +46,7 @@ def local_url(cell: str, base: Path) -> str | None:
         return None
     if not path.is_absolute():
         path = base / path
-    return Path(path.resolve()).as_uri()
+    return path.resolve().as_uri()
 
 
 def url_path(url: str) -> Path:

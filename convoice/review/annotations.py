@@ -197,6 +197,12 @@ def _stamp(annotation: Mapping[str, Any]) -> Any:
     return annotation.get("updated_at") or annotation.get("created_at")
 
 
+def annotation_key(annotation: Mapping[str, Any]) -> tuple[int, str]:
+    """(annotation id, time): how the store's review log marks an annotation as applied
+    (:func:`~convoice.storage.review_state.applied_annotations`)."""
+    return int(annotation.get("id") or 0), annotation_time(annotation)
+
+
 def annotation_time(annotation: Mapping[str, Any]) -> str:
     """When the annotation last changed, as stored (UTC milliseconds); "" when unknown."""
     raw = str(_stamp(annotation) or "")
@@ -217,7 +223,7 @@ def parse_all(
     for task in tasks:
         for annotation in task.get("annotations") or []:
             read += 1
-            key = (int(annotation.get("id") or 0), annotation_time(annotation))
+            key = annotation_key(annotation)
             if key in applied:
                 already += 1
                 continue
@@ -317,7 +323,7 @@ def server_progress(
     for task in annotated:
         for annotation in task.get("annotations") or []:
             annotations += 1
-            if (int(annotation.get("id") or 0), annotation_time(annotation)) in applied:
+            if annotation_key(annotation) in applied:
                 pulled += 1
             elif annotation.get("was_cancelled"):
                 cancelled += 1
