@@ -177,3 +177,11 @@ def test_paths_name_local_media_and_author_and_page_columns_attribute_it(tmp_pat
     assert rejected[6][0] == "malformed_url" and "or a path: ./two.mp3" in rejected[6][1]
     assert rejected[4] == ("duplicate_row", "the same row as line 2")
     assert set(rejected) == {4, 5, 6}
+
+
+def test_a_headerless_file_may_begin_with_a_bare_name_beside_it(tmp_path: Path) -> None:
+    """The first row is a data row when it names a file beside the sources file, whatever
+    the current directory is (the rows' own paths start there too)."""
+    (tmp_path / "talk.mp3").write_bytes(b"")
+    read = read_sources(_write(tmp_path / "s.csv", "talk.mp3,CC0\n"))
+    assert [(s.line, s.url) for s in read.sources] == [(1, (tmp_path / "talk.mp3").as_uri())]

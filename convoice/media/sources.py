@@ -64,10 +64,10 @@ def read_sources(path: str | os.PathLike[str], run_id: str = "") -> SourcesFile:
     rows = _rows(text)
     if not rows:
         raise SourcesError(f"{name}: no rows (expected a header with 'url' and 'license')")
-    columns, rows = _columns(name, rows)
+    base = Path(path).resolve().parent  # where its relative paths start
+    columns, rows = _columns(name, rows, base)
     result = SourcesFile([], [])
     seen: dict[tuple[str, str, str], int] = {}
-    base = Path(path).resolve().parent
     for line, cells in rows:
         row = {col: cell.strip() for col, cell in zip(columns, cells, strict=False)}
         url, declared, note = row.get("url", ""), row.get("license", ""), row.get("note", "")
@@ -102,9 +102,10 @@ def _rows(text: str) -> list[tuple[int, list[str]]]:
 
 
 def _columns(
-    name: str, rows: list[tuple[int, list[str]]]
+    name: str, rows: list[tuple[int, list[str]]], base: Path
 ) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """The column names (from the header, or the default order) and the data rows."""
+    """The column names (from the header, or the default order) and the data rows; a first
+    row naming local media (a path from ``base``) or a URL is a data row."""
     line, first = rows[0]
     header = [_COLUMN_ALIASES.get(c.strip().lower(), c.strip().lower()) for c in first]
     if "url" in header:
@@ -113,7 +114,7 @@ def _columns(
                 f"{name}, line {line}: missing column 'license' (found: {', '.join(header)})"
             )
         return header, rows[1:]
-    if local_url(first[0], Path.cwd()) or _url_problem(first[0].strip()) is None:
+    if local_url(first[0], base) or _url_problem(first[0].strip()) is None:
         return list(SOURCE_COLUMNS), rows  # no header: url,license[,note]
     raise SourcesError(
         f"{name}, line {line}: missing column 'url' (found: {', '.join(header)}); the first "
